@@ -1,0 +1,736 @@
+//! Resources with Apache Mesos semantics.
+//!
+//! A [`Resources`] value is a bag of named resources, each reserved for a role (`*` means
+//! unreserved). Scalars (`cpus`, `mem` in MB, `disk` in MB, `gpus`, …) are fixed point in
+//! thousandths, so sums and differences never drift; ranges (`ports`) and sets are exact.
+//!
+//! Text form (as Mesos): `cpus:4;mem:8192;ports:[31000-32000];disks(ssd):{a,b}` where
+//! `name(role)` reserves for `role`. JSON form: the Mesos array
+//! `[{"name":"cpus","type":"SCALAR","scalar":{"value":4}}]` or a plain object
+//! `{"cpus":4,"mem":8192,"ports":"[31000-32000]"}`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::v1;
+
+/// The role of unreserved resources.
+pub const UNRESERVED: &str = "*";
+
+/// Milli-units per unit of a scalar.
+pub const MILLI: i64 = 1000;
+
+/// Errors from parsing or converting resources; each names what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    /// A `name:value` item could not be parsed.
+    #[error("invalid resource item `{item}`: {reason}")]
+    InvalidItem {
+        /// The offending text.
+        item: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A scalar was negative, not a number, or too large.
+    #[error("resource `{name}`: invalid scalar {value}: {reason}")]
+    InvalidScalar {
+        /// Resource name.
+        name: String,
+        /// The value as given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A range had begin > end or was malformed.
+    #[error("resource `{name}`: invalid range `{range}`")]
+    InvalidRange {
+        /// Resource name.
+        name: String,
+        /// The range as given.
+        range: String,
+    },
+    /// A well-known resource had the wrong type (e.g. `cpus:[1-2]`).
+    #[error("resource `{name}` must be {expected}")]
+    WrongType {
+        /// Resource name.
+        name: String,
+        /// Expected type.
+        expected: &'static str,
+    },
+    /// Malformed JSON.
+    #[error("invalid resources JSON: {0}")]
+    Json(String),
+    /// A role name that is not allowed.
+    #[error("invalid role `{role}` for resource `{name}`: {reason}")]
+    InvalidRole {
+        /// Resource name.
+        name: String,
+        /// Role as given.
+        role: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// The kind of a resource value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Fixed-point number.
+    Scalar,
+    /// Set of integer ranges.
+    Ranges,
+    /// Set of strings.
+    Set,
+}
+
+/// Identifies one resource entry: its name, reservation role and kind.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceKey {
+    /// Resource name, e.g. `cpus`.
+    pub name: String,
+    /// Role the resource is reserved for; `*` if unreserved.
+    pub role: String,
+    /// Value kind.
+    pub kind: Kind,
+}
+
+/// A normalized set of inclusive `u64` ranges: sorted, non-overlapping, non-adjacent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct RangeSet(Vec<(u64, u64)>);
+
+impl RangeSet {
+    /// Builds a normalized set from arbitrary inclusive ranges (begin ≤ end).
+    pub fn from_ranges(ranges: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        let mut v: Vec<(u64, u64)> = ranges.into_iter().collect();
+        v.sort_unstable();
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+        for (b, e) in v {
+            match out.last_mut() {
+                Some(last) if b <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+                _ => out.push((b, e)),
+            }
+        }
+        RangeSet(out)
+    }
+
+    /// The ranges, sorted and merged.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.0
+    }
+
+    /// Number of integers in the set (saturating).
+    pub fn count(&self) -> u64 {
+        self.0
+            .iter()
+            .fold(0u64, |acc, (b, e)| acc.saturating_add(e - b + 1))
+    }
+
+    /// True if the set has no element.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Union.
+    pub fn union(&self, other: &RangeSet) -> RangeSet {
+        RangeSet::from_ranges(self.0.iter().chain(other.0.iter()).copied())
+    }
+
+    /// True if every element of `other` is in `self`.
+    pub fn contains(&self, other: &RangeSet) -> bool {
+        other.0.iter().all(|&(b, e)| {
+            self.0.iter().any(|&(sb, se)| sb <= b && e <= se)
+        })
+    }
+
+    /// Elements of `self` not in `other`.
+    pub fn difference(&self, other: &RangeSet) -> RangeSet {
+        let mut out = Vec::new();
+        for &(b, e) in &self.0 {
+            let mut cur = Some((b, e));
+            for &(ob, oe) in &other.0 {
+                let Some((cb, ce)) = cur else { break };
+                if oe < cb || ob > ce {
+                    continue;
+                }
+                if ob > cb {
+                    out.push((cb, ob - 1));
+                }
+                cur = if oe < ce { Some((oe + 1, ce)) } else { None };
+            }
+            if let Some(c) = cur {
+                out.push(c);
+            }
+        }
+        RangeSet::from_ranges(out)
+    }
+}
+
+/// A resource value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// Thousandths of a unit.
+    Scalar(i64),
+    /// Integer ranges.
+    Ranges(RangeSet),
+    /// Text items.
+    Set(BTreeSet<String>),
+}
+
+impl Value {
+    fn kind(&self) -> Kind {
+        match self {
+            Value::Scalar(_) => Kind::Scalar,
+            Value::Ranges(_) => Kind::Ranges,
+            Value::Set(_) => Kind::Set,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Value::Scalar(v) => *v == 0,
+            Value::Ranges(r) => r.is_empty(),
+            Value::Set(s) => s.is_empty(),
+        }
+    }
+}
+
+/// A bag of resources. Entries with empty values are never stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    items: BTreeMap<ResourceKey, Value>,
+}
+
+fn expected_kind(name: &str) -> Option<(Kind, &'static str)> {
+    match name {
+        "cpus" | "mem" | "disk" | "gpus" => Some((Kind::Scalar, "a scalar")),
+        "ports" => Some((Kind::Ranges, "ranges")),
+        _ => None,
+    }
+}
+
+/// Checks a role name: `*`, or `/`-separated non-empty segments of `[A-Za-z0-9_.-]`,
+/// no segment `.` or `..`, not starting with `-`.
+pub fn validate_role(role: &str) -> Result<(), String> {
+    if role == UNRESERVED {
+        return Ok(());
+    }
+    if role.is_empty() {
+        return Err("role is empty".into());
+    }
+    for seg in role.split('/') {
+        if seg.is_empty() {
+            return Err("empty path segment".into());
+        }
+        if seg == "." || seg == ".." {
+            return Err(format!("segment `{seg}` is not allowed"));
+        }
+        if seg.starts_with('-') {
+            return Err("segment starts with `-`".into());
+        }
+        if let Some(c) = seg
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        {
+            return Err(format!("character `{c}` is not allowed"));
+        }
+    }
+    Ok(())
+}
+
+/// Converts a decimal number to milli-units, rounding to three decimals as Mesos does.
+pub fn to_milli(name: &str, value: f64) -> Result<i64, ResourceError> {
+    let err = |reason: &str| ResourceError::InvalidScalar {
+        name: name.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    if !value.is_finite() {
+        return Err(err("not a finite number"));
+    }
+    if value < 0.0 {
+        return Err(err("negative"));
+    }
+    let milli = (value * MILLI as f64).round();
+    if milli > (i64::MAX / 4) as f64 {
+        return Err(err("too large"));
+    }
+    Ok(milli as i64)
+}
+
+/// Formats milli-units as a decimal with at most three fraction digits.
+pub fn format_milli(m: i64) -> String {
+    let (sign, m) = if m < 0 { ("-", -m) } else { ("", m) };
+    let whole = m / MILLI;
+    let frac = m % MILLI;
+    if frac == 0 {
+        format!("{sign}{whole}")
+    } else {
+        let f = format!("{frac:03}");
+        format!("{sign}{whole}.{}", f.trim_end_matches('0'))
+    }
+}
+
+impl Resources {
+    /// No resources.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses the Mesos text form or JSON (detected by a leading `[` or `{`).
+    pub fn parse(s: &str) -> Result<Self, ResourceError> {
+        let t = s.trim();
+        if t.starts_with('[') || t.starts_with('{') {
+            return Self::parse_json(t);
+        }
+        let mut out = Resources::new();
+        for item in t.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+            let bad = |reason: &str| ResourceError::InvalidItem {
+                item: item.to_string(),
+                reason: reason.to_string(),
+            };
+            let (lhs, rhs) = item.split_once(':').ok_or_else(|| bad("expected `name:value`"))?;
+            let lhs = lhs.trim();
+            let (name, role) = match lhs.split_once('(') {
+                Some((n, r)) => {
+                    let r = r.strip_suffix(')').ok_or_else(|| bad("unclosed `(role)`"))?;
+                    (n.trim(), r.trim())
+                }
+                None => (lhs, UNRESERVED),
+            };
+            if name.is_empty() {
+                return Err(bad("empty name"));
+            }
+            if let Some(c) = name
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+            {
+                return Err(bad(&format!("character `{c}` not allowed in a name")));
+            }
+            let rhs = rhs.trim();
+            let value = if let Some(inner) = rhs.strip_prefix('[') {
+                let inner = inner.strip_suffix(']').ok_or_else(|| bad("unclosed `[`"))?;
+                Value::Ranges(parse_ranges(name, inner)?)
+            } else if let Some(inner) = rhs.strip_prefix('{') {
+                let inner = inner.strip_suffix('}').ok_or_else(|| bad("unclosed `{`"))?;
+                Value::Set(
+                    inner
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect(),
+                )
+            } else {
+                let v: f64 = rhs.parse().map_err(|_| ResourceError::InvalidScalar {
+                    name: name.to_string(),
+                    value: rhs.to_string(),
+                    reason: "not a number".into(),
+                })?;
+                Value::Scalar(to_milli(name, v)?)
+            };
+            out.add_checked(name, role, value)?;
+        }
+        Ok(out)
+    }
+
+    /// Parses the Mesos JSON array form or a plain `{"name": value}` object.
+    pub fn parse_json(s: &str) -> Result<Self, ResourceError> {
+        let json: serde_json::Value =
+            serde_json::from_str(s).map_err(|e| ResourceError::Json(e.to_string()))?;
+        let mut out = Resources::new();
+        match json {
+            serde_json::Value::Object(map) => {
+                for (name, v) in map {
+                    let value = match v {
+                        serde_json::Value::Number(n) => {
+                            let f = n.as_f64().ok_or_else(|| {
+                                ResourceError::Json(format!("`{name}`: not a number"))
+                            })?;
+                            Value::Scalar(to_milli(&name, f)?)
+                        }
+                        serde_json::Value::String(text) => {
+                            let one = Resources::parse(&format!("{name}:{text}"))?;
+                            out.add(&one);
+                            continue;
+                        }
+                        other => {
+                            return Err(ResourceError::Json(format!(
+                                "`{name}`: expected a number or a string, got {other}"
+                            )));
+                        }
+                    };
+                    out.add_checked(&name, UNRESERVED, value)?;
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let field = |f: &str| ResourceError::Json(format!("item {i}: {f}"));
+                    let name = item
+                        .get("name")
+                        .and_then(|n| n.as_str())
+                        .ok_or_else(|| field("missing string `name`"))?;
+                    let role = item.get("role").and_then(|r| r.as_str()).unwrap_or(UNRESERVED);
+                    let ty = item
+                        .get("type")
+                        .and_then(|t| t.as_str())
+                        .unwrap_or("SCALAR")
+                        .to_ascii_uppercase();
+                    let value = match ty.as_str() {
+                        "SCALAR" => {
+                            let v = item
+                                .get("scalar")
+                                .and_then(|s| s.get("value"))
+                                .and_then(|v| v.as_f64())
+                                .ok_or_else(|| field("missing number `scalar.value`"))?;
+                            Value::Scalar(to_milli(name, v)?)
+                        }
+                        "RANGES" => {
+                            let ranges = item
+                                .get("ranges")
+                                .and_then(|r| r.get("range"))
+                                .and_then(|r| r.as_array())
+                                .ok_or_else(|| field("missing array `ranges.range`"))?;
+                            let mut rs = Vec::new();
+                            for r in ranges {
+                                let b = r.get("begin").and_then(|b| b.as_u64());
+                                let e = r.get("end").and_then(|e| e.as_u64());
+                                match (b, e) {
+                                    (Some(b), Some(e)) if b <= e => rs.push((b, e)),
+                                    _ => {
+                                        return Err(ResourceError::InvalidRange {
+                                            name: name.to_string(),
+                                            range: r.to_string(),
+                                        });
+                                    }
+                                }
+                            }
+                            Value::Ranges(RangeSet::from_ranges(rs))
+                        }
+                        "SET" => {
+                            let items = item
+                                .get("set")
+                                .and_then(|s| s.get("item"))
+                                .and_then(|i| i.as_array())
+                                .ok_or_else(|| field("missing array `set.item`"))?;
+                            let mut set = BTreeSet::new();
+                            for it in items {
+                                let s = it.as_str().ok_or_else(|| field("set items must be strings"))?;
+                                set.insert(s.to_string());
+                            }
+                            Value::Set(set)
+                        }
+                        other => return Err(field(&format!("unknown type `{other}`"))),
+                    };
+                    out.add_checked(name, role, value)?;
+                }
+            }
+            other => {
+                return Err(ResourceError::Json(format!(
+                    "expected an array or an object, got {other}"
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_checked(&mut self, name: &str, role: &str, value: Value) -> Result<(), ResourceError> {
+        let role = if role.is_empty() { UNRESERVED } else { role };
+        validate_role(role).map_err(|reason| ResourceError::InvalidRole {
+            name: name.to_string(),
+            role: role.to_string(),
+            reason,
+        })?;
+        if let Some((kind, expected)) = expected_kind(name) {
+            if value.kind() != kind {
+                return Err(ResourceError::WrongType { name: name.to_string(), expected });
+            }
+        }
+        self.add_value(
+            ResourceKey { name: name.to_string(), role: role.to_string(), kind: value.kind() },
+            value,
+        );
+        Ok(())
+    }
+
+    fn add_value(&mut self, key: ResourceKey, value: Value) {
+        if value.is_empty() {
+            return;
+        }
+        match self.items.get_mut(&key) {
+            None => {
+                self.items.insert(key, value);
+            }
+            Some(existing) => match (existing, value) {
+                (Value::Scalar(a), Value::Scalar(b)) => *a = a.saturating_add(b),
+                (Value::Ranges(a), Value::Ranges(b)) => *a = a.union(&b),
+                (Value::Set(a), Value::Set(b)) => a.extend(b),
+                // Keys carry the kind, so kinds always match here.
+                _ => {}
+            },
+        }
+    }
+
+    /// Converts from the wire form, validating every entry.
+    pub fn from_proto(list: &[v1::Resource]) -> Result<Self, ResourceError> {
+        let mut out = Resources::new();
+        for r in list {
+            let value = match &r.value {
+                Some(v1::resource::Value::ScalarMilli(m)) => {
+                    if *m < 0 {
+                        return Err(ResourceError::InvalidScalar {
+                            name: r.name.clone(),
+                            value: format_milli(*m),
+                            reason: "negative".into(),
+                        });
+                    }
+                    Value::Scalar(*m)
+                }
+                Some(v1::resource::Value::Ranges(rs)) => {
+                    let mut v = Vec::with_capacity(rs.range.len());
+                    for range in &rs.range {
+                        if range.begin > range.end {
+                            return Err(ResourceError::InvalidRange {
+                                name: r.name.clone(),
+                                range: format!("{}-{}", range.begin, range.end),
+                            });
+                        }
+                        v.push((range.begin, range.end));
+                    }
+                    Value::Ranges(RangeSet::from_ranges(v))
+                }
+                Some(v1::resource::Value::Set(s)) => Value::Set(s.item.iter().cloned().collect()),
+                None => {
+                    return Err(ResourceError::InvalidItem {
+                        item: r.name.clone(),
+                        reason: "no value".into(),
+                    });
+                }
+            };
+            if r.name.is_empty() {
+                return Err(ResourceError::InvalidItem {
+                    item: String::new(),
+                    reason: "empty name".into(),
+                });
+            }
+            out.add_checked(&r.name, &r.role, value)?;
+        }
+        Ok(out)
+    }
+
+    /// Converts to the wire form.
+    pub fn to_proto(&self) -> Vec<v1::Resource> {
+        self.items
+            .iter()
+            .map(|(k, v)| v1::Resource {
+                name: k.name.clone(),
+                role: k.role.clone(),
+                value: Some(match v {
+                    Value::Scalar(m) => v1::resource::Value::ScalarMilli(*m),
+                    Value::Ranges(r) => v1::resource::Value::Ranges(v1::Ranges {
+                        range: r
+                            .ranges()
+                            .iter()
+                            .map(|&(begin, end)| v1::Range { begin, end })
+                            .collect(),
+                    }),
+                    Value::Set(s) => v1::resource::Value::Set(v1::Set { item: s.iter().cloned().collect() }),
+                }),
+            })
+            .collect()
+    }
+
+    /// A scalar resource of `name`, in milli-units, summed over roles.
+    pub fn scalar_milli(&self, name: &str) -> i64 {
+        self.items
+            .iter()
+            .filter(|(k, _)| k.name == name)
+            .map(|(_, v)| if let Value::Scalar(m) = v { *m } else { 0 })
+            .sum()
+    }
+
+    /// Builds a resources value with one unreserved scalar (milli-units).
+    pub fn scalar(name: &str, milli: i64) -> Self {
+        let mut r = Resources::new();
+        r.add_value(
+            ResourceKey { name: name.to_string(), role: UNRESERVED.to_string(), kind: Kind::Scalar },
+            Value::Scalar(milli.max(0)),
+        );
+        r
+    }
+
+    /// CPUs in milli-cpus.
+    pub fn cpus_milli(&self) -> i64 {
+        self.scalar_milli("cpus")
+    }
+
+    /// Memory in milli-MB.
+    pub fn mem_milli(&self) -> i64 {
+        self.scalar_milli("mem")
+    }
+
+    /// Ranges of `name` (all roles), e.g. ports.
+    pub fn ranges(&self, name: &str) -> RangeSet {
+        self.items
+            .iter()
+            .filter(|(k, _)| k.name == name)
+            .fold(RangeSet::default(), |acc, (_, v)| match v {
+                Value::Ranges(r) => acc.union(r),
+                _ => acc,
+            })
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Iterates over the entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&ResourceKey, &Value)> {
+        self.items.iter()
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Resources) {
+        for (k, v) in &other.items {
+            self.add_value(k.clone(), v.clone());
+        }
+    }
+
+    /// `self + other`.
+    pub fn plus(&self, other: &Resources) -> Resources {
+        let mut r = self.clone();
+        r.add(other);
+        r
+    }
+
+    /// True if `other` ⊆ `self` (same names, roles and kinds; scalars ≤, ranges/sets subsets).
+    pub fn contains(&self, other: &Resources) -> bool {
+        other.items.iter().all(|(k, v)| match (self.items.get(k), v) {
+            (Some(Value::Scalar(a)), Value::Scalar(b)) => a >= b,
+            (Some(Value::Ranges(a)), Value::Ranges(b)) => a.contains(b),
+            (Some(Value::Set(a)), Value::Set(b)) => b.is_subset(a),
+            _ => false,
+        })
+    }
+
+    /// `self − other` if `other` ⊆ `self`, else `None`.
+    pub fn checked_sub(&self, other: &Resources) -> Option<Resources> {
+        if !self.contains(other) {
+            return None;
+        }
+        let mut out = self.clone();
+        out.subtract(other);
+        Some(out)
+    }
+
+    /// Removes `other` from `self`, saturating at empty where `other` is not contained.
+    pub fn subtract(&mut self, other: &Resources) {
+        for (k, v) in &other.items {
+            let Some(existing) = self.items.get_mut(k) else { continue };
+            match (existing, v) {
+                (Value::Scalar(a), Value::Scalar(b)) => *a = (*a - b).max(0),
+                (Value::Ranges(a), Value::Ranges(b)) => *a = a.difference(b),
+                (Value::Set(a), Value::Set(b)) => a.retain(|x| !b.contains(x)),
+                _ => {}
+            }
+            if self.items.get(k).is_some_and(Value::is_empty) {
+                self.items.remove(k);
+            }
+        }
+    }
+
+    /// Only the entries reserved for `role` (`*` = unreserved).
+    pub fn for_role(&self, role: &str) -> Resources {
+        Resources {
+            items: self
+                .items
+                .iter()
+                .filter(|(k, _)| k.role == role)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The largest share `self[r] / total[r]` over scalar resources present in `total`.
+    pub fn dominant_share(&self, total: &Resources) -> f64 {
+        let mut best = 0.0f64;
+        for name in ["cpus", "mem", "disk", "gpus"] {
+            let t = total.scalar_milli(name);
+            if t > 0 {
+                best = best.max(self.scalar_milli(name) as f64 / t as f64);
+            }
+        }
+        best
+    }
+}
+
+fn parse_ranges(name: &str, inner: &str) -> Result<RangeSet, ResourceError> {
+    let mut v = Vec::new();
+    for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || ResourceError::InvalidRange { name: name.to_string(), range: part.to_string() };
+        let (b, e) = match part.split_once('-') {
+            Some((b, e)) => (b.trim(), e.trim()),
+            None => (part, part),
+        };
+        let b: u64 = b.parse().map_err(|_| bad())?;
+        let e: u64 = e.parse().map_err(|_| bad())?;
+        if b > e {
+            return Err(bad());
+        }
+        v.push((b, e));
+    }
+    Ok(RangeSet::from_ranges(v))
+}
+
+impl fmt::Display for Resources {
+    /// Mesos text form, entries in a stable order.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (k, v) in &self.items {
+            if !first {
+                f.write_str(";")?;
+            }
+            first = false;
+            f.write_str(&k.name)?;
+            if k.role != UNRESERVED {
+                write!(f, "({})", k.role)?;
+            }
+            f.write_str(":")?;
+            match v {
+                Value::Scalar(m) => f.write_str(&format_milli(*m))?,
+                Value::Ranges(r) => {
+                    f.write_str("[")?;
+                    for (i, (b, e)) in r.ranges().iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(",")?;
+                        }
+                        write!(f, "{b}-{e}")?;
+                    }
+                    f.write_str("]")?;
+                }
+                Value::Set(s) => {
+                    f.write_str("{")?;
+                    for (i, x) in s.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(",")?;
+                        }
+                        f.write_str(x)?;
+                    }
+                    f.write_str("}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Resources {
+    type Err = ResourceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Resources::parse(s)
+    }
+}
+
+#[cfg(test)]
+#[path = "resources_tests.rs"]
+mod tests;

@@ -1,0 +1,149 @@
+use super::*;
+use proptest::prelude::*;
+
+fn r(s: &str) -> Resources {
+    match Resources::parse(s) {
+        Ok(r) => r,
+        Err(e) => panic!("parse `{s}`: {e}"),
+    }
+}
+
+#[test]
+fn parses_mesos_text_form() {
+    let res = r("cpus:4;mem:8192;ports:[31000-32000];disks:{a,b}");
+    assert_eq!(res.cpus_milli(), 4000);
+    assert_eq!(res.mem_milli(), 8_192_000);
+    assert_eq!(res.ranges("ports").count(), 1001);
+    assert_eq!(res.to_string(), "cpus:4;disks:{a,b};mem:8192;ports:[31000-32000]");
+}
+
+#[test]
+fn parses_roles_fractions_and_merges_duplicates() {
+    let res = r("cpus(eng/ml):1.5; cpus:0.25; cpus:0.25; ports:[1-3,4-6,10-10]");
+    assert_eq!(res.cpus_milli(), 2000);
+    assert_eq!(res.for_role("eng/ml").cpus_milli(), 1500);
+    assert_eq!(res.to_string(), "cpus:0.5;cpus(eng/ml):1.5;ports:[1-6,10-10]");
+}
+
+#[test]
+fn rounds_to_three_decimals() {
+    assert_eq!(r("cpus:0.0014").cpus_milli(), 1);
+    assert_eq!(r("cpus:0.1").cpus_milli(), 100);
+    assert_eq!(format_milli(1), "0.001");
+    assert_eq!(format_milli(1500), "1.5");
+}
+
+#[test]
+fn rejects_malformed_text_with_a_clear_error() {
+    let table = [
+        ("cpus", "expected `name:value`"),
+        ("cpus:-1", "negative"),
+        ("cpus:abc", "not a number"),
+        ("cpus:NaN", "not a finite number"),
+        ("cpus:inf", "not a finite number"),
+        ("ports:[5-1]", "invalid range `5-1`"),
+        ("ports:[1-2", "unclosed `[`"),
+        ("cpus:[1-2]", "must be a scalar"),
+        ("ports:3", "must be ranges"),
+        (":3", "empty name"),
+        ("cpus(a b):1", "invalid role"),
+        ("cpus(..):1", "invalid role"),
+        ("cp us:1", "not allowed in a name"),
+        ("cpus(x:1", "unclosed `(role)`"),
+    ];
+    for (input, want) in table {
+        match Resources::parse(input) {
+            Ok(v) => panic!("`{input}` parsed as {v}"),
+            Err(e) => assert!(e.to_string().contains(want), "`{input}`: got `{e}`, want `{want}`"),
+        }
+    }
+}
+
+#[test]
+fn parses_json_forms() {
+    let mesos = r#"[{"name":"cpus","type":"SCALAR","scalar":{"value":2}},
+        {"name":"ports","type":"RANGES","ranges":{"range":[{"begin":1,"end":5}]}},
+        {"name":"mem","role":"web","scalar":{"value":64}}]"#;
+    assert_eq!(r(mesos).to_string(), "cpus:2;mem(web):64;ports:[1-5]");
+    assert_eq!(r(r#"{"cpus": 1, "mem": 128, "ports": "[80-81]"}"#).to_string(), "cpus:1;mem:128;ports:[80-81]");
+    for bad in [r#"{"cpus": -1}"#, r#"[{"type":"SCALAR"}]"#, r#"{"cpus": true}"#, "[1,", "7"] {
+        assert!(Resources::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn proto_round_trip_and_validation() {
+    let res = r("cpus:1;mem(web):64;ports:[1-5];disks:{x}");
+    assert_eq!(Resources::from_proto(&res.to_proto()), Ok(res));
+    let neg = vec![v1::Resource {
+        name: "cpus".into(),
+        role: String::new(),
+        value: Some(v1::resource::Value::ScalarMilli(-5)),
+    }];
+    assert!(Resources::from_proto(&neg).is_err());
+}
+
+#[test]
+fn arithmetic() {
+    let a = r("cpus:4;mem:1024;ports:[1-10]");
+    let b = r("cpus:1;mem:24;ports:[3-4]");
+    assert!(a.contains(&b));
+    assert!(!b.contains(&a));
+    let d = a.checked_sub(&b).expect("contained");
+    assert_eq!(d.to_string(), "cpus:3;mem:1000;ports:[1-2,5-10]");
+    assert_eq!(d.plus(&b), a);
+    assert!(a.checked_sub(&r("cpus:5")).is_none());
+    assert!(!a.contains(&r("cpus(web):1")), "reserved is not unreserved");
+    assert!((r("cpus:2;mem:512").dominant_share(&a) - 0.5).abs() < 1e-9);
+}
+
+fn arb_resources() -> impl Strategy<Value = Resources> {
+    (0i64..10_000, 0i64..100_000, proptest::collection::vec((0u64..200, 0u64..20), 0..4)).prop_map(
+        |(c, m, ports)| {
+            let mut r = Resources::scalar("cpus", c);
+            r.add(&Resources::scalar("mem", m));
+            let rs = RangeSet::from_ranges(ports.into_iter().map(|(b, len)| (b, b + len)));
+            if !rs.is_empty() {
+                r.add_value(
+                    ResourceKey { name: "ports".into(), role: UNRESERVED.into(), kind: Kind::Ranges },
+                    Value::Ranges(rs),
+                );
+            }
+            r
+        },
+    )
+}
+
+proptest! {
+    #[test]
+    fn add_then_sub_is_identity(a in arb_resources(), b in arb_resources()) {
+        let sum = a.plus(&b);
+        prop_assert!(sum.contains(&a));
+        prop_assert!(sum.contains(&b));
+        let back = sum.checked_sub(&b);
+        prop_assert!(back.is_some());
+        // Ranges may overlap, so only scalars are exactly restored.
+        let back = back.unwrap_or_default();
+        prop_assert_eq!(back.cpus_milli(), a.cpus_milli());
+        prop_assert_eq!(back.mem_milli(), a.mem_milli());
+    }
+
+    #[test]
+    fn text_form_round_trips(a in arb_resources()) {
+        let parsed = Resources::parse(&a.to_string());
+        prop_assert_eq!(parsed, Ok(a));
+    }
+
+    #[test]
+    fn range_difference_is_disjoint(a in arb_resources(), b in arb_resources()) {
+        let (ra, rb) = (a.ranges("ports"), b.ranges("ports"));
+        let d = ra.difference(&rb);
+        prop_assert!(ra.contains(&d));
+        for &(x, y) in d.ranges() {
+            for &(p, q) in rb.ranges() {
+                prop_assert!(y < p || x > q);
+            }
+        }
+        prop_assert_eq!(d.union(&rb), ra.union(&rb));
+    }
+}
