@@ -1,0 +1,138 @@
+//! Agent configuration and `--attributes` parsing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proffer_proto::Resources;
+
+use crate::AgentError;
+
+/// How an agent is configured (the CLI fills this in).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `HOST:PORT` of the master (gRPC over plain HTTP/2).
+    pub master: String,
+    /// Sandboxes and the `agent_id` file live here.
+    pub work_dir: PathBuf,
+    /// Resources to advertise; `None` means auto-detect (see [`crate::detect_resources`]).
+    pub resources: Option<Resources>,
+    /// Attributes advertised to the master, e.g. `[("rack", "r1")]`.
+    pub attributes: Vec<(String, String)>,
+    /// Hostname advertised to the master.
+    pub hostname: String,
+    /// Port advertised to the master (the agent does not listen yet).
+    pub port: u32,
+    /// First status-update retry interval (Mesos: 10 s).
+    pub status_retry_initial: Duration,
+    /// Cap of the status-update retry backoff (Mesos: 10 min).
+    pub status_retry_max: Duration,
+    /// First reconnect delay; doubles on every failure.
+    pub reconnect_initial: Duration,
+    /// Cap of the reconnect delay.
+    pub reconnect_max: Duration,
+    /// SIGTERM → SIGKILL grace when neither the kill nor the task gives one (Mesos: 3 s).
+    pub default_kill_grace: Duration,
+}
+
+impl AgentConfig {
+    /// A configuration with Mesos defaults, auto-detected resources and the local hostname.
+    pub fn new(master: impl Into<String>, work_dir: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            master: master.into(),
+            work_dir: work_dir.into(),
+            resources: None,
+            attributes: Vec::new(),
+            hostname: local_hostname(),
+            port: 5051,
+            status_retry_initial: Duration::from_secs(10),
+            status_retry_max: Duration::from_secs(600),
+            reconnect_initial: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
+            default_kill_grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The machine's hostname, or `localhost` when it cannot be read.
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Parses Mesos attribute text, `name:value;name:value` (e.g. `rack:r1;zone:a`).
+///
+/// Whitespace around names and values is trimmed; empty segments (a trailing `;`) are skipped.
+/// The value may itself contain `:` (only the first one separates). Names must be non-empty
+/// and unique; values must be non-empty.
+pub fn parse_attributes(s: &str) -> Result<Vec<(String, String)>, AgentError> {
+    let err = |reason: String| AgentError::InvalidAttributes {
+        input: s.to_string(),
+        reason,
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for part in s.split(';') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (name, value) = part
+            .split_once(':')
+            .ok_or_else(|| err(format!("{part:?} is not of the form name:value")))?;
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() {
+            return Err(err(format!("{part:?} has an empty name")));
+        }
+        if value.is_empty() {
+            return Err(err(format!("attribute {name:?} has an empty value")));
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(err(format!("attribute {name:?} given twice")));
+        }
+        out.push((name.to_string(), value.to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn attribute_table() {
+        let ok: &[(&str, &[(&str, &str)])] = &[
+            ("", &[]),
+            ("rack:r1", &[("rack", "r1")]),
+            ("rack:r1;zone:a", &[("rack", "r1"), ("zone", "a")]),
+            (" rack : r1 ; zone:a ;", &[("rack", "r1"), ("zone", "a")]),
+            ("url:http://x:80", &[("url", "http://x:80")]),
+            ("n:1.5", &[("n", "1.5")]),
+        ];
+        for (input, want) in ok {
+            assert_eq!(parse_attributes(input).ok(), Some(pairs(want)), "{input:?}");
+        }
+        for bad in ["rack", ":r1", "rack:", "rack:r1;rack:r2", "a:b;c"] {
+            let got = parse_attributes(bad);
+            assert!(got.is_err(), "{bad:?} must fail ({got:?})");
+        }
+    }
+
+    #[test]
+    fn defaults_are_mesos() {
+        let c = AgentConfig::new("127.0.0.1:5050", "/tmp/x");
+        assert_eq!(c.port, 5051);
+        assert_eq!(c.status_retry_initial, Duration::from_secs(10));
+        assert_eq!(c.status_retry_max, Duration::from_secs(600));
+        assert_eq!(c.default_kill_grace, Duration::from_secs(3));
+        assert!(!c.hostname.is_empty());
+    }
+}

@@ -1,0 +1,53 @@
+//! The agent's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the agent outside of a single task.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A file-system operation failed.
+    #[error("{context} {path}: {source}")]
+    Io {
+        /// What the agent was doing, e.g. "writing agent id".
+        context: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--attributes` text could not be parsed.
+    #[error("invalid attributes {input:?}: {reason}")]
+    InvalidAttributes {
+        /// The text given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Resource detection or parsing failed.
+    #[error("resources: {0}")]
+    Resources(String),
+    /// The master address is not usable as a URL.
+    #[error("invalid master address {address:?}: {reason}")]
+    InvalidMaster {
+        /// The address given.
+        address: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+}
+
+impl AgentError {
+    /// Builds an [`AgentError::Io`].
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        AgentError::Io {
+            context,
+            path: path.into(),
+            source,
+        }
+    }
+}
