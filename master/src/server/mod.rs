@@ -1,1 +1,137 @@
-//! Server shell (in progress).
+//! The tokio shell around the sans-IO [`Master`](crate::core::Master).
+//!
+//! One TCP port serves both gRPC (the `Scheduler`, `Agent` and `Operator` services of
+//! `proffer.v1`, over h2c) and HTTP/JSON (`GET /health`, `GET /state`, `GET /state/tasks`).
+//! A single task owns the core; every connection handler talks to it through a command channel,
+//! and the core task stamps each input with the time since the server started.
+//!
+//! # Layout
+//! - `core_task`: the task that owns the `Master`, feeds it commands, ticks it and dispatches outputs.
+//! - `scheduler`: the framework-facing `Scheduler` gRPC service.
+//! - `agent`: the `Agent` gRPC service (one bidirectional session per agent).
+//! - `http`: the `Operator` gRPC service and the axum HTTP/JSON routes.
+//! - `status`: mapping of [`MasterError`](crate::core::MasterError) onto gRPC statuses.
+
+mod agent;
+mod core_task;
+mod http;
+mod scheduler;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use proffer_proto::v1::agent_server::AgentServer;
+use proffer_proto::v1::operator_server::OperatorServer;
+use proffer_proto::v1::scheduler_server::SchedulerServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::core::{Master, MasterConfig};
+
+/// Largest accepted request: gRPC messages and HTTP bodies above this are rejected.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Settings of the server shell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// The core's settings.
+    pub master: MasterConfig,
+    /// Seed for the core's ids and random choices.
+    pub seed: u64,
+    /// How often the core's timers run even without input (default 20 ms).
+    pub tick_interval: Duration,
+}
+
+impl ServerConfig {
+    /// A configuration with the given core settings, seed 0 and a 20 ms tick.
+    pub fn new(master: MasterConfig) -> Self {
+        ServerConfig { master, seed: 0, tick_interval: Duration::from_millis(20) }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::new(MasterConfig::default())
+    }
+}
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listener has no usable local address.
+    #[error("cannot read the listener's local address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    /// Serving connections failed.
+    #[error("serving on {addr} failed: {source}")]
+    Serve {
+        /// The address served.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The zero tick interval would spin.
+    #[error("tick interval must be positive")]
+    ZeroTick,
+}
+
+/// Serves the master on `listener` until `cancel` fires, then shuts down gracefully: stops
+/// accepting, ends every framework stream and agent session, stops the core task, and returns
+/// once all connection tasks are done.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    cancel: CancellationToken,
+) -> Result<(), ServerError> {
+    if config.tick_interval.is_zero() {
+        return Err(ServerError::ZeroTick);
+    }
+    let addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+    let tracker = TaskTracker::new();
+    let master = Master::new(config.master, config.seed);
+    let master_id = master.master_id().to_owned();
+    let (core, commands) = core_task::CoreHandle::new();
+    tracker.spawn(core_task::run(master, commands, config.tick_interval, cancel.clone()));
+
+    let shared = Shared { core, tracker: tracker.clone(), shutdown: cancel.clone() };
+    let grpc = tonic::service::Routes::new(
+        SchedulerServer::new(scheduler::SchedulerService::new(shared.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .add_service(
+        AgentServer::new(agent::AgentService::new(shared.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .add_service(
+        OperatorServer::new(http::OperatorService::new(shared.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .into_axum_router();
+    let router = grpc
+        .merge(http::routes(shared.core.clone(), master_id.clone()))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));
+
+    tracing::info!(%addr, %master_id, "master listening (gRPC and HTTP)");
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .await;
+    // Whatever ended serving, stop the core and the session tasks too.
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!(%addr, "master stopped");
+    result.map_err(|source| ServerError::Serve { addr, source })
+}
+
+/// What every service handler needs: the core, the task tracker and the shutdown signal.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    core: core_task::CoreHandle,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}

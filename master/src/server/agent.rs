@@ -1,0 +1,111 @@
+//! The `Agent` service: one bidirectional session per agent. A reader task feeds every inbound
+//! message to the core; the core's messages for the session flow out through a channel.
+
+use proffer_proto::v1;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::Shared;
+use super::core_task::{AGENT_QUEUE, CoreHandle};
+use super::status;
+use crate::core::{ConnId, Input};
+
+/// The `Agent` gRPC service.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentService {
+    shared: Shared,
+}
+
+impl AgentService {
+    pub(crate) fn new(shared: Shared) -> Self {
+        AgentService { shared }
+    }
+}
+
+#[tonic::async_trait]
+impl v1::agent_server::Agent for AgentService {
+    type SessionStream = ReceiverStream<Result<v1::MasterMessage, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<v1::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let inbound = request.into_inner();
+        let core = self.shared.core.clone();
+        let conn = core.next_conn();
+        let (tx, rx) = mpsc::channel(AGENT_QUEUE);
+        let closed = CancellationToken::new();
+        core.open_agent(conn, tx, closed.clone()).map_err(status::unavailable)?;
+        let span = tracing::info_span!(
+            "agent_session",
+            conn,
+            agent_id = tracing::field::Empty,
+            hostname = tracing::field::Empty
+        );
+        let shutdown = self.shared.shutdown.clone();
+        self.shared
+            .tracker
+            .spawn(read_session(core, conn, inbound, closed, shutdown).instrument(span));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Feeds the session's inbound messages to the core until the agent hangs up, the core closes
+/// the session or the server shuts down.
+async fn read_session(
+    core: CoreHandle,
+    conn: ConnId,
+    mut inbound: Streaming<v1::AgentMessage>,
+    closed: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    tracing::debug!("agent session opened");
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = closed.cancelled() => {
+                tracing::debug!("session closed by the master");
+                return;
+            }
+            () = shutdown.cancelled() => return,
+            next = inbound.message() => next,
+        };
+        let msg = match next {
+            Ok(Some(msg)) => msg,
+            Ok(None) => {
+                tracing::info!("agent ended its session");
+                break;
+            }
+            Err(status) => {
+                tracing::info!(code = ?status.code(), message = status.message(), "agent session broke");
+                break;
+            }
+        };
+        record_identity(&msg);
+        match core.input(Input::Agent { conn, msg }).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "agent message refused"),
+            Err(_) => return,
+        }
+    }
+    core.agent_gone(conn);
+}
+
+/// Records the agent's id and hostname on the session span once it says who it is.
+fn record_identity(msg: &v1::AgentMessage) {
+    let info = match &msg.msg {
+        Some(v1::agent_message::Msg::Register(r)) => r.info.as_ref(),
+        Some(v1::agent_message::Msg::Reregister(r)) => r.info.as_ref(),
+        _ => None,
+    };
+    if let Some(info) = info {
+        let span = tracing::Span::current();
+        span.record("hostname", info.hostname.as_str());
+        if !info.id.is_empty() {
+            span.record("agent_id", info.id.as_str());
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The task that owns the [`Master`]: it receives commands from the connection handlers, feeds
+//! them to the core with the current time, ticks the core and dispatches its outputs to the
+//! connections' channels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use proffer_proto::v1;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::core::{ConnId, Input, Master, MasterError, Output, Timestamp};
+
+/// Sender half of a framework's event stream.
+pub(crate) type EventTx = mpsc::Sender<Result<v1::Event, tonic::Status>>;
+/// Sender half of an agent's outbound session stream.
+pub(crate) type AgentTx = mpsc::Sender<Result<v1::MasterMessage, tonic::Status>>;
+
+/// Events queued per framework stream before the stream counts as stuck and is dropped.
+pub(crate) const FRAMEWORK_QUEUE: usize = 1024;
+/// Messages queued per agent session before the session counts as stuck and is dropped.
+pub(crate) const AGENT_QUEUE: usize = 1024;
+/// Commands handled in one batch before the core is ticked and its outputs dispatched.
+const MAX_BATCH: usize = 256;
+
+/// The reply to an input: the core's verdict.
+type Reply = oneshot::Sender<Result<(), MasterError>>;
+
+/// A request to the core task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Feed an input and report the core's verdict.
+    Input { input: Input, reply: Reply },
+    /// Register a framework stream and subscribe it; on error the stream is forgotten again.
+    Subscribe { conn: ConnId, info: v1::FrameworkInfo, tx: EventTx, reply: Reply },
+    /// Register an agent session; `closed` is cancelled when the core ends the session.
+    OpenAgent { conn: ConnId, tx: AgentTx, closed: CancellationToken },
+    /// A framework stream was dropped by its client.
+    FrameworkGone { conn: ConnId },
+    /// An agent session's inbound half ended.
+    AgentGone { conn: ConnId },
+    /// Take a state snapshot.
+    Snapshot { reply: oneshot::Sender<v1::StateSnapshot> },
+}
+
+/// The core task has stopped (the server is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the master is shutting down")]
+pub(crate) struct CoreGone;
+
+/// A cloneable handle to the core task.
+#[derive(Debug, Clone)]
+pub(crate) struct CoreHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl CoreHandle {
+    /// A handle and the receiver the core task reads.
+    pub(crate) fn new() -> (CoreHandle, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (CoreHandle { tx, next_conn: Arc::new(AtomicU64::new(1)) }, rx)
+    }
+
+    /// A fresh connection id.
+    pub(crate) fn next_conn(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Feeds `input` and waits for the core's verdict.
+    pub(crate) async fn input(&self, input: Input) -> Result<Result<(), MasterError>, CoreGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Input { input, reply })?;
+        rx.await.map_err(|_| CoreGone)
+    }
+
+    /// Registers framework stream `conn` and subscribes it.
+    pub(crate) async fn subscribe(
+        &self,
+        conn: ConnId,
+        info: v1::FrameworkInfo,
+        tx: EventTx,
+    ) -> Result<Result<(), MasterError>, CoreGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Subscribe { conn, info, tx, reply })?;
+        rx.await.map_err(|_| CoreGone)
+    }
+
+    /// Registers agent session `conn`.
+    pub(crate) fn open_agent(
+        &self,
+        conn: ConnId,
+        tx: AgentTx,
+        closed: CancellationToken,
+    ) -> Result<(), CoreGone> {
+        self.send(Command::OpenAgent { conn, tx, closed })
+    }
+
+    /// Reports that framework stream `conn` was dropped (callable from `Drop`).
+    pub(crate) fn framework_gone(&self, conn: ConnId) {
+        // If the core is gone there is nobody left to tell.
+        let _ = self.send(Command::FrameworkGone { conn });
+    }
+
+    /// Reports that agent session `conn` ended.
+    pub(crate) fn agent_gone(&self, conn: ConnId) {
+        let _ = self.send(Command::AgentGone { conn });
+    }
+
+    /// A snapshot of the master's state.
+    pub(crate) async fn snapshot(&self) -> Result<v1::StateSnapshot, CoreGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Snapshot { reply })?;
+        rx.await.map_err(|_| CoreGone)
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), CoreGone> {
+        self.tx.send(cmd).map_err(|_| CoreGone)
+    }
+}
+
+/// A registered agent session.
+struct AgentConn {
+    tx: AgentTx,
+    closed: CancellationToken,
+}
+
+/// The state of the core task.
+struct CoreLoop {
+    master: Master,
+    start: Instant,
+    frameworks: HashMap<ConnId, EventTx>,
+    agents: HashMap<ConnId, AgentConn>,
+}
+
+/// Runs the core until `cancel` fires or every handle is dropped. On exit all stream senders are
+/// dropped, so every framework stream and agent session ends.
+pub(crate) async fn run(
+    master: Master,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    tick_interval: Duration,
+    cancel: CancellationToken,
+) {
+    let mut core = CoreLoop {
+        master,
+        start: Instant::now(),
+        frameworks: HashMap::new(),
+        agents: HashMap::new(),
+    };
+    let mut ticker = tokio::time::interval(tick_interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { break };
+                let now = core.now();
+                core.command(now, cmd);
+                let mut handled = 1;
+                while handled < MAX_BATCH {
+                    let Ok(cmd) = commands.try_recv() else { break };
+                    core.command(now, cmd);
+                    handled += 1;
+                }
+                core.tick(now);
+            }
+            _ = ticker.tick() => {
+                let now = core.now();
+                core.tick(now);
+            }
+        }
+    }
+    for conn in core.agents.values() {
+        conn.closed.cancel();
+    }
+    tracing::debug!(
+        frameworks = core.frameworks.len(),
+        agents = core.agents.len(),
+        "core task stopped; closing all streams"
+    );
+}
+
+impl CoreLoop {
+    fn now(&self) -> Timestamp {
+        Timestamp(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn command(&mut self, now: Timestamp, cmd: Command) {
+        match cmd {
+            Command::Input { input, reply } => {
+                let result = match &input {
+                    // The session was already ended by the core: do not feed stale messages.
+                    Input::Agent { conn, .. } if !self.agents.contains_key(conn) => {
+                        Err(MasterError::NotRegistered { conn: *conn })
+                    }
+                    _ => self.master.handle(now, input),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Subscribe { conn, info, tx, reply } => {
+                self.frameworks.insert(conn, tx);
+                let result = self.master.handle(now, Input::Subscribe { conn, info });
+                if result.is_err() {
+                    self.frameworks.remove(&conn);
+                }
+                let _ = reply.send(result);
+            }
+            Command::OpenAgent { conn, tx, closed } => {
+                self.agents.insert(conn, AgentConn { tx, closed });
+            }
+            Command::FrameworkGone { conn } => {
+                if self.frameworks.remove(&conn).is_some() {
+                    self.feed_disconnect(now, Input::FrameworkDisconnected { conn });
+                }
+            }
+            Command::AgentGone { conn } => {
+                if let Some(agent) = self.agents.remove(&conn) {
+                    agent.closed.cancel();
+                    self.feed_disconnect(now, Input::AgentDisconnected { conn });
+                }
+            }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.master.snapshot(now));
+            }
+        }
+    }
+
+    fn feed_disconnect(&mut self, now: Timestamp, input: Input) {
+        if let Err(err) = self.master.handle(now, input.clone()) {
+            tracing::debug!(?input, %err, "core refused a disconnect");
+        }
+    }
+
+    /// Runs the core's timers and dispatches everything it queued.
+    fn tick(&mut self, now: Timestamp) {
+        self.master.tick(now);
+        self.dispatch(now);
+    }
+
+    /// Sends queued outputs until the outbox stays empty (a dead stream found while sending is
+    /// fed back as a disconnect, which may queue more outputs).
+    fn dispatch(&mut self, now: Timestamp) {
+        loop {
+            let outputs = self.master.take_outbox();
+            if outputs.is_empty() {
+                return;
+            }
+            for output in outputs {
+                self.output(now, output);
+            }
+        }
+    }
+
+    fn output(&mut self, now: Timestamp, output: Output) {
+        match output {
+            Output::ToFramework { conn, event } => {
+                let Some(tx) = self.frameworks.get(&conn) else {
+                    tracing::debug!(conn, "event for a closed framework stream dropped");
+                    return;
+                };
+                if let Err(err) = tx.try_send(Ok(event)) {
+                    tracing::warn!(conn, reason = %err, "framework stream full or closed; dropping it");
+                    self.frameworks.remove(&conn);
+                    self.feed_disconnect(now, Input::FrameworkDisconnected { conn });
+                }
+            }
+            Output::CloseFramework { conn } => {
+                self.frameworks.remove(&conn);
+            }
+            Output::ToAgent { conn, msg } => {
+                let Some(agent) = self.agents.get(&conn) else {
+                    tracing::debug!(conn, "message for a closed agent session dropped");
+                    return;
+                };
+                if let Err(err) = agent.tx.try_send(Ok(msg)) {
+                    tracing::warn!(conn, reason = %err, "agent session full or closed; dropping it");
+                    if let Some(agent) = self.agents.remove(&conn) {
+                        agent.closed.cancel();
+                    }
+                    self.feed_disconnect(now, Input::AgentDisconnected { conn });
+                }
+            }
+            Output::CloseAgent { conn } => {
+                if let Some(agent) = self.agents.remove(&conn) {
+                    agent.closed.cancel();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Operator access: the `Operator` gRPC service and the HTTP/JSON routes (`/health`, `/state`,
+//! `/state/tasks`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use proffer_proto::v1;
+use serde::Serialize;
+
+use super::Shared;
+use super::core_task::CoreHandle;
+use super::status;
+
+/// The `Operator` gRPC service.
+#[derive(Debug, Clone)]
+pub(crate) struct OperatorService {
+    shared: Shared,
+}
+
+impl OperatorService {
+    pub(crate) fn new(shared: Shared) -> Self {
+        OperatorService { shared }
+    }
+}
+
+#[tonic::async_trait]
+impl v1::operator_server::Operator for OperatorService {
+    async fn get_state(
+        &self,
+        _request: tonic::Request<v1::GetStateRequest>,
+    ) -> Result<tonic::Response<v1::StateSnapshot>, tonic::Status> {
+        let snapshot = self.shared.core.snapshot().await.map_err(status::unavailable)?;
+        Ok(tonic::Response::new(snapshot))
+    }
+}
+
+/// State of the HTTP handlers.
+#[derive(Debug, Clone)]
+struct HttpState {
+    core: CoreHandle,
+    master_id: Arc<str>,
+}
+
+/// The HTTP/JSON routes.
+pub(crate) fn routes(core: CoreHandle, master_id: String) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/state", get(state))
+        .route("/state/tasks", get(tasks))
+        .with_state(HttpState { core, master_id: master_id.into() })
+}
+
+/// `GET /health` body.
+#[derive(Debug, Serialize)]
+struct Health<'a> {
+    status: &'a str,
+    master_id: &'a str,
+}
+
+async fn health(State(st): State<HttpState>) -> Response {
+    Json(Health { status: "ok", master_id: &st.master_id }).into_response()
+}
+
+async fn state(State(st): State<HttpState>) -> Response {
+    match st.core.snapshot().await {
+        Ok(snapshot) => Json(snapshot).into_response(),
+        Err(gone) => (StatusCode::SERVICE_UNAVAILABLE, gone.to_string()).into_response(),
+    }
+}
+
+/// `GET /state/tasks` body.
+#[derive(Debug, Serialize)]
+struct Tasks {
+    tasks: Vec<v1::TaskSummary>,
+    completed_tasks: Vec<v1::TaskSummary>,
+}
+
+async fn tasks(State(st): State<HttpState>) -> Response {
+    match st.core.snapshot().await {
+        Ok(s) => Json(Tasks { tasks: s.tasks, completed_tasks: s.completed_tasks }).into_response(),
+        Err(gone) => (StatusCode::SERVICE_UNAVAILABLE, gone.to_string()).into_response(),
+    }
+}

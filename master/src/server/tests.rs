@@ -1,0 +1,273 @@
+//! End-to-end tests of the shell over real sockets on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use proffer_proto::v1;
+use proffer_proto::v1::agent_client::AgentClient;
+use proffer_proto::v1::operator_client::OperatorClient;
+use proffer_proto::v1::scheduler_client::SchedulerClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+use super::{MAX_MESSAGE_BYTES, ServerConfig, ServerError, serve};
+use crate::core::MasterConfig;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct TestServer {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl TestServer {
+    async fn start() -> anyhow::Result<TestServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let mut config = ServerConfig::new(MasterConfig::default());
+        config.seed = 7;
+        let task = tokio::spawn(serve(listener, config, cancel.clone()));
+        Ok(TestServer { addr, cancel, task })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        tokio::time::timeout(WAIT, self.task).await???;
+        Ok(())
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns (status line, body).
+async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await??;
+    let text = String::from_utf8(raw)?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no header end"))?;
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    Ok((status, body.to_owned()))
+}
+
+#[tokio::test]
+async fn health_answers_ok_with_the_master_id() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (status, body) = http_get(server.addr, "/health").await?;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let json: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(json["status"], "ok");
+    assert!(!json["master_id"].as_str().unwrap_or_default().is_empty());
+    server.stop().await
+}
+
+#[tokio::test]
+async fn state_is_served_as_json_and_over_grpc() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (status, body) = http_get(server.addr, "/state").await?;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let http_state: v1::StateSnapshot = serde_json::from_str(&body)?;
+    assert!(!http_state.master_id.is_empty());
+
+    let mut client = OperatorClient::connect(server.url()).await?;
+    let grpc_state = client.get_state(v1::GetStateRequest {}).await?.into_inner();
+    assert_eq!(grpc_state.master_id, http_state.master_id);
+    assert!(grpc_state.now_ms >= http_state.now_ms);
+
+    let (status, body) = http_get(server.addr, "/state/tasks").await?;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let tasks: serde_json::Value = serde_json::from_str(&body)?;
+    assert!(tasks["tasks"].is_array());
+    assert!(tasks["completed_tasks"].is_array());
+    server.stop().await
+}
+
+#[tokio::test]
+async fn subscribe_without_framework_info_is_invalid() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = SchedulerClient::connect(server.url()).await?;
+    let err = client
+        .subscribe(v1::SubscribeRequest { framework_info: None })
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("subscribe without info succeeded"))?;
+    assert_eq!(err.code(), Code::InvalidArgument);
+    server.stop().await
+}
+
+#[tokio::test]
+async fn oversized_messages_are_rejected() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = SchedulerClient::connect(server.url()).await?;
+    let req = v1::MessageRequest {
+        header: Some(v1::CallHeader::default()),
+        data: vec![0u8; MAX_MESSAGE_BYTES + 1],
+        ..Default::default()
+    };
+    let err = client
+        .message(req)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("oversized message accepted"))?;
+    assert_eq!(err.code(), Code::OutOfRange, "{err}");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_and_returns() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut agent = AgentClient::connect(server.url()).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
+    let mut inbound =
+        agent.session(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    server.cancel.cancel();
+    // The master's side of the session ends (cleanly or with an error status).
+    let end = tokio::time::timeout(WAIT, async {
+        loop {
+            match inbound.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "agent session still open after shutdown");
+    drop(tx);
+    tokio::time::timeout(WAIT, server.task).await???;
+    Ok(())
+}
+
+#[tokio::test]
+async fn zero_tick_interval_is_refused() -> anyhow::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let mut config = ServerConfig::default();
+    config.tick_interval = Duration::ZERO;
+    let result = serve(listener, config, CancellationToken::new()).await;
+    assert!(matches!(result, Err(ServerError::ZeroTick)));
+    Ok(())
+}
+
+// ── Tests that need the real core (registration, subscriptions, authentication). ──
+
+fn framework_info(name: &str) -> v1::FrameworkInfo {
+    v1::FrameworkInfo {
+        name: name.into(),
+        user: "test".into(),
+        roles: vec!["*".into()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn call_without_subscription_is_permission_denied() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = SchedulerClient::connect(server.url()).await?;
+    let req = v1::ReviveRequest {
+        header: Some(v1::CallHeader { framework_id: "nobody".into(), stream_id: "x".into() }),
+        roles: vec![],
+    };
+    let err =
+        client.revive(req).await.err().ok_or_else(|| anyhow::anyhow!("revive succeeded"))?;
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    assert!(err.message().contains("nobody"), "{err}");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn subscription_gets_subscribed_and_disconnect_is_noticed() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = SchedulerClient::connect(server.url()).await?;
+    let mut events = client
+        .subscribe(v1::SubscribeRequest { framework_info: Some(framework_info("fw-a")) })
+        .await?
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, events.message())
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
+    let Some(v1::event::Event::Subscribed(sub)) = first.event else {
+        anyhow::bail!("first event is not SUBSCRIBED: {first:?}");
+    };
+    assert!(!sub.framework_id.is_empty());
+
+    // An authenticated call succeeds.
+    let header = v1::CallHeader { framework_id: sub.framework_id.clone(), stream_id: sub.stream_id };
+    client.revive(v1::ReviveRequest { header: Some(header), roles: vec![] }).await?;
+
+    let mut operator = OperatorClient::connect(server.url()).await?;
+    let state = operator.get_state(v1::GetStateRequest {}).await?.into_inner();
+    let fw = state.frameworks.iter().find(|f| f.id == sub.framework_id);
+    assert!(fw.is_some_and(|f| f.connected), "framework not connected: {state:?}");
+
+    // Dropping the stream tells the core the framework disconnected.
+    drop(events);
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let state = operator.get_state(v1::GetStateRequest {}).await?.into_inner();
+            let fw = state.frameworks.iter().find(|f| f.id == sub.framework_id);
+            if fw.is_none_or(|f| !f.connected) {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await??;
+    server.stop().await
+}
+
+#[tokio::test]
+async fn agent_session_registers_and_shows_in_state() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut agent = AgentClient::connect(server.url()).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
+    let resources = proffer_proto::Resources::parse("cpus:2;mem:1024")?.to_proto();
+    tx.send(v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
+            info: Some(v1::AgentInfo {
+                hostname: "host-a".into(),
+                port: 5051,
+                resources,
+                ..Default::default()
+            }),
+        })),
+    })
+    .await?;
+    let mut inbound =
+        agent.session(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    let first = tokio::time::timeout(WAIT, inbound.message())
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("session ended"))?;
+    let Some(v1::master_message::Msg::Registered(reg)) = first.msg else {
+        anyhow::bail!("first message is not AgentRegistered: {first:?}");
+    };
+    assert!(!reg.agent_id.is_empty());
+
+    let mut operator = OperatorClient::connect(server.url()).await?;
+    let state = operator.get_state(v1::GetStateRequest {}).await?.into_inner();
+    let summary = state.agents.iter().find(|a| a.id == reg.agent_id);
+    assert!(summary.is_some_and(|a| a.connected && a.hostname == "host-a"), "{state:?}");
+
+    // Closing the agent's side marks it disconnected.
+    drop(tx);
+    drop(inbound);
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let state = operator.get_state(v1::GetStateRequest {}).await?.into_inner();
+            let agent = state.agents.iter().find(|a| a.id == reg.agent_id);
+            if agent.is_none_or(|a| !a.connected) {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await??;
+    server.stop().await
+}
