@@ -1,1 +1,11 @@
-//! placeholder
+//! Proffer SDK: a client library for writing frameworks (schedulers) against a Proffer master.
+//!
+//! # Layout
+//! - [`driver`]: the async scheduler client ([`Driver`], [`EventStream`]): subscribe, calls, re-subscription.
+//! - [`batch`]: an example batch framework ([`run_batch`]) that packs shell tasks into offers.
+
+pub mod batch;
+pub mod driver;
+
+pub use batch::{BatchError, BatchProgress, BatchSpec, BatchSummary, run_batch};
+pub use driver::{Driver, DriverConfig, DriverError, DriverEvent, EventStream, command_task};

@@ -1,0 +1,442 @@
+//! An example batch framework: runs N identical shell tasks to completion.
+//!
+//! [`run_batch`] subscribes, packs as many pending tasks into each offer as fit (respecting
+//! [`BatchSpec::max_tasks_per_offer`]), declines offers it cannot use, suppresses offers once
+//! every task is launched, acknowledges every status update, and tears the framework down when
+//! every task reached a terminal state. Used by `proffer run` and `proffer local`.
+
+mod packing;
+mod summary;
+
+use std::collections::{HashMap, VecDeque};
+
+use proffer_proto::resources::{self, UNRESERVED};
+use proffer_proto::{Resources, v1};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::{Driver, DriverConfig, DriverError, DriverEvent, EventStream, command_task, refuse_filters};
+use packing::{TaskShape, pack};
+pub use summary::BatchSummary;
+
+/// Seconds unused resources are refused while tasks still wait for offers.
+const REFUSE_WHILE_PENDING: f64 = 1.0;
+/// Seconds offers are refused once every task is launched.
+const REFUSE_WHEN_DONE: f64 = 60.0;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSpec {
+    /// Framework name; task ids are `{name}-{index:04}`.
+    pub name: String,
+    /// How many tasks (at least 1).
+    pub tasks: usize,
+    /// The shell command each task runs.
+    pub cmd: String,
+    /// CPUs per task (> 0).
+    pub cpus: f64,
+    /// Memory per task in MB (> 0).
+    pub mem: f64,
+    /// The framework's role (default `*`).
+    pub role: String,
+    /// Most tasks launched from one offer; 0 means no limit.
+    pub max_tasks_per_offer: usize,
+    /// Seconds the master keeps the framework after a disconnect (0 = none, no re-subscription).
+    pub failover_timeout_secs: f64,
+}
+
+impl BatchSpec {
+    /// A spec with 0.1 cpus and 32 MB per task, role `*`, no per-offer limit, no failover.
+    pub fn new(name: impl Into<String>, tasks: usize, cmd: impl Into<String>) -> Self {
+        BatchSpec {
+            name: name.into(),
+            tasks,
+            cmd: cmd.into(),
+            cpus: 0.1,
+            mem: 32.0,
+            role: UNRESERVED.to_string(),
+            max_tasks_per_offer: 0,
+            failover_timeout_secs: 0.0,
+        }
+    }
+
+    /// Checks the spec; returns the per-task resource shape.
+    fn validate(&self) -> Result<TaskShape, BatchError> {
+        let bad = |m: String| Err(BatchError::InvalidSpec(m));
+        if self.name.trim().is_empty() {
+            return bad("name must not be empty".into());
+        }
+        if self.tasks == 0 {
+            return bad("tasks must be at least 1".into());
+        }
+        if self.cmd.trim().is_empty() {
+            return bad("cmd must not be empty".into());
+        }
+        if !(self.cpus.is_finite() && self.cpus > 0.0) {
+            return bad(format!("cpus must be > 0 (got {})", self.cpus));
+        }
+        if !(self.mem.is_finite() && self.mem > 0.0) {
+            return bad(format!("mem must be > 0 MB (got {})", self.mem));
+        }
+        if !(self.failover_timeout_secs.is_finite() && self.failover_timeout_secs >= 0.0) {
+            return bad(format!("failover timeout must be >= 0 (got {})", self.failover_timeout_secs));
+        }
+        if let Err(e) = resources::validate_role(&self.role) {
+            return bad(format!("invalid role `{}`: {e}", self.role));
+        }
+        let milli = |name: &str, v: f64| match resources::to_milli(name, v) {
+            Ok(m) if m > 0 => Ok(m),
+            Ok(_) => Err(BatchError::InvalidSpec(format!("{name} {v} rounds to zero (resolution is 0.001)"))),
+            Err(e) => Err(BatchError::InvalidSpec(e.to_string())),
+        };
+        Ok(TaskShape { cpus_milli: milli("cpus", self.cpus)?, mem_milli: milli("mem", self.mem)?, role: self.role.clone() })
+    }
+}
+
+/// Progress reported while a batch runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchProgress {
+    /// Subscribed (or re-subscribed) as `framework_id`.
+    Subscribed {
+        /// The framework id.
+        framework_id: String,
+    },
+    /// An offer arrived.
+    Offer {
+        /// The offering agent.
+        agent_id: String,
+        /// The offered resources in text form.
+        resources: String,
+    },
+    /// A task was launched.
+    Launched {
+        /// The task id.
+        task_id: String,
+        /// Where it runs.
+        agent_id: String,
+    },
+    /// A status update arrived.
+    Update {
+        /// The task id.
+        task_id: String,
+        /// The state name, e.g. `TASK_RUNNING`.
+        state: String,
+        /// The update's message.
+        message: String,
+    },
+    /// Every task is terminal; the framework was torn down.
+    Done,
+}
+
+/// Why a batch run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The spec is unusable.
+    #[error("invalid batch spec: {0}")]
+    InvalidSpec(String),
+    /// Subscribing failed.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// The run was cancelled; the framework was torn down.
+    #[error("batch cancelled after {} of {} tasks ended", .summary.terminal(), .summary.tasks)]
+    Cancelled {
+        /// Counts so far.
+        summary: Box<BatchSummary>,
+    },
+    /// The master ended the event stream (ERROR event or disconnect without re-subscription).
+    #[error("batch aborted: {reason}")]
+    Aborted {
+        /// Why.
+        reason: String,
+        /// Counts so far.
+        summary: Box<BatchSummary>,
+    },
+}
+
+/// Runs `spec` against the master at `master` (`HOST:PORT`) until every task is terminal.
+pub async fn run_batch(
+    master: &str,
+    spec: BatchSpec,
+    progress: impl FnMut(&BatchProgress) + Send + 'static,
+    cancel: CancellationToken,
+) -> Result<BatchSummary, BatchError> {
+    let shape = spec.validate()?;
+    let start = Instant::now();
+    let framework = v1::FrameworkInfo {
+        name: spec.name.clone(),
+        user: std::env::var("USER").unwrap_or_default(),
+        roles: vec![spec.role.clone()],
+        failover_timeout: spec.failover_timeout_secs,
+        ..Default::default()
+    };
+    let config = DriverConfig::new(master, framework);
+    let (driver, events) = tokio::select! {
+        _ = cancel.cancelled() => {
+            let summary = BatchSummary { tasks: spec.tasks, ..Default::default() };
+            return Err(BatchError::Cancelled { summary: Box::new(summary) });
+        }
+        r = Driver::subscribe(config) => r?,
+    };
+    let mut run = Run::new(spec, shape, driver, progress, start);
+    run.drive(events, cancel).await
+}
+
+/// Where one task is.
+#[derive(Debug, Clone, PartialEq)]
+enum Slot {
+    Pending,
+    Launched,
+    Done,
+}
+
+/// The state of one batch run.
+struct Run<P> {
+    spec: BatchSpec,
+    shape: TaskShape,
+    driver: Driver,
+    progress: P,
+    start: Instant,
+    summary: BatchSummary,
+    slots: Vec<Slot>,
+    index: HashMap<String, usize>,
+    pending: VecDeque<usize>,
+    suppressed: bool,
+}
+
+impl<P: FnMut(&BatchProgress)> Run<P> {
+    fn new(spec: BatchSpec, shape: TaskShape, driver: Driver, progress: P, start: Instant) -> Self {
+        let index = (0..spec.tasks).map(|i| (task_id(&spec.name, i), i)).collect();
+        Run {
+            summary: BatchSummary { tasks: spec.tasks, ..Default::default() },
+            slots: vec![Slot::Pending; spec.tasks],
+            pending: (0..spec.tasks).collect(),
+            index,
+            spec,
+            shape,
+            driver,
+            progress,
+            start,
+            suppressed: false,
+        }
+    }
+
+    async fn drive(&mut self, mut events: EventStream, cancel: CancellationToken) -> Result<BatchSummary, BatchError> {
+        let mut last_disconnect = None;
+        loop {
+            let event = tokio::select! {
+                _ = cancel.cancelled() => {
+                    self.teardown().await;
+                    return Err(BatchError::Cancelled { summary: Box::new(self.summary()) });
+                }
+                e = events.next() => e,
+            };
+            match event {
+                None => {
+                    let reason = last_disconnect.unwrap_or_else(|| "the event stream ended".to_string());
+                    return Err(self.aborted(reason));
+                }
+                Some(DriverEvent::Disconnected { reason }) => {
+                    tracing::warn!(%reason, "disconnected from the master");
+                    last_disconnect = Some(format!("disconnected: {reason}"));
+                }
+                Some(DriverEvent::Resubscribed { framework_id }) => {
+                    last_disconnect = None;
+                    self.on_resubscribed(framework_id).await;
+                }
+                Some(DriverEvent::Event(e)) => match e.event {
+                    Some(v1::event::Event::Subscribed(s)) => {
+                        (self.progress)(&BatchProgress::Subscribed { framework_id: s.framework_id });
+                    }
+                    Some(v1::event::Event::Offers(o)) => self.on_offers(o.offers).await,
+                    Some(v1::event::Event::Update(u)) => {
+                        if let Some(status) = u.status {
+                            self.on_update(status).await;
+                        }
+                        if self.summary.terminal() >= self.spec.tasks {
+                            self.teardown().await;
+                            (self.progress)(&BatchProgress::Done);
+                            return Ok(self.summary());
+                        }
+                    }
+                    Some(v1::event::Event::Error(err)) => {
+                        return Err(self.aborted(format!("master error: {}", err.message)));
+                    }
+                    Some(v1::event::Event::Failure(f)) => {
+                        tracing::warn!(agent_id = %f.agent_id, message = %f.message, "agent failure");
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    async fn on_resubscribed(&mut self, framework_id: String) {
+        (self.progress)(&BatchProgress::Subscribed { framework_id });
+        if !self.pending.is_empty() {
+            match self.driver.revive().await {
+                Ok(()) => self.suppressed = false,
+                Err(e) => tracing::warn!(error = %e, "revive after re-subscription failed"),
+            }
+        }
+        if let Err(e) = self.driver.reconcile(Vec::new()).await {
+            tracing::warn!(error = %e, "reconciliation after re-subscription failed");
+        }
+    }
+
+    async fn on_offers(&mut self, offers: Vec<v1::Offer>) {
+        for offer in offers {
+            self.summary.offers_received += 1;
+            let offered = Resources::from_proto(&offer.resources);
+            let text = match &offered {
+                Ok(r) => r.to_string(),
+                Err(e) => format!("<invalid: {e}>"),
+            };
+            (self.progress)(&BatchProgress::Offer { agent_id: offer.agent_id.clone(), resources: text });
+            if self.pending.is_empty() {
+                self.decline(offer.id, REFUSE_WHEN_DONE).await;
+                continue;
+            }
+            let offered = match offered {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(offer_id = %offer.id, error = %e, "offer with invalid resources");
+                    self.decline(offer.id, REFUSE_WHILE_PENDING).await;
+                    continue;
+                }
+            };
+            let limit = match self.spec.max_tasks_per_offer {
+                0 => self.pending.len(),
+                n => n.min(self.pending.len()),
+            };
+            let pieces = pack(&offered, &self.shape, limit);
+            if pieces.is_empty() {
+                self.decline(offer.id, REFUSE_WHILE_PENDING).await;
+                continue;
+            }
+            self.launch(&offer, pieces).await;
+        }
+        if self.pending.is_empty() && !self.suppressed {
+            match self.driver.suppress().await {
+                Ok(()) => self.suppressed = true,
+                Err(e) => tracing::warn!(error = %e, "suppress failed"),
+            }
+        }
+    }
+
+    async fn launch(&mut self, offer: &v1::Offer, pieces: Vec<Resources>) {
+        let chosen: Vec<usize> = pieces.iter().filter_map(|_| self.pending.pop_front()).collect();
+        let tasks: Vec<v1::TaskInfo> = chosen
+            .iter()
+            .zip(&pieces)
+            .map(|(&i, res)| {
+                let id = task_id(&self.spec.name, i);
+                command_task(&id, &id, &offer.agent_id, &self.spec.cmd, res)
+            })
+            .collect();
+        let refuse = if self.pending.is_empty() { REFUSE_WHEN_DONE } else { REFUSE_WHILE_PENDING };
+        match self.driver.launch(vec![offer.id.clone()], tasks.clone(), Some(refuse_filters(refuse))).await {
+            Ok(()) => {
+                for (&i, t) in chosen.iter().zip(&tasks) {
+                    if self.slots[i] == Slot::Pending {
+                        self.slots[i] = Slot::Launched;
+                    }
+                    self.summary.launched += 1;
+                    (self.progress)(&BatchProgress::Launched {
+                        task_id: t.task_id.clone(),
+                        agent_id: t.agent_id.clone(),
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(offer_id = %offer.id, error = %e, "launch failed; tasks stay pending");
+                for &i in chosen.iter().rev() {
+                    self.pending.push_front(i);
+                }
+            }
+        }
+    }
+
+    async fn on_update(&mut self, status: v1::TaskStatus) {
+        if let Err(e) = self.driver.acknowledge(&status).await {
+            tracing::warn!(task_id = %status.task_id, error = %e, "acknowledge failed");
+        }
+        let state = v1::TaskState::try_from(status.state).unwrap_or(v1::TaskState::Unspecified);
+        (self.progress)(&BatchProgress::Update {
+            task_id: status.task_id.clone(),
+            state: state.name().to_string(),
+            message: status.message.clone(),
+        });
+        let Some(&i) = self.index.get(&status.task_id) else {
+            tracing::debug!(task_id = %status.task_id, "update for an unknown task");
+            return;
+        };
+        if !state.is_terminal() || self.slots[i] == Slot::Done {
+            return;
+        }
+        if self.slots[i] == Slot::Pending {
+            self.pending.retain(|&p| p != i);
+        }
+        self.slots[i] = Slot::Done;
+        self.summary.count_terminal(state);
+    }
+
+    async fn decline(&mut self, offer_id: String, refuse: f64) {
+        self.summary.offers_declined += 1;
+        if let Err(e) = self.driver.decline(vec![offer_id], Some(refuse_filters(refuse))).await {
+            tracing::warn!(error = %e, "decline failed");
+        }
+    }
+
+    async fn teardown(&mut self) {
+        if let Err(e) = self.driver.teardown().await {
+            tracing::warn!(error = %e, "teardown failed");
+        }
+    }
+
+    fn summary(&mut self) -> BatchSummary {
+        self.summary.finish_timing(self.start.elapsed());
+        self.summary.clone()
+    }
+
+    fn aborted(&mut self, reason: String) -> BatchError {
+        BatchError::Aborted { reason, summary: Box::new(self.summary()) }
+    }
+}
+
+/// The id of task `index` of batch `name`.
+pub fn task_id(name: &str, index: usize) -> String {
+    format!("{name}-{index:04}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(spec: BatchSpec) -> String {
+        match spec.validate() {
+            Err(BatchError::InvalidSpec(m)) => m,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let ok = BatchSpec::new("b", 3, "true");
+        assert!(ok.validate().is_ok());
+        assert!(invalid(BatchSpec { tasks: 0, ..ok.clone() }).contains("tasks"));
+        assert!(invalid(BatchSpec { cmd: " ".into(), ..ok.clone() }).contains("cmd"));
+        assert!(invalid(BatchSpec { cpus: 0.0, ..ok.clone() }).contains("cpus"));
+        assert!(invalid(BatchSpec { cpus: 0.0001, ..ok.clone() }).contains("rounds to zero"));
+        assert!(invalid(BatchSpec { mem: -1.0, ..ok.clone() }).contains("mem"));
+        assert!(invalid(BatchSpec { mem: f64::NAN, ..ok.clone() }).contains("mem"));
+        assert!(invalid(BatchSpec { name: String::new(), ..ok.clone() }).contains("name"));
+        assert!(invalid(BatchSpec { role: "a b".into(), ..ok.clone() }).contains("role"));
+        assert!(invalid(BatchSpec { failover_timeout_secs: -1.0, ..ok }).contains("failover"));
+    }
+
+    #[test]
+    fn task_ids_are_zero_padded() {
+        assert_eq!(task_id("job", 7), "job-0007");
+        assert_eq!(task_id("job", 12345), "job-12345");
+    }
+}

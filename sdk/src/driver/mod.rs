@@ -1,0 +1,255 @@
+//! The async scheduler client.
+//!
+//! [`Driver::subscribe`] opens the `Subscribe` event stream, waits for SUBSCRIBED and spawns a
+//! background task that forwards every event into an [`EventStream`]. The [`Driver`] (cheap to
+//! clone) makes the unary calls, each carrying the current [`v1::CallHeader`]. When the stream
+//! breaks and [`DriverConfig::resubscribe`] is set and the framework has a positive failover
+//! timeout, the background task re-subscribes with the framework id (exponential backoff),
+//! emits [`DriverEvent::Disconnected`] then [`DriverEvent::Resubscribed`], and updates the
+//! header. Otherwise the stream emits `Disconnected` and ends. An ERROR event ends the stream.
+
+mod builders;
+mod error;
+mod session;
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use proffer_proto::v1;
+use proffer_proto::v1::scheduler_client::SchedulerClient;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub use builders::{command_task, launch_operation, refuse_filters};
+pub use error::DriverError;
+
+/// How long a unary call may take before it fails with `DeadlineExceeded`.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events buffered between the reader task and the consumer.
+const EVENT_BUFFER: usize = 1024;
+
+/// How to reach the master and who the framework is.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The master's gRPC address, `HOST:PORT` (an `http://` URL is accepted too).
+    pub master: String,
+    /// The framework; set `id` to re-subscribe as an existing framework.
+    pub framework: v1::FrameworkInfo,
+    /// First re-subscription delay (default 200 ms); doubled after each failure.
+    pub reconnect_initial: Duration,
+    /// Largest re-subscription delay (default 5 s).
+    pub reconnect_max: Duration,
+    /// Re-subscribe when the stream breaks (default true; needs `failover_timeout > 0`).
+    pub resubscribe: bool,
+}
+
+impl DriverConfig {
+    /// A configuration with the default reconnect settings.
+    pub fn new(master: impl Into<String>, framework: v1::FrameworkInfo) -> Self {
+        DriverConfig {
+            master: master.into(),
+            framework,
+            reconnect_initial: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(5),
+            resubscribe: true,
+        }
+    }
+}
+
+/// What the event stream delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriverEvent {
+    /// An event from the master (SUBSCRIBED comes first).
+    Event(v1::Event),
+    /// The event stream broke; `reason` says how.
+    Disconnected {
+        /// What happened.
+        reason: String,
+    },
+    /// The driver re-subscribed after a disconnect; calls now carry the new header.
+    Resubscribed {
+        /// The framework id (unchanged on a successful failover).
+        framework_id: String,
+    },
+}
+
+/// The events of one subscription, in order. Ends (`None`) after an ERROR event, after a
+/// disconnect that is not re-subscribed, or after [`Driver::teardown`].
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::Receiver<DriverEvent>,
+}
+
+impl EventStream {
+    /// The next event, or `None` when the stream is over.
+    pub async fn next(&mut self) -> Option<DriverEvent> {
+        self.rx.recv().await
+    }
+}
+
+/// A handle for making scheduler calls. Clones share the connection and the header.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    client: SchedulerClient<Channel>,
+    header: Arc<RwLock<v1::CallHeader>>,
+    shutdown: CancellationToken,
+}
+
+impl Driver {
+    /// Connects to the master, subscribes, and returns once SUBSCRIBED arrived. The SUBSCRIBED
+    /// event is also the first event on the returned stream.
+    pub async fn subscribe(config: DriverConfig) -> Result<(Driver, EventStream), DriverError> {
+        let channel = session::connect(&config.master).await?;
+        let client = SchedulerClient::new(channel);
+        let opened = session::open(&client, &config.master, &config.framework).await?;
+        let header = Arc::new(RwLock::new(v1::CallHeader {
+            framework_id: opened.subscribed.framework_id.clone(),
+            stream_id: opened.subscribed.stream_id.clone(),
+        }));
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        // Capacity is at least one and nothing else has sent yet.
+        let _ = tx.try_send(DriverEvent::Event(opened.first));
+        let shutdown = CancellationToken::new();
+        let mut config = config;
+        config.framework.id = opened.subscribed.framework_id.clone();
+        let reader = session::Reader {
+            client: client.clone(),
+            config,
+            header: header.clone(),
+            tx,
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(reader.run(opened.stream, opened.subscribed.heartbeat_interval_seconds));
+        Ok((Driver { client, header, shutdown }, EventStream { rx }))
+    }
+
+    /// The framework id assigned by the master.
+    pub fn framework_id(&self) -> String {
+        self.header().framework_id
+    }
+
+    /// The header the next call will carry.
+    pub fn header(&self) -> v1::CallHeader {
+        self.header.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Uses offers (all on one agent) for `operations`; unused resources are declined with `filters`.
+    pub async fn accept(
+        &self,
+        offer_ids: Vec<String>,
+        operations: Vec<v1::Operation>,
+        filters: Option<v1::Filters>,
+    ) -> Result<(), DriverError> {
+        let req = v1::AcceptRequest { header: Some(self.header()), offer_ids, operations, filters };
+        let mut c = self.client.clone();
+        call("accept", c.accept(req)).await
+    }
+
+    /// Launches `tasks` on the offers (a single LAUNCH operation).
+    pub async fn launch(
+        &self,
+        offer_ids: Vec<String>,
+        tasks: Vec<v1::TaskInfo>,
+        filters: Option<v1::Filters>,
+    ) -> Result<(), DriverError> {
+        self.accept(offer_ids, vec![launch_operation(tasks)], filters).await
+    }
+
+    /// Gives offers back, refusing them for `filters.refuse_seconds` (default 5 s).
+    pub async fn decline(&self, offer_ids: Vec<String>, filters: Option<v1::Filters>) -> Result<(), DriverError> {
+        let req = v1::DeclineRequest { header: Some(self.header()), offer_ids, filters };
+        let mut c = self.client.clone();
+        call("decline", c.decline(req)).await
+    }
+
+    /// Clears filters and resumes offers for all the framework's roles.
+    pub async fn revive(&self) -> Result<(), DriverError> {
+        let req = v1::ReviveRequest { header: Some(self.header()), roles: Vec::new() };
+        let mut c = self.client.clone();
+        call("revive", c.revive(req)).await
+    }
+
+    /// Stops offers for all the framework's roles until [`Driver::revive`].
+    pub async fn suppress(&self) -> Result<(), DriverError> {
+        let req = v1::SuppressRequest { header: Some(self.header()), roles: Vec::new() };
+        let mut c = self.client.clone();
+        call("suppress", c.suppress(req)).await
+    }
+
+    /// Kills a task (with its own grace period).
+    pub async fn kill(&self, task_id: &str, agent_id: &str) -> Result<(), DriverError> {
+        let req = v1::KillRequest {
+            header: Some(self.header()),
+            task_id: task_id.to_string(),
+            agent_id: agent_id.to_string(),
+            kill_grace_period_ms: None,
+        };
+        let mut c = self.client.clone();
+        call("kill", c.kill(req)).await
+    }
+
+    /// Acknowledges a status update; does nothing when `status.uuid` is empty.
+    pub async fn acknowledge(&self, status: &v1::TaskStatus) -> Result<(), DriverError> {
+        if status.uuid.is_empty() {
+            return Ok(());
+        }
+        let req = v1::AcknowledgeRequest {
+            header: Some(self.header()),
+            agent_id: status.agent_id.clone(),
+            task_id: status.task_id.clone(),
+            uuid: status.uuid.clone(),
+        };
+        let mut c = self.client.clone();
+        call("acknowledge", c.acknowledge(req)).await
+    }
+
+    /// Asks for the state of `(task_id, agent_id)` pairs; an empty list asks about all tasks.
+    pub async fn reconcile(&self, tasks: Vec<(String, String)>) -> Result<(), DriverError> {
+        let tasks = tasks
+            .into_iter()
+            .map(|(task_id, agent_id)| v1::ReconcileTask { task_id, agent_id })
+            .collect();
+        let req = v1::ReconcileRequest { header: Some(self.header()), tasks };
+        let mut c = self.client.clone();
+        call("reconcile", c.reconcile(req)).await
+    }
+
+    /// Sends opaque data to a task's executor.
+    pub async fn message(&self, agent_id: &str, task_id: &str, data: Vec<u8>) -> Result<(), DriverError> {
+        let req = v1::MessageRequest {
+            header: Some(self.header()),
+            agent_id: agent_id.to_string(),
+            task_id: task_id.to_string(),
+            data,
+        };
+        let mut c = self.client.clone();
+        call("message", c.message(req)).await
+    }
+
+    /// Removes the framework (the master kills its tasks). The event stream ends and is not
+    /// re-subscribed, even if the call fails.
+    pub async fn teardown(&self) -> Result<(), DriverError> {
+        self.shutdown.cancel();
+        let req = v1::TeardownRequest { header: Some(self.header()) };
+        let mut c = self.client.clone();
+        call("teardown", c.teardown(req)).await
+    }
+}
+
+/// Runs one unary call with a timeout, mapping failures to [`DriverError::Call`].
+async fn call<T>(
+    name: &'static str,
+    fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<(), DriverError> {
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) => Err(DriverError::call(name, &status)),
+        Err(_) => Err(DriverError::Call {
+            call: name,
+            code: tonic::Code::DeadlineExceeded,
+            message: format!("no reply within {}s", CALL_TIMEOUT.as_secs()),
+        }),
+    }
+}

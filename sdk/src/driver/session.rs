@@ -1,0 +1,257 @@
+//! The subscription: opening the event stream and the background task that reads it,
+//! re-subscribing with backoff when it breaks.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use proffer_proto::v1;
+use proffer_proto::v1::scheduler_client::SchedulerClient;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
+use tonic::transport::{Channel, Endpoint};
+
+use super::error::{DriverError, chain};
+use super::{DriverConfig, DriverEvent};
+
+/// How long to wait for a TCP connection to the master.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for the SUBSCRIBED event after opening the stream.
+const SUBSCRIBED_TIMEOUT: Duration = Duration::from_secs(30);
+/// Missing this many heartbeat intervals counts as a broken stream.
+const HEARTBEAT_MISSES: u32 = 3;
+
+/// Opens a channel to `master` (`HOST:PORT` or a full `http://` URL), failing fast when unreachable.
+pub(crate) async fn connect(master: &str) -> Result<Channel, DriverError> {
+    let url = if master.contains("://") { master.to_string() } else { format!("http://{master}") };
+    let endpoint = Endpoint::from_shared(url).map_err(|e| DriverError::InvalidAddress {
+        address: master.to_string(),
+        message: chain(&e),
+    })?;
+    endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .map_err(|e| DriverError::Connect { address: master.to_string(), message: chain(&e) })
+}
+
+/// An open event stream and the SUBSCRIBED event that started it.
+pub(crate) struct Opened {
+    pub stream: Streaming<v1::Event>,
+    pub subscribed: v1::Subscribed,
+    pub first: v1::Event,
+}
+
+/// Calls `Subscribe` and waits for the SUBSCRIBED event.
+pub(crate) async fn open(
+    client: &SchedulerClient<Channel>,
+    address: &str,
+    framework: &v1::FrameworkInfo,
+) -> Result<Opened, DriverError> {
+    let mut client = client.clone();
+    let request = v1::SubscribeRequest { framework_info: Some(framework.clone()) };
+    let response = client.subscribe(request).await.map_err(|s| DriverError::Subscribe {
+        address: address.to_string(),
+        code: s.code(),
+        message: s.message().to_string(),
+    })?;
+    let mut stream = response.into_inner();
+    let first = tokio::time::timeout(SUBSCRIBED_TIMEOUT, stream.message())
+        .await
+        .map_err(|_| DriverError::Protocol {
+            message: format!("no SUBSCRIBED event within {}s", SUBSCRIBED_TIMEOUT.as_secs()),
+        })?
+        .map_err(|s| DriverError::Subscribe {
+            address: address.to_string(),
+            code: s.code(),
+            message: s.message().to_string(),
+        })?
+        .ok_or_else(|| DriverError::Protocol { message: "event stream ended before SUBSCRIBED".into() })?;
+    match &first.event {
+        Some(v1::event::Event::Subscribed(s)) => {
+            let subscribed = s.clone();
+            Ok(Opened { stream, subscribed, first })
+        }
+        Some(v1::event::Event::Error(e)) => Err(DriverError::Refused { message: e.message.clone() }),
+        other => Err(DriverError::Protocol {
+            message: format!("first event was not SUBSCRIBED: {other:?}"),
+        }),
+    }
+}
+
+/// Everything the background reader needs.
+pub(crate) struct Reader {
+    pub client: SchedulerClient<Channel>,
+    pub config: DriverConfig,
+    pub header: Arc<RwLock<v1::CallHeader>>,
+    pub tx: mpsc::Sender<DriverEvent>,
+    pub shutdown: CancellationToken,
+}
+
+/// Why reading one stream stopped.
+enum StreamEnd {
+    /// The consumer or the driver is gone; stop silently.
+    Stop,
+    /// The master sent ERROR; it has been forwarded.
+    Error,
+    /// The stream broke; try to re-subscribe.
+    Broken(String),
+}
+
+impl Reader {
+    /// Reads `stream` until it ends, then re-subscribes if configured; runs until the stream is over.
+    pub(crate) async fn run(self, mut stream: Streaming<v1::Event>, mut heartbeat: f64) {
+        loop {
+            let reason = match self.pump(&mut stream, heartbeat).await {
+                StreamEnd::Stop | StreamEnd::Error => return,
+                StreamEnd::Broken(reason) => reason,
+            };
+            drop(stream);
+            tracing::warn!(%reason, "scheduler event stream disconnected");
+            let failover = self.config.framework.failover_timeout;
+            if !self.emit(DriverEvent::Disconnected { reason }).await {
+                return;
+            }
+            if !self.config.resubscribe || failover.is_nan() || failover <= 0.0 {
+                return;
+            }
+            match self.resubscribe(failover).await {
+                Some((s, hb)) => {
+                    stream = s;
+                    heartbeat = hb;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Forwards events from one stream.
+    async fn pump(&self, stream: &mut Streaming<v1::Event>, heartbeat: f64) -> StreamEnd {
+        let watchdog = (heartbeat.is_finite() && heartbeat > 0.0)
+            .then(|| Duration::from_secs_f64(heartbeat.min(3600.0)) * HEARTBEAT_MISSES);
+        loop {
+            let next = async {
+                match watchdog {
+                    Some(limit) => tokio::time::timeout(limit, stream.message())
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(tonic::Status::deadline_exceeded(format!(
+                                "no event or heartbeat for {}s",
+                                limit.as_secs_f64()
+                            )))
+                        }),
+                    None => stream.message().await,
+                }
+            };
+            let msg = tokio::select! {
+                _ = self.shutdown.cancelled() => return StreamEnd::Stop,
+                _ = self.tx.closed() => return StreamEnd::Stop,
+                msg = next => msg,
+            };
+            match msg {
+                Ok(Some(event)) => {
+                    let is_error = matches!(event.event, Some(v1::event::Event::Error(_)));
+                    if !self.emit(DriverEvent::Event(event)).await {
+                        return StreamEnd::Stop;
+                    }
+                    if is_error {
+                        return StreamEnd::Error;
+                    }
+                }
+                Ok(None) => return StreamEnd::Broken("the master closed the event stream".into()),
+                Err(status) => {
+                    return StreamEnd::Broken(format!("{:?}: {}", status.code(), status.message()));
+                }
+            }
+        }
+    }
+
+    /// Re-subscribes with exponential backoff until it works, the master refuses, the
+    /// failover timeout passes, or the driver is shut down. Returns the new stream.
+    async fn resubscribe(&self, failover: f64) -> Option<(Streaming<v1::Event>, f64)> {
+        let deadline = Instant::now() + Duration::from_secs_f64(failover.min(1e9));
+        let mut framework = self.config.framework.clone();
+        framework.id = self.current_header().framework_id;
+        let mut delay = self.config.reconnect_initial.max(Duration::from_millis(1));
+        loop {
+            let sleep = tokio::time::sleep(delay);
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                _ = self.tx.closed() => return None,
+                _ = sleep => {}
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!("failover timeout passed without re-subscribing; giving up");
+                return None;
+            }
+            let attempt = tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                r = open(&self.client, &self.config.master, &framework) => r,
+            };
+            match attempt {
+                Ok(opened) => {
+                    let framework_id = opened.subscribed.framework_id.clone();
+                    self.set_header(&opened.subscribed);
+                    tracing::info!(%framework_id, "re-subscribed");
+                    if !self.emit(DriverEvent::Resubscribed { framework_id }).await {
+                        return None;
+                    }
+                    return Some((opened.stream, opened.subscribed.heartbeat_interval_seconds));
+                }
+                Err(err) if retryable(&err) => {
+                    tracing::debug!(error = %err, ?delay, "re-subscribe failed; retrying");
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "re-subscription refused");
+                    let message = match err {
+                        DriverError::Refused { message } => message,
+                        other => other.to_string(),
+                    };
+                    let event = v1::Event { event: Some(v1::event::Event::Error(v1::Error { message })) };
+                    self.emit(DriverEvent::Event(event)).await;
+                    return None;
+                }
+            }
+            delay = (delay * 2).min(self.config.reconnect_max.max(delay));
+        }
+    }
+
+    fn current_header(&self) -> v1::CallHeader {
+        self.header.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_header(&self, s: &v1::Subscribed) {
+        let mut h = self.header.write().unwrap_or_else(|e| e.into_inner());
+        h.framework_id = s.framework_id.clone();
+        h.stream_id = s.stream_id.clone();
+    }
+
+    /// Sends to the consumer; false when it has gone away.
+    async fn emit(&self, event: DriverEvent) -> bool {
+        self.tx.send(event).await.is_ok()
+    }
+}
+
+/// Whether a failed (re-)subscription is worth retrying (transport trouble, not a refusal).
+fn retryable(err: &DriverError) -> bool {
+    use tonic::Code;
+    match err {
+        DriverError::Connect { .. } | DriverError::Protocol { .. } => true,
+        DriverError::Subscribe { code, .. } => matches!(
+            code,
+            Code::Unavailable
+                | Code::Unknown
+                | Code::Internal
+                | Code::DeadlineExceeded
+                | Code::Cancelled
+                | Code::ResourceExhausted
+                | Code::Aborted
+        ),
+        _ => false,
+    }
+}
