@@ -15,7 +15,9 @@ use proffer_proto::{Resources, v1};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{Driver, DriverConfig, DriverError, DriverEvent, EventStream, command_task, refuse_filters};
+use crate::driver::{
+    Driver, DriverConfig, DriverError, DriverEvent, EventStream, command_task, refuse_filters,
+};
 use packing::{TaskShape, pack};
 pub use summary::BatchSummary;
 
@@ -79,17 +81,26 @@ impl BatchSpec {
             return bad(format!("mem must be > 0 MB (got {})", self.mem));
         }
         if !(self.failover_timeout_secs.is_finite() && self.failover_timeout_secs >= 0.0) {
-            return bad(format!("failover timeout must be >= 0 (got {})", self.failover_timeout_secs));
+            return bad(format!(
+                "failover timeout must be >= 0 (got {})",
+                self.failover_timeout_secs
+            ));
         }
         if let Err(e) = resources::validate_role(&self.role) {
             return bad(format!("invalid role `{}`: {e}", self.role));
         }
         let milli = |name: &str, v: f64| match resources::to_milli(name, v) {
             Ok(m) if m > 0 => Ok(m),
-            Ok(_) => Err(BatchError::InvalidSpec(format!("{name} {v} rounds to zero (resolution is 0.001)"))),
+            Ok(_) => Err(BatchError::InvalidSpec(format!(
+                "{name} {v} rounds to zero (resolution is 0.001)"
+            ))),
             Err(e) => Err(BatchError::InvalidSpec(e.to_string())),
         };
-        Ok(TaskShape { cpus_milli: milli("cpus", self.cpus)?, mem_milli: milli("mem", self.mem)?, role: self.role.clone() })
+        Ok(TaskShape {
+            cpus_milli: milli("cpus", self.cpus)?,
+            mem_milli: milli("mem", self.mem)?,
+            role: self.role.clone(),
+        })
     }
 }
 
@@ -205,9 +216,14 @@ struct Run<P> {
 
 impl<P: FnMut(&BatchProgress)> Run<P> {
     fn new(spec: BatchSpec, shape: TaskShape, driver: Driver, progress: P, start: Instant) -> Self {
-        let index = (0..spec.tasks).map(|i| (task_id(&spec.name, i), i)).collect();
+        let index = (0..spec.tasks)
+            .map(|i| (task_id(&spec.name, i), i))
+            .collect();
         Run {
-            summary: BatchSummary { tasks: spec.tasks, ..Default::default() },
+            summary: BatchSummary {
+                tasks: spec.tasks,
+                ..Default::default()
+            },
             slots: vec![Slot::Pending; spec.tasks],
             pending: (0..spec.tasks).collect(),
             index,
@@ -220,7 +236,11 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         }
     }
 
-    async fn drive(&mut self, mut events: EventStream, cancel: CancellationToken) -> Result<BatchSummary, BatchError> {
+    async fn drive(
+        &mut self,
+        mut events: EventStream,
+        cancel: CancellationToken,
+    ) -> Result<BatchSummary, BatchError> {
         let mut last_disconnect = None;
         loop {
             let event = tokio::select! {
@@ -232,7 +252,8 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             };
             match event {
                 None => {
-                    let reason = last_disconnect.unwrap_or_else(|| "the event stream ended".to_string());
+                    let reason =
+                        last_disconnect.unwrap_or_else(|| "the event stream ended".to_string());
                     return Err(self.aborted(reason));
                 }
                 Some(DriverEvent::Disconnected { reason }) => {
@@ -245,7 +266,9 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 }
                 Some(DriverEvent::Event(e)) => match e.event {
                     Some(v1::event::Event::Subscribed(s)) => {
-                        (self.progress)(&BatchProgress::Subscribed { framework_id: s.framework_id });
+                        (self.progress)(&BatchProgress::Subscribed {
+                            framework_id: s.framework_id,
+                        });
                     }
                     Some(v1::event::Event::Offers(o)) => self.on_offers(o.offers).await,
                     Some(v1::event::Event::Update(u)) => {
@@ -291,7 +314,10 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 Ok(r) => r.to_string(),
                 Err(e) => format!("<invalid: {e}>"),
             };
-            (self.progress)(&BatchProgress::Offer { agent_id: offer.agent_id.clone(), resources: text });
+            (self.progress)(&BatchProgress::Offer {
+                agent_id: offer.agent_id.clone(),
+                resources: text,
+            });
             if self.pending.is_empty() {
                 self.decline(offer.id, REFUSE_WHEN_DONE).await;
                 continue;
@@ -324,7 +350,10 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
     }
 
     async fn launch(&mut self, offer: &v1::Offer, pieces: Vec<Resources>) {
-        let chosen: Vec<usize> = pieces.iter().filter_map(|_| self.pending.pop_front()).collect();
+        let chosen: Vec<usize> = pieces
+            .iter()
+            .filter_map(|_| self.pending.pop_front())
+            .collect();
         let tasks: Vec<v1::TaskInfo> = chosen
             .iter()
             .zip(&pieces)
@@ -333,8 +362,20 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 command_task(&id, &id, &offer.agent_id, &self.spec.cmd, res)
             })
             .collect();
-        let refuse = if self.pending.is_empty() { REFUSE_WHEN_DONE } else { REFUSE_WHILE_PENDING };
-        match self.driver.launch(vec![offer.id.clone()], tasks.clone(), Some(refuse_filters(refuse))).await {
+        let refuse = if self.pending.is_empty() {
+            REFUSE_WHEN_DONE
+        } else {
+            REFUSE_WHILE_PENDING
+        };
+        match self
+            .driver
+            .launch(
+                vec![offer.id.clone()],
+                tasks.clone(),
+                Some(refuse_filters(refuse)),
+            )
+            .await
+        {
             Ok(()) => {
                 for (&i, t) in chosen.iter().zip(&tasks) {
                     if self.slots[i] == Slot::Pending {
@@ -382,7 +423,11 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
 
     async fn decline(&mut self, offer_id: String, refuse: f64) {
         self.summary.offers_declined += 1;
-        if let Err(e) = self.driver.decline(vec![offer_id], Some(refuse_filters(refuse))).await {
+        if let Err(e) = self
+            .driver
+            .decline(vec![offer_id], Some(refuse_filters(refuse)))
+            .await
+        {
             tracing::warn!(error = %e, "decline failed");
         }
     }
@@ -399,7 +444,10 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
     }
 
     fn aborted(&mut self, reason: String) -> BatchError {
-        BatchError::Aborted { reason, summary: Box::new(self.summary()) }
+        BatchError::Aborted {
+            reason,
+            summary: Box::new(self.summary()),
+        }
     }
 }
 
@@ -423,15 +471,69 @@ mod tests {
     fn validation_names_the_problem() {
         let ok = BatchSpec::new("b", 3, "true");
         assert!(ok.validate().is_ok());
-        assert!(invalid(BatchSpec { tasks: 0, ..ok.clone() }).contains("tasks"));
-        assert!(invalid(BatchSpec { cmd: " ".into(), ..ok.clone() }).contains("cmd"));
-        assert!(invalid(BatchSpec { cpus: 0.0, ..ok.clone() }).contains("cpus"));
-        assert!(invalid(BatchSpec { cpus: 0.0001, ..ok.clone() }).contains("rounds to zero"));
-        assert!(invalid(BatchSpec { mem: -1.0, ..ok.clone() }).contains("mem"));
-        assert!(invalid(BatchSpec { mem: f64::NAN, ..ok.clone() }).contains("mem"));
-        assert!(invalid(BatchSpec { name: String::new(), ..ok.clone() }).contains("name"));
-        assert!(invalid(BatchSpec { role: "a b".into(), ..ok.clone() }).contains("role"));
-        assert!(invalid(BatchSpec { failover_timeout_secs: -1.0, ..ok }).contains("failover"));
+        assert!(
+            invalid(BatchSpec {
+                tasks: 0,
+                ..ok.clone()
+            })
+            .contains("tasks")
+        );
+        assert!(
+            invalid(BatchSpec {
+                cmd: " ".into(),
+                ..ok.clone()
+            })
+            .contains("cmd")
+        );
+        assert!(
+            invalid(BatchSpec {
+                cpus: 0.0,
+                ..ok.clone()
+            })
+            .contains("cpus")
+        );
+        assert!(
+            invalid(BatchSpec {
+                cpus: 0.0001,
+                ..ok.clone()
+            })
+            .contains("rounds to zero")
+        );
+        assert!(
+            invalid(BatchSpec {
+                mem: -1.0,
+                ..ok.clone()
+            })
+            .contains("mem")
+        );
+        assert!(
+            invalid(BatchSpec {
+                mem: f64::NAN,
+                ..ok.clone()
+            })
+            .contains("mem")
+        );
+        assert!(
+            invalid(BatchSpec {
+                name: String::new(),
+                ..ok.clone()
+            })
+            .contains("name")
+        );
+        assert!(
+            invalid(BatchSpec {
+                role: "a b".into(),
+                ..ok.clone()
+            })
+            .contains("role")
+        );
+        assert!(
+            invalid(BatchSpec {
+                failover_timeout_secs: -1.0,
+                ..ok
+            })
+            .contains("failover")
+        );
     }
 
     #[test]

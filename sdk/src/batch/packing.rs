@@ -20,8 +20,12 @@ pub(crate) fn pack(offered: &Resources, shape: &TaskShape, limit: usize) -> Vec<
     let mut avail = offered.clone();
     let mut out = Vec::new();
     while out.len() < limit {
-        let Some(task) = take_one(&avail, shape) else { break };
-        let Some(rest) = avail.checked_sub(&task) else { break };
+        let Some(task) = take_one(&avail, shape) else {
+            break;
+        };
+        let Some(rest) = avail.checked_sub(&task) else {
+            break;
+        };
         avail = rest;
         out.push(task);
     }
@@ -37,7 +41,11 @@ fn take_one(avail: &Resources, shape: &TaskShape) -> Option<Resources> {
 }
 
 fn take_scalar(avail: &Resources, name: &str, need: i64, role: &str) -> Option<Vec<v1::Resource>> {
-    let roles: &[&str] = if role == UNRESERVED { &[UNRESERVED] } else { &[role, UNRESERVED] };
+    let roles: &[&str] = if role == UNRESERVED {
+        &[UNRESERVED]
+    } else {
+        &[role, UNRESERVED]
+    };
     let mut left = need;
     let mut parts = Vec::new();
     for r in roles {
@@ -60,7 +68,11 @@ mod tests {
     use proffer_proto::ResourceError;
 
     fn shape(cpus: i64, mem: i64, role: &str) -> TaskShape {
-        TaskShape { cpus_milli: cpus, mem_milli: mem, role: role.to_string() }
+        TaskShape {
+            cpus_milli: cpus,
+            mem_milli: mem,
+            role: role.to_string(),
+        }
     }
 
     #[test]
@@ -100,7 +112,10 @@ mod tests {
         let pieces = pack(&offer, &shape(400, 64_000, "web"), usize::MAX);
         assert_eq!(pieces.len(), 3);
         assert_eq!(pieces[0], Resources::parse("cpus(web):0.4;mem(web):64")?);
-        assert_eq!(pieces[1], Resources::parse("cpus(web):0.1;cpus:0.3;mem:64")?);
+        assert_eq!(
+            pieces[1],
+            Resources::parse("cpus(web):0.1;cpus:0.3;mem:64")?
+        );
         // Unreserved-role tasks never take another role's reservation.
         let only_reserved = Resources::parse("cpus(web):4;mem(web):1024")?;
         assert!(pack(&only_reserved, &shape(400, 64_000, "*"), usize::MAX).is_empty());

@@ -59,7 +59,11 @@ impl BatchSummary {
     pub(crate) fn finish_timing(&mut self, elapsed: Duration) {
         self.elapsed = elapsed;
         let secs = elapsed.as_secs_f64();
-        self.tasks_per_sec = if secs > 0.0 { self.finished as f64 / secs } else { 0.0 };
+        self.tasks_per_sec = if secs > 0.0 {
+            self.finished as f64 / secs
+        } else {
+            0.0
+        };
     }
 }
 
@@ -78,7 +82,11 @@ impl fmt::Display for BatchSummary {
             "  launched {}, finished {}, failed {}, killed {}, lost {}, errored {}",
             self.launched, self.finished, self.failed, self.killed, self.lost, self.errored
         )?;
-        write!(f, "  offers received {}, declined {}", self.offers_received, self.offers_declined)
+        write!(
+            f,
+            "  offers received {}, declined {}",
+            self.offers_received, self.offers_declined
+        )
     }
 }
 
@@ -88,7 +96,11 @@ mod tests {
 
     #[test]
     fn counts_and_display() {
-        let mut s = BatchSummary { tasks: 3, launched: 3, ..Default::default() };
+        let mut s = BatchSummary {
+            tasks: 3,
+            launched: 3,
+            ..Default::default()
+        };
         s.count_terminal(TaskState::TaskFinished);
         s.count_terminal(TaskState::TaskFinished);
         s.count_terminal(TaskState::TaskRunning);
@@ -99,14 +111,22 @@ mod tests {
         s.finish_timing(Duration::from_secs(2));
         assert!((s.tasks_per_sec - 1.0).abs() < 1e-9);
         let text = s.to_string();
-        assert!(text.starts_with("2/3 tasks finished in 2.00s (1.0 tasks/s)"), "{text}");
+        assert!(
+            text.starts_with("2/3 tasks finished in 2.00s (1.0 tasks/s)"),
+            "{text}"
+        );
         assert!(text.contains("failed 1"), "{text}");
         assert!(text.contains("offers received 0, declined 0"), "{text}");
     }
 
     #[test]
     fn all_finished_needs_every_task() {
-        let s = BatchSummary { tasks: 2, launched: 2, finished: 2, ..Default::default() };
+        let s = BatchSummary {
+            tasks: 2,
+            launched: 2,
+            finished: 2,
+            ..Default::default()
+        };
         assert!(s.all_finished());
         assert!(!BatchSummary::default().all_finished());
     }

@@ -15,19 +15,27 @@ pub fn command_task(
         task_id: task_id.to_string(),
         agent_id: agent_id.to_string(),
         resources: resources.to_proto(),
-        command: Some(v1::CommandInfo { value: cmd.to_string(), shell: true, ..Default::default() }),
+        command: Some(v1::CommandInfo {
+            value: cmd.to_string(),
+            shell: true,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
 /// One LAUNCH operation for `tasks`.
 pub fn launch_operation(tasks: Vec<v1::TaskInfo>) -> v1::Operation {
-    v1::Operation { op: Some(v1::operation::Op::Launch(v1::Launch { tasks })) }
+    v1::Operation {
+        op: Some(v1::operation::Op::Launch(v1::Launch { tasks })),
+    }
 }
 
 /// Filters that refuse the given resources for `seconds`.
 pub fn refuse_filters(seconds: f64) -> v1::Filters {
-    v1::Filters { refuse_seconds: Some(seconds) }
+    v1::Filters {
+        refuse_seconds: Some(seconds),
+    }
 }
 
 #[cfg(test)]
@@ -35,7 +43,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn command_task_is_a_shell_command_with_resources() -> Result<(), proffer_proto::ResourceError> {
+    fn command_task_is_a_shell_command_with_resources() -> Result<(), proffer_proto::ResourceError>
+    {
         let res = Resources::parse("cpus:0.5;mem:64")?;
         let t = command_task("t-1", "job", "a-1", "echo hi", &res);
         assert_eq!(t.task_id, "t-1");

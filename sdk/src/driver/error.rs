@@ -56,7 +56,11 @@ pub enum DriverError {
 impl DriverError {
     /// Wraps a gRPC status from call `call`.
     pub(crate) fn call(call: &'static str, status: &tonic::Status) -> Self {
-        DriverError::Call { call, code: status.code(), message: status.message().to_string() }
+        DriverError::Call {
+            call,
+            code: status.code(),
+            message: status.message().to_string(),
+        }
     }
 
     /// The gRPC status code, when the error came from one.

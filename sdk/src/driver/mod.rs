@@ -122,7 +122,14 @@ impl Driver {
             shutdown: shutdown.clone(),
         };
         tokio::spawn(reader.run(opened.stream, opened.subscribed.heartbeat_interval_seconds));
-        Ok((Driver { client, header, shutdown }, EventStream { rx }))
+        Ok((
+            Driver {
+                client,
+                header,
+                shutdown,
+            },
+            EventStream { rx },
+        ))
     }
 
     /// The framework id assigned by the master.
@@ -132,7 +139,10 @@ impl Driver {
 
     /// The header the next call will carry.
     pub fn header(&self) -> v1::CallHeader {
-        self.header.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.header
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Uses offers (all on one agent) for `operations`; unused resources are declined with `filters`.
@@ -142,7 +152,12 @@ impl Driver {
         operations: Vec<v1::Operation>,
         filters: Option<v1::Filters>,
     ) -> Result<(), DriverError> {
-        let req = v1::AcceptRequest { header: Some(self.header()), offer_ids, operations, filters };
+        let req = v1::AcceptRequest {
+            header: Some(self.header()),
+            offer_ids,
+            operations,
+            filters,
+        };
         let mut c = self.client.clone();
         call("accept", c.accept(req)).await
     }
@@ -154,26 +169,41 @@ impl Driver {
         tasks: Vec<v1::TaskInfo>,
         filters: Option<v1::Filters>,
     ) -> Result<(), DriverError> {
-        self.accept(offer_ids, vec![launch_operation(tasks)], filters).await
+        self.accept(offer_ids, vec![launch_operation(tasks)], filters)
+            .await
     }
 
     /// Gives offers back, refusing them for `filters.refuse_seconds` (default 5 s).
-    pub async fn decline(&self, offer_ids: Vec<String>, filters: Option<v1::Filters>) -> Result<(), DriverError> {
-        let req = v1::DeclineRequest { header: Some(self.header()), offer_ids, filters };
+    pub async fn decline(
+        &self,
+        offer_ids: Vec<String>,
+        filters: Option<v1::Filters>,
+    ) -> Result<(), DriverError> {
+        let req = v1::DeclineRequest {
+            header: Some(self.header()),
+            offer_ids,
+            filters,
+        };
         let mut c = self.client.clone();
         call("decline", c.decline(req)).await
     }
 
     /// Clears filters and resumes offers for all the framework's roles.
     pub async fn revive(&self) -> Result<(), DriverError> {
-        let req = v1::ReviveRequest { header: Some(self.header()), roles: Vec::new() };
+        let req = v1::ReviveRequest {
+            header: Some(self.header()),
+            roles: Vec::new(),
+        };
         let mut c = self.client.clone();
         call("revive", c.revive(req)).await
     }
 
     /// Stops offers for all the framework's roles until [`Driver::revive`].
     pub async fn suppress(&self) -> Result<(), DriverError> {
-        let req = v1::SuppressRequest { header: Some(self.header()), roles: Vec::new() };
+        let req = v1::SuppressRequest {
+            header: Some(self.header()),
+            roles: Vec::new(),
+        };
         let mut c = self.client.clone();
         call("suppress", c.suppress(req)).await
     }
@@ -211,13 +241,21 @@ impl Driver {
             .into_iter()
             .map(|(task_id, agent_id)| v1::ReconcileTask { task_id, agent_id })
             .collect();
-        let req = v1::ReconcileRequest { header: Some(self.header()), tasks };
+        let req = v1::ReconcileRequest {
+            header: Some(self.header()),
+            tasks,
+        };
         let mut c = self.client.clone();
         call("reconcile", c.reconcile(req)).await
     }
 
     /// Sends opaque data to a task's executor.
-    pub async fn message(&self, agent_id: &str, task_id: &str, data: Vec<u8>) -> Result<(), DriverError> {
+    pub async fn message(
+        &self,
+        agent_id: &str,
+        task_id: &str,
+        data: Vec<u8>,
+    ) -> Result<(), DriverError> {
         let req = v1::MessageRequest {
             header: Some(self.header()),
             agent_id: agent_id.to_string(),
@@ -232,7 +270,9 @@ impl Driver {
     /// re-subscribed, even if the call fails.
     pub async fn teardown(&self) -> Result<(), DriverError> {
         self.shutdown.cancel();
-        let req = v1::TeardownRequest { header: Some(self.header()) };
+        let req = v1::TeardownRequest {
+            header: Some(self.header()),
+        };
         let mut c = self.client.clone();
         call("teardown", c.teardown(req)).await
     }

@@ -24,7 +24,11 @@ const HEARTBEAT_MISSES: u32 = 3;
 
 /// Opens a channel to `master` (`HOST:PORT` or a full `http://` URL), failing fast when unreachable.
 pub(crate) async fn connect(master: &str) -> Result<Channel, DriverError> {
-    let url = if master.contains("://") { master.to_string() } else { format!("http://{master}") };
+    let url = if master.contains("://") {
+        master.to_string()
+    } else {
+        format!("http://{master}")
+    };
     let endpoint = Endpoint::from_shared(url).map_err(|e| DriverError::InvalidAddress {
         address: master.to_string(),
         message: chain(&e),
@@ -37,7 +41,10 @@ pub(crate) async fn connect(master: &str) -> Result<Channel, DriverError> {
         .keep_alive_while_idle(true)
         .connect()
         .await
-        .map_err(|e| DriverError::Connect { address: master.to_string(), message: chain(&e) })
+        .map_err(|e| DriverError::Connect {
+            address: master.to_string(),
+            message: chain(&e),
+        })
 }
 
 /// An open event stream and the SUBSCRIBED event that started it.
@@ -54,30 +61,46 @@ pub(crate) async fn open(
     framework: &v1::FrameworkInfo,
 ) -> Result<Opened, DriverError> {
     let mut client = client.clone();
-    let request = v1::SubscribeRequest { framework_info: Some(framework.clone()) };
-    let response = client.subscribe(request).await.map_err(|s| DriverError::Subscribe {
-        address: address.to_string(),
-        code: s.code(),
-        message: s.message().to_string(),
-    })?;
+    let request = v1::SubscribeRequest {
+        framework_info: Some(framework.clone()),
+    };
+    let response = client
+        .subscribe(request)
+        .await
+        .map_err(|s| DriverError::Subscribe {
+            address: address.to_string(),
+            code: s.code(),
+            message: s.message().to_string(),
+        })?;
     let mut stream = response.into_inner();
     let first = tokio::time::timeout(SUBSCRIBED_TIMEOUT, stream.message())
         .await
         .map_err(|_| DriverError::Protocol {
-            message: format!("no SUBSCRIBED event within {}s", SUBSCRIBED_TIMEOUT.as_secs()),
+            message: format!(
+                "no SUBSCRIBED event within {}s",
+                SUBSCRIBED_TIMEOUT.as_secs()
+            ),
         })?
         .map_err(|s| DriverError::Subscribe {
             address: address.to_string(),
             code: s.code(),
             message: s.message().to_string(),
         })?
-        .ok_or_else(|| DriverError::Protocol { message: "event stream ended before SUBSCRIBED".into() })?;
+        .ok_or_else(|| DriverError::Protocol {
+            message: "event stream ended before SUBSCRIBED".into(),
+        })?;
     match &first.event {
         Some(v1::event::Event::Subscribed(s)) => {
             let subscribed = s.clone();
-            Ok(Opened { stream, subscribed, first })
+            Ok(Opened {
+                stream,
+                subscribed,
+                first,
+            })
         }
-        Some(v1::event::Event::Error(e)) => Err(DriverError::Refused { message: e.message.clone() }),
+        Some(v1::event::Event::Error(e)) => Err(DriverError::Refused {
+            message: e.message.clone(),
+        }),
         other => Err(DriverError::Protocol {
             message: format!("first event was not SUBSCRIBED: {other:?}"),
         }),
@@ -212,7 +235,9 @@ impl Reader {
                         DriverError::Refused { message } => message,
                         other => other.to_string(),
                     };
-                    let event = v1::Event { event: Some(v1::event::Event::Error(v1::Error { message })) };
+                    let event = v1::Event {
+                        event: Some(v1::event::Event::Error(v1::Error { message })),
+                    };
                     self.emit(DriverEvent::Event(event)).await;
                     return None;
                 }
@@ -222,7 +247,10 @@ impl Reader {
     }
 
     fn current_header(&self) -> v1::CallHeader {
-        self.header.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.header
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn set_header(&self, s: &v1::Subscribed) {

@@ -151,7 +151,9 @@ impl State {
             if a.offer.is_some() || a.filtered {
                 continue;
             }
-            let Some(free) = a.total.checked_sub(&a.used) else { continue };
+            let Some(free) = a.total.checked_sub(&a.used) else {
+                continue;
+            };
             if free.is_empty() {
                 continue;
             }
@@ -187,13 +189,15 @@ impl State {
             uuid,
             ..Default::default()
         };
-        self.send(v1::event::Event::Update(v1::Update { status: Some(status) }));
-        if state.is_terminal() {
-            if let Some(t) = self.tasks.remove(task_id) {
-                let a = &mut self.agents[t.agent];
-                a.used.subtract(&t.resources);
-                a.filtered = false;
-            }
+        self.send(v1::event::Event::Update(v1::Update {
+            status: Some(status),
+        }));
+        if state.is_terminal()
+            && let Some(t) = self.tasks.remove(task_id)
+        {
+            let a = &mut self.agents[t.agent];
+            a.used.subtract(&t.resources);
+            a.filtered = false;
         }
     }
 
@@ -212,14 +216,20 @@ impl State {
         let name = call.name();
         self.calls.push(call);
         if header != self.header {
-            self.bad_headers.push(format!("{name}: {header:?} (expected {:?})", self.header));
-            return Err(Status::permission_denied(format!("bad call header on {name}")));
+            self.bad_headers
+                .push(format!("{name}: {header:?} (expected {:?})", self.header));
+            return Err(Status::permission_denied(format!(
+                "bad call header on {name}"
+            )));
         }
         Ok(())
     }
 
     fn find_offer(&mut self, offer_id: &str) -> Option<(usize, Resources)> {
-        let i = self.agents.iter().position(|a| a.offer.as_ref().is_some_and(|(id, _)| id == offer_id))?;
+        let i = self
+            .agents
+            .iter()
+            .position(|a| a.offer.as_ref().is_some_and(|(id, _)| id == offer_id))?;
         let (_, res) = self.agents[i].offer.take()?;
         Some((i, res))
     }
@@ -230,7 +240,9 @@ impl State {
             return Err(Status::new(code, message));
         }
         let [offer_id] = req.offer_ids.as_slice() else {
-            return Err(Status::invalid_argument("the fake takes exactly one offer per accept"));
+            return Err(Status::invalid_argument(
+                "the fake takes exactly one offer per accept",
+            ));
         };
         let Some((agent, offered)) = self.find_offer(offer_id) else {
             return Err(Status::not_found(format!("unknown offer {offer_id}")));
@@ -244,22 +256,31 @@ impl State {
         let mut sum = Resources::new();
         let mut per_task = Vec::new();
         for t in &tasks {
-            let r = Resources::from_proto(&t.resources).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let r = Resources::from_proto(&t.resources)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
             if t.agent_id != self.agents[agent].id {
-                self.violations.push(format!("task {} on wrong agent {}", t.task_id, t.agent_id));
+                self.violations
+                    .push(format!("task {} on wrong agent {}", t.task_id, t.agent_id));
             }
             sum.add(&r);
             per_task.push(r);
         }
         if !offered.contains(&sum) {
-            self.violations.push(format!("launch {sum} exceeds offer {offered}"));
+            self.violations
+                .push(format!("launch {sum} exceeds offer {offered}"));
             return Err(Status::invalid_argument("task resources exceed the offer"));
         }
         self.agents[agent].used.add(&sum);
         self.agents[agent].filtered = true;
         let agent_id = self.agents[agent].id.clone();
         for (t, r) in tasks.iter().zip(per_task) {
-            self.tasks.insert(t.task_id.clone(), RunningTask { agent, resources: r });
+            self.tasks.insert(
+                t.task_id.clone(),
+                RunningTask {
+                    agent,
+                    resources: r,
+                },
+            );
             self.update(&t.task_id, &agent_id, v1::TaskState::TaskStarting);
             self.update(&t.task_id, &agent_id, v1::TaskState::TaskRunning);
             if self.config().completion == Completion::Immediate {
@@ -295,7 +316,9 @@ impl Fake {
         let state = Arc::new(Mutex::new(state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let svc = FakeScheduler { state: state.clone() };
+        let svc = FakeScheduler {
+            state: state.clone(),
+        };
         tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(SchedulerServer::new(svc))
@@ -328,7 +351,9 @@ impl Fake {
 
     /// Sends an ERROR event on the current stream.
     pub fn send_error(&self, message: &str) {
-        self.state().send(v1::event::Event::Error(v1::Error { message: message.to_string() }));
+        self.state().send(v1::event::Event::Error(v1::Error {
+            message: message.to_string(),
+        }));
     }
 
     /// Sends any event on the current stream.
@@ -366,12 +391,21 @@ impl Scheduler for FakeScheduler {
         st.subscribes.push(info.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(message) = st.config().refuse_subscribe {
-            let _ = tx.send(Ok(v1::Event { event: Some(v1::event::Event::Error(v1::Error { message })) }));
+            let _ = tx.send(Ok(v1::Event {
+                event: Some(v1::event::Event::Error(v1::Error { message })),
+            }));
             return Ok(Response::new(UnboundedReceiverStream::new(rx)));
         }
-        let framework_id = if info.id.is_empty() { "fw-1".to_string() } else { info.id.clone() };
+        let framework_id = if info.id.is_empty() {
+            "fw-1".to_string()
+        } else {
+            info.id.clone()
+        };
         let stream_id = format!("stream-{}", st.subscribes.len());
-        st.header = v1::CallHeader { framework_id: framework_id.clone(), stream_id: stream_id.clone() };
+        st.header = v1::CallHeader {
+            framework_id: framework_id.clone(),
+            stream_id: stream_id.clone(),
+        };
         st.tx = Some(tx);
         st.suppressed = false;
         for a in &mut st.agents {
@@ -439,7 +473,8 @@ impl Scheduler for FakeScheduler {
         let mut st = self.state();
         st.check(Call::Acknowledge(req.clone()))?;
         if !st.sent_uuids.contains(&req.uuid) {
-            st.violations.push(format!("ack of unknown uuid for {}", req.task_id));
+            st.violations
+                .push(format!("ack of unknown uuid for {}", req.task_id));
             return Err(Status::not_found("unknown uuid"));
         }
         ok()
