@@ -6,29 +6,91 @@
 //! master.tick(now);                                  // timers: allocation, pings, timeouts
 //! for out in master.take_outbox() { /* send */ }     // messages out, addressed to connections
 //! ```
+//! The core never reads a clock, touches a socket or a file, or draws from an unseeded RNG;
+//! `tests::core_is_pure` checks the sources for that.
 //!
 //! # Layout of this module
 //! - `types`: [`Timestamp`], [`ConnId`], [`Input`], [`Call`], [`Output`], [`MasterConfig`], errors.
-//! - `master`: the [`Master`] state machine.
+//! - `state`: records kept per agent, framework, task and offer.
+//! - `rng`: the seeded [`rng::SplitMix64`].
+//! - `agents`: registration, re-registration, pings, removal, status updates.
+//! - `frameworks`: subscription, disconnection, failover, removal.
+//! - `calls`: ACCEPT, DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE, TEARDOWN.
+//! - `snapshot`: the operator's view of the state.
 
+mod agents;
+mod calls;
+mod frameworks;
+pub mod rng;
+mod snapshot;
+mod state;
+mod tasks;
 mod types;
+mod validate;
+
+#[cfg(test)]
+mod tests;
 
 pub use types::{Call, ConnId, ErrorKind, Input, MasterConfig, MasterError, Output, Timestamp};
 
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
 use proffer_proto::v1;
+
+use crate::allocator::Allocator;
+use rng::SplitMix64;
+use state::{AgentState, ConnOwner, FrameworkState, OfferState};
 
 /// The master state machine.
 #[derive(Debug)]
 pub struct Master {
     config: MasterConfig,
-    outbox: Vec<Output>,
     master_id: String,
+    rng: SplitMix64,
+    outbox: Vec<Output>,
+    allocator: Allocator,
+    agents: BTreeMap<String, AgentState>,
+    frameworks: BTreeMap<String, FrameworkState>,
+    offers: BTreeMap<String, OfferState>,
+    conns: HashMap<ConnId, ConnOwner>,
+    removed_agents: HashSet<String>,
+    removed_frameworks: HashSet<String>,
+    completed_tasks: VecDeque<v1::TaskSummary>,
+    next_allocation: Timestamp,
+    allocation_pending: bool,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    frameworks: u64,
+    agents: u64,
+    offers: u64,
 }
 
 impl Master {
     /// A new master; `seed` drives every id and random choice it makes.
     pub fn new(config: MasterConfig, seed: u64) -> Self {
-        Master { config, outbox: Vec::new(), master_id: format!("{seed:016x}") }
+        let mut rng = SplitMix64::new(seed);
+        let master_id = format!("{:08x}", rng.next_u64() >> 32);
+        let allocator = Allocator::new(rng.next_u64());
+        Master {
+            config,
+            master_id,
+            rng,
+            outbox: Vec::new(),
+            allocator,
+            agents: BTreeMap::new(),
+            frameworks: BTreeMap::new(),
+            offers: BTreeMap::new(),
+            conns: HashMap::new(),
+            removed_agents: HashSet::new(),
+            removed_frameworks: HashSet::new(),
+            completed_tasks: VecDeque::new(),
+            next_allocation: Timestamp(0),
+            allocation_pending: false,
+            counters: Counters::default(),
+        }
     }
 
     /// This master's id.
@@ -41,16 +103,38 @@ impl Master {
         &self.config
     }
 
-    /// Feeds one input that happened at `now`. On error nothing changed, except that the core may
-    /// have queued an error message to the connection concerned.
-    pub fn handle(&mut self, now: Timestamp, input: Input) -> Result<(), MasterError> {
-        let _ = (now, input);
-        Ok(())
+    /// Read access to the allocator (for tests and explanations).
+    pub fn allocator(&self) -> &Allocator {
+        &self.allocator
     }
 
-    /// Runs timers due at `now`: allocation, pings, heartbeats, offer and failover timeouts.
+    /// Feeds one input that happened at `now`. On error the state is unchanged, except that the
+    /// core may have queued an error message to the connection concerned.
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Result<(), MasterError> {
+        match input {
+            Input::Agent { conn, msg } => self.on_agent_message(now, conn, msg),
+            Input::AgentDisconnected { conn } => {
+                self.on_agent_disconnected(now, conn);
+                Ok(())
+            }
+            Input::Subscribe { conn, info } => self.on_subscribe(now, conn, info),
+            Input::FrameworkDisconnected { conn } => {
+                self.on_framework_disconnected(now, conn);
+                Ok(())
+            }
+            Input::Call(call) => self.on_call(now, call),
+        }
+    }
+
+    /// Runs timers due at `now`: agent pings and removal, framework heartbeats and failover,
+    /// offer timeouts, and allocation (on its interval, or sooner after relevant events).
     pub fn tick(&mut self, now: Timestamp) {
-        let _ = now;
+        self.tick_agents(now);
+        self.tick_frameworks(now);
+        self.tick_offers(now);
+        if self.allocation_pending || now >= self.next_allocation {
+            self.allocate(now);
+        }
     }
 
     /// Takes the queued outputs, in order.
@@ -58,8 +142,104 @@ impl Master {
         std::mem::take(&mut self.outbox)
     }
 
-    /// A snapshot of the whole state for operators.
-    pub fn snapshot(&self, now: Timestamp) -> v1::StateSnapshot {
-        v1::StateSnapshot { master_id: self.master_id.clone(), now_ms: now.0, ..Default::default() }
+    /// Runs one allocation cycle now and sends the resulting offers.
+    pub fn allocate(&mut self, now: Timestamp) {
+        self.allocation_pending = false;
+        self.next_allocation = now.plus_ms(self.config.allocation_interval_ms);
+        let allocations = self.allocator.allocate(now);
+        let mut per_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();
+        for a in allocations {
+            let Some(agent) = self.agents.get(&a.agent_id) else { continue };
+            self.counters.offers += 1;
+            let offer_id = format!("{}-O{}", self.master_id, self.counters.offers);
+            let offer = v1::Offer {
+                id: offer_id.clone(),
+                framework_id: a.framework_id.clone(),
+                agent_id: a.agent_id.clone(),
+                hostname: agent.info.hostname.clone(),
+                resources: a.resources.to_proto(),
+                attributes: agent.info.attributes.clone(),
+                allocation_role: a.role.clone(),
+            };
+            tracing::debug!(framework_id = %a.framework_id, agent_id = %a.agent_id,
+                offer_id = %offer_id, resources = %a.resources, "offer");
+            self.offers.insert(
+                offer_id.clone(),
+                OfferState {
+                    framework_id: a.framework_id.clone(),
+                    agent_id: a.agent_id.clone(),
+                    resources: a.resources,
+                    expires: self.config.offer_timeout_ms.map(|t| now.plus_ms(t)),
+                },
+            );
+            if let Some(f) = self.frameworks.get_mut(&a.framework_id) {
+                f.offers.insert(offer_id);
+            }
+            per_framework.entry(a.framework_id).or_default().push(offer);
+        }
+        for (fw, offers) in per_framework {
+            self.send_event(&fw, v1::event::Event::Offers(v1::Offers { offers }));
+        }
+    }
+
+    fn tick_offers(&mut self, now: Timestamp) {
+        let expired: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.expires.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.rescind_offer(&id, None);
+        }
+    }
+
+    /// Removes an offer, gives its resources back (optionally filtered until `refuse_until`)
+    /// and tells the framework with RESCIND.
+    fn rescind_offer(&mut self, offer_id: &str, refuse_until: Option<Timestamp>) {
+        if let Some(o) = self.remove_offer(offer_id, refuse_until) {
+            self.send_event(
+                &o.framework_id,
+                v1::event::Event::Rescind(v1::Rescind { offer_id: offer_id.to_string() }),
+            );
+        }
+    }
+
+    /// Removes an offer and gives its resources back to the allocator, without telling anyone.
+    fn remove_offer(&mut self, offer_id: &str, refuse_until: Option<Timestamp>) -> Option<OfferState> {
+        let o = self.offers.remove(offer_id)?;
+        if let Some(f) = self.frameworks.get_mut(&o.framework_id) {
+            f.offers.remove(offer_id);
+        }
+        self.allocator.recover(&o.framework_id, &o.agent_id, &o.resources, refuse_until);
+        self.allocation_pending |= refuse_until.is_none();
+        Some(o)
+    }
+
+    fn push(&mut self, out: Output) {
+        self.outbox.push(out);
+    }
+
+    /// Sends an event to a framework if it is connected (events to a disconnected framework are
+    /// dropped, as in Mesos; status updates are re-sent by agents until acknowledged).
+    fn send_event(&mut self, framework_id: &str, event: v1::event::Event) {
+        if let Some(conn) = self.frameworks.get(framework_id).and_then(|f| f.conn) {
+            self.push(Output::ToFramework { conn, event: v1::Event { event: Some(event) } });
+        }
+    }
+
+    /// Sends a message to an agent if it is connected.
+    fn send_agent(&mut self, agent_id: &str, msg: v1::master_message::Msg) {
+        if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
+            self.push(Output::ToAgent { conn, msg: v1::MasterMessage { msg: Some(msg) } });
+        }
+    }
+
+    fn send_conn(&mut self, conn: ConnId, msg: v1::master_message::Msg) {
+        self.push(Output::ToAgent { conn, msg: v1::MasterMessage { msg: Some(msg) } });
+    }
+
+    fn random_hex(&mut self) -> String {
+        format!("{:016x}", self.rng.next_u64())
     }
 }

@@ -1,0 +1,338 @@
+//! Agent sessions: registration, re-registration, pings, removal and status updates.
+
+use std::collections::BTreeSet;
+
+use proffer_proto::v1::{self, master_message::Msg, TaskState};
+use proffer_proto::Resources;
+
+use super::state::{AgentState, ConnOwner, FrameworkState, TaskRecord};
+use super::tasks::master_status;
+use super::validate;
+use super::{ConnId, Master, MasterError, Output, Timestamp};
+
+impl Master {
+    pub(crate) fn on_agent_message(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        msg: v1::AgentMessage,
+    ) -> Result<(), MasterError> {
+        use v1::agent_message::Msg as In;
+        let result = match msg.msg {
+            Some(In::Register(r)) => self.on_register(now, conn, r.info.unwrap_or_default(), None),
+            Some(In::Reregister(r)) => {
+                self.on_register(now, conn, r.info.unwrap_or_default(), Some(r.tasks))
+            }
+            Some(In::StatusUpdate(u)) => self.on_status_update(now, conn, u),
+            Some(In::Pong(_)) => self.agent_of(conn).map(|id| self.touch_agent(&id, now)),
+            None => Err(MasterError::InvalidField {
+                field: "agent_message.msg".into(),
+                reason: "empty message".into(),
+            }),
+        };
+        if let Err(e) = &result {
+            let fatal = matches!(e, MasterError::AgentIdConflict { .. });
+            self.send_conn(conn, Msg::Error(v1::AgentError { message: e.to_string(), fatal }));
+            if fatal {
+                self.push(Output::CloseAgent { conn });
+            }
+        }
+        result
+    }
+
+    fn agent_of(&self, conn: ConnId) -> Result<String, MasterError> {
+        match self.conns.get(&conn) {
+            Some(ConnOwner::Agent(id)) => Ok(id.clone()),
+            _ => Err(MasterError::NotRegistered { conn }),
+        }
+    }
+
+    fn touch_agent(&mut self, agent_id: &str, now: Timestamp) {
+        if let Some(a) = self.agents.get_mut(agent_id) {
+            a.last_seen = now;
+        }
+    }
+
+    /// Register (`tasks` = None) or re-register (`tasks` = Some) an agent on `conn`.
+    fn on_register(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        mut info: v1::AgentInfo,
+        tasks: Option<Vec<v1::RunningTask>>,
+    ) -> Result<(), MasterError> {
+        if let Some(ConnOwner::Agent(id)) = self.conns.get(&conn) {
+            return Err(MasterError::InvalidField {
+                field: "register".into(),
+                reason: format!("this session is already registered as agent `{id}`"),
+            });
+        }
+        validate::agent_info(&info)?;
+        let total = Resources::from_proto(&info.resources)
+            .map_err(|source| MasterError::Resources { field: "agent_info.resources".into(), source })?;
+        let reregister = tasks.is_some();
+        let tasks = tasks.unwrap_or_default();
+        if reregister {
+            validate::id("agent_info.id", &info.id)?;
+            if self.removed_agents.contains(&info.id) {
+                // Mesos: a removed agent must shut down its tasks and come back as a new agent.
+                tracing::warn!(agent_id = %info.id, "removed agent tried to re-register; shutting it down");
+                self.send_conn(conn, Msg::Shutdown(v1::ShutdownAgent {
+                    reason: format!("agent `{}` was removed by the master; register afresh", info.id),
+                }));
+                return Ok(());
+            }
+            if let Some(existing) = self.agents.get(&info.id) {
+                let claimant = format!("{}:{}", info.hostname, info.port);
+                if existing.conn.is_some_and(|c| c != conn) && existing.address() != claimant {
+                    return Err(MasterError::AgentIdConflict {
+                        agent_id: info.id.clone(),
+                        owner: existing.address(),
+                        claimant,
+                    });
+                }
+            }
+        } else {
+            self.counters.agents += 1;
+            info.id = format!("{}-S{}", self.master_id, self.counters.agents);
+        }
+        let agent_id = info.id.clone();
+        // Offers on an agent that re-registers are rescinded: its resources are recounted below.
+        self.rescind_offers_on(&agent_id);
+        // Replace a stale session of the same agent.
+        if let Some(old) = self.agents.get(&agent_id).and_then(|a| a.conn) {
+            if old != conn {
+                self.conns.remove(&old);
+                self.push(Output::CloseAgent { conn: old });
+            }
+        }
+        let known: BTreeSet<(String, String)> = self
+            .agents
+            .get(&agent_id)
+            .map(|a| a.tasks.clone())
+            .unwrap_or_default();
+        let reported: BTreeSet<(String, String)> = tasks
+            .iter()
+            .filter_map(|t| t.task.as_ref().map(|ti| (t.framework_id.clone(), ti.task_id.clone())))
+            .collect();
+        let mut state = AgentState {
+            info: info.clone(),
+            total: total.clone(),
+            conn: Some(conn),
+            last_seen: now,
+            next_ping: now.plus_ms(self.config.agent_ping_interval_ms),
+            ping_seq: 0,
+            tasks: known.clone(),
+        };
+        if let Some(old) = self.agents.get(&agent_id) {
+            state.ping_seq = old.ping_seq;
+        }
+        self.agents.insert(agent_id.clone(), state);
+        self.conns.insert(conn, ConnOwner::Agent(agent_id.clone()));
+        // Tasks the master knew but the agent no longer runs are lost (e.g. the agent restarted).
+        for (fw, task_id) in known.difference(&reported) {
+            self.end_task(now, fw, task_id, TaskState::TaskLost, "REASON_TASK_UNKNOWN",
+                "task was not reported by the agent on re-registration");
+        }
+        // Tasks the agent runs that the master did not know (e.g. after a master restart).
+        for t in tasks {
+            self.adopt_task(now, &agent_id, t);
+        }
+        // The allocator learns the agent with what its live tasks use.
+        let used: Vec<(String, Resources)> = self.agents[&agent_id]
+            .tasks
+            .iter()
+            .filter_map(|(fw, tid)| {
+                self.frameworks.get(fw)?.tasks.get(tid).map(|t| (fw.clone(), t.resources.clone()))
+            })
+            .collect();
+        self.allocator.add_agent(&agent_id, total.clone(), &used);
+        self.allocation_pending = true;
+        tracing::info!(agent_id = %agent_id, host = %info.hostname, resources = %total,
+            reregister, "agent registered");
+        self.send_conn(conn, Msg::Registered(v1::AgentRegistered {
+            agent_id,
+            master_id: self.master_id.clone(),
+            ping_interval_ms: self.config.agent_ping_interval_ms,
+        }));
+        Ok(())
+    }
+
+    /// Takes in a task an agent reports that the master does not know yet.
+    fn adopt_task(&mut self, now: Timestamp, agent_id: &str, t: v1::RunningTask) {
+        let Some(info) = t.task else { return };
+        let state = TaskState::try_from(t.state).unwrap_or(TaskState::TaskRunning);
+        if state.is_terminal() || validate::id("task_id", &info.task_id).is_err() {
+            return;
+        }
+        let fw = t.framework_id.clone();
+        if self.frameworks.get(&fw).is_some_and(|f| f.tasks.contains_key(&info.task_id)) {
+            return;
+        }
+        if self.removed_frameworks.contains(&fw) || validate::id("framework_id", &fw).is_err() {
+            self.send_agent(agent_id, Msg::ShutdownFramework(v1::ShutdownFramework { framework_id: fw }));
+            return;
+        }
+        let Ok(resources) = Resources::from_proto(&info.resources) else { return };
+        if !self.frameworks.contains_key(&fw) {
+            // A framework we have not seen since (our) restart: keep its tasks for it, and wait for
+            // it to re-subscribe within the agent re-registration timeout (Mesos: 10 min).
+            let info = v1::FrameworkInfo {
+                id: fw.clone(),
+                failover_timeout: 600.0,
+                roles: vec!["*".into()],
+                ..Default::default()
+            };
+            self.frameworks.insert(fw.clone(), FrameworkState {
+                info,
+                role: "*".into(),
+                conn: None,
+                stream_id: String::new(),
+                disconnected_at: Some(now),
+                tasks: Default::default(),
+                offers: Default::default(),
+                next_heartbeat: now,
+            });
+            self.allocator.add_framework(&fw, "*", false);
+        }
+        let status = master_status(&info.task_id, agent_id, state, "REASON_RECONCILIATION",
+            "reported by the agent on re-registration", now);
+        let task_id = info.task_id.clone();
+        if let Some(f) = self.frameworks.get_mut(&fw) {
+            f.tasks.insert(task_id.clone(), TaskRecord {
+                info,
+                agent_id: agent_id.to_string(),
+                resources,
+                state,
+                status,
+                resources_recovered: false,
+            });
+        }
+        if let Some(a) = self.agents.get_mut(agent_id) {
+            a.tasks.insert((fw, task_id));
+        }
+    }
+
+    fn on_status_update(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        update: v1::StatusUpdate,
+    ) -> Result<(), MasterError> {
+        let agent_id = self.agent_of(conn)?;
+        self.touch_agent(&agent_id, now);
+        let mut status = update.status.ok_or_else(|| MasterError::InvalidField {
+            field: "status_update.status".into(),
+            reason: "missing".into(),
+        })?;
+        if status.task_id.is_empty() {
+            return Err(MasterError::InvalidField {
+                field: "status_update.status.task_id".into(),
+                reason: "empty".into(),
+            });
+        }
+        let state = TaskState::try_from(status.state).unwrap_or(TaskState::Unspecified);
+        if state == TaskState::Unspecified {
+            return Err(MasterError::InvalidField {
+                field: "status_update.status.state".into(),
+                reason: format!("unknown task state {}", status.state),
+            });
+        }
+        status.agent_id = agent_id.clone();
+        let fw = update.framework_id;
+        if !self.frameworks.contains_key(&fw) {
+            if self.removed_frameworks.contains(&fw) && !status.uuid.is_empty() {
+                // Nobody will acknowledge: do it on the framework's behalf, and stop its tasks.
+                self.send_conn(conn, Msg::Ack(v1::StatusUpdateAck {
+                    framework_id: fw.clone(),
+                    task_id: status.task_id.clone(),
+                    uuid: status.uuid.clone(),
+                }));
+                self.send_conn(conn, Msg::ShutdownFramework(v1::ShutdownFramework { framework_id: fw }));
+            }
+            return Ok(());
+        }
+        let known = self.apply_status(&fw, &status);
+        tracing::debug!(framework_id = %fw, agent_id = %agent_id, task_id = %status.task_id,
+            state = state.name(), known, "status update");
+        self.send_event(&fw, v1::event::Event::Update(v1::Update { status: Some(status) }));
+        Ok(())
+    }
+
+    pub(crate) fn on_agent_disconnected(&mut self, now: Timestamp, conn: ConnId) {
+        let Some(ConnOwner::Agent(agent_id)) = self.conns.remove(&conn) else { return };
+        let Some(agent) = self.agents.get_mut(&agent_id) else { return };
+        if agent.conn != Some(conn) {
+            return;
+        }
+        agent.conn = None;
+        tracing::warn!(agent_id = %agent_id, "agent disconnected");
+        let _ = now;
+        self.allocator.deactivate_agent(&agent_id);
+        self.rescind_offers_on(&agent_id);
+    }
+
+    fn rescind_offers_on(&mut self, agent_id: &str) {
+        let offers: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.agent_id == agent_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in offers {
+            self.rescind_offer(&id, None);
+        }
+    }
+
+    pub(crate) fn tick_agents(&mut self, now: Timestamp) {
+        let timeout = self
+            .config
+            .agent_ping_interval_ms
+            .saturating_mul(u64::from(self.config.agent_max_missed_pings.max(1)));
+        let mut dead = Vec::new();
+        let mut pings = Vec::new();
+        for (id, a) in &mut self.agents {
+            if now.since(a.last_seen) > timeout {
+                dead.push(id.clone());
+            } else if now >= a.next_ping {
+                a.next_ping = now.plus_ms(self.config.agent_ping_interval_ms);
+                a.ping_seq += 1;
+                if let Some(conn) = a.conn {
+                    pings.push((conn, a.ping_seq));
+                }
+            }
+        }
+        for (conn, seq) in pings {
+            self.send_conn(conn, Msg::Ping(v1::Ping { seq }));
+        }
+        for id in dead {
+            self.remove_agent(now, &id, "agent stopped answering pings");
+        }
+    }
+
+    /// Removes an agent: its tasks are LOST, its offers rescinded, frameworks told (FAILURE).
+    pub(crate) fn remove_agent(&mut self, now: Timestamp, agent_id: &str, why: &str) {
+        let Some(agent) = self.agents.get(agent_id).cloned() else { return };
+        tracing::warn!(agent_id = %agent_id, why, "removing agent");
+        self.rescind_offers_on(agent_id);
+        let mut told = BTreeSet::new();
+        for (fw, task_id) in &agent.tasks {
+            self.end_task(now, fw, task_id, TaskState::TaskLost, "REASON_AGENT_REMOVED",
+                &format!("agent {agent_id} removed: {why}"));
+            told.insert(fw.clone());
+        }
+        for fw in told {
+            self.send_event(&fw, v1::event::Event::Failure(v1::Failure {
+                agent_id: agent_id.to_string(),
+                message: why.to_string(),
+            }));
+        }
+        if let Some(conn) = agent.conn {
+            self.send_conn(conn, Msg::Shutdown(v1::ShutdownAgent { reason: why.to_string() }));
+            self.conns.remove(&conn);
+        }
+        self.agents.remove(agent_id);
+        self.allocator.remove_agent(agent_id);
+        self.removed_agents.insert(agent_id.to_string());
+    }
+}

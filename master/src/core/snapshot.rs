@@ -1,0 +1,78 @@
+//! The operator's view: a [`v1::StateSnapshot`] of agents, frameworks, tasks and offers.
+
+use proffer_proto::v1;
+use proffer_proto::Resources;
+
+use super::{Master, Timestamp};
+
+impl Master {
+    /// A snapshot of the whole state for operators (`/state`, `GetState`).
+    pub fn snapshot(&self, now: Timestamp) -> v1::StateSnapshot {
+        let agents = self
+            .agents
+            .iter()
+            .map(|(id, a)| {
+                let allocated = self.allocator.allocated_on(id);
+                let available = a.total.checked_sub(&allocated).unwrap_or_default();
+                v1::AgentSummary {
+                    id: id.clone(),
+                    hostname: a.info.hostname.clone(),
+                    port: a.info.port,
+                    total: a.total.to_string(),
+                    allocated: allocated.to_string(),
+                    available: available.to_string(),
+                    connected: a.conn.is_some(),
+                    attributes: a.info.attributes.clone(),
+                    active_tasks: a.tasks.len() as u32,
+                }
+            })
+            .collect();
+        let frameworks = self
+            .frameworks
+            .iter()
+            .map(|(id, f)| v1::FrameworkSummary {
+                id: id.clone(),
+                name: f.info.name.clone(),
+                roles: f.info.roles.clone(),
+                connected: f.conn.is_some(),
+                suppressed: self.allocator.is_suppressed(id),
+                allocated: self.allocator.allocated_to(id).to_string(),
+                dominant_share: self.allocator.dominant_share(id),
+                active_tasks: f.tasks.values().filter(|t| !t.state.is_terminal()).count() as u32,
+                outstanding_offers: f.offers.len() as u32,
+                failover_timeout: f.info.failover_timeout,
+            })
+            .collect();
+        let tasks = self
+            .frameworks
+            .iter()
+            .flat_map(|(fw, f)| f.tasks.values().map(move |t| Self::summarize(fw, t)))
+            .collect();
+        let offers = self
+            .offers
+            .iter()
+            .map(|(id, o)| v1::OfferSummary {
+                id: id.clone(),
+                framework_id: o.framework_id.clone(),
+                agent_id: o.agent_id.clone(),
+                resources: o.resources.to_string(),
+            })
+            .collect();
+        let mut allocated = Resources::new();
+        for id in self.agents.keys() {
+            allocated.add(&self.allocator.allocated_on(id));
+        }
+        v1::StateSnapshot {
+            master_id: self.master_id.clone(),
+            now_ms: now.0,
+            agents,
+            frameworks,
+            tasks,
+            completed_tasks: self.completed_tasks.iter().cloned().collect(),
+            offers,
+            allocation_cycles: self.allocator.cycles(),
+            total: self.allocator.total().to_string(),
+            allocated: allocated.to_string(),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The records the core keeps about agents, frameworks, tasks and offers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proffer_proto::v1;
+use proffer_proto::Resources;
+
+use super::{ConnId, Timestamp};
+
+/// A registered agent.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentState {
+    pub info: v1::AgentInfo,
+    pub total: Resources,
+    /// The current session, if connected.
+    pub conn: Option<ConnId>,
+    /// Last message received from it.
+    pub last_seen: Timestamp,
+    pub next_ping: Timestamp,
+    pub ping_seq: u64,
+    /// Live tasks on it: (framework id, task id).
+    pub tasks: BTreeSet<(String, String)>,
+}
+
+impl AgentState {
+    /// `hostname:port`, used to tell agents apart.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.info.hostname, self.info.port)
+    }
+}
+
+/// A task the master knows about.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskRecord {
+    pub info: v1::TaskInfo,
+    pub agent_id: String,
+    pub resources: Resources,
+    pub state: v1::TaskState,
+    /// The latest status (from the agent or made by the master).
+    pub status: v1::TaskStatus,
+    /// True once resources were given back (the task reached a terminal state).
+    pub resources_recovered: bool,
+}
+
+/// A subscribed (or recovering) framework.
+#[derive(Debug, Clone)]
+pub(crate) struct FrameworkState {
+    pub info: v1::FrameworkInfo,
+    pub role: String,
+    /// The current event stream, if connected.
+    pub conn: Option<ConnId>,
+    pub stream_id: String,
+    /// When it disconnected (failover timer runs from here).
+    pub disconnected_at: Option<Timestamp>,
+    pub tasks: BTreeMap<String, TaskRecord>,
+    pub offers: BTreeSet<String>,
+    pub next_heartbeat: Timestamp,
+}
+
+impl FrameworkState {
+    /// Failover timeout in milliseconds.
+    pub fn failover_ms(&self) -> u64 {
+        (self.info.failover_timeout.max(0.0) * 1000.0) as u64
+    }
+}
+
+/// An outstanding offer.
+#[derive(Debug, Clone)]
+pub(crate) struct OfferState {
+    pub framework_id: String,
+    pub agent_id: String,
+    pub resources: Resources,
+    pub expires: Option<Timestamp>,
+}
+
+/// Who owns a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConnOwner {
+    Agent(String),
+    Framework(String),
+}

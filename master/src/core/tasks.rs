@@ -1,0 +1,123 @@
+//! Task bookkeeping shared by agent and framework handlers: applying status updates,
+//! recovering resources, and retiring terminal tasks.
+
+use proffer_proto::v1;
+use proffer_proto::v1::TaskState;
+
+use super::{Master, Timestamp};
+
+/// A status update made by the master itself (no uuid: nothing to acknowledge).
+pub(crate) fn master_status(
+    task_id: &str,
+    agent_id: &str,
+    state: TaskState,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> v1::TaskStatus {
+    v1::TaskStatus {
+        task_id: task_id.to_string(),
+        state: state as i32,
+        message: message.to_string(),
+        reason: reason.to_string(),
+        source: v1::StatusSource::SourceMaster as i32,
+        agent_id: agent_id.to_string(),
+        uuid: Vec::new(),
+        timestamp_ms: now.0,
+        exit_code: None,
+        healthy: None,
+    }
+}
+
+impl Master {
+    /// Records `status` for a task: updates its state, recovers its resources when it becomes
+    /// terminal, and retires it when nothing more needs acknowledging. Returns false if the task
+    /// is unknown.
+    pub(crate) fn apply_status(&mut self, framework_id: &str, status: &v1::TaskStatus) -> bool {
+        let state = TaskState::try_from(status.state).unwrap_or(TaskState::Unspecified);
+        let Some(task) = self
+            .frameworks
+            .get_mut(framework_id)
+            .and_then(|f| f.tasks.get_mut(&status.task_id))
+        else {
+            return false;
+        };
+        // A terminal task never leaves its terminal state.
+        if !task.state.is_terminal() {
+            task.state = state;
+            task.status = status.clone();
+        }
+        let recover = task.state.is_terminal() && !task.resources_recovered;
+        let (agent_id, resources) = (task.agent_id.clone(), task.resources.clone());
+        if recover {
+            task.resources_recovered = true;
+            self.allocator.recover(framework_id, &agent_id, &resources, None);
+            self.allocation_pending = true;
+            if let Some(a) = self.agents.get_mut(&agent_id) {
+                a.tasks.remove(&(framework_id.to_string(), status.task_id.clone()));
+            }
+        }
+        // Updates without a uuid need no acknowledgement: a terminal one retires the task now.
+        if status.uuid.is_empty() && state.is_terminal() {
+            self.retire_task(framework_id, &status.task_id);
+        }
+        true
+    }
+
+    /// Moves a terminal task to the completed list.
+    pub(crate) fn retire_task(&mut self, framework_id: &str, task_id: &str) {
+        let Some(task) = self.frameworks.get_mut(framework_id).and_then(|f| f.tasks.remove(task_id))
+        else {
+            return;
+        };
+        if !task.resources_recovered {
+            self.allocator.recover(framework_id, &task.agent_id, &task.resources, None);
+            self.allocation_pending = true;
+        }
+        if let Some(a) = self.agents.get_mut(&task.agent_id) {
+            a.tasks.remove(&(framework_id.to_string(), task_id.to_string()));
+        }
+        self.completed_tasks.push_back(Self::summarize(framework_id, &task));
+        while self.completed_tasks.len() > self.config.max_completed_tasks {
+            self.completed_tasks.pop_front();
+        }
+    }
+
+    /// Ends a task by the master's own decision (agent removed, framework removed, …): records a
+    /// terminal status, tells the framework, and retires the task.
+    pub(crate) fn end_task(
+        &mut self,
+        now: Timestamp,
+        framework_id: &str,
+        task_id: &str,
+        state: TaskState,
+        reason: &str,
+        message: &str,
+    ) {
+        let Some(agent_id) = self
+            .frameworks
+            .get(framework_id)
+            .and_then(|f| f.tasks.get(task_id))
+            .map(|t| t.agent_id.clone())
+        else {
+            return;
+        };
+        let status = master_status(task_id, &agent_id, state, reason, message, now);
+        self.apply_status(framework_id, &status);
+        self.send_event(framework_id, v1::event::Event::Update(v1::Update { status: Some(status) }));
+    }
+
+    /// The operator view of a task.
+    pub(crate) fn summarize(framework_id: &str, t: &super::state::TaskRecord) -> v1::TaskSummary {
+        v1::TaskSummary {
+            id: t.info.task_id.clone(),
+            name: t.info.name.clone(),
+            framework_id: framework_id.to_string(),
+            agent_id: t.agent_id.clone(),
+            state: t.state.name().to_string(),
+            resources: t.resources.to_string(),
+            reason: t.status.reason.clone(),
+            message: t.status.message.clone(),
+        }
+    }
+}

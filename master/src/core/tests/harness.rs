@@ -1,0 +1,180 @@
+//! A tiny driver for the core: virtual time, connections, and output inspection.
+
+use proffer_proto::v1::{self, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut};
+use proffer_proto::Resources;
+
+use crate::core::{Call, ConnId, Input, Master, MasterConfig, MasterError, Output, Timestamp};
+
+/// The core plus a clock and a log of everything it sent.
+pub struct H {
+    pub m: Master,
+    pub now: u64,
+    pub out: Vec<Output>,
+}
+
+impl H {
+    pub fn new() -> Self {
+        Self::with(MasterConfig::default())
+    }
+
+    pub fn with(config: MasterConfig) -> Self {
+        H { m: Master::new(config, 42), now: 0, out: Vec::new() }
+    }
+
+    pub fn input(&mut self, input: Input) -> Result<(), MasterError> {
+        let r = self.m.handle(Timestamp(self.now), input);
+        self.out.extend(self.m.take_outbox());
+        r
+    }
+
+    pub fn call(&mut self, call: Call) -> Result<(), MasterError> {
+        self.input(Input::Call(call))
+    }
+
+    /// Advances time and ticks.
+    pub fn advance(&mut self, ms: u64) {
+        self.now += ms;
+        self.m.tick(Timestamp(self.now));
+        self.out.extend(self.m.take_outbox());
+    }
+
+    /// Drains the output log.
+    pub fn drain(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn register_agent(&mut self, conn: ConnId, host: &str, res: &str) -> String {
+        let info = agent_info("", host, res);
+        self.input(Input::Agent {
+            conn,
+            msg: v1::AgentMessage { msg: Some(AIn::Register(v1::RegisterAgent { info: Some(info) })) },
+        })
+        .expect("register");
+        self.agent_msgs(conn)
+            .into_iter()
+            .find_map(|m| match m {
+                AOut::Registered(r) => Some(r.agent_id),
+                _ => None,
+            })
+            .expect("registered")
+    }
+
+    pub fn subscribe(&mut self, conn: ConnId, name: &str, failover: f64) -> v1::CallHeader {
+        let info = v1::FrameworkInfo { name: name.into(), failover_timeout: failover, ..Default::default() };
+        self.input(Input::Subscribe { conn, info }).expect("subscribe");
+        self.events(conn)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Subscribed(s) => Some(v1::CallHeader { framework_id: s.framework_id, stream_id: s.stream_id }),
+                _ => None,
+            })
+            .expect("subscribed")
+    }
+
+    /// Events sent to a framework connection (drained from the log; other outputs are kept).
+    pub fn events(&mut self, conn: ConnId) -> Vec<Event> {
+        let mut keep = Vec::new();
+        let mut got = Vec::new();
+        for o in self.out.drain(..) {
+            match o {
+                Output::ToFramework { conn: c, event } if c == conn => {
+                    if let Some(e) = event.event {
+                        got.push(e);
+                    }
+                }
+                other => keep.push(other),
+            }
+        }
+        self.out = keep;
+        got
+    }
+
+    /// Messages sent to an agent connection (drained from the log; other outputs are kept).
+    pub fn agent_msgs(&mut self, conn: ConnId) -> Vec<AOut> {
+        let mut keep = Vec::new();
+        let mut got = Vec::new();
+        for o in self.out.drain(..) {
+            match o {
+                Output::ToAgent { conn: c, msg } if c == conn => {
+                    if let Some(m) = msg.msg {
+                        got.push(m);
+                    }
+                }
+                other => keep.push(other),
+            }
+        }
+        self.out = keep;
+        got
+    }
+
+    pub fn offers(&mut self, conn: ConnId) -> Vec<v1::Offer> {
+        self.events(conn)
+            .into_iter()
+            .flat_map(|e| match e {
+                Event::Offers(o) => o.offers,
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    pub fn updates(&mut self, conn: ConnId) -> Vec<v1::TaskStatus> {
+        self.events(conn)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Update(u) => u.status,
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn launch(&mut self, h: &v1::CallHeader, offer_ids: &[&str], tasks: Vec<v1::TaskInfo>) -> Result<(), MasterError> {
+        self.call(Call::Accept(v1::AcceptRequest {
+            header: Some(h.clone()),
+            offer_ids: offer_ids.iter().map(|s| s.to_string()).collect(),
+            operations: vec![v1::Operation { op: Some(v1::operation::Op::Launch(v1::Launch { tasks })) }],
+            filters: None,
+        }))
+    }
+
+    pub fn status(&mut self, conn: ConnId, fw: &str, task: &str, state: v1::TaskState, uuid: &[u8]) -> Result<(), MasterError> {
+        self.input(Input::Agent {
+            conn,
+            msg: v1::AgentMessage {
+                msg: Some(AIn::StatusUpdate(v1::StatusUpdate {
+                    framework_id: fw.into(),
+                    status: Some(v1::TaskStatus {
+                        task_id: task.into(),
+                        state: state as i32,
+                        uuid: uuid.to_vec(),
+                        source: v1::StatusSource::SourceAgent as i32,
+                        ..Default::default()
+                    }),
+                })),
+            },
+        })
+    }
+}
+
+pub fn agent_info(id: &str, host: &str, res: &str) -> v1::AgentInfo {
+    v1::AgentInfo {
+        id: id.into(),
+        hostname: host.into(),
+        port: 5051,
+        resources: Resources::parse(res).expect("resources").to_proto(),
+        ..Default::default()
+    }
+}
+
+pub fn task(id: &str, res: &str) -> v1::TaskInfo {
+    v1::TaskInfo {
+        name: id.into(),
+        task_id: id.into(),
+        resources: Resources::parse(res).expect("resources").to_proto(),
+        command: Some(v1::CommandInfo { value: "true".into(), shell: true, ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+pub fn res(offer: &v1::Offer) -> Resources {
+    Resources::from_proto(&offer.resources).expect("offer resources")
+}
