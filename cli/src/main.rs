@@ -1,1 +1,204 @@
-fn main() {}
+//! `proffer`: the single binary for the master, agents, a local cluster, the batch framework
+//! and operator commands.
+//!
+//! # Layout
+//! - `daemons`: `proffer master` and `proffer agent`.
+//! - `local`: `proffer local` (master + agents in-process, demo batch).
+//! - `batch`: `proffer run` (batch framework with progress output).
+//! - `operator`: `proffer state` / `proffer tasks`.
+//! - `duration`, `table`: flag parsing and text tables.
+//!
+//! Logs go to stderr (filter with `RUST_LOG`); user-facing output goes to stdout.
+
+mod batch;
+mod daemons;
+mod duration;
+mod local;
+mod operator;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Proffer: a two-level cluster scheduler (Mesos-style resource offers).
+#[derive(Debug, Parser)]
+#[command(name = "proffer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the master (gRPC and HTTP on one port).
+    Master(daemons::MasterArgs),
+    /// Run an agent that offers this machine's resources and runs tasks.
+    Agent(daemons::AgentArgs),
+    /// Run a batch of identical shell tasks to completion.
+    Run(daemons::RunArgs),
+    /// Start a master and agents in this process and run a demo batch.
+    Local(local::LocalArgs),
+    /// Show the master's agents and frameworks.
+    State(StateArgs),
+    /// Show the master's tasks.
+    Tasks(TasksArgs),
+}
+
+/// Flags of `proffer state`.
+#[derive(Debug, clap::Args)]
+struct StateArgs {
+    /// The master, HOST:PORT.
+    #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
+    master: String,
+    /// Print the raw snapshot as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Flags of `proffer tasks`.
+#[derive(Debug, clap::Args)]
+struct TasksArgs {
+    /// The master, HOST:PORT.
+    #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
+    master: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Include completed tasks.
+    #[arg(long)]
+    all: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Local(_) | Command::Run(_)));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the tokio runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command; `Ok(false)` means it ran but did not succeed (e.g. tasks failed).
+async fn dispatch(command: Command) -> anyhow::Result<bool> {
+    let cancel = CancellationToken::new();
+    match command {
+        Command::Master(args) => {
+            cancel_on_signals(cancel.clone());
+            daemons::master(args, cancel).await.map(|()| true)
+        }
+        Command::Agent(args) => {
+            cancel_on_signals(cancel.clone());
+            daemons::agent(args, cancel).await.map(|()| true)
+        }
+        Command::Run(args) => {
+            cancel_on_signals(cancel.clone());
+            daemons::run(args, cancel).await
+        }
+        Command::Local(args) => {
+            cancel_on_signals(cancel.clone());
+            local::run(args, daemons::random_seed(), cancel).await
+        }
+        Command::State(args) => operator::state(&args.master, args.json)
+            .await
+            .map(|()| true),
+        Command::Tasks(args) => operator::tasks(&args.master, args.json, args.all)
+            .await
+            .map(|()| true),
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default (info for proffer crates, warn otherwise;
+/// interactive commands that print progress default to warn so the output stays readable).
+fn init_tracing(quiet: bool) {
+    let default = if quiet {
+        "warn"
+    } else {
+        "warn,proffer=info,proffer_cli=info,proffer_master=info,proffer_agent=info,proffer_sdk=info"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Cancels on Ctrl-C or SIGTERM; a second signal exits at once.
+fn cancel_on_signals(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("shutting down (signal again to exit at once)");
+        cancel.cancel();
+        wait_for_signal().await;
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn master_flags_parse_durations() -> anyhow::Result<()> {
+        let cli = Cli::try_parse_from([
+            "proffer",
+            "master",
+            "--listen",
+            "127.0.0.1:6000",
+            "--allocation-interval",
+            "500ms",
+            "--offer-timeout",
+            "2m",
+        ])?;
+        let Command::Master(args) = cli.command else {
+            anyhow::bail!("not master")
+        };
+        let config = args.server_config()?;
+        assert_eq!(config.master.allocation_interval_ms, 500);
+        assert_eq!(config.master.offer_timeout_ms, Some(120_000));
+        assert_eq!(config.master.agent_ping_interval_ms, 15_000);
+        assert!(Cli::try_parse_from(["proffer", "master", "--allocation-interval", "5"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn run_requires_a_command() {
+        assert!(Cli::try_parse_from(["proffer", "run", "--tasks", "3"]).is_err());
+        assert!(Cli::try_parse_from(["proffer", "run", "--tasks", "3", "--cmd", "true"]).is_ok());
+    }
+}

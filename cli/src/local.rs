@@ -1,0 +1,198 @@
+//! `proffer local`: a master and N agents in this process, plus a demo batch framework.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use proffer_agent::AgentConfig;
+use proffer_master::core::MasterConfig;
+use proffer_master::server::{ServerConfig, serve};
+use proffer_proto::Resources;
+use proffer_proto::resources::format_milli;
+use proffer_sdk::BatchSpec;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::duration::{millis, parse_duration};
+
+/// Smallest memory share an agent gets, in MB.
+const MIN_MEM_MB: i64 = 128;
+/// How long shutdown may take before the command stops waiting.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
+
+/// Flags of `proffer local`.
+#[derive(Debug, clap::Args)]
+pub struct LocalArgs {
+    /// Number of agents to start.
+    #[arg(long, env = "PROFFER_LOCAL_AGENTS", default_value_t = 2)]
+    agents: usize,
+    /// Port of the master (gRPC and HTTP) on 127.0.0.1; 0 picks a free one.
+    #[arg(long, env = "PROFFER_PORT", default_value_t = 5050)]
+    port: u16,
+    /// Work directory (default: /tmp/proffer-local-<pid>); each agent gets a subdirectory.
+    #[arg(long, env = "PROFFER_WORK_DIR")]
+    work_dir: Option<PathBuf>,
+    /// Tasks the demo batch framework runs.
+    #[arg(long, default_value_t = 30)]
+    demo_tasks: usize,
+    /// Shell command of each demo task.
+    #[arg(long, default_value = "sleep 0.2")]
+    demo_cmd: String,
+    /// CPUs per demo task.
+    #[arg(long, default_value_t = 0.1)]
+    demo_cpus: f64,
+    /// Memory per demo task (MB).
+    #[arg(long, default_value_t = 32.0)]
+    demo_mem: f64,
+    /// Do not run the demo; just serve.
+    #[arg(long)]
+    no_demo: bool,
+    /// Exit after the demo (status 0 only if every task finished) instead of serving on.
+    #[arg(long, conflicts_with = "no_demo")]
+    exit_after_demo: bool,
+    /// Batch allocation interval of the master.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    allocation_interval: Duration,
+}
+
+/// Agent `index`'s equal share (of `agents`) of the machine's `total` resources: at least one
+/// cpu and 128 MB, an equal slice of the disk and a disjoint slice of the first port range.
+pub fn agent_share(total: &Resources, agents: usize, index: usize) -> anyhow::Result<Resources> {
+    anyhow::ensure!(agents > 0 && index < agents, "agent {index} of {agents}");
+    let n = i64::try_from(agents).context("too many agents")?;
+    let cpus = (total.cpus_milli() / n).max(1000);
+    let mem = (total.mem_milli() / n).max(MIN_MEM_MB * 1000);
+    let mut text = format!("cpus:{};mem:{}", format_milli(cpus), format_milli(mem));
+    let disk = total.scalar_milli("disk") / n;
+    if disk > 0 {
+        text.push_str(&format!(";disk:{}", format_milli(disk)));
+    }
+    if let Some(&(begin, end)) = total.ranges("ports").ranges().first() {
+        let span = (end - begin + 1) / agents as u64;
+        if span > 0 {
+            let first = begin + index as u64 * span;
+            text.push_str(&format!(";ports:[{}-{}]", first, first + span - 1));
+        }
+    }
+    Resources::parse(&text).with_context(|| format!("agent share `{text}`"))
+}
+
+/// Runs the local cluster. Returns whether the run counts as a success: with
+/// `--exit-after-demo`, every demo task finished; otherwise a clean shutdown.
+pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyhow::Result<bool> {
+    anyhow::ensure!(args.agents >= 1, "--agents must be at least 1");
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("proffer-local-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("cannot create work dir {}", work_dir.display()))?;
+
+    let listener = TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let master = format!("127.0.0.1:{}", listener.local_addr()?.port());
+    let mut config = ServerConfig::new(MasterConfig {
+        allocation_interval_ms: millis(args.allocation_interval),
+        ..MasterConfig::default()
+    });
+    config.seed = seed;
+    let server = tokio::spawn(serve(listener, config, cancel.clone()));
+
+    let total = proffer_agent::detect_resources(&work_dir).context("detecting resources")?;
+    let mut agents = Vec::with_capacity(args.agents);
+    for index in 0..args.agents {
+        let dir = work_dir.join(format!("agent-{index}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let share = agent_share(&total, args.agents, index)?;
+        let mut agent = AgentConfig::new(master.clone(), dir);
+        if index == 0 {
+            println!("{} agents, each with {share}", args.agents);
+        }
+        agent.resources = Some(share);
+        agent.port = 5051 + u32::try_from(index).unwrap_or(0);
+        agent.attributes = vec![("local_agent".to_owned(), index.to_string())];
+        agents.push(tokio::spawn(proffer_agent::run(agent, cancel.clone())));
+    }
+    println!("master listening on {master} (gRPC); state at http://{master}/state");
+    println!("work dir {}", work_dir.display());
+
+    let mut success = true;
+    if !args.no_demo {
+        let mut spec = BatchSpec::new("demo", args.demo_tasks, args.demo_cmd.clone());
+        spec.cpus = args.demo_cpus;
+        spec.mem = args.demo_mem;
+        success = match crate::batch::run(&master, spec, cancel.clone()).await {
+            Ok(summary) => summary.all_finished(),
+            Err(err) => {
+                eprintln!("demo failed: {err:#}");
+                false
+            }
+        };
+    }
+    if args.exit_after_demo {
+        cancel.cancel();
+    } else {
+        println!("serving on {master}; try `proffer state --master {master}`; Ctrl-C stops");
+        cancel.cancelled().await;
+        success = true;
+    }
+    shutdown(server, agents).await;
+    Ok(success)
+}
+
+/// Waits (bounded) for the server and the agents to stop, logging their errors.
+async fn shutdown(
+    server: tokio::task::JoinHandle<Result<(), proffer_master::server::ServerError>>,
+    agents: Vec<tokio::task::JoinHandle<Result<(), proffer_agent::AgentError>>>,
+) {
+    let wait = async {
+        for (index, agent) in agents.into_iter().enumerate() {
+            match agent.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(index, %err, "agent failed"),
+                Err(err) => tracing::error!(index, %err, "agent task panicked"),
+            }
+        }
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(%err, "master failed"),
+            Err(err) => tracing::error!(%err, "master task panicked"),
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_WAIT, wait).await.is_err() {
+        tracing::warn!("shutdown took longer than {SHUTDOWN_WAIT:?}; exiting anyway");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_split_the_machine() -> anyhow::Result<()> {
+        let total = Resources::parse("cpus:4;mem:8192;disk:1000;ports:[31000-32000]")?;
+        let a = agent_share(&total, 2, 0)?;
+        let b = agent_share(&total, 2, 1)?;
+        assert_eq!(
+            a.to_string(),
+            "cpus:2;disk:500;mem:4096;ports:[31000-31499]"
+        );
+        assert_eq!(
+            b.to_string(),
+            "cpus:2;disk:500;mem:4096;ports:[31500-31999]"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn shares_have_a_floor() -> anyhow::Result<()> {
+        let total = Resources::parse("cpus:2;mem:300")?;
+        let share = agent_share(&total, 3, 2)?;
+        assert_eq!(share.cpus_milli(), 1000);
+        assert_eq!(share.mem_milli(), 128_000);
+        assert!(share.ranges("ports").is_empty());
+        assert!(agent_share(&total, 3, 3).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! `proffer state` and `proffer tasks`: fetch the master's state over gRPC and print it.
+
+use anyhow::Context;
+use proffer_proto::v1;
+use proffer_proto::v1::operator_client::OperatorClient;
+
+use crate::table::render;
+
+/// The gRPC endpoint URL for a `HOST:PORT` (an `http://` URL is used as is).
+pub fn endpoint(master: &str) -> String {
+    if master.starts_with("http://") || master.starts_with("https://") {
+        master.to_owned()
+    } else {
+        format!("http://{master}")
+    }
+}
+
+/// Fetches the state snapshot from the master.
+pub async fn fetch_state(master: &str) -> anyhow::Result<v1::StateSnapshot> {
+    let url = endpoint(master);
+    let mut client = OperatorClient::connect(url.clone())
+        .await
+        .with_context(|| format!("cannot connect to the master at {url}"))?;
+    let state = client
+        .get_state(v1::GetStateRequest {})
+        .await
+        .with_context(|| format!("GetState on {url} failed"))?;
+    Ok(state.into_inner())
+}
+
+/// `proffer state`: prints the snapshot as tables or JSON.
+pub async fn state(master: &str, json: bool) -> anyhow::Result<()> {
+    let state = fetch_state(master).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&state)?);
+    } else {
+        print!("{}", render_state(&state));
+    }
+    Ok(())
+}
+
+/// `proffer tasks`: prints active tasks (and with `all` the completed ones) as a table or JSON.
+pub async fn tasks(master: &str, json: bool, all: bool) -> anyhow::Result<()> {
+    let state = fetch_state(master).await?;
+    let mut tasks = state.tasks;
+    if all {
+        tasks.extend(state.completed_tasks);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tasks)?);
+    } else {
+        print!("{}", render_tasks(&tasks));
+    }
+    Ok(())
+}
+
+/// Human-readable view of the master's state: a summary line, agents and frameworks.
+pub fn render_state(s: &v1::StateSnapshot) -> String {
+    let mut out = format!(
+        "master {}  up {:.1}s  allocation cycles {}\ntotal: {}\nallocated: {}\n\
+         {} agents, {} frameworks, {} active tasks, {} completed, {} outstanding offers\n\n",
+        s.master_id,
+        s.now_ms as f64 / 1000.0,
+        s.allocation_cycles,
+        or_dash(&s.total),
+        or_dash(&s.allocated),
+        s.agents.len(),
+        s.frameworks.len(),
+        s.tasks.len(),
+        s.completed_tasks.len(),
+        s.offers.len(),
+    );
+    let agents: Vec<Vec<String>> = s
+        .agents
+        .iter()
+        .map(|a| {
+            vec![
+                a.id.clone(),
+                format!("{}:{}", a.hostname, a.port),
+                or_dash(&a.total),
+                or_dash(&a.allocated),
+                yes_no(a.connected),
+                a.active_tasks.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str("AGENTS\n");
+    out.push_str(&render(
+        &["ID", "HOST", "TOTAL", "ALLOCATED", "CONNECTED", "TASKS"],
+        &agents,
+    ));
+    let frameworks: Vec<Vec<String>> = s
+        .frameworks
+        .iter()
+        .map(|f| {
+            vec![
+                f.id.clone(),
+                f.name.clone(),
+                f.roles.join(","),
+                yes_no(f.connected),
+                f.active_tasks.to_string(),
+                format!("{:.3}", f.dominant_share),
+            ]
+        })
+        .collect();
+    out.push_str("\nFRAMEWORKS\n");
+    out.push_str(&render(
+        &[
+            "ID",
+            "NAME",
+            "ROLES",
+            "CONNECTED",
+            "TASKS",
+            "DOMINANT SHARE",
+        ],
+        &frameworks,
+    ));
+    out
+}
+
+/// Table of tasks.
+pub fn render_tasks(tasks: &[v1::TaskSummary]) -> String {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.framework_id.clone(),
+                t.agent_id.clone(),
+                t.state.clone(),
+                or_dash(&t.resources),
+            ]
+        })
+        .collect();
+    render(&["ID", "FRAMEWORK", "AGENT", "STATE", "RESOURCES"], &rows)
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> v1::StateSnapshot {
+        v1::StateSnapshot {
+            master_id: "m1".into(),
+            now_ms: 2500,
+            allocation_cycles: 3,
+            total: "cpus:4;mem:2048".into(),
+            allocated: "cpus:1".into(),
+            agents: vec![v1::AgentSummary {
+                id: "a-1".into(),
+                hostname: "h1".into(),
+                port: 5051,
+                total: "cpus:4;mem:2048".into(),
+                allocated: "cpus:1".into(),
+                connected: true,
+                active_tasks: 2,
+                ..Default::default()
+            }],
+            frameworks: vec![v1::FrameworkSummary {
+                id: "f-1".into(),
+                name: "batch".into(),
+                roles: vec!["*".into()],
+                connected: false,
+                active_tasks: 2,
+                dominant_share: 0.25,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn state_tables() {
+        let text = render_state(&snapshot());
+        let want = "master m1  up 2.5s  allocation cycles 3\n\
+                    total: cpus:4;mem:2048\n\
+                    allocated: cpus:1\n\
+                    1 agents, 1 frameworks, 0 active tasks, 0 completed, 0 outstanding offers\n\
+                    \n\
+                    AGENTS\n\
+                    ID   HOST     TOTAL            ALLOCATED  CONNECTED  TASKS\n\
+                    a-1  h1:5051  cpus:4;mem:2048  cpus:1     yes        2\n\
+                    \n\
+                    FRAMEWORKS\n\
+                    ID   NAME   ROLES  CONNECTED  TASKS  DOMINANT SHARE\n\
+                    f-1  batch  *      no         2      0.250\n";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn task_table() {
+        let tasks = vec![v1::TaskSummary {
+            id: "batch-0001".into(),
+            framework_id: "f-1".into(),
+            agent_id: "a-1".into(),
+            state: "TASK_RUNNING".into(),
+            resources: String::new(),
+            ..Default::default()
+        }];
+        let want = "ID          FRAMEWORK  AGENT  STATE         RESOURCES\n\
+                    batch-0001  f-1        a-1    TASK_RUNNING  -\n";
+        assert_eq!(render_tasks(&tasks), want);
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint("127.0.0.1:5050"), "http://127.0.0.1:5050");
+        assert_eq!(endpoint("http://m:1"), "http://m:1");
+    }
+}
