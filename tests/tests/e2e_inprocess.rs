@@ -1,0 +1,100 @@
+//! End to end, in one process: the real master server, two real agents running real shell
+//! processes, and the SDK's batch framework running 50 tasks to TASK_FINISHED.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use proffer_agent::AgentConfig;
+use proffer_master::core::MasterConfig;
+use proffer_master::server::{ServerConfig, serve};
+use proffer_proto::{Resources, v1};
+use proffer_sdk::{BatchProgress, BatchSpec, run_batch};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Generous bound on the whole run; the batch normally takes a few seconds.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_of_50_tasks_finishes_on_in_process_master_and_agents() -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let cancel = CancellationToken::new();
+    let master = MasterConfig {
+        allocation_interval_ms: 100,
+        ..MasterConfig::default()
+    };
+    let server = tokio::spawn(serve(listener, ServerConfig::new(master), cancel.clone()));
+
+    let mut dirs = Vec::new();
+    let mut agents = Vec::new();
+    for i in 0..2 {
+        let dir = tempfile::tempdir()?;
+        let mut cfg = AgentConfig::new(addr.clone(), dir.path());
+        cfg.resources = Some(Resources::parse("cpus:2;mem:1024;ports:[31000-31099]")?);
+        cfg.hostname = format!("agent-{i}");
+        cfg.status_retry_initial = Duration::from_secs(1);
+        cfg.reconnect_initial = Duration::from_millis(50);
+        agents.push(tokio::spawn(proffer_agent::run(cfg, cancel.child_token())));
+        dirs.push(dir);
+    }
+
+    let spec = BatchSpec {
+        cpus: 0.25,
+        mem: 32.0,
+        ..BatchSpec::new("e2e", 50, "echo task $PWD")
+    };
+    let progress = |_: &BatchProgress| {};
+    let summary = tokio::time::timeout(
+        RUN_LIMIT,
+        run_batch(&addr, spec, progress, CancellationToken::new()),
+    )
+    .await
+    .context("batch did not finish in time")??;
+    assert_eq!(summary.tasks, 50);
+    assert_eq!(summary.launched, 50, "{summary}");
+    assert_eq!(summary.finished, 50, "{summary}");
+    assert!(summary.all_finished(), "{summary}");
+    // At most 8 tasks of 0.25 cpu fit on an agent with 2 cpus, so several offers were needed.
+    assert!(summary.offers_received >= 50 / 16, "{summary}");
+
+    // The master saw two agents, every task completed, and the framework is gone after TEARDOWN.
+    let mut client = v1::operator_client::OperatorClient::connect(format!("http://{addr}")).await?;
+    let state = client.get_state(v1::GetStateRequest {}).await?.into_inner();
+    assert_eq!(state.agents.len(), 2, "{:?}", state.agents);
+    assert!(
+        state.tasks.is_empty(),
+        "no active tasks remain: {:?}",
+        state.tasks
+    );
+    let finished: Vec<_> = state
+        .completed_tasks
+        .iter()
+        .filter(|t| t.id.starts_with("e2e-") && t.state == "TASK_FINISHED")
+        .collect();
+    assert_eq!(
+        finished.len(),
+        50,
+        "completed tasks: {:?}",
+        state.completed_tasks
+    );
+    assert!(
+        state.frameworks.iter().all(|f| f.name != "e2e"),
+        "framework was torn down: {:?}",
+        state.frameworks
+    );
+
+    cancel.cancel();
+    for a in agents {
+        match tokio::time::timeout(Duration::from_secs(30), a).await {
+            Ok(Ok(Ok(()))) => {}
+            other => bail!("agent did not stop cleanly: {other:?}"),
+        }
+    }
+    match tokio::time::timeout(Duration::from_secs(30), server).await {
+        Ok(Ok(Ok(()))) => {}
+        other => bail!("master did not stop cleanly: {other:?}"),
+    }
+    drop(dirs);
+    Ok(())
+}
