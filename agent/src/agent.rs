@@ -44,8 +44,13 @@ enum Conn {
         tx: mpsc::UnboundedSender<AgentMessage>,
         registered: bool,
         task: JoinHandle<()>,
+        /// When the session was opened (for the registration timeout).
+        opened: Instant,
     },
 }
+
+/// A session that has not seen AgentRegistered after this long is dropped and re-dialed.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// All of the agent's state.
 pub(crate) struct Agent {
@@ -132,7 +137,7 @@ impl Agent {
             Conn::Up {
                 registered: true, ..
             } => self.updates.next_deadline().map_or(far, Instant::from_std),
-            Conn::Up { .. } => far,
+            Conn::Up { opened, .. } => *opened + REGISTRATION_TIMEOUT,
         }
     }
 
@@ -150,6 +155,13 @@ impl Agent {
                     );
                     self.send(msg(agent_message::Msg::StatusUpdate(u)));
                 }
+            }
+            Conn::Up {
+                registered: false,
+                opened,
+                ..
+            } if *opened + REGISTRATION_TIMEOUT <= now => {
+                self.reconnect_later("no AgentRegistered from the master in time");
             }
             _ => {}
         }
@@ -175,6 +187,7 @@ impl Agent {
             tx,
             registered: false,
             task,
+            opened: Instant::now(),
         };
     }
 
@@ -269,7 +282,7 @@ impl Agent {
             SessionEvent::Closed { id, reason } if Some(id) == current => {
                 self.reconnect_later(&reason);
             }
-            SessionEvent::Message { id, msg } if Some(id) == current => self.on_master(msg),
+            SessionEvent::Message { id, msg } if Some(id) == current => self.on_master(*msg),
             _ => debug!("event from an old session ignored"),
         }
     }

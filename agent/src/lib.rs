@@ -10,7 +10,7 @@
 //! - [`process`]: task processes: command, environment, process groups, kill, exit classification.
 //! - `session`: one connection to the master (dial, bidi stream, forward messages).
 //! - `agent`: the agent loop tying connection, tasks and status updates together.
-//! - [`error`]: [`AgentError`].
+//! - [`error`]: the crate error type, [`AgentError`].
 
 pub mod checkpoint;
 pub mod config;

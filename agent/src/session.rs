@@ -17,7 +17,7 @@ pub enum SessionEvent {
         /// The session it arrived on.
         id: u64,
         /// The message.
-        msg: MasterMessage,
+        msg: Box<MasterMessage>,
     },
     /// Session `id` could not be opened or has ended.
     Closed {
@@ -69,7 +69,13 @@ async fn pump(
     loop {
         match inbound.message().await {
             Ok(Some(msg)) => {
-                if events.send(SessionEvent::Message { id, msg }).is_err() {
+                if events
+                    .send(SessionEvent::Message {
+                        id,
+                        msg: Box::new(msg),
+                    })
+                    .is_err()
+                {
                     return Ok(()); // the agent loop is gone
                 }
             }

@@ -1,0 +1,326 @@
+//! A fake master for agent integration tests: a tiny tonic `Agent` service on 127.0.0.1:0
+//! that records every message the agent sends and lets the test send `MasterMessage`s.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use proffer_agent::AgentConfig;
+use proffer_proto::Resources;
+use proffer_proto::v1::agent_server::{Agent, AgentServer};
+use proffer_proto::v1::{
+    AgentMessage, AgentRegistered, CommandInfo, MasterMessage, Ping, RunTask, StatusUpdate,
+    StatusUpdateAck, TaskInfo, TaskState, agent_message, master_message,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Bound on every wait in the tests.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+type Outbox = mpsc::UnboundedSender<Result<MasterMessage, Status>>;
+
+struct Shared {
+    /// Sender of the current session's response stream.
+    outbox: Mutex<Option<Outbox>>,
+    /// Number of sessions opened so far.
+    sessions: Mutex<u64>,
+    inbox: mpsc::UnboundedSender<(u64, AgentMessage)>,
+}
+
+struct Svc(Arc<Shared>);
+
+#[tonic::async_trait]
+impl Agent for Svc {
+    type SessionStream = UnboundedReceiverStream<Result<MasterMessage, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let n = {
+            let mut s = self
+                .0
+                .sessions
+                .lock()
+                .map_err(|_| Status::internal("poisoned"))?;
+            *s += 1;
+            *s
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self
+            .0
+            .outbox
+            .lock()
+            .map_err(|_| Status::internal("poisoned"))? = Some(tx);
+        let mut inbound = request.into_inner();
+        let inbox = self.0.inbox.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(m)) = inbound.message().await {
+                if inbox.send((n, m)).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+}
+
+/// A fake master plus one agent under test.
+pub struct Harness {
+    pub addr: SocketAddr,
+    pub work_dir: tempfile::TempDir,
+    shared: Arc<Shared>,
+    inbox: mpsc::UnboundedReceiver<(u64, AgentMessage)>,
+    server: JoinHandle<()>,
+    cancel: CancellationToken,
+    agent: Option<JoinHandle<Result<(), proffer_agent::AgentError>>>,
+    next_ping: u64,
+}
+
+impl Harness {
+    /// Starts the fake master and an agent configured for tests (fast retries), with
+    /// `tweak` applied to the configuration.
+    pub async fn start(tweak: impl FnOnce(&mut AgentConfig)) -> Result<Self> {
+        Self::start_with_delay(Duration::ZERO, tweak).await
+    }
+
+    /// Like [`Harness::start`], but the fake master only starts listening `delay` after the
+    /// agent started (on a port reserved beforehand), so the agent's first dials fail.
+    pub async fn start_with_delay(
+        delay: Duration,
+        tweak: impl FnOnce(&mut AgentConfig),
+    ) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let listener = if delay.is_zero() {
+            Some(listener)
+        } else {
+            drop(listener);
+            None
+        };
+        let (inbox_tx, inbox) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            outbox: Mutex::new(None),
+            sessions: Mutex::new(0),
+            inbox: inbox_tx,
+        });
+        let svc = AgentServer::new(Svc(shared.clone()));
+        let server = tokio::spawn(async move {
+            let listener = match listener {
+                Some(l) => l,
+                None => {
+                    tokio::time::sleep(delay).await;
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(l) => l,
+                        Err(_) => return,
+                    }
+                }
+            };
+            let _ = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+        });
+        let work_dir = tempfile::tempdir()?;
+        let mut config = AgentConfig::new(addr.to_string(), work_dir.path());
+        config.resources = Some(Resources::parse(
+            "cpus:2;mem:1024;disk:1024;ports:[31000-32000]",
+        )?);
+        config.reconnect_initial = Duration::from_millis(50);
+        config.reconnect_max = Duration::from_millis(500);
+        tweak(&mut config);
+        let cancel = CancellationToken::new();
+        let agent = tokio::spawn(proffer_agent::run(config, cancel.clone()));
+        Ok(Harness {
+            addr,
+            work_dir,
+            shared,
+            inbox,
+            server,
+            cancel,
+            agent: Some(agent),
+            next_ping: 1000,
+        })
+    }
+
+    /// The next message from the agent, with the session number it came on.
+    pub async fn recv(&mut self) -> Result<(u64, AgentMessage)> {
+        tokio::time::timeout(WAIT, self.inbox.recv())
+            .await
+            .context("timed out waiting for a message from the agent")?
+            .context("fake master inbox closed")
+    }
+
+    /// The next message body from the agent.
+    pub async fn recv_msg(&mut self) -> Result<agent_message::Msg> {
+        let (_, m) = self.recv().await?;
+        m.msg.context("empty AgentMessage")
+    }
+
+    /// Sends a message on the current session.
+    pub fn send(&self, msg: master_message::Msg) -> Result<()> {
+        let guard = self
+            .shared
+            .outbox
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let tx = guard.as_ref().context("no session open")?;
+        tx.send(Ok(MasterMessage { msg: Some(msg) }))
+            .map_err(|_| anyhow::anyhow!("session closed"))
+    }
+
+    /// Ends the current session from the master side (the response stream closes).
+    pub fn drop_session(&self) -> Result<()> {
+        let mut guard = self
+            .shared
+            .outbox
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        guard.take().context("no session open")?;
+        Ok(())
+    }
+
+    /// Expects a fresh Register and accepts it with `agent_id`.
+    pub async fn register(&mut self, agent_id: &str) -> Result<()> {
+        match self.recv_msg().await? {
+            agent_message::Msg::Register(r) => {
+                let info = r.info.context("Register without info")?;
+                if !info.id.is_empty() {
+                    bail!("fresh Register carries id {:?}", info.id);
+                }
+            }
+            other => bail!("expected Register, got {other:?}"),
+        }
+        self.send(master_message::Msg::Registered(AgentRegistered {
+            agent_id: agent_id.into(),
+            master_id: "fake-master".into(),
+            ping_interval_ms: 15_000,
+        }))
+    }
+
+    /// Sends a Ping and returns every message received before the matching Pong: once it
+    /// returns, the agent has handled everything sent before.
+    pub async fn barrier(&mut self) -> Result<Vec<agent_message::Msg>> {
+        self.next_ping += 1;
+        let seq = self.next_ping;
+        self.send(master_message::Msg::Ping(Ping { seq }))?;
+        let mut before = Vec::new();
+        loop {
+            match self.recv_msg().await? {
+                agent_message::Msg::Pong(p) if p.seq == seq => return Ok(before),
+                other => before.push(other),
+            }
+        }
+    }
+
+    /// The next message, which must be a status update.
+    pub async fn next_update(&mut self) -> Result<StatusUpdate> {
+        match self.recv_msg().await? {
+            agent_message::Msg::StatusUpdate(u) => Ok(u),
+            other => bail!("expected a status update, got {other:?}"),
+        }
+    }
+
+    /// The next status update, which must be in `state`; it is acknowledged.
+    pub async fn expect_state(&mut self, state: TaskState) -> Result<StatusUpdate> {
+        let u = self.next_update().await?;
+        let got = state_of(&u);
+        if got != state {
+            bail!("expected {}, got {} ({u:?})", state.name(), got.name());
+        }
+        self.ack(&u)?;
+        Ok(u)
+    }
+
+    /// Acknowledges an update.
+    pub fn ack(&self, u: &StatusUpdate) -> Result<()> {
+        let s = u.status.as_ref().context("update without status")?;
+        self.send(master_message::Msg::Ack(StatusUpdateAck {
+            framework_id: u.framework_id.clone(),
+            task_id: s.task_id.clone(),
+            uuid: s.uuid.clone(),
+        }))
+    }
+
+    /// Sends RunTask for a shell command.
+    pub fn run_shell(&self, framework_id: &str, task_id: &str, command: &str) -> Result<()> {
+        self.send(master_message::Msg::RunTask(RunTask {
+            framework_id: framework_id.into(),
+            task: Some(shell_task(task_id, command)),
+        }))
+    }
+
+    /// Sandbox of a task.
+    pub fn sandbox(&self, framework_id: &str, task_id: &str) -> std::path::PathBuf {
+        self.work_dir
+            .path()
+            .join("sandboxes")
+            .join(framework_id)
+            .join(task_id)
+    }
+
+    /// Number of sessions the agent opened.
+    pub fn sessions(&self) -> u64 {
+        self.shared.sessions.lock().map(|s| *s).unwrap_or(0)
+    }
+
+    /// Cancels the agent and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<()> {
+        self.cancel.cancel();
+        if let Some(agent) = self.agent.take() {
+            tokio::time::timeout(WAIT, agent)
+                .await
+                .context("agent did not stop")???;
+        }
+        self.server.abort();
+        Ok(())
+    }
+}
+
+/// A shell task.
+pub fn shell_task(task_id: &str, command: &str) -> TaskInfo {
+    TaskInfo {
+        name: task_id.into(),
+        task_id: task_id.into(),
+        resources: Resources::parse("cpus:0.1;mem:32")
+            .map(|r| r.to_proto())
+            .unwrap_or_default(),
+        command: Some(CommandInfo {
+            value: command.into(),
+            shell: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The state of an update.
+pub fn state_of(u: &StatusUpdate) -> TaskState {
+    u.status
+        .as_ref()
+        .and_then(|s| TaskState::try_from(s.state).ok())
+        .unwrap_or(TaskState::Unspecified)
+}
+
+/// Polls until `path` exists and contains `needle` (bounded by [`WAIT`]).
+pub async fn wait_for_file_containing(path: &std::path::Path, needle: &str) -> Result<String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.contains(needle)
+        {
+            return Ok(text);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{} never contained {needle:?}", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
