@@ -64,26 +64,26 @@ pub async fn run(
         total: spec.tasks,
         ..Counts::default()
     };
-    println!(
+    crate::output::text(&format!(
         "running {} x `{}` ({} cpus, {} MB each) on {master}",
         spec.tasks, spec.cmd, spec.cpus, spec.mem
-    );
+    ));
     let progress = move |event: &BatchProgress| {
         if let Some(line) = progress_line(&mut counts, event) {
-            println!("{line}");
+            crate::output::text(&line);
         }
     };
     match run_batch(master, spec, progress, cancel).await {
         Ok(summary) => {
-            print!("{summary}");
+            crate::output::text(&summary.to_string());
             Ok(summary)
         }
         Err(BatchError::Cancelled { summary }) => {
-            print!("{summary}");
+            crate::output::text(&summary.to_string());
             anyhow::bail!("batch cancelled")
         }
         Err(BatchError::Aborted { reason, summary }) => {
-            print!("{summary}");
+            crate::output::text(&summary.to_string());
             anyhow::bail!("batch aborted: {reason}")
         }
         Err(err) => Err(err.into()),

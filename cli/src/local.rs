@@ -106,16 +106,16 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let share = agent_share(&total, args.agents, index)?;
         let mut agent = AgentConfig::new(master.clone(), dir);
-        if index == 0 {
-            println!("{} agents, each with {share}", args.agents);
-        }
+        crate::output::text(&format!("agent {index}: {share}"));
         agent.resources = Some(share);
         agent.port = 5051 + u32::try_from(index).unwrap_or(0);
         agent.attributes = vec![("local_agent".to_owned(), index.to_string())];
         agents.push(tokio::spawn(proffer_agent::run(agent, cancel.clone())));
     }
-    println!("master listening on {master} (gRPC); state at http://{master}/state");
-    println!("work dir {}", work_dir.display());
+    crate::output::text(&format!(
+        "master listening on {master} (gRPC); state at http://{master}/state"
+    ));
+    crate::output::text(&format!("work dir {}", work_dir.display()));
 
     let mut success = true;
     if !args.no_demo {
@@ -133,7 +133,9 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
     if args.exit_after_demo {
         cancel.cancel();
     } else {
-        println!("serving on {master}; try `proffer state --master {master}`; Ctrl-C stops");
+        crate::output::text(&format!(
+            "serving on {master}; try `proffer state --master {master}`; Ctrl-C stops"
+        ));
         cancel.cancelled().await;
         success = true;
     }

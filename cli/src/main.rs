@@ -6,7 +6,7 @@
 //! - `local`: `proffer local` (master + agents in-process, demo batch).
 //! - `batch`: `proffer run` (batch framework with progress output).
 //! - `operator`: `proffer state` / `proffer tasks`.
-//! - `duration`, `table`: flag parsing and text tables.
+//! - `duration`, `table`, `output`: flag parsing, text tables, stdout that tolerates a closed pipe.
 //!
 //! Logs go to stderr (filter with `RUST_LOG`); user-facing output goes to stdout.
 
@@ -15,6 +15,7 @@ mod daemons;
 mod duration;
 mod local;
 mod operator;
+mod output;
 mod table;
 
 use std::process::ExitCode;

@@ -32,9 +32,9 @@ pub async fn fetch_state(master: &str) -> anyhow::Result<v1::StateSnapshot> {
 pub async fn state(master: &str, json: bool) -> anyhow::Result<()> {
     let state = fetch_state(master).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&state)?);
+        crate::output::text(&serde_json::to_string_pretty(&state)?);
     } else {
-        print!("{}", render_state(&state));
+        crate::output::text(&render_state(&state));
     }
     Ok(())
 }
@@ -47,9 +47,9 @@ pub async fn tasks(master: &str, json: bool, all: bool) -> anyhow::Result<()> {
         tasks.extend(state.completed_tasks);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&tasks)?);
+        crate::output::text(&serde_json::to_string_pretty(&tasks)?);
     } else {
-        print!("{}", render_tasks(&tasks));
+        crate::output::text(&render_tasks(&tasks));
     }
     Ok(())
 }
@@ -218,5 +218,43 @@ mod tests {
     fn endpoints() {
         assert_eq!(endpoint("127.0.0.1:5050"), "http://127.0.0.1:5050");
         assert_eq!(endpoint("http://m:1"), "http://m:1");
+    }
+}
+
+#[cfg(test)]
+mod live_tests {
+    use std::time::Duration;
+
+    use proffer_master::server::{ServerConfig, serve};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn fetches_state_from_a_running_master() -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let master = listener.local_addr()?.to_string();
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, ServerConfig::default(), cancel.clone()));
+        let state = tokio::time::timeout(Duration::from_secs(10), fetch_state(&master)).await??;
+        assert!(!state.master_id.is_empty());
+        assert!(render_state(&state).starts_with(&format!("master {}", state.master_id)));
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(10), server).await???;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn unreachable_master_is_a_clear_error() {
+        // Port 1 on localhost is not a Proffer master.
+        let err = fetch_state("127.0.0.1:1")
+            .await
+            .err()
+            .map(|e| format!("{e:#}"));
+        let err = err.unwrap_or_default();
+        assert!(
+            err.contains("cannot connect to the master at http://127.0.0.1:1"),
+            "{err}"
+        );
     }
 }

@@ -35,15 +35,26 @@ pub(crate) enum Command {
     /// Feed an input and report the core's verdict.
     Input { input: Input, reply: Reply },
     /// Register a framework stream and subscribe it; on error the stream is forgotten again.
-    Subscribe { conn: ConnId, info: v1::FrameworkInfo, tx: EventTx, reply: Reply },
+    Subscribe {
+        conn: ConnId,
+        info: v1::FrameworkInfo,
+        tx: EventTx,
+        reply: Reply,
+    },
     /// Register an agent session; `closed` is cancelled when the core ends the session.
-    OpenAgent { conn: ConnId, tx: AgentTx, closed: CancellationToken },
+    OpenAgent {
+        conn: ConnId,
+        tx: AgentTx,
+        closed: CancellationToken,
+    },
     /// A framework stream was dropped by its client.
     FrameworkGone { conn: ConnId },
     /// An agent session's inbound half ended.
     AgentGone { conn: ConnId },
     /// Take a state snapshot.
-    Snapshot { reply: oneshot::Sender<v1::StateSnapshot> },
+    Snapshot {
+        reply: oneshot::Sender<v1::StateSnapshot>,
+    },
 }
 
 /// The core task has stopped (the server is shutting down).
@@ -62,7 +73,13 @@ impl CoreHandle {
     /// A handle and the receiver the core task reads.
     pub(crate) fn new() -> (CoreHandle, mpsc::UnboundedReceiver<Command>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (CoreHandle { tx, next_conn: Arc::new(AtomicU64::new(1)) }, rx)
+        (
+            CoreHandle {
+                tx,
+                next_conn: Arc::new(AtomicU64::new(1)),
+            },
+            rx,
+        )
     }
 
     /// A fresh connection id.
@@ -85,7 +102,12 @@ impl CoreHandle {
         tx: EventTx,
     ) -> Result<Result<(), MasterError>, CoreGone> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Subscribe { conn, info, tx, reply })?;
+        self.send(Command::Subscribe {
+            conn,
+            info,
+            tx,
+            reply,
+        })?;
         rx.await.map_err(|_| CoreGone)
     }
 
@@ -201,7 +223,12 @@ impl CoreLoop {
                 };
                 let _ = reply.send(result);
             }
-            Command::Subscribe { conn, info, tx, reply } => {
+            Command::Subscribe {
+                conn,
+                info,
+                tx,
+                reply,
+            } => {
                 self.frameworks.insert(conn, tx);
                 let result = self.master.handle(now, Input::Subscribe { conn, info });
                 if result.is_err() {

@@ -34,7 +34,12 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         _request: tonic::Request<v1::GetStateRequest>,
     ) -> Result<tonic::Response<v1::StateSnapshot>, tonic::Status> {
-        let snapshot = self.shared.core.snapshot().await.map_err(status::unavailable)?;
+        let snapshot = self
+            .shared
+            .core
+            .snapshot()
+            .await
+            .map_err(status::unavailable)?;
         Ok(tonic::Response::new(snapshot))
     }
 }
@@ -52,7 +57,10 @@ pub(crate) fn routes(core: CoreHandle, master_id: String) -> Router {
         .route("/health", get(health))
         .route("/state", get(state))
         .route("/state/tasks", get(tasks))
-        .with_state(HttpState { core, master_id: master_id.into() })
+        .with_state(HttpState {
+            core,
+            master_id: master_id.into(),
+        })
 }
 
 /// `GET /health` body.
@@ -63,7 +71,11 @@ struct Health<'a> {
 }
 
 async fn health(State(st): State<HttpState>) -> Response {
-    Json(Health { status: "ok", master_id: &st.master_id }).into_response()
+    Json(Health {
+        status: "ok",
+        master_id: &st.master_id,
+    })
+    .into_response()
 }
 
 async fn state(State(st): State<HttpState>) -> Response {
@@ -82,7 +94,11 @@ struct Tasks {
 
 async fn tasks(State(st): State<HttpState>) -> Response {
     match st.core.snapshot().await {
-        Ok(s) => Json(Tasks { tasks: s.tasks, completed_tasks: s.completed_tasks }).into_response(),
+        Ok(s) => Json(Tasks {
+            tasks: s.tasks,
+            completed_tasks: s.completed_tasks,
+        })
+        .into_response(),
         Err(gone) => (StatusCode::SERVICE_UNAVAILABLE, gone.to_string()).into_response(),
     }
 }

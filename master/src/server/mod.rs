@@ -50,7 +50,11 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// A configuration with the given core settings, seed 0 and a 20 ms tick.
     pub fn new(master: MasterConfig) -> Self {
-        ServerConfig { master, seed: 0, tick_interval: Duration::from_millis(20) }
+        ServerConfig {
+            master,
+            seed: 0,
+            tick_interval: Duration::from_millis(20),
+        }
     }
 }
 
@@ -96,9 +100,18 @@ pub async fn serve(
     let master = Master::new(config.master, config.seed);
     let master_id = master.master_id().to_owned();
     let (core, commands) = core_task::CoreHandle::new();
-    tracker.spawn(core_task::run(master, commands, config.tick_interval, cancel.clone()));
+    tracker.spawn(core_task::run(
+        master,
+        commands,
+        config.tick_interval,
+        cancel.clone(),
+    ));
 
-    let shared = Shared { core, tracker: tracker.clone(), shutdown: cancel.clone() };
+    let shared = Shared {
+        core,
+        tracker: tracker.clone(),
+        shutdown: cancel.clone(),
+    };
     let grpc = tonic::service::Routes::new(
         SchedulerServer::new(scheduler::SchedulerService::new(shared.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),

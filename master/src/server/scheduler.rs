@@ -88,7 +88,9 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let Some(info) = request.into_inner().framework_info else {
-            return Err(Status::invalid_argument("subscribe: framework_info is required"));
+            return Err(Status::invalid_argument(
+                "subscribe: framework_info is required",
+            ));
         };
         let conn = self.shared.core.next_conn();
         let span = tracing::info_span!(

@@ -32,17 +32,28 @@ mod tests {
 
     #[test]
     fn error_kinds_map_to_codes_with_the_error_text() {
-        let err = MasterError::NotSubscribed { framework_id: "fw-1".into() };
+        let err = MasterError::NotSubscribed {
+            framework_id: "fw-1".into(),
+        };
         let status = from_master(&err);
         assert_eq!(status.code(), Code::PermissionDenied);
         assert_eq!(status.message(), "framework `fw-1` is not subscribed");
-        let err = MasterError::UnknownOffer { offer_id: "o-1".into() };
+        let err = MasterError::UnknownOffer {
+            offer_id: "o-1".into(),
+        };
         assert_eq!(from_master(&err).code(), Code::NotFound);
-        let err = MasterError::InvalidField { field: "name".into(), reason: "empty".into() };
+        let err = MasterError::InvalidField {
+            field: "name".into(),
+            reason: "empty".into(),
+        };
         assert_eq!(from_master(&err).code(), Code::InvalidArgument);
-        let err = MasterError::FrameworkRemoved { framework_id: "fw".into() };
+        let err = MasterError::FrameworkRemoved {
+            framework_id: "fw".into(),
+        };
         assert_eq!(from_master(&err).code(), Code::FailedPrecondition);
-        let err = MasterError::Unsupported { what: "RESERVE".into() };
+        let err = MasterError::Unsupported {
+            what: "RESERVE".into(),
+        };
         assert_eq!(from_master(&err).code(), Code::Unimplemented);
         assert_eq!(unavailable(CoreGone).code(), Code::Unavailable);
     }

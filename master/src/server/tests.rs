@@ -54,7 +54,9 @@ async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, Strin
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await??;
     let text = String::from_utf8(raw)?;
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no header end"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no header end"))?;
     let status = head.lines().next().unwrap_or_default().to_owned();
     Ok((status, body.to_owned()))
 }
@@ -96,7 +98,9 @@ async fn subscribe_without_framework_info_is_invalid() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let mut client = SchedulerClient::connect(server.url()).await?;
     let err = client
-        .subscribe(v1::SubscribeRequest { framework_info: None })
+        .subscribe(v1::SubscribeRequest {
+            framework_info: None,
+        })
         .await
         .err()
         .ok_or_else(|| anyhow::anyhow!("subscribe without info succeeded"))?;
@@ -127,17 +131,14 @@ async fn shutdown_ends_open_streams_and_returns() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let mut agent = AgentClient::connect(server.url()).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
-    let mut inbound =
-        agent.session(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    let mut inbound = agent
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
     server.cancel.cancel();
     // The master's side of the session ends (cleanly or with an error status).
     let end = tokio::time::timeout(WAIT, async {
-        loop {
-            match inbound.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break,
-            }
-        }
+        while let Ok(Some(_)) = inbound.message().await {}
     })
     .await;
     assert!(end.is_ok(), "agent session still open after shutdown");
@@ -149,14 +150,16 @@ async fn shutdown_ends_open_streams_and_returns() -> anyhow::Result<()> {
 #[tokio::test]
 async fn zero_tick_interval_is_refused() -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let mut config = ServerConfig::default();
-    config.tick_interval = Duration::ZERO;
+    let config = ServerConfig {
+        tick_interval: Duration::ZERO,
+        ..ServerConfig::default()
+    };
     let result = serve(listener, config, CancellationToken::new()).await;
     assert!(matches!(result, Err(ServerError::ZeroTick)));
     Ok(())
 }
 
-// ── Tests that need the real core (registration, subscriptions, authentication). ──
+// ── Through the core: registration, subscriptions, authentication. ──
 
 fn framework_info(name: &str) -> v1::FrameworkInfo {
     v1::FrameworkInfo {
@@ -172,11 +175,17 @@ async fn call_without_subscription_is_permission_denied() -> anyhow::Result<()> 
     let server = TestServer::start().await?;
     let mut client = SchedulerClient::connect(server.url()).await?;
     let req = v1::ReviveRequest {
-        header: Some(v1::CallHeader { framework_id: "nobody".into(), stream_id: "x".into() }),
+        header: Some(v1::CallHeader {
+            framework_id: "nobody".into(),
+            stream_id: "x".into(),
+        }),
         roles: vec![],
     };
-    let err =
-        client.revive(req).await.err().ok_or_else(|| anyhow::anyhow!("revive succeeded"))?;
+    let err = client
+        .revive(req)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("revive succeeded"))?;
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     assert!(err.message().contains("nobody"), "{err}");
     server.stop().await
@@ -187,7 +196,9 @@ async fn subscription_gets_subscribed_and_disconnect_is_noticed() -> anyhow::Res
     let server = TestServer::start().await?;
     let mut client = SchedulerClient::connect(server.url()).await?;
     let mut events = client
-        .subscribe(v1::SubscribeRequest { framework_info: Some(framework_info("fw-a")) })
+        .subscribe(v1::SubscribeRequest {
+            framework_info: Some(framework_info("fw-a")),
+        })
         .await?
         .into_inner();
     let first = tokio::time::timeout(WAIT, events.message())
@@ -199,19 +210,36 @@ async fn subscription_gets_subscribed_and_disconnect_is_noticed() -> anyhow::Res
     assert!(!sub.framework_id.is_empty());
 
     // An authenticated call succeeds.
-    let header = v1::CallHeader { framework_id: sub.framework_id.clone(), stream_id: sub.stream_id };
-    client.revive(v1::ReviveRequest { header: Some(header), roles: vec![] }).await?;
+    let header = v1::CallHeader {
+        framework_id: sub.framework_id.clone(),
+        stream_id: sub.stream_id,
+    };
+    client
+        .revive(v1::ReviveRequest {
+            header: Some(header),
+            roles: vec![],
+        })
+        .await?;
 
     let mut operator = OperatorClient::connect(server.url()).await?;
-    let state = operator.get_state(v1::GetStateRequest {}).await?.into_inner();
+    let state = operator
+        .get_state(v1::GetStateRequest {})
+        .await?
+        .into_inner();
     let fw = state.frameworks.iter().find(|f| f.id == sub.framework_id);
-    assert!(fw.is_some_and(|f| f.connected), "framework not connected: {state:?}");
+    assert!(
+        fw.is_some_and(|f| f.connected),
+        "framework not connected: {state:?}"
+    );
 
     // Dropping the stream tells the core the framework disconnected.
     drop(events);
     tokio::time::timeout(WAIT, async {
         loop {
-            let state = operator.get_state(v1::GetStateRequest {}).await?.into_inner();
+            let state = operator
+                .get_state(v1::GetStateRequest {})
+                .await?
+                .into_inner();
             let fw = state.frameworks.iter().find(|f| f.id == sub.framework_id);
             if fw.is_none_or(|f| !f.connected) {
                 return anyhow::Ok(());
@@ -240,8 +268,10 @@ async fn agent_session_registers_and_shows_in_state() -> anyhow::Result<()> {
         })),
     })
     .await?;
-    let mut inbound =
-        agent.session(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+    let mut inbound = agent
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
     let first = tokio::time::timeout(WAIT, inbound.message())
         .await??
         .ok_or_else(|| anyhow::anyhow!("session ended"))?;
@@ -251,16 +281,25 @@ async fn agent_session_registers_and_shows_in_state() -> anyhow::Result<()> {
     assert!(!reg.agent_id.is_empty());
 
     let mut operator = OperatorClient::connect(server.url()).await?;
-    let state = operator.get_state(v1::GetStateRequest {}).await?.into_inner();
+    let state = operator
+        .get_state(v1::GetStateRequest {})
+        .await?
+        .into_inner();
     let summary = state.agents.iter().find(|a| a.id == reg.agent_id);
-    assert!(summary.is_some_and(|a| a.connected && a.hostname == "host-a"), "{state:?}");
+    assert!(
+        summary.is_some_and(|a| a.connected && a.hostname == "host-a"),
+        "{state:?}"
+    );
 
     // Closing the agent's side marks it disconnected.
     drop(tx);
     drop(inbound);
     tokio::time::timeout(WAIT, async {
         loop {
-            let state = operator.get_state(v1::GetStateRequest {}).await?.into_inner();
+            let state = operator
+                .get_state(v1::GetStateRequest {})
+                .await?
+                .into_inner();
             let agent = state.agents.iter().find(|a| a.id == reg.agent_id);
             if agent.is_none_or(|a| !a.connected) {
                 return anyhow::Ok(());
