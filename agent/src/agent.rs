@@ -213,10 +213,12 @@ impl Agent {
                 info: Some(info),
             }));
         }
+        // Running tasks, and also ended ones whose terminal update is not yet acknowledged
+        // (with their terminal state, as Mesos does) so the master does not mark them lost
+        // before the re-sent terminal update arrives.
         let tasks = self
             .tasks
             .iter()
-            .filter(|(_, t)| !t.state.is_terminal())
             .map(|(k, t)| RunningTask {
                 framework_id: k.framework_id.clone(),
                 task: Some(t.info.clone()),

@@ -428,3 +428,39 @@ async fn keeps_dialing_until_the_master_comes_up() -> Result<()> {
     assert_eq!(saved.trim(), "agent-late");
     h.stop().await
 }
+
+#[tokio::test]
+async fn reregistration_lists_ended_tasks_until_their_terminal_update_is_acked() -> Result<()> {
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    h.run_shell("fw1", "quick", "true")?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    let finished = h.next_update().await?;
+    assert_eq!(state_of(&finished), TaskState::TaskFinished);
+    // Not acknowledged yet: the task is still reported, in its terminal state.
+    h.drop_session()?;
+    let r = match h.recv_msg().await? {
+        agent_message::Msg::Reregister(r) => r,
+        other => bail!("expected Reregister, got {other:?}"),
+    };
+    assert_eq!(r.tasks.len(), 1);
+    assert_eq!(r.tasks[0].state, TaskState::TaskFinished as i32);
+    h.send(master_message::Msg::Registered(
+        proffer_proto::v1::AgentRegistered {
+            agent_id: "agent-1".into(),
+            master_id: "m".into(),
+            ping_interval_ms: 15_000,
+        },
+    ))?;
+    let again = h.expect_state(TaskState::TaskFinished).await?;
+    assert_eq!(again, finished);
+    h.barrier().await?;
+    // Acknowledged: the task is forgotten.
+    h.drop_session()?;
+    match h.recv_msg().await? {
+        agent_message::Msg::Reregister(r) => assert!(r.tasks.is_empty(), "{:?}", r.tasks),
+        other => bail!("expected Reregister, got {other:?}"),
+    }
+    h.stop().await
+}
