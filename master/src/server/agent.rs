@@ -38,14 +38,14 @@ impl v1::agent_server::Agent for AgentService {
         let conn = core.next_conn();
         let (tx, rx) = mpsc::channel(AGENT_QUEUE);
         let closed = CancellationToken::new();
-        core.open_agent(conn, tx, closed.clone())
-            .map_err(status::unavailable)?;
         let span = tracing::info_span!(
             "agent_session",
             conn,
             agent_id = tracing::field::Empty,
             hostname = tracing::field::Empty
         );
+        core.open_agent(conn, tx, closed.clone(), span.clone())
+            .map_err(status::unavailable)?;
         let shutdown = self.shared.shutdown.clone();
         self.shared
             .tracker

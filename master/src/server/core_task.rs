@@ -43,6 +43,8 @@ pub(crate) enum Command {
     },
     /// Register an agent session; `closed` is cancelled when the core ends the session.
     OpenAgent {
+        /// The session's tracing span (its `agent_id` is recorded on registration).
+        span: tracing::Span,
         conn: ConnId,
         tx: AgentTx,
         closed: CancellationToken,
@@ -117,8 +119,14 @@ impl CoreHandle {
         conn: ConnId,
         tx: AgentTx,
         closed: CancellationToken,
+        span: tracing::Span,
     ) -> Result<(), CoreGone> {
-        self.send(Command::OpenAgent { conn, tx, closed })
+        self.send(Command::OpenAgent {
+            span,
+            conn,
+            tx,
+            closed,
+        })
     }
 
     /// Reports that framework stream `conn` was dropped (callable from `Drop`).
@@ -148,6 +156,7 @@ impl CoreHandle {
 struct AgentConn {
     tx: AgentTx,
     closed: CancellationToken,
+    span: tracing::Span,
 }
 
 /// The state of the core task.
@@ -236,8 +245,13 @@ impl CoreLoop {
                 }
                 let _ = reply.send(result);
             }
-            Command::OpenAgent { conn, tx, closed } => {
-                self.agents.insert(conn, AgentConn { tx, closed });
+            Command::OpenAgent {
+                span,
+                conn,
+                tx,
+                closed,
+            } => {
+                self.agents.insert(conn, AgentConn { tx, closed, span });
             }
             Command::FrameworkGone { conn } => {
                 if self.frameworks.remove(&conn).is_some() {
@@ -289,6 +303,9 @@ impl CoreLoop {
                     tracing::debug!(conn, "event for a closed framework stream dropped");
                     return;
                 };
+                if let Some(v1::event::Event::Subscribed(sub)) = &event.event {
+                    tracing::info!(conn, framework_id = %sub.framework_id, "framework stream subscribed");
+                }
                 if let Err(err) = tx.try_send(Ok(event)) {
                     tracing::warn!(conn, reason = %err, "framework stream full or closed; dropping it");
                     self.frameworks.remove(&conn);
@@ -303,6 +320,10 @@ impl CoreLoop {
                     tracing::debug!(conn, "message for a closed agent session dropped");
                     return;
                 };
+                if let Some(v1::master_message::Msg::Registered(reg)) = &msg.msg {
+                    agent.span.record("agent_id", reg.agent_id.as_str());
+                    agent.span.in_scope(|| tracing::info!("agent registered"));
+                }
                 if let Err(err) = agent.tx.try_send(Ok(msg)) {
                     tracing::warn!(conn, reason = %err, "agent session full or closed; dropping it");
                     if let Some(agent) = self.agents.remove(&conn) {

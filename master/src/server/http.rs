@@ -63,6 +63,22 @@ pub(crate) fn routes(core: CoreHandle, master_id: String) -> Router {
         })
 }
 
+/// Unknown paths: a gRPC `UNIMPLEMENTED` status for gRPC requests, 404 for anything else.
+pub(crate) async fn fallback(request: axum::extract::Request) -> Response {
+    let grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        let status =
+            tonic::Status::unimplemented(format!("unknown method {}", request.uri().path()));
+        status.into_http::<axum::body::Body>()
+    } else {
+        (StatusCode::NOT_FOUND, "not found\n").into_response()
+    }
+}
+
 /// `GET /health` body.
 #[derive(Debug, Serialize)]
 struct Health<'a> {

@@ -127,6 +127,7 @@ pub async fn serve(
     .into_axum_router();
     let router = grpc
         .merge(http::routes(shared.core.clone(), master_id.clone()))
+        .fallback(http::fallback)
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));
 
     tracing::info!(%addr, %master_id, "master listening (gRPC and HTTP)");

@@ -90,6 +90,9 @@ async fn state_is_served_as_json_and_over_grpc() -> anyhow::Result<()> {
     let tasks: serde_json::Value = serde_json::from_str(&body)?;
     assert!(tasks["tasks"].is_array());
     assert!(tasks["completed_tasks"].is_array());
+
+    let (status, _) = http_get(server.addr, "/no-such-page").await?;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
     server.stop().await
 }
 
