@@ -131,9 +131,11 @@ fn init_tracing(quiet: bool) {
         "warn,proffer=info,proffer_cli=info,proffer_master=info,proffer_agent=info,proffer_sdk=info"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
 }
 
