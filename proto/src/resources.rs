@@ -137,9 +137,10 @@ impl RangeSet {
 
     /// True if every element of `other` is in `self`.
     pub fn contains(&self, other: &RangeSet) -> bool {
-        other.0.iter().all(|&(b, e)| {
-            self.0.iter().any(|&(sb, se)| sb <= b && e <= se)
-        })
+        other
+            .0
+            .iter()
+            .all(|&(b, e)| self.0.iter().any(|&(sb, se)| sb <= b && e <= se))
     }
 
     /// Elements of `self` not in `other`.
@@ -288,11 +289,15 @@ impl Resources {
                 item: item.to_string(),
                 reason: reason.to_string(),
             };
-            let (lhs, rhs) = item.split_once(':').ok_or_else(|| bad("expected `name:value`"))?;
+            let (lhs, rhs) = item
+                .split_once(':')
+                .ok_or_else(|| bad("expected `name:value`"))?;
             let lhs = lhs.trim();
             let (name, role) = match lhs.split_once('(') {
                 Some((n, r)) => {
-                    let r = r.strip_suffix(')').ok_or_else(|| bad("unclosed `(role)`"))?;
+                    let r = r
+                        .strip_suffix(')')
+                        .ok_or_else(|| bad("unclosed `(role)`"))?;
                     (n.trim(), r.trim())
                 }
                 None => (lhs, UNRESERVED),
@@ -369,7 +374,10 @@ impl Resources {
                         .get("name")
                         .and_then(|n| n.as_str())
                         .ok_or_else(|| field("missing string `name`"))?;
-                    let role = item.get("role").and_then(|r| r.as_str()).unwrap_or(UNRESERVED);
+                    let role = item
+                        .get("role")
+                        .and_then(|r| r.as_str())
+                        .unwrap_or(UNRESERVED);
                     let ty = item
                         .get("type")
                         .and_then(|t| t.as_str())
@@ -414,7 +422,9 @@ impl Resources {
                                 .ok_or_else(|| field("missing array `set.item`"))?;
                             let mut set = BTreeSet::new();
                             for it in items {
-                                let s = it.as_str().ok_or_else(|| field("set items must be strings"))?;
+                                let s = it
+                                    .as_str()
+                                    .ok_or_else(|| field("set items must be strings"))?;
                                 set.insert(s.to_string());
                             }
                             Value::Set(set)
@@ -440,13 +450,20 @@ impl Resources {
             role: role.to_string(),
             reason,
         })?;
-        if let Some((kind, expected)) = expected_kind(name) {
-            if value.kind() != kind {
-                return Err(ResourceError::WrongType { name: name.to_string(), expected });
-            }
+        if let Some((kind, expected)) = expected_kind(name)
+            && value.kind() != kind
+        {
+            return Err(ResourceError::WrongType {
+                name: name.to_string(),
+                expected,
+            });
         }
         self.add_value(
-            ResourceKey { name: name.to_string(), role: role.to_string(), kind: value.kind() },
+            ResourceKey {
+                name: name.to_string(),
+                role: role.to_string(),
+                kind: value.kind(),
+            },
             value,
         );
         Ok(())
@@ -533,7 +550,9 @@ impl Resources {
                             .map(|&(begin, end)| v1::Range { begin, end })
                             .collect(),
                     }),
-                    Value::Set(s) => v1::resource::Value::Set(v1::Set { item: s.iter().cloned().collect() }),
+                    Value::Set(s) => v1::resource::Value::Set(v1::Set {
+                        item: s.iter().cloned().collect(),
+                    }),
                 }),
             })
             .collect()
@@ -552,7 +571,11 @@ impl Resources {
     pub fn scalar(name: &str, milli: i64) -> Self {
         let mut r = Resources::new();
         r.add_value(
-            ResourceKey { name: name.to_string(), role: UNRESERVED.to_string(), kind: Kind::Scalar },
+            ResourceKey {
+                name: name.to_string(),
+                role: UNRESERVED.to_string(),
+                kind: Kind::Scalar,
+            },
             Value::Scalar(milli.max(0)),
         );
         r
@@ -570,13 +593,13 @@ impl Resources {
 
     /// Ranges of `name` (all roles), e.g. ports.
     pub fn ranges(&self, name: &str) -> RangeSet {
-        self.items
-            .iter()
-            .filter(|(k, _)| k.name == name)
-            .fold(RangeSet::default(), |acc, (_, v)| match v {
+        self.items.iter().filter(|(k, _)| k.name == name).fold(
+            RangeSet::default(),
+            |acc, (_, v)| match v {
                 Value::Ranges(r) => acc.union(r),
                 _ => acc,
-            })
+            },
+        )
     }
 
     /// True when nothing is held.
@@ -605,12 +628,15 @@ impl Resources {
 
     /// True if `other` ⊆ `self` (same names, roles and kinds; scalars ≤, ranges/sets subsets).
     pub fn contains(&self, other: &Resources) -> bool {
-        other.items.iter().all(|(k, v)| match (self.items.get(k), v) {
-            (Some(Value::Scalar(a)), Value::Scalar(b)) => a >= b,
-            (Some(Value::Ranges(a)), Value::Ranges(b)) => a.contains(b),
-            (Some(Value::Set(a)), Value::Set(b)) => b.is_subset(a),
-            _ => false,
-        })
+        other
+            .items
+            .iter()
+            .all(|(k, v)| match (self.items.get(k), v) {
+                (Some(Value::Scalar(a)), Value::Scalar(b)) => a >= b,
+                (Some(Value::Ranges(a)), Value::Ranges(b)) => a.contains(b),
+                (Some(Value::Set(a)), Value::Set(b)) => b.is_subset(a),
+                _ => false,
+            })
     }
 
     /// `self − other` if `other` ⊆ `self`, else `None`.
@@ -626,7 +652,9 @@ impl Resources {
     /// Removes `other` from `self`, saturating at empty where `other` is not contained.
     pub fn subtract(&mut self, other: &Resources) {
         for (k, v) in &other.items {
-            let Some(existing) = self.items.get_mut(k) else { continue };
+            let Some(existing) = self.items.get_mut(k) else {
+                continue;
+            };
             match (existing, v) {
                 (Value::Scalar(a), Value::Scalar(b)) => *a = (*a - b).max(0),
                 (Value::Ranges(a), Value::Ranges(b)) => *a = a.difference(b),
@@ -667,7 +695,10 @@ impl Resources {
 fn parse_ranges(name: &str, inner: &str) -> Result<RangeSet, ResourceError> {
     let mut v = Vec::new();
     for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || ResourceError::InvalidRange { name: name.to_string(), range: part.to_string() };
+        let bad = || ResourceError::InvalidRange {
+            name: name.to_string(),
+            range: part.to_string(),
+        };
         let (b, e) = match part.split_once('-') {
             Some((b, e)) => (b.trim(), e.trim()),
             None => (part, part),

@@ -14,7 +14,10 @@ fn parses_mesos_text_form() {
     assert_eq!(res.cpus_milli(), 4000);
     assert_eq!(res.mem_milli(), 8_192_000);
     assert_eq!(res.ranges("ports").count(), 1001);
-    assert_eq!(res.to_string(), "cpus:4;disks:{a,b};mem:8192;ports:[31000-32000]");
+    assert_eq!(
+        res.to_string(),
+        "cpus:4;disks:{a,b};mem:8192;ports:[31000-32000]"
+    );
 }
 
 #[test]
@@ -22,7 +25,10 @@ fn parses_roles_fractions_and_merges_duplicates() {
     let res = r("cpus(eng/ml):1.5; cpus:0.25; cpus:0.25; ports:[1-3,4-6,10-10]");
     assert_eq!(res.cpus_milli(), 2000);
     assert_eq!(res.for_role("eng/ml").cpus_milli(), 1500);
-    assert_eq!(res.to_string(), "cpus:0.5;cpus(eng/ml):1.5;ports:[1-6,10-10]");
+    assert_eq!(
+        res.to_string(),
+        "cpus:0.5;cpus(eng/ml):1.5;ports:[1-6,10-10]"
+    );
 }
 
 #[test]
@@ -54,7 +60,10 @@ fn rejects_malformed_text_with_a_clear_error() {
     for (input, want) in table {
         match Resources::parse(input) {
             Ok(v) => panic!("`{input}` parsed as {v}"),
-            Err(e) => assert!(e.to_string().contains(want), "`{input}`: got `{e}`, want `{want}`"),
+            Err(e) => assert!(
+                e.to_string().contains(want),
+                "`{input}`: got `{e}`, want `{want}`"
+            ),
         }
     }
 }
@@ -65,8 +74,17 @@ fn parses_json_forms() {
         {"name":"ports","type":"RANGES","ranges":{"range":[{"begin":1,"end":5}]}},
         {"name":"mem","role":"web","scalar":{"value":64}}]"#;
     assert_eq!(r(mesos).to_string(), "cpus:2;mem(web):64;ports:[1-5]");
-    assert_eq!(r(r#"{"cpus": 1, "mem": 128, "ports": "[80-81]"}"#).to_string(), "cpus:1;mem:128;ports:[80-81]");
-    for bad in [r#"{"cpus": -1}"#, r#"[{"type":"SCALAR"}]"#, r#"{"cpus": true}"#, "[1,", "7"] {
+    assert_eq!(
+        r(r#"{"cpus": 1, "mem": 128, "ports": "[80-81]"}"#).to_string(),
+        "cpus:1;mem:128;ports:[80-81]"
+    );
+    for bad in [
+        r#"{"cpus": -1}"#,
+        r#"[{"type":"SCALAR"}]"#,
+        r#"{"cpus": true}"#,
+        "[1,",
+        "7",
+    ] {
         assert!(Resources::parse(bad).is_err(), "{bad}");
     }
 }
@@ -98,20 +116,27 @@ fn arithmetic() {
 }
 
 fn arb_resources() -> impl Strategy<Value = Resources> {
-    (0i64..10_000, 0i64..100_000, proptest::collection::vec((0u64..200, 0u64..20), 0..4)).prop_map(
-        |(c, m, ports)| {
+    (
+        0i64..10_000,
+        0i64..100_000,
+        proptest::collection::vec((0u64..200, 0u64..20), 0..4),
+    )
+        .prop_map(|(c, m, ports)| {
             let mut r = Resources::scalar("cpus", c);
             r.add(&Resources::scalar("mem", m));
             let rs = RangeSet::from_ranges(ports.into_iter().map(|(b, len)| (b, b + len)));
             if !rs.is_empty() {
                 r.add_value(
-                    ResourceKey { name: "ports".into(), role: UNRESERVED.into(), kind: Kind::Ranges },
+                    ResourceKey {
+                        name: "ports".into(),
+                        role: UNRESERVED.into(),
+                        kind: Kind::Ranges,
+                    },
                     Value::Ranges(rs),
                 );
             }
             r
-        },
-    )
+        })
 }
 
 proptest! {

@@ -52,8 +52,14 @@ mod tests {
     #[test]
     fn names_round_trip() {
         assert_eq!(TaskState::TaskRunning.name(), "TASK_RUNNING");
-        assert_eq!(TaskState::parse_name("running"), Some(TaskState::TaskRunning));
-        assert_eq!(TaskState::parse_name("TASK_LOST"), Some(TaskState::TaskLost));
+        assert_eq!(
+            TaskState::parse_name("running"),
+            Some(TaskState::TaskRunning)
+        );
+        assert_eq!(
+            TaskState::parse_name("TASK_LOST"),
+            Some(TaskState::TaskLost)
+        );
         assert_eq!(TaskState::parse_name("nope"), None);
     }
 }

@@ -15,10 +15,11 @@
 
 pub mod sorter;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use proffer_proto::resources::UNRESERVED;
 use proffer_proto::Resources;
+use proffer_proto::resources::UNRESERVED;
 
 use crate::core::Timestamp;
 use crate::core::rng::SplitMix64;
@@ -206,7 +207,10 @@ impl Allocator {
                 f.filters
                     .entry(agent_id.to_string())
                     .or_default()
-                    .push(Filter { until, resources: resources.clone() });
+                    .push(Filter {
+                        until,
+                        resources: resources.clone(),
+                    });
             }
             let share = f.allocated.dominant_share(&self.total);
             self.sorter.set(framework_id, share);
@@ -230,7 +234,9 @@ impl Allocator {
 
     /// True if the framework is suppressed.
     pub fn is_suppressed(&self, framework_id: &str) -> bool {
-        self.frameworks.get(framework_id).is_some_and(|f| f.suppressed)
+        self.frameworks
+            .get(framework_id)
+            .is_some_and(|f| f.suppressed)
     }
 
     /// The framework's current dominant share of the cluster.
@@ -243,12 +249,18 @@ impl Allocator {
 
     /// Everything the framework holds (offered or in use).
     pub fn allocated_to(&self, framework_id: &str) -> Resources {
-        self.frameworks.get(framework_id).map(|f| f.allocated.clone()).unwrap_or_default()
+        self.frameworks
+            .get(framework_id)
+            .map(|f| f.allocated.clone())
+            .unwrap_or_default()
     }
 
     /// Resources held (offered or in use) on an agent.
     pub fn allocated_on(&self, agent_id: &str) -> Resources {
-        self.agents.get(agent_id).map(|a| a.allocated.clone()).unwrap_or_default()
+        self.agents
+            .get(agent_id)
+            .map(|a| a.allocated.clone())
+            .unwrap_or_default()
     }
 
     /// Sum of all agents' resources.
@@ -280,26 +292,41 @@ impl Allocator {
             .collect();
         self.rng.shuffle(&mut order);
         for agent_id in order {
-            let Some(agent) = self.agents.get(&agent_id) else { continue };
-            let Some(free) = agent.total.checked_sub(&agent.allocated) else { continue };
+            let Some(agent) = self.agents.get(&agent_id) else {
+                continue;
+            };
+            let Some(free) = agent.total.checked_sub(&agent.allocated) else {
+                continue;
+            };
             if !allocatable(&free) {
                 continue;
             }
+            // What every framework may get (unreserved), computed once per agent; reserved
+            // resources are added only for frameworks of their role.
+            let unreserved = free.for_role(UNRESERVED);
+            let has_reserved = unreserved != free;
+            let unreserved_ok = allocatable(&unreserved);
             let chosen = self.sorter.iter().find_map(|fw_id| {
                 let f = self.frameworks.get(fw_id)?;
                 if !f.active || f.suppressed {
                     return None;
                 }
-                let mut offer = free.for_role(UNRESERVED);
-                if f.role != UNRESERVED {
-                    offer.add(&free.for_role(&f.role));
-                }
+                let offer = if has_reserved && f.role != UNRESERVED {
+                    Cow::Owned(unreserved.plus(&free.for_role(&f.role)))
+                } else if unreserved_ok {
+                    Cow::Borrowed(&unreserved)
+                } else {
+                    return None;
+                };
                 let filtered = f.filters.get(&agent_id).is_some_and(|list| {
-                    list.iter().any(|flt| flt.until > now && flt.resources.contains(&offer))
+                    list.iter()
+                        .any(|flt| flt.until > now && flt.resources.contains(&offer))
                 });
-                (!filtered && allocatable(&offer)).then(|| (fw_id.to_string(), offer))
+                (!filtered && allocatable(&offer)).then(|| (fw_id.to_string(), offer.into_owned()))
             });
-            let Some((fw_id, offer)) = chosen else { continue };
+            let Some((fw_id, offer)) = chosen else {
+                continue;
+            };
             if let Some(a) = self.agents.get_mut(&agent_id) {
                 a.allocated.add(&offer);
                 a.by_framework.entry(fw_id.clone()).or_default().add(&offer);
@@ -317,7 +344,12 @@ impl Allocator {
                 }
                 None => continue,
             };
-            out.push(Allocation { framework_id: fw_id, agent_id, resources: offer, role });
+            out.push(Allocation {
+                framework_id: fw_id,
+                agent_id,
+                resources: offer,
+                role,
+            });
         }
         out
     }

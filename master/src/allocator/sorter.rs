@@ -11,7 +11,11 @@ pub struct DrfSorter {
 
 /// Maps a non-negative share onto an order-preserving integer.
 fn key(share: f64) -> u64 {
-    if share.is_finite() && share > 0.0 { share.to_bits() } else { 0 }
+    if share.is_finite() && share > 0.0 {
+        share.to_bits()
+    } else {
+        0
+    }
 }
 
 impl DrfSorter {

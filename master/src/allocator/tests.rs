@@ -18,7 +18,11 @@ fn lowest_share_framework_gets_each_agent() {
     }
     let allocs = a.allocate(Timestamp(0));
     assert_eq!(allocs.len(), 4);
-    assert_eq!(offers_for(&allocs, "f1"), 2, "DRF alternates between equal frameworks");
+    assert_eq!(
+        offers_for(&allocs, "f1"),
+        2,
+        "DRF alternates between equal frameworks"
+    );
     assert_eq!(offers_for(&allocs, "f2"), 2);
     // Everything is allocated: a second cycle offers nothing.
     assert!(a.allocate(Timestamp(1)).is_empty());
@@ -29,7 +33,11 @@ fn existing_usage_counts_towards_share() {
     let mut a = Allocator::new(1);
     a.add_framework("big", "*", true);
     a.add_framework("small", "*", true);
-    a.add_agent("a0", r("cpus:4;mem:4096"), &[("big".into(), r("cpus:3;mem:1024"))]);
+    a.add_agent(
+        "a0",
+        r("cpus:4;mem:4096"),
+        &[("big".into(), r("cpus:3;mem:1024"))],
+    );
     a.add_agent("a1", r("cpus:4;mem:4096"), &[]);
     let allocs = a.allocate(Timestamp(0));
     // `small` has the lower share, so it is served first (it gets a1 whole, then a0's rest goes
@@ -46,7 +54,10 @@ fn decline_filter_expires() {
     let first = a.allocate(Timestamp(0));
     assert_eq!(first.len(), 1);
     a.recover("f", "a", &first[0].resources, Some(Timestamp(5_000)));
-    assert!(a.allocate(Timestamp(4_999)).is_empty(), "filtered until 5 s");
+    assert!(
+        a.allocate(Timestamp(4_999)).is_empty(),
+        "filtered until 5 s"
+    );
     assert_eq!(a.allocate(Timestamp(5_000)).len(), 1, "filter expired");
 }
 
@@ -121,7 +132,10 @@ fn filters_refuse_only_subsets_of_the_declined_resources() {
     let rest = r("cpus:1;mem:1024");
     let used = first[0].resources.checked_sub(&rest).expect("subset");
     a.recover("f", "a", &rest, Some(Timestamp(5_000)));
-    assert!(a.allocate(Timestamp(1)).is_empty(), "the same leftover stays filtered");
+    assert!(
+        a.allocate(Timestamp(1)).is_empty(),
+        "the same leftover stays filtered"
+    );
     // The task ends: more is free than was declined, so the offer goes out despite the filter.
     a.recover("f", "a", &used, None);
     let again = a.allocate(Timestamp(2));

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use proffer_proto::v1::{self, master_message::Msg, TaskState};
 use proffer_proto::Resources;
+use proffer_proto::v1::{self, TaskState, master_message::Msg};
 
 use super::state::{AgentState, ConnOwner, FrameworkState, TaskRecord};
 use super::tasks::master_status;
@@ -32,7 +32,13 @@ impl Master {
         };
         if let Err(e) = &result {
             let fatal = matches!(e, MasterError::AgentIdConflict { .. });
-            self.send_conn(conn, Msg::Error(v1::AgentError { message: e.to_string(), fatal }));
+            self.send_conn(
+                conn,
+                Msg::Error(v1::AgentError {
+                    message: e.to_string(),
+                    fatal,
+                }),
+            );
             if fatal {
                 self.push(Output::CloseAgent { conn });
             }
@@ -68,8 +74,11 @@ impl Master {
             });
         }
         validate::agent_info(&info)?;
-        let total = Resources::from_proto(&info.resources)
-            .map_err(|source| MasterError::Resources { field: "agent_info.resources".into(), source })?;
+        let total =
+            Resources::from_proto(&info.resources).map_err(|source| MasterError::Resources {
+                field: "agent_info.resources".into(),
+                source,
+            })?;
         let reregister = tasks.is_some();
         let tasks = tasks.unwrap_or_default();
         if reregister {
@@ -77,9 +86,15 @@ impl Master {
             if self.removed_agents.contains(&info.id) {
                 // Mesos: a removed agent must shut down its tasks and come back as a new agent.
                 tracing::warn!(agent_id = %info.id, "removed agent tried to re-register; shutting it down");
-                self.send_conn(conn, Msg::Shutdown(v1::ShutdownAgent {
-                    reason: format!("agent `{}` was removed by the master; register afresh", info.id),
-                }));
+                self.send_conn(
+                    conn,
+                    Msg::Shutdown(v1::ShutdownAgent {
+                        reason: format!(
+                            "agent `{}` was removed by the master; register afresh",
+                            info.id
+                        ),
+                    }),
+                );
                 return Ok(());
             }
             if let Some(existing) = self.agents.get(&info.id) {
@@ -100,11 +115,11 @@ impl Master {
         // Offers on an agent that re-registers are rescinded: its resources are recounted below.
         self.rescind_offers_on(&agent_id);
         // Replace a stale session of the same agent.
-        if let Some(old) = self.agents.get(&agent_id).and_then(|a| a.conn) {
-            if old != conn {
-                self.conns.remove(&old);
-                self.push(Output::CloseAgent { conn: old });
-            }
+        if let Some(old) = self.agents.get(&agent_id).and_then(|a| a.conn)
+            && old != conn
+        {
+            self.conns.remove(&old);
+            self.push(Output::CloseAgent { conn: old });
         }
         let known: BTreeSet<(String, String)> = self
             .agents
@@ -113,7 +128,11 @@ impl Master {
             .unwrap_or_default();
         let reported: BTreeSet<(String, String)> = tasks
             .iter()
-            .filter_map(|t| t.task.as_ref().map(|ti| (t.framework_id.clone(), ti.task_id.clone())))
+            .filter_map(|t| {
+                t.task
+                    .as_ref()
+                    .map(|ti| (t.framework_id.clone(), ti.task_id.clone()))
+            })
             .collect();
         let mut state = AgentState {
             info: info.clone(),
@@ -131,8 +150,14 @@ impl Master {
         self.conns.insert(conn, ConnOwner::Agent(agent_id.clone()));
         // Tasks the master knew but the agent no longer runs are lost (e.g. the agent restarted).
         for (fw, task_id) in known.difference(&reported) {
-            self.end_task(now, fw, task_id, TaskState::TaskLost, "REASON_TASK_UNKNOWN",
-                "task was not reported by the agent on re-registration");
+            self.end_task(
+                now,
+                fw,
+                task_id,
+                TaskState::TaskLost,
+                "REASON_TASK_UNKNOWN",
+                "task was not reported by the agent on re-registration",
+            );
         }
         // Tasks the agent runs that the master did not know (e.g. after a master restart).
         for t in tasks {
@@ -143,18 +168,25 @@ impl Master {
             .tasks
             .iter()
             .filter_map(|(fw, tid)| {
-                self.frameworks.get(fw)?.tasks.get(tid).map(|t| (fw.clone(), t.resources.clone()))
+                self.frameworks
+                    .get(fw)?
+                    .tasks
+                    .get(tid)
+                    .map(|t| (fw.clone(), t.resources.clone()))
             })
             .collect();
         self.allocator.add_agent(&agent_id, total.clone(), &used);
         self.allocation_pending = true;
         tracing::info!(agent_id = %agent_id, host = %info.hostname, resources = %total,
             reregister, "agent registered");
-        self.send_conn(conn, Msg::Registered(v1::AgentRegistered {
-            agent_id,
-            master_id: self.master_id.clone(),
-            ping_interval_ms: self.config.agent_ping_interval_ms,
-        }));
+        self.send_conn(
+            conn,
+            Msg::Registered(v1::AgentRegistered {
+                agent_id,
+                master_id: self.master_id.clone(),
+                ping_interval_ms: self.config.agent_ping_interval_ms,
+            }),
+        );
         Ok(())
     }
 
@@ -166,14 +198,23 @@ impl Master {
             return;
         }
         let fw = t.framework_id.clone();
-        if self.frameworks.get(&fw).is_some_and(|f| f.tasks.contains_key(&info.task_id)) {
+        if self
+            .frameworks
+            .get(&fw)
+            .is_some_and(|f| f.tasks.contains_key(&info.task_id))
+        {
             return;
         }
         if self.removed_frameworks.contains(&fw) || validate::id("framework_id", &fw).is_err() {
-            self.send_agent(agent_id, Msg::ShutdownFramework(v1::ShutdownFramework { framework_id: fw }));
+            self.send_agent(
+                agent_id,
+                Msg::ShutdownFramework(v1::ShutdownFramework { framework_id: fw }),
+            );
             return;
         }
-        let Ok(resources) = Resources::from_proto(&info.resources) else { return };
+        let Ok(resources) = Resources::from_proto(&info.resources) else {
+            return;
+        };
         if !self.frameworks.contains_key(&fw) {
             // A framework we have not seen since (our) restart: keep its tasks for it, and wait for
             // it to re-subscribe within the agent re-registration timeout (Mesos: 10 min).
@@ -183,30 +224,42 @@ impl Master {
                 roles: vec!["*".into()],
                 ..Default::default()
             };
-            self.frameworks.insert(fw.clone(), FrameworkState {
-                info,
-                role: "*".into(),
-                conn: None,
-                stream_id: String::new(),
-                disconnected_at: Some(now),
-                tasks: Default::default(),
-                offers: Default::default(),
-                next_heartbeat: now,
-            });
+            self.frameworks.insert(
+                fw.clone(),
+                FrameworkState {
+                    info,
+                    role: "*".into(),
+                    conn: None,
+                    stream_id: String::new(),
+                    disconnected_at: Some(now),
+                    tasks: Default::default(),
+                    offers: Default::default(),
+                    next_heartbeat: now,
+                },
+            );
             self.allocator.add_framework(&fw, "*", false);
         }
-        let status = master_status(&info.task_id, agent_id, state, "REASON_RECONCILIATION",
-            "reported by the agent on re-registration", now);
+        let status = master_status(
+            &info.task_id,
+            agent_id,
+            state,
+            "REASON_RECONCILIATION",
+            "reported by the agent on re-registration",
+            now,
+        );
         let task_id = info.task_id.clone();
         if let Some(f) = self.frameworks.get_mut(&fw) {
-            f.tasks.insert(task_id.clone(), TaskRecord {
-                info,
-                agent_id: agent_id.to_string(),
-                resources,
-                state,
-                status,
-                resources_recovered: false,
-            });
+            f.tasks.insert(
+                task_id.clone(),
+                TaskRecord {
+                    info,
+                    agent_id: agent_id.to_string(),
+                    resources,
+                    state,
+                    status,
+                    resources_recovered: false,
+                },
+            );
         }
         if let Some(a) = self.agents.get_mut(agent_id) {
             a.tasks.insert((fw, task_id));
@@ -243,25 +296,40 @@ impl Master {
         if !self.frameworks.contains_key(&fw) {
             if self.removed_frameworks.contains(&fw) && !status.uuid.is_empty() {
                 // Nobody will acknowledge: do it on the framework's behalf, and stop its tasks.
-                self.send_conn(conn, Msg::Ack(v1::StatusUpdateAck {
-                    framework_id: fw.clone(),
-                    task_id: status.task_id.clone(),
-                    uuid: status.uuid.clone(),
-                }));
-                self.send_conn(conn, Msg::ShutdownFramework(v1::ShutdownFramework { framework_id: fw }));
+                self.send_conn(
+                    conn,
+                    Msg::Ack(v1::StatusUpdateAck {
+                        framework_id: fw.clone(),
+                        task_id: status.task_id.clone(),
+                        uuid: status.uuid.clone(),
+                    }),
+                );
+                self.send_conn(
+                    conn,
+                    Msg::ShutdownFramework(v1::ShutdownFramework { framework_id: fw }),
+                );
             }
             return Ok(());
         }
         let known = self.apply_status(&fw, &status);
         tracing::debug!(framework_id = %fw, agent_id = %agent_id, task_id = %status.task_id,
             state = state.name(), known, "status update");
-        self.send_event(&fw, v1::event::Event::Update(v1::Update { status: Some(status) }));
+        self.send_event(
+            &fw,
+            v1::event::Event::Update(v1::Update {
+                status: Some(status),
+            }),
+        );
         Ok(())
     }
 
     pub(crate) fn on_agent_disconnected(&mut self, now: Timestamp, conn: ConnId) {
-        let Some(ConnOwner::Agent(agent_id)) = self.conns.remove(&conn) else { return };
-        let Some(agent) = self.agents.get_mut(&agent_id) else { return };
+        let Some(ConnOwner::Agent(agent_id)) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(agent) = self.agents.get_mut(&agent_id) else {
+            return;
+        };
         if agent.conn != Some(conn) {
             return;
         }
@@ -312,23 +380,39 @@ impl Master {
 
     /// Removes an agent: its tasks are LOST, its offers rescinded, frameworks told (FAILURE).
     pub(crate) fn remove_agent(&mut self, now: Timestamp, agent_id: &str, why: &str) {
-        let Some(agent) = self.agents.get(agent_id).cloned() else { return };
+        let Some(agent) = self.agents.get(agent_id).cloned() else {
+            return;
+        };
         tracing::warn!(agent_id = %agent_id, why, "removing agent");
         self.rescind_offers_on(agent_id);
         let mut told = BTreeSet::new();
         for (fw, task_id) in &agent.tasks {
-            self.end_task(now, fw, task_id, TaskState::TaskLost, "REASON_AGENT_REMOVED",
-                &format!("agent {agent_id} removed: {why}"));
+            self.end_task(
+                now,
+                fw,
+                task_id,
+                TaskState::TaskLost,
+                "REASON_AGENT_REMOVED",
+                &format!("agent {agent_id} removed: {why}"),
+            );
             told.insert(fw.clone());
         }
         for fw in told {
-            self.send_event(&fw, v1::event::Event::Failure(v1::Failure {
-                agent_id: agent_id.to_string(),
-                message: why.to_string(),
-            }));
+            self.send_event(
+                &fw,
+                v1::event::Event::Failure(v1::Failure {
+                    agent_id: agent_id.to_string(),
+                    message: why.to_string(),
+                }),
+            );
         }
         if let Some(conn) = agent.conn {
-            self.send_conn(conn, Msg::Shutdown(v1::ShutdownAgent { reason: why.to_string() }));
+            self.send_conn(
+                conn,
+                Msg::Shutdown(v1::ShutdownAgent {
+                    reason: why.to_string(),
+                }),
+            );
             self.conns.remove(&conn);
         }
         self.agents.remove(agent_id);

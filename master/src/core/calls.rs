@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use proffer_proto::v1::{self, event::Event, master_message::Msg, operation::Op, TaskState};
 use proffer_proto::Resources;
+use proffer_proto::v1::{self, TaskState, event::Event, master_message::Msg, operation::Op};
 
 use super::state::TaskRecord;
 use super::tasks::master_status;
@@ -23,7 +23,8 @@ impl Master {
             }
             Call::Decline(req) => {
                 let fw = self.authenticate(req.header.as_ref())?;
-                let refuse = validate::refuse_ms(req.filters.as_ref(), self.config.default_refuse_ms)?;
+                let refuse =
+                    validate::refuse_ms(req.filters.as_ref(), self.config.default_refuse_ms)?;
                 self.check_offers(&fw, &req.offer_ids)?;
                 for id in &req.offer_ids {
                     self.remove_offer(id, Some(now.plus_ms(refuse)));
@@ -56,7 +57,9 @@ impl Master {
             }
             Call::Message(req) => {
                 self.authenticate(req.header.as_ref())?;
-                Err(MasterError::Unsupported { what: "MESSAGE (tasks have no executors yet)".into() })
+                Err(MasterError::Unsupported {
+                    what: "MESSAGE (tasks have no executors yet)".into(),
+                })
             }
             Call::Teardown(req) => {
                 let fw = self.authenticate(req.header.as_ref())?;
@@ -78,13 +81,22 @@ impl Master {
             }
             match self.offers.get(id) {
                 Some(o) if o.framework_id == fw => {}
-                _ => return Err(MasterError::UnknownOffer { offer_id: id.clone() }),
+                _ => {
+                    return Err(MasterError::UnknownOffer {
+                        offer_id: id.clone(),
+                    });
+                }
             }
         }
         Ok(())
     }
 
-    fn accept(&mut self, now: Timestamp, fw: &str, req: v1::AcceptRequest) -> Result<(), MasterError> {
+    fn accept(
+        &mut self,
+        now: Timestamp,
+        fw: &str,
+        req: v1::AcceptRequest,
+    ) -> Result<(), MasterError> {
         let refuse = validate::refuse_ms(req.filters.as_ref(), self.config.default_refuse_ms)?;
         if req.offer_ids.is_empty() {
             return Err(MasterError::InvalidField {
@@ -97,13 +109,18 @@ impl Master {
         let mut available = Resources::new();
         for id in &req.offer_ids {
             let Some(o) = self.offers.get(id) else {
-                return Err(MasterError::UnknownOffer { offer_id: id.clone() });
+                return Err(MasterError::UnknownOffer {
+                    offer_id: id.clone(),
+                });
             };
             match &agent_id {
                 Some(a) if *a != o.agent_id => {
                     return Err(MasterError::InvalidField {
                         field: "offer_ids".into(),
-                        reason: format!("offers are on different agents (`{a}` and `{}`)", o.agent_id),
+                        reason: format!(
+                            "offers are on different agents (`{a}` and `{}`)",
+                            o.agent_id
+                        ),
                     });
                 }
                 _ => agent_id = Some(o.agent_id.clone()),
@@ -118,13 +135,19 @@ impl Master {
             let tasks = match &op.op {
                 Some(Op::Launch(l)) => &l.tasks,
                 Some(Op::LaunchGroup(_)) => {
-                    return Err(MasterError::Unsupported { what: format!("operations[{i}]: LAUNCH_GROUP") });
+                    return Err(MasterError::Unsupported {
+                        what: format!("operations[{i}]: LAUNCH_GROUP"),
+                    });
                 }
                 Some(Op::Reserve(_)) => {
-                    return Err(MasterError::Unsupported { what: format!("operations[{i}]: RESERVE") });
+                    return Err(MasterError::Unsupported {
+                        what: format!("operations[{i}]: RESERVE"),
+                    });
                 }
                 Some(Op::Unreserve(_)) => {
-                    return Err(MasterError::Unsupported { what: format!("operations[{i}]: UNRESERVE") });
+                    return Err(MasterError::Unsupported {
+                        what: format!("operations[{i}]: UNRESERVE"),
+                    });
                 }
                 Some(Op::Create(_)) | Some(Op::Destroy(_)) => {
                     return Err(MasterError::Unsupported {
@@ -140,20 +163,22 @@ impl Master {
             };
             for task in tasks {
                 let res = self.validate_task(fw, &agent_id, task, &mut ids)?;
-                available = available.checked_sub(&res).ok_or_else(|| MasterError::ResourcesNotInOffer {
-                    task_id: task.task_id.clone(),
-                    needed: res.to_string(),
-                    available: available.to_string(),
+                available = available.checked_sub(&res).ok_or_else(|| {
+                    MasterError::ResourcesNotInOffer {
+                        task_id: task.task_id.clone(),
+                        needed: res.to_string(),
+                        available: available.to_string(),
+                    }
                 })?;
                 launches.push((task.clone(), res));
             }
         }
         // Commit: consume the offers, launch, and give back what is left.
         for id in &req.offer_ids {
-            if let Some(o) = self.offers.remove(id) {
-                if let Some(f) = self.frameworks.get_mut(&o.framework_id) {
-                    f.offers.remove(id);
-                }
+            if let Some(o) = self.offers.remove(id)
+                && let Some(f) = self.frameworks.get_mut(&o.framework_id)
+            {
+                f.offers.remove(id);
             }
         }
         for (mut task, resources) in launches {
@@ -163,25 +188,32 @@ impl Master {
                 resources = %resources, "launching task");
             let status = master_status(&task_id, &agent_id, TaskState::TaskStaging, "", "", now);
             if let Some(f) = self.frameworks.get_mut(fw) {
-                f.tasks.insert(task_id.clone(), TaskRecord {
-                    info: task.clone(),
-                    agent_id: agent_id.clone(),
-                    resources,
-                    state: TaskState::TaskStaging,
-                    status,
-                    resources_recovered: false,
-                });
+                f.tasks.insert(
+                    task_id.clone(),
+                    TaskRecord {
+                        info: task.clone(),
+                        agent_id: agent_id.clone(),
+                        resources,
+                        state: TaskState::TaskStaging,
+                        status,
+                        resources_recovered: false,
+                    },
+                );
             }
             if let Some(a) = self.agents.get_mut(&agent_id) {
                 a.tasks.insert((fw.to_string(), task_id));
             }
-            self.send_agent(&agent_id, Msg::RunTask(v1::RunTask {
-                framework_id: fw.to_string(),
-                task: Some(task),
-            }));
+            self.send_agent(
+                &agent_id,
+                Msg::RunTask(v1::RunTask {
+                    framework_id: fw.to_string(),
+                    task: Some(task),
+                }),
+            );
         }
         if !available.is_empty() {
-            self.allocator.recover(fw, &agent_id, &available, Some(now.plus_ms(refuse)));
+            self.allocator
+                .recover(fw, &agent_id, &available, Some(now.plus_ms(refuse)));
         }
         Ok(())
     }
@@ -193,13 +225,19 @@ impl Master {
         task: &v1::TaskInfo,
         ids: &mut BTreeSet<String>,
     ) -> Result<Resources, MasterError> {
-        let invalid = |reason: String| MasterError::InvalidTask { task_id: task.task_id.clone(), reason };
+        let invalid = |reason: String| MasterError::InvalidTask {
+            task_id: task.task_id.clone(),
+            reason,
+        };
         validate::id("task_id", &task.task_id).map_err(|e| invalid(e.to_string()))?;
         if task.name.len() > 1024 {
             return Err(invalid("name is longer than 1024 bytes".into()));
         }
         if !ids.insert(task.task_id.clone())
-            || self.frameworks.get(fw).is_some_and(|f| f.tasks.contains_key(&task.task_id))
+            || self
+                .frameworks
+                .get(fw)
+                .is_some_and(|f| f.tasks.contains_key(&task.task_id))
         {
             return Err(MasterError::DuplicateTaskId {
                 framework_id: fw.to_string(),
@@ -216,10 +254,11 @@ impl Master {
             Some(c) if !c.value.trim().is_empty() => {}
             _ => return Err(invalid("command.value must not be empty".into())),
         }
-        let res = Resources::from_proto(&task.resources).map_err(|source| MasterError::Resources {
-            field: format!("task `{}` resources", task.task_id),
-            source,
-        })?;
+        let res =
+            Resources::from_proto(&task.resources).map_err(|source| MasterError::Resources {
+                field: format!("task `{}` resources", task.task_id),
+                source,
+            })?;
         if res.cpus_milli() <= 0 {
             return Err(invalid("cpus must be greater than 0".into()));
         }
@@ -230,8 +269,15 @@ impl Master {
     }
 
     fn kill(&mut self, now: Timestamp, fw: &str, req: v1::KillRequest) -> Result<(), MasterError> {
-        let unknown = || MasterError::UnknownTask { framework_id: fw.to_string(), task_id: req.task_id.clone() };
-        let task = self.frameworks.get(fw).and_then(|f| f.tasks.get(&req.task_id)).ok_or_else(unknown)?;
+        let unknown = || MasterError::UnknownTask {
+            framework_id: fw.to_string(),
+            task_id: req.task_id.clone(),
+        };
+        let task = self
+            .frameworks
+            .get(fw)
+            .and_then(|f| f.tasks.get(&req.task_id))
+            .ok_or_else(unknown)?;
         if task.state.is_terminal() {
             return Ok(());
         }
@@ -245,20 +291,32 @@ impl Master {
             });
         let connected = self.agents.get(&agent_id).is_some_and(|a| a.conn.is_some());
         if connected {
-            self.send_agent(&agent_id, Msg::KillTask(v1::KillTask {
-                framework_id: fw.to_string(),
-                task_id: req.task_id.clone(),
-                kill_grace_period_ms: grace,
-            }));
+            self.send_agent(
+                &agent_id,
+                Msg::KillTask(v1::KillTask {
+                    framework_id: fw.to_string(),
+                    task_id: req.task_id.clone(),
+                    kill_grace_period_ms: grace,
+                }),
+            );
         } else if !self.agents.contains_key(&agent_id) {
-            self.end_task(now, fw, &req.task_id, TaskState::TaskKilled, "REASON_TASK_KILLED",
-                "killed while its agent was gone");
+            self.end_task(
+                now,
+                fw,
+                &req.task_id,
+                TaskState::TaskKilled,
+                "REASON_TASK_KILLED",
+                "killed while its agent was gone",
+            );
         } else {
             // The agent is disconnected: the kill is re-sent when it re-registers? Mesos waits too;
             // tell the framework so it is not left guessing.
             return Err(MasterError::InvalidField {
                 field: "task_id".into(),
-                reason: format!("agent `{agent_id}` of task `{}` is disconnected; retry later", req.task_id),
+                reason: format!(
+                    "agent `{agent_id}` of task `{}` is disconnected; retry later",
+                    req.task_id
+                ),
             });
         }
         Ok(())
@@ -272,18 +330,23 @@ impl Master {
             });
         }
         if !self.agents.contains_key(&req.agent_id) {
-            return Err(MasterError::UnknownAgent { agent_id: req.agent_id });
+            return Err(MasterError::UnknownAgent {
+                agent_id: req.agent_id,
+            });
         }
         let retire = self
             .frameworks
             .get(fw)
             .and_then(|f| f.tasks.get(&req.task_id))
             .is_some_and(|t| t.state.is_terminal() && t.status.uuid == req.uuid);
-        self.send_agent(&req.agent_id, Msg::Ack(v1::StatusUpdateAck {
-            framework_id: fw.to_string(),
-            task_id: req.task_id.clone(),
-            uuid: req.uuid,
-        }));
+        self.send_agent(
+            &req.agent_id,
+            Msg::Ack(v1::StatusUpdateAck {
+                framework_id: fw.to_string(),
+                task_id: req.task_id.clone(),
+                uuid: req.uuid,
+            }),
+        );
         if retire {
             self.retire_task(fw, &req.task_id);
         }
@@ -291,7 +354,9 @@ impl Master {
     }
 
     fn reconcile(&mut self, now: Timestamp, fw: &str, req: v1::ReconcileRequest) {
-        let Some(f) = self.frameworks.get(fw) else { return };
+        let Some(f) = self.frameworks.get(fw) else {
+            return;
+        };
         let mut statuses = Vec::new();
         if req.tasks.is_empty() {
             for t in f.tasks.values() {
@@ -309,8 +374,14 @@ impl Master {
                         s.uuid.clear();
                         statuses.push(s);
                     }
-                    None => statuses.push(master_status(&q.task_id, &q.agent_id, TaskState::TaskLost,
-                        "REASON_RECONCILIATION", "task is unknown to the master", now)),
+                    None => statuses.push(master_status(
+                        &q.task_id,
+                        &q.agent_id,
+                        TaskState::TaskLost,
+                        "REASON_RECONCILIATION",
+                        "task is unknown to the master",
+                        now,
+                    )),
                 }
             }
         }

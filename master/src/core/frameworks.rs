@@ -1,6 +1,6 @@
 //! Framework subscriptions: subscribe and re-subscribe, disconnection, failover, removal.
 
-use proffer_proto::v1::{self, event::Event, TaskState};
+use proffer_proto::v1::{self, TaskState, event::Event};
 
 use super::state::{ConnOwner, FrameworkState};
 use super::validate;
@@ -21,7 +21,9 @@ impl Master {
             });
         }
         if self.removed_frameworks.contains(&info.id) {
-            return Err(MasterError::FrameworkRemoved { framework_id: info.id });
+            return Err(MasterError::FrameworkRemoved {
+                framework_id: info.id,
+            });
         }
         // TODO(allocator issue): offers for several roles; the first role is used for now.
         let role = roles[0].clone();
@@ -72,32 +74,44 @@ impl Master {
                 self.allocator.add_framework(&framework_id, &role, true);
                 tracing::info!(framework_id = %framework_id, name = %info.name, role = %role,
                     "framework subscribed");
-                self.frameworks.insert(framework_id.clone(), FrameworkState {
-                    info,
-                    role,
-                    conn: Some(conn),
-                    stream_id: stream_id.clone(),
-                    disconnected_at: None,
-                    tasks: Default::default(),
-                    offers: Default::default(),
-                    next_heartbeat: heartbeat,
-                });
+                self.frameworks.insert(
+                    framework_id.clone(),
+                    FrameworkState {
+                        info,
+                        role,
+                        conn: Some(conn),
+                        stream_id: stream_id.clone(),
+                        disconnected_at: None,
+                        tasks: Default::default(),
+                        offers: Default::default(),
+                        next_heartbeat: heartbeat,
+                    },
+                );
             }
         }
-        self.conns.insert(conn, ConnOwner::Framework(framework_id.clone()));
-        self.send_event(&framework_id, Event::Subscribed(v1::Subscribed {
-            framework_id: framework_id.clone(),
-            stream_id,
-            heartbeat_interval_seconds: self.config.framework_heartbeat_interval_ms as f64 / 1000.0,
-            master_id: self.master_id.clone(),
-        }));
+        self.conns
+            .insert(conn, ConnOwner::Framework(framework_id.clone()));
+        self.send_event(
+            &framework_id,
+            Event::Subscribed(v1::Subscribed {
+                framework_id: framework_id.clone(),
+                stream_id,
+                heartbeat_interval_seconds: self.config.framework_heartbeat_interval_ms as f64
+                    / 1000.0,
+                master_id: self.master_id.clone(),
+            }),
+        );
         self.allocation_pending = true;
         Ok(())
     }
 
     pub(crate) fn on_framework_disconnected(&mut self, now: Timestamp, conn: ConnId) {
-        let Some(ConnOwner::Framework(fw)) = self.conns.remove(&conn) else { return };
-        let Some(f) = self.frameworks.get_mut(&fw) else { return };
+        let Some(ConnOwner::Framework(fw)) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(f) = self.frameworks.get_mut(&fw) else {
+            return;
+        };
         if f.conn != Some(conn) {
             return;
         }
@@ -131,7 +145,9 @@ impl Master {
         for conn in beats {
             self.push(Output::ToFramework {
                 conn,
-                event: v1::Event { event: Some(Event::Heartbeat(v1::Heartbeat {})) },
+                event: v1::Event {
+                    event: Some(Event::Heartbeat(v1::Heartbeat {})),
+                },
             });
         }
         for id in expired {
@@ -141,7 +157,9 @@ impl Master {
 
     /// Removes a framework for good: its tasks are killed, offers dropped, stream closed.
     pub(crate) fn remove_framework(&mut self, now: Timestamp, framework_id: &str, why: &str) {
-        let Some(f) = self.frameworks.get(framework_id).cloned() else { return };
+        let Some(f) = self.frameworks.get(framework_id).cloned() else {
+            return;
+        };
         tracing::info!(framework_id = %framework_id, why, "removing framework");
         for id in &f.offers {
             self.remove_offer(id, None);
@@ -151,15 +169,24 @@ impl Master {
             if !t.state.is_terminal() {
                 agents.insert(t.agent_id.clone());
             }
-            let status = super::tasks::master_status(task_id, &t.agent_id, TaskState::TaskKilled,
-                "REASON_FRAMEWORK_REMOVED", why, now);
+            let status = super::tasks::master_status(
+                task_id,
+                &t.agent_id,
+                TaskState::TaskKilled,
+                "REASON_FRAMEWORK_REMOVED",
+                why,
+                now,
+            );
             self.apply_status(framework_id, &status);
             self.retire_task(framework_id, task_id);
         }
         for agent_id in agents {
-            self.send_agent(&agent_id, v1::master_message::Msg::ShutdownFramework(
-                v1::ShutdownFramework { framework_id: framework_id.to_string() },
-            ));
+            self.send_agent(
+                &agent_id,
+                v1::master_message::Msg::ShutdownFramework(v1::ShutdownFramework {
+                    framework_id: framework_id.to_string(),
+                }),
+            );
         }
         if let Some(conn) = f.conn {
             self.conns.remove(&conn);
@@ -172,13 +199,21 @@ impl Master {
     }
 
     /// Checks a call's header: the framework must be subscribed on that stream.
-    pub(crate) fn authenticate(&self, header: Option<&v1::CallHeader>) -> Result<String, MasterError> {
+    pub(crate) fn authenticate(
+        &self,
+        header: Option<&v1::CallHeader>,
+    ) -> Result<String, MasterError> {
         let h = header.ok_or_else(|| MasterError::InvalidField {
             field: "header".into(),
             reason: "missing (framework_id and stream_id are required)".into(),
         })?;
-        let not_subscribed = || MasterError::NotSubscribed { framework_id: h.framework_id.clone() };
-        let f = self.frameworks.get(&h.framework_id).ok_or_else(not_subscribed)?;
+        let not_subscribed = || MasterError::NotSubscribed {
+            framework_id: h.framework_id.clone(),
+        };
+        let f = self
+            .frameworks
+            .get(&h.framework_id)
+            .ok_or_else(not_subscribed)?;
         if f.conn.is_none() {
             return Err(not_subscribed());
         }

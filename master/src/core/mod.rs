@@ -149,7 +149,9 @@ impl Master {
         let allocations = self.allocator.allocate(now);
         let mut per_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();
         for a in allocations {
-            let Some(agent) = self.agents.get(&a.agent_id) else { continue };
+            let Some(agent) = self.agents.get(&a.agent_id) else {
+                continue;
+            };
             self.counters.offers += 1;
             let offer_id = format!("{}-O{}", self.master_id, self.counters.offers);
             let offer = v1::Offer {
@@ -200,18 +202,25 @@ impl Master {
         if let Some(o) = self.remove_offer(offer_id, refuse_until) {
             self.send_event(
                 &o.framework_id,
-                v1::event::Event::Rescind(v1::Rescind { offer_id: offer_id.to_string() }),
+                v1::event::Event::Rescind(v1::Rescind {
+                    offer_id: offer_id.to_string(),
+                }),
             );
         }
     }
 
     /// Removes an offer and gives its resources back to the allocator, without telling anyone.
-    fn remove_offer(&mut self, offer_id: &str, refuse_until: Option<Timestamp>) -> Option<OfferState> {
+    fn remove_offer(
+        &mut self,
+        offer_id: &str,
+        refuse_until: Option<Timestamp>,
+    ) -> Option<OfferState> {
         let o = self.offers.remove(offer_id)?;
         if let Some(f) = self.frameworks.get_mut(&o.framework_id) {
             f.offers.remove(offer_id);
         }
-        self.allocator.recover(&o.framework_id, &o.agent_id, &o.resources, refuse_until);
+        self.allocator
+            .recover(&o.framework_id, &o.agent_id, &o.resources, refuse_until);
         self.allocation_pending |= refuse_until.is_none();
         Some(o)
     }
@@ -224,19 +233,28 @@ impl Master {
     /// dropped, as in Mesos; status updates are re-sent by agents until acknowledged).
     fn send_event(&mut self, framework_id: &str, event: v1::event::Event) {
         if let Some(conn) = self.frameworks.get(framework_id).and_then(|f| f.conn) {
-            self.push(Output::ToFramework { conn, event: v1::Event { event: Some(event) } });
+            self.push(Output::ToFramework {
+                conn,
+                event: v1::Event { event: Some(event) },
+            });
         }
     }
 
     /// Sends a message to an agent if it is connected.
     fn send_agent(&mut self, agent_id: &str, msg: v1::master_message::Msg) {
         if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
-            self.push(Output::ToAgent { conn, msg: v1::MasterMessage { msg: Some(msg) } });
+            self.push(Output::ToAgent {
+                conn,
+                msg: v1::MasterMessage { msg: Some(msg) },
+            });
         }
     }
 
     fn send_conn(&mut self, conn: ConnId, msg: v1::master_message::Msg) {
-        self.push(Output::ToAgent { conn, msg: v1::MasterMessage { msg: Some(msg) } });
+        self.push(Output::ToAgent {
+            conn,
+            msg: v1::MasterMessage { msg: Some(msg) },
+        });
     }
 
     fn random_hex(&mut self) -> String {

@@ -1,7 +1,7 @@
 //! The operator's view: a [`v1::StateSnapshot`] of agents, frameworks, tasks and offers.
 
-use proffer_proto::v1;
 use proffer_proto::Resources;
+use proffer_proto::v1;
 
 use super::{Master, Timestamp};
 

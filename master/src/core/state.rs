@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proffer_proto::v1;
 use proffer_proto::Resources;
+use proffer_proto::v1;
 
 use super::{ConnId, Timestamp};
 

@@ -51,10 +51,12 @@ impl Master {
         let (agent_id, resources) = (task.agent_id.clone(), task.resources.clone());
         if recover {
             task.resources_recovered = true;
-            self.allocator.recover(framework_id, &agent_id, &resources, None);
+            self.allocator
+                .recover(framework_id, &agent_id, &resources, None);
             self.allocation_pending = true;
             if let Some(a) = self.agents.get_mut(&agent_id) {
-                a.tasks.remove(&(framework_id.to_string(), status.task_id.clone()));
+                a.tasks
+                    .remove(&(framework_id.to_string(), status.task_id.clone()));
             }
         }
         // Updates without a uuid need no acknowledgement: a terminal one retires the task now.
@@ -66,18 +68,24 @@ impl Master {
 
     /// Moves a terminal task to the completed list.
     pub(crate) fn retire_task(&mut self, framework_id: &str, task_id: &str) {
-        let Some(task) = self.frameworks.get_mut(framework_id).and_then(|f| f.tasks.remove(task_id))
+        let Some(task) = self
+            .frameworks
+            .get_mut(framework_id)
+            .and_then(|f| f.tasks.remove(task_id))
         else {
             return;
         };
         if !task.resources_recovered {
-            self.allocator.recover(framework_id, &task.agent_id, &task.resources, None);
+            self.allocator
+                .recover(framework_id, &task.agent_id, &task.resources, None);
             self.allocation_pending = true;
         }
         if let Some(a) = self.agents.get_mut(&task.agent_id) {
-            a.tasks.remove(&(framework_id.to_string(), task_id.to_string()));
+            a.tasks
+                .remove(&(framework_id.to_string(), task_id.to_string()));
         }
-        self.completed_tasks.push_back(Self::summarize(framework_id, &task));
+        self.completed_tasks
+            .push_back(Self::summarize(framework_id, &task));
         while self.completed_tasks.len() > self.config.max_completed_tasks {
             self.completed_tasks.pop_front();
         }
@@ -104,7 +112,12 @@ impl Master {
         };
         let status = master_status(task_id, &agent_id, state, reason, message, now);
         self.apply_status(framework_id, &status);
-        self.send_event(framework_id, v1::event::Event::Update(v1::Update { status: Some(status) }));
+        self.send_event(
+            framework_id,
+            v1::event::Event::Update(v1::Update {
+                status: Some(status),
+            }),
+        );
     }
 
     /// The operator view of a task.

@@ -8,8 +8,18 @@ mod scenarios;
 #[test]
 fn core_is_pure() {
     let forbidden = [
-        "Instant::now", "SystemTime", "std::time::Instant", "tokio::", "tonic::", "axum::", "std::fs",
-        "std::net", "thread_rng", "rand::", "std::env", "std::thread",
+        "Instant::now",
+        "SystemTime",
+        "std::time::Instant",
+        "tokio::",
+        "tonic::",
+        "axum::",
+        "std::fs",
+        "std::net",
+        "thread_rng",
+        "rand::",
+        "std::env",
+        "std::thread",
     ];
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
     let mut files = Vec::new();

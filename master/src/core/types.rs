@@ -1,7 +1,7 @@
 //! The core's interface types: time, connection ids, inputs, outputs, config and errors.
 
-use proffer_proto::v1;
 use proffer_proto::ResourceError;
+use proffer_proto::v1;
 
 /// A point on the driving shell's monotonic clock, in milliseconds.
 ///

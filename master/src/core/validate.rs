@@ -10,7 +10,10 @@ pub(crate) const MAX_ID_LEN: usize = 255;
 
 /// Checks an id: non-empty, at most 255 bytes, `[A-Za-z0-9_.-]` only, not `.` or `..`.
 pub(crate) fn id(field: &str, value: &str) -> Result<(), MasterError> {
-    let bad = |reason: String| MasterError::InvalidField { field: field.to_string(), reason };
+    let bad = |reason: String| MasterError::InvalidField {
+        field: field.to_string(),
+        reason,
+    };
     if value.is_empty() {
         return Err(bad("must not be empty".into()));
     }
@@ -24,7 +27,9 @@ pub(crate) fn id(field: &str, value: &str) -> Result<(), MasterError> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
-        return Err(bad(format!("character {c:?} is not allowed (use A-Z a-z 0-9 _ - .)")));
+        return Err(bad(format!(
+            "character {c:?} is not allowed (use A-Z a-z 0-9 _ - .)"
+        )));
     }
     Ok(())
 }
@@ -63,23 +68,33 @@ pub(crate) fn framework_info(
     }
     let ft = info.failover_timeout;
     if !ft.is_finite() || ft < 0.0 {
-        return Err(bad("failover_timeout", format!("{ft} is not a non-negative number of seconds")));
+        return Err(bad(
+            "failover_timeout",
+            format!("{ft} is not a non-negative number of seconds"),
+        ));
     }
     if ft > max_failover_secs {
-        return Err(bad("failover_timeout", format!("{ft} s exceeds the maximum {max_failover_secs} s")));
+        return Err(bad(
+            "failover_timeout",
+            format!("{ft} s exceeds the maximum {max_failover_secs} s"),
+        ));
     }
     let mut roles = info.roles.clone();
     if roles.is_empty() {
         roles.push("*".into());
     }
     for (i, r) in roles.iter().enumerate() {
-        validate_role(r).map_err(|reason| bad(&format!("roles[{i}]"), format!("`{r}`: {reason}")))?;
+        validate_role(r)
+            .map_err(|reason| bad(&format!("roles[{i}]"), format!("`{r}`: {reason}")))?;
     }
     Ok(roles)
 }
 
 /// Turns `refuse_seconds` into milliseconds (default when absent).
-pub(crate) fn refuse_ms(filters: Option<&v1::Filters>, default_ms: u64) -> Result<u64, MasterError> {
+pub(crate) fn refuse_ms(
+    filters: Option<&v1::Filters>,
+    default_ms: u64,
+) -> Result<u64, MasterError> {
     match filters.and_then(|f| f.refuse_seconds) {
         None => Ok(default_ms),
         Some(s) if s.is_finite() && s >= 0.0 => Ok((s.min(365.0 * 86_400.0) * 1000.0) as u64),
@@ -106,15 +121,58 @@ mod tests {
 
     #[test]
     fn framework_infos() {
-        let ok = v1::FrameworkInfo { name: "f".into(), ..Default::default() };
+        let ok = v1::FrameworkInfo {
+            name: "f".into(),
+            ..Default::default()
+        };
         assert_eq!(framework_info(&ok, 10.0), Ok(vec!["*".to_string()]));
         let cases = [
-            (v1::FrameworkInfo { ..Default::default() }, "framework_info.name"),
-            (v1::FrameworkInfo { name: "f".into(), failover_timeout: -1.0, ..Default::default() }, "failover_timeout"),
-            (v1::FrameworkInfo { name: "f".into(), failover_timeout: f64::NAN, ..Default::default() }, "failover_timeout"),
-            (v1::FrameworkInfo { name: "f".into(), failover_timeout: 11.0, ..Default::default() }, "exceeds"),
-            (v1::FrameworkInfo { name: "f".into(), roles: vec!["a//b".into()], ..Default::default() }, "roles[0]"),
-            (v1::FrameworkInfo { name: "f".into(), id: "x/y".into(), ..Default::default() }, "framework_info.id"),
+            (
+                v1::FrameworkInfo {
+                    ..Default::default()
+                },
+                "framework_info.name",
+            ),
+            (
+                v1::FrameworkInfo {
+                    name: "f".into(),
+                    failover_timeout: -1.0,
+                    ..Default::default()
+                },
+                "failover_timeout",
+            ),
+            (
+                v1::FrameworkInfo {
+                    name: "f".into(),
+                    failover_timeout: f64::NAN,
+                    ..Default::default()
+                },
+                "failover_timeout",
+            ),
+            (
+                v1::FrameworkInfo {
+                    name: "f".into(),
+                    failover_timeout: 11.0,
+                    ..Default::default()
+                },
+                "exceeds",
+            ),
+            (
+                v1::FrameworkInfo {
+                    name: "f".into(),
+                    roles: vec!["a//b".into()],
+                    ..Default::default()
+                },
+                "roles[0]",
+            ),
+            (
+                v1::FrameworkInfo {
+                    name: "f".into(),
+                    id: "x/y".into(),
+                    ..Default::default()
+                },
+                "framework_info.id",
+            ),
         ];
         for (info, want) in cases {
             let err = framework_info(&info, 10.0).expect_err(want).to_string();
@@ -125,8 +183,32 @@ mod tests {
     #[test]
     fn refuse_seconds() {
         assert_eq!(refuse_ms(None, 5000), Ok(5000));
-        assert_eq!(refuse_ms(Some(&v1::Filters { refuse_seconds: Some(1.5) }), 5000), Ok(1500));
-        assert!(refuse_ms(Some(&v1::Filters { refuse_seconds: Some(-1.0) }), 5000).is_err());
-        assert!(refuse_ms(Some(&v1::Filters { refuse_seconds: Some(f64::INFINITY) }), 5000).is_err());
+        assert_eq!(
+            refuse_ms(
+                Some(&v1::Filters {
+                    refuse_seconds: Some(1.5)
+                }),
+                5000
+            ),
+            Ok(1500)
+        );
+        assert!(
+            refuse_ms(
+                Some(&v1::Filters {
+                    refuse_seconds: Some(-1.0)
+                }),
+                5000
+            )
+            .is_err()
+        );
+        assert!(
+            refuse_ms(
+                Some(&v1::Filters {
+                    refuse_seconds: Some(f64::INFINITY)
+                }),
+                5000
+            )
+            .is_err()
+        );
     }
 }

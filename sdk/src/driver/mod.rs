@@ -95,6 +95,7 @@ pub struct Driver {
     client: SchedulerClient<Channel>,
     header: Arc<RwLock<v1::CallHeader>>,
     shutdown: CancellationToken,
+    tearing_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Driver {
@@ -112,6 +113,7 @@ impl Driver {
         // Capacity is at least one and nothing else has sent yet.
         let _ = tx.try_send(DriverEvent::Event(opened.first));
         let shutdown = CancellationToken::new();
+        let tearing_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut config = config;
         config.framework.id = opened.subscribed.framework_id.clone();
         let reader = session::Reader {
@@ -120,6 +122,7 @@ impl Driver {
             header: header.clone(),
             tx,
             shutdown: shutdown.clone(),
+            tearing_down: tearing_down.clone(),
         };
         tokio::spawn(reader.run(opened.stream, opened.subscribed.heartbeat_interval_seconds));
         Ok((
@@ -127,6 +130,7 @@ impl Driver {
                 client,
                 header,
                 shutdown,
+                tearing_down,
             },
             EventStream { rx },
         ))
@@ -267,14 +271,20 @@ impl Driver {
     }
 
     /// Removes the framework (the master kills its tasks). The event stream ends and is not
-    /// re-subscribed, even if the call fails.
+    /// re-subscribed, even if the call fails. The call goes out before the stream is dropped:
+    /// with `failover_timeout` 0 a dropped stream alone would remove the framework first and
+    /// the TEARDOWN would then be refused as unauthenticated. (A re-subscription racing the
+    /// stream's end is refused by the master, which remembers removed frameworks.)
     pub async fn teardown(&self) -> Result<(), DriverError> {
-        self.shutdown.cancel();
+        self.tearing_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let req = v1::TeardownRequest {
             header: Some(self.header()),
         };
         let mut c = self.client.clone();
-        call("teardown", c.teardown(req)).await
+        let result = call("teardown", c.teardown(req)).await;
+        self.shutdown.cancel();
+        result
     }
 }
 

@@ -114,6 +114,8 @@ pub(crate) struct Reader {
     pub header: Arc<RwLock<v1::CallHeader>>,
     pub tx: mpsc::Sender<DriverEvent>,
     pub shutdown: CancellationToken,
+    /// Set by `teardown`: a stream that ends from now on is not re-subscribed.
+    pub tearing_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why reading one stream stopped.
@@ -135,6 +137,10 @@ impl Reader {
                 StreamEnd::Broken(reason) => reason,
             };
             drop(stream);
+            if self.tearing_down.load(std::sync::atomic::Ordering::SeqCst) {
+                // The master closes the stream after TEARDOWN: that is the expected end.
+                return;
+            }
             tracing::warn!(%reason, "scheduler event stream disconnected");
             let failover = self.config.framework.failover_timeout;
             if !self.emit(DriverEvent::Disconnected { reason }).await {

@@ -1,7 +1,9 @@
 //! A tiny driver for the core: virtual time, connections, and output inspection.
 
-use proffer_proto::v1::{self, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut};
 use proffer_proto::Resources;
+use proffer_proto::v1::{
+    self, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut,
+};
 
 use crate::core::{Call, ConnId, Input, Master, MasterConfig, MasterError, Output, Timestamp};
 
@@ -18,7 +20,11 @@ impl H {
     }
 
     pub fn with(config: MasterConfig) -> Self {
-        H { m: Master::new(config, 42), now: 0, out: Vec::new() }
+        H {
+            m: Master::new(config, 42),
+            now: 0,
+            out: Vec::new(),
+        }
     }
 
     pub fn input(&mut self, input: Input) -> Result<(), MasterError> {
@@ -47,7 +53,9 @@ impl H {
         let info = agent_info("", host, res);
         self.input(Input::Agent {
             conn,
-            msg: v1::AgentMessage { msg: Some(AIn::Register(v1::RegisterAgent { info: Some(info) })) },
+            msg: v1::AgentMessage {
+                msg: Some(AIn::Register(v1::RegisterAgent { info: Some(info) })),
+            },
         })
         .expect("register");
         self.agent_msgs(conn)
@@ -60,12 +68,20 @@ impl H {
     }
 
     pub fn subscribe(&mut self, conn: ConnId, name: &str, failover: f64) -> v1::CallHeader {
-        let info = v1::FrameworkInfo { name: name.into(), failover_timeout: failover, ..Default::default() };
-        self.input(Input::Subscribe { conn, info }).expect("subscribe");
+        let info = v1::FrameworkInfo {
+            name: name.into(),
+            failover_timeout: failover,
+            ..Default::default()
+        };
+        self.input(Input::Subscribe { conn, info })
+            .expect("subscribe");
         self.events(conn)
             .into_iter()
             .find_map(|e| match e {
-                Event::Subscribed(s) => Some(v1::CallHeader { framework_id: s.framework_id, stream_id: s.stream_id }),
+                Event::Subscribed(s) => Some(v1::CallHeader {
+                    framework_id: s.framework_id,
+                    stream_id: s.stream_id,
+                }),
                 _ => None,
             })
             .expect("subscribed")
@@ -127,16 +143,30 @@ impl H {
             .collect()
     }
 
-    pub fn launch(&mut self, h: &v1::CallHeader, offer_ids: &[&str], tasks: Vec<v1::TaskInfo>) -> Result<(), MasterError> {
+    pub fn launch(
+        &mut self,
+        h: &v1::CallHeader,
+        offer_ids: &[&str],
+        tasks: Vec<v1::TaskInfo>,
+    ) -> Result<(), MasterError> {
         self.call(Call::Accept(v1::AcceptRequest {
             header: Some(h.clone()),
             offer_ids: offer_ids.iter().map(|s| s.to_string()).collect(),
-            operations: vec![v1::Operation { op: Some(v1::operation::Op::Launch(v1::Launch { tasks })) }],
+            operations: vec![v1::Operation {
+                op: Some(v1::operation::Op::Launch(v1::Launch { tasks })),
+            }],
             filters: None,
         }))
     }
 
-    pub fn status(&mut self, conn: ConnId, fw: &str, task: &str, state: v1::TaskState, uuid: &[u8]) -> Result<(), MasterError> {
+    pub fn status(
+        &mut self,
+        conn: ConnId,
+        fw: &str,
+        task: &str,
+        state: v1::TaskState,
+        uuid: &[u8],
+    ) -> Result<(), MasterError> {
         self.input(Input::Agent {
             conn,
             msg: v1::AgentMessage {
@@ -170,7 +200,11 @@ pub fn task(id: &str, res: &str) -> v1::TaskInfo {
         name: id.into(),
         task_id: id.into(),
         resources: Resources::parse(res).expect("resources").to_proto(),
-        command: Some(v1::CommandInfo { value: "true".into(), shell: true, ..Default::default() }),
+        command: Some(v1::CommandInfo {
+            value: "true".into(),
+            shell: true,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

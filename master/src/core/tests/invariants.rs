@@ -2,19 +2,28 @@
 //! - no resources are in two outstanding offers (offers + tasks on an agent ≤ its total);
 //! - tasks accepted on an agent never exceed its total.
 
-use proffer_proto::v1::{self, TaskState};
 use proffer_proto::Resources;
+use proffer_proto::v1::{self, TaskState};
 use proptest::prelude::*;
 
-use super::harness::{res, task, H};
+use super::harness::{H, res, task};
 use crate::core::{Call, Input};
 
 #[derive(Debug, Clone)]
 enum Step {
     Tick(u64),
     /// Accept the n-th outstanding offer of framework f with k tasks of (cpus milli, mem MB).
-    Launch { f: usize, n: usize, k: usize, cpus: i64, mem: i64 },
-    Decline { f: usize, n: usize },
+    Launch {
+        f: usize,
+        n: usize,
+        k: usize,
+        cpus: i64,
+        mem: i64,
+    },
+    Decline {
+        f: usize,
+        n: usize,
+    },
     /// Finish the n-th live task.
     Finish(usize),
     DisconnectAgent(usize),
@@ -39,13 +48,25 @@ fn check(h: &H) -> Result<(), TestCaseError> {
         }
         let mut tasks = Resources::new();
         for f in h.m.frameworks.values() {
-            for t in f.tasks.values().filter(|t| &t.agent_id == agent_id && !t.state.is_terminal()) {
+            for t in f
+                .tasks
+                .values()
+                .filter(|t| &t.agent_id == agent_id && !t.state.is_terminal())
+            {
                 tasks.add(&t.resources);
             }
         }
-        prop_assert!(agent.total.contains(&tasks), "tasks {tasks} exceed total {} on {agent_id}", agent.total);
+        prop_assert!(
+            agent.total.contains(&tasks),
+            "tasks {tasks} exceed total {} on {agent_id}",
+            agent.total
+        );
         used.add(&tasks);
-        prop_assert!(agent.total.contains(&used), "offers+tasks {used} exceed total {} on {agent_id}", agent.total);
+        prop_assert!(
+            agent.total.contains(&used),
+            "offers+tasks {used} exceed total {} on {agent_id}",
+            agent.total
+        );
         prop_assert!(h.m.allocator.allocated_on(agent_id).contains(&tasks));
     }
     Ok(())

@@ -1,8 +1,10 @@
 //! Scenario tests: one behaviour each, driven with virtual time.
 
-use proffer_proto::v1::{self, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut, TaskState};
+use proffer_proto::v1::{
+    self, TaskState, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut,
+};
 
-use super::harness::{agent_info, res, task, H};
+use super::harness::{H, agent_info, res, task};
 use crate::core::{Call, ErrorKind, Input, MasterConfig, MasterError, Output};
 
 const A1: u64 = 1;
@@ -29,7 +31,11 @@ fn registration_assigns_distinct_ids_and_pings() {
     assert_ne!(a, b);
     assert!(a.starts_with(h.m.master_id()));
     h.advance(15_000);
-    let pings: Vec<_> = h.agent_msgs(A1).into_iter().filter(|m| matches!(m, AOut::Ping(_))).collect();
+    let pings: Vec<_> = h
+        .agent_msgs(A1)
+        .into_iter()
+        .filter(|m| matches!(m, AOut::Ping(_)))
+        .collect();
     assert_eq!(pings.len(), 1, "one ping per interval");
 }
 
@@ -38,35 +44,57 @@ fn offer_covers_the_whole_free_agent() {
     let (_, agent, fw, offer) = one_offer();
     assert_eq!(offer.agent_id, agent);
     assert_eq!(offer.framework_id, fw.framework_id);
-    assert_eq!(res(&offer).to_string(), "cpus:4;mem:4096;ports:[31000-31009]");
+    assert_eq!(
+        res(&offer).to_string(),
+        "cpus:4;mem:4096;ports:[31000-31009]"
+    );
 }
 
 #[test]
 fn launch_runs_task_and_returns_the_rest_with_a_filter() {
     let (mut h, _agent, fw, offer) = one_offer();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:1024")]).expect("launch");
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:1024")])
+        .expect("launch");
     let msgs = h.agent_msgs(A1);
-    assert!(matches!(&msgs[..], [AOut::RunTask(r)] if r.task.as_ref().map(|t| t.task_id.as_str()) == Some("t1")));
+    assert!(
+        matches!(&msgs[..], [AOut::RunTask(r)] if r.task.as_ref().map(|t| t.task_id.as_str()) == Some("t1"))
+    );
     // The rest is filtered for the default 5 s.
     h.advance(4_000);
     assert!(h.offers(F1).is_empty(), "filtered for 5 s");
     h.advance(1_001);
     let again = h.offers(F1);
     assert_eq!(again.len(), 1);
-    assert_eq!(res(&again[0]).to_string(), "cpus:3;mem:3072;ports:[31000-31009]");
+    assert_eq!(
+        res(&again[0]).to_string(),
+        "cpus:3;mem:3072;ports:[31000-31009]"
+    );
 }
 
 #[test]
 fn status_updates_are_forwarded_and_acks_reach_the_agent() {
     let (mut h, agent, fw, offer) = one_offer();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:4;mem:4096")]).expect("launch");
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:4;mem:4096")])
+        .expect("launch");
     h.drain();
-    for (state, uuid) in [(TaskState::TaskStarting, b"u1"), (TaskState::TaskRunning, b"u2"), (TaskState::TaskFinished, b"u3")] {
-        h.status(A1, &fw.framework_id, "t1", state, uuid).expect("status");
+    for (state, uuid) in [
+        (TaskState::TaskStarting, b"u1"),
+        (TaskState::TaskRunning, b"u2"),
+        (TaskState::TaskFinished, b"u3"),
+    ] {
+        h.status(A1, &fw.framework_id, "t1", state, uuid)
+            .expect("status");
     }
     let ups = h.updates(F1);
     let states: Vec<i32> = ups.iter().map(|s| s.state).collect();
-    assert_eq!(states, [TaskState::TaskStarting as i32, TaskState::TaskRunning as i32, TaskState::TaskFinished as i32]);
+    assert_eq!(
+        states,
+        [
+            TaskState::TaskStarting as i32,
+            TaskState::TaskRunning as i32,
+            TaskState::TaskFinished as i32
+        ]
+    );
     assert!(ups.iter().all(|s| s.agent_id == agent));
     // Terminal but not yet acknowledged: still listed; resources already recovered.
     assert_eq!(h.m.snapshot(Default::default()).tasks.len(), 1);
@@ -85,7 +113,10 @@ fn status_updates_are_forwarded_and_acks_reach_the_agent() {
     assert_eq!(snap.completed_tasks[0].state, "TASK_FINISHED");
     // Freed resources are offered again at once.
     h.advance(1);
-    assert_eq!(res(&h.offers(F1)[0]).to_string(), "cpus:4;mem:4096;ports:[31000-31009]");
+    assert_eq!(
+        res(&h.offers(F1)[0]).to_string(),
+        "cpus:4;mem:4096;ports:[31000-31009]"
+    );
 }
 
 #[test]
@@ -94,7 +125,9 @@ fn decline_filters_then_reoffers() {
     h.call(Call::Decline(v1::DeclineRequest {
         header: Some(fw.clone()),
         offer_ids: vec![offer.id.clone()],
-        filters: Some(v1::Filters { refuse_seconds: Some(10.0) }),
+        filters: Some(v1::Filters {
+            refuse_seconds: Some(10.0),
+        }),
     }))
     .expect("decline");
     h.advance(9_999);
@@ -108,8 +141,12 @@ fn decline_filters_then_reoffers() {
 fn declined_resources_go_to_the_other_framework() {
     let (mut h, _a, fw, offer) = one_offer();
     let _fw2 = h.subscribe(F2, "fw2", 0.0);
-    h.call(Call::Decline(v1::DeclineRequest { header: Some(fw), offer_ids: vec![offer.id], filters: None }))
-        .expect("decline");
+    h.call(Call::Decline(v1::DeclineRequest {
+        header: Some(fw),
+        offer_ids: vec![offer.id],
+        filters: None,
+    }))
+    .expect("decline");
     h.advance(1_000);
     assert!(h.offers(F1).is_empty());
     assert_eq!(h.offers(F2).len(), 1);
@@ -119,12 +156,20 @@ fn declined_resources_go_to_the_other_framework() {
 fn suppress_stops_offers_until_revive() {
     let mut h = H::new();
     let fw = h.subscribe(F1, "fw", 0.0);
-    h.call(Call::Suppress(v1::SuppressRequest { header: Some(fw.clone()), roles: vec![] })).expect("suppress");
+    h.call(Call::Suppress(v1::SuppressRequest {
+        header: Some(fw.clone()),
+        roles: vec![],
+    }))
+    .expect("suppress");
     h.register_agent(A1, "host1", "cpus:1;mem:128");
     h.advance(5_000);
     assert!(h.offers(F1).is_empty());
     assert!(h.m.snapshot(Default::default()).frameworks[0].suppressed);
-    h.call(Call::Revive(v1::ReviveRequest { header: Some(fw), roles: vec![] })).expect("revive");
+    h.call(Call::Revive(v1::ReviveRequest {
+        header: Some(fw),
+        roles: vec![],
+    }))
+    .expect("revive");
     h.advance(1);
     assert_eq!(h.offers(F1).len(), 1);
 }
@@ -144,14 +189,20 @@ fn drf_splits_agents_between_frameworks() {
 
 #[test]
 fn ping_timeout_removes_agent_and_loses_its_tasks() {
-    let cfg = MasterConfig { agent_ping_interval_ms: 100, agent_max_missed_pings: 3, ..Default::default() };
+    let cfg = MasterConfig {
+        agent_ping_interval_ms: 100,
+        agent_max_missed_pings: 3,
+        ..Default::default()
+    };
     let mut h = H::with(cfg);
     let agent = h.register_agent(A1, "host1", "cpus:2;mem:1024");
     let fw = h.subscribe(F1, "fw", 0.0);
     h.advance(1);
     let offer = h.offers(F1).remove(0);
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")]).expect("launch");
-    h.input(Input::AgentDisconnected { conn: A1 }).expect("disconnect");
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")])
+        .expect("launch");
+    h.input(Input::AgentDisconnected { conn: A1 })
+        .expect("disconnect");
     h.advance(299);
     assert!(h.updates(F1).is_empty(), "not yet");
     h.advance(2);
@@ -166,7 +217,11 @@ fn ping_timeout_removes_agent_and_loses_its_tasks() {
     assert_eq!(lost.len(), 1);
     assert_eq!(lost[0].state, TaskState::TaskLost as i32);
     assert_eq!(lost[0].reason, "REASON_AGENT_REMOVED");
-    assert!(events.iter().any(|e| matches!(e, Event::Failure(f) if f.agent_id == agent)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Failure(f) if f.agent_id == agent))
+    );
     let snap = h.m.snapshot(Default::default());
     assert!(snap.agents.is_empty());
     assert_eq!(snap.completed_tasks[0].state, "TASK_LOST");
@@ -174,7 +229,10 @@ fn ping_timeout_removes_agent_and_loses_its_tasks() {
     h.input(Input::Agent {
         conn: 9,
         msg: v1::AgentMessage {
-            msg: Some(AIn::Reregister(v1::ReregisterAgent { info: Some(agent_info(&agent, "host1", "cpus:2;mem:1024")), tasks: vec![] })),
+            msg: Some(AIn::Reregister(v1::ReregisterAgent {
+                info: Some(agent_info(&agent, "host1", "cpus:2;mem:1024")),
+                tasks: vec![],
+            })),
         },
     })
     .expect("reregister");
@@ -183,13 +241,22 @@ fn ping_timeout_removes_agent_and_loses_its_tasks() {
 
 #[test]
 fn pongs_keep_an_agent_alive() {
-    let cfg = MasterConfig { agent_ping_interval_ms: 100, agent_max_missed_pings: 3, ..Default::default() };
+    let cfg = MasterConfig {
+        agent_ping_interval_ms: 100,
+        agent_max_missed_pings: 3,
+        ..Default::default()
+    };
     let mut h = H::with(cfg);
     h.register_agent(A1, "host1", "cpus:2;mem:1024");
     for _ in 0..20 {
         h.advance(100);
-        h.input(Input::Agent { conn: A1, msg: v1::AgentMessage { msg: Some(AIn::Pong(v1::Pong { seq: 1 })) } })
-            .expect("pong");
+        h.input(Input::Agent {
+            conn: A1,
+            msg: v1::AgentMessage {
+                msg: Some(AIn::Pong(v1::Pong { seq: 1 })),
+            },
+        })
+        .expect("pong");
     }
     assert_eq!(h.m.snapshot(Default::default()).agents.len(), 1);
 }
@@ -197,21 +264,44 @@ fn pongs_keep_an_agent_alive() {
 #[test]
 fn agent_reregistration_keeps_reported_tasks_and_loses_the_rest() {
     let (mut h, agent, fw, offer) = one_offer();
-    h.launch(&fw, &[&offer.id], vec![task("keep", "cpus:1;mem:128"), task("gone", "cpus:1;mem:128")]).expect("launch");
-    h.input(Input::AgentDisconnected { conn: A1 }).expect("disconnect");
+    h.launch(
+        &fw,
+        &[&offer.id],
+        vec![
+            task("keep", "cpus:1;mem:128"),
+            task("gone", "cpus:1;mem:128"),
+        ],
+    )
+    .expect("launch");
+    h.input(Input::AgentDisconnected { conn: A1 })
+        .expect("disconnect");
     h.drain();
-    let running = v1::RunningTask { framework_id: fw.framework_id.clone(), task: Some(task("keep", "cpus:1;mem:128")), state: TaskState::TaskRunning as i32 };
+    let running = v1::RunningTask {
+        framework_id: fw.framework_id.clone(),
+        task: Some(task("keep", "cpus:1;mem:128")),
+        state: TaskState::TaskRunning as i32,
+    };
     h.input(Input::Agent {
         conn: 7,
         msg: v1::AgentMessage {
-            msg: Some(AIn::Reregister(v1::ReregisterAgent { info: Some(agent_info(&agent, "host1", "cpus:4;mem:4096;ports:[31000-31009]")), tasks: vec![running] })),
+            msg: Some(AIn::Reregister(v1::ReregisterAgent {
+                info: Some(agent_info(
+                    &agent,
+                    "host1",
+                    "cpus:4;mem:4096;ports:[31000-31009]",
+                )),
+                tasks: vec![running],
+            })),
         },
     })
     .expect("reregister");
     assert!(matches!(&h.agent_msgs(7)[..], [AOut::Registered(r)] if r.agent_id == agent));
     let ups = h.updates(F1);
     assert_eq!(ups.len(), 1);
-    assert_eq!((ups[0].task_id.as_str(), ups[0].state), ("gone", TaskState::TaskLost as i32));
+    assert_eq!(
+        (ups[0].task_id.as_str(), ups[0].state),
+        ("gone", TaskState::TaskLost as i32)
+    );
     let snap = h.m.snapshot(Default::default());
     assert_eq!(snap.tasks.len(), 1);
     assert_eq!(snap.agents[0].active_tasks, 1);
@@ -220,16 +310,26 @@ fn agent_reregistration_keeps_reported_tasks_and_loses_the_rest() {
 #[test]
 fn framework_without_failover_is_removed_on_disconnect() {
     let (mut h, _agent, fw, offer) = one_offer();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")]).expect("launch");
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")])
+        .expect("launch");
     h.drain();
-    h.input(Input::FrameworkDisconnected { conn: F1 }).expect("disconnect");
-    assert!(matches!(&h.agent_msgs(A1)[..], [AOut::ShutdownFramework(s)] if s.framework_id == fw.framework_id));
+    h.input(Input::FrameworkDisconnected { conn: F1 })
+        .expect("disconnect");
+    assert!(
+        matches!(&h.agent_msgs(A1)[..], [AOut::ShutdownFramework(s)] if s.framework_id == fw.framework_id)
+    );
     let snap = h.m.snapshot(Default::default());
     assert!(snap.frameworks.is_empty());
     assert_eq!(snap.completed_tasks[0].state, "TASK_KILLED");
     // The removed id cannot come back.
-    let info = v1::FrameworkInfo { id: fw.framework_id.clone(), name: "fw".into(), ..Default::default() };
-    let err = h.input(Input::Subscribe { conn: 200, info }).expect_err("removed");
+    let info = v1::FrameworkInfo {
+        id: fw.framework_id.clone(),
+        name: "fw".into(),
+        ..Default::default()
+    };
+    let err = h
+        .input(Input::Subscribe { conn: 200, info })
+        .expect_err("removed");
     assert!(matches!(err, MasterError::FrameworkRemoved { .. }));
 }
 
@@ -240,20 +340,35 @@ fn framework_failover_within_timeout_keeps_tasks() {
     let fw = h.subscribe(F1, "fw", 60.0);
     h.advance(1);
     let offer = h.offers(F1).remove(0);
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")]).expect("launch");
-    h.input(Input::FrameworkDisconnected { conn: F1 }).expect("disconnect");
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")])
+        .expect("launch");
+    h.input(Input::FrameworkDisconnected { conn: F1 })
+        .expect("disconnect");
     h.advance(59_000);
-    let info = v1::FrameworkInfo { id: fw.framework_id.clone(), name: "fw".into(), failover_timeout: 60.0, ..Default::default() };
-    h.input(Input::Subscribe { conn: F2, info }).expect("resubscribe");
+    let info = v1::FrameworkInfo {
+        id: fw.framework_id.clone(),
+        name: "fw".into(),
+        failover_timeout: 60.0,
+        ..Default::default()
+    };
+    h.input(Input::Subscribe { conn: F2, info })
+        .expect("resubscribe");
     let sub = h.events(F2);
-    assert!(matches!(&sub[0], Event::Subscribed(s) if s.framework_id == fw.framework_id && s.stream_id != fw.stream_id));
+    assert!(
+        matches!(&sub[0], Event::Subscribed(s) if s.framework_id == fw.framework_id && s.stream_id != fw.stream_id)
+    );
     // Past the original failover deadline (60 s after the disconnect): still there.
     h.advance(10_000);
     let snap = h.m.snapshot(Default::default());
     assert_eq!(snap.frameworks.len(), 1);
     assert_eq!(snap.tasks.len(), 1);
     // The old stream id no longer authenticates.
-    let err = h.call(Call::Revive(v1::ReviveRequest { header: Some(fw), roles: vec![] })).expect_err("old stream");
+    let err = h
+        .call(Call::Revive(v1::ReviveRequest {
+            header: Some(fw),
+            roles: vec![],
+        }))
+        .expect_err("old stream");
     assert!(matches!(err, MasterError::WrongStream { .. }));
 }
 
@@ -261,7 +376,8 @@ fn framework_failover_within_timeout_keeps_tasks() {
 fn failover_timeout_expiry_removes_framework() {
     let mut h = H::new();
     h.subscribe(F1, "fw", 2.0);
-    h.input(Input::FrameworkDisconnected { conn: F1 }).expect("disconnect");
+    h.input(Input::FrameworkDisconnected { conn: F1 })
+        .expect("disconnect");
     h.advance(1_999);
     assert_eq!(h.m.snapshot(Default::default()).frameworks.len(), 1);
     h.advance(1);
@@ -271,13 +387,25 @@ fn failover_timeout_expiry_removes_framework() {
 #[test]
 fn kill_goes_to_the_agent_with_grace() {
     let (mut h, _agent, fw, offer) = one_offer();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")]).expect("launch");
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")])
+        .expect("launch");
     h.drain();
-    h.call(Call::Kill(v1::KillRequest { header: Some(fw.clone()), task_id: "t1".into(), agent_id: String::new(), kill_grace_period_ms: Some(500) }))
-        .expect("kill");
-    assert!(matches!(&h.agent_msgs(A1)[..], [AOut::KillTask(k)] if k.task_id == "t1" && k.kill_grace_period_ms == 500));
+    h.call(Call::Kill(v1::KillRequest {
+        header: Some(fw.clone()),
+        task_id: "t1".into(),
+        agent_id: String::new(),
+        kill_grace_period_ms: Some(500),
+    }))
+    .expect("kill");
+    assert!(
+        matches!(&h.agent_msgs(A1)[..], [AOut::KillTask(k)] if k.task_id == "t1" && k.kill_grace_period_ms == 500)
+    );
     let err = h
-        .call(Call::Kill(v1::KillRequest { header: Some(fw), task_id: "nope".into(), ..Default::default() }))
+        .call(Call::Kill(v1::KillRequest {
+            header: Some(fw),
+            task_id: "nope".into(),
+            ..Default::default()
+        }))
         .expect_err("unknown");
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
@@ -285,26 +413,58 @@ fn kill_goes_to_the_agent_with_grace() {
 #[test]
 fn reconcile_explicit_and_implicit() {
     let (mut h, _agent, fw, offer) = one_offer();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")]).expect("launch");
-    h.status(A1, &fw.framework_id, "t1", TaskState::TaskRunning, b"u").expect("status");
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")])
+        .expect("launch");
+    h.status(A1, &fw.framework_id, "t1", TaskState::TaskRunning, b"u")
+        .expect("status");
     h.drain();
-    h.call(Call::Reconcile(v1::ReconcileRequest { header: Some(fw.clone()), tasks: vec![] })).expect("implicit");
+    h.call(Call::Reconcile(v1::ReconcileRequest {
+        header: Some(fw.clone()),
+        tasks: vec![],
+    }))
+    .expect("implicit");
     let ups = h.updates(F1);
     assert_eq!(ups.len(), 1);
-    assert_eq!((ups[0].state, ups[0].reason.as_str()), (TaskState::TaskRunning as i32, "REASON_RECONCILIATION"));
+    assert_eq!(
+        (ups[0].state, ups[0].reason.as_str()),
+        (TaskState::TaskRunning as i32, "REASON_RECONCILIATION")
+    );
     assert!(ups[0].uuid.is_empty());
     let tasks = vec![
-        v1::ReconcileTask { task_id: "t1".into(), agent_id: String::new() },
-        v1::ReconcileTask { task_id: "ghost".into(), agent_id: String::new() },
+        v1::ReconcileTask {
+            task_id: "t1".into(),
+            agent_id: String::new(),
+        },
+        v1::ReconcileTask {
+            task_id: "ghost".into(),
+            agent_id: String::new(),
+        },
     ];
-    h.call(Call::Reconcile(v1::ReconcileRequest { header: Some(fw), tasks })).expect("explicit");
-    let states: Vec<(String, i32)> = h.updates(F1).into_iter().map(|s| (s.task_id, s.state)).collect();
-    assert_eq!(states, [("t1".into(), TaskState::TaskRunning as i32), ("ghost".into(), TaskState::TaskLost as i32)]);
+    h.call(Call::Reconcile(v1::ReconcileRequest {
+        header: Some(fw),
+        tasks,
+    }))
+    .expect("explicit");
+    let states: Vec<(String, i32)> = h
+        .updates(F1)
+        .into_iter()
+        .map(|s| (s.task_id, s.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("t1".into(), TaskState::TaskRunning as i32),
+            ("ghost".into(), TaskState::TaskLost as i32)
+        ]
+    );
 }
 
 #[test]
 fn offer_timeout_rescinds() {
-    let cfg = MasterConfig { offer_timeout_ms: Some(2_000), ..Default::default() };
+    let cfg = MasterConfig {
+        offer_timeout_ms: Some(2_000),
+        ..Default::default()
+    };
     let mut h = H::with(cfg);
     h.register_agent(A1, "host1", "cpus:1;mem:128");
     h.subscribe(F1, "fw", 0.0);
@@ -312,15 +472,21 @@ fn offer_timeout_rescinds() {
     let offer = h.offers(F1).remove(0);
     h.advance(2_000);
     let events = h.events(F1);
-    assert!(events.iter().any(|e| matches!(e, Event::Rescind(r) if r.offer_id == offer.id)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Rescind(r) if r.offer_id == offer.id))
+    );
 }
 
 #[test]
 fn teardown_closes_the_stream_and_kills_tasks() {
     let (mut h, _agent, fw, offer) = one_offer();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")]).expect("launch");
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")])
+        .expect("launch");
     h.drain();
-    h.call(Call::Teardown(v1::TeardownRequest { header: Some(fw) })).expect("teardown");
+    h.call(Call::Teardown(v1::TeardownRequest { header: Some(fw) }))
+        .expect("teardown");
     let out = h.drain();
     assert!(out.contains(&Output::CloseFramework { conn: F1 }));
     assert!(out.iter().any(|o| matches!(o, Output::ToAgent { msg, .. } if matches!(msg.msg, Some(AOut::ShutdownFramework(_))))));
@@ -333,49 +499,157 @@ fn bad_calls_get_clear_errors_and_change_nothing() {
     let (mut h, agent, fw, offer) = one_offer();
     let other = h.register_agent(A2, "host2", "cpus:1;mem:128");
     let _ = other;
-    let no_sub = v1::CallHeader { framework_id: "nobody".into(), stream_id: "x".into() };
-    let wrong_stream = v1::CallHeader { framework_id: fw.framework_id.clone(), stream_id: "x".into() };
+    let no_sub = v1::CallHeader {
+        framework_id: "nobody".into(),
+        stream_id: "x".into(),
+    };
+    let wrong_stream = v1::CallHeader {
+        framework_id: fw.framework_id.clone(),
+        stream_id: "x".into(),
+    };
     let mut bad_res = task("t1", "cpus:1;mem:128");
     bad_res.resources[0].value = Some(v1::resource::Value::ScalarMilli(-1));
     let mut no_cmd = task("t1", "cpus:1;mem:128");
     no_cmd.command = None;
     let mut wrong_agent = task("t1", "cpus:1;mem:128");
     wrong_agent.agent_id = "elsewhere".into();
-    type Case = (&'static str, v1::CallHeader, Vec<&'static str>, Vec<v1::TaskInfo>, &'static str);
+    type Case = (
+        &'static str,
+        v1::CallHeader,
+        Vec<&'static str>,
+        Vec<v1::TaskInfo>,
+        &'static str,
+    );
     let oid: &'static str = Box::leak(offer.id.clone().into_boxed_str());
     let cases: Vec<Case> = vec![
-        ("no subscription", no_sub, vec![oid], vec![task("t1", "cpus:1;mem:128")], "is not subscribed"),
-        ("wrong stream", wrong_stream, vec![oid], vec![task("t1", "cpus:1;mem:128")], "is not the current subscription"),
-        ("unknown offer", fw.clone(), vec!["nope"], vec![task("t1", "cpus:1;mem:128")], "unknown offer `nope`"),
-        ("no offers", fw.clone(), vec![], vec![task("t1", "cpus:1;mem:128")], "at least one offer"),
-        ("twice", fw.clone(), vec![oid, oid], vec![task("t1", "cpus:1;mem:128")], "listed twice"),
-        ("too big", fw.clone(), vec![oid], vec![task("t1", "cpus:5;mem:128")], "needs cpus:5;mem:128 but the accepted offers have only"),
-        ("ports not offered", fw.clone(), vec![oid], vec![task("t1", "cpus:1;mem:128;ports:[80-80]")], "needs"),
-        ("zero cpus", fw.clone(), vec![oid], vec![task("t1", "mem:128")], "cpus must be greater than 0"),
-        ("zero mem", fw.clone(), vec![oid], vec![task("t1", "cpus:1")], "mem must be greater than 0"),
+        (
+            "no subscription",
+            no_sub,
+            vec![oid],
+            vec![task("t1", "cpus:1;mem:128")],
+            "is not subscribed",
+        ),
+        (
+            "wrong stream",
+            wrong_stream,
+            vec![oid],
+            vec![task("t1", "cpus:1;mem:128")],
+            "is not the current subscription",
+        ),
+        (
+            "unknown offer",
+            fw.clone(),
+            vec!["nope"],
+            vec![task("t1", "cpus:1;mem:128")],
+            "unknown offer `nope`",
+        ),
+        (
+            "no offers",
+            fw.clone(),
+            vec![],
+            vec![task("t1", "cpus:1;mem:128")],
+            "at least one offer",
+        ),
+        (
+            "twice",
+            fw.clone(),
+            vec![oid, oid],
+            vec![task("t1", "cpus:1;mem:128")],
+            "listed twice",
+        ),
+        (
+            "too big",
+            fw.clone(),
+            vec![oid],
+            vec![task("t1", "cpus:5;mem:128")],
+            "needs cpus:5;mem:128 but the accepted offers have only",
+        ),
+        (
+            "ports not offered",
+            fw.clone(),
+            vec![oid],
+            vec![task("t1", "cpus:1;mem:128;ports:[80-80]")],
+            "needs",
+        ),
+        (
+            "zero cpus",
+            fw.clone(),
+            vec![oid],
+            vec![task("t1", "mem:128")],
+            "cpus must be greater than 0",
+        ),
+        (
+            "zero mem",
+            fw.clone(),
+            vec![oid],
+            vec![task("t1", "cpus:1")],
+            "mem must be greater than 0",
+        ),
         ("negative", fw.clone(), vec![oid], vec![bad_res], "negative"),
-        ("no command", fw.clone(), vec![oid], vec![no_cmd], "command.value"),
-        ("bad id", fw.clone(), vec![oid], vec![task("a/b", "cpus:1;mem:128")], "not allowed"),
-        ("dup in call", fw.clone(), vec![oid], vec![task("t1", "cpus:1;mem:128"), task("t1", "cpus:1;mem:128")], "already in use"),
-        ("wrong agent", fw.clone(), vec![oid], vec![wrong_agent], "differs from the offers' agent"),
+        (
+            "no command",
+            fw.clone(),
+            vec![oid],
+            vec![no_cmd],
+            "command.value",
+        ),
+        (
+            "bad id",
+            fw.clone(),
+            vec![oid],
+            vec![task("a/b", "cpus:1;mem:128")],
+            "not allowed",
+        ),
+        (
+            "dup in call",
+            fw.clone(),
+            vec![oid],
+            vec![task("t1", "cpus:1;mem:128"), task("t1", "cpus:1;mem:128")],
+            "already in use",
+        ),
+        (
+            "wrong agent",
+            fw.clone(),
+            vec![oid],
+            vec![wrong_agent],
+            "differs from the offers' agent",
+        ),
     ];
     for (name, header, offers, tasks, want) in cases {
-        let err = h.launch(&header, &offers, tasks).expect_err(name).to_string();
-        assert!(err.contains(want), "{name}: `{err}` should contain `{want}`");
+        let err = h
+            .launch(&header, &offers, tasks)
+            .expect_err(name)
+            .to_string();
+        assert!(
+            err.contains(want),
+            "{name}: `{err}` should contain `{want}`"
+        );
     }
     // Nothing changed: the offer is still valid and usable.
-    assert!(h.drain().iter().all(|o| !matches!(o, Output::ToAgent { .. })));
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")]).expect("valid launch after errors");
+    assert!(
+        h.drain()
+            .iter()
+            .all(|o| !matches!(o, Output::ToAgent { .. }))
+    );
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:1;mem:128")])
+        .expect("valid launch after errors");
     assert_eq!(h.m.snapshot(Default::default()).tasks.len(), 1);
     // A second launch with the same id (new offer) is refused as a duplicate.
     h.advance(6_000);
     let offers = h.offers(F1);
-    let on_agent = offers.iter().find(|o| o.agent_id == agent).expect("offer on agent");
-    let err = h.launch(&fw, &[&on_agent.id], vec![task("t1", "cpus:1;mem:128")]).expect_err("dup");
+    let on_agent = offers
+        .iter()
+        .find(|o| o.agent_id == agent)
+        .expect("offer on agent");
+    let err = h
+        .launch(&fw, &[&on_agent.id], vec![task("t1", "cpus:1;mem:128")])
+        .expect_err("dup");
     assert!(matches!(err, MasterError::DuplicateTaskId { .. }), "{err}");
     // Another framework's offer looks unknown.
     let fw2 = h.subscribe(F2, "fw2", 0.0);
-    let err = h.launch(&fw2, &[&on_agent.id], vec![task("x", "cpus:1;mem:128")]).expect_err("not yours");
+    let err = h
+        .launch(&fw2, &[&on_agent.id], vec![task("x", "cpus:1;mem:128")])
+        .expect_err("not yours");
     assert!(matches!(err, MasterError::UnknownOffer { .. }));
 }
 
@@ -386,7 +660,11 @@ fn unsupported_operations_say_so() {
         .call(Call::Accept(v1::AcceptRequest {
             header: Some(fw),
             offer_ids: vec![offer.id],
-            operations: vec![v1::Operation { op: Some(v1::operation::Op::Reserve(v1::Reserve { resources: vec![] })) }],
+            operations: vec![v1::Operation {
+                op: Some(v1::operation::Op::Reserve(v1::Reserve {
+                    resources: vec![],
+                })),
+            }],
             filters: None,
         }))
         .expect_err("reserve");
@@ -399,9 +677,14 @@ fn agent_claiming_another_agents_id_is_refused() {
     let mut h = H::new();
     let a = h.register_agent(A1, "host1", "cpus:1;mem:128");
     let msg = v1::AgentMessage {
-        msg: Some(AIn::Reregister(v1::ReregisterAgent { info: Some(agent_info(&a, "impostor", "cpus:64;mem:128")), tasks: vec![] })),
+        msg: Some(AIn::Reregister(v1::ReregisterAgent {
+            info: Some(agent_info(&a, "impostor", "cpus:64;mem:128")),
+            tasks: vec![],
+        })),
     };
-    let err = h.input(Input::Agent { conn: A2, msg }).expect_err("conflict");
+    let err = h
+        .input(Input::Agent { conn: A2, msg })
+        .expect_err("conflict");
     assert!(matches!(err, MasterError::AgentIdConflict { .. }), "{err}");
     assert!(err.to_string().contains("host1:5051"));
     let out = h.drain();
@@ -415,20 +698,43 @@ fn agent_claiming_another_agents_id_is_refused() {
 fn bad_agent_messages_are_refused() {
     let mut h = H::new();
     // Status update before registering.
-    let err = h.status(A1, "f", "t", TaskState::TaskRunning, b"u").expect_err("unregistered");
+    let err = h
+        .status(A1, "f", "t", TaskState::TaskRunning, b"u")
+        .expect_err("unregistered");
     assert!(matches!(err, MasterError::NotRegistered { .. }));
     // Malformed resources and empty hostname.
     let mut info = agent_info("", "h", "cpus:1;mem:1");
     info.resources[0].value = Some(v1::resource::Value::ScalarMilli(-5));
-    let reg = |info| v1::AgentMessage { msg: Some(AIn::Register(v1::RegisterAgent { info: Some(info) })) };
-    let err = h.input(Input::Agent { conn: A1, msg: reg(info) }).expect_err("negative");
+    let reg = |info| v1::AgentMessage {
+        msg: Some(AIn::Register(v1::RegisterAgent { info: Some(info) })),
+    };
+    let err = h
+        .input(Input::Agent {
+            conn: A1,
+            msg: reg(info),
+        })
+        .expect_err("negative");
     assert!(err.to_string().contains("negative"), "{err}");
-    let err = h.input(Input::Agent { conn: A1, msg: reg(agent_info("", " ", "cpus:1;mem:1")) }).expect_err("host");
+    let err = h
+        .input(Input::Agent {
+            conn: A1,
+            msg: reg(agent_info("", " ", "cpus:1;mem:1")),
+        })
+        .expect_err("host");
     assert!(err.to_string().contains("hostname"), "{err}");
-    let err = h.input(Input::Agent { conn: A1, msg: v1::AgentMessage { msg: None } }).expect_err("empty");
+    let err = h
+        .input(Input::Agent {
+            conn: A1,
+            msg: v1::AgentMessage { msg: None },
+        })
+        .expect_err("empty");
     assert!(err.to_string().contains("empty message"));
     // The errors were reported to the agent too.
-    let errors = h.agent_msgs(A1).into_iter().filter(|m| matches!(m, AOut::Error(_))).count();
+    let errors = h
+        .agent_msgs(A1)
+        .into_iter()
+        .filter(|m| matches!(m, AOut::Error(_)))
+        .count();
     assert_eq!(errors, 4);
     assert!(h.m.snapshot(Default::default()).agents.is_empty());
 }
@@ -436,10 +742,21 @@ fn bad_agent_messages_are_refused() {
 #[test]
 fn bad_subscriptions_are_refused() {
     let mut h = H::new();
-    let err = h.input(Input::Subscribe { conn: F1, info: v1::FrameworkInfo::default() }).expect_err("no name");
+    let err = h
+        .input(Input::Subscribe {
+            conn: F1,
+            info: v1::FrameworkInfo::default(),
+        })
+        .expect_err("no name");
     assert!(err.to_string().contains("framework_info.name"));
-    let info = v1::FrameworkInfo { name: "x".into(), roles: vec!["bad role".into()], ..Default::default() };
-    let err = h.input(Input::Subscribe { conn: F1, info }).expect_err("role");
+    let info = v1::FrameworkInfo {
+        name: "x".into(),
+        roles: vec!["bad role".into()],
+        ..Default::default()
+    };
+    let err = h
+        .input(Input::Subscribe { conn: F1, info })
+        .expect_err("role");
     assert!(err.to_string().contains("roles[0]"));
     assert!(h.drain().is_empty());
 }
