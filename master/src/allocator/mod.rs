@@ -79,11 +79,58 @@ pub struct Allocator {
     sorter: DrfSorter,
     rng: SplitMix64,
     cycles: u64,
+    policy: Policy,
+    /// Role weights (default 1): a role's shares are divided by its weight (weighted DRF).
+    weights: BTreeMap<String, f64>,
+}
+
+/// The order in which frameworks are considered for each agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Dominant Resource Fairness, weighted by role weights (all 1 by default).
+    #[default]
+    Drf,
+    /// A seeded random order for every agent (a baseline for comparisons).
+    Random,
+}
+
+impl Policy {
+    /// Parses `drf`, `wdrf` (same as drf: weights always apply) or `random`.
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "drf" | "wdrf" | "weighted-drf" => Some(Policy::Drf),
+            "random" => Some(Policy::Random),
+            _ => None,
+        }
+    }
+
+    /// The policy's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Drf => "drf",
+            Policy::Random => "random",
+        }
+    }
+}
+
+/// A weight that is not a positive finite number.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid weight {weight} for role `{role}`: must be a positive finite number")]
+pub struct InvalidWeight {
+    /// The role.
+    pub role: String,
+    /// The weight given.
+    pub weight: f64,
 }
 
 impl Allocator {
-    /// An empty allocator; `seed` drives the agent visiting order.
+    /// An empty DRF allocator; `seed` drives the agent visiting order.
     pub fn new(seed: u64) -> Self {
+        Self::with_policy(seed, Policy::Drf)
+    }
+
+    /// An empty allocator with the given policy.
+    pub fn with_policy(seed: u64, policy: Policy) -> Self {
         Allocator {
             agents: BTreeMap::new(),
             frameworks: BTreeMap::new(),
@@ -91,6 +138,8 @@ impl Allocator {
             sorter: DrfSorter::default(),
             rng: SplitMix64::new(seed),
             cycles: 0,
+            policy,
+            weights: BTreeMap::new(),
         }
     }
 
@@ -212,9 +261,32 @@ impl Allocator {
                         resources: resources.clone(),
                     });
             }
-            let share = f.allocated.dominant_share(&self.total);
+            let share = f.allocated.dominant_share(&self.total) / weight_of(&self.weights, &f.role);
             self.sorter.set(framework_id, share);
         }
+    }
+
+    /// Sets a role's weight (default 1). Shares of frameworks in the role are divided by it.
+    pub fn set_weight(&mut self, role: &str, weight: f64) -> Result<(), InvalidWeight> {
+        if !weight.is_finite() || weight <= 0.0 {
+            return Err(InvalidWeight {
+                role: role.to_string(),
+                weight,
+            });
+        }
+        self.weights.insert(role.to_string(), weight);
+        self.refresh_shares();
+        Ok(())
+    }
+
+    /// A role's weight.
+    pub fn weight(&self, role: &str) -> f64 {
+        weight_of(&self.weights, role)
+    }
+
+    /// The policy in use.
+    pub fn policy(&self) -> Policy {
+        self.policy
     }
 
     /// Stops offers to a framework until [`Allocator::revive`].
@@ -275,7 +347,9 @@ impl Allocator {
 
     fn refresh_shares(&mut self) {
         for (id, f) in &self.frameworks {
-            self.sorter.set(id, f.allocated.dominant_share(&self.total));
+            let w = weight_of(&self.weights, &f.role);
+            self.sorter
+                .set(id, f.allocated.dominant_share(&self.total) / w);
         }
     }
 
@@ -306,7 +380,17 @@ impl Allocator {
             let unreserved = free.for_role(UNRESERVED);
             let has_reserved = unreserved != free;
             let unreserved_ok = allocatable(&unreserved);
-            let chosen = self.sorter.iter().find_map(|fw_id| {
+            let mut random_order: Vec<&str> = Vec::new();
+            if self.policy == Policy::Random {
+                random_order = self.sorter.iter().collect();
+                random_order.sort_unstable();
+                self.rng.shuffle(&mut random_order);
+            }
+            let candidates: Box<dyn Iterator<Item = &str>> = match self.policy {
+                Policy::Drf => Box::new(self.sorter.iter()),
+                Policy::Random => Box::new(random_order.into_iter()),
+            };
+            let chosen = candidates.into_iter().find_map(|fw_id| {
                 let f = self.frameworks.get(fw_id)?;
                 if !f.active || f.suppressed {
                     return None;
@@ -338,7 +422,8 @@ impl Allocator {
                         list.retain(|flt| flt.until > now);
                         !list.is_empty()
                     });
-                    let share = f.allocated.dominant_share(&self.total);
+                    let share =
+                        f.allocated.dominant_share(&self.total) / weight_of(&self.weights, &f.role);
                     self.sorter.set(&fw_id, share);
                     f.role.clone()
                 }
@@ -353,6 +438,10 @@ impl Allocator {
         }
         out
     }
+}
+
+fn weight_of(weights: &BTreeMap<String, f64>, role: &str) -> f64 {
+    weights.get(role).copied().unwrap_or(1.0)
 }
 
 /// Mesos's rule: an offer is worth making if it has at least 0.01 cpus or 32 MB of memory.

@@ -142,3 +142,54 @@ fn filters_refuse_only_subsets_of_the_declined_resources() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].resources, r("cpus:4;mem:4096"));
 }
+
+#[test]
+fn weights_scale_shares() {
+    let mut a = Allocator::new(1);
+    a.add_framework("heavy", "heavy", true);
+    a.add_framework("light", "light", true);
+    a.set_weight("heavy", 3.0).expect("weight");
+    for i in 0..8 {
+        a.add_agent(&format!("a{i}"), r("cpus:1;mem:1024"), &[]);
+    }
+    let allocs = a.allocate(Timestamp(0));
+    assert_eq!(
+        offers_for(&allocs, "heavy"),
+        6,
+        "weight 3 gets three times the agents"
+    );
+    assert_eq!(offers_for(&allocs, "light"), 2);
+    assert!(a.set_weight("x", 0.0).is_err());
+    assert!(a.set_weight("x", f64::NAN).is_err());
+    assert!(a.set_weight("x", -1.0).is_err());
+}
+
+#[test]
+fn random_policy_is_seeded_and_ignores_shares() {
+    let run = |seed| {
+        let mut a = Allocator::with_policy(seed, Policy::Random);
+        for f in 0..4 {
+            a.add_framework(&format!("f{f}"), "*", true);
+        }
+        for i in 0..40 {
+            a.add_agent(&format!("a{i:02}"), r("cpus:1;mem:128"), &[]);
+        }
+        a.allocate(Timestamp(0))
+    };
+    assert_eq!(run(5), run(5));
+    assert_ne!(run(5), run(6));
+    let allocs = run(5);
+    // Random is not DRF: with 40 agents the counts are very unlikely to be exactly 10 each.
+    let counts: Vec<usize> = (0..4)
+        .map(|f| offers_for(&allocs, &format!("f{f}")))
+        .collect();
+    assert_eq!(counts.iter().sum::<usize>(), 40);
+    assert_ne!(
+        counts,
+        vec![10, 10, 10, 10],
+        "seed 5 gives an uneven split: {counts:?}"
+    );
+    assert_eq!(Policy::parse("RANDOM"), Some(Policy::Random));
+    assert_eq!(Policy::parse("wdrf"), Some(Policy::Drf));
+    assert_eq!(Policy::parse("nope"), None);
+}

@@ -73,7 +73,7 @@ impl Master {
     pub fn new(config: MasterConfig, seed: u64) -> Self {
         let mut rng = SplitMix64::new(seed);
         let master_id = format!("{:08x}", rng.next_u64() >> 32);
-        let allocator = Allocator::new(rng.next_u64());
+        let allocator = Allocator::with_policy(rng.next_u64(), config.policy);
         Master {
             config,
             master_id,
@@ -106,6 +106,24 @@ impl Master {
     /// Read access to the allocator (for tests and explanations).
     pub fn allocator(&self) -> &Allocator {
         &self.allocator
+    }
+
+    /// Sets a role's weight for weighted DRF (default 1).
+    pub fn set_weight(&mut self, role: &str, weight: f64) -> Result<(), MasterError> {
+        proffer_proto::resources::validate_role(role).map_err(|reason| {
+            MasterError::InvalidField {
+                field: "role".into(),
+                reason: format!("`{role}`: {reason}"),
+            }
+        })?;
+        self.allocator
+            .set_weight(role, weight)
+            .map_err(|e| MasterError::InvalidField {
+                field: "weight".into(),
+                reason: e.to_string(),
+            })?;
+        self.allocation_pending = true;
+        Ok(())
     }
 
     /// Feeds one input that happened at `now`. On error the state is unchanged, except that the

@@ -128,6 +128,8 @@ pub struct MasterConfig {
     pub max_completed_tasks: usize,
     /// Largest accepted framework `failover_timeout` (seconds).
     pub max_failover_timeout_secs: f64,
+    /// The allocation policy (framework order per agent).
+    pub policy: crate::allocator::Policy,
 }
 
 impl Default for MasterConfig {
@@ -141,6 +143,7 @@ impl Default for MasterConfig {
             default_refuse_ms: 5_000,
             max_completed_tasks: 1_000,
             max_failover_timeout_secs: 365.0 * 24.0 * 3600.0,
+            policy: crate::allocator::Policy::Drf,
         }
     }
 }
