@@ -1,0 +1,193 @@
+//! Running the real `proffer` binary in tests: a master and agents as child processes that are
+//! killed when their guard drops.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The `proffer` binary next to the running test (target/<profile>/proffer); built with cargo
+/// once if it is missing (e.g. when only this package's tests were asked for).
+pub fn proffer_bin() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            // target/debug/deps/<test> → target/debug/proffer
+            let dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .ok_or_else(|| format!("unexpected test binary path {}", exe.display()))?;
+            let bin = dir.join("proffer");
+            if !bin.exists() {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let status = Command::new(cargo)
+                    .args(["build", "-p", "proffer-cli", "--bin", "proffer"])
+                    .status()
+                    .map_err(|e| format!("cargo build: {e}"))?;
+                if !status.success() || !bin.exists() {
+                    return Err(format!("could not build {}", bin.display()));
+                }
+            }
+            Ok(bin)
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+#[derive(Debug)]
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+    /// What it is, for messages.
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `proffer ARGS…` with stdout/stderr going to `log_dir/<name>.log`.
+    pub fn start(name: &str, args: &[&str], log_dir: &Path) -> Result<Proc> {
+        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
+        let child = Command::new(proffer_bin()?)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawn {name}"))?;
+        Ok(Proc {
+            child,
+            name: name.to_string(),
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL now (as `kill -9`) and reap.
+    pub fn kill9(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `proffer ARGS…` to completion and returns its output.
+pub fn run(args: &[&str]) -> Result<Output> {
+    Command::new(proffer_bin()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("run proffer")
+}
+
+/// Polls `f` every 50 ms until it returns `Some` or `limit` passes.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The master's state as JSON, through `proffer state --json`.
+pub fn state_json(master: &str) -> Result<serde_json::Value> {
+    let out = run(&["state", "--json", "--master", master])?;
+    if !out.status.success() {
+        bail!(
+            "proffer state failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// A master plus `n` agents on loopback, each agent with `resources`; torn down on drop.
+#[derive(Debug)]
+pub struct Cluster {
+    /// `127.0.0.1:PORT` of the master.
+    pub master: String,
+    /// The master process.
+    pub master_proc: Proc,
+    /// The agent processes.
+    pub agents: Vec<Proc>,
+    /// Work and log directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts the master with `master_args` (extra flags) and `n` agents.
+    pub fn start(n: usize, resources: &str, master_args: &[&str]) -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let master = format!("127.0.0.1:{port}");
+        let mut args = vec!["master", "--listen", &master];
+        args.extend_from_slice(master_args);
+        let master_proc = Proc::start("master", &args, dir.path())?;
+        wait_for("master /state", Duration::from_secs(30), || {
+            state_json(&master).ok()
+        })?;
+        let mut agents = Vec::new();
+        for i in 0..n {
+            let work = dir.path().join(format!("agent{i}"));
+            std::fs::create_dir_all(&work)?;
+            let work = work.to_string_lossy().to_string();
+            let host = format!("agent{i}");
+            let args = [
+                "agent",
+                "--master",
+                &master,
+                "--work-dir",
+                &work,
+                "--resources",
+                resources,
+                "--hostname",
+                &host,
+            ];
+            agents.push(Proc::start(&format!("agent{i}"), &args, dir.path())?);
+        }
+        wait_for("agents to register", Duration::from_secs(30), || {
+            let s = state_json(&master).ok()?;
+            let connected = s["agents"]
+                .as_array()?
+                .iter()
+                .filter(|a| a["connected"] == true)
+                .count();
+            (connected == n).then_some(())
+        })?;
+        Ok(Cluster {
+            master,
+            master_proc,
+            agents,
+            dir,
+        })
+    }
+
+    /// The contents of a process's log, for failure messages.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
