@@ -1,18 +1,29 @@
 //! Resources with Apache Mesos semantics.
 //!
 //! A [`Resources`] value is a bag of named resources, each reserved for a role (`*` means
-//! unreserved). Scalars (`cpus`, `mem` in MB, `disk` in MB, `gpus`, …) are fixed point in
-//! thousandths, so sums and differences never drift; ranges (`ports`) and sets are exact.
+//! unreserved), statically or dynamically, and — for reserved `disk` — possibly holding a
+//! persistent volume. Scalars (`cpus`, `mem` in MB, `disk` in MB, `gpus`, …) are fixed point
+//! in thousandths, so sums and differences never drift; ranges (`ports`) and sets are exact.
 //!
 //! Text form (as Mesos): `cpus:4;mem:8192;ports:[31000-32000];disks(ssd):{a,b}` where
-//! `name(role)` reserves for `role`. JSON form: the Mesos array
-//! `[{"name":"cpus","type":"SCALAR","scalar":{"value":4}}]` or a plain object
-//! `{"cpus":4,"mem":8192,"ports":"[31000-32000]"}`.
+//! `name(role)` reserves statically for `role`, `name(role,dynamic)` or
+//! `name(role,dynamic=PRINCIPAL)` marks a dynamic reservation, and `disk(role)[id:path]:size`
+//! is a persistent volume `id` mounted at `path` (relative to the sandbox). JSON form: the Mesos
+//! array `[{"name":"cpus","type":"SCALAR","scalar":{"value":4}}]` (with `role`,
+//! `reservations`, `disk.persistence`) or a plain object `{"cpus":4,"mem(web):8192}`.
+//!
+//! # Layout
+//! - `parse`: the text and JSON parsers.
+//! - [`reservation`]: [`Reservation`] (static/dynamic), [`Volume`] and their validation.
+
+mod parse;
+pub mod reservation;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::v1;
+pub use reservation::{Reservation, Volume};
 
 /// The role of unreserved resources.
 pub const UNRESERVED: &str = "*";
@@ -60,6 +71,22 @@ pub enum ResourceError {
     /// Malformed JSON.
     #[error("invalid resources JSON: {0}")]
     Json(String),
+    /// A reservation that is not allowed (dynamic on `*`, bad principal, …).
+    #[error("invalid reservation of resource `{name}`: {reason}")]
+    InvalidReservation {
+        /// Resource name.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A persistent volume that is not allowed (not on reserved disk, bad id or path).
+    #[error("invalid persistent volume on resource `{name}`: {reason}")]
+    InvalidVolume {
+        /// Resource name.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A role name that is not allowed.
     #[error("invalid role `{role}` for resource `{name}`: {reason}")]
     InvalidRole {
@@ -83,7 +110,8 @@ pub enum Kind {
     Set,
 }
 
-/// Identifies one resource entry: its name, reservation role and kind.
+/// Identifies one resource entry: its name, role, kind, reservation kind and volume. Entries
+/// with different keys never merge.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ResourceKey {
     /// Resource name, e.g. `cpus`.
@@ -92,6 +120,58 @@ pub struct ResourceKey {
     pub role: String,
     /// Value kind.
     pub kind: Kind,
+    /// Static (also for unreserved resources) or dynamic reservation.
+    pub reservation: Reservation,
+    /// The persistent volume this (reserved `disk`) entry holds.
+    pub volume: Option<Volume>,
+}
+
+impl ResourceKey {
+    /// A key for a statically reserved (or, with role `*`, unreserved) entry without volume.
+    pub fn new(name: &str, role: &str, kind: Kind) -> Self {
+        ResourceKey {
+            name: name.to_string(),
+            role: role.to_string(),
+            kind,
+            reservation: Reservation::Static,
+            volume: None,
+        }
+    }
+
+    /// True for a dynamic reservation.
+    pub fn is_dynamic(&self) -> bool {
+        self.reservation.is_dynamic()
+    }
+
+    /// True if the entry is reserved (role other than `*`).
+    pub fn is_reserved(&self) -> bool {
+        self.role != UNRESERVED
+    }
+
+    /// The labels in text form, e.g. `(web,dynamic=alice)[data:data]` (empty when unreserved).
+    pub fn labels(&self) -> String {
+        let mut s = String::new();
+        if self.role != UNRESERVED || self.reservation.is_dynamic() {
+            s.push('(');
+            s.push_str(&self.role);
+            if let Reservation::Dynamic { principal } = &self.reservation {
+                s.push_str(",dynamic");
+                if !principal.is_empty() {
+                    s.push('=');
+                    s.push_str(principal);
+                }
+            }
+            s.push(')');
+        }
+        if let Some(v) = &self.volume {
+            s.push('[');
+            s.push_str(&v.id);
+            s.push(':');
+            s.push_str(&v.container_path);
+            s.push(']');
+        }
+        s
+    }
 }
 
 /// A normalized set of inclusive `u64` ranges: sorted, non-overlapping, non-adjacent.
@@ -178,7 +258,8 @@ pub enum Value {
 }
 
 impl Value {
-    fn kind(&self) -> Kind {
+    /// The value's kind.
+    pub fn kind(&self) -> Kind {
         match self {
             Value::Scalar(_) => Kind::Scalar,
             Value::Ranges(_) => Kind::Ranges,
@@ -277,195 +358,38 @@ impl Resources {
         Self::default()
     }
 
-    /// Parses the Mesos text form or JSON (detected by a leading `[` or `{`).
+    /// Parses the Mesos text form or JSON (detected by a leading `[` or `{`); see [`parse`]
+    /// for the label syntax (`cpus(web,dynamic=alice):2`, `disk(web)[data:data]:100`).
     pub fn parse(s: &str) -> Result<Self, ResourceError> {
         let t = s.trim();
         if t.starts_with('[') || t.starts_with('{') {
-            return Self::parse_json(t);
+            return parse::json(t);
         }
-        let mut out = Resources::new();
-        for item in t.split(';').map(str::trim).filter(|i| !i.is_empty()) {
-            let bad = |reason: &str| ResourceError::InvalidItem {
-                item: item.to_string(),
-                reason: reason.to_string(),
-            };
-            let (lhs, rhs) = item
-                .split_once(':')
-                .ok_or_else(|| bad("expected `name:value`"))?;
-            let lhs = lhs.trim();
-            let (name, role) = match lhs.split_once('(') {
-                Some((n, r)) => {
-                    let r = r
-                        .strip_suffix(')')
-                        .ok_or_else(|| bad("unclosed `(role)`"))?;
-                    (n.trim(), r.trim())
-                }
-                None => (lhs, UNRESERVED),
-            };
-            if name.is_empty() {
-                return Err(bad("empty name"));
-            }
-            if let Some(c) = name
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-            {
-                return Err(bad(&format!("character `{c}` not allowed in a name")));
-            }
-            let rhs = rhs.trim();
-            let value = if let Some(inner) = rhs.strip_prefix('[') {
-                let inner = inner.strip_suffix(']').ok_or_else(|| bad("unclosed `[`"))?;
-                Value::Ranges(parse_ranges(name, inner)?)
-            } else if let Some(inner) = rhs.strip_prefix('{') {
-                let inner = inner.strip_suffix('}').ok_or_else(|| bad("unclosed `{`"))?;
-                Value::Set(
-                    inner
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect(),
-                )
-            } else {
-                let v: f64 = rhs.parse().map_err(|_| ResourceError::InvalidScalar {
-                    name: name.to_string(),
-                    value: rhs.to_string(),
-                    reason: "not a number".into(),
-                })?;
-                Value::Scalar(to_milli(name, v)?)
-            };
-            out.add_checked(name, role, value)?;
-        }
-        Ok(out)
+        parse::text(t)
     }
 
     /// Parses the Mesos JSON array form or a plain `{"name": value}` object.
     pub fn parse_json(s: &str) -> Result<Self, ResourceError> {
-        let json: serde_json::Value =
-            serde_json::from_str(s).map_err(|e| ResourceError::Json(e.to_string()))?;
-        let mut out = Resources::new();
-        match json {
-            serde_json::Value::Object(map) => {
-                for (name, v) in map {
-                    let value = match v {
-                        serde_json::Value::Number(n) => {
-                            let f = n.as_f64().ok_or_else(|| {
-                                ResourceError::Json(format!("`{name}`: not a number"))
-                            })?;
-                            Value::Scalar(to_milli(&name, f)?)
-                        }
-                        serde_json::Value::String(text) => {
-                            let one = Resources::parse(&format!("{name}:{text}"))?;
-                            out.add(&one);
-                            continue;
-                        }
-                        other => {
-                            return Err(ResourceError::Json(format!(
-                                "`{name}`: expected a number or a string, got {other}"
-                            )));
-                        }
-                    };
-                    out.add_checked(&name, UNRESERVED, value)?;
-                }
-            }
-            serde_json::Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let field = |f: &str| ResourceError::Json(format!("item {i}: {f}"));
-                    let name = item
-                        .get("name")
-                        .and_then(|n| n.as_str())
-                        .ok_or_else(|| field("missing string `name`"))?;
-                    let role = item
-                        .get("role")
-                        .and_then(|r| r.as_str())
-                        .unwrap_or(UNRESERVED);
-                    let ty = item
-                        .get("type")
-                        .and_then(|t| t.as_str())
-                        .unwrap_or("SCALAR")
-                        .to_ascii_uppercase();
-                    let value = match ty.as_str() {
-                        "SCALAR" => {
-                            let v = item
-                                .get("scalar")
-                                .and_then(|s| s.get("value"))
-                                .and_then(|v| v.as_f64())
-                                .ok_or_else(|| field("missing number `scalar.value`"))?;
-                            Value::Scalar(to_milli(name, v)?)
-                        }
-                        "RANGES" => {
-                            let ranges = item
-                                .get("ranges")
-                                .and_then(|r| r.get("range"))
-                                .and_then(|r| r.as_array())
-                                .ok_or_else(|| field("missing array `ranges.range`"))?;
-                            let mut rs = Vec::new();
-                            for r in ranges {
-                                let b = r.get("begin").and_then(|b| b.as_u64());
-                                let e = r.get("end").and_then(|e| e.as_u64());
-                                match (b, e) {
-                                    (Some(b), Some(e)) if b <= e => rs.push((b, e)),
-                                    _ => {
-                                        return Err(ResourceError::InvalidRange {
-                                            name: name.to_string(),
-                                            range: r.to_string(),
-                                        });
-                                    }
-                                }
-                            }
-                            Value::Ranges(RangeSet::from_ranges(rs))
-                        }
-                        "SET" => {
-                            let items = item
-                                .get("set")
-                                .and_then(|s| s.get("item"))
-                                .and_then(|i| i.as_array())
-                                .ok_or_else(|| field("missing array `set.item`"))?;
-                            let mut set = BTreeSet::new();
-                            for it in items {
-                                let s = it
-                                    .as_str()
-                                    .ok_or_else(|| field("set items must be strings"))?;
-                                set.insert(s.to_string());
-                            }
-                            Value::Set(set)
-                        }
-                        other => return Err(field(&format!("unknown type `{other}`"))),
-                    };
-                    out.add_checked(name, role, value)?;
-                }
-            }
-            other => {
-                return Err(ResourceError::Json(format!(
-                    "expected an array or an object, got {other}"
-                )));
-            }
-        }
-        Ok(out)
+        parse::json(s)
     }
 
-    fn add_checked(&mut self, name: &str, role: &str, value: Value) -> Result<(), ResourceError> {
-        let role = if role.is_empty() { UNRESERVED } else { role };
-        validate_role(role).map_err(|reason| ResourceError::InvalidRole {
-            name: name.to_string(),
-            role: role.to_string(),
-            reason,
-        })?;
-        if let Some((kind, expected)) = expected_kind(name)
+    /// Validates a whole entry (role, reservation, volume, kind for well-known names), then
+    /// adds it.
+    fn add_checked_key(&mut self, mut key: ResourceKey, value: Value) -> Result<(), ResourceError> {
+        if key.role.is_empty() {
+            key.role = UNRESERVED.to_string();
+        }
+        reservation::validate_labels(&key.name, &key.role, &key.reservation, key.volume.as_ref())?;
+        if let Some((kind, expected)) = expected_kind(&key.name)
             && value.kind() != kind
         {
             return Err(ResourceError::WrongType {
-                name: name.to_string(),
+                name: key.name,
                 expected,
             });
         }
-        self.add_value(
-            ResourceKey {
-                name: name.to_string(),
-                role: role.to_string(),
-                kind: value.kind(),
-            },
-            value,
-        );
+        key.kind = value.kind();
+        self.add_value(key, value);
         Ok(())
     }
 
@@ -529,7 +453,33 @@ impl Resources {
                     reason: "empty name".into(),
                 });
             }
-            out.add_checked(&r.name, &r.role, value)?;
+            let reservation = match v1::ReservationType::try_from(r.reservation_type) {
+                Ok(v1::ReservationType::Dynamic) => Reservation::dynamic(&r.principal),
+                Ok(_) if !r.principal.is_empty() => {
+                    return Err(ResourceError::InvalidReservation {
+                        name: r.name.clone(),
+                        reason: "a principal is only recorded for dynamic reservations".into(),
+                    });
+                }
+                Ok(_) => Reservation::Static,
+                Err(_) => {
+                    return Err(ResourceError::InvalidReservation {
+                        name: r.name.clone(),
+                        reason: format!("unknown reservation_type {}", r.reservation_type),
+                    });
+                }
+            };
+            let key = ResourceKey {
+                name: r.name.clone(),
+                role: r.role.clone(),
+                kind: value.kind(),
+                reservation,
+                volume: r.volume.as_ref().map(|v| Volume {
+                    id: v.id.clone(),
+                    container_path: v.container_path.clone(),
+                }),
+            };
+            out.add_checked_key(key, value)?;
         }
         Ok(out)
     }
@@ -541,6 +491,19 @@ impl Resources {
             .map(|(k, v)| v1::Resource {
                 name: k.name.clone(),
                 role: k.role.clone(),
+                reservation_type: match &k.reservation {
+                    Reservation::Dynamic { .. } => v1::ReservationType::Dynamic,
+                    Reservation::Static if k.role == UNRESERVED => v1::ReservationType::Unspecified,
+                    Reservation::Static => v1::ReservationType::Static,
+                } as i32,
+                principal: match &k.reservation {
+                    Reservation::Dynamic { principal } => principal.clone(),
+                    Reservation::Static => String::new(),
+                },
+                volume: k.volume.as_ref().map(|v| v1::PersistentVolume {
+                    id: v.id.clone(),
+                    container_path: v.container_path.clone(),
+                }),
                 value: Some(match v {
                     Value::Scalar(m) => v1::resource::Value::ScalarMilli(*m),
                     Value::Ranges(r) => v1::resource::Value::Ranges(v1::Ranges {
@@ -571,14 +534,75 @@ impl Resources {
     pub fn scalar(name: &str, milli: i64) -> Self {
         let mut r = Resources::new();
         r.add_value(
-            ResourceKey {
-                name: name.to_string(),
-                role: UNRESERVED.to_string(),
-                kind: Kind::Scalar,
-            },
+            ResourceKey::new(name, UNRESERVED, Kind::Scalar),
             Value::Scalar(milli.max(0)),
         );
         r
+    }
+
+    /// One entry as a resources value (nothing if `value` is empty). The key is taken as is:
+    /// build it from keys of validated resources.
+    pub fn from_entry(key: ResourceKey, value: Value) -> Self {
+        let mut r = Resources::new();
+        r.add_value(key, value);
+        r
+    }
+
+    /// Each entry as a resources value of its own, in order.
+    pub fn entries(&self) -> impl Iterator<Item = Resources> + '_ {
+        self.items
+            .iter()
+            .map(|(k, v)| Resources::from_entry(k.clone(), v.clone()))
+    }
+
+    /// The same quantities with every label rewritten by `f` (entries may merge).
+    pub fn map_labels(&self, f: impl Fn(&ResourceKey) -> ResourceKey) -> Resources {
+        let mut out = Resources::new();
+        for (k, v) in &self.items {
+            let mut key = f(k);
+            key.name.clone_from(&k.name);
+            key.kind = k.kind;
+            out.add_value(key, v.clone());
+        }
+        out
+    }
+
+    /// The same quantities, unreserved and without volumes (what RESERVE starts from).
+    pub fn unreserved(&self) -> Resources {
+        self.map_labels(|k| ResourceKey::new(&k.name, UNRESERVED, k.kind))
+    }
+
+    /// The same quantities and reservations without persistent volumes (what CREATE starts
+    /// from and DESTROY returns).
+    pub fn without_volumes(&self) -> Resources {
+        self.map_labels(|k| ResourceKey {
+            volume: None,
+            ..k.clone()
+        })
+    }
+
+    /// The entries that hold a persistent volume.
+    pub fn volumes(&self) -> impl Iterator<Item = (&ResourceKey, &Volume, &Value)> {
+        self.items
+            .iter()
+            .filter_map(|(k, v)| k.volume.as_ref().map(|vol| (k, vol, v)))
+    }
+
+    /// The entries reserved dynamically.
+    pub fn dynamically_reserved(&self) -> Resources {
+        self.filtered(|k| k.is_dynamic())
+    }
+
+    /// The entries whose key satisfies `keep`.
+    pub fn filtered(&self, keep: impl Fn(&ResourceKey) -> bool) -> Resources {
+        Resources {
+            items: self
+                .items
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
     }
 
     /// CPUs in milli-cpus.
@@ -667,16 +691,10 @@ impl Resources {
         }
     }
 
-    /// Only the entries reserved for `role` (`*` = unreserved).
+    /// Only the entries reserved for `role` (`*` = unreserved), statically or dynamically,
+    /// volumes included.
     pub fn for_role(&self, role: &str) -> Resources {
-        Resources {
-            items: self
-                .items
-                .iter()
-                .filter(|(k, _)| k.role == role)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        }
+        self.filtered(|k| k.role == role)
     }
 
     /// The largest share `self[r] / total[r]` over scalar resources present in `total`.
@@ -692,27 +710,6 @@ impl Resources {
     }
 }
 
-fn parse_ranges(name: &str, inner: &str) -> Result<RangeSet, ResourceError> {
-    let mut v = Vec::new();
-    for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || ResourceError::InvalidRange {
-            name: name.to_string(),
-            range: part.to_string(),
-        };
-        let (b, e) = match part.split_once('-') {
-            Some((b, e)) => (b.trim(), e.trim()),
-            None => (part, part),
-        };
-        let b: u64 = b.parse().map_err(|_| bad())?;
-        let e: u64 = e.parse().map_err(|_| bad())?;
-        if b > e {
-            return Err(bad());
-        }
-        v.push((b, e));
-    }
-    Ok(RangeSet::from_ranges(v))
-}
-
 impl fmt::Display for Resources {
     /// Mesos text form, entries in a stable order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -723,9 +720,7 @@ impl fmt::Display for Resources {
             }
             first = false;
             f.write_str(&k.name)?;
-            if k.role != UNRESERVED {
-                write!(f, "({})", k.role)?;
-            }
+            f.write_str(&k.labels())?;
             f.write_str(":")?;
             match v {
                 Value::Scalar(m) => f.write_str(&format_milli(*m))?,
@@ -765,3 +760,6 @@ impl std::str::FromStr for Resources {
 #[cfg(test)]
 #[path = "resources_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod reservation_tests;

@@ -97,6 +97,7 @@ fn proto_round_trip_and_validation() {
         name: "cpus".into(),
         role: String::new(),
         value: Some(v1::resource::Value::ScalarMilli(-5)),
+        ..Default::default()
     }];
     assert!(Resources::from_proto(&neg).is_err());
 }
@@ -127,11 +128,7 @@ fn arb_resources() -> impl Strategy<Value = Resources> {
             let rs = RangeSet::from_ranges(ports.into_iter().map(|(b, len)| (b, b + len)));
             if !rs.is_empty() {
                 r.add_value(
-                    ResourceKey {
-                        name: "ports".into(),
-                        role: UNRESERVED.into(),
-                        kind: Kind::Ranges,
-                    },
+                    ResourceKey::new("ports", UNRESERVED, Kind::Ranges),
                     Value::Ranges(rs),
                 );
             }

@@ -55,6 +55,7 @@ fn take_scalar(avail: &Resources, name: &str, need: i64, role: &str) -> Option<V
                 name: name.to_string(),
                 role: (*r).to_string(),
                 value: Some(v1::resource::Value::ScalarMilli(take)),
+                ..Default::default()
             });
             left -= take;
         }
