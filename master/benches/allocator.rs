@@ -15,7 +15,7 @@ use proffer_proto::Resources;
 fn cluster(agents: usize, frameworks: usize) -> Allocator {
     let mut a = Allocator::new(7);
     for f in 0..frameworks {
-        a.add_framework(&format!("framework-{f:05}"), "*", true);
+        a.add_framework(&format!("framework-{f:05}"), &["*".to_string()], true);
     }
     let res =
         Resources::parse("cpus:16;mem:65536;disk:100000;ports:[31000-32000]").unwrap_or_default();

@@ -1,16 +1,10 @@
-//! DRF sorter: frameworks ordered by dominant share, then id.
+//! Ordered sets used by the allocator: members kept sorted by a share key (then by member), with
+//! O(log n) updates — the DRF sorter at each level of the role tree.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-/// Keeps frameworks sorted by ascending dominant share (ties by id) with O(log n) updates.
-#[derive(Debug, Clone, Default)]
-pub struct DrfSorter {
-    order: BTreeSet<(u64, String)>,
-    keys: BTreeMap<String, u64>,
-}
+use std::collections::{BTreeSet, HashMap};
 
 /// Maps a non-negative share onto an order-preserving integer.
-fn key(share: f64) -> u64 {
+pub fn share_key(share: f64) -> u64 {
     if share.is_finite() && share > 0.0 {
         share.to_bits()
     } else {
@@ -18,33 +12,43 @@ fn key(share: f64) -> u64 {
     }
 }
 
-impl DrfSorter {
-    /// Sets (or inserts) a framework's share.
-    pub fn set(&mut self, id: &str, share: f64) {
-        let k = key(share);
-        if let Some(old) = self.keys.get(id) {
-            if *old == k {
+/// Members (`usize` slots) ordered by ascending key, ties by member.
+#[derive(Debug, Clone, Default)]
+pub struct OrderedSet {
+    order: BTreeSet<(u64, usize)>,
+    keys: HashMap<usize, u64>,
+}
+
+impl OrderedSet {
+    /// Inserts `member` or moves it to `key`.
+    pub fn set(&mut self, member: usize, key: u64) {
+        if let Some(old) = self.keys.insert(member, key) {
+            if old == key {
                 return;
             }
-            self.order.remove(&(*old, id.to_string()));
+            self.order.remove(&(old, member));
         }
-        self.order.insert((k, id.to_string()));
-        self.keys.insert(id.to_string(), k);
+        self.order.insert((key, member));
     }
 
-    /// Removes a framework.
-    pub fn remove(&mut self, id: &str) {
-        if let Some(k) = self.keys.remove(id) {
-            self.order.remove(&(k, id.to_string()));
+    /// Removes `member`.
+    pub fn remove(&mut self, member: usize) {
+        if let Some(k) = self.keys.remove(&member) {
+            self.order.remove(&(k, member));
         }
     }
 
-    /// Framework ids, lowest share first.
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.order.iter().map(|(_, id)| id.as_str())
+    /// True if `member` is in the set.
+    pub fn contains(&self, member: usize) -> bool {
+        self.keys.contains_key(&member)
     }
 
-    /// Number of frameworks.
+    /// Members, lowest key first.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.order.iter().map(|(_, m)| *m)
+    }
+
+    /// Number of members.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -60,16 +64,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn orders_by_share_then_id() {
-        let mut s = DrfSorter::default();
-        s.set("b", 0.5);
-        s.set("a", 0.5);
-        s.set("c", 0.1);
-        s.set("d", 0.0);
-        assert_eq!(s.iter().collect::<Vec<_>>(), ["d", "c", "a", "b"]);
-        s.set("d", 0.9);
-        s.remove("c");
-        assert_eq!(s.iter().collect::<Vec<_>>(), ["a", "b", "d"]);
+    fn orders_by_key_then_member() {
+        let mut s = OrderedSet::default();
+        s.set(2, share_key(0.5));
+        s.set(1, share_key(0.5));
+        s.set(3, share_key(0.1));
+        s.set(4, share_key(0.0));
+        assert_eq!(s.iter().collect::<Vec<_>>(), [4, 3, 1, 2]);
+        s.set(4, share_key(0.9));
+        s.remove(3);
+        assert_eq!(s.iter().collect::<Vec<_>>(), [1, 2, 4]);
         assert_eq!(s.len(), 3);
+        assert!(s.contains(4) && !s.contains(3));
+        assert_eq!(share_key(f64::NAN), 0);
     }
 }

@@ -4,6 +4,10 @@ fn r(s: &str) -> Resources {
     Resources::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
+fn roles(r: &str) -> Vec<String> {
+    vec![r.to_string()]
+}
+
 fn offers_for(allocs: &[Allocation], fw: &str) -> usize {
     allocs.iter().filter(|a| a.framework_id == fw).count()
 }
@@ -11,8 +15,8 @@ fn offers_for(allocs: &[Allocation], fw: &str) -> usize {
 #[test]
 fn lowest_share_framework_gets_each_agent() {
     let mut a = Allocator::new(1);
-    a.add_framework("f1", "*", true);
-    a.add_framework("f2", "*", true);
+    a.add_framework("f1", &roles("*"), true);
+    a.add_framework("f2", &roles("*"), true);
     for i in 0..4 {
         a.add_agent(&format!("a{i}"), r("cpus:4;mem:4096"), &[]);
     }
@@ -31,8 +35,8 @@ fn lowest_share_framework_gets_each_agent() {
 #[test]
 fn existing_usage_counts_towards_share() {
     let mut a = Allocator::new(1);
-    a.add_framework("big", "*", true);
-    a.add_framework("small", "*", true);
+    a.add_framework("big", &roles("*"), true);
+    a.add_framework("small", &roles("*"), true);
     a.add_agent(
         "a0",
         r("cpus:4;mem:4096"),
@@ -49,7 +53,7 @@ fn existing_usage_counts_towards_share() {
 #[test]
 fn decline_filter_expires() {
     let mut a = Allocator::new(1);
-    a.add_framework("f", "*", true);
+    a.add_framework("f", &roles("*"), true);
     a.add_agent("a", r("cpus:1;mem:128"), &[]);
     let first = a.allocate(Timestamp(0));
     assert_eq!(first.len(), 1);
@@ -64,7 +68,7 @@ fn decline_filter_expires() {
 #[test]
 fn suppress_and_revive() {
     let mut a = Allocator::new(1);
-    a.add_framework("f", "*", true);
+    a.add_framework("f", &roles("*"), true);
     a.add_agent("a", r("cpus:1;mem:128"), &[]);
     a.suppress("f");
     assert!(a.allocate(Timestamp(0)).is_empty());
@@ -75,7 +79,7 @@ fn suppress_and_revive() {
 #[test]
 fn inactive_agents_and_frameworks_get_nothing() {
     let mut a = Allocator::new(1);
-    a.add_framework("f", "*", true);
+    a.add_framework("f", &roles("*"), true);
     a.add_agent("a", r("cpus:1;mem:128"), &[]);
     a.deactivate_agent("a");
     assert!(a.allocate(Timestamp(0)).is_empty());
@@ -89,7 +93,7 @@ fn inactive_agents_and_frameworks_get_nothing() {
 #[test]
 fn below_min_allocatable_is_not_offered() {
     let mut a = Allocator::new(1);
-    a.add_framework("f", "*", true);
+    a.add_framework("f", &roles("*"), true);
     a.add_agent("a", r("cpus:0.005;mem:16"), &[]);
     assert!(a.allocate(Timestamp(0)).is_empty());
 }
@@ -97,8 +101,8 @@ fn below_min_allocatable_is_not_offered() {
 #[test]
 fn reserved_resources_go_only_to_their_role() {
     let mut a = Allocator::new(1);
-    a.add_framework("web", "web", true);
-    a.add_framework("other", "*", true);
+    a.add_framework("web", &roles("web"), true);
+    a.add_framework("other", &roles("*"), true);
     a.add_agent("a", r("cpus(web):2;mem(web):512"), &[]);
     let allocs = a.allocate(Timestamp(0));
     assert_eq!(allocs.len(), 1);
@@ -111,7 +115,7 @@ fn same_seed_same_decisions() {
     let run = |seed| {
         let mut a = Allocator::new(seed);
         for f in 0..5 {
-            a.add_framework(&format!("f{f}"), "*", true);
+            a.add_framework(&format!("f{f}"), &roles("*"), true);
         }
         for i in 0..20 {
             a.add_agent(&format!("a{i:02}"), r("cpus:2;mem:1024"), &[]);
@@ -125,7 +129,7 @@ fn same_seed_same_decisions() {
 #[test]
 fn filters_refuse_only_subsets_of_the_declined_resources() {
     let mut a = Allocator::new(1);
-    a.add_framework("f", "*", true);
+    a.add_framework("f", &roles("*"), true);
     a.add_agent("a", r("cpus:4;mem:4096"), &[]);
     let first = a.allocate(Timestamp(0));
     // The framework keeps cpus:3 (a task) and declines the rest for 5 s.
@@ -146,8 +150,8 @@ fn filters_refuse_only_subsets_of_the_declined_resources() {
 #[test]
 fn weights_scale_shares() {
     let mut a = Allocator::new(1);
-    a.add_framework("heavy", "heavy", true);
-    a.add_framework("light", "light", true);
+    a.add_framework("heavy", &roles("heavy"), true);
+    a.add_framework("light", &roles("light"), true);
     a.set_weight("heavy", 3.0).expect("weight");
     for i in 0..8 {
         a.add_agent(&format!("a{i}"), r("cpus:1;mem:1024"), &[]);
@@ -169,7 +173,7 @@ fn random_policy_is_seeded_and_ignores_shares() {
     let run = |seed| {
         let mut a = Allocator::with_policy(seed, Policy::Random);
         for f in 0..4 {
-            a.add_framework(&format!("f{f}"), "*", true);
+            a.add_framework(&format!("f{f}"), &roles("*"), true);
         }
         for i in 0..40 {
             a.add_agent(&format!("a{i:02}"), r("cpus:1;mem:128"), &[]);
@@ -192,4 +196,260 @@ fn random_policy_is_seeded_and_ignores_shares() {
     assert_eq!(Policy::parse("RANDOM"), Some(Policy::Random));
     assert_eq!(Policy::parse("wdrf"), Some(Policy::Drf));
     assert_eq!(Policy::parse("nope"), None);
+}
+
+// ───────────────────── roles, quotas, limits, reservations ─────────────────────
+
+fn quota(g: &str, l: Option<&str>) -> Quota {
+    Quota {
+        guarantees: r(g),
+        limits: l.map(r),
+    }
+}
+
+fn held_by(allocs: &[Allocation], fw: &str) -> Resources {
+    allocs
+        .iter()
+        .filter(|a| a.framework_id == fw)
+        .fold(Resources::new(), |mut acc, a| {
+            acc.add(&a.resources);
+            acc
+        })
+}
+
+#[test]
+fn quota_guarantee_is_served_first_and_chops_agents() {
+    let mut a = Allocator::new(1);
+    // A greedy framework in `*` would otherwise take everything.
+    a.add_framework("greedy", &roles("*"), true);
+    a.add_framework("q", &roles("prod"), true);
+    a.set_quota("prod", quota("cpus:1;mem:1024", None))
+        .expect("quota");
+    a.add_agent("a0", r("cpus:2;mem:2048"), &[]);
+    let allocs = a.allocate(Timestamp(0));
+    let q = held_by(&allocs, "q");
+    assert_eq!(
+        q.cpus_milli(),
+        1000,
+        "guarantee met exactly by chopping half an agent: {q}"
+    );
+    assert_eq!(q.mem_milli(), 1_024_000);
+    assert_eq!(
+        held_by(&allocs, "greedy").cpus_milli(),
+        1000,
+        "the rest goes to the fair stage"
+    );
+}
+
+#[test]
+fn unmet_guarantee_is_held_back_as_headroom() {
+    let mut a = Allocator::new(1);
+    a.add_framework("greedy", &roles("*"), true);
+    a.add_framework("q", &roles("prod"), true);
+    a.set_quota("prod", quota("cpus:2;mem:2048", None))
+        .expect("quota");
+    a.suppress("q"); // the quota role does not want offers right now
+    a.add_agent("a0", r("cpus:2;mem:2048"), &[]);
+    a.add_agent("a1", r("cpus:2;mem:2048"), &[]);
+    let allocs = a.allocate(Timestamp(0));
+    let g = held_by(&allocs, "greedy");
+    assert_eq!(
+        g.cpus_milli(),
+        2000,
+        "greedy may not eat prod's guaranteed headroom: got {g}"
+    );
+    let why = a.explain_framework("greedy", Timestamp(0)).join("\n");
+    assert!(why.contains("headroom"), "{why}");
+}
+
+#[test]
+fn quota_limit_caps_a_role_and_its_children() {
+    let mut a = Allocator::new(1);
+    a.add_framework("child", &roles("team/batch"), true);
+    a.set_quota("team", quota("cpus:0", Some("cpus:3;mem:3072")))
+        .expect("quota");
+    for i in 0..4 {
+        a.add_agent(&format!("a{i}"), r("cpus:2;mem:2048"), &[]);
+    }
+    let allocs = a.allocate(Timestamp(0));
+    let held = held_by(&allocs, "child");
+    assert_eq!(
+        held.cpus_milli(),
+        3000,
+        "limit of the parent applies: {held}"
+    );
+    assert!(
+        a.allocate(Timestamp(1)).is_empty(),
+        "limit reached: no more offers"
+    );
+    let why = a.explain_role("team/batch", Timestamp(1)).join("\n");
+    assert!(
+        why.contains("quota limit reached for cpus in role `team`"),
+        "{why}"
+    );
+}
+
+#[test]
+fn hierarchical_fairness_splits_between_subtrees_first() {
+    // eng has 3 frameworks, ops has 1: HDRF splits agents between eng and ops first.
+    let mut a = Allocator::new(1);
+    for i in 0..3 {
+        a.add_framework(&format!("eng{i}"), &roles(&format!("eng/t{i}")), true);
+    }
+    a.add_framework("ops0", &roles("ops"), true);
+    for i in 0..8 {
+        a.add_agent(&format!("a{i}"), r("cpus:1;mem:1024"), &[]);
+    }
+    let allocs = a.allocate(Timestamp(0));
+    assert_eq!(offers_for(&allocs, "ops0"), 4, "ops gets half the cluster");
+    let eng: usize = (0..3)
+        .map(|i| offers_for(&allocs, &format!("eng{i}")))
+        .sum();
+    assert_eq!(eng, 4, "eng's 3 frameworks share the other half");
+}
+
+#[test]
+fn multi_role_frameworks_get_offers_per_role() {
+    let mut a = Allocator::new(1);
+    a.add_framework("multi", &["web".to_string(), "batch".to_string()], true);
+    a.add_agent("a0", r("cpus(web):1;mem(web):512"), &[]);
+    a.add_agent("a1", r("cpus(batch):1;mem(batch):512"), &[]);
+    let allocs = a.allocate(Timestamp(0));
+    let mut got: Vec<(String, String)> = allocs
+        .iter()
+        .map(|x| (x.agent_id.clone(), x.role.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [("a0".into(), "web".into()), ("a1".into(), "batch".into())]
+    );
+    // Suppressing one role leaves the other.
+    let back = allocs
+        .iter()
+        .find(|x| x.role == "web")
+        .cloned()
+        .expect("web");
+    a.recover("multi", "a0", &back.resources, None);
+    a.suppress_roles("multi", &["web".to_string()]);
+    assert!(a.allocate(Timestamp(1)).is_empty());
+    a.revive_roles("multi", &["web".to_string()]);
+    assert_eq!(a.allocate(Timestamp(2)).len(), 1);
+}
+
+#[test]
+fn reserved_resources_reach_descendant_roles() {
+    let mut a = Allocator::new(1);
+    a.add_framework("child", &roles("eng/ml"), true);
+    a.add_framework("stranger", &roles("ops"), true);
+    a.add_agent("a0", r("cpus(eng):2;mem(eng):1024"), &[]);
+    let allocs = a.allocate(Timestamp(0));
+    assert_eq!(allocs.len(), 1);
+    assert_eq!(allocs[0].framework_id, "child");
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let mut a = Allocator::new(1);
+    let cases: Vec<(Result<(), AllocatorError>, &str)> = vec![
+        (a.set_weight("eng", 0.0), "must be a positive finite number"),
+        (
+            a.set_weight("eng", -2.0),
+            "must be a positive finite number",
+        ),
+        (a.set_weight("a//b", 1.0), "invalid role"),
+        (
+            a.set_quota("*", quota("cpus:1", None)),
+            "cannot have a quota",
+        ),
+        (
+            a.set_quota("eng", quota("ports:[1-2]", None)),
+            "not a quota resource",
+        ),
+        (
+            a.set_quota("eng", quota("cpus(x):1", None)),
+            "must not carry a reservation",
+        ),
+        (
+            a.set_quota("eng", quota("cpus:4", Some("cpus:2"))),
+            "exceeds its limit",
+        ),
+        (
+            a.set_quota("bad role", quota("cpus:1", None)),
+            "invalid role",
+        ),
+    ];
+    for (res, want) in cases {
+        let err = res.expect_err(want).to_string();
+        assert!(err.contains(want), "`{err}` should contain `{want}`");
+    }
+    assert!(a.quota("eng").is_none());
+    assert_eq!(a.weight("eng"), 1.0);
+}
+
+#[test]
+fn decline_fast_path_skips_fully_filtered_agents_but_not_others() {
+    let mut a = Allocator::new(1);
+    for f in 0..70 {
+        a.add_framework(&format!("f{f:02}"), &roles("*"), true);
+    }
+    a.add_agent("a", r("cpus:1;mem:128"), &[]);
+    // Every framework declines the agent with a long filter.
+    for t in 0..70 {
+        let allocs = a.allocate(Timestamp(t));
+        assert_eq!(allocs.len(), 1);
+        a.recover(
+            &allocs[0].framework_id,
+            "a",
+            &allocs[0].resources,
+            Some(Timestamp(1_000_000)),
+        );
+    }
+    assert!(a.allocate(Timestamp(100)).is_empty(), "all 70 filtered");
+    // A new framework is not filtered.
+    a.add_framework("new", &roles("*"), true);
+    let allocs = a.allocate(Timestamp(101));
+    assert_eq!(allocs.len(), 1);
+    assert_eq!(allocs[0].framework_id, "new");
+    // Filters expire.
+    a.recover("new", "a", &allocs[0].resources, Some(Timestamp(200)));
+    assert!(a.allocate(Timestamp(199)).is_empty());
+    assert_eq!(a.allocate(Timestamp(200)).len(), 1);
+}
+
+#[test]
+fn reservation_conversion_keeps_the_chunk_allocated() {
+    let mut a = Allocator::new(1);
+    a.add_framework("f", &roles("web"), true);
+    a.add_agent("a0", r("cpus:2;mem:1024"), &[]);
+    let allocs = a.allocate(Timestamp(0));
+    a.convert(
+        "f",
+        "a0",
+        &r("cpus:1;mem:512"),
+        &r("cpus(web):1;mem(web):512"),
+    );
+    assert_eq!(
+        a.allocated_to("f").to_string(),
+        "cpus:1;cpus(web):1;mem:512;mem(web):512"
+    );
+    a.recover(
+        "f",
+        "a0",
+        &allocs[0]
+            .resources
+            .checked_sub(&r("cpus:1;mem:512"))
+            .unwrap_or_default(),
+        None,
+    );
+    a.recover("f", "a0", &r("cpus(web):1;mem(web):512"), None);
+    let again = a.allocate(Timestamp(1));
+    assert_eq!(
+        again[0].resources.to_string(),
+        "cpus:1;cpus(web):1;mem:512;mem(web):512"
+    );
+    assert_eq!(
+        a.total().to_string(),
+        "cpus:1;cpus(web):1;mem:512;mem(web):512"
+    );
 }

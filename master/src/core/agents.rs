@@ -237,7 +237,7 @@ impl Master {
                     next_heartbeat: now,
                 },
             );
-            self.allocator.add_framework(&fw, "*", false);
+            self.allocator.add_framework(&fw, &["*".to_string()], false);
         }
         let status = master_status(
             &info.task_id,

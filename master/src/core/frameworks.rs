@@ -25,9 +25,8 @@ impl Master {
                 framework_id: info.id,
             });
         }
-        // TODO(allocator issue): offers for several roles; the first role is used for now.
         let role = roles[0].clone();
-        info.roles = roles;
+        info.roles = roles.clone();
         let stream_id = self.random_hex();
         let framework_id = if info.id.is_empty() {
             self.counters.frameworks += 1;
@@ -67,11 +66,12 @@ impl Master {
                 for id in offers {
                     self.remove_offer(&id, None);
                 }
-                self.allocator.activate_framework(&framework_id);
+                // Roles may have changed with the new subscription.
+                self.allocator.add_framework(&framework_id, &roles, true);
                 tracing::info!(framework_id = %framework_id, "framework re-subscribed");
             }
             None => {
-                self.allocator.add_framework(&framework_id, &role, true);
+                self.allocator.add_framework(&framework_id, &roles, true);
                 tracing::info!(framework_id = %framework_id, name = %info.name, role = %role,
                     "framework subscribed");
                 self.frameworks.insert(

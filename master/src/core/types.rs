@@ -81,6 +81,9 @@ pub enum Input {
 }
 
 /// Something the shell must do, taken from [`crate::core::Master::take_outbox`].
+// Outputs are moved once from the core to the shell; boxing the large protocol messages would
+// cost an allocation each for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Send an event on a framework's stream.

@@ -1,0 +1,321 @@
+//! One allocation cycle: the quota stage (unmet guarantees first, agents may be chopped), then
+//! the fair-share stage (hierarchical weighted DRF, within limits and headroom).
+
+use std::borrow::Cow;
+
+use proffer_proto::Resources;
+use proffer_proto::resources::UNRESERVED;
+
+use super::roles::OWN;
+use super::scalars::{Scalars, UNCAPPED, chop};
+use super::sorter::share_key;
+use super::{Allocation, Allocator, Policy, Timestamp, allocatable};
+
+/// What caps unreserved scalars in the current stage.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    /// Quota stage for role `q`, which still needs `unmet`.
+    Quota { unmet: Scalars },
+    /// Fair stage: unreserved resources left on active agents, and what unmet guarantees need.
+    Fair {
+        available: Scalars,
+        required: Scalars,
+    },
+}
+
+impl Allocator {
+    /// Runs one allocation cycle at `now`.
+    pub fn allocate(&mut self, now: Timestamp) -> Vec<Allocation> {
+        self.cycles += 1;
+        if self.shares_dirty {
+            self.refresh_all_shares();
+        }
+        self.expire_filters(now);
+        let mut order: Vec<usize> = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.as_ref().is_some_and(|a| a.active && !a.draining))
+            .map(|(i, _)| i)
+            .collect();
+        self.rng.shuffle(&mut order);
+        let mut out = Vec::new();
+
+        // Stage 1: unmet quota guarantees, most starved role first.
+        let mut quota_roles: Vec<(u64, usize)> = self.roles.nodes[1..]
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.unmet_guarantee().is_empty())
+            .map(|(i, n)| {
+                (
+                    share_key(n.subtree.dominant_share(self.total_s) / n.weight),
+                    i + 1,
+                )
+            })
+            .collect();
+        quota_roles.sort_unstable();
+        if !quota_roles.is_empty() {
+            // Roles are served in order, so met ones gather at the front: skip them.
+            let mut start = 0;
+            for &agent in &order {
+                while start < quota_roles.len()
+                    && self.roles.nodes[quota_roles[start].1]
+                        .unmet_guarantee()
+                        .is_empty()
+                {
+                    start += 1;
+                }
+                for &(_, q) in &quota_roles[start..] {
+                    let unmet = self.roles.nodes[q].unmet_guarantee();
+                    if unmet.is_empty() {
+                        continue;
+                    }
+                    if !self.agent(agent).is_some_and(|a| allocatable(&a.free)) {
+                        break;
+                    }
+                    if let Some((fw, role, offer)) =
+                        self.find(q, agent, now, Stage::Quota { unmet })
+                    {
+                        self.grant(agent, fw, role, offer, &mut out, None);
+                    }
+                }
+            }
+        }
+
+        // Stage 2: everything else, keeping the headroom unmet guarantees need.
+        let mut required = Scalars::default();
+        for n in &self.roles.nodes[1..] {
+            if n.quota.is_some() {
+                required = required.plus(n.unmet_guarantee());
+            }
+        }
+        let mut available = Scalars::default();
+        for &agent in &order {
+            if let Some(a) = self.agent(agent) {
+                available = available.plus(Scalars::unreserved(&a.free));
+            }
+        }
+        for &agent in &order {
+            while let Some(a) = self.agent(agent) {
+                if !allocatable(&a.free) {
+                    break;
+                }
+                // Every eligible framework has filtered this agent: nothing to do here.
+                if !a.has_reserved && self.eligible.is_subset(&a.filtered) {
+                    break;
+                }
+                let stage = Stage::Fair {
+                    available,
+                    required,
+                };
+                let pick = match self.policy {
+                    Policy::Drf => self.find(0, agent, now, stage),
+                    Policy::Random => self.find_random(agent, now, stage),
+                };
+                let Some((fw, role, offer)) = pick else { break };
+                available = available.minus(Scalars::unreserved(&offer));
+                self.grant(agent, fw, role, offer, &mut out, Some(&mut required));
+            }
+        }
+        out
+    }
+
+    /// Records an allocation (and lowers the headroom still required by the roles it helps).
+    fn grant(
+        &mut self,
+        agent: usize,
+        fw: usize,
+        role: usize,
+        offer: Resources,
+        out: &mut Vec<Allocation>,
+        required: Option<&mut Scalars>,
+    ) {
+        let chain: Vec<usize> = self.roles.chain(role).collect();
+        let unmet_before = chain.iter().fold(Scalars::default(), |acc, r| {
+            acc.plus(self.roles.nodes[*r].unmet_guarantee())
+        });
+        self.hold(agent, fw, role, &offer);
+        if let Some(req) = required {
+            let unmet_after = chain.iter().fold(Scalars::default(), |acc, r| {
+                acc.plus(self.roles.nodes[*r].unmet_guarantee())
+            });
+            *req = req.minus(unmet_before.minus(unmet_after)).positive();
+        }
+        let (Some(f), Some(a)) = (self.fw(fw), self.agent(agent)) else {
+            return;
+        };
+        out.push(Allocation {
+            framework_id: f.id.clone(),
+            agent_id: a.id.clone(),
+            resources: offer,
+            role: self.roles.nodes[role].name.clone(),
+        });
+    }
+
+    /// The first (framework, role, offer) in DRF order under role node `node`.
+    fn find(
+        &self,
+        node: usize,
+        agent: usize,
+        now: Timestamp,
+        stage: Stage,
+    ) -> Option<(usize, usize, Resources)> {
+        let n = &self.roles.nodes[node];
+        // The subtree of a quota-stage role includes the role's own frameworks.
+        let own_first = node != 0 && !n.children.contains(OWN) && !n.frameworks.is_empty();
+        if own_first {
+            for fw in n.frameworks.iter() {
+                if let Some(offer) = self.try_offer(node, fw, agent, now, stage) {
+                    return Some((fw, node, offer));
+                }
+            }
+        }
+        for child in n.children.iter() {
+            if child == OWN {
+                for fw in n.frameworks.iter() {
+                    if let Some(offer) = self.try_offer(node, fw, agent, now, stage) {
+                        return Some((fw, node, offer));
+                    }
+                }
+            } else if !self.at_limit(child)
+                && let Some(found) = self.find(child, agent, now, stage)
+            {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// A seeded random (role, framework) order, for the `random` policy.
+    fn find_random(
+        &mut self,
+        agent: usize,
+        now: Timestamp,
+        stage: Stage,
+    ) -> Option<(usize, usize, Resources)> {
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        for (r, n) in self.roles.nodes.iter().enumerate().skip(1) {
+            pairs.extend(n.frameworks.iter().map(|fw| (r, fw)));
+        }
+        pairs.sort_unstable();
+        self.rng.shuffle(&mut pairs);
+        pairs.into_iter().find_map(|(role, fw)| {
+            self.try_offer(role, fw, agent, now, stage)
+                .map(|o| (fw, role, o))
+        })
+    }
+
+    /// What `fw` (in `role`) would be offered on `agent` now, if anything.
+    fn try_offer(
+        &self,
+        role: usize,
+        fw: usize,
+        agent: usize,
+        now: Timestamp,
+        stage: Stage,
+    ) -> Option<Resources> {
+        let f = self.fw(fw)?;
+        if !f.active || f.suppressed.contains(&role) || !f.roles.contains(&role) {
+            return None;
+        }
+        let a = self.agent(agent)?;
+        if a.filtered.get(fw) {
+            return None;
+        }
+        let caps = match stage {
+            Stage::Quota { unmet } => self.limit_caps(role).min(unmet),
+            Stage::Fair {
+                available,
+                required,
+            } => self
+                .limit_caps(role)
+                .min(self.headroom_caps(role, available, required)),
+        };
+        let offer: Cow<Resources> = if a.has_reserved {
+            let mut o = chop(&a.free.for_role(UNRESERVED), caps);
+            for r in self.roles.chain(role) {
+                o.add(&a.free.for_role(&self.roles.nodes[r].name));
+            }
+            Cow::Owned(o)
+        } else if caps == UNCAPPED {
+            Cow::Borrowed(&a.free)
+        } else {
+            Cow::Owned(chop(&a.free, caps))
+        };
+        if !allocatable(&offer) {
+            return None;
+        }
+        if a.filters
+            .of(fw)
+            .any(|(until, r)| until > now && r.contains(&offer))
+        {
+            return None;
+        }
+        Some(offer.into_owned())
+    }
+
+    /// True if `role`'s subtree can get nothing more under its own limits.
+    fn at_limit(&self, role: usize) -> bool {
+        let n = &self.roles.nodes[role];
+        n.limits.is_some_and(|l| {
+            l.0[0] - n.subtree.0[0] < super::MIN_ALLOCATABLE_CPUS_MILLI
+                && l.0[1] - n.subtree.0[1] < super::MIN_ALLOCATABLE_MEM_MILLI
+        })
+    }
+
+    /// How much more (unreserved scalars) `role` may get under its and its ancestors' limits.
+    fn limit_caps(&self, role: usize) -> Scalars {
+        let mut caps = UNCAPPED;
+        for r in self.roles.chain(role) {
+            let n = &self.roles.nodes[r];
+            if let Some(l) = n.limits {
+                let room = Scalars(std::array::from_fn(|i| {
+                    if l.0[i] == i64::MAX {
+                        i64::MAX
+                    } else {
+                        (l.0[i] - n.subtree.0[i]).max(0)
+                    }
+                }));
+                caps = caps.min(room);
+            }
+        }
+        caps
+    }
+
+    /// How much unreserved `role` may take without eating into other roles' unmet guarantees.
+    fn headroom_caps(&self, role: usize, available: Scalars, required: Scalars) -> Scalars {
+        if required.is_empty() {
+            return UNCAPPED;
+        }
+        let own = self.roles.chain(role).fold(Scalars::default(), |acc, r| {
+            let u = self.roles.nodes[r].unmet_guarantee();
+            Scalars(std::array::from_fn(|i| acc.0[i].max(u.0[i])))
+        });
+        let mut caps = available.minus(required).plus(own).positive();
+        // Resources nobody needs for guarantees are not capped.
+        for i in 0..4 {
+            if required.0[i] <= 0 {
+                caps.0[i] = i64::MAX;
+            }
+        }
+        caps
+    }
+
+    /// Recomputes every share after the cluster total changed.
+    pub(crate) fn refresh_all_shares(&mut self) {
+        self.shares_dirty = false;
+        for (slot, f) in self.fws.iter().enumerate() {
+            let Some(f) = f else { continue };
+            for r in &f.roles {
+                let share = f
+                    .alloc
+                    .get(r)
+                    .copied()
+                    .unwrap_or_default()
+                    .dominant_share(self.total_s);
+                self.roles.nodes[*r].frameworks.set(slot, share_key(share));
+            }
+        }
+        self.roles.rekey_all(self.total_s);
+    }
+}

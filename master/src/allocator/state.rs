@@ -1,0 +1,593 @@
+//! Per-agent and per-framework records, and the allocator's event interface.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use proffer_proto::Resources;
+use proffer_proto::resources::UNRESERVED;
+
+use super::bits::BitSet;
+use super::filters::FilterTable;
+use super::scalars::Scalars;
+use super::sorter::share_key;
+use super::{Allocator, Timestamp};
+
+/// An agent's record.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentEntry {
+    pub id: String,
+    pub generation: u64,
+    pub total: Resources,
+    pub free: Resources,
+    pub has_reserved: bool,
+    /// What each (framework slot, role node) holds here.
+    pub held: BTreeMap<(usize, usize), Resources>,
+    pub active: bool,
+    pub draining: bool,
+    pub filters: FilterTable,
+    /// Frameworks with an unexpired filter covering `bits_valid_for` (⊇ the current free).
+    pub filtered: BitSet,
+    pub bits_valid_for: Resources,
+}
+
+impl AgentEntry {
+    /// Recomputes the filtered bits against the current free resources.
+    pub fn revalidate_filters(&mut self, now: Option<Timestamp>) {
+        self.bits_valid_for = self.free.clone();
+        self.filtered.clear_all();
+        let fws: Vec<usize> = self.filters.frameworks().collect();
+        for fw in fws {
+            let covered = self.filters.of(fw).any(|(until, r)| {
+                now.is_none_or(|t| until > t) && r.contains(&self.bits_valid_for)
+            });
+            if covered {
+                self.filtered.set(fw);
+            }
+        }
+    }
+
+    /// Called whenever free resources grew.
+    pub fn free_grew(&mut self) {
+        if !self.bits_valid_for.contains(&self.free) {
+            self.revalidate_filters(None);
+        }
+    }
+}
+
+/// A framework's record.
+#[derive(Debug, Clone)]
+pub(crate) struct FwEntry {
+    pub id: String,
+    /// Role nodes it is subscribed to, in subscription order.
+    pub roles: Vec<usize>,
+    pub suppressed: BTreeSet<usize>,
+    pub active: bool,
+    /// Allocation per role node (scalars), for shares.
+    pub alloc: BTreeMap<usize, Scalars>,
+    pub allocated: Resources,
+    /// Agents where it has filters.
+    pub filtered_agents: BTreeSet<usize>,
+}
+
+impl FwEntry {
+    pub fn eligible(&self) -> bool {
+        self.active && self.roles.iter().any(|r| !self.suppressed.contains(r))
+    }
+}
+
+impl Allocator {
+    /// Adds a framework subscribed to `roles` (empty = `*`). Re-adding updates its roles.
+    pub fn add_framework(&mut self, framework_id: &str, roles: &[String], active: bool) {
+        let wanted: Vec<String> = if roles.is_empty() {
+            vec![UNRESERVED.to_string()]
+        } else {
+            roles.to_vec()
+        };
+        let role_idx: Vec<usize> = wanted.iter().map(|r| self.roles.ensure(r)).collect();
+        if let Some(slot) = self.fw_slot(framework_id) {
+            self.set_framework_roles(slot, role_idx);
+            if let Some(f) = self.fws[slot].as_mut() {
+                f.active = active;
+            }
+            self.refresh_eligible(slot);
+            return;
+        }
+        let slot = self.free_fw_slots.pop().unwrap_or_else(|| {
+            self.fws.push(None);
+            self.fws.len() - 1
+        });
+        self.fws[slot] = Some(FwEntry {
+            id: framework_id.to_string(),
+            roles: Vec::new(),
+            suppressed: BTreeSet::new(),
+            active,
+            alloc: BTreeMap::new(),
+            allocated: Resources::new(),
+            filtered_agents: BTreeSet::new(),
+        });
+        self.fw_ids.insert(framework_id.to_string(), slot);
+        self.set_framework_roles(slot, role_idx);
+        self.refresh_eligible(slot);
+    }
+
+    fn set_framework_roles(&mut self, slot: usize, roles: Vec<usize>) {
+        let Some(f) = self.fws[slot].as_mut() else {
+            return;
+        };
+        let old = std::mem::replace(&mut f.roles, roles.clone());
+        for r in old {
+            // A role the framework still holds resources in stays until they are recovered.
+            if !roles.contains(&r) && f.alloc.get(&r).is_none_or(|s| s.is_empty()) {
+                self.roles.nodes[r].frameworks.remove(slot);
+                self.roles.rekey_own(r, self.total_s);
+            }
+        }
+        for r in roles {
+            let share = self.fws[slot]
+                .as_ref()
+                .and_then(|f| f.alloc.get(&r).copied())
+                .unwrap_or_default()
+                .dominant_share(self.total_s);
+            self.roles.nodes[r].frameworks.set(slot, share_key(share));
+            self.roles.rekey_own(r, self.total_s);
+        }
+    }
+
+    fn refresh_eligible(&mut self, slot: usize) {
+        let on = self.fws[slot].as_ref().is_some_and(FwEntry::eligible);
+        self.eligible.assign(slot, on);
+    }
+
+    /// Removes a framework; whatever it still held goes back to the agents.
+    pub fn remove_framework(&mut self, framework_id: &str) {
+        let Some(slot) = self.fw_ids.remove(framework_id) else {
+            return;
+        };
+        let Some(f) = self.fws[slot].take() else {
+            return;
+        };
+        for a in self.agents.iter_mut().flatten() {
+            let keys: Vec<(usize, usize)> = a
+                .held
+                .range((slot, 0)..=(slot, usize::MAX))
+                .map(|(k, _)| *k)
+                .collect();
+            let mut grew = false;
+            for k in keys {
+                if let Some(res) = a.held.remove(&k) {
+                    a.free.add(&res);
+                    grew = true;
+                }
+            }
+            a.filters.remove_fw(slot);
+            a.filtered.clear(slot);
+            if grew {
+                a.free_grew();
+            }
+        }
+        for (role, s) in &f.alloc {
+            self.roles
+                .add_alloc(*role, Scalars::default().minus(*s), self.total_s);
+        }
+        for r in f.alloc.keys().chain(f.roles.iter()) {
+            self.roles.nodes[*r].frameworks.remove(slot);
+            self.roles.rekey_own(*r, self.total_s);
+        }
+        self.eligible.clear(slot);
+        self.free_fw_slots.push(slot);
+    }
+
+    /// Stops offers to a framework (disconnected) without forgetting it.
+    pub fn deactivate_framework(&mut self, framework_id: &str) {
+        self.set_active(framework_id, false);
+    }
+
+    /// Resumes offers to a framework.
+    pub fn activate_framework(&mut self, framework_id: &str) {
+        self.set_active(framework_id, true);
+    }
+
+    fn set_active(&mut self, framework_id: &str, active: bool) {
+        let Some(slot) = self.fw_slot(framework_id) else {
+            return;
+        };
+        if let Some(f) = self.fws[slot].as_mut() {
+            f.active = active;
+        }
+        self.refresh_eligible(slot);
+    }
+
+    /// Stops offers to a framework in `roles` (empty = all its roles) until revived.
+    pub fn suppress_roles(&mut self, framework_id: &str, roles: &[String]) {
+        let Some(slot) = self.fw_slot(framework_id) else {
+            return;
+        };
+        let idx: Vec<usize> = roles.iter().filter_map(|r| self.roles.get(r)).collect();
+        if let Some(f) = self.fws[slot].as_mut() {
+            let targets = if roles.is_empty() {
+                f.roles.clone()
+            } else {
+                idx
+            };
+            f.suppressed.extend(targets);
+        }
+        self.refresh_eligible(slot);
+    }
+
+    /// Clears suppression in `roles` (empty = all) and all of the framework's decline filters.
+    pub fn revive_roles(&mut self, framework_id: &str, roles: &[String]) {
+        let Some(slot) = self.fw_slot(framework_id) else {
+            return;
+        };
+        let idx: Vec<usize> = roles.iter().filter_map(|r| self.roles.get(r)).collect();
+        let agents = match self.fws[slot].as_mut() {
+            Some(f) => {
+                if roles.is_empty() {
+                    f.suppressed.clear();
+                } else {
+                    f.suppressed.retain(|r| !idx.contains(r));
+                }
+                std::mem::take(&mut f.filtered_agents)
+            }
+            None => return,
+        };
+        for a in agents {
+            if let Some(agent) = self.agents.get_mut(a).and_then(Option::as_mut) {
+                agent.filters.remove_fw(slot);
+                agent.filtered.clear(slot);
+            }
+        }
+        self.refresh_eligible(slot);
+    }
+
+    /// Suppresses all of the framework's roles.
+    pub fn suppress(&mut self, framework_id: &str) {
+        self.suppress_roles(framework_id, &[]);
+    }
+
+    /// Revives all of the framework's roles and clears its filters.
+    pub fn revive(&mut self, framework_id: &str) {
+        self.revive_roles(framework_id, &[]);
+    }
+
+    /// True if the framework is suppressed in every role.
+    pub fn is_suppressed(&self, framework_id: &str) -> bool {
+        self.fw_slot(framework_id)
+            .and_then(|s| self.fw(s))
+            .is_some_and(|f| {
+                !f.roles.is_empty() && f.roles.iter().all(|r| f.suppressed.contains(r))
+            })
+    }
+
+    /// The framework's dominant share of the cluster (all roles together).
+    pub fn dominant_share(&self, framework_id: &str) -> f64 {
+        self.fw_slot(framework_id)
+            .and_then(|s| self.fw(s))
+            .map(|f| Scalars::of(&f.allocated).dominant_share(self.total_s))
+            .unwrap_or(0.0)
+    }
+
+    /// Everything the framework holds (offered or in use).
+    pub fn allocated_to(&self, framework_id: &str) -> Resources {
+        self.fw_slot(framework_id)
+            .and_then(|s| self.fw(s))
+            .map(|f| f.allocated.clone())
+            .unwrap_or_default()
+    }
+
+    /// Resources held (offered or in use) on an agent.
+    pub fn allocated_on(&self, agent_id: &str) -> Resources {
+        self.agent_slot(agent_id)
+            .and_then(|s| self.agent(s))
+            .and_then(|a| a.total.checked_sub(&a.free))
+            .unwrap_or_default()
+    }
+
+    /// Adds an agent with `total` resources, of which `used` (by framework) are already in use.
+    pub fn add_agent(&mut self, agent_id: &str, total: Resources, used: &[(String, Resources)]) {
+        self.remove_agent(agent_id);
+        let slot = self.free_agent_slots.pop().unwrap_or_else(|| {
+            self.agents.push(None);
+            self.agents.len() - 1
+        });
+        let generation = self.next_gen();
+        self.total.add(&total);
+        self.total_s = Scalars::of(&self.total);
+        self.shares_dirty = true;
+        let has_reserved = total.iter().any(|(k, _)| k.role != UNRESERVED);
+        self.agents[slot] = Some(AgentEntry {
+            id: agent_id.to_string(),
+            generation,
+            free: total.clone(),
+            total,
+            has_reserved,
+            held: BTreeMap::new(),
+            active: true,
+            draining: false,
+            filters: FilterTable::default(),
+            filtered: BitSet::default(),
+            bits_valid_for: Resources::new(),
+        });
+        self.agent_ids.insert(agent_id.to_string(), slot);
+        for (fw, res) in used {
+            if let Some(fs) = self.fw_slot(fw) {
+                let role = self.role_for(fs, res);
+                self.hold(slot, fs, role, res);
+            }
+        }
+    }
+
+    /// The role a framework's resources count against: the reservation's role if the framework
+    /// has it, else its first role.
+    fn role_for(&self, fw: usize, res: &Resources) -> usize {
+        let Some(f) = self.fw(fw) else { return 0 };
+        for (k, _) in res.iter() {
+            if k.role != UNRESERVED
+                && let Some(r) = f
+                    .roles
+                    .iter()
+                    .find(|r| self.roles.nodes[**r].name == k.role)
+            {
+                return *r;
+            }
+        }
+        f.roles.first().copied().unwrap_or(0)
+    }
+
+    /// Moves `res` from the agent's free pool to (framework, role).
+    pub(crate) fn hold(&mut self, agent: usize, fw: usize, role: usize, res: &Resources) {
+        let s = Scalars::of(res);
+        if let Some(a) = self.agents.get_mut(agent).and_then(Option::as_mut) {
+            a.free.subtract(res);
+            a.held.entry((fw, role)).or_default().add(res);
+        }
+        if let Some(f) = self.fws.get_mut(fw).and_then(Option::as_mut) {
+            f.allocated.add(res);
+            let e = f.alloc.entry(role).or_default();
+            *e = e.plus(s);
+            let share = e.dominant_share(self.total_s);
+            self.roles.nodes[role].frameworks.set(fw, share_key(share));
+        }
+        self.roles.add_alloc(role, s, self.total_s);
+    }
+
+    /// Removes an agent; whatever frameworks held on it is dropped from their allocation.
+    pub fn remove_agent(&mut self, agent_id: &str) {
+        let Some(slot) = self.agent_ids.remove(agent_id) else {
+            return;
+        };
+        let Some(a) = self.agents[slot].take() else {
+            return;
+        };
+        for ((fw, role), res) in &a.held {
+            self.release_accounting(*fw, *role, res);
+        }
+        for fw in a.filters.frameworks() {
+            if let Some(f) = self.fws.get_mut(fw).and_then(Option::as_mut) {
+                f.filtered_agents.remove(&slot);
+            }
+        }
+        self.total.subtract(&a.total);
+        self.total_s = Scalars::of(&self.total);
+        self.shares_dirty = true;
+        self.free_agent_slots.push(slot);
+    }
+
+    /// Subtracts `res` from a framework's and its role's allocation (not from the agent).
+    fn release_accounting(&mut self, fw: usize, role: usize, res: &Resources) {
+        let s = Scalars::of(res);
+        if let Some(f) = self.fws.get_mut(fw).and_then(Option::as_mut) {
+            f.allocated.subtract(res);
+            let e = f.alloc.entry(role).or_default();
+            *e = e.minus(s).positive();
+            let share = e.dominant_share(self.total_s);
+            if e.is_empty() && !f.roles.contains(&role) {
+                f.alloc.remove(&role);
+                self.roles.nodes[role].frameworks.remove(fw);
+            } else {
+                self.roles.nodes[role].frameworks.set(fw, share_key(share));
+            }
+        }
+        self.roles
+            .add_alloc(role, Scalars::default().minus(s), self.total_s);
+    }
+
+    /// Replaces an agent's total (e.g. after a reservation changed labels); held resources stay.
+    pub fn update_agent_total(&mut self, agent_id: &str, total: Resources) {
+        let Some(slot) = self.agent_slot(agent_id) else {
+            return;
+        };
+        let Some(a) = self.agents[slot].as_mut() else {
+            return;
+        };
+        let held = a.held.values().fold(Resources::new(), |mut acc, r| {
+            acc.add(r);
+            acc
+        });
+        self.total.subtract(&a.total);
+        self.total.add(&total);
+        a.has_reserved = total.iter().any(|(k, _)| k.role != UNRESERVED);
+        a.free = total.checked_sub(&held).unwrap_or_default();
+        a.total = total;
+        a.revalidate_filters(None);
+        self.total_s = Scalars::of(&self.total);
+        self.shares_dirty = true;
+    }
+
+    /// A held chunk changed labels (`from` → `to`, e.g. unreserved → reserved); it stays held by
+    /// the framework and the agent's total changes accordingly.
+    pub fn convert(
+        &mut self,
+        framework_id: &str,
+        agent_id: &str,
+        from: &Resources,
+        to: &Resources,
+    ) {
+        let (Some(fs), Some(slot)) = (self.fw_slot(framework_id), self.agent_slot(agent_id)) else {
+            return;
+        };
+        let key = self.agents[slot].as_ref().and_then(|a| {
+            a.held
+                .iter()
+                .find(|((f, _), r)| *f == fs && r.contains(from))
+                .map(|(k, _)| *k)
+        });
+        let Some((_, role)) = key else { return };
+        self.release_accounting(fs, role, from);
+        if let Some(a) = self.agents[slot].as_mut() {
+            if let Some(h) = a.held.get_mut(&(fs, role)) {
+                h.subtract(from);
+            }
+            a.total.subtract(from);
+            a.total.add(to);
+            a.free.add(to);
+            a.has_reserved = a.total.iter().any(|(k, _)| k.role != UNRESERVED);
+        }
+        self.total.subtract(from);
+        self.total.add(to);
+        self.total_s = Scalars::of(&self.total);
+        self.shares_dirty = true;
+        let role = self.role_for(fs, to);
+        self.hold(slot, fs, role, to);
+    }
+
+    /// Stops offering an agent's resources (disconnected).
+    pub fn deactivate_agent(&mut self, agent_id: &str) {
+        self.set_agent_active(agent_id, false);
+    }
+
+    /// Resumes offering an agent.
+    pub fn activate_agent(&mut self, agent_id: &str) {
+        self.set_agent_active(agent_id, true);
+    }
+
+    fn set_agent_active(&mut self, agent_id: &str, active: bool) {
+        if let Some(a) = self
+            .agent_slot(agent_id)
+            .and_then(|s| self.agents[s].as_mut())
+        {
+            a.active = active;
+        }
+    }
+
+    /// Marks an agent as draining: it gets no new offers until undrained.
+    pub fn set_draining(&mut self, agent_id: &str, draining: bool) {
+        if let Some(a) = self
+            .agent_slot(agent_id)
+            .and_then(|s| self.agents[s].as_mut())
+        {
+            a.draining = draining;
+        }
+    }
+
+    /// Gives back resources a framework held on an agent (declined, unused or freed by a task),
+    /// optionally refusing them to that framework until `refuse_until`.
+    pub fn recover(
+        &mut self,
+        framework_id: &str,
+        agent_id: &str,
+        resources: &Resources,
+        refuse_until: Option<Timestamp>,
+    ) {
+        // A framework that is gone already returned everything it held when it was removed.
+        let (Some(fs), Some(slot)) = (self.fw_slot(framework_id), self.agent_slot(agent_id)) else {
+            return;
+        };
+        // Take from the (framework, role) entries holding the resources.
+        let mut left = resources.clone();
+        let keys: Vec<(usize, usize)> = self.agents[slot]
+            .as_ref()
+            .map(|a| {
+                a.held
+                    .range((fs, 0)..=(fs, usize::MAX))
+                    .map(|(k, _)| *k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in keys {
+            if left.is_empty() {
+                break;
+            }
+            let Some(held) = self.agents[slot]
+                .as_ref()
+                .and_then(|a| a.held.get(&key))
+                .cloned()
+            else {
+                continue;
+            };
+            let take = if held.contains(&left) {
+                left.clone()
+            } else {
+                intersect(&held, &left)
+            };
+            if take.is_empty() {
+                continue;
+            }
+            left.subtract(&take);
+            self.release_accounting(fs, key.1, &take);
+            if let Some(a) = self.agents[slot].as_mut() {
+                if let Some(h) = a.held.get_mut(&key) {
+                    h.subtract(&take);
+                    if h.is_empty() {
+                        a.held.remove(&key);
+                    }
+                }
+                a.free.add(&take);
+            }
+        }
+        let generation = self.agents[slot]
+            .as_ref()
+            .map(|a| a.generation)
+            .unwrap_or(0);
+        if let Some(a) = self.agents[slot].as_mut() {
+            a.free_grew();
+            if let Some(until) = refuse_until {
+                if resources.contains(&a.bits_valid_for) {
+                    a.filtered.set(fs);
+                }
+                a.filters.add(fs, until, resources);
+                self.expiries.push(Reverse((until, slot, generation, fs)));
+            }
+        }
+        if refuse_until.is_some()
+            && let Some(f) = self.fws[fs].as_mut()
+        {
+            f.filtered_agents.insert(slot);
+        }
+    }
+
+    /// Drops filters that expired by `now`.
+    pub(crate) fn expire_filters(&mut self, now: Timestamp) {
+        while let Some(Reverse((until, slot, generation, fw))) = self.expiries.peek().copied() {
+            if until > now {
+                break;
+            }
+            self.expiries.pop();
+            let Some(a) = self.agents.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if a.generation != generation {
+                continue;
+            }
+            if a.filters.expire(fw, now) {
+                a.filtered.clear(fw);
+                if let Some(f) = self.fws.get_mut(fw).and_then(Option::as_mut) {
+                    f.filtered_agents.remove(&slot);
+                }
+            } else {
+                let covered = a.filters.of(fw).any(|(_, r)| r.contains(&a.bits_valid_for));
+                a.filtered.assign(fw, covered);
+            }
+        }
+    }
+}
+
+/// The common part of two resource bags (scalars: min; ranges and sets: overlap by subtraction).
+fn intersect(a: &Resources, b: &Resources) -> Resources {
+    // a ∩ b = a − (a − b)
+    let mut a_minus_b = a.clone();
+    a_minus_b.subtract(b);
+    let mut out = a.clone();
+    out.subtract(&a_minus_b);
+    out
+}
