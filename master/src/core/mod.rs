@@ -126,6 +126,53 @@ impl Master {
         Ok(())
     }
 
+    /// Sets a role's quota (guarantees set aside for it; limits cap it and its children).
+    pub fn set_quota(
+        &mut self,
+        role: &str,
+        guarantees: proffer_proto::Resources,
+        limits: Option<proffer_proto::Resources>,
+    ) -> Result<(), MasterError> {
+        let quota = crate::allocator::Quota { guarantees, limits };
+        self.allocator.set_quota(role, quota).map_err(|e| MasterError::InvalidField {
+            field: "quota".into(),
+            reason: e.to_string(),
+        })?;
+        self.allocation_pending = true;
+        Ok(())
+    }
+
+    /// Removes a role's quota.
+    pub fn remove_quota(&mut self, role: &str) -> Result<(), MasterError> {
+        proffer_proto::resources::validate_role(role).map_err(|reason| MasterError::InvalidField {
+            field: "role".into(),
+            reason: format!("`{role}`: {reason}"),
+        })?;
+        if self.allocator.quota(role).is_none() {
+            return Err(MasterError::InvalidField {
+                field: "role".into(),
+                reason: format!("role `{role}` has no quota"),
+            });
+        }
+        self.allocator.remove_quota(role);
+        self.allocation_pending = true;
+        Ok(())
+    }
+
+    /// Every role the allocator knows (weights, quotas, allocations, frameworks).
+    pub fn roles(&self) -> Vec<crate::allocator::RoleInfo> {
+        self.allocator.roles()
+    }
+
+    /// Why a framework (by id) or a role (by name) gets what it gets at `now`, one line each.
+    pub fn why(&self, framework_or_role: &str, now: Timestamp) -> Vec<String> {
+        if self.frameworks.contains_key(framework_or_role) {
+            self.allocator.explain_framework(framework_or_role, now)
+        } else {
+            self.allocator.explain_role(framework_or_role, now)
+        }
+    }
+
     /// Feeds one input that happened at `now`. On error the state is unchanged, except that the
     /// core may have queued an error message to the connection concerned.
     pub fn handle(&mut self, now: Timestamp, input: Input) -> Result<(), MasterError> {
