@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proffer_proto::Resources;
 use proffer_proto::v1::{
     self, AgentInfo, AgentMessage, Attribute, MasterMessage, RegisterAgent, ReregisterAgent,
-    RunningTask, StatusSource, StatusUpdate, TaskInfo, TaskState, TaskStatus, agent_message,
-    master_message,
+    RunningTask, TaskInfo, TaskState, agent_message, master_message,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -16,12 +15,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::checkpoint;
-use crate::process::{self, Exited, ProcessHandle, Termination};
-use crate::sandbox;
+use crate::cgroups::CgroupSupport;
+use crate::checkpoint::{self, TaskCheckpoint};
+use crate::containerizer::{self, Container, ContainerEvent, Resolved};
 use crate::session::{SessionEvent, run_session};
-use crate::status_updates::{AckOutcome, StatusUpdateManager, TaskKey};
+use crate::status_updates::{StatusUpdateManager, TaskKey};
 use crate::{AgentConfig, AgentError};
+
+mod housekeeping;
+mod tasks;
 
 /// A task known to the agent: running, or ended with its terminal update not yet acknowledged.
 #[derive(Debug)]
@@ -29,8 +31,14 @@ struct TaskEntry {
     info: TaskInfo,
     state: TaskState,
     instance: u64,
-    /// Present while the process runs.
-    process: Option<ProcessHandle>,
+    /// Present while the executor runs.
+    container: Option<Container>,
+    /// `work_dir/meta/tasks/<framework>/<task>`.
+    run_dir: std::path::PathBuf,
+    /// What is persisted in `agent.json` (kept in sync by `persist`).
+    cp: TaskCheckpoint,
+    /// The task group it belongs to (tasks of one LAUNCH_GROUP live and die together).
+    group: Option<String>,
 }
 
 /// The connection to the master.
@@ -60,8 +68,18 @@ pub(crate) struct Agent {
     tasks: BTreeMap<TaskKey, TaskEntry>,
     updates: StatusUpdateManager,
     next_instance: u64,
-    exits_tx: mpsc::UnboundedSender<Exited>,
-    exits_rx: mpsc::UnboundedReceiver<Exited>,
+    containers_tx: mpsc::UnboundedSender<ContainerEvent>,
+    containers_rx: mpsc::UnboundedReceiver<ContainerEvent>,
+    /// How executors are started.
+    launcher: Resolved,
+    /// What cgroups the host allows.
+    cgroups: CgroupSupport,
+    /// Shared with the HTTP endpoint.
+    view: crate::http::SharedView,
+    /// No new tasks are accepted (draining).
+    draining: bool,
+    commands_tx: mpsc::UnboundedSender<crate::http::Command>,
+    commands_rx: mpsc::UnboundedReceiver<crate::http::Command>,
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events_rx: mpsc::UnboundedReceiver<SessionEvent>,
     conn: Conn,
@@ -89,7 +107,13 @@ impl Agent {
             None => crate::detect_resources(&config.work_dir)?,
         };
         let agent_id = checkpoint::read_agent_id(&config.work_dir)?;
-        let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let (containers_tx, containers_rx) = mpsc::unbounded_channel();
+        let (launcher, launcher_warning) = containerizer::resolve(&config.executor);
+        if let Some(w) = launcher_warning {
+            warn!("{w}");
+        }
+        let cgroups = tasks::detect_isolation(&config)?;
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Ok(Agent {
             updates: StatusUpdateManager::new(config.status_retry_initial, config.status_retry_max),
@@ -102,8 +126,14 @@ impl Agent {
             agent_id,
             tasks: BTreeMap::new(),
             next_instance: 0,
-            exits_tx,
-            exits_rx,
+            containers_tx,
+            containers_rx,
+            launcher,
+            cgroups,
+            view: crate::http::SharedView::default(),
+            draining: false,
+            commands_tx,
+            commands_rx,
             events_tx,
             events_rx,
             next_session: 0,
@@ -116,18 +146,35 @@ impl Agent {
 
     /// Runs until `cancel` fires, then kills every task and returns.
     pub(crate) async fn run(mut self, cancel: CancellationToken) {
-        info!(master = %self.config.master, resources = %self.resources, agent_id = self.id_str(), "agent starting");
+        info!(master = %self.config.master, resources = %self.resources, agent_id = self.id_str(),
+              isolation = %self.cgroups.summary(), executor = ?self.launcher, "agent starting");
+        self.recover();
+        let http = match self.start_http().await {
+            Ok(h) => h,
+            Err(e) => {
+                error!(error = %e, "agent HTTP endpoint not started");
+                None
+            }
+        };
+        let mut gc = tokio::time::interval(Duration::from_secs(60));
+        gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.next_wakeup();
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
                 Some(ev) = self.events_rx.recv() => self.on_session_event(ev),
-                Some(exit) = self.exits_rx.recv() => self.on_exit(exit),
+                Some(ev) = self.containers_rx.recv() => self.on_container(ev),
+                Some(crate::http::Command::Drain) = self.commands_rx.recv() => self.drain(),
                 () = tokio::time::sleep_until(wake) => self.on_timer(),
+                _ = gc.tick() => self.collect_garbage(),
             }
+            self.publish_view();
         }
         self.shutdown().await;
+        if let Some(h) = http {
+            h.abort();
+        }
     }
 
     fn next_wakeup(&self) -> Instant {
@@ -207,6 +254,7 @@ impl Agent {
                 })
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            isolation: self.cgroups.summary(),
         };
         if self.agent_id.is_none() {
             return msg(agent_message::Msg::Register(RegisterAgent {
@@ -320,6 +368,11 @@ impl Agent {
                     self.kill_task(&k.framework_id, &k.task_id, 0);
                 }
             }
+            master_message::Msg::Drain(d) => {
+                info!(reason = %d.reason, "the master drains this agent");
+                self.drain();
+            }
+            master_message::Msg::RunTaskGroup(g) => self.run_task_group(g.framework_id, g.tasks),
             master_message::Msg::Error(e) => {
                 error!(agent_id = self.id_str(), fatal = e.fatal, message = %e.message, "master reported an error");
                 if e.fatal {
@@ -349,252 +402,8 @@ impl Agent {
         }
     }
 
-    /// Creates and queues a status update (sent at once when it heads its task's queue).
-    fn emit(
-        &mut self,
-        key: &TaskKey,
-        state: TaskState,
-        reason: &str,
-        message: String,
-        exit_code: Option<i32>,
-    ) {
-        info!(agent_id = self.id_str(), framework_id = %key.framework_id, task_id = %key.task_id,
-              state = state.name(), reason, message = %message, "status update");
-        let update = StatusUpdate {
-            framework_id: key.framework_id.clone(),
-            status: Some(TaskStatus {
-                task_id: key.task_id.clone(),
-                state: state as i32,
-                message,
-                reason: reason.to_string(),
-                source: StatusSource::SourceAgent as i32,
-                agent_id: self.id_str().to_string(),
-                uuid: uuid::Uuid::new_v4().as_bytes().to_vec(),
-                timestamp_ms: now_ms(),
-                exit_code,
-                healthy: None,
-            }),
-        };
-        if let Some(u) = self.updates.push(std::time::Instant::now(), update)
-            && self.registered()
-        {
-            self.send(msg(agent_message::Msg::StatusUpdate(u)));
-        }
-    }
-
-    fn run_task(&mut self, framework_id: String, task: TaskInfo) {
-        let key = TaskKey::new(framework_id.clone(), task.task_id.clone());
-        if self.tasks.contains_key(&key) {
-            warn!(agent_id = self.id_str(), framework_id = %key.framework_id, task_id = %key.task_id,
-                  "duplicate RunTask for a known task ignored");
-            return;
-        }
-        if let Err(reason) = sandbox::validate_id("framework", &framework_id)
-            .and_then(|()| sandbox::validate_id("task", &task.task_id))
-        {
-            self.emit(
-                &key,
-                TaskState::TaskError,
-                "REASON_TASK_INVALID",
-                reason,
-                None,
-            );
-            return;
-        }
-        self.next_instance += 1;
-        self.tasks.insert(
-            key.clone(),
-            TaskEntry {
-                info: task.clone(),
-                state: TaskState::TaskStaging,
-                instance: self.next_instance,
-                process: None,
-            },
-        );
-        if let Err((state, reason, message)) = self.launch(&key, &task) {
-            self.set_state(&key, state);
-            self.emit(&key, state, reason, message, None);
-        }
-    }
-
-    /// Launches a task; on failure returns the terminal state, reason and message to report.
-    fn launch(
-        &mut self,
-        key: &TaskKey,
-        task: &TaskInfo,
-    ) -> Result<(), (TaskState, &'static str, String)> {
-        let invalid = |m: String| (TaskState::TaskError, "REASON_TASK_INVALID", m);
-        match &task.command {
-            Some(c) if !c.value.is_empty() => {}
-            Some(_) => return Err(invalid("command value is empty".into())),
-            None => return Err(invalid("task has no command".into())),
-        }
-        let dir = sandbox::sandbox_dir(&self.config.work_dir, &key.framework_id, &key.task_id);
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            let m = format!("creating sandbox {}: {e}", dir.display());
-            (TaskState::TaskFailed, "REASON_CONTAINER_LAUNCH_FAILED", m)
-        })?;
-        let env =
-            process::task_env(task, &key.framework_id, self.id_str(), &dir).map_err(invalid)?;
-        self.set_state(key, TaskState::TaskStarting);
-        self.emit(key, TaskState::TaskStarting, "", String::new(), None);
-        let failed = |e: std::io::Error| {
-            (
-                TaskState::TaskFailed,
-                "REASON_COMMAND_EXECUTOR_FAILED",
-                format!("failed to launch command: {e}"),
-            )
-        };
-        let cmd = process::build_command(task, &env, &dir).map_err(failed)?;
-        let instance = self.tasks.get(key).map_or(0, |t| t.instance);
-        let handle =
-            process::spawn(cmd, key.clone(), instance, self.exits_tx.clone()).map_err(failed)?;
-        debug!(framework_id = %key.framework_id, task_id = %key.task_id, pid = handle.pid, sandbox = %dir.display(), "task process started");
-        if let Some(t) = self.tasks.get_mut(key) {
-            t.process = Some(handle);
-            t.state = TaskState::TaskRunning;
-        }
-        self.emit(key, TaskState::TaskRunning, "", String::new(), None);
-        Ok(())
-    }
-
-    fn set_state(&mut self, key: &TaskKey, state: TaskState) {
-        if let Some(t) = self.tasks.get_mut(key) {
-            t.state = state;
-        }
-    }
-
-    fn kill_grace(&self, requested_ms: u64, task: &TaskInfo) -> Duration {
-        if requested_ms > 0 {
-            Duration::from_millis(requested_ms)
-        } else if task.kill_grace_period_ms > 0 {
-            Duration::from_millis(task.kill_grace_period_ms)
-        } else {
-            self.config.default_kill_grace
-        }
-    }
-
-    fn kill_task(&mut self, framework_id: &str, task_id: &str, grace_ms: u64) {
-        let key = TaskKey::new(framework_id, task_id);
-        match self.tasks.get(&key) {
-            Some(TaskEntry {
-                process: Some(p),
-                info,
-                ..
-            }) => {
-                let grace = self.kill_grace(grace_ms, info);
-                info!(
-                    agent_id = self.id_str(),
-                    framework_id,
-                    task_id,
-                    grace_ms = grace.as_millis() as u64,
-                    "killing task"
-                );
-                p.kill(grace);
-            }
-            Some(_) => debug!(
-                framework_id,
-                task_id, "kill of a task that already ended ignored"
-            ),
-            None => {
-                let m = "task is unknown to the agent".to_string();
-                self.emit(&key, TaskState::TaskLost, "REASON_TASK_UNKNOWN", m, None);
-            }
-        }
-    }
-
-    fn on_exit(&mut self, exit: Exited) {
-        let Some(t) = self.tasks.get_mut(&exit.key) else {
-            debug!(framework_id = %exit.key.framework_id, task_id = %exit.key.task_id, "exit of a forgotten task");
-            return;
-        };
-        if t.instance != exit.instance {
-            return;
-        }
-        let Termination {
-            state,
-            reason,
-            message,
-            exit_code,
-        } = exit.termination;
-        t.process = None;
-        t.state = state;
-        self.emit(&exit.key, state, reason, message, exit_code);
-    }
-
-    fn on_ack(&mut self, a: &v1::StatusUpdateAck) {
-        match self.updates.ack(
-            std::time::Instant::now(),
-            &a.framework_id,
-            &a.task_id,
-            &a.uuid,
-        ) {
-            AckOutcome::Ignored => {
-                debug!(framework_id = %a.framework_id, task_id = %a.task_id, "acknowledgement for no in-flight update ignored");
-            }
-            AckOutcome::Acked { terminal, next } => {
-                if terminal {
-                    let key = TaskKey::new(a.framework_id.clone(), a.task_id.clone());
-                    if self.tasks.get(&key).is_some_and(|t| t.process.is_none()) {
-                        debug!(framework_id = %key.framework_id, task_id = %key.task_id, "terminal update acknowledged; task forgotten");
-                        self.tasks.remove(&key);
-                    }
-                }
-                if let Some(u) = next
-                    && self.registered()
-                {
-                    self.send(msg(agent_message::Msg::StatusUpdate(u)));
-                }
-            }
-        }
-    }
-
-    /// ShutdownAgent: kill everything, forget the id and pending updates, register afresh.
-    fn on_shutdown_agent(&mut self, reason: &str) {
-        warn!(
-            agent_id = self.id_str(),
-            reason, "master shut this agent down; killing all tasks and registering afresh"
-        );
-        self.kill_all();
-        self.tasks.clear();
-        self.updates.clear();
-        if let Err(e) = checkpoint::delete_agent_id(&self.config.work_dir) {
-            error!(error = %e, "could not delete the agent id");
-        }
-        self.agent_id = None;
-        self.backoff = self.config.reconnect_initial;
-        self.connect();
-    }
-
-    fn kill_all(&self) {
-        for t in self.tasks.values() {
-            if let Some(p) = &t.process {
-                p.kill(self.kill_grace(0, &t.info));
-            }
-        }
-    }
-
-    /// On cancel: kill every task, wait (bounded) for the processes to end, send what we can.
-    async fn shutdown(&mut self) {
-        self.kill_all();
-        let longest = self
-            .tasks
-            .values()
-            .filter(|t| t.process.is_some())
-            .map(|t| self.kill_grace(0, &t.info))
-            .max()
-            .unwrap_or_default();
-        let deadline = Instant::now() + longest + Duration::from_secs(5);
-        while self.tasks.values().any(|t| t.process.is_some()) {
-            match tokio::time::timeout_at(deadline, self.exits_rx.recv()).await {
-                Ok(Some(exit)) => self.on_exit(exit),
-                _ => {
-                    warn!("tasks did not end in time after being killed");
-                    break;
-                }
-            }
-        }
-        // Close the outbound stream so queued messages are flushed, then give up on the session.
+    /// Closes the outbound stream so queued messages are flushed, then gives up on the session.
+    async fn close_session(&mut self) {
         let conn = std::mem::replace(
             &mut self.conn,
             Conn::Down {
@@ -610,6 +419,5 @@ impl Agent {
                 task.abort();
             }
         }
-        info!(agent_id = self.id_str(), "agent stopped");
     }
 }

@@ -1,8 +1,112 @@
-//! The agent's on-disk state: the `agent_id` file in the work directory.
+//! The agent's on-disk state: the `agent_id` file in the work directory and, per task, a run
+//! directory `meta/tasks/<framework>/<task>/` with the executor files (see
+//! [`crate::executor::protocol`]) and the agent's own [`TaskCheckpoint`] (`agent.json`).
 
 use std::path::{Path, PathBuf};
 
+use proffer_proto::v1::StatusUpdate;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
 use crate::AgentError;
+use crate::containerizer::ExecutorRef;
+
+/// The agent's checkpoint of one task (`agent.json` in its run directory).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskCheckpoint {
+    /// The framework owning the task.
+    pub framework_id: String,
+    /// The task's last state (a `TaskState` number).
+    pub state: i32,
+    /// How far the executor's event log has been turned into status updates.
+    pub offset: u64,
+    /// Unacknowledged status updates, oldest first (protobuf).
+    pub updates: Vec<Vec<u8>>,
+    /// The executor, once started.
+    pub executor: Option<ExecutorRef>,
+    /// The readiness check passed.
+    #[serde(default)]
+    pub ready: bool,
+    /// The last health state.
+    #[serde(default)]
+    pub healthy: Option<bool>,
+    /// The task's own pid (its process group), once started.
+    #[serde(default)]
+    pub task_pid: Option<u32>,
+}
+
+impl TaskCheckpoint {
+    /// The pending updates, decoded (undecodable ones are dropped).
+    pub fn decoded_updates(&self) -> Vec<StatusUpdate> {
+        self.updates
+            .iter()
+            .filter_map(|b| StatusUpdate::decode(b.as_slice()).ok())
+            .collect()
+    }
+
+    /// Sets the pending updates.
+    pub fn set_updates(&mut self, updates: &[StatusUpdate]) {
+        self.updates = updates.iter().map(Message::encode_to_vec).collect();
+    }
+}
+
+/// File name of [`TaskCheckpoint`] in a run directory.
+pub const TASK_CHECKPOINT_FILE: &str = "agent.json";
+
+/// The run directory of a task.
+pub fn run_dir(work_dir: &Path, framework_id: &str, task_id: &str) -> PathBuf {
+    work_dir
+        .join("meta")
+        .join("tasks")
+        .join(framework_id)
+        .join(task_id)
+}
+
+/// Saves a task's checkpoint atomically.
+pub fn write_task(run_dir: &Path, cp: &TaskCheckpoint) -> Result<(), AgentError> {
+    let path = run_dir.join(TASK_CHECKPOINT_FILE);
+    let json = serde_json::to_vec(cp)
+        .map_err(|e| AgentError::io("encoding task checkpoint", &path, std::io::Error::other(e)))?;
+    crate::executor::protocol::write_atomic(&path, &json)
+        .map_err(|e| AgentError::io("writing task checkpoint", path, e))
+}
+
+/// Reads a task's checkpoint; `None` when there is none.
+pub fn read_task(run_dir: &Path) -> Result<Option<TaskCheckpoint>, AgentError> {
+    let path = run_dir.join(TASK_CHECKPOINT_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| AgentError::io("parsing task checkpoint", path, std::io::Error::other(e))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AgentError::io("reading task checkpoint", path, e)),
+    }
+}
+
+/// Every run directory under `work_dir/meta/tasks`, as (framework id, task id, path).
+pub fn list_run_dirs(work_dir: &Path) -> Vec<(String, String, PathBuf)> {
+    let root = work_dir.join("meta").join("tasks");
+    let mut out = Vec::new();
+    let Ok(fws) = std::fs::read_dir(&root) else {
+        return out;
+    };
+    for fw in fws.flatten() {
+        let Ok(tasks) = std::fs::read_dir(fw.path()) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            if t.path().is_dir() {
+                out.push((
+                    fw.file_name().to_string_lossy().into_owned(),
+                    t.file_name().to_string_lossy().into_owned(),
+                    t.path(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
 
 /// Path of the file holding the agent id.
 pub fn agent_id_path(work_dir: &Path) -> PathBuf {

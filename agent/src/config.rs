@@ -32,6 +32,56 @@ pub struct AgentConfig {
     pub reconnect_max: Duration,
     /// SIGTERM → SIGKILL grace when neither the kill nor the task gives one (Mesos: 3 s).
     pub default_kill_grace: Duration,
+    /// How per-task executors are started.
+    pub executor: ExecutorLauncher,
+    /// How tasks are isolated.
+    pub isolation: IsolationMode,
+    /// Name of the agent's cgroup under each hierarchy (task cgroups go below it).
+    pub cgroups_root: String,
+    /// Hard cpu limits (CFS quota = cpus × period), as Mesos's `--cgroups_enable_cfs`.
+    pub cgroups_enable_cfs: bool,
+    /// When the agent is stopped (cancel), kill its tasks. Off, tasks keep running under their
+    /// executors and the next agent started on the same work directory re-attaches to them.
+    pub kill_tasks_on_shutdown: bool,
+    /// Size bound of the fetcher's shared cache (Mesos: 2 GB).
+    pub fetcher_cache_bytes: u64,
+    /// Address of the agent's HTTP endpoint (sandbox browsing, `/state`, `/metrics`);
+    /// `None`: no HTTP endpoint.
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// Sandboxes of ended tasks are removed after this long (Mesos `--gc_delay`: 1 week).
+    pub gc_delay: Duration,
+    /// Sandboxes of ended tasks are removed earlier, oldest first, while the work directory's
+    /// file system is fuller than this fraction (Mesos `--gc_disk_headroom` 0.1 → 0.9 here).
+    pub gc_max_disk_fraction: f64,
+}
+
+/// How the agent starts per-task executors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutorLauncher {
+    /// Probe the agent's own binary (`executor --probe`); when it answers, executors are
+    /// `current_exe executor --run-dir DIR` processes, else they run inside the agent (and
+    /// the agent logs a warning at start).
+    Auto,
+    /// `program args… --run-dir DIR` (e.g. `proffer` with `["executor"]`).
+    Binary {
+        /// The program.
+        program: PathBuf,
+        /// Arguments before `--run-dir`.
+        args: Vec<String>,
+    },
+    /// Supervise tasks inside the agent process (tasks die with the agent).
+    InProcess,
+}
+
+/// How tasks are isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationMode {
+    /// cgroups where the host allows them (said at start), plain processes otherwise.
+    Auto,
+    /// Plain processes (process groups), no resource limits.
+    Posix,
+    /// cgroups are required: the agent refuses to start without cpu and memory controllers.
+    Cgroups,
 }
 
 impl AgentConfig {
@@ -49,6 +99,15 @@ impl AgentConfig {
             reconnect_initial: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
             default_kill_grace: Duration::from_secs(3),
+            executor: ExecutorLauncher::Auto,
+            isolation: IsolationMode::Auto,
+            cgroups_root: "proffer".into(),
+            cgroups_enable_cfs: false,
+            kill_tasks_on_shutdown: true,
+            fetcher_cache_bytes: 2 << 30,
+            http_listen: None,
+            gc_delay: Duration::from_secs(7 * 24 * 3600),
+            gc_max_disk_fraction: 0.9,
         }
     }
 }

@@ -27,6 +27,18 @@ pub enum AgentError {
     /// Resource detection or parsing failed.
     #[error("resources: {0}")]
     Resources(String),
+    /// Isolation that was required is not available on this host.
+    #[error("isolation: {0}")]
+    Isolation(String),
+    /// The agent's HTTP endpoint could not be started.
+    #[error("http endpoint on {address}: {source}")]
+    Http {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The master address is not usable as a URL.
     #[error("invalid master address {address:?}: {reason}")]
     InvalidMaster {

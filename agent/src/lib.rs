@@ -7,15 +7,28 @@
 //! - [`sandbox`]: id checks and the sandbox directory layout.
 //! - [`checkpoint`]: the persisted `agent_id` file (atomic writes).
 //! - [`status_updates`]: the status update manager (per-task FIFO, retry with backoff until acked).
-//! - [`process`]: task processes: command, environment, process groups, kill, exit classification.
+//! - [`process`]: task commands: environment, cgroup entry wrapper, user, exit classification.
+//! - [`executor`]: the per-task executor (`proffer executor`) and its file protocol with the agent.
+//! - [`containerizer`]: the agent's side of executors: launch, watch, kill, re-attach.
+//! - [`cgroups`]: cgroups v1/v2 detection, limits, OOM detection, usage.
+//! - [`checks`]: health and readiness checks (COMMAND, HTTP, TCP; Mesos defaults).
+//! - [`fetcher`]: URIs into the sandbox (file, http, https via curl; extract, checksum, cache).
+//! - [`http`]: the agent's HTTP endpoint (state, metrics, sandbox browsing, drain).
 //! - `session`: one connection to the master (dial, bidi stream, forward messages).
-//! - `agent`: the agent loop tying connection, tasks and status updates together.
+//! - `agent`: the agent loop tying connection, tasks and status updates together
+//!   (`agent::tasks`: task lifecycle and recovery; `agent::housekeeping`: HTTP view, GC).
 //! - [`error`]: the crate error type, [`AgentError`].
 
+pub mod cgroups;
 pub mod checkpoint;
+pub mod checks;
 pub mod config;
+pub mod containerizer;
 pub mod detect;
 pub mod error;
+pub mod executor;
+pub mod fetcher;
+pub mod http;
 pub mod process;
 pub mod sandbox;
 pub mod status_updates;
@@ -23,7 +36,7 @@ pub mod status_updates;
 mod agent;
 mod session;
 
-pub use config::{AgentConfig, parse_attributes};
+pub use config::{AgentConfig, ExecutorLauncher, IsolationMode, parse_attributes};
 pub use detect::detect_resources;
 pub use error::AgentError;
 

@@ -5,16 +5,10 @@
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use proffer_proto::Resources;
 use proffer_proto::v1::{TaskInfo, TaskState};
-use tokio::sync::mpsc;
-use tracing::{Instrument, debug, info_span, warn};
-
-use crate::status_updates::TaskKey;
 
 /// At most this many ports are exported as `PORT0..PORTn` / `PORTS`.
 const MAX_EXPORTED_PORTS: usize = 1024;
@@ -122,144 +116,125 @@ pub fn task_env(
 
 /// Builds the command of a task: `/bin/sh -c value` for shell commands, else `value` with
 /// `arguments[1..]` (and `arguments[0]` as argv\[0\]). Runs in `sandbox`, in a new process group,
-/// with stdout and stderr going to `sandbox/stdout` and `sandbox/stderr`.
+/// with stdout and stderr appended to `sandbox/stdout` and `sandbox/stderr`.
+///
+/// With `wait_for_go`, the command is wrapped in `/bin/sh -c 'read -r _ && exec "$@" </dev/null'`
+/// and its stdin is a pipe: it starts only once the supervisor wrote a line, which lets the
+/// supervisor move it into its cgroups before it can fork (no unsafe `pre_exec` needed).
+/// `user` (uid, gid) runs it as another user.
 pub fn build_command(
     task: &TaskInfo,
     env: &[(String, String)],
     sandbox: &Path,
+    wait_for_go: bool,
+    user: Option<(u32, u32)>,
 ) -> std::io::Result<tokio::process::Command> {
     let command = task.command.clone().unwrap_or_default();
-    let mut cmd = if command.shell {
+    let argv: Vec<String> = if command.shell {
+        vec!["/bin/sh".into(), "-c".into(), command.value.clone()]
+    } else {
+        std::iter::once(command.value.clone())
+            .chain(command.arguments.iter().skip(1).cloned())
+            .collect()
+    };
+    let mut cmd = if wait_for_go {
         let mut c = tokio::process::Command::new("/bin/sh");
-        c.arg("-c").arg(&command.value);
+        c.arg("-c")
+            .arg(r#"read -r _ || exit 70; exec "$@" </dev/null"#)
+            .arg("proffer-task")
+            .args(&argv);
         c
     } else {
-        let mut c = tokio::process::Command::new(&command.value);
-        if let Some(arg0) = command.arguments.first() {
+        let mut c = tokio::process::Command::new(&argv[0]);
+        if !command.shell
+            && let Some(arg0) = command.arguments.first()
+        {
             c.arg0(arg0);
         }
-        c.args(command.arguments.iter().skip(1));
+        c.args(&argv[1..]);
         c
     };
-    let stdout = std::fs::File::create(sandbox.join("stdout"))?;
-    let stderr = std::fs::File::create(sandbox.join("stderr"))?;
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(sandbox.join(name))
+    };
+    let stdout = open("stdout")?;
+    let stderr = open("stderr")?;
     cmd.current_dir(sandbox)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+        .stdin(if wait_for_go {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
         .process_group(0)
         .kill_on_drop(false);
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
     Ok(cmd)
 }
 
-/// A task's process has ended.
-#[derive(Debug)]
-pub struct Exited {
-    /// Which task.
-    pub key: TaskKey,
-    /// The launch instance (distinguishes a relaunch under the same id).
-    pub instance: u64,
-    /// How it ended.
-    pub termination: Termination,
-}
-
-/// Controls a running task process.
-#[derive(Debug)]
-pub struct ProcessHandle {
-    kill_tx: mpsc::UnboundedSender<Duration>,
-    /// The process id (also its process group id).
-    pub pid: u32,
-}
-
-impl ProcessHandle {
-    /// Asks for the process group to be killed: SIGTERM now, SIGKILL after `grace`.
-    /// Only the first request counts.
-    pub fn kill(&self, grace: Duration) {
-        // The supervisor may have just ended; then there is nothing to kill.
-        let _ = self.kill_tx.send(grace);
-    }
-}
-
-/// Spawns `cmd` and supervises it on the tokio runtime; reports its end on `exits`.
-pub fn spawn(
-    mut cmd: tokio::process::Command,
-    key: TaskKey,
-    instance: u64,
-    exits: mpsc::UnboundedSender<Exited>,
-) -> std::io::Result<ProcessHandle> {
-    let child = cmd.spawn()?;
-    let pid = child
-        .id()
-        .ok_or_else(|| std::io::Error::other("spawned process has no pid"))?;
-    let (kill_tx, kill_rx) = mpsc::unbounded_channel();
-    let span = info_span!("task", framework_id = %key.framework_id, task_id = %key.task_id, pid);
-    tokio::spawn(
-        async move {
-            let termination = supervise(child, pid, kill_rx).await;
-            debug!(state = termination.state.name(), message = %termination.message, "process ended");
-            let _ = exits.send(Exited {
-                key,
-                instance,
-                termination,
-            });
-        }
-        .instrument(span),
-    );
-    Ok(ProcessHandle { kill_tx, pid })
-}
-
-fn signal_group(pid: u32, signal: Signal) {
-    let Ok(raw) = i32::try_from(pid) else {
-        return;
+/// Finds the program a non-shell command runs: a path (relative to `cwd`) or a name looked up
+/// in the task's `PATH` (or the executor's), as `execvp` would.
+pub fn find_program(
+    program: &str,
+    env: &[(String, String)],
+    cwd: &Path,
+) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
-    match killpg(Pid::from_raw(raw), signal) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-        Err(e) => warn!(pid, %signal, error = %e, "killpg failed"),
+    let not_found = || std::io::Error::from_raw_os_error(libc::ENOENT);
+    if program.contains('/') {
+        let p = cwd.join(program);
+        return if runnable(&p) {
+            Ok(p)
+        } else {
+            Err(not_found())
+        };
     }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    path.split(':')
+        .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(program))
+        .find(|p| runnable(p))
+        .ok_or_else(not_found)
 }
 
-async fn supervise(
-    mut child: tokio::process::Child,
-    pid: u32,
-    mut kill_rx: mpsc::UnboundedReceiver<Duration>,
-) -> Termination {
-    let mut killed = false;
-    let waited = tokio::select! {
-        r = child.wait() => r,
-        Some(grace) = kill_rx.recv() => {
-            killed = true;
-            debug!(grace_ms = grace.as_millis() as u64, "SIGTERM to process group");
-            signal_group(pid, Signal::SIGTERM);
-            match tokio::time::timeout(grace, child.wait()).await {
-                Ok(r) => r,
-                Err(_) => {
-                    debug!("grace period over: SIGKILL to process group");
-                    signal_group(pid, Signal::SIGKILL);
-                    child.wait().await
-                }
-            }
-        }
-    };
-    // Whatever the leader did, nothing of the task may outlive it.
-    signal_group(pid, Signal::SIGKILL);
-    match waited {
-        Ok(status) => classify(status, killed),
-        Err(e) => Termination {
-            state: if killed {
-                TaskState::TaskKilled
-            } else {
-                TaskState::TaskFailed
-            },
-            reason: if killed {
-                "REASON_TASK_KILLED"
-            } else {
-                "REASON_COMMAND_EXECUTOR_FAILED"
-            },
-            message: format!("waiting for the command failed: {e}"),
-            exit_code: None,
-        },
-    }
+/// Whether this process's effective uid is 0 (from `/proc/self/status`).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
+
+/// Looks a user name up in `/etc/passwd`: (uid, gid).
+pub fn lookup_user(name: &str) -> Result<(u32, u32), String> {
+    let text =
+        std::fs::read_to_string("/etc/passwd").map_err(|e| format!("reading /etc/passwd: {e}"))?;
+    parse_passwd(&text, name).ok_or_else(|| format!("user {name:?} does not exist"))
+}
+
+fn parse_passwd(text: &str, name: &str) -> Option<(u32, u32)> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 4 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+    })
 }
 
 #[cfg(test)]
@@ -296,6 +271,16 @@ mod tests {
         assert!(t.message.contains("SIGKILL"), "{}", t.message);
         let t = classify(raw(Some(143), None), true);
         assert_eq!(t.state, TaskState::TaskKilled);
+    }
+
+    #[test]
+    fn passwd_lookup() {
+        let text =
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:n:/:/bin/false\nbad:x:a:b\n";
+        assert_eq!(parse_passwd(text, "nobody"), Some((65534, 65534)));
+        assert_eq!(parse_passwd(text, "root"), Some((0, 0)));
+        assert_eq!(parse_passwd(text, "bad"), None);
+        assert_eq!(parse_passwd(text, "ghost"), None);
     }
 
     #[test]

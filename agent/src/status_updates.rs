@@ -187,6 +187,19 @@ impl StatusUpdateManager {
         self.queues.get(key).map_or(0, |q| q.updates.len())
     }
 
+    /// The unacknowledged updates of a task, oldest (in flight) first.
+    pub fn queued(&self, key: &TaskKey) -> Vec<StatusUpdate> {
+        self.queues
+            .get(key)
+            .map(|q| q.updates.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets a task's pending updates.
+    pub fn remove(&mut self, key: &TaskKey) {
+        self.queues.remove(key);
+    }
+
     /// True when nothing awaits acknowledgement.
     pub fn is_empty(&self) -> bool {
         self.queues.is_empty()

@@ -13,6 +13,7 @@
 mod batch;
 mod daemons;
 mod duration;
+mod executor;
 mod local;
 mod operator;
 mod output;
@@ -46,6 +47,9 @@ enum Command {
     State(StateArgs),
     /// Show the master's tasks.
     Tasks(TasksArgs),
+    /// The per-task executor the agent starts (internal).
+    #[command(hide = true)]
+    Executor(executor::ExecutorArgs),
 }
 
 /// Flags of `proffer state`.
@@ -119,6 +123,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Tasks(args) => operator::tasks(&args.master, args.json, args.all)
             .await
             .map(|()| true),
+        Command::Executor(args) => executor::run(args).await,
     }
 }
 

@@ -135,6 +135,7 @@ impl Harness {
         )?);
         config.reconnect_initial = Duration::from_millis(50);
         config.reconnect_max = Duration::from_millis(500);
+        config.executor = executor_launcher();
         tweak(&mut config);
         let cancel = CancellationToken::new();
         let agent = tokio::spawn(proffer_agent::run(config, cancel.clone()));
@@ -281,6 +282,14 @@ impl Harness {
         }
         self.server.abort();
         Ok(())
+    }
+}
+
+/// Executors are this crate's `proffer-agent executor` binary.
+pub fn executor_launcher() -> proffer_agent::ExecutorLauncher {
+    proffer_agent::ExecutorLauncher::Binary {
+        program: env!("CARGO_BIN_EXE_proffer-agent").into(),
+        args: vec!["executor".into()],
     }
 }
 

@@ -1,0 +1,129 @@
+//! Housekeeping of the agent loop: the HTTP endpoint and its view, and sandbox garbage
+//! collection (by age, and by disk use).
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use super::Agent;
+use crate::AgentError;
+use crate::http::{TaskView, View};
+
+impl Agent {
+    /// Starts the HTTP endpoint when configured.
+    pub(super) async fn start_http(
+        &self,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, AgentError> {
+        let Some(address) = self.config.http_listen else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| AgentError::Http { address, source })?;
+        let bound = listener.local_addr().unwrap_or(address);
+        info!(address = %bound, "agent HTTP endpoint listening");
+        let app = crate::http::router(
+            self.view.clone(),
+            self.config.work_dir.clone(),
+            self.commands_tx.clone(),
+        );
+        Ok(Some(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                warn!(error = %e, "agent HTTP endpoint failed");
+            }
+        })))
+    }
+
+    /// Refreshes the view the HTTP endpoint serves.
+    pub(super) fn publish_view(&self) {
+        if self.config.http_listen.is_none() {
+            return;
+        }
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|(k, t)| TaskView {
+                framework_id: k.framework_id.clone(),
+                task_id: k.task_id.clone(),
+                state: t.state.as_str_name().to_string(),
+                sandbox: format!("sandboxes/{}/{}", k.framework_id, k.task_id),
+                ready: t.cp.ready,
+                healthy: t.cp.healthy,
+                executor_pid: t.container.as_ref().and_then(|c| c.executor.pid),
+                run_dir: t.run_dir.clone(),
+            })
+            .collect();
+        let view = View {
+            agent_id: self.id_str().to_string(),
+            isolation: self.cgroups.summary(),
+            executor: format!("{:?}", self.launcher),
+            draining: self.draining,
+            registered: self.registered(),
+            tasks,
+        };
+        if let Ok(mut v) = self.view.lock() {
+            *v = view;
+        }
+    }
+
+    /// Removes sandboxes of tasks the agent no longer tracks: those older than `gc_delay`,
+    /// then the oldest ones while the disk is fuller than `gc_max_disk_fraction`.
+    pub(super) fn collect_garbage(&self) {
+        let root = self.config.work_dir.join("sandboxes");
+        let mut ended: Vec<(SystemTime, PathBuf)> = Vec::new();
+        let Ok(fws) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for fw in fws.flatten() {
+            let fw_id = fw.file_name().to_string_lossy().into_owned();
+            let Ok(tasks) = std::fs::read_dir(fw.path()) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                let key = crate::status_updates::TaskKey::new(
+                    fw_id.clone(),
+                    t.file_name().to_string_lossy().into_owned(),
+                );
+                if self.tasks.contains_key(&key) {
+                    continue;
+                }
+                let mtime = t
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                ended.push((mtime, t.path()));
+            }
+        }
+        ended.sort();
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for (mtime, path) in ended {
+            let old = now.duration_since(mtime).unwrap_or_default() >= self.config.gc_delay;
+            if old
+                || disk_fraction(&self.config.work_dir)
+                    .is_some_and(|f| f > self.config.gc_max_disk_fraction)
+            {
+                if std::fs::remove_dir_all(&path).is_ok() {
+                    removed += 1;
+                }
+            } else {
+                break;
+            }
+        }
+        if removed > 0 {
+            info!(
+                sandboxes = removed,
+                "garbage-collected sandboxes of ended tasks"
+            );
+        }
+    }
+}
+
+/// Used fraction of the file system holding `dir`.
+fn disk_fraction(dir: &std::path::Path) -> Option<f64> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    #[allow(clippy::useless_conversion)]
+    let (blocks, free) = (u64::from(st.blocks()), u64::from(st.blocks_available()));
+    (blocks > 0).then(|| 1.0 - free as f64 / blocks as f64)
+}

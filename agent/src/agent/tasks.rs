@@ -1,0 +1,651 @@
+//! The agent loop's task side: launching tasks (and task groups) under executors, turning
+//! executor events into status updates, kills, acknowledgements, checkpointing every change,
+//! recovery after a restart, drain and shutdown.
+
+use std::time::Duration;
+
+use proffer_proto::Resources;
+use proffer_proto::v1::{
+    self, StatusSource, StatusUpdate, TaskInfo, TaskState, TaskStatus, agent_message,
+};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use super::{Agent, TaskEntry, msg, now_ms};
+use crate::cgroups::{self, CgroupSpec, CgroupSupport};
+use crate::checkpoint::{self, TaskCheckpoint};
+use crate::checks::CheckConfig;
+use crate::config::IsolationMode;
+use crate::containerizer::{self, EventKind};
+use crate::executor::protocol::{self, ExecutorEvent, ExecutorSpec};
+use crate::status_updates::{AckOutcome, TaskKey};
+use crate::{AgentConfig, AgentError, process, sandbox};
+
+/// A terminal state, reason and message for a task that cannot be launched.
+type Refusal = (TaskState, &'static str, String);
+
+/// Detects cgroups as configured; fails when cgroups are required but unusable.
+pub(super) fn detect_isolation(config: &AgentConfig) -> Result<CgroupSupport, AgentError> {
+    let support = match config.isolation {
+        IsolationMode::Posix => CgroupSupport::none("isolation is posix (configured)"),
+        IsolationMode::Auto | IsolationMode::Cgroups => {
+            let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+            if process::is_root() {
+                cgroups::detect(&cgroups::parse_mounts(&mounts), &config.cgroups_root)
+            } else {
+                CgroupSupport::none("the agent is not running as root")
+            }
+        }
+    };
+    if config.isolation == IsolationMode::Cgroups && !(support.has("cpu") && support.has("memory"))
+    {
+        return Err(AgentError::Isolation(format!(
+            "cgroups are required but unusable: {}",
+            support.summary()
+        )));
+    }
+    if support.version.is_none() && config.isolation == IsolationMode::Auto {
+        warn!(isolation = %support.summary(), "no cgroups: tasks run without cpu/memory limits; tasks asking for a pids limit are refused");
+    } else {
+        info!(isolation = %support.summary(), "task isolation");
+    }
+    Ok(support)
+}
+
+impl Agent {
+    fn status(&self, key: &TaskKey, state: TaskState, reason: &str, message: String) -> TaskStatus {
+        TaskStatus {
+            task_id: key.task_id.clone(),
+            state: state as i32,
+            message,
+            reason: reason.to_string(),
+            source: StatusSource::SourceAgent as i32,
+            agent_id: self.id_str().to_string(),
+            uuid: uuid::Uuid::new_v4().as_bytes().to_vec(),
+            timestamp_ms: now_ms(),
+            exit_code: None,
+            healthy: None,
+        }
+    }
+
+    /// Queues a status update (sent at once when it heads its task's queue) and checkpoints.
+    pub(super) fn emit_status(&mut self, key: &TaskKey, status: TaskStatus) {
+        info!(agent_id = self.id_str(), framework_id = %key.framework_id, task_id = %key.task_id,
+              state = TaskState::try_from(status.state).map_or("?", |s| s.as_str_name()),
+              reason = %status.reason, message = %status.message, "status update");
+        let update = StatusUpdate {
+            framework_id: key.framework_id.clone(),
+            status: Some(status),
+        };
+        if let Some(u) = self.updates.push(std::time::Instant::now(), update)
+            && self.registered()
+        {
+            self.send(msg(agent_message::Msg::StatusUpdate(u)));
+        }
+        self.persist(key);
+    }
+
+    fn emit(&mut self, key: &TaskKey, state: TaskState, reason: &str, message: String) {
+        let s = self.status(key, state, reason, message);
+        self.emit_status(key, s);
+    }
+
+    /// Writes the task's checkpoint (state, log offset, pending updates).
+    fn persist(&mut self, key: &TaskKey) {
+        let queued = self.updates.queued(key);
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
+        t.cp.state = t.state as i32;
+        t.cp.set_updates(&queued);
+        if let Err(e) = checkpoint::write_task(&t.run_dir, &t.cp) {
+            error!(error = %e, "checkpointing a task failed");
+        }
+    }
+
+    pub(super) fn run_task(&mut self, framework_id: String, task: TaskInfo) {
+        self.launch_task(framework_id, task, None);
+    }
+
+    /// LAUNCH_GROUP: every task is launched; if one cannot be, the others are refused too.
+    pub(super) fn run_task_group(&mut self, framework_id: String, tasks: Vec<TaskInfo>) {
+        let group = tasks.first().map(|t| format!("group-{}", t.task_id));
+        let refusal = tasks.iter().find_map(|t| {
+            self.refusal(&framework_id, t)
+                .err()
+                .map(|r| (t.task_id.clone(), r))
+        });
+        if let Some((bad, (_, _, why))) = refusal {
+            for t in tasks {
+                let key = TaskKey::new(framework_id.clone(), t.task_id.clone());
+                let m = format!("task group refused: task {bad:?}: {why}");
+                self.emit(&key, TaskState::TaskError, "REASON_TASK_GROUP_INVALID", m);
+            }
+            return;
+        }
+        for t in tasks {
+            self.launch_task(framework_id.clone(), t, group.clone());
+        }
+    }
+
+    /// Why a task cannot run here, if it cannot.
+    fn refusal(&self, framework_id: &str, task: &TaskInfo) -> Result<(), Refusal> {
+        let invalid = |m: String| (TaskState::TaskError, "REASON_TASK_INVALID", m);
+        sandbox::validate_id("framework", framework_id)
+            .and_then(|()| sandbox::validate_id("task", &task.task_id))
+            .map_err(invalid)?;
+        if self.draining {
+            return Err((
+                TaskState::TaskLost,
+                "REASON_AGENT_DRAINING",
+                "the agent is draining and accepts no new tasks".into(),
+            ));
+        }
+        match &task.command {
+            Some(c) if !c.value.is_empty() => {}
+            Some(_) => return Err(invalid("command value is empty".into())),
+            None => return Err(invalid("task has no command".into())),
+        }
+        for (what, c) in [
+            ("health", &task.health_check),
+            ("readiness", &task.readiness_check),
+        ] {
+            if let Some(c) = c {
+                CheckConfig::from_proto(c).map_err(|e| invalid(format!("{what} check: {e}")))?;
+            }
+        }
+        let unavailable = |m: String| (TaskState::TaskFailed, "REASON_CONTAINER_LAUNCH_FAILED", m);
+        if task.pids_limit > 0 && !self.cgroups.has("pids") {
+            return Err(unavailable(format!(
+                "the task asks for a pids limit but this agent cannot enforce one ({})",
+                self.cgroups.summary()
+            )));
+        }
+        let user = task.command.as_ref().map(|c| c.user.as_str()).unwrap_or("");
+        if !user.is_empty() {
+            if !process::is_root() {
+                return Err(unavailable(format!(
+                    "the task asks to run as {user:?} but the agent is not root"
+                )));
+            }
+            process::lookup_user(user).map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    fn launch_task(&mut self, framework_id: String, task: TaskInfo, group: Option<String>) {
+        let key = TaskKey::new(framework_id.clone(), task.task_id.clone());
+        if self.tasks.contains_key(&key) {
+            warn!(agent_id = self.id_str(), framework_id = %key.framework_id, task_id = %key.task_id,
+                  "duplicate RunTask for a known task ignored");
+            return;
+        }
+        if let Err((state, reason, message)) = self.refusal(&framework_id, &task) {
+            self.emit(&key, state, reason, message);
+            return;
+        }
+        self.next_instance += 1;
+        let run_dir = checkpoint::run_dir(&self.config.work_dir, &key.framework_id, &key.task_id);
+        self.tasks.insert(
+            key.clone(),
+            TaskEntry {
+                info: task.clone(),
+                state: TaskState::TaskStaging,
+                instance: self.next_instance,
+                container: None,
+                run_dir,
+                cp: TaskCheckpoint {
+                    framework_id: framework_id.clone(),
+                    ..Default::default()
+                },
+                group,
+            },
+        );
+        if let Err((state, reason, message)) = self.launch(&key, &task) {
+            self.set_state(&key, state);
+            self.emit(&key, state, reason, message);
+        }
+    }
+
+    fn cgroup_spec(
+        &self,
+        task: &TaskInfo,
+        container_id: &str,
+    ) -> Result<Option<CgroupSpec>, String> {
+        let Some(version) = self.cgroups.version else {
+            return Ok(None);
+        };
+        let r = Resources::from_proto(&task.resources)
+            .map_err(|e| format!("invalid task resources: {e}"))?;
+        let cpus_milli = u64::try_from(r.cpus_milli()).unwrap_or(0);
+        let mem_mb = u64::try_from(r.mem_milli()).unwrap_or(0) / 1000;
+        let has = |c: &str| self.cgroups.has(c);
+        Ok(Some(CgroupSpec {
+            version,
+            parents: self.cgroups.usable.clone(),
+            name: container_id.to_string(),
+            cpu_shares: (has("cpu") && cpus_milli > 0).then(|| (cpus_milli * 1024 / 1000).max(2)),
+            cfs_quota_us: (has("cpu") && self.config.cgroups_enable_cfs && cpus_milli > 0)
+                .then(|| cpus_milli * cgroups::CFS_PERIOD_US / 1000),
+            // Mesos's minimum container memory is 32 MB.
+            memory_bytes: (has("memory") && mem_mb > 0).then(|| mem_mb.max(32) << 20),
+            pids_max: (has("pids") && task.pids_limit > 0).then_some(task.pids_limit),
+        }))
+    }
+
+    /// Creates the sandbox and run directory and starts the executor.
+    fn launch(&mut self, key: &TaskKey, task: &TaskInfo) -> Result<(), Refusal> {
+        let launch_failed =
+            |m: String| (TaskState::TaskFailed, "REASON_CONTAINER_LAUNCH_FAILED", m);
+        let dir = sandbox::sandbox_dir(&self.config.work_dir, &key.framework_id, &key.task_id);
+        let run_dir = checkpoint::run_dir(&self.config.work_dir, &key.framework_id, &key.task_id);
+        for d in [&dir, &run_dir] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| launch_failed(format!("creating {}: {e}", d.display())))?;
+        }
+        let env = process::task_env(task, &key.framework_id, self.id_str(), &dir)
+            .map_err(|m| (TaskState::TaskError, "REASON_TASK_INVALID", m))?;
+        let container_id = uuid::Uuid::new_v4().to_string();
+        let cgroup = self
+            .cgroup_spec(task, &container_id)
+            .map_err(launch_failed)?;
+        let user = task
+            .command
+            .as_ref()
+            .map(|c| c.user.clone())
+            .filter(|u| !u.is_empty());
+        let spec = ExecutorSpec {
+            framework_id: key.framework_id.clone(),
+            agent_id: self.id_str().to_string(),
+            container_id,
+            sandbox: dir.clone(),
+            env,
+            default_kill_grace_ms: u64::try_from(self.kill_grace(0, task).as_millis())
+                .unwrap_or(u64::MAX),
+            cgroup,
+            fetch_cache: Some((
+                self.config.work_dir.join("cache"),
+                self.config.fetcher_cache_bytes,
+            )),
+            user,
+        };
+        protocol::write_launch_files(&run_dir, task, &spec).map_err(|e| {
+            launch_failed(format!(
+                "writing launch files in {}: {e}",
+                run_dir.display()
+            ))
+        })?;
+        self.set_state(key, TaskState::TaskStarting);
+        self.emit(key, TaskState::TaskStarting, "", String::new());
+        let instance = self.tasks.get(key).map_or(0, |t| t.instance);
+        let container = containerizer::launch(
+            &self.launcher,
+            &run_dir,
+            key.clone(),
+            instance,
+            self.containers_tx.clone(),
+        )
+        .map_err(|e| {
+            (
+                TaskState::TaskFailed,
+                "REASON_EXECUTOR_TERMINATED",
+                format!("failed to start the executor: {e}"),
+            )
+        })?;
+        debug!(framework_id = %key.framework_id, task_id = %key.task_id, executor = ?container.executor, sandbox = %dir.display(), "executor started");
+        if let Some(t) = self.tasks.get_mut(key) {
+            t.cp.executor = Some(container.executor.clone());
+            t.container = Some(container);
+        }
+        self.persist(key);
+        Ok(())
+    }
+
+    fn set_state(&mut self, key: &TaskKey, state: TaskState) {
+        if let Some(t) = self.tasks.get_mut(key) {
+            t.state = state;
+        }
+    }
+
+    pub(super) fn kill_grace(&self, requested_ms: u64, task: &TaskInfo) -> Duration {
+        if requested_ms > 0 {
+            Duration::from_millis(requested_ms)
+        } else if task.kill_grace_period_ms > 0 {
+            Duration::from_millis(task.kill_grace_period_ms)
+        } else {
+            self.config.default_kill_grace
+        }
+    }
+
+    pub(super) fn kill_task(&mut self, framework_id: &str, task_id: &str, grace_ms: u64) {
+        let key = TaskKey::new(framework_id, task_id);
+        match self.tasks.get(&key) {
+            Some(TaskEntry {
+                container: Some(c),
+                info,
+                ..
+            }) => {
+                let grace = self.kill_grace(grace_ms, info);
+                info!(
+                    agent_id = self.id_str(),
+                    framework_id,
+                    task_id,
+                    grace_ms = grace.as_millis() as u64,
+                    "killing task"
+                );
+                c.kill(grace);
+            }
+            Some(_) => debug!(
+                framework_id,
+                task_id, "kill of a task that already ended ignored"
+            ),
+            None => {
+                let m = "task is unknown to the agent".to_string();
+                self.emit(&key, TaskState::TaskLost, "REASON_TASK_UNKNOWN", m);
+            }
+        }
+    }
+
+    /// An executor's event: turn it into a status update and checkpoint the log offset.
+    pub(super) fn on_container(&mut self, ev: containerizer::ContainerEvent) {
+        let key = ev.key;
+        let Some(t) = self.tasks.get_mut(&key) else {
+            debug!(framework_id = %key.framework_id, task_id = %key.task_id, "event of a forgotten task");
+            return;
+        };
+        if t.instance != ev.instance {
+            return;
+        }
+        match ev.kind {
+            EventKind::Garbled { message, offset } => {
+                warn!(task_id = %key.task_id, %message, "skipping a bad executor event");
+                t.cp.offset = offset;
+                self.persist(&key);
+            }
+            EventKind::Executor { event, offset } => {
+                t.cp.offset = offset;
+                self.on_executor_event(&key, event);
+            }
+            EventKind::ExecutorGone { message } => {
+                t.container = None;
+                if t.state.is_terminal() {
+                    return;
+                }
+                if let Some(pid) = t.cp.task_pid.and_then(|p| i32::try_from(p).ok()) {
+                    // The task must not outlive its executor.
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                if let Ok(spec) = protocol::read_spec(&t.run_dir)
+                    && let Some(cg) = &spec.cgroup
+                {
+                    cgroups::kill_all(cg);
+                    cgroups::destroy(cg);
+                }
+                t.state = TaskState::TaskFailed;
+                let m = format!("the executor terminated before the task ended: {message}");
+                self.emit(&key, TaskState::TaskFailed, "REASON_EXECUTOR_TERMINATED", m);
+                self.fail_group(&key);
+            }
+        }
+    }
+
+    fn on_executor_event(&mut self, key: &TaskKey, event: ExecutorEvent) {
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
+        let mut s = match event {
+            ExecutorEvent::Started { pid } => {
+                t.cp.task_pid = Some(pid);
+                t.state = TaskState::TaskRunning;
+                self.status(key, TaskState::TaskRunning, "", String::new())
+            }
+            ExecutorEvent::Health { healthy, message } => {
+                t.cp.healthy = Some(healthy);
+                let mut s = self.status(
+                    key,
+                    TaskState::TaskRunning,
+                    "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+                    message,
+                );
+                s.healthy = Some(healthy);
+                s
+            }
+            ExecutorEvent::Ready { message } => {
+                t.cp.ready = true;
+                self.status(
+                    key,
+                    TaskState::TaskRunning,
+                    "REASON_TASK_CHECK_STATUS_UPDATED",
+                    format!("ready: {message}"),
+                )
+            }
+            ExecutorEvent::Exited {
+                state,
+                reason,
+                message,
+                exit_code,
+                healthy,
+            } => {
+                let state = TaskState::from_str_name(&state).unwrap_or(TaskState::TaskFailed);
+                t.state = state;
+                t.container = None;
+                let reason: &str = &reason;
+                let mut s = self.status(key, state, reason, message);
+                s.exit_code = exit_code;
+                s.healthy = healthy;
+                s
+            }
+        };
+        s.source = StatusSource::SourceExecutor as i32;
+        let terminal = TaskState::try_from(s.state).is_ok_and(TaskState::is_terminal);
+        let failed = terminal && s.state != TaskState::TaskFinished as i32;
+        self.emit_status(key, s);
+        if failed {
+            self.fail_group(key);
+        }
+    }
+
+    /// A task of a group failed or was killed: kill the rest of its group (Mesos's default
+    /// group policy).
+    fn fail_group(&mut self, key: &TaskKey) {
+        let Some(group) = self.tasks.get(key).and_then(|t| t.group.clone()) else {
+            return;
+        };
+        let others: Vec<TaskKey> = self
+            .tasks
+            .iter()
+            .filter(|(k, t)| *k != key && t.group.as_ref() == Some(&group) && t.container.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in others {
+            info!(task_id = %k.task_id, group = %group, "killing the rest of a task group");
+            self.kill_task(&k.framework_id.clone(), &k.task_id.clone(), 0);
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, a: &v1::StatusUpdateAck) {
+        match self.updates.ack(
+            std::time::Instant::now(),
+            &a.framework_id,
+            &a.task_id,
+            &a.uuid,
+        ) {
+            AckOutcome::Ignored => {
+                debug!(framework_id = %a.framework_id, task_id = %a.task_id, "acknowledgement for no in-flight update ignored");
+            }
+            AckOutcome::Acked { terminal, next } => {
+                let key = TaskKey::new(a.framework_id.clone(), a.task_id.clone());
+                if terminal && self.tasks.get(&key).is_some_and(|t| t.container.is_none()) {
+                    debug!(framework_id = %key.framework_id, task_id = %key.task_id, "terminal update acknowledged; task forgotten");
+                    if let Some(t) = self.tasks.remove(&key) {
+                        let _ = std::fs::remove_dir_all(&t.run_dir);
+                    }
+                    self.updates.remove(&key);
+                } else {
+                    self.persist(&key);
+                }
+                if let Some(u) = next
+                    && self.registered()
+                {
+                    self.send(msg(agent_message::Msg::StatusUpdate(u)));
+                }
+            }
+        }
+    }
+
+    /// Rebuilds the task table from the checkpoints and re-attaches to live executors.
+    pub(super) fn recover(&mut self) {
+        let mut running = 0;
+        let mut total = 0;
+        for (fw, task_id, dir) in checkpoint::list_run_dirs(&self.config.work_dir) {
+            let info = match protocol::read_task(&dir) {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(run_dir = %dir.display(), error = %e, "unusable task checkpoint removed");
+                    let _ = std::fs::remove_dir_all(&dir);
+                    continue;
+                }
+            };
+            let cp = match checkpoint::read_task(&dir) {
+                Ok(Some(cp)) => cp,
+                Ok(None) => TaskCheckpoint {
+                    framework_id: fw.clone(),
+                    state: TaskState::TaskStaging as i32,
+                    ..Default::default()
+                },
+                Err(e) => {
+                    warn!(error = %e, "unreadable task checkpoint; the task is reported failed");
+                    TaskCheckpoint {
+                        framework_id: fw.clone(),
+                        state: TaskState::TaskStaging as i32,
+                        ..Default::default()
+                    }
+                }
+            };
+            let key = TaskKey::new(fw, task_id);
+            for u in cp.decoded_updates() {
+                let _ = self.updates.push(std::time::Instant::now(), u);
+            }
+            self.next_instance += 1;
+            let instance = self.next_instance;
+            let state = TaskState::try_from(cp.state).unwrap_or(TaskState::TaskStaging);
+            let container = (!state.is_terminal()).then(|| {
+                containerizer::recover(
+                    &dir,
+                    cp.executor.clone().unwrap_or_default(),
+                    key.clone(),
+                    instance,
+                    cp.offset,
+                    self.containers_tx.clone(),
+                )
+            });
+            running += usize::from(container.is_some());
+            total += 1;
+            self.tasks.insert(
+                key,
+                TaskEntry {
+                    info,
+                    state,
+                    instance,
+                    container,
+                    run_dir: dir,
+                    cp,
+                    group: None,
+                },
+            );
+        }
+        if total > 0 {
+            info!(
+                tasks = total,
+                live = running,
+                pending_updates = self.updates.next_deadline().is_some(),
+                "recovered tasks from the checkpoint"
+            );
+        }
+    }
+
+    /// ShutdownAgent: kill everything, forget the id and pending updates, register afresh.
+    pub(super) fn on_shutdown_agent(&mut self, reason: &str) {
+        warn!(
+            agent_id = self.id_str(),
+            reason, "master shut this agent down; killing all tasks and registering afresh"
+        );
+        self.kill_all();
+        for t in std::mem::take(&mut self.tasks).into_values() {
+            // The executors still record the ends; nobody reports them.
+            let _ = std::fs::remove_dir_all(&t.run_dir);
+        }
+        self.updates.clear();
+        if let Err(e) = checkpoint::delete_agent_id(&self.config.work_dir) {
+            error!(error = %e, "could not delete the agent id");
+        }
+        self.agent_id = None;
+        self.backoff = self.config.reconnect_initial;
+        self.connect();
+    }
+
+    pub(super) fn kill_all(&self) {
+        for t in self.tasks.values() {
+            if let Some(c) = &t.container {
+                c.kill(self.kill_grace(0, &t.info));
+            }
+        }
+    }
+
+    /// Drain: no new tasks; every task is killed with its grace period.
+    pub(crate) fn drain(&mut self) {
+        if !self.draining {
+            info!(
+                agent_id = self.id_str(),
+                "draining: killing all tasks, accepting no new ones"
+            );
+        }
+        self.draining = true;
+        self.kill_all();
+    }
+
+    /// On cancel: kill every task and wait (bounded) for their ends, or leave them running
+    /// for the next agent; then close the session.
+    pub(super) async fn shutdown(&mut self) {
+        if self.config.kill_tasks_on_shutdown {
+            self.kill_all();
+            let longest = self
+                .tasks
+                .values()
+                .filter(|t| t.container.is_some())
+                .map(|t| self.kill_grace(0, &t.info))
+                .max()
+                .unwrap_or_default();
+            let deadline = Instant::now() + longest + Duration::from_secs(5);
+            while self.tasks.values().any(|t| t.container.is_some()) {
+                match tokio::time::timeout_at(deadline, self.containers_rx.recv()).await {
+                    Ok(Some(ev)) => self.on_container(ev),
+                    _ => {
+                        warn!("tasks did not end in time after being killed");
+                        break;
+                    }
+                }
+            }
+        } else {
+            let live = self
+                .tasks
+                .values()
+                .filter(|t| t.container.is_some())
+                .count();
+            for t in self.tasks.values() {
+                if let Some(c) = &t.container {
+                    c.detach();
+                }
+            }
+            info!(
+                tasks = live,
+                "leaving tasks running under their executors for the next agent"
+            );
+        }
+        self.close_session().await;
+        info!(agent_id = self.id_str(), "agent stopped");
+    }
+}

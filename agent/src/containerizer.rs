@@ -1,0 +1,456 @@
+//! The agent's side of executors: launching one per task (a separate `executor` process, or a
+//! task inside the agent when no executor binary is usable), watching its event log, asking it
+//! to kill the task, and re-attaching to it after an agent restart.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::config::ExecutorLauncher;
+use crate::executor::protocol::{self, ExecutorEvent};
+use crate::status_updates::TaskKey;
+
+/// How executors are started, once resolved at agent start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// `program args… --run-dir DIR`.
+    Binary {
+        /// The program.
+        program: PathBuf,
+        /// Arguments before `--run-dir`.
+        args: Vec<String>,
+    },
+    /// Inside the agent process.
+    InProcess,
+}
+
+/// Resolves the configured launcher; `Auto` probes the agent's own binary
+/// (`executor --probe`). Returns a warning to log when executors will run in-process.
+pub fn resolve(launcher: &ExecutorLauncher) -> (Resolved, Option<String>) {
+    match launcher {
+        ExecutorLauncher::InProcess => (
+            Resolved::InProcess,
+            Some("executors run inside the agent (configured): tasks will not survive an agent restart".into()),
+        ),
+        ExecutorLauncher::Binary { program, args } => (
+            Resolved::Binary {
+                program: program.clone(),
+                args: args.clone(),
+            },
+            None,
+        ),
+        ExecutorLauncher::Auto => {
+            let exe = match std::env::current_exe() {
+                Ok(e) => e,
+                Err(e) => return (Resolved::InProcess, Some(format!("cannot find the agent's binary ({e}); executors run inside the agent: tasks will not survive an agent restart"))),
+            };
+            let args = vec!["executor".to_string()];
+            match probe(&exe, &args) {
+                Ok(()) => (Resolved::Binary { program: exe, args }, None),
+                Err(why) => (
+                    Resolved::InProcess,
+                    Some(format!("{} cannot act as an executor ({why}); executors run inside the agent: tasks will not survive an agent restart", exe.display())),
+                ),
+            }
+        }
+    }
+}
+
+/// Runs `program args… --probe` and checks its answer.
+pub fn probe(program: &Path, args: &[String]) -> Result<(), String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .arg("--probe")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running it: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() && stdout.trim() == protocol::PROBE_REPLY {
+        Ok(())
+    } else {
+        Err(format!(
+            "`--probe` answered {:?} ({})",
+            stdout.trim(),
+            out.status
+        ))
+    }
+}
+
+/// Which executor runs a task, as checkpointed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorRef {
+    /// The executor process (absent for in-process executors).
+    pub pid: Option<u32>,
+    /// Its start time in clock ticks since boot (guards against pid reuse).
+    pub start_ticks: Option<u64>,
+    /// It ran inside the agent process.
+    pub in_process: bool,
+}
+
+/// Something a watcher saw.
+#[derive(Debug)]
+pub enum EventKind {
+    /// An event from the log; `offset` is just past it.
+    Executor {
+        /// The event.
+        event: ExecutorEvent,
+        /// Log offset after it.
+        offset: u64,
+    },
+    /// A log line that does not parse (skipped).
+    Garbled {
+        /// Why.
+        message: String,
+        /// Log offset after it.
+        offset: u64,
+    },
+    /// The executor ended without recording the task's end.
+    ExecutorGone {
+        /// What happened to it.
+        message: String,
+    },
+}
+
+/// A watcher's report to the agent loop.
+#[derive(Debug)]
+pub struct ContainerEvent {
+    /// The task.
+    pub key: TaskKey,
+    /// The launch instance.
+    pub instance: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// A running executor, from the agent's side.
+#[derive(Debug)]
+pub struct Container {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The checkpointed reference.
+    pub executor: ExecutorRef,
+    kill_tx: Option<mpsc::UnboundedSender<Option<Duration>>>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Container {
+    /// Asks the executor to kill the task: SIGTERM now, SIGKILL after `grace`.
+    pub fn kill(&self, grace: Duration) {
+        let ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        if let Err(e) = protocol::write_atomic(
+            &self.run_dir.join(protocol::KILL_FILE),
+            ms.to_string().as_bytes(),
+        ) {
+            warn!(run_dir = %self.run_dir.display(), error = %e, "cannot write the kill file");
+        }
+        if let Some(tx) = &self.kill_tx {
+            let _ = tx.send(Some(grace));
+        } else if let Some(pid) = self.executor.pid
+            && alive(pid, self.executor.start_ticks)
+            && let Ok(raw) = i32::try_from(pid)
+        {
+            let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+        }
+    }
+
+    /// Stops watching (the executor itself is left alone).
+    pub fn detach(&self) {
+        self.watcher.abort();
+    }
+}
+
+/// Starts the executor of a task whose run directory holds `task.pb` and `spec.json`.
+pub fn launch(
+    how: &Resolved,
+    run_dir: &Path,
+    key: TaskKey,
+    instance: u64,
+    tx: mpsc::UnboundedSender<ContainerEvent>,
+) -> std::io::Result<Container> {
+    match how {
+        Resolved::Binary { program, args } => {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(run_dir.join(protocol::LOG_FILE))?;
+            let mut child = tokio::process::Command::new(program)
+                .args(args)
+                .arg("--run-dir")
+                .arg(run_dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::from(log))
+                .kill_on_drop(false)
+                .spawn()?;
+            let pid = child
+                .id()
+                .ok_or_else(|| std::io::Error::other("executor has no pid"))?;
+            let executor = ExecutorRef {
+                pid: Some(pid),
+                start_ticks: start_ticks(pid),
+                in_process: false,
+            };
+            let nudges = child.stdout.take().map_or(Nudges::None, Nudges::Pipe);
+            let watcher = tokio::spawn(watch(
+                run_dir.to_path_buf(),
+                key,
+                instance,
+                0,
+                Liveness::Child(child),
+                nudges,
+                tx,
+            ));
+            Ok(Container {
+                run_dir: run_dir.to_path_buf(),
+                executor,
+                kill_tx: None,
+                watcher,
+            })
+        }
+        Resolved::InProcess => {
+            let (kill_tx, kill_rx) = mpsc::unbounded_channel();
+            let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
+            let dir = run_dir.to_path_buf();
+            let task = tokio::spawn(async move {
+                if let Err(e) = crate::executor::supervise(&dir, kill_rx, nudge_tx).await {
+                    warn!(run_dir = %dir.display(), error = %e, "in-process executor failed");
+                }
+            });
+            let watcher = tokio::spawn(watch(
+                run_dir.to_path_buf(),
+                key,
+                instance,
+                0,
+                Liveness::Task(task),
+                Nudges::Chan(nudge_rx),
+                tx,
+            ));
+            Ok(Container {
+                run_dir: run_dir.to_path_buf(),
+                executor: ExecutorRef {
+                    pid: None,
+                    start_ticks: None,
+                    in_process: true,
+                },
+                kill_tx: Some(kill_tx),
+                watcher,
+            })
+        }
+    }
+}
+
+/// Re-attaches to the executor of a recovered task, reading its log from `offset`.
+pub fn recover(
+    run_dir: &Path,
+    executor: ExecutorRef,
+    key: TaskKey,
+    instance: u64,
+    offset: u64,
+    tx: mpsc::UnboundedSender<ContainerEvent>,
+) -> Container {
+    let live = match (executor.in_process, executor.pid) {
+        (false, Some(pid)) => Liveness::Pid {
+            pid,
+            start_ticks: executor.start_ticks,
+        },
+        (true, _) => {
+            Liveness::Gone("the executor ran inside the previous agent process, which ended".into())
+        }
+        (false, None) => Liveness::Gone("the agent stopped before the executor started".into()),
+    };
+    let watcher = tokio::spawn(watch(
+        run_dir.to_path_buf(),
+        key,
+        instance,
+        offset,
+        live,
+        Nudges::None,
+        tx,
+    ));
+    Container {
+        run_dir: run_dir.to_path_buf(),
+        executor,
+        kill_tx: None,
+        watcher,
+    }
+}
+
+/// The start time (clock ticks since boot) of a process, from `/proc/PID/stat`.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|(_, t)| t)
+}
+
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let ticks = fields.get(19)?.parse().ok()?;
+    Some((state, ticks))
+}
+
+/// Whether process `pid` runs (not a zombie) and, if given, started at `ticks`.
+pub fn alive(pid: u32, ticks: Option<u64>) -> bool {
+    match proc_stat(pid) {
+        Some((state, t)) => state != 'Z' && state != 'X' && ticks.is_none_or(|w| w == t),
+        None => false,
+    }
+}
+
+enum Liveness {
+    Child(tokio::process::Child),
+    Task(tokio::task::JoinHandle<()>),
+    Pid { pid: u32, start_ticks: Option<u64> },
+    Gone(String),
+}
+
+impl Liveness {
+    /// Why the executor is no longer running, if it is not.
+    fn ended(&mut self) -> Option<String> {
+        match self {
+            Liveness::Child(c) => match c.try_wait() {
+                Ok(Some(status)) => Some(format!("executor process ended ({status})")),
+                Ok(None) => None,
+                Err(e) => Some(format!("cannot wait for the executor: {e}")),
+            },
+            Liveness::Task(h) => h
+                .is_finished()
+                .then(|| "in-process executor ended".to_string()),
+            Liveness::Pid { pid, start_ticks } => {
+                (!alive(*pid, *start_ticks)).then(|| format!("executor process {pid} is gone"))
+            }
+            Liveness::Gone(why) => Some(why.clone()),
+        }
+    }
+
+    /// Reaps the executor once it has recorded the task's end.
+    async fn reap(self) {
+        if let Liveness::Child(mut c) = self {
+            let _ = tokio::time::timeout(Duration::from_secs(30), c.wait()).await;
+        }
+    }
+}
+
+enum Nudges {
+    Pipe(tokio::process::ChildStdout),
+    Chan(mpsc::UnboundedReceiver<()>),
+    None,
+}
+
+impl Nudges {
+    /// Waits for a nudge or `poll`, whichever comes first.
+    async fn wait(&mut self, poll: Duration) {
+        let mut buf = [0u8; 256];
+        match self {
+            Nudges::Pipe(p) => {
+                tokio::select! {
+                    r = p.read(&mut buf) => if !matches!(r, Ok(n) if n > 0) { *self = Nudges::None },
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+            Nudges::Chan(rx) => {
+                tokio::select! {
+                    r = rx.recv() => if r.is_none() { *self = Nudges::None },
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+            Nudges::None => tokio::time::sleep(poll).await,
+        }
+    }
+}
+
+/// Forwards new log events; returns true once the task's end was forwarded (or the agent
+/// loop is gone).
+fn drain(
+    run_dir: &Path,
+    offset: &mut u64,
+    key: &TaskKey,
+    instance: u64,
+    tx: &mpsc::UnboundedSender<ContainerEvent>,
+) -> bool {
+    let events = match protocol::read_events(run_dir, *offset) {
+        Ok(e) => e,
+        Err(e) => {
+            debug!(run_dir = %run_dir.display(), error = %e, "reading the executor's events");
+            return false;
+        }
+    };
+    for (event, end) in events {
+        *offset = end;
+        let exited = matches!(event, Ok(ExecutorEvent::Exited { .. }));
+        let kind = match event {
+            Ok(event) => EventKind::Executor { event, offset: end },
+            Err(message) => EventKind::Garbled {
+                message,
+                offset: end,
+            },
+        };
+        if tx
+            .send(ContainerEvent {
+                key: key.clone(),
+                instance,
+                kind,
+            })
+            .is_err()
+            || exited
+        {
+            return true;
+        }
+    }
+    false
+}
+
+async fn watch(
+    run_dir: PathBuf,
+    key: TaskKey,
+    instance: u64,
+    mut offset: u64,
+    mut live: Liveness,
+    mut nudges: Nudges,
+    tx: mpsc::UnboundedSender<ContainerEvent>,
+) {
+    loop {
+        if drain(&run_dir, &mut offset, &key, instance, &tx) {
+            live.reap().await;
+            return;
+        }
+        if let Some(message) = live.ended() {
+            if drain(&run_dir, &mut offset, &key, instance, &tx) {
+                return;
+            }
+            let _ = tx.send(ContainerEvent {
+                key,
+                instance,
+                kind: EventKind::ExecutorGone { message },
+            });
+            return;
+        }
+        let poll = if matches!(nudges, Nudges::None) {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(500)
+        };
+        nudges.wait(poll).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_with_matching_start_time() {
+        let me = std::process::id();
+        let t = start_ticks(me);
+        assert!(t.is_some());
+        assert!(alive(me, t));
+        assert!(!alive(me, t.map(|t| t + 1)));
+        assert!(!alive(u32::MAX - 1, None));
+    }
+}

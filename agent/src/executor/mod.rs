@@ -1,0 +1,453 @@
+//! The per-task executor (`proffer executor --run-dir DIR`): fetches the task's URIs, creates
+//! its cgroups, starts its command, runs its checks, kills it on request (SIGTERM to the
+//! executor) and records everything in the run directory's event log (see [`protocol`]).
+//!
+//! As a process it calls `setsid` first, so it survives the agent (even `kill -9`) and a
+//! terminal's signals; a restarted agent re-attaches by reading the event log. The same
+//! [`supervise`] function also runs inside the agent process when no executor binary is
+//! usable (then tasks do not survive an agent restart; the agent says so at start).
+
+pub mod protocol;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use proffer_proto::v1::{TaskInfo, TaskState};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::cgroups::Cgroup;
+use crate::checks::{CheckConfig, HealthAction, HealthTracker};
+use crate::fetcher;
+use crate::process::{self, Termination};
+use protocol::{EventLog, ExecutorEvent, ExecutorSpec};
+
+/// How the executor was asked to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutorMode {
+    /// Print [`protocol::PROBE_REPLY`] and exit.
+    Probe,
+    /// Supervise the task of this run directory.
+    Run(PathBuf),
+}
+
+/// Parses executor arguments (after the program name; a leading `executor` is skipped).
+pub fn parse_args(args: &[String]) -> Result<ExecutorMode, String> {
+    let mut it = args.iter().map(String::as_str).peekable();
+    if it.peek() == Some(&"executor") {
+        it.next();
+    }
+    match (it.next(), it.next(), it.next()) {
+        (Some("--probe"), None, None) => Ok(ExecutorMode::Probe),
+        (Some("--run-dir"), Some(dir), None) => Ok(ExecutorMode::Run(PathBuf::from(dir))),
+        _ => Err("usage: executor (--probe | --run-dir DIR)".into()),
+    }
+}
+
+/// Runs the executor process: `setsid`, SIGTERM → kill request (grace from the `kill` file),
+/// supervise the task, and nudge the agent on stdout after every event. Returns the process
+/// exit code (0 once the task's end is recorded).
+pub async fn run_process(mode: ExecutorMode) -> i32 {
+    let run_dir = match mode {
+        ExecutorMode::Probe => {
+            println!("{}", protocol::PROBE_REPLY);
+            return 0;
+        }
+        ExecutorMode::Run(dir) => dir,
+    };
+    // Leave the agent's session and process group: signals aimed at the agent's terminal or
+    // group do not reach the task, and the agent's death does not either.
+    let _ = nix::unistd::setsid();
+    let (kill_tx, kill_rx) = mpsc::unbounded_channel();
+    let kill_file = run_dir.join(protocol::KILL_FILE);
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::spawn(async move {
+                while term.recv().await.is_some() {
+                    let grace = std::fs::read_to_string(&kill_file)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                        .map(Duration::from_millis);
+                    if kill_tx.send(grace).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(e) => eprintln!("executor: cannot handle SIGTERM: {e}"),
+    }
+    let mut stdout = tokio::io::stdout();
+    let (nudge_tx, mut nudge_rx) = mpsc::unbounded_channel::<()>();
+    let nudger = tokio::spawn(async move {
+        while nudge_rx.recv().await.is_some() {
+            // The agent may be gone (EPIPE): the event log is the record, this is a hint.
+            let _ = stdout.write_all(b"\n").await;
+            let _ = stdout.flush().await;
+        }
+    });
+    let result = supervise(&run_dir, kill_rx, nudge_tx).await;
+    let _ = nudger.await;
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("executor: {e}");
+            1
+        }
+    }
+}
+
+/// Records events and nudges the agent.
+struct Recorder {
+    log: EventLog,
+    nudge: mpsc::UnboundedSender<()>,
+}
+
+impl Recorder {
+    fn record(&mut self, e: &ExecutorEvent) -> Result<(), String> {
+        self.log
+            .append(e)
+            .map_err(|err| format!("recording {e:?}: {err}"))?;
+        let _ = self.nudge.send(());
+        Ok(())
+    }
+
+    fn exited(&mut self, t: &Termination, healthy: Option<bool>) -> Result<(), String> {
+        self.record(&ExecutorEvent::Exited {
+            state: t.state.as_str_name().to_string(),
+            reason: t.reason.to_string(),
+            message: t.message.clone(),
+            exit_code: t.exit_code,
+            healthy,
+        })
+    }
+}
+
+fn failed(reason: &'static str, message: String) -> Termination {
+    Termination {
+        state: TaskState::TaskFailed,
+        reason,
+        message,
+        exit_code: None,
+    }
+}
+
+/// Spawns a loop running one check every interval after its delay; results go to `tx`.
+fn spawn_check(
+    cfg: CheckConfig,
+    sandbox: PathBuf,
+    env: Vec<(String, String)>,
+    tx: mpsc::UnboundedSender<Result<String, String>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(cfg.delay).await;
+        loop {
+            let r = crate::checks::run_once(&cfg.kind, cfg.timeout, &sandbox, &env).await;
+            if tx.send(r).is_err() {
+                return;
+            }
+            tokio::time::sleep(cfg.interval).await;
+        }
+    })
+}
+
+fn signal_tree(pid: u32, cgroup: Option<&Cgroup>, signal: Signal) {
+    if let Ok(raw) = i32::try_from(pid) {
+        let _ = killpg(Pid::from_raw(raw), signal);
+    }
+    if let Some(cg) = cgroup {
+        for p in cg.procs() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(p), signal);
+        }
+    }
+}
+
+/// Supervises the task of `run_dir` until it ends and its end is recorded. `kills` carries
+/// kill requests (a grace period, or `None` for the task's default).
+pub async fn supervise(
+    run_dir: &Path,
+    mut kills: mpsc::UnboundedReceiver<Option<Duration>>,
+    nudge: mpsc::UnboundedSender<()>,
+) -> Result<(), String> {
+    let spec = protocol::read_spec(run_dir)
+        .map_err(|e| format!("reading spec in {}: {e}", run_dir.display()))?;
+    let task = protocol::read_task(run_dir)
+        .map_err(|e| format!("reading task in {}: {e}", run_dir.display()))?;
+    let log = EventLog::open(run_dir)
+        .map_err(|e| format!("opening event log in {}: {e}", run_dir.display()))?;
+    let mut rec = Recorder { log, nudge };
+    match prepare(&spec, &task) {
+        Ok((cmd, cgroup)) => run_task(&spec, &task, cmd, cgroup, &mut kills, &mut rec).await,
+        Err(t) => rec.exited(&t, None),
+    }
+}
+
+/// Fetches URIs and creates the cgroups; on failure returns the task's terminal state.
+fn prepare(
+    spec: &ExecutorSpec,
+    task: &TaskInfo,
+) -> Result<(tokio::process::Command, Option<Cgroup>), Termination> {
+    let uris = task
+        .command
+        .as_ref()
+        .map(|c| c.uris.clone())
+        .unwrap_or_default();
+    if !uris.is_empty() {
+        let cache = spec.fetch_cache.as_ref().map(|(dir, max)| fetcher::Cache {
+            dir: dir.clone(),
+            max_bytes: *max,
+        });
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(spec.sandbox.join("stderr"))
+            .map_err(|e| {
+                failed(
+                    "REASON_FETCHER_FAILED",
+                    format!("opening sandbox stderr: {e}"),
+                )
+            })?;
+        if let Err(e) = fetcher::fetch_all(&uris, &spec.sandbox, cache.as_ref(), &mut log) {
+            let _ = writeln!(log, "fetcher: {e}");
+            return Err(failed("REASON_FETCHER_FAILED", e));
+        }
+    }
+    let cgroup = match &spec.cgroup {
+        Some(c) => Some(
+            Cgroup::create(c)
+                .map_err(|e| failed("REASON_CONTAINER_LAUNCH_FAILED", format!("cgroups: {e}")))?,
+        ),
+        None => None,
+    };
+    let user = match &spec.user {
+        Some(u) => Some(
+            crate::process::lookup_user(u)
+                .map_err(|e| failed("REASON_CONTAINER_LAUNCH_FAILED", e))?,
+        ),
+        None => None,
+    };
+    if cgroup.is_some()
+        && let Some(c) = task.command.as_ref().filter(|c| !c.shell)
+    {
+        // The cgroup wrapper would report a missing program only as exit status 127.
+        process::find_program(&c.value, &spec.env, &spec.sandbox).map_err(|e| {
+            failed(
+                "REASON_COMMAND_EXECUTOR_FAILED",
+                format!("failed to launch command: {e}"),
+            )
+        })?;
+    }
+    let cmd = process::build_command(task, &spec.env, &spec.sandbox, cgroup.is_some(), user)
+        .map_err(|e| {
+            failed(
+                "REASON_COMMAND_EXECUTOR_FAILED",
+                format!("failed to launch command: {e}"),
+            )
+        })?;
+    Ok((cmd, cgroup))
+}
+
+async fn run_task(
+    spec: &ExecutorSpec,
+    task: &TaskInfo,
+    mut cmd: tokio::process::Command,
+    cgroup: Option<Cgroup>,
+    kills: &mut mpsc::UnboundedReceiver<Option<Duration>>,
+    rec: &mut Recorder,
+) -> Result<(), String> {
+    let cleanup = |cg: &Option<Cgroup>| {
+        if let Some(cg) = cg {
+            cg.kill_all();
+            cg.destroy();
+        }
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            cleanup(&cgroup);
+            return rec.exited(
+                &failed(
+                    "REASON_COMMAND_EXECUTOR_FAILED",
+                    format!("failed to launch command: {e}"),
+                ),
+                None,
+            );
+        }
+    };
+    let Some(pid) = child.id() else {
+        cleanup(&cgroup);
+        return rec.exited(
+            &failed(
+                "REASON_COMMAND_EXECUTOR_FAILED",
+                "spawned process has no pid".into(),
+            ),
+            None,
+        );
+    };
+    if let Some(cg) = &cgroup {
+        // The command waits on its stdin (see process::build_command) until it is inside.
+        let joined = cg.add(pid);
+        let mut stdin = child.stdin.take();
+        if let Err(e) = joined {
+            drop(stdin);
+            signal_tree(pid, Some(cg), Signal::SIGKILL);
+            let _ = child.wait().await;
+            cleanup(&cgroup);
+            return rec.exited(
+                &failed("REASON_CONTAINER_LAUNCH_FAILED", format!("cgroups: {e}")),
+                None,
+            );
+        }
+        if let Some(s) = stdin.as_mut() {
+            let _ = s.write_all(b"go\n").await;
+        }
+        drop(stdin);
+    }
+    rec.record(&ExecutorEvent::Started { pid })?;
+    let started = Instant::now();
+
+    let health_cfg = task
+        .health_check
+        .as_ref()
+        .map(CheckConfig::from_proto)
+        .transpose();
+    let ready_cfg = task
+        .readiness_check
+        .as_ref()
+        .map(CheckConfig::from_proto)
+        .transpose();
+    let (health_tx, mut health_rx) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let mut checkers = Vec::new();
+    let health_cfg = match health_cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("executor: health check ignored: {e}");
+            None
+        }
+    };
+    if let Some(c) = &health_cfg {
+        checkers.push(spawn_check(
+            c.clone(),
+            spec.sandbox.clone(),
+            spec.env.clone(),
+            health_tx,
+        ));
+    }
+    if let Ok(Some(c)) = &ready_cfg {
+        checkers.push(spawn_check(
+            c.clone(),
+            spec.sandbox.clone(),
+            spec.env.clone(),
+            ready_tx,
+        ));
+    }
+    let mut tracker = HealthTracker::default();
+    let mut kill_deadline: Option<Instant> = None;
+    let mut unhealthy_kill: Option<String> = None;
+    let mut ready_seen = false;
+    let default_grace = Duration::from_millis(spec.default_kill_grace_ms);
+
+    let waited = loop {
+        let deadline = kill_deadline;
+        tokio::select! {
+            r = child.wait() => break r,
+            Some(grace) = kills.recv(), if kill_deadline.is_none() => {
+                let grace = grace.unwrap_or(default_grace);
+                signal_tree(pid, cgroup.as_ref(), Signal::SIGTERM);
+                kill_deadline = Some(Instant::now() + grace);
+            }
+            () = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } else { std::future::pending().await } } => {
+                signal_tree(pid, cgroup.as_ref(), Signal::SIGKILL);
+                kill_deadline = Some(Instant::now() + Duration::from_secs(3600));
+            }
+            Some(r) = health_rx.recv() => {
+                let Some(cfg) = &health_cfg else { continue };
+                let message = match &r { Ok(m) | Err(m) => m.clone() };
+                match tracker.record(r.is_ok(), started.elapsed(), cfg) {
+                    HealthAction::None => {}
+                    HealthAction::Report(healthy) => rec.record(&ExecutorEvent::Health { healthy, message })?,
+                    HealthAction::Kill => {
+                        if kill_deadline.is_none() {
+                            unhealthy_kill = Some(format!("health check failed {} times in a row: {message}", cfg.consecutive_failures));
+                            rec.record(&ExecutorEvent::Health { healthy: false, message })?;
+                            signal_tree(pid, cgroup.as_ref(), Signal::SIGTERM);
+                            kill_deadline = Some(Instant::now() + default_grace);
+                        }
+                    }
+                }
+            }
+            Some(r) = ready_rx.recv(), if !ready_seen => {
+                if let Ok(message) = r {
+                    ready_seen = true;
+                    rec.record(&ExecutorEvent::Ready { message })?;
+                }
+            }
+        }
+    };
+    for c in checkers {
+        c.abort();
+    }
+    // Whatever the leader did, nothing of the task may outlive it.
+    signal_tree(pid, cgroup.as_ref(), Signal::SIGKILL);
+    let oom = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
+    let killed = kill_deadline.is_some();
+    let mut t = match waited {
+        Ok(status) => process::classify(status, killed),
+        Err(e) => failed(
+            "REASON_COMMAND_EXECUTOR_FAILED",
+            format!("waiting for the command failed: {e}"),
+        ),
+    };
+    let mut healthy = tracker.healthy();
+    if let Some(why) = unhealthy_kill {
+        t.state = TaskState::TaskKilled;
+        t.reason = "REASON_TASK_UNHEALTHY";
+        t.message = format!("{why} ({})", t.message);
+        healthy = Some(false);
+    } else if oom && !killed {
+        let limit = spec
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.memory_bytes)
+            .unwrap_or(0)
+            >> 20;
+        t.state = TaskState::TaskFailed;
+        t.reason = "REASON_CONTAINER_LIMITATION_MEMORY";
+        t.message = format!(
+            "memory limit of {limit} MB exceeded: the OOM killer ended the task ({})",
+            t.message
+        );
+    }
+    let r = rec.exited(&t, healthy);
+    cleanup(&cgroup);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_forms() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_args(&s(&["executor", "--probe"])),
+            Ok(ExecutorMode::Probe)
+        );
+        assert_eq!(
+            parse_args(&s(&["--run-dir", "/x"])),
+            Ok(ExecutorMode::Run("/x".into()))
+        );
+        assert_eq!(
+            parse_args(&s(&["executor", "--run-dir", "/x"])),
+            Ok(ExecutorMode::Run("/x".into()))
+        );
+        assert!(parse_args(&s(&["executor"])).is_err());
+        assert!(parse_args(&s(&["--run-dir"])).is_err());
+        assert!(parse_args(&s(&["--probe", "x"])).is_err());
+    }
+}

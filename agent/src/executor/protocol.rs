@@ -1,0 +1,259 @@
+//! The files an agent and a task's executor share in the task's run directory
+//! (`work_dir/meta/tasks/<framework>/<task>/`, outside the sandbox so the task cannot forge them):
+//!
+//! - `task.pb`: the `TaskInfo` (protobuf), written by the agent before launch;
+//! - `spec.json`: [`ExecutorSpec`], what the agent decided (sandbox, environment, limits);
+//! - `events.jsonl`: [`ExecutorEvent`]s appended (and fsync'ed) by the executor, one JSON per line;
+//! - `kill`: the grace period in milliseconds of a kill request, written by the agent just
+//!   before it sends SIGTERM to the executor;
+//! - `executor.log`: the executor's own log (its stderr).
+//!
+//! The agent checkpoints how far it has read `events.jsonl`, so an agent restarted after a crash
+//! resumes where it stopped and reports what happened while it was down exactly once.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use proffer_proto::v1::TaskInfo;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::CgroupSpec;
+
+/// File names in a run directory.
+pub const TASK_FILE: &str = "task.pb";
+/// See the module docs.
+pub const SPEC_FILE: &str = "spec.json";
+/// See the module docs.
+pub const EVENTS_FILE: &str = "events.jsonl";
+/// See the module docs.
+pub const KILL_FILE: &str = "kill";
+/// See the module docs.
+pub const LOG_FILE: &str = "executor.log";
+/// What `executor --probe` prints: proves a binary can act as an executor of this protocol.
+pub const PROBE_REPLY: &str = "proffer-executor protocol 1";
+
+/// What the agent tells the executor besides the `TaskInfo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutorSpec {
+    /// The framework owning the task.
+    pub framework_id: String,
+    /// The agent's id at launch.
+    pub agent_id: String,
+    /// Unique id of this launch (names the cgroups).
+    pub container_id: String,
+    /// The task's sandbox (its working directory).
+    pub sandbox: PathBuf,
+    /// The full environment of the task (see [`crate::process::task_env`]).
+    pub env: Vec<(String, String)>,
+    /// SIGTERM → SIGKILL grace when a kill request does not give one.
+    pub default_kill_grace_ms: u64,
+    /// cgroup limits, when the agent isolates tasks with cgroups.
+    pub cgroup: Option<CgroupSpec>,
+    /// The fetcher's shared cache directory and its size bound in bytes.
+    pub fetch_cache: Option<(PathBuf, u64)>,
+    /// Run the task as this user (only honoured when the executor runs as root).
+    pub user: Option<String>,
+}
+
+/// Something that happened to a task, as the executor records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExecutorEvent {
+    /// The task's command is running with this pid (also its process group id).
+    Started {
+        /// The command's pid.
+        pid: u32,
+    },
+    /// The health check result changed.
+    Health {
+        /// Healthy or not.
+        healthy: bool,
+        /// What the check saw.
+        message: String,
+    },
+    /// The readiness check passed for the first time.
+    Ready {
+        /// What the check saw.
+        message: String,
+    },
+    /// The task ended; the executor exits right after writing this.
+    Exited {
+        /// The terminal state's name (`TASK_FINISHED`, `TASK_FAILED`, `TASK_KILLED`, …).
+        state: String,
+        /// Machine-readable reason.
+        reason: String,
+        /// Human-readable message.
+        message: String,
+        /// The exit code, if the command exited normally.
+        exit_code: Option<i32>,
+        /// The last health state, if the task had a health check.
+        healthy: Option<bool>,
+    },
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Writes `task.pb` and `spec.json` into `run_dir`.
+pub fn write_launch_files(
+    run_dir: &Path,
+    task: &TaskInfo,
+    spec: &ExecutorSpec,
+) -> std::io::Result<()> {
+    write_atomic(&run_dir.join(TASK_FILE), &task.encode_to_vec())?;
+    let json = serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?;
+    write_atomic(&run_dir.join(SPEC_FILE), &json)
+}
+
+/// Reads `task.pb`.
+pub fn read_task(run_dir: &Path) -> std::io::Result<TaskInfo> {
+    let bytes = std::fs::read(run_dir.join(TASK_FILE))?;
+    TaskInfo::decode(bytes.as_slice())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Reads `spec.json`.
+pub fn read_spec(run_dir: &Path) -> std::io::Result<ExecutorSpec> {
+    let bytes = std::fs::read(run_dir.join(SPEC_FILE))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Appends events to `events.jsonl`, each line fsync'ed before [`EventLog::append`] returns.
+#[derive(Debug)]
+pub struct EventLog {
+    file: std::fs::File,
+}
+
+impl EventLog {
+    /// Opens (creating) the log of `run_dir` for appending.
+    pub fn open(run_dir: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run_dir.join(EVENTS_FILE))?;
+        Ok(EventLog { file })
+    }
+
+    /// Appends one event durably.
+    pub fn append(&mut self, event: &ExecutorEvent) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.file.sync_data()
+    }
+}
+
+/// Reads the complete lines of `events.jsonl` from byte `offset` on; returns the events with
+/// the offset just past each. A trailing partial line is left for the next read; a line that
+/// does not parse is returned as an error message (and skipped).
+pub fn read_events(
+    run_dir: &Path,
+    offset: u64,
+) -> std::io::Result<Vec<(Result<ExecutorEvent, String>, u64)>> {
+    let mut f = match std::fs::File::open(run_dir.join(EVENTS_FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') {
+        let line = &buf[pos..pos + nl];
+        pos += nl + 1;
+        let end = offset + pos as u64;
+        let parsed = serde_json::from_slice::<ExecutorEvent>(line).map_err(|e| {
+            format!(
+                "bad executor event {:?}: {e}",
+                String::from_utf8_lossy(line)
+            )
+        });
+        out.push((parsed, end));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_partial_lines_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = EventLog::open(dir.path()).expect("open");
+        log.append(&ExecutorEvent::Started { pid: 42 })
+            .expect("append");
+        log.append(&ExecutorEvent::Exited {
+            state: "TASK_FINISHED".into(),
+            reason: "REASON_COMMAND_EXITED".into(),
+            message: "ok".into(),
+            exit_code: Some(0),
+            healthy: None,
+        })
+        .expect("append");
+        let all = read_events(dir.path(), 0).expect("read");
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].0, Ok(ExecutorEvent::Started { pid: 42 }));
+        let after_first = all[0].1;
+        let rest = read_events(dir.path(), after_first).expect("read");
+        assert_eq!(rest.len(), 1);
+        assert!(matches!(
+            rest[0].0,
+            Ok(ExecutorEvent::Exited {
+                exit_code: Some(0),
+                ..
+            })
+        ));
+        // A partial line (a crash mid-write) is not consumed.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(EVENTS_FILE))
+            .expect("open");
+        f.write_all(b"{\"kind\":\"rea").expect("write");
+        let end = rest[0].1;
+        assert!(read_events(dir.path(), end).expect("read").is_empty());
+        f.write_all(b"dy\",\"message\":\"m\"}\n").expect("write");
+        let got = read_events(dir.path(), end).expect("read");
+        assert_eq!(
+            got[0].0,
+            Ok(ExecutorEvent::Ready {
+                message: "m".into()
+            })
+        );
+    }
+
+    #[test]
+    fn launch_files_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let task = TaskInfo {
+            task_id: "t".into(),
+            ..Default::default()
+        };
+        let spec = ExecutorSpec {
+            framework_id: "fw".into(),
+            agent_id: "a".into(),
+            container_id: "c".into(),
+            sandbox: dir.path().to_path_buf(),
+            env: vec![("A".into(), "b".into())],
+            default_kill_grace_ms: 3000,
+            cgroup: None,
+            fetch_cache: None,
+            user: None,
+        };
+        write_launch_files(dir.path(), &task, &spec).expect("write");
+        assert_eq!(read_task(dir.path()).expect("task"), task);
+        assert_eq!(read_spec(dir.path()).expect("spec"), spec);
+    }
+}
