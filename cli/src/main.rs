@@ -6,6 +6,7 @@
 //! - `local`: `proffer local` (master + agents in-process, demo batch).
 //! - `batch`: `proffer run` (batch framework with progress output).
 //! - `operator`: `proffer state` / `proffer tasks`.
+//! - `sim`: `proffer sim run|compare|gen|bench` (the offline simulator).
 //! - `duration`, `table`, `output`: flag parsing, text tables, stdout that tolerates a closed pipe.
 //!
 //! Logs go to stderr (filter with `RUST_LOG`); user-facing output goes to stdout.
@@ -17,6 +18,7 @@ mod executor;
 mod local;
 mod operator;
 mod output;
+mod sim;
 mod table;
 
 use std::process::ExitCode;
@@ -47,6 +49,8 @@ enum Command {
     State(StateArgs),
     /// Show the master's tasks.
     Tasks(TasksArgs),
+    /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
+    Sim(sim::SimArgs),
     /// The per-task executor the agent starts (internal).
     #[command(hide = true)]
     Executor(executor::ExecutorArgs),
@@ -79,7 +83,10 @@ struct TasksArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Local(_) | Command::Run(_)));
+    // The simulator drives the core millions of times: no log subscriber, so its logs cost nothing.
+    if !matches!(cli.command, Command::Sim(_)) {
+        init_tracing(matches!(cli.command, Command::Local(_) | Command::Run(_)));
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -123,6 +130,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Tasks(args) => operator::tasks(&args.master, args.json, args.all)
             .await
             .map(|()| true),
+        Command::Sim(args) => sim::run(args),
         Command::Executor(args) => executor::run(args).await,
     }
 }

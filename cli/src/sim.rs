@@ -1,0 +1,255 @@
+//! `proffer sim`: run scenarios through the simulator, compare policies, generate synthetic
+//! scenarios, and benchmark the simulator.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use proffer_sim::generate::{self, GenParams};
+use proffer_sim::{Policy, Scenario, Sim, report};
+
+/// Flags of `proffer sim`.
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    command: SimCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum SimCommand {
+    /// Run a scenario; write CSV, JSON and SVG plots to --out and print a summary.
+    Run(RunArgs),
+    /// Run one scenario under several policies and print them side by side.
+    Compare(CompareArgs),
+    /// Write a synthetic scenario (agents, frameworks, churn) as TOML.
+    Gen(GenArgs),
+    /// Measure simulated events per second on generated clusters of several sizes.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The scenario file (TOML).
+    scenario: PathBuf,
+    /// Directory for the results.
+    #[arg(long, default_value = "sim-out")]
+    out: PathBuf,
+    /// Allocation policy (overrides the scenario's): drf, wdrf, random.
+    #[arg(long)]
+    policy: Option<String>,
+    /// Seed (overrides the scenario's).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Also write the decision log (every offer, launch and decline) to decisions.csv.
+    #[arg(long)]
+    decisions: bool,
+    /// Skip the SVG plots.
+    #[arg(long)]
+    no_plots: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// The scenario file (TOML).
+    scenario: PathBuf,
+    /// Comma-separated policies.
+    #[arg(long, default_value = "drf,wdrf,random", value_delimiter = ',')]
+    policies: Vec<String>,
+    /// Directory for the results (one subdirectory per policy).
+    #[arg(long, default_value = "sim-compare")]
+    out: PathBuf,
+    /// Seed (overrides the scenario's).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Skip the SVG plots.
+    #[arg(long)]
+    no_plots: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct GenArgs {
+    /// Number of agents.
+    #[arg(long, default_value_t = 100)]
+    agents: u32,
+    /// Number of frameworks.
+    #[arg(long, default_value_t = 10)]
+    frameworks: u32,
+    /// Simulated hours.
+    #[arg(long, default_value_t = 1.0)]
+    hours: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// No agent failures.
+    #[arg(long)]
+    no_churn: bool,
+    /// Metric sampling interval in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    sample_interval: f64,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Cluster sizes (agents), comma-separated.
+    #[arg(long, default_value = "1000,10000", value_delimiter = ',')]
+    agents: Vec<u32>,
+    /// Frameworks in each run.
+    #[arg(long, default_value_t = 100)]
+    frameworks: u32,
+    /// Simulated hours per run.
+    #[arg(long, default_value_t = 1.0)]
+    hours: f64,
+    /// Allocation policy.
+    #[arg(long, default_value = "drf")]
+    policy: String,
+}
+
+/// Runs `proffer sim …`.
+pub fn run(args: SimArgs) -> anyhow::Result<bool> {
+    match args.command {
+        SimCommand::Run(a) => run_one(a),
+        SimCommand::Compare(a) => compare(a),
+        SimCommand::Gen(a) => gen_scenario(a),
+        SimCommand::Bench(a) => bench(a),
+    }
+}
+
+fn progress_bar(end_ms: u64, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(end_ms / 1000);
+    let style = ProgressStyle::with_template(
+        "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} simulated s ({eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+fn load(path: &std::path::Path, seed: Option<u64>) -> anyhow::Result<Scenario> {
+    let mut s = Scenario::load(path)?;
+    if let Some(seed) = seed {
+        s.seed = seed;
+    }
+    Ok(s)
+}
+
+fn run_one(a: RunArgs) -> anyhow::Result<bool> {
+    let mut s = load(&a.scenario, a.seed)?;
+    if a.decisions {
+        s.sim.record_decisions = true;
+    }
+    let policy = match &a.policy {
+        Some(p) => Policy::parse(p)?,
+        None => s.master.policy,
+    };
+    let mut sim = Sim::new(&s, policy)?;
+    let bar = progress_bar(sim.end_ms(), policy.name());
+    sim.run_with_progress(&mut |now, _| bar.set_position(now / 1000));
+    bar.finish_and_clear();
+    let summary = report::write_outputs(&sim, &a.out, !a.no_plots)
+        .with_context(|| format!("writing results to {}", a.out.display()))?;
+    let timing = sim.timing();
+    crate::output::text(&report::table(&[&summary]));
+    crate::output::text(&format!(
+        "wall {:.2} s, {:.0} simulated events/s; results in {}",
+        timing.wall_s,
+        timing.events_per_s,
+        a.out.display()
+    ));
+    Ok(true)
+}
+
+fn compare(a: CompareArgs) -> anyhow::Result<bool> {
+    let s = load(&a.scenario, a.seed)?;
+    let policies = a
+        .policies
+        .iter()
+        .map(|p| Policy::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bar = progress_bar(s.duration_ms(), "");
+    let summaries = proffer_sim::compare::compare(
+        &s,
+        &policies,
+        Some(&a.out),
+        !a.no_plots,
+        &mut |p, now, _| {
+            bar.set_prefix(p.name());
+            bar.set_position(now / 1000);
+        },
+    )?;
+    bar.finish_and_clear();
+    crate::output::text(&report::table(&summaries.iter().collect::<Vec<_>>()));
+    crate::output::text(&format!("results in {}", a.out.display()));
+    Ok(true)
+}
+
+fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
+    anyhow::ensure!(a.agents > 0, "--agents must be at least 1");
+    anyhow::ensure!(a.hours > 0.0, "--hours must be positive");
+    let text = generate::scenario_toml(&GenParams {
+        name: format!("synthetic-{}a-{}f", a.agents, a.frameworks),
+        agents: a.agents,
+        frameworks: a.frameworks,
+        hours: a.hours,
+        seed: a.seed,
+        churn: !a.no_churn,
+        sample_interval_s: a.sample_interval,
+    });
+    match a.out {
+        Some(path) => {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => crate::output::text(&text),
+    }
+    Ok(true)
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<bool> {
+    let policy = Policy::parse(&a.policy)?;
+    crate::output::text(&format!(
+        "{:>8} {:>10} {:>6} {:>12} {:>9} {:>12} {:>10} {:>10} {:>9}",
+        "agents",
+        "frameworks",
+        "hours",
+        "events",
+        "wall s",
+        "events/s",
+        "tick p50",
+        "tick p99",
+        "launched"
+    ));
+    for &agents in &a.agents {
+        let text = generate::scenario_toml(&GenParams {
+            name: format!("bench-{agents}"),
+            agents,
+            frameworks: a.frameworks,
+            hours: a.hours,
+            seed: 1,
+            churn: true,
+            sample_interval_s: 60.0,
+        });
+        let s = Scenario::parse(&text, "bench.toml".as_ref())?;
+        let mut sim = Sim::new(&s, policy)?;
+        let bar = progress_bar(sim.end_ms(), &format!("{agents} agents"));
+        sim.run_with_progress(&mut |now, _| bar.set_position(now / 1000));
+        bar.finish_and_clear();
+        let t = sim.timing();
+        let summary = report::summarize(&sim);
+        crate::output::text(&format!(
+            "{:>8} {:>10} {:>6} {:>12} {:>9.2} {:>12.0} {:>8}µs {:>8}µs {:>9}",
+            agents,
+            a.frameworks,
+            a.hours,
+            sim.counters().events(),
+            t.wall_s,
+            t.events_per_s,
+            t.tick_us.p50,
+            t.tick_us.p99,
+            summary.tasks_launched
+        ));
+    }
+    Ok(true)
+}
