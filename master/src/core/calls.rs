@@ -1,4 +1,4 @@
-//! Framework calls: ACCEPT (LAUNCH), DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE,
+//! Framework calls: ACCEPT (LAUNCH, RESERVE, UNRESERVE, CREATE, DESTROY), DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE,
 //! MESSAGE and TEARDOWN. Each call is validated whole before anything changes.
 
 use std::collections::BTreeSet;
@@ -6,10 +6,19 @@ use std::collections::BTreeSet;
 use proffer_proto::Resources;
 use proffer_proto::v1::{self, TaskState, event::Event, master_message::Msg, operation::Op};
 
+use super::operations::{Conversion, OpContext};
 use super::state::TaskRecord;
 use super::tasks::master_status;
 use super::validate;
 use super::{Call, Master, MasterError, Timestamp};
+
+/// One validated operation of an ACCEPT, applied in order once all passed.
+enum Planned {
+    /// RESERVE, UNRESERVE, CREATE or DESTROY.
+    Convert(Conversion),
+    /// A task with its resources.
+    Launch(Box<v1::TaskInfo>, Resources),
+}
 
 /// Default kill grace period (Mesos: 3 s).
 const DEFAULT_KILL_GRACE_MS: u64 = 3_000;
@@ -128,8 +137,14 @@ impl Master {
             available.add(&o.resources);
         }
         let agent_id = agent_id.unwrap_or_default();
-        // Validate every operation before changing anything.
-        let mut launches: Vec<(v1::TaskInfo, Resources)> = Vec::new();
+        // Validate every operation before changing anything, in order: each one sees what the
+        // operations before it left of the offers.
+        let roles = self
+            .frameworks
+            .get(fw)
+            .map(|f| f.info.roles.clone())
+            .unwrap_or_default();
+        let mut planned: Vec<Planned> = Vec::new();
         let mut ids = BTreeSet::new();
         for (i, op) in req.operations.iter().enumerate() {
             let tasks = match &op.op {
@@ -139,20 +154,15 @@ impl Master {
                         what: format!("operations[{i}]: LAUNCH_GROUP"),
                     });
                 }
-                Some(Op::Reserve(_)) => {
-                    return Err(MasterError::Unsupported {
-                        what: format!("operations[{i}]: RESERVE"),
-                    });
-                }
-                Some(Op::Unreserve(_)) => {
-                    return Err(MasterError::Unsupported {
-                        what: format!("operations[{i}]: UNRESERVE"),
-                    });
-                }
-                Some(Op::Create(_)) | Some(Op::Destroy(_)) => {
-                    return Err(MasterError::Unsupported {
-                        what: format!("operations[{i}]: persistent volumes"),
-                    });
+                Some(other) => {
+                    let ctx = OpContext {
+                        roles: &roles,
+                        agent_id: &agent_id,
+                        index: i,
+                    };
+                    let c = self.check_conversion(&ctx, other, &mut available)?;
+                    planned.push(Planned::Convert(c));
+                    continue;
                 }
                 None => {
                     return Err(MasterError::InvalidField {
@@ -163,6 +173,7 @@ impl Master {
             };
             for task in tasks {
                 let res = self.validate_task(fw, &agent_id, task, &mut ids)?;
+                self.check_task_volumes(&agent_id, &task.task_id, &res)?;
                 available = available.checked_sub(&res).ok_or_else(|| {
                     MasterError::ResourcesNotInOffer {
                         task_id: task.task_id.clone(),
@@ -170,10 +181,10 @@ impl Master {
                         available: available.to_string(),
                     }
                 })?;
-                launches.push((task.clone(), res));
+                planned.push(Planned::Launch(Box::new(task.clone()), res));
             }
         }
-        // Commit: consume the offers, launch, and give back what is left.
+        // Commit: consume the offers, apply the operations in order, give back what is left.
         for id in &req.offer_ids {
             if let Some(o) = self.offers.remove(id)
                 && let Some(f) = self.frameworks.get_mut(&o.framework_id)
@@ -181,7 +192,14 @@ impl Master {
                 f.offers.remove(id);
             }
         }
-        for (mut task, resources) in launches {
+        for step in planned {
+            let (mut task, resources) = match step {
+                Planned::Convert(c) => {
+                    self.apply_conversion(fw, &agent_id, &c);
+                    continue;
+                }
+                Planned::Launch(task, resources) => (*task, resources),
+            };
             task.agent_id = agent_id.clone();
             let task_id = task.task_id.clone();
             tracing::info!(framework_id = %fw, agent_id = %agent_id, task_id = %task_id,

@@ -21,6 +21,7 @@
 mod agents;
 mod calls;
 mod frameworks;
+mod operations;
 pub mod rng;
 mod snapshot;
 mod state;

@@ -2,6 +2,7 @@
 
 mod harness;
 mod invariants;
+mod reservations;
 mod scenarios;
 
 /// The core and the allocator stay sans-IO: no clock, socket, file, async runtime or unseeded RNG.

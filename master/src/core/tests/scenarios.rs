@@ -661,15 +661,15 @@ fn unsupported_operations_say_so() {
             header: Some(fw),
             offer_ids: vec![offer.id],
             operations: vec![v1::Operation {
-                op: Some(v1::operation::Op::Reserve(v1::Reserve {
-                    resources: vec![],
+                op: Some(v1::operation::Op::LaunchGroup(v1::LaunchGroup {
+                    tasks: vec![],
                 })),
             }],
             filters: None,
         }))
-        .expect_err("reserve");
+        .expect_err("launch group");
     assert_eq!(err.kind(), ErrorKind::Unimplemented);
-    assert!(err.to_string().contains("RESERVE"));
+    assert!(err.to_string().contains("LAUNCH_GROUP"));
 }
 
 #[test]
