@@ -51,12 +51,26 @@ impl FilterTable {
         self.compact();
     }
 
-    /// Removes `fw`'s filters that expired by `now`; true if it has none left.
-    pub fn expire(&mut self, fw: usize, now: Timestamp) -> bool {
-        let f = fw as u32;
-        self.entries.retain(|e| e.0 != f || e.2 > now);
+    /// Removes every filter that expired by `now`; returns the frameworks that lost one.
+    pub fn expire_all(&mut self, now: Timestamp) -> Vec<usize> {
+        let mut touched: Vec<usize> = self
+            .entries
+            .iter()
+            .filter(|e| e.2 <= now)
+            .map(|e| e.0 as usize)
+            .collect();
+        if touched.is_empty() {
+            return touched;
+        }
+        touched.dedup();
+        self.entries.retain(|e| e.2 > now);
         self.compact();
-        !self.has(fw)
+        touched
+    }
+
+    /// The earliest expiry, if any.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.entries.iter().map(|e| e.2).min()
     }
 
     /// Framework slots with filters (with repeats for several filters).
@@ -86,7 +100,8 @@ mod tests {
         assert_eq!(t.res.len(), 1, "same resources stored once");
         assert_eq!(t.of(5).map(|(u, _)| u.0).collect::<Vec<_>>(), [10, 30]);
         assert!(t.has(2) && !t.has(3));
-        assert!(!t.expire(5, Timestamp(10)));
+        assert_eq!(t.expire_all(Timestamp(10)), vec![5]);
+        assert_eq!(t.next_expiry(), Some(Timestamp(20)));
         assert_eq!(t.of(5).count(), 1);
         t.remove_fw(5);
         t.remove_fw(2);

@@ -161,8 +161,8 @@ pub struct Allocator {
     total_s: Scalars,
     /// Frameworks that are active and not suppressed in every role.
     eligible: BitSet,
-    /// Filter expiries: (until, agent slot, agent generation, framework slot).
-    expiries: BinaryHeap<Reverse<(Timestamp, usize, u64, usize)>>,
+    /// Agents' earliest filter expiries: (until, agent slot, agent generation).
+    expiries: BinaryHeap<Reverse<(Timestamp, u32, u64)>>,
     rng: SplitMix64,
     cycles: u64,
     policy: Policy,
@@ -368,5 +368,7 @@ pub fn allocatable(r: &Resources) -> bool {
     r.cpus_milli() >= MIN_ALLOCATABLE_CPUS_MILLI || r.mem_milli() >= MIN_ALLOCATABLE_MEM_MILLI
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,8 @@ pub(crate) struct AgentEntry {
     /// Frameworks with an unexpired filter covering `bits_valid_for` (⊇ the current free).
     pub filtered: BitSet,
     pub bits_valid_for: Resources,
+    /// The earliest filter expiry queued for this agent.
+    pub next_expiry: Option<Timestamp>,
 }
 
 impl AgentEntry {
@@ -307,6 +309,7 @@ impl Allocator {
             filters: FilterTable::default(),
             filtered: BitSet::default(),
             bits_valid_for: Resources::new(),
+            next_expiry: None,
         });
         self.agent_ids.insert(agent_id.to_string(), slot);
         for (fw, res) in used {
@@ -546,7 +549,11 @@ impl Allocator {
                     a.filtered.set(fs);
                 }
                 a.filters.add(fs, until, resources);
-                self.expiries.push(Reverse((until, slot, generation, fs)));
+                if a.next_expiry.is_none_or(|t| until < t) {
+                    a.next_expiry = Some(until);
+                    self.expiries
+                        .push(Reverse((until, slot as u32, generation)));
+                }
             }
         }
         if refuse_until.is_some()
@@ -558,25 +565,32 @@ impl Allocator {
 
     /// Drops filters that expired by `now`.
     pub(crate) fn expire_filters(&mut self, now: Timestamp) {
-        while let Some(Reverse((until, slot, generation, fw))) = self.expiries.peek().copied() {
+        while let Some(Reverse((until, slot, generation))) = self.expiries.peek().copied() {
             if until > now {
                 break;
             }
             self.expiries.pop();
+            let slot = slot as usize;
             let Some(a) = self.agents.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
-            if a.generation != generation {
-                continue;
+            if a.generation != generation || a.next_expiry != Some(until) {
+                continue; // stale entry
             }
-            if a.filters.expire(fw, now) {
-                a.filtered.clear(fw);
-                if let Some(f) = self.fws.get_mut(fw).and_then(Option::as_mut) {
-                    f.filtered_agents.remove(&slot);
+            for fw in a.filters.expire_all(now) {
+                if a.filters.has(fw) {
+                    let covered = a.filters.of(fw).any(|(_, r)| r.contains(&a.bits_valid_for));
+                    a.filtered.assign(fw, covered);
+                } else {
+                    a.filtered.clear(fw);
+                    if let Some(f) = self.fws.get_mut(fw).and_then(Option::as_mut) {
+                        f.filtered_agents.remove(&slot);
+                    }
                 }
-            } else {
-                let covered = a.filters.of(fw).any(|(_, r)| r.contains(&a.bits_valid_for));
-                a.filtered.assign(fw, covered);
+            }
+            a.next_expiry = a.filters.next_expiry();
+            if let Some(t) = a.next_expiry {
+                self.expiries.push(Reverse((t, slot as u32, generation)));
             }
         }
     }
