@@ -76,3 +76,30 @@ impl Master {
         }
     }
 }
+
+impl Master {
+    /// Every role the allocator knows, for operators (`/roles`, `GetRoles`): weight, quota,
+    /// allocation and frameworks, resources in text form.
+    pub fn role_summaries(&self) -> Vec<v1::RoleSummary> {
+        self.roles()
+            .into_iter()
+            .map(|r| v1::RoleSummary {
+                role: r.role,
+                weight: r.weight,
+                guarantees: r
+                    .quota
+                    .as_ref()
+                    .map(|q| q.guarantees.to_string())
+                    .unwrap_or_default(),
+                limits: r
+                    .quota
+                    .as_ref()
+                    .and_then(|q| q.limits.as_ref())
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                allocated: r.allocated.to_string(),
+                frameworks: r.frameworks,
+            })
+            .collect()
+    }
+}

@@ -57,6 +57,20 @@ pub(crate) enum Command {
     Snapshot {
         reply: oneshot::Sender<v1::StateSnapshot>,
     },
+    /// Run an operator request against the core (quota, weights, roles, explanations).
+    Run(MasterFn),
+}
+
+/// The boxed function inside a [`MasterFn`].
+type BoxedMasterFn = Box<dyn FnOnce(&mut Master, Timestamp) + Send>;
+
+/// A function run on the core task with the master and the current time.
+pub(crate) struct MasterFn(BoxedMasterFn);
+
+impl std::fmt::Debug for MasterFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterFn")
+    }
 }
 
 /// The core task has stopped (the server is shutting down).
@@ -144,6 +158,19 @@ impl CoreHandle {
     pub(crate) async fn snapshot(&self) -> Result<v1::StateSnapshot, CoreGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Snapshot { reply })?;
+        rx.await.map_err(|_| CoreGone)
+    }
+
+    /// Runs `f` on the core task with the master and the current time, and returns its result.
+    /// The core is ticked right after, so changes (a quota, a weight) take effect at once.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Master, Timestamp) -> T + Send + 'static,
+    ) -> Result<T, CoreGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Run(MasterFn(Box::new(move |master, now| {
+            let _ = reply.send(f(master, now));
+        }))))?;
         rx.await.map_err(|_| CoreGone)
     }
 
@@ -267,6 +294,7 @@ impl CoreLoop {
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.master.snapshot(now));
             }
+            Command::Run(MasterFn(f)) => f(&mut self.master, now),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Operator access: the `Operator` gRPC service and the HTTP/JSON routes (`/health`, `/state`,
-//! `/state/tasks`).
+//! The HTTP/JSON routes: `/health`, `/state`, `/state/tasks`, and the operator routes of
+//! `http_roles` (`/roles`, `/quota`, `/weights`, `/why`).
 
 use std::sync::Arc;
 
@@ -12,42 +12,12 @@ use axum::routing::get;
 use proffer_proto::v1;
 use serde::Serialize;
 
-use super::Shared;
 use super::core_task::CoreHandle;
-use super::status;
-
-/// The `Operator` gRPC service.
-#[derive(Debug, Clone)]
-pub(crate) struct OperatorService {
-    shared: Shared,
-}
-
-impl OperatorService {
-    pub(crate) fn new(shared: Shared) -> Self {
-        OperatorService { shared }
-    }
-}
-
-#[tonic::async_trait]
-impl v1::operator_server::Operator for OperatorService {
-    async fn get_state(
-        &self,
-        _request: tonic::Request<v1::GetStateRequest>,
-    ) -> Result<tonic::Response<v1::StateSnapshot>, tonic::Status> {
-        let snapshot = self
-            .shared
-            .core
-            .snapshot()
-            .await
-            .map_err(status::unavailable)?;
-        Ok(tonic::Response::new(snapshot))
-    }
-}
 
 /// State of the HTTP handlers.
 #[derive(Debug, Clone)]
-struct HttpState {
-    core: CoreHandle,
+pub(crate) struct HttpState {
+    pub(crate) core: CoreHandle,
     master_id: Arc<str>,
 }
 
@@ -57,6 +27,7 @@ pub(crate) fn routes(core: CoreHandle, master_id: String) -> Router {
         .route("/health", get(health))
         .route("/state", get(state))
         .route("/state/tasks", get(tasks))
+        .merge(super::http_roles::routes())
         .with_state(HttpState {
             core,
             master_id: master_id.into(),

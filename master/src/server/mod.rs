@@ -1,7 +1,8 @@
 //! The tokio shell around the sans-IO [`Master`](crate::core::Master).
 //!
 //! One TCP port serves both gRPC (the `Scheduler`, `Agent` and `Operator` services of
-//! `proffer.v1`, over h2c) and HTTP/JSON (`GET /health`, `GET /state`, `GET /state/tasks`).
+//! `proffer.v1`, over h2c) and HTTP/JSON (`GET /health`, `GET /state`, `GET /state/tasks`,
+//! `GET /roles`, `POST /quota`, `DELETE /quota/ROLE`, `POST /weights`, `GET /why`).
 //! A single task owns the core; every connection handler talks to it through a command channel,
 //! and the core task stamps each input with the time since the server started.
 //!
@@ -9,16 +10,22 @@
 //! - `core_task`: the task that owns the `Master`, feeds it commands, ticks it and dispatches outputs.
 //! - `scheduler`: the framework-facing `Scheduler` gRPC service.
 //! - `agent`: the `Agent` gRPC service (one bidirectional session per agent).
-//! - `http`: the `Operator` gRPC service and the axum HTTP/JSON routes.
+//! - `operator`: the `Operator` gRPC service (state, quota, weights, roles, why).
+//! - `http`: the axum HTTP/JSON routes (`/health`, `/state`, `/state/tasks`).
+//! - `http_roles`: HTTP/JSON operator routes (`/roles`, `/quota`, `/weights`, `/why`).
 //! - `status`: mapping of [`MasterError`](crate::core::MasterError) onto gRPC statuses.
 
 mod agent;
 mod core_task;
 mod http;
+mod http_roles;
+mod operator;
 mod scheduler;
 mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_operator;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -121,7 +128,7 @@ pub async fn serve(
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
     )
     .add_service(
-        OperatorServer::new(http::OperatorService::new(shared.clone()))
+        OperatorServer::new(operator::OperatorService::new(shared.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
     )
     .into_axum_router();

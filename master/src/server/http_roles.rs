@@ -1,0 +1,223 @@
+//! HTTP/JSON operator routes for roles, quota, weights and explanations:
+//!
+//! | route | body / query | reply |
+//! |---|---|---|
+//! | `GET /roles` | — | `{"roles":[{"role","weight","guarantees","limits","allocated","frameworks"}]}` |
+//! | `POST /quota` | `{"role":"eng","guarantees":"cpus:4;mem:4096","limits":"cpus:8"}` | `{"ok":true}` |
+//! | `DELETE /quota/ROLE` | — | `{"ok":true}` |
+//! | `POST` or `PUT /weights` | `{"role":"eng","weight":2}` or a list of those (Mesos) | `{"ok":true}` |
+//! | `GET /why?framework_id=ID` or `?role=ROLE` | — | `{"subject":…,"lines":[…]}` |
+//!
+//! Resources are a Mesos text string or JSON (array or object); `guarantee` (Mesos < 1.9) is
+//! accepted for `guarantees`. Errors are `{"error": "…"}` with 400 (bad input), 404, 409 or 503.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use proffer_proto::Resources;
+use serde::Serialize;
+
+use super::http::HttpState;
+use super::operator::{self, OperatorError, WhySubject};
+use crate::core::{ErrorKind, MasterError};
+
+/// The operator routes (merged into the HTTP router).
+pub(crate) fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/roles", get(roles))
+        .route("/quota", post(set_quota))
+        .route("/quota/{*role}", delete(remove_quota))
+        .route("/weights", post(set_weights).put(set_weights))
+        .route("/why", get(why))
+}
+
+/// One role in `GET /roles`.
+#[derive(Debug, Serialize)]
+struct RoleJson {
+    role: String,
+    weight: f64,
+    guarantees: String,
+    limits: String,
+    allocated: String,
+    frameworks: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Ok_ {
+    ok: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorJson {
+    error: String,
+}
+
+fn http_error(code: StatusCode, message: String) -> Response {
+    (code, Json(ErrorJson { error: message })).into_response()
+}
+
+fn bad_request(message: String) -> Response {
+    http_error(StatusCode::BAD_REQUEST, message)
+}
+
+fn error_response(err: &OperatorError) -> Response {
+    let code = match err {
+        OperatorError::Gone(_) => StatusCode::SERVICE_UNAVAILABLE,
+        OperatorError::Master(e) => match e.kind() {
+            ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorKind::FailedPrecondition => StatusCode::CONFLICT,
+            ErrorKind::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        },
+    };
+    http_error(code, err.to_string())
+}
+
+fn done(result: Result<(), OperatorError>) -> Response {
+    match result {
+        Ok(()) => Json(Ok_ { ok: true }).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn roles(State(st): State<HttpState>) -> Response {
+    match operator::roles(&st.core).await {
+        Ok(list) => {
+            let roles: Vec<RoleJson> = list
+                .into_iter()
+                .map(|r| RoleJson {
+                    role: r.role,
+                    weight: r.weight,
+                    guarantees: r.guarantees,
+                    limits: r.limits,
+                    allocated: r.allocated,
+                    frameworks: r.frameworks,
+                })
+                .collect();
+            Json(serde_json::json!({ "roles": roles })).into_response()
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Parses a JSON request body, saying what was wrong.
+fn json_body(body: &Bytes) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+/// A role field of a JSON object.
+fn role_field(obj: &serde_json::Value) -> Result<String, String> {
+    match obj.get("role") {
+        Some(serde_json::Value::String(r)) => Ok(r.clone()),
+        Some(other) => Err(format!("invalid role: expected a string, got {other}")),
+        None => Err("invalid body: missing string field `role`".into()),
+    }
+}
+
+/// A resources field: Mesos text or JSON; absent or null is `None`.
+fn resources_field(obj: &serde_json::Value, names: &[&str]) -> Result<Option<Resources>, String> {
+    let Some((name, value)) = names
+        .iter()
+        .find_map(|n| obj.get(*n).filter(|v| !v.is_null()).map(|v| (*n, v)))
+    else {
+        return Ok(None);
+    };
+    let parsed = match value {
+        serde_json::Value::String(text) => Resources::parse(text),
+        other => Resources::parse_json(&other.to_string()),
+    };
+    parsed.map(Some).map_err(|e| {
+        MasterError::Resources {
+            field: name.to_string(),
+            source: e,
+        }
+        .to_string()
+    })
+}
+
+async fn set_quota(State(st): State<HttpState>, body: Bytes) -> Response {
+    let parsed = json_body(&body).and_then(|obj| {
+        let role = role_field(&obj)?;
+        let guarantees = resources_field(&obj, &["guarantees", "guarantee"])?.unwrap_or_default();
+        let limits = resources_field(&obj, &["limits", "limit"])?;
+        Ok((role, guarantees, limits))
+    });
+    match parsed {
+        Ok((role, guarantees, limits)) => {
+            done(operator::set_quota(&st.core, role, guarantees, limits).await)
+        }
+        Err(msg) => bad_request(msg),
+    }
+}
+
+async fn remove_quota(State(st): State<HttpState>, Path(role): Path<String>) -> Response {
+    done(operator::remove_quota(&st.core, role).await)
+}
+
+async fn set_weights(State(st): State<HttpState>, body: Bytes) -> Response {
+    let items = match json_body(&body) {
+        Ok(serde_json::Value::Array(items)) => items,
+        Ok(obj @ serde_json::Value::Object(_)) => vec![obj],
+        Ok(other) => {
+            return bad_request(format!(
+                "invalid body: expected {{\"role\",\"weight\"}} or a list of those, got {other}"
+            ));
+        }
+        Err(msg) => return bad_request(msg),
+    };
+    // Check every entry before changing anything.
+    let mut weights = Vec::with_capacity(items.len());
+    for item in &items {
+        let role = match role_field(item) {
+            Ok(r) => r,
+            Err(msg) => return bad_request(msg),
+        };
+        let Some(weight) = item.get("weight").and_then(serde_json::Value::as_f64) else {
+            return bad_request(format!(
+                "invalid weight for role `{role}`: expected a number"
+            ));
+        };
+        if !weight.is_finite() || weight <= 0.0 {
+            return bad_request(format!(
+                "invalid weight {weight} for role `{role}`: must be a positive finite number"
+            ));
+        }
+        if let Err(reason) = proffer_proto::resources::validate_role(&role) {
+            return bad_request(format!("invalid role `{role}`: {reason}"));
+        }
+        weights.push((role, weight));
+    }
+    for (role, weight) in weights {
+        if let Err(e) = operator::set_weight(&st.core, role, weight).await {
+            return error_response(&e);
+        }
+    }
+    done(Ok(()))
+}
+
+async fn why(State(st): State<HttpState>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let subject = match (q.get("framework_id"), q.get("role")) {
+        (Some(id), None) => WhySubject::Framework(id.clone()),
+        (None, Some(role)) => WhySubject::Role(role.clone()),
+        _ => {
+            return bad_request(
+                "invalid query: give exactly one of `framework_id` or `role`".into(),
+            );
+        }
+    };
+    let name = match &subject {
+        WhySubject::Framework(id) => format!("framework {id}"),
+        WhySubject::Role(role) => format!("role {role}"),
+    };
+    match operator::why(&st.core, subject).await {
+        Ok(lines) => Json(serde_json::json!({ "subject": name, "lines": lines })).into_response(),
+        Err(e) => error_response(&e),
+    }
+}

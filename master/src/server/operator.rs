@@ -1,0 +1,211 @@
+//! The `Operator` gRPC service (state, quota, weights, roles, explanations) and the requests it
+//! shares with the HTTP/JSON routes. Every change goes through the core task like any other input.
+
+use proffer_proto::resources::validate_role;
+use proffer_proto::{Resources, v1};
+
+use super::Shared;
+use super::core_task::{CoreGone, CoreHandle};
+use super::status;
+use crate::core::MasterError;
+
+/// What an operator request may fail with.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OperatorError {
+    /// The core refused the request (or the request was malformed).
+    #[error(transparent)]
+    Master(#[from] MasterError),
+    /// The server is shutting down.
+    #[error(transparent)]
+    Gone(#[from] CoreGone),
+}
+
+impl OperatorError {
+    /// The gRPC status for the error.
+    pub(crate) fn status(&self) -> tonic::Status {
+        match self {
+            OperatorError::Master(e) => status::from_master(e),
+            OperatorError::Gone(g) => status::unavailable(*g),
+        }
+    }
+}
+
+/// Whose allocation to explain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WhySubject {
+    /// A framework, by id.
+    Framework(String),
+    /// A role, by name.
+    Role(String),
+}
+
+fn check_role(role: &str) -> Result<(), MasterError> {
+    validate_role(role).map_err(|reason| MasterError::InvalidField {
+        field: "role".into(),
+        reason: format!("`{role}`: {reason}"),
+    })
+}
+
+/// Sets a role's quota.
+pub(crate) async fn set_quota(
+    core: &CoreHandle,
+    role: String,
+    guarantees: Resources,
+    limits: Option<Resources>,
+) -> Result<(), OperatorError> {
+    check_role(&role)?;
+    tracing::info!(%role, %guarantees, limits = ?limits.as_ref().map(ToString::to_string), "set quota");
+    Ok(core
+        .run(move |m, _| m.set_quota(&role, guarantees, limits))
+        .await??)
+}
+
+/// Removes a role's quota.
+pub(crate) async fn remove_quota(core: &CoreHandle, role: String) -> Result<(), OperatorError> {
+    check_role(&role)?;
+    tracing::info!(%role, "remove quota");
+    Ok(core.run(move |m, _| m.remove_quota(&role)).await??)
+}
+
+/// Sets a role's weight.
+pub(crate) async fn set_weight(
+    core: &CoreHandle,
+    role: String,
+    weight: f64,
+) -> Result<(), OperatorError> {
+    check_role(&role)?;
+    tracing::info!(%role, weight, "set weight");
+    Ok(core.run(move |m, _| m.set_weight(&role, weight)).await??)
+}
+
+/// Every role the allocator knows.
+pub(crate) async fn roles(core: &CoreHandle) -> Result<Vec<v1::RoleSummary>, OperatorError> {
+    Ok(core.run(|m, _| m.role_summaries()).await?)
+}
+
+/// Why a framework or role gets what it gets, one reason per line.
+pub(crate) async fn why(
+    core: &CoreHandle,
+    subject: WhySubject,
+) -> Result<Vec<String>, OperatorError> {
+    match &subject {
+        WhySubject::Framework(id) if id.trim().is_empty() => {
+            return Err(MasterError::InvalidField {
+                field: "framework_id".into(),
+                reason: "must not be empty".into(),
+            }
+            .into());
+        }
+        WhySubject::Framework(_) => {}
+        WhySubject::Role(role) => check_role(role)?,
+    }
+    Ok(core
+        .run(move |m, now| match subject {
+            WhySubject::Framework(id) => m.allocator().explain_framework(&id, now),
+            WhySubject::Role(role) => m.allocator().explain_role(&role, now),
+        })
+        .await?)
+}
+
+/// Converts wire resources of a quota field, naming the field on error.
+fn quota_resources(field: &str, list: &[v1::Resource]) -> Result<Resources, MasterError> {
+    Resources::from_proto(list).map_err(|source| MasterError::Resources {
+        field: field.to_string(),
+        source,
+    })
+}
+
+/// The `Operator` gRPC service.
+#[derive(Debug, Clone)]
+pub(crate) struct OperatorService {
+    shared: Shared,
+}
+
+impl OperatorService {
+    pub(crate) fn new(shared: Shared) -> Self {
+        OperatorService { shared }
+    }
+}
+
+type Reply<T> = Result<tonic::Response<T>, tonic::Status>;
+
+#[tonic::async_trait]
+impl v1::operator_server::Operator for OperatorService {
+    async fn get_state(
+        &self,
+        _request: tonic::Request<v1::GetStateRequest>,
+    ) -> Reply<v1::StateSnapshot> {
+        let snapshot = self
+            .shared
+            .core
+            .snapshot()
+            .await
+            .map_err(status::unavailable)?;
+        Ok(tonic::Response::new(snapshot))
+    }
+
+    async fn set_quota(
+        &self,
+        request: tonic::Request<v1::SetQuotaRequest>,
+    ) -> Reply<v1::OperatorResponse> {
+        let req = request.into_inner();
+        let parsed = quota_resources("guarantees", &req.guarantees).and_then(|g| {
+            let limits = if req.limits.is_empty() {
+                None
+            } else {
+                Some(quota_resources("limits", &req.limits)?)
+            };
+            Ok((g, limits))
+        });
+        let (guarantees, limits) = parsed.map_err(|e| status::from_master(&e))?;
+        set_quota(&self.shared.core, req.role, guarantees, limits)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::OperatorResponse {}))
+    }
+
+    async fn remove_quota(
+        &self,
+        request: tonic::Request<v1::RemoveQuotaRequest>,
+    ) -> Reply<v1::OperatorResponse> {
+        remove_quota(&self.shared.core, request.into_inner().role)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::OperatorResponse {}))
+    }
+
+    async fn set_weight(
+        &self,
+        request: tonic::Request<v1::SetWeightRequest>,
+    ) -> Reply<v1::OperatorResponse> {
+        let req = request.into_inner();
+        set_weight(&self.shared.core, req.role, req.weight)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::OperatorResponse {}))
+    }
+
+    async fn get_roles(
+        &self,
+        _request: tonic::Request<v1::GetRolesRequest>,
+    ) -> Reply<v1::GetRolesResponse> {
+        let roles = roles(&self.shared.core).await.map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::GetRolesResponse { roles }))
+    }
+
+    async fn why(&self, request: tonic::Request<v1::WhyRequest>) -> Reply<v1::WhyResponse> {
+        let subject = match request.into_inner().subject {
+            Some(v1::why_request::Subject::FrameworkId(id)) => WhySubject::Framework(id),
+            Some(v1::why_request::Subject::Role(role)) => WhySubject::Role(role),
+            None => {
+                return Err(tonic::Status::invalid_argument(
+                    "invalid subject: give a framework_id or a role",
+                ));
+            }
+        };
+        let lines = why(&self.shared.core, subject)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::WhyResponse { lines }))
+    }
+}
