@@ -1,0 +1,461 @@
+//! Offers: match waiting steps through the evaluation pipeline, build the launches, and record
+//! for every offer why it was used or declined.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proffer_proto::resources::UNRESERVED;
+use proffer_proto::{Resources, v1};
+use serde::Serialize;
+
+use super::status::PREPARED;
+use super::{Action, CoreError, OFFER_LOG, ServiceCore, config_hash, is_terminal};
+use crate::service::evaluate::{Matched, OfferView, StepRequest, evaluate};
+use crate::service::placement::{AgentView, Placement};
+use crate::service::plan::Step;
+use crate::service::spec::Goal;
+use crate::service::store::TaskRecord;
+use crate::service::template::{builtins, render};
+
+/// What happened to one offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OfferRecord {
+    /// When it was evaluated (ms since the epoch, as given by the caller).
+    pub at_ms: u64,
+    /// The offer id.
+    pub offer_id: String,
+    /// The agent.
+    pub agent_id: String,
+    /// The agent's hostname.
+    pub hostname: String,
+    /// The offered resources (text form).
+    pub resources: String,
+    /// `LAUNCHED` or `DECLINED`.
+    pub outcome: String,
+    /// Steps launched from it.
+    pub used_by: Vec<String>,
+    /// Why each step that was tried did not fit (`STEP: stage: reason`), or why nothing was tried.
+    pub reasons: Vec<String>,
+}
+
+impl ServiceCore {
+    /// Placements of every instance that holds (or will come back to) an agent.
+    fn placements(&self) -> Vec<Placement> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for r in self.tasks.values() {
+            let in_spec = self.spec.pod(&r.pod).is_some_and(|p| r.index < p.count);
+            let goal = self.goal(&r.pod, &r.task);
+            let holds = !is_terminal(&r.state)
+                || (in_spec && !r.permanent_failure && goal == Some(Goal::Running));
+            if holds && !r.agent_id.is_empty() && seen.insert((r.pod.clone(), r.index)) {
+                out.push(Placement {
+                    pod: r.pod.clone(),
+                    index: r.index,
+                    agent_id: r.agent_id.clone(),
+                    hostname: r.hostname.clone(),
+                    attributes: r.attributes.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Where the step's instance must go, if anywhere; lets a pin expire after the timeout.
+    fn pin_for(
+        &mut self,
+        now: u64,
+        key: &str,
+        step: &Step,
+        launch: &[String],
+    ) -> Option<(String, String)> {
+        let recs: Vec<TaskRecord> = self
+            .tasks
+            .values()
+            .filter(|r| r.pod == step.pod && r.index == step.index && !r.agent_id.is_empty())
+            .cloned()
+            .collect();
+        if let Some(r) = recs
+            .iter()
+            .find(|r| !is_terminal(&r.state) && !launch.contains(&r.task))
+        {
+            return Some((r.agent_id.clone(), format!("{} runs there", r.name)));
+        }
+        let prev = recs.iter().find(|r| !r.permanent_failure)?;
+        let since = *self.waiting_since.entry(key.to_string()).or_insert(now);
+        if now.saturating_sub(since) >= self.cfg.permanent_after_ms {
+            for mut r in recs {
+                r.permanent_failure = true;
+                if self.store.put_task(&r).is_ok() {
+                    self.tasks.insert(r.name.clone(), r);
+                }
+            }
+            return None;
+        }
+        Some((
+            prev.agent_id.clone(),
+            format!(
+                "restart in place; may move after {}s",
+                (self
+                    .cfg
+                    .permanent_after_ms
+                    .saturating_sub(now.saturating_sub(since)))
+                    / 1000
+            ),
+        ))
+    }
+
+    /// Handles an OFFERS event; actions go to the outbox.
+    pub fn handle_offers(&mut self, now: u64, offers: &[v1::Offer]) -> Result<(), CoreError> {
+        if self.uninstalling {
+            for o in offers {
+                self.uninstall_offer(now, o)?;
+            }
+            self.refresh(now);
+            self.update_suppression();
+            return Ok(());
+        }
+        let mut cands = self.launch_candidates();
+        let mut placements = self.placements();
+        for o in offers {
+            let mut record = OfferRecord {
+                at_ms: now,
+                offer_id: o.id.clone(),
+                agent_id: o.agent_id.clone(),
+                hostname: o.hostname.clone(),
+                resources: String::new(),
+                outcome: "DECLINED".into(),
+                used_by: Vec::new(),
+                reasons: Vec::new(),
+            };
+            let mut remaining = match Resources::from_proto(&o.resources) {
+                Ok(r) => r,
+                Err(e) => {
+                    record.reasons.push(format!("unreadable resources: {e}"));
+                    self.decline(o, record, self.cfg.refuse_idle_secs);
+                    continue;
+                }
+            };
+            record.resources = remaining.to_string();
+            let attrs: Vec<(String, String)> = o
+                .attributes
+                .iter()
+                .map(|a| (a.name.clone(), a.value.clone()))
+                .collect();
+            if cands.is_empty() {
+                record
+                    .reasons
+                    .push("nothing to launch: no step waits for an offer".to_string());
+            }
+            let mut ops = Vec::new();
+            let mut launched = Vec::new();
+            let mut used = Vec::new();
+            for (ci, (pi, r, launch)) in cands.iter().enumerate() {
+                let Some(step) = self.plans[*pi].step(*r).cloned() else {
+                    continue;
+                };
+                let Some(pod) = self.spec.pod(&step.pod).cloned() else {
+                    continue;
+                };
+                let key = format!("{}/{}", self.plans[*pi].name, step.name);
+                let pinned = self.pin_for(now, &key, &step, launch);
+                let req = StepRequest {
+                    step: step.name.clone(),
+                    pod_name: &step.pod,
+                    index: step.index,
+                    pod: &pod,
+                    tasks: launch.clone(),
+                    pinned,
+                };
+                let view = OfferView {
+                    agent: AgentView {
+                        agent_id: &o.agent_id,
+                        hostname: &o.hostname,
+                        attributes: &attrs,
+                    },
+                    remaining: &remaining,
+                };
+                match evaluate(&self.eval, &view, &req, &placements) {
+                    Ok(m) => {
+                        let infos = self.build_launch(now, o, &attrs, &step, &m)?;
+                        remaining.subtract(&m.consumed);
+                        ops.extend(m.operations.clone());
+                        launched.extend(infos);
+                        placements.push(Placement {
+                            pod: step.pod.clone(),
+                            index: step.index,
+                            agent_id: o.agent_id.clone(),
+                            hostname: o.hostname.clone(),
+                            attributes: attrs.clone(),
+                        });
+                        record.used_by.push(step.name.clone());
+                        self.waiting_since.remove(&key);
+                        used.push(ci);
+                    }
+                    Err(reason) => {
+                        record.reasons.push(format!("{}: {reason}", step.name));
+                        self.waiting_since.entry(key).or_insert(now);
+                        if let Some(s) = self.plans[*pi].step_mut(*r) {
+                            s.message = format!(
+                                "waiting for a matching offer; last offer {} from {}: {reason}",
+                                o.id, o.hostname
+                            );
+                        }
+                    }
+                }
+            }
+            for ci in used.into_iter().rev() {
+                cands.remove(ci);
+            }
+            if launched.is_empty() {
+                let refuse = if cands.is_empty() {
+                    self.cfg.refuse_idle_secs
+                } else {
+                    self.cfg.refuse_pending_secs
+                };
+                self.decline(o, record, refuse);
+            } else {
+                let names: Vec<String> = launched.iter().map(|t| t.name.clone()).collect();
+                ops.push(crate::driver::launch_operation(launched));
+                record.outcome = "LAUNCHED".into();
+                self.log_offer(record);
+                self.outbox.push(Action::Accept {
+                    offer_ids: vec![o.id.clone()],
+                    operations: ops,
+                    refuse_seconds: self.cfg.refuse_pending_secs,
+                    tasks: names,
+                });
+            }
+        }
+        self.refresh(now);
+        self.update_suppression();
+        Ok(())
+    }
+
+    fn decline(&mut self, o: &v1::Offer, record: OfferRecord, refuse: f64) {
+        self.log_offer(record);
+        self.outbox.push(Action::Decline {
+            offer_ids: vec![o.id.clone()],
+            refuse_seconds: refuse,
+        });
+    }
+
+    fn log_offer(&mut self, record: OfferRecord) {
+        if self.offers.len() >= OFFER_LOG {
+            self.offers.pop_front();
+        }
+        self.offers.push_back(record);
+    }
+
+    /// During uninstall: give back reservations found in the offer, decline the rest.
+    fn uninstall_offer(&mut self, now: u64, o: &v1::Offer) -> Result<(), CoreError> {
+        let res = Resources::from_proto(&o.resources).unwrap_or_default();
+        let role = self.spec.role.clone();
+        let reserved = if role == UNRESERVED {
+            Resources::new()
+        } else {
+            res.for_role(&role)
+        };
+        let mut record = OfferRecord {
+            at_ms: now,
+            offer_id: o.id.clone(),
+            agent_id: o.agent_id.clone(),
+            hostname: o.hostname.clone(),
+            resources: res.to_string(),
+            outcome: "DECLINED".into(),
+            used_by: Vec::new(),
+            reasons: Vec::new(),
+        };
+        if reserved.is_empty() {
+            record
+                .reasons
+                .push("uninstalling: nothing reserved here".into());
+            self.decline(o, record, self.cfg.refuse_idle_secs);
+            return Ok(());
+        }
+        record.outcome = "UNRESERVED".into();
+        record.used_by.push(format!("unreserve {reserved}"));
+        self.log_offer(record);
+        self.outbox.push(Action::Accept {
+            offer_ids: vec![o.id.clone()],
+            operations: vec![v1::Operation {
+                op: Some(v1::operation::Op::Unreserve(v1::Unreserve {
+                    resources: reserved.to_proto(),
+                })),
+            }],
+            refuse_seconds: self.cfg.refuse_idle_secs,
+            tasks: Vec::new(),
+        });
+        let names: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|r| r.agent_id == o.agent_id && !r.reserved.is_empty())
+            .map(|r| r.name.clone())
+            .collect();
+        for n in names {
+            if let Some(r) = self.tasks.get_mut(&n) {
+                r.reserved.clear();
+                let r = r.clone();
+                self.store.put_task(&r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the TaskInfos of a matched step and writes their records (state PREPARED) first.
+    fn build_launch(
+        &mut self,
+        now: u64,
+        o: &v1::Offer,
+        attrs: &[(String, String)],
+        step: &Step,
+        m: &Matched,
+    ) -> Result<Vec<v1::TaskInfo>, CoreError> {
+        let Some(pod) = self.spec.pod(&step.pod).cloned() else {
+            return Ok(Vec::new());
+        };
+        let hash = config_hash(&self.spec, &step.pod);
+        let mut out = Vec::new();
+        for tr in &m.tasks {
+            let Some(spec) = pod.task(&tr.task) else {
+                continue;
+            };
+            let name = format!("{}-{}-{}", step.pod, step.index, tr.task);
+            let vars = builtins(
+                &self.spec.name,
+                &self.cfg.framework_host,
+                &self.spec.role,
+                &step.pod,
+                step.index,
+                &tr.task,
+            );
+            let render_err = |what: &str, e: String| {
+                CoreError::Request(format!("{name}: cannot render {what}: {e}"))
+            };
+            let mut cmd = render(&spec.cmd, &vars).map_err(|e| render_err("cmd", e))?;
+            if !m.sandbox_volumes.is_empty() {
+                cmd = format!("mkdir -p {} && {cmd}", m.sandbox_volumes.join(" "));
+            }
+            let mut env: BTreeMap<String, String> = BTreeMap::new();
+            for k in [
+                "POD_INDEX",
+                "POD_NAME",
+                "TASK_NAME",
+                "FRAMEWORK_NAME",
+                "FRAMEWORK_HOST",
+            ] {
+                if let Some(v) = vars.get(k) {
+                    env.insert(k.to_string(), v.clone());
+                }
+            }
+            for (k, v) in &tr.ports {
+                env.insert(k.clone(), v.to_string());
+            }
+            for (k, v) in &spec.env {
+                env.insert(k.clone(), render(v, &vars).map_err(|e| render_err(k, e))?);
+            }
+            let mut uris = Vec::new();
+            for u in &spec.uris {
+                uris.push(v1::Uri {
+                    value: render(u, &vars).map_err(|e| render_err("uri", e))?,
+                    ..Default::default()
+                });
+            }
+            let prev = self.tasks.get(&name);
+            let launches = prev.map_or(0, |r| r.launches) + 1;
+            let permanent = prev.is_some_and(|r| r.permanent_failure);
+            let _ = permanent;
+            let task_id = format!("{}.{name}__{launches}-{now:x}", self.spec.name);
+            let reserved = if self.eval.reservations {
+                tr.resources.to_string()
+            } else {
+                String::new()
+            };
+            let rec = TaskRecord {
+                name: name.clone(),
+                task_id: task_id.clone(),
+                pod: step.pod.clone(),
+                index: step.index,
+                task: tr.task.clone(),
+                agent_id: o.agent_id.clone(),
+                hostname: o.hostname.clone(),
+                attributes: attrs.to_vec(),
+                state: PREPARED.to_string(),
+                message: String::new(),
+                config: hash.clone(),
+                ready: false,
+                launches,
+                resources: tr.resources.to_string(),
+                ports: tr.ports.clone(),
+                reserved,
+                permanent_failure: false,
+            };
+            self.store.put_task(&rec)?;
+            self.tasks.insert(name.clone(), rec);
+            let mut labels = std::collections::HashMap::new();
+            labels.insert("proffer.service/pod".to_string(), step.instance());
+            labels.insert("proffer.service/config".to_string(), hash.clone());
+            out.push(v1::TaskInfo {
+                name,
+                task_id,
+                agent_id: o.agent_id.clone(),
+                resources: tr.resources.to_proto(),
+                command: Some(v1::CommandInfo {
+                    value: cmd,
+                    shell: true,
+                    environment: env.into_iter().collect(),
+                    uris,
+                    ..Default::default()
+                }),
+                kill_grace_period_ms: spec
+                    .kill_grace_period
+                    .map_or(0, |s| (s * 1000.0).round() as u64),
+                labels,
+                ..Default::default()
+            });
+        }
+        Ok(out)
+    }
+
+    /// The master accepted (`Ok`) or refused (`Err`) the launch of `tasks`.
+    pub fn accept_result(
+        &mut self,
+        now: u64,
+        tasks: &[String],
+        result: Result<(), String>,
+    ) -> Result<(), CoreError> {
+        for n in tasks {
+            let Some(r) = self.tasks.get_mut(n) else {
+                continue;
+            };
+            if r.state != PREPARED {
+                continue; // a status update already arrived
+            }
+            match &result {
+                Ok(()) => r.state = "TASK_STAGING".into(),
+                Err(e) => {
+                    r.state = "TASK_ERROR".into();
+                    r.message = format!("accept failed: {e}");
+                }
+            }
+            let r = r.clone();
+            self.store.put_task(&r)?;
+        }
+        if let Err(e) = &result {
+            for p in &mut self.plans {
+                for ph in &mut p.phases {
+                    for s in &mut ph.steps {
+                        if s.tasks
+                            .iter()
+                            .any(|t| tasks.contains(&format!("{}-{}-{t}", s.pod, s.index)))
+                        {
+                            s.message = format!("the master refused the launch: {e}; retrying");
+                        }
+                    }
+                }
+            }
+        }
+        self.refresh(now);
+        self.update_suppression();
+        Ok(())
+    }
+}

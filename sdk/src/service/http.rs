@@ -1,0 +1,275 @@
+//! The framework's HTTP API (axum) and a tiny client for the CLI.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/v1/plans` | plan names and statuses |
+//! | GET | `/v1/plans/NAME` | one plan (phases, steps, statuses, messages) |
+//! | POST | `/v1/plans/NAME/ACTION?phase=P&step=S` | pause, resume, start, restart, force-complete |
+//! | GET | `/v1/why` | every incomplete step and what it waits for |
+//! | GET | `/v1/pod` | pod instances and their tasks |
+//! | POST | `/v1/pod/NAME/restart`, `/v1/pod/NAME/replace` | recovery by hand |
+//! | GET | `/v1/debug/offers` | recent offers and why each was used or declined |
+//! | POST | `/v1/update` | a new YAML spec (scale, configuration change) |
+//! | POST | `/v1/uninstall` | start the uninstall plan |
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use super::core::{CoreError, ServiceCore};
+use super::plan::Plan;
+use super::spec::ServiceSpec;
+
+/// What the HTTP handlers share with the scheduler loop.
+#[derive(Debug)]
+pub struct Shared {
+    /// The scheduler state.
+    pub core: Mutex<ServiceCore>,
+    /// Woken when a handler queued actions for the loop.
+    pub notify: Notify,
+    /// Option overrides used to parse specs posted to `/v1/update`.
+    pub options: BTreeMap<String, String>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ServiceCore> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A plan with its rolled-up status (the JSON shape of `/v1/plans/NAME`).
+#[derive(Debug, Serialize)]
+pub struct PlanView<'a> {
+    /// The rolled-up status.
+    pub status: &'static str,
+    /// The plan.
+    #[serde(flatten)]
+    pub plan: &'a Plan,
+}
+
+/// The router over `shared`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/plans", get(plans))
+        .route("/v1/plans/{name}", get(plan))
+        .route("/v1/plans/{name}/{action}", post(plan_action))
+        .route("/v1/why", get(why))
+        .route("/v1/pod", get(pods))
+        .route("/v1/pod/{name}/{action}", post(pod_action))
+        .route("/v1/debug/offers", get(offers))
+        .route("/v1/update", post(update))
+        .route("/v1/uninstall", post(uninstall))
+        .with_state(shared)
+}
+
+fn json<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => ([("content-type", "application/json")], s).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn error(e: CoreError) -> Response {
+    let code = match e {
+        CoreError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        CoreError::Spec(_) | CoreError::Request(_) => StatusCode::BAD_REQUEST,
+    };
+    (code, format!("{e}\n")).into_response()
+}
+
+async fn plans(State(s): State<Arc<Shared>>) -> Response {
+    let core = s.lock();
+    let list: Vec<serde_json::Value> = core
+        .plans()
+        .iter()
+        .map(|p| serde_json::json!({"name": p.name, "status": p.status().name()}))
+        .collect();
+    json(&list)
+}
+
+async fn plan(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    let core = s.lock();
+    match core.plan(&name) {
+        Some(p) => json(&PlanView {
+            status: p.status().name(),
+            plan: p,
+        }),
+        None => (StatusCode::NOT_FOUND, format!("no plan named `{name}`\n")).into_response(),
+    }
+}
+
+async fn plan_action(
+    State(s): State<Arc<Shared>>,
+    Path((name, action)): Path<(String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let r = s.lock().plan_action(
+        now_ms(),
+        &name,
+        &action,
+        q.get("phase").map(String::as_str),
+        q.get("step").map(String::as_str),
+    );
+    s.notify.notify_one();
+    match r {
+        Ok(()) => json(&serde_json::json!({"plan": name, "action": action})),
+        Err(e) => error(e),
+    }
+}
+
+async fn why(State(s): State<Arc<Shared>>) -> Response {
+    json(&s.lock().why())
+}
+
+async fn pods(State(s): State<Arc<Shared>>) -> Response {
+    let core = s.lock();
+    json(&core.pods())
+}
+
+async fn pod_action(
+    State(s): State<Arc<Shared>>,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
+    let replace = match action.as_str() {
+        "replace" => true,
+        "restart" => false,
+        other => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("unknown pod action `{other}` (restart, replace)\n"),
+            )
+                .into_response();
+        }
+    };
+    let r = s.lock().pod_action(now_ms(), &name, replace);
+    s.notify.notify_one();
+    match r {
+        Ok(()) => json(&serde_json::json!({"pod": name, "action": action})),
+        Err(e) => error(e),
+    }
+}
+
+async fn offers(State(s): State<Arc<Shared>>) -> Response {
+    let core = s.lock();
+    let list: Vec<_> = core.offer_log().cloned().collect();
+    json(&list)
+}
+
+async fn update(State(s): State<Arc<Shared>>, body: String) -> Response {
+    let spec = match ServiceSpec::parse(&body, &s.options) {
+        Ok(spec) => spec,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid spec: {e}\n")).into_response(),
+    };
+    let r = s.lock().update_spec(now_ms(), spec);
+    s.notify.notify_one();
+    match r {
+        Ok(()) => json(&serde_json::json!({"updated": true})),
+        Err(e) => error(e),
+    }
+}
+
+async fn uninstall(State(s): State<Arc<Shared>>) -> Response {
+    let r = s.lock().uninstall(now_ms());
+    s.notify.notify_one();
+    match r {
+        Ok(()) => json(&serde_json::json!({"uninstalling": true})),
+        Err(e) => error(e),
+    }
+}
+
+/// A client-side failure of [`request`].
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting or talking failed.
+    #[error("cannot reach the scheduler at {addr}: {reason}")]
+    Io {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The scheduler answered with an error status.
+    #[error("scheduler answered {status}: {body}")]
+    Status {
+        /// HTTP status code.
+        status: u16,
+        /// The body.
+        body: String,
+    },
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`) and returns the body of a 2xx answer.
+pub async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<String, ClientError> {
+    let io = |e: std::io::Error| ClientError::Io {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    };
+    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(io)?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.map_err(io)?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.map_err(io)?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n");
+    let (head, rest) = match split {
+        Some(i) => (&buf[..i], &buf[i + 4..]),
+        None => (&buf[..], &[][..]),
+    };
+    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    let body = String::from_utf8_lossy(&body).to_string();
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        Err(ClientError::Status { status, body })
+    }
+}
+
+/// Decodes a chunked body.
+fn dechunk(mut s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = s.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&s[..eol]).trim().to_string();
+        let Ok(n) = usize::from_str_radix(&size, 16) else {
+            break;
+        };
+        let rest = &s[eol + 2..];
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.extend_from_slice(&rest[..n]);
+        s = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}

@@ -1,0 +1,46 @@
+//! The declarative service layer, in the spirit of DC/OS Commons.
+//!
+//! A YAML [`ServiceSpec`] (pods → tasks, resources, ports, volumes, checks, placement rules,
+//! templates, custom plans) compiles into plans → phases → steps. The scheduler matches pending
+//! steps to offers through an evaluation pipeline that records, for every offer, why it was used
+//! or declined, and for every waiting step what it waits for (the `why` view). State lives in a
+//! redb store so a restarted scheduler resumes without duplicating tasks.
+//!
+//! Modules: [`spec`] (model, parsing), [`template`], [`validate`], [`plan`] (model, strategies,
+//! operator actions), [`compile`] (spec → plans), [`placement`], [`evaluate`] (offer pipeline).
+
+pub mod compile;
+pub mod core;
+pub mod evaluate;
+pub mod http;
+pub mod placement;
+pub mod plan;
+pub mod runner;
+pub mod spec;
+pub mod store;
+pub mod template;
+pub mod validate;
+
+pub use plan::{Phase, Plan, RollupStatus, Step, StepStatus};
+pub use spec::{Goal, PlacementRule, PodSpec, ServiceSpec, StrategyKind, TaskSpec};
+
+/// An invalid spec or spec change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// A field is wrong; `path` is dotted (`pods.web.tasks.server.cpus`), empty for the document.
+    #[error("{}{reason}", if .path.is_empty() { String::new() } else { format!("{}: ", .path) })]
+    Field {
+        /// Where.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A template placeholder cannot be filled.
+    #[error("template error on line {line}: {reason}")]
+    Template {
+        /// 1-based line of the YAML text.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+}

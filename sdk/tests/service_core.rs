@@ -1,0 +1,455 @@
+//! Scenario tests of the scheduler core with synthetic offers and status updates (no master):
+//! deploy, suppress/revive, restart from the store without duplicates, transient recovery,
+//! scale up/down, rolling configuration update, FINISH goals, uninstall.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use proffer_proto::{Resources, v1};
+use proffer_sdk::service::core::{Action, CoreConfig, ServiceCore};
+use proffer_sdk::service::store::StateStore;
+use proffer_sdk::service::{RollupStatus, ServiceSpec, StepStatus};
+
+fn spec(count: u32, cmd: &str) -> Result<ServiceSpec> {
+    let yaml = format!(
+        "name: hello\npods:\n  web:\n    count: {count}\n    placement: [one-per-agent]\n    tasks:\n      server:\n        cpus: 0.5\n        memory: 64\n        ports: {{http: {{}}}}\n        cmd: \"{cmd}\"\n"
+    );
+    Ok(ServiceSpec::parse(&yaml, &BTreeMap::new())?)
+}
+
+fn offer(id: &str, agent: &str) -> v1::Offer {
+    v1::Offer {
+        id: id.into(),
+        framework_id: "fw".into(),
+        agent_id: agent.into(),
+        hostname: format!("host-{agent}"),
+        resources: Resources::parse("cpus:1;mem:256;ports:[31000-31010]")
+            .unwrap_or_default()
+            .to_proto(),
+        ..Default::default()
+    }
+}
+
+fn status(task_id: &str, agent: &str, state: v1::TaskState) -> v1::TaskStatus {
+    v1::TaskStatus {
+        task_id: task_id.into(),
+        agent_id: agent.into(),
+        state: state as i32,
+        message: "synthetic".into(),
+        ..Default::default()
+    }
+}
+
+fn open(dir: &std::path::Path, s: ServiceSpec) -> Result<ServiceCore> {
+    let cfg = CoreConfig {
+        permanent_after_ms: 60_000,
+        ..CoreConfig::default()
+    };
+    Ok(ServiceCore::open(s, cfg, StateStore::open(dir)?)?)
+}
+
+/// Launched task ids (with their agent) in the actions.
+fn launched(actions: &[Action]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for a in actions {
+        if let Action::Accept { operations, .. } = a {
+            for op in operations {
+                if let Some(v1::operation::Op::Launch(l)) = &op.op {
+                    out.extend(
+                        l.tasks
+                            .iter()
+                            .map(|t| (t.task_id.clone(), t.agent_id.clone())),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+fn accept_all(core: &mut ServiceCore, now: u64, actions: &[Action]) -> Result<()> {
+    for a in actions {
+        if let Action::Accept { tasks, .. } = a {
+            core.accept_result(now, tasks, Ok(()))?;
+        }
+    }
+    Ok(())
+}
+
+fn step_status(core: &ServiceCore, plan: &str, step: &str) -> Option<StepStatus> {
+    core.plan(plan)?
+        .steps()
+        .find(|(_, s)| s.name == step)
+        .map(|(_, s)| s.status)
+}
+
+/// Deploys `count` instances on agents a0..; returns the task ids.
+fn deploy(core: &mut ServiceCore, count: usize) -> Result<Vec<(String, String)>> {
+    core.on_subscribed(1);
+    let mut ids = Vec::new();
+    for i in 0..count {
+        core.handle_offers(10 + i as u64, &[offer(&format!("o{i}"), &format!("a{i}"))])?;
+        let actions = core.take_actions();
+        let l = launched(&actions);
+        if l.len() != 1 {
+            bail!("expected one launch from offer {i}, got {actions:?}");
+        }
+        accept_all(core, 20, &actions)?;
+        for (t, a) in &l {
+            core.handle_status(30, &status(t, a, v1::TaskState::TaskRunning))?;
+        }
+        ids.extend(l);
+    }
+    core.take_actions();
+    Ok(ids)
+}
+
+#[test]
+fn deploy_serially_then_suppress_and_explain_declines() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut core = open(dir.path(), spec(2, "serve")?)?;
+    core.on_subscribed(1);
+    assert!(
+        core.take_actions().is_empty(),
+        "nothing to reconcile, offers wanted"
+    );
+    let why = core.why();
+    assert_eq!(why.len(), 2);
+    assert_eq!(
+        why[1].why,
+        "serial strategy: waiting for step `web-0:[server]` (PENDING)"
+    );
+
+    // Two offers from the same agent: one launches web-0, the other is refused by one-per-agent.
+    core.handle_offers(10, &[offer("o1", "a1"), offer("o2", "a1")])?;
+    let actions = core.take_actions();
+    let l = launched(&actions);
+    assert_eq!(l.len(), 1, "{actions:?}");
+    assert_eq!(
+        step_status(&core, "deploy", "web-0:[server]"),
+        Some(StepStatus::Prepared)
+    );
+    let log: Vec<_> = core.offer_log().cloned().collect();
+    assert_eq!(log[0].outcome, "LAUNCHED");
+    assert_eq!(log[0].used_by, vec!["web-0:[server]"]);
+    assert_eq!(log[1].outcome, "DECLINED");
+    // Serial: web-1 may not start while web-0 is not complete, so nothing was tried.
+    assert_eq!(
+        log[1].reasons,
+        vec!["nothing to launch: no step waits for an offer"]
+    );
+    assert!(actions.contains(&Action::Decline {
+        offer_ids: vec!["o2".into()],
+        refuse_seconds: 30.0
+    }));
+    // Nothing else can launch until web-0 runs: suppress.
+    assert!(actions.contains(&Action::Suppress), "{actions:?}");
+
+    accept_all(&mut core, 11, &actions)?;
+    assert_eq!(
+        step_status(&core, "deploy", "web-0:[server]"),
+        Some(StepStatus::Starting)
+    );
+    core.handle_status(12, &status(&l[0].0, "a1", v1::TaskState::TaskRunning))?;
+    assert_eq!(
+        step_status(&core, "deploy", "web-0:[server]"),
+        Some(StepStatus::Complete)
+    );
+    assert_eq!(
+        core.take_actions(),
+        vec![Action::Revive],
+        "web-1 is next: revive"
+    );
+
+    core.handle_offers(13, &[offer("o3", "a1")])?;
+    let actions = core.take_actions();
+    assert!(launched(&actions).is_empty());
+    let last = core.offer_log().last().cloned().context("log")?;
+    assert_eq!(
+        last.reasons,
+        vec!["web-1:[server]: placement: one-per-agent: agent host-a1 already runs web-0"]
+    );
+    assert_eq!(
+        core.why()[0].why,
+        "waiting for a matching offer; last offer o3 from host-a1: placement: one-per-agent: agent host-a1 already runs web-0"
+    );
+    assert!(actions.contains(&Action::Decline {
+        offer_ids: vec!["o3".into()],
+        refuse_seconds: 2.0
+    }));
+    core.handle_offers(14, &[offer("o4", "a2")])?;
+    let actions = core.take_actions();
+    let l2 = launched(&actions);
+    assert_eq!(l2.len(), 1);
+    assert!(
+        actions.contains(&Action::Suppress),
+        "nothing left to launch: {actions:?}"
+    );
+    accept_all(&mut core, 15, &actions)?;
+    core.handle_status(16, &status(&l2[0].0, "a2", v1::TaskState::TaskRunning))?;
+    assert_eq!(
+        core.plan("deploy").map(|p| p.status()),
+        Some(RollupStatus::Complete)
+    );
+    assert!(core.take_actions().is_empty());
+    Ok(())
+}
+
+#[test]
+fn restarted_core_resumes_without_duplicates() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ids = {
+        let mut core = open(dir.path(), spec(2, "serve")?)?;
+        let ids = deploy(&mut core, 2)?;
+        // A launch in flight when the scheduler dies: written to the store, never confirmed.
+        core.set_framework_id("fw-1")?;
+        ids
+    };
+    let mut core = open(dir.path(), spec(2, "serve")?)?;
+    assert_eq!(core.framework_id()?.as_deref(), Some("fw-1"));
+    assert_eq!(
+        core.plan("deploy").map(|p| p.status()),
+        Some(RollupStatus::Complete)
+    );
+    core.on_subscribed(100);
+    let actions = core.take_actions();
+    let mut expect: Vec<(String, String)> = ids.clone();
+    expect.sort();
+    match actions.first() {
+        Some(Action::Reconcile(list)) => {
+            let mut l = list.clone();
+            l.sort();
+            assert_eq!(l, expect);
+        }
+        other => bail!("expected a reconcile first, got {other:?}"),
+    }
+    assert!(actions.contains(&Action::Suppress));
+    core.handle_offers(101, &[offer("o9", "a9")])?;
+    assert!(
+        launched(&core.take_actions()).is_empty(),
+        "no duplicate launches"
+    );
+    // The master says one task is unknown: it is launched again, back on its agent.
+    core.handle_status(102, &status(&ids[0].0, &ids[0].1, v1::TaskState::TaskLost))?;
+    assert!(core.take_actions().contains(&Action::Revive));
+    core.handle_offers(103, &[offer("o10", "a9")])?;
+    assert!(launched(&core.take_actions()).is_empty());
+    let last = core.offer_log().last().cloned().context("log")?;
+    assert!(
+        last.reasons[0].starts_with(
+            "web-0:[server]: agent: web-0 must return to agent a0 (restart in place; may move after"
+        ),
+        "{last:?}"
+    );
+    core.handle_offers(104, &[offer("o11", &ids[0].1)])?;
+    let l = launched(&core.take_actions());
+    assert_eq!(l.len(), 1);
+    assert_ne!(l[0].0, ids[0].0, "a fresh task id");
+    assert_eq!(l[0].1, ids[0].1, "same agent");
+    assert_eq!(
+        step_status(&core, "recovery", "web-0:[server]"),
+        Some(StepStatus::Prepared)
+    );
+    Ok(())
+}
+
+#[test]
+fn pinned_recovery_moves_after_the_timeout() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut core = open(dir.path(), spec(1, "serve")?)?;
+    let ids = deploy(&mut core, 1)?;
+    core.handle_status(1_000, &status(&ids[0].0, "a0", v1::TaskState::TaskFailed))?;
+    core.handle_offers(1_001, &[offer("x1", "b1")])?;
+    assert!(launched(&core.take_actions()).is_empty());
+    core.handle_offers(61_001, &[offer("x2", "b1")])?;
+    let l = launched(&core.take_actions());
+    assert_eq!(l.len(), 1, "the pin expired; the pod moved");
+    assert_eq!(l[0].1, "b1");
+    Ok(())
+}
+
+#[test]
+fn scale_up_and_down_and_roll_a_config_update() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut core = open(dir.path(), spec(2, "serve")?)?;
+    let ids = deploy(&mut core, 2)?;
+
+    // Scale up to 4: the update plan keeps web-0/1 complete and deploys web-2/3.
+    core.update_spec(200, spec(4, "serve")?)?;
+    assert_eq!(
+        step_status(&core, "update", "web-0:[server]"),
+        Some(StepStatus::Complete)
+    );
+    assert_eq!(
+        step_status(&core, "update", "web-2:[server]"),
+        Some(StepStatus::Pending)
+    );
+    assert!(core.take_actions().contains(&Action::Revive));
+    for (i, agent) in ["a2", "a3"].iter().enumerate() {
+        core.handle_offers(201, &[offer(&format!("s{i}"), agent)])?;
+        let actions = core.take_actions();
+        let l = launched(&actions);
+        assert_eq!(l.len(), 1, "{actions:?}");
+        accept_all(&mut core, 202, &actions)?;
+        core.handle_status(203, &status(&l[0].0, agent, v1::TaskState::TaskRunning))?;
+    }
+    assert_eq!(
+        core.plan("update").map(|p| p.status()),
+        Some(RollupStatus::Complete)
+    );
+    assert_eq!(core.tasks().len(), 4);
+    core.take_actions();
+
+    // Scale down to 1: decommission kills web-1..3 and forgets them once they ended.
+    core.update_spec(300, spec(1, "serve")?)?;
+    let kills: Vec<String> = core
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Kill { task_id, .. } => Some(task_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kills.len(), 3, "{kills:?}");
+    assert!(!kills.contains(&ids[0].0));
+    assert_eq!(
+        core.plan("decommission").map(|p| p.status()),
+        Some(RollupStatus::InProgress)
+    );
+    let recs: Vec<_> = core.tasks().values().cloned().collect();
+    for r in recs.iter().filter(|r| r.index > 0) {
+        core.handle_status(
+            301,
+            &status(&r.task_id, &r.agent_id, v1::TaskState::TaskKilled),
+        )?;
+    }
+    assert_eq!(
+        core.plan("decommission").map(|p| p.status()),
+        Some(RollupStatus::Complete)
+    );
+    assert_eq!(core.tasks().len(), 1);
+    assert!(
+        core.plan("recovery").is_none(),
+        "killed on purpose: no recovery"
+    );
+    core.take_actions();
+
+    // A new command: the update plan kills the old task first, then relaunches in place.
+    core.update_spec(400, spec(1, "serve --v2")?)?;
+    let actions = core.take_actions();
+    assert!(
+        actions.contains(&Action::Kill {
+            task_id: ids[0].0.clone(),
+            agent_id: "a0".into()
+        }),
+        "{actions:?}"
+    );
+    let why = core.why();
+    assert_eq!(
+        why[0].why,
+        "killing web-0-server (launched with another configuration) before relaunching"
+    );
+    core.handle_offers(401, &[offer("u1", "a0")])?;
+    assert!(
+        launched(&core.take_actions()).is_empty(),
+        "old task still running"
+    );
+    core.handle_status(402, &status(&ids[0].0, "a0", v1::TaskState::TaskKilled))?;
+    core.handle_offers(403, &[offer("u2", "a0")])?;
+    let actions = core.take_actions();
+    let l = launched(&actions);
+    assert_eq!(l.len(), 1);
+    let cmd = actions.iter().find_map(|a| match a {
+        Action::Accept { operations, .. } => operations.iter().find_map(|o| match &o.op {
+            Some(v1::operation::Op::Launch(l)) => {
+                l.tasks[0].command.as_ref().map(|c| c.value.clone())
+            }
+            _ => None,
+        }),
+        _ => None,
+    });
+    assert_eq!(cmd.as_deref(), Some("serve --v2"));
+    Ok(())
+}
+
+#[test]
+fn finish_goal_operator_actions_and_uninstall() -> Result<()> {
+    let yaml = "name: job\npods:\n  worker:\n    count: 2\n    tasks:\n      work:\n        goal: FINISH\n        cpus: 0.1\n        memory: 16\n        cmd: \"echo {{POD_INDEX}}\"\nplans:\n  deploy:\n    phases:\n      w:\n        pod: worker\n        strategy: parallel\n";
+    let dir = tempfile::tempdir()?;
+    let mut core = open(dir.path(), ServiceSpec::parse(yaml, &BTreeMap::new())?)?;
+    core.on_subscribed(1);
+    core.plan_action(2, "deploy", "pause", Some("w"), Some("worker-1"))?;
+    core.handle_offers(3, &[offer("o1", "a1")])?;
+    let actions = core.take_actions();
+    let l = launched(&actions);
+    assert_eq!(l.len(), 1, "worker-1 is paused");
+    let env = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Accept { operations, .. } => operations.iter().find_map(|o| match &o.op {
+                Some(v1::operation::Op::Launch(l)) => l.tasks[0].command.clone(),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .context("launch")?;
+    assert_eq!(env.value, "echo 0");
+    assert_eq!(
+        env.environment.get("POD_NAME").map(String::as_str),
+        Some("worker-0")
+    );
+    accept_all(&mut core, 4, &actions)?;
+    core.handle_status(5, &status(&l[0].0, "a1", v1::TaskState::TaskRunning))?;
+    assert_eq!(
+        step_status(&core, "deploy", "worker-0:[work]"),
+        Some(StepStatus::Started)
+    );
+    core.handle_status(6, &status(&l[0].0, "a1", v1::TaskState::TaskFinished))?;
+    assert_eq!(
+        step_status(&core, "deploy", "worker-0:[work]"),
+        Some(StepStatus::Complete)
+    );
+    assert_eq!(
+        core.why(),
+        vec![proffer_sdk::service::core::WhyLine {
+            plan: "deploy".into(),
+            step: "worker-1:[work]".into(),
+            status: "PENDING".into(),
+            why: "step is paused".into(),
+        }]
+    );
+    core.plan_action(7, "deploy", "force-complete", Some("w"), Some("worker-1"))?;
+    assert_eq!(
+        core.plan("deploy").map(|p| p.status()),
+        Some(RollupStatus::Complete)
+    );
+    // Flags survive a restart.
+    drop(core);
+    let mut core = open(dir.path(), ServiceSpec::parse(yaml, &BTreeMap::new())?)?;
+    assert_eq!(
+        core.plan("deploy").map(|p| p.status()),
+        Some(RollupStatus::Complete)
+    );
+    // A failed FINISH task is relaunched (the step is restarted by the operator here).
+    core.plan_action(8, "deploy", "restart", Some("w"), Some("worker-0"))?;
+    assert_eq!(
+        step_status(&core, "deploy", "worker-0:[work]"),
+        Some(StepStatus::Pending)
+    );
+    core.take_actions();
+    core.uninstall(9)?;
+    let actions = core.take_actions();
+    assert!(
+        actions.contains(&Action::Teardown),
+        "no live tasks: teardown at once: {actions:?}"
+    );
+    assert!(core.torn_down());
+    let plan = core.plan("uninstall").context("uninstall plan")?;
+    assert_eq!(plan.status(), RollupStatus::Complete);
+    assert_eq!(
+        plan.phases[1].steps[0].message,
+        "reservations disabled: nothing was reserved"
+    );
+    assert!(core.tasks().is_empty());
+    Ok(())
+}
