@@ -6,6 +6,7 @@
 //! - `local`: `proffer local` (master + agents in-process, demo batch).
 //! - `batch`: `proffer run` (batch framework with progress output).
 //! - `operator`: `proffer state` / `proffer tasks`.
+//! - `roles`: `proffer quota set|rm`, `proffer weight set`, `proffer roles`, `proffer why`.
 //! - `sim`: `proffer sim run|compare|gen|bench` (the offline simulator).
 //! - `duration`, `table`, `output`: flag parsing, text tables, stdout that tolerates a closed pipe.
 //!
@@ -18,6 +19,7 @@ mod executor;
 mod local;
 mod operator;
 mod output;
+mod roles;
 mod sim;
 mod table;
 
@@ -49,6 +51,14 @@ enum Command {
     State(StateArgs),
     /// Show the master's tasks.
     Tasks(TasksArgs),
+    /// Set or remove a role's quota (guarantees and limits).
+    Quota(roles::QuotaArgs),
+    /// Set a role's weight.
+    Weight(roles::WeightArgs),
+    /// Show roles: weights, quotas, allocations, frameworks.
+    Roles(roles::RolesArgs),
+    /// Explain why a framework or role gets what it gets.
+    Why(roles::WhyArgs),
     /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
     Sim(sim::SimArgs),
     /// The per-task executor the agent starts (internal).
@@ -131,6 +141,10 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
             .await
             .map(|()| true),
         Command::Sim(args) => sim::run(args),
+        Command::Quota(args) => roles::quota(args).await.map(|()| true),
+        Command::Weight(args) => roles::weight(args).await.map(|()| true),
+        Command::Roles(args) => roles::roles(args).await.map(|()| true),
+        Command::Why(args) => roles::why(args).await.map(|()| true),
         Command::Executor(args) => executor::run(args).await,
     }
 }

@@ -1,0 +1,303 @@
+//! Operator commands for roles: `proffer quota set|rm`, `proffer weight set`, `proffer roles`
+//! and `proffer why`, over the master's `Operator` gRPC service.
+
+use anyhow::Context;
+use clap::Subcommand;
+use proffer_proto::v1::operator_client::OperatorClient;
+use proffer_proto::{Resources, v1};
+use tonic::transport::Channel;
+
+use crate::operator::endpoint;
+use crate::table::render;
+
+/// The master flag shared by these commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MasterFlag {
+    /// The master, HOST:PORT.
+    #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
+    pub master: String,
+}
+
+/// `proffer quota`.
+#[derive(Debug, clap::Args)]
+pub struct QuotaArgs {
+    #[command(subcommand)]
+    command: QuotaCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum QuotaCommand {
+    /// Set a role's quota: guarantees are set aside for it, limits cap it (and its children).
+    Set(QuotaSetArgs),
+    /// Remove a role's quota.
+    #[command(alias = "remove")]
+    Rm(RoleArg),
+}
+
+/// Flags of `proffer quota set`.
+#[derive(Debug, clap::Args)]
+struct QuotaSetArgs {
+    /// The role, e.g. `eng/ml`.
+    role: String,
+    /// Guaranteed resources (scalars), e.g. 'cpus:4;mem:4096'.
+    #[arg(long)]
+    guarantee: Option<String>,
+    /// Limits (scalars), e.g. 'cpus:8'; resources not named are unlimited.
+    #[arg(long)]
+    limit: Option<String>,
+    #[command(flatten)]
+    master: MasterFlag,
+}
+
+/// A role and the master.
+#[derive(Debug, clap::Args)]
+struct RoleArg {
+    /// The role.
+    role: String,
+    #[command(flatten)]
+    master: MasterFlag,
+}
+
+/// `proffer weight`.
+#[derive(Debug, clap::Args)]
+pub struct WeightArgs {
+    #[command(subcommand)]
+    command: WeightCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum WeightCommand {
+    /// Set a role's weight for weighted DRF (positive; default 1).
+    Set(WeightSetArgs),
+}
+
+/// Flags of `proffer weight set`.
+#[derive(Debug, clap::Args)]
+struct WeightSetArgs {
+    /// The role.
+    role: String,
+    /// The weight (a positive number).
+    #[arg(allow_negative_numbers = true)]
+    weight: f64,
+    #[command(flatten)]
+    master: MasterFlag,
+}
+
+/// Flags of `proffer roles`.
+#[derive(Debug, clap::Args)]
+pub struct RolesArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    master: MasterFlag,
+}
+
+/// Flags of `proffer why`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["framework_id", "role"])))]
+pub struct WhyArgs {
+    /// The framework to explain.
+    framework_id: Option<String>,
+    /// Explain a role instead.
+    #[arg(long)]
+    role: Option<String>,
+    #[command(flatten)]
+    master: MasterFlag,
+}
+
+async fn client(master: &str) -> anyhow::Result<OperatorClient<Channel>> {
+    let url = endpoint(master);
+    OperatorClient::connect(url.clone())
+        .await
+        .with_context(|| format!("cannot connect to the master at {url}"))
+}
+
+/// Parses a resources flag, naming it on error.
+fn resources(flag: &str, text: &str) -> anyhow::Result<Resources> {
+    Resources::parse(text).with_context(|| format!("invalid --{flag} `{text}`"))
+}
+
+/// The master's refusal in one line (gRPC status message without the transport noise).
+fn refused(what: &str, status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{what} refused by the master: {}", status.message())
+}
+
+/// `proffer quota …`.
+pub async fn quota(args: QuotaArgs) -> anyhow::Result<()> {
+    match args.command {
+        QuotaCommand::Set(a) => {
+            if a.guarantee.is_none() && a.limit.is_none() {
+                anyhow::bail!("give --guarantee and/or --limit");
+            }
+            let guarantees = a
+                .guarantee
+                .as_deref()
+                .map(|g| resources("guarantee", g))
+                .transpose()?
+                .unwrap_or_default();
+            let limits = a
+                .limit
+                .as_deref()
+                .map(|l| resources("limit", l))
+                .transpose()?
+                .unwrap_or_default();
+            client(&a.master.master)
+                .await?
+                .set_quota(v1::SetQuotaRequest {
+                    role: a.role.clone(),
+                    guarantees: guarantees.to_proto(),
+                    limits: limits.to_proto(),
+                })
+                .await
+                .map_err(|s| refused("quota", s))?;
+            crate::output::text(&format!("quota of role {} set", a.role));
+        }
+        QuotaCommand::Rm(a) => {
+            client(&a.master.master)
+                .await?
+                .remove_quota(v1::RemoveQuotaRequest {
+                    role: a.role.clone(),
+                })
+                .await
+                .map_err(|s| refused("removing the quota", s))?;
+            crate::output::text(&format!("quota of role {} removed", a.role));
+        }
+    }
+    Ok(())
+}
+
+/// `proffer weight set ROLE W`.
+pub async fn weight(args: WeightArgs) -> anyhow::Result<()> {
+    let WeightCommand::Set(a) = args.command;
+    client(&a.master.master)
+        .await?
+        .set_weight(v1::SetWeightRequest {
+            role: a.role.clone(),
+            weight: a.weight,
+        })
+        .await
+        .map_err(|s| refused("weight", s))?;
+    crate::output::text(&format!("weight of role {} set to {}", a.role, a.weight));
+    Ok(())
+}
+
+/// `proffer roles`: a table (or JSON) of every role the allocator knows.
+pub async fn roles(args: RolesArgs) -> anyhow::Result<()> {
+    let roles = client(&args.master.master)
+        .await?
+        .get_roles(v1::GetRolesRequest {})
+        .await
+        .map_err(|s| refused("GetRoles", s))?
+        .into_inner()
+        .roles;
+    if args.json {
+        let list: Vec<serde_json::Value> = roles
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "role": r.role, "weight": r.weight, "guarantees": r.guarantees,
+                    "limits": r.limits, "allocated": r.allocated, "frameworks": r.frameworks,
+                })
+            })
+            .collect();
+        crate::output::text(&serde_json::to_string_pretty(&list)?);
+    } else {
+        crate::output::text(&render_roles(&roles));
+    }
+    Ok(())
+}
+
+/// `proffer why FRAMEWORK_ID | --role ROLE`: the allocator's explanation, a line each.
+pub async fn why(args: WhyArgs) -> anyhow::Result<()> {
+    let subject = match (args.framework_id, args.role) {
+        (Some(id), None) => v1::why_request::Subject::FrameworkId(id),
+        (None, Some(role)) => v1::why_request::Subject::Role(role),
+        _ => anyhow::bail!("give a framework id or --role ROLE"),
+    };
+    let lines = client(&args.master.master)
+        .await?
+        .why(v1::WhyRequest {
+            subject: Some(subject),
+        })
+        .await
+        .map_err(|s| refused("why", s))?
+        .into_inner()
+        .lines;
+    crate::output::text(&render_why(&lines));
+    Ok(())
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() { "-".into() } else { s.into() }
+}
+
+/// Table of roles.
+pub fn render_roles(roles: &[v1::RoleSummary]) -> String {
+    let rows: Vec<Vec<String>> = roles
+        .iter()
+        .map(|r| {
+            vec![
+                r.role.clone(),
+                format!("{}", r.weight),
+                or_dash(&r.guarantees),
+                or_dash(&r.limits),
+                or_dash(&r.allocated),
+                r.frameworks.len().to_string(),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "ROLE",
+            "WEIGHT",
+            "GUARANTEES",
+            "LIMITS",
+            "ALLOCATED",
+            "FRAMEWORKS",
+        ],
+        &rows,
+    )
+}
+
+/// The explanation as `- line` bullets (or a note when there is nothing to say).
+pub fn render_why(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "nothing to explain".into();
+    }
+    lines.iter().map(|l| format!("- {l}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_roles_and_explanations() {
+        let roles = vec![v1::RoleSummary {
+            role: "eng".into(),
+            weight: 2.0,
+            guarantees: "cpus:1".into(),
+            limits: String::new(),
+            allocated: "cpus:0.5".into(),
+            frameworks: vec!["f1".into()],
+        }];
+        assert_eq!(
+            render_roles(&roles),
+            "ROLE  WEIGHT  GUARANTEES  LIMITS  ALLOCATED  FRAMEWORKS\n\
+             eng   2       cpus:1      -       cpus:0.5   1\n"
+        );
+        assert_eq!(render_why(&["a".into(), "b".into()]), "- a\n- b\n");
+        assert_eq!(render_why(&[]), "nothing to explain");
+    }
+
+    #[test]
+    fn bad_resource_flags_name_the_flag() {
+        let err = resources("guarantee", "cpus:-1").expect_err("negative");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("--guarantee") && text.contains("negative"),
+            "{text}"
+        );
+    }
+}
