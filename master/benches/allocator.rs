@@ -83,9 +83,9 @@ fn bench(c: &mut Criterion) {
     for (agents, frameworks) in [(1_000, 100), (10_000, 1_000)] {
         let fresh = cluster(agents, frameworks);
         c.bench_function(&format!("full_cycle/{agents}x{frameworks}"), |b| {
-            b.iter_batched(
+            b.iter_batched_ref(
                 || fresh.clone(),
-                |mut a| a.allocate(Timestamp(0)),
+                |a| a.allocate(Timestamp(0)),
                 BatchSize::LargeInput,
             )
         });
@@ -123,9 +123,9 @@ fn bench(c: &mut Criterion) {
             a.add_agent(&format!("agent-{i:06}"), r, &[]);
         }
         c.bench_function("resource_labels/10000x1000", |b| {
-            b.iter_batched(
+            b.iter_batched_ref(
                 || a.clone(),
-                |mut a| a.allocate(Timestamp(0)),
+                |a| a.allocate(Timestamp(0)),
                 BatchSize::LargeInput,
             )
         });
@@ -135,9 +135,9 @@ fn bench(c: &mut Criterion) {
             let fresh = quota_cluster(small, large, policy);
             let name = format!("large_and_small_quota/{}/{small},{large}", policy.name());
             c.bench_function(&format!("{name}/first"), |b| {
-                b.iter_batched(
+                b.iter_batched_ref(
                     || fresh.clone(),
-                    |mut a| a.allocate(Timestamp(0)),
+                    |a| a.allocate(Timestamp(0)),
                     BatchSize::LargeInput,
                 )
             });

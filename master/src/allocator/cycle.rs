@@ -1,8 +1,6 @@
 //! One allocation cycle: the quota stage (unmet guarantees first, agents may be chopped), then
 //! the fair-share stage (hierarchical weighted DRF, within limits and headroom).
 
-use std::borrow::Cow;
-
 use proffer_proto::Resources;
 use proffer_proto::resources::UNRESERVED;
 
@@ -10,6 +8,14 @@ use super::roles::OWN;
 use super::scalars::{Scalars, UNCAPPED, chop};
 use super::sorter::share_key;
 use super::{Allocation, Allocator, Policy, Timestamp, allocatable};
+
+/// What one agent can give, computed once per search.
+struct AgentCtx<'a> {
+    /// The unreserved part alone is worth offering.
+    unreserved_ok: bool,
+    /// Roles with reservations on the agent.
+    reserved_roles: Vec<&'a str>,
+}
 
 /// What caps unreserved scalars in the current stage.
 #[derive(Debug, Clone, Copy)]
@@ -89,19 +95,23 @@ impl Allocator {
                 required = required.plus(n.unmet_guarantee());
             }
         }
+        // The headroom arithmetic is only needed while some guarantee is unmet.
         let mut available = Scalars::default();
-        for &agent in &order {
-            if let Some(a) = self.agent(agent) {
-                available = available.plus(Scalars::unreserved(&a.free));
+        if !required.is_empty() {
+            for &agent in &order {
+                if let Some(a) = self.agent(agent) {
+                    available = available.plus(Scalars::unreserved(&a.free));
+                }
             }
         }
         for &agent in &order {
             while let Some(a) = self.agent(agent) {
-                if !allocatable(&a.free) {
+                // Every eligible framework has filtered this agent: nothing to do here (checked
+                // first: it costs a few word operations, no resource arithmetic).
+                if !a.has_reserved && self.eligible.is_subset(&a.filtered) {
                     break;
                 }
-                // Every eligible framework has filtered this agent: nothing to do here.
-                if !a.has_reserved && self.eligible.is_subset(&a.filtered) {
+                if !allocatable(&a.free) {
                     break;
                 }
                 let stage = Stage::Fair {
@@ -160,25 +170,49 @@ impl Allocator {
         now: Timestamp,
         stage: Stage,
     ) -> Option<(usize, usize, Resources)> {
+        let a = self.agent(agent)?;
+        // Which roles can use anything here: all, if the unreserved part is allocatable; else
+        // only roles related to a reservation on the agent.
+        let ctx = AgentCtx {
+            unreserved_ok: !a.has_reserved || allocatable(&a.free.for_role(UNRESERVED)),
+            reserved_roles: if a.has_reserved {
+                let mut v: Vec<&str> = a
+                    .free
+                    .iter()
+                    .map(|(k, _)| k.role.as_str())
+                    .filter(|r| *r != UNRESERVED)
+                    .collect();
+                v.dedup();
+                v
+            } else {
+                Vec::new()
+            },
+        };
+        self.find_in(node, agent, now, stage, &ctx)
+    }
+
+    fn find_in(
+        &self,
+        node: usize,
+        agent: usize,
+        now: Timestamp,
+        stage: Stage,
+        ctx: &AgentCtx<'_>,
+    ) -> Option<(usize, usize, Resources)> {
         let n = &self.roles.nodes[node];
         // The subtree of a quota-stage role includes the role's own frameworks.
         let own_first = node != 0 && !n.children.contains(OWN) && !n.frameworks.is_empty();
-        if own_first {
-            for fw in n.frameworks.iter() {
-                if let Some(offer) = self.try_offer(node, fw, agent, now, stage) {
-                    return Some((fw, node, offer));
-                }
-            }
+        if own_first && let Some(found) = self.pick_framework(node, agent, now, stage) {
+            return Some(found);
         }
         for child in n.children.iter() {
             if child == OWN {
-                for fw in n.frameworks.iter() {
-                    if let Some(offer) = self.try_offer(node, fw, agent, now, stage) {
-                        return Some((fw, node, offer));
-                    }
+                if let Some(found) = self.pick_framework(node, agent, now, stage) {
+                    return Some(found);
                 }
             } else if !self.at_limit(child)
-                && let Some(found) = self.find(child, agent, now, stage)
+                && self.may_use(child, ctx)
+                && let Some(found) = self.find_in(child, agent, now, stage, ctx)
             {
                 return Some(found);
             }
@@ -186,42 +220,73 @@ impl Allocator {
         None
     }
 
-    /// A seeded random (role, framework) order, for the `random` policy.
+    /// True if some resource on the agent could go to role `role` or its descendants.
+    fn may_use(&self, role: usize, ctx: &AgentCtx<'_>) -> bool {
+        if ctx.unreserved_ok {
+            return true;
+        }
+        let name = self.roles.nodes[role].name.as_str();
+        ctx.reserved_roles.iter().any(|r| {
+            *r == name
+                || name
+                    .strip_prefix(*r)
+                    .is_some_and(|rest| rest.starts_with('/'))
+                || r.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
+    /// The first framework of role node `role` that takes what the role would be offered.
+    fn pick_framework(
+        &self,
+        role: usize,
+        agent: usize,
+        now: Timestamp,
+        stage: Stage,
+    ) -> Option<(usize, usize, Resources)> {
+        let n = &self.roles.nodes[role];
+        if n.frameworks.is_empty() {
+            return None;
+        }
+        let offer = self.role_offer(role, agent, stage)?;
+        let fw = n
+            .frameworks
+            .iter()
+            .find(|fw| self.takes(role, *fw, agent, now, &offer))?;
+        Some((fw, role, offer))
+    }
+
+    /// A seeded random order of roles, and of frameworks within each, for the `random` policy.
     fn find_random(
         &mut self,
         agent: usize,
         now: Timestamp,
         stage: Stage,
     ) -> Option<(usize, usize, Resources)> {
-        let mut pairs: Vec<(usize, usize)> = Vec::new();
-        for (r, n) in self.roles.nodes.iter().enumerate().skip(1) {
-            pairs.extend(n.frameworks.iter().map(|fw| (r, fw)));
+        let mut role_order: Vec<usize> = (1..self.roles.nodes.len())
+            .filter(|r| !self.roles.nodes[*r].frameworks.is_empty())
+            .collect();
+        self.rng.shuffle(&mut role_order);
+        for role in role_order {
+            let Some(offer) = self.role_offer(role, agent, stage) else {
+                continue;
+            };
+            let mut fws: Vec<usize> = self.roles.nodes[role].frameworks.iter().collect();
+            fws.sort_unstable();
+            self.rng.shuffle(&mut fws);
+            if let Some(fw) = fws
+                .into_iter()
+                .find(|fw| self.takes(role, *fw, agent, now, &offer))
+            {
+                return Some((fw, role, offer));
+            }
         }
-        pairs.sort_unstable();
-        self.rng.shuffle(&mut pairs);
-        pairs.into_iter().find_map(|(role, fw)| {
-            self.try_offer(role, fw, agent, now, stage)
-                .map(|o| (fw, role, o))
-        })
+        None
     }
 
-    /// What `fw` (in `role`) would be offered on `agent` now, if anything.
-    fn try_offer(
-        &self,
-        role: usize,
-        fw: usize,
-        agent: usize,
-        now: Timestamp,
-        stage: Stage,
-    ) -> Option<Resources> {
-        let f = self.fw(fw)?;
-        if !f.active || f.suppressed.contains(&role) || !f.roles.contains(&role) {
-            return None;
-        }
+    /// What role node `role` would be offered on `agent` now, if anything worth offering.
+    fn role_offer(&self, role: usize, agent: usize, stage: Stage) -> Option<Resources> {
         let a = self.agent(agent)?;
-        if a.filtered.get(fw) {
-            return None;
-        }
         let caps = match stage {
             Stage::Quota { unmet } => self.limit_caps(role).min(unmet),
             Stage::Fair {
@@ -231,27 +296,41 @@ impl Allocator {
                 .limit_caps(role)
                 .min(self.headroom_caps(role, available, required)),
         };
-        let offer: Cow<Resources> = if a.has_reserved {
+        let offer = if a.has_reserved {
             let mut o = chop(&a.free.for_role(UNRESERVED), caps);
             for r in self.roles.chain(role) {
                 o.add(&a.free.for_role(&self.roles.nodes[r].name));
             }
-            Cow::Owned(o)
+            o
         } else if caps == UNCAPPED {
-            Cow::Borrowed(&a.free)
+            a.free.clone()
         } else {
-            Cow::Owned(chop(&a.free, caps))
+            chop(&a.free, caps)
         };
-        if !allocatable(&offer) {
-            return None;
-        }
-        if a.filters
-            .of(fw)
-            .any(|(until, r)| until > now && r.contains(&offer))
-        {
-            return None;
-        }
-        Some(offer.into_owned())
+        allocatable(&offer).then_some(offer)
+    }
+
+    /// True if framework `fw` (in `role`) takes `offer` on `agent`: active, not suppressed in
+    /// the role, and no unexpired filter covering the offer.
+    fn takes(
+        &self,
+        role: usize,
+        fw: usize,
+        agent: usize,
+        now: Timestamp,
+        offer: &Resources,
+    ) -> bool {
+        let (Some(f), Some(a)) = (self.fw(fw), self.agent(agent)) else {
+            return false;
+        };
+        f.active
+            && !f.suppressed.contains(&role)
+            && f.roles.contains(&role)
+            && !a.filtered.get(fw)
+            && !a
+                .filters
+                .of(fw)
+                .any(|(until, r)| until > now && r.contains(offer))
     }
 
     /// True if `role`'s subtree can get nothing more under its own limits.
