@@ -2,6 +2,7 @@
 
 mod harness;
 mod invariants;
+mod quota;
 mod reservations;
 mod scenarios;
 
