@@ -340,6 +340,38 @@ impl Master {
         self.rescind_offers_on(&agent_id);
     }
 
+    /// Drains an agent (maintenance): no new offers on it, its outstanding offers are
+    /// rescinded, and the agent kills its tasks with their grace periods.
+    pub fn drain_agent(&mut self, agent_id: &str, reason: &str) -> Result<(), MasterError> {
+        if !self.agents.contains_key(agent_id) {
+            return Err(MasterError::UnknownAgent {
+                agent_id: agent_id.to_string(),
+            });
+        }
+        tracing::info!(agent_id = %agent_id, reason, "draining agent");
+        self.allocator.set_draining(agent_id, true);
+        self.rescind_offers_on(agent_id);
+        self.send_agent(
+            agent_id,
+            Msg::Drain(v1::DrainAgent {
+                reason: reason.to_string(),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Ends a drain: the agent's resources are offered again (its tasks are not restarted).
+    pub fn reactivate_agent(&mut self, agent_id: &str) -> Result<(), MasterError> {
+        if !self.agents.contains_key(agent_id) {
+            return Err(MasterError::UnknownAgent {
+                agent_id: agent_id.to_string(),
+            });
+        }
+        self.allocator.set_draining(agent_id, false);
+        self.allocation_pending = true;
+        Ok(())
+    }
+
     fn rescind_offers_on(&mut self, agent_id: &str) {
         let offers: Vec<String> = self
             .offers

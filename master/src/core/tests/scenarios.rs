@@ -775,3 +775,26 @@ fn same_seed_same_run() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn draining_an_agent_rescinds_offers_and_stops_new_ones() {
+    let (mut h, agent, _fw, offer) = one_offer();
+    h.m.drain_agent(&agent, "kernel upgrade").expect("drain");
+    h.out.extend(h.m.take_outbox());
+    let events = h.events(F1);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Rescind(r) if r.offer_id == offer.id))
+    );
+    assert!(matches!(&h.agent_msgs(A1)[..], [AOut::Drain(d)] if d.reason == "kernel upgrade"));
+    h.advance(10_000);
+    assert!(h.offers(F1).is_empty(), "no offers from a draining agent");
+    h.m.reactivate_agent(&agent).expect("reactivate");
+    h.advance(1);
+    assert_eq!(h.offers(F1).len(), 1);
+    assert!(matches!(
+        h.m.drain_agent("nope", "x"),
+        Err(MasterError::UnknownAgent { .. })
+    ));
+}
