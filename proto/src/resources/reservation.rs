@@ -148,3 +148,30 @@ pub(crate) fn validate_labels(
     }
     Ok(())
 }
+
+impl super::Resources {
+    /// Re-applies to `self` (what an agent reports, e.g. on re-registration) the dynamic
+    /// reservations and persistent volumes recorded in `known` (the master's last view of that
+    /// agent), as far as `self` still has the underlying resources. Agents do not checkpoint
+    /// what RESERVE/CREATE did, so without this a re-registration would forget it.
+    pub fn with_operations_of(&self, known: &super::Resources) -> super::Resources {
+        let mut out = self.clone();
+        for entry in known.entries() {
+            let Some((key, _)) = entry.iter().next() else {
+                continue;
+            };
+            if !key.is_dynamic() && key.volume.is_none() {
+                continue;
+            }
+            // What the agent itself reports for this entry.
+            let mut base = entry.without_volumes();
+            if key.is_dynamic() {
+                base = base.unreserved();
+            }
+            if let Some(rest) = out.checked_sub(&base) {
+                out = rest.plus(&entry);
+            }
+        }
+        out
+    }
+}

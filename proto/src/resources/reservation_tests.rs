@@ -142,7 +142,10 @@ fn proto_fields_and_refusals() {
         value: Some(v1::resource::Value::ScalarMilli(1000)),
         ..Default::default()
     };
-    assert_eq!(Resources::from_proto(std::slice::from_ref(&old)), Ok(r("cpus(web):1")));
+    assert_eq!(
+        Resources::from_proto(std::slice::from_ref(&old)),
+        Ok(r("cpus(web):1"))
+    );
     let bad = [
         v1::Resource {
             reservation_type: v1::ReservationType::Dynamic as i32,
@@ -166,7 +169,10 @@ fn proto_fields_and_refusals() {
         },
     ];
     for b in bad {
-        assert!(Resources::from_proto(std::slice::from_ref(&b)).is_err(), "{b:?}");
+        assert!(
+            Resources::from_proto(std::slice::from_ref(&b)).is_err(),
+            "{b:?}"
+        );
     }
 }
 
@@ -217,4 +223,22 @@ proptest! {
             a.scalar_milli("cpus") + a.scalar_milli("disk"));
         prop_assert!(unreserved.iter().all(|(k, _)| !k.is_reserved() && k.volume.is_none()));
     }
+}
+
+#[test]
+fn reported_totals_regain_known_reservations_and_volumes() {
+    let known = r(
+        "cpus:3;cpus(web,dynamic=a):1;disk:50;disk(web,dynamic)[v:v]:50;\
+                   disk(db)[w:w]:10;disk(db):5;mem:1024",
+    );
+    let reported = r("cpus:4;disk:100;disk(db):15;mem:1024");
+    assert_eq!(reported.with_operations_of(&known), known);
+    // Resources the agent no longer has are not invented.
+    let smaller = r("cpus:4;disk:20;mem:1024");
+    assert_eq!(
+        smaller.with_operations_of(&known).to_string(),
+        "cpus:3;cpus(web,dynamic=a):1;disk:20;mem:1024"
+    );
+    // Static reservations and plain resources come from the report alone.
+    assert_eq!(reported.with_operations_of(&r("cpus(web):2")), reported);
 }
