@@ -26,6 +26,8 @@ mod status;
 mod tests;
 #[cfg(test)]
 mod tests_operator;
+#[cfg(test)]
+mod tests_reserve;
 
 use std::net::SocketAddr;
 use std::time::Duration;
