@@ -106,7 +106,7 @@ async fn reserve_and_create_over_grpc() -> anyhow::Result<()> {
                     volumes: Resources::parse("disk(web,dynamic=ops)[data:data]:100")?.to_proto(),
                 })),
             ],
-            filters: no_filter.clone(),
+            filters: no_filter,
         })
         .await?;
 
