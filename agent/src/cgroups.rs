@@ -432,10 +432,10 @@ pub fn usage(spec: &CgroupSpec) -> Usage {
     u
 }
 
-/// Removes the task's cgroups (retrying briefly while the kernel releases them).
+/// Removes the task's cgroups (retrying for up to 2 s while the kernel releases them).
 pub fn destroy(spec: &CgroupSpec) {
     for d in spec.dirs() {
-        for _ in 0..20 {
+        for _ in 0..200 {
             match std::fs::remove_dir(&d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,

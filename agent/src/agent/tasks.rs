@@ -77,12 +77,14 @@ impl Agent {
             framework_id: key.framework_id.clone(),
             status: Some(status),
         };
-        if let Some(u) = self.updates.push(std::time::Instant::now(), update)
+        let head = self.updates.push(std::time::Instant::now(), update);
+        // Write-ahead: the update is on disk before anyone can see it.
+        self.persist(key);
+        if let Some(u) = head
             && self.registered()
         {
             self.send(msg(agent_message::Msg::StatusUpdate(u)));
         }
-        self.persist(key);
     }
 
     fn emit(&mut self, key: &TaskKey, state: TaskState, reason: &str, message: String) {
@@ -98,6 +100,7 @@ impl Agent {
         };
         t.cp.state = t.state as i32;
         t.cp.set_updates(&queued);
+        debug!(task_id = %key.task_id, state = t.cp.state, offset = t.cp.offset, updates = t.cp.updates.len(), "checkpoint");
         if let Err(e) = checkpoint::write_task(&t.run_dir, &t.cp) {
             error!(error = %e, "checkpointing a task failed");
         }

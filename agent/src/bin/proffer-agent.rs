@@ -47,6 +47,13 @@ fn executor(args: &[String]) -> ExitCode {
 }
 
 fn agent(args: &[String]) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     match build_config(args) {
         Ok(config) => {
             let rt = match tokio::runtime::Runtime::new() {

@@ -215,6 +215,25 @@ fn prepare(
             return Err(failed("REASON_FETCHER_FAILED", e));
         }
     }
+    let launch_failed = |e: String| {
+        failed(
+            "REASON_COMMAND_EXECUTOR_FAILED",
+            format!("failed to launch command: {e}"),
+        )
+    };
+    let user = match &spec.user {
+        Some(u) => {
+            Some(process::lookup_user(u).map_err(|e| failed("REASON_CONTAINER_LAUNCH_FAILED", e))?)
+        }
+        None => None,
+    };
+    if spec.cgroup.is_some()
+        && let Some(c) = task.command.as_ref().filter(|c| !c.shell)
+    {
+        // The cgroup wrapper would report a missing program only as exit status 127.
+        process::find_program(&c.value, &spec.env, &spec.sandbox)
+            .map_err(|e| launch_failed(e.to_string()))?;
+    }
     let cgroup = match &spec.cgroup {
         Some(c) => Some(
             Cgroup::create(c)
@@ -222,32 +241,27 @@ fn prepare(
         ),
         None => None,
     };
-    let user = match &spec.user {
-        Some(u) => Some(
-            crate::process::lookup_user(u)
-                .map_err(|e| failed("REASON_CONTAINER_LAUNCH_FAILED", e))?,
-        ),
-        None => None,
-    };
-    if cgroup.is_some()
-        && let Some(c) = task.command.as_ref().filter(|c| !c.shell)
-    {
-        // The cgroup wrapper would report a missing program only as exit status 127.
-        process::find_program(&c.value, &spec.env, &spec.sandbox).map_err(|e| {
-            failed(
-                "REASON_COMMAND_EXECUTOR_FAILED",
-                format!("failed to launch command: {e}"),
-            )
-        })?;
+    match process::build_command(task, &spec.env, &spec.sandbox, cgroup.is_some(), user) {
+        Ok(cmd) => Ok((cmd, cgroup)),
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                cg.destroy();
+            }
+            Err(launch_failed(e.to_string()))
+        }
     }
-    let cmd = process::build_command(task, &spec.env, &spec.sandbox, cgroup.is_some(), user)
-        .map_err(|e| {
-            failed(
-                "REASON_COMMAND_EXECUTOR_FAILED",
-                format!("failed to launch command: {e}"),
-            )
-        })?;
-    Ok((cmd, cgroup))
+}
+
+/// Kills what is left in a task's cgroups and removes them when dropped.
+struct CgroupGuard<'a>(Option<&'a Cgroup>);
+
+impl Drop for CgroupGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0 {
+            cg.kill_all();
+            cg.destroy();
+        }
+    }
 }
 
 async fn run_task(
@@ -258,16 +272,11 @@ async fn run_task(
     kills: &mut mpsc::UnboundedReceiver<Option<Duration>>,
     rec: &mut Recorder,
 ) -> Result<(), String> {
-    let cleanup = |cg: &Option<Cgroup>| {
-        if let Some(cg) = cg {
-            cg.kill_all();
-            cg.destroy();
-        }
-    };
+    // However this function ends, nothing of the task survives and its cgroups are removed.
+    let _guard = CgroupGuard(cgroup.as_ref());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            cleanup(&cgroup);
             return rec.exited(
                 &failed(
                     "REASON_COMMAND_EXECUTOR_FAILED",
@@ -278,7 +287,6 @@ async fn run_task(
         }
     };
     let Some(pid) = child.id() else {
-        cleanup(&cgroup);
         return rec.exited(
             &failed(
                 "REASON_COMMAND_EXECUTOR_FAILED",
@@ -295,7 +303,6 @@ async fn run_task(
             drop(stdin);
             signal_tree(pid, Some(cg), Signal::SIGKILL);
             let _ = child.wait().await;
-            cleanup(&cgroup);
             return rec.exited(
                 &failed("REASON_CONTAINER_LAUNCH_FAILED", format!("cgroups: {e}")),
                 None,
@@ -422,9 +429,7 @@ async fn run_task(
             t.message
         );
     }
-    let r = rec.exited(&t, healthy);
-    cleanup(&cgroup);
-    r
+    rec.exited(&t, healthy)
 }
 
 #[cfg(test)]

@@ -81,6 +81,10 @@ pub struct Harness {
     server: JoinHandle<()>,
     cancel: CancellationToken,
     agent: Option<JoinHandle<Result<(), proffer_agent::AgentError>>>,
+    /// The agent when it runs as a separate `proffer-agent agent` process.
+    process: Option<std::process::Child>,
+    /// Extra flags of the agent process (kept for restarts).
+    process_args: Vec<String>,
     next_ping: u64,
 }
 
@@ -96,6 +100,21 @@ impl Harness {
     pub async fn start_with_delay(
         delay: Duration,
         tweak: impl FnOnce(&mut AgentConfig),
+    ) -> Result<Self> {
+        Self::start_inner(delay, Some(tweak), Vec::new()).await
+    }
+
+    /// Starts the fake master and the agent as a separate `proffer-agent agent` process
+    /// (with `extra` flags), so that a test can SIGKILL it and start it again.
+    pub async fn start_process(extra: &[&str]) -> Result<Self> {
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_inner(Duration::ZERO, None::<fn(&mut AgentConfig)>, extra).await
+    }
+
+    async fn start_inner(
+        delay: Duration,
+        tweak: Option<impl FnOnce(&mut AgentConfig)>,
+        process_args: Vec<String>,
     ) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -136,19 +155,65 @@ impl Harness {
         config.reconnect_initial = Duration::from_millis(50);
         config.reconnect_max = Duration::from_millis(500);
         config.executor = executor_launcher();
-        tweak(&mut config);
         let cancel = CancellationToken::new();
-        let agent = tokio::spawn(proffer_agent::run(config, cancel.clone()));
-        Ok(Harness {
+        let mut h = Harness {
             addr,
             work_dir,
             shared,
             inbox,
             server,
-            cancel,
-            agent: Some(agent),
+            cancel: cancel.clone(),
+            agent: None,
+            process: None,
+            process_args,
             next_ping: 1000,
-        })
+        };
+        match tweak {
+            Some(tweak) => {
+                tweak(&mut config);
+                h.agent = Some(tokio::spawn(proffer_agent::run(config, cancel)));
+            }
+            None => h.spawn_process()?,
+        }
+        Ok(h)
+    }
+
+    /// Starts the agent process (again) on the same work directory.
+    pub fn spawn_process(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.work_dir.path().join("agent.log"))?;
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_proffer-agent"))
+            .arg("agent")
+            .arg("--master")
+            .arg(self.addr.to_string())
+            .arg("--work-dir")
+            .arg(self.work_dir.path())
+            .args([
+                "--resources",
+                "cpus:8;mem:4096;disk:1024;ports:[31000-32000]",
+            ])
+            .args(&self.process_args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.process = Some(child);
+        Ok(())
+    }
+
+    /// Takes the agent process (the caller stops it).
+    pub fn take_process(&mut self) -> Option<std::process::Child> {
+        self.process.take()
+    }
+
+    /// SIGKILLs the agent process and reaps it.
+    pub fn kill9(&mut self) -> Result<()> {
+        let mut child = self.process.take().context("no agent process")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
     }
 
     /// The next message from the agent, with the session number it came on.
@@ -275,6 +340,18 @@ impl Harness {
     /// Cancels the agent and waits for `run` to return.
     pub async fn stop(mut self) -> Result<()> {
         self.cancel.cancel();
+        if let Some(mut child) = self.process.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+            let deadline = std::time::Instant::now() + WAIT;
+            while child.try_wait()?.is_none() {
+                if std::time::Instant::now() > deadline {
+                    child.kill()?;
+                    bail!("agent process did not stop on SIGTERM");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         if let Some(agent) = self.agent.take() {
             tokio::time::timeout(WAIT, agent)
                 .await
@@ -282,6 +359,27 @@ impl Harness {
         }
         self.server.abort();
         Ok(())
+    }
+}
+
+impl Drop for Harness {
+    /// A failed test must not leave an agent process (and its tasks) behind: SIGTERM makes it
+    /// kill its tasks; SIGKILL after 10 s.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            if let Ok(raw) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(raw),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
