@@ -264,7 +264,7 @@ impl Allocator {
         stage: Stage,
     ) -> Option<(usize, usize, Resources)> {
         let mut role_order: Vec<usize> = (1..self.roles.nodes.len())
-            .filter(|r| !self.roles.nodes[*r].frameworks.is_empty())
+            .filter(|r| !self.roles.nodes[*r].frameworks.is_empty() && !self.at_limit(*r))
             .collect();
         self.rng.shuffle(&mut role_order);
         for role in role_order {
