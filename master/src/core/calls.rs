@@ -18,6 +18,8 @@ enum Planned {
     Convert(Conversion),
     /// A task with its resources.
     Launch(Box<v1::TaskInfo>, Resources),
+    /// Tasks launched together (LAUNCH_GROUP): they share a sandbox parent and a lifetime.
+    LaunchGroup(Vec<(v1::TaskInfo, Resources)>),
 }
 
 /// Default kill grace period (Mesos: 3 s).
@@ -147,12 +149,16 @@ impl Master {
         let mut planned: Vec<Planned> = Vec::new();
         let mut ids = BTreeSet::new();
         for (i, op) in req.operations.iter().enumerate() {
-            let tasks = match &op.op {
-                Some(Op::Launch(l)) => &l.tasks,
-                Some(Op::LaunchGroup(_)) => {
-                    return Err(MasterError::Unsupported {
-                        what: format!("operations[{i}]: LAUNCH_GROUP"),
-                    });
+            let (tasks, group) = match &op.op {
+                Some(Op::Launch(l)) => (&l.tasks, false),
+                Some(Op::LaunchGroup(g)) => {
+                    if g.tasks.is_empty() {
+                        return Err(MasterError::InvalidField {
+                            field: format!("operations[{i}].launch_group.tasks"),
+                            reason: "a task group needs at least one task".into(),
+                        });
+                    }
+                    (&g.tasks, true)
                 }
                 Some(other) => {
                     let ctx = OpContext {
@@ -171,6 +177,7 @@ impl Master {
                     });
                 }
             };
+            let mut members = Vec::new();
             for task in tasks {
                 let res = self.validate_task(fw, &agent_id, task, &mut ids)?;
                 self.check_task_volumes(&agent_id, &task.task_id, &res)?;
@@ -181,7 +188,14 @@ impl Master {
                         available: available.to_string(),
                     }
                 })?;
-                planned.push(Planned::Launch(Box::new(task.clone()), res));
+                if group {
+                    members.push((task.clone(), res));
+                } else {
+                    planned.push(Planned::Launch(Box::new(task.clone()), res));
+                }
+            }
+            if group {
+                planned.push(Planned::LaunchGroup(members));
             }
         }
         // Commit: consume the offers, apply the operations in order, give back what is left.
@@ -193,47 +207,71 @@ impl Master {
             }
         }
         for step in planned {
-            let (mut task, resources) = match step {
-                Planned::Convert(c) => {
-                    self.apply_conversion(fw, &agent_id, &c);
-                    continue;
+            match step {
+                Planned::Convert(c) => self.apply_conversion(fw, &agent_id, &c),
+                Planned::Launch(task, resources) => {
+                    let task = self.record_task(now, fw, &agent_id, *task, resources);
+                    self.send_agent(
+                        &agent_id,
+                        Msg::RunTask(v1::RunTask {
+                            framework_id: fw.to_string(),
+                            task: Some(task),
+                        }),
+                    );
                 }
-                Planned::Launch(task, resources) => (*task, resources),
-            };
-            task.agent_id = agent_id.clone();
-            let task_id = task.task_id.clone();
-            tracing::info!(framework_id = %fw, agent_id = %agent_id, task_id = %task_id,
-                resources = %resources, "launching task");
-            let status = master_status(&task_id, &agent_id, TaskState::TaskStaging, "", "", now);
-            if let Some(f) = self.frameworks.get_mut(fw) {
-                f.tasks.insert(
-                    task_id.clone(),
-                    TaskRecord {
-                        info: task.clone(),
-                        agent_id: agent_id.clone(),
-                        resources,
-                        state: TaskState::TaskStaging,
-                        status,
-                        resources_recovered: false,
-                    },
-                );
+                Planned::LaunchGroup(members) => {
+                    let tasks: Vec<v1::TaskInfo> = members
+                        .into_iter()
+                        .map(|(task, res)| self.record_task(now, fw, &agent_id, task, res))
+                        .collect();
+                    self.send_agent(
+                        &agent_id,
+                        Msg::RunTaskGroup(v1::RunTaskGroup {
+                            framework_id: fw.to_string(),
+                            tasks,
+                        }),
+                    );
+                }
             }
-            if let Some(a) = self.agents.get_mut(&agent_id) {
-                a.tasks.insert((fw.to_string(), task_id));
-            }
-            self.send_agent(
-                &agent_id,
-                Msg::RunTask(v1::RunTask {
-                    framework_id: fw.to_string(),
-                    task: Some(task),
-                }),
-            );
         }
         if !available.is_empty() {
             self.allocator
                 .recover(fw, &agent_id, &available, Some(now.plus_ms(refuse)));
         }
         Ok(())
+    }
+
+    /// Records a new STAGING task on `agent_id` and returns its info with the agent set.
+    fn record_task(
+        &mut self,
+        now: Timestamp,
+        fw: &str,
+        agent_id: &str,
+        mut task: v1::TaskInfo,
+        resources: Resources,
+    ) -> v1::TaskInfo {
+        task.agent_id = agent_id.to_string();
+        let task_id = task.task_id.clone();
+        tracing::info!(framework_id = %fw, agent_id = %agent_id, task_id = %task_id,
+            resources = %resources, "launching task");
+        let status = master_status(&task_id, agent_id, TaskState::TaskStaging, "", "", now);
+        if let Some(f) = self.frameworks.get_mut(fw) {
+            f.tasks.insert(
+                task_id.clone(),
+                TaskRecord {
+                    info: task.clone(),
+                    agent_id: agent_id.to_string(),
+                    resources,
+                    state: TaskState::TaskStaging,
+                    status,
+                    resources_recovered: false,
+                },
+            );
+        }
+        if let Some(a) = self.agents.get_mut(agent_id) {
+            a.tasks.insert((fw.to_string(), task_id));
+        }
+        task
     }
 
     fn validate_task(

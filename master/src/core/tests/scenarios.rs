@@ -654,25 +654,6 @@ fn bad_calls_get_clear_errors_and_change_nothing() {
 }
 
 #[test]
-fn unsupported_operations_say_so() {
-    let (mut h, _a, fw, offer) = one_offer();
-    let err = h
-        .call(Call::Accept(v1::AcceptRequest {
-            header: Some(fw),
-            offer_ids: vec![offer.id],
-            operations: vec![v1::Operation {
-                op: Some(v1::operation::Op::LaunchGroup(v1::LaunchGroup {
-                    tasks: vec![],
-                })),
-            }],
-            filters: None,
-        }))
-        .expect_err("launch group");
-    assert_eq!(err.kind(), ErrorKind::Unimplemented);
-    assert!(err.to_string().contains("LAUNCH_GROUP"));
-}
-
-#[test]
 fn agent_claiming_another_agents_id_is_refused() {
     let mut h = H::new();
     let a = h.register_agent(A1, "host1", "cpus:1;mem:128");
@@ -797,4 +778,48 @@ fn draining_an_agent_rescinds_offers_and_stops_new_ones() {
         h.m.drain_agent("nope", "x"),
         Err(MasterError::UnknownAgent { .. })
     ));
+}
+
+#[test]
+fn launch_group_sends_the_tasks_together_or_not_at_all() {
+    let (mut h, _agent, fw, offer) = one_offer();
+    let group = |tasks: Vec<v1::TaskInfo>| v1::Operation {
+        op: Some(v1::operation::Op::LaunchGroup(v1::LaunchGroup { tasks })),
+    };
+    let accept = |ops: Vec<v1::Operation>, offer: &v1::Offer| {
+        Call::Accept(v1::AcceptRequest {
+            header: Some(fw.clone()),
+            offer_ids: vec![offer.id.clone()],
+            operations: ops,
+            filters: None,
+        })
+    };
+    let err = h
+        .call(accept(vec![group(vec![])], &offer))
+        .expect_err("empty group");
+    assert!(err.to_string().contains("at least one task"), "{err}");
+    let too_big = vec![task("g1", "cpus:3;mem:128"), task("g2", "cpus:3;mem:128")];
+    let err = h
+        .call(accept(vec![group(too_big)], &offer))
+        .expect_err("too big");
+    assert!(
+        matches!(err, MasterError::ResourcesNotInOffer { .. }),
+        "{err}"
+    );
+    assert!(
+        h.m.snapshot(Default::default()).tasks.is_empty(),
+        "nothing launched"
+    );
+    let ok = vec![task("g1", "cpus:1;mem:128"), task("g2", "cpus:1;mem:128")];
+    h.call(accept(vec![group(ok)], &offer)).expect("group");
+    let msgs = h.agent_msgs(A1);
+    match &msgs[..] {
+        [AOut::RunTaskGroup(g)] => {
+            let ids: Vec<&str> = g.tasks.iter().map(|t| t.task_id.as_str()).collect();
+            assert_eq!(ids, ["g1", "g2"]);
+            assert!(g.tasks.iter().all(|t| !t.agent_id.is_empty()));
+        }
+        other => panic!("expected one RunTaskGroup, got {other:?}"),
+    }
+    assert_eq!(h.m.snapshot(Default::default()).tasks.len(), 2);
 }
