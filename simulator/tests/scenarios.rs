@@ -142,3 +142,43 @@ fn mixed_workload_exercises_every_behaviour() -> anyhow::Result<()> {
     assert!(summary.cpu_util_mean > 0.1 && summary.cpu_util_mean <= 1.0);
     Ok(())
 }
+
+#[test]
+fn compare_runs_each_policy_on_the_same_workload() -> anyhow::Result<()> {
+    let s = scenario("mixed.toml")?;
+    let tmp = tempfile::tempdir()?;
+    let policies = [Policy::Drf, Policy::WeightedDrf, Policy::Random];
+    let mut seen = Vec::new();
+    let summaries = proffer_sim::compare::compare(
+        &s,
+        &policies,
+        Some(tmp.path()),
+        true,
+        &mut |p, _, _| {
+            if seen.last() != Some(&p) {
+                seen.push(p)
+            }
+        },
+    )?;
+    assert_eq!(seen, policies);
+    let names: Vec<&str> = summaries.iter().map(|s| s.policy.as_str()).collect();
+    assert_eq!(names, ["drf", "wdrf", "random"]);
+    // The same workload: every run had the same frameworks and agents …
+    assert!(summaries.iter().all(|x| x.frameworks == 4 && x.agents == 20));
+    // … but the policies decided differently (weights matter for wdrf: `service` has weight 3).
+    assert_ne!(summaries[0].offers, summaries[2].offers);
+    assert_ne!(summaries[0].tasks_launched, summaries[1].tasks_launched);
+    for f in [
+        "compare.txt",
+        "compare.json",
+        "compare_jain.svg",
+        "compare_wait_cdf.svg",
+        "drf/summary.json",
+        "random/timeseries.csv",
+    ] {
+        assert!(tmp.path().join(f).is_file(), "{f} missing");
+    }
+    let err = Policy::parse("fifo").err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("fifo") && err.contains("drf, wdrf, random"), "{err}");
+    Ok(())
+}

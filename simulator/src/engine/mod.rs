@@ -216,12 +216,13 @@ impl Sim {
     fn on_event(&mut self, ev: Ev) {
         match ev {
             Ev::Tick => {
+                // Only the master's own work is timed (not the frameworks answering its offers).
                 let t = Instant::now();
                 self.master.tick(Timestamp(self.now));
-                self.counters.ticks += 1;
-                self.drain_outbox();
                 let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 self.tick_us.push(us);
+                self.counters.ticks += 1;
+                self.drain_outbox();
                 self.flush();
                 self.schedule(self.now + self.tick_ms, Ev::Tick);
             }
