@@ -6,7 +6,8 @@
 //! - `local`: `proffer local` (master + agents in-process, demo batch).
 //! - `batch`: `proffer run` (batch framework with progress output).
 //! - `operator`: `proffer state` / `proffer tasks`.
-//! - `roles`: `proffer quota set|rm`, `proffer weight set`, `proffer roles`, `proffer why`.
+//! - `roles`: `proffer quota set|rm`, `proffer weight set`, `proffer roles`, `proffer why`,
+//!   `proffer reserve|unreserve`.
 //! - `sim`: `proffer sim run|compare|gen|bench` (the offline simulator).
 //! - `duration`, `table`, `output`: flag parsing, text tables, stdout that tolerates a closed pipe.
 //!
@@ -59,6 +60,10 @@ enum Command {
     Roles(roles::RolesArgs),
     /// Explain why a framework or role gets what it gets.
     Why(roles::WhyArgs),
+    /// Dynamically reserve unused resources of an agent for a role.
+    Reserve(roles::ReserveArgs),
+    /// Give back dynamic reservations no task uses.
+    Unreserve(roles::ReserveArgs),
     /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
     Sim(sim::SimArgs),
     /// The per-task executor the agent starts (internal).
@@ -145,6 +150,8 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Weight(args) => roles::weight(args).await.map(|()| true),
         Command::Roles(args) => roles::roles(args).await.map(|()| true),
         Command::Why(args) => roles::why(args).await.map(|()| true),
+        Command::Reserve(args) => roles::reserve(args, true).await.map(|()| true),
+        Command::Unreserve(args) => roles::reserve(args, false).await.map(|()| true),
         Command::Executor(args) => executor::run(args).await,
     }
 }

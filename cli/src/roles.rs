@@ -1,5 +1,5 @@
-//! Operator commands for roles: `proffer quota set|rm`, `proffer weight set`, `proffer roles`
-//! and `proffer why`, over the master's `Operator` gRPC service.
+//! Operator commands for roles: `proffer quota set|rm`, `proffer weight set`, `proffer roles`,
+//! `proffer why` and `proffer reserve|unreserve`, over the master's `Operator` gRPC service.
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -102,6 +102,17 @@ pub struct WhyArgs {
     /// Explain a role instead.
     #[arg(long)]
     role: Option<String>,
+    #[command(flatten)]
+    master: MasterFlag,
+}
+
+/// Flags of `proffer reserve` and `proffer unreserve`.
+#[derive(Debug, clap::Args)]
+pub struct ReserveArgs {
+    /// The agent.
+    agent_id: String,
+    /// The reservations, e.g. 'cpus(web,dynamic=ops):2;mem(web,dynamic=ops):1024'.
+    resources: String,
     #[command(flatten)]
     master: MasterFlag,
 }
@@ -225,6 +236,37 @@ pub async fn why(args: WhyArgs) -> anyhow::Result<()> {
         .into_inner()
         .lines;
     crate::output::text(&render_why(&lines));
+    Ok(())
+}
+
+/// `proffer reserve` (`reserve` true) or `proffer unreserve`: dynamic reservations of resources
+/// no task uses on an agent.
+pub async fn reserve(args: ReserveArgs, reserve: bool) -> anyhow::Result<()> {
+    let resources = resources("resources", &args.resources)?.to_proto();
+    let mut client = client(&args.master.master).await?;
+    let agent_id = args.agent_id.clone();
+    if reserve {
+        client
+            .reserve_resources(v1::ReserveResourcesRequest {
+                agent_id,
+                resources,
+            })
+            .await
+            .map_err(|s| refused("reserve", s))?;
+        crate::output::text(&format!("reserved {} on {}", args.resources, args.agent_id));
+    } else {
+        client
+            .unreserve_resources(v1::UnreserveResourcesRequest {
+                agent_id,
+                resources,
+            })
+            .await
+            .map_err(|s| refused("unreserve", s))?;
+        crate::output::text(&format!(
+            "unreserved {} on {}",
+            args.resources, args.agent_id
+        ));
+    }
     Ok(())
 }
 

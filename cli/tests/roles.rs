@@ -88,6 +88,18 @@ async fn quota_weight_roles_and_why_commands() -> anyhow::Result<()> {
         (vec!["quota", "rm", "eng"], "has no quota"),
         (vec!["weight", "set", "eng", "0"], "positive finite"),
         (vec!["weight", "set", "eng", "-3"], "positive finite"),
+        (
+            vec!["reserve", "nope", "cpus(web):1"],
+            "unknown agent `nope`",
+        ),
+        (
+            vec!["unreserve", "nope", "cpus(web,dynamic):1"],
+            "unknown agent `nope`",
+        ),
+        (
+            vec!["reserve", "nope", "cpus(*,dynamic):1"],
+            "needs a role other than `*`",
+        ),
     ] {
         let out = proffer(&master, &args).await?;
         let (o, e) = text(&out);

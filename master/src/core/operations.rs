@@ -337,3 +337,135 @@ impl Master {
             .convert(framework_id, agent_id, &c.from, &c.to);
     }
 }
+
+/// Which operator operation, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OperatorOp {
+    Reserve,
+    Unreserve,
+}
+
+impl Master {
+    /// Operator RESERVE (Mesos `/reserve`): dynamically reserves resources of `agent_id` that no
+    /// task uses. `resources` name the reservations to make, e.g. `cpus(web,dynamic=ops):2`.
+    /// Outstanding offers on the agent are rescinded first (their resources are needed to
+    /// relabel); on error nothing changes.
+    pub fn reserve_resources(
+        &mut self,
+        agent_id: &str,
+        resources: &Resources,
+    ) -> Result<(), MasterError> {
+        self.operator_relabel(OperatorOp::Reserve, agent_id, resources)
+    }
+
+    /// Operator UNRESERVE (Mesos `/unreserve`): gives back dynamic reservations (without
+    /// volumes) of `agent_id` that no task uses; on error nothing changes.
+    pub fn unreserve_resources(
+        &mut self,
+        agent_id: &str,
+        resources: &Resources,
+    ) -> Result<(), MasterError> {
+        self.operator_relabel(OperatorOp::Unreserve, agent_id, resources)
+    }
+
+    fn operator_relabel(
+        &mut self,
+        op: OperatorOp,
+        agent_id: &str,
+        resources: &Resources,
+    ) -> Result<(), MasterError> {
+        let (name, verb) = match op {
+            OperatorOp::Reserve => ("reserve", "reserving"),
+            OperatorOp::Unreserve => ("unreserve", "unreserving"),
+        };
+        let bad = |reason: String| MasterError::InvalidField {
+            field: format!("{name}.resources"),
+            reason,
+        };
+        let Some(agent_total) = self.agents.get(agent_id).map(|a| a.total.clone()) else {
+            return Err(MasterError::UnknownAgent {
+                agent_id: agent_id.to_string(),
+            });
+        };
+        if resources.is_empty() {
+            return Err(bad("names no resources".into()));
+        }
+        let mut to = Resources::new();
+        for entry in resources.entries() {
+            let Some((key, value)) = entry.iter().next() else {
+                continue;
+            };
+            if !key.is_reserved() {
+                return Err(bad(format!("{verb} {entry} which names no role")));
+            }
+            if key.volume.is_some() {
+                return Err(bad(format!(
+                    "{verb} {entry}: volumes are created and destroyed by frameworks"
+                )));
+            }
+            match op {
+                OperatorOp::Reserve => {
+                    let principal = match &key.reservation {
+                        Reservation::Dynamic { principal } => principal.clone(),
+                        Reservation::Static => String::new(),
+                    };
+                    let dynamic = ResourceKey {
+                        reservation: Reservation::Dynamic { principal },
+                        ..key.clone()
+                    };
+                    to.add(&Resources::from_entry(dynamic, value.clone()));
+                }
+                OperatorOp::Unreserve if !key.is_dynamic() => {
+                    return Err(bad(format!(
+                        "{verb} {entry} which is reserved statically (only the agent's \
+                         configuration can change it)"
+                    )));
+                }
+                OperatorOp::Unreserve => {}
+            }
+        }
+        let (from, to) = match op {
+            OperatorOp::Reserve => (to.unreserved(), to),
+            OperatorOp::Unreserve => (resources.clone(), resources.unreserved()),
+        };
+        // What no task uses: the agent's total less what the allocator holds, plus what is only
+        // offered (those offers are rescinded below).
+        let offer_ids: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.agent_id == agent_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut unused = agent_total
+            .checked_sub(&self.allocator.allocated_on(agent_id))
+            .unwrap_or_default();
+        for id in &offer_ids {
+            if let Some(o) = self.offers.get(id) {
+                unused.add(&o.resources);
+            }
+        }
+        if !unused.contains(&from) {
+            return Err(bad(format!(
+                "{verb} {from} on agent `{agent_id}`: not available unused there (unused: {})",
+                if unused.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    unused.to_string()
+                }
+            )));
+        }
+        for id in offer_ids {
+            self.rescind_offer(&id, None);
+        }
+        let mut total = agent_total;
+        total.subtract(&from);
+        total.add(&to);
+        tracing::info!(agent_id = %agent_id, %from, %to, "operator {name}");
+        if let Some(a) = self.agents.get_mut(agent_id) {
+            a.total = total.clone();
+        }
+        self.allocator.update_agent_total(agent_id, total);
+        self.allocation_pending = true;
+        Ok(())
+    }
+}

@@ -2,6 +2,7 @@
 
 mod harness;
 mod invariants;
+mod operator_reserve;
 mod quota;
 mod reservations;
 mod scenarios;

@@ -7,6 +7,7 @@
 //! | `DELETE /quota/ROLE` | — | `{"ok":true}` |
 //! | `POST` or `PUT /weights` | `{"role":"eng","weight":2}` or a list of those (Mesos) | `{"ok":true}` |
 //! | `GET /why?framework_id=ID` or `?role=ROLE` | — | `{"subject":…,"lines":[…]}` |
+//! | `POST /reserve`, `POST /unreserve` | `{"agent_id":"…","resources":"cpus(web,dynamic):2"}` | `{"ok":true}` |
 //!
 //! Resources are a Mesos text string or JSON (array or object); `guarantee` (Mesos < 1.9) is
 //! accepted for `guarantees`. Errors are `{"error": "…"}` with 400 (bad input), 404, 409 or 503.
@@ -35,6 +36,8 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/quota/{*role}", delete(remove_quota))
         .route("/weights", post(set_weights).put(set_weights))
         .route("/why", get(why))
+        .route("/reserve", post(reserve))
+        .route("/unreserve", post(unreserve))
 }
 
 /// One role in `GET /roles`.
@@ -219,5 +222,31 @@ async fn why(State(st): State<HttpState>, Query(q): Query<BTreeMap<String, Strin
     match operator::why(&st.core, subject).await {
         Ok(lines) => Json(serde_json::json!({ "subject": name, "lines": lines })).into_response(),
         Err(e) => error_response(&e),
+    }
+}
+
+async fn reserve(State(st): State<HttpState>, body: Bytes) -> Response {
+    relabel(st, true, body).await
+}
+
+async fn unreserve(State(st): State<HttpState>, body: Bytes) -> Response {
+    relabel(st, false, body).await
+}
+
+async fn relabel(st: HttpState, reserve: bool, body: Bytes) -> Response {
+    let parsed = json_body(&body).and_then(|obj| {
+        let agent_id = match obj.get("agent_id") {
+            Some(serde_json::Value::String(id)) => id.clone(),
+            _ => return Err("invalid body: missing string field `agent_id`".to_string()),
+        };
+        let resources = resources_field(&obj, &["resources"])?
+            .ok_or_else(|| "invalid body: missing field `resources`".to_string())?;
+        Ok((agent_id, resources))
+    });
+    match parsed {
+        Ok((agent_id, resources)) => {
+            done(operator::relabel(&st.core, reserve, agent_id, resources).await)
+        }
+        Err(msg) => bad_request(msg),
     }
 }

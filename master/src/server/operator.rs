@@ -1,4 +1,5 @@
-//! The `Operator` gRPC service (state, quota, weights, roles, explanations) and the requests it
+//! The `Operator` gRPC service (state, quota, weights, roles, explanations, operator
+//! reservations) and the requests it
 //! shares with the HTTP/JSON routes. Every change goes through the core task like any other input.
 
 use proffer_proto::resources::validate_role;
@@ -78,6 +79,25 @@ pub(crate) async fn set_weight(
     Ok(core.run(move |m, _| m.set_weight(&role, weight)).await??)
 }
 
+/// Operator RESERVE (`reserve` true) or UNRESERVE of unused resources on an agent.
+pub(crate) async fn relabel(
+    core: &CoreHandle,
+    reserve: bool,
+    agent_id: String,
+    resources: Resources,
+) -> Result<(), OperatorError> {
+    tracing::info!(%agent_id, %resources, reserve, "operator reservation");
+    Ok(core
+        .run(move |m, _| {
+            if reserve {
+                m.reserve_resources(&agent_id, &resources)
+            } else {
+                m.unreserve_resources(&agent_id, &resources)
+            }
+        })
+        .await??)
+}
+
 /// Every role the allocator knows.
 pub(crate) async fn roles(core: &CoreHandle) -> Result<Vec<v1::RoleSummary>, OperatorError> {
     Ok(core.run(|m, _| m.role_summaries()).await?)
@@ -107,7 +127,7 @@ pub(crate) async fn why(
         .await?)
 }
 
-/// Converts wire resources of a quota field, naming the field on error.
+/// Converts wire resources of a request field, naming the field on error.
 fn quota_resources(field: &str, list: &[v1::Resource]) -> Result<Resources, MasterError> {
     Resources::from_proto(list).map_err(|source| MasterError::Resources {
         field: field.to_string(),
@@ -191,6 +211,32 @@ impl v1::operator_server::Operator for OperatorService {
     ) -> Reply<v1::GetRolesResponse> {
         let roles = roles(&self.shared.core).await.map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::GetRolesResponse { roles }))
+    }
+
+    async fn reserve_resources(
+        &self,
+        request: tonic::Request<v1::ReserveResourcesRequest>,
+    ) -> Reply<v1::OperatorResponse> {
+        let req = request.into_inner();
+        let resources =
+            quota_resources("resources", &req.resources).map_err(|e| status::from_master(&e))?;
+        relabel(&self.shared.core, true, req.agent_id, resources)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::OperatorResponse {}))
+    }
+
+    async fn unreserve_resources(
+        &self,
+        request: tonic::Request<v1::UnreserveResourcesRequest>,
+    ) -> Reply<v1::OperatorResponse> {
+        let req = request.into_inner();
+        let resources =
+            quota_resources("resources", &req.resources).map_err(|e| status::from_master(&e))?;
+        relabel(&self.shared.core, false, req.agent_id, resources)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::OperatorResponse {}))
     }
 
     async fn why(&self, request: tonic::Request<v1::WhyRequest>) -> Reply<v1::WhyResponse> {

@@ -30,6 +30,77 @@ async fn next_offer(events: &mut tonic::codec::Streaming<v1::Event>) -> anyhow::
     }
 }
 
+type AgentSession = (
+    tokio::sync::mpsc::Sender<v1::AgentMessage>,
+    tonic::codec::Streaming<v1::MasterMessage>,
+    String,
+);
+
+/// Registers an agent with `resources`; keep the returned session alive.
+async fn register_agent(url: &str, resources: &str) -> anyhow::Result<AgentSession> {
+    let mut agent = AgentClient::connect(url.to_string()).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
+    tx.send(v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
+            info: Some(v1::AgentInfo {
+                hostname: "host-a".into(),
+                port: 5051,
+                resources: Resources::parse(resources)?.to_proto(),
+                ..Default::default()
+            }),
+        })),
+    })
+    .await?;
+    let mut inbound = agent
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, inbound.message())
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("session ended"))?;
+    let Some(v1::master_message::Msg::Registered(reg)) = first.msg else {
+        anyhow::bail!("first message is not AgentRegistered: {first:?}");
+    };
+    Ok((tx, inbound, reg.agent_id))
+}
+
+/// An HTTP/1.1 POST with a JSON body; returns (status code, body).
+async fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await??;
+    let text = String::from_utf8(raw)?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no header end"))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("no status"))?
+        .parse()?;
+    Ok((code, body.to_string()))
+}
+
+async fn agent_total(url: &str) -> anyhow::Result<String> {
+    let state = OperatorClient::connect(url.to_string())
+        .await?
+        .get_state(v1::GetStateRequest {})
+        .await?
+        .into_inner();
+    Ok(state
+        .agents
+        .first()
+        .map(|a| a.total.clone())
+        .unwrap_or_default())
+}
+
 fn op(op: v1::operation::Op) -> v1::Operation {
     v1::Operation { op: Some(op) }
 }
@@ -46,24 +117,7 @@ async fn reserve_and_create_over_grpc() -> anyhow::Result<()> {
     config.seed = 5;
     let server = tokio::spawn(serve(listener, config, cancel.clone()));
 
-    // An agent.
-    let mut agent = AgentClient::connect(url.clone()).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
-    tx.send(v1::AgentMessage {
-        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
-            info: Some(v1::AgentInfo {
-                hostname: "host-a".into(),
-                port: 5051,
-                resources: Resources::parse("cpus:2;mem:1024;disk:100")?.to_proto(),
-                ..Default::default()
-            }),
-        })),
-    })
-    .await?;
-    let _inbound = agent
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let (_agent_tx, _inbound, _agent_id) = register_agent(&url, "cpus:2;mem:1024;disk:100").await?;
 
     // A framework in role `web`.
     let mut sched = SchedulerClient::connect(url.clone()).await?;
@@ -152,6 +206,81 @@ async fn reserve_and_create_over_grpc() -> anyhow::Result<()> {
     );
 
     drop(events);
+    cancel.cancel();
+    tokio::time::timeout(WAIT, server).await???;
+    Ok(())
+}
+
+#[tokio::test]
+async fn operator_reserve_and_unreserve_over_http_and_grpc() -> anyhow::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let url = format!("http://{addr}");
+    let cancel = CancellationToken::new();
+    let server = tokio::spawn(serve(listener, ServerConfig::default(), cancel.clone()));
+    let (_tx, _inbound, agent_id) = register_agent(&url, "cpus:4;cpus(db):1;mem:1024").await?;
+
+    let body = format!(r#"{{"agent_id":"{agent_id}","resources":"cpus(web,dynamic=ops):2"}}"#);
+    let (code, reply) = http_post(&addr, "/reserve", &body).await?;
+    assert_eq!(code, 200, "{reply}");
+    assert_eq!(
+        agent_total(&url).await?,
+        "cpus:2;cpus(db):1;cpus(web,dynamic=ops):2;mem:1024"
+    );
+    for (path, body, code, want) in [
+        (
+            "/reserve",
+            r#"{"agent_id":"nope","resources":"cpus(web):1"}"#.to_string(),
+            404,
+            "unknown agent",
+        ),
+        (
+            "/reserve",
+            format!(r#"{{"agent_id":"{agent_id}","resources":"cpus:1"}}"#),
+            400,
+            "names no role",
+        ),
+        (
+            "/reserve",
+            format!(r#"{{"agent_id":"{agent_id}","resources":"cpus(web):9"}}"#),
+            400,
+            "not available unused",
+        ),
+        (
+            "/unreserve",
+            format!(r#"{{"agent_id":"{agent_id}","resources":"cpus(db):1"}}"#),
+            400,
+            "reserved statically",
+        ),
+        (
+            "/unreserve",
+            format!(r#"{{"agent_id":"{agent_id}"}}"#),
+            400,
+            "missing field `resources`",
+        ),
+    ] {
+        let (got, reply) = http_post(&addr, path, &body).await?;
+        assert_eq!(got, code, "{path} {body}: {reply}");
+        assert!(
+            reply.contains(want),
+            "{path} {body}: `{reply}` lacks `{want}`"
+        );
+    }
+    let mut op = OperatorClient::connect(url.clone()).await?;
+    op.unreserve_resources(v1::UnreserveResourcesRequest {
+        agent_id: agent_id.clone(),
+        resources: Resources::parse("cpus(web,dynamic=ops):2")?.to_proto(),
+    })
+    .await?;
+    assert_eq!(agent_total(&url).await?, "cpus:4;cpus(db):1;mem:1024");
+    let err = op
+        .reserve_resources(v1::ReserveResourcesRequest {
+            agent_id,
+            resources: vec![],
+        })
+        .await
+        .expect_err("empty");
+    assert_eq!(err.code(), Code::InvalidArgument);
     cancel.cancel();
     tokio::time::timeout(WAIT, server).await???;
     Ok(())

@@ -1,0 +1,144 @@
+//! Operator reservations (Mesos `/reserve`, `/unreserve`): unused resources of an agent are
+//! relabelled, outstanding offers on it are rescinded, refusals change nothing.
+
+use proffer_proto::Resources;
+use proffer_proto::v1::{self, event::Event};
+
+use super::harness::{H, res, task};
+use crate::core::{Input, MasterError, Timestamp};
+
+const A1: u64 = 1;
+const F1: u64 = 101;
+
+fn r(text: &str) -> Resources {
+    Resources::parse(text).expect("resources")
+}
+
+/// One agent, a framework in role `web` holding the agent's first offer.
+fn setup(agent_res: &str) -> (H, String, v1::CallHeader, v1::Offer) {
+    let mut h = H::new();
+    let agent = h.register_agent(A1, "host1", agent_res);
+    let info = v1::FrameworkInfo {
+        name: "web-fw".into(),
+        roles: vec!["web".into()],
+        ..Default::default()
+    };
+    h.input(Input::Subscribe { conn: F1, info })
+        .expect("subscribe");
+    let fw = h
+        .events(F1)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Subscribed(s) => Some(v1::CallHeader {
+                framework_id: s.framework_id,
+                stream_id: s.stream_id,
+            }),
+            _ => None,
+        })
+        .expect("subscribed");
+    h.advance(1);
+    let offers = h.offers(F1);
+    assert_eq!(offers.len(), 1);
+    (h, agent, fw, offers[0].clone())
+}
+
+fn total(h: &H) -> String {
+    let snap = h.m.snapshot(Timestamp(h.now));
+    snap.agents
+        .first()
+        .map(|a| a.total.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn operator_reservation_rescinds_offers_and_goes_to_the_role() {
+    let (mut h, agent, _fw, offer) = setup("cpus:4;mem:4096");
+    h.m.reserve_resources(
+        &agent,
+        &r("cpus(web,dynamic=ops):2;mem(web,dynamic=ops):1024"),
+    )
+    .expect("reserve");
+    h.out.extend(h.m.take_outbox());
+    let rescinded: Vec<String> = h
+        .events(F1)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Rescind(r) => Some(r.offer_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rescinded, vec![offer.id]);
+    assert_eq!(
+        total(&h),
+        "cpus:2;cpus(web,dynamic=ops):2;mem:3072;mem(web,dynamic=ops):1024"
+    );
+    h.advance(1_000);
+    let offers = h.offers(F1);
+    assert_eq!(offers.len(), 1);
+    assert_eq!(
+        res(&offers[0]).to_string(),
+        "cpus:2;cpus(web,dynamic=ops):2;mem:3072;mem(web,dynamic=ops):1024"
+    );
+    // And back.
+    h.m.unreserve_resources(
+        &agent,
+        &r("cpus(web,dynamic=ops):2;mem(web,dynamic=ops):1024"),
+    )
+    .expect("unreserve");
+    assert_eq!(total(&h), "cpus:4;mem:4096");
+}
+
+#[test]
+fn operator_reservation_refusals_change_nothing() {
+    let (mut h, agent, fw, offer) = setup("cpus:4;cpus(db):1;mem:4096");
+    // A task uses part of the agent.
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:3;mem:1024")])
+        .expect("launch");
+    h.advance(10_000);
+    h.drain();
+    let before = h.m.snapshot(Timestamp(h.now));
+    let cases: Vec<(&str, &str, bool, &str)> = vec![
+        ("nope", "cpus(web):1", true, "unknown agent `nope`"),
+        (&agent, "", true, "names no resources"),
+        (&agent, "cpus:1", true, "names no role"),
+        (
+            &agent,
+            "cpus(web,dynamic):2",
+            true,
+            "not available unused there",
+        ),
+        (
+            &agent,
+            "disk(web)[v:v]:1",
+            true,
+            "volumes are created and destroyed by frameworks",
+        ),
+        (&agent, "cpus(db):1", false, "reserved statically"),
+        (
+            &agent,
+            "cpus(web,dynamic):1",
+            false,
+            "not available unused there",
+        ),
+    ];
+    for (agent_id, text, reserve, want) in cases {
+        let resources = r(text);
+        let result = if reserve {
+            h.m.reserve_resources(agent_id, &resources)
+        } else {
+            h.m.unreserve_resources(agent_id, &resources)
+        };
+        let err: MasterError = result.expect_err(want);
+        assert!(err.to_string().contains(want), "`{err}` lacks `{want}`");
+        h.out.extend(h.m.take_outbox());
+        assert!(h.drain().is_empty(), "nothing sent for `{want}`");
+        assert_eq!(
+            h.m.snapshot(Timestamp(h.now)),
+            before,
+            "unchanged after `{want}`"
+        );
+    }
+    // What the task does not use can be reserved.
+    h.m.reserve_resources(&agent, &r("cpus(web,dynamic):1"))
+        .expect("reserve the unused cpu");
+}
