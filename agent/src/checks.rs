@@ -230,6 +230,7 @@ impl HealthTracker {
         }
         self.failures += 1;
         if self.failures >= cfg.consecutive_failures {
+            self.reported = Some(false);
             return HealthAction::Kill;
         }
         if self.reported != Some(false) {

@@ -227,6 +227,15 @@ fn prepare(
         }
         None => None,
     };
+    if let Some((uid, gid)) = user {
+        // The sandbox belongs to the task's user (as Mesos does), so the task can write in it.
+        std::os::unix::fs::chown(&spec.sandbox, Some(uid), Some(gid)).map_err(|e| {
+            failed(
+                "REASON_CONTAINER_LAUNCH_FAILED",
+                format!("chown of the sandbox: {e}"),
+            )
+        })?;
+    }
     if spec.cgroup.is_some()
         && let Some(c) = task.command.as_ref().filter(|c| !c.shell)
     {
@@ -374,13 +383,16 @@ async fn run_task(
             Some(r) = health_rx.recv() => {
                 let Some(cfg) = &health_cfg else { continue };
                 let message = match &r { Ok(m) | Err(m) => m.clone() };
+                let before = tracker.healthy();
                 match tracker.record(r.is_ok(), started.elapsed(), cfg) {
                     HealthAction::None => {}
                     HealthAction::Report(healthy) => rec.record(&ExecutorEvent::Health { healthy, message })?,
                     HealthAction::Kill => {
                         if kill_deadline.is_none() {
                             unhealthy_kill = Some(format!("health check failed {} times in a row: {message}", cfg.consecutive_failures));
-                            rec.record(&ExecutorEvent::Health { healthy: false, message })?;
+                            if before != Some(false) {
+                                rec.record(&ExecutorEvent::Health { healthy: false, message })?;
+                            }
                             signal_tree(pid, cgroup.as_ref(), Signal::SIGTERM);
                             kill_deadline = Some(Instant::now() + default_grace);
                         }

@@ -315,6 +315,14 @@ impl Harness {
         }))
     }
 
+    /// Sends RunTask for a task.
+    pub fn run(&self, framework_id: &str, task: TaskInfo) -> Result<()> {
+        self.send(master_message::Msg::RunTask(RunTask {
+            framework_id: framework_id.into(),
+            task: Some(task),
+        }))
+    }
+
     /// Sends RunTask for a shell command.
     pub fn run_shell(&self, framework_id: &str, task_id: &str, command: &str) -> Result<()> {
         self.send(master_message::Msg::RunTask(RunTask {
@@ -408,6 +416,31 @@ pub fn shell_task(task_id: &str, command: &str) -> TaskInfo {
     }
 }
 
+/// Why cgroup tests cannot run here (not root, or no writable cpu and memory controllers).
+pub fn cgroups_unavailable() -> Option<String> {
+    if !proffer_agent::process::is_root() {
+        return Some("not running as root".into());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let s =
+        proffer_agent::cgroups::detect(&proffer_agent::cgroups::parse_mounts(&mounts), "proffer");
+    if s.has("cpu") && s.has("memory") {
+        None
+    } else {
+        Some(format!("cgroups unusable: {}", s.summary()))
+    }
+}
+
+/// The spec the agent wrote for a task.
+pub fn spec_of(
+    h: &Harness,
+    fw: &str,
+    task: &str,
+) -> Result<proffer_agent::executor::protocol::ExecutorSpec> {
+    let dir = h.work_dir.path().join("meta/tasks").join(fw).join(task);
+    Ok(proffer_agent::executor::protocol::read_spec(&dir)?)
+}
+
 /// The state of an update.
 pub fn state_of(u: &StatusUpdate) -> TaskState {
     u.status
@@ -430,4 +463,65 @@ pub async fn wait_for_file_containing(path: &std::path::Path, needle: &str) -> R
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A tiny HTTP/1.0 server on 127.0.0.1: `respond(path)` gives (status, body); returns the
+/// port and a counter of requests served.
+pub async fn http_server(
+    respond: impl Fn(&str) -> (u16, Vec<u8>) + Send + Sync + 'static,
+) -> Result<(u16, Arc<std::sync::atomic::AtomicUsize>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    let respond = Arc::new(respond);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let respond = respond.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut n = 0;
+                while n < buf.len() {
+                    match s.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(r) => n += r,
+                    }
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (code, body) = respond(&path);
+                let head = format!(
+                    "HTTP/1.0 {code} X\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    Ok((port, count))
+}
+
+/// Sends one HTTP/1.0 request to `127.0.0.1:port`; returns (status, body).
+pub async fn http_request(port: u16, method: &str, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(format!("{method} {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("bad status line")?;
+    Ok((code, body.to_string()))
 }

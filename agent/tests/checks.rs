@@ -1,0 +1,177 @@
+//! Health and readiness checks run by the executor: COMMAND, HTTP and TCP checks that fail
+//! get the task killed after the configured consecutive failures; readiness is reported.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use common::{Harness, http_server, shell_task, state_of};
+use proffer_proto::v1::{CommandInfo, HealthCheck, TaskInfo, TaskState, health_check::CheckType};
+
+fn fast(kind: CheckType) -> HealthCheck {
+    HealthCheck {
+        r#type: kind as i32,
+        delay_ms: Some(0),
+        interval_ms: Some(50),
+        timeout_ms: Some(2000),
+        consecutive_failures: Some(3),
+        grace_period_ms: Some(0),
+        ..Default::default()
+    }
+}
+
+/// Runs `task`, expects STARTING, RUNNING, then (optionally) RUNNING healthy, RUNNING
+/// unhealthy and KILLED as unhealthy.
+async fn expect_killed_unhealthy(
+    h: &mut Harness,
+    task: TaskInfo,
+    healthy_first: bool,
+) -> Result<()> {
+    h.run("fw", task)?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    if healthy_first {
+        let u = h.expect_state(TaskState::TaskRunning).await?;
+        let s = u.status.context("status")?;
+        assert_eq!(s.healthy, Some(true), "{s:?}");
+        assert_eq!(s.reason, "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED");
+    }
+    let u = h.next_update().await?;
+    h.ack(&u)?;
+    let s = u.status.clone().context("status")?;
+    if state_of(&u) == TaskState::TaskRunning {
+        assert_eq!(s.healthy, Some(false), "{s:?}");
+    }
+    let u = if state_of(&u) == TaskState::TaskRunning {
+        h.expect_state(TaskState::TaskKilled).await?
+    } else {
+        u
+    };
+    let s = u.status.context("status")?;
+    assert_eq!(
+        TaskState::try_from(s.state)?,
+        TaskState::TaskKilled,
+        "{s:?}"
+    );
+    assert_eq!(s.reason, "REASON_TASK_UNHEALTHY", "{s:?}");
+    assert_eq!(s.healthy, Some(false));
+    assert!(s.message.contains("3 times in a row"), "{}", s.message);
+    Ok(())
+}
+
+#[tokio::test]
+async fn failing_command_check_kills_the_task() -> Result<()> {
+    let mut h =
+        Harness::start(|c| c.default_kill_grace = std::time::Duration::from_millis(200)).await?;
+    h.register("agent-1").await?;
+    let mut task = shell_task("cmd", "sleep 60");
+    let mut check = fast(CheckType::Command);
+    // Healthy while the file exists; the test removes it.
+    check.command = Some(CommandInfo {
+        value: "test -f healthy".into(),
+        ..Default::default()
+    });
+    task.health_check = Some(check);
+    std::fs::create_dir_all(h.sandbox("fw", "cmd"))?;
+    std::fs::write(h.sandbox("fw", "cmd").join("healthy"), "")?;
+    let sandbox = h.sandbox("fw", "cmd");
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let _ = std::fs::remove_file(sandbox.join("healthy"));
+    });
+    expect_killed_unhealthy(&mut h, task, true).await?;
+    h.stop().await
+}
+
+#[tokio::test]
+async fn failing_http_check_kills_the_task() -> Result<()> {
+    let ok = Arc::new(AtomicBool::new(true));
+    let flag = ok.clone();
+    let (port, count) = http_server(move |path| {
+        if path == "/health" && flag.load(Ordering::SeqCst) {
+            (200, b"ok".to_vec())
+        } else {
+            (503, b"down".to_vec())
+        }
+    })
+    .await?;
+    let mut h =
+        Harness::start(|c| c.default_kill_grace = std::time::Duration::from_millis(200)).await?;
+    h.register("agent-1").await?;
+    let mut task = shell_task("web", "sleep 60");
+    let mut check = fast(CheckType::Http);
+    check.port = u32::from(port);
+    check.path = "/health".into();
+    task.health_check = Some(check);
+    let flip = ok.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        flip.store(false, Ordering::SeqCst);
+    });
+    expect_killed_unhealthy(&mut h, task, true).await?;
+    assert!(
+        count.load(Ordering::SeqCst) >= 4,
+        "the check really polled the server"
+    );
+    h.stop().await
+}
+
+#[tokio::test]
+async fn failing_tcp_check_kills_the_task() -> Result<()> {
+    // A port nobody listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let mut h =
+        Harness::start(|c| c.default_kill_grace = std::time::Duration::from_millis(200)).await?;
+    h.register("agent-1").await?;
+    let mut task = shell_task("tcp", "sleep 60");
+    let mut check = fast(CheckType::Tcp);
+    check.port = u32::from(port);
+    task.health_check = Some(check);
+    expect_killed_unhealthy(&mut h, task, false).await?;
+    h.stop().await
+}
+
+#[tokio::test]
+async fn readiness_is_reported_once_the_check_passes() -> Result<()> {
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    let mut task = shell_task("slow-start", "sleep 0.3; touch ready; sleep 60");
+    let mut check = fast(CheckType::Command);
+    check.command = Some(CommandInfo {
+        value: "test -f ready".into(),
+        ..Default::default()
+    });
+    task.readiness_check = Some(check);
+    h.run("fw", task)?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    let running = h.expect_state(TaskState::TaskRunning).await?;
+    assert_eq!(running.status.map(|s| s.reason), Some(String::new()));
+    let ready = h.expect_state(TaskState::TaskRunning).await?;
+    let s = ready.status.context("status")?;
+    assert_eq!(s.reason, "REASON_TASK_CHECK_STATUS_UPDATED");
+    assert!(s.message.starts_with("ready"), "{}", s.message);
+    h.stop().await
+}
+
+#[tokio::test]
+async fn invalid_checks_are_refused() -> Result<()> {
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    let mut task = shell_task("bad-check", "true");
+    task.health_check = Some(HealthCheck {
+        r#type: CheckType::Http as i32,
+        port: 0,
+        ..Default::default()
+    });
+    h.run("fw", task)?;
+    let u = h.expect_state(TaskState::TaskError).await?;
+    let s = u.status.context("status")?;
+    assert_eq!(s.reason, "REASON_TASK_INVALID");
+    assert!(s.message.contains("health check"), "{}", s.message);
+    h.stop().await
+}

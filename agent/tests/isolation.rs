@@ -1,0 +1,182 @@
+//! cgroups isolation with real cgroups (skipped, saying why, where the host has none):
+//! limits read back from the cgroup files, OOM reported as a memory limitation, pids limit;
+//! and refusal of tasks needing an isolator the agent does not have.
+
+mod common;
+
+use anyhow::{Context, Result, bail};
+use common::{Harness, cgroups_unavailable, shell_task, spec_of, wait_for_file_containing};
+use proffer_agent::IsolationMode;
+use proffer_proto::Resources;
+use proffer_proto::v1::{KillTask, TaskState, agent_message, master_message};
+
+fn read(path: std::path::PathBuf) -> Result<String> {
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_string())
+}
+
+#[tokio::test]
+async fn cpu_memory_and_pids_limits_are_applied() -> Result<()> {
+    if let Some(why) = cgroups_unavailable() {
+        eprintln!("SKIP cpu_memory_and_pids_limits_are_applied: {why}");
+        return Ok(());
+    }
+    let mut h = Harness::start(|c| c.cgroups_enable_cfs = true).await?;
+    match h.recv_msg().await? {
+        agent_message::Msg::Register(r) => {
+            let isolation = r.info.map(|i| i.isolation).unwrap_or_default();
+            assert!(isolation.starts_with("cgroups-v"), "{isolation}");
+        }
+        other => bail!("expected Register, got {other:?}"),
+    }
+    h.send(master_message::Msg::Registered(
+        proffer_proto::v1::AgentRegistered {
+            agent_id: "agent-1".into(),
+            master_id: "m".into(),
+            ping_interval_ms: 15_000,
+        },
+    ))?;
+    let mut task = shell_task("limited", "echo $$ > pid; exec sleep 60");
+    task.resources = Resources::parse("cpus:0.5;mem:64")?.to_proto();
+    task.pids_limit = 16;
+    h.run("fw", task)?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    let pid = wait_for_file_containing(&h.sandbox("fw", "limited").join("pid"), "\n").await?;
+    let spec = spec_of(&h, "fw", "limited")?;
+    let cg = spec.cgroup.context("no cgroup in the spec")?;
+    match cg.version {
+        proffer_agent::cgroups::CgroupVersion::V1 => {
+            let cpu = cg.dir_of("cpu").context("cpu")?;
+            assert_eq!(read(cpu.join("cpu.shares"))?, "512");
+            assert_eq!(read(cpu.join("cpu.cfs_period_us"))?, "100000");
+            assert_eq!(read(cpu.join("cpu.cfs_quota_us"))?, "50000");
+            let mem = cg.dir_of("memory").context("memory")?;
+            assert_eq!(
+                read(mem.join("memory.limit_in_bytes"))?,
+                (64u64 << 20).to_string()
+            );
+            assert!(
+                read(mem.join("cgroup.procs"))?
+                    .lines()
+                    .any(|l| l == pid.trim()),
+                "task in its memory cgroup"
+            );
+            if let Some(pids) = cg.dir_of("pids") {
+                assert_eq!(read(pids.join("pids.max"))?, "16");
+            }
+        }
+        proffer_agent::cgroups::CgroupVersion::V2 => {
+            let d = cg.dir_of("unified").context("unified")?;
+            assert_eq!(read(d.join("cpu.max"))?, "50000 100000");
+            assert_eq!(read(d.join("memory.max"))?, (64u64 << 20).to_string());
+            assert_eq!(read(d.join("pids.max"))?, "16");
+        }
+    }
+    h.send(master_message::Msg::KillTask(KillTask {
+        framework_id: "fw".into(),
+        task_id: "limited".into(),
+        kill_grace_period_ms: 100,
+    }))?;
+    h.expect_state(TaskState::TaskKilled).await?;
+    for d in cg.dirs() {
+        // The executor removes the task's cgroups once the task ended.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while d.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(!d.exists(), "{} removed", d.display());
+    }
+    h.stop().await
+}
+
+#[tokio::test]
+async fn memory_limit_exceeded_fails_with_a_memory_reason() -> Result<()> {
+    if let Some(why) = cgroups_unavailable() {
+        eprintln!("SKIP memory_limit_exceeded_fails_with_a_memory_reason: {why}");
+        return Ok(());
+    }
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    // dd fills a 256 MB buffer: far over the 32 MB limit.
+    let mut task = shell_task("hog", "dd if=/dev/zero of=/dev/null bs=256M count=1");
+    task.resources = Resources::parse("cpus:0.1;mem:32")?.to_proto();
+    h.run("fw", task)?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    let u = h.expect_state(TaskState::TaskFailed).await?;
+    let status = u.status.context("status")?;
+    assert_eq!(
+        status.reason, "REASON_CONTAINER_LIMITATION_MEMORY",
+        "{status:?}"
+    );
+    assert!(
+        status.message.contains("memory limit of 32 MB"),
+        "{}",
+        status.message
+    );
+    h.stop().await
+}
+
+#[tokio::test]
+async fn tasks_needing_missing_isolators_are_refused() -> Result<()> {
+    let mut h = Harness::start(|c| c.isolation = IsolationMode::Posix).await?;
+    match h.recv_msg().await? {
+        agent_message::Msg::Register(r) => {
+            let isolation = r.info.map(|i| i.isolation).unwrap_or_default();
+            assert!(isolation.contains("no cgroups"), "{isolation}");
+        }
+        other => bail!("expected Register, got {other:?}"),
+    }
+    h.send(master_message::Msg::Registered(
+        proffer_proto::v1::AgentRegistered {
+            agent_id: "agent-1".into(),
+            master_id: "m".into(),
+            ping_interval_ms: 15_000,
+        },
+    ))?;
+    let mut task = shell_task("forky", "true");
+    task.pids_limit = 10;
+    h.run("fw", task)?;
+    let u = h.expect_state(TaskState::TaskFailed).await?;
+    let status = u.status.context("status")?;
+    assert_eq!(status.reason, "REASON_CONTAINER_LAUNCH_FAILED");
+    assert!(status.message.contains("pids limit"), "{}", status.message);
+    let mut task = shell_task("ghost-user", "true");
+    if let Some(c) = task.command.as_mut() {
+        c.user = "no-such-user-here".into();
+    }
+    h.run("fw", task)?;
+    let u = h.expect_state(TaskState::TaskFailed).await?;
+    let message = u.status.map(|s| s.message).unwrap_or_default();
+    assert!(message.contains("no-such-user-here"), "{message}");
+    h.stop().await
+}
+
+#[tokio::test]
+async fn task_runs_as_another_user_when_root() -> Result<()> {
+    if !proffer_agent::process::is_root() {
+        eprintln!("SKIP task_runs_as_another_user_when_root: not running as root");
+        return Ok(());
+    }
+    let Ok((uid, _)) = proffer_agent::process::lookup_user("nobody") else {
+        eprintln!("SKIP task_runs_as_another_user_when_root: no user `nobody`");
+        return Ok(());
+    };
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    // Writing in the sandbox proves it was handed to the user.
+    let mut task = shell_task("as-nobody", "id -u > me; cat me");
+    if let Some(c) = task.command.as_mut() {
+        c.user = "nobody".into();
+    }
+    h.run("fw", task)?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    h.expect_state(TaskState::TaskFinished).await?;
+    let out = std::fs::read_to_string(h.sandbox("fw", "as-nobody").join("stdout"))?;
+    assert_eq!(out.trim(), uid.to_string());
+    h.stop().await
+}
