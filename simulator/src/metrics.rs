@@ -17,6 +17,9 @@ pub struct Sample {
     pub time_ms: u64,
     /// Dominant share of each framework (0 when not running anything).
     pub shares: Vec<f64>,
+    /// Dominant share of each role (of the sum of its frameworks' tasks), in `Metrics::roles`
+    /// order.
+    pub role_shares: Vec<f64>,
     /// Frameworks active (subscribed, with work queued or running).
     pub active: u32,
     /// Jain's index over the active frameworks' dominant shares.
@@ -38,6 +41,10 @@ pub struct Sample {
 pub struct Metrics {
     /// Framework names, in sample order.
     pub names: Vec<String>,
+    /// Distinct roles, sorted.
+    pub roles: Vec<String>,
+    /// Index into `roles` of each framework.
+    pub role_of: Vec<usize>,
     /// The samples.
     pub samples: Vec<Sample>,
 }
@@ -51,10 +58,19 @@ pub fn jain(xs: &[f64]) -> Option<f64> {
 }
 
 impl Metrics {
-    /// Empty, for these frameworks.
-    pub fn new(names: Vec<String>) -> Self {
+    /// Empty, for these frameworks (names and roles, in framework order).
+    pub fn new(names: Vec<String>, framework_roles: Vec<String>) -> Self {
+        let mut roles = framework_roles.clone();
+        roles.sort();
+        roles.dedup();
+        let role_of = framework_roles
+            .iter()
+            .map(|r| roles.binary_search(r).unwrap_or(0))
+            .collect();
         Metrics {
             names,
+            roles,
+            role_of,
             samples: Vec::new(),
         }
     }
@@ -65,11 +81,16 @@ impl Metrics {
             self.samples.pop();
         }
         let mut shares = Vec::with_capacity(fws.len());
+        let mut role_used = vec![(0i64, 0i64); self.roles.len()];
         let mut active = Vec::new();
         let (mut used_c, mut used_m, mut queued, mut running) = (0i64, 0i64, 0u64, 0u64);
-        for f in fws.iter() {
+        for (i, f) in fws.iter().enumerate() {
             let s = f.share(cpus, mem);
             shares.push(s);
+            if let Some(r) = self.role_of.get(i).and_then(|&r| role_used.get_mut(r)) {
+                r.0 += f.used_cpus;
+                r.1 += f.used_mem;
+            }
             used_c += f.used_cpus;
             used_m += f.used_mem;
             queued += f.queue.len() as u64;
@@ -92,9 +113,21 @@ impl Metrics {
         let min = active.iter().copied().fold(f64::INFINITY, f64::min);
         let max = active.iter().copied().fold(0.0, f64::max);
         let ratio = (n > 0 && min > 0.0).then(|| max / min);
+        let frac = |used: i64, total: i64| {
+            if total > 0 {
+                used as f64 / total as f64
+            } else {
+                0.0
+            }
+        };
+        let role_shares = role_used
+            .iter()
+            .map(|&(c, m)| frac(c, cpus).max(frac(m, mem)))
+            .collect();
         self.samples.push(Sample {
             time_ms: now,
             shares,
+            role_shares,
             active: n as u32,
             jain: jain(&active),
             max_min_ratio: ratio,

@@ -43,6 +43,19 @@ pub struct FrameworkSummary {
     pub declined: u64,
 }
 
+/// Per-role results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoleSummary {
+    /// The role.
+    pub role: String,
+    /// Frameworks in it.
+    pub frameworks: usize,
+    /// Dominant share of the role's tasks, averaged over the samples.
+    pub mean_share: f64,
+    /// The same at the end.
+    pub final_share: f64,
+}
+
 /// The whole run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -92,6 +105,8 @@ pub struct Summary {
     pub allocation_cycles: u64,
     /// Engine counters.
     pub counters: crate::engine::Counters,
+    /// Per role.
+    pub per_role: Vec<RoleSummary>,
     /// Per framework.
     pub per_framework: Vec<FrameworkSummary>,
 }
@@ -146,6 +161,22 @@ pub fn summarize(sim: &Sim) -> Summary {
         finished += f.stats.finished;
         lost += f.stats.lost;
     }
+    let m = sim.metrics();
+    let per_role = m
+        .roles
+        .iter()
+        .enumerate()
+        .map(|(r, role)| RoleSummary {
+            role: role.clone(),
+            frameworks: m.role_of.iter().filter(|&&x| x == r).count(),
+            mean_share: mean(samples.iter().filter_map(|s| s.role_shares.get(r).copied()))
+                .unwrap_or(0.0),
+            final_share: samples
+                .last()
+                .and_then(|s| s.role_shares.get(r).copied())
+                .unwrap_or(0.0),
+        })
+        .collect();
     let fair: Vec<f64> = per_framework
         .iter()
         .filter_map(|f| f.time_to_fair_share_s)
@@ -178,6 +209,7 @@ pub fn summarize(sim: &Sim) -> Summary {
         frameworks_never_fair: per_framework.len() - fair.len(),
         allocation_cycles: sim.master().allocator().cycles(),
         counters: sim.counters().clone(),
+        per_role,
         per_framework,
     }
 }
@@ -214,6 +246,9 @@ pub fn write_outputs(sim: &Sim, dir: &Path, plots: bool) -> Result<Summary, SimE
     for n in &m.names {
         let _ = write!(ts, ",{}", csv_field(&format!("share:{n}")));
     }
+    for r in &m.roles {
+        let _ = write!(ts, ",{}", csv_field(&format!("role:{r}")));
+    }
     ts.push('\n');
     for s in &m.samples {
         let _ = write!(
@@ -228,7 +263,7 @@ pub fn write_outputs(sim: &Sim, dir: &Path, plots: bool) -> Result<Summary, SimE
             s.queued,
             s.running
         );
-        for x in &s.shares {
+        for x in s.shares.iter().chain(&s.role_shares) {
             let _ = write!(ts, ",{x:.6}");
         }
         ts.push('\n');

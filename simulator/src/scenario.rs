@@ -137,6 +137,31 @@ impl TryFrom<String> for Shape {
     }
 }
 
+/// Attributes in text form, `name:value` pairs separated by `;` (`rack:r1;zone:a`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Attrs(pub Vec<(String, String)>);
+
+impl TryFrom<String> for Attrs {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once(':') {
+                Some((n, v)) if !n.trim().is_empty() => {
+                    out.push((n.trim().to_string(), v.trim().to_string()))
+                }
+                _ => {
+                    return Err(format!(
+                        "attribute \"{part}\" must have the form name:value"
+                    ));
+                }
+            }
+        }
+        Ok(Attrs(out))
+    }
+}
+
 /// `[[agents]]`: `count` agents with the same resources.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +176,9 @@ pub struct AgentGroup {
     pub join_at_s: f64,
     /// Optional failures and recoveries.
     pub churn: Option<Churn>,
+    /// Attributes (`rack:r1;zone:a`), offered with the agent's resources.
+    #[serde(default)]
+    pub attributes: Attrs,
 }
 
 fn one() -> u32 {
@@ -198,6 +226,8 @@ pub struct Model {
     pub refuse_ms: Option<u64>,
     /// Suppress offers when there is nothing to run, revive when work arrives.
     pub suppress_when_idle: bool,
+    /// Only offers from agents with all these attributes are used (others are declined).
+    pub constraints: Attrs,
 }
 
 /// `[[frameworks]]`: `count` frameworks with the same synthetic workload.
@@ -253,6 +283,8 @@ struct RawFramework {
     refuse_s: Option<f64>,
     #[serde(default = "yes")]
     suppress_when_idle: bool,
+    #[serde(default)]
+    constraints: Attrs,
     task: Shape,
     #[serde(default)]
     tasks: u64,
@@ -292,6 +324,7 @@ fn model(
     max_tasks_per_offer: u32,
     refuse_s: Option<f64>,
     suppress_when_idle: bool,
+    constraints: Attrs,
 ) -> Result<Model, String> {
     if !(0.0..=1.0).contains(&decline_probability) {
         return Err(format!(
@@ -322,6 +355,7 @@ fn model(
         max_tasks_per_offer,
         refuse_ms: refuse_s.map(secs_to_ms),
         suppress_when_idle,
+        constraints,
     })
 }
 
@@ -360,6 +394,7 @@ impl TryFrom<RawFramework> for FrameworkSpec {
             r.max_tasks_per_offer,
             r.refuse_s,
             r.suppress_when_idle,
+            r.constraints,
         )?;
         let join_at_ms = time_ms("join_at_s", r.join_at_s)?;
         let leave_at_ms = r.leave_at_s.map(|s| time_ms("leave_at_s", s)).transpose()?;
@@ -445,6 +480,8 @@ struct RawTrace {
     refuse_s: Option<f64>,
     #[serde(default = "yes")]
     suppress_when_idle: bool,
+    #[serde(default)]
+    constraints: Attrs,
     #[serde(default = "unit_weight")]
     cpu_scale: f64,
     #[serde(default = "default_mem_scale")]
@@ -492,6 +529,7 @@ impl TryFrom<RawTrace> for TraceSpec {
                 r.max_tasks_per_offer,
                 r.refuse_s,
                 r.suppress_when_idle,
+                r.constraints,
             )?,
             cpu_scale: r.cpu_scale,
             mem_scale_mb: r.mem_scale_mb,

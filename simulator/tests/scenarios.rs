@@ -137,9 +137,44 @@ fn mixed_workload_exercises_every_behaviour() -> anyhow::Result<()> {
         .find(|f| f.name == "analytics")
         .ok_or_else(|| anyhow::anyhow!("no analytics"))?;
     assert!(picky.declined > 0);
+    // Its constraint (`kind:big`) holds: it launched only on the four big agents.
+    let mut s2 = s.clone();
+    s2.sim.record_decisions = true;
+    let mut sim2 = Sim::new(&s2, Policy::Drf)?;
+    sim2.run();
+    let big: Vec<&str> = sim2
+        .agents()
+        .iter()
+        .filter(|a| a.group == 1)
+        .map(|a| a.id.as_str())
+        .collect();
+    let analytics = sim2
+        .frameworks()
+        .iter()
+        .find(|f| f.name == "analytics")
+        .map(|f| f.id.clone())
+        .unwrap_or_default();
+    let launches: Vec<_> = sim2
+        .decisions()
+        .unwrap_or_default()
+        .iter()
+        .filter(|d| d.kind == "launch" && d.framework_id == analytics)
+        .collect();
+    assert!(!launches.is_empty());
+    assert!(launches.iter().all(|d| big.contains(&d.agent_id.as_str())));
     // Churn: agents failed, so some tasks were lost and re-queued.
     assert!(summary.tasks_lost > 0, "{summary:#?}");
     assert!(summary.cpu_util_mean > 0.1 && summary.cpu_util_mean <= 1.0);
+    // Per-role shares: the `service` role holds exactly what its one framework holds.
+    let roles: Vec<&str> = summary.per_role.iter().map(|r| r.role.as_str()).collect();
+    assert_eq!(roles, ["*", "service"]);
+    let service = summary
+        .per_framework
+        .iter()
+        .find(|f| f.name == "service")
+        .ok_or_else(|| anyhow::anyhow!("no service"))?;
+    assert!((summary.per_role[1].final_share - service.final_share).abs() < 1e-12);
+    assert!(summary.per_role[0].mean_share > 0.0);
     Ok(())
 }
 
@@ -149,22 +184,21 @@ fn compare_runs_each_policy_on_the_same_workload() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let policies = [Policy::Drf, Policy::WeightedDrf, Policy::Random];
     let mut seen = Vec::new();
-    let summaries = proffer_sim::compare::compare(
-        &s,
-        &policies,
-        Some(tmp.path()),
-        true,
-        &mut |p, _, _| {
+    let summaries =
+        proffer_sim::compare::compare(&s, &policies, Some(tmp.path()), true, &mut |p, _, _| {
             if seen.last() != Some(&p) {
                 seen.push(p)
             }
-        },
-    )?;
+        })?;
     assert_eq!(seen, policies);
     let names: Vec<&str> = summaries.iter().map(|s| s.policy.as_str()).collect();
     assert_eq!(names, ["drf", "wdrf", "random"]);
     // The same workload: every run had the same frameworks and agents …
-    assert!(summaries.iter().all(|x| x.frameworks == 4 && x.agents == 20));
+    assert!(
+        summaries
+            .iter()
+            .all(|x| x.frameworks == 4 && x.agents == 20)
+    );
     // … but the policies decided differently (weights matter for wdrf: `service` has weight 3).
     assert_ne!(summaries[0].offers, summaries[2].offers);
     assert_ne!(summaries[0].tasks_launched, summaries[1].tasks_launched);
@@ -178,7 +212,13 @@ fn compare_runs_each_policy_on_the_same_workload() -> anyhow::Result<()> {
     ] {
         assert!(tmp.path().join(f).is_file(), "{f} missing");
     }
-    let err = Policy::parse("fifo").err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains("fifo") && err.contains("drf, wdrf, random"), "{err}");
+    let err = Policy::parse("fifo")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("fifo") && err.contains("drf, wdrf, random"),
+        "{err}"
+    );
     Ok(())
 }

@@ -103,6 +103,15 @@ pub(super) fn build(s: &Scenario, policy: Policy) -> Result<Sim, SimError> {
                 hostname: format!("sim-{idx}"),
                 port: 5051,
                 resources: group.resources.resources.to_proto(),
+                attributes: group
+                    .attributes
+                    .0
+                    .iter()
+                    .map(|(name, value)| v1::Attribute {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
                 ..Default::default()
             };
             agents.push(SimAgent::new(
@@ -121,6 +130,7 @@ pub(super) fn build(s: &Scenario, policy: Policy) -> Result<Sim, SimError> {
     queue.push(0, Ev::Tick);
     queue.push(0, Ev::Sample);
     let names = frameworks.iter().map(|f| f.name.clone()).collect();
+    let roles = frameworks.iter().map(|f| f.role.clone()).collect();
     Ok(Sim {
         master,
         now: 0,
@@ -133,7 +143,7 @@ pub(super) fn build(s: &Scenario, policy: Policy) -> Result<Sim, SimError> {
         frameworks,
         fw_by_id: HashMap::new(),
         rng: SplitMix64::new(stream_seed(s.seed, 0)),
-        metrics: Metrics::new(names),
+        metrics: Metrics::new(names, roles),
         decisions: s.sim.record_decisions.then(Vec::new),
         counters: Counters::default(),
         uuid_counter: 0,

@@ -466,8 +466,14 @@ impl Sim {
         let picky_no = fw.model.behaviour == Behaviour::Picky
             && fw.model.decline_probability > 0.0
             && unit(&mut fw.rng) < fw.model.decline_probability;
+        let unsuitable = fw.model.constraints.0.iter().any(|(name, value)| {
+            !offer
+                .attributes
+                .iter()
+                .any(|a| a.name == *name && a.value == *value)
+        });
         let mut tasks: Vec<v1::TaskInfo> = Vec::new();
-        if !picky_no && fw.active {
+        if !picky_no && !unsuitable && fw.active {
             let (mut cpus, mut mem) = offered(&offer.resources);
             let limit = match fw.model.max_tasks_per_offer {
                 0 => usize::MAX,

@@ -64,6 +64,10 @@ fn errors_name_line_and_field() {
     let (line, field, msg) = err(&format!("{BASE}[master]\npolicy = \"fifo\"\n"));
     assert_eq!((line, field.as_str()), (5, "policy"), "{msg}");
     assert!(msg.contains("drf"), "{msg}");
+    // A malformed attribute.
+    let (line, field, _) =
+        err("duration_s = 5\n[[agents]]\nresources = \"cpus:1;mem:1\"\nattributes = \"rack\"\n");
+    assert_eq!((line, field.as_str()), (4, "attributes"));
     // Syntax error.
     let (line, _, _) = err("duration_s = 10\nname = \n");
     assert_eq!(line, 2);
