@@ -1,7 +1,10 @@
 //! Shared helpers for Proffer's cross-crate tests.
 //!
 //! # Layout
+//! - [`faults`]: a deterministic in-process cluster (real master core, simulated agents and
+//!   frameworks, FIFO connections on a virtual clock) with seeded connection breaks and delays.
 //! - [`procs`]: start the real `proffer` binary (master, agents, frameworks) as child processes,
 //!   find free loopback ports, and wait for readiness — with cleanup on drop.
 
+pub mod faults;
 pub mod procs;
