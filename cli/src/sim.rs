@@ -154,9 +154,12 @@ fn run_one(a: RunArgs) -> anyhow::Result<bool> {
     let timing = sim.timing();
     crate::output::text(&report::table(&[&summary]));
     crate::output::text(&format!(
-        "wall {:.2} s, {:.0} simulated events/s; results in {}",
+        "wall {:.2} s, {:.0} simulated events/s, master tick (allocation cycle) p50 {} µs / \
+         p99 {} µs; results in {}",
         timing.wall_s,
         timing.events_per_s,
+        timing.tick_us.p50,
+        timing.tick_us.p99,
         a.out.display()
     ));
     Ok(true)
@@ -252,4 +255,94 @@ fn bench(a: BenchArgs) -> anyhow::Result<bool> {
         ));
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrap {
+        #[command(subcommand)]
+        command: SimCommand,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<SimArgs> {
+        let w = Wrap::try_parse_from(std::iter::once("sim").chain(args.iter().copied()))?;
+        Ok(SimArgs { command: w.command })
+    }
+
+    fn scenario(name: &str) -> String {
+        format!(
+            "{}/../simulator/scenarios/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    }
+
+    #[test]
+    fn run_writes_results() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let out = tmp.path().join("drf");
+        let out_s = out.to_string_lossy().to_string();
+        let args = parse(&[
+            "run",
+            &scenario("drf-paper.toml"),
+            "--out",
+            &out_s,
+            "--no-plots",
+        ])?;
+        assert!(run(args)?);
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json"))?)?;
+        assert_eq!(summary["tasks_launched"], 5);
+        assert_eq!(summary["policy"], "drf");
+        assert!(!out.join("shares.svg").exists());
+        // A policy that does not exist is an error naming the ones that do.
+        let args = parse(&[
+            "run",
+            &scenario("drf-paper.toml"),
+            "--out",
+            &out_s,
+            "--policy",
+            "fifo",
+        ])?;
+        let err = run(args).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("drf, wdrf, random"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn gen_writes_a_scenario_that_runs() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let file = tmp.path().join("g.toml");
+        let file_s = file.to_string_lossy().to_string();
+        let args = parse(&[
+            "gen",
+            "--agents",
+            "5",
+            "--frameworks",
+            "5",
+            "--hours",
+            "0.05",
+            "--out",
+            &file_s,
+        ])?;
+        assert!(run(args)?);
+        let s = Scenario::load(&file)?;
+        assert_eq!(s.frameworks.len(), 5);
+        let out = tmp.path().join("cmp").to_string_lossy().to_string();
+        let args = parse(&[
+            "compare",
+            &file_s,
+            "--policies",
+            "drf,random",
+            "--out",
+            &out,
+            "--no-plots",
+        ])?;
+        assert!(run(args)?);
+        assert!(tmp.path().join("cmp/random/summary.json").is_file());
+        Ok(())
+    }
 }
