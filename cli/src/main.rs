@@ -8,6 +8,7 @@
 //! - `operator`: `proffer state` / `proffer tasks`.
 //! - `roles`: `proffer quota set|rm`, `proffer weight set`, `proffer roles`, `proffer why`,
 //!   `proffer reserve|unreserve`.
+//! - `service`: `proffer service …` (declarative service scheduler and its HTTP API).
 //! - `sim`: `proffer sim run|compare|gen|bench` (the offline simulator).
 //! - `duration`, `table`, `output`: flag parsing, text tables, stdout that tolerates a closed pipe.
 //!
@@ -21,6 +22,7 @@ mod local;
 mod operator;
 mod output;
 mod roles;
+mod service;
 mod sim;
 mod table;
 
@@ -64,11 +66,13 @@ enum Command {
     Reserve(roles::ReserveArgs),
     /// Give back dynamic reservations no task uses.
     Unreserve(roles::ReserveArgs),
-    /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
-    Sim(sim::SimArgs),
     /// The per-task executor the agent starts (internal).
     #[command(hide = true)]
     Executor(executor::ExecutorArgs),
+    /// Run a declarative service scheduler from a YAML spec, or talk to a running one.
+    Service(service::ServiceArgs),
+    /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
+    Sim(sim::SimArgs),
 }
 
 /// Flags of `proffer state`.
@@ -145,7 +149,6 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Tasks(args) => operator::tasks(&args.master, args.json, args.all)
             .await
             .map(|()| true),
-        Command::Sim(args) => sim::run(args),
         Command::Quota(args) => roles::quota(args).await.map(|()| true),
         Command::Weight(args) => roles::weight(args).await.map(|()| true),
         Command::Roles(args) => roles::roles(args).await.map(|()| true),
@@ -153,6 +156,11 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Reserve(args) => roles::reserve(args, true).await.map(|()| true),
         Command::Unreserve(args) => roles::reserve(args, false).await.map(|()| true),
         Command::Executor(args) => executor::run(args).await,
+        Command::Sim(args) => sim::run(args),
+        Command::Service(args) => {
+            cancel_on_signals(cancel.clone());
+            service::run(args, cancel).await
+        }
     }
 }
 

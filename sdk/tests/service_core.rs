@@ -231,8 +231,17 @@ fn restarted_core_resumes_without_duplicates() -> Result<()> {
     );
     // The master says one task is unknown: it is launched again, back on its agent.
     core.handle_status(102, &status(&ids[0].0, &ids[0].1, v1::TaskState::TaskLost))?;
+    assert!(core.take_actions().is_empty(), "backing off: no revive yet");
+    assert!(
+        core.why()[0]
+            .why
+            .ends_with("backing off after 1 failure(s), relaunch in 500 ms"),
+        "{:?}",
+        core.why()
+    );
+    core.tick(1_000);
     assert!(core.take_actions().contains(&Action::Revive));
-    core.handle_offers(103, &[offer("o10", "a9")])?;
+    core.handle_offers(1_003, &[offer("o10", "a9")])?;
     assert!(launched(&core.take_actions()).is_empty());
     let last = core.offer_log().last().cloned().context("log")?;
     assert!(
@@ -241,7 +250,7 @@ fn restarted_core_resumes_without_duplicates() -> Result<()> {
         ),
         "{last:?}"
     );
-    core.handle_offers(104, &[offer("o11", &ids[0].1)])?;
+    core.handle_offers(1_004, &[offer("o11", &ids[0].1)])?;
     let l = launched(&core.take_actions());
     assert_eq!(l.len(), 1);
     assert_ne!(l[0].0, ids[0].0, "a fresh task id");

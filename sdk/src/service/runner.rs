@@ -118,10 +118,10 @@ pub async fn run_service(
     cfg: RunConfig,
     cancel: CancellationToken,
 ) -> Result<RunOutcome, ServiceError> {
-    let shared = handle.shared.clone();
-    if let Some(l) = listener {
-        let app = router(shared.clone());
-        let c = cancel.clone();
+    let http_cancel = cancel.child_token();
+    let server = listener.map(|l| {
+        let app = router(handle.shared.clone());
+        let c = http_cancel.clone();
         tokio::spawn(async move {
             let r = axum::serve(l, app)
                 .with_graceful_shutdown(async move { c.cancelled().await })
@@ -129,8 +129,23 @@ pub async fn run_service(
             if let Err(e) = r {
                 tracing::warn!(%e, "service HTTP API stopped");
             }
-        });
+        })
+    });
+    let result = drive(handle, cfg, cancel).await;
+    // The API shares the state store: stop it before returning so the store can be reopened.
+    http_cancel.cancel();
+    if let Some(s) = server {
+        let _ = s.await;
     }
+    result
+}
+
+async fn drive(
+    handle: RunHandle,
+    cfg: RunConfig,
+    cancel: CancellationToken,
+) -> Result<RunOutcome, ServiceError> {
+    let shared = handle.shared.clone();
     let (framework, stored_id) = {
         let core = lock(&shared);
         let spec = core.spec();

@@ -119,6 +119,12 @@ pub struct ServiceCore {
     waiting_since: HashMap<String, u64>,
     /// Task id → when a kill was last sent.
     kills: HashMap<String, u64>,
+    /// Instance (`POD-INDEX`) → (consecutive failures, no relaunch before this time).
+    backoff: HashMap<String, (u32, u64)>,
+    /// The latest time seen (for back-off checks in pure queries).
+    now: u64,
+    /// Instance (`POD-INDEX`) → when its last task ended (starts the permanent-failure clock).
+    ended_at: HashMap<String, u64>,
     suppressed: bool,
     uninstalling: bool,
     torn_down: bool,
@@ -181,6 +187,9 @@ impl ServiceCore {
             offers: VecDeque::new(),
             waiting_since: HashMap::new(),
             kills: HashMap::new(),
+            backoff: HashMap::new(),
+            now: 0,
+            ended_at: HashMap::new(),
             suppressed: false,
             uninstalling: false,
             torn_down: false,
@@ -557,8 +566,9 @@ impl ServiceCore {
         Ok(())
     }
 
-    /// Periodic work: resend kills, expire pins, revive/suppress.
+    /// Periodic work: resend kills, expire pins and back-offs, revive/suppress.
     pub fn tick(&mut self, now: u64) {
+        self.now = now;
         self.refresh(now);
         self.update_suppression();
     }

@@ -81,7 +81,12 @@ impl ServiceCore {
             return Some((r.agent_id.clone(), format!("{} runs there", r.name)));
         }
         let prev = recs.iter().find(|r| !r.permanent_failure)?;
-        let since = *self.waiting_since.entry(key.to_string()).or_insert(now);
+        let waiting = *self.waiting_since.entry(key.to_string()).or_insert(now);
+        let since = self
+            .ended_at
+            .get(&step.instance())
+            .copied()
+            .unwrap_or(waiting);
         if now.saturating_sub(since) >= self.cfg.permanent_after_ms {
             for mut r in recs {
                 r.permanent_failure = true;
@@ -106,6 +111,7 @@ impl ServiceCore {
 
     /// Handles an OFFERS event; actions go to the outbox.
     pub fn handle_offers(&mut self, now: u64, offers: &[v1::Offer]) -> Result<(), CoreError> {
+        self.now = self.now.max(now);
         if self.uninstalling {
             for o in offers {
                 self.uninstall_offer(now, o)?;
@@ -353,6 +359,7 @@ impl ServiceCore {
             for (k, v) in &spec.env {
                 env.insert(k.clone(), render(v, &vars).map_err(|e| render_err(k, e))?);
             }
+            let env_for_checks = env.clone();
             let mut uris = Vec::new();
             for u in &spec.uris {
                 uris.push(v1::Uri {
@@ -402,7 +409,7 @@ impl ServiceCore {
                 command: Some(v1::CommandInfo {
                     value: cmd,
                     shell: true,
-                    environment: env.into_iter().collect(),
+                    environment: env.clone().into_iter().collect(),
                     uris,
                     ..Default::default()
                 }),
@@ -410,6 +417,14 @@ impl ServiceCore {
                     .kill_grace_period
                     .map_or(0, |s| (s * 1000.0).round() as u64),
                 labels,
+                health_check: spec
+                    .health_check
+                    .as_ref()
+                    .map(|c| check_proto(c, &tr.ports, spec, &vars, &env_for_checks)),
+                readiness_check: spec
+                    .readiness_check
+                    .as_ref()
+                    .map(|c| check_proto(c, &tr.ports, spec, &vars, &env_for_checks)),
                 ..Default::default()
             });
         }
@@ -458,4 +473,47 @@ impl ServiceCore {
         self.update_suppression();
         Ok(())
     }
+}
+
+/// The protocol form of a check; HTTP checks name one of the task's ports.
+fn check_proto(
+    c: &crate::service::spec::CheckSpec,
+    ports: &[(String, u64)],
+    task: &crate::service::spec::TaskSpec,
+    vars: &BTreeMap<String, String>,
+    env: &BTreeMap<String, String>,
+) -> v1::HealthCheck {
+    use v1::health_check::CheckType;
+    let ms = |s: f64| Some((s * 1000.0).round() as u64);
+    let mut hc = v1::HealthCheck {
+        delay_ms: ms(c.delay),
+        interval_ms: ms(c.interval),
+        timeout_ms: ms(c.timeout),
+        consecutive_failures: Some(c.max_consecutive_failures),
+        grace_period_ms: ms(c.grace_period),
+        ..Default::default()
+    };
+    if let Some(cmd) = &c.cmd {
+        hc.r#type = CheckType::Command as i32;
+        hc.command = Some(v1::CommandInfo {
+            value: render(cmd, vars).unwrap_or_else(|_| cmd.clone()),
+            shell: true,
+            environment: env.clone().into_iter().collect(),
+            ..Default::default()
+        });
+    } else if let Some(h) = &c.http {
+        hc.r#type = CheckType::Http as i32;
+        let env_name = task
+            .ports
+            .iter()
+            .find(|(n, _)| *n == h.port)
+            .map(|(n, p)| crate::service::validate::port_env(n, p.env.as_deref()));
+        let port = ports
+            .iter()
+            .find(|(e, _)| Some(e) == env_name.as_ref())
+            .map_or(0, |(_, p)| *p);
+        hc.port = u32::try_from(port).unwrap_or(0);
+        hc.path = h.path.clone();
+    }
+    hc
 }

@@ -40,6 +40,7 @@ impl ServiceCore {
             return Ok(());
         };
         let was_live = !is_terminal(&rec.state);
+        let was_ready = rec.ready && rec.state == "TASK_RUNNING";
         rec.state = state.name().to_string();
         rec.message = status.message.clone();
         let has_readiness = self
@@ -47,16 +48,36 @@ impl ServiceCore {
             .pod(&rec.pod)
             .and_then(|p| p.task(&rec.task))
             .is_some_and(|t| t.readiness_check.is_some());
-        // Readiness is reported by the agent's readiness check. TaskStatus has no readiness field
-        // yet, so a task with a readiness check is never considered ready (the why view says so).
-        rec.ready = state == v1::TaskState::TaskRunning && !has_readiness;
+        // The agent reports a passing readiness check as a RUNNING update with the Mesos reason
+        // REASON_TASK_CHECK_STATUS_UPDATED and a message `ready: …` (TaskStatus has no readiness
+        // field); once ready, a task stays ready while it runs.
+        let ready_update = status.reason == "REASON_TASK_CHECK_STATUS_UPDATED"
+            && status.message.starts_with("ready");
+        rec.ready =
+            state == v1::TaskState::TaskRunning && (!has_readiness || was_ready || ready_update);
         let rec = rec.clone();
         self.store.put_task(&rec)?;
+        self.now = self.now.max(now);
+        let instance = format!("{}-{}", rec.pod, rec.index);
+        let intended = self.kills.contains_key(&rec.task_id);
         if state.is_terminal() {
+            self.ended_at.insert(instance.clone(), now);
             self.kills.remove(&rec.task_id);
+            let failed = !matches!(
+                state,
+                v1::TaskState::TaskFinished | v1::TaskState::TaskKilled
+            );
+            if was_live && failed && !intended {
+                // Crash loops back off: 0.5 s, 1 s, 2 s … up to 30 s between relaunches.
+                let (n, _) = self.backoff.get(&instance).copied().unwrap_or((0, 0));
+                let delay = (500u64 << n.min(6)).min(30_000);
+                self.backoff.insert(instance.clone(), (n + 1, now + delay));
+            }
             if was_live {
                 self.on_task_ended(&rec, status);
             }
+        } else if rec.ready {
+            self.backoff.remove(&instance);
         }
         self.refresh(now);
         self.update_suppression();
@@ -182,7 +203,7 @@ impl ServiceCore {
                 prepared.push(name);
             } else if r.state == "TASK_RUNNING" {
                 let what = if goal == Goal::Running {
-                    "readiness check (TaskStatus carries no readiness yet)"
+                    "its readiness check to pass"
                 } else {
                     "it to finish"
                 };
@@ -192,6 +213,26 @@ impl ServiceCore {
             }
         }
         if !waiting.is_empty() {
+            let instance = step.instance();
+            if let Some(&(n, until)) = self.backoff.get(&instance)
+                && until > self.now
+            {
+                let ended: Vec<String> = step
+                    .tasks
+                    .iter()
+                    .filter_map(|t| self.tasks.get(&format!("{instance}-{t}")))
+                    .filter(|r| is_terminal(&r.state))
+                    .map(|r| format!("{} ended {}: {}", r.name, r.state, r.message))
+                    .collect();
+                return (
+                    StepStatus::Pending,
+                    format!(
+                        "{}; backing off after {n} failure(s), relaunch in {} ms",
+                        ended.join("; "),
+                        until - self.now
+                    ),
+                );
+            }
             return (StepStatus::Pending, step.message.clone());
         }
         if !prepared.is_empty() {
@@ -217,6 +258,7 @@ impl ServiceCore {
 
     /// Recomputes every step's status from the task records (and runs decommission/uninstall).
     pub(super) fn refresh(&mut self, now: u64) {
+        self.now = self.now.max(now);
         let mut plans = std::mem::take(&mut self.plans);
         for (pi, plan) in plans.iter_mut().enumerate() {
             let kind = plan.name.clone();
@@ -250,7 +292,7 @@ impl ServiceCore {
                                 continue;
                             }
                             step.status = st;
-                            if st != StepStatus::Pending {
+                            if st != StepStatus::Pending || msg.contains("backing off") {
                                 step.message = msg;
                             }
                         }
@@ -469,7 +511,11 @@ impl ServiceCore {
                     continue;
                 }
                 let needs = self.needs(step);
-                if needs.kill.is_empty() && !needs.launch.is_empty() {
+                let backing_off = self
+                    .backoff
+                    .get(&step.instance())
+                    .is_some_and(|&(_, until)| until > self.now);
+                if needs.kill.is_empty() && !needs.launch.is_empty() && !backing_off {
                     out.push((pi, r, needs.launch));
                 }
             }

@@ -1,0 +1,429 @@
+//! End to end on an in-process cluster (the real master server and real agents running real
+//! processes): the hello-world web service deployed with HTTP readiness checks, a crashed
+//! server restarted in place, scaled 2 → 4 → 1, the scheduler stopped and restarted without
+//! duplicate tasks, then uninstalled; and a batch job (driver + workers, goal FINISH).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use proffer_agent::{AgentConfig, ExecutorLauncher, IsolationMode};
+use proffer_master::core::MasterConfig;
+use proffer_master::server::{ServerConfig, serve};
+use proffer_proto::{Resources, v1};
+use proffer_sdk::service::core::CoreConfig;
+use proffer_sdk::service::http::request;
+use proffer_sdk::service::runner::{RunConfig, RunHandle, RunOutcome, prepare, run_service};
+use proffer_sdk::service::{RollupStatus, ServiceSpec};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Bound on every wait; steps normally take well under a few seconds.
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    addr: String,
+    cancel: CancellationToken,
+    server: JoinHandle<Result<(), proffer_master::server::ServerError>>,
+    agents: Vec<JoinHandle<Result<(), proffer_agent::AgentError>>>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn cluster(agents: usize) -> Result<Cluster> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let cancel = CancellationToken::new();
+    let master = MasterConfig {
+        allocation_interval_ms: 100,
+        ..MasterConfig::default()
+    };
+    let server = tokio::spawn(serve(listener, ServerConfig::new(master), cancel.clone()));
+    let mut dirs = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..agents {
+        let dir = tempfile::tempdir()?;
+        let mut cfg = AgentConfig::new(addr.clone(), dir.path());
+        // Agents share this host, so each offers its own port range.
+        let ports = 31000 + 100 * i;
+        cfg.resources = Some(Resources::parse(&format!(
+            "cpus:2;mem:1024;ports:[{ports}-{}]",
+            ports + 99
+        ))?);
+        cfg.hostname = format!("agent-{i}");
+        cfg.status_retry_initial = Duration::from_secs(1);
+        cfg.reconnect_initial = Duration::from_millis(50);
+        cfg.executor = ExecutorLauncher::InProcess;
+        cfg.isolation = IsolationMode::Posix;
+        cfg.default_kill_grace = Duration::from_millis(500);
+        handles.push(tokio::spawn(proffer_agent::run(cfg, cancel.child_token())));
+        dirs.push(dir);
+    }
+    Ok(Cluster {
+        addr,
+        cancel,
+        server,
+        agents: handles,
+        _dirs: dirs,
+    })
+}
+
+impl Cluster {
+    async fn state(&self) -> Result<v1::StateSnapshot> {
+        let mut c =
+            v1::operator_client::OperatorClient::connect(format!("http://{}", self.addr)).await?;
+        Ok(c.get_state(v1::GetStateRequest {}).await?.into_inner())
+    }
+
+    /// Active tasks of the framework named `name`: `(task id, agent id, state)`.
+    async fn tasks_of(&self, name: &str) -> Result<Vec<(String, String, String)>> {
+        let s = self.state().await?;
+        let ids: Vec<String> = s
+            .frameworks
+            .iter()
+            .filter(|f| f.name == name)
+            .map(|f| f.id.clone())
+            .collect();
+        let mut out: Vec<(String, String, String)> = s
+            .tasks
+            .iter()
+            .filter(|t| ids.contains(&t.framework_id))
+            .map(|t| (t.id.clone(), t.agent_id.clone(), t.state.clone()))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.cancel.cancel();
+        for a in self.agents {
+            tokio::time::timeout(Duration::from_secs(30), a)
+                .await
+                .context("agent did not stop")???;
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.server)
+            .await
+            .context("master did not stop")???;
+        Ok(())
+    }
+}
+
+fn example(name: &str) -> Result<String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples-specs")
+        .join(format!("{name}.yaml"));
+    Ok(std::fs::read_to_string(p)?)
+}
+
+fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+struct Scheduler {
+    handle: RunHandle,
+    cancel: CancellationToken,
+    task: JoinHandle<Result<RunOutcome, proffer_sdk::service::runner::ServiceError>>,
+}
+
+async fn start_scheduler(
+    master: &str,
+    state: &Path,
+    spec: ServiceSpec,
+    options: BTreeMap<String, String>,
+) -> Result<Scheduler> {
+    let cfg = RunConfig {
+        master: master.to_string(),
+        state_dir: state.to_path_buf(),
+        core: CoreConfig {
+            framework_host: "127.0.0.1".into(),
+            refuse_pending_secs: 0.5,
+            refuse_idle_secs: 5.0,
+            ..CoreConfig::default()
+        },
+        http: Some("127.0.0.1:0".parse()?),
+        options,
+        uninstall: false,
+    };
+    let (handle, listener) = prepare(spec, &cfg).await?;
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_service(handle.clone(), listener, cfg, cancel.clone()));
+    Ok(Scheduler {
+        handle,
+        cancel,
+        task,
+    })
+}
+
+impl Scheduler {
+    fn api(&self) -> Result<String> {
+        Ok(self
+            .handle
+            .http_addr
+            .context("no HTTP address")?
+            .to_string())
+    }
+
+    fn plan_status(&self, plan: &str) -> Option<RollupStatus> {
+        let core = self.handle.shared.core.lock().ok()?;
+        core.plan(plan).map(|p| p.status())
+    }
+
+    /// Waits until `plan` is COMPLETE; on timeout fails with the `why` view.
+    async fn wait_complete(&self, plan: &str) -> Result<()> {
+        let start = tokio::time::Instant::now();
+        while start.elapsed() < WAIT {
+            if self.plan_status(plan) == Some(RollupStatus::Complete) {
+                return Ok(());
+            }
+            if self.task.is_finished() {
+                bail!("the scheduler stopped while waiting for plan {plan}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let why = request(&self.api()?, "GET", "/v1/why", "").await?;
+        let offers = request(&self.api()?, "GET", "/v1/debug/offers", "").await?;
+        let pods = request(&self.api()?, "GET", "/v1/pod", "").await?;
+        bail!(
+            "plan {plan} not complete after {WAIT:?}; why: {why}\npods: {pods}\nrecent offers: {offers}"
+        )
+    }
+
+    /// Stops the scheduler (as a crash would: no teardown) and waits until its store is closed.
+    async fn stop(self) -> Result<RunOutcome> {
+        self.cancel.cancel();
+        let weak = std::sync::Arc::downgrade(&self.handle.shared);
+        drop(self.handle);
+        let outcome = self.task.await??;
+        wait_for("the store to close", || async {
+            Ok(weak.upgrade().is_none())
+        })
+        .await?;
+        Ok(outcome)
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < WAIT {
+        if f().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("timed out waiting for {what}")
+}
+
+/// GET http://127.0.0.1:PORT/index.html.
+async fn fetch(port: u64) -> Result<String> {
+    Ok(request(&format!("127.0.0.1:{port}"), "GET", "/index.html", "").await?)
+}
+
+/// The pid of the process whose command line contains `needle`.
+fn pid_of(needle: &str) -> Option<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        (pid != me && cmd.contains(needle) && !cmd.contains("sh -c")).then_some(pid)
+    })
+}
+
+fn web_ports(s: &Scheduler) -> Vec<(String, u64, String)> {
+    let Ok(core) = s.handle.shared.core.lock() else {
+        return Vec::new();
+    };
+    core.tasks()
+        .values()
+        .filter(|r| r.state == "TASK_RUNNING")
+        .filter_map(|r| {
+            r.ports
+                .first()
+                .map(|(_, p)| (r.name.clone(), *p, r.task_id.clone()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_world_deploys_recovers_scales_restarts_and_uninstalls() -> Result<()> {
+    if which("python3").is_none() {
+        println!(
+            "skipped: python3 is not on PATH (the hello-world service runs python3 -m http.server)"
+        );
+        return Ok(());
+    }
+    let c = cluster(4).await?;
+    // Stop the cluster (which kills every task) whether or not the scenario passed.
+    let r = hello_world(&c).await;
+    c.stop().await?;
+    r
+}
+
+async fn hello_world(c: &Cluster) -> Result<()> {
+    let state = tempfile::tempdir()?;
+    let text = example("hello-world")?;
+    let spec = |n: &str| ServiceSpec::parse(&text, &opts(&[("WEB_COUNT", n)]));
+    let s = start_scheduler(&c.addr, state.path(), spec("2")?, BTreeMap::new()).await?;
+    s.wait_complete("deploy").await?;
+    let tasks = c.tasks_of("hello-world").await?;
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert_ne!(tasks[0].1, tasks[1].1, "one per agent");
+    assert!(tasks.iter().all(|t| t.2 == "TASK_RUNNING"));
+    for (name, port, _) in web_ports(&s) {
+        let body = fetch(port).await?;
+        let pod = name.trim_end_matches("-server");
+        assert_eq!(body.trim(), format!("hello from {pod}"));
+    }
+    // The readiness check gated completion: every step saw a `ready` update.
+    let api = s.api()?;
+    let plan = request(&api, "GET", "/v1/plans/deploy", "").await?;
+    assert!(plan.contains("\"status\": \"COMPLETE\""), "{plan}");
+
+    // Crash web-0's server process: it is restarted in place (same agent, new task id).
+    let (_, port0, old_id) = web_ports(&s)
+        .into_iter()
+        .find(|(n, _, _)| n == "web-0-server")
+        .context("web-0 runs")?;
+    let agent0 = tasks.iter().find(|t| t.0 == old_id).map(|t| t.1.clone());
+    let pid = pid_of(&format!("http.server {port0}")).context("server process")?;
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()?;
+    wait_for("web-0 restarted in place", || async {
+        let now = c.tasks_of("hello-world").await?;
+        let fresh: Vec<_> = now
+            .iter()
+            .filter(|t| t.0 != old_id && t.0.contains("web-0-server"))
+            .collect();
+        Ok(
+            fresh.len() == 1
+                && fresh[0].2 == "TASK_RUNNING"
+                && Some(&fresh[0].1) == agent0.as_ref(),
+        )
+    })
+    .await?;
+    s.wait_complete("recovery").await?;
+
+    // Scale 2 → 4 → 1 through the API.
+    let text = example("hello-world")?.replace("WEB_COUNT: 2", "WEB_COUNT: 4");
+    request(&api, "POST", "/v1/update", &text).await?;
+    s.wait_complete("update").await?;
+    let tasks = c.tasks_of("hello-world").await?;
+    assert_eq!(tasks.len(), 4, "{tasks:?}");
+    let agents: std::collections::BTreeSet<_> = tasks.iter().map(|t| t.1.clone()).collect();
+    assert_eq!(agents.len(), 4, "one per agent");
+    let text = example("hello-world")?.replace("WEB_COUNT: 2", "WEB_COUNT: 1");
+    request(&api, "POST", "/v1/update", &text).await?;
+    s.wait_complete("decommission").await?;
+    wait_for("one task left", || async {
+        Ok(c.tasks_of("hello-world").await?.len() == 1)
+    })
+    .await?;
+    let before = c.tasks_of("hello-world").await?;
+
+    // Stop the scheduler and start it again from its store: same framework, same task.
+    assert_eq!(s.stop().await?, RunOutcome::Stopped);
+    let s = start_scheduler(&c.addr, state.path(), spec("1")?, BTreeMap::new()).await?;
+    s.wait_complete("deploy").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = c.tasks_of("hello-world").await?;
+    assert_eq!(
+        after, before,
+        "no duplicate or replaced task after the restart"
+    );
+    let st = c.state().await?;
+    assert_eq!(
+        st.frameworks
+            .iter()
+            .filter(|f| f.name == "hello-world")
+            .count(),
+        1
+    );
+    let offers = request(&s.api()?, "GET", "/v1/debug/offers", "").await?;
+    assert!(
+        !offers.contains("LAUNCHED"),
+        "nothing launched after the restart: {offers}"
+    );
+
+    // Uninstall: tasks killed, framework torn down, store wiped.
+    request(&s.api()?, "POST", "/v1/uninstall", "").await?;
+    let weak = std::sync::Arc::downgrade(&s.handle.shared);
+    drop(s.handle);
+    let outcome = tokio::time::timeout(WAIT, s.task)
+        .await
+        .context("uninstall did not finish")???;
+    wait_for("the store to close", || async {
+        Ok(weak.upgrade().is_none())
+    })
+    .await?;
+    assert_eq!(outcome, RunOutcome::Uninstalled);
+    wait_for("framework gone", || async {
+        let st = c.state().await?;
+        Ok(st.frameworks.iter().all(|f| f.name != "hello-world") && st.tasks.is_empty())
+    })
+    .await?;
+    let store = proffer_sdk::service::store::StateStore::open(state.path())?;
+    assert!(store.tasks()?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_job_runs_driver_then_workers_to_finish() -> Result<()> {
+    let c = cluster(2).await?;
+    let r = batch(&c).await;
+    c.stop().await?;
+    r
+}
+
+async fn batch(c: &Cluster) -> Result<()> {
+    let state = tempfile::tempdir()?;
+    let spec = ServiceSpec::parse(&example("batch")?, &opts(&[("WORKERS", "4")]))?;
+    let s = start_scheduler(&c.addr, state.path(), spec, BTreeMap::new()).await?;
+    s.wait_complete("deploy").await?;
+    let st = c.state().await?;
+    let finished: Vec<_> = st
+        .completed_tasks
+        .iter()
+        .filter(|t| t.id.starts_with("batch-job.") && t.state == "TASK_FINISHED")
+        .collect();
+    assert_eq!(
+        finished.len(),
+        5,
+        "driver + 4 workers: {:?}",
+        st.completed_tasks
+    );
+    // max-per hostname 2: the 4 workers are spread 2 + 2 over the two agents.
+    let mut per_agent: BTreeMap<String, usize> = BTreeMap::new();
+    for t in finished.iter().filter(|t| t.id.contains("worker")) {
+        *per_agent.entry(t.agent_id.clone()).or_default() += 1;
+    }
+    assert_eq!(per_agent.values().copied().collect::<Vec<_>>(), vec![2, 2]);
+    assert!(c.tasks_of("batch-job").await?.is_empty());
+    // Suppressed once done.
+    wait_for("suppressed", || async {
+        let st = c.state().await?;
+        Ok(st
+            .frameworks
+            .iter()
+            .any(|f| f.name == "batch-job" && f.suppressed))
+    })
+    .await?;
+    assert_eq!(s.stop().await?, RunOutcome::Stopped);
+    Ok(())
+}
+
+fn which(prog: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(prog))
+            .find(|p| p.is_file())
+    })
+}
