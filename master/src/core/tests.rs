@@ -4,6 +4,7 @@ mod harness;
 mod invariants;
 mod operator_reserve;
 mod quota;
+mod reservation_props;
 mod reservations;
 mod scenarios;
 
