@@ -116,11 +116,11 @@ impl Cluster {
             if self.agents[i].conn.is_none() && self.agents[i].reconnect_at <= now {
                 let conn = self.conn(true, i);
                 let msg = self.agents[i].connect(conn);
-                self.send(conn, now, Delivery::ToMaster(Input::Agent { conn, msg }));
+                self.send(conn, now, Delivery::Master(Input::Agent { conn, msg }));
             }
             for msg in self.agents[i].tick(now) {
                 if let Some(conn) = self.agents[i].conn {
-                    self.send(conn, now, Delivery::ToMaster(Input::Agent { conn, msg }));
+                    self.send(conn, now, Delivery::Master(Input::Agent { conn, msg }));
                 }
             }
         }
@@ -132,7 +132,7 @@ impl Cluster {
                 self.send(
                     conn,
                     now,
-                    Delivery::ToMaster(Input::Subscribe { conn, info }),
+                    Delivery::Master(Input::Subscribe { conn, info }),
                 );
             }
         }
@@ -204,12 +204,12 @@ impl Cluster {
     fn deliver(&mut self, conn: ConnId, d: Delivery) {
         let now = self.now;
         match d {
-            Delivery::ToMaster(input) => {
+            Delivery::Master(input) => {
                 self.log.push(format!("{now} ->master {input:?}"));
                 let _ = self.master.handle(Timestamp(now), input);
                 self.flush_master();
             }
-            Delivery::ToAgent(msg) => {
+            Delivery::Agent(msg) => {
                 self.log.push(format!("{now} ->agent {conn} {msg:?}"));
                 let Some((true, i)) = self.owners.get(&conn).copied() else {
                     return;
@@ -221,11 +221,11 @@ impl Cluster {
                     self.send(
                         conn,
                         now,
-                        Delivery::ToMaster(Input::Agent { conn, msg: reply }),
+                        Delivery::Master(Input::Agent { conn, msg: reply }),
                     );
                 }
             }
-            Delivery::ToFramework(event) => {
+            Delivery::Framework(event) => {
                 self.log.push(format!("{now} ->framework {conn} {event:?}"));
                 let Some((false, i)) = self.owners.get(&conn).copied() else {
                     return;
@@ -235,7 +235,7 @@ impl Cluster {
                 }
                 for call in self.frameworks[i].handle(event) {
                     // Calls are unary RPCs: they reach the master on the same connection.
-                    self.send(conn, now, Delivery::ToMaster(Input::Call(call)));
+                    self.send(conn, now, Delivery::Master(Input::Call(call)));
                 }
             }
         }
@@ -247,11 +247,11 @@ impl Cluster {
             match out {
                 Output::ToAgent { conn, msg } => {
                     let d = self.delay();
-                    self.net.send(conn, now, d, Delivery::ToAgent(msg));
+                    self.net.send(conn, now, d, Delivery::Agent(msg));
                 }
                 Output::ToFramework { conn, event } => {
                     let d = self.delay();
-                    self.net.send(conn, now, d, Delivery::ToFramework(event));
+                    self.net.send(conn, now, d, Delivery::Framework(event));
                 }
                 Output::CloseAgent { conn } | Output::CloseFramework { conn } => {
                     // The master ended the stream: the peer notices and reconnects.

@@ -10,11 +10,11 @@ use proffer_proto::v1;
 #[derive(Debug, Clone)]
 pub enum Delivery {
     /// To the master.
-    ToMaster(Input),
+    Master(Input),
     /// To the agent on this connection.
-    ToAgent(v1::MasterMessage),
+    Agent(v1::MasterMessage),
     /// To the framework on this connection.
-    ToFramework(v1::Event),
+    Framework(v1::Event),
 }
 
 /// All connections. Within one connection and direction, order is kept (like TCP).
