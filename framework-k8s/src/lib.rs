@@ -11,5 +11,8 @@
 
 pub mod cidr;
 pub mod config;
+pub mod kubeconfig;
+pub mod pki;
+pub mod tlsutil;
 
 pub use config::{Cluster, ClusterConfig, ConfigError};
