@@ -62,13 +62,18 @@ pub fn run_dir(work_dir: &Path, framework_id: &str, task_id: &str) -> PathBuf {
         .join(task_id)
 }
 
-/// Saves a task's checkpoint atomically.
-pub fn write_task(run_dir: &Path, cp: &TaskCheckpoint) -> Result<(), AgentError> {
+/// Saves a task's checkpoint atomically; `durable` also fsyncs it (needed before an update
+/// is sent; an acknowledgement may be lost in a crash, which only means a re-send).
+pub fn write_task(run_dir: &Path, cp: &TaskCheckpoint, durable: bool) -> Result<(), AgentError> {
     let path = run_dir.join(TASK_CHECKPOINT_FILE);
     let json = serde_json::to_vec(cp)
         .map_err(|e| AgentError::io("encoding task checkpoint", &path, std::io::Error::other(e)))?;
-    crate::executor::protocol::write_atomic(&path, &json)
-        .map_err(|e| AgentError::io("writing task checkpoint", path, e))
+    if durable {
+        crate::executor::protocol::write_atomic(&path, &json)
+    } else {
+        crate::executor::protocol::write_replace(&path, &json)
+    }
+    .map_err(|e| AgentError::io("writing task checkpoint", path, e))
 }
 
 /// Reads a task's checkpoint; `None` when there is none.

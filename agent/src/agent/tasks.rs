@@ -79,7 +79,7 @@ impl Agent {
         };
         let head = self.updates.push(std::time::Instant::now(), update);
         // Write-ahead: the update is on disk before anyone can see it.
-        self.persist(key);
+        self.persist(key, true);
         if let Some(u) = head
             && self.registered()
         {
@@ -93,7 +93,7 @@ impl Agent {
     }
 
     /// Writes the task's checkpoint (state, log offset, pending updates).
-    fn persist(&mut self, key: &TaskKey) {
+    fn persist(&mut self, key: &TaskKey, durable: bool) {
         let queued = self.updates.queued(key);
         let Some(t) = self.tasks.get_mut(key) else {
             return;
@@ -101,7 +101,7 @@ impl Agent {
         t.cp.state = t.state as i32;
         t.cp.set_updates(&queued);
         debug!(task_id = %key.task_id, state = t.cp.state, offset = t.cp.offset, updates = t.cp.updates.len(), "checkpoint");
-        if let Err(e) = checkpoint::write_task(&t.run_dir, &t.cp) {
+        if let Err(e) = checkpoint::write_task(&t.run_dir, &t.cp, durable) {
             error!(error = %e, "checkpointing a task failed");
         }
     }
@@ -225,7 +225,14 @@ impl Agent {
         let has = |c: &str| self.cgroups.has(c);
         Ok(Some(CgroupSpec {
             version,
-            parents: self.cgroups.usable.clone(),
+            // Every hierarchy joined costs a cgroup migration (slow on v1): pids only when asked.
+            parents: self
+                .cgroups
+                .usable
+                .iter()
+                .filter(|(c, _)| task.pids_limit > 0 || c.as_str() != "pids")
+                .map(|(c, p)| (c.clone(), p.clone()))
+                .collect(),
             name: container_id.to_string(),
             cpu_shares: (has("cpu") && cpus_milli > 0).then(|| (cpus_milli * 1024 / 1000).max(2)),
             cfs_quota_us: (has("cpu") && self.config.cgroups_enable_cfs && cpus_milli > 0)
@@ -279,7 +286,6 @@ impl Agent {
             ))
         })?;
         self.set_state(key, TaskState::TaskStarting);
-        self.emit(key, TaskState::TaskStarting, "", String::new());
         let instance = self.tasks.get(key).map_or(0, |t| t.instance);
         let container = containerizer::launch(
             &self.launcher,
@@ -300,7 +306,8 @@ impl Agent {
             t.cp.executor = Some(container.executor.clone());
             t.container = Some(container);
         }
-        self.persist(key);
+        // One checkpoint (with the executor) per launch: STARTING is written ahead of sending.
+        self.emit(key, TaskState::TaskStarting, "", String::new());
         Ok(())
     }
 
@@ -363,7 +370,7 @@ impl Agent {
             EventKind::Garbled { message, offset } => {
                 warn!(task_id = %key.task_id, %message, "skipping a bad executor event");
                 t.cp.offset = offset;
-                self.persist(&key);
+                self.persist(&key, false);
             }
             EventKind::Executor { event, offset } => {
                 t.cp.offset = offset;
@@ -488,7 +495,7 @@ impl Agent {
                     }
                     self.updates.remove(&key);
                 } else {
-                    self.persist(&key);
+                    self.persist(&key, false);
                 }
                 if let Some(u) = next
                     && self.registered()

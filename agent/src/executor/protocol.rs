@@ -103,15 +103,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Writes `task.pb` and `spec.json` into `run_dir`.
+/// Replaces `path` with `bytes` through a temporary file and a rename (no fsync).
+pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Writes `task.pb` and `spec.json` into `run_dir` (atomically, without fsync: the agent's
+/// checkpoint written right after the executor starts is the durable record of the launch).
 pub fn write_launch_files(
     run_dir: &Path,
     task: &TaskInfo,
     spec: &ExecutorSpec,
 ) -> std::io::Result<()> {
-    write_atomic(&run_dir.join(TASK_FILE), &task.encode_to_vec())?;
+    write_replace(&run_dir.join(TASK_FILE), &task.encode_to_vec())?;
     let json = serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?;
-    write_atomic(&run_dir.join(SPEC_FILE), &json)
+    write_replace(&run_dir.join(SPEC_FILE), &json)
 }
 
 /// Reads `task.pb`.
