@@ -48,7 +48,7 @@ async fn cluster(agents: usize) -> Result<Cluster> {
         // Agents share this host, so each offers its own port range.
         let ports = 31000 + 100 * i;
         cfg.resources = Some(Resources::parse(&format!(
-            "cpus:2;mem:1024;ports:[{ports}-{}]",
+            "cpus:2;mem:1024;disk:1024;ports:[{ports}-{}]",
             ports + 99
         ))?);
         cfg.hostname = format!("agent-{i}");
@@ -426,4 +426,116 @@ fn which(prog: &str) -> Option<PathBuf> {
             .map(|d| d.join(prog))
             .find(|p| p.is_file())
     })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_bring_a_crashed_pod_back_in_place_and_uninstall_releases_them() -> Result<()>
+{
+    let c = cluster(2).await?;
+    let r = reserved(&c).await;
+    c.stop().await?;
+    r
+}
+
+const RESERVED_SPEC: &str = r#"
+name: store
+role: store-role
+pods:
+  kv:
+    count: 1
+    volumes:
+      data: {path: data, size: 16}
+    tasks:
+      server:
+        cpus: 0.1
+        memory: 16
+        cmd: "echo started >> data/log && exec sleep 987.654"
+"#;
+
+async fn reserved(c: &Cluster) -> Result<()> {
+    let state = tempfile::tempdir()?;
+    let cfg = RunConfig {
+        master: c.addr.clone(),
+        state_dir: state.path().to_path_buf(),
+        core: CoreConfig {
+            reservations: true,
+            refuse_pending_secs: 0.5,
+            refuse_idle_secs: 1.0,
+            ..CoreConfig::default()
+        },
+        http: Some("127.0.0.1:0".parse()?),
+        options: BTreeMap::new(),
+        uninstall: false,
+    };
+    let spec = ServiceSpec::parse(RESERVED_SPEC, &BTreeMap::new())?;
+    let (handle, listener) = prepare(spec, &cfg).await?;
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(run_service(handle.clone(), listener, cfg, cancel.clone()));
+    let s = Scheduler {
+        handle,
+        cancel,
+        task,
+    };
+    s.wait_complete("deploy").await?;
+    let reserved_on = |st: &v1::StateSnapshot| -> Vec<String> {
+        st.agents
+            .iter()
+            .filter(|a| a.total.contains("dynamic=store.kv-0"))
+            .map(|a| a.id.clone())
+            .collect()
+    };
+    let st = c.state().await?;
+    let agents = reserved_on(&st);
+    assert_eq!(agents.len(), 1, "reserved on one agent: {:?}", st.agents);
+    let total = st
+        .agents
+        .iter()
+        .find(|a| a.id == agents[0])
+        .map(|a| a.total.clone())
+        .unwrap_or_default();
+    assert!(
+        total.contains("[store.kv-0.data:data]"),
+        "volume created: {total}"
+    );
+    let first = c.tasks_of("store").await?;
+    assert_eq!(first.len(), 1);
+
+    // Crash the task: it comes back on the same agent, on its reservation, with its volume.
+    let pid = pid_of("sleep 987.654").context("task process")?;
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()?;
+    wait_for("kv-0 back in place", || async {
+        let now = c.tasks_of("store").await?;
+        Ok(now.len() == 1
+            && now[0].0 != first[0].0
+            && now[0].1 == first[0].1
+            && now[0].2 == "TASK_RUNNING")
+    })
+    .await?;
+    let offers = request(&s.api()?, "GET", "/v1/debug/offers", "").await?;
+    let log: Vec<serde_json::Value> = serde_json::from_str(&offers)?;
+    let launched = log.iter().filter(|o| o["outcome"] == "LAUNCHED").count();
+    assert_eq!(launched, 2, "{offers}");
+    assert_eq!(reserved_on(&c.state().await?), agents, "same reservation");
+
+    // Uninstall: the task is killed, the volume destroyed, the reservation released.
+    request(&s.api()?, "POST", "/v1/uninstall", "").await?;
+    let weak = std::sync::Arc::downgrade(&s.handle.shared);
+    drop(s.handle);
+    let outcome = tokio::time::timeout(WAIT, s.task)
+        .await
+        .context("uninstall did not finish")???;
+    assert_eq!(outcome, RunOutcome::Uninstalled);
+    wait_for("the store to close", || async {
+        Ok(weak.upgrade().is_none())
+    })
+    .await?;
+    let st = c.state().await?;
+    assert!(
+        st.agents.iter().all(|a| !a.total.contains("dynamic")),
+        "no reservation left: {:?}",
+        st.agents
+    );
+    Ok(())
 }

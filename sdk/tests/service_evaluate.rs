@@ -98,6 +98,7 @@ fn run(spec: &ServiceSpec, c: &Case) -> Result<String, String> {
         pod,
         tasks: pod.tasks.iter().map(|(t, _)| t.clone()).collect(),
         pinned: c.pinned.map(|(a, w)| (a.to_string(), w.to_string())),
+        tag: format!("eval.{}-{}", c.pod, c.index),
     };
     let view = OfferView {
         agent: AgentView {
@@ -279,16 +280,29 @@ fn evaluator_table() -> anyhow::Result<()> {
             ),
         },
         Case {
-            what: "with reservations: RESERVE then CREATE, resources prefer the role",
+            what: "with reservations: RESERVE then CREATE; another instance's reservation is left alone",
             pod: "db",
             index: 0,
             agent: a1(),
-            offer: "cpus(svc):0.5;cpus:4;mem:4096;disk:1000;ports:[5000-5500]",
+            offer: "cpus(svc,dynamic=eval.db-1):4;cpus:4;mem:4096;disk:1000;ports:[5000-5500]",
             others: vec![],
             pinned: None,
             reservations: true,
             expect: Ok(
-                "agent: any | placement: 1 rule(s) met | resources: using cpus:0.5;cpus(svc):0.5;disk:100;mem:512;ports:[5000-5000,5432-5432] | reservation: RESERVE cpus(svc):0.5;disk(svc):100;mem(svc):512;ports(svc):[5000-5000,5432-5432] | volumes: CREATE data (100 MB at data) | ports PORT_CLIENT=5432,PORT_METRICS=5000 | ops 2",
+                "agent: any | placement: 1 rule(s) met | resources: using cpus:1;disk:100;mem:512;ports:[5000-5000,5432-5432] | reservation: RESERVE cpus(svc,dynamic=eval.db-0):1;disk(svc,dynamic=eval.db-0):100;mem(svc,dynamic=eval.db-0):512;ports(svc,dynamic=eval.db-0):[5000-5000,5432-5432] | volumes: CREATE disk(svc,dynamic=eval.db-0)[eval.db-0.data:data]:100 | ports PORT_CLIENT=5432,PORT_METRICS=5000 | ops 2",
+            ),
+        },
+        Case {
+            what: "relaunch in place on its own reservation and volume: no new operation",
+            pod: "db",
+            index: 0,
+            agent: a1(),
+            offer: "cpus(svc,dynamic=eval.db-0):1;mem(svc,dynamic=eval.db-0):512;ports(svc,dynamic=eval.db-0):[5000-5000,5432-5432];disk(svc,dynamic=eval.db-0)[eval.db-0.data:data]:100;cpus:1",
+            others: vec![],
+            pinned: Some(("a1", "restart in place")),
+            reservations: true,
+            expect: Ok(
+                "agent: pinned to a1 | placement: 1 rule(s) met | resources: using cpus(svc,dynamic=eval.db-0):1;disk(svc,dynamic=eval.db-0)[eval.db-0.data:data]:100;mem(svc,dynamic=eval.db-0):512;ports(svc,dynamic=eval.db-0):[5000-5000,5432-5432] | reservation: using the reservation of eval.db-0 | volumes: reusing disk(svc,dynamic=eval.db-0)[eval.db-0.data:data]:100 | ports PORT_CLIENT=5432,PORT_METRICS=5000 | ops 0",
             ),
         },
     ];

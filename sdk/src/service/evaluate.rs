@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use proffer_proto::resources::{RangeSet, UNRESERVED, Value};
+use proffer_proto::resources::{RangeSet, Reservation, ResourceKey, UNRESERVED, Value, Volume};
 use proffer_proto::{Resources, resources, v1};
 
 use super::placement::{AgentView, Placement, check_rule};
@@ -29,6 +29,8 @@ pub struct StepRequest<'a> {
     pub tasks: Vec<String>,
     /// The agent the instance must return to, with the reason (running siblings, transient recovery).
     pub pinned: Option<(String, String)>,
+    /// The principal that tags this instance's dynamic reservations (`SERVICE.POD-INDEX`).
+    pub tag: String,
 }
 
 /// How the evaluator works for this service.
@@ -61,8 +63,12 @@ pub struct Matched {
     pub operations: Vec<v1::Operation>,
     /// Everything taken from the offer (for the remaining-resources bookkeeping).
     pub consumed: Resources,
-    /// Volume directories to create in the sandbox (reservations off: not persistent).
+    /// Volume directories to create in the sandbox (the agent does not mount volumes).
     pub sandbox_volumes: Vec<String>,
+    /// Disk carved for volumes that do not exist yet: `(volume name, offer-labelled disk)`.
+    pub volume_disk: Vec<(String, Resources)>,
+    /// Existing volumes of this instance found in the offer: `(volume name, entry)`.
+    pub volume_found: Vec<(String, Resources)>,
     /// One note per stage.
     pub notes: Vec<String>,
 }
@@ -88,12 +94,14 @@ pub fn evaluate(
         operations: Vec::new(),
         consumed: Resources::new(),
         sandbox_volumes: Vec::new(),
+        volume_disk: Vec::new(),
+        volume_found: Vec::new(),
         notes: Vec::new(),
     };
     agent_stage(offer, req, &mut m)?;
     placement_stage(offer, req, others, &mut m)?;
     resources_stage(cfg, offer, req, &mut m)?;
-    reservation_stage(cfg, &mut m)?;
+    reservation_stage(cfg, req, &mut m)?;
     volume_stage(cfg, req, &mut m)?;
     Ok(m)
 }
@@ -154,24 +162,55 @@ fn placement_stage(
     }
 }
 
-/// Takes `milli` of scalar `name` from `pool`, preferring resources reserved for `role`.
-fn take_scalar(pool: &mut Resources, name: &str, milli: i64, role: &str) -> Resources {
+/// The volume id of volume `name` of the instance tagged `tag`.
+pub fn volume_id(tag: &str, name: &str) -> String {
+    format!("{tag}.{name}")
+}
+
+/// Which offered entries a step may use: its own dynamic reservations (reservations on),
+/// unreserved resources, and (reservations off) statically reserved ones. Never another
+/// instance's reservation, never a volume (volumes are handled by the volume stage).
+fn usable(cfg: &EvalConfig, tag: &str, k: &ResourceKey) -> bool {
+    if k.volume.is_some() {
+        return false;
+    }
+    match &k.reservation {
+        Reservation::Dynamic { principal } => {
+            cfg.reservations && k.role == cfg.role && principal == tag
+        }
+        Reservation::Static => k.role == UNRESERVED || !cfg.reservations,
+    }
+}
+
+/// Own reservations first, then static role reservations, then unreserved.
+fn priority(k: &ResourceKey) -> u8 {
+    match (&k.reservation, k.role == UNRESERVED) {
+        (Reservation::Dynamic { .. }, _) => 0,
+        (Reservation::Static, false) => 1,
+        (Reservation::Static, true) => 2,
+    }
+}
+
+/// Takes `milli` of scalar `name` from `pool` in priority order.
+fn take_scalar(pool: &mut Resources, name: &str, milli: i64) -> Resources {
     let mut left = milli;
     let mut out = Resources::new();
-    let mut roles: Vec<String> = pool
+    let mut keys: Vec<(ResourceKey, i64)> = pool
         .iter()
-        .filter(|(k, v)| k.name == name && matches!(v, Value::Scalar(_)))
-        .map(|(k, _)| k.role.clone())
+        .filter(|(k, _)| k.name == name)
+        .filter_map(|(k, v)| match v {
+            Value::Scalar(m) => Some((k.clone(), *m)),
+            _ => None,
+        })
         .collect();
-    roles.sort_by_key(|r| r != role);
-    for r in roles {
+    keys.sort_by_key(|(k, _)| priority(k));
+    for (k, have) in keys {
         if left <= 0 {
             break;
         }
-        let have = pool.for_role(&r).scalar_milli(name);
         let take = have.min(left);
         if take > 0 {
-            let piece = scalar_for_role(name, take, &r);
+            let piece = Resources::from_entry(k, Value::Scalar(take));
             pool.subtract(&piece);
             out.add(&piece);
             left -= take;
@@ -180,37 +219,19 @@ fn take_scalar(pool: &mut Resources, name: &str, milli: i64, role: &str) -> Reso
     out
 }
 
-fn scalar_for_role(name: &str, milli: i64, role: &str) -> Resources {
-    let r = v1::Resource {
-        name: name.to_string(),
-        value: Some(v1::resource::Value::ScalarMilli(milli)),
-        role: role.to_string(),
-        ..Default::default()
-    };
-    Resources::from_proto(&[r]).unwrap_or_default()
-}
-
-fn port_for_role(port: u64, role: &str) -> Resources {
-    let r = v1::Resource {
-        name: "ports".to_string(),
-        value: Some(v1::resource::Value::Ranges(v1::Ranges {
-            range: vec![v1::Range {
-                begin: port,
-                end: port,
-            }],
-        })),
-        role: role.to_string(),
-        ..Default::default()
-    };
-    Resources::from_proto(&[r]).unwrap_or_default()
-}
-
-/// The role whose ports contain `port` in `pool`, if any.
-fn port_role(pool: &Resources, port: u64) -> Option<String> {
+/// Takes port `port` from whichever entry of `pool` holds it (own reservations first).
+fn take_port(pool: &mut Resources, port: u64) -> Option<Resources> {
     let one = RangeSet::from_ranges([(port, port)]);
-    pool.iter()
-        .find(|(k, v)| k.name == "ports" && matches!(v, Value::Ranges(r) if r.contains(&one)))
-        .map(|(k, _)| k.role.clone())
+    let mut keys: Vec<ResourceKey> = pool
+        .iter()
+        .filter(|(k, v)| k.name == "ports" && matches!(v, Value::Ranges(r) if r.contains(&one)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.sort_by_key(priority);
+    let k = keys.into_iter().next()?;
+    let piece = Resources::from_entry(k, Value::Ranges(one));
+    pool.subtract(&piece);
+    Some(piece)
 }
 
 fn fmt_milli(m: i64) -> String {
@@ -223,6 +244,17 @@ fn resources_stage(
     req: &StepRequest<'_>,
     m: &mut Matched,
 ) -> Result<(), String> {
+    let pool0 = offer.remaining.filtered(|k| usable(cfg, &req.tag, k));
+    // Volumes of this instance already on the agent need no new disk.
+    if cfg.reservations {
+        for (name, _) in &req.pod.volumes {
+            let id = volume_id(&req.tag, name);
+            if let Some((k, _, v)) = offer.remaining.volumes().find(|(_, vol, _)| vol.id == id) {
+                m.volume_found
+                    .push((name.clone(), Resources::from_entry(k.clone(), v.clone())));
+            }
+        }
+    }
     // Totals first, so the reason lists every shortfall at once.
     let mut need = [("cpus", 0i64), ("mem", 0i64), ("disk", 0i64)];
     let mut fixed_ports: Vec<(String, u64)> = Vec::new();
@@ -245,14 +277,21 @@ fn resources_stage(
             }
         }
     }
-    for (_, v) in &req.pod.volumes {
-        need[2].1 += i64::try_from(v.size)
+    let new_volumes: Vec<(String, u64)> = req
+        .pod
+        .volumes
+        .iter()
+        .filter(|(n, _)| !m.volume_found.iter().any(|(f, _)| f == n))
+        .map(|(n, v)| (n.clone(), v.size))
+        .collect();
+    for (_, size) in &new_volumes {
+        need[2].1 += i64::try_from(*size)
             .unwrap_or(i64::MAX / 2)
             .saturating_mul(1000);
     }
     let mut short = Vec::new();
     for (name, milli) in need {
-        let have = offer.remaining.scalar_milli(name);
+        let have = pool0.scalar_milli(name);
         if milli > have {
             short.push(format!(
                 "insufficient {name}: need {}, offer has {}",
@@ -261,7 +300,7 @@ fn resources_stage(
             ));
         }
     }
-    let offered_ports = offer.remaining.ranges("ports");
+    let offered_ports = pool0.ranges("ports");
     for (what, port) in &fixed_ports {
         if !offered_ports.contains(&RangeSet::from_ranges([(*port, *port)])) {
             short.push(format!("port {port} ({what}) not offered"));
@@ -278,8 +317,8 @@ fn resources_stage(
         return Err(format!("resources: {}", short.join("; ")));
     }
 
-    // Carve per-task resources from a copy of the offer.
-    let mut pool = offer.remaining.clone();
+    // Carve per-task resources from a copy of the usable part of the offer.
+    let mut pool = pool0;
     let mut taken_ports: BTreeSet<u64> = fixed.clone();
     for t in &req.tasks {
         let Some(spec) = req.pod.task(t) else {
@@ -293,7 +332,7 @@ fn resources_stage(
         ] {
             let milli = resources::to_milli(name, v).unwrap_or(0);
             if milli > 0 {
-                res.add(&take_scalar(&mut pool, name, milli, &cfg.role));
+                res.add(&take_scalar(&mut pool, name, milli));
             }
         }
         let mut ports = Vec::new();
@@ -313,9 +352,9 @@ fn resources_stage(
                 }
             };
             taken_ports.insert(port);
-            let role = port_role(&pool, port).unwrap_or_else(|| UNRESERVED.to_string());
-            let piece = port_for_role(port, &role);
-            pool.subtract(&piece);
+            let Some(piece) = take_port(&mut pool, port) else {
+                return Err(format!("resources: port {port} vanished"));
+            };
             res.add(&piece);
             ports.push((port_env(pname, p.env.as_deref()), port));
         }
@@ -326,29 +365,34 @@ fn resources_stage(
             ports,
         });
     }
-    for (_, v) in &req.pod.volumes {
-        let milli = i64::try_from(v.size).unwrap_or(0).saturating_mul(1000);
-        m.consumed
-            .add(&take_scalar(&mut pool, "disk", milli, &cfg.role));
+    for (name, size) in new_volumes {
+        let milli = i64::try_from(size).unwrap_or(0).saturating_mul(1000);
+        let disk = take_scalar(&mut pool, "disk", milli);
+        m.consumed.add(&disk);
+        m.volume_disk.push((name, disk));
+    }
+    for (_, v) in &m.volume_found {
+        m.consumed.add(v);
     }
     m.notes.push(format!("resources: using {}", m.consumed));
     Ok(())
 }
 
-/// Rewrites `res` so every entry is reserved for `role`.
-fn as_reserved(res: &Resources, role: &str) -> Resources {
-    let list: Vec<v1::Resource> = res
-        .to_proto()
-        .into_iter()
-        .map(|mut r| {
-            r.role = role.to_string();
-            r
-        })
-        .collect();
-    Resources::from_proto(&list).unwrap_or_default()
+/// The labels of this instance's dynamic reservation.
+fn reserved_key(cfg: &EvalConfig, tag: &str, k: &ResourceKey) -> ResourceKey {
+    ResourceKey {
+        role: cfg.role.clone(),
+        reservation: Reservation::dynamic(tag),
+        volume: None,
+        ..k.clone()
+    }
 }
 
-fn reservation_stage(cfg: &EvalConfig, m: &mut Matched) -> Result<(), String> {
+fn reservation_stage(
+    cfg: &EvalConfig,
+    req: &StepRequest<'_>,
+    m: &mut Matched,
+) -> Result<(), String> {
     if !cfg.reservations {
         m.notes
             .push("reservation: disabled (unreserved resources are launched directly)".to_string());
@@ -357,22 +401,39 @@ fn reservation_stage(cfg: &EvalConfig, m: &mut Matched) -> Result<(), String> {
     if cfg.role == UNRESERVED {
         return Err("reservation: role `*` cannot reserve; set `role:` in the spec".to_string());
     }
-    let unreserved = m.consumed.for_role(UNRESERVED);
-    if unreserved.is_empty() {
-        m.notes.push("reservation: already reserved".to_string());
+    if let Err(e) = proffer_proto::resources::reservation::validate_principal(&req.tag) {
+        return Err(format!("reservation: tag `{}`: {e}", req.tag));
+    }
+    let fresh = m
+        .consumed
+        .filtered(|k| !k.is_dynamic() && k.volume.is_none());
+    let relabel = |r: &Resources| {
+        r.map_labels(|k| {
+            if k.is_dynamic() {
+                k.clone()
+            } else {
+                reserved_key(cfg, &req.tag, k)
+            }
+        })
+    };
+    for t in &mut m.tasks {
+        t.resources = relabel(&t.resources);
+    }
+    for (_, d) in &mut m.volume_disk {
+        *d = relabel(d);
+    }
+    if fresh.is_empty() {
+        m.notes
+            .push(format!("reservation: using the reservation of {}", req.tag));
         return Ok(());
     }
-    let reserved = as_reserved(&unreserved, &cfg.role);
+    let reserved = relabel(&fresh);
     m.operations.push(v1::Operation {
         op: Some(v1::operation::Op::Reserve(v1::Reserve {
             resources: reserved.to_proto(),
         })),
     });
-    for t in &mut m.tasks {
-        t.resources = as_reserved(&t.resources, &cfg.role);
-    }
     m.notes.push(format!("reservation: RESERVE {reserved}"));
-    m.consumed = as_reserved(&m.consumed, &cfg.role);
     Ok(())
 }
 
@@ -382,25 +443,40 @@ fn volume_stage(cfg: &EvalConfig, req: &StepRequest<'_>, m: &mut Matched) -> Res
         return Ok(());
     }
     for (name, v) in &req.pod.volumes {
-        if cfg.reservations {
-            let milli = i64::try_from(v.size).unwrap_or(0).saturating_mul(1000);
-            let disk = scalar_for_role("disk", milli, &cfg.role);
-            m.operations.push(v1::Operation {
-                op: Some(v1::operation::Op::Create(v1::CreateVolume {
-                    volumes: disk.to_proto(),
-                })),
-            });
-            m.notes.push(format!(
-                "volumes: CREATE {name} ({} MB at {})",
-                v.size, v.path
-            ));
-        } else {
+        m.sandbox_volumes.push(v.path.clone());
+        if !cfg.reservations {
             m.notes.push(format!(
                 "volumes: {name} → sandbox directory `{}` (NOT persistent: reservations disabled)",
                 v.path
             ));
+            continue;
         }
-        m.sandbox_volumes.push(v.path.clone());
+        let entry = if let Some((_, e)) = m.volume_found.iter().find(|(n, _)| n == name) {
+            m.notes.push(format!("volumes: reusing {e}"));
+            e.clone()
+        } else {
+            let Some((_, disk)) = m.volume_disk.iter().find(|(n, _)| n == name) else {
+                return Err(format!("volumes: no disk carved for `{name}`"));
+            };
+            let vol = Volume {
+                id: volume_id(&req.tag, name),
+                container_path: v.path.clone(),
+            };
+            let created = disk.map_labels(|k| ResourceKey {
+                volume: Some(vol.clone()),
+                ..k.clone()
+            });
+            m.operations.push(v1::Operation {
+                op: Some(v1::operation::Op::Create(v1::CreateVolume {
+                    volumes: created.to_proto(),
+                })),
+            });
+            m.notes.push(format!("volumes: CREATE {created}"));
+            created
+        };
+        if let Some(t) = m.tasks.first_mut() {
+            t.resources.add(&entry);
+        }
     }
     Ok(())
 }

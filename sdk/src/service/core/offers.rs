@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proffer_proto::resources::UNRESERVED;
 use proffer_proto::{Resources, v1};
 use serde::Serialize;
 
@@ -114,7 +113,23 @@ impl ServiceCore {
         self.now = self.now.max(now);
         if self.uninstalling {
             for o in offers {
-                self.uninstall_offer(now, o)?;
+                let res = Resources::from_proto(&o.resources).unwrap_or_default();
+                let mut record = OfferRecord {
+                    at_ms: now,
+                    offer_id: o.id.clone(),
+                    agent_id: o.agent_id.clone(),
+                    hostname: o.hostname.clone(),
+                    resources: res.to_string(),
+                    outcome: "DECLINED".into(),
+                    used_by: Vec::new(),
+                    reasons: Vec::new(),
+                };
+                if !self.release_unwanted(o, &res, &mut record)? {
+                    record
+                        .reasons
+                        .push("uninstalling: nothing of ours to release here".into());
+                    self.decline(o, record, self.cfg.refuse_idle_secs);
+                }
             }
             self.refresh(now);
             self.update_suppression();
@@ -142,6 +157,9 @@ impl ServiceCore {
                 }
             };
             record.resources = remaining.to_string();
+            if self.release_unwanted(o, &remaining, &mut record)? {
+                continue;
+            }
             let attrs: Vec<(String, String)> = o
                 .attributes
                 .iter()
@@ -165,6 +183,7 @@ impl ServiceCore {
                 let key = format!("{}/{}", self.plans[*pi].name, step.name);
                 let pinned = self.pin_for(now, &key, &step, launch);
                 let req = StepRequest {
+                    tag: self.tag(&step.pod, step.index),
                     step: step.name.clone(),
                     pod_name: &step.pod,
                     index: step.index,
@@ -252,59 +271,115 @@ impl ServiceCore {
         self.offers.push_back(record);
     }
 
-    /// During uninstall: give back reservations found in the offer, decline the rest.
-    fn uninstall_offer(&mut self, now: u64, o: &v1::Offer) -> Result<(), CoreError> {
-        let res = Resources::from_proto(&o.resources).unwrap_or_default();
-        let role = self.spec.role.clone();
-        let reserved = if role == UNRESERVED {
-            Resources::new()
-        } else {
-            res.for_role(&role)
-        };
-        let mut record = OfferRecord {
-            at_ms: now,
-            offer_id: o.id.clone(),
-            agent_id: o.agent_id.clone(),
-            hostname: o.hostname.clone(),
-            resources: res.to_string(),
-            outcome: "DECLINED".into(),
-            used_by: Vec::new(),
-            reasons: Vec::new(),
-        };
-        if reserved.is_empty() {
-            record
-                .reasons
-                .push("uninstalling: nothing reserved here".into());
-            self.decline(o, record, self.cfg.refuse_idle_secs);
-            return Ok(());
+    /// The principal tagging an instance's reservations.
+    pub(super) fn tag(&self, pod: &str, index: u32) -> String {
+        format!("{}.{pod}-{index}", self.spec.name)
+    }
+
+    /// Tags whose reservations on `agent` are still wanted (instances that may come back).
+    pub(super) fn wanted_tags(&self, agent: &str) -> BTreeSet<String> {
+        if self.uninstalling {
+            return BTreeSet::new();
         }
-        record.outcome = "UNRESERVED".into();
-        record.used_by.push(format!("unreserve {reserved}"));
-        self.log_offer(record);
+        self.tasks
+            .values()
+            .filter(|r| r.agent_id == agent && !r.permanent_failure)
+            .filter(|r| self.spec.pod(&r.pod).is_some_and(|p| r.index < p.count))
+            .map(|r| self.tag(&r.pod, r.index))
+            .collect()
+    }
+
+    /// The agent → tags ledger of reservations made (persisted).
+    pub(super) fn ledger(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.store
+            .meta("reservations")
+            .ok()
+            .flatten()
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default()
+    }
+
+    fn set_ledger(&self, l: &BTreeMap<String, BTreeSet<String>>) -> Result<(), CoreError> {
+        let json = serde_json::to_string(l)
+            .map_err(|e| CoreError::Request(format!("cannot encode the ledger: {e}")))?;
+        Ok(self.store.set_meta("reservations", &json)?)
+    }
+
+    /// Gives back (DESTROY + UNRESERVE) this service's reservations in the offer that no
+    /// instance wants any more; true when the offer was used for that.
+    fn release_unwanted(
+        &mut self,
+        o: &v1::Offer,
+        res: &Resources,
+        record: &mut OfferRecord,
+    ) -> Result<bool, CoreError> {
+        let prefix = format!("{}.", self.spec.name);
+        let wanted = self.wanted_tags(&o.agent_id);
+        let role = self.spec.role.clone();
+        let unwanted = res.filtered(|k| match &k.reservation {
+            proffer_proto::resources::Reservation::Dynamic { principal } => {
+                k.role == role && principal.starts_with(&prefix) && !wanted.contains(principal)
+            }
+            _ => false,
+        });
+        let released_tags: BTreeSet<String> = unwanted
+            .iter()
+            .filter_map(|(k, _)| match &k.reservation {
+                proffer_proto::resources::Reservation::Dynamic { principal } => {
+                    Some(principal.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if unwanted.is_empty() {
+            return Ok(false);
+        }
+        let volumes = unwanted.filtered(|k| k.volume.is_some());
+        let mut ops = Vec::new();
+        if !volumes.is_empty() {
+            ops.push(v1::Operation {
+                op: Some(v1::operation::Op::Destroy(v1::DestroyVolume {
+                    volumes: volumes.to_proto(),
+                })),
+            });
+        }
+        let plain = unwanted.without_volumes();
+        ops.push(v1::Operation {
+            op: Some(v1::operation::Op::Unreserve(v1::Unreserve {
+                resources: plain.to_proto(),
+            })),
+        });
+        record.outcome = "RELEASED".into();
+        record.used_by.push(format!("destroy/unreserve {unwanted}"));
+        let rec = std::mem::replace(
+            record,
+            OfferRecord {
+                at_ms: 0,
+                offer_id: String::new(),
+                agent_id: String::new(),
+                hostname: String::new(),
+                resources: String::new(),
+                outcome: String::new(),
+                used_by: Vec::new(),
+                reasons: Vec::new(),
+            },
+        );
+        self.log_offer(rec);
         self.outbox.push(Action::Accept {
             offer_ids: vec![o.id.clone()],
-            operations: vec![v1::Operation {
-                op: Some(v1::operation::Op::Unreserve(v1::Unreserve {
-                    resources: reserved.to_proto(),
-                })),
-            }],
-            refuse_seconds: self.cfg.refuse_idle_secs,
+            operations: ops,
+            refuse_seconds: 0.0,
             tasks: Vec::new(),
         });
-        let names: Vec<String> = self
-            .tasks
-            .values()
-            .filter(|r| r.agent_id == o.agent_id && !r.reserved.is_empty())
-            .map(|r| r.name.clone())
-            .collect();
-        for n in names {
-            if let Some(r) = self.tasks.get_mut(&n) {
-                r.reserved.clear();
-                let r = r.clone();
-                self.store.put_task(&r)?;
+        let mut ledger = self.ledger();
+        if let Some(tags) = ledger.get_mut(&o.agent_id) {
+            tags.retain(|t| !released_tags.contains(t));
+            if tags.is_empty() {
+                ledger.remove(&o.agent_id);
             }
         }
-        Ok(())
+        self.set_ledger(&ledger)?;
+        Ok(true)
     }
 
     /// Builds the TaskInfos of a matched step and writes their records (state PREPARED) first.
@@ -398,6 +473,14 @@ impl ServiceCore {
             };
             self.store.put_task(&rec)?;
             self.tasks.insert(name.clone(), rec);
+            if self.eval.reservations {
+                let mut ledger = self.ledger();
+                ledger
+                    .entry(o.agent_id.clone())
+                    .or_default()
+                    .insert(self.tag(&step.pod, step.index));
+                self.set_ledger(&ledger)?;
+            }
             let mut labels = std::collections::HashMap::new();
             labels.insert("proffer.service/pod".to_string(), step.instance());
             labels.insert("proffer.service/config".to_string(), hash.clone());

@@ -436,11 +436,8 @@ impl ServiceCore {
                 if !self.plans_kill_done() {
                     return;
                 }
-                let reserved = self
-                    .tasks
-                    .values()
-                    .filter(|r| !r.reserved.is_empty())
-                    .count();
+                let ledger = self.ledger();
+                let reserved: usize = ledger.values().map(|t| t.len()).sum();
                 if reserved == 0 {
                     step.status = StepStatus::Complete;
                     step.message = if self.cfg.reservations {
@@ -450,13 +447,15 @@ impl ServiceCore {
                     };
                 } else {
                     step.status = StepStatus::Pending;
+                    let agents: Vec<&str> = ledger.keys().map(String::as_str).collect();
                     step.message = format!(
-                        "waiting for offers with the reserved resources of {reserved} task(s) to UNRESERVE them"
+                        "waiting for offers from {} to release {reserved} reservation(s)",
+                        agents.join(", ")
                     );
                 }
             }
             _ => {
-                if !self.plans_kill_done() || self.tasks.values().any(|r| !r.reserved.is_empty()) {
+                if !self.plans_kill_done() || !self.ledger().is_empty() {
                     return;
                 }
                 if !self.torn_down {
@@ -483,9 +482,14 @@ impl ServiceCore {
     /// True when some step waits for an offer (and is not blocked on kills).
     pub(super) fn wants_offers(&self) -> bool {
         if self.uninstalling {
-            return self.tasks.values().any(|r| !r.reserved.is_empty());
+            return !self.ledger().is_empty();
         }
-        !self.launch_candidates().is_empty()
+        // Reservations no instance wants any more are released from offers.
+        let unwanted = self
+            .ledger()
+            .iter()
+            .any(|(agent, tags)| !tags.is_subset(&self.wanted_tags(agent)));
+        unwanted || !self.launch_candidates().is_empty()
     }
 
     /// Launch candidates in priority order: `(plan index, step ref, launch set)`; emits kills for
