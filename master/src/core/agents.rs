@@ -112,6 +112,12 @@ impl Master {
             info.id = format!("{}-S{}", self.master_id, self.counters.agents);
         }
         let agent_id = info.id.clone();
+        // Agents do not checkpoint what RESERVE/CREATE did: re-apply the master's view of the
+        // dynamic reservations and volumes to what the agent reports.
+        let total = match self.agents.get(&agent_id) {
+            Some(known) if reregister => total.with_operations_of(&known.total),
+            _ => total,
+        };
         // Offers on an agent that re-registers are rescinded: its resources are recounted below.
         self.rescind_offers_on(&agent_id);
         // Replace a stale session of the same agent.

@@ -135,19 +135,23 @@ impl Master {
         limits: Option<proffer_proto::Resources>,
     ) -> Result<(), MasterError> {
         let quota = crate::allocator::Quota { guarantees, limits };
-        self.allocator.set_quota(role, quota).map_err(|e| MasterError::InvalidField {
-            field: "quota".into(),
-            reason: e.to_string(),
-        })?;
+        self.allocator
+            .set_quota(role, quota)
+            .map_err(|e| MasterError::InvalidField {
+                field: "quota".into(),
+                reason: e.to_string(),
+            })?;
         self.allocation_pending = true;
         Ok(())
     }
 
     /// Removes a role's quota.
     pub fn remove_quota(&mut self, role: &str) -> Result<(), MasterError> {
-        proffer_proto::resources::validate_role(role).map_err(|reason| MasterError::InvalidField {
-            field: "role".into(),
-            reason: format!("`{role}`: {reason}"),
+        proffer_proto::resources::validate_role(role).map_err(|reason| {
+            MasterError::InvalidField {
+                field: "role".into(),
+                reason: format!("`{role}`: {reason}"),
+            }
         })?;
         if self.allocator.quota(role).is_none() {
             return Err(MasterError::InvalidField {

@@ -823,3 +823,85 @@ fn launch_group_sends_the_tasks_together_or_not_at_all() {
     }
     assert_eq!(h.m.snapshot(Default::default()).tasks.len(), 2);
 }
+
+#[test]
+fn reregistration_keeps_dynamic_reservations_and_does_not_over_offer() {
+    let reserved = "cpus(web,dynamic):2;mem(web,dynamic):1024";
+    let reserve = v1::Operation {
+        op: Some(v1::operation::Op::Reserve(v1::Reserve {
+            resources: proffer_proto::Resources::parse(reserved)
+                .expect("parse")
+                .to_proto(),
+        })),
+    };
+    let t = task("t1", reserved);
+    let launch = v1::Operation {
+        op: Some(v1::operation::Op::Launch(v1::Launch {
+            tasks: vec![t.clone()],
+        })),
+    };
+    // The framework must be in role `web` to reserve for it.
+    let mut h2 = H::new();
+    let agent2 = h2.register_agent(A1, "host1", "cpus:4;mem:4096");
+    let info = v1::FrameworkInfo {
+        name: "web".into(),
+        roles: vec!["web".into()],
+        failover_timeout: 60.0,
+        ..Default::default()
+    };
+    h2.input(Input::Subscribe { conn: F1, info })
+        .expect("subscribe");
+    let hdr = h2
+        .events(F1)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Subscribed(s) => Some(v1::CallHeader {
+                framework_id: s.framework_id,
+                stream_id: s.stream_id,
+            }),
+            _ => None,
+        })
+        .expect("subscribed");
+    h2.advance(1);
+    let o = h2.offers(F1).remove(0);
+    h2.call(Call::Accept(v1::AcceptRequest {
+        header: Some(hdr.clone()),
+        offer_ids: vec![o.id],
+        operations: vec![reserve, launch],
+        filters: Some(v1::Filters {
+            refuse_seconds: Some(0.0),
+        }),
+    }))
+    .expect("reserve + launch");
+    h2.input(Input::AgentDisconnected { conn: A1 })
+        .expect("disconnect");
+    let running = v1::RunningTask {
+        framework_id: hdr.framework_id.clone(),
+        task: Some(t),
+        state: TaskState::TaskRunning as i32,
+    };
+    h2.input(Input::Agent {
+        conn: 7,
+        msg: v1::AgentMessage {
+            msg: Some(AIn::Reregister(v1::ReregisterAgent {
+                info: Some(agent_info(&agent2, "host1", "cpus:4;mem:4096")),
+                tasks: vec![running],
+            })),
+        },
+    })
+    .expect("reregister");
+    h2.drain();
+    h2.advance(1_000);
+    let offered: Vec<String> = h2.offers(F1).iter().map(|o| res(o).to_string()).collect();
+    assert_eq!(
+        offered,
+        ["cpus:2;mem:3072"],
+        "only what the task does not use is offered"
+    );
+    let snap = h2.m.snapshot(Default::default());
+    assert!(
+        snap.agents[0].total.contains("cpus(web,dynamic"),
+        "{}",
+        snap.agents[0].total
+    );
+}
