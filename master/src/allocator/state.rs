@@ -418,7 +418,8 @@ impl Allocator {
     }
 
     /// A held chunk changed labels (`from` → `to`, e.g. unreserved → reserved); it stays held by
-    /// the framework and the agent's total changes accordingly.
+    /// the framework and the agent's total changes accordingly. `from` may span the
+    /// framework's roles on that agent.
     pub fn convert(
         &mut self,
         framework_id: &str,
@@ -429,18 +430,45 @@ impl Allocator {
         let (Some(fs), Some(slot)) = (self.fw_slot(framework_id), self.agent_slot(agent_id)) else {
             return;
         };
-        let key = self.agents[slot].as_ref().and_then(|a| {
-            a.held
-                .iter()
-                .find(|((f, _), r)| *f == fs && r.contains(from))
-                .map(|(k, _)| *k)
-        });
-        let Some((_, role)) = key else { return };
-        self.release_accounting(fs, role, from);
-        if let Some(a) = self.agents[slot].as_mut() {
-            if let Some(h) = a.held.get_mut(&(fs, role)) {
-                h.subtract(from);
+        let keys: Vec<(usize, usize)> = self.agents[slot]
+            .as_ref()
+            .map(|a| {
+                a.held
+                    .range((fs, 0)..=(fs, usize::MAX))
+                    .map(|(k, _)| *k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut left = from.clone();
+        for key in keys {
+            if left.is_empty() {
+                break;
             }
+            let Some(held) = self.agents[slot]
+                .as_ref()
+                .and_then(|a| a.held.get(&key))
+                .cloned()
+            else {
+                continue;
+            };
+            let take = intersect(&held, &left);
+            if take.is_empty() {
+                continue;
+            }
+            left.subtract(&take);
+            self.release_accounting(fs, key.1, &take);
+            if let Some(a) = self.agents[slot].as_mut()
+                && let Some(h) = a.held.get_mut(&key)
+            {
+                h.subtract(&take);
+                if h.is_empty() {
+                    a.held.remove(&key);
+                }
+            }
+        }
+        if let Some(a) = self.agents[slot].as_mut() {
+            // Whatever of `from` was not held (it should all be) is taken from the free pool.
+            a.free.subtract(&left);
             a.total.subtract(from);
             a.total.add(to);
             a.free.add(to);

@@ -453,3 +453,36 @@ fn reservation_conversion_keeps_the_chunk_allocated() {
         "cpus:1;cpus(web):1;mem:512;mem(web):512"
     );
 }
+
+#[test]
+fn conversion_may_span_a_frameworks_roles() {
+    let mut a = Allocator::new(1);
+    a.add_framework("m", &["web".to_string(), "batch".to_string()], true);
+    a.add_agent("a0", r("cpus:1;mem:512;cpus(web):1;mem(web):512"), &[]);
+    let allocs = a.allocate(Timestamp(0));
+    // Everything went to `m` (one role or two offers); reserve all unreserved for `batch`.
+    let held = a.allocated_to("m");
+    assert_eq!(
+        held.to_string(),
+        "cpus:1;cpus(web):1;mem:512;mem(web):512",
+        "{allocs:?}"
+    );
+    a.convert(
+        "m",
+        "a0",
+        &r("cpus:1;mem:512"),
+        &r("cpus(batch):1;mem(batch):512"),
+    );
+    assert_eq!(
+        a.allocated_to("m").to_string(),
+        "cpus(batch):1;cpus(web):1;mem(batch):512;mem(web):512"
+    );
+    assert_eq!(
+        a.total().to_string(),
+        "cpus(batch):1;cpus(web):1;mem(batch):512;mem(web):512"
+    );
+    assert!(
+        a.allocated_on("a0")
+            .contains(&r("cpus(batch):1;cpus(web):1"))
+    );
+}
