@@ -40,6 +40,10 @@ pub struct AgentConfig {
     pub cgroups_root: String,
     /// Hard cpu limits (CFS quota = cpus × period), as Mesos's `--cgroups_enable_cfs`.
     pub cgroups_enable_cfs: bool,
+    /// Run every task in its own PID and mount namespaces (it is pid 1 and sees only its own
+    /// processes in its `/proc`), with util-linux `unshare`; the agent refuses to start when
+    /// this is asked for and unavailable.
+    pub pid_namespace: bool,
     /// When the agent is stopped (cancel), kill its tasks. Off, tasks keep running under their
     /// executors and the next agent started on the same work directory re-attaches to them.
     pub kill_tasks_on_shutdown: bool,
@@ -103,6 +107,7 @@ impl AgentConfig {
             isolation: IsolationMode::Auto,
             cgroups_root: "proffer".into(),
             cgroups_enable_cfs: false,
+            pid_namespace: false,
             kill_tasks_on_shutdown: true,
             fetcher_cache_bytes: 2 << 30,
             http_listen: None,

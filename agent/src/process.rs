@@ -121,22 +121,30 @@ pub fn task_env(
 /// With `wait_for_go`, the command is wrapped in `/bin/sh -c 'read -r _ && exec "$@" </dev/null'`
 /// and its stdin is a pipe: it starts only once the supervisor wrote a line, which lets the
 /// supervisor move it into its cgroups before it can fork (no unsafe `pre_exec` needed).
-/// `user` (uid, gid) runs it as another user.
+/// `user` (uid, gid) runs it as another user; `pid_namespace` runs it under
+/// [`PID_NAMESPACE_PREFIX`] (own PID and mount namespaces).
 pub fn build_command(
     task: &TaskInfo,
     env: &[(String, String)],
     sandbox: &Path,
     wait_for_go: bool,
     user: Option<(u32, u32)>,
+    pid_namespace: bool,
 ) -> std::io::Result<tokio::process::Command> {
     let command = task.command.clone().unwrap_or_default();
-    let argv: Vec<String> = if command.shell {
+    let mut argv: Vec<String> = if command.shell {
         vec!["/bin/sh".into(), "-c".into(), command.value.clone()]
     } else {
         std::iter::once(command.value.clone())
             .chain(command.arguments.iter().skip(1).cloned())
             .collect()
     };
+    if pid_namespace {
+        let mut prefixed: Vec<String> =
+            PID_NAMESPACE_PREFIX.iter().map(|s| s.to_string()).collect();
+        prefixed.append(&mut argv);
+        argv = prefixed;
+    }
     let mut cmd = if wait_for_go {
         let mut c = tokio::process::Command::new("/bin/sh");
         c.arg("-c")
@@ -147,6 +155,7 @@ pub fn build_command(
     } else {
         let mut c = tokio::process::Command::new(&argv[0]);
         if !command.shell
+            && !pid_namespace
             && let Some(arg0) = command.arguments.first()
         {
             c.arg0(arg0);
@@ -177,6 +186,36 @@ pub fn build_command(
         cmd.uid(uid).gid(gid);
     }
     Ok(cmd)
+}
+
+/// The command prefix giving a task its own PID and mount namespaces (with its own `/proc`);
+/// the task is killed when `unshare` dies.
+pub const PID_NAMESPACE_PREFIX: [&str; 6] = [
+    "unshare",
+    "--pid",
+    "--fork",
+    "--mount-proc",
+    "--kill-child=SIGTERM",
+    "--",
+];
+
+/// Checks that [`PID_NAMESPACE_PREFIX`] works on this host.
+pub fn check_pid_namespace() -> Result<(), String> {
+    let out = std::process::Command::new(PID_NAMESPACE_PREFIX[0])
+        .args(&PID_NAMESPACE_PREFIX[1..])
+        .args(["/bin/sh", "-c", "echo $$"])
+        .output()
+        .map_err(|e| format!("running unshare: {e}"))?;
+    let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && pid == "1" {
+        Ok(())
+    } else {
+        Err(format!(
+            "unshare does not give a PID namespace here ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// Finds the program a non-shell command runs: a path (relative to `cwd`) or a name looked up

@@ -180,3 +180,36 @@ async fn task_runs_as_another_user_when_root() -> Result<()> {
     assert_eq!(out.trim(), uid.to_string());
     h.stop().await
 }
+
+#[tokio::test]
+async fn pid_namespace_makes_the_task_pid_1() -> Result<()> {
+    if let Err(why) = proffer_agent::process::check_pid_namespace() {
+        eprintln!("SKIP pid_namespace_makes_the_task_pid_1: {why}");
+        return Ok(());
+    }
+    let mut h = Harness::start(|c| c.pid_namespace = true).await?;
+    h.register("agent-1").await?;
+    h.run_shell("fw", "ns", "echo $$; ls /proc | grep -c '^[0-9]'")?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    h.expect_state(TaskState::TaskFinished).await?;
+    let out = std::fs::read_to_string(h.sandbox("fw", "ns").join("stdout"))?;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"1"), "{out}");
+    let visible: usize = lines.get(1).context("process count")?.parse()?;
+    assert!(
+        visible <= 4,
+        "only the task's own processes are visible: {out}"
+    );
+    // Kills still work through unshare.
+    h.run_shell("fw", "ns-long", "sleep 60")?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    h.send(master_message::Msg::KillTask(KillTask {
+        framework_id: "fw".into(),
+        task_id: "ns-long".into(),
+        kill_grace_period_ms: 100,
+    }))?;
+    h.expect_state(TaskState::TaskKilled).await?;
+    h.stop().await
+}

@@ -44,6 +44,11 @@ pub(super) fn detect_isolation(config: &AgentConfig) -> Result<CgroupSupport, Ag
             support.summary()
         )));
     }
+    if config.pid_namespace {
+        process::check_pid_namespace()
+            .map_err(|e| AgentError::Isolation(format!("PID namespaces were asked for: {e}")))?;
+        info!("tasks run in their own PID and mount namespaces");
+    }
     if support.version.is_none() && config.isolation == IsolationMode::Auto {
         warn!(isolation = %support.summary(), "no cgroups: tasks run without cpu/memory limits; tasks asking for a pids limit are refused");
     } else {
@@ -278,6 +283,7 @@ impl Agent {
                 self.config.fetcher_cache_bytes,
             )),
             user,
+            pid_namespace: self.config.pid_namespace,
         };
         protocol::write_launch_files(&run_dir, task, &spec).map_err(|e| {
             launch_failed(format!(

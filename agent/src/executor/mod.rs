@@ -250,7 +250,14 @@ fn prepare(
         ),
         None => None,
     };
-    match process::build_command(task, &spec.env, &spec.sandbox, cgroup.is_some(), user) {
+    match process::build_command(
+        task,
+        &spec.env,
+        &spec.sandbox,
+        cgroup.is_some(),
+        user,
+        spec.pid_namespace,
+    ) {
         Ok(cmd) => Ok((cmd, cgroup)),
         Err(e) => {
             if let Some(cg) = &cgroup {

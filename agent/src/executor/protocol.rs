@@ -54,6 +54,9 @@ pub struct ExecutorSpec {
     pub fetch_cache: Option<(PathBuf, u64)>,
     /// Run the task as this user (only honoured when the executor runs as root).
     pub user: Option<String>,
+    /// Run the task in its own PID and mount namespaces.
+    #[serde(default)]
+    pub pid_namespace: bool,
 }
 
 /// Something that happened to a task, as the executor records it.
@@ -261,6 +264,7 @@ mod tests {
             cgroup: None,
             fetch_cache: None,
             user: None,
+            pid_namespace: true,
         };
         write_launch_files(dir.path(), &task, &spec).expect("write");
         assert_eq!(read_task(dir.path()).expect("task"), task);
