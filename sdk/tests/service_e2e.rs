@@ -539,3 +539,63 @@ async fn reserved(c: &Cluster) -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_three_member_cluster_deploys_and_answers_endpoint_health() -> Result<()> {
+    for prog in ["etcd", "etcdctl", "curl"] {
+        if which(prog).is_none() {
+            println!(
+                "skipped: `{prog}` is not on PATH (install the etcd-server, etcd-client and curl packages)"
+            );
+            return Ok(());
+        }
+    }
+    let c = cluster(3).await?;
+    let r = etcd(&c).await;
+    c.stop().await?;
+    r
+}
+
+async fn etcd(c: &Cluster) -> Result<()> {
+    let state = tempfile::tempdir()?;
+    let spec = ServiceSpec::parse(&example("etcd")?, &BTreeMap::new())?;
+    let s = start_scheduler(&c.addr, state.path(), spec, BTreeMap::new()).await?;
+    // Members become ready (etcd's /health via curl, checked by the agent) only once the
+    // cluster has a quorum, so COMPLETE means the three found each other.
+    s.wait_complete("deploy").await?;
+    let endpoints = "http://127.0.0.1:20379,http://127.0.0.1:21379,http://127.0.0.1:22379";
+    let etcdctl = |args: &[&str]| -> Result<std::process::Output> {
+        Ok(std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .args(args)
+            .output()?)
+    };
+    let health = etcdctl(&["endpoint", "health"])?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&health.stdout),
+        String::from_utf8_lossy(&health.stderr)
+    );
+    assert!(health.status.success(), "etcdctl endpoint health: {text}");
+    assert_eq!(text.matches("is healthy").count(), 3, "{text}");
+    let put = etcdctl(&["put", "proffer", "works"])?;
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let get = etcdctl(&["get", "proffer", "--print-value-only"])?;
+    assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), "works");
+    let members = etcdctl(&["member", "list"])?;
+    assert_eq!(String::from_utf8_lossy(&members.stdout).lines().count(), 3);
+
+    request(&s.api()?, "POST", "/v1/uninstall", "").await?;
+    drop(s.handle);
+    let outcome = tokio::time::timeout(WAIT, s.task)
+        .await
+        .context("uninstall did not finish")???;
+    assert_eq!(outcome, RunOutcome::Uninstalled);
+    assert!(c.tasks_of("etcd").await?.is_empty());
+    Ok(())
+}
