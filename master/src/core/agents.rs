@@ -456,5 +456,6 @@ impl Master {
         self.agents.remove(agent_id);
         self.allocator.remove_agent(agent_id);
         self.removed_agents.insert(agent_id.to_string());
+        self.counters.agents_removed += 1;
     }
 }

@@ -251,6 +251,7 @@ impl Master {
         resources: Resources,
     ) -> v1::TaskInfo {
         task.agent_id = agent_id.to_string();
+        self.counters.tasks_launched += 1;
         let task_id = task.task_id.clone();
         tracing::info!(framework_id = %fw, agent_id = %agent_id, task_id = %task_id,
             resources = %resources, "launching task");

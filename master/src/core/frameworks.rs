@@ -195,6 +195,7 @@ impl Master {
         self.frameworks.remove(framework_id);
         self.allocator.remove_framework(framework_id);
         self.removed_frameworks.insert(framework_id.to_string());
+        self.counters.frameworks_removed += 1;
         self.allocation_pending = true;
     }
 

@@ -67,6 +67,31 @@ struct Counters {
     frameworks: u64,
     agents: u64,
     offers: u64,
+    tasks_launched: u64,
+    tasks_terminal: std::collections::BTreeMap<&'static str, u64>,
+    agents_removed: u64,
+    frameworks_removed: u64,
+}
+
+/// Counters since the master started (for `/metrics`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MasterStats {
+    /// Offers made.
+    pub offers_made: u64,
+    /// Tasks launched.
+    pub tasks_launched: u64,
+    /// Tasks that reached each terminal state (`TASK_FINISHED`, …).
+    pub tasks_terminal: Vec<(String, u64)>,
+    /// Agents removed (ping timeout).
+    pub agents_removed: u64,
+    /// Frameworks removed (teardown, failover timeout).
+    pub frameworks_removed: u64,
+    /// Agents registered so far.
+    pub agents_registered: u64,
+    /// Frameworks subscribed so far (new ids).
+    pub frameworks_subscribed: u64,
+    /// Allocation cycles run.
+    pub allocation_cycles: u64,
 }
 
 impl Master {
@@ -102,6 +127,25 @@ impl Master {
     /// The configuration.
     pub fn config(&self) -> &MasterConfig {
         &self.config
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> MasterStats {
+        let c = &self.counters;
+        MasterStats {
+            offers_made: c.offers,
+            tasks_launched: c.tasks_launched,
+            tasks_terminal: c
+                .tasks_terminal
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            agents_removed: c.agents_removed,
+            frameworks_removed: c.frameworks_removed,
+            agents_registered: c.agents,
+            frameworks_subscribed: c.frameworks,
+            allocation_cycles: self.allocator.cycles(),
+        }
     }
 
     /// Read access to the allocator (for tests and explanations).

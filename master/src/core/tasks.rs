@@ -50,6 +50,8 @@ impl Master {
         let recover = task.state.is_terminal() && !task.resources_recovered;
         let (agent_id, resources) = (task.agent_id.clone(), task.resources.clone());
         if recover {
+            let name = task.state.name();
+            *self.counters.tasks_terminal.entry(name).or_default() += 1;
             task.resources_recovered = true;
             self.allocator
                 .recover(framework_id, &agent_id, &resources, None);

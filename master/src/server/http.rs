@@ -1,4 +1,4 @@
-//! The HTTP/JSON routes: `/health`, `/state`, `/state/tasks`, and the operator routes of
+//! The HTTP/JSON routes: `/health`, `/state`, `/state/tasks`, `/metrics`, and the operator routes of
 //! `http_roles` (`/roles`, `/quota`, `/weights`, `/why`).
 
 use std::sync::Arc;
@@ -27,6 +27,7 @@ pub(crate) fn routes(core: CoreHandle, master_id: String) -> Router {
         .route("/health", get(health))
         .route("/state", get(state))
         .route("/state/tasks", get(tasks))
+        .route("/metrics", get(super::metrics::metrics))
         .merge(super::http_roles::routes())
         .with_state(HttpState {
             core,

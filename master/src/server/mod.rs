@@ -11,7 +11,8 @@
 //! - `scheduler`: the framework-facing `Scheduler` gRPC service.
 //! - `agent`: the `Agent` gRPC service (one bidirectional session per agent).
 //! - `operator`: the `Operator` gRPC service (state, quota, weights, roles, why).
-//! - `http`: the axum HTTP/JSON routes (`/health`, `/state`, `/state/tasks`).
+//! - `http`: the axum HTTP/JSON routes (`/health`, `/state`, `/state/tasks`, `/metrics`).
+//! - `metrics`: `/metrics` in the Prometheus text format.
 //! - `http_roles`: HTTP/JSON operator routes (`/roles`, `/quota`, `/weights`, `/why`).
 //! - `status`: mapping of [`MasterError`](crate::core::MasterError) onto gRPC statuses.
 
@@ -19,6 +20,7 @@ mod agent;
 mod core_task;
 mod http;
 mod http_roles;
+mod metrics;
 mod operator;
 mod scheduler;
 mod status;
