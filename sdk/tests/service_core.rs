@@ -343,6 +343,22 @@ fn scale_up_and_down_and_roll_a_config_update() -> Result<()> {
     );
     core.take_actions();
 
+    // A placement rule the running instance breaks is refused with the field and the reason.
+    let refused = core.update_spec(399, {
+        let mut sp = spec(1, "serve")?;
+        if let Some((_, p)) = sp.pods.first_mut() {
+            p.placement.push(proffer_sdk::service::PlacementRule::AttributeEquals {
+                attribute: "rack".into(),
+                value: "r9".into(),
+            });
+        }
+        sp
+    });
+    assert_eq!(
+        refused.err().map(|e| e.to_string()),
+        Some("invalid spec: pods.web.placement[1]: web-0 cannot stay where it runs (attribute-equals rack=r9: agent host-a0 has no attribute `rack`); replace it first or relax the rule".to_string())
+    );
+
     // A new command: the update plan kills the old task first, then relaunches in place.
     core.update_spec(400, spec(1, "serve --v2")?)?;
     let actions = core.take_actions();

@@ -452,6 +452,7 @@ impl ServiceCore {
             ));
         }
         validate_update(&self.spec, &spec)?;
+        self.check_placement_change(&spec)?;
         self.spec = spec;
         self.eval.role = self.spec.role.clone();
         self.save_spec()?;
@@ -517,6 +518,61 @@ fn instances(tasks: &BTreeMap<String, TaskRecord>) -> BTreeSet<(String, u32)> {
 }
 
 impl ServiceCore {
+    /// Refuses new placement rules that running instances already violate (they would have to
+    /// move; `replace` them first or relax the rule).
+    fn check_placement_change(&self, new: &ServiceSpec) -> Result<(), CoreError> {
+        use super::placement::{AgentView, Placement, check_rule};
+        let mut live: Vec<Placement> = Vec::new();
+        for r in self.tasks.values().filter(|r| !is_terminal(&r.state)) {
+            if !live.iter().any(|p| p.pod == r.pod && p.index == r.index) {
+                live.push(Placement {
+                    pod: r.pod.clone(),
+                    index: r.index,
+                    agent_id: r.agent_id.clone(),
+                    hostname: r.hostname.clone(),
+                    attributes: r.attributes.clone(),
+                });
+            }
+        }
+        for (name, pod) in &new.pods {
+            if self.spec.pod(name).map(|p| &p.placement) == Some(&pod.placement) {
+                continue;
+            }
+            // Instances that stay, in index order; each is checked against those before it.
+            let mut kept: Vec<Placement> = live
+                .iter()
+                .filter(|p| p.pod != *name || p.index < pod.count)
+                .cloned()
+                .collect();
+            kept.sort_by_key(|p| (p.pod != *name, p.index));
+            for p in kept.iter().filter(|p| p.pod == *name) {
+                let others: Vec<Placement> = kept
+                    .iter()
+                    .filter(|o| o.pod != *name || o.index < p.index)
+                    .cloned()
+                    .collect();
+                let agent = AgentView {
+                    agent_id: &p.agent_id,
+                    hostname: &p.hostname,
+                    attributes: &p.attributes,
+                };
+                for (i, rule) in pod.placement.iter().enumerate() {
+                    if let Err(e) = check_rule(rule, name, &agent, &others) {
+                        return Err(super::SpecError::Field {
+                            path: format!("pods.{name}.placement[{i}]"),
+                            reason: format!(
+                                "{} cannot stay where it runs ({e}); replace it first or relax the rule",
+                                p.instance()
+                            ),
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Operator: restart a pod instance in place (`replace: false`) or move it to another agent,
     /// dropping its volumes (`replace: true`).
     pub fn pod_action(&mut self, now: u64, instance: &str, replace: bool) -> Result<(), CoreError> {
