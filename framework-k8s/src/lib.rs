@@ -11,8 +11,11 @@
 
 pub mod cidr;
 pub mod config;
+pub mod etcd;
+pub mod http;
 pub mod kubeconfig;
 pub mod pki;
+pub mod standin;
 pub mod tlsutil;
 
 pub use config::{Cluster, ClusterConfig, ConfigError};

@@ -117,6 +117,13 @@ fn cn_of(name: &x509_parser::x509::X509Name<'_>) -> String {
         .to_string()
 }
 
+/// The subject CN of a DER certificate, if it parses.
+pub fn der_cn(der: &[u8]) -> Option<String> {
+    X509Certificate::from_der(der)
+        .ok()
+        .map(|(_, c)| cn_of(c.subject()))
+}
+
 /// Reads what a PEM certificate says.
 pub fn inspect(pem: &str, what: &str) -> Result<CertInfo, TlsError> {
     let der = cert_der(pem, what)?;
@@ -216,18 +223,39 @@ fn rustls_err(what: &str) -> impl FnOnce(rustls::Error) -> TlsError + '_ {
     }
 }
 
-/// A TLS server configuration serving `cert_pem`/`key_pem` (no client authentication).
+/// A TLS server configuration serving `cert_pem`/`key_pem`. With `client_ca_pem`, client
+/// certificates signed by that CA are verified when presented (anonymous clients are allowed,
+/// as the real components allow them on their health endpoints).
 pub fn server_config(
     cert_pem: &str,
     key_pem: &str,
+    client_ca_pem: Option<&str>,
     what: &str,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain = vec![cert_der(cert_pem, what)?];
     let key = key_der(key_pem, what)?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(rustls_err(what))?
-        .with_no_client_auth()
+        .map_err(rustls_err(what))?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(cert_der(ca, what)?).map_err(rustls_err(what))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Rustls {
+                what: what.into(),
+                reason: e.to_string(),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
         .with_single_cert(chain, key)
         .map_err(rustls_err(what))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
