@@ -395,10 +395,13 @@ impl Agent {
                     );
                 }
                 if let Ok(spec) = protocol::read_spec(&t.run_dir)
-                    && let Some(cg) = &spec.cgroup
+                    && let Some(cg) = spec.cgroup
                 {
-                    cgroups::kill_all(cg);
-                    cgroups::destroy(cg);
+                    // Killing and removing may wait on the kernel: not on the agent loop.
+                    tokio::task::spawn_blocking(move || {
+                        cgroups::kill_all(&cg);
+                        cgroups::destroy(&cg);
+                    });
                 }
                 t.state = TaskState::TaskFailed;
                 let m = format!("the executor terminated before the task ended: {message}");

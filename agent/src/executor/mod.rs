@@ -179,7 +179,12 @@ pub async fn supervise(
     let log = EventLog::open(run_dir)
         .map_err(|e| format!("opening event log in {}: {e}", run_dir.display()))?;
     let mut rec = Recorder { log, nudge };
-    match prepare(&spec, &task) {
+    // Fetching and cgroup setup block (downloads, child processes): keep them off the runtime.
+    let (s, t) = (spec.clone(), task.clone());
+    let prepared = tokio::task::spawn_blocking(move || prepare(&s, &t))
+        .await
+        .map_err(|e| format!("preparing the task panicked: {e}"))?;
+    match prepared {
         Ok((cmd, cgroup)) => run_task(&spec, &task, cmd, cgroup, &mut kills, &mut rec).await,
         Err(t) => rec.exited(&t, None),
     }
