@@ -177,6 +177,15 @@ fn deploy_serially_then_suppress_and_explain_declines() -> Result<()> {
         offer_ids: vec!["o3".into()],
         refuse_seconds: 2.0
     }));
+    // A second agent that does not fit either: the why view lists every agent's reason.
+    let mut small = offer("o3b", "a3");
+    small.resources = Resources::parse("cpus:0.1;mem:256;ports:[31000-31010]")?.to_proto();
+    core.handle_offers(13, &[small])?;
+    assert_eq!(
+        core.why()[0].why,
+        "waiting for a matching offer; no agent's offer fits: host-a1: placement: one-per-agent: agent host-a1 already runs web-0 | host-a3: resources: insufficient cpus: need 0.5, offer has 0.1"
+    );
+    core.take_actions();
     core.handle_offers(14, &[offer("o4", "a2")])?;
     let actions = core.take_actions();
     let l2 = launched(&actions);
@@ -347,10 +356,11 @@ fn scale_up_and_down_and_roll_a_config_update() -> Result<()> {
     let refused = core.update_spec(399, {
         let mut sp = spec(1, "serve")?;
         if let Some((_, p)) = sp.pods.first_mut() {
-            p.placement.push(proffer_sdk::service::PlacementRule::AttributeEquals {
-                attribute: "rack".into(),
-                value: "r9".into(),
-            });
+            p.placement
+                .push(proffer_sdk::service::PlacementRule::AttributeEquals {
+                    attribute: "rack".into(),
+                    value: "r9".into(),
+                });
         }
         sp
     });

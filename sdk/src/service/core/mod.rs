@@ -117,6 +117,8 @@ pub struct ServiceCore {
     offers: VecDeque<OfferRecord>,
     /// When each waiting step (by `plan/step`) started waiting for an offer.
     waiting_since: HashMap<String, u64>,
+    /// Per waiting step (by `plan/step`): the latest reason each agent's offer did not fit.
+    declines: HashMap<String, BTreeMap<String, String>>,
     /// Task id → when a kill was last sent.
     kills: HashMap<String, u64>,
     /// Instance (`POD-INDEX`) → (consecutive failures, no relaunch before this time).
@@ -186,6 +188,7 @@ impl ServiceCore {
             tasks,
             offers: VecDeque::new(),
             waiting_since: HashMap::new(),
+            declines: HashMap::new(),
             kills: HashMap::new(),
             backoff: HashMap::new(),
             now: 0,

@@ -214,16 +214,29 @@ impl ServiceCore {
                         });
                         record.used_by.push(step.name.clone());
                         self.waiting_since.remove(&key);
+                        self.declines.remove(&key);
                         used.push(ci);
                     }
                     Err(reason) => {
                         record.reasons.push(format!("{}: {reason}", step.name));
-                        self.waiting_since.entry(key).or_insert(now);
-                        if let Some(s) = self.plans[*pi].step_mut(*r) {
-                            s.message = format!(
+                        self.waiting_since.entry(key.clone()).or_insert(now);
+                        let per_agent = self.declines.entry(key).or_default();
+                        per_agent.insert(o.hostname.clone(), reason.clone());
+                        let message = if per_agent.len() == 1 {
+                            format!(
                                 "waiting for a matching offer; last offer {} from {}: {reason}",
                                 o.id, o.hostname
-                            );
+                            )
+                        } else {
+                            let all: Vec<String> =
+                                per_agent.iter().map(|(h, r)| format!("{h}: {r}")).collect();
+                            format!(
+                                "waiting for a matching offer; no agent's offer fits: {}",
+                                all.join(" | ")
+                            )
+                        };
+                        if let Some(s) = self.plans[*pi].step_mut(*r) {
+                            s.message = message;
                         }
                     }
                 }
