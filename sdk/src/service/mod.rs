@@ -6,8 +6,17 @@
 //! or declined, and for every waiting step what it waits for (the `why` view). State lives in a
 //! redb store so a restarted scheduler resumes without duplicating tasks.
 //!
-//! Modules: [`spec`] (model, parsing), [`template`], [`validate`], [`plan`] (model, strategies,
-//! operator actions), [`compile`] (spec → plans), [`placement`], [`evaluate`] (offer pipeline).
+//! Modules: [`spec`] (model, parsing), [`template`], [`validate`] (by field path, and spec
+//! changes), [`plan`] (model, strategies, operator actions), [`compile`] (spec → plans),
+//! [`placement`], [`evaluate`] (offer pipeline: agent, placement, resources, reservation,
+//! volumes), [`store`] (redb), [`core`] (the sans-network scheduler state machine), [`runner`]
+//! (the driver loop), [`http`] (the framework API and a small client).
+//!
+//! Not done / not real yet: the agent does not mount persistent volumes (CREATE is accounted
+//! by the master and the task gets a sandbox directory of that name, so data does not survive
+//! a relaunch); TaskStatus has no readiness field (readiness is read from the agent's
+//! `REASON_TASK_CHECK_STATUS_UPDATED` / `ready: …` update); a FAILURE (agent lost) event is only
+//! logged — lost tasks move after `permanent_after_ms` like any failed pod.
 
 pub mod compile;
 pub mod core;

@@ -37,7 +37,7 @@ pub enum Action {
         operations: Vec<v1::Operation>,
         /// Refuse seconds for the unused rest.
         refuse_seconds: f64,
-        /// Record names of the launched tasks (for [`ServiceCore::accept_failed`]).
+        /// Record names of the launched tasks (for [`ServiceCore::accept_result`]).
         tasks: Vec<String>,
     },
     /// Decline offers.
