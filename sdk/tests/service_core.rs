@@ -488,3 +488,50 @@ fn finish_goal_operator_actions_and_uninstall() -> Result<()> {
     assert!(core.tasks().is_empty());
     Ok(())
 }
+
+#[test]
+fn pod_restart_stays_and_replace_moves() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut core = open(dir.path(), spec(1, "serve")?)?;
+    let ids = deploy(&mut core, 1)?;
+    let (old, agent) = ids[0].clone();
+
+    // restart: killed, then relaunched on the same agent only.
+    core.pod_action(100, "web-0", false)?;
+    let actions = core.take_actions();
+    assert!(
+        actions.contains(&Action::Kill {
+            task_id: old.clone(),
+            agent_id: agent.clone()
+        }),
+        "{actions:?}"
+    );
+    core.handle_status(101, &status(&old, &agent, v1::TaskState::TaskKilled))?;
+    core.handle_offers(102, &[offer("r1", "elsewhere")])?;
+    assert!(
+        launched(&core.take_actions()).is_empty(),
+        "restart stays in place"
+    );
+    core.handle_offers(103, &[offer("r2", &agent)])?;
+    let actions = core.take_actions();
+    let l = launched(&actions);
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].1, agent);
+    accept_all(&mut core, 104, &actions)?;
+    core.handle_status(105, &status(&l[0].0, &agent, v1::TaskState::TaskRunning))?;
+    assert_eq!(
+        core.plan("recovery").map(|p| p.status()),
+        Some(RollupStatus::Complete)
+    );
+
+    // replace: killed, then free to go anywhere.
+    core.pod_action(200, "web-0", true)?;
+    core.take_actions();
+    core.handle_status(201, &status(&l[0].0, &agent, v1::TaskState::TaskKilled))?;
+    core.handle_offers(202, &[offer("r3", "elsewhere")])?;
+    let l2 = launched(&core.take_actions());
+    assert_eq!(l2.len(), 1, "replace moves the pod");
+    assert_eq!(l2[0].1, "elsewhere");
+    assert!(core.pod_action(300, "web-7", true).is_err());
+    Ok(())
+}
