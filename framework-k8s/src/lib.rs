@@ -2,15 +2,16 @@
 //!
 //! - [`config`]: the `cluster.yaml` model, defaults and validation;
 //! - [`cidr`]: IPv4 CIDR arithmetic for the Service and Pod networks;
-//! - [`pki`]: the cluster's certificates, keys and kubeconfigs (rcgen);
-//! - [`tlsutil`]: loading PEM material, checking chains and SANs, rustls configs;
-//! - [`http`]: a small HTTP/1.1 client and health server (plain or TLS) used by the stand-ins;
-//! - [`etcd`]: an etcd v3 client over etcd's JSON gRPC gateway.
-//!
-//! The binaries in `src/bin` are stand-ins for the kube-* programs (see the README).
+//! - [`pki`]: the cluster's certificates, keys and kubeconfigs (rcgen), [`kubeconfig`] files;
+//! - [`tlsutil`]: loading PEM material, checking signatures and SANs, rustls configurations;
+//! - [`http`]: a small HTTP/1.1 client and health server (plain or TLS);
+//! - [`etcd`]: an etcd v3 client over etcd's JSON gRPC gateway;
+//! - [`standin`]: the stand-in kube-* programs (binaries in `src/bin`);
+//! - [`deploy`]: the deploy plan as a Proffer service spec.
 
 pub mod cidr;
 pub mod config;
+pub mod deploy;
 pub mod etcd;
 pub mod http;
 pub mod kubeconfig;

@@ -1,0 +1,577 @@
+//! The deploy plan as a Proffer service spec: etcd → kube-apiserver → kube-controller-manager
+//! → kube-scheduler → nodes (kubelet + kube-proxy) → CoreDNS → addons.
+//!
+//! Control-plane instances are pod types of their own (`etcd-0`, `apiserver-1`, ...) so that
+//! each gets its own certificates, addresses and ports and distinct agents (`avoid` rules);
+//! nodes and CoreDNS are counted pod types. The deploy plan uses the `dependency` strategy:
+//! every group's phases wait for all phases of the previous group, each step for its task's
+//! readiness check (TLS probes with `k8s-probe` trusting the cluster CA).
+//!
+//! Certificates come from a PKI bundle directory ([`crate::pki::ClusterPki::write_to`]) that the
+//! agents can read; each task copies only the files it needs into its sandbox, keys with mode
+//! 0600. Artifacts given by URL are fetched by the agent (`uris`) and checked with
+//! `sha256sum -c` before they run.
+
+use proffer_sdk::service::spec::{
+    CheckSpec, Goal, IndexedMap, PhaseSpec, PlacementRule, PlanSpec, PodSpec, PortSpec,
+    ServiceSpec, StrategyKind, TaskSpec, VolumeSpec,
+};
+
+use crate::config::{Cluster, Ports};
+use crate::pki::{Host, PkiRequest};
+
+/// Where the deploy runs.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// Absolute path of the PKI bundle, readable on every agent.
+    pub pki_dir: String,
+    /// The `k8s-probe` program used by readiness checks.
+    pub probe: String,
+    /// One host per control-plane instance (its name and the address it advertises).
+    pub control_plane: Vec<Host>,
+    /// All agents share one address (a local test cluster): control-plane instance `i` uses
+    /// the port block `port-base + i × 11`, and node and CoreDNS ports are any offered ones.
+    pub local: bool,
+}
+
+/// A deploy that cannot be generated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DeployError(pub String);
+
+/// The ports of control-plane instance `i`.
+pub fn instance_ports(cluster: &Cluster, i: u32, local: bool) -> Ports {
+    match (local, cluster.config.port_base) {
+        (true, base) => {
+            let base = u32::from(base.unwrap_or(30000)) + i * u32::from(Ports::BLOCK);
+            Ports::from_base(u16::try_from(base).unwrap_or(u16::MAX - Ports::BLOCK))
+        }
+        (false, _) => cluster.ports,
+    }
+}
+
+fn address(h: &Host) -> String {
+    h.ip.map_or_else(|| h.name.clone(), |ip| ip.to_string())
+}
+
+/// The PKI request matching the deploy: control-plane hosts, nodes `node-0..N`, the first
+/// apiserver as the kubeconfig server.
+pub fn pki_request(cluster: &Cluster, opts: &DeployOptions) -> Result<PkiRequest, DeployError> {
+    let first = opts
+        .control_plane
+        .first()
+        .ok_or_else(|| DeployError("no control-plane hosts".into()))?;
+    let api = instance_ports(cluster, 0, opts.local).apiserver;
+    Ok(PkiRequest {
+        cluster_name: cluster.config.name.clone(),
+        api_service_ip: cluster.api_service_ip,
+        dns_domain: cluster.config.dns_domain.clone(),
+        apiserver_url: format!("https://{}:{api}", address(first)),
+        control_plane: opts.control_plane.clone(),
+        nodes: (0..cluster.config.node_count)
+            .map(|i| Host {
+                name: format!("node-{i}"),
+                ip: None,
+            })
+            .collect(),
+        extra_sans: Vec::new(),
+        validity: std::time::Duration::from_secs(365 * 86400),
+    })
+}
+
+/// The shell prelude of a task: copy `files` (bundle-relative) into `./pki...` and resolve
+/// the component's binary into `$BIN`.
+fn prelude(
+    cluster: &Cluster,
+    opts: &DeployOptions,
+    component: &str,
+    files: &[(&str, &str)],
+) -> (String, Vec<String>) {
+    let mut sh = vec!["set -e".to_string(), "umask 077".into()];
+    for (src, dst) in files {
+        let mode = if dst.ends_with(".key") || dst.ends_with(".conf") {
+            "600"
+        } else {
+            "644"
+        };
+        sh.push(format!(
+            "install -D -m {mode} '{}/{src}' '{dst}'",
+            opts.pki_dir
+        ));
+    }
+    let mut uris = Vec::new();
+    match cluster.artifact(component) {
+        Some(a) if a.url.is_some() => {
+            let url = a.url.clone().unwrap_or_default();
+            let file = url.rsplit('/').next().unwrap_or(component).to_string();
+            uris.push(url);
+            sh.push(format!(
+                "echo '{}  {file}' | sha256sum -c -",
+                a.sha256.clone().unwrap_or_default()
+            ));
+            sh.push(format!("chmod +x '{file}'"));
+            sh.push(format!("BIN=./{file}"));
+        }
+        Some(a) => sh.push(format!("BIN='{}'", a.path.clone().unwrap_or_default())),
+        None => sh.push(format!("BIN={component}")),
+    }
+    (sh.join(" && "), uris)
+}
+
+fn probe_check(cmd: String) -> CheckSpec {
+    CheckSpec {
+        cmd: Some(cmd),
+        http: None,
+        interval: 1.0,
+        delay: 0.0,
+        timeout: 5.0,
+        max_consecutive_failures: 3,
+        grace_period: 0.0,
+    }
+}
+
+fn task(
+    cluster: &Cluster,
+    component: &str,
+    cmd: String,
+    uris: Vec<String>,
+    ready: CheckSpec,
+) -> TaskSpec {
+    let r = cluster.resources(component);
+    TaskSpec {
+        goal: Goal::Running,
+        cmd,
+        cpus: r.cpus,
+        memory: r.memory,
+        disk: if component == "etcd" { 0.0 } else { r.disk },
+        ports: Vec::new(),
+        env: Default::default(),
+        uris,
+        health_check: None,
+        readiness_check: Some(ready),
+        kill_grace_period: Some(10.0),
+    }
+}
+
+fn port(name: &str, port: u16) -> (String, PortSpec) {
+    (
+        name.to_string(),
+        PortSpec {
+            port: u64::from(port),
+            env: None,
+        },
+    )
+}
+
+fn pod(
+    placement: Vec<PlacementRule>,
+    volumes: IndexedMap<VolumeSpec>,
+    tasks: IndexedMap<TaskSpec>,
+    count: u32,
+) -> PodSpec {
+    PodSpec {
+        count,
+        placement,
+        volumes,
+        tasks,
+    }
+}
+
+fn avoid_earlier(kind: &str, i: u32) -> Vec<PlacementRule> {
+    (0..i)
+        .map(|j| PlacementRule::Avoid(format!("{kind}-{j}")))
+        .collect()
+}
+
+/// Generates the service spec of a cluster.
+pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSpec, DeployError> {
+    let n = cluster.config.control_plane_count;
+    if opts.control_plane.len() != n as usize {
+        return Err(DeployError(format!(
+            "{} control-plane hosts given for control-plane-count {n}",
+            opts.control_plane.len()
+        )));
+    }
+    let probe = &opts.probe;
+    let mut pods: IndexedMap<PodSpec> = Vec::new();
+    let hosts = &opts.control_plane;
+    let ports: Vec<Ports> = (0..n)
+        .map(|i| instance_ports(cluster, i, opts.local))
+        .collect();
+    let initial = hosts
+        .iter()
+        .zip(&ports)
+        .map(|(h, p)| format!("{}=https://{}:{}", h.name, address(h), p.etcd_peer))
+        .collect::<Vec<_>>()
+        .join(",");
+    let etcd_servers = hosts
+        .iter()
+        .zip(&ports)
+        .map(|(h, p)| format!("https://{}:{}", address(h), p.etcd_client))
+        .collect::<Vec<_>>()
+        .join(",");
+    let etcd_client_probe = "--cacert pki/etcd/ca.crt --cert pki/apiserver-etcd-client.crt --key pki/apiserver-etcd-client.key";
+    for (i, (h, p)) in (0u32..).zip(hosts.iter().zip(&ports)) {
+        let (ip, m) = (address(h), &h.name);
+        let files = [
+            ("pki/etcd/ca.crt".to_string(), "pki/etcd/ca.crt".to_string()),
+            (
+                format!("pki/etcd/server-{m}.crt"),
+                "pki/etcd/server.crt".into(),
+            ),
+            (
+                format!("pki/etcd/server-{m}.key"),
+                "pki/etcd/server.key".into(),
+            ),
+            (format!("pki/etcd/peer-{m}.crt"), "pki/etcd/peer.crt".into()),
+            (format!("pki/etcd/peer-{m}.key"), "pki/etcd/peer.key".into()),
+            (
+                "pki/apiserver-etcd-client.crt".into(),
+                "pki/apiserver-etcd-client.crt".into(),
+            ),
+            (
+                "pki/apiserver-etcd-client.key".into(),
+                "pki/apiserver-etcd-client.key".into(),
+            ),
+        ];
+        let f: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let (pre, uris) = prelude(cluster, opts, "etcd", &f);
+        let cmd = format!(
+            "{pre} && exec \"$BIN\" --name {m} --data-dir data/etcd \
+             --listen-client-urls https://{ip}:{c} --advertise-client-urls https://{ip}:{c} \
+             --listen-peer-urls https://{ip}:{pp} --initial-advertise-peer-urls https://{ip}:{pp} \
+             --initial-cluster {initial} --initial-cluster-state new --initial-cluster-token {name} \
+             --cert-file pki/etcd/server.crt --key-file pki/etcd/server.key --trusted-ca-file pki/etcd/ca.crt \
+             --client-cert-auth=true --peer-cert-file pki/etcd/peer.crt --peer-key-file pki/etcd/peer.key \
+             --peer-trusted-ca-file pki/etcd/ca.crt --peer-client-cert-auth=true",
+            c = p.etcd_client,
+            pp = p.etcd_peer,
+            name = cluster.framework_name(),
+        );
+        let ready = probe_check(format!(
+            "{probe} {etcd_client_probe} https://{ip}:{}/health",
+            p.etcd_client
+        ));
+        let mut t = task(cluster, "etcd", cmd, uris, ready);
+        t.ports = vec![port("client", p.etcd_client), port("peer", p.etcd_peer)];
+        let disk = cluster.resources("etcd").disk.max(1.0) as u64;
+        let vols = vec![(
+            "data".to_string(),
+            VolumeSpec {
+                path: "data".into(),
+                size: disk,
+            },
+        )];
+        pods.push((
+            format!("etcd-{i}"),
+            pod(
+                avoid_earlier("etcd", i),
+                vols,
+                vec![("member".into(), t)],
+                1,
+            ),
+        ));
+    }
+    for (i, (h, p)) in (0u32..).zip(hosts.iter().zip(&ports)) {
+        let ip = address(h);
+        let names = [
+            "ca.crt",
+            "apiserver.crt",
+            "apiserver.key",
+            "sa.pub",
+            "sa.key",
+            "etcd/ca.crt",
+            "apiserver-etcd-client.crt",
+            "apiserver-etcd-client.key",
+            "apiserver-kubelet-client.crt",
+            "apiserver-kubelet-client.key",
+            "front-proxy-ca.crt",
+            "front-proxy-client.crt",
+            "front-proxy-client.key",
+        ];
+        let files: Vec<(String, String)> = names
+            .iter()
+            .map(|n| (format!("pki/{n}"), format!("pki/{n}")))
+            .collect();
+        let f: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let (pre, uris) = prelude(cluster, opts, "kube-apiserver", &f);
+        let cmd = format!(
+            "{pre} && exec \"$BIN\" --advertise-address={ip} --secure-port={port} --etcd-servers={etcd_servers} \
+             --etcd-cafile=pki/etcd/ca.crt --etcd-certfile=pki/apiserver-etcd-client.crt \
+             --etcd-keyfile=pki/apiserver-etcd-client.key --tls-cert-file=pki/apiserver.crt \
+             --tls-private-key-file=pki/apiserver.key --client-ca-file=pki/ca.crt \
+             --service-account-key-file=pki/sa.pub --service-account-signing-key-file=pki/sa.key \
+             --service-account-issuer=https://kubernetes.default.svc.{domain} \
+             --service-cluster-ip-range={svc} --kubelet-client-certificate=pki/apiserver-kubelet-client.crt \
+             --kubelet-client-key=pki/apiserver-kubelet-client.key --proxy-client-cert-file=pki/front-proxy-client.crt \
+             --proxy-client-key-file=pki/front-proxy-client.key --requestheader-client-ca-file=pki/front-proxy-ca.crt \
+             --requestheader-allowed-names=front-proxy-client --requestheader-username-headers=X-Remote-User \
+             --requestheader-group-headers=X-Remote-Group --requestheader-extra-headers-prefix=X-Remote-Extra- \
+             --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction --allow-privileged=true",
+            port = p.apiserver,
+            domain = cluster.config.dns_domain,
+            svc = cluster.service_cidr,
+        );
+        let ready = probe_check(format!(
+            "{probe} --cacert pki/ca.crt https://{ip}:{}/readyz",
+            p.apiserver
+        ));
+        let mut t = task(cluster, "kube-apiserver", cmd, uris, ready);
+        t.ports = vec![port("https", p.apiserver)];
+        pods.push((
+            format!("apiserver-{i}"),
+            pod(
+                avoid_earlier("apiserver", i),
+                Vec::new(),
+                vec![("apiserver".into(), t)],
+                1,
+            ),
+        ));
+    }
+    for (kind, component, key) in [
+        (
+            "controller-manager",
+            "kube-controller-manager",
+            "controller-manager",
+        ),
+        ("scheduler", "kube-scheduler", "scheduler"),
+    ] {
+        for (i, p) in (0u32..).zip(&ports) {
+            let secure = if kind == "scheduler" {
+                p.scheduler
+            } else {
+                p.controller_manager
+            };
+            let files = [
+                (format!("{key}.conf"), format!("{key}.conf")),
+                (format!("pki/{key}.crt"), "pki/serving.crt".into()),
+                (format!("pki/{key}.key"), "pki/serving.key".into()),
+                ("pki/ca.crt".into(), "pki/ca.crt".into()),
+                ("pki/ca.key".into(), "pki/ca.key".into()),
+                ("pki/sa.key".into(), "pki/sa.key".into()),
+            ];
+            let n_files = if kind == "scheduler" { 4 } else { 6 };
+            let f: Vec<(&str, &str)> = files[..n_files]
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            let (pre, uris) = prelude(cluster, opts, component, &f);
+            let mut cmd = format!(
+                "{pre} && exec \"$BIN\" --kubeconfig={key}.conf --authentication-kubeconfig={key}.conf \
+                 --authorization-kubeconfig={key}.conf --bind-address=0.0.0.0 --secure-port={secure} \
+                 --leader-elect=true --tls-cert-file=pki/serving.crt --tls-private-key-file=pki/serving.key"
+            );
+            if kind == "controller-manager" {
+                cmd.push_str(&format!(
+                    " --cluster-name={} --cluster-cidr={} --service-cluster-ip-range={} --allocate-node-cidrs=true \
+                     --cluster-signing-cert-file=pki/ca.crt --cluster-signing-key-file=pki/ca.key --root-ca-file=pki/ca.crt \
+                     --service-account-private-key-file=pki/sa.key --use-service-account-credentials=true \
+                     --controllers=*,bootstrapsigner,tokencleaner",
+                    cluster.config.name, cluster.cluster_cidr, cluster.service_cidr
+                ));
+            }
+            let ready = probe_check(format!(
+                "{probe} --cacert pki/ca.crt https://127.0.0.1:{secure}/healthz"
+            ));
+            let mut t = task(cluster, component, cmd, uris, ready);
+            t.ports = vec![port("https", secure)];
+            pods.push((
+                format!("{kind}-{i}"),
+                pod(
+                    avoid_earlier(kind, i),
+                    Vec::new(),
+                    vec![(kind.into(), t)],
+                    1,
+                ),
+            ));
+        }
+    }
+    pods.push(("node".into(), node_pod(cluster, opts)));
+    pods.push(("coredns".into(), coredns_pod(cluster, opts)));
+    pods.push(("addons".into(), addons_pod(cluster, opts)));
+    Ok(ServiceSpec {
+        name: cluster.framework_name().to_string(),
+        role: cluster.role().to_string(),
+        failover_timeout: 600.0,
+        options: Default::default(),
+        plans: vec![("deploy".into(), deploy_plan(&pods, n))],
+        pods,
+    })
+}
+
+fn node_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
+    let fixed = |p: u16| if opts.local { 0 } else { p };
+    let files = [
+        ("kubelet-node-{{POD_INDEX}}.conf", "kubelet.conf"),
+        ("pki/ca.crt", "pki/ca.crt"),
+    ];
+    let (pre, uris) = prelude(cluster, opts, "kubelet", &files);
+    let kubelet_cmd = format!(
+        "{pre} && printf 'apiVersion: kubelet.config.k8s.io/v1beta1\\nkind: KubeletConfiguration\\nclusterDomain: {domain}\\nclusterDNS: [{dns}]\\nauthentication:\\n  x509:\\n    clientCAFile: pki/ca.crt\\n' > kubelet.yaml \
+         && exec \"$BIN\" --kubeconfig=kubelet.conf --config=kubelet.yaml --hostname-override=node-{{{{POD_INDEX}}}} \
+         --healthz-port=$PORT_HEALTHZ --healthz-bind-address=127.0.0.1 --container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+        domain = cluster.config.dns_domain,
+        dns = cluster.dns_ip,
+    );
+    let mut kubelet = task(
+        cluster,
+        "kubelet",
+        kubelet_cmd,
+        uris,
+        http_check("healthz", "/healthz"),
+    );
+    kubelet.ports = vec![port("healthz", fixed(cluster.ports.kubelet_healthz))];
+    let (pre, uris) = prelude(
+        cluster,
+        opts,
+        "kube-proxy",
+        &[("kube-proxy.conf", "kube-proxy.conf")],
+    );
+    let proxy_cmd = format!(
+        "{pre} && exec \"$BIN\" --kubeconfig=kube-proxy.conf --hostname-override=node-{{{{POD_INDEX}}}} \
+         --cluster-cidr={} --healthz-bind-address=0.0.0.0:$PORT_PROXY_HEALTHZ --proxy-mode=iptables",
+        cluster.cluster_cidr
+    );
+    let mut proxy = task(
+        cluster,
+        "kube-proxy",
+        proxy_cmd,
+        uris,
+        http_check("proxy-healthz", "/healthz"),
+    );
+    proxy.ports = vec![port(
+        "proxy-healthz",
+        fixed(cluster.ports.kube_proxy_healthz),
+    )];
+    pod(
+        vec![PlacementRule::OnePerAgent],
+        Vec::new(),
+        vec![("kubelet".into(), kubelet), ("kube-proxy".into(), proxy)],
+        cluster.config.node_count,
+    )
+}
+
+fn http_check(port: &str, path: &str) -> CheckSpec {
+    CheckSpec {
+        cmd: None,
+        http: Some(proffer_sdk::service::spec::HttpCheckSpec {
+            port: port.into(),
+            path: path.into(),
+        }),
+        ..probe_check(String::new())
+    }
+}
+
+fn coredns_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
+    let fixed = |p: u16| if opts.local { 0 } else { p };
+    let (pre, uris) = prelude(cluster, opts, "coredns", &[("admin.conf", "coredns.conf")]);
+    let cmd = format!(
+        "{pre} && printf '.:53 {{\\n  errors\\n  health :%s\\n  ready :%s\\n  kubernetes {domain} in-addr.arpa ip6.arpa {{\\n    kubeconfig coredns.conf\\n    pods insecure\\n    fallthrough in-addr.arpa ip6.arpa\\n  }}\\n  forward . /etc/resolv.conf\\n  cache 30\\n  loop\\n  reload\\n}}\\n' \
+         \"$PORT_HEALTH\" \"$PORT_READY\" > Corefile && exec \"$BIN\" -conf Corefile -dns.port $PORT_DNS",
+        domain = cluster.config.dns_domain
+    );
+    let mut t = task(cluster, "coredns", cmd, uris, http_check("ready", "/ready"));
+    t.ports = vec![
+        port("dns", fixed(cluster.ports.coredns_dns)),
+        port("health", fixed(cluster.ports.coredns_health)),
+        port("ready", fixed(cluster.ports.coredns_ready)),
+    ];
+    let placement = if opts.local {
+        Vec::new()
+    } else {
+        vec![PlacementRule::OnePerAgent]
+    };
+    pod(placement, Vec::new(), vec![("coredns".into(), t)], 2)
+}
+
+/// The cluster-DNS Service applied by the addons step.
+pub fn addons_manifest(cluster: &Cluster) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: kube-dns\n  namespace: kube-system\n  labels: {{k8s-app: kube-dns}}\nspec:\n  clusterIP: {}\n  selector: {{k8s-app: kube-dns}}\n  ports:\n  - {{name: dns, port: 53, protocol: UDP}}\n  - {{name: dns-tcp, port: 53, protocol: TCP}}\n",
+        cluster.dns_ip
+    )
+}
+
+fn addons_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
+    let (pre, uris) = prelude(cluster, opts, "kubectl", &[("admin.conf", "admin.conf")]);
+    let manifest = addons_manifest(cluster).replace('\n', "\\n");
+    let cmd = format!(
+        "{pre} && printf '{manifest}' > addons.yaml && exec \"$BIN\" --kubeconfig=admin.conf apply -f addons.yaml"
+    );
+    let mut t = task(cluster, "kubectl", cmd, uris, probe_check("true".into()));
+    t.goal = Goal::Finish;
+    t.readiness_check = None;
+    pod(Vec::new(), Vec::new(), vec![("apply".into(), t)], 1)
+}
+
+/// The deploy plan: per-instance control-plane phases, each group after the previous one.
+fn deploy_plan(pods: &IndexedMap<PodSpec>, n: u32) -> PlanSpec {
+    let group = |kind: &str| (0..n).map(|i| format!("{kind}-{i}")).collect::<Vec<_>>();
+    let mut phases: IndexedMap<PhaseSpec> = Vec::new();
+    let mut previous: Vec<String> = Vec::new();
+    for kind in ["etcd", "apiserver", "controller-manager", "scheduler"] {
+        for name in group(kind) {
+            phases.push((
+                name.clone(),
+                phase(&name, StrategyKind::Serial, previous.clone()),
+            ));
+        }
+        previous = group(kind);
+    }
+    for name in ["node", "coredns", "addons"] {
+        if pods.iter().any(|(p, _)| p == name) {
+            phases.push((
+                name.into(),
+                phase(name, StrategyKind::Parallel, previous.clone()),
+            ));
+            previous = vec![name.into()];
+        }
+    }
+    PlanSpec {
+        strategy: StrategyKind::Dependency,
+        phases,
+    }
+}
+
+fn phase(pod: &str, strategy: StrategyKind, depends: Vec<String>) -> PhaseSpec {
+    PhaseSpec {
+        strategy,
+        pod: pod.into(),
+        tasks: Vec::new(),
+        depends,
+    }
+}
+
+/// The spec as YAML the SDK parses back. (The SDK's derived `Serialize` writes placement
+/// rules as YAML tags, `!avoid etcd-0`, which its parser does not read; tags are rewritten
+/// into the one-key mappings it reads, `{avoid: etcd-0}`.)
+pub fn spec_yaml(spec: &ServiceSpec) -> Result<String, DeployError> {
+    let v = serde_norway::to_value(spec)
+        .map_err(|e| DeployError(format!("serializing the spec: {e}")))?;
+    serde_norway::to_string(&untag(v))
+        .map_err(|e| DeployError(format!("serializing the spec: {e}")))
+}
+
+fn untag(v: serde_norway::Value) -> serde_norway::Value {
+    use serde_norway::Value;
+    match v {
+        Value::Tagged(t) => {
+            let mut m = serde_norway::Mapping::new();
+            let tag = t.tag.to_string();
+            m.insert(
+                Value::String(tag.trim_start_matches('!').to_string()),
+                untag(t.value),
+            );
+            Value::Mapping(m)
+        }
+        Value::Sequence(s) => Value::Sequence(s.into_iter().map(untag).collect()),
+        Value::Mapping(m) => Value::Mapping(m.into_iter().map(|(k, v)| (k, untag(v))).collect()),
+        other => other,
+    }
+}
