@@ -156,7 +156,10 @@ impl Agent {
                 None
             }
         };
-        let mut gc = tokio::time::interval(Duration::from_secs(60));
+        // Garbage collection runs every minute, or more often when the delay is shorter.
+        let gc_every =
+            (self.config.gc_delay / 2).clamp(Duration::from_millis(50), Duration::from_secs(60));
+        let mut gc = tokio::time::interval(gc_every);
         gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.next_wakeup();

@@ -288,3 +288,35 @@ async fn a_failing_task_kills_the_rest_of_its_group() -> Result<()> {
     }
     h.stop().await
 }
+
+#[tokio::test]
+async fn sandboxes_of_forgotten_tasks_are_garbage_collected() -> Result<()> {
+    let mut h = Harness::start(|c| c.gc_delay = std::time::Duration::from_millis(300)).await?;
+    h.register("agent-1").await?;
+    h.run_shell("fw", "short", "echo bye")?;
+    h.run_shell("fw", "long", "sleep 60")?;
+    let mut finished = false;
+    let mut running = 0;
+    while !finished || running < 2 {
+        let u = h.next_update().await?;
+        h.ack(&u)?;
+        match common::state_of(&u) {
+            TaskState::TaskFinished => finished = true,
+            TaskState::TaskRunning => running += 1,
+            _ => {}
+        }
+    }
+    let short = h.sandbox("fw", "short");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while short.exists() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "sandbox never collected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A running task's sandbox is kept however old it is.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(h.sandbox("fw", "long").exists());
+    h.stop().await
+}
