@@ -353,6 +353,21 @@ async fn hello_world(c: &Cluster) -> Result<()> {
         "nothing launched after the restart: {offers}"
     );
 
+    // A configuration change rolls the pod: old task killed, new one ready with the new greeting.
+    let text = example("hello-world")?
+        .replace("WEB_COUNT: 2", "WEB_COUNT: 1")
+        .replace("GREETING: hello", "GREETING: bonjour");
+    request(&s.api()?, "POST", "/v1/update", &text).await?;
+    s.wait_complete("update").await?;
+    let rolled = c.tasks_of("hello-world").await?;
+    assert_eq!(rolled.len(), 1, "{rolled:?}");
+    assert_ne!(
+        rolled[0].0, before[0].0,
+        "relaunched with the new configuration"
+    );
+    let (_, port, _) = web_ports(&s).into_iter().next().context("web-0 runs")?;
+    assert_eq!(fetch(port).await?.trim(), "bonjour from web-0");
+
     // Uninstall: tasks killed, framework torn down, store wiped.
     request(&s.api()?, "POST", "/v1/uninstall", "").await?;
     let weak = std::sync::Arc::downgrade(&s.handle.shared);
