@@ -1,0 +1,166 @@
+//! Multi-process: a real `proffer master`, two `proffer agent`s and `proffer service run`; the
+//! scheduler is killed with SIGKILL and started again from its state directory → it fails over
+//! to the same framework, the plan is still COMPLETE and no task is launched twice.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+const SPEC: &str = r#"
+name: sleeper
+pods:
+  nap:
+    count: 2
+    placement: [one-per-agent]
+    tasks:
+      main:
+        cpus: 0.1
+        memory: 16
+        cmd: "exec sleep 3600"
+"#;
+
+/// Kills (SIGKILL) and reaps its children when dropped, so a failing test leaks nothing.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn proffer() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_proffer"));
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    c
+}
+
+fn run(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_proffer"))
+        .args(args)
+        .output()?)
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if f()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("timed out waiting for {what}")
+}
+
+fn plan_complete(api: &str) -> Result<bool> {
+    let out = run(&["service", "plan", "deploy", "--api", api])?;
+    Ok(out.status.success()
+        && String::from_utf8_lossy(&out.stdout).starts_with("deploy (serial) COMPLETE"))
+}
+
+/// Task ids of the master's active tasks.
+fn tasks(master: &str) -> Result<Vec<String>> {
+    let out = run(&["tasks", "--master", master, "--json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let mut ids: Vec<String> = v
+        .as_array()
+        .or_else(|| v.get("tasks").and_then(|t| t.as_array()))
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.get("id").and_then(|i| i.as_str()).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    Ok(ids)
+}
+
+#[test]
+fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let spec = dir.path().join("sleeper.yaml");
+    std::fs::write(&spec, SPEC)?;
+    let master = format!("127.0.0.1:{}", free_port()?);
+    let mut procs = Procs(Vec::new());
+    procs.0.push(
+        proffer()
+            .args([
+                "master",
+                "--listen",
+                &master,
+                "--allocation-interval",
+                "100ms",
+            ])
+            .spawn()?,
+    );
+    for i in 0..2 {
+        let work = dir.path().join(format!("agent-{i}"));
+        let res = format!("cpus:1;mem:256;ports:[3{i}100-3{i}199]");
+        procs.0.push(
+            proffer()
+                .args(["agent", "--master", &master, "--resources", &res])
+                .args(["--hostname", &format!("agent-{i}")])
+                .arg("--work-dir")
+                .arg(&work)
+                .spawn()?,
+        );
+    }
+    let api = format!("127.0.0.1:{}", free_port()?);
+    let state = dir.path().join("state");
+    let scheduler = |procs: &mut Procs| -> Result<usize> {
+        procs.0.push(
+            proffer()
+                .args(["service", "run"])
+                .arg(&spec)
+                .args(["--master", &master, "--http", &api])
+                .arg("--state")
+                .arg(&state)
+                .spawn()?,
+        );
+        Ok(procs.0.len() - 1)
+    };
+    let first = scheduler(&mut procs)?;
+    wait_until("deploy COMPLETE", || plan_complete(&api))?;
+    let before = tasks(&master)?;
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // SIGKILL: no teardown, no goodbye.
+    procs.0[first].kill()?;
+    procs.0[first].wait()?;
+    scheduler(&mut procs)?;
+    wait_until("the restarted scheduler's API", || plan_complete(&api))?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(tasks(&master)?, before, "same tasks, none duplicated");
+    let offers = run(&["service", "offers", "--api", &api])?;
+    let text = String::from_utf8_lossy(&offers.stdout);
+    assert!(
+        !text.contains("LAUNCHED"),
+        "nothing launched after the restart:\n{text}"
+    );
+    let state_out = run(&["state", "--master", &master, "--json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&state_out.stdout).context("state json")?;
+    let frameworks = v.get("frameworks").and_then(|f| f.as_array()).map(|a| {
+        a.iter()
+            .filter(|f| f.get("name").and_then(|n| n.as_str()) == Some("sleeper"))
+            .count()
+    });
+    assert_eq!(
+        frameworks,
+        Some(1),
+        "one framework: the restart failed over"
+    );
+
+    // Uninstall ends the scheduler and the tasks.
+    let out = run(&["service", "uninstall", "--api", &api])?;
+    assert!(out.status.success());
+    wait_until("tasks gone", || Ok(tasks(&master)?.is_empty()))?;
+    Ok(())
+}
