@@ -33,6 +33,9 @@ pub struct TaskCheckpoint {
     /// The task's own pid (its process group), once started.
     #[serde(default)]
     pub task_pid: Option<u32>,
+    /// The task group it belongs to, if launched in a group.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 impl TaskCheckpoint {

@@ -204,6 +204,7 @@ impl Agent {
                 run_dir,
                 cp: TaskCheckpoint {
                     framework_id: framework_id.clone(),
+                    group: group.clone(),
                     ..Default::default()
                 },
                 group,
@@ -571,8 +572,8 @@ impl Agent {
                     instance,
                     container,
                     run_dir: dir,
+                    group: cp.group.clone(),
                     cp,
-                    group: None,
                 },
             );
         }
