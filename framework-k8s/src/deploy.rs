@@ -30,7 +30,9 @@ pub struct DeployOptions {
     /// One host per control-plane instance (its name and the address it advertises).
     pub control_plane: Vec<Host>,
     /// All agents share one address (a local test cluster): control-plane instance `i` uses
-    /// the port block `port-base + i × 11`, and node and CoreDNS ports are any offered ones.
+    /// the port block `port-base + i × 11` (not declared as port resources: choose a
+    /// `port-base` outside the agents' offered ranges), and node and CoreDNS ports are any
+    /// offered ones. Otherwise every port is the cluster's fixed one, declared as a resource.
     pub local: bool,
 }
 
@@ -256,7 +258,9 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             p.etcd_client
         ));
         let mut t = task(cluster, "etcd", cmd, uris, ready);
-        t.ports = vec![port("client", p.etcd_client), port("peer", p.etcd_peer)];
+        if !opts.local {
+            t.ports = vec![port("client", p.etcd_client), port("peer", p.etcd_peer)];
+        }
         let disk = cluster.resources("etcd").disk.max(1.0) as u64;
         let vols = vec![(
             "data".to_string(),
@@ -323,7 +327,9 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             p.apiserver
         ));
         let mut t = task(cluster, "kube-apiserver", cmd, uris, ready);
-        t.ports = vec![port("https", p.apiserver)];
+        if !opts.local {
+            t.ports = vec![port("https", p.apiserver)];
+        }
         pods.push((
             format!("apiserver-{i}"),
             pod(
@@ -380,7 +386,9 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
                 "{probe} --cacert pki/ca.crt https://127.0.0.1:{secure}/healthz"
             ));
             let mut t = task(cluster, component, cmd, uris, ready);
-            t.ports = vec![port("https", secure)];
+            if !opts.local {
+                t.ports = vec![port("https", secure)];
+            }
             pods.push((
                 format!("{kind}-{i}"),
                 pod(
