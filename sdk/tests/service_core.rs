@@ -535,3 +535,32 @@ fn pod_restart_stays_and_replace_moves() -> Result<()> {
     assert!(core.pod_action(300, "web-7", true).is_err());
     Ok(())
 }
+
+#[test]
+fn lost_agent_starts_the_permanent_failure_clock() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut core = open(dir.path(), spec(1, "serve")?)?;
+    let ids = deploy(&mut core, 1)?;
+    core.agent_lost(1_000, "a0");
+    // The master reports the task lost much later; the clock started at the FAILURE.
+    let mut lost = status(&ids[0].0, "a0", v1::TaskState::TaskLost);
+    lost.reason = "REASON_AGENT_REMOVED".into();
+    core.handle_status(50_000, &lost)?;
+    core.handle_offers(55_000, &[offer("x1", "b1")])?;
+    assert!(
+        launched(&core.take_actions()).is_empty(),
+        "still waiting for a0"
+    );
+    let why = core.why();
+    assert!(
+        why[0]
+            .why
+            .contains("must return to agent a0 (restart in place; may move after 6s)"),
+        "{why:?}"
+    );
+    core.handle_offers(61_000, &[offer("x2", "b1")])?;
+    let l = launched(&core.take_actions());
+    assert_eq!(l.len(), 1, "moved after the timeout");
+    assert_eq!(l[0].1, "b1");
+    Ok(())
+}

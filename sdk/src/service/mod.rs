@@ -15,8 +15,8 @@
 //! Not done / not real yet: the agent does not mount persistent volumes (CREATE is accounted
 //! by the master and the task gets a sandbox directory of that name, so data does not survive
 //! a relaunch); TaskStatus has no readiness field (readiness is read from the agent's
-//! `REASON_TASK_CHECK_STATUS_UPDATED` / `ready: …` update); a FAILURE (agent lost) event is only
-//! logged — lost tasks move after `permanent_after_ms` like any failed pod.
+//! `REASON_TASK_CHECK_STATUS_UPDATED` / `ready: …` update). A lost agent (FAILURE event) starts
+//! the permanent-failure clock of its pods; they move after `permanent_after_ms`.
 
 pub mod compile;
 pub mod core;

@@ -214,6 +214,7 @@ async fn handle_event(
             }
             Some(v1::event::Event::Failure(f)) => {
                 tracing::warn!(agent_id = %f.agent_id, message = %f.message, "agent lost");
+                lock(shared).agent_lost(now, &f.agent_id);
             }
             Some(v1::event::Event::Error(err)) => return Err(ServiceError::Aborted(err.message)),
             _ => {}

@@ -625,6 +625,22 @@ impl ServiceCore {
         Ok(())
     }
 
+    /// The master lost an agent (FAILURE event): the permanent-failure clock of every pod
+    /// instance there starts now, so after `permanent_after_ms` they may move elsewhere.
+    pub fn agent_lost(&mut self, now: u64, agent_id: &str) {
+        let lost: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|r| r.agent_id == agent_id)
+            .map(|r| format!("{}-{}", r.pod, r.index))
+            .collect();
+        for i in lost {
+            self.ended_at.entry(i).or_insert(now);
+        }
+        self.refresh(now);
+        self.update_suppression();
+    }
+
     /// Periodic work: resend kills, expire pins and back-offs, revive/suppress.
     pub fn tick(&mut self, now: u64) {
         self.now = now;

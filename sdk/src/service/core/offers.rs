@@ -486,6 +486,7 @@ impl ServiceCore {
             };
             self.store.put_task(&rec)?;
             self.tasks.insert(name.clone(), rec);
+            self.ended_at.remove(&step.instance());
             if self.eval.reservations {
                 let mut ledger = self.ledger();
                 ledger

@@ -61,7 +61,8 @@ impl ServiceCore {
         let instance = format!("{}-{}", rec.pod, rec.index);
         let intended = self.kills.contains_key(&rec.task_id);
         if state.is_terminal() {
-            self.ended_at.insert(instance.clone(), now);
+            // The first end since the last launch (or the agent's loss) starts the clock.
+            self.ended_at.entry(instance.clone()).or_insert(now);
             self.kills.remove(&rec.task_id);
             let failed = !matches!(
                 state,
