@@ -564,3 +564,28 @@ fn lost_agent_starts_the_permanent_failure_clock() -> Result<()> {
     assert_eq!(l[0].1, "b1");
     Ok(())
 }
+
+#[test]
+fn a_refused_launch_is_explained_and_retried_after_a_back_off() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut core = open(dir.path(), spec(1, "serve")?)?;
+    core.on_subscribed(1);
+    core.handle_offers(10, &[offer("o1", "a1")])?;
+    let actions = core.take_actions();
+    let tasks = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Accept { tasks, .. } => Some(tasks.clone()),
+            _ => None,
+        })
+        .context("an accept")?;
+    core.accept_result(11, &tasks, Err("Unimplemented: RESERVE".into()))?;
+    let why = core.why();
+    assert_eq!(why[0].status, "PENDING");
+    assert!(why[0].why.contains("web-0-server ended TASK_ERROR: accept failed: Unimplemented: RESERVE; backing off after 1 failure(s)"), "{why:?}");
+    core.handle_offers(12, &[offer("o2", "a1")])?;
+    assert!(launched(&core.take_actions()).is_empty(), "backing off");
+    core.handle_offers(600, &[offer("o3", "a1")])?;
+    assert_eq!(launched(&core.take_actions()).len(), 1, "retried");
+    Ok(())
+}

@@ -551,6 +551,13 @@ impl ServiceCore {
             }
             let r = r.clone();
             self.store.put_task(&r)?;
+            if result.is_err() {
+                // A refused launch is retried with the same back-off as a crash.
+                let instance = format!("{}-{}", r.pod, r.index);
+                let (k, _) = self.backoff.get(&instance).copied().unwrap_or((0, 0));
+                let delay = (500u64 << k.min(6)).min(30_000);
+                self.backoff.insert(instance, (k + 1, now + delay));
+            }
         }
         if let Err(e) = &result {
             for p in &mut self.plans {
