@@ -589,3 +589,36 @@ fn a_refused_launch_is_explained_and_retried_after_a_back_off() -> Result<()> {
     assert_eq!(launched(&core.take_actions()).len(), 1, "retried");
     Ok(())
 }
+
+#[test]
+fn uninstall_survives_a_scheduler_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ids = {
+        let mut core = open(dir.path(), spec(2, "serve")?)?;
+        let ids = deploy(&mut core, 2)?;
+        core.uninstall(100)?;
+        let kills = core
+            .take_actions()
+            .into_iter()
+            .filter(|a| matches!(a, Action::Kill { .. }))
+            .count();
+        assert_eq!(kills, 2);
+        ids
+    };
+    let mut core = open(dir.path(), spec(2, "serve")?)?;
+    assert!(core.uninstalling());
+    assert_eq!(core.plans().len(), 1);
+    assert_eq!(
+        core.plan("uninstall").map(|p| p.status()),
+        Some(RollupStatus::InProgress)
+    );
+    for (t, a) in &ids {
+        core.handle_status(200, &status(t, a, v1::TaskState::TaskKilled))?;
+    }
+    assert!(core.take_actions().contains(&Action::Teardown));
+    assert!(core.torn_down());
+    drop(core);
+    let store = StateStore::open(dir.path())?;
+    assert!(store.tasks()?.is_empty() && store.meta("uninstalling")?.is_none());
+    Ok(())
+}
