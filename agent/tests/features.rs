@@ -274,6 +274,27 @@ async fn a_failing_task_kills_the_rest_of_its_group() -> Result<()> {
         seen.insert(id, common::state_of(&u));
         anyhow::ensure!(seen.len() <= 2, "{seen:?}");
     }
+    // Members share the group's directory.
+    h.send(master_message::Msg::RunTaskGroup(RunTaskGroup {
+        framework_id: "fw".into(),
+        tasks: vec![
+            shell_task("writer", "echo shared-data > \"$PROFFER_GROUP_SANDBOX/msg\""),
+            shell_task("reader", "while [ ! -s \"$PROFFER_GROUP_SANDBOX/msg\" ]; do sleep 0.02; done; cat \"$PROFFER_GROUP_SANDBOX/msg\""),
+        ],
+    }))?;
+    let mut done = 0;
+    while done < 2 {
+        let u = h.next_update().await?;
+        h.ack(&u)?;
+        match common::state_of(&u) {
+            TaskState::TaskFinished => done += 1,
+            TaskState::TaskStarting | TaskState::TaskRunning => {}
+            other => anyhow::bail!("unexpected {}: {u:?}", other.name()),
+        }
+    }
+    let out = std::fs::read_to_string(h.sandbox("fw", "reader").join("stdout"))?;
+    assert_eq!(out, "shared-data\n");
+    assert!(h.sandbox("fw", "group-writer").join("msg").exists());
     // An invalid member refuses the whole group.
     h.send(master_message::Msg::RunTaskGroup(RunTaskGroup {
         framework_id: "fw".into(),

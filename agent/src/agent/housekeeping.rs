@@ -85,7 +85,11 @@ impl Agent {
                     fw_id.clone(),
                     t.file_name().to_string_lossy().into_owned(),
                 );
-                if self.tasks.contains_key(&key) {
+                let group_in_use = self.tasks.iter().any(|(k, t)| {
+                    k.framework_id == key.framework_id
+                        && t.group.as_deref() == Some(key.task_id.as_str())
+                });
+                if self.tasks.contains_key(&key) || group_in_use {
                     continue;
                 }
                 let mtime = t

@@ -259,8 +259,18 @@ impl Agent {
             std::fs::create_dir_all(d)
                 .map_err(|e| launch_failed(format!("creating {}: {e}", d.display())))?;
         }
-        let env = process::task_env(task, &key.framework_id, self.id_str(), &dir)
+        let mut env = process::task_env(task, &key.framework_id, self.id_str(), &dir)
             .map_err(|m| (TaskState::TaskError, "REASON_TASK_INVALID", m))?;
+        if let Some(group) = self.tasks.get(key).and_then(|t| t.group.clone()) {
+            // Tasks of a group share `sandboxes/<framework>/<group>/` next to their own sandboxes.
+            let shared = sandbox::sandbox_dir(&self.config.work_dir, &key.framework_id, &group);
+            std::fs::create_dir_all(&shared)
+                .map_err(|e| launch_failed(format!("creating {}: {e}", shared.display())))?;
+            env.push((
+                "PROFFER_GROUP_SANDBOX".into(),
+                shared.to_string_lossy().into_owned(),
+            ));
+        }
         let container_id = uuid::Uuid::new_v4().to_string();
         let cgroup = self
             .cgroup_spec(task, &container_id)
