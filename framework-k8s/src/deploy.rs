@@ -34,6 +34,9 @@ pub struct DeployOptions {
     /// `port-base` outside the agents' offered ranges), and node and CoreDNS ports are any
     /// offered ones. Otherwise every port is the cluster's fixed one, declared as a resource.
     pub local: bool,
+    /// Nodes one agent may host (1, the default, is one node per agent; more packs nodes, as
+    /// benchmarks on few agents do).
+    pub nodes_per_agent: u32,
 }
 
 /// A deploy that cannot be generated.
@@ -457,8 +460,16 @@ fn node_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
         "proxy-healthz",
         fixed(cluster.ports.kube_proxy_healthz),
     )];
+    let placement = if opts.nodes_per_agent <= 1 {
+        PlacementRule::OnePerAgent
+    } else {
+        PlacementRule::MaxPer {
+            attribute: "hostname".into(),
+            max: opts.nodes_per_agent,
+        }
+    };
     pod(
-        vec![PlacementRule::OnePerAgent],
+        vec![placement],
         Vec::new(),
         vec![("kubelet".into(), kubelet), ("kube-proxy".into(), proxy)],
         cluster.config.node_count,

@@ -42,6 +42,7 @@ fn options(local: bool) -> DeployOptions {
             })
             .collect(),
         local,
+        nodes_per_agent: 1,
     }
 }
 

@@ -20,12 +20,51 @@ use proffer_master::core::MasterConfig;
 use proffer_master::server::{ServerConfig, serve};
 use proffer_proto::Resources;
 use proffer_sdk::service::core::CoreConfig;
-use proffer_sdk::service::runner::{RunConfig, prepare, run_service};
+use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare, run_service};
 use proffer_sdk::service::{RollupStatus, ServiceSpec};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-const AGENTS: usize = 3;
+/// Active tasks of the framework `name`, from the master's state.
+async fn tasks_of(master: &str, name: &str) -> Result<usize> {
+    let mut c =
+        proffer_proto::v1::operator_client::OperatorClient::connect(format!("http://{master}"))
+            .await?;
+    let s = c
+        .get_state(proffer_proto::v1::GetStateRequest {})
+        .await?
+        .into_inner();
+    let ids: Vec<&str> = s
+        .frameworks
+        .iter()
+        .filter(|f| f.name == name)
+        .map(|f| f.id.as_str())
+        .collect();
+    Ok(s.tasks
+        .iter()
+        .filter(|t| ids.contains(&t.framework_id.as_str()))
+        .count())
+}
+
+/// A base port with `len` free ports above it (probed by binding), varied by process id so
+/// that concurrent runs of this test do not collide.
+fn free_block(len: usize) -> usize {
+    let start = 20000 + (std::process::id() as usize % 64) * 500;
+    (0..80)
+        .map(|k| 20000 + (start - 20000 + k * 500) % 40000)
+        .find(|&base| {
+            (base..base + len).all(|p| std::net::TcpListener::bind(("127.0.0.1", p as u16)).is_ok())
+        })
+        .unwrap_or(start)
+}
+
+/// What one deploy measured.
+struct Report {
+    took: Duration,
+    completed: BTreeMap<String, Duration>,
+    launched: BTreeMap<String, Duration>,
+    registered: usize,
+}
 
 fn etcd_path() -> Option<String> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -36,14 +75,16 @@ fn etcd_path() -> Option<String> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
-    let Some(etcd) = etcd_path() else {
-        println!(
-            "SKIP three_masters_three_nodes_deploy_in_order: no `etcd` on PATH (apt-get install etcd-server)"
-        );
-        return Ok(());
-    };
+/// Deploys a cluster of `cp` control-plane instances and `nodes` nodes on `agents_n` agents;
+/// fails unless the deploy plan completes within `limit`.
+async fn deploy(
+    cp: u32,
+    nodes: u32,
+    agents_n: usize,
+    block: usize,
+    limit: Duration,
+    etcd: &str,
+) -> Result<Report> {
     // The master and agents.
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let master = listener.local_addr()?.to_string();
@@ -55,13 +96,13 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
     let server = tokio::spawn(serve(listener, ServerConfig::new(cfg), cancel.clone()));
     let mut dirs = Vec::new();
     let mut agents = Vec::new();
-    for i in 0..AGENTS {
+    for i in 0..agents_n {
         let dir = tempfile::tempdir()?;
         let mut a = AgentConfig::new(master.clone(), dir.path());
-        let p = 41000 + 100 * i;
+        let p = block + 1000 + 1000 * i;
         a.resources = Some(Resources::parse(&format!(
-            "cpus:16;mem:32768;disk:32768;ports:[{p}-{}]",
-            p + 99
+            "cpus:64;mem:262144;disk:262144;ports:[{p}-{}]",
+            p + 999
         ))?);
         a.hostname = format!("agent-{i}");
         a.executor = ExecutorLauncher::InProcess;
@@ -73,9 +114,9 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
     }
 
     // The cluster: stand-ins for the kube-* programs, the real etcd.
-    let port_base = 40000;
+    let port_base = block;
     let yaml = format!(
-        "name: e2e\ncontrol-plane-count: 3\nnode-count: 3\nport-base: {port_base}\nartifacts:\n  etcd: {{path: {etcd}}}\n  kube-apiserver: {{path: {}}}\n  kube-controller-manager: {{path: {}}}\n  kube-scheduler: {{path: {}}}\n  kubelet: {{path: {}}}\n  kube-proxy: {{path: {}}}\n  coredns: {{path: {}}}\n  kubectl: {{path: 'true'}}\n",
+        "name: e2e\ncontrol-plane-count: {cp}\nnode-count: {nodes}\nport-base: {port_base}\nartifacts:\n  etcd: {{path: {etcd}}}\n  kube-apiserver: {{path: {}}}\n  kube-controller-manager: {{path: {}}}\n  kube-scheduler: {{path: {}}}\n  kubelet: {{path: {}}}\n  kube-proxy: {{path: {}}}\n  coredns: {{path: {}}}\n  kubectl: {{path: 'true'}}\n",
         env!("CARGO_BIN_EXE_kube-apiserver-standin"),
         env!("CARGO_BIN_EXE_kube-controller-manager-standin"),
         env!("CARGO_BIN_EXE_kube-scheduler-standin"),
@@ -83,18 +124,19 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
         env!("CARGO_BIN_EXE_kube-proxy-standin"),
         env!("CARGO_BIN_EXE_coredns-standin"),
     );
-    let cluster = ClusterConfig::parse(&yaml, Some(AGENTS))?;
+    let cluster = ClusterConfig::parse(&yaml, None)?;
     let pki_dir = tempfile::tempdir()?;
     let opts = DeployOptions {
         pki_dir: pki_dir.path().display().to_string(),
         probe: env!("CARGO_BIN_EXE_k8s-probe").into(),
-        control_plane: (0..3)
+        control_plane: (0..cp)
             .map(|i| Host {
                 name: format!("cp-{i}"),
                 ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             })
             .collect(),
         local: true,
+        nodes_per_agent: nodes.div_ceil(agents_n as u32),
     };
     let pki = ClusterPki::generate(&pki_request(&cluster, &opts)?)?;
     pki.write_to(pki_dir.path())?;
@@ -118,6 +160,8 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
         options: BTreeMap::new(),
         uninstall: false,
     };
+    let spec_again = spec.clone();
+    let run_cfg = run.clone();
     let (handle, l) = prepare(spec, &run).await?;
     let sched_cancel = CancellationToken::new();
     let sched = tokio::spawn(run_service(handle.clone(), l, run, sched_cancel.clone()));
@@ -129,23 +173,26 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
     let outcome = loop {
         {
             let core = handle.shared.core.lock().unwrap();
+            // One instant per snapshot: a task and its predecessors' readiness seen together
+            // count as simultaneous.
+            let now = start.elapsed();
             for r in core.tasks().values() {
-                launched.entry(r.pod.clone()).or_insert(start.elapsed());
+                launched.entry(r.pod.clone()).or_insert(now);
             }
             let plan = core.plan("deploy").context("no deploy plan")?;
             for ph in &plan.phases {
                 if ph.status() == RollupStatus::Complete {
-                    completed.entry(ph.name.clone()).or_insert(start.elapsed());
+                    completed.entry(ph.name.clone()).or_insert(now);
                 }
             }
             if plan.status() == RollupStatus::Complete {
-                break Ok(start.elapsed());
+                break Ok(now);
             }
         }
         if sched.is_finished() {
             break Err("the scheduler stopped".to_string());
         }
-        if start.elapsed() > Duration::from_secs(180) {
+        if start.elapsed() > limit {
             let core = handle.shared.core.lock().unwrap();
             let tasks: Vec<String> = core
                 .tasks()
@@ -153,7 +200,7 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
                 .map(|r| format!("{} {} ready={} {}", r.name, r.state, r.ready, r.message))
                 .collect();
             break Err(format!(
-                "deploy not complete after 180 s; completed {completed:?}; tasks {tasks:#?}"
+                "deploy not complete after {limit:?}; completed {completed:?}; tasks {tasks:#?}"
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -161,24 +208,21 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
     let result = (|| -> Result<Duration> {
         let took = outcome.map_err(anyhow::Error::msg)?;
         println!("deploy COMPLETE in {took:?}; phases completed at {completed:?}");
+        let group = |k: &str| (0..cp).map(|i| format!("{k}-{i}")).collect::<Vec<_>>();
         let groups = [
-            vec!["etcd-0", "etcd-1", "etcd-2"],
-            vec!["apiserver-0", "apiserver-1", "apiserver-2"],
-            vec![
-                "controller-manager-0",
-                "controller-manager-1",
-                "controller-manager-2",
-            ],
-            vec!["scheduler-0", "scheduler-1", "scheduler-2"],
-            vec!["node"],
-            vec!["coredns"],
-            vec!["addons"],
+            group("etcd"),
+            group("apiserver"),
+            group("controller-manager"),
+            group("scheduler"),
+            vec!["node".to_string()],
+            vec!["coredns".to_string()],
+            vec!["addons".to_string()],
         ];
         for w in groups.windows(2) {
-            let ready = w[0].iter().map(|p| completed[*p]).max().unwrap();
+            let ready = w[0].iter().map(|p| completed[p]).max().unwrap();
             for p in &w[1] {
                 let l = launched
-                    .get(*p)
+                    .get(p)
                     .with_context(|| format!("{p} never launched"))?;
                 if *l < ready {
                     bail!(
@@ -200,7 +244,7 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
         )),
         "etcd",
     )?;
-    let endpoints = (0..3)
+    let endpoints = (0..cp)
         .map(|i| {
             format!(
                 "https://127.0.0.1:{}",
@@ -211,7 +255,7 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
     let client = Etcd::new(endpoints, Some(etcd_tls));
     let mut registered = 0;
     if result.is_ok() {
-        for i in 0..3 {
+        for i in 0..cp {
             let key = format!(
                 "/registry/standin/kube-apiserver/127.0.0.1:{}",
                 instance_ports(&cluster, i, true).apiserver
@@ -222,14 +266,87 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
         }
     }
 
+    // Uninstall: the scheduler restarts with the uninstall plan, which kills every task.
     sched_cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), sched).await;
+    let weak = std::sync::Arc::downgrade(&handle.shared);
+    drop(handle);
+    while weak.upgrade().is_some() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let un = RunConfig {
+        uninstall: true,
+        ..run_cfg
+    };
+    let (h2, l2) = prepare(spec_again, &un).await?;
+    let uninstalled = tokio::time::timeout(
+        Duration::from_secs(120),
+        run_service(h2, l2, un, CancellationToken::new()),
+    )
+    .await;
+    let leftover = tasks_of(&master, cluster.framework_name()).await?;
     cancel.cancel();
     for a in agents {
         let _ = tokio::time::timeout(Duration::from_secs(30), a).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
-    result?;
-    assert_eq!(registered, 3, "every apiserver wrote its record into etcd");
+    let uninstalled = uninstalled.context("uninstall did not finish")??;
+    if uninstalled != RunOutcome::Uninstalled || leftover != 0 {
+        bail!("uninstall: {uninstalled:?}, {leftover} tasks left");
+    }
+    Ok(Report {
+        took: result?,
+        completed,
+        launched,
+        registered,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
+    let Some(etcd) = etcd_path() else {
+        println!(
+            "SKIP three_masters_three_nodes_deploy_in_order: no `etcd` on PATH (apt-get install etcd-server)"
+        );
+        return Ok(());
+    };
+    let r = deploy(3, 3, 3, free_block(4000), Duration::from_secs(180), &etcd).await?;
+    println!(
+        "deploy COMPLETE in {:?}; phases completed at {:?}",
+        r.took, r.completed
+    );
+    assert_eq!(
+        r.registered, 3,
+        "every apiserver wrote its record into etcd"
+    );
+    assert_eq!(r.launched.len(), 3 * 4 + 3);
+    Ok(())
+}
+
+/// Benchmark (run with `--ignored --nocapture`): a 1-master cluster with 20 and 100 stand-in
+/// nodes on 5 agents; prints the time to COMPLETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_one_master_many_nodes() -> Result<()> {
+    let Some(etcd) = etcd_path() else {
+        println!("SKIP bench: no `etcd` on PATH");
+        return Ok(());
+    };
+    for nodes in [20, 100] {
+        let r = deploy(
+            1,
+            nodes,
+            5,
+            free_block(6000),
+            Duration::from_secs(300),
+            &etcd,
+        )
+        .await?;
+        let node_phase = r.completed["node"] - r.completed["scheduler-0"];
+        println!(
+            "bench: 1 master + {nodes} nodes on 5 agents: COMPLETE in {:.2?} (nodes phase {:.2?})",
+            r.took, node_phase
+        );
+    }
     Ok(())
 }
