@@ -511,6 +511,13 @@ impl Allocator {
         }
     }
 
+    /// True while the agent is drained.
+    pub fn is_draining(&self, agent_id: &str) -> bool {
+        self.agent_slot(agent_id)
+            .and_then(|s| self.agent(s))
+            .is_some_and(|a| a.draining)
+    }
+
     /// Gives back resources a framework held on an agent (declined, unused or freed by a task),
     /// optionally refusing them to that framework until `refuse_until`.
     pub fn recover(

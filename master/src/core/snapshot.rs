@@ -24,6 +24,8 @@ impl Master {
                     connected: a.conn.is_some(),
                     attributes: a.info.attributes.clone(),
                     active_tasks: a.tasks.len() as u32,
+                    isolation: a.info.isolation.clone(),
+                    draining: self.allocator.is_draining(id),
                 }
             })
             .collect();

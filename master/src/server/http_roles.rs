@@ -38,6 +38,8 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/why", get(why))
         .route("/reserve", post(reserve))
         .route("/unreserve", post(unreserve))
+        .route("/agents/{agent_id}/drain", post(drain_agent))
+        .route("/agents/{agent_id}/reactivate", post(reactivate_agent))
 }
 
 /// One role in `GET /roles`.
@@ -223,6 +225,32 @@ async fn why(State(st): State<HttpState>, Query(q): Query<BTreeMap<String, Strin
         Ok(lines) => Json(serde_json::json!({ "subject": name, "lines": lines })).into_response(),
         Err(e) => error_response(&e),
     }
+}
+
+async fn drain_agent(
+    State(st): State<HttpState>,
+    axum::extract::Path(agent_id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let reason = if body.is_empty() {
+        Ok("maintenance".to_string())
+    } else {
+        json_body(&body).map(|obj| match obj.get("reason") {
+            Some(serde_json::Value::String(r)) => r.clone(),
+            _ => "maintenance".to_string(),
+        })
+    };
+    match reason {
+        Ok(reason) => done(operator::drain(&st.core, true, agent_id, reason).await),
+        Err(msg) => bad_request(msg),
+    }
+}
+
+async fn reactivate_agent(
+    State(st): State<HttpState>,
+    axum::extract::Path(agent_id): axum::extract::Path<String>,
+) -> Response {
+    done(operator::drain(&st.core, false, agent_id, String::new()).await)
 }
 
 async fn reserve(State(st): State<HttpState>, body: Bytes) -> Response {

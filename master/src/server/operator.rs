@@ -79,6 +79,25 @@ pub(crate) async fn set_weight(
     Ok(core.run(move |m, _| m.set_weight(&role, weight)).await??)
 }
 
+/// Drains (`drain` true) or reactivates an agent.
+pub(crate) async fn drain(
+    core: &CoreHandle,
+    drain: bool,
+    agent_id: String,
+    reason: String,
+) -> Result<(), OperatorError> {
+    tracing::info!(%agent_id, drain, %reason, "operator drain");
+    Ok(core
+        .run(move |m, _| {
+            if drain {
+                m.drain_agent(&agent_id, &reason)
+            } else {
+                m.reactivate_agent(&agent_id)
+            }
+        })
+        .await??)
+}
+
 /// Operator RESERVE (`reserve` true) or UNRESERVE of unused resources on an agent.
 pub(crate) async fn relabel(
     core: &CoreHandle,
@@ -200,6 +219,28 @@ impl v1::operator_server::Operator for OperatorService {
     ) -> Reply<v1::OperatorResponse> {
         let req = request.into_inner();
         set_weight(&self.shared.core, req.role, req.weight)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::OperatorResponse {}))
+    }
+
+    async fn drain_agent(
+        &self,
+        request: tonic::Request<v1::DrainAgentRequest>,
+    ) -> Reply<v1::OperatorResponse> {
+        let req = request.into_inner();
+        drain(&self.shared.core, true, req.agent_id, req.reason)
+            .await
+            .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::OperatorResponse {}))
+    }
+
+    async fn reactivate_agent(
+        &self,
+        request: tonic::Request<v1::ReactivateAgentRequest>,
+    ) -> Reply<v1::OperatorResponse> {
+        let req = request.into_inner();
+        drain(&self.shared.core, false, req.agent_id, String::new())
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
