@@ -18,6 +18,7 @@ mod batch;
 mod daemons;
 mod duration;
 mod executor;
+mod k8s;
 mod local;
 mod operator;
 mod output;
@@ -71,6 +72,8 @@ enum Command {
     Executor(executor::ExecutorArgs),
     /// Run a declarative service scheduler from a YAML spec, or talk to a running one.
     Service(service::ServiceArgs),
+    /// Kubernetes clusters on Proffer: check, spec, install, kubeconfig.
+    K8s(k8s::K8sArgs),
     /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
     Sim(sim::SimArgs),
 }
@@ -157,6 +160,10 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Unreserve(args) => roles::reserve(args, false).await.map(|()| true),
         Command::Executor(args) => executor::run(args).await,
         Command::Sim(args) => sim::run(args),
+        Command::K8s(args) => {
+            cancel_on_signals(cancel.clone());
+            k8s::run(args, cancel).await
+        }
         Command::Service(args) => {
             cancel_on_signals(cancel.clone());
             service::run(args, cancel).await
