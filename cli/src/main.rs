@@ -59,6 +59,10 @@ enum Command {
     Quota(roles::QuotaArgs),
     /// Set a role's weight.
     Weight(roles::WeightArgs),
+    /// Drain an agent for maintenance: no new offers; its tasks are killed with their grace.
+    Drain(roles::DrainArgs),
+    /// End an agent's drain: its resources are offered again.
+    Reactivate(roles::DrainArgs),
     /// Show roles: weights, quotas, allocations, frameworks.
     Roles(roles::RolesArgs),
     /// Explain why a framework or role gets what it gets.
@@ -154,6 +158,8 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
             .map(|()| true),
         Command::Quota(args) => roles::quota(args).await.map(|()| true),
         Command::Weight(args) => roles::weight(args).await.map(|()| true),
+        Command::Drain(args) => roles::drain(args, true).await.map(|()| true),
+        Command::Reactivate(args) => roles::drain(args, false).await.map(|()| true),
         Command::Roles(args) => roles::roles(args).await.map(|()| true),
         Command::Why(args) => roles::why(args).await.map(|()| true),
         Command::Reserve(args) => roles::reserve(args, true).await.map(|()| true),

@@ -193,6 +193,43 @@ pub async fn weight(args: WeightArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Flags of `proffer drain` and `proffer reactivate`.
+#[derive(Debug, clap::Args)]
+pub struct DrainArgs {
+    /// The agent id.
+    agent_id: String,
+    /// Why (shown to the agent and in logs).
+    #[arg(long, default_value = "maintenance")]
+    reason: String,
+    #[command(flatten)]
+    master: MasterFlag,
+}
+
+/// `proffer drain AGENT` (`drain` true) or `proffer reactivate AGENT`.
+pub async fn drain(args: DrainArgs, drain: bool) -> anyhow::Result<()> {
+    let mut c = client(&args.master.master).await?;
+    if drain {
+        c.drain_agent(v1::DrainAgentRequest {
+            agent_id: args.agent_id.clone(),
+            reason: args.reason.clone(),
+        })
+        .await
+        .map_err(|s| refused("drain", s))?;
+        crate::output::text(&format!(
+            "agent {} is draining: no new offers, its tasks are being killed",
+            args.agent_id
+        ));
+    } else {
+        c.reactivate_agent(v1::ReactivateAgentRequest {
+            agent_id: args.agent_id.clone(),
+        })
+        .await
+        .map_err(|s| refused("reactivate", s))?;
+        crate::output::text(&format!("agent {} is offered again", args.agent_id));
+    }
+    Ok(())
+}
+
 /// `proffer roles`: a table (or JSON) of every role the allocator knows.
 pub async fn roles(args: RolesArgs) -> anyhow::Result<()> {
     let roles = client(&args.master.master)
