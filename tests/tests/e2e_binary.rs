@@ -207,7 +207,8 @@ async fn agent_killed_with_sigkill_has_its_tasks_reported_lost() -> Result<()> {
         launch_long_task(&cluster.master, "doomed", marker).await?;
     cluster.agents[0].kill9()?;
     let status = wait_terminal(&driver, &mut events, "doomed").await?;
-    // Without per-task executors (a later issue), the task's process outlives the agent: clean up.
+    // The task's executor outlives the agent by design (a restarted agent would re-attach); this
+    // agent never comes back, so stop the task's process here.
     let _ = std::process::Command::new("pkill")
         .args(["-f", &format!("sleep {marker}")])
         .status();
@@ -219,6 +220,45 @@ async fn agent_killed_with_sigkill_has_its_tasks_reported_lost() -> Result<()> {
         state["agents"].as_array().is_some_and(|a| a.is_empty()),
         "agent removed: {state}"
     );
+    driver.teardown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_kills_tasks_and_stops_offers_until_reactivated() -> Result<()> {
+    let cluster = Cluster::start(1, AGENT_RES, &["--allocation-interval", "100ms"])?;
+    let marker = "3600.33";
+    let (driver, mut events, agent_id) =
+        launch_long_task(&cluster.master, "drained", marker).await?;
+    let out = run(&[
+        "drain",
+        &agent_id,
+        "--reason",
+        "kernel upgrade",
+        "--master",
+        &cluster.master,
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = wait_terminal(&driver, &mut events, "drained").await?;
+    assert_eq!(status.state, TaskState::TaskKilled as i32, "{status:?}");
+    let state = state_json(&cluster.master)?;
+    assert_eq!(state["agents"][0]["draining"], true, "{state}");
+    assert_eq!(
+        state["offers"].as_array().map(Vec::len),
+        Some(0),
+        "no offers from a drained agent: {state}"
+    );
+    let out = run(&["reactivate", &agent_id, "--master", &cluster.master])?;
+    assert!(out.status.success());
+    let state = state_json(&cluster.master)?;
+    assert_eq!(state["agents"][0]["draining"], false);
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &format!("sleep {marker}")])
+        .status();
     driver.teardown().await?;
     Ok(())
 }

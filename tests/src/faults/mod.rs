@@ -129,11 +129,7 @@ impl Cluster {
                 let conn = self.conn(false, i);
                 let info = self.frameworks[i].subscribe_info();
                 self.frameworks[i].conn = Some(conn);
-                self.send(
-                    conn,
-                    now,
-                    Delivery::Master(Input::Subscribe { conn, info }),
-                );
+                self.send(conn, now, Delivery::Master(Input::Subscribe { conn, info }));
             }
         }
         // Faults.
