@@ -1,7 +1,9 @@
 //! End to end on an in-process Proffer cluster (real master, real agents running real
 //! processes): a 3-instance control plane (real etcd, stand-in kube-* programs) and 3 nodes
 //! deployed from the generated spec; the plan reaches COMPLETE and no group's tasks launch
-//! before the previous group was ready (recorded by polling the scheduler's state).
+//! before the previous group was ready (recorded by polling the scheduler's state); an
+//! apiserver killed with SIGKILL is replaced while another stays ready; uninstall leaves no
+//! tasks.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -58,6 +60,88 @@ fn free_block(len: usize) -> usize {
         .unwrap_or(start)
 }
 
+/// The pid of the process whose command line contains every needle (not a shell).
+fn pid_of(needles: &[&str]) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        (needles.iter().all(|n| cmd.contains(n)) && !cmd.starts_with("sh ")).then_some(pid)
+    })
+}
+
+/// Kills apiserver-1 with SIGKILL and waits until a new task replaces it and is ready, checking
+/// that apiserver-0 answers `/readyz` 200 all along.
+async fn kill_and_replace_apiserver(
+    handle: &proffer_sdk::service::runner::RunHandle,
+    cluster: &proffer_k8s::Cluster,
+    ca: &str,
+) -> Result<()> {
+    let port1 = instance_ports(cluster, 1, true).apiserver;
+    let port0 = instance_ports(cluster, 0, true).apiserver;
+    let old = {
+        let core = handle.shared.core.lock().unwrap();
+        core.tasks()
+            .values()
+            .find(|r| r.pod == "apiserver-1")
+            .map(|r| r.task_id.clone())
+            .context("no apiserver-1 task")?
+    };
+    let pid = pid_of(&["kube-apiserver-standin", &format!("--secure-port={port1} ")])
+        .context("apiserver-1 process not found")?;
+    let st = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()?;
+    if !st.success() {
+        bail!("kill -9 {pid} failed");
+    }
+    let tls = client_config(ca, None, "ca")?;
+    let start = Instant::now();
+    let mut checks = 0;
+    loop {
+        let r = proffer_k8s::http::request(
+            "GET",
+            &format!("https://127.0.0.1:{port0}/readyz"),
+            None,
+            Some(tls.clone()),
+            Duration::from_secs(2),
+        )
+        .await?;
+        if r.status != 200 {
+            bail!("apiserver-0 not ready while apiserver-1 is replaced: {r:?}");
+        }
+        checks += 1;
+        let replaced = {
+            let core = handle.shared.core.lock().unwrap();
+            core.tasks().values().any(|r| {
+                r.pod == "apiserver-1" && r.task_id != old && r.state == "TASK_RUNNING" && r.ready
+            })
+        };
+        if replaced {
+            let again = proffer_k8s::http::request(
+                "GET",
+                &format!("https://127.0.0.1:{port1}/readyz"),
+                None,
+                Some(tls),
+                Duration::from_secs(2),
+            )
+            .await?;
+            if again.status != 200 {
+                bail!("replacement apiserver-1 not ready: {again:?}");
+            }
+            println!(
+                "HA: apiserver-1 (pid {pid}) killed and replaced in {:.2?}; apiserver-0 ready in all {checks} checks",
+                start.elapsed()
+            );
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("apiserver-1 not replaced within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// What one deploy measured.
 struct Report {
     took: Duration,
@@ -84,6 +168,7 @@ async fn deploy(
     block: usize,
     limit: Duration,
     etcd: &str,
+    ha_check: bool,
 ) -> Result<Report> {
     // The master and agents.
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -266,6 +351,13 @@ async fn deploy(
         }
     }
 
+    // HA: kill -9 one apiserver; it is replaced while another keeps answering /readyz.
+    let ha = if ha_check && result.is_ok() {
+        kill_and_replace_apiserver(&handle, &cluster, &pki.ca.pair.cert_pem).await
+    } else {
+        Ok(())
+    };
+
     // Uninstall: the scheduler restarts with the uninstall plan, which kills every task.
     sched_cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), sched).await;
@@ -294,6 +386,7 @@ async fn deploy(
     if uninstalled != RunOutcome::Uninstalled || leftover != 0 {
         bail!("uninstall: {uninstalled:?}, {leftover} tasks left");
     }
+    ha?;
     Ok(Report {
         took: result?,
         completed,
@@ -310,7 +403,16 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
         );
         return Ok(());
     };
-    let r = deploy(3, 3, 3, free_block(4000), Duration::from_secs(180), &etcd).await?;
+    let r = deploy(
+        3,
+        3,
+        3,
+        free_block(4000),
+        Duration::from_secs(180),
+        &etcd,
+        true,
+    )
+    .await?;
     println!(
         "deploy COMPLETE in {:?}; phases completed at {:?}",
         r.took, r.completed
@@ -340,6 +442,7 @@ async fn bench_one_master_many_nodes() -> Result<()> {
             free_block(6000),
             Duration::from_secs(300),
             &etcd,
+            false,
         )
         .await?;
         let node_phase = r.completed["node"] - r.completed["scheduler-0"];
