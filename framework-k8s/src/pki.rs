@@ -513,6 +513,58 @@ impl ClusterPki {
     }
 }
 
+/// Issues kubelet client certificates and kubeconfigs for the nodes of `req` that the bundle
+/// in `dir` does not have yet, signed by the bundle's cluster CA (for scaling nodes up after
+/// the bundle was written). Returns the names of the nodes added.
+pub fn add_nodes(dir: &Path, req: &PkiRequest) -> Result<Vec<String>, PkiError> {
+    let read = |rel: &str| {
+        std::fs::read_to_string(dir.join(rel)).map_err(|source| PkiError::Write {
+            path: dir.join(rel).display().to_string(),
+            source,
+        })
+    };
+    let ca_pem = read("pki/ca.crt")?;
+    let key = KeyPair::from_pem(&read("pki/ca.key")?).map_err(gen_err("cluster CA key"))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, key).map_err(gen_err("cluster CA"))?;
+    let ca = Ca {
+        pair: CertKey {
+            cert_pem: ca_pem.clone(),
+            key_pem: String::new(),
+        },
+        issuer,
+    };
+    let mut added = Vec::new();
+    for n in &req.nodes {
+        let conf = dir.join(format!("kubelet-{}.conf", n.name));
+        if conf.exists() {
+            continue;
+        }
+        let cn = format!("system:node:{}", n.name);
+        let ck = sign(req, &ca, client("kubelet", &cn, Some("system:nodes")))?;
+        let base = format!("pki/kubelet-{}-client", n.name);
+        write_file(
+            &dir.join(format!("{base}.crt")),
+            ck.cert_pem.as_bytes(),
+            false,
+        )?;
+        write_file(
+            &dir.join(format!("{base}.key")),
+            ck.key_pem.as_bytes(),
+            true,
+        )?;
+        let creds = Credentials {
+            server: req.apiserver_url.clone(),
+            ca_pem: ca_pem.clone(),
+            cert_pem: ck.cert_pem,
+            key_pem: ck.key_pem,
+        };
+        let kc = Kubeconfig::new(&req.cluster_name, &req.apiserver_url, &cn, &creds);
+        write_file(&conf, kc.to_yaml().as_bytes(), true)?;
+        added.push(n.name.clone());
+    }
+    Ok(added)
+}
+
 /// Writes one file, creating its directory; mode 0600 when `secret`, else 0644. An existing
 /// file is replaced (its mode is reset too).
 pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), PkiError> {

@@ -2,8 +2,8 @@
 //! processes): a 3-instance control plane (real etcd, stand-in kube-* programs) and 3 nodes
 //! deployed from the generated spec; the plan reaches COMPLETE and no group's tasks launch
 //! before the previous group was ready (recorded by polling the scheduler's state); an
-//! apiserver killed with SIGKILL is replaced while another stays ready; uninstall leaves no
-//! tasks.
+//! apiserver killed with SIGKILL is replaced while another stays ready; nodes scale 3 → 5 → 2;
+//! uninstall leaves no tasks.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -51,7 +51,10 @@ async fn tasks_of(master: &str, name: &str) -> Result<usize> {
 /// A base port with `len` free ports above it (probed by binding), varied by process id so
 /// that concurrent runs of this test do not collide.
 fn free_block(len: usize) -> usize {
-    let start = 20000 + (std::process::id() as usize % 64) * 500;
+    // Successive calls in one process start 7000 ports apart (tests run concurrently).
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let start = 20000 + ((std::process::id() as usize % 64) * 500 + call * 7000) % 40000;
     (0..80)
         .map(|k| 20000 + (start - 20000 + k * 500) % 40000)
         .find(|&base| {
@@ -142,6 +145,108 @@ async fn kill_and_replace_apiserver(
     }
 }
 
+/// Processes whose working directory lies under one of `roots` (the agents' sandboxes) and
+/// whose command line contains `needle`.
+fn procs_under(roots: &[std::path::PathBuf], needle: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) else {
+                return false;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            roots.iter().any(|r| cwd.starts_with(r))
+                && cmd.contains(needle)
+                && !cmd.starts_with("sh ")
+        })
+        .count()
+}
+
+/// What to do once the deploy is complete.
+enum Extra {
+    None,
+    /// Kill -9 apiserver-1 and wait for its replacement.
+    KillApiserver,
+    /// Change the node count to each of these in turn.
+    Scale(Vec<u32>),
+}
+
+/// Pods of the `node` pod type with both tasks running and ready, by index.
+fn ready_nodes(handle: &proffer_sdk::service::runner::RunHandle) -> (Vec<u32>, usize) {
+    let core = handle.shared.core.lock().unwrap();
+    let live: Vec<_> = core
+        .tasks()
+        .values()
+        .filter(|r| r.pod == "node" && r.state == "TASK_RUNNING")
+        .collect();
+    let mut ready: Vec<u32> = live
+        .iter()
+        .filter(|r| r.ready)
+        .map(|r| r.index)
+        .filter(|i| live.iter().filter(|r| r.index == *i && r.ready).count() == 2)
+        .collect();
+    ready.sort();
+    ready.dedup();
+    (ready, live.len())
+}
+
+/// Scales the node pod through `counts` with spec updates (issuing kubelet certificates for
+/// new nodes first) and waits each time for exactly that many ready nodes and no others.
+async fn scale_nodes(
+    handle: &proffer_sdk::service::runner::RunHandle,
+    yaml: &str,
+    initial: u32,
+    counts: &[u32],
+    opts: &DeployOptions,
+    roots: &[std::path::PathBuf],
+) -> Result<()> {
+    for &n in counts {
+        let text = yaml.replace(
+            &format!("node-count: {initial}\n"),
+            &format!("node-count: {n}\n"),
+        );
+        let cluster = ClusterConfig::parse(&text, None)?;
+        let added = proffer_k8s::pki::add_nodes(
+            std::path::Path::new(&opts.pki_dir),
+            &pki_request(&cluster, opts)?,
+        )?;
+        let spec = ServiceSpec::parse(
+            &spec_yaml(&service_spec(&cluster, opts)?)?,
+            &BTreeMap::new(),
+        )?;
+        let start = Instant::now();
+        {
+            let mut core = handle.shared.core.lock().unwrap();
+            core.update_spec(proffer_sdk::service::http::now_ms(), spec)?;
+        }
+        handle.shared.notify.notify_one();
+        loop {
+            let (ready, live) = ready_nodes(handle);
+            let gone = (n..n + 5)
+                .all(|i| procs_under(roots, &format!("--hostname-override=node-{i} ")) == 0);
+            let here =
+                (0..n).all(|i| procs_under(roots, &format!("--hostname-override=node-{i} ")) == 2);
+            if ready == (0..n).collect::<Vec<_>>() && live == 2 * n as usize && gone && here {
+                println!(
+                    "scale: {n} nodes ready (certificates added for {added:?}) in {:.2?}",
+                    start.elapsed()
+                );
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(90) {
+                bail!(
+                    "scaling to {n} nodes: ready {ready:?}, {live} node tasks running after 90 s"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
 /// What one deploy measured.
 struct Report {
     took: Duration,
@@ -168,7 +273,7 @@ async fn deploy(
     block: usize,
     limit: Duration,
     etcd: &str,
-    ha_check: bool,
+    extra: Extra,
 ) -> Result<Report> {
     // The master and agents.
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -352,10 +457,19 @@ async fn deploy(
     }
 
     // HA: kill -9 one apiserver; it is replaced while another keeps answering /readyz.
-    let ha = if ha_check && result.is_ok() {
-        kill_and_replace_apiserver(&handle, &cluster, &pki.ca.pair.cert_pem).await
-    } else {
-        Ok(())
+    let ha = match extra {
+        _ if result.is_err() => Ok(()),
+        Extra::None => Ok(()),
+        Extra::KillApiserver => {
+            kill_and_replace_apiserver(&handle, &cluster, &pki.ca.pair.cert_pem).await
+        }
+        Extra::Scale(ref counts) => {
+            let roots: Vec<std::path::PathBuf> = dirs
+                .iter()
+                .filter_map(|d| std::fs::canonicalize(d.path()).ok())
+                .collect();
+            scale_nodes(&handle, &yaml, nodes, counts, &opts, &roots).await
+        }
     };
 
     // Uninstall: the scheduler restarts with the uninstall plan, which kills every task.
@@ -410,7 +524,7 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
         free_block(4000),
         Duration::from_secs(180),
         &etcd,
-        true,
+        Extra::KillApiserver,
     )
     .await?;
     println!(
@@ -422,6 +536,25 @@ async fn three_masters_three_nodes_deploy_in_order() -> Result<()> {
         "every apiserver wrote its record into etcd"
     );
     assert_eq!(r.launched.len(), 3 * 4 + 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_scale_3_to_5_to_2() -> Result<()> {
+    let Some(etcd) = etcd_path() else {
+        println!("SKIP nodes_scale_3_to_5_to_2: no `etcd` on PATH (apt-get install etcd-server)");
+        return Ok(());
+    };
+    deploy(
+        1,
+        3,
+        5,
+        free_block(6000),
+        Duration::from_secs(180),
+        &etcd,
+        Extra::Scale(vec![5, 2]),
+    )
+    .await?;
     Ok(())
 }
 
@@ -442,7 +575,7 @@ async fn bench_one_master_many_nodes() -> Result<()> {
             free_block(6000),
             Duration::from_secs(300),
             &etcd,
-            false,
+            Extra::None,
         )
         .await?;
         let node_phase = r.completed["node"] - r.completed["scheduler-0"];

@@ -263,3 +263,39 @@ fn files_are_written_with_secret_modes() {
             .all(|f| f.secret == (f.path.ends_with(".key") || f.path.ends_with(".conf")))
     );
 }
+
+#[test]
+fn nodes_added_later_are_signed_by_the_bundle_ca() {
+    let mut req = request();
+    let pki = ClusterPki::generate(&req).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    pki.write_to(dir.path()).unwrap();
+    let before = std::fs::read_to_string(dir.path().join("kubelet-node-0.conf")).unwrap();
+    req.nodes.push(host("node-2", [10, 0, 1, 3]));
+    let added = proffer_k8s::pki::add_nodes(dir.path(), &req).unwrap();
+    assert_eq!(added, ["node-2"]);
+    // Existing nodes are untouched; a second call adds nothing.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("kubelet-node-0.conf")).unwrap(),
+        before
+    );
+    assert!(
+        proffer_k8s::pki::add_nodes(dir.path(), &req)
+            .unwrap()
+            .is_empty()
+    );
+    let kc = Kubeconfig::parse(
+        &std::fs::read_to_string(dir.path().join("kubelet-node-2.conf")).unwrap(),
+    )
+    .unwrap();
+    let c = kc.credentials().unwrap();
+    verify_signed_by(&c.cert_pem, &pki.ca.pair.cert_pem, "node-2").unwrap();
+    let i = inspect(&c.cert_pem, "node-2").unwrap();
+    assert_eq!(i.cn, "system:node:node-2");
+    assert_eq!(i.orgs, vec!["system:nodes"]);
+    let mode = std::fs::metadata(dir.path().join("pki/kubelet-node-2-client.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
