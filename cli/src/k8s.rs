@@ -2,7 +2,8 @@
 //!
 //! `check` validates a `cluster.yaml`; `spec` writes the PKI bundle and prints the generated
 //! service spec; `install` does both and runs the cluster's scheduler in the foreground
-//! (`--uninstall` tears the cluster down); `kubeconfig` writes the admin kubeconfig. Plans,
+//! (`--uninstall` tears the cluster down); `kubeconfig` writes the admin kubeconfig;
+//! `scale-nodes N` updates a running cluster's node count. Plans,
 //! pods and `why` of a running cluster are `proffer service … --api` against its scheduler.
 
 use std::collections::BTreeMap;
@@ -36,6 +37,19 @@ enum K8sCommand {
     Install(InstallArgs),
     /// Write the admin kubeconfig of an installed cluster (mode 0600).
     Kubeconfig(KubeconfigArgs),
+    /// Change the node count of a running cluster (issues certificates for new nodes).
+    ScaleNodes(ScaleArgs),
+}
+
+#[derive(Debug, Args)]
+struct ScaleArgs {
+    #[command(flatten)]
+    deploy: DeployArgs,
+    /// The running scheduler's HTTP API, HOST:PORT.
+    #[arg(long, env = "PROFFER_SERVICE")]
+    api: String,
+    /// The new node count.
+    nodes: u32,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +240,24 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
             if outcome == RunOutcome::Uninstalled {
                 eprintln!("k8s: uninstalled");
             }
+            Ok(true)
+        }
+        K8sCommand::ScaleNodes(a) => {
+            let mut cluster = load_cluster(&a.deploy.config, None)?;
+            cluster.config.node_count = a.nodes;
+            let cluster = cluster.config.validate(None)?;
+            let opts = deploy_options(&cluster, &a.deploy)?;
+            let added = proffer_k8s::pki::add_nodes(
+                Path::new(&opts.pki_dir),
+                &pki_request(&cluster, &opts)?,
+            )?;
+            if !added.is_empty() {
+                eprintln!("k8s: issued certificates for {}", added.join(", "));
+            }
+            let yaml = spec_yaml(&service_spec(&cluster, &opts)?)?;
+            let answer =
+                proffer_sdk::service::http::request(&a.api, "POST", "/v1/update", &yaml).await?;
+            println!("{}", answer.trim());
             Ok(true)
         }
         K8sCommand::Kubeconfig(a) => {
