@@ -150,7 +150,13 @@ fn task(
         memory: r.memory,
         disk: if component == "etcd" { 0.0 } else { r.disk },
         ports: Vec::new(),
-        env: Default::default(),
+        // The version is part of every task's configuration, so changing it restarts each
+        // task through the update plan even when the binary's path stays the same.
+        env: [(
+            "KUBERNETES_VERSION".to_string(),
+            cluster.config.kubernetes_version.clone(),
+        )]
+        .into(),
         uris,
         health_check: None,
         readiness_check: Some(ready),

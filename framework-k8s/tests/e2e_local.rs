@@ -172,6 +172,92 @@ enum Extra {
     KillApiserver,
     /// Change the node count to each of these in turn.
     Scale(Vec<u32>),
+    /// Change the Kubernetes version; every task restarts, group after group.
+    Upgrade(&'static str),
+}
+
+/// Upgrades to `version` through a spec update and checks that each group's tasks were
+/// relaunched only after the previous group's update phases were complete.
+async fn upgrade(
+    handle: &proffer_sdk::service::runner::RunHandle,
+    yaml: &str,
+    version: &str,
+    opts: &DeployOptions,
+) -> Result<()> {
+    let text = yaml.replacen("\n", &format!("\nkubernetes-version: {version}\n"), 1);
+    let cluster = ClusterConfig::parse(&text, None)?;
+    let spec = ServiceSpec::parse(
+        &spec_yaml(&service_spec(&cluster, opts)?)?,
+        &BTreeMap::new(),
+    )?;
+    let before: BTreeMap<String, String> = {
+        let core = handle.shared.core.lock().unwrap();
+        core.tasks()
+            .values()
+            .map(|r| (r.name.clone(), r.task_id.clone()))
+            .collect()
+    };
+    let start = Instant::now();
+    {
+        let mut core = handle.shared.core.lock().unwrap();
+        core.update_spec(proffer_sdk::service::http::now_ms(), spec)?;
+    }
+    handle.shared.notify.notify_one();
+    let mut relaunched: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut completed: BTreeMap<String, Duration> = BTreeMap::new();
+    loop {
+        {
+            let core = handle.shared.core.lock().unwrap();
+            let now = start.elapsed();
+            for r in core.tasks().values() {
+                if before.get(&r.name).is_some_and(|old| *old != r.task_id) {
+                    relaunched.entry(r.pod.clone()).or_insert(now);
+                }
+            }
+            let plan = core.plan("update").context("no update plan")?;
+            for ph in &plan.phases {
+                if ph.status() == RollupStatus::Complete {
+                    completed.entry(ph.name.clone()).or_insert(now);
+                }
+            }
+            if plan.status() == RollupStatus::Complete {
+                break;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            bail!("upgrade not complete after 120 s; relaunched {relaunched:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let order = [
+        "etcd-0",
+        "apiserver-0",
+        "controller-manager-0",
+        "scheduler-0",
+        "node",
+        "coredns",
+        "addons",
+    ];
+    for w in order.windows(2) {
+        let ready = completed
+            .get(w[0])
+            .with_context(|| format!("{} not complete", w[0]))?;
+        let next = relaunched
+            .get(w[1])
+            .with_context(|| format!("{} not relaunched", w[1]))?;
+        if next < ready {
+            bail!(
+                "{} relaunched at {next:?} before {} was upgraded at {ready:?}",
+                w[1],
+                w[0]
+            );
+        }
+    }
+    println!(
+        "upgrade to {version} in {:.2?}; relaunched {relaunched:?}",
+        start.elapsed()
+    );
+    Ok(())
 }
 
 /// Pods of the `node` pod type with both tasks running and ready, by index.
@@ -463,6 +549,7 @@ async fn deploy(
         Extra::KillApiserver => {
             kill_and_replace_apiserver(&handle, &cluster, &pki.ca.pair.cert_pem).await
         }
+        Extra::Upgrade(v) => upgrade(&handle, &yaml, v, &opts).await,
         Extra::Scale(ref counts) => {
             let roots: Vec<std::path::PathBuf> = dirs
                 .iter()
@@ -553,6 +640,27 @@ async fn nodes_scale_3_to_5_to_2() -> Result<()> {
         Duration::from_secs(180),
         &etcd,
         Extra::Scale(vec![5, 2]),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_restarts_groups_in_order() -> Result<()> {
+    let Some(etcd) = etcd_path() else {
+        println!(
+            "SKIP upgrade_restarts_groups_in_order: no `etcd` on PATH (apt-get install etcd-server)"
+        );
+        return Ok(());
+    };
+    deploy(
+        1,
+        2,
+        2,
+        free_block(4000),
+        Duration::from_secs(180),
+        &etcd,
+        Extra::Upgrade("v1.31.3"),
     )
     .await?;
     Ok(())
