@@ -2,7 +2,7 @@
 //! processes): a 3-instance control plane (real etcd, stand-in kube-* programs) and 3 nodes
 //! deployed from the generated spec; the plan reaches COMPLETE and no group's tasks launch
 //! before the previous group was ready (recorded by polling the scheduler's state); an
-//! apiserver killed with SIGKILL is replaced while another stays ready; nodes scale 3 → 5 → 2;
+//! apiserver killed with SIGKILL is replaced while another stays ready, and so is a kubelet; nodes scale 3 → 5 → 2;
 //! uninstall leaves no tasks.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -145,24 +145,29 @@ async fn kill_and_replace_apiserver(
     }
 }
 
-/// Processes whose working directory lies under one of `roots` (the agents' sandboxes) and
-/// whose command line contains `needle`.
-fn procs_under(roots: &[std::path::PathBuf], needle: &str) -> usize {
+/// Pids of processes whose working directory lies under one of `roots` (the agents'
+/// sandboxes) and whose command line contains every needle (shells excluded).
+fn pids_under(roots: &[std::path::PathBuf], needles: &[&str]) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Vec::new();
     };
     dir.flatten()
-        .filter(|e| {
-            let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) else {
-                return false;
-            };
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
             let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            roots.iter().any(|r| cwd.starts_with(r))
-                && cmd.contains(needle)
-                && !cmd.starts_with("sh ")
+            (roots.iter().any(|r| cwd.starts_with(r))
+                && needles.iter().all(|n| cmd.contains(n))
+                && !cmd.starts_with("sh "))
+            .then_some(pid)
         })
-        .count()
+        .collect()
+}
+
+/// How many processes [`pids_under`] finds for one needle.
+fn procs_under(roots: &[std::path::PathBuf], needle: &str) -> usize {
+    pids_under(roots, &[needle]).len()
 }
 
 /// What to do once the deploy is complete.
@@ -331,6 +336,56 @@ async fn scale_nodes(
         }
     }
     Ok(())
+}
+
+/// Kills node-1's kubelet with SIGKILL and waits until a new kubelet task is running and
+/// ready (its healthz check) with a live process.
+async fn kill_and_replace_kubelet(
+    handle: &proffer_sdk::service::runner::RunHandle,
+    roots: &[std::path::PathBuf],
+) -> Result<()> {
+    let old = {
+        let core = handle.shared.core.lock().unwrap();
+        core.tasks()
+            .values()
+            .find(|r| r.pod == "node" && r.index == 1 && r.task == "kubelet")
+            .map(|r| r.task_id.clone())
+            .context("no kubelet task of node-1")?
+    };
+    let pid = *pids_under(roots, &["kubelet-standin", "--hostname-override=node-1 "])
+        .first()
+        .context("node-1 kubelet process not found")?;
+    let st = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()?;
+    if !st.success() {
+        bail!("kill -9 {pid} failed");
+    }
+    let start = Instant::now();
+    loop {
+        let replaced = {
+            let core = handle.shared.core.lock().unwrap();
+            core.tasks().values().any(|r| {
+                r.pod == "node"
+                    && r.index == 1
+                    && r.task == "kubelet"
+                    && r.task_id != old
+                    && r.state == "TASK_RUNNING"
+                    && r.ready
+            })
+        };
+        if replaced && procs_under(roots, "--hostname-override=node-1 ") == 2 {
+            println!(
+                "node-1 kubelet (pid {pid}) killed and replaced in {:.2?}",
+                start.elapsed()
+            );
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("node-1 kubelet not replaced within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// What one deploy measured.
@@ -547,7 +602,14 @@ async fn deploy(
         _ if result.is_err() => Ok(()),
         Extra::None => Ok(()),
         Extra::KillApiserver => {
-            kill_and_replace_apiserver(&handle, &cluster, &pki.ca.pair.cert_pem).await
+            let roots: Vec<std::path::PathBuf> = dirs
+                .iter()
+                .filter_map(|d| std::fs::canonicalize(d.path()).ok())
+                .collect();
+            match kill_and_replace_apiserver(&handle, &cluster, &pki.ca.pair.cert_pem).await {
+                Ok(()) => kill_and_replace_kubelet(&handle, &roots).await,
+                Err(e) => Err(e),
+            }
         }
         Extra::Upgrade(v) => upgrade(&handle, &yaml, v, &opts).await,
         Extra::Scale(ref counts) => {
