@@ -259,6 +259,7 @@ impl Agent {
             std::fs::create_dir_all(d)
                 .map_err(|e| launch_failed(format!("creating {}: {e}", d.display())))?;
         }
+        link_volumes(&self.config.work_dir, &dir, task).map_err(launch_failed)?;
         let mut env = process::task_env(task, &key.framework_id, self.id_str(), &dir)
             .map_err(|m| (TaskState::TaskError, "REASON_TASK_INVALID", m))?;
         if let Some(group) = self.tasks.get(key).and_then(|t| t.group.clone()) {
@@ -677,5 +678,104 @@ impl Agent {
         }
         self.close_session().await;
         info!(agent_id = self.id_str(), "agent stopped");
+    }
+}
+
+/// Persistent volumes: each `disk` resource carrying a volume is a directory under
+/// `WORK_DIR/volumes/<id>` that outlives the task; the task sees it at
+/// `<sandbox>/<container_path>` (a symbolic link). A relaunched task that uses the same volume
+/// finds its data there.
+pub(crate) fn link_volumes(
+    work_dir: &std::path::Path,
+    sandbox: &std::path::Path,
+    task: &TaskInfo,
+) -> Result<(), String> {
+    for r in &task.resources {
+        let Some(v) = &r.volume else { continue };
+        let bad = |why: &str| format!("volume `{}` at `{}`: {why}", v.id, v.container_path);
+        let id_ok = !v.id.is_empty()
+            && v.id != "."
+            && v.id != ".."
+            && v.id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !id_ok {
+            return Err(bad("invalid volume id"));
+        }
+        let rel = std::path::Path::new(&v.container_path);
+        let rel_ok = !v.container_path.is_empty()
+            && rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !rel_ok {
+            return Err(bad("the container path must be relative, without `..`"));
+        }
+        let store = work_dir.join("volumes").join(&v.id);
+        std::fs::create_dir_all(&store)
+            .map_err(|e| bad(&format!("creating {}: {e}", store.display())))?;
+        let link = sandbox.join(rel);
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| bad(&format!("creating {}: {e}", parent.display())))?;
+        }
+        if std::fs::symlink_metadata(&link).is_ok() {
+            std::fs::remove_file(&link)
+                .map_err(|e| bad(&format!("replacing {}: {e}", link.display())))?;
+        }
+        std::os::unix::fs::symlink(&store, &link)
+            .map_err(|e| bad(&format!("linking {}: {e}", link.display())))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod volume_tests {
+    use super::*;
+    use proffer_proto::v1;
+
+    fn task_with(id: &str, path: &str) -> TaskInfo {
+        TaskInfo {
+            resources: vec![v1::Resource {
+                name: "disk".into(),
+                role: "web".into(),
+                value: Some(v1::resource::Value::ScalarMilli(100_000)),
+                volume: Some(v1::PersistentVolume {
+                    id: id.into(),
+                    container_path: path.into(),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn volumes_outlive_sandboxes_and_bad_paths_are_refused() -> Result<(), String> {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let s1 = work.path().join("sandboxes/fw/t1");
+        let s2 = work.path().join("sandboxes/fw/t2");
+        for s in [&s1, &s2] {
+            std::fs::create_dir_all(s).map_err(|e| e.to_string())?;
+        }
+        link_volumes(work.path(), &s1, &task_with("data", "mnt/data"))?;
+        std::fs::write(s1.join("mnt/data/file"), b"kept").map_err(|e| e.to_string())?;
+        // A relaunch (new sandbox) with the same volume sees the data.
+        link_volumes(work.path(), &s2, &task_with("data", "mnt/data"))?;
+        assert_eq!(
+            std::fs::read(s2.join("mnt/data/file")).map_err(|e| e.to_string())?,
+            b"kept"
+        );
+        for (id, path) in [
+            ("../x", "d"),
+            ("ok", "/abs"),
+            ("ok", "a/../../b"),
+            ("", "d"),
+        ] {
+            assert!(
+                link_volumes(work.path(), &s1, &task_with(id, path)).is_err(),
+                "{id} {path}"
+            );
+        }
+        Ok(())
     }
 }
