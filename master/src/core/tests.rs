@@ -1,5 +1,6 @@
 //! Core tests with virtual time: tables of inputs → expected outputs, and proptest invariants.
 
+mod bad_input;
 mod harness;
 mod invariants;
 mod operator_reserve;
