@@ -63,6 +63,8 @@ enum Command {
     Drain(roles::DrainArgs),
     /// End an agent's drain: its resources are offered again.
     Reactivate(roles::DrainArgs),
+    /// Maintenance windows: schedule (inverse offers, then drain), status.
+    Maintenance(roles::MaintenanceArgs),
     /// Show roles: weights, quotas, allocations, frameworks.
     Roles(roles::RolesArgs),
     /// Explain why a framework or role gets what it gets.
@@ -160,6 +162,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Weight(args) => roles::weight(args).await.map(|()| true),
         Command::Drain(args) => roles::drain(args, true).await.map(|()| true),
         Command::Reactivate(args) => roles::drain(args, false).await.map(|()| true),
+        Command::Maintenance(args) => roles::maintenance(args).await.map(|()| true),
         Command::Roles(args) => roles::roles(args).await.map(|()| true),
         Command::Why(args) => roles::why(args).await.map(|()| true),
         Command::Reserve(args) => roles::reserve(args, true).await.map(|()| true),

@@ -205,6 +205,96 @@ pub struct DrainArgs {
     master: MasterFlag,
 }
 
+/// Flags of `proffer maintenance`.
+#[derive(Debug, clap::Args)]
+pub struct MaintenanceArgs {
+    #[command(subcommand)]
+    command: MaintenanceCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum MaintenanceCommand {
+    /// Schedule a window: frameworks using the agent get inverse offers now; the agent is
+    /// drained when the window starts and offered again when it ends.
+    Schedule {
+        /// The agent id.
+        agent_id: String,
+        /// When the window starts, from now (e.g. `10m`).
+        #[arg(long = "in", default_value = "0s")]
+        starts_in: String,
+        /// How long it lasts (e.g. `1h`).
+        #[arg(long = "for")]
+        duration: String,
+        #[command(flatten)]
+        master: MasterFlag,
+    },
+    /// Show the schedule and the frameworks' answers.
+    Status {
+        #[command(flatten)]
+        master: MasterFlag,
+    },
+}
+
+/// `proffer maintenance schedule|status`.
+pub async fn maintenance(args: MaintenanceArgs) -> anyhow::Result<()> {
+    match args.command {
+        MaintenanceCommand::Schedule {
+            agent_id,
+            starts_in,
+            duration,
+            master,
+        } => {
+            let secs = |t: &str| {
+                crate::duration::parse_duration(t)
+                    .map(|d| d.as_secs_f64())
+                    .map_err(anyhow::Error::msg)
+            };
+            let (start, length) = (secs(&starts_in)?, secs(&duration)?);
+            client(&master.master)
+                .await?
+                .schedule_maintenance(v1::ScheduleMaintenanceRequest {
+                    agent_id: agent_id.clone(),
+                    starts_in_secs: start,
+                    duration_secs: length,
+                })
+                .await
+                .map_err(|s| refused("maintenance", s))?;
+            crate::output::text(&format!(
+                "maintenance of {agent_id} scheduled in {starts_in} for {duration}"
+            ));
+        }
+        MaintenanceCommand::Status { master } => {
+            let windows = client(&master.master)
+                .await?
+                .get_maintenance(v1::GetMaintenanceRequest {})
+                .await
+                .map_err(|s| refused("GetMaintenance", s))?
+                .into_inner()
+                .windows;
+            if windows.is_empty() {
+                crate::output::text("no maintenance scheduled");
+            }
+            for w in windows {
+                let u = w.unavailability.unwrap_or_default();
+                let answers: Vec<String> = w
+                    .frameworks
+                    .iter()
+                    .map(|f| format!("{}={}", f.framework_id, f.status))
+                    .collect();
+                crate::output::text(&format!(
+                    "{}  starts in {:.0}s  lasts {:.0}s  {}  {}",
+                    w.agent_id,
+                    u.starts_in_ms as f64 / 1000.0,
+                    u.duration_ms as f64 / 1000.0,
+                    if w.started { "STARTED" } else { "scheduled" },
+                    answers.join(" ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `proffer drain AGENT` (`drain` true) or `proffer reactivate AGENT`.
 pub async fn drain(args: DrainArgs, drain: bool) -> anyhow::Result<()> {
     let mut c = client(&args.master.master).await?;

@@ -77,6 +77,14 @@ impl Master {
                 self.remove_framework(now, &fw, "framework requested teardown");
                 Ok(())
             }
+            Call::AcceptInverseOffers(req) => {
+                let fw = self.authenticate(req.header.as_ref())?;
+                self.answer_inverse_offers(&fw, &req.inverse_offer_ids, true)
+            }
+            Call::DeclineInverseOffers(req) => {
+                let fw = self.authenticate(req.header.as_ref())?;
+                self.answer_inverse_offers(&fw, &req.inverse_offer_ids, false)
+            }
         }
     }
 

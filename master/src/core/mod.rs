@@ -15,12 +15,14 @@
 //! - `rng`: the seeded [`rng::SplitMix64`].
 //! - `agents`: registration, re-registration, pings, removal, status updates.
 //! - `frameworks`: subscription, disconnection, failover, removal.
+//! - `maintenance`: maintenance windows and inverse offers.
 //! - `calls`: ACCEPT, DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE, TEARDOWN.
 //! - `snapshot`: the operator's view of the state.
 
 mod agents;
 mod calls;
 mod frameworks;
+mod maintenance;
 mod operations;
 pub mod rng;
 mod snapshot;
@@ -57,6 +59,7 @@ pub struct Master {
     removed_agents: HashSet<String>,
     removed_frameworks: HashSet<String>,
     completed_tasks: VecDeque<v1::TaskSummary>,
+    maintenance: BTreeMap<String, maintenance::Window>,
     next_allocation: Timestamp,
     allocation_pending: bool,
     counters: Counters,
@@ -113,6 +116,7 @@ impl Master {
             removed_agents: HashSet::new(),
             removed_frameworks: HashSet::new(),
             completed_tasks: VecDeque::new(),
+            maintenance: BTreeMap::new(),
             next_allocation: Timestamp(0),
             allocation_pending: false,
             counters: Counters::default(),
@@ -246,6 +250,7 @@ impl Master {
         self.tick_agents(now);
         self.tick_frameworks(now);
         self.tick_offers(now);
+        self.tick_maintenance(now);
         if self.allocation_pending || now >= self.next_allocation {
             self.allocate(now);
         }
@@ -276,6 +281,7 @@ impl Master {
                 resources: a.resources.to_proto(),
                 attributes: agent.info.attributes.clone(),
                 allocation_role: a.role.clone(),
+                unavailability: self.unavailability(&a.agent_id, now),
             };
             tracing::debug!(framework_id = %a.framework_id, agent_id = %a.agent_id,
                 offer_id = %offer_id, resources = %a.resources, "offer");
@@ -293,6 +299,7 @@ impl Master {
             }
             per_framework.entry(a.framework_id).or_default().push(offer);
         }
+        self.send_inverse_offers(now);
         for (fw, offers) in per_framework {
             self.send_event(&fw, v1::event::Event::Offers(v1::Offers { offers }));
         }

@@ -3,6 +3,7 @@
 mod bad_input;
 mod harness;
 mod invariants;
+mod maintenance;
 mod operator_reserve;
 mod quota;
 mod reservation_props;

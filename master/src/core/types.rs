@@ -47,6 +47,10 @@ pub enum Call {
     Message(v1::MessageRequest),
     /// TEARDOWN the framework.
     Teardown(v1::TeardownRequest),
+    /// ACCEPT inverse offers (the framework will vacate the agents in time).
+    AcceptInverseOffers(v1::InverseOffersRequest),
+    /// DECLINE inverse offers.
+    DeclineInverseOffers(v1::InverseOffersRequest),
 }
 
 /// Something that happened, fed to [`crate::core::Master::handle`].

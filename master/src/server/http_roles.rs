@@ -39,6 +39,7 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/reserve", post(reserve))
         .route("/unreserve", post(unreserve))
         .route("/agents/{agent_id}/drain", post(drain_agent))
+        .route("/maintenance", get(maintenance).post(schedule_maintenance))
         .route("/agents/{agent_id}/reactivate", post(reactivate_agent))
 }
 
@@ -224,6 +225,57 @@ async fn why(State(st): State<HttpState>, Query(q): Query<BTreeMap<String, Strin
     match operator::why(&st.core, subject).await {
         Ok(lines) => Json(serde_json::json!({ "subject": name, "lines": lines })).into_response(),
         Err(e) => error_response(&e),
+    }
+}
+
+/// `GET /maintenance`: the schedule, with each framework's answer to its inverse offer.
+async fn maintenance(State(st): State<HttpState>) -> Response {
+    match st.core.run(|m, now| m.maintenance_schedule(now)).await {
+        Ok(windows) => {
+            let list: Vec<serde_json::Value> = windows
+                .iter()
+                .map(|w| {
+                    let u = w.unavailability.unwrap_or_default();
+                    serde_json::json!({
+                        "agent_id": w.agent_id,
+                        "starts_in_ms": u.starts_in_ms,
+                        "duration_ms": u.duration_ms,
+                        "started": w.started,
+                        "frameworks": w.frameworks.iter().map(|f| serde_json::json!({
+                            "framework_id": f.framework_id, "status": f.status,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            axum::Json(serde_json::json!({ "windows": list })).into_response()
+        }
+        Err(gone) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            gone.to_string(),
+        )
+            .into_response(),
+    }
+}
+
+/// `POST /maintenance` `{"agent_id", "starts_in_secs", "duration_secs"}`.
+async fn schedule_maintenance(State(st): State<HttpState>, body: Bytes) -> Response {
+    let parsed = json_body(&body).and_then(|obj| {
+        let agent_id = match obj.get("agent_id") {
+            Some(serde_json::Value::String(id)) => id.clone(),
+            _ => return Err("invalid body: missing string field `agent_id`".to_string()),
+        };
+        let num = |k: &str| {
+            obj.get(k)
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| format!("invalid body: missing number field `{k}`"))
+        };
+        Ok((agent_id, num("starts_in_secs")?, num("duration_secs")?))
+    });
+    match parsed {
+        Ok((agent_id, start, duration)) => {
+            done(operator::schedule(&st.core, agent_id, start, duration).await)
+        }
+        Err(msg) => bad_request(msg),
     }
 }
 

@@ -79,6 +79,34 @@ pub(crate) async fn set_weight(
     Ok(core.run(move |m, _| m.set_weight(&role, weight)).await??)
 }
 
+/// Schedules a maintenance window (seconds from now, seconds long).
+pub(crate) async fn schedule(
+    core: &CoreHandle,
+    agent_id: String,
+    starts_in_secs: f64,
+    duration_secs: f64,
+) -> Result<(), OperatorError> {
+    let ms = |field: &str, v: f64| -> Result<u64, OperatorError> {
+        if v.is_finite() && v >= 0.0 {
+            Ok((v * 1000.0) as u64)
+        } else {
+            Err(crate::core::MasterError::InvalidField {
+                field: field.to_string(),
+                reason: format!("{v} is not a non-negative number of seconds"),
+            }
+            .into())
+        }
+    };
+    let (start, duration) = (
+        ms("starts_in_secs", starts_in_secs)?,
+        ms("duration_secs", duration_secs)?,
+    );
+    tracing::info!(%agent_id, start, duration, "operator maintenance");
+    Ok(core
+        .run(move |m, now| m.schedule_maintenance(now, &agent_id, start, duration))
+        .await??)
+}
+
 /// Drains (`drain` true) or reactivates an agent.
 pub(crate) async fn drain(
     core: &CoreHandle,
@@ -222,6 +250,35 @@ impl v1::operator_server::Operator for OperatorService {
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
+    }
+
+    async fn schedule_maintenance(
+        &self,
+        request: tonic::Request<v1::ScheduleMaintenanceRequest>,
+    ) -> Reply<v1::OperatorResponse> {
+        let req = request.into_inner();
+        schedule(
+            &self.shared.core,
+            req.agent_id,
+            req.starts_in_secs,
+            req.duration_secs,
+        )
+        .await
+        .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::OperatorResponse {}))
+    }
+
+    async fn get_maintenance(
+        &self,
+        _request: tonic::Request<v1::GetMaintenanceRequest>,
+    ) -> Reply<v1::GetMaintenanceResponse> {
+        let windows = self
+            .shared
+            .core
+            .run(|m, now| m.maintenance_schedule(now))
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(tonic::Response::new(v1::GetMaintenanceResponse { windows }))
     }
 
     async fn drain_agent(

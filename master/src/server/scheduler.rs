@@ -183,4 +183,23 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
     ) -> Result<Response<v1::CallResponse>, Status> {
         unary!(self, request, Teardown, "teardown")
     }
+
+    async fn accept_inverse_offers(
+        &self,
+        request: Request<v1::InverseOffersRequest>,
+    ) -> Result<Response<v1::CallResponse>, Status> {
+        unary!(self, request, AcceptInverseOffers, "accept_inverse_offers")
+    }
+
+    async fn decline_inverse_offers(
+        &self,
+        request: Request<v1::InverseOffersRequest>,
+    ) -> Result<Response<v1::CallResponse>, Status> {
+        unary!(
+            self,
+            request,
+            DeclineInverseOffers,
+            "decline_inverse_offers"
+        )
+    }
 }
