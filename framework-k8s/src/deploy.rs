@@ -573,30 +573,7 @@ fn phase(pod: &str, strategy: StrategyKind, depends: Vec<String>) -> PhaseSpec {
     }
 }
 
-/// The spec as YAML the SDK parses back. (The SDK's derived `Serialize` writes placement
-/// rules as YAML tags, `!avoid etcd-0`, which its parser does not read; tags are rewritten
-/// into the one-key mappings it reads, `{avoid: etcd-0}`.)
+/// The spec as YAML the SDK parses back (the SDK serializes specs in the form it reads).
 pub fn spec_yaml(spec: &ServiceSpec) -> Result<String, DeployError> {
-    let v = serde_norway::to_value(spec)
-        .map_err(|e| DeployError(format!("serializing the spec: {e}")))?;
-    serde_norway::to_string(&untag(v))
-        .map_err(|e| DeployError(format!("serializing the spec: {e}")))
-}
-
-fn untag(v: serde_norway::Value) -> serde_norway::Value {
-    use serde_norway::Value;
-    match v {
-        Value::Tagged(t) => {
-            let mut m = serde_norway::Mapping::new();
-            let tag = t.tag.to_string();
-            m.insert(
-                Value::String(tag.trim_start_matches('!').to_string()),
-                untag(t.value),
-            );
-            Value::Mapping(m)
-        }
-        Value::Sequence(s) => Value::Sequence(s.into_iter().map(untag).collect()),
-        Value::Mapping(m) => Value::Mapping(m.into_iter().map(|(k, v)| (k, untag(v))).collect()),
-        other => other,
-    }
+    serde_norway::to_string(spec).map_err(|e| DeployError(format!("serializing the spec: {e}")))
 }

@@ -262,3 +262,65 @@ fn spec_changes_that_cannot_be_applied_are_refused() -> Result<()> {
     assert_eq!(e.to_string(), "r");
     Ok(())
 }
+
+#[test]
+fn every_example_spec_round_trips_through_yaml() -> Result<()> {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(examples())? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let spec = ServiceSpec::parse(&text, &BTreeMap::new())
+            .with_context(|| format!("parsing {}", path.display()))?;
+        let yaml = serde_norway::to_string(&spec)?;
+        assert!(
+            !yaml.contains('!'),
+            "tag in serialized {}:\n{yaml}",
+            path.display()
+        );
+        let back = ServiceSpec::parse(&yaml, &BTreeMap::new())
+            .with_context(|| format!("re-parsing serialized {}:\n{yaml}", path.display()))?;
+        assert_eq!(back, spec, "round trip of {}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 4, "only {seen} example specs found");
+    Ok(())
+}
+
+#[test]
+fn every_placement_rule_serializes_as_it_is_written() -> Result<()> {
+    let text = r#"
+name: rules
+pods:
+  db:
+    count: 1
+    tasks:
+      t: {cmd: "true", cpus: 0.1, memory: 8}
+  web:
+    count: 2
+    placement:
+      - one-per-agent
+      - max-per: {attribute: rack, max: 2}
+      - attribute-equals: {attribute: disk, value: ssd}
+      - attribute-like: {attribute: zone, pattern: "us-*"}
+      - avoid: db
+    tasks:
+      t: {cmd: "true", cpus: 0.1, memory: 8}
+  side:
+    count: 1
+    placement:
+      - colocate: db
+    tasks:
+      t: {cmd: "true", cpus: 0.1, memory: 8}
+"#;
+    let spec = ServiceSpec::parse(text, &BTreeMap::new())?;
+    let yaml = serde_norway::to_string(&spec)?;
+    assert!(yaml.contains("- avoid: db"), "{yaml}");
+    assert!(yaml.contains("- colocate: db"), "{yaml}");
+    assert!(yaml.contains("- one-per-agent"), "{yaml}");
+    assert!(!yaml.contains('!'), "{yaml}");
+    assert_eq!(ServiceSpec::parse(&yaml, &BTreeMap::new())?, spec);
+    Ok(())
+}

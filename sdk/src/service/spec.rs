@@ -195,8 +195,10 @@ fn default_path() -> String {
 /// `attribute-equals: {attribute: rack, value: r1}`, `attribute-like: {attribute: zone,
 /// pattern: "us-*"}`, `avoid: POD`, `colocate: POD`. The attribute `hostname` is the agent's
 /// hostname.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+///
+/// It serializes to the same form it is read from (a bare name or a one-key mapping, never a
+/// YAML tag), so a serialized spec parses back to an equal spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlacementRule {
     /// At most one instance of this pod per agent.
     OnePerAgent,
@@ -324,6 +326,53 @@ mod rule_de {
     impl<'de> Deserialize<'de> for PlacementRule {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             d.deserialize_any(V)
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    struct MaxPerRef<'a> {
+        attribute: &'a str,
+        max: u32,
+    }
+
+    #[derive(serde::Serialize)]
+    struct EqualsRef<'a> {
+        attribute: &'a str,
+        value: &'a str,
+    }
+
+    #[derive(serde::Serialize)]
+    struct LikeRef<'a> {
+        attribute: &'a str,
+        pattern: &'a str,
+    }
+
+    impl serde::Serialize for PlacementRule {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = match self {
+                PlacementRule::OnePerAgent => return s.serialize_str("one-per-agent"),
+                _ => s.serialize_map(Some(1))?,
+            };
+            match self {
+                PlacementRule::OnePerAgent => {}
+                PlacementRule::MaxPer { attribute, max } => m.serialize_entry(
+                    "max-per",
+                    &MaxPerRef {
+                        attribute,
+                        max: *max,
+                    },
+                )?,
+                PlacementRule::AttributeEquals { attribute, value } => {
+                    m.serialize_entry("attribute-equals", &EqualsRef { attribute, value })?
+                }
+                PlacementRule::AttributeLike { attribute, pattern } => {
+                    m.serialize_entry("attribute-like", &LikeRef { attribute, pattern })?
+                }
+                PlacementRule::Avoid(pod) => m.serialize_entry("avoid", pod)?,
+                PlacementRule::Colocate(pod) => m.serialize_entry("colocate", pod)?,
+            }
+            m.end()
         }
     }
 }
