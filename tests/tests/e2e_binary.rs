@@ -262,3 +262,71 @@ async fn drain_kills_tasks_and_stops_offers_until_reactivated() -> Result<()> {
     driver.teardown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_window_sends_inverse_offers_then_drains() -> Result<()> {
+    let cluster = Cluster::start(1, AGENT_RES, &["--allocation-interval", "100ms"])?;
+    let marker = "3600.44";
+    let (driver, mut events, agent_id) = launch_long_task(&cluster.master, "maint", marker).await?;
+    let out = run(&[
+        "maintenance",
+        "schedule",
+        &agent_id,
+        "--in",
+        "2s",
+        "--for",
+        "1h",
+        "--master",
+        &cluster.master,
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The framework using the agent is asked to vacate it, then its task is killed at the start.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut got_inverse = false;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .context("waiting for events")?;
+        let Some(DriverEvent::Event(e)) = ev else {
+            bail!("event stream ended: {ev:?}")
+        };
+        match e.event {
+            Some(Event::InverseOffers(i)) => {
+                assert_eq!(i.inverse_offers[0].agent_id, agent_id);
+                got_inverse = true;
+                let status = run(&["maintenance", "status", "--master", &cluster.master])?;
+                let text = String::from_utf8_lossy(&status.stdout).to_string();
+                assert!(
+                    text.contains(&agent_id) && text.contains("OUTSTANDING"),
+                    "{text}"
+                );
+            }
+            Some(Event::Update(u)) => {
+                let s = u.status.context("status")?;
+                driver.acknowledge(&s).await?;
+                if s.task_id == "maint"
+                    && TaskState::try_from(s.state).is_ok_and(TaskState::is_terminal)
+                {
+                    assert_eq!(s.state, TaskState::TaskKilled as i32, "{s:?}");
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        got_inverse,
+        "an inverse offer came before the window started"
+    );
+    let state = state_json(&cluster.master)?;
+    assert_eq!(state["agents"][0]["draining"], true, "{state}");
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &format!("sleep {marker}")])
+        .status();
+    driver.teardown().await?;
+    Ok(())
+}
