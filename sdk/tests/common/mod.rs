@@ -451,6 +451,15 @@ impl Scheduler for FakeScheduler {
         ok()
     }
 
+    async fn accept_inverse_offers(&self, _request: Request<v1::InverseOffersRequest>) -> Reply {
+        // The fake master never sends inverse offers.
+        ok()
+    }
+
+    async fn decline_inverse_offers(&self, _request: Request<v1::InverseOffersRequest>) -> Reply {
+        ok()
+    }
+
     async fn suppress(&self, request: Request<v1::SuppressRequest>) -> Reply {
         let mut st = self.state();
         st.check(Call::Suppress(request.into_inner()))?;
