@@ -150,9 +150,15 @@ async fn readiness_is_reported_once_the_check_passes() -> Result<()> {
     h.run("fw", task)?;
     h.expect_state(TaskState::TaskStarting).await?;
     let running = h.expect_state(TaskState::TaskRunning).await?;
-    assert_eq!(running.status.map(|s| s.reason), Some(String::new()));
+    let first = running.status.context("status")?;
+    assert_eq!(first.reason, "");
+    assert_eq!(
+        first.ready, None,
+        "the plain RUNNING says nothing about readiness"
+    );
     let ready = h.expect_state(TaskState::TaskRunning).await?;
     let s = ready.status.context("status")?;
+    assert_eq!(s.ready, Some(true));
     assert_eq!(s.reason, "REASON_TASK_CHECK_STATUS_UPDATED");
     assert!(s.message.starts_with("ready"), "{}", s.message);
     h.stop().await

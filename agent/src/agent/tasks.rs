@@ -70,6 +70,7 @@ impl Agent {
             timestamp_ms: now_ms(),
             exit_code: None,
             healthy: None,
+            ready: None,
         }
     }
 
@@ -446,12 +447,15 @@ impl Agent {
             }
             ExecutorEvent::Ready { message } => {
                 t.cp.ready = true;
-                self.status(
+                // `ready` is the field; reason and "ready: " message stay for older readers.
+                let mut s = self.status(
                     key,
                     TaskState::TaskRunning,
                     "REASON_TASK_CHECK_STATUS_UPDATED",
                     format!("ready: {message}"),
-                )
+                );
+                s.ready = Some(true);
+                s
             }
             ExecutorEvent::Exited {
                 state,

@@ -26,6 +26,7 @@ pub(crate) fn master_status(
         timestamp_ms: now.0,
         exit_code: None,
         healthy: None,
+        ready: None,
     }
 }
 
