@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use proffer_agent::AgentConfig;
+use proffer_agent::{AgentConfig, IsolationMode};
 use proffer_master::core::MasterConfig;
 use proffer_master::server::{ServerConfig, serve};
 use proffer_proto::Resources;
@@ -105,6 +105,46 @@ pub struct AgentArgs {
     /// Port to advertise.
     #[arg(long, env = "PROFFER_PORT", default_value_t = 5051)]
     port: u32,
+    /// Serve the agent's HTTP endpoint (sandbox files, `/state`, `/metrics`) on this address,
+    /// e.g. `0.0.0.0:5051` (default: no HTTP endpoint).
+    #[arg(long = "http", env = "PROFFER_AGENT_HTTP")]
+    http: Option<SocketAddr>,
+    /// Task isolation: `auto` (cgroups where the host allows, plain processes otherwise),
+    /// `posix` (process groups, no limits) or `cgroups` (required; refuse to start without).
+    #[arg(long, env = "PROFFER_ISOLATION", value_enum, default_value_t = Isolation::Auto)]
+    isolation: Isolation,
+    /// Hard cpu limits: a CFS quota of cpus × period per task (Mesos `--cgroups_enable_cfs`).
+    #[arg(long, env = "PROFFER_CGROUPS_ENABLE_CFS")]
+    cgroups_enable_cfs: bool,
+    /// Run every task in its own PID and mount namespaces (needs util-linux `unshare`; the
+    /// agent refuses to start when it is unavailable).
+    #[arg(long, env = "PROFFER_PID_NAMESPACE")]
+    pid_namespace: bool,
+    /// On shutdown leave the tasks running under their executors; the next agent started on
+    /// the same work directory re-attaches to them (default: tasks are killed).
+    #[arg(long, env = "PROFFER_KEEP_TASKS_ON_SHUTDOWN")]
+    keep_tasks_on_shutdown: bool,
+}
+
+/// `--isolation` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// cgroups where the host allows them, plain processes otherwise.
+    Auto,
+    /// Plain processes (process groups), no resource limits.
+    Posix,
+    /// cgroups required.
+    Cgroups,
+}
+
+impl From<Isolation> for IsolationMode {
+    fn from(i: Isolation) -> Self {
+        match i {
+            Isolation::Auto => IsolationMode::Auto,
+            Isolation::Posix => IsolationMode::Posix,
+            Isolation::Cgroups => IsolationMode::Cgroups,
+        }
+    }
 }
 
 impl AgentArgs {
@@ -124,6 +164,11 @@ impl AgentArgs {
             config.hostname = hostname.clone();
         }
         config.port = self.port;
+        config.http_listen = self.http;
+        config.isolation = self.isolation.into();
+        config.cgroups_enable_cfs = self.cgroups_enable_cfs;
+        config.pid_namespace = self.pid_namespace;
+        config.kill_tasks_on_shutdown = !self.keep_tasks_on_shutdown;
         Ok(config)
     }
 }
@@ -189,8 +234,17 @@ mod tests {
             attributes: Some("rack:a".into()),
             hostname: Some("h1".into()),
             port: 6000,
+            http: None,
+            isolation: Isolation::Auto,
+            cgroups_enable_cfs: false,
+            pid_namespace: false,
+            keep_tasks_on_shutdown: false,
         };
         let config = args.agent_config()?;
+        assert_eq!(config.http_listen, None);
+        assert_eq!(config.isolation, IsolationMode::Auto);
+        assert!(!config.cgroups_enable_cfs && !config.pid_namespace);
+        assert!(config.kill_tasks_on_shutdown);
         assert_eq!(config.master, "m:5050");
         assert_eq!(config.resources.map(|r| r.cpus_milli()), Some(2000));
         assert_eq!(config.attributes, vec![("rack".to_owned(), "a".to_owned())]);
@@ -201,6 +255,63 @@ mod tests {
             ..args
         };
         assert!(bad.agent_config().is_err());
+        Ok(())
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct AgentCmd {
+        #[command(flatten)]
+        args: AgentArgs,
+    }
+
+    fn parse_agent(extra: &[&str]) -> anyhow::Result<AgentConfig> {
+        use clap::Parser;
+        let base = [
+            "proffer-agent",
+            "--master",
+            "m:5050",
+            "--work-dir",
+            "/tmp/w",
+        ];
+        let cmd = AgentCmd::try_parse_from(base.iter().chain(extra))?;
+        cmd.args.agent_config()
+    }
+
+    #[test]
+    fn agent_isolation_and_shutdown_flags_map_to_the_config() -> anyhow::Result<()> {
+        // Defaults, as AgentConfig::new.
+        let config = parse_agent(&[])?;
+        let defaults = AgentConfig::new("m:5050", "/tmp/w");
+        assert_eq!(config.http_listen, defaults.http_listen);
+        assert_eq!(config.isolation, defaults.isolation);
+        assert_eq!(config.cgroups_enable_cfs, defaults.cgroups_enable_cfs);
+        assert_eq!(config.pid_namespace, defaults.pid_namespace);
+        assert_eq!(
+            config.kill_tasks_on_shutdown,
+            defaults.kill_tasks_on_shutdown
+        );
+
+        let config = parse_agent(&[
+            "--http",
+            "0.0.0.0:5051",
+            "--isolation",
+            "cgroups",
+            "--cgroups-enable-cfs",
+            "--pid-namespace",
+            "--keep-tasks-on-shutdown",
+        ])?;
+        assert_eq!(config.http_listen, Some("0.0.0.0:5051".parse()?));
+        assert_eq!(config.isolation, IsolationMode::Cgroups);
+        assert!(config.cgroups_enable_cfs);
+        assert!(config.pid_namespace);
+        assert!(!config.kill_tasks_on_shutdown);
+
+        assert_eq!(
+            parse_agent(&["--isolation", "posix"])?.isolation,
+            IsolationMode::Posix
+        );
+        assert!(parse_agent(&["--isolation", "docker"]).is_err());
+        assert!(parse_agent(&["--http", "not-an-address"]).is_err());
         Ok(())
     }
 }
