@@ -5,9 +5,14 @@ use super::plan::{Phase, Plan, Step};
 use super::spec::{ServiceSpec, StrategyKind};
 
 /// Builds the deploy plan under `name` (`deploy`, or `update` when the configuration changed).
+/// For `update`, the spec's own `update` plan is used when it has one (e.g. to roll pod types
+/// one instance at a time in an order unlike the deploy's); otherwise the deploy plan is reused.
 /// Without a `deploy` plan in the spec: one serial phase per pod type, in spec order, each with
 /// one step per instance launching all of its tasks.
 pub fn deploy_plan(spec: &ServiceSpec, name: &str) -> Plan {
+    if name == "update" && spec.plan("update").is_some() {
+        return custom_plan(spec, "update");
+    }
     let mut plan = match spec.plan("deploy") {
         Some(_) => custom_plan(spec, "deploy"),
         None => Plan {
@@ -84,11 +89,12 @@ pub fn custom_plan(spec: &ServiceSpec, name: &str) -> Plan {
 }
 
 /// All the plans of a spec: the deploy plan first, then the custom plans (which start paused:
-/// an operator starts them), in spec order.
+/// an operator starts them), in spec order. The spec's `deploy` and `update` plans are not
+/// custom plans: they are used as the deploy plan (see [`deploy_plan`]).
 pub fn compile(spec: &ServiceSpec, deploy_name: &str) -> Vec<Plan> {
     let mut out = vec![deploy_plan(spec, deploy_name)];
     for (name, _) in &spec.plans {
-        if name == "deploy" {
+        if name == "deploy" || name == "update" {
             continue;
         }
         let mut p = custom_plan(spec, name);

@@ -30,7 +30,8 @@ pub struct ServiceSpec {
     /// The pod types, by name (ordered: the default deploy plan follows this order).
     #[serde(with = "ordered")]
     pub pods: IndexedMap<PodSpec>,
-    /// Custom plans by name; a plan named `deploy` replaces the default deploy plan.
+    /// Custom plans by name; a plan named `deploy` replaces the default deploy plan, and a plan
+    /// named `update` is used instead of the deploy plan to roll out a configuration change.
     #[serde(default, with = "ordered")]
     pub plans: IndexedMap<PlanSpec>,
 }

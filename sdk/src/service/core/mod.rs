@@ -390,7 +390,9 @@ impl ServiceCore {
         for p in &self.plans {
             if p.interrupted {
                 flags.insert(p.name.clone(), "paused".to_string());
-            } else if self.spec.plan(&p.name).is_some() && p.name != "deploy" {
+            } else if self.spec.plan(&p.name).is_some()
+                && !matches!(p.name.as_str(), "deploy" | "update")
+            {
                 flags.insert(p.name.clone(), "started".to_string());
             }
             for ph in &p.phases {
