@@ -12,11 +12,10 @@
 //! volumes), [`store`] (redb), [`core`] (the sans-network scheduler state machine), [`runner`]
 //! (the driver loop), [`http`] (the framework API and a small client).
 //!
-//! Not done / not real yet: the agent does not mount persistent volumes (CREATE is accounted
-//! by the master and the task gets a sandbox directory of that name, so data does not survive
-//! a relaunch); TaskStatus has no readiness field (readiness is read from the agent's
-//! `REASON_TASK_CHECK_STATUS_UPDATED` / `ready: …` update). A lost agent (FAILURE event) starts
-//! the permanent-failure clock of its pods; they move after `permanent_after_ms`.
+//! Readiness is read from `TaskStatus.ready` when an update carries it, else from the agent's
+//! older convention (RUNNING with reason `REASON_TASK_CHECK_STATUS_UPDATED` and a message
+//! `ready: …`). A lost agent (FAILURE event) starts the permanent-failure clock of its pods;
+//! they move after `permanent_after_ms`.
 
 pub mod compile;
 pub mod core;

@@ -48,11 +48,14 @@ impl ServiceCore {
             .pod(&rec.pod)
             .and_then(|p| p.task(&rec.task))
             .is_some_and(|t| t.readiness_check.is_some());
-        // The agent reports a passing readiness check as a RUNNING update with the Mesos reason
-        // REASON_TASK_CHECK_STATUS_UPDATED and a message `ready: …` (TaskStatus has no readiness
-        // field); once ready, a task stays ready while it runs.
-        let ready_update = status.reason == "REASON_TASK_CHECK_STATUS_UPDATED"
-            && status.message.starts_with("ready");
+        // Readiness comes from `TaskStatus.ready` when the update carries it; otherwise from the
+        // older convention: a RUNNING update with the Mesos reason
+        // REASON_TASK_CHECK_STATUS_UPDATED and a message `ready: …`. Once ready, a task stays
+        // ready while it runs.
+        let ready_update = status.ready.unwrap_or_else(|| {
+            status.reason == "REASON_TASK_CHECK_STATUS_UPDATED"
+                && status.message.starts_with("ready")
+        });
         rec.ready =
             state == v1::TaskState::TaskRunning && (!has_readiness || was_ready || ready_update);
         let rec = rec.clone();
