@@ -281,3 +281,60 @@ async fn agent_stopped_with_keep_tasks_leaves_them_to_the_next_agent() -> Result
     assert!(!pid_alive(pid));
     h.stop().await
 }
+
+/// Write-ahead: when an update derived from an executor event reaches the master, the task's
+/// checkpoint already holds both the update and the log offset just past that event, so an
+/// agent crash at any later point neither loses the update nor turns the event into a second
+/// update. A restart (SIGKILL) right after the RUNNING is seen, still unacknowledged, re-sends
+/// the same RUNNING (same uuid) and nothing else.
+#[tokio::test]
+async fn an_update_is_checkpointed_with_its_log_offset_before_it_is_sent() -> Result<()> {
+    let mut h = Harness::start_process(&["--status-retry-ms", "60000"]).await?;
+    h.register("agent-1").await?;
+    h.run_shell("fw", "w", "exec sleep 120")?;
+    let starting = h.expect_state(TaskState::TaskStarting).await?;
+    h.ack(&starting)?;
+    let running = h.expect_state(TaskState::TaskRunning).await?;
+    let uuid = running.status.as_ref().map(|s| s.uuid.clone());
+    let run_dir = h.work_dir.path().join("meta/tasks/fw/w");
+    let cp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("agent.json"))?)?;
+    let events = std::fs::read_to_string(run_dir.join("events.jsonl"))?;
+    let started_end = events
+        .find("\"started\"")
+        .and_then(|i| events[i..].find('\n').map(|n| i + n + 1))
+        .context("no started event in the log")?;
+    assert_eq!(
+        cp["offset"].as_u64(),
+        Some(u64::try_from(started_end)?),
+        "offset past the started event: {cp}"
+    );
+    assert_eq!(
+        cp["updates"].as_array().map(Vec::len),
+        Some(1),
+        "the RUNNING is queued: {cp}"
+    );
+
+    h.kill9()?;
+    h.spawn_process()?;
+    match h.recv_msg().await? {
+        agent_message::Msg::Reregister(_) => {}
+        other => bail!("expected Reregister, got {other:?}"),
+    }
+    h.send(master_message::Msg::Registered(AgentRegistered {
+        agent_id: "agent-1".into(),
+        master_id: "m".into(),
+        ping_interval_ms: 15_000,
+    }))?;
+    let again = h.expect_state(TaskState::TaskRunning).await?;
+    assert_eq!(
+        again.status.as_ref().map(|s| s.uuid.clone()),
+        uuid,
+        "the same update, not a new one"
+    );
+    h.ack(&again)?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rest = h.barrier().await?;
+    assert!(rest.is_empty(), "nothing more: {rest:?}");
+    h.stop().await
+}
