@@ -186,6 +186,16 @@ fn invalid_specs_name_the_field() {
             "plans.deploy.phases.a.depends: depends needs `strategy: dependency` on the plan",
         ),
         (
+            format!(
+                "{}plans:\n  update:\n    phases:\n      a: {{pod: web}}\n",
+                BASE.replace(
+                    "pods:\n",
+                    "pods:\n  db:\n    count: 1\n    tasks:\n      t: {cpus: 0.1, memory: 8, cmd: x}\n"
+                )
+            ),
+            "plans.update.phases: pod type `db` is in no phase; an update plan must roll every pod type",
+        ),
+        (
             format!("{BASE}plans:\n  recovery:\n    phases:\n      a: {{pod: web}}\n"),
             "plans.recovery: `recovery` is a reserved plan name",
         ),

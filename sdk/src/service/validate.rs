@@ -141,6 +141,21 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), SpecError> {
             }
         }
         check_acyclic(&path, plan)?;
+        if name == "update"
+            && let Some((missing, _)) = spec
+                .pods
+                .iter()
+                .find(|(pod, _)| !plan.phases.iter().any(|(_, ph)| ph.pod == *pod))
+        {
+            // Every instance must have a step in the plan that rolls out a change, or the
+            // change would never reach it (and its failures would not be recovered).
+            return err(
+                format!("{path}.phases"),
+                format!(
+                    "pod type `{missing}` is in no phase; an update plan must roll every pod type"
+                ),
+            );
+        }
     }
     Ok(())
 }
