@@ -3,7 +3,9 @@
 //!
 //! Control-plane instances are pod types of their own (`etcd-0`, `apiserver-1`, ...) so that
 //! each gets its own certificates, addresses and ports and distinct agents (`avoid` rules);
-//! nodes and CoreDNS are counted pod types. The deploy plan uses the `dependency` strategy:
+//! nodes and CoreDNS are counted pod types. The update plan (upgrades, config changes) rolls one
+//! instance at a time: etcd, apiservers, controller-managers, schedulers, nodes, CoreDNS, addons.
+//! The deploy plan uses the `dependency` strategy:
 //! every group's phases wait for all phases of the previous group, each step for its task's
 //! readiness check (TLS probes with `k8s-probe` trusting the cluster CA).
 //!
@@ -417,7 +419,10 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
         role: cluster.role().to_string(),
         failover_timeout: 600.0,
         options: Default::default(),
-        plans: vec![("deploy".into(), deploy_plan(&pods, n))],
+        plans: vec![
+            ("deploy".into(), deploy_plan(&pods, n)),
+            ("update".into(), update_plan(&pods, n)),
+        ],
         pods,
     })
 }
@@ -560,6 +565,27 @@ fn deploy_plan(pods: &IndexedMap<PodSpec>, n: u32) -> PlanSpec {
     }
     PlanSpec {
         strategy: StrategyKind::Dependency,
+        phases,
+    }
+}
+
+/// The update plan (rolling upgrade or config change): strictly one instance at a time, in the
+/// order etcd, apiservers, controller-managers, schedulers, then nodes, CoreDNS and addons.
+fn update_plan(pods: &IndexedMap<PodSpec>, n: u32) -> PlanSpec {
+    let mut phases: IndexedMap<PhaseSpec> = Vec::new();
+    for kind in ["etcd", "apiserver", "controller-manager", "scheduler"] {
+        for i in 0..n {
+            let name = format!("{kind}-{i}");
+            phases.push((name.clone(), phase(&name, StrategyKind::Serial, Vec::new())));
+        }
+    }
+    for name in ["node", "coredns", "addons"] {
+        if pods.iter().any(|(p, _)| p == name) {
+            phases.push((name.into(), phase(name, StrategyKind::Serial, Vec::new())));
+        }
+    }
+    PlanSpec {
+        strategy: StrategyKind::Serial,
         phases,
     }
 }

@@ -234,15 +234,15 @@ async fn upgrade(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let order = [
-        "etcd-0",
-        "apiserver-0",
-        "controller-manager-0",
-        "scheduler-0",
-        "node",
-        "coredns",
-        "addons",
-    ];
+    // The update plan's phases, in order: each must be relaunched only after the previous one
+    // completed (one instance at a time: etcd, apiservers, controller-managers, schedulers,
+    // nodes, CoreDNS, addons).
+    let order: Vec<String> = {
+        let core = handle.shared.core.lock().unwrap();
+        let plan = core.plan("update").context("no update plan")?;
+        plan.phases.iter().map(|ph| ph.name.clone()).collect()
+    };
+    let order: Vec<&str> = order.iter().map(String::as_str).collect();
     for w in order.windows(2) {
         let ready = completed
             .get(w[0])
