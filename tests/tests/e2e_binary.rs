@@ -330,3 +330,56 @@ async fn maintenance_window_sends_inverse_offers_then_drains() -> Result<()> {
     driver.teardown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_answers_inverse_offers() -> Result<()> {
+    let cluster = Cluster::start(1, AGENT_RES, &["--allocation-interval", "100ms"])?;
+    let marker = "3600.55";
+    let (driver, mut events, agent_id) =
+        launch_long_task(&cluster.master, "vacate", marker).await?;
+    let out = run(&[
+        "maintenance",
+        "schedule",
+        &agent_id,
+        "--in",
+        "1h",
+        "--for",
+        "1h",
+        "--master",
+        &cluster.master,
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let ids = loop {
+        let ev = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .context("waiting for events")?;
+        let Some(DriverEvent::Event(e)) = ev else {
+            bail!("event stream ended: {ev:?}")
+        };
+        if let Some(Event::InverseOffers(i)) = e.event {
+            break i
+                .inverse_offers
+                .into_iter()
+                .map(|o| o.id)
+                .collect::<Vec<_>>();
+        }
+    };
+    let err = driver
+        .answer_inverse_offers(vec!["nope".into()], true)
+        .await;
+    assert!(err.is_err(), "an unknown inverse offer is refused");
+    driver.answer_inverse_offers(ids, true).await?;
+    let status = run(&["maintenance", "status", "--master", &cluster.master])?;
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(text.contains("ACCEPTED"), "{text}");
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &format!("sleep {marker}")])
+        .status();
+    driver.teardown().await?;
+    Ok(())
+}

@@ -192,6 +192,25 @@ impl Driver {
         call("decline", c.decline(req)).await
     }
 
+    /// Answers inverse offers (maintenance): `accept` true promises to vacate the agents before
+    /// their windows start; false declines.
+    pub async fn answer_inverse_offers(
+        &self,
+        inverse_offer_ids: Vec<String>,
+        accept: bool,
+    ) -> Result<(), DriverError> {
+        let req = v1::InverseOffersRequest {
+            header: Some(self.header()),
+            inverse_offer_ids,
+        };
+        let mut c = self.client.clone();
+        if accept {
+            call("accept_inverse_offers", c.accept_inverse_offers(req)).await
+        } else {
+            call("decline_inverse_offers", c.decline_inverse_offers(req)).await
+        }
+    }
+
     /// Clears filters and resumes offers for all the framework's roles.
     pub async fn revive(&self) -> Result<(), DriverError> {
         let req = v1::ReviveRequest {
