@@ -296,7 +296,7 @@ impl Allocator {
         self.total.add(&total);
         self.total_s = Scalars::of(&self.total);
         self.shares_dirty = true;
-        let has_reserved = total.iter().any(|(k, _)| k.role != UNRESERVED);
+        let has_reserved = has_reservations(&total);
         self.agents[slot] = Some(AgentEntry {
             id: agent_id.to_string(),
             generation,
@@ -409,7 +409,7 @@ impl Allocator {
         });
         self.total.subtract(&a.total);
         self.total.add(&total);
-        a.has_reserved = total.iter().any(|(k, _)| k.role != UNRESERVED);
+        a.has_reserved = has_reservations(&total);
         a.free = total.checked_sub(&held).unwrap_or_default();
         a.total = total;
         a.revalidate_filters(None);
@@ -430,49 +430,14 @@ impl Allocator {
         let (Some(fs), Some(slot)) = (self.fw_slot(framework_id), self.agent_slot(agent_id)) else {
             return;
         };
-        let keys: Vec<(usize, usize)> = self.agents[slot]
-            .as_ref()
-            .map(|a| {
-                a.held
-                    .range((fs, 0)..=(fs, usize::MAX))
-                    .map(|(k, _)| *k)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut left = from.clone();
-        for key in keys {
-            if left.is_empty() {
-                break;
-            }
-            let Some(held) = self.agents[slot]
-                .as_ref()
-                .and_then(|a| a.held.get(&key))
-                .cloned()
-            else {
-                continue;
-            };
-            let take = intersect(&held, &left);
-            if take.is_empty() {
-                continue;
-            }
-            left.subtract(&take);
-            self.release_accounting(fs, key.1, &take);
-            if let Some(a) = self.agents[slot].as_mut()
-                && let Some(h) = a.held.get_mut(&key)
-            {
-                h.subtract(&take);
-                if h.is_empty() {
-                    a.held.remove(&key);
-                }
-            }
-        }
+        let (_, left) = self.release_held(slot, fs, from);
         if let Some(a) = self.agents[slot].as_mut() {
             // Whatever of `from` was not held (it should all be) is taken from the free pool.
             a.free.subtract(&left);
             a.total.subtract(from);
             a.total.add(to);
             a.free.add(to);
-            a.has_reserved = a.total.iter().any(|(k, _)| k.role != UNRESERVED);
+            a.has_reserved = has_reservations(&a.total);
         }
         self.total.subtract(from);
         self.total.add(to);
@@ -531,47 +496,9 @@ impl Allocator {
         let (Some(fs), Some(slot)) = (self.fw_slot(framework_id), self.agent_slot(agent_id)) else {
             return;
         };
-        // Take from the (framework, role) entries holding the resources.
-        let mut left = resources.clone();
-        let keys: Vec<(usize, usize)> = self.agents[slot]
-            .as_ref()
-            .map(|a| {
-                a.held
-                    .range((fs, 0)..=(fs, usize::MAX))
-                    .map(|(k, _)| *k)
-                    .collect()
-            })
-            .unwrap_or_default();
-        for key in keys {
-            if left.is_empty() {
-                break;
-            }
-            let Some(held) = self.agents[slot]
-                .as_ref()
-                .and_then(|a| a.held.get(&key))
-                .cloned()
-            else {
-                continue;
-            };
-            let take = if held.contains(&left) {
-                left.clone()
-            } else {
-                intersect(&held, &left)
-            };
-            if take.is_empty() {
-                continue;
-            }
-            left.subtract(&take);
-            self.release_accounting(fs, key.1, &take);
-            if let Some(a) = self.agents[slot].as_mut() {
-                if let Some(h) = a.held.get_mut(&key) {
-                    h.subtract(&take);
-                    if h.is_empty() {
-                        a.held.remove(&key);
-                    }
-                }
-                a.free.add(&take);
-            }
+        let (taken, _) = self.release_held(slot, fs, resources);
+        if let Some(a) = self.agents[slot].as_mut() {
+            a.free.add(&taken);
         }
         let generation = self.agents[slot]
             .as_ref()
@@ -596,6 +523,55 @@ impl Allocator {
         {
             f.filtered_agents.insert(slot);
         }
+    }
+
+    /// Takes `res` out of the (framework `fs`, role) chunks held on agent `slot` — `res` may span
+    /// the framework's roles — and out of their accounting. Returns what was taken and what of
+    /// `res` was not held. The agent's free pool is left to the caller.
+    fn release_held(&mut self, slot: usize, fs: usize, res: &Resources) -> (Resources, Resources) {
+        let keys: Vec<(usize, usize)> = self.agents[slot]
+            .as_ref()
+            .map(|a| {
+                a.held
+                    .range((fs, 0)..=(fs, usize::MAX))
+                    .map(|(k, _)| *k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut left = res.clone();
+        let mut taken = Resources::new();
+        for key in keys {
+            if left.is_empty() {
+                break;
+            }
+            let Some(held) = self.agents[slot]
+                .as_ref()
+                .and_then(|a| a.held.get(&key))
+                .cloned()
+            else {
+                continue;
+            };
+            let take = if held.contains(&left) {
+                left.clone()
+            } else {
+                intersect(&held, &left)
+            };
+            if take.is_empty() {
+                continue;
+            }
+            left.subtract(&take);
+            self.release_accounting(fs, key.1, &take);
+            if let Some(a) = self.agents[slot].as_mut()
+                && let Some(h) = a.held.get_mut(&key)
+            {
+                h.subtract(&take);
+                if h.is_empty() {
+                    a.held.remove(&key);
+                }
+            }
+            taken.add(&take);
+        }
+        (taken, left)
     }
 
     /// Drops filters that expired by `now`.
@@ -629,6 +605,11 @@ impl Allocator {
             }
         }
     }
+}
+
+/// True if any entry of `r` is reserved for a role.
+fn has_reservations(r: &Resources) -> bool {
+    r.iter().any(|(k, _)| k.role != UNRESERVED)
 }
 
 /// The common part of two resource bags (scalars: min; ranges and sets: overlap by subtraction).

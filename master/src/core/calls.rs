@@ -422,34 +422,31 @@ impl Master {
         let Some(f) = self.frameworks.get(fw) else {
             return;
         };
-        let mut statuses = Vec::new();
-        if req.tasks.is_empty() {
-            for t in f.tasks.values() {
-                let mut s = t.status.clone();
-                s.reason = "REASON_RECONCILIATION".into();
-                s.uuid.clear();
-                statuses.push(s);
-            }
+        // The task's latest status, re-stamped as a reconciliation answer (nothing to acknowledge).
+        let known = |t: &super::state::TaskRecord| {
+            let mut s = t.status.clone();
+            s.reason = "REASON_RECONCILIATION".into();
+            s.uuid.clear();
+            s
+        };
+        let statuses: Vec<v1::TaskStatus> = if req.tasks.is_empty() {
+            f.tasks.values().map(known).collect()
         } else {
-            for q in &req.tasks {
-                match f.tasks.get(&q.task_id) {
-                    Some(t) => {
-                        let mut s = t.status.clone();
-                        s.reason = "REASON_RECONCILIATION".into();
-                        s.uuid.clear();
-                        statuses.push(s);
-                    }
-                    None => statuses.push(master_status(
+            req.tasks
+                .iter()
+                .map(|q| match f.tasks.get(&q.task_id) {
+                    Some(t) => known(t),
+                    None => master_status(
                         &q.task_id,
                         &q.agent_id,
                         TaskState::TaskLost,
                         "REASON_RECONCILIATION",
                         "task is unknown to the master",
                         now,
-                    )),
-                }
-            }
-        }
+                    ),
+                })
+                .collect()
+        };
         for s in statuses {
             self.send_event(fw, Event::Update(v1::Update { status: Some(s) }));
         }
