@@ -93,6 +93,28 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The next protocol event before `deadline` (skipping nothing: a disconnect is an error).
+async fn next_event(
+    events: &mut EventStream,
+    deadline: tokio::time::Instant,
+    what: &str,
+) -> Result<v1::Event> {
+    let ev = tokio::time::timeout_at(deadline, events.next())
+        .await
+        .with_context(|| format!("{what}: timed out"))?;
+    match ev {
+        Some(DriverEvent::Event(e)) => Ok(e),
+        other => bail!("{what}: event stream ended: {other:?}"),
+    }
+}
+
+/// Stops a test task's `sleep MARKER` process (markers are unique per test).
+fn stop_sleeper(marker: &str) {
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &format!("sleep {marker}")])
+        .status();
+}
+
 /// Subscribes a framework and launches one long task on the first offer; returns once it runs.
 async fn launch_long_task(
     master: &str,
@@ -107,12 +129,7 @@ async fn launch_long_task(
     let mut agent_id = String::new();
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
-        let ev = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .context("waiting for events")?;
-        let Some(DriverEvent::Event(e)) = ev else {
-            bail!("event stream ended: {ev:?}")
-        };
+        let e = next_event(&mut events, deadline, "waiting for events").await?;
         match e.event {
             Some(Event::Offers(o)) if agent_id.is_empty() => {
                 let offer = &o.offers[0];
@@ -152,12 +169,7 @@ async fn wait_terminal(
 ) -> Result<v1::TaskStatus> {
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
-        let ev = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .context("waiting for a terminal update")?;
-        let Some(DriverEvent::Event(e)) = ev else {
-            bail!("event stream ended: {ev:?}")
-        };
+        let e = next_event(events, deadline, "waiting for a terminal update").await?;
         if let Some(Event::Update(u)) = e.event {
             let s = u.status.context("status")?;
             driver.acknowledge(&s).await?;
@@ -209,9 +221,7 @@ async fn agent_killed_with_sigkill_has_its_tasks_reported_lost() -> Result<()> {
     let status = wait_terminal(&driver, &mut events, "doomed").await?;
     // The task's executor outlives the agent by design (a restarted agent would re-attach); this
     // agent never comes back, so stop the task's process here.
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", &format!("sleep {marker}")])
-        .status();
+    stop_sleeper(marker);
     assert_eq!(status.state, TaskState::TaskLost as i32, "{status:?}");
     assert_eq!(status.reason, "REASON_AGENT_REMOVED");
     assert_eq!(status.agent_id, agent_id);
@@ -256,9 +266,7 @@ async fn drain_kills_tasks_and_stops_offers_until_reactivated() -> Result<()> {
     assert!(out.status.success());
     let state = state_json(&cluster.master)?;
     assert_eq!(state["agents"][0]["draining"], false);
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", &format!("sleep {marker}")])
-        .status();
+    stop_sleeper(marker);
     driver.teardown().await?;
     Ok(())
 }
@@ -288,12 +296,7 @@ async fn maintenance_window_sends_inverse_offers_then_drains() -> Result<()> {
     let deadline = tokio::time::Instant::now() + LIMIT;
     let mut got_inverse = false;
     loop {
-        let ev = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .context("waiting for events")?;
-        let Some(DriverEvent::Event(e)) = ev else {
-            bail!("event stream ended: {ev:?}")
-        };
+        let e = next_event(&mut events, deadline, "waiting for events").await?;
         match e.event {
             Some(Event::InverseOffers(i)) => {
                 assert_eq!(i.inverse_offers[0].agent_id, agent_id);
@@ -324,9 +327,7 @@ async fn maintenance_window_sends_inverse_offers_then_drains() -> Result<()> {
     );
     let state = state_json(&cluster.master)?;
     assert_eq!(state["agents"][0]["draining"], true, "{state}");
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", &format!("sleep {marker}")])
-        .status();
+    stop_sleeper(marker);
     driver.teardown().await?;
     Ok(())
 }
@@ -355,12 +356,7 @@ async fn driver_answers_inverse_offers() -> Result<()> {
     );
     let deadline = tokio::time::Instant::now() + LIMIT;
     let ids = loop {
-        let ev = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .context("waiting for events")?;
-        let Some(DriverEvent::Event(e)) = ev else {
-            bail!("event stream ended: {ev:?}")
-        };
+        let e = next_event(&mut events, deadline, "waiting for events").await?;
         if let Some(Event::InverseOffers(i)) = e.event {
             break i
                 .inverse_offers
@@ -377,9 +373,7 @@ async fn driver_answers_inverse_offers() -> Result<()> {
     let status = run(&["maintenance", "status", "--master", &cluster.master])?;
     let text = String::from_utf8_lossy(&status.stdout).to_string();
     assert!(text.contains("ACCEPTED"), "{text}");
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", &format!("sleep {marker}")])
-        .status();
+    stop_sleeper(marker);
     driver.teardown().await?;
     Ok(())
 }
