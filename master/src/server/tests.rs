@@ -16,30 +16,36 @@ use tonic::Code;
 use super::{MAX_MESSAGE_BYTES, ServerConfig, ServerError, serve};
 use crate::core::MasterConfig;
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(super) const WAIT: Duration = Duration::from_secs(10);
 
-struct TestServer {
-    addr: SocketAddr,
+/// A master server on a loopback port, for the server tests (shared by the `tests_*` modules).
+pub(super) struct TestServer {
+    pub(super) addr: SocketAddr,
     cancel: CancellationToken,
     task: JoinHandle<Result<(), ServerError>>,
 }
 
 impl TestServer {
     async fn start() -> anyhow::Result<TestServer> {
+        Self::start_seeded(7).await
+    }
+
+    /// Starts a server whose core is seeded with `seed`.
+    pub(super) async fn start_seeded(seed: u64) -> anyhow::Result<TestServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let mut config = ServerConfig::new(MasterConfig::default());
-        config.seed = 7;
+        config.seed = seed;
         let task = tokio::spawn(serve(listener, config, cancel.clone()));
         Ok(TestServer { addr, cancel, task })
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(super) async fn stop(self) -> anyhow::Result<()> {
         self.cancel.cancel();
         tokio::time::timeout(WAIT, self.task).await???;
         Ok(())

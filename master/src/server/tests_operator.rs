@@ -1,51 +1,17 @@
 //! The operator endpoints over real sockets: quota, weights, roles and explanations, over
 //! HTTP/JSON and gRPC, including refusals of bad input that change nothing.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use proffer_proto::Resources;
 use proffer_proto::v1;
 use proffer_proto::v1::operator_client::OperatorClient;
 use proffer_proto::v1::scheduler_client::SchedulerClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpStream;
 use tonic::Code;
 
-use super::{ServerConfig, ServerError, serve};
-use crate::core::MasterConfig;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-struct TestServer {
-    addr: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<Result<(), ServerError>>,
-}
+use super::tests::{TestServer, WAIT};
 
 impl TestServer {
-    async fn start() -> anyhow::Result<TestServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let cancel = CancellationToken::new();
-        let mut config = ServerConfig::new(MasterConfig::default());
-        config.seed = 11;
-        let task = tokio::spawn(serve(listener, config, cancel.clone()));
-        Ok(TestServer { addr, cancel, task })
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        self.cancel.cancel();
-        tokio::time::timeout(WAIT, self.task).await???;
-        Ok(())
-    }
-
     /// An HTTP/1.1 request; returns (status code, JSON body).
     async fn http(
         &self,
@@ -88,7 +54,7 @@ impl TestServer {
 
 #[tokio::test]
 async fn quota_weights_roles_and_why_over_http() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
+    let server = TestServer::start_seeded(11).await?;
     let (code, body) = server
         .http(
             "POST",
@@ -152,7 +118,7 @@ async fn quota_weights_roles_and_why_over_http() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn bad_operator_input_over_http_is_refused_and_changes_nothing() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
+    let server = TestServer::start_seeded(11).await?;
     let (code, _) = server
         .http("POST", "/quota", r#"{"role":"eng","guarantees":"cpus:1"}"#)
         .await?;
@@ -266,7 +232,7 @@ fn wire(text: &str) -> anyhow::Result<Vec<v1::Resource>> {
 
 #[tokio::test]
 async fn operator_grpc_quota_weights_roles_and_why() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
+    let server = TestServer::start_seeded(11).await?;
     let mut op = OperatorClient::connect(server.url()).await?;
     op.set_quota(v1::SetQuotaRequest {
         role: "web".into(),
