@@ -8,11 +8,14 @@ use super::{Master, Timestamp};
 impl Master {
     /// A snapshot of the whole state for operators (`/state`, `GetState`).
     pub fn snapshot(&self, now: Timestamp) -> v1::StateSnapshot {
+        // Cluster-wide allocation, summed while the agents are listed.
+        let mut cluster_allocated = Resources::new();
         let agents = self
             .agents
             .iter()
             .map(|(id, a)| {
                 let allocated = self.allocator.allocated_on(id);
+                cluster_allocated.add(&allocated);
                 let available = a.total.checked_sub(&allocated).unwrap_or_default();
                 v1::AgentSummary {
                     id: id.clone(),
@@ -60,10 +63,6 @@ impl Master {
                 resources: o.resources.to_string(),
             })
             .collect();
-        let mut allocated = Resources::new();
-        for id in self.agents.keys() {
-            allocated.add(&self.allocator.allocated_on(id));
-        }
         v1::StateSnapshot {
             master_id: self.master_id.clone(),
             now_ms: now.0,
@@ -74,7 +73,7 @@ impl Master {
             offers,
             allocation_cycles: self.allocator.cycles(),
             total: self.allocator.total().to_string(),
-            allocated: allocated.to_string(),
+            allocated: cluster_allocated.to_string(),
         }
     }
 }
