@@ -21,12 +21,15 @@ mod parse;
 mod ranges;
 pub mod reservation;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::v1;
 pub use ranges::RangeSet;
 pub use reservation::{Reservation, Volume};
+/// The string type of resource names and roles: short ones are stored inline and every clone
+/// is O(1), so copying resources does not allocate for names and roles.
+pub use smol_str::SmolStr;
 
 /// The role of unreserved resources.
 pub const UNRESERVED: &str = "*";
@@ -114,13 +117,13 @@ pub enum Kind {
 }
 
 /// Identifies one resource entry: its name, role, kind, reservation kind and volume. Entries
-/// with different keys never merge.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// with different keys never merge. Ordered by name, role, kind, reservation, volume.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResourceKey {
     /// Resource name, e.g. `cpus`.
-    pub name: String,
+    pub name: SmolStr,
     /// Role the resource is reserved for; `*` if unreserved.
-    pub role: String,
+    pub role: SmolStr,
     /// Value kind.
     pub kind: Kind,
     /// Static (also for unreserved resources) or dynamic reservation.
@@ -129,12 +132,53 @@ pub struct ResourceKey {
     pub volume: Option<Volume>,
 }
 
+impl Ord for ResourceKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        short_str_cmp(&self.name, &other.name)
+            .then_with(|| short_str_cmp(&self.role, &other.role))
+            .then_with(|| self.kind.cmp(&other.kind))
+            .then_with(|| self.reservation.cmp(&other.reservation))
+            .then_with(|| self.volume.cmp(&other.volume))
+    }
+}
+
+impl PartialOrd for ResourceKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Lexicographic byte order, as `str::cmp`, without a `memcmp` call for strings of up to 16
+/// bytes (resource names and most roles): both are packed big-endian into a `u128`, zero
+/// padded, and a tie is broken by length (a prefix sorts first).
+fn short_str_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn pack(s: &[u8]) -> u128 {
+        let mut buf = [0u8; 16];
+        for (d, c) in buf.iter_mut().zip(s) {
+            *d = *c;
+        }
+        u128::from_be_bytes(buf)
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    // Most keys differ in their first byte (`cpus`, `disk`, `mem`, `ports`).
+    if let (Some(x), Some(y)) = (a.first(), b.first())
+        && x != y
+    {
+        return x.cmp(y);
+    }
+    if a.len() <= 16 && b.len() <= 16 {
+        pack(a).cmp(&pack(b)).then(a.len().cmp(&b.len()))
+    } else {
+        a.cmp(b)
+    }
+}
+
 impl ResourceKey {
     /// A key for a statically reserved (or, with role `*`, unreserved) entry without volume.
     pub fn new(name: &str, role: &str, kind: Kind) -> Self {
         ResourceKey {
-            name: name.to_string(),
-            role: role.to_string(),
+            name: SmolStr::new(name),
+            role: SmolStr::new(role),
             kind,
             reservation: Reservation::Static,
             volume: None,
@@ -208,9 +252,13 @@ impl Value {
 }
 
 /// A bag of resources. Entries with empty values are never stored.
+///
+/// Stored as a vector sorted by key: a bag holds a handful of entries, so one allocation and
+/// a binary search beat a tree (cloning a bag is one allocation; names and roles are
+/// [`SmolStr`]s).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resources {
-    items: BTreeMap<ResourceKey, Value>,
+    items: Vec<(ResourceKey, Value)>,
 }
 
 fn expected_kind(name: &str) -> Option<(Kind, &'static str)> {
@@ -308,14 +356,14 @@ impl Resources {
     /// adds it.
     fn add_checked_key(&mut self, mut key: ResourceKey, value: Value) -> Result<(), ResourceError> {
         if key.role.is_empty() {
-            key.role = UNRESERVED.to_string();
+            key.role = SmolStr::new_static(UNRESERVED);
         }
         reservation::validate_labels(&key.name, &key.role, &key.reservation, key.volume.as_ref())?;
         if let Some((kind, expected)) = expected_kind(&key.name)
             && value.kind() != kind
         {
             return Err(ResourceError::WrongType {
-                name: key.name,
+                name: key.name.to_string(),
                 expected,
             });
         }
@@ -328,11 +376,9 @@ impl Resources {
         if value.is_empty() {
             return;
         }
-        match self.items.get_mut(&key) {
-            None => {
-                self.items.insert(key, value);
-            }
-            Some(existing) => match (existing, value) {
+        match self.position(&key) {
+            Err(at) => self.items.insert(at, (key, value)),
+            Ok(at) => match (&mut self.items[at].1, value) {
                 (Value::Scalar(a), Value::Scalar(b)) => *a = a.saturating_add(b),
                 (Value::Ranges(a), Value::Ranges(b)) => *a = a.union(&b),
                 (Value::Set(a), Value::Set(b)) => a.extend(b),
@@ -340,6 +386,16 @@ impl Resources {
                 _ => {}
             },
         }
+    }
+
+    /// Where `key` is (`Ok`) or would be inserted (`Err`).
+    fn position(&self, key: &ResourceKey) -> Result<usize, usize> {
+        self.items.binary_search_by(|(k, _)| k.cmp(key))
+    }
+
+    /// The value stored under `key`.
+    fn get(&self, key: &ResourceKey) -> Option<&Value> {
+        self.position(key).ok().map(|at| &self.items[at].1)
     }
 
     /// Converts from the wire form, validating every entry.
@@ -401,8 +457,8 @@ impl Resources {
                 }
             };
             let key = ResourceKey {
-                name: r.name.clone(),
-                role: r.role.clone(),
+                name: SmolStr::new(&r.name),
+                role: SmolStr::new(&r.role),
                 kind: value.kind(),
                 reservation,
                 volume: r.volume.as_ref().map(|v| Volume {
@@ -420,8 +476,8 @@ impl Resources {
         self.items
             .iter()
             .map(|(k, v)| v1::Resource {
-                name: k.name.clone(),
-                role: k.role.clone(),
+                name: String::from(k.name.as_str()),
+                role: String::from(k.role.as_str()),
                 reservation_type: match &k.reservation {
                     Reservation::Dynamic { .. } => v1::ReservationType::Dynamic,
                     Reservation::Static if k.role == UNRESERVED => v1::ReservationType::Unspecified,
@@ -564,7 +620,7 @@ impl Resources {
 
     /// Iterates over the entries.
     pub fn iter(&self) -> impl Iterator<Item = (&ResourceKey, &Value)> {
-        self.items.iter()
+        self.items.iter().map(|(k, v)| (k, v))
     }
 
     /// Adds `other` into `self`.
@@ -583,15 +639,12 @@ impl Resources {
 
     /// True if `other` ⊆ `self` (same names, roles and kinds; scalars ≤, ranges/sets subsets).
     pub fn contains(&self, other: &Resources) -> bool {
-        other
-            .items
-            .iter()
-            .all(|(k, v)| match (self.items.get(k), v) {
-                (Some(Value::Scalar(a)), Value::Scalar(b)) => a >= b,
-                (Some(Value::Ranges(a)), Value::Ranges(b)) => a.contains(b),
-                (Some(Value::Set(a)), Value::Set(b)) => b.is_subset(a),
-                _ => false,
-            })
+        other.items.iter().all(|(k, v)| match (self.get(k), v) {
+            (Some(Value::Scalar(a)), Value::Scalar(b)) => a >= b,
+            (Some(Value::Ranges(a)), Value::Ranges(b)) => a.contains(b),
+            (Some(Value::Set(a)), Value::Set(b)) => b.is_subset(a),
+            _ => false,
+        })
     }
 
     /// `self − other` if `other` ⊆ `self`, else `None`.
@@ -607,17 +660,18 @@ impl Resources {
     /// Removes `other` from `self`, saturating at empty where `other` is not contained.
     pub fn subtract(&mut self, other: &Resources) {
         for (k, v) in &other.items {
-            let Some(existing) = self.items.get_mut(k) else {
+            let Ok(at) = self.position(k) else {
                 continue;
             };
-            match (existing, v) {
+            let existing = &mut self.items[at].1;
+            match (&mut *existing, v) {
                 (Value::Scalar(a), Value::Scalar(b)) => *a = (*a - b).max(0),
                 (Value::Ranges(a), Value::Ranges(b)) => *a = a.difference(b),
                 (Value::Set(a), Value::Set(b)) => a.retain(|x| !b.contains(x)),
                 _ => {}
             }
-            if self.items.get(k).is_some_and(Value::is_empty) {
-                self.items.remove(k);
+            if existing.is_empty() {
+                self.items.remove(at);
             }
         }
     }

@@ -174,3 +174,32 @@ proptest! {
         prop_assert_eq!(d.union(&rb), ra.union(&rb));
     }
 }
+
+#[test]
+fn short_string_order_matches_str_order() {
+    let words = [
+        "",
+        "a",
+        "ab",
+        "ab\0",
+        "abc",
+        "b",
+        "cpus",
+        "mem",
+        "disk",
+        "ports",
+        "*",
+        "role/a",
+        "role/b",
+        "0123456789abcdef",
+        "0123456789abcdeg",
+        "0123456789abcdef0",
+        "zz",
+        "é",
+    ];
+    for a in words {
+        for b in words {
+            assert_eq!(super::short_str_cmp(a, b), a.cmp(b), "{a:?} vs {b:?}");
+        }
+    }
+}

@@ -140,15 +140,15 @@ impl Allocator {
         out: &mut Vec<Allocation>,
         required: Option<&mut Scalars>,
     ) {
-        let chain: Vec<usize> = self.roles.chain(role).collect();
-        let unmet_before = chain.iter().fold(Scalars::default(), |acc, r| {
-            acc.plus(self.roles.nodes[*r].unmet_guarantee())
-        });
+        let unmet = |this: &Self| {
+            this.roles.chain(role).fold(Scalars::default(), |acc, r| {
+                acc.plus(this.roles.nodes[r].unmet_guarantee())
+            })
+        };
+        let unmet_before = unmet(self);
         self.hold(agent, fw, role, &offer);
         if let Some(req) = required {
-            let unmet_after = chain.iter().fold(Scalars::default(), |acc, r| {
-                acc.plus(self.roles.nodes[*r].unmet_guarantee())
-            });
+            let unmet_after = unmet(self);
             *req = req.minus(unmet_before.minus(unmet_after)).positive();
         }
         let (Some(f), Some(a)) = (self.fw(fw), self.agent(agent)) else {

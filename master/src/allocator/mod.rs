@@ -40,7 +40,9 @@ pub mod sorter;
 mod state;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use proffer_proto::Resources;
 
@@ -180,10 +182,10 @@ impl Allocator {
     pub fn with_policy(seed: u64, policy: Policy) -> Self {
         Allocator {
             agents: Vec::new(),
-            agent_ids: HashMap::new(),
+            agent_ids: HashMap::default(),
             free_agent_slots: Vec::new(),
             fws: Vec::new(),
-            fw_ids: HashMap::new(),
+            fw_ids: HashMap::default(),
             free_fw_slots: Vec::new(),
             roles: RoleTree::default(),
             total: Resources::new(),

@@ -1,7 +1,9 @@
 //! The role tree: hierarchical roles (`eng/ml/batch`) with weights, quotas and allocations, and
 //! the DRF order of children at every node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use proffer_proto::Resources;
 
@@ -75,7 +77,7 @@ impl Default for RoleTree {
     fn default() -> Self {
         RoleTree {
             nodes: vec![RoleNode::new("", None)],
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
         }
     }
 }
@@ -127,13 +129,18 @@ impl RoleTree {
     /// and re-sorts along the path.
     pub fn add_alloc(&mut self, idx: usize, delta: Scalars, total: Scalars) {
         self.nodes[idx].own = self.nodes[idx].own.plus(delta);
-        let chain: Vec<usize> = self.chain(idx).collect();
-        for i in &chain {
-            self.nodes[*i].subtree = self.nodes[*i].subtree.plus(delta);
+        // Walks the path to the root twice rather than collecting it: this runs for every
+        // offer, launch and decline.
+        let mut i = Some(idx).filter(|i| *i != 0);
+        while let Some(n) = i {
+            self.nodes[n].subtree = self.nodes[n].subtree.plus(delta);
+            i = self.nodes[n].parent.filter(|p| *p != 0);
         }
         self.rekey_own(idx, total);
-        for i in chain {
-            self.rekey(i, total);
+        let mut i = Some(idx).filter(|i| *i != 0);
+        while let Some(n) = i {
+            self.rekey(n, total);
+            i = self.nodes[n].parent.filter(|p| *p != 0);
         }
     }
 

@@ -1,7 +1,9 @@
 //! Ordered sets used by the allocator: members kept sorted by a share key (then by member), with
 //! O(log n) updates — the DRF sorter at each level of the role tree.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 
 /// Maps a non-negative share onto an order-preserving integer.
 pub fn share_key(share: f64) -> u64 {

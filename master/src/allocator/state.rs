@@ -529,47 +529,42 @@ impl Allocator {
     /// the framework's roles — and out of their accounting. Returns what was taken and what of
     /// `res` was not held. The agent's free pool is left to the caller.
     fn release_held(&mut self, slot: usize, fs: usize, res: &Resources) -> (Resources, Resources) {
-        let keys: Vec<(usize, usize)> = self.agents[slot]
-            .as_ref()
-            .map(|a| {
-                a.held
-                    .range((fs, 0)..=(fs, usize::MAX))
-                    .map(|(k, _)| *k)
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut left = res.clone();
-        let mut taken = Resources::new();
-        for key in keys {
-            if left.is_empty() {
-                break;
-            }
-            let Some(held) = self.agents[slot]
-                .as_ref()
-                .and_then(|a| a.held.get(&key))
-                .cloned()
-            else {
-                continue;
-            };
-            let take = if held.contains(&left) {
-                left.clone()
-            } else {
-                intersect(&held, &left)
-            };
-            if take.is_empty() {
-                continue;
-            }
-            left.subtract(&take);
-            self.release_accounting(fs, key.1, &take);
-            if let Some(a) = self.agents[slot].as_mut()
-                && let Some(h) = a.held.get_mut(&key)
-            {
-                h.subtract(&take);
-                if h.is_empty() {
-                    a.held.remove(&key);
+        // (role, what was taken from that role's chunk); usually exactly one.
+        let mut released: Vec<(usize, Resources)> = Vec::new();
+        let mut emptied: Vec<(usize, usize)> = Vec::new();
+        if let Some(a) = self.agents[slot].as_mut() {
+            for (key, held) in a.held.range_mut((fs, 0)..=(fs, usize::MAX)) {
+                if left.is_empty() {
+                    break;
+                }
+                let take = if held.contains(&left) {
+                    std::mem::take(&mut left)
+                } else {
+                    let t = intersect(held, &left);
+                    left.subtract(&t);
+                    t
+                };
+                if !take.is_empty() {
+                    held.subtract(&take);
+                    if held.is_empty() {
+                        emptied.push(*key);
+                    }
+                    released.push((key.1, take));
                 }
             }
-            taken.add(&take);
+            for key in &emptied {
+                a.held.remove(key);
+            }
+        }
+        let mut taken = Resources::new();
+        for (role, take) in released {
+            self.release_accounting(fs, role, &take);
+            if taken.is_empty() {
+                taken = take;
+            } else {
+                taken.add(&take);
+            }
         }
         (taken, left)
     }

@@ -453,7 +453,7 @@ impl Master {
             );
             self.conns.remove(&conn);
         }
-        self.agents.remove(agent_id);
+        self.agents.shift_remove(agent_id);
         self.allocator.remove_agent(agent_id);
         self.removed_agents.insert(agent_id.to_string());
         self.counters.agents_removed += 1;

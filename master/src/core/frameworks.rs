@@ -192,7 +192,7 @@ impl Master {
             self.conns.remove(&conn);
             self.push(Output::CloseFramework { conn });
         }
-        self.frameworks.remove(framework_id);
+        self.frameworks.shift_remove(framework_id);
         self.allocator.remove_framework(framework_id);
         self.removed_frameworks.insert(framework_id.to_string());
         self.counters.frameworks_removed += 1;

@@ -44,6 +44,12 @@ use crate::allocator::Allocator;
 use rng::SplitMix64;
 use state::{AgentState, ConnOwner, FrameworkState, OfferState};
 
+/// Records keyed by id: hashed lookups (ids share long prefixes, so tree searches were mostly
+/// `memcmp`), iterated in insertion order, which is deterministic.
+type IdMap<V> = indexmap::IndexMap<String, V, rustc_hash::FxBuildHasher>;
+/// Ids in insertion order with hashed lookups.
+type IdSet = indexmap::IndexSet<String, rustc_hash::FxBuildHasher>;
+
 /// The master state machine.
 #[derive(Debug)]
 pub struct Master {
@@ -52,9 +58,9 @@ pub struct Master {
     rng: SplitMix64,
     outbox: Vec<Output>,
     allocator: Allocator,
-    agents: BTreeMap<String, AgentState>,
-    frameworks: BTreeMap<String, FrameworkState>,
-    offers: BTreeMap<String, OfferState>,
+    agents: IdMap<AgentState>,
+    frameworks: IdMap<FrameworkState>,
+    offers: IdMap<OfferState>,
     conns: HashMap<ConnId, ConnOwner>,
     removed_agents: HashSet<String>,
     removed_frameworks: HashSet<String>,
@@ -109,9 +115,9 @@ impl Master {
             rng,
             outbox: Vec::new(),
             allocator,
-            agents: BTreeMap::new(),
-            frameworks: BTreeMap::new(),
-            offers: BTreeMap::new(),
+            agents: IdMap::default(),
+            frameworks: IdMap::default(),
+            offers: IdMap::default(),
             conns: HashMap::new(),
             removed_agents: HashSet::new(),
             removed_frameworks: HashSet::new(),
@@ -336,9 +342,9 @@ impl Master {
         offer_id: &str,
         refuse_until: Option<Timestamp>,
     ) -> Option<OfferState> {
-        let o = self.offers.remove(offer_id)?;
+        let o = self.offers.swap_remove(offer_id)?;
         if let Some(f) = self.frameworks.get_mut(&o.framework_id) {
-            f.offers.remove(offer_id);
+            f.offers.swap_remove(offer_id);
         }
         self.allocator
             .recover(&o.framework_id, &o.agent_id, &o.resources, refuse_until);

@@ -59,7 +59,7 @@ impl OpContext<'_> {
         entry: &Resources,
         key: &ResourceKey,
     ) -> Result<(), MasterError> {
-        if self.roles.contains(&key.role) {
+        if self.roles.iter().any(|r| *r == key.role) {
             return Ok(());
         }
         Err(self.err(

@@ -53,7 +53,7 @@ pub(crate) struct FrameworkState {
     /// When it disconnected (failover timer runs from here).
     pub disconnected_at: Option<Timestamp>,
     pub tasks: BTreeMap<String, TaskRecord>,
-    pub offers: BTreeSet<String>,
+    pub offers: super::IdSet,
     pub next_heartbeat: Timestamp,
 }
 

@@ -15,13 +15,13 @@
 use std::collections::BTreeSet;
 
 use super::{
-    RangeSet, Reservation, ResourceError, ResourceKey, Resources, UNRESERVED, Value, Volume,
-    to_milli,
+    RangeSet, Reservation, ResourceError, ResourceKey, Resources, SmolStr, UNRESERVED, Value,
+    Volume, to_milli,
 };
 
 /// The labels parsed from `name(LABELS)[VOLUME]`.
 struct Labels {
-    role: String,
+    role: SmolStr,
     reservation: Reservation,
     volume: Option<Volume>,
 }
@@ -29,7 +29,7 @@ struct Labels {
 impl Default for Labels {
     fn default() -> Self {
         Labels {
-            role: UNRESERVED.to_string(),
+            role: SmolStr::new_static(UNRESERVED),
             reservation: Reservation::Static,
             volume: None,
         }
@@ -73,9 +73,9 @@ fn split_item(item: &str) -> Result<(&str, Labels, &str), ResourceError> {
         let mut parts = inner[..close].split(',').map(str::trim);
         let role = parts.next().unwrap_or_default();
         labels.role = if role.is_empty() {
-            UNRESERVED.to_string()
+            SmolStr::new_static(UNRESERVED)
         } else {
-            role.to_string()
+            SmolStr::new(role)
         };
         if let Some(kind) = parts.next() {
             labels.reservation = match kind.split_once('=').map(|(k, p)| (k.trim(), p)) {
@@ -271,7 +271,7 @@ fn str_field<'a>(v: &'a serde_json::Value, key: &str) -> Result<Option<&'a str>,
 fn json_labels(item: &serde_json::Value) -> Result<Labels, String> {
     let mut labels = Labels::default();
     if let Some(role) = str_field(item, "role")?.filter(|r| !r.is_empty()) {
-        labels.role = role.to_string();
+        labels.role = SmolStr::new(role);
     }
     // Mesos ≥ 1.4: a stack of reservations; only one level (no refinement) is supported.
     if let Some(stack) = item.get("reservations") {
@@ -283,7 +283,7 @@ fn json_labels(item: &serde_json::Value) -> Result<Labels, String> {
         }
         if let Some(r) = list.first() {
             if let Some(role) = str_field(r, "role")? {
-                labels.role = role.to_string();
+                labels.role = SmolStr::new(role);
             }
             let principal = str_field(r, "principal")?.unwrap_or_default();
             labels.reservation = match str_field(r, "type")?.unwrap_or("DYNAMIC") {
@@ -349,7 +349,7 @@ impl Resources {
         value: Value,
     ) -> Result<(), ResourceError> {
         let key = ResourceKey {
-            name: name.to_string(),
+            name: SmolStr::new(name),
             role: labels.role,
             kind: value.kind(),
             reservation: labels.reservation,

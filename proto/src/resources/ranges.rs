@@ -1,15 +1,21 @@
 //! [`RangeSet`]: normalized sets of inclusive integer ranges (e.g. ports).
 
+use smallvec::SmallVec;
+
+/// Storage of a [`RangeSet`]: two ranges inline (a port range, perhaps split once) before it
+/// allocates.
+type Ranges = SmallVec<[(u64, u64); 2]>;
+
 /// A normalized set of inclusive `u64` ranges: sorted, non-overlapping, non-adjacent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct RangeSet(Vec<(u64, u64)>);
+pub struct RangeSet(Ranges);
 
 impl RangeSet {
     /// Builds a normalized set from arbitrary inclusive ranges (begin ≤ end).
     pub fn from_ranges(ranges: impl IntoIterator<Item = (u64, u64)>) -> Self {
-        let mut v: Vec<(u64, u64)> = ranges.into_iter().collect();
+        let mut v: Ranges = ranges.into_iter().collect();
         v.sort_unstable();
-        let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+        let mut out = Ranges::with_capacity(v.len());
         for (b, e) in v {
             match out.last_mut() {
                 Some(last) if b <= last.1.saturating_add(1) => last.1 = last.1.max(e),
@@ -51,7 +57,7 @@ impl RangeSet {
 
     /// Elements of `self` not in `other`.
     pub fn difference(&self, other: &RangeSet) -> RangeSet {
-        let mut out = Vec::new();
+        let mut out = Ranges::new();
         for &(b, e) in &self.0 {
             let mut cur = Some((b, e));
             for &(ob, oe) in &other.0 {

@@ -381,7 +381,7 @@ fn resources_stage(
 /// The labels of this instance's dynamic reservation.
 fn reserved_key(cfg: &EvalConfig, tag: &str, k: &ResourceKey) -> ResourceKey {
     ResourceKey {
-        role: cfg.role.clone(),
+        role: cfg.role.as_str().into(),
         reservation: Reservation::dynamic(tag),
         volume: None,
         ..k.clone()
