@@ -86,6 +86,9 @@ struct GenArgs {
     /// Metric sampling interval in seconds.
     #[arg(long, default_value_t = 60.0)]
     sample_interval: f64,
+    /// Multiply task durations and divide arrival rates by this: the same load, less churn.
+    #[arg(long, default_value_t = 1.0)]
+    task_time_scale: f64,
     /// Write here instead of stdout.
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -105,6 +108,9 @@ struct BenchArgs {
     /// Allocation policy.
     #[arg(long, default_value = "drf")]
     policy: String,
+    /// Multiply task durations and divide arrival rates by this: the same load, less churn.
+    #[arg(long, default_value_t = 1.0)]
+    task_time_scale: f64,
 }
 
 /// Runs `proffer sim …`.
@@ -192,6 +198,7 @@ fn compare(a: CompareArgs) -> anyhow::Result<bool> {
 fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(a.agents > 0, "--agents must be at least 1");
     anyhow::ensure!(a.hours > 0.0, "--hours must be positive");
+    ensure_scale(a.task_time_scale)?;
     let text = generate::scenario_toml(&GenParams {
         name: format!("synthetic-{}a-{}f", a.agents, a.frameworks),
         agents: a.agents,
@@ -200,6 +207,7 @@ fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
         seed: a.seed,
         churn: !a.no_churn,
         sample_interval_s: a.sample_interval,
+        task_time_scale: a.task_time_scale,
     });
     match a.out {
         Some(path) => {
@@ -210,8 +218,17 @@ fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+fn ensure_scale(scale: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        scale.is_finite() && scale > 0.0,
+        "--task-time-scale must be a positive number, got {scale}"
+    );
+    Ok(())
+}
+
 fn bench(a: BenchArgs) -> anyhow::Result<bool> {
     let policy = Policy::parse(&a.policy)?;
+    ensure_scale(a.task_time_scale)?;
     crate::output::text(&format!(
         "{:>8} {:>10} {:>6} {:>12} {:>9} {:>12} {:>10} {:>10} {:>9}",
         "agents",
@@ -233,6 +250,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<bool> {
             seed: 1,
             churn: true,
             sample_interval_s: 60.0,
+            task_time_scale: a.task_time_scale,
         });
         let s = Scenario::parse(&text, "bench.toml".as_ref())?;
         let mut sim = Sim::new(&s, policy)?;
@@ -309,6 +327,20 @@ mod tests {
         ])?;
         let err = run(args).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("drf, wdrf, random"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn task_time_scale_must_be_positive() -> anyhow::Result<()> {
+        for bad in ["0", "-2", "NaN"] {
+            let flag = format!("--task-time-scale={bad}");
+            let args = parse(&["bench", "--agents", "1", &flag])?;
+            let err = run(args).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                err.contains("--task-time-scale must be a positive number"),
+                "{err}"
+            );
+        }
         Ok(())
     }
 

@@ -20,6 +20,9 @@ pub struct GenParams {
     pub churn: bool,
     /// Metric sampling interval (s).
     pub sample_interval_s: f64,
+    /// Multiplies every task duration and divides every arrival rate: the same load with
+    /// `1/scale` of the churn (1 = the default mix, where a task lasts minutes).
+    pub task_time_scale: f64,
 }
 
 impl Default for GenParams {
@@ -32,6 +35,7 @@ impl Default for GenParams {
             seed: 1,
             churn: true,
             sample_interval_s: 60.0,
+            task_time_scale: 1.0,
         }
     }
 }
@@ -80,6 +84,12 @@ pub fn scenario_toml(p: &GenParams) -> String {
     }
     // Each framework's mean demand ≈ its equal share of the cpus.
     let per_fw_cpus = total_cpus / f64::from(p.frameworks.max(1));
+    // Durations (s) are multiplied by `k`, arrival rates divided by it.
+    let k = if p.task_time_scale.is_finite() && p.task_time_scale > 0.0 {
+        p.task_time_scale
+    } else {
+        1.0
+    };
     let duration = p.hours * 3600.0;
     for i in 0..p.frameworks {
         let join = (duration * 0.1 * f64::from(i) / f64::from(p.frameworks.max(1))).round();
@@ -92,42 +102,48 @@ pub fn scenario_toml(p: &GenParams) -> String {
         let body = match i % 5 {
             0 => {
                 // Batch: 1-cpu tasks, mean 10 min; rate keeps per_fw_cpus busy.
-                let rate = per_fw_cpus / 600.0;
+                let rate = per_fw_cpus / (600.0 * k);
                 format!(
                     "behaviour = \"greedy\"\ntask = \"cpus:1;mem:2048\"\ntasks = {}\n\
                      arrivals = {{ process = \"poisson\", rate_per_s = {rate:.6} }}\n\
-                     duration = {{ dist = \"exponential\", mean_s = 600 }}\n",
-                    (per_fw_cpus / 4.0).round()
+                     duration = {{ dist = \"exponential\", mean_s = {} }}\n",
+                    (per_fw_cpus / 4.0).round(),
+                    600.0 * k
                 )
             }
             1 => {
-                let rate = per_fw_cpus / (2.0 * 20.0 * 120.0);
+                let rate = per_fw_cpus / (2.0 * 20.0 * 120.0 * k);
                 format!(
                     "behaviour = \"greedy\"\ntask = \"cpus:2;mem:4096\"\n\
                      arrivals = {{ process = \"bursty\", rate_per_s = {rate:.6}, burst_size = 20 }}\n\
-                     duration = {{ dist = \"lognormal\", median_s = 90, sigma = 1.0 }}\n\
-                     max_tasks_per_offer = 8\n"
+                     duration = {{ dist = \"lognormal\", median_s = {}, sigma = 1.0 }}\n\
+                     max_tasks_per_offer = 8\n",
+                    90.0 * k
                 )
             }
             2 => format!(
                 "behaviour = \"elastic\"\ntask = \"cpus:4;mem:8192\"\nmax_running = {}\n\
-                 duration = {{ dist = \"exponential\", mean_s = 3600 }}\n",
-                (per_fw_cpus / 4.0).ceil().max(1.0)
+                 duration = {{ dist = \"exponential\", mean_s = {} }}\n",
+                (per_fw_cpus / 4.0).ceil().max(1.0),
+                3600.0 * k
             ),
             3 => {
-                let rate = per_fw_cpus / 300.0;
+                let rate = per_fw_cpus / (300.0 * k);
                 format!(
                     "behaviour = \"picky\"\ndecline_probability = 0.3\ntask = \"cpus:1;mem:1024\"\n\
                      arrivals = {{ process = \"diurnal\", rate_per_s = {rate:.6}, amplitude = 0.6, period_s = 86400 }}\n\
-                     duration = {{ dist = \"uniform\", min_s = 60, max_s = 540 }}\n"
+                     duration = {{ dist = \"uniform\", min_s = {}, max_s = {} }}\n",
+                    60.0 * k,
+                    540.0 * k
                 )
             }
             _ => {
-                let rate = per_fw_cpus / (0.5 * 1800.0);
+                let rate = per_fw_cpus / (0.5 * 1800.0 * k);
                 format!(
                     "behaviour = \"hoarding\"\nhold_s = 30\ntask = \"cpus:0.5;mem:1024\"\n\
                      arrivals = {{ process = \"poisson\", rate_per_s = {rate:.6} }}\n\
-                     duration = {{ dist = \"exponential\", mean_s = 1800 }}\n"
+                     duration = {{ dist = \"exponential\", mean_s = {} }}\n",
+                    1800.0 * k
                 )
             }
         };
@@ -157,5 +173,45 @@ mod tests {
             let n: u32 = s.iter().flat_map(|s| &s.agents).map(|g| g.count).sum();
             assert_eq!(n, agents);
         }
+    }
+
+    /// Every `key = number` value in the text, in order.
+    fn numbers(text: &str, key: &str) -> Vec<f64> {
+        text.match_indices(key)
+            .filter_map(|(i, _)| {
+                let rest = &text[i + key.len()..];
+                let end = rest.find([',', ' ', '}', '\n']).unwrap_or(rest.len());
+                rest[..end].parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn task_time_scale_stretches_durations_and_slows_arrivals() {
+        let base = GenParams {
+            agents: 200,
+            frameworks: 10,
+            ..GenParams::default()
+        };
+        let slow = GenParams {
+            task_time_scale: 10.0,
+            ..base.clone()
+        };
+        let (a, b) = (scenario_toml(&base), scenario_toml(&slow));
+        for key in ["mean_s = ", "median_s = ", "min_s = ", "max_s = "] {
+            let (x, y) = (numbers(&a, key), numbers(&b, key));
+            assert!(!x.is_empty() && x.len() == y.len(), "{key}");
+            for (x, y) in x.iter().zip(&y) {
+                assert_eq!(x * 10.0, *y, "{key}");
+            }
+        }
+        let (x, y) = (numbers(&a, "rate_per_s = "), numbers(&b, "rate_per_s = "));
+        assert!(!x.is_empty() && x.len() == y.len());
+        for (x, y) in x.iter().zip(&y) {
+            assert!((x / 10.0 - y).abs() <= 1e-6 + 0.01 * y, "{x} vs {y}");
+        }
+        // The default scale leaves the generated text as it always was.
+        assert!(a.contains("mean_s = 600 }"), "{a}");
+        assert!(crate::Scenario::parse(&b, "slow.toml".as_ref()).is_ok());
     }
 }
