@@ -312,7 +312,10 @@ impl ServiceCore {
             .unwrap_or_default()
     }
 
-    fn set_ledger(&self, l: &BTreeMap<String, BTreeSet<String>>) -> Result<(), CoreError> {
+    pub(super) fn set_ledger(
+        &self,
+        l: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<(), CoreError> {
         let json = serde_json::to_string(l)
             .map_err(|e| CoreError::Request(format!("cannot encode the ledger: {e}")))?;
         Ok(self.store.set_meta("reservations", &json)?)
