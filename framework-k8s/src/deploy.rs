@@ -27,7 +27,8 @@ use crate::pki::{Host, PkiRequest};
 pub struct DeployOptions {
     /// Absolute path of the PKI bundle, readable on every agent.
     pub pki_dir: String,
-    /// The `k8s-probe` program used by readiness checks.
+    /// The `k8s-probe` program used by readiness checks (`k8s-etcd-member`, run before each
+    /// etcd member starts, is taken from the same directory).
     pub probe: String,
     /// One host per control-plane instance (its name and the address it advertises).
     pub control_plane: Vec<Host>,
@@ -54,6 +55,17 @@ pub fn instance_ports(cluster: &Cluster, i: u32, local: bool) -> Ports {
             Ports::from_base(u16::try_from(base).unwrap_or(u16::MAX - Ports::BLOCK))
         }
         (false, _) => cluster.ports,
+    }
+}
+
+/// The `k8s-etcd-member` program: next to [`DeployOptions::probe`] (both ship with this crate).
+pub fn member_program(opts: &DeployOptions) -> String {
+    let probe = std::path::Path::new(&opts.probe);
+    match probe.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            dir.join("k8s-etcd-member").display().to_string()
+        }
+        _ => "k8s-etcd-member".to_string(),
     }
 }
 
@@ -190,8 +202,11 @@ fn pod(
     }
 }
 
-fn avoid_earlier(kind: &str, i: u32) -> Vec<PlacementRule> {
-    (0..i)
+/// Instance `i` of `kind` avoids the agents of the other instances (both ways, so that a
+/// replacement of any instance also lands on an agent of its own).
+fn avoid_others(kind: &str, i: u32, n: u32) -> Vec<PlacementRule> {
+    (0..n)
+        .filter(|&j| j != i)
         .map(|j| PlacementRule::Avoid(format!("{kind}-{j}")))
         .collect()
 }
@@ -252,17 +267,25 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect();
         let (pre, uris) = prelude(cluster, opts, "etcd", &f);
+        // The member's data lives on the pod's volume `data`: a relaunch on its volume (update
+        // plan, crash) restarts the member from its data; a member without data decides with
+        // `k8s-etcd-member` whether to bootstrap or to join (remove + add) the running cluster.
         let cmd = format!(
-            "{pre} && exec \"$BIN\" --name {m} --data-dir data/etcd \
+            "{pre} && JOIN=$('{member}' --name {m} --peer-url https://{ip}:{pp} \
+             --client-url https://{ip}:{c} --endpoints {etcd_servers} --initial-cluster {initial} \
+             --data-dir data/etcd {etcd_client_probe}) && eval \"$JOIN\" \
+             && exec \"$BIN\" --name {m} --data-dir data/etcd \
              --listen-client-urls https://{ip}:{c} --advertise-client-urls https://{ip}:{c} \
              --listen-peer-urls https://{ip}:{pp} --initial-advertise-peer-urls https://{ip}:{pp} \
-             --initial-cluster {initial} --initial-cluster-state new --initial-cluster-token {name} \
+             --initial-cluster \"$K8S_ETCD_CLUSTER\" --initial-cluster-state \"$K8S_ETCD_STATE\" \
+             --initial-cluster-token {name} \
              --cert-file pki/etcd/server.crt --key-file pki/etcd/server.key --trusted-ca-file pki/etcd/ca.crt \
              --client-cert-auth=true --peer-cert-file pki/etcd/peer.crt --peer-key-file pki/etcd/peer.key \
              --peer-trusted-ca-file pki/etcd/ca.crt --peer-client-cert-auth=true",
             c = p.etcd_client,
             pp = p.etcd_peer,
             name = cluster.framework_name(),
+            member = member_program(opts),
         );
         let ready = probe_check(format!(
             "{probe} {etcd_client_probe} https://{ip}:{}/health",
@@ -283,7 +306,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
         pods.push((
             format!("etcd-{i}"),
             pod(
-                avoid_earlier("etcd", i),
+                avoid_others("etcd", i, n),
                 vols,
                 vec![("member".into(), t)],
                 1,
@@ -344,7 +367,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
         pods.push((
             format!("apiserver-{i}"),
             pod(
-                avoid_earlier("apiserver", i),
+                avoid_others("apiserver", i, n),
                 Vec::new(),
                 vec![("apiserver".into(), t)],
                 1,
@@ -403,7 +426,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             pods.push((
                 format!("{kind}-{i}"),
                 pod(
-                    avoid_earlier(kind, i),
+                    avoid_others(kind, i, n),
                     Vec::new(),
                     vec![(kind.into(), t)],
                     1,

@@ -156,6 +156,7 @@ async fn two_clusters_side_by_side() -> Result<()> {
             master: master.clone(),
             state_dir: state.path().to_path_buf(),
             core: CoreConfig {
+                reservations: true,
                 framework_host: "127.0.0.1".into(),
                 refuse_pending_secs: 0.3,
                 refuse_idle_secs: 5.0,
