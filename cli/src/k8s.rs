@@ -134,6 +134,11 @@ struct DeployArgs {
     /// Nodes one agent may host.
     #[arg(long, default_value_t = 1)]
     nodes_per_agent: u32,
+    /// Tasks fetch their PKI files over HTTP from this address (which `install` serves)
+    /// instead of reading STATE/pki on the agents. Plain HTTP, guarded by a random token in
+    /// the URL (STATE/pki-token): for a trusted network only.
+    #[arg(long, value_name = "IP:PORT")]
+    serve_pki: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -210,13 +215,32 @@ fn deploy_options(cluster: &Cluster, a: &DeployArgs) -> Result<DeployOptions> {
             .unwrap_or_else(|| "k8s-probe".into()),
     };
     let pki_dir = std::path::absolute(a.state.join("pki")).context("state directory")?;
+    let pki_url = match a.serve_pki {
+        Some(addr) if addr.ip().is_unspecified() => {
+            bail!("--serve-pki {addr}: give the address the agents reach, not a wildcard")
+        }
+        Some(addr) => Some(format!("http://{addr}/pki/{}", pki_token(&a.state)?)),
+        None => None,
+    };
     Ok(DeployOptions {
         pki_dir: pki_dir.display().to_string(),
         probe,
         control_plane: hosts,
         local: a.local,
         nodes_per_agent: a.nodes_per_agent,
+        pki_url,
     })
+}
+
+/// The cluster's PKI token (STATE/pki-token, made once, mode 0600).
+fn pki_token(state: &Path) -> Result<String> {
+    let path = state.join("pki-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_string());
+    }
+    let token = proffer_k8s::bundle::random_token().context("random token")?;
+    write_file(&path, token.as_bytes(), true)?;
+    Ok(token)
 }
 
 /// Writes the PKI bundle unless one exists; returns the generated spec.
@@ -289,6 +313,21 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
                 uninstall: a.uninstall,
             };
             let (handle, listener) = prepare(spec, &cfg).await?;
+            if let Some(addr) = a.deploy.serve_pki {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("--serve-pki {addr}"))?;
+                let cluster = load_cluster(&a.deploy.config, None)?;
+                let opts = deploy_options(&cluster, &a.deploy)?;
+                let token = pki_token(&a.deploy.state)?;
+                tokio::spawn(proffer_k8s::bundle::serve(
+                    l,
+                    PathBuf::from(&opts.pki_dir),
+                    opts.control_plane,
+                    token,
+                ));
+                eprintln!("k8s: serving the PKI bundles on http://{addr}/pki/…");
+            }
             if let Some(addr) = handle.http_addr {
                 eprintln!("k8s: scheduler API on {addr} (proffer service plan --api {addr})");
             }

@@ -223,3 +223,52 @@ async fn upgrade_status_plan_uninstall_against_a_running_scheduler() -> Result<(
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     Ok(())
 }
+
+#[test]
+fn spec_with_serve_pki_fetches_bundles_with_a_stable_token() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, config("v1.31.2"))?;
+    let (cfg, state) = (
+        path.display().to_string(),
+        dir.path().join("state").display().to_string(),
+    );
+    let spec = |addr: &str| {
+        proffer(&[
+            "k8s",
+            "spec",
+            "--config",
+            &cfg,
+            "--state",
+            &state,
+            "--local",
+            "--serve-pki",
+            addr,
+        ])
+    };
+    let out = spec("0.0.0.0:8081");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("wildcard"), "{}", stderr(&out));
+    let first = spec("127.0.0.1:8081");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let token = std::fs::read_to_string(dir.path().join("state/pki-token"))?;
+    assert_eq!(token.len(), 32);
+    let text = String::from_utf8(first.stdout)?;
+    for bundle in [
+        "etcd-0",
+        "apiserver-0",
+        "kubelet-{{POD_INDEX}}",
+        "kube-proxy",
+    ] {
+        let url = format!("http://127.0.0.1:8081/pki/{token}/{bundle}.tar");
+        assert!(text.contains(&url), "{url} missing");
+    }
+    assert!(!text.contains("install -D"), "no copy from the bundle dir");
+    let again = spec("127.0.0.1:8081");
+    assert_eq!(
+        String::from_utf8(again.stdout)?,
+        text,
+        "same token, same spec"
+    );
+    Ok(())
+}

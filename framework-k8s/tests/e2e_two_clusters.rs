@@ -144,6 +144,7 @@ async fn two_clusters_side_by_side() -> Result<()> {
             }],
             local: true,
             nodes_per_agent: 1,
+            pki_url: None,
         };
         let pki = ClusterPki::generate(&pki_request(&cluster, &opts)?)?;
         pki.write_to(pki_dir.path())?;

@@ -270,12 +270,15 @@ pub struct K8s {
     pub opts: DeployOptions,
     /// The PKI.
     pub pki: ClusterPki,
+    /// The generated spec, as YAML.
+    pub spec_text: String,
     /// The scheduler.
     pub handle: RunHandle,
     spec: ServiceSpec,
     run: RunConfig,
     sched: JoinHandle<Result<RunOutcome, proffer_sdk::service::runner::ServiceError>>,
     sched_cancel: CancellationToken,
+    pki_server: Option<JoinHandle<()>>,
     _pki_dir: tempfile::TempDir,
     _state: tempfile::TempDir,
 }
@@ -306,6 +309,16 @@ pub struct Upgraded {
     pub ready_checks: usize,
 }
 
+/// Control-plane hosts `cp-0..n` on loopback.
+fn control_plane(n: u32) -> Vec<Host> {
+    (0..n)
+        .map(|i| Host {
+            name: format!("cp-{i}"),
+            ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        })
+        .collect()
+}
+
 /// The cluster.yaml of an e2e cluster: the stand-ins, the real etcd.
 pub fn cluster_yaml(cp: u32, nodes: u32, port_base: usize, etcd: &str) -> String {
     format!(
@@ -328,26 +341,46 @@ impl K8s {
         nodes_per_agent: u32,
         core: CoreConfig,
     ) -> Result<K8s> {
+        K8s::install_with(p, yaml, nodes_per_agent, core, false).await
+    }
+
+    /// As [`K8s::install`]; with `serve_pki`, the PKI is served by [`proffer_k8s::bundle::serve`]
+    /// on loopback and tasks fetch their files from it.
+    pub async fn install_with(
+        p: &Proffer,
+        yaml: String,
+        nodes_per_agent: u32,
+        core: CoreConfig,
+        serve_pki: bool,
+    ) -> Result<K8s> {
         let cluster = ClusterConfig::parse(&yaml, None)?;
         let pki_dir = tempfile::tempdir()?;
+        let mut pki_server = None;
+        let mut pki_url = None;
+        if serve_pki {
+            let l = TcpListener::bind("127.0.0.1:0").await?;
+            let token = proffer_k8s::bundle::random_token()?;
+            pki_url = Some(format!("http://{}/pki/{token}", l.local_addr()?));
+            let hosts = control_plane(cluster.config.control_plane_count);
+            pki_server = Some(tokio::spawn(proffer_k8s::bundle::serve(
+                l,
+                pki_dir.path().to_path_buf(),
+                hosts,
+                token,
+            )));
+        }
         let opts = DeployOptions {
             pki_dir: pki_dir.path().display().to_string(),
             probe: env!("CARGO_BIN_EXE_k8s-probe").into(),
-            control_plane: (0..cluster.config.control_plane_count)
-                .map(|i| Host {
-                    name: format!("cp-{i}"),
-                    ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                })
-                .collect(),
+            control_plane: control_plane(cluster.config.control_plane_count),
             local: true,
             nodes_per_agent,
+            pki_url,
         };
         let pki = ClusterPki::generate(&pki_request(&cluster, &opts)?)?;
         pki.write_to(pki_dir.path())?;
-        let spec = ServiceSpec::parse(
-            &spec_yaml(&service_spec(&cluster, &opts)?)?,
-            &BTreeMap::new(),
-        )?;
+        let spec_text = spec_yaml(&service_spec(&cluster, &opts)?)?;
+        let spec = ServiceSpec::parse(&spec_text, &BTreeMap::new())?;
         let state = tempfile::tempdir()?;
         let run = RunConfig {
             master: p.master.clone(),
@@ -370,11 +403,13 @@ impl K8s {
             cluster,
             opts,
             pki,
+            spec_text,
             handle,
             spec,
             run,
             sched,
             sched_cancel,
+            pki_server,
             _pki_dir: pki_dir,
             _state: state,
         })
@@ -642,6 +677,9 @@ impl K8s {
                 core.torn_down()
             )
         })??;
+        if let Some(s) = self.pki_server {
+            s.abort();
+        }
         let leftover = p.tasks_of(&name).await?;
         let reserved = p.reserved_for(&format!("{name}.")).await?;
         if outcome != RunOutcome::Uninstalled || leftover != 0 || !reserved.is_empty() {
