@@ -623,3 +623,39 @@ fn uninstall_survives_a_scheduler_restart() -> Result<()> {
     assert!(store.tasks()?.is_empty() && store.meta("uninstalling")?.is_none());
     Ok(())
 }
+
+#[test]
+fn a_lost_agent_takes_its_reservations_along_so_uninstall_finishes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let yaml = "name: hello\nrole: web-role\npods:\n  web:\n    count: 1\n    tasks:\n      server:\n        cpus: 0.5\n        memory: 64\n        cmd: \"serve\"\n";
+    let cfg = CoreConfig {
+        reservations: true,
+        ..CoreConfig::default()
+    };
+    let mut core = ServiceCore::open(
+        ServiceSpec::parse(yaml, &BTreeMap::new())?,
+        cfg,
+        StateStore::open(dir.path())?,
+    )?;
+    core.on_subscribed(1);
+    core.handle_offers(10, &[offer("o1", "a1")])?;
+    let l = launched(&core.take_actions());
+    assert_eq!(l.len(), 1);
+    core.handle_status(20, &status(&l[0].0, "a1", v1::TaskState::TaskRunning))?;
+    core.uninstall(30)?;
+    core.take_actions();
+    let step = |core: &ServiceCore, name: &str| {
+        core.plan("uninstall")
+            .and_then(|p| p.phases.iter().find(|ph| ph.name == name))
+            .map(|ph| ph.steps[0].message.clone())
+            .unwrap_or_default()
+    };
+    // The master removes a1: FAILURE, then the task is LOST.
+    core.agent_lost(40, "a1");
+    let mut lost = status(&l[0].0, "a1", v1::TaskState::TaskLost);
+    lost.reason = "REASON_AGENT_REMOVED".into();
+    core.handle_status(41, &lost)?;
+    assert_eq!(step(&core, "unreserve"), "no reservations left");
+    assert!(core.torn_down(), "{}", step(&core, "deregister"));
+    Ok(())
+}

@@ -635,10 +635,10 @@ impl ServiceCore {
     /// ledger (an uninstall does not wait for offers from it).
     pub fn agent_lost(&mut self, now: u64, agent_id: &str) {
         let mut ledger = self.ledger();
-        if ledger.remove(agent_id).is_some() {
-            if let Err(e) = self.set_ledger(&ledger) {
-                tracing::warn!(agent_id, "cannot update the reservation ledger: {e}");
-            }
+        if ledger.remove(agent_id).is_some()
+            && let Err(e) = self.set_ledger(&ledger)
+        {
+            tracing::warn!(agent_id, "cannot update the reservation ledger: {e}");
         }
         let lost: Vec<String> = self
             .tasks
