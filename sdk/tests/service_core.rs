@@ -659,3 +659,69 @@ fn a_lost_agent_takes_its_reservations_along_so_uninstall_finishes() -> Result<(
     assert!(core.torn_down(), "{}", step(&core, "deregister"));
     Ok(())
 }
+
+#[test]
+fn uninstall_releases_an_instance_reservation_only_when_an_offer_holds_all_of_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let yaml = "name: hello\nrole: web-role\npods:\n  web:\n    count: 1\n    tasks:\n      a:\n        cpus: 0.25\n        memory: 32\n        cmd: \"serve\"\n      b:\n        cpus: 0.5\n        memory: 64\n        cmd: \"serve\"\n";
+    let cfg = CoreConfig {
+        reservations: true,
+        ..CoreConfig::default()
+    };
+    let mut core = ServiceCore::open(
+        ServiceSpec::parse(yaml, &BTreeMap::new())?,
+        cfg,
+        StateStore::open(dir.path())?,
+    )?;
+    core.on_subscribed(1);
+    core.handle_offers(10, &[offer("o1", "a1")])?;
+    let l = launched(&core.take_actions());
+    assert_eq!(l.len(), 2);
+    for (t, a) in &l {
+        core.handle_status(20, &status(t, a, v1::TaskState::TaskRunning))?;
+    }
+    let reserved: BTreeMap<String, (String, Resources)> = core
+        .tasks()
+        .values()
+        .map(|r| {
+            (
+                r.task.clone(),
+                (r.task_id.clone(), Resources::parse(&r.reserved).unwrap()),
+            )
+        })
+        .collect();
+    core.uninstall(30)?;
+    core.take_actions();
+    let with = |id: &str, res: &Resources| v1::Offer {
+        resources: res.to_proto(),
+        ..offer(id, "a1")
+    };
+    let releases = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::Accept { operations, .. } if !operations.is_empty()))
+            .count()
+    };
+    // Task a ended; b is still being killed: an offer with a's part releases nothing.
+    let (a_id, a_res) = &reserved["a"];
+    core.handle_status(40, &status(a_id, "a1", v1::TaskState::TaskKilled))?;
+    core.handle_offers(41, &[with("p1", a_res)])?;
+    assert_eq!(
+        releases(&core.take_actions()),
+        0,
+        "partial reservation kept"
+    );
+    // b ended, but the next offer still lacks its part (not recovered yet): still nothing.
+    let (b_id, b_res) = &reserved["b"];
+    core.handle_status(50, &status(b_id, "a1", v1::TaskState::TaskKilled))?;
+    core.handle_offers(51, &[with("p2", a_res)])?;
+    assert_eq!(releases(&core.take_actions()), 0, "incomplete offer");
+    // The whole reservation: released, and the uninstall finishes.
+    let mut all = a_res.clone();
+    all.add(b_res);
+    core.handle_offers(60, &[with("p3", &all)])?;
+    assert_eq!(releases(&core.take_actions()), 1, "released at once");
+    core.tick(61);
+    assert!(core.torn_down());
+    Ok(())
+}

@@ -225,7 +225,8 @@ impl Proffer {
             .count())
     }
 
-    /// Agents still holding a dynamic reservation for a principal starting with `prefix`.
+    /// Agents still holding a dynamic reservation for a principal starting with `prefix`
+    /// (`HOST: reserved resources`).
     pub async fn reserved_for(&self, prefix: &str) -> Result<Vec<String>> {
         let needle = format!("dynamic={prefix}");
         Ok(self
@@ -234,7 +235,10 @@ impl Proffer {
             .agents
             .iter()
             .filter(|a| a.total.contains(&needle))
-            .map(|a| a.hostname.clone())
+            .map(|a| {
+                let mine: Vec<&str> = a.total.split(';').filter(|r| r.contains(&needle)).collect();
+                format!("{}: {}", a.hostname, mine.join(";"))
+            })
             .collect())
     }
 
