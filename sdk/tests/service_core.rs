@@ -680,16 +680,12 @@ fn uninstall_releases_an_instance_reservation_only_when_an_offer_holds_all_of_it
     for (t, a) in &l {
         core.handle_status(20, &status(t, a, v1::TaskState::TaskRunning))?;
     }
-    let reserved: BTreeMap<String, (String, Resources)> = core
-        .tasks()
-        .values()
-        .map(|r| {
-            (
-                r.task.clone(),
-                (r.task_id.clone(), Resources::parse(&r.reserved).unwrap()),
-            )
-        })
-        .collect();
+    let mut reserved: BTreeMap<String, (String, Resources)> = BTreeMap::new();
+    for r in core.tasks().values() {
+        let res = Resources::parse(&r.reserved)?;
+        assert!(!res.is_empty(), "{} reserved nothing", r.name);
+        reserved.insert(r.task.clone(), (r.task_id.clone(), res));
+    }
     core.uninstall(30)?;
     core.take_actions();
     let with = |id: &str, res: &Resources| v1::Offer {
