@@ -2,16 +2,18 @@
 //!
 //! `check` validates a `cluster.yaml`; `spec` writes the PKI bundle and prints the generated
 //! service spec; `install` does both and runs the cluster's scheduler in the foreground
-//! (`--uninstall` tears the cluster down); `kubeconfig` writes the admin kubeconfig;
-//! `scale-nodes N` updates a running cluster's node count. Plans,
-//! pods and `why` of a running cluster are `proffer service … --api` against its scheduler.
+//! (`--uninstall` tears the cluster down when no scheduler runs); `kubeconfig` writes the admin
+//! kubeconfig. Against a running scheduler's HTTP API (`--api`): `scale-nodes N` and
+//! `upgrade --version V` rewrite the config file and send the regenerated spec; `status`
+//! shows plans and pods; `plan` is `proffer service plan`; `uninstall` starts the uninstall
+//! plan. `why`, `pod` and the offer log are `proffer service … --api`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::{Args, FromArgMatches, Subcommand};
 use proffer_k8s::config::{Cluster, ClusterConfig};
 use proffer_k8s::deploy::{DeployOptions, pki_request, service_spec, spec_yaml};
 use proffer_k8s::pki::{ClusterPki, Host, write_file};
@@ -39,6 +41,55 @@ enum K8sCommand {
     Kubeconfig(KubeconfigArgs),
     /// Change the node count of a running cluster (issues certificates for new nodes).
     ScaleNodes(ScaleArgs),
+    /// Rolling upgrade of a running cluster to another Kubernetes version.
+    Upgrade(UpgradeArgs),
+    /// Plans and pods of a running cluster.
+    Status(StatusArgs),
+    /// The plans of a running cluster (as `proffer service plan`).
+    Plan(PlanArgs),
+    /// Tear a running cluster down (its scheduler runs the uninstall plan, then exits).
+    Uninstall(ApiArgs),
+}
+
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// The running scheduler's HTTP API, HOST:PORT.
+    #[arg(long, env = "PROFFER_SERVICE")]
+    api: String,
+}
+
+#[derive(Debug, Args)]
+struct UpgradeArgs {
+    #[command(flatten)]
+    deploy: DeployArgs,
+    /// The running scheduler's HTTP API, HOST:PORT.
+    #[arg(long, env = "PROFFER_SERVICE")]
+    api: String,
+    /// The Kubernetes version to roll to (vMAJOR.MINOR.PATCH).
+    #[arg(long)]
+    version: String,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The running scheduler's HTTP API, HOST:PORT.
+    #[arg(long, env = "PROFFER_SERVICE")]
+    api: String,
+    /// Print JSON (`{"plans": …, "pods": …}`).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// The running scheduler's HTTP API, HOST:PORT.
+    #[arg(long, env = "PROFFER_SERVICE")]
+    api: String,
+    /// The plan (default: all).
+    name: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +134,11 @@ struct DeployArgs {
     /// Nodes one agent may host.
     #[arg(long, default_value_t = 1)]
     nodes_per_agent: u32,
+    /// Tasks fetch their PKI files over HTTP from this address (which `install` serves)
+    /// instead of reading STATE/pki on the agents. Plain HTTP, guarded by a random token in
+    /// the URL (STATE/pki-token): for a trusted network only.
+    #[arg(long, value_name = "IP:PORT")]
+    serve_pki: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +154,10 @@ struct InstallArgs {
     /// Run the uninstall plan and exit.
     #[arg(long)]
     uninstall: bool,
+    /// Launch without reservations: etcd data then lives in the sandbox and a relaunched
+    /// member rejoins by member remove/add instead of restarting from its volume.
+    #[arg(long)]
+    no_reservations: bool,
 }
 
 #[derive(Debug, Args)]
@@ -155,13 +215,32 @@ fn deploy_options(cluster: &Cluster, a: &DeployArgs) -> Result<DeployOptions> {
             .unwrap_or_else(|| "k8s-probe".into()),
     };
     let pki_dir = std::path::absolute(a.state.join("pki")).context("state directory")?;
+    let pki_url = match a.serve_pki {
+        Some(addr) if addr.ip().is_unspecified() => {
+            bail!("--serve-pki {addr}: give the address the agents reach, not a wildcard")
+        }
+        Some(addr) => Some(format!("http://{addr}/pki/{}", pki_token(&a.state)?)),
+        None => None,
+    };
     Ok(DeployOptions {
         pki_dir: pki_dir.display().to_string(),
         probe,
         control_plane: hosts,
         local: a.local,
         nodes_per_agent: a.nodes_per_agent,
+        pki_url,
     })
+}
+
+/// The cluster's PKI token (STATE/pki-token, made once, mode 0600).
+fn pki_token(state: &Path) -> Result<String> {
+    let path = state.join("pki-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_string());
+    }
+    let token = proffer_k8s::bundle::random_token().context("random token")?;
+    write_file(&path, token.as_bytes(), true)?;
+    Ok(token)
 }
 
 /// Writes the PKI bundle unless one exists; returns the generated spec.
@@ -225,6 +304,7 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
                 master: a.master,
                 state_dir: a.deploy.state.join("scheduler"),
                 core: CoreConfig {
+                    reservations: !a.no_reservations,
                     framework_host: "127.0.0.1".into(),
                     ..CoreConfig::default()
                 },
@@ -233,6 +313,21 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
                 uninstall: a.uninstall,
             };
             let (handle, listener) = prepare(spec, &cfg).await?;
+            if let Some(addr) = a.deploy.serve_pki {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("--serve-pki {addr}"))?;
+                let cluster = load_cluster(&a.deploy.config, None)?;
+                let opts = deploy_options(&cluster, &a.deploy)?;
+                let token = pki_token(&a.deploy.state)?;
+                tokio::spawn(proffer_k8s::bundle::serve(
+                    l,
+                    PathBuf::from(&opts.pki_dir),
+                    opts.control_plane,
+                    token,
+                ));
+                eprintln!("k8s: serving the PKI bundles on http://{addr}/pki/…");
+            }
             if let Some(addr) = handle.http_addr {
                 eprintln!("k8s: scheduler API on {addr} (proffer service plan --api {addr})");
             }
@@ -243,9 +338,10 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
             Ok(true)
         }
         K8sCommand::ScaleNodes(a) => {
-            let mut cluster = load_cluster(&a.deploy.config, None)?;
-            cluster.config.node_count = a.nodes;
-            let cluster = cluster.config.validate(None)?;
+            let text = read_config(&a.deploy.config)?;
+            let text = set_top_level(&text, "node-count", &a.nodes.to_string());
+            let cluster = ClusterConfig::parse(&text, None)
+                .with_context(|| format!("node count {}", a.nodes))?;
             let opts = deploy_options(&cluster, &a.deploy)?;
             let added = proffer_k8s::pki::add_nodes(
                 Path::new(&opts.pki_dir),
@@ -254,10 +350,67 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
             if !added.is_empty() {
                 eprintln!("k8s: issued certificates for {}", added.join(", "));
             }
-            let yaml = spec_yaml(&service_spec(&cluster, &opts)?)?;
+            send_update(&a.api, &cluster, &opts).await?;
+            save_config(&a.deploy.config, &text)?;
+            Ok(true)
+        }
+        K8sCommand::Upgrade(a) => {
+            let text = read_config(&a.deploy.config)?;
+            let old = ClusterConfig::parse(&text, None)
+                .with_context(|| format!("invalid cluster config {}", a.deploy.config.display()))?;
+            let (text, cluster) = with_version(&text, &a.version)?;
+            if old.config.kubernetes_version == cluster.config.kubernetes_version {
+                bail!(
+                    "the cluster is already at {} (nothing to upgrade)",
+                    a.version
+                );
+            }
+            for (name, art) in &cluster.config.artifacts {
+                if art
+                    .url
+                    .as_deref()
+                    .is_some_and(|u| u.contains(&old.config.kubernetes_version))
+                {
+                    eprintln!(
+                        "k8s: warning: artifacts.{name} still names {} ({})",
+                        old.config.kubernetes_version,
+                        art.url.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+            let opts = deploy_options(&cluster, &a.deploy)?;
+            send_update(&a.api, &cluster, &opts).await?;
+            save_config(&a.deploy.config, &text)?;
+            eprintln!(
+                "k8s: rolling {} → {} (follow with: proffer k8s plan --api {} update)",
+                old.config.kubernetes_version, cluster.config.kubernetes_version, a.api
+            );
+            Ok(true)
+        }
+        K8sCommand::Status(a) => status(&a).await,
+        K8sCommand::Plan(a) => {
+            let mut argv = vec!["service", "plan", "--api", a.api.as_str()];
+            if a.json {
+                argv.push("--json");
+            }
+            if let Some(n) = &a.name {
+                argv.push(n);
+            }
+            let cmd = crate::service::ServiceArgs::augment_args(clap::Command::new("proffer"));
+            let m = cmd
+                .try_get_matches_from(&argv)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let args = crate::service::ServiceArgs::from_arg_matches(&m)?;
+            crate::service::run(args, cancel).await
+        }
+        K8sCommand::Uninstall(a) => {
             let answer =
-                proffer_sdk::service::http::request(&a.api, "POST", "/v1/update", &yaml).await?;
+                proffer_sdk::service::http::request(&a.api, "POST", "/v1/uninstall", "").await?;
             println!("{}", answer.trim());
+            eprintln!(
+                "k8s: the scheduler at {} is uninstalling the cluster",
+                a.api
+            );
             Ok(true)
         }
         K8sCommand::Kubeconfig(a) => {
@@ -278,5 +431,149 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
             }
             Ok(true)
         }
+    }
+}
+
+fn read_config(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Writes the changed config back (through a temporary file, so a failure leaves the old one).
+fn save_config(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    eprintln!("k8s: updated {}", path.display());
+    Ok(())
+}
+
+/// `text` with the top-level `key:` line set to `value` (appended when absent). Comments after
+/// the old value are dropped; nested keys of the same name are left alone.
+fn set_top_level(text: &str, key: &str, value: &str) -> String {
+    let prefix = format!("{key}:");
+    let mut found = false;
+    let mut out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if !found && l.starts_with(&prefix) {
+                found = true;
+                format!("{key}: {value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        out.push(format!("{key}: {value}"));
+    }
+    out.join("\n") + "\n"
+}
+
+/// The config text at `version`, and the cluster it resolves to (the version is validated).
+fn with_version(text: &str, version: &str) -> Result<(String, Cluster)> {
+    let text = set_top_level(text, "kubernetes-version", version);
+    let cluster =
+        ClusterConfig::parse(&text, None).with_context(|| format!("--version {version}"))?;
+    Ok((text, cluster))
+}
+
+/// Regenerates the spec and sends it to the scheduler's update API.
+async fn send_update(api: &str, cluster: &Cluster, opts: &DeployOptions) -> Result<()> {
+    let yaml = spec_yaml(&service_spec(cluster, opts)?)?;
+    ServiceSpec::parse(&yaml, &BTreeMap::new()).context("the generated spec does not validate")?;
+    let answer = proffer_sdk::service::http::request(api, "POST", "/v1/update", &yaml).await?;
+    println!("{}", answer.trim());
+    Ok(())
+}
+
+/// `proffer k8s status`: every plan's status, then one line per task.
+async fn status(a: &StatusArgs) -> Result<bool> {
+    use proffer_sdk::service::store::TaskRecord;
+    let plans = proffer_sdk::service::http::request(&a.api, "GET", "/v1/plans", "").await?;
+    let pods = proffer_sdk::service::http::request(&a.api, "GET", "/v1/pod", "").await?;
+    if a.json {
+        let plans: serde_json::Value = serde_json::from_str(&plans).context("/v1/plans")?;
+        let pods: serde_json::Value = serde_json::from_str(&pods).context("/v1/pod")?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"plans": plans, "pods": pods}))?
+        );
+        return Ok(true);
+    }
+    let plans: Vec<serde_json::Value> = serde_json::from_str(&plans).context("/v1/plans")?;
+    let line: Vec<String> = plans
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["name"].as_str().unwrap_or("?"),
+                p["status"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    println!("plans: {}", line.join(", "));
+    let pods: BTreeMap<String, Vec<TaskRecord>> = serde_json::from_str(&pods).context("/v1/pod")?;
+    let mut rows = vec![
+        ["POD", "TASK", "STATE", "READY", "AGENT"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for (pod, tasks) in &pods {
+        for t in tasks {
+            rows.push(vec![
+                pod.clone(),
+                t.task.clone(),
+                t.state.clone(),
+                if t.ready { "yes" } else { "no" }.into(),
+                t.hostname.clone(),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "name: prod\nkubernetes-version: v1.31.2 # pinned\nnode-count: 3\nartifacts: {etcd: {path: e}, kube-apiserver: {path: a}, kube-controller-manager: {path: c}, kube-scheduler: {path: s}, kubelet: {path: k}, kube-proxy: {path: p}, coredns: {path: d}, kubectl: {path: t}}\n";
+
+    #[test]
+    fn set_top_level_replaces_or_appends() {
+        assert_eq!(
+            set_top_level(CONFIG, "kubernetes-version", "v1.31.3"),
+            CONFIG.replace("v1.31.2 # pinned", "v1.31.3")
+        );
+        assert_eq!(
+            set_top_level("name: x\nresources:\n  node-count: 1", "node-count", "5"),
+            "name: x\nresources:\n  node-count: 1\nnode-count: 5\n"
+        );
+    }
+
+    #[test]
+    fn with_version_validates_the_version() -> Result<()> {
+        let (text, c) = with_version(CONFIG, "v1.32.0")?;
+        assert_eq!(c.config.kubernetes_version, "v1.32.0");
+        assert!(text.contains("kubernetes-version: v1.32.0\n"));
+        for bad in ["1.32.0", "v1.32", "latest", ""] {
+            let e = with_version(CONFIG, bad).err().map(|e| format!("{e:#}"));
+            assert!(
+                e.as_deref()
+                    .is_some_and(|e| e.contains("kubernetes-version")),
+                "{bad}: {e:?}"
+            );
+        }
+        Ok(())
     }
 }

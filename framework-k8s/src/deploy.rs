@@ -19,6 +19,7 @@ use proffer_sdk::service::spec::{
     ServiceSpec, StrategyKind, TaskSpec, VolumeSpec,
 };
 
+use crate::bundle::{Bundle, is_secret};
 use crate::config::{Cluster, Ports};
 use crate::pki::{Host, PkiRequest};
 
@@ -27,7 +28,8 @@ use crate::pki::{Host, PkiRequest};
 pub struct DeployOptions {
     /// Absolute path of the PKI bundle, readable on every agent.
     pub pki_dir: String,
-    /// The `k8s-probe` program used by readiness checks.
+    /// The `k8s-probe` program used by readiness checks (`k8s-etcd-member`, run before each
+    /// etcd member starts, is taken from the same directory).
     pub probe: String,
     /// One host per control-plane instance (its name and the address it advertises).
     pub control_plane: Vec<Host>,
@@ -39,6 +41,9 @@ pub struct DeployOptions {
     /// Nodes one agent may host (1, the default, is one node per agent; more packs nodes, as
     /// benchmarks on few agents do).
     pub nodes_per_agent: u32,
+    /// Where tasks fetch their PKI files (`http://HOST:PORT/pki/TOKEN`, served by
+    /// [`crate::bundle::serve`]) instead of copying them from `pki_dir`.
+    pub pki_url: Option<String>,
 }
 
 /// A deploy that cannot be generated.
@@ -54,6 +59,17 @@ pub fn instance_ports(cluster: &Cluster, i: u32, local: bool) -> Ports {
             Ports::from_base(u16::try_from(base).unwrap_or(u16::MAX - Ports::BLOCK))
         }
         (false, _) => cluster.ports,
+    }
+}
+
+/// The `k8s-etcd-member` program: next to [`DeployOptions::probe`] (both ship with this crate).
+pub fn member_program(opts: &DeployOptions) -> String {
+    let probe = std::path::Path::new(&opts.probe);
+    match probe.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            dir.join("k8s-etcd-member").display().to_string()
+        }
+        _ => "k8s-etcd-member".to_string(),
     }
 }
 
@@ -86,27 +102,34 @@ pub fn pki_request(cluster: &Cluster, opts: &DeployOptions) -> Result<PkiRequest
     })
 }
 
-/// The shell prelude of a task: copy `files` (bundle-relative) into `./pki...` and resolve
-/// the component's binary into `$BIN`.
+/// The shell prelude of a task: put the files of `bundle` into the sandbox (copied from the
+/// shared bundle directory, or fetched as `BUNDLE.tar` from [`DeployOptions::pki_url`] and
+/// unpacked) and resolve the component's binary into `$BIN`.
 fn prelude(
     cluster: &Cluster,
     opts: &DeployOptions,
     component: &str,
-    files: &[(&str, &str)],
+    bundle: &Bundle,
 ) -> (String, Vec<String>) {
     let mut sh = vec!["set -e".to_string(), "umask 077".into()];
-    for (src, dst) in files {
-        let mode = if dst.ends_with(".key") || dst.ends_with(".conf") {
-            "600"
-        } else {
-            "644"
-        };
-        sh.push(format!(
-            "install -D -m {mode} '{}/{src}' '{dst}'",
-            opts.pki_dir
-        ));
-    }
     let mut uris = Vec::new();
+    match &opts.pki_url {
+        Some(base) => {
+            let name = bundle.name();
+            uris.push(format!("{}/{name}.tar", base.trim_end_matches('/')));
+            sh.push(format!("tar -xpf '{name}.tar'"));
+            sh.push(format!("rm -f '{name}.tar'"));
+        }
+        None => {
+            for (src, dst) in bundle.files(&opts.control_plane).unwrap_or_default() {
+                let mode = if is_secret(&dst) { "600" } else { "644" };
+                sh.push(format!(
+                    "install -D -m {mode} '{}/{src}' '{dst}'",
+                    opts.pki_dir
+                ));
+            }
+        }
+    }
     match cluster.artifact(component) {
         Some(a) if a.url.is_some() => {
             let url = a.url.clone().unwrap_or_default();
@@ -190,8 +213,11 @@ fn pod(
     }
 }
 
-fn avoid_earlier(kind: &str, i: u32) -> Vec<PlacementRule> {
-    (0..i)
+/// Instance `i` of `kind` avoids the agents of the other instances (both ways, so that a
+/// replacement of any instance also lands on an agent of its own).
+fn avoid_others(kind: &str, i: u32, n: u32) -> Vec<PlacementRule> {
+    (0..n)
+        .filter(|&j| j != i)
         .map(|j| PlacementRule::Avoid(format!("{kind}-{j}")))
         .collect()
 }
@@ -226,43 +252,26 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
     let etcd_client_probe = "--cacert pki/etcd/ca.crt --cert pki/apiserver-etcd-client.crt --key pki/apiserver-etcd-client.key";
     for (i, (h, p)) in (0u32..).zip(hosts.iter().zip(&ports)) {
         let (ip, m) = (address(h), &h.name);
-        let files = [
-            ("pki/etcd/ca.crt".to_string(), "pki/etcd/ca.crt".to_string()),
-            (
-                format!("pki/etcd/server-{m}.crt"),
-                "pki/etcd/server.crt".into(),
-            ),
-            (
-                format!("pki/etcd/server-{m}.key"),
-                "pki/etcd/server.key".into(),
-            ),
-            (format!("pki/etcd/peer-{m}.crt"), "pki/etcd/peer.crt".into()),
-            (format!("pki/etcd/peer-{m}.key"), "pki/etcd/peer.key".into()),
-            (
-                "pki/apiserver-etcd-client.crt".into(),
-                "pki/apiserver-etcd-client.crt".into(),
-            ),
-            (
-                "pki/apiserver-etcd-client.key".into(),
-                "pki/apiserver-etcd-client.key".into(),
-            ),
-        ];
-        let f: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        let (pre, uris) = prelude(cluster, opts, "etcd", &f);
+        let (pre, uris) = prelude(cluster, opts, "etcd", &Bundle::Etcd(i));
+        // The member's data lives on the pod's volume `data`: a relaunch on its volume (update
+        // plan, crash) restarts the member from its data; a member without data decides with
+        // `k8s-etcd-member` whether to bootstrap or to join (remove + add) the running cluster.
         let cmd = format!(
-            "{pre} && exec \"$BIN\" --name {m} --data-dir data/etcd \
+            "{pre} && JOIN=$('{member}' --name {m} --peer-url https://{ip}:{pp} \
+             --client-url https://{ip}:{c} --endpoints {etcd_servers} --initial-cluster {initial} \
+             --data-dir data/etcd {etcd_client_probe}) && eval \"$JOIN\" \
+             && exec \"$BIN\" --name {m} --data-dir data/etcd \
              --listen-client-urls https://{ip}:{c} --advertise-client-urls https://{ip}:{c} \
              --listen-peer-urls https://{ip}:{pp} --initial-advertise-peer-urls https://{ip}:{pp} \
-             --initial-cluster {initial} --initial-cluster-state new --initial-cluster-token {name} \
+             --initial-cluster \"$K8S_ETCD_CLUSTER\" --initial-cluster-state \"$K8S_ETCD_STATE\" \
+             --initial-cluster-token {name} \
              --cert-file pki/etcd/server.crt --key-file pki/etcd/server.key --trusted-ca-file pki/etcd/ca.crt \
              --client-cert-auth=true --peer-cert-file pki/etcd/peer.crt --peer-key-file pki/etcd/peer.key \
              --peer-trusted-ca-file pki/etcd/ca.crt --peer-client-cert-auth=true",
             c = p.etcd_client,
             pp = p.etcd_peer,
             name = cluster.framework_name(),
+            member = member_program(opts),
         );
         let ready = probe_check(format!(
             "{probe} {etcd_client_probe} https://{ip}:{}/health",
@@ -283,7 +292,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
         pods.push((
             format!("etcd-{i}"),
             pod(
-                avoid_earlier("etcd", i),
+                avoid_others("etcd", i, n),
                 vols,
                 vec![("member".into(), t)],
                 1,
@@ -292,30 +301,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
     }
     for (i, (h, p)) in (0u32..).zip(hosts.iter().zip(&ports)) {
         let ip = address(h);
-        let names = [
-            "ca.crt",
-            "apiserver.crt",
-            "apiserver.key",
-            "sa.pub",
-            "sa.key",
-            "etcd/ca.crt",
-            "apiserver-etcd-client.crt",
-            "apiserver-etcd-client.key",
-            "apiserver-kubelet-client.crt",
-            "apiserver-kubelet-client.key",
-            "front-proxy-ca.crt",
-            "front-proxy-client.crt",
-            "front-proxy-client.key",
-        ];
-        let files: Vec<(String, String)> = names
-            .iter()
-            .map(|n| (format!("pki/{n}"), format!("pki/{n}")))
-            .collect();
-        let f: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        let (pre, uris) = prelude(cluster, opts, "kube-apiserver", &f);
+        let (pre, uris) = prelude(cluster, opts, "kube-apiserver", &Bundle::Apiserver(i));
         let cmd = format!(
             "{pre} && exec \"$BIN\" --advertise-address={ip} --secure-port={port} --etcd-servers={etcd_servers} \
              --etcd-cafile=pki/etcd/ca.crt --etcd-certfile=pki/apiserver-etcd-client.crt \
@@ -344,7 +330,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
         pods.push((
             format!("apiserver-{i}"),
             pod(
-                avoid_earlier("apiserver", i),
+                avoid_others("apiserver", i, n),
                 Vec::new(),
                 vec![("apiserver".into(), t)],
                 1,
@@ -365,20 +351,12 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             } else {
                 p.controller_manager
             };
-            let files = [
-                (format!("{key}.conf"), format!("{key}.conf")),
-                (format!("pki/{key}.crt"), "pki/serving.crt".into()),
-                (format!("pki/{key}.key"), "pki/serving.key".into()),
-                ("pki/ca.crt".into(), "pki/ca.crt".into()),
-                ("pki/ca.key".into(), "pki/ca.key".into()),
-                ("pki/sa.key".into(), "pki/sa.key".into()),
-            ];
-            let n_files = if kind == "scheduler" { 4 } else { 6 };
-            let f: Vec<(&str, &str)> = files[..n_files]
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            let (pre, uris) = prelude(cluster, opts, component, &f);
+            let bundle = if kind == "scheduler" {
+                Bundle::Scheduler(i)
+            } else {
+                Bundle::ControllerManager(i)
+            };
+            let (pre, uris) = prelude(cluster, opts, component, &bundle);
             let mut cmd = format!(
                 "{pre} && exec \"$BIN\" --kubeconfig={key}.conf --authentication-kubeconfig={key}.conf \
                  --authorization-kubeconfig={key}.conf --bind-address=0.0.0.0 --secure-port={secure} \
@@ -403,7 +381,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             pods.push((
                 format!("{kind}-{i}"),
                 pod(
-                    avoid_earlier(kind, i),
+                    avoid_others(kind, i, n),
                     Vec::new(),
                     vec![(kind.into(), t)],
                     1,
@@ -429,11 +407,12 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
 
 fn node_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
     let fixed = |p: u16| if opts.local { 0 } else { p };
-    let files = [
-        ("kubelet-node-{{POD_INDEX}}.conf", "kubelet.conf"),
-        ("pki/ca.crt", "pki/ca.crt"),
-    ];
-    let (pre, uris) = prelude(cluster, opts, "kubelet", &files);
+    let (pre, uris) = prelude(
+        cluster,
+        opts,
+        "kubelet",
+        &Bundle::Kubelet("{{POD_INDEX}}".into()),
+    );
     let kubelet_cmd = format!(
         "{pre} && printf 'apiVersion: kubelet.config.k8s.io/v1beta1\\nkind: KubeletConfiguration\\nclusterDomain: {domain}\\nclusterDNS: [{dns}]\\nauthentication:\\n  x509:\\n    clientCAFile: pki/ca.crt\\n' > kubelet.yaml \
          && exec \"$BIN\" --kubeconfig=kubelet.conf --config=kubelet.yaml --hostname-override=node-{{{{POD_INDEX}}}} \
@@ -449,12 +428,7 @@ fn node_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
         http_check("healthz", "/healthz"),
     );
     kubelet.ports = vec![port("healthz", fixed(cluster.ports.kubelet_healthz))];
-    let (pre, uris) = prelude(
-        cluster,
-        opts,
-        "kube-proxy",
-        &[("kube-proxy.conf", "kube-proxy.conf")],
-    );
+    let (pre, uris) = prelude(cluster, opts, "kube-proxy", &Bundle::KubeProxy);
     let proxy_cmd = format!(
         "{pre} && exec \"$BIN\" --kubeconfig=kube-proxy.conf --hostname-override=node-{{{{POD_INDEX}}}} \
          --cluster-cidr={} --healthz-bind-address=0.0.0.0:$PORT_PROXY_HEALTHZ --proxy-mode=iptables",
@@ -500,7 +474,7 @@ fn http_check(port: &str, path: &str) -> CheckSpec {
 
 fn coredns_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
     let fixed = |p: u16| if opts.local { 0 } else { p };
-    let (pre, uris) = prelude(cluster, opts, "coredns", &[("admin.conf", "coredns.conf")]);
+    let (pre, uris) = prelude(cluster, opts, "coredns", &Bundle::Coredns);
     let cmd = format!(
         "{pre} && printf '.:53 {{\\n  errors\\n  health :%s\\n  ready :%s\\n  kubernetes {domain} in-addr.arpa ip6.arpa {{\\n    kubeconfig coredns.conf\\n    pods insecure\\n    fallthrough in-addr.arpa ip6.arpa\\n  }}\\n  forward . /etc/resolv.conf\\n  cache 30\\n  loop\\n  reload\\n}}\\n' \
          \"$PORT_HEALTH\" \"$PORT_READY\" > Corefile && exec \"$BIN\" -conf Corefile -dns.port $PORT_DNS",
@@ -529,7 +503,7 @@ pub fn addons_manifest(cluster: &Cluster) -> String {
 }
 
 fn addons_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
-    let (pre, uris) = prelude(cluster, opts, "kubectl", &[("admin.conf", "admin.conf")]);
+    let (pre, uris) = prelude(cluster, opts, "kubectl", &Bundle::Addons);
     let manifest = addons_manifest(cluster).replace('\n', "\\n");
     let cmd = format!(
         "{pre} && printf '{manifest}' > addons.yaml && exec \"$BIN\" --kubeconfig=admin.conf apply -f addons.yaml"

@@ -1,5 +1,6 @@
 //! An etcd v3 client over etcd's JSON gRPC gateway (`POST /v3/kv/put`, `/v3/kv/range`,
-//! `GET /health`; keys and values base64).
+//! `/v3/cluster/member/list|add|remove`, `GET /health`; keys and values base64), and the
+//! decision a starting member makes about its membership ([`join_decision`]).
 //!
 //! The gateway is used instead of a gRPC client crate so that no system `protoc` is needed at
 //! build time; it is part of every etcd ≥ 3.4 server and speaks the same v3 API.
@@ -70,6 +71,34 @@ struct Kv {
     value: String,
 }
 
+/// One member of an etcd cluster, as `/v3/cluster/member/list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Member {
+    /// The member id (a uint64, as a decimal string in the gateway's JSON).
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    /// The member name; empty while an added member has not started yet.
+    #[serde(default)]
+    pub name: String,
+    /// Its peer URLs.
+    #[serde(rename = "peerURLs", default)]
+    pub peer_urls: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct MembersResponse {
+    #[serde(default)]
+    members: Vec<Member>,
+}
+
+#[derive(Deserialize)]
+struct AddResponse {
+    #[serde(default)]
+    member: Option<Member>,
+    #[serde(default)]
+    members: Vec<Member>,
+}
+
 #[derive(Deserialize)]
 struct Health {
     health: String,
@@ -86,6 +115,12 @@ impl Etcd {
             tls,
             timeout: Duration::from_secs(3),
         }
+    }
+
+    /// The same client with another per-request timeout (default 3 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Etcd {
+        self.timeout = timeout;
+        self
     }
 
     async fn call(
@@ -138,6 +173,45 @@ impl Etcd {
         }
     }
 
+    /// The cluster's members.
+    pub async fn members(&self) -> Result<Vec<Member>, EtcdError> {
+        let (endpoint, text) = self
+            .call("POST", "/v3/cluster/member/list", Some("{}".into()))
+            .await?;
+        serde_json::from_str::<MembersResponse>(&text)
+            .map(|r| r.members)
+            .map_err(|_| EtcdError::Decode {
+                endpoint,
+                body: text,
+            })
+    }
+
+    /// Removes member `id`.
+    pub async fn remove_member(&self, id: &str) -> Result<(), EtcdError> {
+        let body = serde_json::json!({ "ID": id });
+        self.call("POST", "/v3/cluster/member/remove", Some(body.to_string()))
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a member with `peer_url`; returns the new member and the members after the change.
+    pub async fn add_member(&self, peer_url: &str) -> Result<(Member, Vec<Member>), EtcdError> {
+        let body = serde_json::json!({ "peerURLs": [peer_url] });
+        let (endpoint, text) = self
+            .call("POST", "/v3/cluster/member/add", Some(body.to_string()))
+            .await?;
+        match serde_json::from_str::<AddResponse>(&text) {
+            Ok(AddResponse {
+                member: Some(m),
+                members,
+            }) => Ok((m, members)),
+            _ => Err(EtcdError::Decode {
+                endpoint,
+                body: text,
+            }),
+        }
+    }
+
     /// Whether the cluster reports itself healthy (`GET /health`).
     pub async fn health(&self) -> Result<(), EtcdError> {
         let (endpoint, text) = self.call("GET", "/health", None).await?;
@@ -148,5 +222,133 @@ impl Etcd {
                 body: text,
             }),
         }
+    }
+}
+
+/// What a starting etcd member does about its membership, decided by [`join_decision`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Join {
+    /// Start as configured: `--initial-cluster-state new` with the configured initial cluster
+    /// (also right when the data directory already holds the member: etcd then ignores both).
+    AsConfigured,
+    /// Join the running cluster: `--initial-cluster-state existing` with its members.
+    Existing,
+    /// The member ran before and lost its data (a replacement on a fresh volume): remove the
+    /// old member `id`, add this one again, then start `existing`.
+    Replace {
+        /// The id of the old member.
+        id: String,
+    },
+    /// The running cluster does not know this member (an earlier replacement removed it but
+    /// did not add it back): add it, then start `existing`.
+    Add,
+}
+
+/// Decides how a member named `name` with `peer_url` starts, given whether its data directory
+/// holds a member already and the running cluster's members (`None`: no other member
+/// answered, so the cluster is being bootstrapped).
+pub fn join_decision(
+    has_data: bool,
+    running: Option<&[Member]>,
+    name: &str,
+    peer_url: &str,
+) -> Join {
+    let Some(members) = running.filter(|_| !has_data) else {
+        return Join::AsConfigured;
+    };
+    let peer = peer_url.trim_end_matches('/');
+    let mine = members
+        .iter()
+        .find(|m| m.peer_urls.iter().any(|u| u.trim_end_matches('/') == peer));
+    match mine {
+        // Listed but never started: a late member of the initial bootstrap, or added by an
+        // earlier attempt of this very replacement.
+        Some(m) if m.name.is_empty() => Join::Existing,
+        Some(m) if m.name == name => Join::Replace { id: m.id.clone() },
+        // Another name on our peer URL: the configuration changed; let etcd refuse it.
+        Some(_) => Join::AsConfigured,
+        None => Join::Add,
+    }
+}
+
+/// The `--initial-cluster` value for joining a running cluster: every named member with its
+/// first peer URL, and this member (`name`) at `peer_url`.
+pub fn initial_cluster_of(members: &[Member], name: &str, peer_url: &str) -> String {
+    let peer = peer_url.trim_end_matches('/');
+    let mut out: Vec<String> = members
+        .iter()
+        .filter(|m| !m.peer_urls.iter().any(|u| u.trim_end_matches('/') == peer))
+        .filter(|m| !m.name.is_empty())
+        .filter_map(|m| m.peer_urls.first().map(|u| format!("{}={u}", m.name)))
+        .collect();
+    out.push(format!("{name}={peer}"));
+    out.join(",")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    fn m(id: &str, name: &str, peer: &str) -> Member {
+        Member {
+            id: id.into(),
+            name: name.into(),
+            peer_urls: vec![peer.into()],
+        }
+    }
+
+    #[test]
+    fn join_decisions() {
+        let me = "https://10.0.0.2:2380";
+        let running = vec![
+            m("1", "cp-0", "https://10.0.0.1:2380"),
+            m("2", "cp-1", me),
+            m("3", "cp-2", "https://10.0.0.3:2380"),
+        ];
+        let unstarted = vec![running[0].clone(), m("2", "", me), running[2].clone()];
+        let removed = vec![running[0].clone(), running[2].clone()];
+        let cases: Vec<(bool, Option<&[Member]>, Join)> = vec![
+            (true, Some(&running), Join::AsConfigured),
+            (false, None, Join::AsConfigured),
+            (true, None, Join::AsConfigured),
+            (false, Some(&running), Join::Replace { id: "2".into() }),
+            (false, Some(&unstarted), Join::Existing),
+            (false, Some(&removed), Join::Add),
+        ];
+        for (has_data, members, want) in cases {
+            assert_eq!(
+                join_decision(has_data, members, "cp-1", me),
+                want,
+                "data {has_data}, members {members:?}"
+            );
+        }
+        let renamed = vec![m("2", "other", me)];
+        assert_eq!(
+            join_decision(false, Some(&renamed), "cp-1", me),
+            Join::AsConfigured
+        );
+    }
+
+    #[test]
+    fn initial_cluster_lists_named_members_and_self() {
+        let me = "https://10.0.0.2:2380";
+        let members = vec![
+            m("1", "cp-0", "https://10.0.0.1:2380"),
+            m("9", "", me),
+            m("3", "cp-2", "https://10.0.0.3:2380"),
+        ];
+        assert_eq!(
+            initial_cluster_of(&members, "cp-1", me),
+            "cp-0=https://10.0.0.1:2380,cp-2=https://10.0.0.3:2380,cp-1=https://10.0.0.2:2380"
+        );
+    }
+
+    #[test]
+    fn member_list_json_parses() {
+        let text = r#"{"header":{"cluster_id":"1"},"members":[{"ID":"1234","name":"cp-0","peerURLs":["https://127.0.0.1:2380"],"clientURLs":["https://127.0.0.1:2379"]},{"ID":"99","peerURLs":["https://127.0.0.1:2390"]}]}"#;
+        let r: MembersResponse = serde_json::from_str(text).unwrap();
+        assert_eq!(r.members[0], m("1234", "cp-0", "https://127.0.0.1:2380"));
+        assert_eq!(r.members[1], m("99", "", "https://127.0.0.1:2390"));
     }
 }

@@ -197,11 +197,36 @@ pub struct RequestInfo {
 /// Answers a request with a status and a body.
 pub type Handler = Arc<dyn Fn(&RequestInfo) -> (u16, String) + Send + Sync>;
 
+/// Answers a request with a status and a binary body.
+pub type BinaryHandler = Arc<dyn Fn(&RequestInfo) -> (u16, Vec<u8>) + Send + Sync>;
+
 /// Serves `handler` on `listener` forever, over TLS when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     handler: Handler,
+) {
+    let binary: BinaryHandler = Arc::new(move |req: &RequestInfo| {
+        let (status, body) = handler(req);
+        (status, body.into_bytes())
+    });
+    serve_with(listener, tls, binary, "text/plain; charset=utf-8").await;
+}
+
+/// As [`serve`], for binary answers (`application/octet-stream`).
+pub async fn serve_binary(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handler: BinaryHandler,
+) {
+    serve_with(listener, tls, handler, "application/octet-stream").await;
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handler: BinaryHandler,
+    content_type: &'static str,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
@@ -222,16 +247,20 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .and_then(|der| crate::tlsutil::der_cn(der));
-                    serve_conn(stream, handler, cn).await;
+                    serve_conn(stream, handler, cn, content_type).await;
                 }
-                None => serve_conn(tcp, handler, None).await,
+                None => serve_conn(tcp, handler, None, content_type).await,
             }
         });
     }
 }
 
-async fn serve_conn<S>(stream: S, handler: Handler, client_cn: Option<String>)
-where
+async fn serve_conn<S>(
+    stream: S,
+    handler: BinaryHandler,
+    client_cn: Option<String>,
+    content_type: &'static str,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -242,7 +271,7 @@ where
         let (status, body) = handler(&info);
         let resp = hyper::Response::builder()
             .status(status)
-            .header("content-type", "text/plain; charset=utf-8")
+            .header("content-type", content_type)
             .body(Full::new(Bytes::from(body)))
             .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())));
         async move { Ok::<_, Infallible>(resp) }

@@ -7,8 +7,10 @@
 //! - [`http`]: a small HTTP/1.1 client and health server (plain or TLS);
 //! - [`etcd`]: an etcd v3 client over etcd's JSON gRPC gateway;
 //! - [`standin`]: the stand-in kube-* programs (binaries in `src/bin`);
-//! - [`deploy`]: the deploy plan as a Proffer service spec.
+//! - [`deploy`]: the deploy plan as a Proffer service spec;
+//! - [`bundle`]: the PKI files each task receives, served to the fetcher.
 
+pub mod bundle;
 pub mod cidr;
 pub mod config;
 pub mod deploy;

@@ -43,6 +43,7 @@ fn options(local: bool) -> DeployOptions {
             .collect(),
         local,
         nodes_per_agent: 1,
+        pki_url: None,
     }
 }
 

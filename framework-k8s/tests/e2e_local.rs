@@ -7,71 +7,20 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use proffer_agent::{AgentConfig, ExecutorLauncher, IsolationMode};
+use common::cluster::{
+    K8s, Proffer, ProfferOptions, cluster_yaml, etcd_path, free_block, kill9, pid_of, pids_under,
+    procs_under,
+};
 use proffer_k8s::config::ClusterConfig;
 use proffer_k8s::deploy::{DeployOptions, instance_ports, pki_request, service_spec, spec_yaml};
-use proffer_k8s::etcd::Etcd;
-use proffer_k8s::pki::{ClusterPki, Host};
 use proffer_k8s::tlsutil::client_config;
-use proffer_master::core::MasterConfig;
-use proffer_master::server::{ServerConfig, serve};
-use proffer_proto::Resources;
-use proffer_sdk::service::core::CoreConfig;
-use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare, run_service};
-use proffer_sdk::service::{RollupStatus, ServiceSpec};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-/// Active tasks of the framework `name`, from the master's state.
-async fn tasks_of(master: &str, name: &str) -> Result<usize> {
-    let mut c =
-        proffer_proto::v1::operator_client::OperatorClient::connect(format!("http://{master}"))
-            .await?;
-    let s = c
-        .get_state(proffer_proto::v1::GetStateRequest {})
-        .await?
-        .into_inner();
-    let ids: Vec<&str> = s
-        .frameworks
-        .iter()
-        .filter(|f| f.name == name)
-        .map(|f| f.id.as_str())
-        .collect();
-    Ok(s.tasks
-        .iter()
-        .filter(|t| ids.contains(&t.framework_id.as_str()))
-        .count())
-}
-
-/// A base port with `len` free ports above it (probed by binding), varied by process id so
-/// that concurrent runs of this test do not collide.
-fn free_block(len: usize) -> usize {
-    // Successive calls in one process start 7000 ports apart (tests run concurrently).
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let start = 20000 + ((std::process::id() as usize % 64) * 500 + call * 7000) % 40000;
-    (0..80)
-        .map(|k| 20000 + (start - 20000 + k * 500) % 40000)
-        .find(|&base| {
-            (base..base + len).all(|p| std::net::TcpListener::bind(("127.0.0.1", p as u16)).is_ok())
-        })
-        .unwrap_or(start)
-}
-
-/// The pid of the process whose command line contains every needle (not a shell).
-fn pid_of(needles: &[&str]) -> Option<i32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        (needles.iter().all(|n| cmd.contains(n)) && !cmd.starts_with("sh ")).then_some(pid)
-    })
-}
+use proffer_sdk::service::ServiceSpec;
 
 /// Kills apiserver-1 with SIGKILL and waits until a new task replaces it and is ready, checking
 /// that apiserver-0 answers `/readyz` 200 all along.
@@ -92,12 +41,7 @@ async fn kill_and_replace_apiserver(
     };
     let pid = pid_of(&["kube-apiserver-standin", &format!("--secure-port={port1} ")])
         .context("apiserver-1 process not found")?;
-    let st = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()?;
-    if !st.success() {
-        bail!("kill -9 {pid} failed");
-    }
+    kill9(pid)?;
     let tls = client_config(ca, None, "ca")?;
     let start = Instant::now();
     let mut checks = 0;
@@ -145,31 +89,6 @@ async fn kill_and_replace_apiserver(
     }
 }
 
-/// Pids of processes whose working directory lies under one of `roots` (the agents'
-/// sandboxes) and whose command line contains every needle (shells excluded).
-fn pids_under(roots: &[std::path::PathBuf], needles: &[&str]) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (roots.iter().any(|r| cwd.starts_with(r))
-                && needles.iter().all(|n| cmd.contains(n))
-                && !cmd.starts_with("sh "))
-            .then_some(pid)
-        })
-        .collect()
-}
-
-/// How many processes [`pids_under`] finds for one needle.
-fn procs_under(roots: &[std::path::PathBuf], needle: &str) -> usize {
-    pids_under(roots, &[needle]).len()
-}
-
 /// What to do once the deploy is complete.
 enum Extra {
     None,
@@ -179,90 +98,6 @@ enum Extra {
     Scale(Vec<u32>),
     /// Change the Kubernetes version; every task restarts, group after group.
     Upgrade(&'static str),
-}
-
-/// Upgrades to `version` through a spec update and checks that each group's tasks were
-/// relaunched only after the previous group's update phases were complete.
-async fn upgrade(
-    handle: &proffer_sdk::service::runner::RunHandle,
-    yaml: &str,
-    version: &str,
-    opts: &DeployOptions,
-) -> Result<()> {
-    let text = yaml.replacen("\n", &format!("\nkubernetes-version: {version}\n"), 1);
-    let cluster = ClusterConfig::parse(&text, None)?;
-    let spec = ServiceSpec::parse(
-        &spec_yaml(&service_spec(&cluster, opts)?)?,
-        &BTreeMap::new(),
-    )?;
-    let before: BTreeMap<String, String> = {
-        let core = handle.shared.core.lock().unwrap();
-        core.tasks()
-            .values()
-            .map(|r| (r.name.clone(), r.task_id.clone()))
-            .collect()
-    };
-    let start = Instant::now();
-    {
-        let mut core = handle.shared.core.lock().unwrap();
-        core.update_spec(proffer_sdk::service::http::now_ms(), spec)?;
-    }
-    handle.shared.notify.notify_one();
-    let mut relaunched: BTreeMap<String, Duration> = BTreeMap::new();
-    let mut completed: BTreeMap<String, Duration> = BTreeMap::new();
-    loop {
-        {
-            let core = handle.shared.core.lock().unwrap();
-            let now = start.elapsed();
-            for r in core.tasks().values() {
-                if before.get(&r.name).is_some_and(|old| *old != r.task_id) {
-                    relaunched.entry(r.pod.clone()).or_insert(now);
-                }
-            }
-            let plan = core.plan("update").context("no update plan")?;
-            for ph in &plan.phases {
-                if ph.status() == RollupStatus::Complete {
-                    completed.entry(ph.name.clone()).or_insert(now);
-                }
-            }
-            if plan.status() == RollupStatus::Complete {
-                break;
-            }
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            bail!("upgrade not complete after 120 s; relaunched {relaunched:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The update plan's phases, in order: each must be relaunched only after the previous one
-    // completed (one instance at a time: etcd, apiservers, controller-managers, schedulers,
-    // nodes, CoreDNS, addons).
-    let order: Vec<String> = {
-        let core = handle.shared.core.lock().unwrap();
-        let plan = core.plan("update").context("no update plan")?;
-        plan.phases.iter().map(|ph| ph.name.clone()).collect()
-    };
-    let order: Vec<&str> = order.iter().map(String::as_str).collect();
-    for w in order.windows(2) {
-        let ready = completed
-            .get(w[0])
-            .with_context(|| format!("{} not complete", w[0]))?;
-        let next = relaunched
-            .get(w[1])
-            .with_context(|| format!("{} not relaunched", w[1]))?;
-        if next < ready {
-            bail!(
-                "{} relaunched at {next:?} before {} was upgraded at {ready:?}",
-                w[1],
-                w[0]
-            );
-        }
-    }
-    println!(
-        "upgrade to {version} in {:.2?}; relaunched {relaunched:?}",
-        start.elapsed()
-    );
-    Ok(())
 }
 
 /// Pods of the `node` pod type with both tasks running and ready, by index.
@@ -355,12 +190,7 @@ async fn kill_and_replace_kubelet(
     let pid = *pids_under(roots, &["kubelet-standin", "--hostname-override=node-1 "])
         .first()
         .context("node-1 kubelet process not found")?;
-    let st = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()?;
-    if !st.success() {
-        bail!("kill -9 {pid} failed");
-    }
+    kill9(pid)?;
     let start = Instant::now();
     loop {
         let replaced = {
@@ -396,17 +226,9 @@ struct Report {
     registered: usize,
 }
 
-fn etcd_path() -> Option<String> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("etcd"))
-            .find(|p| p.is_file())
-            .map(|p| p.display().to_string())
-    })
-}
-
 /// Deploys a cluster of `cp` control-plane instances and `nodes` nodes on `agents_n` agents;
-/// fails unless the deploy plan completes within `limit`.
+/// fails unless the deploy plan completes within `limit` with every group launched after the
+/// previous one was ready, then runs `extra` and uninstalls (no task or reservation left).
 async fn deploy(
     cp: u32,
     nodes: u32,
@@ -416,129 +238,20 @@ async fn deploy(
     etcd: &str,
     extra: Extra,
 ) -> Result<Report> {
-    // The master and agents.
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let master = listener.local_addr()?.to_string();
-    let cancel = CancellationToken::new();
-    let cfg = MasterConfig {
-        allocation_interval_ms: 100,
-        ..MasterConfig::default()
-    };
-    let server = tokio::spawn(serve(listener, ServerConfig::new(cfg), cancel.clone()));
-    let mut dirs = Vec::new();
-    let mut agents = Vec::new();
-    for i in 0..agents_n {
-        let dir = tempfile::tempdir()?;
-        let mut a = AgentConfig::new(master.clone(), dir.path());
-        let p = block + 1000 + 1000 * i;
-        a.resources = Some(Resources::parse(&format!(
-            "cpus:64;mem:262144;disk:262144;ports:[{p}-{}]",
-            p + 999
-        ))?);
-        a.hostname = format!("agent-{i}");
-        a.executor = ExecutorLauncher::InProcess;
-        a.isolation = IsolationMode::Posix;
-        a.default_kill_grace = Duration::from_millis(500);
-        a.reconnect_initial = Duration::from_millis(50);
-        agents.push(tokio::spawn(proffer_agent::run(a, cancel.child_token())));
-        dirs.push(dir);
-    }
-
-    // The cluster: stand-ins for the kube-* programs, the real etcd.
-    let port_base = block;
-    let yaml = format!(
-        "name: e2e\ncontrol-plane-count: {cp}\nnode-count: {nodes}\nport-base: {port_base}\nartifacts:\n  etcd: {{path: {etcd}}}\n  kube-apiserver: {{path: {}}}\n  kube-controller-manager: {{path: {}}}\n  kube-scheduler: {{path: {}}}\n  kubelet: {{path: {}}}\n  kube-proxy: {{path: {}}}\n  coredns: {{path: {}}}\n  kubectl: {{path: 'true'}}\n",
-        env!("CARGO_BIN_EXE_kube-apiserver-standin"),
-        env!("CARGO_BIN_EXE_kube-controller-manager-standin"),
-        env!("CARGO_BIN_EXE_kube-scheduler-standin"),
-        env!("CARGO_BIN_EXE_kubelet-standin"),
-        env!("CARGO_BIN_EXE_kube-proxy-standin"),
-        env!("CARGO_BIN_EXE_coredns-standin"),
-    );
-    let cluster = ClusterConfig::parse(&yaml, None)?;
-    let pki_dir = tempfile::tempdir()?;
-    let opts = DeployOptions {
-        pki_dir: pki_dir.path().display().to_string(),
-        probe: env!("CARGO_BIN_EXE_k8s-probe").into(),
-        control_plane: (0..cp)
-            .map(|i| Host {
-                name: format!("cp-{i}"),
-                ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            })
-            .collect(),
-        local: true,
-        nodes_per_agent: nodes.div_ceil(agents_n as u32),
-    };
-    let pki = ClusterPki::generate(&pki_request(&cluster, &opts)?)?;
-    pki.write_to(pki_dir.path())?;
-    let spec = ServiceSpec::parse(
-        &spec_yaml(&service_spec(&cluster, &opts)?)?,
-        &BTreeMap::new(),
-    )?;
-
-    // The scheduler.
-    let state = tempfile::tempdir()?;
-    let run = RunConfig {
-        master: master.clone(),
-        state_dir: state.path().to_path_buf(),
-        core: CoreConfig {
-            framework_host: "127.0.0.1".into(),
-            refuse_pending_secs: 0.3,
-            refuse_idle_secs: 5.0,
-            ..CoreConfig::default()
-        },
-        http: None,
-        options: BTreeMap::new(),
-        uninstall: false,
-    };
-    let spec_again = spec.clone();
-    let run_cfg = run.clone();
-    let (handle, l) = prepare(spec, &run).await?;
-    let sched_cancel = CancellationToken::new();
-    let sched = tokio::spawn(run_service(handle.clone(), l, run, sched_cancel.clone()));
-
-    // Record when each pod's task first appears and when each phase completes.
-    let start = Instant::now();
-    let mut launched: BTreeMap<String, Duration> = BTreeMap::new();
-    let mut completed: BTreeMap<String, Duration> = BTreeMap::new();
-    let outcome = loop {
-        {
-            let core = handle.shared.core.lock().unwrap();
-            // One instant per snapshot: a task and its predecessors' readiness seen together
-            // count as simultaneous.
-            let now = start.elapsed();
-            for r in core.tasks().values() {
-                launched.entry(r.pod.clone()).or_insert(now);
-            }
-            let plan = core.plan("deploy").context("no deploy plan")?;
-            for ph in &plan.phases {
-                if ph.status() == RollupStatus::Complete {
-                    completed.entry(ph.name.clone()).or_insert(now);
-                }
-            }
-            if plan.status() == RollupStatus::Complete {
-                break Ok(now);
-            }
-        }
-        if sched.is_finished() {
-            break Err("the scheduler stopped".to_string());
-        }
-        if start.elapsed() > limit {
-            let core = handle.shared.core.lock().unwrap();
-            let tasks: Vec<String> = core
-                .tasks()
-                .values()
-                .map(|r| format!("{} {} ready={} {}", r.name, r.state, r.ready, r.message))
-                .collect();
-            break Err(format!(
-                "deploy not complete after {limit:?}; completed {completed:?}; tasks {tasks:#?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let result = (|| -> Result<Duration> {
-        let took = outcome.map_err(anyhow::Error::msg)?;
-        println!("deploy COMPLETE in {took:?}; phases completed at {completed:?}");
+    let proffer = Proffer::start(&ProfferOptions::new(agents_n, block)).await?;
+    let k8s = K8s::install(
+        &proffer,
+        cluster_yaml(cp, nodes, block, etcd),
+        nodes.div_ceil(agents_n as u32),
+        K8s::core(),
+    )
+    .await?;
+    let result = async {
+        let d = k8s.wait_deploy(limit).await?;
+        println!(
+            "deploy COMPLETE in {:?}; phases completed at {:?}",
+            d.took, d.completed
+        );
         let group = |k: &str| (0..cp).map(|i| format!("{k}-{i}")).collect::<Vec<_>>();
         let groups = [
             group("etcd"),
@@ -550,12 +263,17 @@ async fn deploy(
             vec!["addons".to_string()],
         ];
         for w in groups.windows(2) {
-            let ready = w[0].iter().map(|p| completed[p]).max().unwrap();
+            let ready = w[0]
+                .iter()
+                .filter_map(|p| d.completed.get(p))
+                .max()
+                .with_context(|| format!("{:?} never completed", w[0]))?;
             for p in &w[1] {
-                let l = launched
+                let l = d
+                    .launched
                     .get(p)
                     .with_context(|| format!("{p} never launched"))?;
-                if *l < ready {
+                if l < ready {
                     bail!(
                         "{p} launched at {l:?}, before {:?} were ready at {ready:?}",
                         w[0]
@@ -563,99 +281,52 @@ async fn deploy(
                 }
             }
         }
-        Ok(took)
-    })();
-
-    // The apiservers registered themselves in the real etcd.
-    let etcd_tls = client_config(
-        &pki.etcd_ca.pair.cert_pem,
-        Some((
-            &pki.apiserver_etcd_client.cert_pem,
-            &pki.apiserver_etcd_client.key_pem,
-        )),
-        "etcd",
-    )?;
-    let endpoints = (0..cp)
-        .map(|i| {
-            format!(
-                "https://127.0.0.1:{}",
-                instance_ports(&cluster, i, true).etcd_client
-            )
-        })
-        .collect();
-    let client = Etcd::new(endpoints, Some(etcd_tls));
-    let mut registered = 0;
-    if result.is_ok() {
+        // The apiservers registered themselves in the real etcd.
+        let client = k8s.etcd()?;
+        let mut registered = 0;
         for i in 0..cp {
             let key = format!(
                 "/registry/standin/kube-apiserver/127.0.0.1:{}",
-                instance_ports(&cluster, i, true).apiserver
+                instance_ports(&k8s.cluster, i, true).apiserver
             );
             if client.get(&key).await?.is_some() {
                 registered += 1;
             }
         }
-    }
-
-    // HA: kill -9 one apiserver; it is replaced while another keeps answering /readyz.
-    let ha = match extra {
-        _ if result.is_err() => Ok(()),
-        Extra::None => Ok(()),
-        Extra::KillApiserver => {
-            let roots: Vec<std::path::PathBuf> = dirs
-                .iter()
-                .filter_map(|d| std::fs::canonicalize(d.path()).ok())
-                .collect();
-            match kill_and_replace_apiserver(&handle, &cluster, &pki.ca.pair.cert_pem).await {
-                Ok(()) => kill_and_replace_kubelet(&handle, &roots).await,
-                Err(e) => Err(e),
+        let roots = proffer.roots();
+        match extra {
+            Extra::None => {}
+            Extra::KillApiserver => {
+                kill_and_replace_apiserver(&k8s.handle, &k8s.cluster, &k8s.pki.ca.pair.cert_pem)
+                    .await?;
+                kill_and_replace_kubelet(&k8s.handle, &roots).await?;
+            }
+            Extra::Upgrade(v) => {
+                let u = k8s.upgrade(v, Duration::from_secs(120), false).await?;
+                println!(
+                    "upgrade to {v} in {:.2?}; relaunched {:?}",
+                    u.took, u.relaunched
+                );
+            }
+            Extra::Scale(ref counts) => {
+                scale_nodes(&k8s.handle, &k8s.yaml, nodes, counts, &k8s.opts, &roots).await?
             }
         }
-        Extra::Upgrade(v) => upgrade(&handle, &yaml, v, &opts).await,
-        Extra::Scale(ref counts) => {
-            let roots: Vec<std::path::PathBuf> = dirs
-                .iter()
-                .filter_map(|d| std::fs::canonicalize(d.path()).ok())
-                .collect();
-            scale_nodes(&handle, &yaml, nodes, counts, &opts, &roots).await
-        }
-    };
-
-    // Uninstall: the scheduler restarts with the uninstall plan, which kills every task.
-    sched_cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(30), sched).await;
-    let weak = std::sync::Arc::downgrade(&handle.shared);
-    drop(handle);
-    while weak.upgrade().is_some() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(Report {
+            took: d.took,
+            completed: d.completed,
+            launched: d.launched,
+            registered,
+        })
     }
-    let un = RunConfig {
-        uninstall: true,
-        ..run_cfg
-    };
-    let (h2, l2) = prepare(spec_again, &un).await?;
-    let uninstalled = tokio::time::timeout(
-        Duration::from_secs(120),
-        run_service(h2, l2, un, CancellationToken::new()),
-    )
     .await;
-    let leftover = tasks_of(&master, cluster.framework_name()).await?;
-    cancel.cancel();
-    for a in agents {
-        let _ = tokio::time::timeout(Duration::from_secs(30), a).await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
-    let uninstalled = uninstalled.context("uninstall did not finish")??;
-    if uninstalled != RunOutcome::Uninstalled || leftover != 0 {
-        bail!("uninstall: {uninstalled:?}, {leftover} tasks left");
-    }
-    ha?;
-    Ok(Report {
-        took: result?,
-        completed,
-        launched,
-        registered,
-    })
+    // Uninstall whatever happened: the uninstall plan kills every task and releases the
+    // reservations.
+    let uninstalled = k8s.uninstall(&proffer).await;
+    proffer.stop().await;
+    let report = result?;
+    uninstalled?;
+    Ok(report)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

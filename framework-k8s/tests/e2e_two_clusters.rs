@@ -144,6 +144,7 @@ async fn two_clusters_side_by_side() -> Result<()> {
             }],
             local: true,
             nodes_per_agent: 1,
+            pki_url: None,
         };
         let pki = ClusterPki::generate(&pki_request(&cluster, &opts)?)?;
         pki.write_to(pki_dir.path())?;
@@ -156,6 +157,7 @@ async fn two_clusters_side_by_side() -> Result<()> {
             master: master.clone(),
             state_dir: state.path().to_path_buf(),
             core: CoreConfig {
+                reservations: true,
                 framework_host: "127.0.0.1".into(),
                 refuse_pending_secs: 0.3,
                 refuse_idle_secs: 5.0,

@@ -248,7 +248,8 @@ fn check_service_account(f: &Flags) -> Result<(), StandinError> {
     Ok(())
 }
 
-/// Registers in etcd, then keeps `ready` equal to "etcd answered within the last second".
+/// Registers in etcd, then keeps `ready` equal to "etcd answered a read within the last
+/// second".
 async fn etcd_loop(etcd: Etcd, key: String, ready: Arc<AtomicBool>) {
     let record =
         serde_json::json!({"component": "kube-apiserver", "pid": std::process::id()}).to_string();
@@ -265,9 +266,12 @@ async fn etcd_loop(etcd: Etcd, key: String, ready: Arc<AtomicBool>) {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // As kube-apiserver's etcd readiness check: a read through the client (any member) within
+    // 2 s (`--etcd-healthcheck-timeout`), so a leader election that ends in time is no outage.
+    let etcd = etcd.with_timeout(Duration::from_secs(2));
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        ready.store(etcd.health().await.is_ok(), Ordering::SeqCst);
+        ready.store(etcd.get(&key).await.is_ok(), Ordering::SeqCst);
     }
 }
 

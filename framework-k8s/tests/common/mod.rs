@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 use proffer_k8s::http;
 use proffer_k8s::pki::{ClusterPki, Host, PkiRequest};
 

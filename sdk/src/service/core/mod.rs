@@ -266,7 +266,7 @@ impl ServiceCore {
     }
 
     /// Actions to run right after (re-)subscribing: reconcile every task that may be alive, and
-    /// revive (a new subscription starts unsuppressed on the master side anyway).
+    /// revive or suppress (the master keeps a failed-over framework's suppression).
     pub fn on_subscribed(&mut self, now: u64) {
         let live: Vec<(String, String)> = self
             .tasks
@@ -277,8 +277,10 @@ impl ServiceCore {
         if !live.is_empty() {
             self.outbox.push(Action::Reconcile(live));
         }
-        self.suppressed = false;
         self.refresh(now);
+        // A failed-over framework may still be suppressed on the master (its previous
+        // subscription's state): say explicitly whether offers are wanted.
+        self.suppressed = self.wants_offers();
         self.update_suppression();
     }
 
@@ -629,7 +631,15 @@ impl ServiceCore {
 
     /// The master lost an agent (FAILURE event): the permanent-failure clock of every pod
     /// instance there starts now, so after `permanent_after_ms` they may move elsewhere.
+    /// The master removed the agent with its reservations and volumes, so they leave the
+    /// ledger (an uninstall does not wait for offers from it).
     pub fn agent_lost(&mut self, now: u64, agent_id: &str) {
+        let mut ledger = self.ledger();
+        if ledger.remove(agent_id).is_some()
+            && let Err(e) = self.set_ledger(&ledger)
+        {
+            tracing::warn!(agent_id, "cannot update the reservation ledger: {e}");
+        }
         let lost: Vec<String> = self
             .tasks
             .values()

@@ -127,8 +127,14 @@ impl ServiceCore {
                 if !self.release_unwanted(o, &res, &mut record)? {
                     record
                         .reasons
-                        .push("uninstalling: nothing of ours to release here".into());
-                    self.decline(o, record, self.cfg.refuse_idle_secs);
+                        .push("uninstalling: nothing of ours to release here yet".into());
+                    // Reservations of tasks still being killed come back in later offers.
+                    let refuse = if self.ledger().is_empty() {
+                        self.cfg.refuse_idle_secs
+                    } else {
+                        self.cfg.refuse_pending_secs
+                    };
+                    self.decline(o, record, refuse);
                 }
             }
             self.refresh(now);
@@ -312,7 +318,10 @@ impl ServiceCore {
             .unwrap_or_default()
     }
 
-    fn set_ledger(&self, l: &BTreeMap<String, BTreeSet<String>>) -> Result<(), CoreError> {
+    pub(super) fn set_ledger(
+        &self,
+        l: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<(), CoreError> {
         let json = serde_json::to_string(l)
             .map_err(|e| CoreError::Request(format!("cannot encode the ledger: {e}")))?;
         Ok(self.store.set_meta("reservations", &json)?)
@@ -328,13 +337,40 @@ impl ServiceCore {
     ) -> Result<bool, CoreError> {
         let prefix = format!("{}.", self.spec.name);
         let wanted = self.wanted_tags(&o.agent_id);
-        let role = self.spec.role.clone();
-        let unwanted = res.filtered(|k| match &k.reservation {
-            proffer_proto::resources::Reservation::Dynamic { principal } => {
-                k.role == role && principal.starts_with(&prefix) && !wanted.contains(principal)
+        // What each instance reserved on this agent, from its task records. An offer may hold
+        // only part of it (a task still being killed, or its resources not yet recovered):
+        // releasing that part would drop the tag from the ledger and leak the rest, so a tag
+        // is released only when the offer holds all of it (and none of its tasks is alive).
+        let mut expected: BTreeMap<String, Resources> = BTreeMap::new();
+        let mut busy: BTreeSet<String> = BTreeSet::new();
+        for r in self.tasks.values().filter(|r| r.agent_id == o.agent_id) {
+            let tag = self.tag(&r.pod, r.index);
+            if !is_terminal(&r.state) {
+                busy.insert(tag.clone());
             }
-            _ => false,
-        });
+            if let Ok(x) = Resources::parse(&r.reserved) {
+                expected.entry(tag).or_default().add(&x);
+            }
+        }
+        let role = self.spec.role.clone();
+        let principal_of = |k: &proffer_proto::resources::ResourceKey| match &k.reservation {
+            proffer_proto::resources::Reservation::Dynamic { principal }
+                if k.role == role && principal.starts_with(&prefix) =>
+            {
+                Some(principal.clone())
+            }
+            _ => None,
+        };
+        let complete: BTreeSet<String> = res
+            .iter()
+            .filter_map(|(k, _)| principal_of(k))
+            .filter(|t| !wanted.contains(t) && !busy.contains(t))
+            .filter(|t| {
+                let offered = res.filtered(|k| principal_of(k).as_deref() == Some(t.as_str()));
+                expected.get(t).is_none_or(|e| offered.contains(e))
+            })
+            .collect();
+        let unwanted = res.filtered(|k| principal_of(k).is_some_and(|t| complete.contains(&t)));
         let released_tags: BTreeSet<String> = unwanted
             .iter()
             .filter_map(|(k, _)| match &k.reservation {

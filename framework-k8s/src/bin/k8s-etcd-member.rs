@@ -1,0 +1,138 @@
+//! `k8s-etcd-member`: run by an etcd task before etcd starts; decides how the member joins and
+//! prints two shell assignments for the task's command (`K8S_ETCD_STATE=new|existing`,
+//! `K8S_ETCD_CLUSTER=…` the `--initial-cluster` value).
+//!
+//! - The data directory holds a member (a restart, or a relaunch on its persistent volume):
+//!   start as configured; etcd ignores the initial-cluster flags then.
+//! - No other member answers: the cluster is being bootstrapped; start as configured (`new`).
+//! - The running cluster lists this member as started before, but the data is gone (a
+//!   replacement on another agent, or no persistent volume): `member remove` the old member,
+//!   `member add` this one, start `existing`.
+//! - Listed but never started: start `existing`. Not listed: `member add`, start `existing`.
+//!
+//! Membership calls go through etcd's JSON gateway with the given client certificate.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use proffer_k8s::etcd::{Etcd, Join, Member, initial_cluster_of, join_decision};
+
+#[derive(Parser)]
+#[command(name = "k8s-etcd-member")]
+struct Args {
+    /// This member's name.
+    #[arg(long)]
+    name: String,
+    /// This member's peer URL.
+    #[arg(long)]
+    peer_url: String,
+    /// This member's client URL (left out of the endpoints asked).
+    #[arg(long)]
+    client_url: String,
+    /// Client URLs of every member, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    /// The configured `--initial-cluster`.
+    #[arg(long)]
+    initial_cluster: String,
+    /// The member's data directory.
+    #[arg(long)]
+    data_dir: String,
+    /// The etcd CA certificate.
+    #[arg(long)]
+    cacert: String,
+    /// Client certificate.
+    #[arg(long)]
+    cert: String,
+    /// Client key.
+    #[arg(long)]
+    key: String,
+    /// Seconds to wait for each other member's answer (a member still bootstrapping holds
+    /// requests until it has a quorum, so keep this short).
+    #[arg(long, default_value_t = 1.0)]
+    timeout: f64,
+}
+
+/// The members, from the first other member that answers.
+async fn running_members(a: &Args) -> anyhow::Result<Option<(Etcd, Vec<Member>)>> {
+    let read = |p: &str| std::fs::read_to_string(p).with_context(|| format!("reading {p}"));
+    let (ca, cert, key) = (read(&a.cacert)?, read(&a.cert)?, read(&a.key)?);
+    let tls = proffer_k8s::tlsutil::client_config(&ca, Some((&cert, &key)), "etcd")?;
+    let timeout = Duration::from_secs_f64(a.timeout.max(0.1));
+    let own = a.client_url.trim_end_matches('/');
+    for ep in a
+        .endpoints
+        .iter()
+        .filter(|e| e.trim_end_matches('/') != own)
+    {
+        let client = Etcd::new(vec![ep.clone()], Some(tls.clone())).with_timeout(timeout);
+        match client.members().await {
+            Ok(m) => return Ok(Some((client, m))),
+            Err(e) => eprintln!("k8s-etcd-member: {ep}: {e}"),
+        }
+    }
+    Ok(None)
+}
+
+async fn decide(a: &Args) -> anyhow::Result<(&'static str, String)> {
+    let has_data = Path::new(&a.data_dir).join("member").is_dir();
+    let running = if has_data {
+        None
+    } else {
+        running_members(a).await?
+    };
+    let decision = join_decision(
+        has_data,
+        running.as_ref().map(|(_, m)| m.as_slice()),
+        &a.name,
+        &a.peer_url,
+    );
+    eprintln!(
+        "k8s-etcd-member: {} (data: {has_data}): {decision:?}",
+        a.name
+    );
+    let Some((client, members)) = running else {
+        return Ok(("new", a.initial_cluster.clone()));
+    };
+    let members = match decision {
+        Join::AsConfigured => return Ok(("new", a.initial_cluster.clone())),
+        Join::Existing => members,
+        Join::Replace { id } => {
+            client.remove_member(&id).await?;
+            client.add_member(&a.peer_url).await?.1
+        }
+        Join::Add => client.add_member(&a.peer_url).await?.1,
+    };
+    Ok((
+        "existing",
+        initial_cluster_of(&members, &a.name, &a.peer_url),
+    ))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("k8s-etcd-member: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(decide(&args)) {
+        Ok((state, cluster)) => {
+            println!("K8S_ETCD_STATE={state}");
+            println!("K8S_ETCD_CLUSTER='{cluster}'");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("k8s-etcd-member: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
