@@ -165,3 +165,23 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_data_needs_a_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!has_member_data(dir.path()).unwrap(), "empty");
+        std::fs::create_dir_all(dir.path().join("member/snap")).unwrap();
+        assert!(!has_member_data(dir.path()).unwrap(), "no WAL");
+        assert!(!dir.path().join("member").exists(), "moved aside");
+        assert!(dir.path().join("member.incomplete/snap").is_dir());
+        std::fs::create_dir_all(dir.path().join("member/wal")).unwrap();
+        std::fs::write(dir.path().join("member/wal/0-0.wal"), b"x").unwrap();
+        assert!(has_member_data(dir.path()).unwrap(), "WAL present");
+        assert!(dir.path().join("member/wal/0-0.wal").is_file(), "kept");
+    }
+}
