@@ -22,6 +22,8 @@ use proffer_sdk::service::core::CoreConfig;
 use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare, run_service};
 use tokio_util::sync::CancellationToken;
 
+use crate::output::text as out;
+
 /// Flags of `proffer k8s`.
 #[derive(Debug, Args)]
 pub struct K8sArgs {
@@ -406,7 +408,7 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
         K8sCommand::Uninstall(a) => {
             let answer =
                 proffer_sdk::service::http::request(&a.api, "POST", "/v1/uninstall", "").await?;
-            println!("{}", answer.trim());
+            out(answer.trim());
             eprintln!(
                 "k8s: the scheduler at {} is uninstalling the cluster",
                 a.api
@@ -482,7 +484,7 @@ async fn send_update(api: &str, cluster: &Cluster, opts: &DeployOptions) -> Resu
     let yaml = spec_yaml(&service_spec(cluster, opts)?)?;
     ServiceSpec::parse(&yaml, &BTreeMap::new()).context("the generated spec does not validate")?;
     let answer = proffer_sdk::service::http::request(api, "POST", "/v1/update", &yaml).await?;
-    println!("{}", answer.trim());
+    out(answer.trim());
     Ok(())
 }
 
@@ -494,10 +496,9 @@ async fn status(a: &StatusArgs) -> Result<bool> {
     if a.json {
         let plans: serde_json::Value = serde_json::from_str(&plans).context("/v1/plans")?;
         let pods: serde_json::Value = serde_json::from_str(&pods).context("/v1/pod")?;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"plans": plans, "pods": pods}))?
-        );
+        out(&serde_json::to_string_pretty(
+            &serde_json::json!({"plans": plans, "pods": pods}),
+        )?);
         return Ok(true);
     }
     let plans: Vec<serde_json::Value> = serde_json::from_str(&plans).context("/v1/plans")?;
@@ -511,7 +512,7 @@ async fn status(a: &StatusArgs) -> Result<bool> {
             )
         })
         .collect();
-    println!("plans: {}", line.join(", "));
+    let mut text = format!("plans: {}\n", line.join(", "));
     let pods: BTreeMap<String, Vec<TaskRecord>> = serde_json::from_str(&pods).context("/v1/pod")?;
     let mut rows = vec![
         ["POD", "TASK", "STATE", "READY", "AGENT"]
@@ -538,8 +539,10 @@ async fn status(a: &StatusArgs) -> Result<bool> {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", cells.join("  ").trim_end());
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
     }
+    out(&text);
     Ok(true)
 }
 

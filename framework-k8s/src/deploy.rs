@@ -256,15 +256,20 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
         // The member's data lives on the pod's volume `data`: a relaunch on its volume (update
         // plan, crash) restarts the member from its data; a member without data decides with
         // `k8s-etcd-member` whether to bootstrap or to join (remove + add) the running cluster.
+        // The data directory and cluster token carry an id of this cluster's etcd CA: a
+        // volume left on an agent by an earlier cluster of the same name (agents keep volume
+        // directories after DESTROY) is not taken for this one's data, and its members cannot
+        // join this cluster.
         let cmd = format!(
-            "{pre} && JOIN=$('{member}' --name {m} --peer-url https://{ip}:{pp} \
+            "{pre} && ID=$(sha256sum pki/etcd/ca.crt | cut -c1-16) \
+             && JOIN=$('{member}' --name {m} --peer-url https://{ip}:{pp} \
              --client-url https://{ip}:{c} --endpoints {etcd_servers} --initial-cluster {initial} \
-             --data-dir data/etcd {etcd_client_probe}) && eval \"$JOIN\" \
-             && exec \"$BIN\" --name {m} --data-dir data/etcd \
+             --data-dir \"data/etcd-$ID\" {etcd_client_probe}) && eval \"$JOIN\" \
+             && exec \"$BIN\" --name {m} --data-dir \"data/etcd-$ID\" \
              --listen-client-urls https://{ip}:{c} --advertise-client-urls https://{ip}:{c} \
              --listen-peer-urls https://{ip}:{pp} --initial-advertise-peer-urls https://{ip}:{pp} \
              --initial-cluster \"$K8S_ETCD_CLUSTER\" --initial-cluster-state \"$K8S_ETCD_STATE\" \
-             --initial-cluster-token {name} \
+             --initial-cluster-token \"{name}-$ID\" \
              --cert-file pki/etcd/server.crt --key-file pki/etcd/server.key --trusted-ca-file pki/etcd/ca.crt \
              --client-cert-auth=true --peer-cert-file pki/etcd/peer.crt --peer-key-file pki/etcd/peer.key \
              --peer-trusted-ca-file pki/etcd/ca.crt --peer-client-cert-auth=true",

@@ -7,7 +7,9 @@
 //!   `/readyz` 200 at every check, and etcd keys written before are read back after;
 //! - stopping a whole agent that hosts control-plane instances (its processes killed, the
 //!   master loses it) moves them to a spare agent — the etcd member is removed and re-added
-//!   by `k8s-etcd-member` — while an apiserver stays ready, and the data survives.
+//!   by `k8s-etcd-member` — while an apiserver stays ready, and the data survives;
+//! - a cluster installed again under the same name after an uninstall starts a fresh etcd,
+//!   although the agent still holds the old member's volume directory.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -249,4 +251,44 @@ async fn agent_loss_moves_control_plane_instances_and_stays_ready() -> Result<()
     proffer.stop().await;
     result?;
     uninstalled
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reinstall_under_the_same_name_starts_a_fresh_etcd() -> Result<()> {
+    let Some(etcd) = etcd_path() else {
+        println!("SKIP reinstall: no `etcd` on PATH (apt-get install etcd-server)");
+        return Ok(());
+    };
+    let block = free_block(3600);
+    // One agent: the second cluster's member lands where the first one's volume is.
+    let proffer = Proffer::start(&ProfferOptions::new(1, block)).await?;
+    let yaml = cluster_yaml(1, 1, block, &etcd);
+    let result = async {
+        let first = K8s::install(&proffer, yaml.clone(), 1, K8s::core()).await?;
+        first.wait_deploy(Duration::from_secs(60)).await?;
+        first.etcd()?.put("/e2e/first", b"1").await?;
+        first.uninstall(&proffer).await?;
+        let volumes = proffer.roots()[0].join("volumes");
+        let left: Vec<_> = std::fs::read_dir(&volumes)?.flatten().collect();
+        println!("volume directories left on the agent: {}", left.len());
+        let second = K8s::install(&proffer, yaml, 1, K8s::core()).await?;
+        let d = second.wait_deploy(Duration::from_secs(60)).await;
+        let r = async {
+            let d = d?;
+            println!("second cluster COMPLETE in {:.2?}", d.took);
+            let client = second.etcd()?;
+            if client.get("/e2e/first").await?.is_some() {
+                bail!("the second cluster sees the first one's data");
+            }
+            members_started(&client, 1).await?;
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        let u = second.uninstall(&proffer).await;
+        r?;
+        u
+    }
+    .await;
+    proffer.stop().await;
+    result
 }

@@ -2,8 +2,9 @@
 //! prints two shell assignments for the task's command (`K8S_ETCD_STATE=new|existing`,
 //! `K8S_ETCD_CLUSTER=…` the `--initial-cluster` value).
 //!
-//! - The data directory holds a member (a restart, or a relaunch on its persistent volume):
-//!   start as configured; etcd ignores the initial-cluster flags then.
+//! - The data directory holds a member with its WAL (a restart, or a relaunch on its
+//!   persistent volume): start as configured; etcd ignores the initial-cluster flags then. A
+//!   member directory without a WAL (etcd stopped during its first start) is moved aside.
 //! - No other member answers: the cluster is being bootstrapped; start as configured (`new`).
 //! - The running cluster lists this member as started before, but the data is gone (a
 //!   replacement on another agent, or no persistent volume): `member remove` the old member,
@@ -77,8 +78,36 @@ async fn running_members(a: &Args) -> anyhow::Result<Option<(Etcd, Vec<Member>)>
     Ok(None)
 }
 
+/// Whether the data directory holds a member etcd can restart from (a WAL). A member
+/// directory without one (etcd stopped during its first start) is moved aside: etcd would
+/// refuse to bootstrap over it.
+fn has_member_data(data_dir: &Path) -> anyhow::Result<bool> {
+    let member = data_dir.join("member");
+    if !member.is_dir() {
+        return Ok(false);
+    }
+    let wal = std::fs::read_dir(member.join("wal"))
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        })
+        .unwrap_or(false);
+    if !wal {
+        let aside = data_dir.join("member.incomplete");
+        let _ = std::fs::remove_dir_all(&aside);
+        std::fs::rename(&member, &aside)
+            .with_context(|| format!("moving aside {}", member.display()))?;
+        eprintln!(
+            "k8s-etcd-member: {} had no WAL; moved to {}",
+            member.display(),
+            aside.display()
+        );
+    }
+    Ok(wal)
+}
+
 async fn decide(a: &Args) -> anyhow::Result<(&'static str, String)> {
-    let has_data = Path::new(&a.data_dir).join("member").is_dir();
+    let has_data = has_member_data(Path::new(&a.data_dir))?;
     let running = if has_data {
         None
     } else {
@@ -134,5 +163,25 @@ fn main() -> ExitCode {
             eprintln!("k8s-etcd-member: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_data_needs_a_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!has_member_data(dir.path()).unwrap(), "empty");
+        std::fs::create_dir_all(dir.path().join("member/snap")).unwrap();
+        assert!(!has_member_data(dir.path()).unwrap(), "no WAL");
+        assert!(!dir.path().join("member").exists(), "moved aside");
+        assert!(dir.path().join("member.incomplete/snap").is_dir());
+        std::fs::create_dir_all(dir.path().join("member/wal")).unwrap();
+        std::fs::write(dir.path().join("member/wal/0-0.wal"), b"x").unwrap();
+        assert!(has_member_data(dir.path()).unwrap(), "WAL present");
+        assert!(dir.path().join("member/wal/0-0.wal").is_file(), "kept");
     }
 }
