@@ -81,8 +81,7 @@ impl Agent {
     pub(super) fn destroy_volumes(&mut self, ids: &[String]) -> Vec<Removal> {
         ids.iter()
             .map(|id| {
-                let outcome =
-                    destroy_volume(&self.config.work_dir, id, self.task_using_volume(id));
+                let outcome = destroy_volume(&self.config.work_dir, id, self.task_using_volume(id));
                 match &outcome {
                     Removal::Removed => info!(volume = %id, "persistent volume deleted"),
                     Removal::Absent => info!(volume = %id, "destroyed volume had no directory"),
@@ -145,7 +144,11 @@ mod tests {
         std::fs::create_dir_all(work.path().join("keep"))?;
         std::fs::create_dir_all(volume(work.path(), "x"))?;
         for id in ["", ".", "..", "../keep", "/tmp", "a/b", "x/..", "sp ace"] {
-            assert_eq!(destroy_volume(work.path(), id, None), Removal::InvalidId, "{id:?}");
+            assert_eq!(
+                destroy_volume(work.path(), id, None),
+                Removal::InvalidId,
+                "{id:?}"
+            );
         }
         assert!(work.path().join("keep").is_dir());
         assert!(volume(work.path(), "x").is_dir());
