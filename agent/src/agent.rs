@@ -24,6 +24,7 @@ use crate::{AgentConfig, AgentError};
 
 mod housekeeping;
 mod tasks;
+mod volumes;
 
 /// A task known to the agent: running, or ended with its terminal update not yet acknowledged.
 #[derive(Debug)]
@@ -376,6 +377,9 @@ impl Agent {
                 self.drain();
             }
             master_message::Msg::RunTaskGroup(g) => self.run_task_group(g.framework_id, g.tasks),
+            master_message::Msg::DestroyVolumes(d) => {
+                self.destroy_volumes(&d.volume_ids);
+            }
             master_message::Msg::Error(e) => {
                 error!(agent_id = self.id_str(), fatal = e.fatal, message = %e.message, "master reported an error");
                 if e.fatal {

@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use common::{Harness, shell_task, state_of, wait_for_file_containing};
 use proffer_proto::Resources;
 use proffer_proto::v1::{
-    CommandInfo, KillTask, RunTask, ShutdownAgent, ShutdownFramework, TaskInfo, TaskState,
-    agent_message, master_message,
+    CommandInfo, DestroyVolumes, KillTask, RunTask, ShutdownAgent, ShutdownFramework, TaskInfo,
+    TaskState, agent_message, master_message,
 };
 
 #[tokio::test]
@@ -462,5 +462,42 @@ async fn reregistration_lists_ended_tasks_until_their_terminal_update_is_acked()
         agent_message::Msg::Reregister(r) => assert!(r.tasks.is_empty(), "{:?}", r.tasks),
         other => bail!("expected Reregister, got {other:?}"),
     }
+    h.stop().await
+}
+
+#[tokio::test]
+async fn destroyed_volume_is_deleted_once_no_task_uses_it() -> Result<()> {
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    let mut task = shell_task("writer", "echo old-data > mnt/data/file; sleep 60");
+    task.resources = Resources::parse("cpus:0.1;mem:32;disk(web)[data:mnt/data]:10")?.to_proto();
+    h.run("fw1", task)?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    let volumes = h.work_dir.path().join("volumes");
+    wait_for_file_containing(&volumes.join("data/file"), "old-data").await?;
+    let destroy = |ids: &[&str]| {
+        master_message::Msg::DestroyVolumes(DestroyVolumes {
+            volume_ids: ids.iter().map(|s| s.to_string()).collect(),
+        })
+    };
+    // While the task runs the volume is kept.
+    h.send(destroy(&["data"]))?;
+    h.barrier().await?;
+    assert!(volumes.join("data/file").is_file(), "in-use volume kept");
+    h.send(master_message::Msg::KillTask(KillTask {
+        framework_id: "fw1".into(),
+        task_id: "writer".into(),
+        kill_grace_period_ms: 0,
+    }))?;
+    h.expect_state(TaskState::TaskKilled).await?;
+    // Now it goes; a bad id next to it touches nothing; a repeat is harmless.
+    h.send(destroy(&["data", "..", "../sandboxes"]))?;
+    h.barrier().await?;
+    assert!(!volumes.join("data").exists(), "volume directory deleted");
+    assert!(h.work_dir.path().join("sandboxes").is_dir());
+    h.send(destroy(&["data"]))?;
+    let rest = h.barrier().await?;
+    assert!(rest.is_empty(), "nothing else expected: {rest:?}");
     h.stop().await
 }

@@ -8,8 +8,8 @@
 //! - stopping a whole agent that hosts control-plane instances (its processes killed, the
 //!   master loses it) moves them to a spare agent — the etcd member is removed and re-added
 //!   by `k8s-etcd-member` — while an apiserver stays ready, and the data survives;
-//! - a cluster installed again under the same name after an uninstall starts a fresh etcd,
-//!   although the agent still holds the old member's volume directory.
+//! - uninstall DESTROYs the etcd volume and the agent deletes its directory; a cluster
+//!   installed again under the same name then starts a fresh etcd.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -268,9 +268,19 @@ async fn reinstall_under_the_same_name_starts_a_fresh_etcd() -> Result<()> {
         first.wait_deploy(Duration::from_secs(60)).await?;
         first.etcd()?.put("/e2e/first", b"1").await?;
         first.uninstall(&proffer).await?;
+        // Uninstall DESTROYs the etcd volume; the agent then deletes its directory.
         let volumes = proffer.roots()[0].join("volumes");
-        let left: Vec<_> = std::fs::read_dir(&volumes)?.flatten().collect();
-        println!("volume directories left on the agent: {}", left.len());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left: Vec<_> = std::fs::read_dir(&volumes)?.flatten().collect();
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("volume directories left on the agent after uninstall: {left:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let second = K8s::install(&proffer, yaml, 1, K8s::core()).await?;
         let d = second.wait_deploy(Duration::from_secs(60)).await;
         let r = async {

@@ -697,13 +697,7 @@ pub(crate) fn link_volumes(
     for r in &task.resources {
         let Some(v) = &r.volume else { continue };
         let bad = |why: &str| format!("volume `{}` at `{}`: {why}", v.id, v.container_path);
-        let id_ok = !v.id.is_empty()
-            && v.id != "."
-            && v.id != ".."
-            && v.id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !id_ok {
+        if !super::volumes::volume_id_ok(&v.id) {
             return Err(bad("invalid volume id"));
         }
         let rel = std::path::Path::new(&v.container_path);

@@ -216,7 +216,16 @@ impl Master {
         }
         for step in planned {
             match step {
-                Planned::Convert(c) => self.apply_conversion(fw, &agent_id, &c),
+                Planned::Convert(c) => {
+                    self.apply_conversion(fw, &agent_id, &c);
+                    let volume_ids = c.destroyed_volumes();
+                    if !volume_ids.is_empty() {
+                        self.send_agent(
+                            &agent_id,
+                            Msg::DestroyVolumes(v1::DestroyVolumes { volume_ids }),
+                        );
+                    }
+                }
                 Planned::Launch(task, resources) => {
                     let task = self.record_task(now, fw, &agent_id, *task, resources);
                     self.send_agent(

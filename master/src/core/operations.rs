@@ -22,6 +22,22 @@ pub(crate) struct Conversion {
     pub to: Resources,
 }
 
+impl Conversion {
+    /// The ids of the persistent volumes this conversion removes (held before, gone after):
+    /// what a DESTROY asks the agent to delete. Sorted and without duplicates.
+    pub fn destroyed_volumes(&self) -> Vec<String> {
+        let kept: std::collections::BTreeSet<&str> =
+            self.to.volumes().map(|(_, v, _)| v.id.as_str()).collect();
+        let gone: std::collections::BTreeSet<String> = self
+            .from
+            .volumes()
+            .filter(|(_, v, _)| !kept.contains(v.id.as_str()))
+            .map(|(_, v, _)| v.id.clone())
+            .collect();
+        gone.into_iter().collect()
+    }
+}
+
 /// The operation's name for messages.
 pub(crate) fn op_name(op: &Op) -> &'static str {
     match op {

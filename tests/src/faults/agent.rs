@@ -263,7 +263,8 @@ impl SimAgent {
                     self.kill(&k);
                 }
             }
-            Some(In::Error(_)) | None => {}
+            // The simulated agent keeps no volume directories.
+            Some(In::DestroyVolumes(_)) | Some(In::Error(_)) | None => {}
         }
         out
     }

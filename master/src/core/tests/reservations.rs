@@ -230,6 +230,12 @@ fn destroy_after_the_task_ends_then_unreserve() {
             .contains("destroying volume `data` which task `t1` uses"),
         "{err}"
     );
+    assert!(
+        !h.agent_msgs(A1)
+            .iter()
+            .any(|m| matches!(m, AOut::DestroyVolumes(_))),
+        "a refused DESTROY tells the agent nothing"
+    );
     h.status(A1, &fw.framework_id, "t1", TaskState::TaskFinished, b"u1")
         .expect("status");
     h.drain();
@@ -258,6 +264,16 @@ fn destroy_after_the_task_ends_then_unreserve() {
     )
     .expect("destroy + unreserve");
     assert_eq!(agent_total(&h), "cpus:2;disk:100;mem:1024");
+    // The agent is told to delete the volume's directory (and only that).
+    let destroyed: Vec<Vec<String>> = h
+        .agent_msgs(A1)
+        .into_iter()
+        .filter_map(|m| match m {
+            AOut::DestroyVolumes(d) => Some(d.volume_ids),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(destroyed, vec![vec!["data".to_string()]]);
 }
 
 #[test]
