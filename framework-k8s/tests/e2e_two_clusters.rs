@@ -3,64 +3,23 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use proffer_agent::{AgentConfig, ExecutorLauncher, IsolationMode};
 use proffer_k8s::config::{ClusterConfig, check_coexist};
 use proffer_k8s::deploy::{DeployOptions, instance_ports, pki_request, service_spec, spec_yaml};
 use proffer_k8s::pki::{ClusterPki, Host};
 use proffer_k8s::tlsutil::client_config;
-use proffer_master::core::MasterConfig;
-use proffer_master::server::{ServerConfig, serve};
-use proffer_proto::Resources;
 use proffer_sdk::service::core::CoreConfig;
 use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare, run_service};
 use proffer_sdk::service::{RollupStatus, ServiceSpec};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-fn etcd_path() -> Option<String> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("etcd"))
-            .find(|p| p.is_file())
-            .map(|p| p.display().to_string())
-    })
-}
-
-/// A base with `len` free ports above it (probed), varied by process id.
-fn free_block(len: usize, salt: usize) -> usize {
-    let start = 20000 + ((std::process::id() as usize % 64) * 500 + salt * 9000) % 40000;
-    (0..80)
-        .map(|k| 20000 + (start - 20000 + k * 500) % 40000)
-        .find(|&b| {
-            (b..b + len).all(|p| std::net::TcpListener::bind(("127.0.0.1", p as u16)).is_ok())
-        })
-        .unwrap_or(start)
-}
-
-async fn tasks_of(master: &str, name: &str) -> Result<usize> {
-    let mut c =
-        proffer_proto::v1::operator_client::OperatorClient::connect(format!("http://{master}"))
-            .await?;
-    let s = c
-        .get_state(proffer_proto::v1::GetStateRequest {})
-        .await?
-        .into_inner();
-    let ids: Vec<&str> = s
-        .frameworks
-        .iter()
-        .filter(|f| f.name == name)
-        .map(|f| f.id.as_str())
-        .collect();
-    Ok(s.tasks
-        .iter()
-        .filter(|t| ids.contains(&t.framework_id.as_str()))
-        .count())
-}
+use common::cluster::{Proffer, ProfferOptions, etcd_path, free_block};
 
 async fn readyz(port: u16, ca: &str) -> Result<u16> {
     let tls = client_config(ca, None, "ca")?;
@@ -78,33 +37,9 @@ async fn two_clusters_side_by_side() -> Result<()> {
         println!("SKIP two_clusters_side_by_side: no `etcd` on PATH (apt-get install etcd-server)");
         return Ok(());
     };
-    let block = free_block(5000, 3);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let master = listener.local_addr()?.to_string();
-    let cancel = CancellationToken::new();
-    let mcfg = MasterConfig {
-        allocation_interval_ms: 100,
-        ..MasterConfig::default()
-    };
-    let server = tokio::spawn(serve(listener, ServerConfig::new(mcfg), cancel.clone()));
-    let mut dirs = Vec::new();
-    let mut agents = Vec::new();
-    for i in 0..2 {
-        let dir = tempfile::tempdir()?;
-        let mut a = AgentConfig::new(master.clone(), dir.path());
-        let p = block + 1000 + 1000 * i;
-        a.resources = Some(Resources::parse(&format!(
-            "cpus:64;mem:262144;disk:262144;ports:[{p}-{}]",
-            p + 999
-        ))?);
-        a.hostname = format!("agent-{i}");
-        a.executor = ExecutorLauncher::InProcess;
-        a.isolation = IsolationMode::Posix;
-        a.default_kill_grace = Duration::from_millis(500);
-        a.reconnect_initial = Duration::from_millis(50);
-        agents.push(tokio::spawn(proffer_agent::run(a, cancel.child_token())));
-        dirs.push(dir);
-    }
+    let block = free_block(5000);
+    let proffer = Proffer::start(&ProfferOptions::new(2, block)).await?;
+    let master = proffer.master.clone();
 
     let bins = [
         (
@@ -220,28 +155,11 @@ async fn two_clusters_side_by_side() -> Result<()> {
     let mut blue_left = usize::MAX;
     if outcome.is_ok() {
         let (cluster, _pki, spec, run, handle, c, task) = clusters.remove(0);
-        c.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
-        let weak = std::sync::Arc::downgrade(&handle.shared);
-        drop(handle);
-        while weak.upgrade().is_some() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let un = RunConfig {
-            uninstall: true,
-            ..run
-        };
-        let (h, l) = prepare(spec, &un).await?;
-        match tokio::time::timeout(
-            Duration::from_secs(120),
-            run_service(h, l, un, CancellationToken::new()),
-        )
-        .await
-        {
+        match stop_and_uninstall(spec, run, handle, c, task).await? {
             Ok(Ok(RunOutcome::Uninstalled)) => {}
             other => uninstall_result = Err(anyhow::anyhow!("blue uninstall: {other:?}")),
         }
-        blue_left = tasks_of(&master, cluster.framework_name()).await?;
+        blue_left = proffer.tasks_of(cluster.framework_name()).await?;
         let g = &clusters[0];
         green_after = readyz(
             instance_ports(&g.0, 0, true).apiserver,
@@ -252,30 +170,10 @@ async fn two_clusters_side_by_side() -> Result<()> {
     // Tear down green the same way.
     let mut green_left = 0;
     for (cluster, _pki, spec, run, handle, c, task) in clusters {
-        c.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
-        let weak = std::sync::Arc::downgrade(&handle.shared);
-        drop(handle);
-        while weak.upgrade().is_some() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let un = RunConfig {
-            uninstall: true,
-            ..run
-        };
-        let (h, l) = prepare(spec, &un).await?;
-        let _ = tokio::time::timeout(
-            Duration::from_secs(120),
-            run_service(h, l, un, CancellationToken::new()),
-        )
-        .await;
-        green_left = tasks_of(&master, cluster.framework_name()).await?;
+        let _ = stop_and_uninstall(spec, run, handle, c, task).await?;
+        green_left = proffer.tasks_of(cluster.framework_name()).await?;
     }
-    cancel.cancel();
-    for a in agents {
-        let _ = tokio::time::timeout(Duration::from_secs(30), a).await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
+    proffer.stop().await;
     outcome?;
     uninstall_result?;
     assert_eq!(blue_left, 0, "blue's tasks are gone after its uninstall");
@@ -286,4 +184,35 @@ async fn two_clusters_side_by_side() -> Result<()> {
     assert_eq!(green_left, 0);
     drop(keep);
     Ok(())
+}
+
+/// How a service run ends.
+type RunResult = std::result::Result<RunOutcome, proffer_sdk::service::runner::ServiceError>;
+
+/// Stops a cluster's running scheduler (waits until its state is released), then runs its
+/// uninstall plan for up to 120 s and returns how that ended.
+async fn stop_and_uninstall(
+    spec: ServiceSpec,
+    run: RunConfig,
+    handle: proffer_sdk::service::runner::RunHandle,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<RunResult>,
+) -> Result<Result<RunResult, tokio::time::error::Elapsed>> {
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+    let weak = std::sync::Arc::downgrade(&handle.shared);
+    drop(handle);
+    while weak.upgrade().is_some() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let un = RunConfig {
+        uninstall: true,
+        ..run
+    };
+    let (h, l) = prepare(spec, &un).await?;
+    Ok(tokio::time::timeout(
+        Duration::from_secs(120),
+        run_service(h, l, un, CancellationToken::new()),
+    )
+    .await)
 }
