@@ -105,16 +105,9 @@ async fn run_bench(tasks: usize) -> Result<Figures> {
                         .map(|i| {
                             let id = format!("bench-{i:05}");
                             v1::TaskInfo {
-                                name: id.clone(),
-                                task_id: id,
                                 agent_id: offer.agent_id.clone(),
                                 resources: res.to_proto(),
-                                command: Some(v1::CommandInfo {
-                                    value: "true".into(),
-                                    shell: true,
-                                    ..Default::default()
-                                }),
-                                ..Default::default()
+                                ..common::shell_task(&id, "true")
                             }
                         })
                         .collect();

@@ -110,16 +110,9 @@ async fn master_keeps_tasks_of_a_sigkilled_and_restarted_agent() -> Result<()> {
                         .map(|i| {
                             let id = format!("s{i:02}");
                             v1::TaskInfo {
-                                name: id.clone(),
-                                task_id: id,
                                 agent_id: offer.agent_id.clone(),
                                 resources: res.to_proto(),
-                                command: Some(v1::CommandInfo {
-                                    value: "echo $$ > pid; exec sleep 120".into(),
-                                    shell: true,
-                                    ..Default::default()
-                                }),
-                                ..Default::default()
+                                ..common::shell_task(&id, "echo $$ > pid; exec sleep 120")
                             }
                         })
                         .collect();
