@@ -2,9 +2,12 @@
 //! deploy, suppress/revive, restart from the store without duplicates, transient recovery,
 //! scale up/down, rolling configuration update, FINISH goals, uninstall.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
+use common::fixtures::status;
 use proffer_proto::{Resources, v1};
 use proffer_sdk::service::core::{Action, CoreConfig, ServiceCore};
 use proffer_sdk::service::store::StateStore;
@@ -18,26 +21,7 @@ fn spec(count: u32, cmd: &str) -> Result<ServiceSpec> {
 }
 
 fn offer(id: &str, agent: &str) -> v1::Offer {
-    v1::Offer {
-        id: id.into(),
-        framework_id: "fw".into(),
-        agent_id: agent.into(),
-        hostname: format!("host-{agent}"),
-        resources: Resources::parse("cpus:1;mem:256;ports:[31000-31010]")
-            .unwrap_or_default()
-            .to_proto(),
-        ..Default::default()
-    }
-}
-
-fn status(task_id: &str, agent: &str, state: v1::TaskState) -> v1::TaskStatus {
-    v1::TaskStatus {
-        task_id: task_id.into(),
-        agent_id: agent.into(),
-        state: state as i32,
-        message: "synthetic".into(),
-        ..Default::default()
-    }
+    common::fixtures::offer(id, agent, "cpus:1;mem:256;ports:[31000-31010]")
 }
 
 fn open(dir: &std::path::Path, s: ServiceSpec) -> Result<ServiceCore> {

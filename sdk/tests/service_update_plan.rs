@@ -1,10 +1,13 @@
 //! A spec's own `update` plan drives configuration updates: serial phases with serial steps
 //! relaunch instances strictly one at a time, in the declared order (unlike the deploy order).
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
-use proffer_proto::{Resources, v1};
+use common::fixtures::status;
+use proffer_proto::v1;
 use proffer_sdk::service::core::{Action, CoreConfig, ServiceCore};
 use proffer_sdk::service::store::StateStore;
 use proffer_sdk::service::{RollupStatus, ServiceSpec};
@@ -45,26 +48,7 @@ plans:
 }
 
 fn offer(id: &str, agent: &str) -> v1::Offer {
-    v1::Offer {
-        id: id.into(),
-        framework_id: "fw".into(),
-        agent_id: agent.into(),
-        hostname: format!("host-{agent}"),
-        resources: Resources::parse("cpus:4;mem:1024")
-            .unwrap_or_default()
-            .to_proto(),
-        ..Default::default()
-    }
-}
-
-fn status(task_id: &str, agent: &str, state: v1::TaskState) -> v1::TaskStatus {
-    v1::TaskStatus {
-        task_id: task_id.into(),
-        agent_id: agent.into(),
-        state: state as i32,
-        message: "synthetic".into(),
-        ..Default::default()
-    }
+    common::fixtures::offer(id, agent, "cpus:4;mem:1024")
 }
 
 /// The instance (`pod-index`) of a task id known to the core.

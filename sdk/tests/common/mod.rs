@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tonic::{Code, Request, Response, Status};
 
+pub mod fixtures;
+
 /// When launched tasks end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
