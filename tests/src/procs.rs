@@ -99,6 +99,20 @@ pub fn run(args: &[&str]) -> Result<Output> {
         .context("run proffer")
 }
 
+/// Runs `proffer ARGS…` and fails (with its stderr) unless it exits successfully.
+pub fn run_ok(args: &[&str]) -> Result<Output> {
+    let out = run(args)?;
+    if !out.status.success() {
+        bail!(
+            "proffer {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
 /// Polls `f` every 50 ms until it returns `Some` or `limit` passes.
 pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
     let start = Instant::now();

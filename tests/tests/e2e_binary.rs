@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use proffer_proto::Resources;
 use proffer_proto::v1::{self, TaskState, event::Event};
 use proffer_sdk::driver::{Driver, DriverConfig, DriverEvent, EventStream, command_task};
-use proffer_tests::procs::{Cluster, run, state_json};
+use proffer_tests::procs::{Cluster, run, run_ok, state_json};
 
 const AGENT_RES: &str = "cpus:2;mem:1024;ports:[31000-31099]";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -240,7 +240,7 @@ async fn drain_kills_tasks_and_stops_offers_until_reactivated() -> Result<()> {
     let marker = "3600.33";
     let (driver, mut events, agent_id) =
         launch_long_task(&cluster.master, "drained", marker).await?;
-    let out = run(&[
+    run_ok(&[
         "drain",
         &agent_id,
         "--reason",
@@ -248,11 +248,6 @@ async fn drain_kills_tasks_and_stops_offers_until_reactivated() -> Result<()> {
         "--master",
         &cluster.master,
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let status = wait_terminal(&driver, &mut events, "drained").await?;
     assert_eq!(status.state, TaskState::TaskKilled as i32, "{status:?}");
     let state = state_json(&cluster.master)?;
@@ -262,8 +257,7 @@ async fn drain_kills_tasks_and_stops_offers_until_reactivated() -> Result<()> {
         Some(0),
         "no offers from a drained agent: {state}"
     );
-    let out = run(&["reactivate", &agent_id, "--master", &cluster.master])?;
-    assert!(out.status.success());
+    run_ok(&["reactivate", &agent_id, "--master", &cluster.master])?;
     let state = state_json(&cluster.master)?;
     assert_eq!(state["agents"][0]["draining"], false);
     stop_sleeper(marker);
@@ -276,7 +270,7 @@ async fn maintenance_window_sends_inverse_offers_then_drains() -> Result<()> {
     let cluster = Cluster::start(1, AGENT_RES, &["--allocation-interval", "100ms"])?;
     let marker = "3600.44";
     let (driver, mut events, agent_id) = launch_long_task(&cluster.master, "maint", marker).await?;
-    let out = run(&[
+    run_ok(&[
         "maintenance",
         "schedule",
         &agent_id,
@@ -287,11 +281,6 @@ async fn maintenance_window_sends_inverse_offers_then_drains() -> Result<()> {
         "--master",
         &cluster.master,
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // The framework using the agent is asked to vacate it, then its task is killed at the start.
     let deadline = tokio::time::Instant::now() + LIMIT;
     let mut got_inverse = false;
@@ -338,7 +327,7 @@ async fn driver_answers_inverse_offers() -> Result<()> {
     let marker = "3600.55";
     let (driver, mut events, agent_id) =
         launch_long_task(&cluster.master, "vacate", marker).await?;
-    let out = run(&[
+    run_ok(&[
         "maintenance",
         "schedule",
         &agent_id,
@@ -349,11 +338,6 @@ async fn driver_answers_inverse_offers() -> Result<()> {
         "--master",
         &cluster.master,
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let deadline = tokio::time::Instant::now() + LIMIT;
     let ids = loop {
         let e = next_event(&mut events, deadline, "waiting for events").await?;
