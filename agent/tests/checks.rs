@@ -22,21 +22,24 @@ fn fast(kind: CheckType) -> HealthCheck {
     }
 }
 
-/// Runs `task`, expects STARTING, RUNNING, then (optionally) RUNNING healthy, RUNNING
-/// unhealthy and KILLED as unhealthy.
+/// Runs `task`, expects STARTING, RUNNING, then (when `break_check` is given) RUNNING
+/// healthy, after which `break_check` makes the check fail; then RUNNING unhealthy and KILLED
+/// as unhealthy. Breaking the check only once it was seen healthy keeps the test independent
+/// of how long the launch takes.
 async fn expect_killed_unhealthy(
     h: &mut Harness,
     task: TaskInfo,
-    healthy_first: bool,
+    break_check: Option<Box<dyn FnOnce() + Send>>,
 ) -> Result<()> {
     h.run("fw", task)?;
     h.expect_state(TaskState::TaskStarting).await?;
     h.expect_state(TaskState::TaskRunning).await?;
-    if healthy_first {
+    if let Some(break_check) = break_check {
         let u = h.expect_state(TaskState::TaskRunning).await?;
         let s = u.status.context("status")?;
         assert_eq!(s.healthy, Some(true), "{s:?}");
         assert_eq!(s.reason, "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED");
+        break_check();
     }
     let u = h.next_update().await?;
     h.ack(&u)?;
@@ -76,12 +79,11 @@ async fn failing_command_check_kills_the_task() -> Result<()> {
     task.health_check = Some(check);
     std::fs::create_dir_all(h.sandbox("fw", "cmd"))?;
     std::fs::write(h.sandbox("fw", "cmd").join("healthy"), "")?;
-    let sandbox = h.sandbox("fw", "cmd");
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        let _ = std::fs::remove_file(sandbox.join("healthy"));
+    let healthy = h.sandbox("fw", "cmd").join("healthy");
+    let break_check = Box::new(move || {
+        std::fs::remove_file(&healthy).expect("remove the health marker");
     });
-    expect_killed_unhealthy(&mut h, task, true).await?;
+    expect_killed_unhealthy(&mut h, task, Some(break_check)).await?;
     h.stop().await
 }
 
@@ -106,11 +108,8 @@ async fn failing_http_check_kills_the_task() -> Result<()> {
     check.path = "/health".into();
     task.health_check = Some(check);
     let flip = ok.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        flip.store(false, Ordering::SeqCst);
-    });
-    expect_killed_unhealthy(&mut h, task, true).await?;
+    let break_check = Box::new(move || flip.store(false, Ordering::SeqCst));
+    expect_killed_unhealthy(&mut h, task, Some(break_check)).await?;
     assert!(
         count.load(Ordering::SeqCst) >= 4,
         "the check really polled the server"
@@ -132,7 +131,7 @@ async fn failing_tcp_check_kills_the_task() -> Result<()> {
     let mut check = fast(CheckType::Tcp);
     check.port = u32::from(port);
     task.health_check = Some(check);
-    expect_killed_unhealthy(&mut h, task, false).await?;
+    expect_killed_unhealthy(&mut h, task, None).await?;
     h.stop().await
 }
 
