@@ -89,6 +89,9 @@ struct GenArgs {
     /// Multiply task durations and divide arrival rates by this: the same load, less churn.
     #[arg(long, default_value_t = 1.0)]
     task_time_scale: f64,
+    /// Every framework holds at most this many offers at once (0 = no limit, as in Mesos).
+    #[arg(long, default_value_t = generate::DEFAULT_OFFER_LIMIT)]
+    max_outstanding_offers: u32,
     /// Write here instead of stdout.
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -111,6 +114,9 @@ struct BenchArgs {
     /// Multiply task durations and divide arrival rates by this: the same load, less churn.
     #[arg(long, default_value_t = 1.0)]
     task_time_scale: f64,
+    /// Every framework holds at most this many offers at once (0 = no limit, as in Mesos).
+    #[arg(long, default_value_t = generate::DEFAULT_OFFER_LIMIT)]
+    max_outstanding_offers: u32,
 }
 
 /// Runs `proffer sim …`.
@@ -208,6 +214,7 @@ fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
         churn: !a.no_churn,
         sample_interval_s: a.sample_interval,
         task_time_scale: a.task_time_scale,
+        max_outstanding_offers: a.max_outstanding_offers,
     });
     match a.out {
         Some(path) => {
@@ -230,7 +237,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<bool> {
     let policy = Policy::parse(&a.policy)?;
     ensure_scale(a.task_time_scale)?;
     crate::output::text(&format!(
-        "{:>8} {:>10} {:>6} {:>12} {:>9} {:>12} {:>10} {:>10} {:>9}",
+        "{:>8} {:>10} {:>6} {:>12} {:>9} {:>12} {:>10} {:>10} {:>9} {:>11}",
         "agents",
         "frameworks",
         "hours",
@@ -239,7 +246,8 @@ fn bench(a: BenchArgs) -> anyhow::Result<bool> {
         "events/s",
         "tick p50",
         "tick p99",
-        "launched"
+        "launched",
+        "offers/task"
     ));
     for &agents in &a.agents {
         let text = generate::scenario_toml(&GenParams {
@@ -251,6 +259,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<bool> {
             churn: true,
             sample_interval_s: 60.0,
             task_time_scale: a.task_time_scale,
+            max_outstanding_offers: a.max_outstanding_offers,
         });
         let s = Scenario::parse(&text, "bench.toml".as_ref())?;
         let mut sim = Sim::new(&s, policy)?;
@@ -260,7 +269,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<bool> {
         let t = sim.timing();
         let summary = report::summarize(&sim);
         crate::output::text(&format!(
-            "{:>8} {:>10} {:>6} {:>12} {:>9.2} {:>12.0} {:>8}µs {:>8}µs {:>9}",
+            "{:>8} {:>10} {:>6} {:>12} {:>9.2} {:>12.0} {:>8}µs {:>8}µs {:>9} {:>11.2}",
             agents,
             a.frameworks,
             a.hours,
@@ -269,7 +278,8 @@ fn bench(a: BenchArgs) -> anyhow::Result<bool> {
             t.events_per_s,
             t.tick_us.p50,
             t.tick_us.p99,
-            summary.tasks_launched
+            summary.tasks_launched,
+            summary.offers_per_launched_task.unwrap_or(f64::NAN)
         ));
     }
     Ok(true)

@@ -222,6 +222,9 @@ pub struct Model {
     pub max_running: u32,
     /// At most this many tasks per offer (0 = no limit).
     pub max_tasks_per_offer: u32,
+    /// `FrameworkInfo.max_outstanding_offers`: at most this many offers held at once (0 = no
+    /// limit).
+    pub max_outstanding_offers: u32,
     /// `refuse_seconds` sent with declines and accepts, in ms (`None` = master default).
     pub refuse_ms: Option<u64>,
     /// Suppress offers when there is nothing to run, revive when work arrives.
@@ -280,6 +283,8 @@ struct RawFramework {
     max_running: u32,
     #[serde(default)]
     max_tasks_per_offer: u32,
+    #[serde(default)]
+    max_outstanding_offers: u32,
     refuse_s: Option<f64>,
     #[serde(default = "yes")]
     suppress_when_idle: bool,
@@ -322,6 +327,7 @@ fn model(
     hold_s: f64,
     max_running: u32,
     max_tasks_per_offer: u32,
+    max_outstanding_offers: u32,
     refuse_s: Option<f64>,
     suppress_when_idle: bool,
     constraints: Attrs,
@@ -353,6 +359,7 @@ fn model(
         hold_ms: secs_to_ms(hold_s),
         max_running,
         max_tasks_per_offer,
+        max_outstanding_offers,
         refuse_ms: refuse_s.map(secs_to_ms),
         suppress_when_idle,
         constraints,
@@ -392,6 +399,7 @@ impl TryFrom<RawFramework> for FrameworkSpec {
             r.hold_s,
             r.max_running,
             r.max_tasks_per_offer,
+            r.max_outstanding_offers,
             r.refuse_s,
             r.suppress_when_idle,
             r.constraints,
@@ -477,6 +485,8 @@ struct RawTrace {
     max_running: u32,
     #[serde(default)]
     max_tasks_per_offer: u32,
+    #[serde(default)]
+    max_outstanding_offers: u32,
     refuse_s: Option<f64>,
     #[serde(default = "yes")]
     suppress_when_idle: bool,
@@ -527,6 +537,7 @@ impl TryFrom<RawTrace> for TraceSpec {
                 r.hold_s,
                 r.max_running,
                 r.max_tasks_per_offer,
+                r.max_outstanding_offers,
                 r.refuse_s,
                 r.suppress_when_idle,
                 r.constraints,

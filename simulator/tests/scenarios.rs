@@ -222,3 +222,36 @@ fn compare_runs_each_policy_on_the_same_workload() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `max_outstanding_offers` in a scenario reaches the master: a greedy framework with little
+/// work is sent at most that many offers per cycle instead of one per agent, and still runs
+/// everything it has.
+#[test]
+fn offer_limit_cuts_offers_not_launches() -> anyhow::Result<()> {
+    let run = |limit: u32| -> anyhow::Result<report::Summary> {
+        let text = format!(
+            "duration_s = 60\n\
+             [[agents]]\ncount = 200\nresources = \"cpus:4;mem:8192\"\n\
+             [[frameworks]]\nname = \"few\"\ntask = \"cpus:1;mem:512\"\ntasks = 3\n\
+             max_outstanding_offers = {limit}\nrefuse_s = 5\nsuppress_when_idle = false\n\
+             arrivals = {{ process = \"poisson\", rate_per_s = 0.5 }}\n\
+             duration = {{ dist = \"constant\", value_s = 10 }}\n"
+        );
+        let s = Scenario::parse(&text, "limit.toml".as_ref())?;
+        let mut sim = Sim::new(&s, Policy::Drf)?;
+        sim.run();
+        Ok(report::summarize(&sim))
+    };
+    let unlimited = run(0)?;
+    let limited = run(2)?;
+    assert_eq!(
+        limited.tasks_launched, unlimited.tasks_launched,
+        "same work done"
+    );
+    assert!(limited.tasks_launched > 3, "arrivals ran too");
+    // Unlimited: every agent is offered and (but for one) declined every 5 s.
+    assert!(unlimited.offers > 1_000, "{}", unlimited.offers);
+    // Limited: at most 2 per cycle (60 cycles).
+    assert!(limited.offers <= 2 * 61, "{}", limited.offers);
+    Ok(())
+}

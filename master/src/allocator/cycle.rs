@@ -147,6 +147,7 @@ impl Allocator {
         };
         let unmet_before = unmet(self);
         self.hold(agent, fw, role, &offer);
+        self.offer_made(fw);
         if let Some(req) = required {
             let unmet_after = unmet(self);
             *req = req.minus(unmet_before.minus(unmet_after)).positive();
@@ -324,6 +325,7 @@ impl Allocator {
             return false;
         };
         f.active
+            && !f.at_offer_limit()
             && !f.suppressed.contains(&role)
             && f.roles.contains(&role)
             && !a.filtered.get(fw)

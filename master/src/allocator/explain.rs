@@ -25,6 +25,17 @@ impl Allocator {
         if !f.active {
             out.push("inactive: the framework is disconnected, so it gets no offers".into());
         }
+        if let Some(limit) = f.offer_limit {
+            let state = if f.at_offer_limit() {
+                "at its limit: no more offers until it answers one"
+            } else {
+                "below its limit"
+            };
+            out.push(format!(
+                "holds {} of at most {limit} outstanding offers (max_outstanding_offers): {state}",
+                f.offers_out
+            ));
+        }
         for r in &f.roles {
             let name = &self.roles.nodes[*r].name;
             if f.suppressed.contains(r) {

@@ -69,11 +69,22 @@ pub(crate) struct FwEntry {
     pub allocated: Resources,
     /// Agents where it has filters.
     pub filtered_agents: BTreeSet<usize>,
+    /// At most this many offers outstanding at once (`None`: no limit).
+    pub offer_limit: Option<u32>,
+    /// Offers made to it that are not answered, rescinded or expired yet.
+    pub offers_out: u32,
 }
 
 impl FwEntry {
     pub fn eligible(&self) -> bool {
-        self.active && self.roles.iter().any(|r| !self.suppressed.contains(r))
+        self.active
+            && !self.at_offer_limit()
+            && self.roles.iter().any(|r| !self.suppressed.contains(r))
+    }
+
+    /// True if it holds as many outstanding offers as it asked to hold at most.
+    pub fn at_offer_limit(&self) -> bool {
+        self.offer_limit.is_some_and(|l| self.offers_out >= l)
     }
 }
 
@@ -106,6 +117,8 @@ impl Allocator {
             alloc: BTreeMap::new(),
             allocated: Resources::new(),
             filtered_agents: BTreeSet::new(),
+            offer_limit: None,
+            offers_out: 0,
         });
         self.fw_ids.insert(framework_id.to_string(), slot);
         self.set_framework_roles(slot, role_idx);
@@ -133,6 +146,45 @@ impl Allocator {
             self.roles.nodes[r].frameworks.set(slot, share_key(share));
             self.roles.rekey_own(r, self.total_s);
         }
+    }
+
+    /// Sets how many offers the framework may hold at once (`None` or 0: no limit).
+    pub fn set_offer_limit(&mut self, framework_id: &str, limit: Option<u32>) {
+        let Some(slot) = self.fw_slot(framework_id) else {
+            return;
+        };
+        if let Some(f) = self.fws[slot].as_mut() {
+            f.offer_limit = limit.filter(|l| *l > 0);
+        }
+        self.refresh_eligible(slot);
+    }
+
+    /// Records that one offer to the framework was made (by an allocation cycle).
+    pub(crate) fn offer_made(&mut self, slot: usize) {
+        if let Some(f) = self.fws[slot].as_mut() {
+            f.offers_out += 1;
+            if f.at_offer_limit() {
+                self.eligible.clear(slot);
+            }
+        }
+    }
+
+    /// Records that one offer to the framework ended (answered, rescinded, expired or never
+    /// sent), so it may be offered more under its offer limit.
+    pub fn offer_closed(&mut self, framework_id: &str) {
+        let Some(slot) = self.fw_slot(framework_id) else {
+            return;
+        };
+        if let Some(f) = self.fws[slot].as_mut() {
+            f.offers_out = f.offers_out.saturating_sub(1);
+        }
+        self.refresh_eligible(slot);
+    }
+
+    /// Offers the allocator counts as outstanding for the framework, and its limit.
+    pub fn offers_outstanding(&self, framework_id: &str) -> Option<(u32, Option<u32>)> {
+        let f = self.fws.get(self.fw_slot(framework_id)?)?.as_ref()?;
+        Some((f.offers_out, f.offer_limit))
     }
 
     fn refresh_eligible(&mut self, slot: usize) {

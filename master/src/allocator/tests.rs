@@ -486,3 +486,40 @@ fn conversion_may_span_a_frameworks_roles() {
             .contains(&r("cpus(batch):1;cpus(web):1"))
     );
 }
+
+#[test]
+fn offer_limit_passes_a_full_framework_over_until_it_answers() {
+    let mut a = Allocator::new(1);
+    a.add_framework("capped", &roles("*"), true);
+    a.add_framework("other", &roles("*"), true);
+    a.set_offer_limit("capped", Some(2));
+    for i in 0..6 {
+        a.add_agent(&format!("a{i}"), r("cpus:4;mem:4096"), &[]);
+    }
+    let allocs = a.allocate(Timestamp(0));
+    assert_eq!(allocs.len(), 6, "every agent is still offered");
+    assert_eq!(offers_for(&allocs, "capped"), 2, "at most 2 outstanding");
+    assert_eq!(
+        offers_for(&allocs, "other"),
+        4,
+        "the rest goes to the next framework"
+    );
+    let explained = a.explain_framework("capped", Timestamp(0)).join("\n");
+    assert!(
+        explained.contains("2 of at most 2 outstanding offers")
+            && explained.contains("at its limit"),
+        "{explained}"
+    );
+    // `capped` declines one offer (no filter): it is below its limit again and gets it back.
+    let first = allocs.iter().find(|x| x.framework_id == "capped").cloned();
+    let first = first.expect("capped got an offer");
+    a.offer_closed("capped");
+    a.recover("capped", &first.agent_id, &first.resources, None);
+    let again = a.allocate(Timestamp(1));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].framework_id, "capped");
+    // Lifting the limit (0 = none) makes it eligible however many offers it holds.
+    a.set_offer_limit("capped", Some(0));
+    let explained = a.explain_framework("capped", Timestamp(1)).join("\n");
+    assert!(!explained.contains("outstanding offers"), "{explained}");
+}

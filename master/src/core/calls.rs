@@ -208,10 +208,11 @@ impl Master {
         }
         // Commit: consume the offers, apply the operations in order, give back what is left.
         for id in &req.offer_ids {
-            if let Some(o) = self.offers.swap_remove(id)
-                && let Some(f) = self.frameworks.get_mut(&o.framework_id)
-            {
-                f.offers.swap_remove(id);
+            if let Some(o) = self.offers.swap_remove(id) {
+                self.allocator.offer_closed(&o.framework_id);
+                if let Some(f) = self.frameworks.get_mut(&o.framework_id) {
+                    f.offers.swap_remove(id);
+                }
             }
         }
         for step in planned {

@@ -36,6 +36,7 @@ impl Master {
         };
         info.id = framework_id.clone();
         let heartbeat = now.plus_ms(self.config.framework_heartbeat_interval_ms);
+        let offer_limit = info.max_outstanding_offers;
         match self.frameworks.get_mut(&framework_id) {
             Some(f) => {
                 // Failover: the new subscription replaces the old one.
@@ -66,12 +67,14 @@ impl Master {
                 for id in offers {
                     self.remove_offer(&id, None);
                 }
-                // Roles may have changed with the new subscription.
+                // Roles and the offer limit may have changed with the new subscription.
                 self.allocator.add_framework(&framework_id, &roles, true);
+                self.allocator.set_offer_limit(&framework_id, offer_limit);
                 tracing::info!(framework_id = %framework_id, "framework re-subscribed");
             }
             None => {
                 self.allocator.add_framework(&framework_id, &roles, true);
+                self.allocator.set_offer_limit(&framework_id, offer_limit);
                 tracing::info!(framework_id = %framework_id, name = %info.name, role = %role,
                     "framework subscribed");
                 self.frameworks.insert(

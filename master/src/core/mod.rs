@@ -275,6 +275,7 @@ impl Master {
         let mut per_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();
         for a in allocations {
             let Some(agent) = self.agents.get(&a.agent_id) else {
+                self.allocator.offer_closed(&a.framework_id);
                 continue;
             };
             self.counters.offers += 1;
@@ -346,6 +347,7 @@ impl Master {
         if let Some(f) = self.frameworks.get_mut(&o.framework_id) {
             f.offers.swap_remove(offer_id);
         }
+        self.allocator.offer_closed(&o.framework_id);
         self.allocator
             .recover(&o.framework_id, &o.agent_id, &o.resources, refuse_until);
         self.allocation_pending |= refuse_until.is_none();

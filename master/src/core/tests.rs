@@ -4,6 +4,7 @@ mod bad_input;
 mod harness;
 mod invariants;
 mod maintenance;
+mod offer_limit;
 mod operator_reserve;
 mod quota;
 mod reservation_props;

@@ -250,6 +250,7 @@ impl Sim {
             name: fw.name.clone(),
             roles: vec![fw.role.clone()],
             failover_timeout: 0.0,
+            max_outstanding_offers: Some(fw.model.max_outstanding_offers).filter(|l| *l > 0),
             ..Default::default()
         };
         let backlog = fw.backlog;

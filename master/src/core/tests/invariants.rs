@@ -1,6 +1,8 @@
 //! proptest invariants over random sequences of inputs:
 //! - no resources are in two outstanding offers (offers + tasks on an agent ≤ its total);
-//! - tasks accepted on an agent never exceed its total.
+//! - tasks accepted on an agent never exceed its total;
+//! - the allocator's count of a framework's outstanding offers is the core's, and a framework
+//!   with `max_outstanding_offers` never holds more.
 
 use proffer_proto::Resources;
 use proffer_proto::v1::{self, TaskState};
@@ -69,6 +71,13 @@ fn check(h: &H) -> Result<(), TestCaseError> {
         );
         prop_assert!(h.m.allocator.allocated_on(agent_id).contains(&tasks));
     }
+    for (id, f) in &h.m.frameworks {
+        let (out, limit) = h.m.allocator.offers_outstanding(id).unwrap_or_default();
+        prop_assert_eq!(out as usize, f.offers.len(), "outstanding offers of {}", id);
+        if let Some(limit) = limit {
+            prop_assert!(out <= limit, "{} holds {} offers, limit {}", id, out, limit);
+        }
+    }
     Ok(())
 }
 
@@ -86,7 +95,15 @@ proptest! {
         for a in 0..4u64 {
             h.register_agent(a, &format!("h{a}"), "cpus:4;mem:4096;ports:[1-100]");
         }
-        let fws: Vec<v1::CallHeader> = (0..3u64).map(|f| h.subscribe(100 + f, &format!("f{f}"), 0.0)).collect();
+        // f0 asks for at most 2 outstanding offers.
+        let info = v1::FrameworkInfo { name: "f0".into(), max_outstanding_offers: Some(2), ..Default::default() };
+        h.input(Input::Subscribe { conn: 100, info }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let f0 = h.events(100).into_iter().find_map(|e| match e {
+            v1::event::Event::Subscribed(s) => Some(v1::CallHeader { framework_id: s.framework_id, stream_id: s.stream_id }),
+            _ => None,
+        });
+        let mut fws: Vec<v1::CallHeader> = vec![f0.ok_or_else(|| TestCaseError::fail("f0 not subscribed"))?];
+        fws.extend((1..3u64).map(|f| h.subscribe(100 + f, &format!("f{f}"), 0.0)));
         let mut offers: Vec<Vec<v1::Offer>> = vec![Vec::new(); 3];
         let mut live: Vec<(String, String, u64)> = Vec::new();
         let mut next_task = 0;

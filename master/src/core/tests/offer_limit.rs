@@ -1,0 +1,110 @@
+//! `FrameworkInfo.max_outstanding_offers`: a framework holds at most that many offers; the
+//! rest of the cluster goes to others, and answering (accept, decline) or losing an offer
+//! (rescind on failover) makes room again.
+
+use proffer_proto::v1::{self, event::Event};
+
+use super::harness::{H, task};
+use super::scenarios::{F1, F2};
+use crate::core::{Call, Input};
+
+fn subscribe_capped(h: &mut H, conn: u64, name: &str, limit: Option<u32>) -> v1::CallHeader {
+    let info = v1::FrameworkInfo {
+        name: name.into(),
+        failover_timeout: 60.0,
+        max_outstanding_offers: limit,
+        ..Default::default()
+    };
+    h.input(Input::Subscribe { conn, info }).expect("subscribe");
+    h.events(conn)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Subscribed(s) => Some(v1::CallHeader {
+                framework_id: s.framework_id,
+                stream_id: s.stream_id,
+            }),
+            _ => None,
+        })
+        .expect("subscribed")
+}
+
+fn four_agents() -> H {
+    let mut h = H::new();
+    for i in 0..4u64 {
+        h.register_agent(10 + i, &format!("host{i}"), "cpus:4;mem:4096");
+    }
+    h
+}
+
+#[test]
+fn a_capped_framework_holds_at_most_its_limit_and_the_rest_goes_elsewhere() {
+    let mut h = four_agents();
+    let _capped = subscribe_capped(&mut h, F1, "capped", Some(1));
+    let _free = subscribe_capped(&mut h, F2, "free", None);
+    h.advance(1_000);
+    assert_eq!(h.offers(F1).len(), 1, "limit 1");
+    assert_eq!(
+        h.offers(F2).len(),
+        3,
+        "the other agents go to the uncapped framework"
+    );
+}
+
+#[test]
+fn answering_an_offer_makes_room_for_the_next() {
+    let mut h = four_agents();
+    let fw = subscribe_capped(&mut h, F1, "capped", Some(1));
+    h.advance(1_000);
+    let first = h.offers(F1);
+    assert_eq!(first.len(), 1);
+    // While it holds the offer, further cycles send nothing.
+    h.advance(1_000);
+    assert!(h.offers(F1).is_empty(), "still at its limit");
+    // Accepting consumes the offer: the next cycle offers another agent.
+    h.launch(&fw, &[&first[0].id], vec![task("t1", "cpus:1;mem:128")])
+        .expect("launch");
+    h.advance(1_000);
+    let second = h.offers(F1);
+    assert_eq!(second.len(), 1, "room for one more");
+    // Declining (with a filter) makes room as well.
+    h.call(Call::Decline(v1::DeclineRequest {
+        header: Some(fw.clone()),
+        offer_ids: vec![second[0].id.clone()],
+        filters: Some(v1::Filters {
+            refuse_seconds: Some(60.0),
+        }),
+    }))
+    .expect("decline");
+    h.advance(1_000);
+    let third = h.offers(F1);
+    assert_eq!(third.len(), 1);
+    assert_ne!(
+        third[0].agent_id, second[0].agent_id,
+        "the declined agent is filtered"
+    );
+}
+
+#[test]
+fn resubscribing_changes_the_limit_and_rescinded_offers_free_their_slots() {
+    let mut h = four_agents();
+    let fw = subscribe_capped(&mut h, F1, "capped", Some(2));
+    h.advance(1_000);
+    assert_eq!(h.offers(F1).len(), 2);
+    // Failover on a new connection with a higher limit: the old offers are rescinded (their
+    // slots freed) and the new limit applies.
+    let info = v1::FrameworkInfo {
+        id: fw.framework_id.clone(),
+        name: "capped".into(),
+        failover_timeout: 60.0,
+        max_outstanding_offers: Some(3),
+        ..Default::default()
+    };
+    h.input(Input::Subscribe { conn: F2, info })
+        .expect("failover");
+    h.advance(1_000);
+    assert_eq!(
+        h.offers(F2).len(),
+        3,
+        "new limit, old offers no longer counted"
+    );
+}
