@@ -39,6 +39,11 @@ impl BitSet {
             .all(|(i, w)| w & !other.0.get(i).copied().unwrap_or(0) == 0)
     }
 
+    /// True if no bit is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+
     /// Clears everything.
     pub fn clear_all(&mut self) {
         self.0.clear();
@@ -71,5 +76,6 @@ mod tests {
         assert!(!a.is_subset(&b));
         assert_eq!(b.count(), 2);
         assert!(BitSet::default().is_subset(&b));
+        assert!(BitSet::default().is_empty() && !b.is_empty());
     }
 }

@@ -64,6 +64,9 @@ impl Allocator {
             // Roles are served in order, so met ones gather at the front: skip them.
             let mut start = 0;
             for &agent in &order {
+                if self.eligible.is_empty() {
+                    break;
+                }
                 while start < quota_roles.len()
                     && self.roles.nodes[quota_roles[start].1]
                         .unmet_guarantee()
@@ -105,6 +108,11 @@ impl Allocator {
             }
         }
         for &agent in &order {
+            // No framework can take anything (all inactive, suppressed or at their offer
+            // limits): the rest of the agents need no look.
+            if self.eligible.is_empty() {
+                break;
+            }
             while let Some(a) = self.agent(agent) {
                 // Every eligible framework has filtered this agent: nothing to do here (checked
                 // first: it costs a few word operations, no resource arithmetic).

@@ -590,7 +590,11 @@ impl Allocator {
                 if left.is_empty() {
                     break;
                 }
-                let take = if held.contains(&left) {
+                let take = if *held == left {
+                    // The common case (a whole offer declined): the chunk goes as it is.
+                    left = Resources::new();
+                    std::mem::take(held)
+                } else if held.contains(&left) {
                     std::mem::take(&mut left)
                 } else {
                     let t = intersect(held, &left);

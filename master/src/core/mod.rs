@@ -267,6 +267,15 @@ impl Master {
         std::mem::take(&mut self.outbox)
     }
 
+    /// Moves the queued outputs, in order, into `buf` (cleared first) and keeps `buf`'s old
+    /// allocation as the new outbox: a caller that drains `buf` and passes it back each time
+    /// reuses two buffers instead of growing a fresh one (a ping round to 10k agents queues
+    /// 10k outputs at once).
+    pub fn take_outbox_into(&mut self, buf: &mut Vec<Output>) {
+        buf.clear();
+        std::mem::swap(buf, &mut self.outbox);
+    }
+
     /// Runs one allocation cycle now and sends the resulting offers.
     pub fn allocate(&mut self, now: Timestamp) {
         self.allocation_pending = false;

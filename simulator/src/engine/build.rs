@@ -139,6 +139,7 @@ pub(super) fn build(s: &Scenario, policy: Policy) -> Result<Sim, SimError> {
         sample_ms: s.sample_ms(),
         queue,
         pending: VecDeque::new(),
+        outputs: Vec::new(),
         agents,
         frameworks,
         fw_by_id: HashMap::new(),

@@ -90,6 +90,8 @@ pub struct Sim {
     sample_ms: u64,
     queue: Queue,
     pending: VecDeque<Input>,
+    /// The master's outputs being delivered (kept to reuse its allocation).
+    outputs: Vec<Output>,
     pub(crate) agents: Vec<SimAgent>,
     pub(crate) frameworks: Vec<SimFramework>,
     pub(crate) fw_by_id: HashMap<String, u32>,
@@ -263,11 +265,13 @@ impl Sim {
     }
 
     fn drain_outbox(&mut self) {
-        let outputs = self.master.take_outbox();
+        let mut outputs = std::mem::take(&mut self.outputs);
+        self.master.take_outbox_into(&mut outputs);
         self.counters.master_outputs += outputs.len() as u64;
-        for out in outputs {
+        for out in outputs.drain(..) {
             self.deliver(out);
         }
+        self.outputs = outputs;
     }
 
     fn deliver(&mut self, out: Output) {
