@@ -92,6 +92,10 @@ struct GenArgs {
     /// Every framework holds at most this many offers at once (0 = no limit, as in Mesos).
     #[arg(long, default_value_t = generate::DEFAULT_OFFER_LIMIT)]
     max_outstanding_offers: u32,
+    /// Frameworks ask for no minimum offer (by default each asks for at least one task's
+    /// resources through `offer_filters`).
+    #[arg(long)]
+    no_min_offers: bool,
     /// Write here instead of stdout.
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -117,6 +121,10 @@ struct BenchArgs {
     /// Every framework holds at most this many offers at once (0 = no limit, as in Mesos).
     #[arg(long, default_value_t = generate::DEFAULT_OFFER_LIMIT)]
     max_outstanding_offers: u32,
+    /// Frameworks ask for no minimum offer (by default each asks for at least one task's
+    /// resources through `offer_filters`).
+    #[arg(long)]
+    no_min_offers: bool,
 }
 
 /// Runs `proffer sim …`.
@@ -215,6 +223,7 @@ fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
         sample_interval_s: a.sample_interval,
         task_time_scale: a.task_time_scale,
         max_outstanding_offers: a.max_outstanding_offers,
+        min_offers: !a.no_min_offers,
     });
     match a.out {
         Some(path) => {
@@ -260,6 +269,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<bool> {
             sample_interval_s: 60.0,
             task_time_scale: a.task_time_scale,
             max_outstanding_offers: a.max_outstanding_offers,
+            min_offers: !a.no_min_offers,
         });
         let s = Scenario::parse(&text, "bench.toml".as_ref())?;
         let mut sim = Sim::new(&s, policy)?;

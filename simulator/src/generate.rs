@@ -30,6 +30,9 @@ pub struct GenParams {
     /// Every framework subscribes with `max_outstanding_offers` = this (0 = no limit, as in
     /// Mesos, where a framework is offered every agent it has not filtered). Default 16.
     pub max_outstanding_offers: u32,
+    /// Every framework subscribes with a minimum offer of one task (`min_offer_is_task`), so
+    /// leftovers too small for its tasks are not offered to it. Default on.
+    pub min_offers: bool,
 }
 
 impl Default for GenParams {
@@ -44,6 +47,7 @@ impl Default for GenParams {
             sample_interval_s: 60.0,
             task_time_scale: 1.0,
             max_outstanding_offers: DEFAULT_OFFER_LIMIT,
+            min_offers: true,
         }
     }
 }
@@ -155,10 +159,13 @@ pub fn scenario_toml(p: &GenParams) -> String {
                 )
             }
         };
-        let limit = match p.max_outstanding_offers {
+        let mut limit = match p.max_outstanding_offers {
             0 => String::new(),
             n => format!("max_outstanding_offers = {n}\n"),
         };
+        if p.min_offers {
+            limit.push_str("min_offer_is_task = true\n");
+        }
         let _ = write!(
             s,
             "\n[[frameworks]]\nname = \"fw{i:04}\"\nrole = \"{role}\"\njoin_at_s = {join}\n{leave}{limit}{body}"

@@ -249,6 +249,9 @@ pub struct FrameworkSpec {
     pub model: Model,
     /// Resources of each task.
     pub task: Shape,
+    /// Subscribe with `offer_filters` whose minimum is one task: leftovers too small for a
+    /// task are never offered to it.
+    pub min_offer_is_task: bool,
     /// Tasks queued when it joins.
     pub tasks: u64,
     /// Further arrivals.
@@ -291,6 +294,8 @@ struct RawFramework {
     #[serde(default)]
     constraints: Attrs,
     task: Shape,
+    #[serde(default)]
+    min_offer_is_task: bool,
     #[serde(default)]
     tasks: u64,
     arrivals: Option<Arrivals>,
@@ -416,6 +421,7 @@ impl TryFrom<RawFramework> for FrameworkSpec {
             weight: r.weight,
             model,
             task: r.task,
+            min_offer_is_task: r.min_offer_is_task,
             tasks: r.tasks,
             arrivals: r.arrivals,
             max_tasks: r.max_tasks,

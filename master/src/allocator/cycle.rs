@@ -130,7 +130,10 @@ impl Allocator {
                     Policy::Drf => self.find(0, agent, now, stage),
                     Policy::Random => self.find_random(agent, now, stage),
                 };
-                let Some((fw, role, offer)) = pick else { break };
+                let Some((fw, role, offer)) = pick else {
+                    self.mark_too_small(agent);
+                    break;
+                };
                 available = available.minus(Scalars::unreserved(&offer));
                 self.grant(agent, fw, role, offer, &mut out, Some(&mut required));
             }
@@ -337,6 +340,7 @@ impl Allocator {
             && !f.suppressed.contains(&role)
             && f.roles.contains(&role)
             && !a.filtered.get(fw)
+            && f.meets_min(role, offer)
             && !a
                 .filters
                 .of(fw)

@@ -41,6 +41,16 @@ impl Allocator {
             if f.suppressed.contains(r) {
                 out.push(format!("suppressed in role `{name}` until it sends REVIVE"));
             }
+            if let Some((_, alts)) = f.min_offer.iter().find(|(x, _)| x == r)
+                && !alts.is_empty()
+            {
+                let sets: Vec<String> = alts.iter().map(|m| m.to_resources().to_string()).collect();
+                out.push(format!(
+                    "offers in role `{name}` must hold at least one of: {} (offer_filters); \
+                     smaller leftovers are not offered to it",
+                    sets.join(" | ")
+                ));
+            }
             out.extend(self.role_limits(*r));
         }
         let mut filtered = 0;

@@ -34,6 +34,7 @@ mod bits;
 mod cycle;
 mod explain;
 mod filters;
+mod min_offers;
 mod roles;
 pub mod scalars;
 pub mod sorter;
@@ -163,6 +164,8 @@ pub struct Allocator {
     total_s: Scalars,
     /// Frameworks that are active and not suppressed in every role.
     eligible: BitSet,
+    /// Frameworks with minimum offers in some role.
+    min_fws: Vec<usize>,
     /// Agents' earliest filter expiries: (until, agent slot, agent generation).
     expiries: BinaryHeap<Reverse<(Timestamp, u32, u64)>>,
     rng: SplitMix64,
@@ -191,6 +194,7 @@ impl Allocator {
             total: Resources::new(),
             total_s: Scalars::default(),
             eligible: BitSet::default(),
+            min_fws: Vec::new(),
             expiries: BinaryHeap::new(),
             rng: SplitMix64::new(seed),
             cycles: 0,

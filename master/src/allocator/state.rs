@@ -73,6 +73,8 @@ pub(crate) struct FwEntry {
     pub offer_limit: Option<u32>,
     /// Offers made to it that are not answered, rescinded or expired yet.
     pub offers_out: u32,
+    /// Per role node: minimum quantity sets an offer must hold one of.
+    pub min_offer: Vec<(usize, Vec<Scalars>)>,
 }
 
 impl FwEntry {
@@ -119,6 +121,7 @@ impl Allocator {
             filtered_agents: BTreeSet::new(),
             offer_limit: None,
             offers_out: 0,
+            min_offer: Vec::new(),
         });
         self.fw_ids.insert(framework_id.to_string(), slot);
         self.set_framework_roles(slot, role_idx);
@@ -228,6 +231,7 @@ impl Allocator {
             self.roles.rekey_own(*r, self.total_s);
         }
         self.eligible.clear(slot);
+        self.min_fws.retain(|s| *s != slot);
         self.free_fw_slots.push(slot);
     }
 

@@ -523,3 +523,71 @@ fn offer_limit_passes_a_full_framework_over_until_it_answers() {
     let explained = a.explain_framework("capped", Timestamp(1)).join("\n");
     assert!(!explained.contains("outstanding offers"), "{explained}");
 }
+
+#[test]
+fn minimum_offers_skip_leftovers_too_small_and_not_others() {
+    let mut a = Allocator::new(1);
+    a.add_framework("big", &roles("*"), true);
+    a.add_framework("small", &roles("*"), true);
+    a.set_min_offers("big", &[("*".into(), vec![r("cpus:4;mem:1024")])]);
+    a.add_agent("a0", r("cpus:2;mem:8192"), &[]);
+    a.add_agent("a1", r("cpus:8;mem:8192"), &[]);
+    let allocs = a.allocate(Timestamp(0));
+    assert!(
+        allocs
+            .iter()
+            .all(|x| x.framework_id != "big" || x.agent_id == "a1"),
+        "big never gets the 2-cpu agent: {allocs:?}"
+    );
+    // `small` declines everything it got (no filter); `big` declines a1 with a filter.
+    for x in &allocs {
+        let until = (x.framework_id == "big").then_some(Timestamp(60_000));
+        a.recover(&x.framework_id, &x.agent_id, &x.resources, until);
+    }
+    a.suppress("small");
+    // Only big is left: a0 is too small for it, a1 is filtered: nothing is offered, and a0 is
+    // now marked so later cycles skip it without looking.
+    assert!(a.allocate(Timestamp(1)).is_empty());
+    assert!(a.allocate(Timestamp(2)).is_empty());
+    let explained = a.explain_framework("big", Timestamp(2)).join("\n");
+    assert!(
+        explained.contains("must hold at least one of: cpus:4;mem:1024"),
+        "{explained}"
+    );
+    // Lowering the minimum makes a0 eligible again at once.
+    a.set_min_offers("big", &[("*".into(), vec![r("cpus:1")])]);
+    let again = a.allocate(Timestamp(3));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(
+        (again[0].framework_id.as_str(), again[0].agent_id.as_str()),
+        ("big", "a0")
+    );
+}
+
+#[test]
+fn a_too_small_mark_lasts_only_until_the_agent_frees_more() {
+    let mut a = Allocator::new(1);
+    a.add_framework("big", &roles("*"), true);
+    a.add_framework("other", &roles("*"), true);
+    a.set_min_offers("big", &[("*".into(), vec![r("cpus:4")])]);
+    a.add_agent("a", r("cpus:8;mem:8192"), &[]);
+    // `other` takes 6 cpus for a task (the rest goes back unfiltered).
+    a.suppress("big");
+    let first = a.allocate(Timestamp(0));
+    assert_eq!(first.len(), 1);
+    let task = r("cpus:6;mem:1024");
+    let rest = first[0]
+        .resources
+        .checked_sub(&task)
+        .expect("offer holds the task");
+    a.recover("other", "a", &rest, None);
+    a.suppress("other");
+    a.revive("big");
+    // 2 cpus left: too small for big.
+    assert!(a.allocate(Timestamp(1)).is_empty());
+    // The task ends: 8 cpus free again, so big gets an offer.
+    a.recover("other", "a", &task, None);
+    let later = a.allocate(Timestamp(2));
+    assert_eq!(later.len(), 1, "{later:?}");
+    assert_eq!(later[0].framework_id, "big");
+}

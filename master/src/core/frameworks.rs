@@ -14,6 +14,7 @@ impl Master {
         mut info: v1::FrameworkInfo,
     ) -> Result<(), MasterError> {
         let roles = validate::framework_info(&info, self.config.max_failover_timeout_secs)?;
+        let min_offers = validate::offer_filters(&info, &roles)?;
         if self.conns.contains_key(&conn) {
             return Err(MasterError::InvalidField {
                 field: "subscribe".into(),
@@ -67,14 +68,16 @@ impl Master {
                 for id in offers {
                     self.remove_offer(&id, None);
                 }
-                // Roles and the offer limit may have changed with the new subscription.
+                // Roles, the offer limit and the offer filters may have changed.
                 self.allocator.add_framework(&framework_id, &roles, true);
                 self.allocator.set_offer_limit(&framework_id, offer_limit);
+                self.allocator.set_min_offers(&framework_id, &min_offers);
                 tracing::info!(framework_id = %framework_id, "framework re-subscribed");
             }
             None => {
                 self.allocator.add_framework(&framework_id, &roles, true);
                 self.allocator.set_offer_limit(&framework_id, offer_limit);
+                self.allocator.set_min_offers(&framework_id, &min_offers);
                 tracing::info!(framework_id = %framework_id, name = %info.name, role = %role,
                     "framework subscribed");
                 self.frameworks.insert(

@@ -46,6 +46,7 @@ impl Master {
                 active_tasks: f.tasks.values().filter(|t| !t.state.is_terminal()).count() as u32,
                 outstanding_offers: f.offers.len() as u32,
                 failover_timeout: f.info.failover_timeout,
+                max_outstanding_offers: f.info.max_outstanding_offers.filter(|l| *l > 0),
             })
             .collect();
         let tasks = self

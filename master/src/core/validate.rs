@@ -1,5 +1,6 @@
 //! Validation of ids and messages coming from the outside; every error names the field.
 
+use proffer_proto::Resources;
 use proffer_proto::resources::validate_role;
 use proffer_proto::v1;
 
@@ -88,6 +89,57 @@ pub(crate) fn framework_info(
             .map_err(|reason| bad(&format!("roles[{i}]"), format!("`{r}`: {reason}")))?;
     }
     Ok(roles)
+}
+
+/// Checks `FrameworkInfo.offer_filters` against the framework's `roles` and returns, per role,
+/// the minimum quantity sets (each as unreserved scalars; empty list: no minimum).
+pub(crate) fn offer_filters(
+    info: &v1::FrameworkInfo,
+    roles: &[String],
+) -> Result<Vec<(String, Vec<Resources>)>, MasterError> {
+    let mut out = Vec::new();
+    for (role, f) in &info.offer_filters {
+        let field = |rest: &str| format!("framework_info.offer_filters[{role}]{rest}");
+        if !roles.contains(role) {
+            return Err(MasterError::InvalidField {
+                field: field(""),
+                reason: format!("`{role}` is not one of the framework's roles {roles:?}"),
+            });
+        }
+        let mut sets = Vec::new();
+        let min = f.min_allocatable_resources.as_ref();
+        for (i, q) in min
+            .map(|m| m.quantities.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let mut set = Resources::new();
+            for (name, value) in &q.quantities {
+                let bad = |reason: String| MasterError::InvalidField {
+                    field: field(&format!(
+                        ".min_allocatable_resources.quantities[{i}].{name}"
+                    )),
+                    reason,
+                };
+                if !matches!(name.as_str(), "cpus" | "mem" | "disk" | "gpus") {
+                    return Err(bad(
+                        "only cpus, mem, disk and gpus can have a minimum".into()
+                    ));
+                }
+                if !value.is_finite() || *value < 0.0 {
+                    return Err(bad(format!("{value} is not a non-negative number")));
+                }
+                let milli = proffer_proto::resources::to_milli(name, *value)
+                    .map_err(|e| bad(e.to_string()))?;
+                set.add(&Resources::scalar(name, milli));
+            }
+            sets.push(set);
+        }
+        out.push((role.clone(), sets));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// Turns `refuse_seconds` into milliseconds (default when absent).

@@ -44,7 +44,7 @@ pub(super) fn build(s: &Scenario, policy: Policy) -> Result<Sim, SimError> {
                 max_tasks: spec.max_tasks,
             };
             let seed = stream_seed(s.seed, frameworks.len() as u64 + 1);
-            frameworks.push(SimFramework::new(
+            let mut fw = SimFramework::new(
                 name,
                 spec.role.clone(),
                 spec.weight,
@@ -54,7 +54,11 @@ pub(super) fn build(s: &Scenario, policy: Policy) -> Result<Sim, SimError> {
                 spec.tasks,
                 spec.join_at_ms,
                 spec.leave_at_ms,
-            ));
+            );
+            if spec.min_offer_is_task {
+                fw.min_offer = Some((spec.task.cpus_milli, spec.task.mem_milli));
+            }
+            frameworks.push(fw);
         }
     }
     for (ti, t) in s.traces.iter().enumerate() {

@@ -87,6 +87,8 @@ pub struct SimFramework {
     pub weight: f64,
     pub(crate) model: Model,
     pub(crate) source: Source,
+    /// Minimum offer (cpus, mem in milli-units) sent as `offer_filters` when subscribing.
+    pub(crate) min_offer: Option<(i64, i64)>,
     pub(crate) rng: SplitMix64,
     /// Id given by the master (empty until subscribed).
     pub id: String,
@@ -138,6 +140,7 @@ impl SimFramework {
             weight,
             model,
             source,
+            min_offer: None,
             rng: SplitMix64::new(seed),
             id: String::new(),
             header: None,
@@ -251,6 +254,11 @@ impl Sim {
             roles: vec![fw.role.clone()],
             failover_timeout: 0.0,
             max_outstanding_offers: Some(fw.model.max_outstanding_offers).filter(|l| *l > 0),
+            offer_filters: fw
+                .min_offer
+                .map(|(cpus, mem)| (fw.role.clone(), min_offer_filters(cpus, mem)))
+                .into_iter()
+                .collect(),
             ..Default::default()
         };
         let backlog = fw.backlog;
@@ -610,5 +618,20 @@ impl Sim {
             }
         }
         self.adjust_suppression(f);
+    }
+}
+
+/// `OfferFilters` asking for offers of at least `cpus` and `mem` (milli-units).
+fn min_offer_filters(cpus: i64, mem: i64) -> v1::OfferFilters {
+    let quantities = [
+        ("cpus".to_string(), cpus as f64 / 1000.0),
+        ("mem".to_string(), mem as f64 / 1000.0),
+    ];
+    v1::OfferFilters {
+        min_allocatable_resources: Some(v1::offer_filters::MinAllocatableResources {
+            quantities: vec![v1::offer_filters::ResourceQuantities {
+                quantities: quantities.into_iter().collect(),
+            }],
+        }),
     }
 }

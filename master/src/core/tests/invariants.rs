@@ -2,7 +2,8 @@
 //! - no resources are in two outstanding offers (offers + tasks on an agent ≤ its total);
 //! - tasks accepted on an agent never exceed its total;
 //! - the allocator's count of a framework's outstanding offers is the core's, and a framework
-//!   with `max_outstanding_offers` never holds more.
+//!   with `max_outstanding_offers` never holds more;
+//! - a framework with a minimum offer (`offer_filters`) never gets a smaller one.
 
 use proffer_proto::Resources;
 use proffer_proto::v1::{self, TaskState};
@@ -103,7 +104,22 @@ proptest! {
             _ => None,
         });
         let mut fws: Vec<v1::CallHeader> = vec![f0.ok_or_else(|| TestCaseError::fail("f0 not subscribed"))?];
-        fws.extend((1..3u64).map(|f| h.subscribe(100 + f, &format!("f{f}"), 0.0)));
+        fws.push(h.subscribe(101, "f1", 0.0));
+        // f2 wants offers of at least 1.5 cpus.
+        let min = v1::OfferFilters {
+            min_allocatable_resources: Some(v1::offer_filters::MinAllocatableResources {
+                quantities: vec![v1::offer_filters::ResourceQuantities {
+                    quantities: [("cpus".to_string(), 1.5)].into_iter().collect(),
+                }],
+            }),
+        };
+        let info = v1::FrameworkInfo { name: "f2".into(), offer_filters: [("*".to_string(), min)].into_iter().collect(), ..Default::default() };
+        h.input(Input::Subscribe { conn: 102, info }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let f2 = h.events(102).into_iter().find_map(|e| match e {
+            v1::event::Event::Subscribed(s) => Some(v1::CallHeader { framework_id: s.framework_id, stream_id: s.stream_id }),
+            _ => None,
+        });
+        fws.push(f2.ok_or_else(|| TestCaseError::fail("f2 not subscribed"))?);
         let mut offers: Vec<Vec<v1::Offer>> = vec![Vec::new(); 3];
         let mut live: Vec<(String, String, u64)> = Vec::new();
         let mut next_task = 0;
@@ -144,7 +160,14 @@ proptest! {
             for (f, list) in offers.iter_mut().enumerate() {
                 for e in h.events(100 + f as u64) {
                     match e {
-                        v1::event::Event::Offers(o) => list.extend(o.offers),
+                        v1::event::Event::Offers(o) => {
+                            if f == 2 {
+                                for x in &o.offers {
+                                    prop_assert!(res(x).cpus_milli() >= 1_500, "f2 got {}", res(x));
+                                }
+                            }
+                            list.extend(o.offers)
+                        }
                         v1::event::Event::Rescind(r) => list.retain(|o| o.id != r.offer_id),
                         _ => {}
                     }

@@ -1,4 +1,5 @@
-//! `FrameworkInfo.max_outstanding_offers`: a framework holds at most that many offers; the
+//! `FrameworkInfo.max_outstanding_offers` and `offer_filters`. A framework holds at most its
+//! limit of offers (and gets no offer below its minimum); the
 //! rest of the cluster goes to others, and answering (accept, decline) or losing an offer
 //! (rescind on failover) makes room again.
 
@@ -107,4 +108,69 @@ fn resubscribing_changes_the_limit_and_rescinded_offers_free_their_slots() {
         3,
         "new limit, old offers no longer counted"
     );
+}
+
+fn min_filters(role: &str, name: &str, value: f64) -> v1::FrameworkInfo {
+    let quantities = v1::offer_filters::ResourceQuantities {
+        quantities: [(name.to_string(), value)].into_iter().collect(),
+    };
+    let filters = v1::OfferFilters {
+        min_allocatable_resources: Some(v1::offer_filters::MinAllocatableResources {
+            quantities: vec![quantities],
+        }),
+    };
+    v1::FrameworkInfo {
+        name: "min".into(),
+        roles: vec!["web".into()],
+        offer_filters: [(role.to_string(), filters)].into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn bad_offer_filters_are_refused_naming_the_field() {
+    let mut h = H::new();
+    for (info, field, says) in [
+        (
+            min_filters("db", "cpus", 1.0),
+            "offer_filters[db]",
+            "not one of the framework's roles",
+        ),
+        (
+            min_filters("web", "ports", 1.0),
+            "quantities[0].ports",
+            "only cpus, mem, disk and gpus",
+        ),
+        (
+            min_filters("web", "cpus", -1.0),
+            "quantities[0].cpus",
+            "not a non-negative number",
+        ),
+        (
+            min_filters("web", "mem", f64::NAN),
+            "quantities[0].mem",
+            "not a non-negative number",
+        ),
+    ] {
+        let err = h
+            .input(Input::Subscribe { conn: F1, info })
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains(field) && err.contains(says), "{err}");
+        assert!(h.m.frameworks.is_empty(), "nothing was registered");
+    }
+}
+
+#[test]
+fn leftovers_below_the_minimum_are_not_offered() {
+    let mut h = H::new();
+    h.register_agent(10, "small", "cpus:1;mem:4096");
+    h.register_agent(11, "big", "cpus:8;mem:4096");
+    let info = min_filters("web", "cpus", 2.0);
+    h.input(Input::Subscribe { conn: F1, info })
+        .expect("subscribe");
+    h.advance(1_000);
+    let offers = h.offers(F1);
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0].hostname, "big");
 }
