@@ -164,6 +164,20 @@ pub enum BatchError {
     },
 }
 
+/// `OfferFilters` asking for offers that hold at least one task (`cpus`, `mem` MB).
+fn min_offer(cpus: f64, mem: f64) -> v1::OfferFilters {
+    let set = v1::offer_filters::ResourceQuantities {
+        quantities: [("cpus".to_string(), cpus), ("mem".to_string(), mem)]
+            .into_iter()
+            .collect(),
+    };
+    v1::OfferFilters {
+        min_allocatable_resources: Some(v1::offer_filters::MinAllocatableResources {
+            quantities: vec![set],
+        }),
+    }
+}
+
 /// Runs `spec` against the master at `master` (`HOST:PORT`) until every task is terminal.
 pub async fn run_batch(
     master: &str,
@@ -178,6 +192,10 @@ pub async fn run_batch(
         user: std::env::var("USER").unwrap_or_default(),
         roles: vec![spec.role.clone()],
         failover_timeout: spec.failover_timeout_secs,
+        // Leftovers smaller than one task are useless to a batch: ask not to be offered them.
+        offer_filters: [(spec.role.clone(), min_offer(spec.cpus, spec.mem))]
+            .into_iter()
+            .collect(),
         ..Default::default()
     };
     let config = DriverConfig::new(master, framework);
