@@ -148,6 +148,11 @@ impl Harness {
         config.reconnect_initial = Duration::from_millis(50);
         config.reconnect_max = Duration::from_millis(500);
         config.executor = executor_launcher();
+        // No sandbox collection because the disk is full: on a machine whose disk is more than
+        // 90% used, the agent's first collection (which can run after the test has created a
+        // task's sandbox, e.g. the health marker of checks.rs, on a slow machine) removed it,
+        // and finished tasks' sandboxes could go before the test read them.
+        config.gc_max_disk_fraction = 1.0;
         let cancel = CancellationToken::new();
         let mut h = Harness {
             addr,
