@@ -15,7 +15,9 @@ fn fast(kind: CheckType) -> HealthCheck {
         r#type: kind as i32,
         delay_ms: Some(0),
         interval_ms: Some(50),
-        timeout_ms: Some(2000),
+        // Failures in these tests are refusals, 503s and non-zero exits, never timeouts: a
+        // long timeout only keeps a slow `sh` spawn on a loaded machine from failing a check.
+        timeout_ms: Some(30_000),
         consecutive_failures: Some(3),
         grace_period_ms: Some(0),
         ..Default::default()
@@ -119,11 +121,8 @@ async fn failing_http_check_kills_the_task() -> Result<()> {
 
 #[tokio::test]
 async fn failing_tcp_check_kills_the_task() -> Result<()> {
-    // A port nobody listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
+    // A port nobody listens on (reserved: no concurrent test can start listening on it).
+    let port = common::reserved_port()?;
     let mut h =
         Harness::start(|c| c.default_kill_grace = std::time::Duration::from_millis(200)).await?;
     h.register("agent-1").await?;

@@ -266,7 +266,9 @@ async fn updates_are_resent_until_acknowledged() -> Result<()> {
     h.ack(&first)?;
     // Everything after the barrier reflects the ack: STARTING is never sent again.
     let mut seen = h.barrier().await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    // RUNNING and FINISHED come as soon as the executor ran `true`; on a loaded machine that
+    // can take seconds.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
     let mut finished_acked = false;
     while tokio::time::Instant::now() < deadline {
         match tokio::time::timeout_at(deadline, h.recv_msg()).await {
@@ -419,8 +421,9 @@ async fn cancel_kills_running_tasks() -> Result<()> {
 
 #[tokio::test]
 async fn keeps_dialing_until_the_master_comes_up() -> Result<()> {
-    // Nobody listens for the first 400 ms: the agent's dials fail and it backs off and retries.
-    let mut h = Harness::start_with_delay(Duration::from_millis(400), |_| {}).await?;
+    // The fake master hangs up on the first three connections: the agent's dials fail and
+    // it backs off and retries until one gets through.
+    let mut h = Harness::start_failing_first_dials(3, |_| {}).await?;
     h.register("agent-late").await?;
     assert_eq!(h.sessions(), 1, "failed dials never reached the server");
     h.barrier().await?;

@@ -106,9 +106,7 @@ async fn fetcher_extracts_verifies_and_caches() -> Result<()> {
 
 #[tokio::test]
 async fn http_endpoint_browses_sandboxes_and_refuses_traversal() -> Result<()> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = common::reserved_port()?;
     let mut h = Harness::start(|c| c.http_listen = Some(([127, 0, 0, 1], port).into())).await?;
     h.register("agent-1").await?;
     h.run_shell(
@@ -183,9 +181,7 @@ async fn metrics_show_task_usage_from_cgroups() -> Result<()> {
         eprintln!("SKIP metrics_show_task_usage_from_cgroups: {why}");
         return Ok(());
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = common::reserved_port()?;
     let mut h = Harness::start(|c| c.http_listen = Some(([127, 0, 0, 1], port).into())).await?;
     h.register("agent-1").await?;
     h.run_shell(
@@ -222,9 +218,7 @@ async fn metrics_show_task_usage_from_cgroups() -> Result<()> {
 
 #[tokio::test]
 async fn drain_kills_tasks_and_refuses_new_ones() -> Result<()> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = common::reserved_port()?;
     let mut h = Harness::start(|c| {
         c.http_listen = Some(([127, 0, 0, 1], port).into());
         c.default_kill_grace = std::time::Duration::from_millis(200);

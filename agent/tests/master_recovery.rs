@@ -159,8 +159,36 @@ async fn master_keeps_tasks_of_a_sigkilled_and_restarted_agent() -> Result<()> {
         Ok(std::fs::read_to_string(p)?.trim().to_string())
     };
     let before: Vec<String> = running.iter().map(|id| pid_of(id)).collect::<Result<_>>()?;
-    // Let the acknowledgements reach the agent, then kill it hard and start it again.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the agent has checkpointed every acknowledgement (no update of any task is
+    // pending in its checkpoint; a fixed pause was too short on a loaded machine), then kill
+    // it hard and start it again.
+    let checkpoint_of = |id: &str| {
+        dir.path()
+            .join("work/meta/tasks")
+            .join(&header.framework_id)
+            .join(id)
+            .join("agent.json")
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let pending: Vec<&String> = running
+            .iter()
+            .filter(|id| {
+                let cp = std::fs::read(checkpoint_of(id))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                !cp.is_some_and(|cp| cp["updates"].as_array().is_some_and(Vec::is_empty))
+            })
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "acknowledgements never checkpointed for {pending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut first = guard.0.take().context("agent")?;
     first.kill()?;
     first.wait()?;

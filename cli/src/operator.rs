@@ -236,11 +236,11 @@ mod live_tests {
         let master = listener.local_addr()?.to_string();
         let cancel = CancellationToken::new();
         let server = tokio::spawn(serve(listener, ServerConfig::default(), cancel.clone()));
-        let state = tokio::time::timeout(Duration::from_secs(10), fetch_state(&master)).await??;
+        let state = tokio::time::timeout(Duration::from_secs(60), fetch_state(&master)).await??;
         assert!(!state.master_id.is_empty());
         assert!(render_state(&state).starts_with(&format!("master {}", state.master_id)));
         cancel.cancel();
-        tokio::time::timeout(Duration::from_secs(10), server).await???;
+        tokio::time::timeout(Duration::from_secs(60), server).await???;
         Ok(())
     }
 

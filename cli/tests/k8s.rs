@@ -215,7 +215,7 @@ async fn upgrade_status_plan_uninstall_against_a_running_scheduler() -> Result<(
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let outcome = tokio::time::timeout(Duration::from_secs(30), sched)
+    let outcome = tokio::time::timeout(Duration::from_secs(60), sched)
         .await
         .context("the scheduler did not finish uninstalling")???;
     assert_eq!(outcome, RunOutcome::Uninstalled);

@@ -2,8 +2,9 @@
 //! scheduler is killed with SIGKILL and started again from its state directory → it fails over
 //! to the same framework, the plan is still COMPLETE and no task is launched twice.
 
-use std::net::TcpListener;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -33,8 +34,20 @@ impl Drop for Procs {
     }
 }
 
+/// A loopback port reserved for the rest of this test binary: a socket stays bound to it
+/// (SO_REUSEADDR, never listening), so nothing else is given it before the child process
+/// that is told to listen there does (tokio listeners set SO_REUSEADDR, so it still can). A
+/// port that was bound and released at once could be taken by someone else in between.
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let port = socket.local_addr()?.port();
+    HELD.lock()
+        .map_err(|_| anyhow::anyhow!("port list poisoned"))?
+        .push(socket);
+    Ok(port)
 }
 
 fn proffer() -> Command {
@@ -115,7 +128,8 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
     }
     let api = format!("127.0.0.1:{}", free_port()?);
     let state = dir.path().join("state");
-    let scheduler = |procs: &mut Procs| -> Result<usize> {
+    // Each scheduler logs to its own file (the test reads what it says it did).
+    let scheduler = |procs: &mut Procs, log: &std::path::Path| -> Result<usize> {
         procs.0.push(
             proffer()
                 .args(["service", "run"])
@@ -123,11 +137,12 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
                 .args(["--master", &master, "--http", &api])
                 .arg("--state")
                 .arg(&state)
+                .stderr(std::fs::File::create(log)?)
                 .spawn()?,
         );
         Ok(procs.0.len() - 1)
     };
-    let first = scheduler(&mut procs)?;
+    let first = scheduler(&mut procs, &dir.path().join("scheduler-1.log"))?;
     wait_until("deploy COMPLETE", || plan_complete(&api))?;
     let before = tasks(&master)?;
     assert_eq!(before.len(), 2, "{before:?}");
@@ -135,8 +150,15 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
     // SIGKILL: no teardown, no goodbye.
     procs.0[first].kill()?;
     procs.0[first].wait()?;
-    scheduler(&mut procs)?;
+    let second_log = dir.path().join("scheduler-2.log");
+    scheduler(&mut procs, &second_log)?;
     wait_until("the restarted scheduler's API", || plan_complete(&api))?;
+    // Its API answers from the stored state at once; wait until it has really subscribed to
+    // the master again (a fixed pause let a slow machine check before it had), then give a
+    // duplicate launch, if there were one, time to show.
+    wait_until("the restarted scheduler to fail over", || {
+        Ok(std::fs::read_to_string(&second_log)?.contains("failed over to the existing framework"))
+    })?;
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(tasks(&master)?, before, "same tasks, none duplicated");
     let offers = run(&["service", "offers", "--api", &api])?;

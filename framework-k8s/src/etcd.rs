@@ -77,12 +77,16 @@ pub struct Member {
     /// The member id (a uint64, as a decimal string in the gateway's JSON).
     #[serde(rename = "ID", default)]
     pub id: String,
-    /// The member name; empty while an added member has not started yet.
+    /// The member name; empty while an added member has not started yet (a member of the
+    /// initial bootstrap is named from `--initial-cluster` before it ever started).
     #[serde(default)]
     pub name: String,
     /// Its peer URLs.
     #[serde(rename = "peerURLs", default)]
     pub peer_urls: Vec<String>,
+    /// Its client URLs: published by the member when it starts, so empty until it has.
+    #[serde(rename = "clientURLs", default)]
+    pub client_urls: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -261,9 +265,10 @@ pub fn join_decision(
         .iter()
         .find(|m| m.peer_urls.iter().any(|u| u.trim_end_matches('/') == peer));
     match mine {
-        // Listed but never started: a late member of the initial bootstrap, or added by an
-        // earlier attempt of this very replacement.
-        Some(m) if m.name.is_empty() => Join::Existing,
+        // Listed but never started (no client URLs published): a late member of the initial
+        // bootstrap (named from the initial cluster), or added by an earlier attempt of this
+        // very replacement (no name yet).
+        Some(m) if m.name.is_empty() || m.client_urls.is_empty() => Join::Existing,
         Some(m) if m.name == name => Join::Replace { id: m.id.clone() },
         // Another name on our peer URL: the configuration changed; let etcd refuse it.
         Some(_) => Join::AsConfigured,
@@ -290,11 +295,17 @@ pub fn initial_cluster_of(members: &[Member], name: &str, peer_url: &str) -> Str
 mod tests {
     use super::*;
 
+    /// A member; started (with a client URL) when it has a name.
     fn m(id: &str, name: &str, peer: &str) -> Member {
         Member {
             id: id.into(),
             name: name.into(),
             peer_urls: vec![peer.into()],
+            client_urls: if name.is_empty() {
+                Vec::new()
+            } else {
+                vec![peer.replace(":2380", ":2379")]
+            },
         }
     }
 
@@ -307,6 +318,17 @@ mod tests {
             m("3", "cp-2", "https://10.0.0.3:2380"),
         ];
         let unstarted = vec![running[0].clone(), m("2", "", me), running[2].clone()];
+        // A late member of the initial bootstrap: named, but it never published client URLs
+        // (as etcd 3.4 lists it). Treating it as started-then-lost replaced it (member remove
+        // + add) while the others were still bootstrapping.
+        let late = vec![
+            running[0].clone(),
+            Member {
+                client_urls: Vec::new(),
+                ..running[1].clone()
+            },
+            running[2].clone(),
+        ];
         let removed = vec![running[0].clone(), running[2].clone()];
         let cases: Vec<(bool, Option<&[Member]>, Join)> = vec![
             (true, Some(&running), Join::AsConfigured),
@@ -314,6 +336,8 @@ mod tests {
             (true, None, Join::AsConfigured),
             (false, Some(&running), Join::Replace { id: "2".into() }),
             (false, Some(&unstarted), Join::Existing),
+            (false, Some(&late), Join::Existing),
+            (true, Some(&late), Join::AsConfigured),
             (false, Some(&removed), Join::Add),
         ];
         for (has_data, members, want) in cases {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use common::REQUEST_TIMEOUT;
 use common::cluster::{
     K8s, Proffer, ProfferOptions, cluster_yaml, etcd_path, free_block, kill9, pid_of, pids_under,
     procs_under,
@@ -51,7 +52,7 @@ async fn kill_and_replace_apiserver(
             &format!("https://127.0.0.1:{port0}/readyz"),
             None,
             Some(tls.clone()),
-            Duration::from_secs(2),
+            REQUEST_TIMEOUT,
         )
         .await?;
         if r.status != 200 {
@@ -70,7 +71,7 @@ async fn kill_and_replace_apiserver(
                 &format!("https://127.0.0.1:{port1}/readyz"),
                 None,
                 Some(tls),
-                Duration::from_secs(2),
+                REQUEST_TIMEOUT,
             )
             .await?;
             if again.status != 200 {

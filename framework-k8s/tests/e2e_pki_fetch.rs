@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use common::REQUEST_TIMEOUT;
 use common::cluster::{K8s, Proffer, ProfferOptions, cluster_yaml, etcd_path, free_block};
 
 /// Every file named `name` under `root`.
@@ -112,7 +113,7 @@ async fn tasks_fetch_their_pki_subset_over_http() -> Result<()> {
             &format!("{wrong}/not-the-token/etcd-0.tar"),
             None,
             None,
-            Duration::from_secs(2),
+            REQUEST_TIMEOUT,
         )
         .await?;
         assert_eq!(r.status, 404);
@@ -121,7 +122,7 @@ async fn tasks_fetch_their_pki_subset_over_http() -> Result<()> {
             &format!("{url}/etcd-0.tar"),
             None,
             None,
-            Duration::from_secs(2),
+            REQUEST_TIMEOUT,
         )
         .await?;
         assert_eq!(r.status, 200);

@@ -19,13 +19,14 @@ use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare, run_service};
 use proffer_sdk::service::{RollupStatus, ServiceSpec};
 use tokio_util::sync::CancellationToken;
 
+use common::REQUEST_TIMEOUT;
 use common::cluster::{Proffer, ProfferOptions, etcd_path, free_block};
 
 async fn readyz(port: u16, ca: &str) -> Result<u16> {
     let tls = client_config(ca, None, "ca")?;
     let url = format!("https://127.0.0.1:{port}/readyz");
     Ok(
-        proffer_k8s::http::request("GET", &url, None, Some(tls), Duration::from_secs(2))
+        proffer_k8s::http::request("GET", &url, None, Some(tls), REQUEST_TIMEOUT)
             .await?
             .status,
     )

@@ -12,7 +12,8 @@ use proffer_proto::{Resources, v1};
 use proffer_sdk::{BatchError, BatchProgress, BatchSpec, BatchSummary, run_batch};
 use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(20);
+/// Bound on every run (each ends as soon as the run does): generous for a loaded CI machine.
+const WAIT: Duration = Duration::from_secs(60);
 
 type Log = Arc<Mutex<Vec<BatchProgress>>>;
 

@@ -10,7 +10,9 @@ use proffer_proto::v1;
 use proffer_sdk::{Driver, DriverConfig, DriverError, DriverEvent, EventStream};
 use tonic::Code;
 
-const WAIT: Duration = Duration::from_secs(10);
+/// Bound on every wait (each ends as soon as what it waits for happens): generous for a
+/// loaded CI machine.
+const WAIT: Duration = Duration::from_secs(60);
 
 fn framework(failover: f64) -> v1::FrameworkInfo {
     v1::FrameworkInfo {
@@ -225,9 +227,11 @@ async fn call_error_keeps_the_grpc_code_and_message() -> Result<()> {
 
 #[tokio::test]
 async fn unreachable_master_is_a_connect_error_naming_the_address() -> Result<()> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?.to_string();
-    drop(listener);
+    // A port bound but never listened on: connections are refused, and (unlike a port bound
+    // and released at once) no concurrently started fake master can be given it.
+    let held = tokio::net::TcpSocket::new_v4()?;
+    held.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = held.local_addr()?.to_string();
     let cfg = DriverConfig::new(addr.clone(), framework(0.0));
     let err = tokio::time::timeout(WAIT, Driver::subscribe(cfg)).await?;
     match err {
@@ -246,6 +250,7 @@ async fn unreachable_master_is_a_connect_error_naming_the_address() -> Result<()
         matches!(err, Err(DriverError::InvalidAddress { .. })),
         "{err:?}"
     );
+    drop(held);
     Ok(())
 }
 

@@ -42,11 +42,17 @@ async fn cluster(agents: usize) -> Result<Cluster> {
     let server = tokio::spawn(serve(listener, ServerConfig::new(master), cancel.clone()));
     let mut dirs = Vec::new();
     let mut handles = Vec::new();
+    // Agents share this host, so each offers its own port range; so do the clusters of tests
+    // that run at the same time (their tasks listen on these ports). The ranges lie below the
+    // ephemeral ports, which outgoing connections and `bind(0)` take, and above the fixed
+    // ports of the etcd example (2N379, 2N380).
+    static CLUSTERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let cluster_base =
+        23000 + 1000 * (CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 9);
     for i in 0..agents {
         let dir = tempfile::tempdir()?;
         let mut cfg = AgentConfig::new(addr.clone(), dir.path());
-        // Agents share this host, so each offers its own port range.
-        let ports = 31000 + 100 * i;
+        let ports = cluster_base + 100 * i;
         cfg.resources = Some(Resources::parse(&format!(
             "cpus:2;mem:1024;disk:1024;ports:[{ports}-{}]",
             ports + 99
@@ -331,8 +337,24 @@ async fn hello_world(c: &Cluster) -> Result<()> {
 
     // Stop the scheduler and start it again from its store: same framework, same task.
     assert_eq!(s.stop().await?, RunOutcome::Stopped);
+    let connected = || async {
+        let st = c.state().await?;
+        Ok::<_, anyhow::Error>(
+            st.frameworks
+                .iter()
+                .any(|f| f.name == "hello-world" && f.connected),
+        )
+    };
+    wait_for("the master to see the scheduler gone", || async {
+        Ok(!connected().await?)
+    })
+    .await?;
     let s = start_scheduler(&c.addr, state.path(), spec("1")?, BTreeMap::new()).await?;
     s.wait_complete("deploy").await?;
+    // COMPLETE comes from the store at once: wait until the new scheduler has really
+    // subscribed (a fixed pause let a slow machine look before it had), then give a duplicate
+    // launch, if there were one, time to show.
+    wait_for("the restarted scheduler to subscribe", connected).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = c.tasks_of("hello-world").await?;
     assert_eq!(

@@ -208,10 +208,12 @@ async fn agent_killed_with_sigkill_has_its_tasks_reported_lost() -> Result<()> {
         &[
             "--allocation-interval",
             "100ms",
+            // Removed after 5 × 500 ms of silence: quick enough for the test, and long enough
+            // that a live agent starved of CPU on a loaded machine is not removed early.
             "--agent-ping-interval",
-            "200ms",
+            "500ms",
             "--agent-max-missed-pings",
-            "3",
+            "5",
         ],
     )?;
     let marker = "3600.22";
@@ -270,50 +272,63 @@ async fn maintenance_window_sends_inverse_offers_then_drains() -> Result<()> {
     let cluster = Cluster::start(1, AGENT_RES, &["--allocation-interval", "100ms"])?;
     let marker = "3600.44";
     let (driver, mut events, agent_id) = launch_long_task(&cluster.master, "maint", marker).await?;
-    run_ok(&[
-        "maintenance",
-        "schedule",
-        &agent_id,
-        "--in",
-        "2s",
-        "--for",
-        "1h",
-        "--master",
-        &cluster.master,
-    ])?;
-    // The framework using the agent is asked to vacate it, then its task is killed at the start.
+    let schedule = |starts_in: &str| {
+        run_ok(&[
+            "maintenance",
+            "schedule",
+            &agent_id,
+            "--in",
+            starts_in,
+            "--for",
+            "1h",
+            "--master",
+            &cluster.master,
+        ])
+    };
+    // The framework using the agent is asked to vacate it while the window is ahead (an hour
+    // ahead, so that a slow machine cannot reach the start before the inverse offer is seen:
+    // starting the window clears the outstanding inverse offers).
+    schedule("1h")?;
     let deadline = tokio::time::Instant::now() + LIMIT;
-    let mut got_inverse = false;
     loop {
-        let e = next_event(&mut events, deadline, "waiting for events").await?;
+        let e = next_event(&mut events, deadline, "waiting for the inverse offer").await?;
         match e.event {
             Some(Event::InverseOffers(i)) => {
                 assert_eq!(i.inverse_offers[0].agent_id, agent_id);
-                got_inverse = true;
                 let status = run(&["maintenance", "status", "--master", &cluster.master])?;
                 let text = String::from_utf8_lossy(&status.stdout).to_string();
                 assert!(
                     text.contains(&agent_id) && text.contains("OUTSTANDING"),
                     "{text}"
                 );
+                break;
             }
             Some(Event::Update(u)) => {
                 let s = u.status.context("status")?;
                 driver.acknowledge(&s).await?;
-                if s.task_id == "maint"
-                    && TaskState::try_from(s.state).is_ok_and(TaskState::is_terminal)
-                {
-                    assert_eq!(s.state, TaskState::TaskKilled as i32, "{s:?}");
-                    break;
-                }
+                anyhow::ensure!(
+                    !TaskState::try_from(s.state).is_ok_and(TaskState::is_terminal),
+                    "task ended before the window started: {s:?}"
+                );
             }
             _ => {}
         }
     }
-    assert!(
-        got_inverse,
-        "an inverse offer came before the window started"
-    );
+    // Then the window is moved to start now: its start kills the task.
+    schedule("0s")?;
+    loop {
+        let e = next_event(&mut events, deadline, "waiting for the kill").await?;
+        if let Some(Event::Update(u)) = e.event {
+            let s = u.status.context("status")?;
+            driver.acknowledge(&s).await?;
+            if s.task_id == "maint"
+                && TaskState::try_from(s.state).is_ok_and(TaskState::is_terminal)
+            {
+                assert_eq!(s.state, TaskState::TaskKilled as i32, "{s:?}");
+                break;
+            }
+        }
+    }
     let state = state_json(&cluster.master)?;
     assert_eq!(state["agents"][0]["draining"], true, "{state}");
     stop_sleeper(marker);

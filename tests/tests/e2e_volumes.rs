@@ -153,7 +153,7 @@ async fn destroy_deletes_the_volume_directory_on_the_agent() -> Result<()> {
         .context("the framework did not finish in time")??;
     assert_eq!(written.trim(), "old-data");
     // The agent applies DestroyVolumes shortly after the ACCEPT.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + RUN_LIMIT;
     while volume.exists() {
         if tokio::time::Instant::now() > deadline {
             bail!("{} still exists after DESTROY", volume.display());

@@ -21,8 +21,9 @@ use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-/// Bound on every wait in the tests.
-pub const WAIT: Duration = Duration::from_secs(15);
+/// Bound on every wait in the tests: generous, because a loaded CI machine can take seconds
+/// to spawn an executor; every wait ends as soon as what it waits for happens.
+pub const WAIT: Duration = Duration::from_secs(60);
 
 type Outbox = mpsc::UnboundedSender<Result<MasterMessage, Status>>;
 
@@ -92,38 +93,34 @@ impl Harness {
     /// Starts the fake master and an agent configured for tests (fast retries), with
     /// `tweak` applied to the configuration.
     pub async fn start(tweak: impl FnOnce(&mut AgentConfig)) -> Result<Self> {
-        Self::start_with_delay(Duration::ZERO, tweak).await
+        Self::start_inner(0, Some(tweak), Vec::new()).await
     }
 
-    /// Like [`Harness::start`], but the fake master only starts listening `delay` after the
-    /// agent started (on a port reserved beforehand), so the agent's first dials fail.
-    pub async fn start_with_delay(
-        delay: Duration,
+    /// Like [`Harness::start`], but the fake master hangs up on the agent's first `failed`
+    /// connections (accepted and closed at once, before any gRPC), so those dials fail and
+    /// the agent has to retry. Counting the failed dials (rather than waiting a fixed time
+    /// before listening) makes them happen however slowly the agent starts.
+    pub async fn start_failing_first_dials(
+        failed: usize,
         tweak: impl FnOnce(&mut AgentConfig),
     ) -> Result<Self> {
-        Self::start_inner(delay, Some(tweak), Vec::new()).await
+        Self::start_inner(failed, Some(tweak), Vec::new()).await
     }
 
     /// Starts the fake master and the agent as a separate `proffer-agent agent` process
     /// (with `extra` flags), so that a test can SIGKILL it and start it again.
     pub async fn start_process(extra: &[&str]) -> Result<Self> {
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        Self::start_inner(Duration::ZERO, None::<fn(&mut AgentConfig)>, extra).await
+        Self::start_inner(0, None::<fn(&mut AgentConfig)>, extra).await
     }
 
     async fn start_inner(
-        delay: Duration,
+        failed_dials: usize,
         tweak: Option<impl FnOnce(&mut AgentConfig)>,
         process_args: Vec<String>,
     ) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let listener = if delay.is_zero() {
-            Some(listener)
-        } else {
-            drop(listener);
-            None
-        };
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             outbox: Mutex::new(None),
@@ -132,16 +129,12 @@ impl Harness {
         });
         let svc = AgentServer::new(Svc(shared.clone()));
         let server = tokio::spawn(async move {
-            let listener = match listener {
-                Some(l) => l,
-                None => {
-                    tokio::time::sleep(delay).await;
-                    match tokio::net::TcpListener::bind(addr).await {
-                        Ok(l) => l,
-                        Err(_) => return,
-                    }
+            for _ in 0..failed_dials {
+                match listener.accept().await {
+                    Ok((conn, _)) => drop(conn),
+                    Err(_) => return,
                 }
-            };
+            }
             let _ = tonic::transport::Server::builder()
                 .add_service(svc)
                 .serve_with_incoming(TcpListenerStream::new(listener))
@@ -155,6 +148,11 @@ impl Harness {
         config.reconnect_initial = Duration::from_millis(50);
         config.reconnect_max = Duration::from_millis(500);
         config.executor = executor_launcher();
+        // No sandbox collection because the disk is full: on a machine whose disk is more than
+        // 90% used, the agent's first collection (which can run after the test has created a
+        // task's sandbox, e.g. the health marker of checks.rs, on a slow machine) removed it,
+        // and finished tasks' sandboxes could go before the test read them.
+        config.gc_max_disk_fraction = 1.0;
         let cancel = CancellationToken::new();
         let mut h = Harness {
             addr,
@@ -524,4 +522,21 @@ pub async fn http_request(port: u16, method: &str, path: &str) -> Result<(u16, S
         .and_then(|c| c.parse().ok())
         .context("bad status line")?;
     Ok((code, body.to_string()))
+}
+
+/// A loopback port reserved for the rest of this test binary: a socket stays bound to it
+/// (SO_REUSEADDR, never listening), so neither `bind(0)` nor an outgoing connection is given
+/// it, and connecting to it is refused until someone listens; a server binding it with
+/// SO_REUSEADDR (tokio and std listeners set it) still can. A port that was bound and
+/// released at once could be handed to a concurrent test before it is used.
+pub fn reserved_port() -> Result<u16> {
+    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let port = socket.local_addr()?.port();
+    HELD.lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .push(socket);
+    Ok(port)
 }

@@ -21,6 +21,8 @@ use proffer_sdk::service::core::CoreConfig;
 use proffer_sdk::service::runner::{RunConfig, RunHandle, RunOutcome, prepare, run_service};
 use proffer_sdk::service::{RollupStatus, ServiceSpec};
 use tokio::net::TcpListener;
+
+use super::REQUEST_TIMEOUT;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,18 +32,38 @@ pub fn etcd_path() -> Option<String> {
 }
 
 /// A base port with `len` free ports above it (probed by binding), varied by process id so
-/// that concurrent runs of these tests do not collide.
+/// that concurrent runs of these tests do not collide. Blocks lie below the ephemeral port
+/// range: there the kernel hands out ports to outgoing connections and `bind(0)` (the tests
+/// make hundreds of short-lived ones, and each lingers in TIME_WAIT), and one of those on a
+/// port of the block makes the etcd or stand-in that is to listen there fail ("address in use").
 pub fn free_block(len: usize) -> usize {
-    // Successive calls in one process start 7000 ports apart (tests run concurrently).
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let start = 20000 + ((std::process::id() as usize % 64) * 500 + call * 7000) % 40000;
-    (0..80)
-        .map(|k| 20000 + (start - 20000 + k * 500) % 40000)
-        .find(|&base| {
-            (base..base + len).all(|p| std::net::TcpListener::bind(("127.0.0.1", p as u16)).is_ok())
-        })
-        .unwrap_or(start)
+    // Blocks handed out in this process (tests run concurrently): never given out twice.
+    static TAKEN: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+    const LOW: usize = 10000;
+    const STEP: usize = 500;
+    let high = ephemeral_low().max(LOW + 2 * len);
+    let slots = (high - LOW - len) / STEP + 1;
+    let first = std::process::id() as usize % slots;
+    let candidates = (0..slots).map(|k| LOW + (first + k) % slots * STEP);
+    let unbound = |base: usize| {
+        (base..base + len).all(|p| std::net::TcpListener::bind(("127.0.0.1", p as u16)).is_ok())
+    };
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let base = candidates
+        .clone()
+        .find(|&b| !taken.iter().any(|&(t, l)| b < t + l && t < b + len) && unbound(b))
+        .or_else(|| candidates.clone().find(|&b| unbound(b)))
+        .unwrap_or(LOW + first * STEP);
+    taken.push((base, len));
+    base
+}
+
+/// The first port of the kernel's ephemeral range (32768 if it cannot be read).
+fn ephemeral_low() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(32768)
 }
 
 fn cmdline(pid: &std::path::Path) -> String {
@@ -618,7 +640,7 @@ impl K8s {
             &format!("https://127.0.0.1:{port}/readyz"),
             None,
             Some(tls),
-            Duration::from_secs(2),
+            REQUEST_TIMEOUT,
         )
         .await?
         .status)

@@ -2,10 +2,10 @@
 
 #![allow(clippy::unwrap_used, dead_code)] // tests: a panic is the failure report
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
@@ -13,13 +13,24 @@ pub mod cluster;
 use proffer_k8s::http;
 use proffer_k8s::pki::{ClusterPki, Host, PkiRequest};
 
-/// A free loopback port (bound then released).
+/// Timeout of one HTTP request to a stand-in or etcd: what the tests check is the status, so
+/// the bound only has to be generous enough for a loaded machine.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A free loopback port, reserved for the rest of this test binary: a socket stays bound to
+/// it (SO_REUSEADDR, never listening), so neither `bind(0)` nor an outgoing connection is
+/// given it before the stand-in or etcd told to listen there does (they set SO_REUSEADDR, so
+/// they still can). A port that was bound and released at once could be taken in between.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket
+        .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    HELD.lock().unwrap().push(socket);
+    port
 }
 
 /// A generated PKI in a temp dir, for an apiserver at 127.0.0.1:`api_port`.
@@ -143,7 +154,7 @@ pub fn refused(name: &str, args: &[String]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
@@ -194,7 +205,7 @@ pub fn start(program: &str, args: &[String]) -> Running {
     Running(child, program.to_string())
 }
 
-/// GETs `url` until it answers `want`, up to 30 s; panics with the last answer otherwise.
+/// GETs `url` until it answers `want`, up to 60 s; panics with the last answer otherwise.
 pub async fn wait_status(
     url: &str,
     ca: Option<&str>,
@@ -212,11 +223,11 @@ pub async fn wait_status_tls(
     want: u16,
     proc_: &mut Running,
 ) -> http::Response {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut last;
     loop {
         proc_.assert_alive();
-        match http::request("GET", url, None, tls.clone(), Duration::from_secs(2)).await {
+        match http::request("GET", url, None, tls.clone(), REQUEST_TIMEOUT).await {
             Ok(r) if r.status == want => return r,
             Ok(r) => last = format!("{r:?}"),
             Err(e) => last = e.to_string(),

@@ -16,7 +16,9 @@ use tonic::Code;
 use super::{MAX_MESSAGE_BYTES, ServerConfig, ServerError, serve};
 use crate::core::MasterConfig;
 
-pub(super) const WAIT: Duration = Duration::from_secs(10);
+/// Bound on every wait (each ends as soon as what it waits for happens): generous for a
+/// loaded CI machine.
+pub(super) const WAIT: Duration = Duration::from_secs(60);
 
 /// A master server on a loopback port, for the server tests (shared by the `tests_*` modules).
 pub(super) struct TestServer {

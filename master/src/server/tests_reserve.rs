@@ -14,7 +14,8 @@ use tonic::Code;
 use super::{ServerConfig, serve};
 use crate::core::MasterConfig;
 
-const WAIT: Duration = Duration::from_secs(10);
+/// Bound on every wait (each ends as soon as what it waits for happens).
+const WAIT: Duration = Duration::from_secs(60);
 
 /// Reads events until an OFFERS event arrives.
 async fn next_offer(events: &mut tonic::codec::Streaming<v1::Event>) -> anyhow::Result<v1::Offer> {
