@@ -49,6 +49,16 @@ fn a_capped_framework_holds_at_most_its_limit_and_the_rest_goes_elsewhere() {
         3,
         "the other agents go to the uncapped framework"
     );
+    // The operator's view shows the limit next to the outstanding offers.
+    let state = h.m.snapshot(crate::core::Timestamp(1_000));
+    let capped = state.frameworks.iter().find(|f| f.name == "capped");
+    let capped = capped.expect("capped in /state");
+    assert_eq!(
+        (capped.outstanding_offers, capped.max_outstanding_offers),
+        (1, Some(1))
+    );
+    let free = state.frameworks.iter().find(|f| f.name == "free");
+    assert_eq!(free.map(|f| f.max_outstanding_offers), Some(None));
 }
 
 #[test]
