@@ -124,6 +124,10 @@ pub struct AgentArgs {
     /// the same work directory re-attaches to them (default: tasks are killed).
     #[arg(long, env = "PROFFER_KEEP_TASKS_ON_SHUTDOWN")]
     keep_tasks_on_shutdown: bool,
+    /// Remove sandboxes of ended tasks early, oldest first, while the work directory's file
+    /// system is fuller than this fraction (Mesos `--gc_disk_headroom` 0.1 = 0.9 here; 1 = never).
+    #[arg(long, env = "PROFFER_GC_MAX_DISK_FRACTION", default_value_t = 0.9)]
+    gc_max_disk_fraction: f64,
 }
 
 /// `--isolation` values.
@@ -169,6 +173,12 @@ impl AgentArgs {
         config.cgroups_enable_cfs = self.cgroups_enable_cfs;
         config.pid_namespace = self.pid_namespace;
         config.kill_tasks_on_shutdown = !self.keep_tasks_on_shutdown;
+        let f = self.gc_max_disk_fraction;
+        anyhow::ensure!(
+            f.is_finite() && f > 0.0 && f <= 1.0,
+            "--gc-max-disk-fraction must be within (0, 1], got {f}"
+        );
+        config.gc_max_disk_fraction = f;
         Ok(config)
     }
 }
@@ -239,6 +249,7 @@ mod tests {
             cgroups_enable_cfs: false,
             pid_namespace: false,
             keep_tasks_on_shutdown: false,
+            gc_max_disk_fraction: 0.9,
         };
         let config = args.agent_config()?;
         assert_eq!(config.http_listen, None);
@@ -312,6 +323,15 @@ mod tests {
         );
         assert!(parse_agent(&["--isolation", "docker"]).is_err());
         assert!(parse_agent(&["--http", "not-an-address"]).is_err());
+        assert_eq!(config.gc_max_disk_fraction, defaults.gc_max_disk_fraction);
+        let gc = parse_agent(&["--gc-max-disk-fraction", "1"])?;
+        assert_eq!(gc.gc_max_disk_fraction, 1.0);
+        for bad in ["0", "1.5", "-0.2", "NaN"] {
+            let flag = format!("--gc-max-disk-fraction={bad}");
+            let err = parse_agent(&[flag.as_str()]).err();
+            let err = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("--gc-max-disk-fraction"), "{bad}: {err}");
+        }
         Ok(())
     }
 }

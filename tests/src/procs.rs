@@ -192,6 +192,9 @@ impl Cluster {
                 resources,
                 "--hostname",
                 &host,
+                // Tests read finished tasks' sandboxes: never remove them for a full disk.
+                "--gc-max-disk-fraction",
+                "1",
             ];
             agents.push(Proc::start(&format!("agent{i}"), &args, dir.path())?);
         }

@@ -179,6 +179,7 @@ impl Proffer {
                 p + 999
             ))?);
             a.hostname = format!("agent-{i}");
+            a.gc_max_disk_fraction = 1.0;
             a.executor = ExecutorLauncher::InProcess;
             a.isolation = IsolationMode::Posix;
             a.default_kill_grace = Duration::from_millis(500);
