@@ -192,6 +192,8 @@ struct CoreLoop {
     start: Instant,
     frameworks: HashMap<ConnId, EventTx>,
     agents: HashMap<ConnId, AgentConn>,
+    /// Outputs being sent (kept to reuse its allocation across dispatches).
+    outputs: Vec<Output>,
 }
 
 /// Runs the core until `cancel` fires or every handle is dropped. On exit all stream senders are
@@ -207,6 +209,7 @@ pub(crate) async fn run(
         start: Instant::now(),
         frameworks: HashMap::new(),
         agents: HashMap::new(),
+        outputs: Vec::new(),
     };
     let mut ticker = tokio::time::interval(tick_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -313,15 +316,17 @@ impl CoreLoop {
     /// Sends queued outputs until the outbox stays empty (a dead stream found while sending is
     /// fed back as a disconnect, which may queue more outputs).
     fn dispatch(&mut self, now: Timestamp) {
+        let mut outputs = std::mem::take(&mut self.outputs);
         loop {
-            let outputs = self.master.take_outbox();
+            self.master.take_outbox_into(&mut outputs);
             if outputs.is_empty() {
-                return;
+                break;
             }
-            for output in outputs {
+            for output in outputs.drain(..) {
                 self.output(now, output);
             }
         }
+        self.outputs = outputs;
     }
 
     fn output(&mut self, now: Timestamp, output: Output) {
