@@ -4,7 +4,9 @@
 //! - [`v1`]: code generated from `proto/proffer/v1/proffer.proto` (messages and tonic services).
 //! - [`resources`]: fixed-point [`Resources`] with Mesos semantics, parsed from text and JSON.
 //! - [`task_state`]: helpers on [`v1::TaskState`] (terminal states, names).
+//! - [`offer_filters`]: building [`v1::OfferFilters`].
 
+pub mod offer_filters;
 pub mod resources;
 pub mod task_state;
 

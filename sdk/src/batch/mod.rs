@@ -164,20 +164,6 @@ pub enum BatchError {
     },
 }
 
-/// `OfferFilters` asking for offers that hold at least one task (`cpus`, `mem` MB).
-fn min_offer(cpus: f64, mem: f64) -> v1::OfferFilters {
-    let set = v1::offer_filters::ResourceQuantities {
-        quantities: [("cpus".to_string(), cpus), ("mem".to_string(), mem)]
-            .into_iter()
-            .collect(),
-    };
-    v1::OfferFilters {
-        min_allocatable_resources: Some(v1::offer_filters::MinAllocatableResources {
-            quantities: vec![set],
-        }),
-    }
-}
-
 /// Runs `spec` against the master at `master` (`HOST:PORT`) until every task is terminal.
 pub async fn run_batch(
     master: &str,
@@ -193,9 +179,12 @@ pub async fn run_batch(
         roles: vec![spec.role.clone()],
         failover_timeout: spec.failover_timeout_secs,
         // Leftovers smaller than one task are useless to a batch: ask not to be offered them.
-        offer_filters: [(spec.role.clone(), min_offer(spec.cpus, spec.mem))]
-            .into_iter()
-            .collect(),
+        offer_filters: [(
+            spec.role.clone(),
+            v1::OfferFilters::minimum([("cpus", spec.cpus), ("mem", spec.mem)]),
+        )]
+        .into_iter()
+        .collect(),
         ..Default::default()
     };
     let config = DriverConfig::new(master, framework);

@@ -256,7 +256,11 @@ impl Sim {
             max_outstanding_offers: Some(fw.model.max_outstanding_offers).filter(|l| *l > 0),
             offer_filters: fw
                 .min_offer
-                .map(|(cpus, mem)| (fw.role.clone(), min_offer_filters(cpus, mem)))
+                .map(|(cpus, mem)| {
+                    let (cpus, mem) = (cpus as f64 / 1000.0, mem as f64 / 1000.0);
+                    let min = v1::OfferFilters::minimum([("cpus", cpus), ("mem", mem)]);
+                    (fw.role.clone(), min)
+                })
                 .into_iter()
                 .collect(),
             ..Default::default()
@@ -618,20 +622,5 @@ impl Sim {
             }
         }
         self.adjust_suppression(f);
-    }
-}
-
-/// `OfferFilters` asking for offers of at least `cpus` and `mem` (milli-units).
-fn min_offer_filters(cpus: i64, mem: i64) -> v1::OfferFilters {
-    let quantities = [
-        ("cpus".to_string(), cpus as f64 / 1000.0),
-        ("mem".to_string(), mem as f64 / 1000.0),
-    ];
-    v1::OfferFilters {
-        min_allocatable_resources: Some(v1::offer_filters::MinAllocatableResources {
-            quantities: vec![v1::offer_filters::ResourceQuantities {
-                quantities: quantities.into_iter().collect(),
-            }],
-        }),
     }
 }

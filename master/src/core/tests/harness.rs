@@ -73,8 +73,24 @@ impl H {
             failover_timeout: failover,
             ..Default::default()
         };
+        self.subscribe_with(conn, info)
+    }
+
+    /// Subscribes with `info` and returns the header from the SUBSCRIBED event (panics if the
+    /// subscription is refused).
+    pub fn subscribe_with(&mut self, conn: ConnId, info: v1::FrameworkInfo) -> v1::CallHeader {
+        self.try_subscribe(conn, info)
+            .unwrap_or_else(|e| panic!("subscribe: {e}"))
+    }
+
+    /// Subscribes with `info`: the header from the SUBSCRIBED event, or why there was none.
+    pub fn try_subscribe(
+        &mut self,
+        conn: ConnId,
+        info: v1::FrameworkInfo,
+    ) -> Result<v1::CallHeader, String> {
         self.input(Input::Subscribe { conn, info })
-            .expect("subscribe");
+            .map_err(|e| e.to_string())?;
         self.events(conn)
             .into_iter()
             .find_map(|e| match e {
@@ -84,7 +100,7 @@ impl H {
                 }),
                 _ => None,
             })
-            .expect("subscribed")
+            .ok_or_else(|| "no SUBSCRIBED event".to_string())
     }
 
     /// Events sent to a framework connection (drained from the log; other outputs are kept).

@@ -98,28 +98,12 @@ proptest! {
         }
         // f0 asks for at most 2 outstanding offers.
         let info = v1::FrameworkInfo { name: "f0".into(), max_outstanding_offers: Some(2), ..Default::default() };
-        h.input(Input::Subscribe { conn: 100, info }).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let f0 = h.events(100).into_iter().find_map(|e| match e {
-            v1::event::Event::Subscribed(s) => Some(v1::CallHeader { framework_id: s.framework_id, stream_id: s.stream_id }),
-            _ => None,
-        });
-        let mut fws: Vec<v1::CallHeader> = vec![f0.ok_or_else(|| TestCaseError::fail("f0 not subscribed"))?];
+        let mut fws: Vec<v1::CallHeader> = vec![h.try_subscribe(100, info).map_err(TestCaseError::fail)?];
         fws.push(h.subscribe(101, "f1", 0.0));
         // f2 wants offers of at least 1.5 cpus.
-        let min = v1::OfferFilters {
-            min_allocatable_resources: Some(v1::offer_filters::MinAllocatableResources {
-                quantities: vec![v1::offer_filters::ResourceQuantities {
-                    quantities: [("cpus".to_string(), 1.5)].into_iter().collect(),
-                }],
-            }),
-        };
+        let min = v1::OfferFilters::minimum([("cpus", 1.5)]);
         let info = v1::FrameworkInfo { name: "f2".into(), offer_filters: [("*".to_string(), min)].into_iter().collect(), ..Default::default() };
-        h.input(Input::Subscribe { conn: 102, info }).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let f2 = h.events(102).into_iter().find_map(|e| match e {
-            v1::event::Event::Subscribed(s) => Some(v1::CallHeader { framework_id: s.framework_id, stream_id: s.stream_id }),
-            _ => None,
-        });
-        fws.push(f2.ok_or_else(|| TestCaseError::fail("f2 not subscribed"))?);
+        fws.push(h.try_subscribe(102, info).map_err(TestCaseError::fail)?);
         let mut offers: Vec<Vec<v1::Offer>> = vec![Vec::new(); 3];
         let mut live: Vec<(String, String, u64)> = Vec::new();
         let mut next_task = 0;

@@ -3,7 +3,7 @@
 //! rest of the cluster goes to others, and answering (accept, decline) or losing an offer
 //! (rescind on failover) makes room again.
 
-use proffer_proto::v1::{self, event::Event};
+use proffer_proto::v1::{self};
 
 use super::harness::{H, task};
 use super::scenarios::{F1, F2};
@@ -16,17 +16,7 @@ fn subscribe_capped(h: &mut H, conn: u64, name: &str, limit: Option<u32>) -> v1:
         max_outstanding_offers: limit,
         ..Default::default()
     };
-    h.input(Input::Subscribe { conn, info }).expect("subscribe");
-    h.events(conn)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Subscribed(s) => Some(v1::CallHeader {
-                framework_id: s.framework_id,
-                stream_id: s.stream_id,
-            }),
-            _ => None,
-        })
-        .expect("subscribed")
+    h.subscribe_with(conn, info)
 }
 
 fn four_agents() -> H {
@@ -121,14 +111,7 @@ fn resubscribing_changes_the_limit_and_rescinded_offers_free_their_slots() {
 }
 
 fn min_filters(role: &str, name: &str, value: f64) -> v1::FrameworkInfo {
-    let quantities = v1::offer_filters::ResourceQuantities {
-        quantities: [(name.to_string(), value)].into_iter().collect(),
-    };
-    let filters = v1::OfferFilters {
-        min_allocatable_resources: Some(v1::offer_filters::MinAllocatableResources {
-            quantities: vec![quantities],
-        }),
-    };
+    let filters = v1::OfferFilters::minimum([(name, value)]);
     v1::FrameworkInfo {
         name: "min".into(),
         roles: vec!["web".into()],
@@ -176,9 +159,7 @@ fn leftovers_below_the_minimum_are_not_offered() {
     let mut h = H::new();
     h.register_agent(10, "small", "cpus:1;mem:4096");
     h.register_agent(11, "big", "cpus:8;mem:4096");
-    let info = min_filters("web", "cpus", 2.0);
-    h.input(Input::Subscribe { conn: F1, info })
-        .expect("subscribe");
+    h.subscribe_with(F1, min_filters("web", "cpus", 2.0));
     h.advance(1_000);
     let offers = h.offers(F1);
     assert_eq!(offers.len(), 1, "{offers:?}");

@@ -5,7 +5,7 @@ use proffer_proto::Resources;
 use proffer_proto::v1::{self, event::Event};
 
 use super::harness::{H, res, task};
-use crate::core::{Input, MasterError, Timestamp};
+use crate::core::{MasterError, Timestamp};
 
 const A1: u64 = 1;
 const F1: u64 = 101;
@@ -23,19 +23,7 @@ fn setup(agent_res: &str) -> (H, String, v1::CallHeader, v1::Offer) {
         roles: vec!["web".into()],
         ..Default::default()
     };
-    h.input(Input::Subscribe { conn: F1, info })
-        .expect("subscribe");
-    let fw = h
-        .events(F1)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Subscribed(s) => Some(v1::CallHeader {
-                framework_id: s.framework_id,
-                stream_id: s.stream_id,
-            }),
-            _ => None,
-        })
-        .expect("subscribed");
+    let fw = h.subscribe_with(F1, info);
     h.advance(1);
     let offers = h.offers(F1);
     assert_eq!(offers.len(), 1);

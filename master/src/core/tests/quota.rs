@@ -5,7 +5,7 @@ use proffer_proto::Resources;
 use proffer_proto::v1;
 
 use super::harness::H;
-use crate::core::{Call, Input, Timestamp};
+use crate::core::{Call, Timestamp};
 
 fn r(text: &str) -> Resources {
     Resources::parse(text).expect("resources")
@@ -67,19 +67,7 @@ fn why_names_suppression_and_other_roles_reservations() {
         roles: vec!["web".into()],
         ..Default::default()
     };
-    h.input(Input::Subscribe { conn: 101, info })
-        .expect("subscribe");
-    let fw = h
-        .events(101)
-        .into_iter()
-        .find_map(|e| match e {
-            v1::event::Event::Subscribed(s) => Some(v1::CallHeader {
-                framework_id: s.framework_id,
-                stream_id: s.stream_id,
-            }),
-            _ => None,
-        })
-        .expect("subscribed");
+    let fw = h.subscribe_with(101, info);
     h.call(Call::Suppress(v1::SuppressRequest {
         header: Some(fw.clone()),
         roles: vec![],

@@ -7,7 +7,7 @@ use proffer_proto::v1::{self, TaskState, event::Event, operation::Op};
 use proptest::prelude::*;
 
 use super::harness::{H, task};
-use crate::core::{Call, Input, Timestamp};
+use crate::core::{Call, Timestamp};
 
 const A1: u64 = 1;
 const F1: u64 = 101;
@@ -109,11 +109,7 @@ proptest! {
             roles: vec!["web".into()],
             ..Default::default()
         };
-        h.input(Input::Subscribe { conn: F1, info }).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let fw = h.events(F1).into_iter().find_map(|e| match e {
-            Event::Subscribed(s) => Some(v1::CallHeader { framework_id: s.framework_id, stream_id: s.stream_id }),
-            _ => None,
-        }).ok_or_else(|| TestCaseError::fail("not subscribed"))?;
+        let fw = h.try_subscribe(F1, info).map_err(TestCaseError::fail)?;
         let want = quantities(&Resources::parse(AGENT).unwrap_or_default());
         let mut running: Vec<String> = Vec::new();
         let mut offer: Option<v1::Offer> = None;

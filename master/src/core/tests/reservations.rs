@@ -3,12 +3,10 @@
 //! nothing.
 
 use proffer_proto::Resources;
-use proffer_proto::v1::{
-    self, TaskState, event::Event, master_message::Msg as AOut, operation::Op,
-};
+use proffer_proto::v1::{self, TaskState, master_message::Msg as AOut, operation::Op};
 
 use super::harness::{H, res, task};
-use crate::core::{Call, Input, MasterError, Timestamp};
+use crate::core::{Call, MasterError, Timestamp};
 
 const A1: u64 = 1;
 const F1: u64 = 101;
@@ -21,17 +19,7 @@ fn subscribe_roles(h: &mut H, conn: u64, name: &str, roles: &[&str]) -> v1::Call
         roles: roles.iter().map(|r| r.to_string()).collect(),
         ..Default::default()
     };
-    h.input(Input::Subscribe { conn, info }).expect("subscribe");
-    h.events(conn)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Subscribed(s) => Some(v1::CallHeader {
-                framework_id: s.framework_id,
-                stream_id: s.stream_id,
-            }),
-            _ => None,
-        })
-        .expect("subscribed")
+    h.subscribe_with(conn, info)
 }
 
 fn wire(text: &str) -> Vec<v1::Resource> {

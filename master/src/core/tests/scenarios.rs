@@ -599,19 +599,7 @@ fn reregistration_keeps_dynamic_reservations_and_does_not_over_offer() {
         failover_timeout: 60.0,
         ..Default::default()
     };
-    h2.input(Input::Subscribe { conn: F1, info })
-        .expect("subscribe");
-    let hdr = h2
-        .events(F1)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Subscribed(s) => Some(v1::CallHeader {
-                framework_id: s.framework_id,
-                stream_id: s.stream_id,
-            }),
-            _ => None,
-        })
-        .expect("subscribed");
+    let hdr = h2.subscribe_with(F1, info);
     h2.advance(1);
     let o = h2.offers(F1).remove(0);
     h2.call(Call::Accept(v1::AcceptRequest {
