@@ -2,12 +2,11 @@
 //! scheduler is killed with SIGKILL and started again from its state directory → it fails over
 //! to the same framework, the plan is still COMPLETE and no task is launched twice.
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use proffer_tests::ports::free_port;
 
 const SPEC: &str = r#"
 name: sleeper
@@ -32,22 +31,6 @@ impl Drop for Procs {
             let _ = c.wait();
         }
     }
-}
-
-/// A loopback port reserved for the rest of this test binary: a socket stays bound to it
-/// (SO_REUSEADDR, never listening), so nothing else is given it before the child process
-/// that is told to listen there does (tokio listeners set SO_REUSEADDR, so it still can). A
-/// port that was bound and released at once could be taken by someone else in between.
-fn free_port() -> Result<u16> {
-    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let port = socket.local_addr()?.port();
-    HELD.lock()
-        .map_err(|_| anyhow::anyhow!("port list poisoned"))?
-        .push(socket);
-    Ok(port)
 }
 
 fn proffer() -> Command {

@@ -5,6 +5,8 @@
 //!   frameworks, FIFO connections on a virtual clock) with seeded connection breaks and delays.
 //! - [`procs`]: start the real `proffer` binary (master, agents, frameworks) as child processes,
 //!   find free loopback ports, and wait for readiness — with cleanup on drop.
+//! - [`ports`]: loopback ports reserved for a test binary.
 
 pub mod faults;
+pub mod ports;
 pub mod procs;

@@ -1,10 +1,9 @@
 //! Running the real `proffer` binary in tests: a master and agents as child processes that are
 //! killed when their guard drops.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -38,22 +37,7 @@ pub fn proffer_bin() -> Result<PathBuf> {
         .map_err(anyhow::Error::msg)
 }
 
-/// A free TCP port on 127.0.0.1, reserved for the rest of this test binary: a socket stays
-/// bound to it (SO_REUSEADDR, never listening), so neither `bind(0)` nor an outgoing connection
-/// is given it while a child process starts up, and connecting to it is refused until that
-/// child listens; the child binds it anyway (tokio and std listeners set SO_REUSEADDR). A port
-/// that was bound and released at once could be taken by a concurrent test in between.
-pub fn free_port() -> Result<u16> {
-    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let port = socket.local_addr()?.port();
-    HELD.lock()
-        .map_err(|_| anyhow::anyhow!("port list poisoned"))?
-        .push(socket);
-    Ok(port)
-}
+pub use crate::ports::free_port;
 
 /// A child process killed (SIGKILL) and reaped on drop.
 #[derive(Debug)]

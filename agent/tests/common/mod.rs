@@ -3,6 +3,13 @@
 
 #![allow(dead_code)]
 
+// The shared reserved-port helper (this crate cannot depend on `proffer-tests`, which
+// depends on it).
+#[path = "../../../tests/src/ports.rs"]
+mod ports;
+#[allow(unused_imports)] // used by some of the test binaries that include this module
+pub use ports::free_port as reserved_port;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -522,21 +529,4 @@ pub async fn http_request(port: u16, method: &str, path: &str) -> Result<(u16, S
         .and_then(|c| c.parse().ok())
         .context("bad status line")?;
     Ok((code, body.to_string()))
-}
-
-/// A loopback port reserved for the rest of this test binary: a socket stays bound to it
-/// (SO_REUSEADDR, never listening), so neither `bind(0)` nor an outgoing connection is given
-/// it, and connecting to it is refused until someone listens; a server binding it with
-/// SO_REUSEADDR (tokio and std listeners set it) still can. A port that was bound and
-/// released at once could be handed to a concurrent test before it is used.
-pub fn reserved_port() -> Result<u16> {
-    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let port = socket.local_addr()?.port();
-    HELD.lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .push(socket);
-    Ok(port)
 }

@@ -2,10 +2,10 @@
 
 #![allow(clippy::unwrap_used, dead_code)] // tests: a panic is the failure report
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod cluster;
@@ -17,20 +17,10 @@ use proffer_k8s::pki::{ClusterPki, Host, PkiRequest};
 /// the bound only has to be generous enough for a loaded machine.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A free loopback port, reserved for the rest of this test binary: a socket stays bound to
-/// it (SO_REUSEADDR, never listening), so neither `bind(0)` nor an outgoing connection is
-/// given it before the stand-in or etcd told to listen there does (they set SO_REUSEADDR, so
-/// they still can). A port that was bound and released at once could be taken in between.
+/// A free loopback port reserved for the rest of this test binary
+/// ([`proffer_tests::ports::free_port`]), for a stand-in or etcd told to listen there.
 pub fn free_port() -> u16 {
-    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_reuseaddr(true).unwrap();
-    socket
-        .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .unwrap();
-    let port = socket.local_addr().unwrap().port();
-    HELD.lock().unwrap().push(socket);
-    port
+    proffer_tests::ports::free_port().expect("reserve a loopback port")
 }
 
 /// A generated PKI in a temp dir, for an apiserver at 127.0.0.1:`api_port`.
