@@ -6,7 +6,9 @@
 //! - [`procs`]: start the real `proffer` binary (master, agents, frameworks) as child processes,
 //!   find free loopback ports, and wait for readiness — with cleanup on drop.
 //! - [`ports`]: loopback ports reserved for a test binary.
+//! - [`inproc`]: a real master server and agents in the test's own process.
 
 pub mod faults;
+pub mod inproc;
 pub mod ports;
 pub mod procs;

@@ -3,13 +3,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use proffer_agent::AgentConfig;
-use proffer_master::core::MasterConfig;
-use proffer_master::server::{ServerConfig, serve};
-use proffer_proto::{Resources, v1};
+use anyhow::{Context, Result};
+use proffer_proto::v1;
 use proffer_sdk::{BatchProgress, BatchSpec, run_batch};
-use tokio::net::TcpListener;
+use proffer_tests::inproc::InProcess;
 use tokio_util::sync::CancellationToken;
 
 /// Generous bound on the whole run; the batch normally takes a few seconds.
@@ -17,27 +14,8 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_of_50_tasks_finishes_on_in_process_master_and_agents() -> Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?.to_string();
-    let cancel = CancellationToken::new();
-    let master = MasterConfig {
-        allocation_interval_ms: 100,
-        ..MasterConfig::default()
-    };
-    let server = tokio::spawn(serve(listener, ServerConfig::new(master), cancel.clone()));
-
-    let mut dirs = Vec::new();
-    let mut agents = Vec::new();
-    for i in 0..2 {
-        let dir = tempfile::tempdir()?;
-        let mut cfg = AgentConfig::new(addr.clone(), dir.path());
-        cfg.resources = Some(Resources::parse("cpus:2;mem:1024;ports:[31000-31099]")?);
-        cfg.hostname = format!("agent-{i}");
-        cfg.status_retry_initial = Duration::from_secs(1);
-        cfg.reconnect_initial = Duration::from_millis(50);
-        agents.push(tokio::spawn(proffer_agent::run(cfg, cancel.child_token())));
-        dirs.push(dir);
-    }
+    let cluster = InProcess::start(&["cpus:2;mem:1024;ports:[31000-31099]"; 2]).await?;
+    let addr = cluster.addr.clone();
 
     let spec = BatchSpec {
         cpus: 0.25,
@@ -84,17 +62,5 @@ async fn batch_of_50_tasks_finishes_on_in_process_master_and_agents() -> Result<
         state.frameworks
     );
 
-    cancel.cancel();
-    for a in agents {
-        match tokio::time::timeout(Duration::from_secs(30), a).await {
-            Ok(Ok(Ok(()))) => {}
-            other => bail!("agent did not stop cleanly: {other:?}"),
-        }
-    }
-    match tokio::time::timeout(Duration::from_secs(30), server).await {
-        Ok(Ok(Ok(()))) => {}
-        other => bail!("master did not stop cleanly: {other:?}"),
-    }
-    drop(dirs);
-    Ok(())
+    cluster.stop().await
 }

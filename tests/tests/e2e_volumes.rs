@@ -5,15 +5,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use proffer_agent::AgentConfig;
-use proffer_master::core::MasterConfig;
-use proffer_master::server::{ServerConfig, serve};
 use proffer_proto::Resources;
 use proffer_proto::v1::{self, event::Event, operation::Op};
 use proffer_sdk::driver::{launch_operation, refuse_filters};
 use proffer_sdk::{Driver, DriverConfig, DriverEvent, command_task};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use proffer_tests::inproc::InProcess;
 
 /// Generous bound on the framework's part; it normally takes a few seconds.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -131,24 +127,11 @@ async fn framework(addr: &str, volume_file: &std::path::Path) -> Result<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_deletes_the_volume_directory_on_the_agent() -> Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?.to_string();
-    let cancel = CancellationToken::new();
-    let master = MasterConfig {
-        allocation_interval_ms: 100,
-        ..MasterConfig::default()
-    };
-    let server = tokio::spawn(serve(listener, ServerConfig::new(master), cancel.clone()));
-    let dir = tempfile::tempdir()?;
-    let mut cfg = AgentConfig::new(addr.clone(), dir.path());
-    cfg.resources = Some(Resources::parse("cpus:2;mem:1024;disk:100")?);
-    cfg.hostname = "agent-0".into();
-    cfg.status_retry_initial = Duration::from_secs(1);
-    cfg.reconnect_initial = Duration::from_millis(50);
-    let agent = tokio::spawn(proffer_agent::run(cfg, cancel.child_token()));
+    let cluster = InProcess::start(&["cpus:2;mem:1024;disk:100"]).await?;
+    let (addr, dir) = (&cluster.addr, &cluster.dirs[0]);
 
     let volume = dir.path().join("volumes").join("data");
-    let written = tokio::time::timeout(RUN_LIMIT, framework(&addr, &volume.join("file")))
+    let written = tokio::time::timeout(RUN_LIMIT, framework(addr, &volume.join("file")))
         .await
         .context("the framework did not finish in time")??;
     assert_eq!(written.trim(), "old-data");
@@ -162,14 +145,5 @@ async fn destroy_deletes_the_volume_directory_on_the_agent() -> Result<()> {
     }
     assert!(dir.path().join("volumes").is_dir());
 
-    cancel.cancel();
-    match tokio::time::timeout(Duration::from_secs(30), agent).await {
-        Ok(Ok(Ok(()))) => {}
-        other => bail!("agent did not stop cleanly: {other:?}"),
-    }
-    match tokio::time::timeout(Duration::from_secs(30), server).await {
-        Ok(Ok(Ok(()))) => {}
-        other => bail!("master did not stop cleanly: {other:?}"),
-    }
-    Ok(())
+    cluster.stop().await
 }
