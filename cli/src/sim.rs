@@ -86,6 +86,16 @@ struct GenArgs {
     /// Metric sampling interval in seconds.
     #[arg(long, default_value_t = 60.0)]
     sample_interval: f64,
+    #[command(flatten)]
+    mix: MixArgs,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+/// How the generated frameworks behave (shared by `sim gen` and `sim bench`).
+#[derive(Debug, clap::Args)]
+struct MixArgs {
     /// Multiply task durations and divide arrival rates by this: the same load, less churn.
     #[arg(long, default_value_t = 1.0)]
     task_time_scale: f64,
@@ -96,9 +106,23 @@ struct GenArgs {
     /// resources through `offer_filters`).
     #[arg(long)]
     no_min_offers: bool,
-    /// Write here instead of stdout.
-    #[arg(long, short)]
-    out: Option<PathBuf>,
+}
+
+impl MixArgs {
+    /// Generator parameters with these settings (the rest default), after checking them.
+    fn params(&self) -> anyhow::Result<GenParams> {
+        let scale = self.task_time_scale;
+        anyhow::ensure!(
+            scale.is_finite() && scale > 0.0,
+            "--task-time-scale must be a positive number, got {scale}"
+        );
+        Ok(GenParams {
+            task_time_scale: scale,
+            max_outstanding_offers: self.max_outstanding_offers,
+            min_offers: !self.no_min_offers,
+            ..GenParams::default()
+        })
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,16 +139,8 @@ struct BenchArgs {
     /// Allocation policy.
     #[arg(long, default_value = "drf")]
     policy: String,
-    /// Multiply task durations and divide arrival rates by this: the same load, less churn.
-    #[arg(long, default_value_t = 1.0)]
-    task_time_scale: f64,
-    /// Every framework holds at most this many offers at once (0 = no limit, as in Mesos).
-    #[arg(long, default_value_t = generate::DEFAULT_OFFER_LIMIT)]
-    max_outstanding_offers: u32,
-    /// Frameworks ask for no minimum offer (by default each asks for at least one task's
-    /// resources through `offer_filters`).
-    #[arg(long)]
-    no_min_offers: bool,
+    #[command(flatten)]
+    mix: MixArgs,
 }
 
 /// Runs `proffer sim …`.
@@ -212,7 +228,6 @@ fn compare(a: CompareArgs) -> anyhow::Result<bool> {
 fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(a.agents > 0, "--agents must be at least 1");
     anyhow::ensure!(a.hours > 0.0, "--hours must be positive");
-    ensure_scale(a.task_time_scale)?;
     let text = generate::scenario_toml(&GenParams {
         name: format!("synthetic-{}a-{}f", a.agents, a.frameworks),
         agents: a.agents,
@@ -221,9 +236,7 @@ fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
         seed: a.seed,
         churn: !a.no_churn,
         sample_interval_s: a.sample_interval,
-        task_time_scale: a.task_time_scale,
-        max_outstanding_offers: a.max_outstanding_offers,
-        min_offers: !a.no_min_offers,
+        ..a.mix.params()?
     });
     match a.out {
         Some(path) => {
@@ -234,17 +247,9 @@ fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn ensure_scale(scale: f64) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        scale.is_finite() && scale > 0.0,
-        "--task-time-scale must be a positive number, got {scale}"
-    );
-    Ok(())
-}
-
 fn bench(a: BenchArgs) -> anyhow::Result<bool> {
     let policy = Policy::parse(&a.policy)?;
-    ensure_scale(a.task_time_scale)?;
+    let mix = a.mix.params()?;
     crate::output::text(&format!(
         "{:>8} {:>10} {:>6} {:>12} {:>9} {:>12} {:>10} {:>10} {:>9} {:>11}",
         "agents",
@@ -267,9 +272,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<bool> {
             seed: 1,
             churn: true,
             sample_interval_s: 60.0,
-            task_time_scale: a.task_time_scale,
-            max_outstanding_offers: a.max_outstanding_offers,
-            min_offers: !a.no_min_offers,
+            ..mix.clone()
         });
         let s = Scenario::parse(&text, "bench.toml".as_ref())?;
         let mut sim = Sim::new(&s, policy)?;
