@@ -57,8 +57,11 @@ impl Allocator {
             })
             .collect();
         let any = mins.iter().any(|(_, alts)| !alts.is_empty());
-        if let Some(f) = self.fws[slot].as_mut() {
-            f.min_offer = mins;
+        match self.fws[slot].as_mut() {
+            // Unchanged (e.g. a re-subscription): the marks made for them still hold.
+            Some(f) if f.min_offer == mins => return,
+            Some(f) => f.min_offer = mins,
+            None => return,
         }
         self.min_fws.retain(|s| *s != slot);
         if any {

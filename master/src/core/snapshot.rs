@@ -46,7 +46,10 @@ impl Master {
                 active_tasks: f.tasks.values().filter(|t| !t.state.is_terminal()).count() as u32,
                 outstanding_offers: f.offers.len() as u32,
                 failover_timeout: f.info.failover_timeout,
-                max_outstanding_offers: f.info.max_outstanding_offers.filter(|l| *l > 0),
+                max_outstanding_offers: self
+                    .allocator
+                    .offers_outstanding(id)
+                    .and_then(|(_, limit)| limit),
             })
             .collect();
         let tasks = self
