@@ -307,6 +307,43 @@ async fn broken_stream_resubscribes_with_the_framework_id_and_updates_the_header
 }
 
 #[tokio::test]
+async fn update_framework_sends_the_info_with_the_id_and_resubscribes_with_it() -> Result<()> {
+    let fake = Fake::start(FakeConfig::default()).await?;
+    let (driver, mut events) = Driver::subscribe(config(&fake, 60.0)).await?;
+    next_event(&mut events).await?; // SUBSCRIBED
+    let mut info = driver.framework_info();
+    assert_eq!(info.id, "fw-1");
+    info.id.clear();
+    info.max_outstanding_offers = Some(3);
+    driver.update_framework(info).await?;
+    match fake.calls().as_slice() {
+        [Call::UpdateFramework(u)] => {
+            assert_eq!(u.header, Some(header("fw-1", "stream-1")));
+            let sent = u.framework_info.as_ref().context("framework_info")?;
+            assert_eq!(
+                (sent.id.as_str(), sent.max_outstanding_offers),
+                ("fw-1", Some(3))
+            );
+        }
+        other => bail!("expected one update_framework, got {other:?}"),
+    }
+    // After a broken stream the driver re-subscribes with what it last sent.
+    fake.drop_stream();
+    assert!(matches!(
+        next_event(&mut events).await?,
+        DriverEvent::Disconnected { .. }
+    ));
+    assert!(matches!(
+        next_event(&mut events).await?,
+        DriverEvent::Resubscribed { .. }
+    ));
+    let st = fake.state();
+    assert_eq!(st.subscribes.len(), 2);
+    assert_eq!(st.subscribes[1].max_outstanding_offers, Some(3));
+    Ok(())
+}
+
+#[tokio::test]
 async fn without_failover_timeout_a_broken_stream_just_ends() -> Result<()> {
     let fake = Fake::start(FakeConfig::default()).await?;
     let (_driver, mut events) = Driver::subscribe(config(&fake, 0.0)).await?;

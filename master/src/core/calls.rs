@@ -53,6 +53,10 @@ impl Master {
                 self.allocator.suppress(&fw);
                 Ok(())
             }
+            Call::UpdateFramework(req) => {
+                let fw = self.authenticate(req.header.as_ref())?;
+                self.update_framework(&fw, req)
+            }
             Call::Kill(req) => {
                 let fw = self.authenticate(req.header.as_ref())?;
                 self.kill(now, &fw, req)

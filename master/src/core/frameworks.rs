@@ -111,6 +111,74 @@ impl Master {
         Ok(())
     }
 
+    /// UPDATE_FRAMEWORK: replaces the caller's FrameworkInfo. The offer limit and the minimum
+    /// offers apply from the next cycle (offers already out stay out); `user` and `roles` may
+    /// not change.
+    pub(crate) fn update_framework(
+        &mut self,
+        fw: &str,
+        req: v1::UpdateFrameworkRequest,
+    ) -> Result<(), MasterError> {
+        let bad = |field: &str, reason: String| MasterError::InvalidField {
+            field: field.into(),
+            reason,
+        };
+        let mut info = req
+            .framework_info
+            .ok_or_else(|| bad("framework_info", "missing".into()))?;
+        if info.id != fw {
+            return Err(bad(
+                "framework_info.id",
+                format!("`{}` is not the calling framework `{fw}`", info.id),
+            ));
+        }
+        let Some(current) = self.frameworks.get(fw) else {
+            return Err(MasterError::NotSubscribed {
+                framework_id: fw.into(),
+            });
+        };
+        if info.roles.is_empty() {
+            info.roles = current.info.roles.clone();
+        }
+        let roles = validate::framework_info(&info, self.config.max_failover_timeout_secs)?;
+        let (mut old, mut new) = (current.info.roles.clone(), roles.clone());
+        old.sort();
+        new.sort();
+        if old != new {
+            return Err(bad(
+                "framework_info.roles",
+                format!(
+                    "{new:?} differs from the subscribed roles {old:?}; roles change only by re-subscribing"
+                ),
+            ));
+        }
+        if info.user != current.info.user {
+            return Err(bad(
+                "framework_info.user",
+                format!(
+                    "cannot change from `{}` to `{}`",
+                    current.info.user, info.user
+                ),
+            ));
+        }
+        let min_offers = validate::offer_filters(&info, &roles)?;
+        // A higher limit (or a lower minimum) may let the framework take more at once; a
+        // lower one needs no early cycle.
+        let limit = |l: Option<u32>| l.filter(|l| *l > 0).unwrap_or(u32::MAX);
+        let more = limit(info.max_outstanding_offers) > limit(current.info.max_outstanding_offers)
+            || info.offer_filters != current.info.offer_filters;
+        self.allocator
+            .set_offer_limit(fw, info.max_outstanding_offers);
+        self.allocator.set_min_offers(fw, &min_offers);
+        tracing::debug!(framework_id = %fw, max_outstanding_offers = ?info.max_outstanding_offers,
+            "framework updated");
+        if let Some(f) = self.frameworks.get_mut(fw) {
+            f.info = info;
+        }
+        self.allocation_pending |= more;
+        Ok(())
+    }
+
     pub(crate) fn on_framework_disconnected(&mut self, now: Timestamp, conn: ConnId) {
         let Some(ConnOwner::Framework(fw)) = self.conns.remove(&conn) else {
             return;

@@ -37,6 +37,9 @@ pub enum Call {
     Revive(v1::ReviveRequest),
     /// SUPPRESS offers.
     Suppress(v1::SuppressRequest),
+    /// UPDATE_FRAMEWORK: change the FrameworkInfo (offer limit, minimum offers, name, labels,
+    /// failover timeout) without re-subscribing.
+    UpdateFramework(v1::UpdateFrameworkRequest),
     /// KILL a task.
     Kill(v1::KillRequest),
     /// ACKNOWLEDGE a status update.

@@ -149,6 +149,13 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         unary!(self, request, Suppress, "suppress")
     }
 
+    async fn update_framework(
+        &self,
+        request: Request<v1::UpdateFrameworkRequest>,
+    ) -> Result<Response<v1::CallResponse>, Status> {
+        unary!(self, request, UpdateFramework, "update_framework")
+    }
+
     async fn kill(
         &self,
         request: Request<v1::KillRequest>,

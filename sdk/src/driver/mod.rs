@@ -94,6 +94,7 @@ impl EventStream {
 pub struct Driver {
     client: SchedulerClient<Channel>,
     header: Arc<RwLock<v1::CallHeader>>,
+    framework: Arc<RwLock<v1::FrameworkInfo>>,
     shutdown: CancellationToken,
     tearing_down: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -116,10 +117,12 @@ impl Driver {
         let tearing_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut config = config;
         config.framework.id = opened.subscribed.framework_id.clone();
+        let framework = Arc::new(RwLock::new(config.framework.clone()));
         let reader = session::Reader {
             client: client.clone(),
             config,
             header: header.clone(),
+            framework: framework.clone(),
             tx,
             shutdown: shutdown.clone(),
             tearing_down: tearing_down.clone(),
@@ -129,6 +132,7 @@ impl Driver {
             Driver {
                 client,
                 header,
+                framework,
                 shutdown,
                 tearing_down,
             },
@@ -229,6 +233,30 @@ impl Driver {
         };
         let mut c = self.client.clone();
         call("suppress", c.suppress(req)).await
+    }
+
+    /// UPDATE_FRAMEWORK: replaces the framework's FrameworkInfo (its `id` is filled in) without
+    /// re-subscribing, e.g. to change `max_outstanding_offers` as the queue grows and shrinks,
+    /// or `offer_filters`. `user` and `roles` cannot change. A later re-subscription (after a
+    /// disconnect) uses the updated info.
+    pub async fn update_framework(&self, mut info: v1::FrameworkInfo) -> Result<(), DriverError> {
+        info.id = self.framework_id();
+        let req = v1::UpdateFrameworkRequest {
+            header: Some(self.header()),
+            framework_info: Some(info.clone()),
+        };
+        let mut c = self.client.clone();
+        call("update_framework", c.update_framework(req)).await?;
+        *self.framework.write().unwrap_or_else(|e| e.into_inner()) = info;
+        Ok(())
+    }
+
+    /// The FrameworkInfo the driver subscribed (or last updated) with.
+    pub fn framework_info(&self) -> v1::FrameworkInfo {
+        self.framework
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Kills a task (with its own grace period).

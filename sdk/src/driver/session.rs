@@ -112,6 +112,8 @@ pub(crate) struct Reader {
     pub client: SchedulerClient<Channel>,
     pub config: DriverConfig,
     pub header: Arc<RwLock<v1::CallHeader>>,
+    /// The FrameworkInfo to re-subscribe with (changed by `Driver::update_framework`).
+    pub framework: Arc<RwLock<v1::FrameworkInfo>>,
     pub tx: mpsc::Sender<DriverEvent>,
     pub shutdown: CancellationToken,
     /// Set by `teardown`: a stream that ends from now on is not re-subscribed.
@@ -142,7 +144,11 @@ impl Reader {
                 return;
             }
             tracing::warn!(%reason, "scheduler event stream disconnected");
-            let failover = self.config.framework.failover_timeout;
+            let failover = self
+                .framework
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .failover_timeout;
             if !self.emit(DriverEvent::Disconnected { reason }).await {
                 return;
             }
@@ -204,7 +210,11 @@ impl Reader {
     /// failover timeout passes, or the driver is shut down. Returns the new stream.
     async fn resubscribe(&self, failover: f64) -> Option<(Streaming<v1::Event>, f64)> {
         let deadline = Instant::now() + Duration::from_secs_f64(failover.min(1e9));
-        let mut framework = self.config.framework.clone();
+        let mut framework = self
+            .framework
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         framework.id = self.current_header().framework_id;
         let mut delay = self.config.reconnect_initial.max(Duration::from_millis(1));
         loop {

@@ -56,6 +56,7 @@ pub enum Call {
     Decline(v1::DeclineRequest),
     Revive(v1::ReviveRequest),
     Suppress(v1::SuppressRequest),
+    UpdateFramework(v1::UpdateFrameworkRequest),
     Kill(v1::KillRequest),
     Acknowledge(v1::AcknowledgeRequest),
     Reconcile(v1::ReconcileRequest),
@@ -70,6 +71,7 @@ impl Call {
             Call::Decline(_) => "decline",
             Call::Revive(_) => "revive",
             Call::Suppress(_) => "suppress",
+            Call::UpdateFramework(_) => "update_framework",
             Call::Kill(_) => "kill",
             Call::Acknowledge(_) => "acknowledge",
             Call::Reconcile(_) => "reconcile",
@@ -84,6 +86,7 @@ impl Call {
             Call::Decline(r) => r.header.clone(),
             Call::Revive(r) => r.header.clone(),
             Call::Suppress(r) => r.header.clone(),
+            Call::UpdateFramework(r) => r.header.clone(),
             Call::Kill(r) => r.header.clone(),
             Call::Acknowledge(r) => r.header.clone(),
             Call::Reconcile(r) => r.header.clone(),
@@ -466,6 +469,12 @@ impl Scheduler for FakeScheduler {
         let mut st = self.state();
         st.check(Call::Suppress(request.into_inner()))?;
         st.suppressed = true;
+        ok()
+    }
+
+    async fn update_framework(&self, request: Request<v1::UpdateFrameworkRequest>) -> Reply {
+        let mut st = self.state();
+        st.check(Call::UpdateFramework(request.into_inner()))?;
         ok()
     }
 

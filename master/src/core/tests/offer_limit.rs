@@ -165,3 +165,163 @@ fn leftovers_below_the_minimum_are_not_offered() {
     assert_eq!(offers.len(), 1, "{offers:?}");
     assert_eq!(offers[0].hostname, "big");
 }
+
+fn update(h: &mut H, header: &v1::CallHeader, info: v1::FrameworkInfo) -> Result<(), String> {
+    h.call(Call::UpdateFramework(v1::UpdateFrameworkRequest {
+        header: Some(header.clone()),
+        framework_info: Some(info),
+    }))
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn update_framework_changes_the_limit_without_rescinding() {
+    let mut h = four_agents();
+    let fw = subscribe_capped(&mut h, F1, "capped", Some(1));
+    h.advance(1_000);
+    let first = h.offers(F1);
+    assert_eq!(first.len(), 1);
+    let info = |limit: Option<u32>| v1::FrameworkInfo {
+        id: fw.framework_id.clone(),
+        name: "capped".into(),
+        failover_timeout: 60.0,
+        max_outstanding_offers: limit,
+        ..Default::default()
+    };
+    // Raising the limit: the next cycle fills the new slots; the first offer stays out.
+    update(&mut h, &fw, info(Some(3))).expect("raise");
+    h.advance(1_000);
+    assert_eq!(h.offers(F1).len(), 2, "two more, up to three");
+    let snapshot = h.m.snapshot(crate::core::Timestamp(h.now));
+    let f = &snapshot.frameworks[0];
+    assert_eq!(
+        (f.outstanding_offers, f.max_outstanding_offers),
+        (3, Some(3))
+    );
+    // Lowering it: nothing is rescinded, but nothing more comes until the framework is below.
+    update(&mut h, &fw, info(Some(1))).expect("lower");
+    h.call(Call::Decline(v1::DeclineRequest {
+        header: Some(fw.clone()),
+        offer_ids: vec![first[0].id.clone()],
+        filters: None,
+    }))
+    .expect("decline");
+    h.advance(1_000);
+    assert!(h.offers(F1).is_empty(), "two out, limit one");
+    assert!(
+        h.events(F1)
+            .iter()
+            .all(|e| !matches!(e, v1::event::Event::Rescind(_))),
+        "an update rescinds nothing"
+    );
+    // No limit at all.
+    update(&mut h, &fw, info(None)).expect("unlimited");
+    h.advance(1_000);
+    assert_eq!(
+        h.offers(F1).len(),
+        1,
+        "the agent neither out nor declined (declined: filtered for 5 s)"
+    );
+}
+
+#[test]
+fn update_framework_refuses_bad_updates_naming_the_field() {
+    let mut h = four_agents();
+    let fw = subscribe_capped(&mut h, F1, "capped", Some(1));
+    let base = v1::FrameworkInfo {
+        id: fw.framework_id.clone(),
+        name: "capped".into(),
+        failover_timeout: 60.0,
+        ..Default::default()
+    };
+    let cases = [
+        (
+            v1::FrameworkInfo {
+                id: "someone-else".into(),
+                ..base.clone()
+            },
+            "framework_info.id",
+        ),
+        (
+            v1::FrameworkInfo {
+                roles: vec!["other".into()],
+                ..base.clone()
+            },
+            "framework_info.roles",
+        ),
+        (
+            v1::FrameworkInfo {
+                user: "root".into(),
+                ..base.clone()
+            },
+            "framework_info.user",
+        ),
+        (
+            v1::FrameworkInfo {
+                name: String::new(),
+                ..base.clone()
+            },
+            "framework_info.name",
+        ),
+        (
+            v1::FrameworkInfo {
+                offer_filters: [("db".to_string(), v1::OfferFilters::minimum([("cpus", 1.0)]))]
+                    .into_iter()
+                    .collect(),
+                ..base.clone()
+            },
+            "offer_filters[db]",
+        ),
+    ];
+    for (info, field) in cases {
+        let err = update(&mut h, &fw, info).expect_err("refused");
+        assert!(err.contains(field), "{field}: {err}");
+    }
+    let err = h
+        .call(Call::UpdateFramework(v1::UpdateFrameworkRequest {
+            header: Some(fw.clone()),
+            framework_info: None,
+        }))
+        .expect_err("missing info")
+        .to_string();
+    assert!(err.contains("framework_info"), "{err}");
+    // Nothing changed: the limit is still one.
+    h.advance(1_000);
+    assert_eq!(h.offers(F1).len(), 1);
+    // A framework that is not subscribed cannot update.
+    let stranger = v1::CallHeader {
+        framework_id: "nobody".into(),
+        stream_id: "x".into(),
+    };
+    let err = update(&mut h, &stranger, base).expect_err("not subscribed");
+    assert!(err.contains("nobody"), "{err}");
+}
+
+#[test]
+fn update_framework_sets_a_minimum_offer() {
+    let mut h = H::new();
+    h.register_agent(10, "small", "cpus:1;mem:4096");
+    h.register_agent(11, "big", "cpus:8;mem:4096");
+    let mut info = min_filters("web", "cpus", 0.0);
+    info.offer_filters.clear();
+    let fw = h.subscribe_with(F1, info.clone());
+    h.advance(1_000);
+    let offers = h.offers(F1);
+    assert_eq!(offers.len(), 2, "no minimum yet");
+    let ids: Vec<String> = offers.iter().map(|o| o.id.clone()).collect();
+    h.call(Call::Decline(v1::DeclineRequest {
+        header: Some(fw.clone()),
+        offer_ids: ids,
+        filters: Some(v1::Filters {
+            refuse_seconds: Some(0.0),
+        }),
+    }))
+    .expect("decline");
+    let mut with_min = min_filters("web", "cpus", 2.0);
+    with_min.id = fw.framework_id.clone();
+    update(&mut h, &fw, with_min).expect("minimum");
+    h.advance(1_000);
+    let offers = h.offers(F1);
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0].hostname, "big");
+}
