@@ -106,6 +106,10 @@ struct MixArgs {
     /// resources through `offer_filters`).
     #[arg(long)]
     no_min_offers: bool,
+    /// Frameworks keep a fixed offer limit (by default each moves its limit with its queue
+    /// through UPDATE_FRAMEWORK, up to --max-outstanding-offers).
+    #[arg(long)]
+    fixed_offer_limit: bool,
 }
 
 impl MixArgs {
@@ -120,6 +124,7 @@ impl MixArgs {
             task_time_scale: scale,
             max_outstanding_offers: self.max_outstanding_offers,
             min_offers: !self.no_min_offers,
+            adaptive_offer_limit: !self.fixed_offer_limit,
             ..GenParams::default()
         })
     }

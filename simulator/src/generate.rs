@@ -33,6 +33,9 @@ pub struct GenParams {
     /// Every framework subscribes with a minimum offer of one task (`min_offer_is_task`), so
     /// leftovers too small for its tasks are not offered to it. Default on.
     pub min_offers: bool,
+    /// Every framework keeps its offer limit near its queue (`adaptive_offer_limit`, through
+    /// UPDATE_FRAMEWORK), with `max_outstanding_offers` as the cap. Default on.
+    pub adaptive_offer_limit: bool,
 }
 
 impl Default for GenParams {
@@ -48,6 +51,7 @@ impl Default for GenParams {
             task_time_scale: 1.0,
             max_outstanding_offers: DEFAULT_OFFER_LIMIT,
             min_offers: true,
+            adaptive_offer_limit: true,
         }
     }
 }
@@ -161,6 +165,9 @@ pub fn scenario_toml(p: &GenParams) -> String {
         };
         let mut limit = match p.max_outstanding_offers {
             0 => String::new(),
+            n if p.adaptive_offer_limit => {
+                format!("max_outstanding_offers = {n}\nadaptive_offer_limit = true\n")
+            }
             n => format!("max_outstanding_offers = {n}\n"),
         };
         if p.min_offers {

@@ -87,6 +87,8 @@ pub struct Summary {
     pub decline_rate: f64,
     /// Offers made per task launched.
     pub offers_per_launched_task: Option<f64>,
+    /// UPDATE_FRAMEWORK calls frameworks sent to move their offer limits.
+    pub offer_limit_updates: u64,
     /// Jain's index averaged over samples with active frameworks.
     pub jain_mean: Option<f64>,
     /// Lowest Jain's index seen.
@@ -126,6 +128,7 @@ pub fn summarize(sim: &Sim) -> Summary {
     let mut per_framework = Vec::new();
     let mut all_waits = Vec::new();
     let (mut offers, mut declined, mut launched, mut finished, mut lost) = (0, 0, 0, 0, 0);
+    let mut limit_updates = 0;
     for (i, f) in sim.frameworks().iter().enumerate() {
         let mut w = f.stats.waits.clone();
         all_waits.extend_from_slice(&f.stats.waits);
@@ -157,6 +160,7 @@ pub fn summarize(sim: &Sim) -> Summary {
         });
         offers += f.stats.offers;
         declined += f.stats.declined;
+        limit_updates += f.stats.limit_updates;
         launched += f.stats.launched;
         finished += f.stats.finished;
         lost += f.stats.lost;
@@ -200,6 +204,7 @@ pub fn summarize(sim: &Sim) -> Summary {
             0.0
         },
         offers_per_launched_task: (launched > 0).then(|| offers as f64 / launched as f64),
+        offer_limit_updates: limit_updates,
         jain_mean: mean(samples.iter().filter_map(|s| s.jain)),
         jain_min: samples.iter().filter_map(|s| s.jain).reduce(f64::min),
         max_min_ratio_mean: mean(samples.iter().filter_map(|s| s.max_min_ratio)),
@@ -358,6 +363,7 @@ pub fn rows(summaries: &[&Summary]) -> Vec<(String, Vec<String>)> {
             f3(s.offers_per_launched_task)
         }),
         ("decline rate", |s| format!("{:.3}", s.decline_rate)),
+        ("offer limit updates", |s| s.offer_limit_updates.to_string()),
         ("allocation cycles", |s| s.allocation_cycles.to_string()),
         ("simulated events", |s| s.counters.events().to_string()),
     ];

@@ -225,6 +225,9 @@ pub struct Model {
     /// `FrameworkInfo.max_outstanding_offers`: at most this many offers held at once (0 = no
     /// limit).
     pub max_outstanding_offers: u32,
+    /// Keep the offer limit near the demand (UPDATE_FRAMEWORK): about as many offers as tasks
+    /// waiting (rounded up to a power of two), at most `max_outstanding_offers`.
+    pub adaptive_offer_limit: bool,
     /// `refuse_seconds` sent with declines and accepts, in ms (`None` = master default).
     pub refuse_ms: Option<u64>,
     /// Suppress offers when there is nothing to run, revive when work arrives.
@@ -288,6 +291,8 @@ struct RawFramework {
     max_tasks_per_offer: u32,
     #[serde(default)]
     max_outstanding_offers: u32,
+    #[serde(default)]
+    adaptive_offer_limit: bool,
     refuse_s: Option<f64>,
     #[serde(default = "yes")]
     suppress_when_idle: bool,
@@ -333,10 +338,17 @@ fn model(
     max_running: u32,
     max_tasks_per_offer: u32,
     max_outstanding_offers: u32,
+    adaptive_offer_limit: bool,
     refuse_s: Option<f64>,
     suppress_when_idle: bool,
     constraints: Attrs,
 ) -> Result<Model, String> {
+    if adaptive_offer_limit && max_outstanding_offers == 0 {
+        return Err(
+            "`adaptive_offer_limit` needs `max_outstanding_offers` > 0 (the most it may ask for)"
+                .into(),
+        );
+    }
     if !(0.0..=1.0).contains(&decline_probability) {
         return Err(format!(
             "`decline_probability` must be within 0..=1, got {decline_probability}"
@@ -365,6 +377,7 @@ fn model(
         max_running,
         max_tasks_per_offer,
         max_outstanding_offers,
+        adaptive_offer_limit,
         refuse_ms: refuse_s.map(secs_to_ms),
         suppress_when_idle,
         constraints,
@@ -405,6 +418,7 @@ impl TryFrom<RawFramework> for FrameworkSpec {
             r.max_running,
             r.max_tasks_per_offer,
             r.max_outstanding_offers,
+            r.adaptive_offer_limit,
             r.refuse_s,
             r.suppress_when_idle,
             r.constraints,
@@ -493,6 +507,8 @@ struct RawTrace {
     max_tasks_per_offer: u32,
     #[serde(default)]
     max_outstanding_offers: u32,
+    #[serde(default)]
+    adaptive_offer_limit: bool,
     refuse_s: Option<f64>,
     #[serde(default = "yes")]
     suppress_when_idle: bool,
@@ -544,6 +560,7 @@ impl TryFrom<RawTrace> for TraceSpec {
                 r.max_running,
                 r.max_tasks_per_offer,
                 r.max_outstanding_offers,
+                r.adaptive_offer_limit,
                 r.refuse_s,
                 r.suppress_when_idle,
                 r.constraints,

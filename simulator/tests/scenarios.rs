@@ -255,3 +255,49 @@ fn offer_limit_cuts_offers_not_launches() -> anyhow::Result<()> {
     assert!(limited.offers <= 2 * 61, "{}", limited.offers);
     Ok(())
 }
+
+/// `adaptive_offer_limit`: a framework moves its offer limit with its queue (UPDATE_FRAMEWORK
+/// calls through the real master) and so declines far fewer offers than with a fixed limit,
+/// while running the same work.
+#[test]
+fn adaptive_offer_limit_follows_the_queue() -> anyhow::Result<()> {
+    let run = |adaptive: bool| -> anyhow::Result<report::Summary> {
+        let text = format!(
+            "duration_s = 120\n\
+             [[agents]]\ncount = 200\nresources = \"cpus:4;mem:8192\"\n\
+             [[frameworks]]\nname = \"bursty\"\ntask = \"cpus:1;mem:512\"\ntasks = 40\n\
+             max_outstanding_offers = 16\nadaptive_offer_limit = {adaptive}\nrefuse_s = 5\n\
+             arrivals = {{ process = \"poisson\", rate_per_s = 0.5 }}\n\
+             duration = {{ dist = \"constant\", value_s = 10 }}\n"
+        );
+        let s = Scenario::parse(&text, "adaptive.toml".as_ref())?;
+        let mut sim = Sim::new(&s, Policy::Drf)?;
+        sim.run();
+        Ok(report::summarize(&sim))
+    };
+    let fixed = run(false)?;
+    let adaptive = run(true)?;
+    assert_eq!(fixed.offer_limit_updates, 0);
+    assert!(adaptive.offer_limit_updates > 0, "it sent updates");
+    assert_eq!(adaptive.tasks_launched, fixed.tasks_launched, "same work");
+    assert!(
+        adaptive.offers_declined * 2 < fixed.offers_declined,
+        "adaptive {} declines, fixed {}",
+        adaptive.offers_declined,
+        fixed.offers_declined
+    );
+    // Bad input: an adaptive limit needs a cap.
+    let err = Scenario::parse(
+        "duration_s = 1\n[[agents]]\ncount = 1\nresources = \"cpus:1;mem:1024\"\n\
+         [[frameworks]]\nname = \"x\"\ntask = \"cpus:1;mem:512\"\nadaptive_offer_limit = true\n",
+        "bad.toml".as_ref(),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        err.contains("bad.toml") && err.contains("max_outstanding_offers"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -72,6 +72,8 @@ pub struct FwStats {
     pub lost: u64,
     /// ERROR events received.
     pub errors: u64,
+    /// UPDATE_FRAMEWORK calls sent to change the offer limit.
+    pub limit_updates: u64,
     /// Queueing delay of each launch (ms).
     pub waits: Vec<u64>,
 }
@@ -93,6 +95,8 @@ pub struct SimFramework {
     /// Id given by the master (empty until subscribed).
     pub id: String,
     pub(crate) header: Option<v1::CallHeader>,
+    /// The FrameworkInfo it subscribed (or last updated) with.
+    pub(crate) info: Option<v1::FrameworkInfo>,
     pub(crate) connected: bool,
     /// Waiting tasks.
     pub queue: VecDeque<Pending>,
@@ -144,6 +148,7 @@ impl SimFramework {
             rng: SplitMix64::new(seed),
             id: String::new(),
             header: None,
+            info: None,
             connected: false,
             queue: VecDeque::new(),
             launched: HashMap::default(),
@@ -169,6 +174,27 @@ impl SimFramework {
             || (self.model.behaviour == Behaviour::Elastic
                 && self.running < self.model.max_running
                 && matches!(self.source, Source::Synthetic { .. }))
+    }
+
+    /// Tasks it could launch now: its queue, or for an elastic framework the room below its
+    /// target.
+    fn demand(&self) -> usize {
+        if self.model.behaviour == Behaviour::Elastic {
+            self.model.max_running.saturating_sub(self.running) as usize
+        } else {
+            self.queue.len()
+        }
+    }
+
+    /// The offer limit an adaptive framework asks for: its demand rounded up to a power of
+    /// two, between 1 and its cap.
+    fn wanted_offer_limit(&self) -> u32 {
+        let demand = u32::try_from(self.demand()).unwrap_or(u32::MAX);
+        demand
+            .max(1)
+            .checked_next_power_of_two()
+            .unwrap_or(u32::MAX)
+            .min(self.model.max_outstanding_offers.max(1))
     }
 
     /// Dominant share of the cluster capacity given, from the tasks it runs.
@@ -249,11 +275,24 @@ impl Sim {
         fw.active = true;
         fw.connected = true;
         fw.joined_at = Some(self.now);
+        let backlog = fw.backlog;
+        let now = self.now;
+        for _ in 0..backlog {
+            match fw.make_task(now) {
+                Some(p) => fw.queue.push_back(p),
+                None => break,
+            }
+        }
+        let limit = if fw.model.adaptive_offer_limit {
+            fw.wanted_offer_limit()
+        } else {
+            fw.model.max_outstanding_offers
+        };
         let info = v1::FrameworkInfo {
             name: fw.name.clone(),
             roles: vec![fw.role.clone()],
             failover_timeout: 0.0,
-            max_outstanding_offers: Some(fw.model.max_outstanding_offers).filter(|l| *l > 0),
+            max_outstanding_offers: Some(limit).filter(|l| *l > 0),
             offer_filters: fw
                 .min_offer
                 .map(|(cpus, mem)| {
@@ -265,14 +304,7 @@ impl Sim {
                 .collect(),
             ..Default::default()
         };
-        let backlog = fw.backlog;
-        let now = self.now;
-        for _ in 0..backlog {
-            match fw.make_task(now) {
-                Some(p) => fw.queue.push_back(p),
-                None => break,
-            }
-        }
+        fw.info = Some(info.clone());
         let next_arrival = match &fw.source {
             Source::Synthetic {
                 arrivals: Some(a), ..
@@ -306,6 +338,9 @@ impl Sim {
         self.fw_by_id.insert(s.framework_id.clone(), f);
         let fw = &mut self.frameworks[f as usize];
         fw.id = s.framework_id.clone();
+        if let Some(info) = fw.info.as_mut() {
+            info.id = s.framework_id.clone();
+        }
         fw.header = Some(v1::CallHeader {
             framework_id: s.framework_id,
             stream_id: s.stream_id,
@@ -397,8 +432,10 @@ impl Sim {
         self.adjust_suppression(f);
     }
 
-    /// Suppresses a framework with nothing to do, revives one that has work again.
+    /// Suppresses a framework with nothing to do, revives one that has work again, and (if
+    /// adaptive) moves its offer limit with its demand.
     fn adjust_suppression(&mut self, f: u32) {
+        self.adjust_offer_limit(f);
         let fw = &self.frameworks[f as usize];
         if !fw.active || !fw.model.suppress_when_idle {
             return;
@@ -420,6 +457,31 @@ impl Sim {
                 roles: Vec::new(),
             }));
         }
+    }
+
+    /// An adaptive framework raises its offer limit as soon as its demand needs more, and
+    /// lowers it once the demand has fallen to a quarter (hysteresis: a queue that moves by
+    /// one task does not send an UPDATE_FRAMEWORK each time).
+    fn adjust_offer_limit(&mut self, f: u32) {
+        let fw = &mut self.frameworks[f as usize];
+        if !fw.active || !fw.model.adaptive_offer_limit || fw.header.is_none() {
+            return;
+        }
+        let want = fw.wanted_offer_limit();
+        let Some(info) = fw.info.as_mut() else {
+            return;
+        };
+        let current = info.max_outstanding_offers.unwrap_or(u32::MAX);
+        if want == current || (want < current && want.saturating_mul(4) > current) {
+            return;
+        }
+        info.max_outstanding_offers = Some(want);
+        let req = v1::UpdateFrameworkRequest {
+            header: fw.header.clone(),
+            framework_info: Some(info.clone()),
+        };
+        self.frameworks[f as usize].stats.limit_updates += 1;
+        self.call(Call::UpdateFramework(req));
     }
 
     pub(crate) fn on_offers(&mut self, f: u32, offers: Vec<v1::Offer>) {
