@@ -300,11 +300,11 @@ fn harness_log(s: &Scenario) -> Vec<Line> {
         });
         h.fifo.push_back(Input::Subscribe {
             conn,
-            info: v1::FrameworkInfo {
+            info: Box::new(v1::FrameworkInfo {
                 name: spec.name.clone(),
                 roles: vec![spec.role.clone()],
                 ..Default::default()
-            },
+            }),
         });
         h.feed();
     }

@@ -257,7 +257,14 @@ impl Allocator {
         stage: Stage,
     ) -> Option<(usize, usize, Resources)> {
         let n = &self.roles.nodes[role];
-        if n.frameworks.is_empty() {
+        // Cheap bit tests first: a role none of whose frameworks is eligible and unfiltered
+        // here needs no offer computed.
+        let a = self.agent(agent)?;
+        if !n
+            .frameworks
+            .iter()
+            .any(|fw| self.eligible.get(fw) && !a.filtered.get(fw))
+        {
             return None;
         }
         let offer = self.role_offer(role, agent, stage)?;

@@ -74,7 +74,7 @@ impl Allocator {
         }
     }
 
-    /// After an agent found no taker: marks the eligible frameworks whose minimums its
+    /// After an agent found no taker: marks the frameworks whose minimums its
     /// leftovers cannot meet, so the next cycles pass it over until its free resources grow.
     pub(crate) fn mark_too_small(&mut self, agent: usize) {
         if self.min_fws.is_empty() {
@@ -92,11 +92,12 @@ impl Allocator {
             a.revalidate_filters(None);
         }
         let room = Scalars::unreserved(&a.bits_valid_for);
+        // Every framework with a minimum, not only the eligible ones: whether the leftovers
+        // are too small does not depend on eligibility, and a framework that is at its offer
+        // limit now (an adaptive one nearly always is) would otherwise send every agent
+        // through a full search again as soon as it answers an offer.
         for &slot in &self.min_fws {
-            if self.eligible.get(slot)
-                && !a.filtered.get(slot)
-                && self.fws[slot].as_ref().is_some_and(|f| f.too_small(room))
-            {
+            if !a.filtered.get(slot) && self.fws[slot].as_ref().is_some_and(|f| f.too_small(room)) {
                 a.filtered.set(slot);
             }
         }

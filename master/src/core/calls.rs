@@ -55,7 +55,7 @@ impl Master {
             }
             Call::UpdateFramework(req) => {
                 let fw = self.authenticate(req.header.as_ref())?;
-                self.update_framework(&fw, req)
+                self.update_framework(&fw, *req)
             }
             Call::Kill(req) => {
                 let fw = self.authenticate(req.header.as_ref())?;

@@ -241,7 +241,7 @@ impl Master {
                 self.on_agent_disconnected(now, conn);
                 Ok(())
             }
-            Input::Subscribe { conn, info } => self.on_subscribe(now, conn, info),
+            Input::Subscribe { conn, info } => self.on_subscribe(now, conn, *info),
             Input::FrameworkDisconnected { conn } => {
                 self.on_framework_disconnected(now, conn);
                 Ok(())
@@ -383,7 +383,7 @@ impl Master {
         if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
             self.push(Output::ToAgent {
                 conn,
-                msg: v1::MasterMessage { msg: Some(msg) },
+                msg: Box::new(v1::MasterMessage { msg: Some(msg) }),
             });
         }
     }
@@ -391,7 +391,7 @@ impl Master {
     fn send_conn(&mut self, conn: ConnId, msg: v1::master_message::Msg) {
         self.push(Output::ToAgent {
             conn,
-            msg: v1::MasterMessage { msg: Some(msg) },
+            msg: Box::new(v1::MasterMessage { msg: Some(msg) }),
         });
     }
 

@@ -39,7 +39,7 @@ pub enum Call {
     Suppress(v1::SuppressRequest),
     /// UPDATE_FRAMEWORK: change the FrameworkInfo (offer limit, minimum offers, name, labels,
     /// failover timeout) without re-subscribing.
-    UpdateFramework(v1::UpdateFrameworkRequest),
+    UpdateFramework(Box<v1::UpdateFrameworkRequest>),
     /// KILL a task.
     Kill(v1::KillRequest),
     /// ACKNOWLEDGE a status update.
@@ -75,8 +75,8 @@ pub enum Input {
     Subscribe {
         /// The new event stream.
         conn: ConnId,
-        /// Who it is (with `id` set when re-subscribing).
-        info: v1::FrameworkInfo,
+        /// Who it is (with `id` set when re-subscribing). Boxed: rare, and large.
+        info: Box<v1::FrameworkInfo>,
     },
     /// A framework's event stream ended.
     FrameworkDisconnected {
@@ -109,8 +109,9 @@ pub enum Output {
     ToAgent {
         /// The agent's session.
         conn: ConnId,
-        /// The message.
-        msg: v1::MasterMessage,
+        /// The message (boxed: a RUN_TASK carries a whole TaskInfo, and every output would
+        /// otherwise be as large as the largest message).
+        msg: Box<v1::MasterMessage>,
     },
     /// End an agent's session.
     CloseAgent {

@@ -269,7 +269,13 @@ impl CoreLoop {
                 reply,
             } => {
                 self.frameworks.insert(conn, tx);
-                let result = self.master.handle(now, Input::Subscribe { conn, info });
+                let result = self.master.handle(
+                    now,
+                    Input::Subscribe {
+                        conn,
+                        info: Box::new(info),
+                    },
+                );
                 if result.is_err() {
                     self.frameworks.remove(&conn);
                 }
@@ -357,7 +363,7 @@ impl CoreLoop {
                     agent.span.record("agent_id", reg.agent_id.as_str());
                     agent.span.in_scope(|| tracing::info!("agent registered"));
                 }
-                if let Err(err) = agent.tx.try_send(Ok(msg)) {
+                if let Err(err) = agent.tx.try_send(Ok(*msg)) {
                     tracing::warn!(conn, reason = %err, "agent session full or closed; dropping it");
                     if let Some(agent) = self.agents.remove(&conn) {
                         agent.closed.cancel();

@@ -75,7 +75,7 @@ macro_rules! unary {
             call = $name,
             framework_id = %framework_id(req.header.as_ref())
         );
-        $self.call(Call::$variant(req)).instrument(span).await
+        $self.call(Call::$variant(req.into())).instrument(span).await
     }};
 }
 

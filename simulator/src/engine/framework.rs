@@ -321,7 +321,7 @@ impl Sim {
         let leave = fw.leave_at_ms;
         self.send(Input::Subscribe {
             conn: framework_conn(f),
-            info,
+            info: Box::new(info),
         });
         if let Some(t) = next_arrival {
             self.schedule(t, Ev::Arrive(f));
@@ -481,7 +481,7 @@ impl Sim {
             framework_info: Some(info.clone()),
         };
         self.frameworks[f as usize].stats.limit_updates += 1;
-        self.call(Call::UpdateFramework(req));
+        self.call(Call::UpdateFramework(Box::new(req)));
     }
 
     pub(crate) fn on_offers(&mut self, f: u32, offers: Vec<v1::Offer>) {

@@ -129,7 +129,14 @@ impl Cluster {
                 let conn = self.conn(false, i);
                 let info = self.frameworks[i].subscribe_info();
                 self.frameworks[i].conn = Some(conn);
-                self.send(conn, now, Delivery::Master(Input::Subscribe { conn, info }));
+                self.send(
+                    conn,
+                    now,
+                    Delivery::Master(Input::Subscribe {
+                        conn,
+                        info: Box::new(info),
+                    }),
+                );
             }
         }
         // Faults.
@@ -243,7 +250,7 @@ impl Cluster {
             match out {
                 Output::ToAgent { conn, msg } => {
                     let d = self.delay();
-                    self.net.send(conn, now, d, Delivery::Agent(msg));
+                    self.net.send(conn, now, d, Delivery::Agent(*msg));
                 }
                 Output::ToFramework { conn, event } => {
                     let d = self.delay();

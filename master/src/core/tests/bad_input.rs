@@ -241,7 +241,7 @@ fn bad_subscriptions_are_refused() {
     let err = h
         .input(Input::Subscribe {
             conn: F1,
-            info: v1::FrameworkInfo::default(),
+            info: Box::default(),
         })
         .expect_err("no name");
     assert!(err.to_string().contains("framework_info.name"));
@@ -251,7 +251,10 @@ fn bad_subscriptions_are_refused() {
         ..Default::default()
     };
     let err = h
-        .input(Input::Subscribe { conn: F1, info })
+        .input(Input::Subscribe {
+            conn: F1,
+            info: Box::new(info),
+        })
         .expect_err("role");
     assert!(err.to_string().contains("roles[0]"));
     assert!(h.drain().is_empty());

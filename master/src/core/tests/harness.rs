@@ -89,8 +89,11 @@ impl H {
         conn: ConnId,
         info: v1::FrameworkInfo,
     ) -> Result<v1::CallHeader, String> {
-        self.input(Input::Subscribe { conn, info })
-            .map_err(|e| e.to_string())?;
+        self.input(Input::Subscribe {
+            conn,
+            info: Box::new(info),
+        })
+        .map_err(|e| e.to_string())?;
         self.events(conn)
             .into_iter()
             .find_map(|e| match e {

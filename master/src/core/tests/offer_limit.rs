@@ -100,8 +100,11 @@ fn resubscribing_changes_the_limit_and_rescinded_offers_free_their_slots() {
         max_outstanding_offers: Some(3),
         ..Default::default()
     };
-    h.input(Input::Subscribe { conn: F2, info })
-        .expect("failover");
+    h.input(Input::Subscribe {
+        conn: F2,
+        info: Box::new(info),
+    })
+    .expect("failover");
     h.advance(1_000);
     assert_eq!(
         h.offers(F2).len(),
@@ -146,7 +149,10 @@ fn bad_offer_filters_are_refused_naming_the_field() {
         ),
     ] {
         let err = h
-            .input(Input::Subscribe { conn: F1, info })
+            .input(Input::Subscribe {
+                conn: F1,
+                info: Box::new(info),
+            })
             .expect_err("refused")
             .to_string();
         assert!(err.contains(field) && err.contains(says), "{err}");
@@ -167,10 +173,12 @@ fn leftovers_below_the_minimum_are_not_offered() {
 }
 
 fn update(h: &mut H, header: &v1::CallHeader, info: v1::FrameworkInfo) -> Result<(), String> {
-    h.call(Call::UpdateFramework(v1::UpdateFrameworkRequest {
-        header: Some(header.clone()),
-        framework_info: Some(info),
-    }))
+    h.call(Call::UpdateFramework(Box::new(
+        v1::UpdateFrameworkRequest {
+            header: Some(header.clone()),
+            framework_info: Some(info),
+        },
+    )))
     .map_err(|e| e.to_string())
 }
 
@@ -278,10 +286,12 @@ fn update_framework_refuses_bad_updates_naming_the_field() {
         assert!(err.contains(field), "{field}: {err}");
     }
     let err = h
-        .call(Call::UpdateFramework(v1::UpdateFrameworkRequest {
-            header: Some(fw.clone()),
-            framework_info: None,
-        }))
+        .call(Call::UpdateFramework(Box::new(
+            v1::UpdateFrameworkRequest {
+                header: Some(fw.clone()),
+                framework_info: None,
+            },
+        )))
         .expect_err("missing info")
         .to_string();
     assert!(err.contains("framework_info"), "{err}");

@@ -328,7 +328,10 @@ fn framework_without_failover_is_removed_on_disconnect() {
         ..Default::default()
     };
     let err = h
-        .input(Input::Subscribe { conn: 200, info })
+        .input(Input::Subscribe {
+            conn: 200,
+            info: Box::new(info),
+        })
         .expect_err("removed");
     assert!(matches!(err, MasterError::FrameworkRemoved { .. }));
 }
@@ -351,8 +354,11 @@ fn framework_failover_within_timeout_keeps_tasks() {
         failover_timeout: 60.0,
         ..Default::default()
     };
-    h.input(Input::Subscribe { conn: F2, info })
-        .expect("resubscribe");
+    h.input(Input::Subscribe {
+        conn: F2,
+        info: Box::new(info),
+    })
+    .expect("resubscribe");
     let sub = h.events(F2);
     assert!(
         matches!(&sub[0], Event::Subscribed(s) if s.framework_id == fw.framework_id && s.stream_id != fw.stream_id)
