@@ -1,8 +1,12 @@
 //! A growable bit set over small integer indices (framework slots).
 
-/// Bits over `usize` indices; absent words are zero.
+use smallvec::SmallVec;
+
+/// Bits over `usize` indices; absent words are zero. Up to 128 frameworks the words live
+/// inline, so the allocation cycle's per-agent "has every eligible framework filtered this
+/// agent?" test reads no second cache line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct BitSet(Vec<u64>);
+pub(crate) struct BitSet(SmallVec<[u64; 2]>);
 
 impl BitSet {
     /// Sets bit `i`.

@@ -37,13 +37,15 @@ impl Allocator {
             self.refresh_all_shares();
         }
         self.expire_filters(now);
-        let mut order: Vec<usize> = self
-            .agents
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.as_ref().is_some_and(|a| a.active && !a.draining))
-            .map(|(i, _)| i)
-            .collect();
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(
+            self.agents
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.as_ref().is_some_and(|a| a.active && !a.draining))
+                .map(|(i, _)| i),
+        );
         self.rng.shuffle(&mut order);
         let mut out = Vec::new();
 
@@ -138,6 +140,7 @@ impl Allocator {
                 self.grant(agent, fw, role, offer, &mut out, Some(&mut required));
             }
         }
+        self.order = order;
         out
     }
 

@@ -173,6 +173,8 @@ pub struct Allocator {
     policy: Policy,
     shares_dirty: bool,
     next_gen: u64,
+    /// The agent visiting order of the last cycle (kept to reuse its allocation).
+    order: Vec<usize>,
 }
 
 impl Allocator {
@@ -201,6 +203,7 @@ impl Allocator {
             policy,
             shares_dirty: false,
             next_gen: 0,
+            order: Vec::new(),
         }
     }
 
