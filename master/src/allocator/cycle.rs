@@ -115,10 +115,12 @@ impl Allocator {
             if self.eligible.is_empty() {
                 break;
             }
-            while let Some(a) = self.agent(agent) {
+            loop {
                 // Every eligible framework has filtered this agent: nothing to do here (checked
-                // first: it costs a few word operations, no resource arithmetic).
-                if !a.has_reserved && self.eligible.is_subset(&a.filtered) {
+                // first, on the dense bit array: a few word operations, no resource arithmetic).
+                let skip = self.eligible.is_subset(&self.filtered[agent]);
+                let Some(a) = self.agent(agent) else { break };
+                if skip && !a.has_reserved {
                     break;
                 }
                 if !allocatable(&a.free) {
@@ -262,11 +264,11 @@ impl Allocator {
         let n = &self.roles.nodes[role];
         // Cheap bit tests first: a role none of whose frameworks is eligible and unfiltered
         // here needs no offer computed.
-        let a = self.agent(agent)?;
+        let bits = self.filtered.get(agent)?;
         if !n
             .frameworks
             .iter()
-            .any(|fw| self.eligible.get(fw) && !a.filtered.get(fw))
+            .any(|fw| self.eligible.get(fw) && !bits.get(fw))
         {
             return None;
         }
@@ -349,7 +351,7 @@ impl Allocator {
             && !f.at_offer_limit()
             && !f.suppressed.contains(&role)
             && f.roles.contains(&role)
-            && !a.filtered.get(fw)
+            && !self.filtered.get(agent).is_some_and(|b| b.get(fw))
             && f.meets_min(role, offer)
             && !a
                 .filters

@@ -69,8 +69,8 @@ impl Allocator {
         }
         // Bits set for the old minimums no longer hold; filters re-derive on the next
         // revalidation (until then the filter table is consulted directly).
-        for a in self.agents.iter_mut().flatten() {
-            a.filtered.clear(slot);
+        for bits in &mut self.filtered {
+            bits.clear(slot);
         }
     }
 
@@ -88,8 +88,9 @@ impl Allocator {
         }
         // The bits are valid for `bits_valid_for` (⊇ free); tighten it to free first so a
         // mark made now stays true until free grows past it.
+        let bits = &mut self.filtered[agent];
         if a.bits_valid_for != a.free {
-            a.revalidate_filters(None);
+            a.revalidate_filters(bits, None);
         }
         let room = Scalars::unreserved(&a.bits_valid_for);
         // Every framework with a minimum, not only the eligible ones: whether the leftovers
@@ -97,8 +98,8 @@ impl Allocator {
         // limit now (an adaptive one nearly always is) would otherwise send every agent
         // through a full search again as soon as it answers an offer.
         for &slot in &self.min_fws {
-            if !a.filtered.get(slot) && self.fws[slot].as_ref().is_some_and(|f| f.too_small(room)) {
-                a.filtered.set(slot);
+            if !bits.get(slot) && self.fws[slot].as_ref().is_some_and(|f| f.too_small(room)) {
+                bits.set(slot);
             }
         }
     }

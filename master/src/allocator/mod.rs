@@ -154,6 +154,10 @@ pub struct RoleInfo {
 #[derive(Debug, Clone)]
 pub struct Allocator {
     agents: Vec<Option<AgentEntry>>,
+    /// Per agent slot (parallel to `agents`, kept dense so the cycle's skip test touches one
+    /// small array): frameworks with an unexpired decline filter covering the agent's
+    /// `bits_valid_for`, or whose minimum offer it cannot meet.
+    filtered: Vec<BitSet>,
     agent_ids: HashMap<String, usize>,
     free_agent_slots: Vec<usize>,
     fws: Vec<Option<FwEntry>>,
@@ -187,6 +191,7 @@ impl Allocator {
     pub fn with_policy(seed: u64, policy: Policy) -> Self {
         Allocator {
             agents: Vec::new(),
+            filtered: Vec::new(),
             agent_ids: HashMap::default(),
             free_agent_slots: Vec::new(),
             fws: Vec::new(),

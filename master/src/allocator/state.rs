@@ -25,33 +25,32 @@ pub(crate) struct AgentEntry {
     pub active: bool,
     pub draining: bool,
     pub filters: FilterTable,
-    /// Frameworks with an unexpired filter covering `bits_valid_for` (⊇ the current free).
-    pub filtered: BitSet,
+    /// What the agent's bits in `Allocator::filtered` were computed for (⊇ the current free).
     pub bits_valid_for: Resources,
     /// The earliest filter expiry queued for this agent.
     pub next_expiry: Option<Timestamp>,
 }
 
 impl AgentEntry {
-    /// Recomputes the filtered bits against the current free resources.
-    pub fn revalidate_filters(&mut self, now: Option<Timestamp>) {
+    /// Recomputes the agent's filtered bits against its current free resources.
+    pub fn revalidate_filters(&mut self, filtered: &mut BitSet, now: Option<Timestamp>) {
         self.bits_valid_for = self.free.clone();
-        self.filtered.clear_all();
+        filtered.clear_all();
         let fws: Vec<usize> = self.filters.frameworks().collect();
         for fw in fws {
             let covered = self.filters.of(fw).any(|(until, r)| {
                 now.is_none_or(|t| until > t) && r.contains(&self.bits_valid_for)
             });
             if covered {
-                self.filtered.set(fw);
+                filtered.set(fw);
             }
         }
     }
 
     /// Called whenever free resources grew.
-    pub fn free_grew(&mut self) {
+    pub fn free_grew(&mut self, filtered: &mut BitSet) {
         if !self.bits_valid_for.contains(&self.free) {
-            self.revalidate_filters(None);
+            self.revalidate_filters(filtered, None);
         }
     }
 }
@@ -203,7 +202,8 @@ impl Allocator {
         let Some(f) = self.fws[slot].take() else {
             return;
         };
-        for a in self.agents.iter_mut().flatten() {
+        for (a, bits) in self.agents.iter_mut().zip(self.filtered.iter_mut()) {
+            let Some(a) = a else { continue };
             let keys: Vec<(usize, usize)> = a
                 .held
                 .range((slot, 0)..=(slot, usize::MAX))
@@ -217,9 +217,9 @@ impl Allocator {
                 }
             }
             a.filters.remove_fw(slot);
-            a.filtered.clear(slot);
+            bits.clear(slot);
             if grew {
-                a.free_grew();
+                a.free_grew(bits);
             }
         }
         for (role, s) in &f.alloc {
@@ -292,7 +292,9 @@ impl Allocator {
         for a in agents {
             if let Some(agent) = self.agents.get_mut(a).and_then(Option::as_mut) {
                 agent.filters.remove_fw(slot);
-                agent.filtered.clear(slot);
+                if let Some(bits) = self.filtered.get_mut(a) {
+                    bits.clear(slot);
+                }
             }
         }
         self.refresh_eligible(slot);
@@ -346,8 +348,10 @@ impl Allocator {
         self.remove_agent(agent_id);
         let slot = self.free_agent_slots.pop().unwrap_or_else(|| {
             self.agents.push(None);
+            self.filtered.push(BitSet::default());
             self.agents.len() - 1
         });
+        self.filtered[slot].clear_all();
         let generation = self.next_gen();
         self.total.add(&total);
         self.total_s = Scalars::of(&self.total);
@@ -363,7 +367,6 @@ impl Allocator {
             active: true,
             draining: false,
             filters: FilterTable::default(),
-            filtered: BitSet::default(),
             bits_valid_for: Resources::new(),
             next_expiry: None,
         });
@@ -468,7 +471,7 @@ impl Allocator {
         a.has_reserved = has_reservations(&total);
         a.free = total.checked_sub(&held).unwrap_or_default();
         a.total = total;
-        a.revalidate_filters(None);
+        a.revalidate_filters(&mut self.filtered[slot], None);
         self.total_s = Scalars::of(&self.total);
         self.shares_dirty = true;
     }
@@ -561,10 +564,11 @@ impl Allocator {
             .map(|a| a.generation)
             .unwrap_or(0);
         if let Some(a) = self.agents[slot].as_mut() {
-            a.free_grew();
+            let bits = &mut self.filtered[slot];
+            a.free_grew(bits);
             if let Some(until) = refuse_until {
                 if resources.contains(&a.bits_valid_for) {
-                    a.filtered.set(fs);
+                    bits.set(fs);
                 }
                 a.filters.add(fs, until, resources);
                 if a.next_expiry.is_none_or(|t| until < t) {
@@ -643,12 +647,13 @@ impl Allocator {
             if a.generation != generation || a.next_expiry != Some(until) {
                 continue; // stale entry
             }
+            let bits = &mut self.filtered[slot];
             for fw in a.filters.expire_all(now) {
                 if a.filters.has(fw) {
                     let covered = a.filters.of(fw).any(|(_, r)| r.contains(&a.bits_valid_for));
-                    a.filtered.assign(fw, covered);
+                    bits.assign(fw, covered);
                 } else {
-                    a.filtered.clear(fw);
+                    bits.clear(fw);
                     if let Some(f) = self.fws.get_mut(fw).and_then(Option::as_mut) {
                         f.filtered_agents.remove(&slot);
                     }

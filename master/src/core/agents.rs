@@ -24,7 +24,7 @@ impl Master {
                 self.on_register(now, conn, r.info.unwrap_or_default(), Some(r.tasks))
             }
             Some(In::StatusUpdate(u)) => self.on_status_update(now, conn, u),
-            Some(In::Pong(_)) => self.agent_of(conn).map(|id| self.touch_agent(&id, now)),
+            Some(In::Pong(_)) => self.on_pong(conn, now),
             None => Err(MasterError::InvalidField {
                 field: "agent_message.msg".into(),
                 reason: "empty message".into(),
@@ -51,6 +51,17 @@ impl Master {
             Some(ConnOwner::Agent(id)) => Ok(id.clone()),
             _ => Err(MasterError::NotRegistered { conn }),
         }
+    }
+
+    /// A PONG from the agent on `conn` (without copying its id: pongs are most agent traffic).
+    fn on_pong(&mut self, conn: ConnId, now: Timestamp) -> Result<(), MasterError> {
+        let Some(ConnOwner::Agent(id)) = self.conns.get(&conn) else {
+            return Err(MasterError::NotRegistered { conn });
+        };
+        if let Some(a) = self.agents.get_mut(id) {
+            a.last_seen = now;
+        }
+        Ok(())
     }
 
     fn touch_agent(&mut self, agent_id: &str, now: Timestamp) {
@@ -146,12 +157,15 @@ impl Master {
             conn: Some(conn),
             last_seen: now,
             next_ping: now.plus_ms(self.config.agent_ping_interval_ms),
+            removal_check: now.plus_ms(self.agent_timeout_ms()),
             ping_seq: 0,
             tasks: known.clone(),
         };
         if let Some(old) = self.agents.get(&agent_id) {
             state.ping_seq = old.ping_seq;
         }
+        self.agent_timers.ping_at(state.next_ping, &agent_id);
+        self.agent_timers.check_at(state.removal_check, &agent_id);
         self.agents.insert(agent_id.clone(), state);
         self.conns.insert(conn, ConnOwner::Agent(agent_id.clone()));
         // Tasks the master knew but the agent no longer runs are lost (e.g. the agent restarted).
@@ -390,23 +404,50 @@ impl Master {
         }
     }
 
-    pub(crate) fn tick_agents(&mut self, now: Timestamp) {
-        let timeout = self
-            .config
+    /// Time without a message after which an agent is removed.
+    fn agent_timeout_ms(&self) -> u64 {
+        self.config
             .agent_ping_interval_ms
-            .saturating_mul(u64::from(self.config.agent_max_missed_pings.max(1)));
+            .saturating_mul(u64::from(self.config.agent_max_missed_pings.max(1)))
+    }
+
+    /// Pings the agents whose ping is due and removes those not heard from for longer than the
+    /// timeout. Only due agents are visited (`agent_timers`); a queue entry that no longer
+    /// matches its agent's record (gone, re-registered, rescheduled) is skipped.
+    pub(crate) fn tick_agents(&mut self, now: Timestamp) {
+        let timeout = self.agent_timeout_ms();
         let mut dead = Vec::new();
-        let mut pings = Vec::new();
-        for (id, a) in &mut self.agents {
-            if now.since(a.last_seen) > timeout {
-                dead.push(id.clone());
-            } else if now >= a.next_ping {
-                a.next_ping = now.plus_ms(self.config.agent_ping_interval_ms);
-                a.ping_seq += 1;
-                if let Some(conn) = a.conn {
-                    pings.push((conn, a.ping_seq));
-                }
+        while let Some((due, id)) = self.agent_timers.next_check(now) {
+            let Some(a) = self.agents.get_mut(&id) else {
+                continue;
+            };
+            if a.removal_check != due {
+                continue;
             }
+            if now.since(a.last_seen) > timeout {
+                dead.push(id);
+            } else {
+                // Heard from since: check again once the timeout has passed from then.
+                a.removal_check = a.last_seen.plus_ms(timeout);
+                let at = a.removal_check;
+                self.agent_timers.check_at(at, &id);
+            }
+        }
+        let mut pings = Vec::new();
+        while let Some((due, id)) = self.agent_timers.next_ping(now) {
+            let Some(a) = self.agents.get_mut(&id) else {
+                continue;
+            };
+            if a.next_ping != due || now.since(a.last_seen) > timeout {
+                continue; // stale, or about to be removed
+            }
+            a.next_ping = now.plus_ms(self.config.agent_ping_interval_ms);
+            a.ping_seq += 1;
+            if let Some(conn) = a.conn {
+                pings.push((conn, a.ping_seq));
+            }
+            let at = a.next_ping;
+            self.agent_timers.ping_at(at, &id);
         }
         for (conn, seq) in pings {
             self.send_conn(conn, Msg::Ping(v1::Ping { seq }));

@@ -17,6 +17,8 @@ pub(crate) struct AgentState {
     /// Last message received from it.
     pub last_seen: Timestamp,
     pub next_ping: Timestamp,
+    /// When its current removal check is queued (see `agent_timers`).
+    pub removal_check: Timestamp,
     pub ping_seq: u64,
     /// Live tasks on it: (framework id, task id).
     pub tasks: BTreeSet<(String, String)>,
