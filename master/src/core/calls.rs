@@ -160,9 +160,10 @@ impl Master {
             .unwrap_or_default();
         let mut planned: Vec<Planned> = Vec::new();
         let mut ids = BTreeSet::new();
-        for (i, op) in req.operations.iter().enumerate() {
-            let (tasks, group) = match &op.op {
-                Some(Op::Launch(l)) => (&l.tasks, false),
+        // The request is consumed: tasks move into the plan instead of being copied.
+        for (i, op) in req.operations.into_iter().enumerate() {
+            let (tasks, group) = match op.op {
+                Some(Op::Launch(l)) => (l.tasks, false),
                 Some(Op::LaunchGroup(g)) => {
                     if g.tasks.is_empty() {
                         return Err(MasterError::InvalidField {
@@ -170,7 +171,7 @@ impl Master {
                             reason: "a task group needs at least one task".into(),
                         });
                     }
-                    (&g.tasks, true)
+                    (g.tasks, true)
                 }
                 Some(other) => {
                     let ctx = OpContext {
@@ -178,7 +179,7 @@ impl Master {
                         agent_id: &agent_id,
                         index: i,
                     };
-                    let c = self.check_conversion(&ctx, other, &mut available)?;
+                    let c = self.check_conversion(&ctx, &other, &mut available)?;
                     planned.push(Planned::Convert(c));
                     continue;
                 }
@@ -191,7 +192,7 @@ impl Master {
             };
             let mut members = Vec::new();
             for task in tasks {
-                let res = self.validate_task(fw, &agent_id, task, &mut ids)?;
+                let res = self.validate_task(fw, &agent_id, &task, &mut ids)?;
                 self.check_task_volumes(&agent_id, &task.task_id, &res)?;
                 available = available.checked_sub(&res).ok_or_else(|| {
                     MasterError::ResourcesNotInOffer {
@@ -201,9 +202,9 @@ impl Master {
                     }
                 })?;
                 if group {
-                    members.push((task.clone(), res));
+                    members.push((task, res));
                 } else {
-                    planned.push(Planned::Launch(Box::new(task.clone()), res));
+                    planned.push(Planned::Launch(Box::new(task), res));
                 }
             }
             if group {

@@ -48,12 +48,18 @@ impl Master {
             task.state = state;
             task.status = status.clone();
         }
-        let recover = task.state.is_terminal() && !task.resources_recovered;
-        let (agent_id, resources) = (task.agent_id.clone(), task.resources.clone());
-        if recover {
-            let name = task.state.name();
-            *self.counters.tasks_terminal.entry(name).or_default() += 1;
+        // Only a task that just ended gives its resources back (copied out of the record only
+        // then: most updates are STARTING or RUNNING).
+        let recover = (task.state.is_terminal() && !task.resources_recovered).then(|| {
             task.resources_recovered = true;
+            (
+                task.state.name(),
+                task.agent_id.clone(),
+                task.resources.clone(),
+            )
+        });
+        if let Some((name, agent_id, resources)) = recover {
+            *self.counters.tasks_terminal.entry(name).or_default() += 1;
             self.allocator
                 .recover(framework_id, &agent_id, &resources, None);
             self.allocation_pending = true;
