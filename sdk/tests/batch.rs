@@ -130,6 +130,18 @@ async fn packs_four_per_offer_acks_everything_and_summarises() -> Result<()> {
     let st = fake.state();
     assert!(st.violations.is_empty(), "{:?}", st.violations);
     assert!(st.bad_headers.is_empty(), "{:?}", st.bad_headers);
+    // The offer limit follows the queue: 10 waiting → 16 (a power of two, the cap), then
+    // lowered once a quarter or less of it is wanted (2 left after the second launch → 2).
+    assert_eq!(st.subscribes[0].max_outstanding_offers, Some(16));
+    let limits: Vec<Option<u32>> = st
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::UpdateFramework(u) => u.framework_info.as_ref().map(|i| i.max_outstanding_offers),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(limits, [Some(2)]);
     let acked: Vec<Vec<u8>> = st
         .calls
         .iter()

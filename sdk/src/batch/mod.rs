@@ -10,6 +10,7 @@ mod summary;
 
 use std::collections::{HashMap, VecDeque};
 
+use proffer_proto::offer_filters::adaptive_offer_limit;
 use proffer_proto::resources::{self, UNRESERVED};
 use proffer_proto::{Resources, v1};
 use tokio::time::Instant;
@@ -25,6 +26,9 @@ pub use summary::BatchSummary;
 const REFUSE_WHILE_PENDING: f64 = 1.0;
 /// Seconds offers are refused once every task is launched.
 const REFUSE_WHEN_DONE: f64 = 60.0;
+/// The most offers a batch holds at once; with fewer tasks waiting it asks for about one
+/// offer per task (`adaptive_offer_limit`).
+const OFFER_CAP: u32 = 16;
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,6 +182,9 @@ pub async fn run_batch(
         user: std::env::var("USER").unwrap_or_default(),
         roles: vec![spec.role.clone()],
         failover_timeout: spec.failover_timeout_secs,
+        // About one offer per waiting task (moved with the queue by UPDATE_FRAMEWORK below),
+        // instead of an offer for every agent in the cluster.
+        max_outstanding_offers: adaptive_offer_limit(spec.tasks, None, OFFER_CAP),
         // Leftovers smaller than one task are useless to a batch: ask not to be offered them.
         offer_filters: [(
             spec.role.clone(),
@@ -353,6 +360,25 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 Ok(()) => self.suppressed = true,
                 Err(e) => tracing::warn!(error = %e, "suppress failed"),
             }
+        }
+        self.adjust_offer_limit().await;
+    }
+
+    /// Keeps the offer limit near the queue (nothing to do while the queue is empty: the
+    /// framework is suppressed then).
+    async fn adjust_offer_limit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut info = self.driver.framework_info();
+        let Some(limit) =
+            adaptive_offer_limit(self.pending.len(), info.max_outstanding_offers, OFFER_CAP)
+        else {
+            return;
+        };
+        info.max_outstanding_offers = Some(limit);
+        if let Err(e) = self.driver.update_framework(info).await {
+            tracing::warn!(error = %e, "offer limit update failed");
         }
     }
 

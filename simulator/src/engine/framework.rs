@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use proffer_master::core::rng::SplitMix64;
 use proffer_master::core::{Call, Input};
 use proffer_proto::Resources;
+use proffer_proto::offer_filters::adaptive_offer_limit;
 use proffer_proto::v1::{self, TaskState, operation::Op};
 
 use super::queue::Ev;
@@ -186,17 +187,6 @@ impl SimFramework {
         }
     }
 
-    /// The offer limit an adaptive framework asks for: its demand rounded up to a power of
-    /// two, between 1 and its cap.
-    fn wanted_offer_limit(&self) -> u32 {
-        let demand = u32::try_from(self.demand()).unwrap_or(u32::MAX);
-        demand
-            .max(1)
-            .checked_next_power_of_two()
-            .unwrap_or(u32::MAX)
-            .min(self.model.max_outstanding_offers.max(1))
-    }
-
     /// Dominant share of the cluster capacity given, from the tasks it runs.
     pub fn share(&self, cluster_cpus: i64, cluster_mem: i64) -> f64 {
         let c = if cluster_cpus > 0 {
@@ -284,7 +274,8 @@ impl Sim {
             }
         }
         let limit = if fw.model.adaptive_offer_limit {
-            fw.wanted_offer_limit()
+            let cap = fw.model.max_outstanding_offers;
+            adaptive_offer_limit(fw.demand(), None, cap).unwrap_or(cap)
         } else {
             fw.model.max_outstanding_offers
         };
@@ -459,28 +450,27 @@ impl Sim {
         }
     }
 
-    /// An adaptive framework raises its offer limit as soon as its demand needs more, and
-    /// lowers it once the demand has fallen to a quarter (hysteresis: a queue that moves by
-    /// one task does not send an UPDATE_FRAMEWORK each time).
+    /// An adaptive framework keeps its offer limit near its demand (see
+    /// [`adaptive_offer_limit`]) with UPDATE_FRAMEWORK.
     fn adjust_offer_limit(&mut self, f: u32) {
         let fw = &mut self.frameworks[f as usize];
         if !fw.active || !fw.model.adaptive_offer_limit || fw.header.is_none() {
             return;
         }
-        let want = fw.wanted_offer_limit();
+        let demand = fw.demand();
+        let cap = fw.model.max_outstanding_offers;
         let Some(info) = fw.info.as_mut() else {
             return;
         };
-        let current = info.max_outstanding_offers.unwrap_or(u32::MAX);
-        if want == current || (want < current && want.saturating_mul(4) > current) {
+        let Some(limit) = adaptive_offer_limit(demand, info.max_outstanding_offers, cap) else {
             return;
-        }
-        info.max_outstanding_offers = Some(want);
+        };
+        info.max_outstanding_offers = Some(limit);
         let req = v1::UpdateFrameworkRequest {
             header: fw.header.clone(),
             framework_info: Some(info.clone()),
         };
-        self.frameworks[f as usize].stats.limit_updates += 1;
+        fw.stats.limit_updates += 1;
         self.call(Call::UpdateFramework(Box::new(req)));
     }
 
