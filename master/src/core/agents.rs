@@ -24,7 +24,13 @@ impl Master {
                 self.on_register(now, conn, r.info.unwrap_or_default(), Some(r.tasks))
             }
             Some(In::StatusUpdate(u)) => self.on_status_update(now, conn, u),
-            Some(In::Pong(_)) => self.on_pong(conn, now),
+            Some(In::Pong(_)) => {
+                if self.liveness.heard_on(conn, now) {
+                    Ok(())
+                } else {
+                    Err(MasterError::NotRegistered { conn })
+                }
+            }
             None => Err(MasterError::InvalidField {
                 field: "agent_message.msg".into(),
                 reason: "empty message".into(),
@@ -53,20 +59,9 @@ impl Master {
         }
     }
 
-    /// A PONG from the agent on `conn` (without copying its id: pongs are most agent traffic).
-    fn on_pong(&mut self, conn: ConnId, now: Timestamp) -> Result<(), MasterError> {
-        let Some(ConnOwner::Agent(id)) = self.conns.get(&conn) else {
-            return Err(MasterError::NotRegistered { conn });
-        };
-        if let Some(a) = self.agents.get_mut(id) {
-            a.last_seen = now;
-        }
-        Ok(())
-    }
-
     fn touch_agent(&mut self, agent_id: &str, now: Timestamp) {
-        if let Some(a) = self.agents.get_mut(agent_id) {
-            a.last_seen = now;
+        if let Some(a) = self.agents.get(agent_id) {
+            self.liveness.heard_from(a.live_slot, now);
         }
     }
 
@@ -151,21 +146,21 @@ impl Master {
                     .map(|ti| (t.framework_id.clone(), ti.task_id.clone()))
             })
             .collect();
-        let mut state = AgentState {
+        let live_slot = self.liveness.register(
+            self.agents.get(&agent_id).map(|a| a.live_slot),
+            &agent_id,
+            conn,
+            now,
+            self.config.agent_ping_interval_ms,
+            self.agent_timeout_ms(),
+        );
+        let state = AgentState {
             info: info.clone(),
             total: total.clone(),
             conn: Some(conn),
-            last_seen: now,
-            next_ping: now.plus_ms(self.config.agent_ping_interval_ms),
-            removal_check: now.plus_ms(self.agent_timeout_ms()),
-            ping_seq: 0,
+            live_slot,
             tasks: known.clone(),
         };
-        if let Some(old) = self.agents.get(&agent_id) {
-            state.ping_seq = old.ping_seq;
-        }
-        self.agent_timers.ping_at(state.next_ping, &agent_id);
-        self.agent_timers.check_at(state.removal_check, &agent_id);
         self.agents.insert(agent_id.clone(), state);
         self.conns.insert(conn, ConnOwner::Agent(agent_id.clone()));
         // Tasks the master knew but the agent no longer runs are lost (e.g. the agent restarted).
@@ -354,6 +349,7 @@ impl Master {
             return;
         }
         agent.conn = None;
+        self.liveness.disconnected(conn);
         tracing::warn!(agent_id = %agent_id, "agent disconnected");
         let _ = now;
         self.allocator.deactivate_agent(&agent_id);
@@ -412,47 +408,17 @@ impl Master {
     }
 
     /// Pings the agents whose ping is due and removes those not heard from for longer than the
-    /// timeout. Only due agents are visited (`agent_timers`); a queue entry that no longer
-    /// matches its agent's record (gone, re-registered, rescheduled) is skipped.
+    /// timeout (only due agents are visited: see `liveness`).
     pub(crate) fn tick_agents(&mut self, now: Timestamp) {
-        let timeout = self.agent_timeout_ms();
-        let mut dead = Vec::new();
-        while let Some((due, id)) = self.agent_timers.next_check(now) {
-            let Some(a) = self.agents.get_mut(&id) else {
-                continue;
-            };
-            if a.removal_check != due {
-                continue;
-            }
-            if now.since(a.last_seen) > timeout {
-                dead.push(id);
-            } else {
-                // Heard from since: check again once the timeout has passed from then.
-                a.removal_check = a.last_seen.plus_ms(timeout);
-                let at = a.removal_check;
-                self.agent_timers.check_at(at, &id);
-            }
-        }
-        let mut pings = Vec::new();
-        while let Some((due, id)) = self.agent_timers.next_ping(now) {
-            let Some(a) = self.agents.get_mut(&id) else {
-                continue;
-            };
-            if a.next_ping != due || now.since(a.last_seen) > timeout {
-                continue; // stale, or about to be removed
-            }
-            a.next_ping = now.plus_ms(self.config.agent_ping_interval_ms);
-            a.ping_seq += 1;
-            if let Some(conn) = a.conn {
-                pings.push((conn, a.ping_seq));
-            }
-            let at = a.next_ping;
-            self.agent_timers.ping_at(at, &id);
-        }
-        for (conn, seq) in pings {
+        let due = self.liveness.due(
+            now,
+            self.config.agent_ping_interval_ms,
+            self.agent_timeout_ms(),
+        );
+        for (conn, seq) in due.pings {
             self.send_conn(conn, Msg::Ping(v1::Ping { seq }));
         }
-        for id in dead {
+        for id in due.dead {
             self.remove_agent(now, &id, "agent stopped answering pings");
         }
     }
@@ -494,6 +460,7 @@ impl Master {
             );
             self.conns.remove(&conn);
         }
+        self.liveness.remove(agent.live_slot);
         self.agents.shift_remove(agent_id);
         self.allocator.remove_agent(agent_id);
         self.removed_agents.insert(agent_id.to_string());

@@ -14,16 +14,16 @@
 //! - `state`: records kept per agent, framework, task and offer.
 //! - `rng`: the seeded [`rng::SplitMix64`].
 //! - `agents`: registration, re-registration, pings, removal, status updates.
-//! - `agent_timers`: the queues of agents' next pings and removal checks.
+//! - `liveness`: when agents were last heard from, their pings and removal checks.
 //! - `frameworks`: subscription, disconnection, failover, removal.
 //! - `maintenance`: maintenance windows and inverse offers.
 //! - `calls`: ACCEPT, DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE, TEARDOWN.
 //! - `snapshot`: the operator's view of the state.
 
-mod agent_timers;
 mod agents;
 mod calls;
 mod frameworks;
+mod liveness;
 mod maintenance;
 mod operations;
 pub mod rng;
@@ -61,7 +61,7 @@ pub struct Master {
     outbox: Vec<Output>,
     allocator: Allocator,
     agents: IdMap<AgentState>,
-    agent_timers: agent_timers::AgentTimers,
+    liveness: liveness::Liveness,
     frameworks: IdMap<FrameworkState>,
     offers: IdMap<OfferState>,
     conns: HashMap<ConnId, ConnOwner>,
@@ -119,7 +119,7 @@ impl Master {
             outbox: Vec::new(),
             allocator,
             agents: IdMap::default(),
-            agent_timers: Default::default(),
+            liveness: Default::default(),
             frameworks: IdMap::default(),
             offers: IdMap::default(),
             conns: HashMap::new(),

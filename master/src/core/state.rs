@@ -14,12 +14,8 @@ pub(crate) struct AgentState {
     pub total: Resources,
     /// The current session, if connected.
     pub conn: Option<ConnId>,
-    /// Last message received from it.
-    pub last_seen: Timestamp,
-    pub next_ping: Timestamp,
-    /// When its current removal check is queued (see `agent_timers`).
-    pub removal_check: Timestamp,
-    pub ping_seq: u64,
+    /// Its record in `Master::liveness` (last heard from, pings, removal checks).
+    pub live_slot: usize,
     /// Live tasks on it: (framework id, task id).
     pub tasks: BTreeSet<(String, String)>,
 }
