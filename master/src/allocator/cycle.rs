@@ -40,10 +40,10 @@ impl Allocator {
         let mut order = std::mem::take(&mut self.order);
         order.clear();
         order.extend(
-            self.agents
+            self.visit
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| a.as_ref().is_some_and(|a| a.active && !a.draining))
+                .filter(|(_, v)| **v)
                 .map(|(i, _)| i),
         );
         self.rng.shuffle(&mut order);
@@ -118,11 +118,10 @@ impl Allocator {
             loop {
                 // Every eligible framework has filtered this agent: nothing to do here (checked
                 // first, on the dense bit array: a few word operations, no resource arithmetic).
-                let skip = self.eligible.is_subset(&self.filtered[agent]);
-                let Some(a) = self.agent(agent) else { break };
-                if skip && !a.has_reserved {
+                if !self.reserved[agent] && self.eligible.is_subset(&self.filtered[agent]) {
                     break;
                 }
+                let Some(a) = self.agent(agent) else { break };
                 if !allocatable(&a.free) {
                     break;
                 }

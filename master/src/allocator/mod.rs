@@ -158,6 +158,10 @@ pub struct Allocator {
     /// small array): frameworks with an unexpired decline filter covering the agent's
     /// `bits_valid_for`, or whose minimum offer it cannot meet.
     filtered: Vec<BitSet>,
+    /// Per agent slot, dense like `filtered`: active and not draining (visited by the cycle).
+    visit: Vec<bool>,
+    /// Per agent slot: holds reservations (the cycle's cheap skip does not apply).
+    reserved: Vec<bool>,
     agent_ids: HashMap<String, usize>,
     free_agent_slots: Vec<usize>,
     fws: Vec<Option<FwEntry>>,
@@ -192,6 +196,8 @@ impl Allocator {
         Allocator {
             agents: Vec::new(),
             filtered: Vec::new(),
+            visit: Vec::new(),
+            reserved: Vec::new(),
             agent_ids: HashMap::default(),
             free_agent_slots: Vec::new(),
             fws: Vec::new(),

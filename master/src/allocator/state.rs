@@ -349,6 +349,8 @@ impl Allocator {
         let slot = self.free_agent_slots.pop().unwrap_or_else(|| {
             self.agents.push(None);
             self.filtered.push(BitSet::default());
+            self.visit.push(false);
+            self.reserved.push(false);
             self.agents.len() - 1
         });
         self.filtered[slot].clear_all();
@@ -371,6 +373,7 @@ impl Allocator {
             next_expiry: None,
         });
         self.agent_ids.insert(agent_id.to_string(), slot);
+        self.sync_flags(slot);
         for (fw, res) in used {
             if let Some(fs) = self.fw_slot(fw) {
                 let role = self.role_for(fs, res);
@@ -421,6 +424,7 @@ impl Allocator {
         let Some(a) = self.agents[slot].take() else {
             return;
         };
+        self.sync_flags(slot);
         for ((fw, role), res) in &a.held {
             self.release_accounting(*fw, *role, res);
         }
@@ -472,6 +476,7 @@ impl Allocator {
         a.free = total.checked_sub(&held).unwrap_or_default();
         a.total = total;
         a.revalidate_filters(&mut self.filtered[slot], None);
+        self.sync_flags(slot);
         self.total_s = Scalars::of(&self.total);
         self.shares_dirty = true;
     }
@@ -498,6 +503,7 @@ impl Allocator {
             a.free.add(to);
             a.has_reserved = has_reservations(&a.total);
         }
+        self.sync_flags(slot);
         self.total.subtract(from);
         self.total.add(to);
         self.total_s = Scalars::of(&self.total);
@@ -517,22 +523,36 @@ impl Allocator {
     }
 
     fn set_agent_active(&mut self, agent_id: &str, active: bool) {
-        if let Some(a) = self
-            .agent_slot(agent_id)
-            .and_then(|s| self.agents[s].as_mut())
-        {
+        let Some(slot) = self.agent_slot(agent_id) else {
+            return;
+        };
+        if let Some(a) = self.agents[slot].as_mut() {
             a.active = active;
+        }
+        self.sync_flags(slot);
+    }
+
+    /// Copies the agent's flags the cycle reads into the dense arrays.
+    fn sync_flags(&mut self, slot: usize) {
+        let (visit, reserved) = match self.agents.get(slot).and_then(Option::as_ref) {
+            Some(a) => (a.active && !a.draining, a.has_reserved),
+            None => (false, false),
+        };
+        if let (Some(v), Some(r)) = (self.visit.get_mut(slot), self.reserved.get_mut(slot)) {
+            *v = visit;
+            *r = reserved;
         }
     }
 
     /// Marks an agent as draining: it gets no new offers until undrained.
     pub fn set_draining(&mut self, agent_id: &str, draining: bool) {
-        if let Some(a) = self
-            .agent_slot(agent_id)
-            .and_then(|s| self.agents[s].as_mut())
-        {
+        let Some(slot) = self.agent_slot(agent_id) else {
+            return;
+        };
+        if let Some(a) = self.agents[slot].as_mut() {
             a.draining = draining;
         }
+        self.sync_flags(slot);
     }
 
     /// True while the agent is drained.
