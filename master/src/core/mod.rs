@@ -288,7 +288,11 @@ impl Master {
         let mut per_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();
         for a in allocations {
             let Some(agent) = self.agents.get(&a.agent_id) else {
+                // Never sent: free the framework's slot and give the resources back (they
+                // would otherwise stay held by the framework).
                 self.allocator.offer_closed(&a.framework_id);
+                self.allocator
+                    .recover(&a.framework_id, &a.agent_id, &a.resources, None);
                 continue;
             };
             self.counters.offers += 1;
