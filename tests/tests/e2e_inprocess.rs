@@ -64,3 +64,48 @@ async fn batch_of_50_tasks_finishes_on_in_process_master_and_agents() -> Result<
 
     cluster.stop().await
 }
+
+/// UPDATE_FRAMEWORK through the real gRPC server: the new offer limit shows in the operator's
+/// state at once, and a refused update names the field with the gRPC code for bad input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_framework_changes_the_offer_limit_over_grpc() -> Result<()> {
+    use proffer_sdk::{Driver, DriverConfig, DriverError};
+
+    let cluster = InProcess::start(&["cpus:2;mem:1024"]).await?;
+    let addr = cluster.addr.clone();
+    let info = v1::FrameworkInfo {
+        name: "limits".into(),
+        max_outstanding_offers: Some(1),
+        ..Default::default()
+    };
+    let (driver, _events) = Driver::subscribe(DriverConfig::new(addr.clone(), info)).await?;
+    let mut client = v1::operator_client::OperatorClient::connect(format!("http://{addr}")).await?;
+    let limit = |state: &v1::StateSnapshot| {
+        state
+            .frameworks
+            .iter()
+            .find(|f| f.name == "limits")
+            .map(|f| f.max_outstanding_offers)
+    };
+    let state = client.get_state(v1::GetStateRequest {}).await?.into_inner();
+    assert_eq!(limit(&state), Some(Some(1)));
+
+    let mut more = driver.framework_info();
+    more.max_outstanding_offers = Some(8);
+    driver.update_framework(more).await?;
+    let state = client.get_state(v1::GetStateRequest {}).await?.into_inner();
+    assert_eq!(limit(&state), Some(Some(8)));
+
+    let mut bad = driver.framework_info();
+    bad.roles = vec!["elsewhere".into()];
+    match driver.update_framework(bad).await {
+        Err(DriverError::Call { code, message, .. }) => {
+            assert_eq!(code, tonic::Code::InvalidArgument, "{message}");
+            assert!(message.contains("framework_info.roles"), "{message}");
+        }
+        other => anyhow::bail!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(driver.framework_info().max_outstanding_offers, Some(8));
+    driver.teardown().await?;
+    cluster.stop().await
+}
