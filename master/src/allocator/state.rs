@@ -174,13 +174,34 @@ impl Allocator {
     /// Records that one offer to the framework ended (answered, rescinded, expired or never
     /// sent), so it may be offered more under its offer limit.
     pub fn offer_closed(&mut self, framework_id: &str) {
-        let Some(slot) = self.fw_slot(framework_id) else {
-            return;
-        };
+        if let Some(slot) = self.fw_slot(framework_id) {
+            self.close_offer_slot(slot);
+        }
+    }
+
+    fn close_offer_slot(&mut self, slot: usize) {
         if let Some(f) = self.fws[slot].as_mut() {
             f.offers_out = f.offers_out.saturating_sub(1);
         }
         self.refresh_eligible(slot);
+    }
+
+    /// An offer ended unanswered or declined: [`Allocator::offer_closed`] and
+    /// [`Allocator::recover`] with one lookup of the framework.
+    pub fn recover_offer(
+        &mut self,
+        framework_id: &str,
+        agent_id: &str,
+        resources: &Resources,
+        refuse_until: Option<Timestamp>,
+    ) {
+        let Some(fs) = self.fw_slot(framework_id) else {
+            return;
+        };
+        self.close_offer_slot(fs);
+        if let Some(slot) = self.agent_slot(agent_id) {
+            self.recover_at(fs, slot, resources, refuse_until);
+        }
     }
 
     /// Offers the allocator counts as outstanding for the framework, and its limit.
@@ -575,6 +596,17 @@ impl Allocator {
         let (Some(fs), Some(slot)) = (self.fw_slot(framework_id), self.agent_slot(agent_id)) else {
             return;
         };
+        self.recover_at(fs, slot, resources, refuse_until);
+    }
+
+    /// [`Allocator::recover`] for framework slot `fs` and agent slot `slot`.
+    fn recover_at(
+        &mut self,
+        fs: usize,
+        slot: usize,
+        resources: &Resources,
+        refuse_until: Option<Timestamp>,
+    ) {
         let (taken, _) = self.release_held(slot, fs, resources);
         if let Some(a) = self.agents[slot].as_mut() {
             a.free.add(&taken);

@@ -290,9 +290,8 @@ impl Master {
             let Some(agent) = self.agents.get(&a.agent_id) else {
                 // Never sent: free the framework's slot and give the resources back (they
                 // would otherwise stay held by the framework).
-                self.allocator.offer_closed(&a.framework_id);
                 self.allocator
-                    .recover(&a.framework_id, &a.agent_id, &a.resources, None);
+                    .recover_offer(&a.framework_id, &a.agent_id, &a.resources, None);
                 continue;
             };
             self.counters.offers += 1;
@@ -364,9 +363,8 @@ impl Master {
         if let Some(f) = self.frameworks.get_mut(&o.framework_id) {
             f.offers.swap_remove(offer_id);
         }
-        self.allocator.offer_closed(&o.framework_id);
         self.allocator
-            .recover(&o.framework_id, &o.agent_id, &o.resources, refuse_until);
+            .recover_offer(&o.framework_id, &o.agent_id, &o.resources, refuse_until);
         self.allocation_pending |= refuse_until.is_none();
         Some(o)
     }
