@@ -68,16 +68,9 @@ impl Master {
                 for id in offers {
                     self.remove_offer(&id, None);
                 }
-                // Roles, the offer limit and the offer filters may have changed.
-                self.allocator.add_framework(&framework_id, &roles, true);
-                self.allocator.set_offer_limit(&framework_id, offer_limit);
-                self.allocator.set_min_offers(&framework_id, &min_offers);
                 tracing::info!(framework_id = %framework_id, "framework re-subscribed");
             }
             None => {
-                self.allocator.add_framework(&framework_id, &roles, true);
-                self.allocator.set_offer_limit(&framework_id, offer_limit);
-                self.allocator.set_min_offers(&framework_id, &min_offers);
                 tracing::info!(framework_id = %framework_id, name = %info.name, role = %role,
                     "framework subscribed");
                 self.frameworks.insert(
@@ -95,6 +88,10 @@ impl Master {
                 );
             }
         }
+        // New or failed over: roles, the offer limit and the offer filters may have changed.
+        self.allocator.add_framework(&framework_id, &roles, true);
+        self.allocator.set_offer_limit(&framework_id, offer_limit);
+        self.allocator.set_min_offers(&framework_id, &min_offers);
         self.conns
             .insert(conn, ConnOwner::Framework(framework_id.clone()));
         self.send_event(
