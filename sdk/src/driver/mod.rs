@@ -147,10 +147,7 @@ impl Driver {
 
     /// The header the next call will carry.
     pub fn header(&self) -> v1::CallHeader {
-        self.header
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        session::read_copy(&self.header)
     }
 
     /// Uses offers (all on one agent) for `operations`; unused resources are declined with `filters`.
@@ -253,10 +250,7 @@ impl Driver {
 
     /// The FrameworkInfo the driver subscribed (or last updated) with.
     pub fn framework_info(&self) -> v1::FrameworkInfo {
-        self.framework
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        session::read_copy(&self.framework)
     }
 
     /// Kills a task (with its own grace period).

@@ -107,6 +107,12 @@ pub(crate) async fn open(
     }
 }
 
+/// A copy of what `lock` holds (the call header, the FrameworkInfo). A poisoned lock is read
+/// anyway: these are plain records with no invariant a panicking writer could break.
+pub(crate) fn read_copy<T: Clone>(lock: &RwLock<T>) -> T {
+    lock.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Everything the background reader needs.
 pub(crate) struct Reader {
     pub client: SchedulerClient<Channel>,
@@ -144,11 +150,7 @@ impl Reader {
                 return;
             }
             tracing::warn!(%reason, "scheduler event stream disconnected");
-            let failover = self
-                .framework
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .failover_timeout;
+            let failover = read_copy(&self.framework).failover_timeout;
             if !self.emit(DriverEvent::Disconnected { reason }).await {
                 return;
             }
@@ -210,11 +212,7 @@ impl Reader {
     /// failover timeout passes, or the driver is shut down. Returns the new stream.
     async fn resubscribe(&self, failover: f64) -> Option<(Streaming<v1::Event>, f64)> {
         let deadline = Instant::now() + Duration::from_secs_f64(failover.min(1e9));
-        let mut framework = self
-            .framework
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let mut framework = read_copy(&self.framework);
         framework.id = self.current_header().framework_id;
         let mut delay = self.config.reconnect_initial.max(Duration::from_millis(1));
         loop {
@@ -263,10 +261,7 @@ impl Reader {
     }
 
     fn current_header(&self) -> v1::CallHeader {
-        self.header
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        read_copy(&self.header)
     }
 
     fn set_header(&self, s: &v1::Subscribed) {
