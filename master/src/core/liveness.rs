@@ -146,12 +146,11 @@ impl Liveness {
                 break;
             }
             self.checks.pop();
-            let Some(r) = self.records.get_mut(slot) else {
+            let Some(r) = current(&mut self.records, slot, generation, |r| {
+                r.removal_check == at
+            }) else {
                 continue;
             };
-            if !r.live || r.generation != generation || r.removal_check != at {
-                continue;
-            }
             if now.since(r.last_seen) > timeout_ms {
                 out.dead.push(r.agent_id.clone());
             } else {
@@ -166,12 +165,10 @@ impl Liveness {
                 break;
             }
             self.pings.pop_front();
-            let Some(r) = self.records.get_mut(slot) else {
+            let Some(r) = current(&mut self.records, slot, generation, |r| r.next_ping == at)
+            else {
                 continue;
             };
-            if !r.live || r.generation != generation || r.next_ping != at {
-                continue;
-            }
             if now.since(r.last_seen) > timeout_ms {
                 continue; // about to be removed
             }
@@ -184,6 +181,20 @@ impl Liveness {
         }
         out
     }
+}
+
+/// The record a queue entry for `slot` (of `generation`) stands for, if the entry is still
+/// current: the agent is live, the slot not reused, and `due` says the record still has this
+/// time queued.
+fn current(
+    records: &mut [Record],
+    slot: usize,
+    generation: u32,
+    due: impl Fn(&Record) -> bool,
+) -> Option<&mut Record> {
+    records
+        .get_mut(slot)
+        .filter(|r| r.live && r.generation == generation && due(r))
 }
 
 #[cfg(test)]
