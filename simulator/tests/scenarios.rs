@@ -223,6 +223,14 @@ fn compare_runs_each_policy_on_the_same_workload() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs scenario `text` (named `name` in errors) under DRF and summarizes it.
+fn run_text(text: &str, name: &str) -> anyhow::Result<report::Summary> {
+    let s = Scenario::parse(text, name.as_ref())?;
+    let mut sim = Sim::new(&s, Policy::Drf)?;
+    sim.run();
+    Ok(report::summarize(&sim))
+}
+
 /// `max_outstanding_offers` in a scenario reaches the master: a greedy framework with little
 /// work is sent at most that many offers per cycle instead of one per agent, and still runs
 /// everything it has.
@@ -237,10 +245,7 @@ fn offer_limit_cuts_offers_not_launches() -> anyhow::Result<()> {
              arrivals = {{ process = \"poisson\", rate_per_s = 0.5 }}\n\
              duration = {{ dist = \"constant\", value_s = 10 }}\n"
         );
-        let s = Scenario::parse(&text, "limit.toml".as_ref())?;
-        let mut sim = Sim::new(&s, Policy::Drf)?;
-        sim.run();
-        Ok(report::summarize(&sim))
+        run_text(&text, "limit.toml")
     };
     let unlimited = run(0)?;
     let limited = run(2)?;
@@ -270,10 +275,7 @@ fn adaptive_offer_limit_follows_the_queue() -> anyhow::Result<()> {
              arrivals = {{ process = \"poisson\", rate_per_s = 0.5 }}\n\
              duration = {{ dist = \"constant\", value_s = 10 }}\n"
         );
-        let s = Scenario::parse(&text, "adaptive.toml".as_ref())?;
-        let mut sim = Sim::new(&s, Policy::Drf)?;
-        sim.run();
-        Ok(report::summarize(&sim))
+        run_text(&text, "adaptive.toml")
     };
     let fixed = run(false)?;
     let adaptive = run(true)?;
