@@ -352,7 +352,7 @@ impl Agent {
                 self.send(msg(agent_message::Msg::Pong(v1::Pong { seq: p.seq })));
             }
             master_message::Msg::RunTask(r) => match r.task {
-                Some(task) => self.run_task(r.framework_id, task),
+                Some(task) => self.run_task(r.framework_id, *task),
                 None => warn!(framework_id = %r.framework_id, "RunTask without a task ignored"),
             },
             master_message::Msg::KillTask(k) => {

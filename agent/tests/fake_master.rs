@@ -83,7 +83,7 @@ async fn task_environment_and_cwd() -> Result<()> {
     }
     h.send(master_message::Msg::RunTask(RunTask {
         framework_id: "fw".into(),
-        task: Some(task),
+        task: Some(Box::new(task)),
     }))?;
     h.expect_state(TaskState::TaskStarting).await?;
     h.expect_state(TaskState::TaskRunning).await?;
@@ -143,7 +143,7 @@ async fn spawn_failure_and_invalid_ids_are_reported() -> Result<()> {
     };
     h.send(master_message::Msg::RunTask(RunTask {
         framework_id: "fw".into(),
-        task: Some(task),
+        task: Some(Box::new(task)),
     }))?;
     h.expect_state(TaskState::TaskStarting).await?;
     let u = h.expect_state(TaskState::TaskFailed).await?;

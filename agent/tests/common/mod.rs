@@ -324,7 +324,7 @@ impl Harness {
     pub fn run(&self, framework_id: &str, task: TaskInfo) -> Result<()> {
         self.send(master_message::Msg::RunTask(RunTask {
             framework_id: framework_id.into(),
-            task: Some(task),
+            task: Some(Box::new(task)),
         }))
     }
 
@@ -332,7 +332,7 @@ impl Harness {
     pub fn run_shell(&self, framework_id: &str, task_id: &str, command: &str) -> Result<()> {
         self.send(master_message::Msg::RunTask(RunTask {
             framework_id: framework_id.into(),
-            task: Some(shell_task(task_id, command)),
+            task: Some(Box::new(shell_task(task_id, command))),
         }))
     }
 

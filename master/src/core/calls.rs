@@ -233,7 +233,7 @@ impl Master {
                     }
                 }
                 Planned::Launch(task, resources) => {
-                    let task = self.record_task(now, fw, &agent_id, *task, resources);
+                    let task = self.record_task(now, fw, &agent_id, task, resources);
                     self.send_agent(
                         &agent_id,
                         Msg::RunTask(v1::RunTask {
@@ -245,7 +245,9 @@ impl Master {
                 Planned::LaunchGroup(members) => {
                     let tasks: Vec<v1::TaskInfo> = members
                         .into_iter()
-                        .map(|(task, res)| self.record_task(now, fw, &agent_id, task, res))
+                        .map(|(task, res)| {
+                            *self.record_task(now, fw, &agent_id, Box::new(task), res)
+                        })
                         .collect();
                     self.send_agent(
                         &agent_id,
@@ -270,9 +272,9 @@ impl Master {
         now: Timestamp,
         fw: &str,
         agent_id: &str,
-        mut task: v1::TaskInfo,
+        mut task: Box<v1::TaskInfo>,
         resources: Resources,
-    ) -> v1::TaskInfo {
+    ) -> Box<v1::TaskInfo> {
         task.agent_id = agent_id.to_string();
         self.counters.tasks_launched += 1;
         let task_id = task.task_id.clone();
@@ -283,7 +285,7 @@ impl Master {
             f.tasks.insert(
                 task_id.clone(),
                 TaskRecord {
-                    info: task.clone(),
+                    info: (*task).clone(),
                     agent_id: agent_id.to_string(),
                     resources,
                     state: TaskState::TaskStaging,

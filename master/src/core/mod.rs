@@ -389,7 +389,7 @@ impl Master {
         if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
             self.push(Output::ToAgent {
                 conn,
-                msg: Box::new(v1::MasterMessage { msg: Some(msg) }),
+                msg: v1::MasterMessage { msg: Some(msg) },
             });
         }
     }
@@ -397,7 +397,7 @@ impl Master {
     fn send_conn(&mut self, conn: ConnId, msg: v1::master_message::Msg) {
         self.push(Output::ToAgent {
             conn,
-            msg: Box::new(v1::MasterMessage { msg: Some(msg) }),
+            msg: v1::MasterMessage { msg: Some(msg) },
         });
     }
 

@@ -50,3 +50,23 @@ fn core_is_pure() {
         }
     }
 }
+
+/// The messages the core queues by the million (pings, acks, status updates) stay small: a
+/// RUN_TASK's TaskInfo is boxed inside its message, so moving an agent message costs no
+/// allocation and no 850-byte copy.
+#[test]
+fn queued_messages_stay_small() {
+    use proffer_proto::v1;
+    let sizes = [
+        (
+            "MasterMessage",
+            std::mem::size_of::<v1::MasterMessage>(),
+            96,
+        ),
+        ("Output", std::mem::size_of::<super::Output>(), 160),
+        ("Input", std::mem::size_of::<super::Input>(), 192),
+    ];
+    for (name, size, max) in sizes {
+        assert!(size <= max, "{name} is {size} bytes, more than {max}");
+    }
+}

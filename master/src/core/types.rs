@@ -109,9 +109,9 @@ pub enum Output {
     ToAgent {
         /// The agent's session.
         conn: ConnId,
-        /// The message (boxed: a RUN_TASK carries a whole TaskInfo, and every output would
-        /// otherwise be as large as the largest message).
-        msg: Box<v1::MasterMessage>,
+        /// The message (by value: a RUN_TASK's TaskInfo is boxed inside it, so a message is
+        /// no larger than a framework event and a ping costs no allocation).
+        msg: v1::MasterMessage,
     },
     /// End an agent's session.
     CloseAgent {

@@ -363,7 +363,7 @@ impl CoreLoop {
                     agent.span.record("agent_id", reg.agent_id.as_str());
                     agent.span.in_scope(|| tracing::info!("agent registered"));
                 }
-                if let Err(err) = agent.tx.try_send(Ok(*msg)) {
+                if let Err(err) = agent.tx.try_send(Ok(msg)) {
                     tracing::warn!(conn, reason = %err, "agent session full or closed; dropping it");
                     if let Some(agent) = self.agents.remove(&conn) {
                         agent.closed.cancel();

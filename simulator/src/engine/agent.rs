@@ -226,7 +226,7 @@ impl Sim {
         );
     }
 
-    fn run_task(&mut self, a: u32, framework_id: &str, task: v1::TaskInfo) {
+    fn run_task(&mut self, a: u32, framework_id: &str, task: Box<v1::TaskInfo>) {
         let Some(&f) = self.fw_by_id.get(framework_id) else {
             return;
         };

@@ -202,7 +202,7 @@ impl SimAgent {
             }
             Some(In::RunTask(r)) => {
                 if let Some(t) = r.task {
-                    self.start(now, &r.framework_id, t);
+                    self.start(now, &r.framework_id, *t);
                 }
             }
             Some(In::RunTaskGroup(g)) => {

@@ -250,7 +250,7 @@ impl Cluster {
             match out {
                 Output::ToAgent { conn, msg } => {
                     let d = self.delay();
-                    self.net.send(conn, now, d, Delivery::Agent(*msg));
+                    self.net.send(conn, now, d, Delivery::Agent(msg));
                 }
                 Output::ToFramework { conn, event } => {
                     let d = self.delay();
