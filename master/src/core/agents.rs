@@ -266,14 +266,14 @@ impl Master {
         if let Some(f) = self.frameworks.get_mut(&fw) {
             f.tasks.insert(
                 task_id.clone(),
-                TaskRecord {
+                Box::new(TaskRecord {
                     info,
                     agent_id: agent_id.to_string(),
                     resources,
                     state,
                     status,
                     resources_recovered: false,
-                },
+                }),
             );
         }
         if let Some(a) = self.agents.get_mut(agent_id) {
@@ -410,17 +410,21 @@ impl Master {
     /// Pings the agents whose ping is due and removes those not heard from for longer than the
     /// timeout (only due agents are visited: see `liveness`).
     pub(crate) fn tick_agents(&mut self, now: Timestamp) {
-        let due = self.liveness.due(
+        let mut due = std::mem::take(&mut self.due_scratch);
+        let timeout_ms = self.agent_timeout_ms();
+        self.liveness.due_into(
             now,
             self.config.agent_ping_interval_ms,
-            self.agent_timeout_ms(),
+            timeout_ms,
+            &mut due,
         );
-        for (conn, seq) in due.pings {
+        for &(conn, seq) in &due.pings {
             self.send_conn(conn, Msg::Ping(v1::Ping { seq }));
         }
-        for id in due.dead {
-            self.remove_agent(now, &id, "agent stopped answering pings");
+        for id in &due.dead {
+            self.remove_agent(now, id, "agent stopped answering pings");
         }
+        self.due_scratch = due;
     }
 
     /// Removes an agent: its tasks are LOST, its offers rescinded, frameworks told (FAILURE).

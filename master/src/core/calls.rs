@@ -284,14 +284,14 @@ impl Master {
         if let Some(f) = self.frameworks.get_mut(fw) {
             f.tasks.insert(
                 task_id.clone(),
-                TaskRecord {
+                Box::new(TaskRecord {
                     info: (*task).clone(),
                     agent_id: agent_id.to_string(),
                     resources,
                     state: TaskState::TaskStaging,
                     status,
                     resources_recovered: false,
-                },
+                }),
             );
         }
         if let Some(a) = self.agents.get_mut(agent_id) {
@@ -447,7 +447,7 @@ impl Master {
             s
         };
         let statuses: Vec<v1::TaskStatus> = if req.tasks.is_empty() {
-            f.tasks.values().map(known).collect()
+            f.tasks.values().map(|t| known(t)).collect()
         } else {
             req.tasks
                 .iter()

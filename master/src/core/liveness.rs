@@ -138,8 +138,18 @@ impl Liveness {
 
     /// The pings due at `now` (each agent's next one queued `ping_ms` later) and the agents
     /// not heard from for more than `timeout_ms` (not pinged; the caller removes them).
+    #[cfg(test)]
     pub fn due(&mut self, now: Timestamp, ping_ms: u64, timeout_ms: u64) -> Due {
         let mut out = Due::default();
+        self.due_into(now, ping_ms, timeout_ms, &mut out);
+        out
+    }
+
+    /// As `due`, into `out` (cleared first; its buffers are kept from tick to tick, as a fresh
+    /// vector of a tick's pings grew by reallocation every tick).
+    pub fn due_into(&mut self, now: Timestamp, ping_ms: u64, timeout_ms: u64, out: &mut Due) {
+        out.pings.clear();
+        out.dead.clear();
         while let Some(&Reverse((at, slot, generation))) = self.checks.peek() {
             // Removed once more than the timeout has passed: strictly after the check time.
             if at >= now {
@@ -179,7 +189,6 @@ impl Liveness {
             }
             self.pings.push_back((r.next_ping, slot, generation));
         }
-        out
     }
 }
 

@@ -62,6 +62,8 @@ pub struct Master {
     allocator: Allocator,
     agents: IdMap<AgentState>,
     liveness: liveness::Liveness,
+    /// What the last tick found due (kept for its buffers).
+    due_scratch: liveness::Due,
     frameworks: IdMap<FrameworkState>,
     offers: IdMap<OfferState>,
     conns: HashMap<ConnId, ConnOwner>,
@@ -120,6 +122,7 @@ impl Master {
             allocator,
             agents: IdMap::default(),
             liveness: Default::default(),
+            due_scratch: Default::default(),
             frameworks: IdMap::default(),
             offers: IdMap::default(),
             conns: HashMap::new(),

@@ -50,7 +50,7 @@ pub(crate) struct FrameworkState {
     pub stream_id: String,
     /// When it disconnected (failover timer runs from here).
     pub disconnected_at: Option<Timestamp>,
-    pub tasks: BTreeMap<String, TaskRecord>,
+    pub tasks: BTreeMap<String, Box<TaskRecord>>,
     pub offers: super::IdSet,
     pub next_heartbeat: Timestamp,
 }
