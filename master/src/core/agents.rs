@@ -267,7 +267,8 @@ impl Master {
             f.tasks.insert(
                 task_id.clone(),
                 Box::new(TaskRecord {
-                    info,
+                    name: info.name,
+                    kill_grace_period_ms: info.kill_grace_period_ms,
                     agent_id: agent_id.to_string(),
                     resources,
                     state,

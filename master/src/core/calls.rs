@@ -285,7 +285,8 @@ impl Master {
             f.tasks.insert(
                 task_id.clone(),
                 Box::new(TaskRecord {
-                    info: (*task).clone(),
+                    name: task.name.clone(),
+                    kill_grace_period_ms: task.kill_grace_period_ms,
                     agent_id: agent_id.to_string(),
                     resources,
                     state: TaskState::TaskStaging,
@@ -366,8 +367,8 @@ impl Master {
         let agent_id = task.agent_id.clone();
         let grace = req
             .kill_grace_period_ms
-            .unwrap_or(if task.info.kill_grace_period_ms > 0 {
-                task.info.kill_grace_period_ms
+            .unwrap_or(if task.kill_grace_period_ms > 0 {
+                task.kill_grace_period_ms
             } else {
                 DEFAULT_KILL_GRACE_MS
             });

@@ -55,7 +55,11 @@ impl Master {
         let tasks = self
             .frameworks
             .iter()
-            .flat_map(|(fw, f)| f.tasks.values().map(move |t| Self::summarize(fw, t)))
+            .flat_map(|(fw, f)| {
+                f.tasks
+                    .iter()
+                    .map(move |(id, t)| Self::summarize(fw, id, t))
+            })
             .collect();
         let offers = self
             .offers

@@ -30,7 +30,10 @@ impl AgentState {
 /// A task the master knows about.
 #[derive(Debug, Clone)]
 pub(crate) struct TaskRecord {
-    pub info: v1::TaskInfo,
+    /// The task's name (its id is the map key and the status's `task_id`).
+    pub name: String,
+    /// The kill grace period the framework asked for at launch (0 = the master's default).
+    pub kill_grace_period_ms: u64,
     pub agent_id: String,
     pub resources: Resources,
     pub state: v1::TaskState,

@@ -94,7 +94,7 @@ impl Master {
                 .remove(&(framework_id.to_string(), task_id.to_string()));
         }
         self.completed_tasks
-            .push_back(Self::summarize(framework_id, &task));
+            .push_back(Self::summarize(framework_id, task_id, &task));
         while self.completed_tasks.len() > self.config.max_completed_tasks {
             self.completed_tasks.pop_front();
         }
@@ -130,10 +130,14 @@ impl Master {
     }
 
     /// The operator view of a task.
-    pub(crate) fn summarize(framework_id: &str, t: &super::state::TaskRecord) -> v1::TaskSummary {
+    pub(crate) fn summarize(
+        framework_id: &str,
+        task_id: &str,
+        t: &super::state::TaskRecord,
+    ) -> v1::TaskSummary {
         v1::TaskSummary {
-            id: t.info.task_id.clone(),
-            name: t.info.name.clone(),
+            id: task_id.to_string(),
+            name: t.name.clone(),
             framework_id: framework_id.to_string(),
             agent_id: t.agent_id.clone(),
             state: t.state.name().to_string(),
