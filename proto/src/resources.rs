@@ -400,7 +400,9 @@ impl Resources {
 
     /// Converts from the wire form, validating every entry.
     pub fn from_proto(list: &[v1::Resource]) -> Result<Self, ResourceError> {
-        let mut out = Resources::new();
+        let mut out = Resources {
+            items: Vec::with_capacity(list.len()),
+        };
         for r in list {
             let value = match &r.value {
                 Some(v1::resource::Value::ScalarMilli(m)) => {
@@ -625,6 +627,12 @@ impl Resources {
 
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &Resources) {
+        if self.items.is_empty() {
+            // One allocation of the right size (entries are never empty: see `add_value`).
+            self.items.clone_from(&other.items);
+            return;
+        }
+        self.items.reserve(other.items.len());
         for (k, v) in &other.items {
             self.add_value(k.clone(), v.clone());
         }

@@ -46,7 +46,6 @@ impl Allocator {
                 .filter(|(_, v)| **v)
                 .map(|(i, _)| i),
         );
-        self.rng.shuffle(&mut order);
         let mut out = Vec::new();
 
         // Stage 1: unmet quota guarantees, most starved role first.
@@ -62,6 +61,19 @@ impl Allocator {
             })
             .collect();
         quota_roles.sort_unstable();
+        let mut required = Scalars::default();
+        for n in &self.roles.nodes[1..] {
+            if n.quota.is_some() {
+                required = required.plus(n.unmet_guarantee());
+            }
+        }
+        // The agents are visited in a fresh random order. Without guarantees to meet, the fair
+        // stage alone visits them and often stops early (every framework at its offer limit):
+        // the order is then drawn step by step as it goes. Otherwise it is drawn in full now.
+        let lazy = quota_roles.is_empty() && required.is_empty();
+        if !lazy {
+            self.rng.shuffle(&mut order);
+        }
         if !quota_roles.is_empty() {
             // Roles are served in order, so met ones gather at the front: skip them.
             let mut start = 0;
@@ -93,11 +105,14 @@ impl Allocator {
             }
         }
 
-        // Stage 2: everything else, keeping the headroom unmet guarantees need.
-        let mut required = Scalars::default();
-        for n in &self.roles.nodes[1..] {
-            if n.quota.is_some() {
-                required = required.plus(n.unmet_guarantee());
+        // Stage 2: everything else, keeping the headroom unmet guarantees need (as they are
+        // after stage 1).
+        if !quota_roles.is_empty() {
+            required = Scalars::default();
+            for n in &self.roles.nodes[1..] {
+                if n.quota.is_some() {
+                    required = required.plus(n.unmet_guarantee());
+                }
             }
         }
         // The headroom arithmetic is only needed while some guarantee is unmet.
@@ -109,12 +124,16 @@ impl Allocator {
                 }
             }
         }
-        for &agent in &order {
+        for k in 0..order.len() {
             // No framework can take anything (all inactive, suppressed or at their offer
             // limits): the rest of the agents need no look.
             if self.eligible.is_empty() {
                 break;
             }
+            if lazy {
+                self.rng.shuffle_step(&mut order, k);
+            }
+            let agent = order[k];
             loop {
                 // Every eligible framework has filtered this agent: nothing to do here (checked
                 // first, on the dense bit array: a few word operations, no resource arithmetic).

@@ -19,16 +19,26 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    /// Uniform in `0..n` (n > 0; returns 0 for n = 0).
+    /// Uniform in `0..n` (returns 0 for n = 0), by multiply-and-shift (Lemire 2019) rather
+    /// than a 64-bit division: the allocator draws one per agent per cycle.
     pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
-    /// Fisher–Yates shuffle.
+    /// Fisher–Yates shuffle, front to back (see [`SplitMix64::shuffle_step`]).
     pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            v.swap(i, j);
+        for k in 0..v.len() {
+            self.shuffle_step(v, k);
+        }
+    }
+
+    /// One step of a front-to-back Fisher–Yates shuffle: swaps a uniformly chosen element of
+    /// `v[k..]` into `v[k]`. Steps `0..k` make `v[..k]` the first `k` elements of a uniform
+    /// random order, so a caller that stops early draws only for what it visited.
+    pub fn shuffle_step<T>(&mut self, v: &mut [T], k: usize) {
+        if k + 1 < v.len() {
+            let j = k + self.below((v.len() - k) as u64) as usize;
+            v.swap(k, j);
         }
     }
 }

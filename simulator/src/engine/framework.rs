@@ -537,7 +537,9 @@ impl Sim {
                 .iter()
                 .any(|a| a.name == *name && a.value == *value)
         });
-        let mut tasks: Vec<v1::TaskInfo> = Vec::new();
+        // What fits, picked first (small records) so the TaskInfos (≈ 820 bytes each) are
+        // built into a vector of the right size.
+        let mut picked: Vec<(u64, Pending)> = Vec::new();
         if !picky_no && !unsuitable && fw.active {
             let (mut cpus, mut mem) = offered(&offer.resources);
             let limit = match fw.model.max_tasks_per_offer {
@@ -555,7 +557,7 @@ impl Sim {
                 }
             }
             let mut i = 0;
-            while i < fw.queue.len().min(SCAN_WINDOW) && tasks.len() < limit {
+            while i < fw.queue.len().min(SCAN_WINDOW) && picked.len() < limit {
                 let p = fw.queue[i];
                 if p.cpus <= cpus && p.mem <= mem {
                     cpus -= p.cpus;
@@ -563,33 +565,13 @@ impl Sim {
                     fw.queue.remove(i);
                     let tid = fw.next_task;
                     fw.next_task += 1;
-                    let task_id = tid.to_string();
-                    let resources = match &fw.source {
-                        Source::Synthetic {
-                            cpus: c,
-                            mem: m,
-                            proto,
-                            ..
-                        } if *c == p.cpus && *m == p.mem => proto.clone(),
-                        _ => task_resources(&p),
-                    };
                     fw.stats.waits.push(now.saturating_sub(p.queued_at));
                     fw.stats.launched += 1;
                     fw.running += 1;
                     fw.used_cpus += p.cpus;
                     fw.used_mem += p.mem;
                     fw.launched.insert(tid, p);
-                    tasks.push(v1::TaskInfo {
-                        name: task_id.clone(),
-                        task_id,
-                        resources,
-                        command: Some(v1::CommandInfo {
-                            value: "sleep".into(),
-                            shell: true,
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    });
+                    picked.push((tid, p));
                 } else {
                     i += 1;
                 }
@@ -598,6 +580,30 @@ impl Sim {
             if fw.model.behaviour == Behaviour::Elastic {
                 fw.queue.clear();
             }
+        }
+        let mut tasks: Vec<v1::TaskInfo> = Vec::with_capacity(picked.len());
+        for (tid, p) in picked {
+            let task_id = tid.to_string();
+            let resources = match &fw.source {
+                Source::Synthetic {
+                    cpus: c,
+                    mem: m,
+                    proto,
+                    ..
+                } if *c == p.cpus && *m == p.mem => proto.clone(),
+                _ => task_resources(&p),
+            };
+            tasks.push(v1::TaskInfo {
+                name: task_id.clone(),
+                task_id,
+                resources,
+                command: Some(v1::CommandInfo {
+                    value: "sleep".into(),
+                    shell: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
         }
         if tasks.is_empty() {
             fw.stats.declined += 1;
