@@ -9,6 +9,12 @@ use super::scalars::{Scalars, UNCAPPED, chop};
 use super::sorter::share_key;
 use super::{Allocation, Allocator, Policy, Timestamp, allocatable};
 
+/// In a cycle without guarantees to meet, after visiting this many agents the rest are
+/// filtered on their bits in one sequential pass (see `Allocator::keep_useful`): a cycle that
+/// stops before never pays for it, one that visits every agent pays a sequential pass instead
+/// of a random-order cache miss per agent.
+const COMPACT_AFTER: usize = 128;
+
 /// What one agent can give, computed once per search.
 struct AgentCtx<'a> {
     /// The unreserved part alone is worth offering.
@@ -38,14 +44,6 @@ impl Allocator {
         }
         self.expire_filters(now);
         let mut order = std::mem::take(&mut self.order);
-        order.clear();
-        order.extend(
-            self.visit
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| **v)
-                .map(|(i, _)| i),
-        );
         let mut out = Vec::new();
 
         // Stage 1: unmet quota guarantees, most starved role first.
@@ -67,10 +65,19 @@ impl Allocator {
                 required = required.plus(n.unmet_guarantee());
             }
         }
-        // The agents are visited in a fresh random order. Without guarantees to meet, the fair
-        // stage alone visits them and often stops early (every framework at its offer limit):
-        // the order is then drawn step by step as it goes. Otherwise it is drawn in full now.
+        // The agents are visited in a fresh random order. Without guarantees to meet, only the
+        // fair stage visits them, and the order is drawn step by step as it goes, so a cycle
+        // that stops early (every framework at its offer limit) draws only for what it
+        // visited. With guarantees to meet, every agent is ordered now.
         let lazy = quota_roles.is_empty() && required.is_empty();
+        order.clear();
+        order.extend(
+            self.visit
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v)
+                .map(|(i, _)| i),
+        );
         if !lazy {
             self.rng.shuffle(&mut order);
         }
@@ -124,16 +131,24 @@ impl Allocator {
                 }
             }
         }
-        for k in 0..order.len() {
+        let mut k = 0;
+        while k < order.len() {
             // No framework can take anything (all inactive, suppressed or at their offer
             // limits): the rest of the agents need no look.
             if self.eligible.is_empty() {
                 break;
             }
             if lazy {
+                if k == COMPACT_AFTER {
+                    self.keep_useful(&mut order, k);
+                    if k >= order.len() {
+                        break;
+                    }
+                }
                 self.rng.shuffle_step(&mut order, k);
             }
             let agent = order[k];
+            k += 1;
             loop {
                 // Every eligible framework has filtered this agent: nothing to do here (checked
                 // first, on the dense bit array: a few word operations, no resource arithmetic).
@@ -162,6 +177,23 @@ impl Allocator {
         }
         self.order = order;
         out
+    }
+
+    /// Drops from `order[from..]` the agents every eligible framework has filtered: they can
+    /// give nothing this cycle (eligibility only shrinks during a cycle, and an agent's bits
+    /// change only when it is visited). The tail is still nearly in slot order, so this is a
+    /// sequential pass over the dense bits instead of a cache miss per agent in random order;
+    /// the order of what is left is drawn as before, so it stays uniformly random.
+    fn keep_useful(&self, order: &mut Vec<usize>, from: usize) {
+        let mut kept = from;
+        for i in from..order.len() {
+            let agent = order[i];
+            if self.reserved[agent] || !self.eligible.is_subset(&self.filtered[agent]) {
+                order[kept] = agent;
+                kept += 1;
+            }
+        }
+        order.truncate(kept);
     }
 
     /// Records an allocation (and lowers the headroom still required by the roles it helps).
