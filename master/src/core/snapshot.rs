@@ -52,15 +52,13 @@ impl Master {
                     .and_then(|(_, limit)| limit),
             })
             .collect();
-        let tasks = self
-            .frameworks
-            .iter()
-            .flat_map(|(fw, f)| {
-                f.tasks
-                    .iter()
-                    .map(move |(id, t)| Self::summarize(fw, id, t))
-            })
-            .collect();
+        // Each framework's tasks by id (they are kept in a hash map in launch order).
+        let mut tasks = Vec::new();
+        for (fw, f) in &self.frameworks {
+            let start = tasks.len();
+            tasks.extend(f.tasks.iter().map(|(id, t)| Self::summarize(fw, id, t)));
+            tasks[start..].sort_unstable_by(|a: &v1::TaskSummary, b| a.id.cmp(&b.id));
+        }
         let offers = self
             .offers
             .iter()

@@ -1,6 +1,6 @@
 //! The records the core keeps about agents, frameworks, tasks and offers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use proffer_proto::Resources;
 use proffer_proto::v1;
@@ -53,7 +53,7 @@ pub(crate) struct FrameworkState {
     pub stream_id: String,
     /// When it disconnected (failover timer runs from here).
     pub disconnected_at: Option<Timestamp>,
-    pub tasks: BTreeMap<String, Box<TaskRecord>>,
+    pub tasks: super::IdMap<Box<TaskRecord>>,
     pub offers: super::IdSet,
     pub next_heartbeat: Timestamp,
 }

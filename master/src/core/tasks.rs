@@ -80,7 +80,7 @@ impl Master {
         let Some(task) = self
             .frameworks
             .get_mut(framework_id)
-            .and_then(|f| f.tasks.remove(task_id))
+            .and_then(|f| f.tasks.swap_remove(task_id))
         else {
             return;
         };
