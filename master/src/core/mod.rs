@@ -69,7 +69,9 @@ pub struct Master {
     conns: HashMap<ConnId, ConnOwner>,
     removed_agents: HashSet<String>,
     removed_frameworks: HashSet<String>,
-    completed_tasks: VecDeque<v1::TaskSummary>,
+    /// Retired tasks, newest last: (framework id, task id, record). Summarized only when a
+    /// snapshot asks (formatting each finished task's resources cost more than keeping it).
+    completed_tasks: VecDeque<(String, String, Box<state::TaskRecord>)>,
     maintenance: BTreeMap<String, maintenance::Window>,
     next_allocation: Timestamp,
     allocation_pending: bool,

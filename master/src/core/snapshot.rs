@@ -75,7 +75,11 @@ impl Master {
             agents,
             frameworks,
             tasks,
-            completed_tasks: self.completed_tasks.iter().cloned().collect(),
+            completed_tasks: self
+                .completed_tasks
+                .iter()
+                .map(|(fw, id, t)| Self::summarize(fw, id, t))
+                .collect(),
             offers,
             allocation_cycles: self.allocator.cycles(),
             total: self.allocator.total().to_string(),

@@ -94,7 +94,7 @@ impl Master {
                 .remove(&(framework_id.to_string(), task_id.to_string()));
         }
         self.completed_tasks
-            .push_back(Self::summarize(framework_id, task_id, &task));
+            .push_back((framework_id.to_string(), task_id.to_string(), task));
         while self.completed_tasks.len() > self.config.max_completed_tasks {
             self.completed_tasks.pop_front();
         }
