@@ -59,17 +59,12 @@ impl Allocator {
             })
             .collect();
         quota_roles.sort_unstable();
-        let mut required = Scalars::default();
-        for n in &self.roles.nodes[1..] {
-            if n.quota.is_some() {
-                required = required.plus(n.unmet_guarantee());
-            }
-        }
-        // The agents are visited in a fresh random order. Without guarantees to meet, only the
-        // fair stage visits them, and the order is drawn step by step as it goes, so a cycle
-        // that stops early (every framework at its offer limit) draws only for what it
-        // visited. With guarantees to meet, every agent is ordered now.
-        let lazy = quota_roles.is_empty() && required.is_empty();
+        // The agents are visited in a fresh random order. Without guarantees to meet (no role
+        // has an unmet one, so no headroom is required either), only the fair stage visits
+        // them, and the order is drawn step by step as it goes, so a cycle that stops early
+        // (every framework at its offer limit) draws only for what it visited. With guarantees
+        // to meet, every agent is ordered now.
+        let lazy = quota_roles.is_empty();
         order.clear();
         order.extend(
             self.visit
@@ -112,14 +107,11 @@ impl Allocator {
             }
         }
 
-        // Stage 2: everything else, keeping the headroom unmet guarantees need (as they are
-        // after stage 1).
-        if !quota_roles.is_empty() {
-            required = Scalars::default();
-            for n in &self.roles.nodes[1..] {
-                if n.quota.is_some() {
-                    required = required.plus(n.unmet_guarantee());
-                }
+        // Stage 2: everything else, keeping the headroom unmet guarantees need.
+        let mut required = Scalars::default();
+        for n in &self.roles.nodes[1..] {
+            if n.quota.is_some() {
+                required = required.plus(n.unmet_guarantee());
             }
         }
         // The headroom arithmetic is only needed while some guarantee is unmet.
@@ -152,7 +144,7 @@ impl Allocator {
             loop {
                 // Every eligible framework has filtered this agent: nothing to do here (checked
                 // first, on the dense bit array: a few word operations, no resource arithmetic).
-                if !self.reserved[agent] && self.eligible.is_subset(&self.filtered[agent]) {
+                if self.filtered_for_all(agent) {
                     break;
                 }
                 let Some(a) = self.agent(agent) else { break };
@@ -188,12 +180,18 @@ impl Allocator {
         let mut kept = from;
         for i in from..order.len() {
             let agent = order[i];
-            if self.reserved[agent] || !self.eligible.is_subset(&self.filtered[agent]) {
+            if !self.filtered_for_all(agent) {
                 order[kept] = agent;
                 kept += 1;
             }
         }
         order.truncate(kept);
+    }
+
+    /// True if every eligible framework has filtered unreserved agent `agent`, so it can give
+    /// nothing now (an agent with reservations is always looked at).
+    fn filtered_for_all(&self, agent: usize) -> bool {
+        !self.reserved[agent] && self.eligible.is_subset(&self.filtered[agent])
     }
 
     /// Records an allocation (and lowers the headroom still required by the roles it helps).
