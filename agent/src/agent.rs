@@ -376,6 +376,7 @@ impl Agent {
                 info!(reason = %d.reason, "the master drains this agent");
                 self.drain();
             }
+            master_message::Msg::Reactivate(_) => self.reactivate(),
             master_message::Msg::RunTaskGroup(g) => self.run_task_group(g.framework_id, g.tasks),
             master_message::Msg::DestroyVolumes(d) => {
                 self.destroy_volumes(&d.volume_ids);

@@ -6,7 +6,9 @@ use proffer_master::core::{MasterConfig, Timestamp};
 use proffer_proto::v1::TaskState;
 use proffer_tests::faults::{Cluster, Faults};
 
-const AGENT: &str = "cpus:4;mem:4096";
+/// Agents with a static reservation for a role no framework here has: the frameworks (role
+/// `*`) must only ever be offered the unreserved part (issue 15: they were offered it twice).
+const AGENT: &str = "cpus:3;cpus(web):1;mem:3072;mem(web):1024";
 const FRAMEWORKS: [(usize, &str, u64); 3] = [
     (40, "cpus:0.5;mem:256", 6_000),
     (40, "cpus:1;mem:512", 8_000),
@@ -36,6 +38,12 @@ fn settle(c: &mut Cluster) {
 }
 
 fn check_clean(c: &Cluster) {
+    assert!(
+        c.violations.is_empty(),
+        "accounting broken {} times, first: {}",
+        c.violations.len(),
+        c.violations[0]
+    );
     for (i, f) in c.frameworks.iter().enumerate() {
         assert!(
             f.done(),
@@ -145,6 +153,7 @@ fn a_vanished_agent_has_its_tasks_lost_and_redone_elsewhere() {
         "exactly the vanished agent's tasks were lost"
     );
     assert!(f.conflicts.is_empty(), "{:?}", f.conflicts);
+    assert!(c.violations.is_empty(), "{:?}", c.violations.first());
     let snap = c.master.snapshot(Timestamp(c.now()));
     assert_eq!(snap.agents.len(), 3, "the vanished agent was removed");
 }

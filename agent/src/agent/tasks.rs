@@ -642,6 +642,17 @@ impl Agent {
         self.kill_all();
     }
 
+    /// End of a drain (the master reactivated the agent): new tasks are accepted again.
+    pub(crate) fn reactivate(&mut self) {
+        if self.draining {
+            info!(
+                agent_id = self.id_str(),
+                "reactivated: accepting new tasks again"
+            );
+        }
+        self.draining = false;
+    }
+
     /// On cancel: kill every task and wait (bounded) for their ends, or leave them running
     /// for the next agent; then close the session.
     pub(super) async fn shutdown(&mut self) {

@@ -369,9 +369,16 @@ impl Allocator {
                 .min(self.headroom_caps(role, available, required)),
         };
         let offer = if a.has_reserved {
+            // The unreserved part (capped), plus what is reserved for the role and each of its
+            // ancestors. The role named `*` (frameworks without a role) is a node of the tree
+            // too: its "reservations" are the unreserved part, already counted (counting them
+            // again offered the unreserved part twice, issue 15).
             let mut o = chop(&a.free.for_role(UNRESERVED), caps);
             for r in self.roles.chain(role) {
-                o.add(&a.free.for_role(&self.roles.nodes[r].name));
+                let name = self.roles.nodes[r].name.as_str();
+                if name != UNRESERVED {
+                    o.add(&a.free.for_role(name));
+                }
             }
             o
         } else if caps == UNCAPPED {

@@ -29,7 +29,9 @@
 //! - `state`: per-agent and per-framework records and the event interface.
 //! - `cycle`: one allocation cycle (quota stage, then fair-share stage).
 //! - `explain`: why a framework or role got what it got.
+//! - `accounting`: the invariant free + held = total on every agent, checked on demand.
 
+mod accounting;
 mod bits;
 mod cycle;
 mod explain;
@@ -54,6 +56,7 @@ use roles::RoleTree;
 use scalars::Scalars;
 use state::{AgentEntry, FwEntry};
 
+pub use accounting::{AccountingError, same as same_resources};
 pub use roles::Quota;
 
 /// Mesos's minimum allocatable resources: an offer must have at least this many cpus or mem.

@@ -358,10 +358,13 @@ impl Allocator {
 
     /// Resources held (offered or in use) on an agent.
     pub fn allocated_on(&self, agent_id: &str) -> Resources {
-        self.agent_slot(agent_id)
-            .and_then(|s| self.agent(s))
-            .and_then(|a| a.total.checked_sub(&a.free))
-            .unwrap_or_default()
+        let mut sum = Resources::new();
+        if let Some(a) = self.agent_slot(agent_id).and_then(|s| self.agent(s)) {
+            for res in a.held.values() {
+                sum.add(res);
+            }
+        }
+        sum
     }
 
     /// Adds an agent with `total` resources, of which `used` (by framework) are already in use.

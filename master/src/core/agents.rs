@@ -190,7 +190,11 @@ impl Master {
                     .map(|t| (fw.clone(), t.resources.clone()))
             })
             .collect();
+        // A drain outlives the session: the allocator keeps it, and the agent is told again
+        // (or told it is not drained) once it is registered, below.
+        let draining = self.allocator.is_draining(&agent_id);
         self.allocator.add_agent(&agent_id, total.clone(), &used);
+        self.allocator.set_draining(&agent_id, draining);
         self.allocation_pending = true;
         tracing::info!(agent_id = %agent_id, host = %info.hostname, resources = %total,
             reregister, "agent registered");
@@ -202,6 +206,14 @@ impl Master {
                 ping_interval_ms: self.config.agent_ping_interval_ms,
             }),
         );
+        let drain_state = if draining {
+            Msg::Drain(v1::DrainAgent {
+                reason: "the agent is drained (re-sent on registration)".into(),
+            })
+        } else {
+            Msg::Reactivate(v1::ReactivateAgent {})
+        };
+        self.send_conn(conn, drain_state);
         Ok(())
     }
 
@@ -384,8 +396,10 @@ impl Master {
                 agent_id: agent_id.to_string(),
             });
         }
+        tracing::info!(agent_id = %agent_id, "reactivating agent");
         self.allocator.set_draining(agent_id, false);
         self.allocation_pending = true;
+        self.send_agent(agent_id, Msg::Reactivate(v1::ReactivateAgent {}));
         Ok(())
     }
 

@@ -19,7 +19,9 @@
 //! - `maintenance`: maintenance windows and inverse offers.
 //! - `calls`: ACCEPT, DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE, TEARDOWN.
 //! - `snapshot`: the operator's view of the state.
+//! - `accounting`: the check that offered + allocated + free = total on every agent.
 
+mod accounting;
 mod agents;
 mod calls;
 mod frameworks;

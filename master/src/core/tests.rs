@@ -1,5 +1,6 @@
 //! Core tests with virtual time: tables of inputs → expected outputs, and proptest invariants.
 
+mod accounting_props;
 mod bad_input;
 mod harness;
 mod invariants;

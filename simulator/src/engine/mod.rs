@@ -226,6 +226,8 @@ impl Sim {
                 self.counters.ticks += 1;
                 self.drain_outbox();
                 self.flush();
+                #[cfg(debug_assertions)]
+                self.check_accounting();
                 self.schedule(self.now + self.tick_ms, Ev::Tick);
             }
             Ev::Sample => {
@@ -246,6 +248,22 @@ impl Sim {
             Ev::Release(f) => self.release_held(f),
         }
         self.flush();
+    }
+
+    /// Debug builds: the master's books balance after every tick (offered + allocated + free
+    /// = total on every agent); large clusters are checked every few ticks, so the cost stays
+    /// about 500 agents' worth per tick.
+    #[cfg(debug_assertions)]
+    fn check_accounting(&self) {
+        let stride = (self.master.agent_count() / 500).max(1) as u64;
+        if self.counters.ticks % stride == 0
+            && let Err(e) = self.master.check_accounting()
+        {
+            panic!(
+                "simulator (seed {}): at {} ms the master's accounting broke: {e}",
+                self.seed, self.now
+            );
+        }
     }
 
     /// Queues an input for the master (fed by [`Sim::flush`], in order).

@@ -264,7 +264,9 @@ impl SimAgent {
                 }
             }
             // The simulated agent keeps no volume directories.
-            Some(In::DestroyVolumes(_)) | Some(In::Error(_)) | None => {}
+            // The simulated agent keeps no volume directories and no drain flag (the master
+            // sends it no tasks while draining).
+            Some(In::DestroyVolumes(_)) | Some(In::Reactivate(_)) | Some(In::Error(_)) | None => {}
         }
         out
     }

@@ -54,6 +54,9 @@ pub struct Cluster {
     pub log: Vec<String>,
     /// Connections broken so far.
     pub breaks: u32,
+    /// Broken accounting invariants (`Master::check_accounting`, checked after every step),
+    /// with the virtual time they were seen.
+    pub violations: Vec<String>,
 }
 
 /// Milliseconds between ticks of the master and the peers.
@@ -83,6 +86,7 @@ impl Cluster {
             faults,
             log: Vec::new(),
             breaks: 0,
+            violations: Vec::new(),
         };
         for i in 0..agents {
             c.agents.push(SimAgent::new(&format!("host{i}"), agent_res));
@@ -160,6 +164,9 @@ impl Cluster {
         }
         self.master.tick(Timestamp(now));
         self.flush_master();
+        if let Err(e) = self.master.check_accounting() {
+            self.violations.push(format!("at {now} ms: {e}"));
+        }
     }
 
     fn send(&mut self, conn: ConnId, now: u64, d: Delivery) {

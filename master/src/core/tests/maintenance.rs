@@ -1,10 +1,12 @@
 //! Maintenance windows and inverse offers.
 
-use proffer_proto::v1::{self, event::Event, master_message::Msg as AOut};
+use proffer_proto::v1::{
+    self, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut,
+};
 
-use super::harness::{H, task};
+use super::harness::{H, agent_info, task};
 use super::scenarios::{A1, F1, one_offer};
-use crate::core::{Call, MasterError, Timestamp};
+use crate::core::{Call, Input, MasterError, Timestamp};
 
 fn inverse_offers(h: &mut H) -> Vec<v1::InverseOffer> {
     h.events(F1)
@@ -59,6 +61,61 @@ fn frameworks_on_the_agent_get_inverse_offers_and_the_window_drains_it() {
     h.advance(5_000);
     assert!(!h.m.snapshot(Timestamp(h.now)).agents[0].draining);
     assert!(h.m.maintenance_schedule(Timestamp(h.now)).is_empty());
+    // ... and the agent is told, so it accepts tasks again.
+    assert!(
+        h.agent_msgs(A1)
+            .iter()
+            .any(|m| matches!(m, AOut::Reactivate(_)))
+    );
+}
+
+#[test]
+fn reactivate_tells_the_agent_and_a_drain_survives_reregistration() {
+    let (mut h, agent, _fw, _offer) = one_offer();
+    h.drain();
+    h.m.drain_agent(&agent, "test").expect("drain");
+    h.out.extend(h.m.take_outbox());
+    assert!(h.agent_msgs(A1).iter().any(|m| matches!(m, AOut::Drain(_))));
+    // The agent's session breaks and it re-registers: still drained, and told so again.
+    h.input(Input::AgentDisconnected { conn: A1 })
+        .expect("disconnect");
+    h.drain();
+    h.input(Input::Agent {
+        conn: 9,
+        msg: v1::AgentMessage {
+            msg: Some(AIn::Reregister(v1::ReregisterAgent {
+                info: Some(agent_info(
+                    &agent,
+                    "host1",
+                    "cpus:4;mem:4096;ports:[31000-31009]",
+                )),
+                tasks: Vec::new(),
+            })),
+        },
+    })
+    .expect("reregister");
+    let msgs = h.agent_msgs(9);
+    assert!(
+        matches!(&msgs[..], [AOut::Registered(_), AOut::Drain(_)]),
+        "{msgs:?}"
+    );
+    assert!(h.m.snapshot(Timestamp(h.now)).agents[0].draining);
+    h.advance(2_000);
+    assert!(h.offers(F1).is_empty(), "a drained agent is not offered");
+    // Reactivate: the agent is told and offered again.
+    h.m.reactivate_agent(&agent).expect("reactivate");
+    h.out.extend(h.m.take_outbox());
+    assert!(
+        h.agent_msgs(9)
+            .iter()
+            .any(|m| matches!(m, AOut::Reactivate(_)))
+    );
+    h.advance(2_000);
+    assert_eq!(h.offers(F1).len(), 1, "offered again after reactivation");
+    assert!(matches!(
+        h.m.reactivate_agent("nope"),
+        Err(MasterError::UnknownAgent { .. })
+    ));
 }
 
 #[test]

@@ -295,7 +295,10 @@ fn agent_reregistration_keeps_reported_tasks_and_loses_the_rest() {
         },
     })
     .expect("reregister");
-    assert!(matches!(&h.agent_msgs(7)[..], [AOut::Registered(r)] if r.agent_id == agent));
+    // Registered, then the drain state (not drained: reactivate).
+    assert!(
+        matches!(&h.agent_msgs(7)[..], [AOut::Registered(r), AOut::Reactivate(_)] if r.agent_id == agent)
+    );
     let ups = h.updates(F1);
     assert_eq!(ups.len(), 1);
     assert_eq!(
