@@ -1,0 +1,113 @@
+//! One suite for every backend: records round-trip, deletes stick, a fresh registry is marked
+//! with the format version, a newer or unreadable format is refused, nothing is half-written.
+
+use super::*;
+
+fn put(table: Table, key: &str, value: &str) -> RegistryOp {
+    RegistryOp {
+        table,
+        key: key.into(),
+        value: Some(value.as_bytes().to_vec()),
+    }
+}
+
+fn del(table: Table, key: &str) -> RegistryOp {
+    RegistryOp {
+        table,
+        key: key.into(),
+        value: None,
+    }
+}
+
+/// The behaviour every backend must have; `reopen` gives a new handle on the same data.
+fn suite(mut reopen: impl FnMut() -> Box<dyn Registry>) {
+    let mut r = reopen();
+    let fresh = r.load().expect("load fresh");
+    assert!(fresh.is_empty(), "{fresh:?}");
+    assert_eq!(
+        fresh.get(Table::Meta, FORMAT_KEY).map(|v| v.as_slice()),
+        Some(FORMAT_VERSION.to_string().as_bytes())
+    );
+    let stats = r
+        .commit(&[
+            put(Table::Agents, "a1", "one"),
+            put(Table::Agents, "a2", "two"),
+            put(Table::Frameworks, "f1", "fw"),
+            put(Table::Roles, "web", "w"),
+        ])
+        .expect("commit");
+    assert_eq!(stats.ops, 4);
+    r.commit(&[del(Table::Agents, "a2"), put(Table::Agents, "a1", "uno")])
+        .expect("commit 2");
+    drop(r);
+    let mut r = reopen();
+    let got = r.load().expect("reload");
+    assert_eq!(
+        got.get(Table::Agents, "a1").map(|v| v.as_slice()),
+        Some(&b"uno"[..])
+    );
+    assert!(got.get(Table::Agents, "a2").is_none());
+    assert_eq!(
+        got.get(Table::Frameworks, "f1").map(|v| v.as_slice()),
+        Some(&b"fw"[..])
+    );
+    assert_eq!(got.table(Table::Roles).count(), 1);
+    assert!(!got.is_empty());
+    // A newer format is refused, naming the version.
+    r.commit(&[put(Table::Meta, FORMAT_KEY, "99")])
+        .expect("mark newer");
+    drop(r);
+    let err = reopen().load().expect_err("newer format");
+    assert!(matches!(err, RegistryError::NewerFormat { .. }), "{err}");
+    assert!(err.to_string().contains("99"), "{err}");
+    // Garbage in the marker is corruption.
+    let mut r = reopen();
+    r.commit(&[put(Table::Meta, FORMAT_KEY, "x")])
+        .expect("mark garbage");
+    drop(r);
+    let err = reopen().load().expect_err("garbage format");
+    assert!(matches!(err, RegistryError::Corrupt { .. }), "{err}");
+    // Records without a marker: corruption, never a silent fresh start.
+    let mut r = reopen();
+    r.commit(&[del(Table::Meta, FORMAT_KEY)])
+        .expect("drop marker");
+    drop(r);
+    let err = reopen().load().expect_err("no marker");
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn memory_backend_passes_the_suite() {
+    let shared = MemoryRegistry::new();
+    suite(|| Box::new(shared.clone()));
+}
+
+#[test]
+fn redb_backend_passes_the_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    suite(|| Box::new(RedbRegistry::open(&path).expect("open")));
+}
+
+#[test]
+fn redb_refuses_a_file_that_is_not_a_registry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(redb_store::FILE_NAME),
+        b"not a database at all",
+    )
+    .expect("write");
+    let err = RedbRegistry::open(dir.path()).expect_err("garbage file");
+    let text = err.to_string();
+    assert!(text.contains(redb_store::FILE_NAME), "{text}");
+}
+
+#[test]
+fn injected_failures_write_nothing() {
+    let mut r = MemoryRegistry::new();
+    r.load().expect("load");
+    r.fail_writes(true);
+    assert!(r.commit(&[put(Table::Agents, "a", "x")]).is_err());
+    r.fail_writes(false);
+    assert!(r.contents().get(Table::Agents, "a").is_none());
+}
