@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .type_attribute(".proffer.v1.FrameworkSummary", serde)
         .type_attribute(".proffer.v1.TaskSummary", serde)
         .type_attribute(".proffer.v1.OfferSummary", serde)
+        .type_attribute(".proffer.v1.RegistrySummary", serde)
         .type_attribute(".proffer.v1.Attribute", serde)
         .compile_with_config(config, &["proto/proffer/v1/proffer.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto/proffer/v1/proffer.proto");

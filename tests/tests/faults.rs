@@ -1,6 +1,11 @@
 //! Fault injection on an in-process cluster with virtual time (see `proffer_tests::faults`):
 //! connections break at seeded random moments, messages are delayed, agents vanish — and still
-//! every task runs exactly once, every update is acknowledged, nothing is left behind.
+//! every task runs exactly once, every update is acknowledged, nothing is left behind. With a
+//! registry the master also crashes at random points (between a persist batch and its
+//! acknowledgement too) and recovers from what was written; messages are duplicated.
+//!
+//! `PROFFER_FAULT_SEEDS=N` runs N seeds of the crash profile (default 1,000);
+//! `PROFFER_FAULT_SEED=S` replays one.
 
 use proffer_master::core::{MasterConfig, Timestamp};
 use proffer_proto::v1::TaskState;
@@ -25,6 +30,7 @@ fn stormy(seed: u64) -> Cluster {
         agent_break: 0.05,
         framework_break: 0.03,
         until_ms: 60_000,
+        ..Faults::none()
     };
     Cluster::new(seed, config, 5, AGENT, &FRAMEWORKS, faults)
 }
@@ -126,6 +132,7 @@ fn a_vanished_agent_has_its_tasks_lost_and_redone_elsewhere() {
         agent_break: 0.0,
         framework_break: 0.0,
         until_ms: 0,
+        ..Faults::none()
     };
     let mut c = Cluster::new(
         9,
@@ -169,4 +176,145 @@ fn same_seed_same_run() {
     assert!(a.len() > 1_000);
     assert_eq!(a, run(5));
     assert_ne!(a, run(6));
+}
+
+/// One run of the crash profile: 3 agents with a reservation nobody uses, 2 frameworks of 8
+/// short tasks, connection breaks, duplicated messages, master crashes; then a settle.
+fn crash_run(seed: u64) -> Cluster {
+    let config = MasterConfig {
+        allocation_interval_ms: 200,
+        agent_ping_interval_ms: 1_000,
+        agent_max_missed_pings: 5,
+        agent_reregister_timeout_ms: 20_000,
+        ..MasterConfig::default()
+    };
+    let faults = Faults {
+        max_delay_ms: 40,
+        agent_break: 0.01,
+        framework_break: 0.01,
+        until_ms: 15_000,
+        master_crash: 0.006,
+        duplicate: 0.05,
+    };
+    let mut c = Cluster::with_registry(
+        seed,
+        config,
+        3,
+        AGENT,
+        &[(8, "cpus:0.5;mem:256", 1_500), (8, "cpus:1;mem:512", 2_500)],
+        faults,
+    );
+    c.run(120_000);
+    // Settle: until every agent's updates are acknowledged (bounded: 60 s more).
+    let until = c.now() + 60_000;
+    settle(&mut c);
+    while c.now() < until && !c.agents.iter().all(|a| a.quiet()) {
+        c.run_ticks(1);
+    }
+    c
+}
+
+/// Everything a crash run must hold; the error names the seed and how to replay it.
+fn check_crash_run(seed: u64, c: &Cluster) -> Result<(), String> {
+    let replay = format!(
+        "replay: PROFFER_FAULT_SEED={seed} cargo test -p proffer-tests --test faults master_crashes -- --nocapture"
+    );
+    let fail = |what: String| Err(format!("seed {seed}: {what}\n{replay}"));
+    if let Some(v) = c.violations.first() {
+        return fail(format!("accounting broken: {v}"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for a in &c.agents {
+        for (key, n) in &a.starts {
+            if *n != 1 || !seen.insert(key.clone()) {
+                return fail(format!("task {key:?} started more than once"));
+            }
+        }
+        if !a.quiet() {
+            return fail(format!(
+                "agent {} has unacknowledged updates {:?} at {} ms (registered: {})",
+                a.agent_id,
+                a.unacked(),
+                c.now(),
+                a.conn.is_some()
+            ));
+        }
+    }
+    for (i, f) in c.frameworks.iter().enumerate() {
+        if !f.done() {
+            return fail(format!(
+                "framework {i} finished only {} tasks",
+                f.finished()
+            ));
+        }
+        if !f.conflicts.is_empty() {
+            return fail(format!("framework {i}: {:?}", f.conflicts));
+        }
+        for (task, reason) in &f.lost_reasons {
+            if seen.iter().any(|(_, t)| t == task) {
+                return fail(format!("{task} ran but was reported lost ({reason})"));
+            }
+        }
+    }
+    let registry = c
+        .registry
+        .as_ref()
+        .map(|r| r.contents())
+        .unwrap_or_default();
+    if let Err(e) = c.master.check_registry(&registry) {
+        return fail(e.to_string());
+    }
+    Ok(())
+}
+
+#[test]
+fn master_crashes_lose_no_task_and_run_none_twice() {
+    let seeds: Vec<u64> = match std::env::var("PROFFER_FAULT_SEED") {
+        Ok(s) => vec![s.parse().expect("PROFFER_FAULT_SEED is a number")],
+        Err(_) => {
+            let n = std::env::var("PROFFER_FAULT_SEEDS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1_000u64);
+            (1..=n).collect()
+        }
+    };
+    let mut crashes = 0;
+    let mut failures = Vec::new();
+    for &seed in &seeds {
+        let c = crash_run(seed);
+        crashes += c.master_crashes;
+        if let Err(e) = check_crash_run(seed, &c) {
+            // PROFFER_FAULT_LOG=TEXT prints the delivered messages (and crashes) mentioning it.
+            if let Ok(needle) = std::env::var("PROFFER_FAULT_LOG") {
+                for line in c
+                    .log
+                    .iter()
+                    .filter(|l| l.contains(&needle) || l.contains("crash"))
+                {
+                    println!("{}", &line[..line.len().min(400)]);
+                }
+            }
+            failures.push(e);
+        }
+    }
+    println!(
+        "{} seeds, {crashes} master crashes, {} failed",
+        seeds.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds failed:\n{}",
+        failures.len(),
+        seeds.len(),
+        failures.join("\n")
+    );
+    if seeds.len() >= 100 {
+        assert!(
+            crashes as usize >= seeds.len() / 2,
+            "only {crashes} crashes over {} seeds",
+            seeds.len()
+        );
+    }
 }

@@ -119,9 +119,16 @@ impl Master {
         }
         let agent_id = info.id.clone();
         // Agents do not checkpoint what RESERVE/CREATE did: re-apply the master's view of the
-        // dynamic reservations and volumes to what the agent reports.
-        let total = match self.agents.get(&agent_id) {
-            Some(known) if reregister => total.with_operations_of(&known.total),
+        // dynamic reservations and volumes to what the agent reports (after a restart of the
+        // master, its view is the registry's).
+        let recovered = if reregister {
+            self.recovering.shift_remove(&agent_id)
+        } else {
+            None
+        };
+        let total = match (self.agents.get(&agent_id), &recovered) {
+            (Some(known), _) if reregister => total.with_operations_of(&known.total),
+            (None, Some(r)) => total.with_operations_of(&r.total),
             _ => total,
         };
         // Offers on an agent that re-registers are rescinded: its resources are recounted below.
@@ -192,10 +199,15 @@ impl Master {
             .collect();
         // A drain outlives the session: the allocator keeps it, and the agent is told again
         // (or told it is not drained) once it is registered, below.
-        let draining = self.allocator.is_draining(&agent_id);
+        let draining = self.allocator.is_draining(&agent_id)
+            || recovered.as_ref().is_some_and(|r| r.record.draining);
         self.allocator.add_agent(&agent_id, total.clone(), &used);
         self.allocator.set_draining(&agent_id, draining);
         self.allocation_pending = true;
+        if !reregister {
+            self.persist_counters();
+        }
+        self.persist_agent(&agent_id);
         tracing::info!(agent_id = %agent_id, host = %info.hostname, resources = %total,
             reregister, "agent registered");
         self.send_conn(
@@ -221,9 +233,12 @@ impl Master {
     fn adopt_task(&mut self, now: Timestamp, agent_id: &str, t: v1::RunningTask) {
         let Some(info) = t.task else { return };
         let state = TaskState::try_from(t.state).unwrap_or(TaskState::TaskRunning);
-        if state.is_terminal() || validate::id("task_id", &info.task_id).is_err() {
+        if validate::id("task_id", &info.task_id).is_err() {
             return;
         }
+        // A task that ended but whose end the framework has not acknowledged is kept as ended
+        // (its resources are free), so reconciliation answers with its real end, not LOST.
+        let ended = state.is_terminal();
         let fw = t.framework_id.clone();
         if self
             .frameworks
@@ -232,7 +247,17 @@ impl Master {
         {
             return;
         }
-        if self.removed_frameworks.contains(&fw) || validate::id("framework_id", &fw).is_err() {
+        // With a registry, every framework that ever subscribed is known: a task of any other
+        // was never launched by this cluster's master, and is killed.
+        let never_launched = self.persistence.enabled && !self.frameworks.contains_key(&fw);
+        if never_launched {
+            tracing::warn!(agent_id = %agent_id, framework_id = %fw, task_id = %info.task_id,
+                "agent reports a task of a framework this master never knew; killing its tasks");
+        }
+        if never_launched
+            || self.removed_frameworks.contains(&fw)
+            || validate::id("framework_id", &fw).is_err()
+        {
             self.send_agent(
                 agent_id,
                 Msg::ShutdownFramework(v1::ShutdownFramework { framework_id: fw }),
@@ -285,11 +310,11 @@ impl Master {
                     resources,
                     state,
                     status,
-                    resources_recovered: false,
+                    resources_recovered: ended,
                 }),
             );
         }
-        if let Some(a) = self.agents.get_mut(agent_id) {
+        if !ended && let Some(a) = self.agents.get_mut(agent_id) {
             a.tasks.insert((fw, task_id));
         }
     }
@@ -379,6 +404,7 @@ impl Master {
         }
         tracing::info!(agent_id = %agent_id, reason, "draining agent");
         self.allocator.set_draining(agent_id, true);
+        self.persist_agent(agent_id);
         self.rescind_offers_on(agent_id);
         self.send_agent(
             agent_id,
@@ -398,6 +424,7 @@ impl Master {
         }
         tracing::info!(agent_id = %agent_id, "reactivating agent");
         self.allocator.set_draining(agent_id, false);
+        self.persist_agent(agent_id);
         self.allocation_pending = true;
         self.send_agent(agent_id, Msg::Reactivate(v1::ReactivateAgent {}));
         Ok(())
@@ -486,5 +513,6 @@ impl Master {
         self.allocator.remove_agent(agent_id);
         self.removed_agents.insert(agent_id.to_string());
         self.counters.agents_removed += 1;
+        self.persist_agent_gone(agent_id, now);
     }
 }

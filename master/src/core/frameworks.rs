@@ -29,7 +29,8 @@ impl Master {
         let role = roles[0].clone();
         info.roles = roles.clone();
         let stream_id = self.random_hex();
-        let framework_id = if info.id.is_empty() {
+        let new_id = info.id.is_empty();
+        let framework_id = if new_id {
             self.counters.frameworks += 1;
             format!("{}-{:04}", self.master_id, self.counters.frameworks)
         } else {
@@ -94,6 +95,10 @@ impl Master {
         self.allocator.set_min_offers(&framework_id, &min_offers);
         self.conns
             .insert(conn, ConnOwner::Framework(framework_id.clone()));
+        if new_id {
+            self.persist_counters();
+        }
+        self.persist_framework(&framework_id, now);
         self.send_event(
             &framework_id,
             Event::Subscribed(v1::Subscribed {
@@ -172,6 +177,7 @@ impl Master {
         if let Some(f) = self.frameworks.get_mut(fw) {
             f.info = info;
         }
+        self.persist_framework(fw, Timestamp(0));
         self.allocation_pending |= more;
         Ok(())
     }
@@ -267,6 +273,7 @@ impl Master {
         self.allocator.remove_framework(framework_id);
         self.removed_frameworks.insert(framework_id.to_string());
         self.counters.frameworks_removed += 1;
+        self.persist_framework(framework_id, now);
         self.allocation_pending = true;
     }
 

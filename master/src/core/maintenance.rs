@@ -20,7 +20,13 @@ pub(crate) struct Window {
 }
 
 impl Master {
-    /// Schedules maintenance on `agent_id` starting `starts_in_ms` from `now` for `duration_ms`.
+    /// Latest start and longest duration of a maintenance window, in ms: 100 years. Beyond
+    /// that a value is a typo (or `1e300`), and timestamps would saturate into a window that
+    /// never starts or lasts 0 s.
+    pub const MAX_MAINTENANCE_MS: u64 = 100 * 365 * 86_400 * 1000;
+
+    /// Schedules maintenance on `agent_id` starting `starts_in_ms` from `now` for `duration_ms`
+    /// (each at most [`Master::MAX_MAINTENANCE_MS`]).
     pub fn schedule_maintenance(
         &mut self,
         now: Timestamp,
@@ -39,6 +45,17 @@ impl Master {
                 reason: "a maintenance window must last more than 0 s".into(),
             });
         }
+        for (field, ms) in [("starts_in", starts_in_ms), ("duration", duration_ms)] {
+            if ms > Self::MAX_MAINTENANCE_MS {
+                return Err(MasterError::InvalidField {
+                    field: field.into(),
+                    reason: format!(
+                        "{ms} ms is more than the maximum {} ms (100 years)",
+                        Self::MAX_MAINTENANCE_MS
+                    ),
+                });
+            }
+        }
         let start = now.plus_ms(starts_in_ms);
         tracing::info!(agent_id = %agent_id, starts_in_ms, duration_ms, "maintenance scheduled");
         self.maintenance.insert(
@@ -51,6 +68,7 @@ impl Master {
                 outstanding: BTreeMap::new(),
             },
         );
+        self.persist_maintenance(agent_id);
         self.send_inverse_offers(now);
         Ok(())
     }
@@ -182,6 +200,7 @@ impl Master {
                 let _ = self.drain_agent(&agent_id, "maintenance window started");
             } else {
                 self.maintenance.remove(&agent_id);
+                self.persist_maintenance(&agent_id);
                 let _ = self.reactivate_agent(&agent_id);
                 tracing::info!(agent_id = %agent_id, "maintenance window ended");
             }

@@ -19,6 +19,8 @@
 //! - `maintenance`: maintenance windows and inverse offers.
 //! - `calls`: ACCEPT, DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE, TEARDOWN.
 //! - `snapshot`: the operator's view of the state.
+//! - `persist`: registry ops for changes that must survive, and outputs held until written.
+//! - `recovery`: a master rebuilt from its registry; agents awaiting re-registration.
 //! - `accounting`: the check that offered + allocated + free = total on every agent.
 
 mod accounting;
@@ -28,6 +30,8 @@ mod frameworks;
 mod liveness;
 mod maintenance;
 mod operations;
+mod persist;
+mod recovery;
 pub mod rng;
 mod snapshot;
 mod state;
@@ -38,6 +42,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use persist::RegistryMismatch;
 pub use types::{Call, ConnId, ErrorKind, Input, MasterConfig, MasterError, Output, Timestamp};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -78,6 +83,10 @@ pub struct Master {
     next_allocation: Timestamp,
     allocation_pending: bool,
     counters: Counters,
+    /// Registry ops and the outputs that wait for them.
+    persistence: persist::Persistence,
+    /// Agents admitted before a recovery that have not re-registered yet.
+    recovering: IdMap<recovery::RecoveringAgent>,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +98,7 @@ struct Counters {
     tasks_terminal: std::collections::BTreeMap<&'static str, u64>,
     agents_removed: u64,
     frameworks_removed: u64,
+    recoveries: u64,
 }
 
 /// Counters since the master started (for `/metrics`).
@@ -137,6 +147,8 @@ impl Master {
             next_allocation: Timestamp(0),
             allocation_pending: false,
             counters: Counters::default(),
+            persistence: persist::Persistence::default(),
+            recovering: IdMap::default(),
         }
     }
 
@@ -188,6 +200,7 @@ impl Master {
                 field: "weight".into(),
                 reason: e.to_string(),
             })?;
+        self.persist_role(role);
         self.allocation_pending = true;
         Ok(())
     }
@@ -206,6 +219,7 @@ impl Master {
                 field: "quota".into(),
                 reason: e.to_string(),
             })?;
+        self.persist_role(role);
         self.allocation_pending = true;
         Ok(())
     }
@@ -225,6 +239,7 @@ impl Master {
             });
         }
         self.allocator.remove_quota(role);
+        self.persist_role(role);
         self.allocation_pending = true;
         Ok(())
     }
@@ -258,12 +273,17 @@ impl Master {
                 Ok(())
             }
             Input::Call(call) => self.on_call(now, call),
+            Input::Persisted { seq } => {
+                self.persistence.acknowledge(seq, now, &mut self.outbox);
+                Ok(())
+            }
         }
     }
 
     /// Runs timers due at `now`: agent pings and removal, framework heartbeats and failover,
     /// offer timeouts, and allocation (on its interval, or sooner after relevant events).
     pub fn tick(&mut self, now: Timestamp) {
+        self.tick_recovering(now);
         self.tick_agents(now);
         self.tick_frameworks(now);
         self.tick_offers(now);
@@ -275,7 +295,15 @@ impl Master {
 
     /// Takes the queued outputs, in order.
     pub fn take_outbox(&mut self) -> Vec<Output> {
+        self.close_persist_batch();
         std::mem::take(&mut self.outbox)
+    }
+
+    /// Puts the ops recorded since the last batch into the outbox as one `Output::Persist`.
+    fn close_persist_batch(&mut self) {
+        if let Some((seq, ops)) = self.persistence.take_batch() {
+            self.outbox.push(Output::Persist { seq, ops });
+        }
     }
 
     /// Moves the queued outputs, in order, into `buf` (cleared first) and keeps `buf`'s old
@@ -283,6 +311,7 @@ impl Master {
     /// reuses two buffers instead of growing a fresh one (a ping round to 10k agents queues
     /// 10k outputs at once).
     pub fn take_outbox_into(&mut self, buf: &mut Vec<Output>) {
+        self.close_persist_batch();
         buf.clear();
         std::mem::swap(buf, &mut self.outbox);
     }
@@ -374,10 +403,6 @@ impl Master {
             .recover_offer(&o.framework_id, &o.agent_id, &o.resources, refuse_until);
         self.allocation_pending |= refuse_until.is_none();
         Some(o)
-    }
-
-    fn push(&mut self, out: Output) {
-        self.outbox.push(out);
     }
 
     /// Sends an event to a framework if it is connected (events to a disconnected framework are

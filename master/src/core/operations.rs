@@ -351,6 +351,7 @@ impl Master {
             from = %c.from, to = %c.to, "resources relabelled");
         self.allocator
             .convert(framework_id, agent_id, &c.from, &c.to);
+        self.persist_agent(agent_id);
     }
 }
 
@@ -481,6 +482,7 @@ impl Master {
             a.total = total.clone();
         }
         self.allocator.update_agent_total(agent_id, total);
+        self.persist_agent(agent_id);
         self.allocation_pending = true;
         Ok(())
     }

@@ -29,8 +29,31 @@ impl Master {
                     active_tasks: a.tasks.len() as u32,
                     isolation: a.info.isolation.clone(),
                     draining: self.allocator.is_draining(id),
+                    state: if self.allocator.is_draining(id) {
+                        "draining"
+                    } else if a.conn.is_none() {
+                        "disconnected"
+                    } else {
+                        "active"
+                    }
+                    .into(),
                 }
             })
+            .chain(self.recovering.iter().map(|(id, r)| {
+                let info = r.record.info.clone().unwrap_or_default();
+                v1::AgentSummary {
+                    id: id.clone(),
+                    hostname: info.hostname,
+                    port: info.port,
+                    total: r.total.to_string(),
+                    available: r.total.to_string(),
+                    attributes: info.attributes,
+                    isolation: info.isolation,
+                    draining: r.record.draining,
+                    state: "recovering".into(),
+                    ..Default::default()
+                }
+            }))
             .collect();
         let frameworks = self
             .frameworks
@@ -84,6 +107,8 @@ impl Master {
             allocation_cycles: self.allocator.cycles(),
             total: self.allocator.total().to_string(),
             allocated: cluster_allocated.to_string(),
+            registry: None,
+            gone_agents: self.removed_agents.len() as u32,
         }
     }
 }

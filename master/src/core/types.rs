@@ -85,6 +85,12 @@ pub enum Input {
     },
     /// A framework call.
     Call(Call),
+    /// The registry durably holds persist batch `seq` (and every earlier one): outputs that
+    /// waited for it are released.
+    Persisted {
+        /// The batch's sequence number, from [`Output::Persist`].
+        seq: u64,
+    },
 }
 
 /// Something the shell must do, taken from [`crate::core::Master::take_outbox`].
@@ -118,6 +124,14 @@ pub enum Output {
         /// The session to end.
         conn: ConnId,
     },
+    /// Write these registry ops in one transaction, then feed back `Input::Persisted { seq }`.
+    /// Batches are numbered from 1 and must be written in order.
+    Persist {
+        /// The batch's sequence number.
+        seq: u64,
+        /// The changes.
+        ops: Vec<crate::registry::RegistryOp>,
+    },
 }
 
 /// Master settings; defaults follow Mesos (see `shared/REFERENCE.md`).
@@ -141,6 +155,9 @@ pub struct MasterConfig {
     pub max_failover_timeout_secs: f64,
     /// The allocation policy (framework order per agent).
     pub policy: crate::allocator::Policy,
+    /// After a recovery, how long agents have to re-register before they are removed
+    /// (Mesos `--agent_reregister_timeout`: 10 min).
+    pub agent_reregister_timeout_ms: u64,
 }
 
 impl Default for MasterConfig {
@@ -155,6 +172,7 @@ impl Default for MasterConfig {
             max_completed_tasks: 1_000,
             max_failover_timeout_secs: 365.0 * 24.0 * 3600.0,
             policy: crate::allocator::Policy::Drf,
+            agent_reregister_timeout_ms: 10 * 60 * 1000,
         }
     }
 }
@@ -253,6 +271,14 @@ pub enum MasterError {
         /// The agent id.
         agent_id: String,
     },
+    /// An explanation was asked for a framework or role nobody knows.
+    #[error("no {what} named `{name}`")]
+    UnknownSubject {
+        /// What was looked for: `framework or role`, or `role`.
+        what: &'static str,
+        /// The name given.
+        name: String,
+    },
     /// An agent re-registers with an id that a different, live agent holds.
     #[error("agent id `{agent_id}` belongs to {owner}, which is connected; refusing {claimant}")]
     AgentIdConflict {
@@ -292,7 +318,8 @@ impl MasterError {
             | MasterError::NotRegistered { .. } => ErrorKind::PermissionDenied,
             MasterError::UnknownOffer { .. }
             | MasterError::UnknownTask { .. }
-            | MasterError::UnknownAgent { .. } => ErrorKind::NotFound,
+            | MasterError::UnknownAgent { .. }
+            | MasterError::UnknownSubject { .. } => ErrorKind::NotFound,
             MasterError::AgentIdConflict { .. }
             | MasterError::DuplicateTaskId { .. }
             | MasterError::FrameworkRemoved { .. } => ErrorKind::FailedPrecondition,

@@ -59,10 +59,16 @@ pub(crate) enum Command {
     },
     /// Run an operator request against the core (quota, weights, roles, explanations).
     Run(MasterFn),
+    /// The registry writer committed persist batch `seq` (and every earlier one).
+    Persisted { seq: u64 },
 }
 
-/// The boxed function inside a [`MasterFn`].
-type BoxedMasterFn = Box<dyn FnOnce(&mut Master, Timestamp) + Send>;
+/// Sends a reply; run at once, or once the registry holds what the reply reports.
+type Thunk = Box<dyn FnOnce() + Send>;
+
+/// The boxed function inside a [`MasterFn`]: it works on the master and returns the thunk that
+/// sends its reply.
+type BoxedMasterFn = Box<dyn FnOnce(&mut Master, Timestamp) -> Thunk + Send>;
 
 /// A function run on the core task with the master and the current time.
 pub(crate) struct MasterFn(BoxedMasterFn);
@@ -169,9 +175,17 @@ impl CoreHandle {
     ) -> Result<T, CoreGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Run(MasterFn(Box::new(move |master, now| {
-            let _ = reply.send(f(master, now));
+            let result = f(master, now);
+            Box::new(move || {
+                let _ = reply.send(result);
+            })
         }))))?;
         rx.await.map_err(|_| CoreGone)
+    }
+
+    /// Reports that the registry committed batch `seq` (from the registry writer thread).
+    pub(crate) fn persisted(&self, seq: u64) -> Result<(), CoreGone> {
+        self.send(Command::Persisted { seq })
     }
 
     fn send(&self, cmd: Command) -> Result<(), CoreGone> {
@@ -190,6 +204,15 @@ struct AgentConn {
 struct CoreLoop {
     master: Master,
     start: Instant,
+    /// The clock's reading at `start` (Unix ms): the core's time is wall-clock time, so what
+    /// the registry stores stays meaningful across restarts.
+    start_ms: u64,
+    /// Where persist batches go (None: persistence is off and no batch is ever made).
+    persist: Option<std::sync::mpsc::Sender<super::registry_writer::Batch>>,
+    /// Replies waiting for a persist batch, in order: (batch, reply).
+    deferred: std::collections::VecDeque<(u64, Thunk)>,
+    /// The registry's status, shown in snapshots.
+    registry: Option<Arc<super::registry_writer::RegistryStatus>>,
     frameworks: HashMap<ConnId, EventTx>,
     agents: HashMap<ConnId, AgentConn>,
     /// Outputs being sent (kept to reuse its allocation across dispatches).
@@ -201,17 +224,21 @@ struct CoreLoop {
 pub(crate) async fn run(
     master: Master,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    tick_interval: Duration,
+    clock: Clock,
     cancel: CancellationToken,
 ) {
     let mut core = CoreLoop {
         master,
-        start: Instant::now(),
+        start: clock.start,
+        start_ms: clock.start_ms,
+        persist: clock.persist,
+        deferred: Default::default(),
+        registry: clock.registry,
         frameworks: HashMap::new(),
         agents: HashMap::new(),
         outputs: Vec::new(),
     };
-    let mut ticker = tokio::time::interval(tick_interval);
+    let mut ticker = tokio::time::interval(clock.tick_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -245,9 +272,50 @@ pub(crate) async fn run(
     );
 }
 
+/// How the core task keeps time, and where it sends persist batches.
+pub(crate) struct Clock {
+    /// How often the core's timers run.
+    pub tick_interval: Duration,
+    /// The monotonic instant of `start_ms`.
+    pub start: Instant,
+    /// Wall-clock time (Unix ms) at `start`.
+    pub start_ms: u64,
+    /// The registry writer, if the master persists.
+    pub persist: Option<std::sync::mpsc::Sender<super::registry_writer::Batch>>,
+    /// The registry's status, shown in snapshots.
+    pub registry: Option<Arc<super::registry_writer::RegistryStatus>>,
+}
+
 impl CoreLoop {
     fn now(&self) -> Timestamp {
-        Timestamp(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Timestamp(self.start_ms.saturating_add(elapsed))
+    }
+
+    /// The core's snapshot plus the registry's status.
+    fn snapshot(&self, now: Timestamp) -> v1::StateSnapshot {
+        let mut snap = self.master.snapshot(now);
+        if let Some(st) = &self.registry {
+            let (in_flight, held) = self.master.persist_backlog();
+            snap.registry = Some(v1::RegistrySummary {
+                backend: st.info.backend.clone(),
+                location: st.info.location.clone(),
+                last_write_unix_ms: st.last_write_unix_ms().unwrap_or(0),
+                error: st.error().unwrap_or_default(),
+                recoveries: st.recoveries,
+                batches_in_flight: in_flight,
+                outputs_held: held as u64,
+            });
+        }
+        snap
+    }
+
+    /// Sends a reply now, or once the registry holds what the core just did.
+    fn reply_after_persist(&mut self, thunk: Thunk) {
+        match self.master.persist_barrier() {
+            0 => thunk(),
+            seq => self.deferred.push_back((seq, thunk)),
+        }
     }
 
     fn command(&mut self, now: Timestamp, cmd: Command) {
@@ -260,7 +328,9 @@ impl CoreLoop {
                     }
                     _ => self.master.handle(now, input),
                 };
-                let _ = reply.send(result);
+                self.reply_after_persist(Box::new(move || {
+                    let _ = reply.send(result);
+                }));
             }
             Command::Subscribe {
                 conn,
@@ -279,7 +349,9 @@ impl CoreLoop {
                 if result.is_err() {
                     self.frameworks.remove(&conn);
                 }
-                let _ = reply.send(result);
+                self.reply_after_persist(Box::new(move || {
+                    let _ = reply.send(result);
+                }));
             }
             Command::OpenAgent {
                 span,
@@ -301,9 +373,20 @@ impl CoreLoop {
                 }
             }
             Command::Snapshot { reply } => {
-                let _ = reply.send(self.master.snapshot(now));
+                let _ = reply.send(self.snapshot(now));
             }
-            Command::Run(MasterFn(f)) => f(&mut self.master, now),
+            Command::Run(MasterFn(f)) => {
+                let thunk = f(&mut self.master, now);
+                self.reply_after_persist(thunk);
+            }
+            Command::Persisted { seq } => {
+                let _ = self.master.handle(now, Input::Persisted { seq });
+                while self.deferred.front().is_some_and(|(s, _)| *s <= seq) {
+                    if let Some((_, thunk)) = self.deferred.pop_front() {
+                        thunk();
+                    }
+                }
+            }
         }
     }
 
@@ -374,6 +457,21 @@ impl CoreLoop {
             Output::CloseAgent { conn } => {
                 if let Some(agent) = self.agents.remove(&conn) {
                     agent.closed.cancel();
+                }
+            }
+            Output::Persist { seq, ops } => {
+                let sent = self
+                    .persist
+                    .as_ref()
+                    .is_some_and(|tx| tx.send((seq, ops)).is_ok());
+                if !sent {
+                    // No writer (persistence off, or the writer stopped at shutdown): nothing
+                    // can be written, so nothing may wait for it.
+                    tracing::warn!(
+                        seq,
+                        "persist batch with no registry writer; acknowledging it"
+                    );
+                    let _ = self.master.handle(now, Input::Persisted { seq });
                 }
             }
         }

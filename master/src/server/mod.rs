@@ -14,6 +14,7 @@
 //! - `http`: the axum HTTP/JSON routes (`/health`, `/state`, `/state/tasks`, `/metrics`).
 //! - `metrics`: `/metrics` in the Prometheus text format.
 //! - `http_roles`: HTTP/JSON operator routes (`/roles`, `/quota`, `/weights`, `/why`).
+//! - `registry_writer`: the thread that commits persist batches and acknowledges them.
 //! - `status`: mapping of [`MasterError`](crate::core::MasterError) onto gRPC statuses.
 
 mod agent;
@@ -22,6 +23,7 @@ mod http;
 mod http_roles;
 mod metrics;
 mod operator;
+mod registry_writer;
 mod scheduler;
 mod status;
 #[cfg(test)]
@@ -93,6 +95,13 @@ pub enum ServerError {
     /// The zero tick interval would spin.
     #[error("tick interval must be positive")]
     ZeroTick,
+    /// The registry cannot be read or recovered from: the master refuses to start rather than
+    /// start empty.
+    #[error("cannot recover the master from its registry: {0}")]
+    Registry(#[from] crate::registry::RegistryError),
+    /// The registry writer thread could not be started.
+    #[error("cannot start the registry writer: {0}")]
+    Writer(#[source] std::io::Error),
 }
 
 /// Serves the master on `listener` until `cancel` fires, then shuts down gracefully: stops
@@ -103,18 +112,71 @@ pub async fn serve(
     config: ServerConfig,
     cancel: CancellationToken,
 ) -> Result<(), ServerError> {
+    serve_with_registry(listener, config, None, cancel).await
+}
+
+/// Unix time in ms now (the server's clock for the core: wall-clock time, so the registry's
+/// times stay meaningful across restarts).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// [`serve`] with a registry: the master recovers from it before listening (refusing to start
+/// if it cannot) and persists every change there before acting on it. `None` persists nothing.
+pub async fn serve_with_registry(
+    listener: TcpListener,
+    config: ServerConfig,
+    registry: Option<Box<dyn crate::registry::Registry>>,
+    cancel: CancellationToken,
+) -> Result<(), ServerError> {
     if config.tick_interval.is_zero() {
         return Err(ServerError::ZeroTick);
     }
     let addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
     let tracker = TaskTracker::new();
-    let master = Master::new(config.master, config.seed);
-    let master_id = master.master_id().to_owned();
     let (core, commands) = core_task::CoreHandle::new();
+    let start = tokio::time::Instant::now();
+    let start_ms = unix_ms();
+    let (master, persist, registry_status) = match registry {
+        None => (Master::new(config.master, config.seed), None, None),
+        Some(mut reg) => {
+            let (reg, stored) = tokio::task::spawn_blocking(move || {
+                let stored = reg.load();
+                (reg, stored)
+            })
+            .await
+            .map_err(|e| ServerError::Writer(std::io::Error::other(e.to_string())))?;
+            let stored = stored?;
+            let master = Master::recover(
+                config.master,
+                config.seed,
+                &stored,
+                crate::core::Timestamp(start_ms),
+            )?;
+            let status = std::sync::Arc::new(registry_writer::RegistryStatus::new(
+                reg.info(),
+                master.recoveries(),
+            ));
+            tracing::info!(backend = %status.info.backend, location = %status.info.location,
+                records = stored.len(), recoveries = master.recoveries(), "registry loaded");
+            let tx = registry_writer::spawn(reg, core.clone(), status.clone(), cancel.clone())
+                .map_err(ServerError::Writer)?;
+            (master, Some(tx), Some(status))
+        }
+    };
+    let master_id = master.master_id().to_owned();
     tracker.spawn(core_task::run(
         master,
         commands,
-        config.tick_interval,
+        core_task::Clock {
+            tick_interval: config.tick_interval,
+            start,
+            start_ms,
+            persist,
+            registry: registry_status,
+        },
         cancel.clone(),
     ));
 

@@ -325,6 +325,9 @@ impl Sim {
                     self.frameworks[f as usize].connected = false;
                 }
             }
+            // The simulated master persists nothing (persistence is off in its core), so no
+            // batch is ever made; if one were, it is acknowledged at once.
+            Output::Persist { seq, .. } => self.send(Input::Persisted { seq }),
             Output::CloseAgent { conn } => {
                 if let Some(a) = self.agent_of(conn) {
                     self.agents[a as usize].session_closed();

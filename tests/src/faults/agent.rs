@@ -98,6 +98,23 @@ impl SimAgent {
         self.reconnect_at = if self.gone { u64::MAX } else { at };
     }
 
+    /// The updates waiting for an acknowledgement: (task, state, retry due at).
+    pub fn unacked(&self) -> Vec<(String, i32, u64)> {
+        self.updates
+            .iter()
+            .flat_map(|(k, q)| {
+                q.iter().map(move |u| {
+                    let state = u.status.as_ref().map_or(0, |s| s.state);
+                    (
+                        k.1.clone(),
+                        state,
+                        self.retry_at.get(k).copied().unwrap_or(0),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// True when nothing waits for an acknowledgement.
     pub fn quiet(&self) -> bool {
         self.updates.values().all(VecDeque::is_empty)

@@ -8,6 +8,9 @@ use proffer_master::core::{Call, ConnId};
 use proffer_proto::Resources;
 use proffer_proto::v1::{self, TaskState, event::Event, operation::Op};
 
+/// How often pending tasks are reconciled.
+const RECONCILE_MS: u64 = 5_000;
+
 /// One simulated framework.
 #[derive(Debug)]
 pub struct SimFramework {
@@ -30,6 +33,9 @@ pub struct SimFramework {
     /// Tasks that were reported with two different terminal states (must stay empty).
     pub conflicts: Vec<String>,
     suppressed: bool,
+    /// When to reconcile pending tasks next (frameworks re-ask periodically: a master that
+    /// just recovered says nothing about tasks on agents that may still come back).
+    next_reconcile: u64,
 }
 
 impl SimFramework {
@@ -49,7 +55,31 @@ impl SimFramework {
             conflicts: Vec::new(),
             lost_reasons: BTreeMap::new(),
             suppressed: false,
+            next_reconcile: 0,
         }
+    }
+
+    /// Periodic reconciliation of the tasks it launched and has heard no end of.
+    pub fn tick(&mut self, now: u64) -> Vec<Call> {
+        if now < self.next_reconcile || self.pending.is_empty() || self.conn.is_none() {
+            return Vec::new();
+        }
+        self.next_reconcile = now + RECONCILE_MS;
+        let Some(h) = self.header.clone() else {
+            return Vec::new();
+        };
+        let tasks = self
+            .pending
+            .iter()
+            .map(|t| v1::ReconcileTask {
+                task_id: t.clone(),
+                agent_id: String::new(),
+            })
+            .collect();
+        vec![Call::Reconcile(v1::ReconcileRequest {
+            header: Some(h),
+            tasks,
+        })]
     }
 
     /// Tasks that finished.

@@ -14,8 +14,11 @@ mod net;
 
 use std::collections::BTreeMap;
 
+use std::collections::VecDeque;
+
 use proffer_master::core::rng::SplitMix64;
 use proffer_master::core::{ConnId, Input, Master, MasterConfig, Output, Timestamp};
+use proffer_master::registry::{MemoryRegistry, Registry, RegistryOp};
 
 pub use agent::SimAgent;
 pub use framework::SimFramework;
@@ -32,6 +35,25 @@ pub struct Faults {
     pub framework_break: f64,
     /// Faults stop after this time (ms) so the run can settle.
     pub until_ms: u64,
+    /// Chance per tick that the master crashes (needs a registry: [`Cluster::with_registry`]);
+    /// it restarts from its registry at once.
+    pub master_crash: f64,
+    /// Chance that a status update or a framework call is delivered twice.
+    pub duplicate: f64,
+}
+
+impl Faults {
+    /// No faults at all.
+    pub fn none() -> Faults {
+        Faults {
+            max_delay_ms: 0,
+            agent_break: 0.0,
+            framework_break: 0.0,
+            until_ms: 0,
+            master_crash: 0.0,
+            duplicate: 0.0,
+        }
+    }
 }
 
 /// The cluster.
@@ -54,6 +76,13 @@ pub struct Cluster {
     pub log: Vec<String>,
     /// Connections broken so far.
     pub breaks: u32,
+    /// The master's registry (None: the master persists nothing).
+    pub registry: Option<MemoryRegistry>,
+    /// Persist batches being written: (done at, seq, ops).
+    disk: VecDeque<(u64, u64, Vec<RegistryOp>)>,
+    config: MasterConfig,
+    /// Master crashes so far.
+    pub master_crashes: u32,
     /// Broken accounting invariants (`Master::check_accounting`, checked after every step),
     /// with the virtual time they were seen.
     pub violations: Vec<String>,
@@ -73,7 +102,7 @@ impl Cluster {
         faults: Faults,
     ) -> Cluster {
         let mut rng = SplitMix64::new(seed);
-        let master = Master::new(config, rng.next_u64());
+        let master = Master::new(config.clone(), rng.next_u64());
         let mut c = Cluster {
             master,
             agents: Vec::new(),
@@ -87,6 +116,10 @@ impl Cluster {
             log: Vec::new(),
             breaks: 0,
             violations: Vec::new(),
+            registry: None,
+            disk: VecDeque::new(),
+            config,
+            master_crashes: 0,
         };
         for i in 0..agents {
             c.agents.push(SimAgent::new(&format!("host{i}"), agent_res));
@@ -96,6 +129,76 @@ impl Cluster {
                 .push(SimFramework::new(&format!("fw{i}"), *tasks, res, *duration));
         }
         c
+    }
+
+    /// [`Cluster::new`] with a master that persists to an in-memory registry (and so can
+    /// crash and recover: `Faults::master_crash`).
+    pub fn with_registry(
+        seed: u64,
+        config: MasterConfig,
+        agents: usize,
+        agent_res: &str,
+        frameworks: &[(usize, &str, u64)],
+        faults: Faults,
+    ) -> Cluster {
+        let mut c = Cluster::new(seed, config, agents, agent_res, frameworks, faults);
+        let mut registry = MemoryRegistry::new();
+        let stored = registry.load().unwrap_or_default();
+        let seed = c.rng.next_u64();
+        c.master = Master::recover(c.config.clone(), seed, &stored, Timestamp(0))
+            .unwrap_or_else(|e| panic!("recover from an empty registry: {e}"));
+        c.registry = Some(registry);
+        c.flush_master();
+        c
+    }
+
+    /// The master crashes: every connection breaks, writes in progress are lost (the first
+    /// may have reached the registry without being acknowledged), and a new master recovers
+    /// from the registry.
+    fn crash_master(&mut self) {
+        let Some(registry) = self.registry.as_mut() else {
+            return;
+        };
+        let now = self.now;
+        self.master_crashes += 1;
+        if let Some((_, _, ops)) = self.disk.pop_front()
+            && self.rng.below(2) == 0
+        {
+            let _ = registry.commit(&ops);
+        }
+        self.disk.clear();
+        let stored = registry.contents();
+        let conns: Vec<(ConnId, (bool, usize))> =
+            self.owners.iter().map(|(c, o)| (*c, *o)).collect();
+        for (conn, (is_agent, i)) in conns {
+            self.net.drop_conn(conn);
+            let backoff = 100 + self.rng.below(1_500);
+            if is_agent && self.agents[i].conn == Some(conn) {
+                self.agents[i].disconnected(now + backoff);
+            } else if !is_agent && self.frameworks[i].conn == Some(conn) {
+                self.frameworks[i].disconnected(now + backoff);
+            }
+        }
+        let seed = self.rng.next_u64();
+        self.master = Master::recover(self.config.clone(), seed, &stored, Timestamp(now))
+            .unwrap_or_else(|e| panic!("recover at {now} ms: {e}"));
+        self.log.push(format!("{now} master crash"));
+        self.flush_master();
+    }
+
+    /// Commits the persist batches whose write is done, in order, and acknowledges them.
+    fn write_disk(&mut self) {
+        let now = self.now;
+        while self.disk.front().is_some_and(|(t, _, _)| *t <= now) {
+            let Some((_, seq, ops)) = self.disk.pop_front() else {
+                break;
+            };
+            if let Some(r) = self.registry.as_mut() {
+                let _ = r.commit(&ops);
+            }
+            let _ = self.master.handle(Timestamp(now), Input::Persisted { seq });
+            self.flush_master();
+        }
     }
 
     fn conn(&mut self, is_agent: bool, idx: usize) -> ConnId {
@@ -129,6 +232,11 @@ impl Cluster {
             }
         }
         for i in 0..self.frameworks.len() {
+            if let Some(conn) = self.frameworks[i].conn {
+                for call in self.frameworks[i].tick(now) {
+                    self.send(conn, now, Delivery::Master(Input::Call(call)));
+                }
+            }
             if self.frameworks[i].conn.is_none() && self.frameworks[i].reconnect_at <= now {
                 let conn = self.conn(false, i);
                 let info = self.frameworks[i].subscribe_info();
@@ -157,7 +265,11 @@ impl Cluster {
                     self.break_conn(conn);
                 }
             }
+            if self.registry.is_some() && self.chance(self.faults.master_crash) {
+                self.crash_master();
+            }
         }
+        self.write_disk();
         // Deliver what is due, in order.
         while let Some((conn, d)) = self.net.pop_due(now) {
             self.deliver(conn, d);
@@ -170,6 +282,21 @@ impl Cluster {
     }
 
     fn send(&mut self, conn: ConnId, now: u64, d: Delivery) {
+        let again = matches!(
+            &d,
+            Delivery::Master(Input::Call(_))
+                | Delivery::Master(Input::Agent {
+                    msg: proffer_proto::v1::AgentMessage {
+                        msg: Some(proffer_proto::v1::agent_message::Msg::StatusUpdate(_)),
+                    },
+                    ..
+                })
+        ) && self.faults.duplicate > 0.0
+            && self.chance(self.faults.duplicate);
+        if again {
+            let delay = self.delay();
+            self.net.send(conn, now, delay, d.clone());
+        }
         let delay = self.delay();
         self.net.send(conn, now, delay, d);
     }
@@ -262,6 +389,18 @@ impl Cluster {
                 Output::ToFramework { conn, event } => {
                     let d = self.delay();
                     self.net.send(conn, now, d, Delivery::Framework(event));
+                }
+                Output::Persist { seq, ops } => {
+                    if self.registry.is_some() {
+                        let d = self.delay();
+                        let at = self
+                            .disk
+                            .back()
+                            .map_or(now + d, |(t, _, _)| (*t).max(now + d));
+                        self.disk.push_back((at, seq, ops));
+                    } else {
+                        let _ = self.master.handle(Timestamp(now), Input::Persisted { seq });
+                    }
                 }
                 Output::CloseAgent { conn } | Output::CloseFramework { conn } => {
                     // The master ended the stream: the peer notices and reconnects.

@@ -12,6 +12,11 @@ pub struct H {
     pub m: Master,
     pub now: u64,
     pub out: Vec<Output>,
+    /// With persistence: what the registry holds (batches are written and acknowledged at
+    /// once unless `hold_writes` is set, when they wait in `unwritten`).
+    pub store: Option<crate::registry::Stored>,
+    pub hold_writes: bool,
+    pub unwritten: Vec<(u64, Vec<crate::registry::RegistryOp>)>,
 }
 
 impl H {
@@ -24,12 +29,66 @@ impl H {
             m: Master::new(config, 42),
             now: 0,
             out: Vec::new(),
+            store: None,
+            hold_writes: false,
+            unwritten: Vec::new(),
         }
+    }
+
+    /// A master with persistence on, recovered from `store` (empty: a fresh registry).
+    pub fn persistent(config: MasterConfig, store: crate::registry::Stored, now: u64) -> Self {
+        let m = Master::recover(config, 42, &store, Timestamp(now)).expect("recover");
+        let mut h = H {
+            m,
+            now,
+            out: Vec::new(),
+            store: Some(store),
+            hold_writes: false,
+            unwritten: Vec::new(),
+        };
+        h.pump();
+        h
+    }
+
+    /// Moves the core's outputs to `out`, writing persist batches to `store` (and
+    /// acknowledging them) unless writes are held.
+    pub fn pump(&mut self) {
+        loop {
+            let mut acked = false;
+            for o in self.m.take_outbox() {
+                match o {
+                    Output::Persist { seq, ops } => {
+                        if self.hold_writes || self.store.is_none() {
+                            self.unwritten.push((seq, ops));
+                        } else if let Some(store) = &mut self.store {
+                            store.apply(&ops);
+                            let _ = self.m.handle(Timestamp(self.now), Input::Persisted { seq });
+                            acked = true;
+                        }
+                    }
+                    other => self.out.push(other),
+                }
+            }
+            if !acked {
+                break;
+            }
+        }
+    }
+
+    /// Writes and acknowledges every held batch.
+    pub fn write_held(&mut self) {
+        for (seq, ops) in std::mem::take(&mut self.unwritten) {
+            if let Some(store) = &mut self.store {
+                store.apply(&ops);
+            }
+            let _ = self.m.handle(Timestamp(self.now), Input::Persisted { seq });
+        }
+        self.pump();
     }
 
     pub fn input(&mut self, input: Input) -> Result<(), MasterError> {
         let r = self.m.handle(Timestamp(self.now), input);
-        self.out.extend(self.m.take_outbox());
+        self.pump();
         r
     }
 
@@ -41,7 +100,7 @@ impl H {
     pub fn advance(&mut self, ms: u64) {
         self.now += ms;
         self.m.tick(Timestamp(self.now));
-        self.out.extend(self.m.take_outbox());
+        self.pump();
     }
 
     /// Drains the output log.

@@ -1,0 +1,331 @@
+//! Persistence and recovery on virtual time: outputs wait for their registry batch; a master
+//! recovered from what was written has its roles, frameworks, agents (awaiting
+//! re-registration), reservations and removals; reconciliation says nothing about tasks on
+//! agents that may still come back.
+
+use proffer_proto::Resources;
+use proffer_proto::v1::{
+    self, TaskState, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut,
+};
+
+use super::harness::{H, agent_info, res, task};
+use crate::core::{Call, Input, MasterConfig, MasterError, Output, Timestamp};
+use crate::registry::{Stored, Table};
+
+const A1: u64 = 1;
+const F1: u64 = 101;
+const AGENT: &str = "cpus:4;mem:4096;disk:1000";
+
+fn config() -> MasterConfig {
+    MasterConfig {
+        agent_reregister_timeout_ms: 60_000,
+        ..MasterConfig::default()
+    }
+}
+
+fn reregister(h: &mut H, conn: u64, agent: &str, res: &str, tasks: Vec<v1::RunningTask>) {
+    h.input(Input::Agent {
+        conn,
+        msg: v1::AgentMessage {
+            msg: Some(AIn::Reregister(v1::ReregisterAgent {
+                info: Some(agent_info(agent, "host1", res)),
+                tasks,
+            })),
+        },
+    })
+    .expect("reregister");
+}
+
+fn running(fw: &str, id: &str, res: &str) -> v1::RunningTask {
+    v1::RunningTask {
+        framework_id: fw.into(),
+        task: Some(task(id, res)),
+        state: TaskState::TaskRunning as i32,
+    }
+}
+
+#[test]
+fn outputs_wait_for_their_batch() {
+    let mut h = H::persistent(config(), Stored::default(), 1_000);
+    h.hold_writes = true;
+    h.input(Input::Subscribe {
+        conn: F1,
+        info: Box::new(v1::FrameworkInfo {
+            name: "fw".into(),
+            ..Default::default()
+        }),
+    })
+    .expect("subscribe");
+    assert!(h.events(F1).is_empty(), "SUBSCRIBED waits for the registry");
+    assert_eq!(h.unwritten.len(), 1);
+    let keys: Vec<(Table, String)> = h.unwritten[0]
+        .1
+        .iter()
+        .map(|o| (o.table, o.key.clone()))
+        .collect();
+    assert!(
+        keys.iter().any(|(t, _)| *t == Table::Frameworks),
+        "{keys:?}"
+    );
+    assert!(h.m.persist_barrier() > 0);
+    // Written: the event goes out.
+    h.write_held();
+    assert!(
+        h.events(F1)
+            .iter()
+            .any(|e| matches!(e, Event::Subscribed(_)))
+    );
+    assert_eq!(h.m.persist_barrier(), 0);
+    // Without persistence nothing is held.
+    let mut plain = H::new();
+    plain.subscribe(F1, "fw", 0.0);
+    assert!(
+        plain
+            .out
+            .iter()
+            .all(|o| !matches!(o, Output::Persist { .. }))
+    );
+}
+
+/// A cluster's life before the "crash": weight, quota, a dynamic reservation, a framework with
+/// running tasks, a drained agent, a removed framework.
+fn before_crash() -> (H, String, String, String) {
+    let mut h = H::persistent(config(), Stored::default(), 1_000);
+    h.m.set_weight("web", 3.0).expect("weight");
+    h.m.set_quota("web", Resources::parse("cpus:1;mem:512").expect("q"), None)
+        .expect("quota");
+    h.pump();
+    let agent = h.register_agent(A1, "host1", AGENT);
+    let spare = h.register_agent(2, "host2", AGENT);
+    h.m.reserve_resources(
+        &agent,
+        &Resources::parse("cpus(web,dynamic=ops):1").expect("r"),
+    )
+    .expect("reserve");
+    h.m.drain_agent(&spare, "maintenance").expect("drain");
+    h.pump();
+    let info = v1::FrameworkInfo {
+        name: "web".into(),
+        roles: vec!["web".into()],
+        failover_timeout: 3600.0,
+        ..Default::default()
+    };
+    let fw = h.subscribe_with(F1, info);
+    let gone = h.subscribe(102, "short-lived", 0.0);
+    h.input(Input::FrameworkDisconnected { conn: 102 })
+        .expect("disconnect");
+    h.advance(1_000);
+    let offer = h
+        .offers(F1)
+        .into_iter()
+        .find(|o| o.agent_id == agent)
+        .expect("offer on the agent");
+    assert!(
+        res(&offer).to_string().contains("cpus(web"),
+        "{}",
+        res(&offer)
+    );
+    h.launch(
+        &fw,
+        &[&offer.id],
+        vec![
+            task("t1", "cpus(web,dynamic=ops):1;mem:128"),
+            task("t2", "cpus:1;mem:128"),
+        ],
+    )
+    .expect("launch");
+    h.drain();
+    (h, agent, fw.framework_id, gone.framework_id)
+}
+
+#[test]
+fn a_recovered_master_keeps_what_operators_and_frameworks_set() {
+    let (h, agent, fw, gone) = before_crash();
+    let store = h.store.clone().expect("store");
+    // The "crash": a new master from what was written.
+    let mut h = H::persistent(config(), store, 50_000);
+    let snap = h.m.snapshot(Timestamp(h.now));
+    assert_ne!(snap.master_id, h.m.master_id().to_string() + "x");
+    assert_eq!(h.m.allocator().weight("web"), 3.0);
+    assert!(h.m.allocator().quota("web").is_some());
+    let states: Vec<(&str, &str)> = snap
+        .agents
+        .iter()
+        .map(|a| (a.id.as_str(), a.state.as_str()))
+        .collect();
+    assert_eq!(states.len(), 2);
+    assert!(states.iter().all(|(_, s)| *s == "recovering"), "{states:?}");
+    assert_eq!(
+        snap.frameworks.len(),
+        1,
+        "the removed framework stays removed"
+    );
+    assert!(!snap.frameworks[0].connected);
+    // The removed framework may not come back.
+    let back = v1::FrameworkInfo {
+        id: gone.clone(),
+        name: "short-lived".into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        h.input(Input::Subscribe {
+            conn: 300,
+            info: Box::new(back)
+        }),
+        Err(MasterError::FrameworkRemoved { .. })
+    ));
+    // The framework re-subscribes first and reconciles: nothing is said about t1 or t2 while
+    // their agent may still come back.
+    let info = v1::FrameworkInfo {
+        id: fw.clone(),
+        name: "web".into(),
+        roles: vec!["web".into()],
+        failover_timeout: 3600.0,
+        ..Default::default()
+    };
+    let header = h.subscribe_with(F1, info);
+    h.call(Call::Reconcile(v1::ReconcileRequest {
+        header: Some(header.clone()),
+        tasks: vec![
+            v1::ReconcileTask {
+                task_id: "t1".into(),
+                agent_id: agent.clone(),
+            },
+            v1::ReconcileTask {
+                task_id: "t2".into(),
+                agent_id: String::new(),
+            },
+        ],
+    }))
+    .expect("reconcile");
+    assert!(
+        h.updates(F1).is_empty(),
+        "no LOST for tasks that may still run"
+    );
+    h.advance(2_000);
+    assert!(h.offers(F1).is_empty(), "agents not back: nothing offered");
+    // The agent comes back with its tasks, reporting its plain resources (it does not
+    // checkpoint reservations): the master re-applies the stored reservation.
+    reregister(
+        &mut h,
+        7,
+        &agent,
+        AGENT,
+        vec![
+            running(&fw, "t1", "cpus(web,dynamic=ops):1;mem:128"),
+            running(&fw, "t2", "cpus:1;mem:128"),
+        ],
+    );
+    let snap = h.m.snapshot(Timestamp(h.now));
+    let a = snap.agents.iter().find(|a| a.id == agent).expect("agent");
+    assert_eq!(a.state, "active");
+    assert!(a.total.contains("cpus(web,dynamic=ops):1"), "{}", a.total);
+    assert_eq!(a.active_tasks, 2);
+    h.m.check_accounting()
+        .expect("books balance after re-registration");
+    // The framework is offered what is left, never the reserved cpu twice.
+    h.advance(2_000);
+    // (The quota stage may chop the agent: count what is offered in all.)
+    let offered: i64 = h.offers(F1).iter().map(|o| res(o).cpus_milli()).sum();
+    assert_eq!(offered, 2_000, "4 cpus less the 2 in use");
+    // The drained agent comes back drained and is told so.
+    let spare = states
+        .iter()
+        .map(|(id, _)| id.to_string())
+        .find(|id| *id != agent)
+        .expect("spare");
+    reregister(&mut h, 8, &spare, AGENT, Vec::new());
+    assert!(h.agent_msgs(8).iter().any(|m| matches!(m, AOut::Drain(_))));
+    h.m.check_accounting().expect("books balance");
+}
+
+#[test]
+fn agents_that_do_not_come_back_are_removed_after_the_timeout() {
+    let (h, agent, fw, _) = before_crash();
+    let mut h = H::persistent(config(), h.store.clone().expect("store"), 50_000);
+    let info = v1::FrameworkInfo {
+        id: fw.clone(),
+        name: "web".into(),
+        roles: vec!["web".into()],
+        failover_timeout: 3600.0,
+        ..Default::default()
+    };
+    let header = h.subscribe_with(F1, info);
+    h.advance(61_000);
+    let snap = h.m.snapshot(Timestamp(h.now));
+    assert!(snap.agents.is_empty(), "{:?}", snap.agents);
+    assert_eq!(snap.gone_agents, 2);
+    // Now reconciliation answers LOST.
+    h.call(Call::Reconcile(v1::ReconcileRequest {
+        header: Some(header),
+        tasks: vec![v1::ReconcileTask {
+            task_id: "t1".into(),
+            agent_id: agent.clone(),
+        }],
+    }))
+    .expect("reconcile");
+    let ups = h.updates(F1);
+    assert_eq!(ups.len(), 1);
+    assert_eq!(ups[0].state, TaskState::TaskLost as i32);
+    // And the agent is refused when it comes back late: it must register afresh.
+    reregister(&mut h, 9, &agent, AGENT, Vec::new());
+    assert!(
+        h.agent_msgs(9)
+            .iter()
+            .any(|m| matches!(m, AOut::Shutdown(_)))
+    );
+    // That removal survives another restart.
+    let mut h = H::persistent(config(), h.store.clone().expect("store"), 200_000);
+    assert_eq!(h.m.snapshot(Timestamp(h.now)).gone_agents, 2);
+    h.pump();
+}
+
+#[test]
+fn tasks_of_frameworks_the_master_never_knew_are_killed() {
+    let (h, agent, _, _) = before_crash();
+    let mut h = H::persistent(config(), h.store.clone().expect("store"), 50_000);
+    reregister(
+        &mut h,
+        7,
+        &agent,
+        AGENT,
+        vec![running("stranger-0001", "x1", "cpus:1;mem:64")],
+    );
+    let msgs = h.agent_msgs(7);
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, AOut::ShutdownFramework(s) if s.framework_id == "stranger-0001")),
+        "{msgs:?}"
+    );
+    h.m.check_accounting().expect("books balance");
+}
+
+#[test]
+fn ids_stay_unique_across_restarts() {
+    let (h, _, fw, _) = before_crash();
+    let first_id = h.m.master_id().to_string();
+    let mut h = H::persistent(config(), h.store.clone().expect("store"), 50_000);
+    assert_ne!(h.m.master_id(), first_id, "a new master id per recovery");
+    let newer = h.subscribe(103, "newer", 0.0);
+    assert_ne!(newer.framework_id, fw);
+    let id = h.register_agent(5, "host5", AGENT);
+    assert!(!id.is_empty());
+    let store = h.store.clone().expect("store");
+    let agents: Vec<&String> = store.table(Table::Agents).map(|(k, _)| k).collect();
+    assert_eq!(agents.len(), 3, "{agents:?}");
+}
+
+#[test]
+fn corrupt_records_fail_the_recovery_naming_them() {
+    let (h, agent, _, _) = before_crash();
+    let mut store = h.store.clone().expect("store");
+    store.apply(&[crate::registry::RegistryOp {
+        table: Table::Agents,
+        key: agent.clone(),
+        value: Some(vec![0xff, 0xff, 0xff]),
+    }]);
+    let err = crate::core::Master::recover(config(), 1, &store, Timestamp(0))
+        .expect_err("corrupt record");
+    let text = err.to_string();
+    assert!(text.contains("agents") && text.contains(&agent), "{text}");
+}
