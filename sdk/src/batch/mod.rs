@@ -214,6 +214,9 @@ enum Slot {
     Done,
 }
 
+/// How often launched tasks are reconciled.
+const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The state of one batch run.
 struct Run<P> {
     spec: BatchSpec,
@@ -256,11 +259,20 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         cancel: CancellationToken,
     ) -> Result<BatchSummary, BatchError> {
         let mut last_disconnect = None;
+        // Launched tasks are reconciled now and then: a master that just restarted says nothing
+        // about tasks on agents that have not re-registered yet, and answers later asks.
+        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        reconcile.tick().await;
         loop {
             let event = tokio::select! {
                 _ = cancel.cancelled() => {
                     self.teardown().await;
                     return Err(BatchError::Cancelled { summary: Box::new(self.summary()) });
+                }
+                _ = reconcile.tick(), if last_disconnect.is_none() => {
+                    self.reconcile_launched().await;
+                    continue;
                 }
                 e = events.next() => e,
             };
@@ -315,8 +327,24 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 Err(e) => tracing::warn!(error = %e, "revive after re-subscription failed"),
             }
         }
-        if let Err(e) = self.driver.reconcile(Vec::new()).await {
-            tracing::warn!(error = %e, "reconciliation after re-subscription failed");
+        self.reconcile_launched().await;
+    }
+
+    /// Asks the master about every launched task that has not ended (explicitly, so a task the
+    /// master never heard of is answered LOST once no agent that may run it is still away).
+    async fn reconcile_launched(&mut self) {
+        let launched: Vec<(String, String)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s == Slot::Launched)
+            .map(|(i, _)| (task_id(&self.spec.name, i), String::new()))
+            .collect();
+        if launched.is_empty() {
+            return;
+        }
+        if let Err(e) = self.driver.reconcile(launched).await {
+            tracing::warn!(error = %e, "reconciliation failed");
         }
     }
 
