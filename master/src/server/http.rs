@@ -19,10 +19,16 @@ use super::core_task::CoreHandle;
 pub(crate) struct HttpState {
     pub(crate) core: CoreHandle,
     master_id: Arc<str>,
+    /// The registry's status (None: the master persists nothing).
+    pub(crate) registry: Option<Arc<super::registry_writer::RegistryStatus>>,
 }
 
 /// The HTTP/JSON routes.
-pub(crate) fn routes(core: CoreHandle, master_id: String) -> Router {
+pub(crate) fn routes(
+    core: CoreHandle,
+    master_id: String,
+    registry: Option<Arc<super::registry_writer::RegistryStatus>>,
+) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/state", get(state))
@@ -32,6 +38,7 @@ pub(crate) fn routes(core: CoreHandle, master_id: String) -> Router {
         .with_state(HttpState {
             core,
             master_id: master_id.into(),
+            registry,
         })
 }
 
@@ -56,14 +63,30 @@ pub(crate) async fn fallback(request: axum::extract::Request) -> Response {
 struct Health<'a> {
     status: &'a str,
     master_id: &'a str,
+    /// Why the master is not healthy (a failing registry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
+/// `200 {"status":"ok"}`, or `503` while the registry cannot be written (the master then acts
+/// on nothing: every change waits for the registry).
 async fn health(State(st): State<HttpState>) -> Response {
-    Json(Health {
-        status: "ok",
+    let error = st.registry.as_ref().and_then(|r| r.error());
+    let code = if error.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = Json(Health {
+        status: if error.is_some() {
+            "registry unavailable"
+        } else {
+            "ok"
+        },
         master_id: &st.master_id,
-    })
-    .into_response()
+        error: error.map(|e| format!("registry writes fail: {e}")),
+    });
+    (code, body).into_response()
 }
 
 async fn state(State(st): State<HttpState>) -> Response {

@@ -6,7 +6,7 @@
 //! | `POST /quota` | `{"role":"eng","guarantees":"cpus:4;mem:4096","limits":"cpus:8"}` | `{"ok":true}` |
 //! | `DELETE /quota/ROLE` | — | `{"ok":true}` |
 //! | `POST` or `PUT /weights` | `{"role":"eng","weight":2}` or a list of those (Mesos) | `{"ok":true}` |
-//! | `GET /why?framework_id=ID` or `?role=ROLE` | — | `{"subject":…,"lines":[…]}` |
+//! | `GET /why?framework_id=ID` or `?role=ROLE` | — | `{"subject":…,"lines":[…]}`; 404 when no framework (nor role) has that name |
 //! | `POST /reserve`, `POST /unreserve` | `{"agent_id":"…","resources":"cpus(web,dynamic):2"}` | `{"ok":true}` |
 //!
 //! Resources are a Mesos text string or JSON (array or object); `guarantee` (Mesos < 1.9) is
@@ -127,8 +127,13 @@ fn role_field(obj: &serde_json::Value) -> Result<String, String> {
     }
 }
 
-/// A resources field: Mesos text or JSON; absent or null is `None`.
-fn resources_field(obj: &serde_json::Value, names: &[&str]) -> Result<Option<Resources>, String> {
+/// A resources field: Mesos text or JSON; absent or null is `None`. Errors name the field and,
+/// when `role` is given, the role (`guarantees of role `eng``).
+fn resources_field(
+    obj: &serde_json::Value,
+    names: &[&str],
+    role: Option<&str>,
+) -> Result<Option<Resources>, String> {
     let Some((name, value)) = names
         .iter()
         .find_map(|n| obj.get(*n).filter(|v| !v.is_null()).map(|v| (*n, v)))
@@ -141,7 +146,10 @@ fn resources_field(obj: &serde_json::Value, names: &[&str]) -> Result<Option<Res
     };
     parsed.map(Some).map_err(|e| {
         MasterError::Resources {
-            field: name.to_string(),
+            field: match role {
+                Some(role) => format!("{name} of role `{role}`"),
+                None => name.to_string(),
+            },
             source: e,
         }
         .to_string()
@@ -151,8 +159,9 @@ fn resources_field(obj: &serde_json::Value, names: &[&str]) -> Result<Option<Res
 async fn set_quota(State(st): State<HttpState>, body: Bytes) -> Response {
     let parsed = json_body(&body).and_then(|obj| {
         let role = role_field(&obj)?;
-        let guarantees = resources_field(&obj, &["guarantees", "guarantee"])?.unwrap_or_default();
-        let limits = resources_field(&obj, &["limits", "limit"])?;
+        let guarantees =
+            resources_field(&obj, &["guarantees", "guarantee"], Some(&role))?.unwrap_or_default();
+        let limits = resources_field(&obj, &["limits", "limit"], Some(&role))?;
         Ok((role, guarantees, limits))
     });
     match parsed {
@@ -218,12 +227,14 @@ async fn why(State(st): State<HttpState>, Query(q): Query<BTreeMap<String, Strin
             );
         }
     };
-    let name = match &subject {
-        WhySubject::Framework(id) => format!("framework {id}"),
-        WhySubject::Role(role) => format!("role {role}"),
-    };
     match operator::why(&st.core, subject).await {
-        Ok(lines) => Json(serde_json::json!({ "subject": name, "lines": lines })).into_response(),
+        Ok((subject, lines)) => {
+            let name = match subject {
+                WhySubject::Framework(id) => format!("framework {id}"),
+                WhySubject::Role(role) => format!("role {role}"),
+            };
+            Json(serde_json::json!({ "subject": name, "lines": lines })).into_response()
+        }
         Err(e) => error_response(&e),
     }
 }
@@ -319,7 +330,7 @@ async fn relabel(st: HttpState, reserve: bool, body: Bytes) -> Response {
             Some(serde_json::Value::String(id)) => id.clone(),
             _ => return Err("invalid body: missing string field `agent_id`".to_string()),
         };
-        let resources = resources_field(&obj, &["resources"])?
+        let resources = resources_field(&obj, &["resources"], None)?
             .ok_or_else(|| "invalid body: missing field `resources`".to_string())?;
         Ok((agent_id, resources))
     });

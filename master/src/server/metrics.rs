@@ -128,14 +128,56 @@ pub(crate) fn render(
     Ok(out)
 }
 
+/// Adds the registry's metrics (write latency, writes, failures, bytes, recoveries) to `text`.
+fn render_registry(
+    status: &super::registry_writer::RegistryStatus,
+    text: &mut String,
+) -> Result<(), std::fmt::Error> {
+    let mut reg = Registry::with_prefix("proffer_registry");
+    reg.register(
+        "write_seconds",
+        "Time to commit one batch of registry writes",
+        status.latency.clone(),
+    );
+    reg.register("writes", "Batches committed", status.writes.clone());
+    reg.register(
+        "write_failures",
+        "Batch commits that failed (retried)",
+        status.failures.clone(),
+    );
+    reg.register("bytes", "Record bytes written", status.bytes.clone());
+    let recoveries = Gauge::<i64>::default();
+    recoveries.set(i64::try_from(status.recoveries).unwrap_or(i64::MAX));
+    reg.register(
+        "recoveries",
+        "Times the master has started from this registry",
+        recoveries,
+    );
+    let mut out = String::new();
+    encode(&mut out, &reg)?;
+    // One exposition: drop the first part's end marker.
+    if let Some(stripped) = text.strip_suffix("# EOF\n") {
+        *text = stripped.to_string();
+    }
+    text.push_str(&out);
+    Ok(())
+}
+
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(st): State<HttpState>) -> Response {
     let got = st
         .core
         .run(|master, now| (master.snapshot(now), master.stats()))
         .await;
-    match got {
-        Ok((snap, stats)) => match render(&snap, &stats) {
+    let rendered = got.map(|(snap, stats)| {
+        let mut text = render(&snap, &stats)?;
+        if let Some(r) = &st.registry {
+            render_registry(r, &mut text)?;
+        }
+        Ok::<_, std::fmt::Error>(text)
+    });
+    match rendered {
+        Ok(result) => match result {
             Ok(text) => (
                 [(
                     header::CONTENT_TYPE,

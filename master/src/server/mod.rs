@@ -31,6 +31,8 @@ mod tests;
 #[cfg(test)]
 mod tests_operator;
 #[cfg(test)]
+mod tests_registry;
+#[cfg(test)]
 mod tests_reserve;
 
 use std::net::SocketAddr;
@@ -167,6 +169,7 @@ pub async fn serve_with_registry(
         }
     };
     let master_id = master.master_id().to_owned();
+    let http_registry = registry_status.clone();
     tracker.spawn(core_task::run(
         master,
         commands,
@@ -199,7 +202,11 @@ pub async fn serve_with_registry(
     )
     .into_axum_router();
     let router = grpc
-        .merge(http::routes(shared.core.clone(), master_id.clone()))
+        .merge(http::routes(
+            shared.core.clone(),
+            master_id.clone(),
+            http_registry,
+        ))
         .fallback(http::fallback)
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));
 

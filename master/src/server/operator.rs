@@ -2,13 +2,14 @@
 //! reservations) and the requests it
 //! shares with the HTTP/JSON routes. Every change goes through the core task like any other input.
 
-use proffer_proto::resources::validate_role;
+use proffer_proto::resources::{MAX_SCALAR_MILLI, Value, format_f64, format_milli, validate_role};
 use proffer_proto::{Resources, v1};
 
 use super::Shared;
 use super::core_task::{CoreGone, CoreHandle};
 use super::status;
-use crate::core::MasterError;
+use crate::allocator::Allocator;
+use crate::core::{Master, MasterError, Timestamp};
 
 /// What an operator request may fail with.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,33 @@ fn check_role(role: &str) -> Result<(), MasterError> {
     })
 }
 
+/// Checks every quota guarantee and limit: scalars within `0..=MAX_SCALAR_MILLI` (10^12
+/// whole units), so that sums over roles cannot overflow. Parsed resources are already within
+/// it; this also covers resources built in code. The error names the role and the resource.
+fn check_quota(
+    role: &str,
+    guarantees: &Resources,
+    limits: Option<&Resources>,
+) -> Result<(), MasterError> {
+    for (what, list) in [("guarantees", Some(guarantees)), ("limits", limits)] {
+        for (key, value) in list.into_iter().flat_map(Resources::iter) {
+            if let Value::Scalar(m) = value
+                && !(0..=MAX_SCALAR_MILLI).contains(m)
+            {
+                return Err(MasterError::InvalidField {
+                    field: format!("quota of role `{role}`: {what}.{}", key.name),
+                    reason: format!(
+                        "{} is outside 0..={}",
+                        format_milli(*m),
+                        format_milli(MAX_SCALAR_MILLI)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Sets a role's quota.
 pub(crate) async fn set_quota(
     core: &CoreHandle,
@@ -55,6 +83,7 @@ pub(crate) async fn set_quota(
     limits: Option<Resources>,
 ) -> Result<(), OperatorError> {
     check_role(&role)?;
+    check_quota(&role, &guarantees, limits.as_ref())?;
     tracing::info!(%role, %guarantees, limits = ?limits.as_ref().map(ToString::to_string), "set quota");
     Ok(core
         .run(move |m, _| m.set_quota(&role, guarantees, limits))
@@ -79,6 +108,31 @@ pub(crate) async fn set_weight(
     Ok(core.run(move |m, _| m.set_weight(&role, weight)).await??)
 }
 
+/// Seconds of a maintenance request as ms: a finite, non-negative number of at most
+/// [`Master::MAX_MAINTENANCE_MS`] (100 years), so `1e300` is refused rather than saturated.
+fn maintenance_ms(field: &str, secs: f64) -> Result<u64, MasterError> {
+    let bad = |reason: String| MasterError::InvalidField {
+        field: field.to_string(),
+        reason,
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(bad(format!(
+            "{} is not a non-negative number of seconds",
+            format_f64(secs)
+        )));
+    }
+    let ms = (secs * 1000.0).round();
+    let max = Master::MAX_MAINTENANCE_MS;
+    if ms > max as f64 {
+        return Err(bad(format!(
+            "{} s is more than the maximum {} s (100 years)",
+            format_f64(secs),
+            max / 1000
+        )));
+    }
+    Ok(ms as u64)
+}
+
 /// Schedules a maintenance window (seconds from now, seconds long).
 pub(crate) async fn schedule(
     core: &CoreHandle,
@@ -86,20 +140,9 @@ pub(crate) async fn schedule(
     starts_in_secs: f64,
     duration_secs: f64,
 ) -> Result<(), OperatorError> {
-    let ms = |field: &str, v: f64| -> Result<u64, OperatorError> {
-        if v.is_finite() && v >= 0.0 {
-            Ok((v * 1000.0) as u64)
-        } else {
-            Err(crate::core::MasterError::InvalidField {
-                field: field.to_string(),
-                reason: format!("{v} is not a non-negative number of seconds"),
-            }
-            .into())
-        }
-    };
     let (start, duration) = (
-        ms("starts_in_secs", starts_in_secs)?,
-        ms("duration_secs", duration_secs)?,
+        maintenance_ms("starts_in_secs", starts_in_secs)?,
+        maintenance_ms("duration_secs", duration_secs)?,
     );
     tracing::info!(%agent_id, start, duration, "operator maintenance");
     Ok(core
@@ -150,11 +193,13 @@ pub(crate) async fn roles(core: &CoreHandle) -> Result<Vec<v1::RoleSummary>, Ope
     Ok(core.run(|m, _| m.role_summaries()).await?)
 }
 
-/// Why a framework or role gets what it gets, one reason per line.
+/// Why a framework or role gets what it gets, one reason per line, with the subject explained
+/// (a framework id that names no framework but a role explains the role, as `Master::why`).
+/// A subject the allocator does not know is `NotFound`.
 pub(crate) async fn why(
     core: &CoreHandle,
     subject: WhySubject,
-) -> Result<Vec<String>, OperatorError> {
+) -> Result<(WhySubject, Vec<String>), OperatorError> {
     match &subject {
         WhySubject::Framework(id) if id.trim().is_empty() => {
             return Err(MasterError::InvalidField {
@@ -167,11 +212,34 @@ pub(crate) async fn why(
         WhySubject::Role(role) => check_role(role)?,
     }
     Ok(core
-        .run(move |m, now| match subject {
-            WhySubject::Framework(id) => m.allocator().explain_framework(&id, now),
-            WhySubject::Role(role) => m.allocator().explain_role(&role, now),
-        })
-        .await?)
+        .run(move |m, now| explain(m.allocator(), subject, now))
+        .await??)
+}
+
+/// The explanation of a subject the allocator knows, else [`MasterError::UnknownSubject`].
+fn explain(
+    a: &Allocator,
+    subject: WhySubject,
+    now: Timestamp,
+) -> Result<(WhySubject, Vec<String>), MasterError> {
+    // The allocator tracks every subscribed framework, connected or not.
+    let framework_known = |id: &str| a.offers_outstanding(id).is_some();
+    let role_known = |role: &str| a.roles().iter().any(|r| r.role == role);
+    match subject {
+        WhySubject::Framework(id) if framework_known(&id) => {
+            let lines = a.explain_framework(&id, now);
+            Ok((WhySubject::Framework(id), lines))
+        }
+        WhySubject::Framework(id) | WhySubject::Role(id) if role_known(&id) => {
+            let lines = a.explain_role(&id, now);
+            Ok((WhySubject::Role(id), lines))
+        }
+        WhySubject::Framework(name) => Err(MasterError::UnknownSubject {
+            what: "framework or role",
+            name,
+        }),
+        WhySubject::Role(name) => Err(MasterError::UnknownSubject { what: "role", name }),
+    }
 }
 
 /// Converts wire resources of a request field, naming the field on error.
@@ -216,11 +284,12 @@ impl v1::operator_server::Operator for OperatorService {
         request: tonic::Request<v1::SetQuotaRequest>,
     ) -> Reply<v1::OperatorResponse> {
         let req = request.into_inner();
-        let parsed = quota_resources("guarantees", &req.guarantees).and_then(|g| {
+        let field = |what: &str| format!("{what} of role `{}`", req.role);
+        let parsed = quota_resources(&field("guarantees"), &req.guarantees).and_then(|g| {
             let limits = if req.limits.is_empty() {
                 None
             } else {
-                Some(quota_resources("limits", &req.limits)?)
+                Some(quota_resources(&field("limits"), &req.limits)?)
             };
             Ok((g, limits))
         });
@@ -347,9 +416,63 @@ impl v1::operator_server::Operator for OperatorService {
                 ));
             }
         };
-        let lines = why(&self.shared.core, subject)
+        let (_, lines) = why(&self.shared.core, subject)
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::WhyResponse { lines }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_seconds_are_bounded() {
+        assert_eq!(maintenance_ms("d", 1.5), Ok(1500));
+        assert_eq!(maintenance_ms("d", 0.0), Ok(0));
+        let max_secs = (Master::MAX_MAINTENANCE_MS / 1000) as f64;
+        assert_eq!(
+            maintenance_ms("d", max_secs),
+            Ok(Master::MAX_MAINTENANCE_MS)
+        );
+        let table = [
+            (-1.0, "-1 is not a non-negative number of seconds"),
+            (f64::NAN, "NaN is not"),
+            (f64::INFINITY, "inf is not"),
+            (1e300, "1e300 s is more than the maximum 3153600000 s"),
+            (max_secs + 1.0, "is more than the maximum"),
+        ];
+        for (secs, want) in table {
+            let err = maintenance_ms("duration_secs", secs)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.starts_with("invalid duration_secs: ") && err.contains(want),
+                "{secs}: `{err}` lacks `{want}`"
+            );
+        }
+    }
+
+    #[test]
+    fn quotas_are_bounded_naming_role_and_resource() {
+        let ok = Resources::scalar("cpus", MAX_SCALAR_MILLI);
+        assert_eq!(check_quota("web", &ok, Some(&ok)), Ok(()));
+        let huge = Resources::scalar("mem", i64::MAX);
+        let err = check_quota("web", &Resources::new(), Some(&huge))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("quota of role `web`: limits.mem")
+                && err.contains("is outside 0..=1000000000000"),
+            "{err}"
+        );
+        let err = check_quota("eng/ml", &huge, None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("role `eng/ml`: guarantees.mem"), "{err}");
     }
 }

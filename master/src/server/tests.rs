@@ -43,8 +43,34 @@ impl TestServer {
         Ok(TestServer { addr, cancel, task })
     }
 
+    /// Starts a server that persists to `registry`.
+    pub(super) async fn start_with_registry(
+        registry: Box<dyn crate::registry::Registry>,
+    ) -> anyhow::Result<TestServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let config = ServerConfig::new(MasterConfig::default());
+        let task = tokio::spawn(super::serve_with_registry(
+            listener,
+            config,
+            Some(registry),
+            cancel.clone(),
+        ));
+        Ok(TestServer { addr, cancel, task })
+    }
+
     pub(super) fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Waits for the server to end on its own (e.g. refusing to start).
+    pub(super) async fn join(self) -> Result<(), ServerError> {
+        match tokio::time::timeout(WAIT, self.task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => panic!("server task panicked: {e}"),
+            Err(_) => panic!("server did not end"),
+        }
     }
 
     pub(super) async fn stop(self) -> anyhow::Result<()> {
@@ -55,7 +81,7 @@ impl TestServer {
 }
 
 /// A plain HTTP/1.1 GET; returns (status line, body).
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
+pub(super) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
     let mut stream = TcpStream::connect(addr).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;

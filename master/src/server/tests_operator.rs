@@ -91,15 +91,24 @@ async fn quota_weights_roles_and_why_over_http() -> anyhow::Result<()> {
         why["lines"].as_array().is_some_and(|l| !l.is_empty()),
         "{why}"
     );
-    let (code, why) = server.http("GET", "/why?framework_id=nope", "").await?;
-    assert_eq!(code, 200);
-    assert!(
-        why["lines"][0]
-            .as_str()
-            .unwrap_or_default()
-            .contains("nope"),
+    // A framework id that names a role explains the role; unknown names are 404.
+    let (code, why) = server.http("GET", "/why?framework_id=eng/ml", "").await?;
+    assert_eq!(
+        (code, &why["subject"]),
+        (200, &"role eng/ml".into()),
         "{why}"
     );
+    for (path, want) in [
+        (
+            "/why?framework_id=nope",
+            "no framework or role named `nope`",
+        ),
+        ("/why?role=nobody", "no role named `nobody`"),
+    ] {
+        let (code, why) = server.http("GET", path, "").await?;
+        assert_eq!(code, 404, "{path}: {why}");
+        assert_eq!(why["error"], want, "{path}");
+    }
 
     let (code, _) = server.http("DELETE", "/quota/eng/ml", "").await?;
     assert_eq!(code, 200);
@@ -205,6 +214,42 @@ async fn bad_operator_input_over_http_is_refused_and_changes_nothing() -> anyhow
             "invalid role `..`",
         ),
         ("POST", "/weights", "7", "expected"),
+        (
+            "POST",
+            "/quota",
+            r#"{"role":"eng","limits":"cpus:1e13"}"#,
+            "invalid resources in limits of role `eng`: resource `cpus`: invalid scalar 10000000000000: too large",
+        ),
+        (
+            "POST",
+            "/quota",
+            r#"{"role":"eng","guarantees":{"gpus":0.5}}"#,
+            "guarantees of role `eng`: resource `gpus`: invalid scalar 0.5: gpus are allocated whole",
+        ),
+        (
+            "POST",
+            "/weights",
+            r#"{"role":"eng","weight":-0.5}"#,
+            "must be a positive finite number",
+        ),
+        (
+            "POST",
+            "/maintenance",
+            r#"{"agent_id":"a1","starts_in_secs":0,"duration_secs":1e300}"#,
+            "invalid duration_secs: 1e300 s is more than the maximum 3153600000 s (100 years)",
+        ),
+        (
+            "POST",
+            "/maintenance",
+            r#"{"agent_id":"a1","starts_in_secs":4e9,"duration_secs":60}"#,
+            "invalid starts_in_secs: 4000000000 s is more than the maximum",
+        ),
+        (
+            "POST",
+            "/maintenance",
+            r#"{"agent_id":"a1","starts_in_secs":-1,"duration_secs":60}"#,
+            "invalid starts_in_secs: -1 is not a non-negative number of seconds",
+        ),
         ("GET", "/why", "", "exactly one of"),
         ("GET", "/why?role=a//b", "", "empty path segment"),
         ("DELETE", "/quota/nobody", "", "has no quota"),
@@ -224,6 +269,96 @@ async fn bad_operator_input_over_http_is_refused_and_changes_nothing() -> anyhow
         "nothing changed"
     );
     server.stop().await
+}
+
+/// Quotas, weights and maintenance windows out of range over gRPC: InvalidArgument naming the
+/// role or field, the resource and the value.
+async fn grpc_refuses_out_of_range_numbers(
+    op: &mut v1::operator_client::OperatorClient<tonic::transport::Channel>,
+) -> anyhow::Result<()> {
+    let scalar = |name: &str, m: i64| {
+        vec![v1::Resource {
+            name: name.into(),
+            value: Some(v1::resource::Value::ScalarMilli(m)),
+            ..Default::default()
+        }]
+    };
+    let quotas = [
+        (
+            vec![],
+            scalar("cpus", i64::MAX),
+            "limits of role `web`: resource `cpus`",
+        ),
+        (
+            scalar("mem", -1),
+            vec![],
+            "guarantees of role `web`: resource `mem`: invalid scalar -0.001: negative",
+        ),
+        (
+            scalar("gpus", 1500),
+            vec![],
+            "resource `gpus`: invalid scalar 1.5: gpus are allocated whole",
+        ),
+    ];
+    for (guarantees, limits, want) in quotas {
+        let bad = op
+            .set_quota(v1::SetQuotaRequest {
+                role: "web".into(),
+                guarantees,
+                limits,
+            })
+            .await
+            .expect_err(want);
+        assert_eq!(bad.code(), Code::InvalidArgument, "{want}");
+        assert!(
+            bad.message().contains(want),
+            "`{}` lacks `{want}`",
+            bad.message()
+        );
+    }
+    for weight in [0.0, -1.0, f64::INFINITY] {
+        let bad = op
+            .set_weight(v1::SetWeightRequest {
+                role: "web".into(),
+                weight,
+            })
+            .await
+            .expect_err("bad weight");
+        assert_eq!(bad.code(), Code::InvalidArgument, "{weight}");
+    }
+    for (starts_in_secs, duration_secs, want) in [
+        (
+            0.0,
+            1e300,
+            "invalid duration_secs: 1e300 s is more than the maximum",
+        ),
+        (
+            f64::NAN,
+            60.0,
+            "invalid starts_in_secs: NaN is not a non-negative",
+        ),
+        (
+            0.0,
+            f64::INFINITY,
+            "invalid duration_secs: inf is not a non-negative",
+        ),
+    ] {
+        let bad = op
+            .schedule_maintenance(v1::ScheduleMaintenanceRequest {
+                agent_id: "a1".into(),
+                starts_in_secs,
+                duration_secs,
+            })
+            .await
+            .expect_err(want);
+        assert_eq!(bad.code(), Code::InvalidArgument, "{want}");
+        assert!(
+            bad.message().contains(want),
+            "`{}` lacks `{want}`",
+            bad.message()
+        );
+    }
+    Ok(())
 }
 
 fn wire(text: &str) -> anyhow::Result<Vec<v1::Resource>> {
@@ -331,6 +466,15 @@ async fn operator_grpc_quota_weights_roles_and_why() -> anyhow::Result<()> {
         .await
         .expect_err("no subject");
     assert_eq!(bad.code(), Code::InvalidArgument);
+    let bad = op
+        .why(v1::WhyRequest {
+            subject: Some(v1::why_request::Subject::FrameworkId("UNKNOWN_ID".into())),
+        })
+        .await
+        .expect_err("unknown framework");
+    assert_eq!(bad.code(), Code::NotFound);
+    assert_eq!(bad.message(), "no framework or role named `UNKNOWN_ID`");
+    grpc_refuses_out_of_range_numbers(&mut op).await?;
     let roles = op
         .get_roles(v1::GetRolesRequest {})
         .await?
