@@ -127,6 +127,23 @@ fn local_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// Checks the resources an agent is to offer: below Mesos's minimum allocatable resources
+/// (cpus 0.01 or mem 32 MB, any role) nothing of them could ever be offered, so an agent
+/// refuses to start with them rather than register and sit idle.
+pub fn check_resources(resources: &Resources) -> Result<(), AgentError> {
+    if resources.is_allocatable() {
+        Ok(())
+    } else {
+        Err(AgentError::NothingAllocatable {
+            resources: if resources.is_empty() {
+                "no resources at all".into()
+            } else {
+                format!("only `{resources}`")
+            },
+        })
+    }
+}
+
 /// Parses Mesos attribute text, `name:value;name:value` (e.g. `rack:r1;zone:a`).
 ///
 /// Whitespace around names and values is trimmed; empty segments (a trailing `;`) are skipped.
@@ -188,6 +205,30 @@ mod tests {
             let got = parse_attributes(bad);
             assert!(got.is_err(), "{bad:?} must fail ({got:?})");
         }
+    }
+
+    #[test]
+    fn resources_must_be_allocatable() -> Result<(), proffer_proto::ResourceError> {
+        let table = [
+            ("", false),
+            ("disk:1000;ports:[31000-32000]", false),
+            ("cpus:0.005;mem:16", false),
+            ("cpus:0.01", true),
+            ("mem:32", true),
+            ("cpus(web):1", true),
+        ];
+        for (text, ok) in table {
+            let got = check_resources(&Resources::parse(text)?);
+            assert_eq!(got.is_ok(), ok, "`{text}`: {got:?}");
+            if let Err(e) = got {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("nothing allocatable") && msg.contains("cpus 0.01 or mem 32 MB"),
+                    "{msg}"
+                );
+            }
+        }
+        Ok(())
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub enum AgentError {
     /// Resource detection or parsing failed.
     #[error("resources: {0}")]
     Resources(String),
+    /// The resources to offer are below Mesos's minimum allocatable resources.
+    #[error("nothing allocatable: {resources} (an agent needs at least cpus 0.01 or mem 32 MB)")]
+    NothingAllocatable {
+        /// What was given, e.g. "only `disk:100`" or "no resources at all".
+        resources: String,
+    },
     /// Isolation that was required is not available on this host.
     #[error("isolation: {0}")]
     Isolation(String),

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use proffer_agent::{AgentConfig, IsolationMode};
 use proffer_master::core::MasterConfig;
-use proffer_master::server::{ServerConfig, serve};
+use proffer_master::registry::RedbRegistry;
+use proffer_master::server::{ServerConfig, serve_with_registry};
 use proffer_proto::Resources;
 use proffer_sdk::BatchSpec;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,15 @@ pub struct MasterArgs {
     /// Seed for ids and random choices (default: random).
     #[arg(long, env = "PROFFER_SEED")]
     seed: Option<u64>,
+    /// Where the master keeps its registry (`registry.redb`): agents, frameworks, weights,
+    /// quotas, reservations, maintenance. A master started again on the same directory
+    /// recovers all of it.
+    #[arg(long, env = "PROFFER_WORK_DIR", default_value = "./proffer-master")]
+    work_dir: std::path::PathBuf,
+    /// After a restart, how long agents have to re-register before they are removed (their
+    /// resources are not offered until they are back).
+    #[arg(long, env = "PROFFER_AGENT_REREGISTER_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    agent_reregister_timeout: Duration,
 }
 
 impl MasterArgs {
@@ -52,11 +62,17 @@ impl MasterArgs {
             self.agent_max_missed_pings > 0,
             "--agent-max-missed-pings must be > 0"
         );
+        anyhow::ensure!(
+            self.agent_reregister_timeout >= Duration::from_secs(10),
+            "--agent-reregister-timeout must be at least 10s (as Mesos), got {:?}",
+            self.agent_reregister_timeout
+        );
         let master = MasterConfig {
             allocation_interval_ms: millis(self.allocation_interval),
             agent_ping_interval_ms: millis(self.agent_ping_interval),
             agent_max_missed_pings: self.agent_max_missed_pings,
             offer_timeout_ms: self.offer_timeout.map(millis),
+            agent_reregister_timeout_ms: millis(self.agent_reregister_timeout),
             ..MasterConfig::default()
         };
         let mut config = ServerConfig::new(master);
@@ -79,7 +95,13 @@ pub async fn master(args: MasterArgs, cancel: CancellationToken) -> anyhow::Resu
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    serve(listener, config, cancel)
+    let registry = RedbRegistry::open(&args.work_dir).with_context(|| {
+        format!(
+            "cannot open the master's registry in --work-dir {}",
+            args.work_dir.display()
+        )
+    })?;
+    serve_with_registry(listener, config, Some(Box::new(registry)), cancel)
         .await
         .context("master server")
 }
@@ -104,7 +126,7 @@ pub struct AgentArgs {
     hostname: Option<String>,
     /// Port to advertise.
     #[arg(long, env = "PROFFER_PORT", default_value_t = 5051)]
-    port: u32,
+    port: u16,
     /// Serve the agent's HTTP endpoint (sandbox files, `/state`, `/metrics`) on this address,
     /// e.g. `0.0.0.0:5051` (default: no HTTP endpoint).
     #[arg(long = "http", env = "PROFFER_AGENT_HTTP")]
@@ -126,7 +148,12 @@ pub struct AgentArgs {
     keep_tasks_on_shutdown: bool,
     /// Remove sandboxes of ended tasks early, oldest first, while the work directory's file
     /// system is fuller than this fraction (Mesos `--gc_disk_headroom` 0.1 = 0.9 here; 1 = never).
-    #[arg(long, env = "PROFFER_GC_MAX_DISK_FRACTION", default_value_t = 0.9)]
+    #[arg(
+        long,
+        env = "PROFFER_GC_MAX_DISK_FRACTION",
+        default_value_t = 0.9,
+        allow_negative_numbers = true
+    )]
     gc_max_disk_fraction: f64,
 }
 
@@ -158,6 +185,8 @@ impl AgentArgs {
         if let Some(text) = &self.resources {
             let resources =
                 Resources::parse(text).with_context(|| format!("invalid --resources `{text}`"))?;
+            proffer_agent::config::check_resources(&resources)
+                .with_context(|| format!("invalid --resources `{text}`"))?;
             config.resources = Some(resources);
         }
         if let Some(text) = &self.attributes {
@@ -167,7 +196,7 @@ impl AgentArgs {
         if let Some(hostname) = &self.hostname {
             config.hostname = hostname.clone();
         }
-        config.port = self.port;
+        config.port = u32::from(self.port);
         config.http_listen = self.http;
         config.isolation = self.isolation.into();
         config.cgroups_enable_cfs = self.cgroups_enable_cfs;
@@ -196,16 +225,16 @@ pub struct RunArgs {
     #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
     master: String,
     /// How many tasks.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     tasks: usize,
     /// The shell command each task runs.
     #[arg(long)]
     cmd: String,
     /// CPUs per task.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     cpus: f64,
     /// Memory per task (MB).
-    #[arg(long, default_value_t = 32.0)]
+    #[arg(long, default_value_t = 32.0, allow_negative_numbers = true)]
     mem: f64,
     /// Framework name (task ids are `<name>-<index>`).
     #[arg(long, default_value = "batch")]
@@ -215,19 +244,46 @@ pub struct RunArgs {
     role: String,
 }
 
+/// Checks a per-task resource flag (`--cpus`, `--mem`, …): a positive finite number that
+/// does not round to zero at the resources' resolution (0.001).
+pub fn check_task_scalar(flag: &str, resource: &str, value: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(value > 0.0, "{flag} must be positive, got {value}");
+    anyhow::ensure!(value.is_finite(), "{flag} must be finite, got {value}");
+    proffer_proto::resources::to_milli(resource, value)
+        .with_context(|| format!("invalid {flag} {value}"))?;
+    Ok(())
+}
+
+/// Checks a task-count flag (`--tasks`, …): at least one.
+pub fn check_task_count(flag: &str, value: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(value >= 1, "{flag} must be at least 1, got {value}");
+    Ok(())
+}
+
+impl RunArgs {
+    /// The batch these flags describe, after checking the numbers.
+    fn spec(self) -> anyhow::Result<(String, BatchSpec)> {
+        check_task_count("--tasks", self.tasks)?;
+        check_task_scalar("--cpus", "cpus", self.cpus)?;
+        check_task_scalar("--mem", "mem", self.mem)?;
+        let spec = BatchSpec {
+            name: self.name,
+            tasks: self.tasks,
+            cmd: self.cmd,
+            cpus: self.cpus,
+            mem: self.mem,
+            role: self.role,
+            max_tasks_per_offer: 0,
+            failover_timeout_secs: 0.0,
+        };
+        Ok((self.master, spec))
+    }
+}
+
 /// `proffer run`: `Ok(true)` only if every task finished.
 pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<bool> {
-    let spec = BatchSpec {
-        name: args.name,
-        tasks: args.tasks,
-        cmd: args.cmd,
-        cpus: args.cpus,
-        mem: args.mem,
-        role: args.role,
-        max_tasks_per_offer: 0,
-        failover_timeout_secs: 0.0,
-    };
-    let summary = crate::batch::run(&args.master, spec, cancel).await?;
+    let (master, spec) = args.spec()?;
+    let summary = crate::batch::run(&master, spec, cancel).await?;
     Ok(summary.all_finished())
 }
 
@@ -266,6 +322,71 @@ mod tests {
             ..args
         };
         assert!(bad.agent_config().is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn agent_resources_must_be_allocatable() {
+        let table = [
+            ("", "nothing allocatable"),
+            ("disk:100;ports:[31000-31100]", "nothing allocatable"),
+            ("cpus:0.001", "nothing allocatable"),
+            (
+                "cpus:1e-9",
+                "resource `cpus`: invalid scalar 1e-9: rounds to zero",
+            ),
+            ("gpus:0.5;cpus:1", "gpus are allocated whole"),
+            ("cpus:1;ports:[1-70000]", "ports end at 65535"),
+        ];
+        for (text, want) in table {
+            let flag = format!("--resources={text}");
+            let err = parse_agent(&[flag.as_str()]).err();
+            let err = err.map(|e| format!("{e:#}")).unwrap_or_default();
+            assert!(
+                err.contains("--resources") && err.contains(want),
+                "`{text}`: `{err}` lacks `{want}`"
+            );
+            if want == "nothing allocatable" {
+                assert!(err.contains("cpus 0.01 or mem 32 MB"), "{err}");
+            }
+        }
+        assert!(parse_agent(&["--resources", "mem:32"]).is_ok());
+        assert!(parse_agent(&["--port", "70000"]).is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct RunCmd {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    fn parse_run(extra: &[&str]) -> anyhow::Result<BatchSpec> {
+        use clap::Parser;
+        let base = ["proffer-run", "--cmd", "true"];
+        let cmd = RunCmd::try_parse_from(base.iter().chain(extra))?;
+        Ok(cmd.args.spec()?.1)
+    }
+
+    #[test]
+    fn run_numbers_are_checked_with_the_flag_named() -> anyhow::Result<()> {
+        let spec = parse_run(&["--cpus", "0.5", "--mem", "64", "--tasks", "3"])?;
+        assert_eq!((spec.cpus, spec.mem, spec.tasks), (0.5, 64.0, 3));
+        let table: &[(&[&str], &str)] = &[
+            (&["--cpus", "-1"], "--cpus must be positive, got -1"),
+            (&["--cpus", "0"], "--cpus must be positive, got 0"),
+            (&["--cpus", "NaN"], "--cpus must be positive, got NaN"),
+            (&["--cpus", "inf"], "--cpus must be finite, got inf"),
+            (&["--cpus", "0.0001"], "rounds to zero"),
+            (&["--mem", "-32"], "--mem must be positive, got -32"),
+            (&["--mem", "1e300"], "too large"),
+            (&["--tasks", "0"], "--tasks must be at least 1, got 0"),
+            (&["--tasks", "-2"], "invalid value '-2' for '--tasks"),
+        ];
+        for (args, want) in table {
+            let err = parse_run(args).err();
+            let err = err.map(|e| format!("{e:#}")).unwrap_or_default();
+            assert!(err.contains(want), "{args:?}: `{err}` lacks `{want}`");
+        }
         Ok(())
     }
 
@@ -332,6 +453,10 @@ mod tests {
             let err = err.map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains("--gc-max-disk-fraction"), "{bad}: {err}");
         }
+        // A negative value after a space reaches the check too (not read as a flag).
+        let err = parse_agent(&["--gc-max-disk-fraction", "-0.2"]).err();
+        let err = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("must be within (0, 1], got -0.2"), "{err}");
         Ok(())
     }
 }

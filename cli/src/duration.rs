@@ -9,6 +9,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
+    if s.starts_with('-') {
+        return Err(format!("`{text}`: a duration cannot be negative"));
+    }
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
@@ -72,6 +75,8 @@ mod tests {
         }
         let err = parse_duration("5 parsecs").err().unwrap_or_default();
         assert!(err.contains("unknown unit"), "{err}");
+        let err = parse_duration("-1s").err().unwrap_or_default();
+        assert_eq!(err, "`-1s`: a duration cannot be negative");
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use proffer_agent::AgentConfig;
 use proffer_master::core::MasterConfig;
-use proffer_master::server::{ServerConfig, serve};
+use proffer_master::registry::RedbRegistry;
+use proffer_master::server::{ServerConfig, serve_with_registry};
 use proffer_proto::Resources;
 use proffer_proto::resources::format_milli;
 use proffer_sdk::BatchSpec;
@@ -24,7 +25,12 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
 #[derive(Debug, clap::Args)]
 pub struct LocalArgs {
     /// Number of agents to start.
-    #[arg(long, env = "PROFFER_LOCAL_AGENTS", default_value_t = 2)]
+    #[arg(
+        long,
+        env = "PROFFER_LOCAL_AGENTS",
+        default_value_t = 2,
+        allow_negative_numbers = true
+    )]
     agents: usize,
     /// Port of the master (gRPC and HTTP) on 127.0.0.1; 0 picks a free one.
     #[arg(long, env = "PROFFER_PORT", default_value_t = 5050)]
@@ -33,16 +39,16 @@ pub struct LocalArgs {
     #[arg(long, env = "PROFFER_WORK_DIR")]
     work_dir: Option<PathBuf>,
     /// Tasks the demo batch framework runs.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, allow_negative_numbers = true)]
     demo_tasks: usize,
     /// Shell command of each demo task.
     #[arg(long, default_value = "sleep 0.2")]
     demo_cmd: String,
     /// CPUs per demo task.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     demo_cpus: f64,
     /// Memory per demo task (MB).
-    #[arg(long, default_value_t = 32.0)]
+    #[arg(long, default_value_t = 32.0, allow_negative_numbers = true)]
     demo_mem: f64,
     /// Do not run the demo; just serve.
     #[arg(long)]
@@ -77,10 +83,23 @@ pub fn agent_share(total: &Resources, agents: usize, index: usize) -> anyhow::Re
     Resources::parse(&text).with_context(|| format!("agent share `{text}`"))
 }
 
+impl LocalArgs {
+    /// Checks the numbers before anything starts.
+    fn check(&self) -> anyhow::Result<()> {
+        crate::daemons::check_task_count("--agents", self.agents)?;
+        if !self.no_demo {
+            crate::daemons::check_task_count("--demo-tasks", self.demo_tasks)?;
+            crate::daemons::check_task_scalar("--demo-cpus", "cpus", self.demo_cpus)?;
+            crate::daemons::check_task_scalar("--demo-mem", "mem", self.demo_mem)?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs the local cluster. Returns whether the run counts as a success: with
 /// `--exit-after-demo`, every demo task finished; otherwise a clean shutdown.
 pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyhow::Result<bool> {
-    anyhow::ensure!(args.agents >= 1, "--agents must be at least 1");
+    args.check()?;
     let work_dir = args.work_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("proffer-local-{}", std::process::id()))
     });
@@ -96,7 +115,16 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
         ..MasterConfig::default()
     });
     config.seed = seed;
-    let server = tokio::spawn(serve(listener, config, cancel.clone()));
+    // The master's registry lives in the work dir (a temporary one unless --work-dir is
+    // given, so each `proffer local` starts afresh).
+    let registry = RedbRegistry::open(&work_dir.join("master"))
+        .with_context(|| format!("cannot open the registry in {}", work_dir.display()))?;
+    let server = tokio::spawn(serve_with_registry(
+        listener,
+        config,
+        Some(Box::new(registry)),
+        cancel.clone(),
+    ));
 
     let total = proffer_agent::detect_resources(&work_dir).context("detecting resources")?;
     let mut agents = Vec::with_capacity(args.agents);
@@ -184,6 +212,44 @@ mod tests {
             b.to_string(),
             "cpus:2;disk:500;mem:4096;ports:[31500-31999]"
         );
+        Ok(())
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct LocalCmd {
+        #[command(flatten)]
+        args: LocalArgs,
+    }
+
+    #[test]
+    fn demo_numbers_are_checked_before_starting() -> anyhow::Result<()> {
+        use clap::Parser;
+        let check = |extra: &[&str]| -> anyhow::Result<()> {
+            LocalCmd::try_parse_from(["local"].iter().chain(extra))?
+                .args
+                .check()
+        };
+        check(&[])?;
+        check(&["--no-demo", "--demo-cpus", "-1"])?;
+        let table: &[(&[&str], &str)] = &[
+            (
+                &["--demo-cpus", "-1"],
+                "--demo-cpus must be positive, got -1",
+            ),
+            (
+                &["--demo-mem", "NaN"],
+                "--demo-mem must be positive, got NaN",
+            ),
+            (&["--demo-tasks", "0"], "--demo-tasks must be at least 1"),
+            (&["--agents", "0"], "--agents must be at least 1"),
+        ];
+        for (args, want) in table {
+            let err = check(args)
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(err.contains(want), "{args:?}: `{err}` lacks `{want}`");
+        }
         Ok(())
     }
 

@@ -97,7 +97,7 @@ pub struct RolesArgs {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("subject").required(true).args(["framework_id", "role"])))]
 pub struct WhyArgs {
-    /// The framework to explain.
+    /// The framework to explain (a role name works too when no framework has that id).
     framework_id: Option<String>,
     /// Explain a role instead.
     #[arg(long)]
@@ -220,10 +220,10 @@ enum MaintenanceCommand {
         /// The agent id.
         agent_id: String,
         /// When the window starts, from now (e.g. `10m`).
-        #[arg(long = "in", default_value = "0s")]
+        #[arg(long = "in", default_value = "0s", allow_hyphen_values = true)]
         starts_in: String,
         /// How long it lasts (e.g. `1h`).
-        #[arg(long = "for")]
+        #[arg(long = "for", allow_hyphen_values = true)]
         duration: String,
         #[command(flatten)]
         master: MasterFlag,
@@ -346,7 +346,8 @@ pub async fn roles(args: RolesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `proffer why FRAMEWORK_ID | --role ROLE`: the allocator's explanation, a line each.
+/// `proffer why FRAMEWORK_ID | --role ROLE`: the allocator's explanation, a line each. A name
+/// the master knows neither as a framework nor as a role (`NotFound`) is an error.
 pub async fn why(args: WhyArgs) -> anyhow::Result<()> {
     let subject = match (args.framework_id, args.role) {
         (Some(id), None) => v1::why_request::Subject::FrameworkId(id),
@@ -359,7 +360,10 @@ pub async fn why(args: WhyArgs) -> anyhow::Result<()> {
             subject: Some(subject),
         })
         .await
-        .map_err(|s| refused("why", s))?
+        .map_err(|s| match s.code() {
+            tonic::Code::NotFound => anyhow::anyhow!("{}", s.message()),
+            _ => refused("why", s),
+        })?
         .into_inner()
         .lines;
     crate::output::text(&render_why(&lines));

@@ -75,7 +75,7 @@ struct GenArgs {
     #[arg(long, default_value_t = 10)]
     frameworks: u32,
     /// Simulated hours.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     hours: f64,
     /// Seed.
     #[arg(long, default_value_t = 1)]
@@ -84,7 +84,7 @@ struct GenArgs {
     #[arg(long)]
     no_churn: bool,
     /// Metric sampling interval in seconds.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
     sample_interval: f64,
     #[command(flatten)]
     mix: MixArgs,
@@ -97,7 +97,7 @@ struct GenArgs {
 #[derive(Debug, clap::Args)]
 struct MixArgs {
     /// Multiply task durations and divide arrival rates by this: the same load, less churn.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     task_time_scale: f64,
     /// Every framework holds at most this many offers at once (0 = no limit, as in Mesos).
     #[arg(long, default_value_t = generate::DEFAULT_OFFER_LIMIT)]
@@ -116,10 +116,7 @@ impl MixArgs {
     /// Generator parameters with these settings (the rest default), after checking them.
     fn params(&self) -> anyhow::Result<GenParams> {
         let scale = self.task_time_scale;
-        anyhow::ensure!(
-            scale.is_finite() && scale > 0.0,
-            "--task-time-scale must be a positive number, got {scale}"
-        );
+        positive_finite("--task-time-scale", scale)?;
         Ok(GenParams {
             task_time_scale: scale,
             max_outstanding_offers: self.max_outstanding_offers,
@@ -139,7 +136,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 100)]
     frameworks: u32,
     /// Simulated hours per run.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     hours: f64,
     /// Allocation policy.
     #[arg(long, default_value = "drf")]
@@ -230,9 +227,19 @@ fn compare(a: CompareArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// Checks a flag that must be a positive finite number.
+fn positive_finite(flag: &str, value: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        value.is_finite() && value > 0.0,
+        "{flag} must be a positive number, got {value}"
+    );
+    Ok(())
+}
+
 fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(a.agents > 0, "--agents must be at least 1");
-    anyhow::ensure!(a.hours > 0.0, "--hours must be positive");
+    positive_finite("--hours", a.hours)?;
+    positive_finite("--sample-interval", a.sample_interval)?;
     let text = generate::scenario_toml(&GenParams {
         name: format!("synthetic-{}a-{}f", a.agents, a.frameworks),
         agents: a.agents,
@@ -253,6 +260,12 @@ fn gen_scenario(a: GenArgs) -> anyhow::Result<bool> {
 }
 
 fn bench(a: BenchArgs) -> anyhow::Result<bool> {
+    positive_finite("--hours", a.hours)?;
+    anyhow::ensure!(
+        a.agents.iter().all(|&n| n > 0),
+        "--agents must be at least 1 each, got {:?}",
+        a.agents
+    );
     let policy = Policy::parse(&a.policy)?;
     let mix = a.mix.params()?;
     crate::output::text(&format!(
@@ -368,6 +381,45 @@ mod tests {
                 err.contains("--task-time-scale must be a positive number"),
                 "{err}"
             );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn hours_and_intervals_must_be_positive_and_finite() -> anyhow::Result<()> {
+        let table: &[(&[&str], &str)] = &[
+            (
+                &["gen", "--hours", "-1"],
+                "--hours must be a positive number, got -1",
+            ),
+            (
+                &["gen", "--hours", "inf"],
+                "--hours must be a positive number, got inf",
+            ),
+            (
+                &["gen", "--sample-interval", "0"],
+                "--sample-interval must be a positive number",
+            ),
+            (
+                &["gen", "--sample-interval", "NaN"],
+                "--sample-interval must be a positive number",
+            ),
+            (
+                &["bench", "--hours", "-2"],
+                "--hours must be a positive number, got -2",
+            ),
+            (
+                &["bench", "--hours", "NaN"],
+                "--hours must be a positive number, got NaN",
+            ),
+            (&["bench", "--agents", "0"], "--agents must be at least 1"),
+        ];
+        for (args, want) in table {
+            let err = run(parse(args)?)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(want), "{args:?}: `{err}` lacks `{want}`");
         }
         Ok(())
     }

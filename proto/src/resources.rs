@@ -12,6 +12,10 @@
 //! array `[{"name":"cpus","type":"SCALAR","scalar":{"value":4}}]` (with `role`,
 //! `reservations`, `disk.persistence`) or a plain object `{"cpus":4,"mem(web)":8192}`.
 //!
+//! Every form (text, JSON, protobuf) is validated the same way: scalars are finite, not
+//! negative, at most [`MAX_SCALAR_MILLI`] and not so small they round to 0 at 0.001; `gpus` are
+//! whole; `ports` ranges end at [`MAX_PORT`]; well-known names have their kind.
+//!
 //! # Layout
 //! - `parse`: the text and JSON parsers.
 //! - `ranges`: [`RangeSet`], normalized integer ranges (ports).
@@ -37,6 +41,21 @@ pub const UNRESERVED: &str = "*";
 /// Milli-units per unit of a scalar.
 pub const MILLI: i64 = 1000;
 
+/// Largest scalar accepted, in milli-units: 10^15, i.e. 10^12 whole units (a trillion cpus, an
+/// exabyte of `mem` or `disk` in MB). Anything larger is a typo or an attempt to overflow sums:
+/// about 9,000 such values still add up within `i64`.
+pub const MAX_SCALAR_MILLI: i64 = 1_000_000_000_000_000;
+
+/// Highest TCP/UDP port: `ports` ranges must end at or below it.
+pub const MAX_PORT: u64 = 65_535;
+
+/// Mesos's minimum allocatable resources: an agent (or offer) must hold at least this many
+/// milli-cpus, or [`MIN_ALLOCATABLE_MEM_MILLI`], to be of any use.
+pub const MIN_ALLOCATABLE_CPUS_MILLI: i64 = 10;
+
+/// Mesos's minimum allocatable memory, in milli-MB (32 MB).
+pub const MIN_ALLOCATABLE_MEM_MILLI: i64 = 32_000;
+
 /// Errors from parsing or converting resources; each names what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResourceError {
@@ -58,13 +77,15 @@ pub enum ResourceError {
         /// Why it was refused.
         reason: String,
     },
-    /// A range had begin > end or was malformed.
-    #[error("resource `{name}`: invalid range `{range}`")]
+    /// A range had begin > end, was malformed, or left the valid domain (ports above 65535).
+    #[error("resource `{name}`: invalid range `{range}`: {reason}")]
     InvalidRange {
         /// Resource name.
         name: String,
         /// The range as given.
         range: String,
+        /// Why it was refused.
+        reason: String,
     },
     /// A well-known resource had the wrong type (e.g. `cpus:[1-2]`).
     #[error("resource `{name}` must be {expected}")]
@@ -299,10 +320,13 @@ pub fn validate_role(role: &str) -> Result<(), String> {
 }
 
 /// Converts a decimal number to milli-units, rounding to three decimals as Mesos does.
+///
+/// Refuses non-finite and negative numbers, numbers above [`MAX_SCALAR_MILLI`], and positive
+/// numbers that round to zero (below 0.0005): they would silently vanish.
 pub fn to_milli(name: &str, value: f64) -> Result<i64, ResourceError> {
     let err = |reason: &str| ResourceError::InvalidScalar {
         name: name.to_string(),
-        value: value.to_string(),
+        value: format_f64(value),
         reason: reason.to_string(),
     };
     if !value.is_finite() {
@@ -312,10 +336,56 @@ pub fn to_milli(name: &str, value: f64) -> Result<i64, ResourceError> {
         return Err(err("negative"));
     }
     let milli = (value * MILLI as f64).round();
-    if milli > (i64::MAX / 4) as f64 {
-        return Err(err("too large"));
+    if milli > MAX_SCALAR_MILLI as f64 {
+        return Err(err(&too_large_reason()));
+    }
+    if milli == 0.0 && value > 0.0 {
+        return Err(err("rounds to zero (the resolution is 0.001)"));
     }
     Ok(milli as i64)
+}
+
+/// A number for an error message: plain (`0.5`, `-1`, `NaN`) unless it is very large or very
+/// small, then in scientific notation (`1e300`, `1e-9`) rather than hundreds of digits.
+pub fn format_f64(v: f64) -> String {
+    let a = v.abs();
+    if v.is_finite() && a != 0.0 && !(1e-6..1e15).contains(&a) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
+/// Why a scalar above [`MAX_SCALAR_MILLI`] is refused.
+fn too_large_reason() -> String {
+    format!("too large (at most {})", format_milli(MAX_SCALAR_MILLI))
+}
+
+/// Checks a value against the rules of well-known resources: `ports` ranges end at
+/// [`MAX_PORT`], `gpus` are whole, no scalar exceeds [`MAX_SCALAR_MILLI`] or is negative.
+fn check_value(name: &str, value: &Value) -> Result<(), ResourceError> {
+    let scalar_err = |m: i64, reason: String| ResourceError::InvalidScalar {
+        name: name.to_string(),
+        value: format_milli(m),
+        reason,
+    };
+    match value {
+        Value::Scalar(m) if *m < 0 => Err(scalar_err(*m, "negative".into())),
+        Value::Scalar(m) if *m > MAX_SCALAR_MILLI => Err(scalar_err(*m, too_large_reason())),
+        Value::Scalar(m) if name == "gpus" && m % MILLI != 0 => Err(scalar_err(
+            *m,
+            "gpus are allocated whole: give an integer".into(),
+        )),
+        Value::Ranges(r) if name == "ports" => match r.ranges().last() {
+            Some(&(b, e)) if e > MAX_PORT => Err(ResourceError::InvalidRange {
+                name: name.to_string(),
+                range: format!("{b}-{e}"),
+                reason: format!("ports end at {MAX_PORT}"),
+            }),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
 }
 
 /// Formats milli-units as a decimal with at most three fraction digits.
@@ -367,6 +437,7 @@ impl Resources {
                 expected,
             });
         }
+        check_value(&key.name, &value)?;
         key.kind = value.kind();
         self.add_value(key, value);
         Ok(())
@@ -405,16 +476,8 @@ impl Resources {
         };
         for r in list {
             let value = match &r.value {
-                Some(v1::resource::Value::ScalarMilli(m)) => {
-                    if *m < 0 {
-                        return Err(ResourceError::InvalidScalar {
-                            name: r.name.clone(),
-                            value: format_milli(*m),
-                            reason: "negative".into(),
-                        });
-                    }
-                    Value::Scalar(*m)
-                }
+                // Range checks (negative, too large, whole gpus) in `add_checked_key`.
+                Some(v1::resource::Value::ScalarMilli(m)) => Value::Scalar(*m),
                 Some(v1::resource::Value::Ranges(rs)) => {
                     let mut v = Vec::with_capacity(rs.range.len());
                     for range in &rs.range {
@@ -422,6 +485,7 @@ impl Resources {
                             return Err(ResourceError::InvalidRange {
                                 name: r.name.clone(),
                                 range: format!("{}-{}", range.begin, range.end),
+                                reason: "begin is after end".into(),
                             });
                         }
                         v.push((range.begin, range.end));
@@ -602,6 +666,13 @@ impl Resources {
     /// Memory in milli-MB.
     pub fn mem_milli(&self) -> i64 {
         self.scalar_milli("mem")
+    }
+
+    /// True if this holds at least Mesos's minimum allocatable resources (cpus 0.01 or mem
+    /// 32 MB, summed over roles); an agent with less could never have anything offered.
+    pub fn is_allocatable(&self) -> bool {
+        self.cpus_milli() >= MIN_ALLOCATABLE_CPUS_MILLI
+            || self.mem_milli() >= MIN_ALLOCATABLE_MEM_MILLI
     }
 
     /// Ranges of `name` (all roles), e.g. ports.

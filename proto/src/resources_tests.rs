@@ -56,6 +56,31 @@ fn rejects_malformed_text_with_a_clear_error() {
         ("cpus(..):1", "invalid role"),
         ("cp us:1", "not allowed in a name"),
         ("cpus(x:1", "unclosed `(role)`"),
+        // Values that would silently vanish or leave the valid domain.
+        (
+            "cpus:1e-9",
+            "resource `cpus`: invalid scalar 1e-9: rounds to zero",
+        ),
+        (
+            "cpus:1e300",
+            "resource `cpus`: invalid scalar 1e300: too large",
+        ),
+        (
+            "mem:0.0004",
+            "resource `mem`: invalid scalar 0.0004: rounds to zero",
+        ),
+        ("cpus:1e13", "too large (at most 1000000000000)"),
+        (
+            "gpus:0.5",
+            "resource `gpus`: invalid scalar 0.5: gpus are allocated whole",
+        ),
+        ("gpus(ml):1.25", "gpus are allocated whole"),
+        (
+            "ports:[1-70000]",
+            "invalid range `1-70000`: ports end at 65535",
+        ),
+        ("ports:[31000-32000,65535-65536]", "ports end at 65535"),
+        ("ports:[a-2]", "invalid range `a-2`: not a number"),
     ];
     for (input, want) in table {
         match Resources::parse(input) {
@@ -65,6 +90,58 @@ fn rejects_malformed_text_with_a_clear_error() {
                 "`{input}`: got `{e}`, want `{want}`"
             ),
         }
+    }
+}
+
+#[test]
+fn accepts_values_at_the_edges() {
+    assert_eq!(
+        r("cpus:0;mem:32").cpus_milli(),
+        0,
+        "an explicit zero is no entry"
+    );
+    assert_eq!(
+        r("cpus:0.0005").cpus_milli(),
+        1,
+        "rounds up to the resolution"
+    );
+    assert_eq!(r("gpus:2").scalar_milli("gpus"), 2000);
+    assert_eq!(r("ports:[0-65535]").ranges("ports").count(), 65_536);
+    assert_eq!(r("cpus:1e12").cpus_milli(), MAX_SCALAR_MILLI);
+    // The port bound is for `ports` only; other range resources keep the u64 domain.
+    assert_eq!(r("ids:[1-70000]").ranges("ids").count(), 70_000);
+}
+
+#[test]
+fn numbers_in_messages_stay_short() {
+    let table = [
+        (0.5, "0.5"),
+        (-1.0, "-1"),
+        (0.0, "0"),
+        (f64::NAN, "NaN"),
+        (f64::INFINITY, "inf"),
+        (1e300, "1e300"),
+        (-2.5e20, "-2.5e20"),
+        (1e-9, "1e-9"),
+        (123_456.0, "123456"),
+    ];
+    for (v, want) in table {
+        assert_eq!(format_f64(v), want);
+    }
+}
+
+#[test]
+fn allocatable_needs_cpus_or_mem_above_mesos_minimum() {
+    let table = [
+        ("", false),
+        ("disk:1000;ports:[31000-32000]", false),
+        ("cpus:0.009;mem:31.999", false),
+        ("cpus:0.01", true),
+        ("mem:32", true),
+        ("cpus(web):0.5", true),
+    ];
+    for (text, want) in table {
+        assert_eq!(r(text).is_allocatable(), want, "`{text}`");
     }
 }
 
@@ -87,6 +164,32 @@ fn parses_json_forms() {
     ] {
         assert!(Resources::parse(bad).is_err(), "{bad}");
     }
+    let table = [
+        (r#"{"gpus": 0.5}"#, "gpus are allocated whole"),
+        (r#"{"cpus": 1e-9}"#, "rounds to zero"),
+        (
+            r#"[{"name":"gpus","type":"SCALAR","scalar":{"value":1.5}}]"#,
+            "gpus are allocated whole",
+        ),
+        (
+            r#"[{"name":"ports","type":"RANGES","ranges":{"range":[{"begin":1,"end":70000}]}}]"#,
+            "ports end at 65535",
+        ),
+        (
+            r#"[{"name":"ports","type":"RANGES","ranges":{"range":[{"begin":5,"end":1}]}}]"#,
+            "begin is after end",
+        ),
+        (
+            r#"[{"name":"cpus","type":"SCALAR","scalar":{"value":1e300}}]"#,
+            "too large",
+        ),
+    ];
+    for (input, want) in table {
+        match Resources::parse(input) {
+            Ok(v) => panic!("`{input}` parsed as {v}"),
+            Err(e) => assert!(e.to_string().contains(want), "`{input}`: got `{e}`"),
+        }
+    }
 }
 
 #[test]
@@ -100,6 +203,57 @@ fn proto_round_trip_and_validation() {
         ..Default::default()
     }];
     assert!(Resources::from_proto(&neg).is_err());
+}
+
+/// The wire form (what the master validates agents, tasks, quotas and reservations with)
+/// refuses what the text form refuses.
+#[test]
+fn proto_refuses_out_of_domain_values() {
+    let scalar = |name: &str, m: i64| v1::Resource {
+        name: name.into(),
+        value: Some(v1::resource::Value::ScalarMilli(m)),
+        ..Default::default()
+    };
+    let ports = |begin: u64, end: u64| v1::Resource {
+        name: "ports".into(),
+        value: Some(v1::resource::Value::Ranges(v1::Ranges {
+            range: vec![v1::Range { begin, end }],
+        })),
+        ..Default::default()
+    };
+    let table = [
+        (
+            scalar("cpus", -5),
+            "resource `cpus`: invalid scalar -0.005: negative",
+        ),
+        (scalar("cpus", i64::MAX), "resource `cpus`: invalid scalar"),
+        (scalar("mem", MAX_SCALAR_MILLI + 1), "too large"),
+        (
+            scalar("gpus", 500),
+            "resource `gpus`: invalid scalar 0.5: gpus are allocated whole",
+        ),
+        (
+            ports(1, 70_000),
+            "resource `ports`: invalid range `1-70000`: ports end at 65535",
+        ),
+        (ports(9, 3), "invalid range `9-3`: begin is after end"),
+    ];
+    for (wire, want) in table {
+        match Resources::from_proto(std::slice::from_ref(&wire)) {
+            Ok(v) => panic!("{wire:?} accepted as {v}"),
+            Err(e) => assert!(e.to_string().contains(want), "{wire:?}: got `{e}`"),
+        }
+    }
+    for ok in [
+        scalar("gpus", 3000),
+        scalar("cpus", MAX_SCALAR_MILLI),
+        ports(0, 65_535),
+    ] {
+        assert!(
+            Resources::from_proto(std::slice::from_ref(&ok)).is_ok(),
+            "{ok:?}"
+        );
+    }
 }
 
 #[test]

@@ -110,9 +110,11 @@ fn build_config(args: &[String]) -> Result<AgentConfig, String> {
             "--work-dir" => work_dir = Some(value()?),
             "--resources" => {
                 let v = value()?;
-                resources = Some(
-                    proffer_proto::Resources::parse(&v).map_err(|e| format!("--resources: {e}"))?,
-                );
+                let parsed =
+                    proffer_proto::Resources::parse(&v).map_err(|e| format!("--resources: {e}"))?;
+                proffer_agent::config::check_resources(&parsed)
+                    .map_err(|e| format!("--resources: {e}"))?;
+                resources = Some(parsed);
             }
             "--status-retry-ms" => {
                 let ms: u64 = value()?

@@ -144,18 +144,19 @@ fn parse_value(name: &str, rhs: &str, item: &str) -> Result<Value, ResourceError
 fn parse_ranges(name: &str, inner: &str) -> Result<RangeSet, ResourceError> {
     let mut v = Vec::new();
     for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || ResourceError::InvalidRange {
+        let bad = |reason: &str| ResourceError::InvalidRange {
             name: name.to_string(),
             range: part.to_string(),
+            reason: reason.to_string(),
         };
         let (b, e) = match part.split_once('-') {
             Some((b, e)) => (b.trim(), e.trim()),
             None => (part, part),
         };
-        let b: u64 = b.parse().map_err(|_| bad())?;
-        let e: u64 = e.parse().map_err(|_| bad())?;
+        let b: u64 = b.parse().map_err(|_| bad("not a number"))?;
+        let e: u64 = e.parse().map_err(|_| bad("not a number"))?;
         if b > e {
-            return Err(bad());
+            return Err(bad("begin is after end"));
         }
         v.push((b, e));
     }
@@ -228,10 +229,18 @@ fn json_item(out: &mut Resources, i: usize, item: &serde_json::Value) -> Result<
                 let e = r.get("end").and_then(|e| e.as_u64());
                 match (b, e) {
                     (Some(b), Some(e)) if b <= e => rs.push((b, e)),
+                    (Some(_), Some(_)) => {
+                        return Err(ResourceError::InvalidRange {
+                            name: name.to_string(),
+                            range: r.to_string(),
+                            reason: "begin is after end".into(),
+                        });
+                    }
                     _ => {
                         return Err(ResourceError::InvalidRange {
                             name: name.to_string(),
                             range: r.to_string(),
+                            reason: "`begin` and `end` must be non-negative integers".into(),
                         });
                     }
                 }
