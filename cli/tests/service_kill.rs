@@ -95,6 +95,8 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
                 "--allocation-interval",
                 "100ms",
             ])
+            .arg("--work-dir")
+            .arg(dir.path().join("master"))
             .spawn()?,
     );
     for i in 0..2 {

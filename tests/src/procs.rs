@@ -154,7 +154,9 @@ impl Cluster {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let master = format!("127.0.0.1:{port}");
-        let mut args = vec!["master", "--listen", &master];
+        let master_dir = dir.path().join("master");
+        let master_dir = master_dir.to_string_lossy().to_string();
+        let mut args = vec!["master", "--listen", &master, "--work-dir", &master_dir];
         args.extend_from_slice(master_args);
         let master_proc = Proc::start("master", &args, dir.path())?;
         wait_for("master /state", Duration::from_secs(30), || {
