@@ -242,6 +242,11 @@ pub struct RunArgs {
     /// Role of the framework.
     #[arg(long, default_value = "*")]
     role: String,
+    /// How long the master keeps the batch's tasks if `proffer run` loses the master (it
+    /// re-subscribes meanwhile, so a master restart does not end the batch). 0 = the batch
+    /// is torn down as soon as its connection drops.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    failover_timeout: Duration,
 }
 
 /// Checks a per-task resource flag (`--cpus`, `--mem`, …): a positive finite number that
@@ -274,7 +279,7 @@ impl RunArgs {
             mem: self.mem,
             role: self.role,
             max_tasks_per_offer: 0,
-            failover_timeout_secs: 0.0,
+            failover_timeout_secs: self.failover_timeout.as_secs_f64(),
         };
         Ok((self.master, spec))
     }

@@ -121,7 +121,7 @@ impl Stored {
     }
 
     /// Number of records.
-    pub fn len(&self) -> usize {
+    pub fn record_count(&self) -> usize {
         self.tables.values().map(BTreeMap::len).sum()
     }
 }
@@ -207,7 +207,7 @@ pub(crate) fn check_format(
     location: &str,
 ) -> Result<Option<RegistryOp>, RegistryError> {
     match stored.get(Table::Meta, FORMAT_KEY) {
-        None if stored.len() == 0 => Ok(Some(RegistryOp {
+        None if stored.record_count() == 0 => Ok(Some(RegistryOp {
             table: Table::Meta,
             key: FORMAT_KEY.into(),
             value: Some(FORMAT_VERSION.to_string().into_bytes()),
@@ -216,7 +216,10 @@ pub(crate) fn check_format(
             location: location.into(),
             table: "meta",
             key: FORMAT_KEY.into(),
-            reason: format!("missing, yet the registry holds {} records", stored.len()),
+            reason: format!(
+                "missing, yet the registry holds {} records",
+                stored.record_count()
+            ),
         }),
         Some(v) => {
             let text = String::from_utf8_lossy(v).into_owned();

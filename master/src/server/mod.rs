@@ -162,7 +162,7 @@ pub async fn serve_with_registry(
                 master.recoveries(),
             ));
             tracing::info!(backend = %status.info.backend, location = %status.info.location,
-                records = stored.len(), recoveries = master.recoveries(), "registry loaded");
+                records = stored.record_count(), recoveries = master.recoveries(), "registry loaded");
             let tx = registry_writer::spawn(reg, core.clone(), status.clone(), cancel.clone())
                 .map_err(ServerError::Writer)?;
             (master, Some(tx), Some(status))

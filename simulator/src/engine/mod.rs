@@ -256,7 +256,7 @@ impl Sim {
     #[cfg(debug_assertions)]
     fn check_accounting(&self) {
         let stride = (self.master.agent_count() / 500).max(1) as u64;
-        if self.counters.ticks % stride == 0
+        if self.counters.ticks.is_multiple_of(stride)
             && let Err(e) = self.master.check_accounting()
         {
             panic!(
