@@ -1,0 +1,234 @@
+//! End to end with the real binary (issue 16): a master with its redb registry, two agents, an
+//! SDK framework with long tasks, a weight, a quota and a dynamic reservation; the master is
+//! killed with SIGKILL under load and started again on the same work dir. Everything is still
+//! there, every task keeps running exactly once (no LOST, no relaunch), the framework keeps
+//! its id and gets offers again.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use proffer_proto::Resources;
+use proffer_proto::v1::{self, TaskState, event::Event};
+use proffer_sdk::driver::{Driver, DriverConfig, DriverEvent, EventStream, command_task};
+use proffer_tests::procs::{Cluster, Proc, run_ok, state_json, wait_for};
+
+const AGENT_RES: &str = "cpus:4;mem:2048;disk:1000";
+const TASKS: usize = 200;
+const MARKER: &str = "7200.16";
+const LIMIT: Duration = Duration::from_secs(90);
+
+async fn next(events: &mut EventStream, deadline: tokio::time::Instant) -> Result<DriverEvent> {
+    tokio::time::timeout_at(deadline, events.next())
+        .await
+        .context("timed out waiting for a framework event")?
+        .context("the framework's event stream ended")
+}
+
+/// Launches `TASKS` long tasks (0.03 cpu each) and waits until all run.
+async fn launch_all(driver: &Driver, events: &mut EventStream) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let (mut launched, mut running) = (0usize, 0usize);
+    while running < TASKS {
+        let DriverEvent::Event(e) = next(events, deadline).await? else {
+            bail!("disconnected while launching");
+        };
+        match e.event {
+            Some(Event::Offers(o)) => {
+                for offer in o.offers {
+                    let free = Resources::from_proto(&offer.resources)?.unreserved();
+                    let n = ((free.cpus_milli() / 30) as usize).min(TASKS - launched);
+                    let tasks: Vec<_> = (launched..launched + n)
+                        .map(|i| {
+                            let id = format!("long-{i}");
+                            let res = Resources::parse("cpus:0.03;mem:8").unwrap_or_default();
+                            command_task(
+                                &id,
+                                &id,
+                                &offer.agent_id,
+                                &format!("exec sleep {MARKER}"),
+                                &res,
+                            )
+                        })
+                        .collect();
+                    launched += n;
+                    if tasks.is_empty() {
+                        driver.decline(vec![offer.id], None).await?;
+                    } else {
+                        driver.launch(vec![offer.id], tasks, None).await?;
+                    }
+                }
+            }
+            Some(Event::Update(u)) => {
+                let s = u.status.context("status")?;
+                driver.acknowledge(&s).await?;
+                if s.state == TaskState::TaskRunning as i32 {
+                    running += 1;
+                } else if TaskState::try_from(s.state).is_ok_and(TaskState::is_terminal) {
+                    bail!("task ended before the restart: {s:?}");
+                }
+            }
+            _ => {}
+        }
+    }
+    driver.suppress().await?;
+    Ok(())
+}
+
+fn sleepers() -> usize {
+    std::process::Command::new("pgrep")
+        .args(["-f", &format!("sleep {MARKER}")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0)
+}
+
+fn stop_sleepers() {
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &format!("sleep {MARKER}")])
+        .status();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_restarts_on_its_work_dir_with_nothing_lost() -> Result<()> {
+    let result = scenario().await;
+    stop_sleepers();
+    result
+}
+
+async fn scenario() -> Result<()> {
+    let mut cluster = Cluster::start(
+        2,
+        AGENT_RES,
+        &[
+            "--allocation-interval",
+            "100ms",
+            "--agent-reregister-timeout",
+            "60s",
+        ],
+    )?;
+    let m = cluster.master.clone();
+    run_ok(&["weight", "set", "web", "2.5", "--master", &m])?;
+    run_ok(&[
+        "quota",
+        "set",
+        "web",
+        "--guarantee",
+        "cpus:1;mem:256",
+        "--master",
+        &m,
+    ])?;
+    let state = state_json(&m)?;
+    let agent = state["agents"][0]["id"]
+        .as_str()
+        .context("agent id")?
+        .to_string();
+    run_ok(&[
+        "reserve",
+        &agent,
+        "cpus(web,dynamic=ops):1;disk(web,dynamic=ops):100",
+        "--master",
+        &m,
+    ])?;
+
+    let info = v1::FrameworkInfo {
+        name: "restart-e2e".into(),
+        failover_timeout: 3600.0,
+        ..Default::default()
+    };
+    let (driver, mut events) = Driver::subscribe(DriverConfig::new(m.as_str(), info)).await?;
+    let framework_id = driver.framework_id();
+    launch_all(&driver, &mut events).await?;
+    assert_eq!(sleepers(), TASKS, "every task runs once");
+
+    // SIGKILL the master and start it again on the same work dir and port.
+    cluster.master_proc.kill9()?;
+    let work = cluster.dir.path().join("master");
+    let work = work.to_string_lossy().to_string();
+    let args = [
+        "master",
+        "--listen",
+        &m,
+        "--work-dir",
+        &work,
+        "--allocation-interval",
+        "100ms",
+        "--agent-reregister-timeout",
+        "60s",
+    ];
+    cluster.master_proc = Proc::start("master-2", &args, cluster.dir.path())?;
+    // The framework re-subscribes with its id, then is offered again (it revives).
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        match next(&mut events, deadline).await? {
+            DriverEvent::Resubscribed { framework_id: id } => {
+                assert_eq!(id, framework_id, "same framework id after the restart");
+                break;
+            }
+            DriverEvent::Disconnected { .. } => {}
+            DriverEvent::Event(e) => {
+                if let Some(Event::Update(u)) = e.event {
+                    bail!("update before the re-subscription: {u:?}");
+                }
+            }
+        }
+    }
+    // Both agents come back with their tasks.
+    wait_for("agents re-registered", LIMIT, || {
+        let s = state_json(&m).ok()?;
+        let active = s["agents"]
+            .as_array()?
+            .iter()
+            .filter(|a| a["state"] == "active")
+            .count();
+        (active == 2).then_some(s)
+    })?;
+    let s = state_json(&m)?;
+    let running = s["tasks"]
+        .as_array()
+        .context("tasks")?
+        .iter()
+        .filter(|t| t["state"] == "TASK_RUNNING")
+        .count();
+    assert_eq!(running, TASKS, "every task is known and running: {s}");
+    assert_eq!(sleepers(), TASKS, "nothing relaunched");
+    assert_eq!(s["registry"]["backend"], "redb");
+    assert_eq!(s["registry"]["recoveries"], 2);
+    let a = s["agents"]
+        .as_array()
+        .and_then(|v| v.iter().find(|a| a["id"] == agent.as_str()))
+        .context("the reserved agent")?;
+    assert!(
+        a["total"]
+            .as_str()
+            .is_some_and(|t| t.contains("cpus(web,dynamic=ops):1")),
+        "reservation kept: {a}"
+    );
+    let roles = run_ok(&["roles", "--json", "--master", &m])?;
+    let roles = String::from_utf8_lossy(&roles.stdout).to_string();
+    assert!(roles.contains("2.5") && roles.contains("cpus:1"), "{roles}");
+    // Offers resume, and no update said a task was lost.
+    driver.revive().await?;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let DriverEvent::Event(e) = next(&mut events, deadline).await? else {
+            continue;
+        };
+        match e.event {
+            Some(Event::Offers(o)) if !o.offers.is_empty() => break,
+            Some(Event::Update(u)) => {
+                let st = u.status.context("status")?;
+                driver.acknowledge(&st).await?;
+                assert!(
+                    !TaskState::try_from(st.state).is_ok_and(TaskState::is_terminal),
+                    "a task ended across the restart: {st:?}"
+                );
+            }
+            _ => {}
+        }
+    }
+    driver.teardown().await?;
+    wait_for("tasks killed after teardown", LIMIT, || {
+        (sleepers() == 0).then_some(())
+    })?;
+    Ok(())
+}
