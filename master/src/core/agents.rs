@@ -122,7 +122,7 @@ impl Master {
         // dynamic reservations and volumes to what the agent reports (after a restart of the
         // master, its view is the registry's).
         let recovered = if reregister {
-            self.recovering.shift_remove(&agent_id)
+            self.recovering.swap_remove(&agent_id)
         } else {
             None
         };

@@ -179,7 +179,7 @@ impl Master {
             .collect();
         for id in late {
             tracing::warn!(agent_id = %id, "agent did not re-register after the master recovered; removing it");
-            self.recovering.shift_remove(&id);
+            self.recovering.swap_remove(&id);
             self.removed_agents.insert(id.clone());
             self.counters.agents_removed += 1;
             self.persist_agent_gone(&id, now);
