@@ -4,15 +4,22 @@
 //!
 //! File paths are either relative to `work_dir` and inside `sandboxes/` (e.g.
 //! `sandboxes/<framework>/<task>/stdout`) or absolute paths inside `work_dir/sandboxes`;
-//! `..` components are refused, and the resolved path (symlinks followed) must stay inside
-//! the sandboxes directory, else 403.
+//! [`crate::files`] opens them (no symlink followed at any component, only regular files and
+//! directories, never blocking on a FIFO). Refusals: `..`, outside the sandboxes or through a
+//! symlink → 403, missing → 404, a FIFO/socket/device (or a directory to read, a file to
+//! browse) → 400. All filesystem work runs on the blocking pool with [`FILE_TIMEOUT`] per
+//! step (→ 504), and downloads are streamed in 64 KiB chunks with `Content-Length` from the
+//! opened handle.
 
-use std::path::{Component, Path, PathBuf};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -20,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::cgroups;
 use crate::executor::protocol;
+use crate::files::{self, FilesError};
 
 /// A task as `/state` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -175,29 +183,6 @@ async fn metrics(State(ctx): State<Ctx>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// Resolves a requested path inside `work_dir/sandboxes`; `Err` is the HTTP refusal.
-pub fn resolve(work_dir: &Path, requested: &str) -> Result<PathBuf, (StatusCode, String)> {
-    let forbidden = |m: &str| (StatusCode::FORBIDDEN, format!("{m}: {requested:?}\n"));
-    let p = Path::new(requested);
-    if p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(forbidden("'..' is not allowed"));
-    }
-    let root = work_dir.join("sandboxes");
-    let candidate = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        work_dir.join(p)
-    };
-    let canon_root = std::fs::canonicalize(&root)
-        .map_err(|_| (StatusCode::NOT_FOUND, "no sandboxes yet\n".to_string()))?;
-    let canon = std::fs::canonicalize(&candidate)
-        .map_err(|e| (StatusCode::NOT_FOUND, format!("{requested:?}: {e}\n")))?;
-    if !canon.starts_with(&canon_root) {
-        return Err(forbidden("outside the sandboxes"));
-    }
-    Ok(canon)
-}
-
 #[derive(Deserialize)]
 struct PathQuery {
     path: String,
@@ -208,100 +193,178 @@ struct PathQuery {
 #[derive(Serialize)]
 struct Entry {
     path: String,
-    name: String,
+    #[serde(flatten)]
+    info: files::EntryInfo,
     is_dir: bool,
-    size: u64,
-    mtime: u64,
 }
 
-fn refuse((code, msg): (StatusCode, String)) -> Response {
-    (code, msg).into_response()
+/// The HTTP status of a refused file request.
+pub fn status_of(e: &FilesError) -> StatusCode {
+    match e {
+        FilesError::ParentDir { .. }
+        | FilesError::Outside { .. }
+        | FilesError::Symlink { .. }
+        | FilesError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
+        FilesError::NotFound { .. } | FilesError::NoSandboxes { .. } => StatusCode::NOT_FOUND,
+        FilesError::InvalidPath { .. }
+        | FilesError::Unsupported { .. }
+        | FilesError::IsDirectory { .. }
+        | FilesError::NotDirectory { .. } => StatusCode::BAD_REQUEST,
+        FilesError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn refuse(e: &FilesError) -> Response {
+    (status_of(e), format!("{e}\n")).into_response()
+}
+
+/// Bound on each blocking step of a file request (opening, listing, reading one chunk).
+pub const FILE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs blocking filesystem work `f` on the blocking pool, so it cannot stall the runtime;
+/// gives up after `limit` with 504 (the thread finishes on its own), 500 if `f` panicked.
+async fn blocking<T, F>(what: &str, limit: Duration, f: F) -> Result<T, Response>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what}: internal error: {e}\n"),
+        )
+            .into_response()),
+        Err(_) => Err((
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("{what}: the filesystem did not answer within {limit:?}\n"),
+        )
+            .into_response()),
+    }
+}
+
+/// [`blocking`] with [`FILE_TIMEOUT`] for a [`files`] operation; its refusal as a response.
+async fn file_op<T, F>(what: &str, f: F) -> Result<T, Response>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, FilesError> + Send + 'static,
+{
+    blocking(what, FILE_TIMEOUT, f)
+        .await?
+        .map_err(|e| refuse(&e))
 }
 
 async fn browse(State(ctx): State<Ctx>, Query(q): Query<PathQuery>) -> Response {
-    let dir = match resolve(&ctx.work_dir, &q.path) {
-        Ok(d) => d,
-        Err(e) => return refuse(e),
+    let (work_dir, path) = (ctx.work_dir.clone(), q.path.clone());
+    let what = format!("browse {:?}", q.path);
+    let listed = match file_op(&what, move || files::list_dir(&work_dir, &path)).await {
+        Ok(l) => l,
+        Err(r) => return r,
     };
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{}: {e}\n", q.path)).into_response(),
-    };
-    let mut entries: Vec<Entry> = rd
-        .flatten()
-        .filter_map(|e| {
-            let m = e.metadata().ok()?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            Some(Entry {
-                path: format!("{}/{}", q.path.trim_end_matches('/'), name),
-                is_dir: m.is_dir(),
-                size: m.len(),
-                mtime: m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs()),
-                name,
-            })
+    let base = q.path.trim_end_matches('/');
+    let entries: Vec<Entry> = listed
+        .into_iter()
+        .map(|info| Entry {
+            path: format!("{base}/{}", info.name),
+            is_dir: info.kind == files::Kind::Dir,
+            info,
         })
         .collect();
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
     axum::Json(entries).into_response()
 }
 
 /// At most this much is returned by one `/files/read`.
 const MAX_READ: u64 = 1 << 20;
 
+/// `/files/download` streams in chunks of this size.
+const CHUNK: u64 = 64 * 1024;
+
 async fn read(State(ctx): State<Ctx>, Query(q): Query<PathQuery>) -> Response {
-    use std::io::{Read, Seek, SeekFrom};
-    let path = match resolve(&ctx.work_dir, &q.path) {
-        Ok(p) => p,
-        Err(e) => return refuse(e),
-    };
-    let mut f = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) => return (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
-    };
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let offset = q.offset.unwrap_or(0).min(size);
+    let (work_dir, path) = (ctx.work_dir.clone(), q.path.clone());
     let length = q.length.unwrap_or(64 * 1024).min(MAX_READ);
-    let mut buf = Vec::new();
-    if f.seek(SeekFrom::Start(offset)).is_err() || f.take(length).read_to_end(&mut buf).is_err() {
-        return (StatusCode::BAD_REQUEST, "not a readable file\n").into_response();
+    let requested_offset = q.offset.unwrap_or(0);
+    let what = format!("read {:?}", q.path);
+    let done = file_op(&what, move || {
+        let f = files::open_file(&work_dir, &path)?;
+        let offset = requested_offset.min(f.size());
+        let data = f.read_at(offset, length).map_err(|source| FilesError::Io {
+            path,
+            op: "read",
+            source,
+        })?;
+        Ok((data, offset, f.size()))
+    })
+    .await;
+    match done {
+        Ok((data, offset, size)) => axum::Json(serde_json::json!({
+            "data": String::from_utf8_lossy(&data),
+            "offset": offset,
+            "size": size,
+        }))
+        .into_response(),
+        Err(r) => r,
     }
-    axum::Json(serde_json::json!({
-        "data": String::from_utf8_lossy(&buf),
-        "offset": offset,
-        "size": size,
-    }))
-    .into_response()
 }
 
 async fn download(State(ctx): State<Ctx>, Query(q): Query<PathQuery>) -> Response {
-    let path = match resolve(&ctx.work_dir, &q.path) {
-        Ok(p) => p,
-        Err(e) => return refuse(e),
+    let (work_dir, path) = (ctx.work_dir.clone(), q.path.clone());
+    let what = format!("download {:?}", q.path);
+    let file = match file_op(&what, move || files::open_file(&work_dir, &path)).await {
+        Ok(f) => Arc::new(f),
+        Err(r) => return r,
     };
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().replace('"', ""))
-                .unwrap_or_default();
-            (
-                [
-                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"{name}\""),
-                    ),
-                ],
-                bytes,
-            )
-                .into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    let name: String = file
+        .name()
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .collect();
+    let size = file.size();
+    let mut response = Body::from_stream(chunks(file, what)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if let Ok(v) = HeaderValue::try_from(format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
     }
+    response
+}
+
+/// The file's bytes up to its size at open time, one [`CHUNK`] per blocking `pread`, so
+/// memory stays flat whatever the size. A read that fails, stalls past [`FILE_TIMEOUT`] or
+/// finds the file shorter than announced ends the stream with an error (the client sees a
+/// truncated body, never wrong bytes).
+fn chunks(
+    file: Arc<files::SandboxFile>,
+    what: String,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> {
+    futures::stream::try_unfold(0u64, move |offset| {
+        let (file, what) = (file.clone(), what.clone());
+        async move {
+            let left = file.size().saturating_sub(offset);
+            if left == 0 {
+                return Ok(None);
+            }
+            let len = left.min(CHUNK);
+            let read = tokio::time::timeout(
+                FILE_TIMEOUT,
+                tokio::task::spawn_blocking(move || file.read_at(offset, len)),
+            )
+            .await
+            .map_err(|_| std::io::Error::new(ErrorKind::TimedOut, format!("{what}: timed out")))?
+            .map_err(|e| std::io::Error::other(format!("{what}: {e}")))??;
+            if read.is_empty() {
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!("{what}: the file shrank while being sent"),
+                ));
+            }
+            let next = offset + read.len() as u64;
+            Ok(Some((Bytes::from(read), next)))
+        }
+    })
 }
 
 async fn drain(State(ctx): State<Ctx>) -> Response {
@@ -315,6 +378,7 @@ async fn drain(State(ctx): State<Ctx>) -> Response {
 mod tests {
     use super::*;
 
+    /// The status each refusal maps to, through the same opening code the handlers use.
     #[test]
     fn traversal_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -325,10 +389,12 @@ mod tests {
         std::fs::write(w.join("agent_id"), "secret").expect("write");
         std::os::unix::fs::symlink("/etc", sb.join("etc")).expect("symlink");
         std::os::unix::fs::symlink(w.join("agent_id"), sb.join("id")).expect("symlink");
-        assert!(resolve(w, "sandboxes/fw/t/stdout").is_ok());
+        std::os::unix::fs::symlink("stdout", sb.join("inside")).expect("symlink");
+        assert!(files::open_file(w, "sandboxes/fw/t/stdout").is_ok());
         let abs = sb.join("stdout").to_string_lossy().into_owned();
-        assert!(resolve(w, &abs).is_ok());
-        let code = |p: &str| resolve(w, p).err().map(|e| e.0);
+        assert!(files::open_file(w, &abs).is_ok());
+        assert!(files::list_dir(w, "sandboxes").is_ok());
+        let code = |p: &str| files::open_file(w, p).err().map(|e| status_of(&e));
         assert_eq!(
             code("sandboxes/fw/t/../../../agent_id"),
             Some(StatusCode::FORBIDDEN)
@@ -341,6 +407,18 @@ mod tests {
             Some(StatusCode::FORBIDDEN)
         );
         assert_eq!(code("sandboxes/fw/t/id"), Some(StatusCode::FORBIDDEN));
+        assert_eq!(code("sandboxes/fw/t/inside"), Some(StatusCode::FORBIDDEN));
         assert_eq!(code("sandboxes/fw/t/missing"), Some(StatusCode::NOT_FOUND));
+        assert_eq!(code("sandboxes/fw/t"), Some(StatusCode::BAD_REQUEST));
+    }
+
+    #[tokio::test]
+    async fn a_stuck_filesystem_call_times_out_with_504() {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let r = blocking("read \"x\"", Duration::from_millis(50), move || wait.recv()).await;
+        let code = r.err().map(|r| r.status());
+        assert_eq!(code, Some(StatusCode::GATEWAY_TIMEOUT));
+        // Let the stuck blocking thread finish.
+        let _ = release.send(());
     }
 }
