@@ -45,6 +45,16 @@ pub struct MasterArgs {
     /// resources are not offered until they are back).
     #[arg(long, env = "PROFFER_AGENT_REREGISTER_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     agent_reregister_timeout: Duration,
+    /// Unreachable agents are forgotten (marked gone) after this long.
+    #[arg(long, env = "PROFFER_REGISTRY_MAX_AGENT_AGE", default_value = "2w", value_parser = parse_duration)]
+    registry_max_agent_age: Duration,
+    /// At most this many unreachable agents are kept; the oldest beyond are marked gone.
+    #[arg(
+        long,
+        env = "PROFFER_REGISTRY_MAX_AGENT_COUNT",
+        default_value_t = 102_400
+    )]
+    registry_max_agent_count: usize,
 }
 
 impl MasterArgs {
@@ -73,6 +83,8 @@ impl MasterArgs {
             agent_max_missed_pings: self.agent_max_missed_pings,
             offer_timeout_ms: self.offer_timeout.map(millis),
             agent_reregister_timeout_ms: millis(self.agent_reregister_timeout),
+            registry_max_agent_age_ms: millis(self.registry_max_agent_age),
+            registry_max_agent_count: self.registry_max_agent_count,
             ..MasterConfig::default()
         };
         let mut config = ServerConfig::new(master);

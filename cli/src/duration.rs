@@ -1,9 +1,9 @@
-//! Human durations for flags: `500ms`, `1s`, `1.5s`, `2m`, `1h`.
+//! Human durations for flags: `500ms`, `1s`, `1.5s`, `2m`, `1h`, `1d`, `2w`.
 
 use std::time::Duration;
 
-/// Parses a duration: a non-negative decimal number followed by a unit (`ms`, `s`, `m`, `h`;
-/// also `sec`, `secs`, `min`, `mins`). A bare `0` is accepted.
+/// Parses a duration: a non-negative decimal number followed by a unit (`ms`, `s`, `m`, `h`,
+/// `d`, `w`; also `sec`, `secs`, `min`, `mins`). A bare `0` is accepted.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s == "0" {
@@ -29,10 +29,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" | "sec" | "secs" => 1.0,
         "m" | "min" | "mins" => 60.0,
         "h" => 3600.0,
-        "" => return Err(format!("`{text}`: missing unit (ms, s, m or h)")),
+        "d" => 86_400.0,
+        "w" => 7.0 * 86_400.0,
+        "" => return Err(format!("`{text}`: missing unit (ms, s, m, h, d or w)")),
         other => {
             return Err(format!(
-                "`{text}`: unknown unit `{other}` (use ms, s, m or h)"
+                "`{text}`: unknown unit `{other}` (use ms, s, m, h, d or w)"
             ));
         }
     };
@@ -56,6 +58,8 @@ mod tests {
             ("1s", Duration::from_secs(1)),
             ("1.5s", Duration::from_millis(1500)),
             ("2m", Duration::from_secs(120)),
+            ("2w", Duration::from_secs(14 * 86_400)),
+            ("1d", Duration::from_secs(86_400)),
             ("1h", Duration::from_secs(3600)),
             ("15secs", Duration::from_secs(15)),
             ("3min", Duration::from_secs(180)),

@@ -69,6 +69,9 @@ enum Command {
     Drain(roles::DrainArgs),
     /// End an agent's drain: its resources are offered again.
     Reactivate(roles::DrainArgs),
+    /// Mark an agent gone for good (it was decommissioned): its tasks end, it may never
+    /// come back with its id.
+    AgentGone(roles::AgentGoneArgs),
     /// Maintenance windows: schedule (inverse offers, then drain), status.
     Maintenance(roles::MaintenanceArgs),
     /// Show roles: weights, quotas, allocations, frameworks.
@@ -168,6 +171,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Weight(args) => roles::weight(args).await.map(|()| true),
         Command::Drain(args) => roles::drain(args, true).await.map(|()| true),
         Command::Reactivate(args) => roles::drain(args, false).await.map(|()| true),
+        Command::AgentGone(args) => roles::agent_gone(args).await.map(|()| true),
         Command::Maintenance(args) => roles::maintenance(args).await.map(|()| true),
         Command::Roles(args) => roles::roles(args).await.map(|()| true),
         Command::Why(args) => roles::why(args).await.map(|()| true),

@@ -57,13 +57,14 @@ pub async fn tasks(master: &str, json: bool, all: bool) -> anyhow::Result<()> {
 /// Human-readable view of the master's state: a summary line, agents and frameworks.
 pub fn render_state(s: &v1::StateSnapshot) -> String {
     let mut out = format!(
-        "master {}  up {:.1}s  allocation cycles {}\ntotal: {}\nallocated: {}\n\
+        "master {}  up {:.1}s  allocation cycles {}\ntotal: {}\nallocated: {}\n{}\
          {} agents, {} frameworks, {} active tasks, {} completed, {} outstanding offers\n\n",
         s.master_id,
-        s.now_ms as f64 / 1000.0,
+        s.uptime_ms as f64 / 1000.0,
         s.allocation_cycles,
         or_dash(&s.total),
         or_dash(&s.allocated),
+        registry_line(s),
         s.agents.len(),
         s.frameworks.len(),
         s.tasks.len(),
@@ -79,14 +80,14 @@ pub fn render_state(s: &v1::StateSnapshot) -> String {
                 format!("{}:{}", a.hostname, a.port),
                 or_dash(&a.total),
                 or_dash(&a.allocated),
-                yes_no(a.connected),
+                or_dash(&a.state),
                 a.active_tasks.to_string(),
             ]
         })
         .collect();
     out.push_str("AGENTS\n");
     out.push_str(&render(
-        &["ID", "HOST", "TOTAL", "ALLOCATED", "CONNECTED", "TASKS"],
+        &["ID", "HOST", "TOTAL", "ALLOCATED", "STATE", "TASKS"],
         &agents,
     ));
     let frameworks: Vec<Vec<String>> = s
@@ -147,6 +148,25 @@ fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_owned()
 }
 
+/// The registry line of `proffer state` (empty when the master persists nothing).
+fn registry_line(s: &v1::StateSnapshot) -> String {
+    let Some(r) = &s.registry else {
+        return "registry: none (nothing survives a restart)\n".to_string();
+    };
+    let mut line = format!(
+        "registry: {} {} (started from it {} times)",
+        r.backend, r.location, r.recoveries
+    );
+    if !r.error.is_empty() {
+        line.push_str(&format!("  WRITES FAIL: {}", r.error));
+    }
+    if s.gone_agents > 0 {
+        line.push_str(&format!("  {} agents gone", s.gone_agents));
+    }
+    line.push('\n');
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,7 +174,14 @@ mod tests {
     fn snapshot() -> v1::StateSnapshot {
         v1::StateSnapshot {
             master_id: "m1".into(),
-            now_ms: 2500,
+            now_ms: 1_765_000_000_000,
+            uptime_ms: 2500,
+            registry: Some(v1::RegistrySummary {
+                backend: "redb".into(),
+                location: "/var/lib/proffer/registry.redb".into(),
+                recoveries: 2,
+                ..Default::default()
+            }),
             allocation_cycles: 3,
             total: "cpus:4;mem:2048".into(),
             allocated: "cpus:1".into(),
@@ -166,6 +193,7 @@ mod tests {
                 allocated: "cpus:1".into(),
                 connected: true,
                 active_tasks: 2,
+                state: "active".into(),
                 ..Default::default()
             }],
             frameworks: vec![v1::FrameworkSummary {
@@ -187,11 +215,12 @@ mod tests {
         let want = "master m1  up 2.5s  allocation cycles 3\n\
                     total: cpus:4;mem:2048\n\
                     allocated: cpus:1\n\
+                    registry: redb /var/lib/proffer/registry.redb (started from it 2 times)\n\
                     1 agents, 1 frameworks, 0 active tasks, 0 completed, 0 outstanding offers\n\
                     \n\
                     AGENTS\n\
-                    ID   HOST     TOTAL            ALLOCATED  CONNECTED  TASKS\n\
-                    a-1  h1:5051  cpus:4;mem:2048  cpus:1     yes        2\n\
+                    ID   HOST     TOTAL            ALLOCATED  STATE   TASKS\n\
+                    a-1  h1:5051  cpus:4;mem:2048  cpus:1     active  2\n\
                     \n\
                     FRAMEWORKS\n\
                     ID   NAME   ROLES  CONNECTED  TASKS  DOMINANT SHARE\n\

@@ -320,6 +320,31 @@ pub async fn drain(args: DrainArgs, drain: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Flags of `proffer agent-gone`.
+#[derive(Debug, clap::Args)]
+pub struct AgentGoneArgs {
+    /// The agent id (see `proffer state`).
+    agent_id: String,
+    #[command(flatten)]
+    master: MasterFlag,
+}
+
+/// `proffer agent-gone AGENT`: the agent is gone for good (Mesos MARK_AGENT_GONE).
+pub async fn agent_gone(args: AgentGoneArgs) -> anyhow::Result<()> {
+    client(&args.master.master)
+        .await?
+        .mark_agent_gone(v1::MarkAgentGoneRequest {
+            agent_id: args.agent_id.clone(),
+        })
+        .await
+        .map_err(|s| refused("agent-gone", s))?;
+    crate::output::text(&format!(
+        "agent {} is gone: its tasks ended (TASK_GONE_BY_OPERATOR for partition-aware frameworks, TASK_LOST for others); it may never come back with this id",
+        args.agent_id
+    ));
+    Ok(())
+}
+
 /// `proffer roles`: a table (or JSON) of every role the allocator knows.
 pub async fn roles(args: RolesArgs) -> anyhow::Result<()> {
     let roles = client(&args.master.master)

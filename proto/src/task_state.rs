@@ -3,7 +3,9 @@
 use crate::v1::TaskState;
 
 impl TaskState {
-    /// True for states a task never leaves (FINISHED, FAILED, KILLED, LOST, ERROR).
+    /// True for states a task never leaves (FINISHED, FAILED, KILLED, LOST, ERROR, DROPPED,
+    /// GONE, GONE_BY_OPERATOR). UNREACHABLE and UNKNOWN are not terminal: the task may still
+    /// run.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -12,6 +14,9 @@ impl TaskState {
                 | TaskState::TaskKilled
                 | TaskState::TaskLost
                 | TaskState::TaskError
+                | TaskState::TaskDropped
+                | TaskState::TaskGone
+                | TaskState::TaskGoneByOperator
         )
     }
 
@@ -43,6 +48,11 @@ mod tests {
             (TaskState::TaskKilled, true),
             (TaskState::TaskLost, true),
             (TaskState::TaskError, true),
+            (TaskState::TaskDropped, true),
+            (TaskState::TaskUnreachable, false),
+            (TaskState::TaskGone, true),
+            (TaskState::TaskGoneByOperator, true),
+            (TaskState::TaskUnknown, false),
         ];
         for (state, terminal) in table {
             assert_eq!(state.is_terminal(), terminal, "{state:?}");

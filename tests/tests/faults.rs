@@ -162,7 +162,13 @@ fn a_vanished_agent_has_its_tasks_lost_and_redone_elsewhere() {
     assert!(f.conflicts.is_empty(), "{:?}", f.conflicts);
     assert!(c.violations.is_empty(), "{:?}", c.violations.first());
     let snap = c.master.snapshot(Timestamp(c.now()));
-    assert_eq!(snap.agents.len(), 3, "the vanished agent was removed");
+    let states: Vec<&str> = snap.agents.iter().map(|a| a.state.as_str()).collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "unreachable").count(),
+        1,
+        "the vanished agent is unreachable: {states:?}"
+    );
+    assert_eq!(states.iter().filter(|s| **s == "active").count(), 3);
 }
 
 #[test]
@@ -195,6 +201,7 @@ fn crash_run(seed: u64) -> Cluster {
         until_ms: 15_000,
         master_crash: 0.006,
         duplicate: 0.05,
+        agent_outage: 0.002,
     };
     let mut c = Cluster::with_registry(
         seed,
@@ -204,6 +211,8 @@ fn crash_run(seed: u64) -> Cluster {
         &[(8, "cpus:0.5;mem:256", 1_500), (8, "cpus:1;mem:512", 2_500)],
         faults,
     );
+    // One framework is partition-aware, the other is not.
+    c.frameworks[0].partition_aware = true;
     c.run(120_000);
     // Settle: until every agent's updates are acknowledged (bounded: 60 s more).
     let until = c.now() + 60_000;
@@ -243,16 +252,24 @@ fn check_crash_run(seed: u64, c: &Cluster) -> Result<(), String> {
     for (i, f) in c.frameworks.iter().enumerate() {
         if !f.done() {
             return fail(format!(
-                "framework {i} finished only {} tasks",
-                f.finished()
+                "framework {i} finished only {} tasks; waiting for {:?}; ended {:?}; unknown {:?}",
+                f.finished(),
+                f.pending_tasks(),
+                f.terminal,
+                f.unknown
             ));
         }
         if !f.conflicts.is_empty() {
             return fail(format!("framework {i}: {:?}", f.conflicts));
         }
         for (task, reason) in &f.lost_reasons {
-            if seen.iter().any(|(_, t)| t == task) {
+            if seen.iter().any(|(_, t)| t == task) && reason != "REASON_AGENT_UNREACHABLE" {
                 return fail(format!("{task} ran but was reported lost ({reason})"));
+            }
+        }
+        for task in &f.unknown {
+            if seen.iter().any(|(_, t)| t == task) {
+                return fail(format!("{task} ran but was reported unknown"));
             }
         }
     }

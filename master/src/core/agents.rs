@@ -116,6 +116,7 @@ impl Master {
         } else {
             self.counters.agents += 1;
             info.id = format!("{}-S{}", self.master_id, self.counters.agents);
+            self.replaced_at_address(now, &info);
         }
         let agent_id = info.id.clone();
         // Agents do not checkpoint what RESERVE/CREATE did: re-apply the master's view of the
@@ -126,9 +127,19 @@ impl Master {
         } else {
             None
         };
-        let total = match (self.agents.get(&agent_id), &recovered) {
+        // An unreachable agent that comes back.
+        let returning = if reregister {
+            self.unreachable.swap_remove(&agent_id)
+        } else {
+            None
+        };
+        let stored = recovered
+            .as_ref()
+            .map(|r| (&r.total, r.record.draining))
+            .or(returning.as_ref().map(|r| (&r.total, r.record.draining)));
+        let total = match (self.agents.get(&agent_id), stored) {
             (Some(known), _) if reregister => total.with_operations_of(&known.total),
-            (None, Some(r)) => total.with_operations_of(&r.total),
+            (None, Some((t, _))) => total.with_operations_of(t),
             _ => total,
         };
         // Offers on an agent that re-registers are rescinded: its resources are recounted below.
@@ -181,9 +192,23 @@ impl Master {
                 "task was not reported by the agent on re-registration",
             );
         }
-        // Tasks the agent runs that the master did not know (e.g. after a master restart).
+        // Tasks the agent runs that the master did not know (e.g. after a master restart); on
+        // an agent that was unreachable, tasks of partition-aware frameworks run again and
+        // the others' (they were told LOST) are killed.
+        let mut kills = Vec::new();
         for t in tasks {
+            if returning.is_some()
+                && let Some(kill) = self.returning_task(now, &agent_id, &t)
+            {
+                if let Some(kill) = kill {
+                    kills.push(kill);
+                }
+                continue;
+            }
             self.adopt_task(now, &agent_id, t);
+        }
+        if returning.is_some() {
+            self.unreported_unreachable_tasks(now, &agent_id);
         }
         // The allocator learns the agent with what its live tasks use.
         let used: Vec<(String, Resources)> = self.agents[&agent_id]
@@ -199,8 +224,7 @@ impl Master {
             .collect();
         // A drain outlives the session: the allocator keeps it, and the agent is told again
         // (or told it is not drained) once it is registered, below.
-        let draining = self.allocator.is_draining(&agent_id)
-            || recovered.as_ref().is_some_and(|r| r.record.draining);
+        let draining = self.allocator.is_draining(&agent_id) || stored.is_some_and(|(_, d)| d);
         self.allocator.add_agent(&agent_id, total.clone(), &used);
         self.allocator.set_draining(&agent_id, draining);
         self.allocation_pending = true;
@@ -213,7 +237,7 @@ impl Master {
         self.send_conn(
             conn,
             Msg::Registered(v1::AgentRegistered {
-                agent_id,
+                agent_id: agent_id.clone(),
                 master_id: self.master_id.clone(),
                 ping_interval_ms: self.config.agent_ping_interval_ms,
             }),
@@ -226,7 +250,82 @@ impl Master {
             Msg::Reactivate(v1::ReactivateAgent {})
         };
         self.send_conn(conn, drain_state);
+        // Tasks killed on an earlier return that the agent no longer reports are over.
+        let before = self.killed_on_return.len();
+        self.killed_on_return.retain(|(fw, task), a| {
+            *a != agent_id || reported.contains(&(fw.clone(), task.clone()))
+        });
+        let killing = !kills.is_empty() || self.killed_on_return.len() != before;
+        for (framework_id, task_id, grace) in kills {
+            tracing::info!(agent_id = %agent_id, framework_id = %framework_id, task_id = %task_id,
+                "killing a task its framework was told was lost (the agent came back)");
+            self.killed_on_return
+                .insert((framework_id.clone(), task_id.clone()), agent_id.clone());
+            self.send_conn(
+                conn,
+                Msg::KillTask(v1::KillTask {
+                    framework_id,
+                    task_id,
+                    kill_grace_period_ms: grace,
+                }),
+            );
+        }
+        if killing {
+            self.persist_agent(&agent_id);
+        }
         Ok(())
+    }
+
+    /// A task reported by an agent that was unreachable. `Some(Some(kill))`: kill it (its
+    /// framework is not partition-aware and was told it was lost); `Some(None)`: it runs again
+    /// (partition-aware); `None`: not decided here (adopt it as usual).
+    fn returning_task(
+        &mut self,
+        now: Timestamp,
+        agent_id: &str,
+        t: &v1::RunningTask,
+    ) -> Option<Option<(String, String, u64)>> {
+        let info = t.task.as_ref()?;
+        let fw = &t.framework_id;
+        if !self.frameworks.contains_key(fw) {
+            return None;
+        }
+        if !self.is_partition_aware(fw) {
+            return Some(Some((
+                fw.clone(),
+                info.task_id.clone(),
+                info.kill_grace_period_ms,
+            )));
+        }
+        let state = TaskState::try_from(t.state).unwrap_or(TaskState::TaskRunning);
+        self.task_returns(now, agent_id, fw, &info.task_id, state)
+            .then_some(None)
+    }
+
+    /// Tasks that waited as unreachable on `agent_id`, which came back without them: lost.
+    fn unreported_unreachable_tasks(&mut self, now: Timestamp, agent_id: &str) {
+        let missing: Vec<(String, String)> = self
+            .frameworks
+            .iter()
+            .flat_map(|(fw, f)| {
+                f.tasks
+                    .iter()
+                    .filter(|(_, t)| {
+                        t.agent_id == agent_id && t.state == TaskState::TaskUnreachable
+                    })
+                    .map(move |(id, _)| (fw.clone(), id.clone()))
+            })
+            .collect();
+        for (fw, task_id) in missing {
+            self.end_task(
+                now,
+                &fw,
+                &task_id,
+                TaskState::TaskLost,
+                "REASON_TASK_UNKNOWN",
+                "the agent came back without the task",
+            );
+        }
     }
 
     /// Takes in a task an agent reports that the master does not know yet.
@@ -346,6 +445,23 @@ impl Master {
         }
         status.agent_id = agent_id.clone();
         let fw = update.framework_id;
+        let key = (fw.clone(), status.task_id.clone());
+        if self.killed_on_return.contains_key(&key) {
+            // Its framework was told the task was lost: acknowledge here, forward nothing.
+            if !status.uuid.is_empty() {
+                self.send_conn(
+                    conn,
+                    Msg::Ack(v1::StatusUpdateAck {
+                        framework_id: fw.clone(),
+                        task_id: status.task_id.clone(),
+                        uuid: status.uuid.clone(),
+                    }),
+                );
+            }
+            // Kept (duplicates and retries of the end may still come) until the agent stops
+            // reporting the task when it registers.
+            return Ok(());
+        }
         if !self.frameworks.contains_key(&fw) {
             if self.removed_frameworks.contains(&fw) && !status.uuid.is_empty() {
                 // Nobody will acknowledge: do it on the framework's behalf, and stop its tasks.
@@ -430,7 +546,7 @@ impl Master {
         Ok(())
     }
 
-    fn rescind_offers_on(&mut self, agent_id: &str) {
+    pub(crate) fn rescind_offers_on(&mut self, agent_id: &str) {
         let offers: Vec<String> = self
             .offers
             .iter()
@@ -464,55 +580,8 @@ impl Master {
             self.send_conn(conn, Msg::Ping(v1::Ping { seq }));
         }
         for id in &due.dead {
-            self.remove_agent(now, id, "agent stopped answering pings");
+            self.mark_unreachable(now, id, "agent stopped answering pings");
         }
         self.due_scratch = due;
-    }
-
-    /// Removes an agent: its tasks are LOST, its offers rescinded, frameworks told (FAILURE).
-    pub(crate) fn remove_agent(&mut self, now: Timestamp, agent_id: &str, why: &str) {
-        let Some(agent) = self.agents.get(agent_id).cloned() else {
-            return;
-        };
-        tracing::warn!(agent_id = %agent_id, why, "removing agent");
-        self.rescind_offers_on(agent_id);
-        let mut told = BTreeSet::new();
-        for (fw, task_id) in &agent.tasks {
-            self.end_task(
-                now,
-                fw,
-                task_id,
-                TaskState::TaskLost,
-                "REASON_AGENT_REMOVED",
-                &format!("agent {agent_id} removed: {why}"),
-            );
-            told.insert(fw.clone());
-        }
-        for fw in told {
-            self.send_event(
-                &fw,
-                v1::event::Event::Failure(v1::Failure {
-                    agent_id: agent_id.to_string(),
-                    message: why.to_string(),
-                }),
-            );
-        }
-        if let Some(conn) = agent.conn {
-            self.send_conn(
-                conn,
-                Msg::Shutdown(v1::ShutdownAgent {
-                    reason: why.to_string(),
-                }),
-            );
-            self.conns.remove(&conn);
-        }
-        self.liveness.remove(agent.live_slot);
-        // O(1): the last agent takes the removed one's place in the listing order (a shifting
-        // removal moved every later record, megabytes at 10k agents, on each agent loss).
-        self.agents.swap_remove(agent_id);
-        self.allocator.remove_agent(agent_id);
-        self.removed_agents.insert(agent_id.to_string());
-        self.counters.agents_removed += 1;
-        self.persist_agent_gone(agent_id, now);
     }
 }

@@ -450,26 +450,27 @@ impl Master {
         // A task the master does not know may still run on an agent that has not re-registered
         // since the master recovered: no answer for it until the agent is back or its
         // re-registration timeout passed (as Mesos), so no framework relaunches a live task.
-        let transitioning = |agent_id: &str| {
-            self.recovering.contains_key(agent_id)
-                || (agent_id.is_empty() && !self.recovering.is_empty())
-        };
+        // Otherwise: TASK_LOST, or for partition-aware frameworks TASK_UNREACHABLE, TASK_GONE
+        // or TASK_UNKNOWN as the agent is.
         let statuses: Vec<v1::TaskStatus> = if req.tasks.is_empty() {
             f.tasks.values().map(|t| known(t)).collect()
         } else {
             req.tasks
                 .iter()
-                .filter(|q| f.tasks.contains_key(&q.task_id) || !transitioning(&q.agent_id))
-                .map(|q| match f.tasks.get(&q.task_id) {
-                    Some(t) => known(t),
-                    None => master_status(
-                        &q.task_id,
-                        &q.agent_id,
-                        TaskState::TaskLost,
-                        "REASON_RECONCILIATION",
-                        "task is unknown to the master",
-                        now,
-                    ),
+                .filter_map(|q| match f.tasks.get(&q.task_id) {
+                    Some(t) => Some(known(t)),
+                    None => self
+                        .unknown_task_state(fw, &q.agent_id)
+                        .map(|(state, reason)| {
+                            master_status(
+                                &q.task_id,
+                                &q.agent_id,
+                                state,
+                                reason,
+                                "task is unknown to the master",
+                                now,
+                            )
+                        }),
                 })
                 .collect()
         };

@@ -19,6 +19,7 @@
 //! - `maintenance`: maintenance windows and inverse offers.
 //! - `calls`: ACCEPT, DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE, TEARDOWN.
 //! - `snapshot`: the operator's view of the state.
+//! - `partition`: unreachable agents, partition-aware frameworks, agents marked gone.
 //! - `persist`: registry ops for changes that must survive, and outputs held until written.
 //! - `recovery`: a master rebuilt from its registry; agents awaiting re-registration.
 //! - `accounting`: the check that offered + allocated + free = total on every agent.
@@ -30,6 +31,7 @@ mod frameworks;
 mod liveness;
 mod maintenance;
 mod operations;
+mod partition;
 mod persist;
 mod recovery;
 pub mod rng;
@@ -87,6 +89,12 @@ pub struct Master {
     persistence: persist::Persistence,
     /// Agents admitted before a recovery that have not re-registered yet.
     recovering: IdMap<recovery::RecoveringAgent>,
+    /// Agents that stopped answering and may come back.
+    unreachable: IdMap<partition::UnreachableAgent>,
+    /// Tasks killed because their unreachable agent came back and their framework had been
+    /// told they were lost: their updates are acknowledged here, not forwarded.
+    /// (framework, task) → agent.
+    killed_on_return: HashMap<(String, String), String>,
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +157,8 @@ impl Master {
             counters: Counters::default(),
             persistence: persist::Persistence::default(),
             recovering: IdMap::default(),
+            unreachable: IdMap::default(),
+            killed_on_return: HashMap::new(),
         }
     }
 
@@ -284,6 +294,7 @@ impl Master {
     /// offer timeouts, and allocation (on its interval, or sooner after relevant events).
     pub fn tick(&mut self, now: Timestamp) {
         self.tick_recovering(now);
+        self.tick_unreachable(now);
         self.tick_agents(now);
         self.tick_frameworks(now);
         self.tick_offers(now);

@@ -134,14 +134,34 @@ impl Master {
                 draining: self.allocator.is_draining(agent_id),
                 unreachable_since_ms: None,
                 gone_at_ms: None,
+                killed_on_return: self.killed_on(agent_id),
             },
-            None => match self.recovering.get(agent_id) {
-                Some(r) => r.record.clone(),
-                None => return,
+            None => match (
+                self.recovering.get(agent_id),
+                self.unreachable.get(agent_id),
+            ) {
+                (Some(r), _) => r.record.clone(),
+                (None, Some(u)) => u.record.clone(),
+                (None, None) => return,
             },
         };
         self.persistence
             .record(Table::Agents, agent_id, Some(record.encode_to_vec()));
+    }
+
+    /// The tasks killed on `agent_id`'s return whose end is still awaited, sorted.
+    pub(crate) fn killed_on(&self, agent_id: &str) -> Vec<v1::TaskRef> {
+        let mut out: Vec<v1::TaskRef> = self
+            .killed_on_return
+            .iter()
+            .filter(|(_, a)| a.as_str() == agent_id)
+            .map(|((fw, task), _)| v1::TaskRef {
+                framework_id: fw.clone(),
+                task_id: task.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.framework_id, &a.task_id).cmp(&(&b.framework_id, &b.task_id)));
+        out
     }
 
     /// Records framework `framework_id`'s current registry record (or its removal).
@@ -297,6 +317,7 @@ impl Master {
         for (id, _) in stored.table(Table::Agents) {
             let known = self.agents.contains_key(id)
                 || self.recovering.contains_key(id)
+                || self.unreachable.contains_key(id)
                 || self.removed_agents.contains(id);
             if !known {
                 return Err(bad(

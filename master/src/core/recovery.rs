@@ -153,6 +153,21 @@ impl Master {
             }
             let total =
                 Resources::from_proto(&record.total).map_err(|e| corrupt(Table::Agents, id, e))?;
+            for t in &record.killed_on_return {
+                self.killed_on_return
+                    .insert((t.framework_id.clone(), t.task_id.clone()), id.clone());
+            }
+            if let Some(since) = record.unreachable_since_ms {
+                self.unreachable.insert(
+                    id.clone(),
+                    super::partition::UnreachableAgent {
+                        since: Timestamp(since),
+                        record,
+                        total,
+                    },
+                );
+                continue;
+            }
             self.recovering.insert(
                 id.clone(),
                 RecoveringAgent {
@@ -165,8 +180,9 @@ impl Master {
         Ok(())
     }
 
-    /// Agents that did not re-register within the timeout are removed for good (their tasks
-    /// are unknown to this master; reconciliation now answers LOST for them).
+    /// Agents that did not re-register within the timeout are marked unreachable (they may
+    /// still come back; their tasks are unknown to this master, so reconciliation now answers
+    /// for them).
     pub(crate) fn tick_recovering(&mut self, now: Timestamp) {
         if self.recovering.is_empty() {
             return;
@@ -178,11 +194,11 @@ impl Master {
             .map(|(id, _)| id.clone())
             .collect();
         for id in late {
-            tracing::warn!(agent_id = %id, "agent did not re-register after the master recovered; removing it");
-            self.recovering.swap_remove(&id);
-            self.removed_agents.insert(id.clone());
-            self.counters.agents_removed += 1;
-            self.persist_agent_gone(&id, now);
+            tracing::warn!(agent_id = %id, "agent did not re-register after the master recovered; marking it unreachable");
+            if let Some(r) = self.recovering.swap_remove(&id) {
+                self.counters.agents_removed += 1;
+                self.add_unreachable(&id, r.record, r.total, now);
+            }
         }
     }
 

@@ -37,6 +37,7 @@ impl Master {
                         "active"
                     }
                     .into(),
+                    unreachable_since_ms: 0,
                 }
             })
             .chain(self.recovering.iter().map(|(id, r)| {
@@ -51,6 +52,21 @@ impl Master {
                     isolation: info.isolation,
                     draining: r.record.draining,
                     state: "recovering".into(),
+                    ..Default::default()
+                }
+            }))
+            .chain(self.unreachable.iter().map(|(id, u)| {
+                let info = u.record.info.clone().unwrap_or_default();
+                v1::AgentSummary {
+                    id: id.clone(),
+                    hostname: info.hostname,
+                    port: info.port,
+                    total: u.total.to_string(),
+                    attributes: info.attributes,
+                    isolation: info.isolation,
+                    draining: u.record.draining,
+                    state: "unreachable".into(),
+                    unreachable_since_ms: u.since.0,
                     ..Default::default()
                 }
             }))
@@ -109,6 +125,7 @@ impl Master {
             allocated: cluster_allocated.to_string(),
             registry: None,
             gone_agents: self.removed_agents.len() as u32,
+            uptime_ms: now.0,
         }
     }
 }

@@ -7,6 +7,7 @@ mod invariants;
 mod maintenance;
 mod offer_limit;
 mod operator_reserve;
+mod partition;
 mod persistence;
 mod quota;
 mod reservation_props;

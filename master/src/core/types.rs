@@ -158,6 +158,12 @@ pub struct MasterConfig {
     /// After a recovery, how long agents have to re-register before they are removed
     /// (Mesos `--agent_reregister_timeout`: 10 min).
     pub agent_reregister_timeout_ms: u64,
+    /// Unreachable agents are forgotten (marked gone) after this long (Mesos
+    /// `--registry_max_agent_age`: 2 weeks).
+    pub registry_max_agent_age_ms: u64,
+    /// At most this many unreachable agents are kept; the oldest beyond are marked gone
+    /// (Mesos `--registry_max_agent_count`: 102,400).
+    pub registry_max_agent_count: usize,
 }
 
 impl Default for MasterConfig {
@@ -173,6 +179,8 @@ impl Default for MasterConfig {
             max_failover_timeout_secs: 365.0 * 24.0 * 3600.0,
             policy: crate::allocator::Policy::Drf,
             agent_reregister_timeout_ms: 10 * 60 * 1000,
+            registry_max_agent_age_ms: 14 * 24 * 3600 * 1000,
+            registry_max_agent_count: 102_400,
         }
     }
 }

@@ -295,6 +295,7 @@ impl CoreLoop {
     /// The core's snapshot plus the registry's status.
     fn snapshot(&self, now: Timestamp) -> v1::StateSnapshot {
         let mut snap = self.master.snapshot(now);
+        snap.uptime_ms = now.0.saturating_sub(self.start_ms);
         if let Some(st) = &self.registry {
             let (in_flight, held) = self.master.persist_backlog();
             snap.registry = Some(v1::RegistrySummary {

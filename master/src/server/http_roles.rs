@@ -39,6 +39,7 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/reserve", post(reserve))
         .route("/unreserve", post(unreserve))
         .route("/agents/{agent_id}/drain", post(drain_agent))
+        .route("/agents/{agent_id}/gone", post(mark_agent_gone))
         .route("/maintenance", get(maintenance).post(schedule_maintenance))
         .route("/agents/{agent_id}/reactivate", post(reactivate_agent))
 }
@@ -307,6 +308,14 @@ async fn drain_agent(
         Ok(reason) => done(operator::drain(&st.core, true, agent_id, reason).await),
         Err(msg) => bad_request(msg),
     }
+}
+
+/// `POST /agents/ID/gone`: the agent is gone for good (Mesos MARK_AGENT_GONE).
+async fn mark_agent_gone(
+    State(st): State<HttpState>,
+    axum::extract::Path(agent_id): axum::extract::Path<String>,
+) -> Response {
+    done(operator::mark_gone(&st.core, agent_id).await)
 }
 
 async fn reactivate_agent(

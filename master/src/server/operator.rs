@@ -169,6 +169,14 @@ pub(crate) async fn drain(
         .await??)
 }
 
+/// Operator MARK_AGENT_GONE: the agent is gone for good.
+pub(crate) async fn mark_gone(core: &CoreHandle, agent_id: String) -> Result<(), OperatorError> {
+    tracing::info!(%agent_id, "operator marks agent gone");
+    Ok(core
+        .run(move |m, now| m.mark_agent_gone(now, &agent_id))
+        .await??)
+}
+
 /// Operator RESERVE (`reserve` true) or UNRESERVE of unused resources on an agent.
 pub(crate) async fn relabel(
     core: &CoreHandle,
@@ -367,6 +375,16 @@ impl v1::operator_server::Operator for OperatorService {
     ) -> Reply<v1::OperatorResponse> {
         let req = request.into_inner();
         drain(&self.shared.core, false, req.agent_id, String::new())
+            .await
+            .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::OperatorResponse {}))
+    }
+
+    async fn mark_agent_gone(
+        &self,
+        request: tonic::Request<v1::MarkAgentGoneRequest>,
+    ) -> Reply<v1::OperatorResponse> {
+        mark_gone(&self.shared.core, request.into_inner().agent_id)
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))

@@ -26,12 +26,19 @@ pub struct SimFramework {
     next_task: usize,
     /// Launched and not known to be over.
     pending: BTreeSet<String>,
+    /// The agent each task was launched on (reconciliation names it, as real frameworks do).
+    placed: BTreeMap<String, String>,
     /// Terminal state of every task that ended.
     pub terminal: BTreeMap<String, TaskState>,
     /// Why each lost task was lost.
     pub lost_reasons: BTreeMap<String, String>,
     /// Tasks that were reported with two different terminal states (must stay empty).
     pub conflicts: Vec<String>,
+    /// Declares PARTITION_AWARE: hears TASK_UNREACHABLE (and waits) instead of TASK_LOST,
+    /// and TASK_UNKNOWN for a launch that never reached an agent (and relaunches).
+    pub partition_aware: bool,
+    /// Tasks the master answered TASK_UNKNOWN for (relaunched; they must never have run).
+    pub unknown: BTreeSet<String>,
     suppressed: bool,
     /// When to reconcile pending tasks next (frameworks re-ask periodically: a master that
     /// just recovered says nothing about tasks on agents that may still come back).
@@ -51,9 +58,12 @@ impl SimFramework {
             header: None,
             next_task: 0,
             pending: BTreeSet::new(),
+            placed: BTreeMap::new(),
             terminal: BTreeMap::new(),
             conflicts: Vec::new(),
             lost_reasons: BTreeMap::new(),
+            partition_aware: false,
+            unknown: BTreeSet::new(),
             suppressed: false,
             next_reconcile: 0,
         }
@@ -73,13 +83,18 @@ impl SimFramework {
             .iter()
             .map(|t| v1::ReconcileTask {
                 task_id: t.clone(),
-                agent_id: String::new(),
+                agent_id: self.placed.get(t).cloned().unwrap_or_default(),
             })
             .collect();
         vec![Call::Reconcile(v1::ReconcileRequest {
             header: Some(h),
             tasks,
         })]
+    }
+
+    /// Tasks launched whose end it has not heard of.
+    pub fn pending_tasks(&self) -> Vec<String> {
+        self.pending.iter().cloned().collect()
     }
 
     /// Tasks that finished.
@@ -110,6 +125,11 @@ impl SimFramework {
                 .unwrap_or_default(),
             name: self.name.clone(),
             failover_timeout: 3_600.0,
+            capabilities: if self.partition_aware {
+                vec!["PARTITION_AWARE".into()]
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         }
     }
@@ -136,7 +156,7 @@ impl SimFramework {
                     .iter()
                     .map(|t| v1::ReconcileTask {
                         task_id: t.clone(),
-                        agent_id: String::new(),
+                        agent_id: self.placed.get(t).cloned().unwrap_or_default(),
                     })
                     .collect();
                 calls.push(Call::Reconcile(v1::ReconcileRequest {
@@ -189,6 +209,10 @@ impl SimFramework {
                         }));
                     } else {
                         self.pending.extend(tasks.iter().map(|t| t.task_id.clone()));
+                        for t in &tasks {
+                            self.placed
+                                .insert(t.task_id.clone(), offer.agent_id.clone());
+                        }
                         calls.push(Call::Accept(v1::AcceptRequest {
                             header: Some(h.clone()),
                             offer_ids: vec![offer.id],
@@ -220,6 +244,19 @@ impl SimFramework {
                     }));
                 }
                 let state = TaskState::try_from(s.state).unwrap_or(TaskState::Unspecified);
+                if state == TaskState::TaskUnknown && self.pending.remove(&s.task_id) {
+                    // Never reached an agent: launch it again (under a new id).
+                    self.unknown.insert(s.task_id.clone());
+                    if self.suppressed
+                        && let Some(h) = self.header.clone()
+                    {
+                        self.suppressed = false;
+                        calls.push(Call::Revive(v1::ReviveRequest {
+                            header: Some(h),
+                            roles: vec![],
+                        }));
+                    }
+                }
                 if state.is_terminal() {
                     self.pending.remove(&s.task_id);
                     if state == TaskState::TaskLost {

@@ -40,6 +40,9 @@ pub struct Faults {
     pub master_crash: f64,
     /// Chance that a status update or a framework call is delivered twice.
     pub duplicate: f64,
+    /// Chance per tick that one agent goes away for 6–10 s (longer than a short ping timeout:
+    /// it is marked unreachable, then comes back).
+    pub agent_outage: f64,
 }
 
 impl Faults {
@@ -52,6 +55,7 @@ impl Faults {
             until_ms: 0,
             master_crash: 0.0,
             duplicate: 0.0,
+            agent_outage: 0.0,
         }
     }
 }
@@ -263,6 +267,14 @@ impl Cluster {
                 let i = self.rng.below(self.frameworks.len() as u64) as usize;
                 if let Some(conn) = self.frameworks[i].conn {
                     self.break_conn(conn);
+                }
+            }
+            if !self.agents.is_empty() && self.chance(self.faults.agent_outage) {
+                let i = self.rng.below(self.agents.len() as u64) as usize;
+                if let Some(conn) = self.agents[i].conn {
+                    self.break_conn(conn);
+                    let back = now + 6_000 + self.rng.below(4_000);
+                    self.agents[i].disconnected(back);
                 }
             }
             if self.registry.is_some() && self.chance(self.faults.master_crash) {

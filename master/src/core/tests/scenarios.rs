@@ -216,27 +216,46 @@ fn ping_timeout_removes_agent_and_loses_its_tasks() {
         .collect();
     assert_eq!(lost.len(), 1);
     assert_eq!(lost[0].state, TaskState::TaskLost as i32);
-    assert_eq!(lost[0].reason, "REASON_AGENT_REMOVED");
+    assert_eq!(lost[0].reason, "REASON_AGENT_UNREACHABLE");
     assert!(
         events
             .iter()
             .any(|e| matches!(e, Event::Failure(f) if f.agent_id == agent))
     );
     let snap = h.m.snapshot(Default::default());
-    assert!(snap.agents.is_empty());
+    assert_eq!(snap.agents.len(), 1);
+    assert_eq!(snap.agents[0].state, "unreachable");
     assert_eq!(snap.completed_tasks[0].state, "TASK_LOST");
-    // Coming back with the removed id gets a shutdown, not a registration.
+    // It comes back with the task: registered again, and the task its framework was told was
+    // lost is killed; the kill's update is acknowledged by the master, not forwarded.
+    let running = v1::RunningTask {
+        framework_id: fw.framework_id.clone(),
+        task: Some(task("t1", "cpus:1;mem:128")),
+        state: TaskState::TaskRunning as i32,
+    };
     h.input(Input::Agent {
         conn: 9,
         msg: v1::AgentMessage {
             msg: Some(AIn::Reregister(v1::ReregisterAgent {
                 info: Some(agent_info(&agent, "host1", "cpus:2;mem:1024")),
-                tasks: vec![],
+                tasks: vec![running],
             })),
         },
     })
     .expect("reregister");
-    assert!(matches!(&h.agent_msgs(9)[..], [AOut::Shutdown(_)]));
+    let msgs = h.agent_msgs(9);
+    assert!(matches!(&msgs[0], AOut::Registered(_)), "{msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, AOut::KillTask(k) if k.task_id == "t1")),
+        "{msgs:?}"
+    );
+    h.status(9, &fw.framework_id, "t1", TaskState::TaskKilled, b"k1")
+        .expect("killed");
+    assert!(h.updates(F1).is_empty(), "the framework already heard LOST");
+    assert!(h.agent_msgs(9).iter().any(|m| matches!(m, AOut::Ack(_))));
+    assert_eq!(h.m.snapshot(Default::default()).agents[0].state, "active");
+    h.m.check_accounting().expect("books balance");
 }
 
 #[test]
