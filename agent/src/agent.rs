@@ -79,8 +79,6 @@ pub(crate) struct Agent {
     view: crate::http::SharedView,
     /// No new tasks are accepted (draining).
     draining: bool,
-    commands_tx: mpsc::UnboundedSender<crate::http::Command>,
-    commands_rx: mpsc::UnboundedReceiver<crate::http::Command>,
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events_rx: mpsc::UnboundedReceiver<SessionEvent>,
     conn: Conn,
@@ -114,7 +112,6 @@ impl Agent {
             warn!("{w}");
         }
         let cgroups = tasks::detect_isolation(&config)?;
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Ok(Agent {
             updates: StatusUpdateManager::new(config.status_retry_initial, config.status_retry_max),
@@ -133,8 +130,6 @@ impl Agent {
             cgroups,
             view: crate::http::SharedView::default(),
             draining: false,
-            commands_tx,
-            commands_rx,
             events_tx,
             events_rx,
             next_session: 0,
@@ -169,7 +164,6 @@ impl Agent {
                 () = cancel.cancelled() => break,
                 Some(ev) = self.events_rx.recv() => self.on_session_event(ev),
                 Some(ev) = self.containers_rx.recv() => self.on_container(ev),
-                Some(crate::http::Command::Drain) = self.commands_rx.recv() => self.drain(),
                 () = tokio::time::sleep_until(wake) => self.on_timer(),
                 _ = gc.tick() => self.collect_garbage(),
             }

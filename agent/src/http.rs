@@ -1,6 +1,7 @@
 //! The agent's HTTP endpoint: `/health`, `/state` (JSON), `/metrics` (Prometheus text, with
 //! per-task cpu time and memory from cgroups), sandbox browsing (`/files/browse`,
-//! `/files/read`, `/files/download`) and `POST /drain`.
+//! `/files/read`, `/files/download`). Draining goes through the master (`proffer drain`), never
+//! through the agent's own port.
 //!
 //! File paths are either relative to `work_dir` and inside `sandboxes/` (e.g.
 //! `sandboxes/<framework>/<task>/stdout`) or absolute paths inside `work_dir/sandboxes`;
@@ -21,9 +22,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use crate::cgroups;
 use crate::executor::protocol;
@@ -71,26 +71,14 @@ pub struct View {
 /// The view shared between the agent loop and the endpoint.
 pub type SharedView = Arc<Mutex<View>>;
 
-/// Requests from the endpoint to the agent loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// Start draining.
-    Drain,
-}
-
 #[derive(Clone)]
 struct Ctx {
     view: SharedView,
     work_dir: PathBuf,
-    commands: mpsc::UnboundedSender<Command>,
 }
 
 /// The endpoint's routes.
-pub fn router(
-    view: SharedView,
-    work_dir: PathBuf,
-    commands: mpsc::UnboundedSender<Command>,
-) -> Router {
+pub fn router(view: SharedView, work_dir: PathBuf) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/state", get(state))
@@ -98,12 +86,7 @@ pub fn router(
         .route("/files/browse", get(browse))
         .route("/files/read", get(read))
         .route("/files/download", get(download))
-        .route("/drain", post(drain))
-        .with_state(Ctx {
-            view,
-            work_dir,
-            commands,
-        })
+        .with_state(Ctx { view, work_dir })
 }
 
 fn snapshot(ctx: &Ctx) -> View {
@@ -365,13 +348,6 @@ fn chunks(
             Ok(Some((Bytes::from(read), next)))
         }
     })
-}
-
-async fn drain(State(ctx): State<Ctx>) -> Response {
-    match ctx.commands.send(Command::Drain) {
-        Ok(()) => (StatusCode::ACCEPTED, "draining\n").into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "agent loop is gone\n").into_response(),
-    }
 }
 
 #[cfg(test)]

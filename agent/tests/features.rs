@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use common::{Harness, http_request, http_server, shell_task};
-use proffer_proto::v1::{RunTaskGroup, TaskState, Uri, master_message};
+use proffer_proto::v1::{
+    DrainAgent, ReactivateAgent, RunTaskGroup, TaskState, Uri, master_message,
+};
 
 fn uri(value: String) -> Uri {
     Uri {
@@ -228,8 +230,15 @@ async fn drain_kills_tasks_and_refuses_new_ones() -> Result<()> {
     h.run_shell("fw", "long", "sleep 60")?;
     h.expect_state(TaskState::TaskStarting).await?;
     h.expect_state(TaskState::TaskRunning).await?;
+    // Only the master drains an agent: the agent's own port has no drain route.
     let (code, _) = http_request(port, "POST", "/drain").await?;
-    assert_eq!(code, 202);
+    assert_eq!(
+        code, 404,
+        "an anonymous POST /drain must not drain the agent"
+    );
+    h.send(master_message::Msg::Drain(DrainAgent {
+        reason: "maintenance".into(),
+    }))?;
     h.expect_state(TaskState::TaskKilled).await?;
     h.run_shell("fw", "late", "true")?;
     let u = h.expect_state(TaskState::TaskLost).await?;
@@ -239,6 +248,14 @@ async fn drain_kills_tasks_and_refuses_new_ones() -> Result<()> {
     );
     let (_, body) = http_request(port, "GET", "/metrics").await?;
     assert!(body.contains("proffer_agent_draining 1"), "{body}");
+    // Reactivated by the master: new tasks run again.
+    h.send(master_message::Msg::Reactivate(ReactivateAgent {}))?;
+    h.run_shell("fw", "after", "true")?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    h.expect_state(TaskState::TaskFinished).await?;
+    let (_, body) = http_request(port, "GET", "/metrics").await?;
+    assert!(body.contains("proffer_agent_draining 0"), "{body}");
     h.stop().await
 }
 

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use proffer_agent::http::{self, View};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 /// Bound on any one HTTP exchange, so a regression (a handler blocked on a FIFO) fails the
 /// test instead of hanging it.
@@ -28,11 +27,9 @@ const EXCHANGE: Duration = Duration::from_secs(30);
 /// the test machine) on a detached thread: a handler that blocks cannot hang the test's
 /// runtime, so a regression fails the test (its requests time out) instead of hanging it.
 fn serve(work_dir: &Path) -> Result<SocketAddr> {
-    let (commands, _) = mpsc::unbounded_channel();
     let app = http::router(
         Arc::new(Mutex::new(View::default())),
         work_dir.to_path_buf(),
-        commands,
     );
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     listener.set_nonblocking(true)?;

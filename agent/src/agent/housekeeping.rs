@@ -23,11 +23,7 @@ impl Agent {
             .map_err(|source| AgentError::Http { address, source })?;
         let bound = listener.local_addr().unwrap_or(address);
         info!(address = %bound, "agent HTTP endpoint listening");
-        let app = crate::http::router(
-            self.view.clone(),
-            self.config.work_dir.clone(),
-            self.commands_tx.clone(),
-        );
+        let app = crate::http::router(self.view.clone(), self.config.work_dir.clone());
         Ok(Some(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 warn!(error = %e, "agent HTTP endpoint failed");
