@@ -96,6 +96,27 @@ fn msg(m: agent_message::Msg) -> AgentMessage {
     AgentMessage { msg: Some(m) }
 }
 
+/// The resources to report: the checkpointed total (with the dynamic reservations and volumes
+/// the master told this agent about) when it matches `configured` once those are taken out;
+/// otherwise `configured` (the configuration changed: the master re-applies what it knows).
+fn checkpointed_resources(
+    work_dir: &std::path::Path,
+    configured: Resources,
+) -> Result<Resources, AgentError> {
+    let Some(saved) = checkpoint::read_resources(work_dir)? else {
+        return Ok(configured);
+    };
+    let base = saved.without_operations();
+    if base.contains(&configured) && configured.contains(&base) {
+        info!(resources = %saved, "using the checkpointed resources");
+        Ok(saved)
+    } else {
+        warn!(checkpointed = %saved, configured = %configured,
+            "the configured resources differ from the checkpointed ones; reporting the configured ones");
+        Ok(configured)
+    }
+}
+
 impl Agent {
     /// Prepares the work directory, resources and saved id.
     pub(crate) fn new(config: AgentConfig) -> Result<Self, AgentError> {
@@ -106,6 +127,10 @@ impl Agent {
             None => crate::detect_resources(&config.work_dir)?,
         };
         let agent_id = checkpoint::read_agent_id(&config.work_dir)?;
+        let resources = match agent_id {
+            Some(_) => checkpointed_resources(&config.work_dir, resources)?,
+            None => resources,
+        };
         let (containers_tx, containers_rx) = mpsc::unbounded_channel();
         let (launcher, launcher_warning) = containerizer::resolve(&config.executor);
         if let Some(w) = launcher_warning {
@@ -371,6 +396,7 @@ impl Agent {
                 self.drain();
             }
             master_message::Msg::Reactivate(_) => self.reactivate(),
+            master_message::Msg::CheckpointResources(c) => self.checkpoint_resources(&c.total),
             master_message::Msg::RunTaskGroup(g) => self.run_task_group(g.framework_id, g.tasks),
             master_message::Msg::DestroyVolumes(d) => {
                 self.destroy_volumes(&d.volume_ids);

@@ -149,6 +149,55 @@ pub fn write_agent_id(work_dir: &Path, id: &str) -> Result<(), AgentError> {
     write().map_err(|e| AgentError::io("writing agent id", &path, e))
 }
 
+/// Path of the agent's checkpointed resources (what the master last told it it has).
+pub fn resources_path(work_dir: &Path) -> PathBuf {
+    work_dir.join("resources.pb")
+}
+
+/// Checkpoints the agent's total (with dynamic reservations and volumes) atomically and
+/// durably (write a temporary file, fsync, rename).
+pub fn write_resources(
+    work_dir: &Path,
+    total: &proffer_proto::Resources,
+) -> Result<(), AgentError> {
+    use std::io::Write;
+    let path = resources_path(work_dir);
+    let tmp = work_dir.join("resources.pb.tmp");
+    let bytes = proffer_proto::v1::CheckpointResources {
+        total: total.to_proto(),
+    }
+    .encode_to_vec();
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| AgentError::io("writing checkpointed resources", &path, e))
+}
+
+/// Reads the checkpointed resources; `None` when there are none.
+pub fn read_resources(work_dir: &Path) -> Result<Option<proffer_proto::Resources>, AgentError> {
+    let path = resources_path(work_dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(AgentError::io("reading checkpointed resources", path, e)),
+    };
+    let bad = |e: String| {
+        AgentError::io(
+            "parsing checkpointed resources",
+            &path,
+            std::io::Error::other(e),
+        )
+    };
+    let msg = proffer_proto::v1::CheckpointResources::decode(bytes.as_slice())
+        .map_err(|e| bad(e.to_string()))?;
+    proffer_proto::Resources::from_proto(&msg.total)
+        .map(Some)
+        .map_err(|e| bad(e.to_string()))
+}
+
 /// Forgets the agent id (a missing file is fine).
 pub fn delete_agent_id(work_dir: &Path) -> Result<(), AgentError> {
     let path = agent_id_path(work_dir);
@@ -173,5 +222,20 @@ mod tests {
         delete_agent_id(dir.path()).expect("delete");
         delete_agent_id(dir.path()).expect("delete twice");
         assert_eq!(read_agent_id(dir.path()).ok(), Some(None));
+    }
+
+    #[test]
+    fn resources_round_trip_and_garbage_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(read_resources(dir.path()).expect("none").is_none());
+        let total = proffer_proto::Resources::parse(
+            "cpus:3;cpus(web,dynamic=ops):1;disk(web,dynamic=ops)[v1:data]:100;mem:1024",
+        )
+        .expect("resources");
+        write_resources(dir.path(), &total).expect("write");
+        assert_eq!(read_resources(dir.path()).expect("read"), Some(total));
+        std::fs::write(resources_path(dir.path()), b"\xff\xff garbage").expect("garbage");
+        let err = read_resources(dir.path()).expect_err("garbage");
+        assert!(err.to_string().contains("resources.pb"), "{err}");
     }
 }

@@ -203,6 +203,15 @@ async fn scenario() -> Result<()> {
             .is_some_and(|t| t.contains("cpus(web,dynamic=ops):1")),
         "reservation kept: {a}"
     );
+    // The reserved agent checkpointed the reservation (WORK_DIR/resources.pb).
+    let checkpointed = (0..2)
+        .map(|i| cluster.dir.path().join(format!("agent{i}/resources.pb")))
+        .filter(|p| p.exists())
+        .count();
+    assert_eq!(
+        checkpointed, 1,
+        "one agent holds a reservation and checkpointed it"
+    );
     let roles = run_ok(&["roles", "--json", "--master", &m])?;
     let roles = String::from_utf8_lossy(&roles.stdout).to_string();
     assert!(roles.contains("2.5") && roles.contains("cpus:1"), "{roles}");

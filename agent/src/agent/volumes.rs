@@ -99,6 +99,30 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// The master says what this agent has (with dynamic reservations and volumes): checkpoint
+    /// it durably and report it from now on (also after a restart of this agent).
+    pub(crate) fn checkpoint_resources(&mut self, total: &[proffer_proto::v1::Resource]) {
+        let total = match proffer_proto::Resources::from_proto(total) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "the master sent resources that cannot be read; not checkpointed");
+                return;
+            }
+        };
+        if total == self.resources {
+            return;
+        }
+        match super::checkpoint::write_resources(&self.config.work_dir, &total) {
+            Ok(()) => {
+                info!(agent_id = self.id_str(), resources = %total, "resources checkpointed");
+                self.resources = total;
+            }
+            Err(e) => warn!(error = %e, "cannot checkpoint the resources"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,11 +137,26 @@ impl Master {
             .as_ref()
             .map(|r| (&r.total, r.record.draining))
             .or(returning.as_ref().map(|r| (&r.total, r.record.draining)));
-        let total = match (self.agents.get(&agent_id), stored) {
-            (Some(known), _) if reregister => total.with_operations_of(&known.total),
-            (None, Some((t, _))) => total.with_operations_of(t),
-            _ => total,
+        // The master's view of the operations (RESERVE, CREATE, …) wins over what the agent
+        // checkpointed (the master persists before it tells the agent, so it is never older):
+        // it is re-applied to the agent's configured resources. A volume the agent still has
+        // that the master destroyed meanwhile is destroyed on the agent.
+        let reported = total;
+        let known = match (self.agents.get(&agent_id), stored) {
+            (Some(k), _) if reregister => Some(&k.total),
+            (None, Some((t, _))) => Some(t),
+            _ => None,
         };
+        let total = match known {
+            Some(k) => reported.without_operations().with_operations_of(k),
+            None => reported.clone(),
+        };
+        let kept = total.volume_ids();
+        let missed_destroys: Vec<String> = reported
+            .volume_ids()
+            .into_iter()
+            .filter(|id| !kept.contains(id))
+            .collect();
         // Offers on an agent that re-registers are rescinded: its resources are recounted below.
         self.rescind_offers_on(&agent_id);
         // Replace a stale session of the same agent.
@@ -250,6 +265,22 @@ impl Master {
             Msg::Reactivate(v1::ReactivateAgent {})
         };
         self.send_conn(conn, drain_state);
+        self.send_conn(
+            conn,
+            Msg::CheckpointResources(v1::CheckpointResources {
+                total: total.to_proto(),
+            }),
+        );
+        if !missed_destroys.is_empty() {
+            tracing::info!(agent_id = %agent_id, volumes = ?missed_destroys,
+                "destroying volumes the agent missed while it was away");
+            self.send_conn(
+                conn,
+                Msg::DestroyVolumes(v1::DestroyVolumes {
+                    volume_ids: missed_destroys,
+                }),
+            );
+        }
         // Tasks killed on an earlier return that the agent no longer reports are over.
         let before = self.killed_on_return.len();
         self.killed_on_return.retain(|(fw, task), a| {

@@ -352,6 +352,17 @@ impl Master {
         self.allocator
             .convert(framework_id, agent_id, &c.from, &c.to);
         self.persist_agent(agent_id);
+        self.send_checkpoint(agent_id);
+    }
+
+    /// Tells `agent_id` its total, for it to checkpoint.
+    pub(crate) fn send_checkpoint(&mut self, agent_id: &str) {
+        if let Some(total) = self.agents.get(agent_id).map(|a| a.total.to_proto()) {
+            self.send_agent(
+                agent_id,
+                v1::master_message::Msg::CheckpointResources(v1::CheckpointResources { total }),
+            );
+        }
     }
 }
 
@@ -483,6 +494,7 @@ impl Master {
         }
         self.allocator.update_agent_total(agent_id, total);
         self.persist_agent(agent_id);
+        self.send_checkpoint(agent_id);
         self.allocation_pending = true;
         Ok(())
     }

@@ -220,20 +220,35 @@ impl Master {
             });
         }
         tracing::warn!(agent_id = %agent_id, "operator marks agent gone");
-        self.rescind_offers_on(agent_id);
-        self.end_tasks_on(
+        self.remove_for_good(
             now,
             agent_id,
             TaskState::TaskGoneByOperator,
             "REASON_AGENT_REMOVED_BY_OPERATOR",
             "the operator marked the agent gone",
         );
+        Ok(())
+    }
+
+    /// Removes `agent_id` for good, wherever it is (registered, unreachable, awaiting
+    /// re-registration): its tasks end (`state` for partition-aware frameworks, TASK_LOST for
+    /// the others), a connected agent is shut down, and the id may never come back.
+    fn remove_for_good(
+        &mut self,
+        now: Timestamp,
+        agent_id: &str,
+        state: TaskState,
+        reason: &str,
+        message: &str,
+    ) {
+        self.rescind_offers_on(agent_id);
+        self.end_tasks_on(now, agent_id, state, reason, message);
         if let Some(agent) = self.agents.swap_remove(agent_id) {
             if let Some(conn) = agent.conn {
                 self.send_conn(
                     conn,
                     Msg::Shutdown(v1::ShutdownAgent {
-                        reason: "the operator marked this agent gone".into(),
+                        reason: message.to_string(),
                     }),
                 );
                 self.conns.remove(&conn);
@@ -249,7 +264,6 @@ impl Master {
         self.removed_agents.insert(agent_id.to_string());
         self.persist_agent_gone(agent_id, now);
         self.allocation_pending = true;
-        Ok(())
     }
 
     /// Ends every task on `agent_id` that has not ended: `state` for partition-aware
@@ -301,22 +315,25 @@ impl Master {
                     .filter(|(_, r)| same(r.record.info.as_ref()))
                     .map(|(id, _)| id.clone()),
             )
+            // A registered agent whose session is gone: the new registration is its process
+            // starting over without its id.
+            .chain(
+                self.agents
+                    .iter()
+                    .filter(|(id, a)| **id != info.id && a.conn.is_none() && same(Some(&a.info)))
+                    .map(|(id, _)| id.clone()),
+            )
             .collect();
         for id in old {
             tracing::warn!(agent_id = %id, new_agent = %info.id, host = %info.hostname,
                 "a new agent registered at this agent's address: marking the old one gone");
-            self.end_tasks_on(
+            self.remove_for_good(
                 now,
                 &id,
                 TaskState::TaskGone,
                 "REASON_AGENT_REMOVED",
                 "a new agent registered at the same address",
             );
-            self.unreachable.swap_remove(&id);
-            self.recovering.swap_remove(&id);
-            self.killed_on_return.retain(|_, a| *a != id);
-            self.removed_agents.insert(id.clone());
-            self.persist_agent_gone(&id, now);
         }
     }
 

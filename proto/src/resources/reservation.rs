@@ -150,6 +150,31 @@ pub(crate) fn validate_labels(
 }
 
 impl super::Resources {
+    /// What the agent's configuration gives, without what operations did: dynamic
+    /// reservations become unreserved again and volumes are dropped (static reservations
+    /// stay). Used to compare an agent's checkpointed total with its configuration, and to
+    /// re-apply the master's view of the operations to what an agent reports.
+    pub fn without_operations(&self) -> super::Resources {
+        self.map_labels(|k| {
+            if k.is_dynamic() {
+                super::ResourceKey::new(&k.name, UNRESERVED, k.kind)
+            } else {
+                super::ResourceKey {
+                    volume: None,
+                    ..k.clone()
+                }
+            }
+        })
+    }
+
+    /// The ids of the persistent volumes in `self`.
+    pub fn volume_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.volumes().map(|(_, v, _)| v.id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Re-applies to `self` (what an agent reports, e.g. on re-registration) the dynamic
     /// reservations and persistent volumes recorded in `known` (the master's last view of that
     /// agent), as far as `self` still has the underlying resources. Agents do not checkpoint

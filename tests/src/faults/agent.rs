@@ -280,10 +280,13 @@ impl SimAgent {
                     self.kill(&k);
                 }
             }
-            // The simulated agent keeps no volume directories.
-            // The simulated agent keeps no volume directories and no drain flag (the master
-            // sends it no tasks while draining).
-            Some(In::DestroyVolumes(_)) | Some(In::Reactivate(_)) | Some(In::Error(_)) | None => {}
+            // The simulated agent keeps no volume directories, no drain flag (the master sends
+            // it no tasks while draining) and no resource checkpoint.
+            Some(In::DestroyVolumes(_))
+            | Some(In::Reactivate(_))
+            | Some(In::CheckpointResources(_))
+            | Some(In::Error(_))
+            | None => {}
         }
         out
     }

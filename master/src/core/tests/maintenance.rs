@@ -96,7 +96,14 @@ fn reactivate_tells_the_agent_and_a_drain_survives_reregistration() {
     .expect("reregister");
     let msgs = h.agent_msgs(9);
     assert!(
-        matches!(&msgs[..], [AOut::Registered(_), AOut::Drain(_)]),
+        matches!(
+            &msgs[..],
+            [
+                AOut::Registered(_),
+                AOut::Drain(_),
+                AOut::CheckpointResources(_)
+            ]
+        ),
         "{msgs:?}"
     );
     assert!(h.m.snapshot(Timestamp(h.now)).agents[0].draining);

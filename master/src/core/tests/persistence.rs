@@ -346,3 +346,53 @@ fn corrupt_records_fail_the_recovery_naming_them() {
     let text = err.to_string();
     assert!(text.contains("agents") && text.contains(&agent), "{text}");
 }
+
+#[test]
+fn agents_checkpoint_what_the_master_knows_and_missed_destroys_are_replayed() {
+    let (mut h, agent, _, _) = before_crash();
+    // After a RESERVE the agent is told its total, for it to checkpoint.
+    h.m.reserve_resources(
+        &agent,
+        &Resources::parse("mem(web,dynamic=ops):64").expect("r"),
+    )
+    .expect("reserve");
+    h.pump();
+    let told: Vec<String> = h
+        .agent_msgs(A1)
+        .into_iter()
+        .filter_map(|m| match m {
+            AOut::CheckpointResources(c) => Some(
+                proffer_proto::Resources::from_proto(&c.total)
+                    .ok()?
+                    .to_string(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        told.iter().any(|t| t.contains("cpus(web,dynamic=ops):1")),
+        "{told:?}"
+    );
+    // The agent comes back reporting its checkpoint (the reservation, and a volume the master
+    // destroyed while it was away): the reservation is not counted twice, the volume goes.
+    h.input(Input::AgentDisconnected { conn: A1 })
+        .expect("disconnect");
+    h.drain();
+    let reported =
+        "cpus:3;cpus(web,dynamic=ops):1;mem:4096;disk:900;disk(web,dynamic=ops)[old:data]:100";
+    reregister(&mut h, 7, &agent, reported, Vec::new());
+    let msgs = h.agent_msgs(7);
+    assert!(
+        msgs.iter().any(
+            |m| matches!(m, AOut::DestroyVolumes(d) if d.volume_ids == vec!["old".to_string()])
+        ),
+        "{msgs:?}"
+    );
+    let snap = h.m.snapshot(Timestamp(h.now));
+    let a = snap.agents.iter().find(|a| a.id == agent).expect("agent");
+    let total = Resources::parse(&a.total).expect("total");
+    assert_eq!(total.cpus_milli(), 4_000, "{total}");
+    assert!(a.total.contains("cpus(web,dynamic=ops):1"), "{}", a.total);
+    assert!(!a.total.contains("[old"), "{}", a.total);
+    h.m.check_accounting().expect("books balance");
+}

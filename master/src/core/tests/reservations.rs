@@ -121,9 +121,11 @@ fn reserve_create_and_launch_in_one_accept() {
         )]),
     ];
     accept(&mut h, &fw, &offer, ops).expect("accept");
+    // The agent is told its new total (twice: after the RESERVE, after the CREATE), then runs
+    // the task.
     let run = h.agent_msgs(A1);
     assert!(
-        matches!(&run[..], [AOut::RunTask(r)] if r.task.as_ref().is_some_and(|t| t.task_id == "t1")),
+        matches!(&run[..], [AOut::CheckpointResources(_), AOut::CheckpointResources(_), AOut::RunTask(r)] if r.task.as_ref().is_some_and(|t| t.task_id == "t1")),
         "{run:?}"
     );
     assert_eq!(

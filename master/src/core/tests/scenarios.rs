@@ -316,7 +316,7 @@ fn agent_reregistration_keeps_reported_tasks_and_loses_the_rest() {
     .expect("reregister");
     // Registered, then the drain state (not drained: reactivate).
     assert!(
-        matches!(&h.agent_msgs(7)[..], [AOut::Registered(r), AOut::Reactivate(_)] if r.agent_id == agent)
+        matches!(&h.agent_msgs(7)[..], [AOut::Registered(r), AOut::Reactivate(_), AOut::CheckpointResources(_)] if r.agent_id == agent)
     );
     let ups = h.updates(F1);
     assert_eq!(ups.len(), 1);
