@@ -212,6 +212,23 @@ impl Master {
         // the others' (they were told LOST) are killed.
         let mut kills = Vec::new();
         for t in tasks {
+            // Already killed on an earlier return (its framework heard LOST): never adopted,
+            // killed again if it still runs.
+            if let Some(info) = &t.task
+                && self
+                    .killed_on_return
+                    .contains_key(&(t.framework_id.clone(), info.task_id.clone()))
+            {
+                let state = TaskState::try_from(t.state).unwrap_or(TaskState::TaskRunning);
+                if !state.is_terminal() {
+                    kills.push((
+                        t.framework_id.clone(),
+                        info.task_id.clone(),
+                        info.kill_grace_period_ms,
+                    ));
+                }
+                continue;
+            }
             if returning.is_some()
                 && let Some(kill) = self.returning_task(now, &agent_id, &t)
             {
@@ -333,20 +350,38 @@ impl Master {
             .then_some(None)
     }
 
-    /// Tasks that waited as unreachable on `agent_id`, which came back without them: lost.
-    fn unreported_unreachable_tasks(&mut self, now: Timestamp, agent_id: &str) {
-        let missing: Vec<(String, String)> = self
-            .frameworks
+    /// Acknowledges `status` on the agent's session on behalf of framework `fw`.
+    fn ack_for_framework(&mut self, conn: ConnId, fw: &str, status: &v1::TaskStatus) {
+        self.send_conn(
+            conn,
+            Msg::Ack(v1::StatusUpdateAck {
+                framework_id: fw.to_string(),
+                task_id: status.task_id.clone(),
+                uuid: status.uuid.clone(),
+            }),
+        );
+    }
+
+    /// (framework, task) of every task on `agent_id` whose state passes `keep`.
+    pub(crate) fn tasks_on(
+        &self,
+        agent_id: &str,
+        keep: impl Fn(TaskState) -> bool,
+    ) -> Vec<(String, String)> {
+        self.frameworks
             .iter()
             .flat_map(|(fw, f)| {
                 f.tasks
                     .iter()
-                    .filter(|(_, t)| {
-                        t.agent_id == agent_id && t.state == TaskState::TaskUnreachable
-                    })
+                    .filter(|(_, t)| t.agent_id == agent_id && keep(t.state))
                     .map(move |(id, _)| (fw.clone(), id.clone()))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Tasks that waited as unreachable on `agent_id`, which came back without them: lost.
+    fn unreported_unreachable_tasks(&mut self, now: Timestamp, agent_id: &str) {
+        let missing = self.tasks_on(agent_id, |s| s == TaskState::TaskUnreachable);
         for (fw, task_id) in missing {
             self.end_task(
                 now,
@@ -480,14 +515,7 @@ impl Master {
         if self.killed_on_return.contains_key(&key) {
             // Its framework was told the task was lost: acknowledge here, forward nothing.
             if !status.uuid.is_empty() {
-                self.send_conn(
-                    conn,
-                    Msg::Ack(v1::StatusUpdateAck {
-                        framework_id: fw.clone(),
-                        task_id: status.task_id.clone(),
-                        uuid: status.uuid.clone(),
-                    }),
-                );
+                self.ack_for_framework(conn, &fw, &status);
             }
             // Kept (duplicates and retries of the end may still come) until the agent stops
             // reporting the task when it registers.
@@ -496,14 +524,7 @@ impl Master {
         if !self.frameworks.contains_key(&fw) {
             if self.removed_frameworks.contains(&fw) && !status.uuid.is_empty() {
                 // Nobody will acknowledge: do it on the framework's behalf, and stop its tasks.
-                self.send_conn(
-                    conn,
-                    Msg::Ack(v1::StatusUpdateAck {
-                        framework_id: fw.clone(),
-                        task_id: status.task_id.clone(),
-                        uuid: status.uuid.clone(),
-                    }),
-                );
+                self.ack_for_framework(conn, &fw, &status);
                 self.send_conn(
                     conn,
                     Msg::ShutdownFramework(v1::ShutdownFramework { framework_id: fw }),

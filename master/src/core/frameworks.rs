@@ -238,6 +238,8 @@ impl Master {
             return;
         };
         tracing::info!(framework_id = %framework_id, why, "removing framework");
+        // Written first: the kills and updates below wait for it.
+        self.persist_framework_removed(framework_id, now);
         for id in &f.offers {
             self.remove_offer(id, None);
         }
@@ -273,7 +275,6 @@ impl Master {
         self.allocator.remove_framework(framework_id);
         self.removed_frameworks.insert(framework_id.to_string());
         self.counters.frameworks_removed += 1;
-        self.persist_framework(framework_id, now);
         self.allocation_pending = true;
     }
 

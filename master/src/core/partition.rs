@@ -45,6 +45,17 @@ impl Master {
             return;
         };
         tracing::warn!(agent_id = %agent_id, why, "agent unreachable");
+        // Written first: everything below (LOST, UNREACHABLE, FAILURE) waits for it, so no
+        // framework hears of it unless a restarted master would also know the agent is away.
+        let record = v1::RegistryAgent {
+            info: Some(agent.info.clone()),
+            total: agent.total.to_proto(),
+            draining: self.allocator.is_draining(agent_id),
+            unreachable_since_ms: Some(now.0),
+            gone_at_ms: None,
+            killed_on_return: self.killed_on(agent_id),
+        };
+        self.add_unreachable(agent_id, record, agent.total.clone(), now);
         self.rescind_offers_on(agent_id);
         let message = format!("agent {agent_id} unreachable: {why}");
         let mut told = BTreeSet::new();
@@ -77,19 +88,10 @@ impl Master {
             self.conns.remove(&conn);
             self.push(Output::CloseAgent { conn });
         }
-        let record = v1::RegistryAgent {
-            info: Some(agent.info.clone()),
-            total: agent.total.to_proto(),
-            draining: self.allocator.is_draining(agent_id),
-            unreachable_since_ms: Some(now.0),
-            gone_at_ms: None,
-            killed_on_return: self.killed_on(agent_id),
-        };
         self.liveness.remove(agent.live_slot);
         self.agents.swap_remove(agent_id);
         self.allocator.remove_agent(agent_id);
         self.counters.agents_removed += 1;
-        self.add_unreachable(agent_id, record, agent.total, now);
         self.allocation_pending = true;
     }
 
@@ -241,6 +243,8 @@ impl Master {
         reason: &str,
         message: &str,
     ) {
+        // Written first: the ends below wait for it.
+        self.persist_agent_gone(agent_id, now);
         self.rescind_offers_on(agent_id);
         self.end_tasks_on(now, agent_id, state, reason, message);
         if let Some(agent) = self.agents.swap_remove(agent_id) {
@@ -262,7 +266,6 @@ impl Master {
         self.maintenance.remove(agent_id);
         self.persist_maintenance(agent_id);
         self.removed_agents.insert(agent_id.to_string());
-        self.persist_agent_gone(agent_id, now);
         self.allocation_pending = true;
     }
 
@@ -276,16 +279,7 @@ impl Master {
         reason: &str,
         message: &str,
     ) {
-        let tasks: Vec<(String, String)> = self
-            .frameworks
-            .iter()
-            .flat_map(|(fw, f)| {
-                f.tasks
-                    .iter()
-                    .filter(|(_, t)| t.agent_id == agent_id && !t.state.is_terminal())
-                    .map(move |(id, _)| (fw.clone(), id.clone()))
-            })
-            .collect();
+        let tasks = self.tasks_on(agent_id, |s| !s.is_terminal());
         for (fw, task_id) in tasks {
             let state = if self.is_partition_aware(&fw) {
                 state
@@ -367,17 +361,13 @@ impl Master {
         }
         for (_, id) in old {
             tracing::info!(agent_id = %id, "unreachable agent forgotten (registry GC); it may not come back");
-            self.end_tasks_on(
+            self.remove_for_good(
                 now,
                 &id,
                 TaskState::TaskGone,
                 "REASON_AGENT_REMOVED",
                 "the unreachable agent was forgotten",
             );
-            self.unreachable.swap_remove(&id);
-            self.killed_on_return.retain(|_, a| *a != id);
-            self.removed_agents.insert(id.clone());
-            self.persist_agent_gone(&id, now);
         }
     }
 

@@ -174,18 +174,31 @@ impl Master {
                 info: Some(f.info.clone()),
                 removed_at_ms: None,
             },
-            None if self.removed_frameworks.contains(framework_id) => v1::RegistryFramework {
-                info: Some(v1::FrameworkInfo {
-                    id: framework_id.to_string(),
-                    ..Default::default()
-                }),
-                removed_at_ms: Some(now.0),
-            },
+            None if self.removed_frameworks.contains(framework_id) => {
+                self.persist_framework_removed(framework_id, now);
+                return;
+            }
             None => {
                 self.persistence
                     .record(Table::Frameworks, framework_id, None);
                 return;
             }
+        };
+        self.persistence.record(
+            Table::Frameworks,
+            framework_id,
+            Some(record.encode_to_vec()),
+        );
+    }
+
+    /// Records framework `framework_id` as removed at `now`: its id may not subscribe again.
+    pub(crate) fn persist_framework_removed(&mut self, framework_id: &str, now: Timestamp) {
+        let record = v1::RegistryFramework {
+            info: Some(v1::FrameworkInfo {
+                id: framework_id.to_string(),
+                ..Default::default()
+            }),
+            removed_at_ms: Some(now.0),
         };
         self.persistence.record(
             Table::Frameworks,

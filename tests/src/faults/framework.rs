@@ -78,6 +78,11 @@ impl SimFramework {
         let Some(h) = self.header.clone() else {
             return Vec::new();
         };
+        vec![self.reconcile_pending(h)]
+    }
+
+    /// A RECONCILE of every pending task, naming the agent it was launched on.
+    fn reconcile_pending(&self, h: v1::CallHeader) -> Call {
         let tasks = self
             .pending
             .iter()
@@ -86,10 +91,10 @@ impl SimFramework {
                 agent_id: self.placed.get(t).cloned().unwrap_or_default(),
             })
             .collect();
-        vec![Call::Reconcile(v1::ReconcileRequest {
+        Call::Reconcile(v1::ReconcileRequest {
             header: Some(h),
             tasks,
-        })]
+        })
     }
 
     /// Tasks launched whose end it has not heard of.
@@ -151,18 +156,7 @@ impl SimFramework {
                 };
                 self.header = Some(h.clone());
                 // Launches may have been lost with the old stream: ask about everything pending.
-                let tasks = self
-                    .pending
-                    .iter()
-                    .map(|t| v1::ReconcileTask {
-                        task_id: t.clone(),
-                        agent_id: self.placed.get(t).cloned().unwrap_or_default(),
-                    })
-                    .collect();
-                calls.push(Call::Reconcile(v1::ReconcileRequest {
-                    header: Some(h.clone()),
-                    tasks,
-                }));
+                calls.push(self.reconcile_pending(h.clone()));
                 self.suppressed = false;
                 calls.push(Call::Revive(v1::ReviveRequest {
                     header: Some(h),
