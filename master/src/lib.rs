@@ -1,14 +1,21 @@
-//! The Proffer master.
+//! The Proffer master: the server shell around the pure core of `proffer-master-core`.
 //!
 //! # Layout
-//! - [`core`]: the sans-IO state machine (registration, offers, tasks, timeouts); no clock, socket,
-//!   file or unseeded RNG inside — driven by `handle(now, input)` / `tick(now)` / `take_outbox()`.
-//! - [`allocator`]: synchronous, I/O-free allocator (DRF sorter, filters, suppression).
-//! - [`registry`]: where the master's records survive restarts (trait; in-memory and redb
-//!   backends).
-//! - [`server`]: the tokio shell: tonic services and axum HTTP on one port, feeding the core.
+//! - [`core`], [`allocator`]: re-exported from `proffer-master-core` (the sans-IO state machine
+//!   and the allocator; no clock, socket, file or unseeded RNG inside).
+//! - [`registry`]: the registry trait and records (from the core crate) and the redb backend.
+//! - [`server`]: the tokio shell: tonic services and axum HTTP on one port, feeding the core,
+//!   and the registry writer.
 
-pub mod allocator;
-pub mod core;
-pub mod registry;
+pub use proffer_master_core::{allocator, core};
+
+pub mod registry {
+    //! Where the master's records survive restarts: the trait, the records and the in-memory
+    //! backend from `proffer-master-core`, and the embedded redb backend.
+    pub use proffer_master_core::registry::*;
+
+    mod redb_store;
+    pub use redb_store::{FILE_NAME, RedbRegistry};
+}
+
 pub mod server;

@@ -1,7 +1,7 @@
 //! Random distributions for task durations and arrival processes, drawn from the seeded
 //! [`SplitMix64`] so that a seed fixes every draw.
 
-use proffer_master::core::rng::SplitMix64;
+use proffer_master_core::core::rng::SplitMix64;
 use serde::Deserialize;
 
 /// A uniform draw in `[0, 1)`.

@@ -1,5 +1,5 @@
 //! Proffer's simulator: deterministic, single-threaded discrete-event replays of workloads
-//! through the **real** master core and allocator (`proffer_master::core::Master`), with
+//! through the **real** master core and allocator (`proffer_master_core::core::Master`), with
 //! simulated agents and framework schedulers speaking the real protocol.
 //!
 //! ```no_run

@@ -1,11 +1,11 @@
 //! Allocation policies the simulator can ask the real allocator for.
 //!
-//! Each name maps onto what `proffer_master::allocator::Policy` provides; nothing here
+//! Each name maps onto what `proffer_master_core::allocator::Policy` provides; nothing here
 //! re-implements allocation. `drf` and `wdrf` both use the allocator's DRF sorter: `drf` leaves
 //! every role at weight 1, `wdrf` sets the scenario's role weights on the master.
 
-use proffer_master::allocator::Policy as AllocatorPolicy;
-use proffer_master::core::MasterConfig;
+use proffer_master_core::allocator::Policy as AllocatorPolicy;
+use proffer_master_core::core::MasterConfig;
 use serde::Deserialize;
 
 use crate::error::SimError;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use proffer_master::core::MasterConfig;
+use proffer_master_core::core::MasterConfig;
 use proffer_proto::Resources;
 use serde::Deserialize;
 

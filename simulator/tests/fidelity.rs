@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use proffer_master::core::{Call, Input, Master, Output, Timestamp};
+use proffer_master_core::core::{Call, Input, Master, Output, Timestamp};
 use proffer_proto::Resources;
 use proffer_proto::v1::{
     self, TaskState, agent_message::Msg as AOut, event::Event, master_message::Msg as AIn,

@@ -7,7 +7,7 @@
 //! `PROFFER_FAULT_SEEDS=N` runs N seeds of the crash profile (default 1,000);
 //! `PROFFER_FAULT_SEED=S` replays one.
 
-use proffer_master::core::{MasterConfig, Timestamp};
+use proffer_master_core::core::{MasterConfig, Timestamp};
 use proffer_proto::v1::TaskState;
 use proffer_tests::faults::{Cluster, Faults};
 

@@ -130,3 +130,25 @@ impl Registry for RedbRegistry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::conformance::suite;
+
+    #[test]
+    fn redb_backend_passes_the_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        suite(|| Box::new(RedbRegistry::open(&path).expect("open")));
+    }
+
+    #[test]
+    fn redb_refuses_a_file_that_is_not_a_registry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(FILE_NAME), b"not a database at all").expect("write");
+        let err = RedbRegistry::open(dir.path()).expect_err("garbage file");
+        let text = err.to_string();
+        assert!(text.contains(FILE_NAME), "{text}");
+    }
+}

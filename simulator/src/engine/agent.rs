@@ -2,7 +2,7 @@
 //! STARTING, RUNNING and FINISHED (with uuids, acknowledged through the master), answer pings,
 //! and fail and come back when the scenario has churn.
 
-use proffer_master::core::Input;
+use proffer_master_core::core::Input;
 use proffer_proto::v1::{self, TaskState, agent_message::Msg as Out, master_message::Msg as In};
 
 use super::queue::Ev;

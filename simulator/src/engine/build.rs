@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use proffer_master::core::Master;
-use proffer_master::core::rng::SplitMix64;
+use proffer_master_core::core::Master;
+use proffer_master_core::core::rng::SplitMix64;
 use proffer_proto::v1;
 
 use super::framework::Source;

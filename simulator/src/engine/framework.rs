@@ -4,8 +4,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use proffer_master::core::rng::SplitMix64;
-use proffer_master::core::{Call, Input};
+use proffer_master_core::core::rng::SplitMix64;
+use proffer_master_core::core::{Call, Input};
 use proffer_proto::Resources;
 use proffer_proto::offer_filters::adaptive_offer_limit;
 use proffer_proto::v1::{self, TaskState, operation::Op};

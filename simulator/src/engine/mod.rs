@@ -20,8 +20,8 @@ pub mod queue;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use proffer_master::core::rng::SplitMix64;
-use proffer_master::core::{ConnId, Input, Master, Output, Timestamp};
+use proffer_master_core::core::rng::SplitMix64;
+use proffer_master_core::core::{ConnId, Input, Master, Output, Timestamp};
 use proffer_proto::v1::event::Event;
 
 use crate::error::SimError;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use proffer_master::core::ConnId;
+use proffer_master_core::core::ConnId;
 use proffer_proto::Resources;
 use proffer_proto::v1::{self, TaskState, agent_message::Msg as Out, master_message::Msg as In};
 

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proffer_master::core::{Call, ConnId};
+use proffer_master_core::core::{Call, ConnId};
 use proffer_proto::Resources;
 use proffer_proto::v1::{self, TaskState, event::Event, operation::Op};
 

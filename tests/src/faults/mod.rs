@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 
 use std::collections::VecDeque;
 
-use proffer_master::core::rng::SplitMix64;
-use proffer_master::core::{ConnId, Input, Master, MasterConfig, Output, Timestamp};
-use proffer_master::registry::{MemoryRegistry, Registry, RegistryOp};
+use proffer_master_core::core::rng::SplitMix64;
+use proffer_master_core::core::{ConnId, Input, Master, MasterConfig, Output, Timestamp};
+use proffer_master_core::registry::{MemoryRegistry, Registry, RegistryOp};
 
 pub use agent::SimAgent;
 pub use framework::SimFramework;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use proffer_master::core::{ConnId, Input};
+use proffer_master_core::core::{ConnId, Input};
 use proffer_proto::v1;
 
 /// A message in flight.

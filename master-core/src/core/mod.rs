@@ -12,7 +12,7 @@
 //! # Layout of this module
 //! - `types`: [`Timestamp`], [`ConnId`], [`Input`], [`Call`], [`Output`], [`MasterConfig`], errors.
 //! - `state`: records kept per agent, framework, task and offer.
-//! - `rng`: the seeded [`rng::SplitMix64`].
+//! - `rng` (re-exported from the crate root): the seeded [`rng::SplitMix64`].
 //! - `agents`: registration, re-registration, pings, removal, status updates.
 //! - `liveness`: when agents were last heard from, their pings and removal checks.
 //! - `frameworks`: subscription, disconnection, failover, removal.
@@ -34,7 +34,6 @@ mod operations;
 mod partition;
 mod persist;
 mod recovery;
-pub mod rng;
 mod snapshot;
 mod state;
 mod tasks;
@@ -44,6 +43,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use crate::rng;
 pub use persist::RegistryMismatch;
 pub use types::{Call, ConnId, ErrorKind, Input, MasterConfig, MasterError, Output, Timestamp};
 
@@ -52,7 +52,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use proffer_proto::v1;
 
 use crate::allocator::Allocator;
-use rng::SplitMix64;
+use crate::rng::SplitMix64;
 use state::{AgentState, ConnOwner, FrameworkState, OfferState};
 
 /// Records keyed by id: hashed lookups (ids share long prefixes, so tree searches were mostly

@@ -1,7 +1,8 @@
 //! One suite for every backend: records round-trip, deletes stick, a fresh registry is marked
-//! with the format version, a newer or unreadable format is refused, nothing is half-written.
+//! with the format version, a newer or unreadable format is refused. A backend's tests call
+//! [`suite`] (the in-memory one here, redb in the server crate, etcd next).
 
-use super::*;
+use super::{FORMAT_KEY, FORMAT_VERSION, Registry, RegistryError, RegistryOp, Table};
 
 fn put(table: Table, key: &str, value: &str) -> RegistryOp {
     RegistryOp {
@@ -19,8 +20,9 @@ fn del(table: Table, key: &str) -> RegistryOp {
     }
 }
 
-/// The behaviour every backend must have; `reopen` gives a new handle on the same data.
-fn suite(mut reopen: impl FnMut() -> Box<dyn Registry>) {
+/// The behaviour every backend must have; `reopen` gives a new handle on the same data (as
+/// after a restart). Panics, naming what differs, on the first failure (it is a test).
+pub fn suite(mut reopen: impl FnMut() -> Box<dyn Registry>) {
     let mut r = reopen();
     let fresh = r.load().expect("load fresh");
     assert!(fresh.is_empty(), "{fresh:?}");
@@ -74,40 +76,4 @@ fn suite(mut reopen: impl FnMut() -> Box<dyn Registry>) {
     drop(r);
     let err = reopen().load().expect_err("no marker");
     assert!(err.to_string().contains("missing"), "{err}");
-}
-
-#[test]
-fn memory_backend_passes_the_suite() {
-    let shared = MemoryRegistry::new();
-    suite(|| Box::new(shared.clone()));
-}
-
-#[test]
-fn redb_backend_passes_the_suite() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().to_path_buf();
-    suite(|| Box::new(RedbRegistry::open(&path).expect("open")));
-}
-
-#[test]
-fn redb_refuses_a_file_that_is_not_a_registry() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join(redb_store::FILE_NAME),
-        b"not a database at all",
-    )
-    .expect("write");
-    let err = RedbRegistry::open(dir.path()).expect_err("garbage file");
-    let text = err.to_string();
-    assert!(text.contains(redb_store::FILE_NAME), "{text}");
-}
-
-#[test]
-fn injected_failures_write_nothing() {
-    let mut r = MemoryRegistry::new();
-    r.load().expect("load");
-    r.fail_writes(true);
-    assert!(r.commit(&[put(Table::Agents, "a", "x")]).is_err());
-    r.fail_writes(false);
-    assert!(r.contents().get(Table::Agents, "a").is_none());
 }

@@ -49,8 +49,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use proffer_proto::Resources;
 
-use crate::core::Timestamp;
-use crate::core::rng::SplitMix64;
+use crate::rng::SplitMix64;
+use crate::time::Timestamp;
 use bits::BitSet;
 use roles::RoleTree;
 use scalars::Scalars;

@@ -6,8 +6,8 @@
 //! the shell feeds back `Input::Persisted` (group commit: one transaction per batch). A backend
 //! is synchronous; the server runs it on a blocking thread. Backends:
 //! - [`MemoryRegistry`]: shared in-memory maps, for the harness (it survives a master "crash");
-//! - [`RedbRegistry`]: an embedded redb file under the master's `--work-dir` (one fsync per
-//!   commit).
+//! - `RedbRegistry` (in the server crate, `proffer-master`): an embedded redb file under the
+//!   master's `--work-dir` (one fsync per commit).
 //!
 //! The stored format is versioned ([`FORMAT_VERSION`] under the `meta` table's `format` key): a
 //! registry written by a newer version, or one that cannot be read, is refused with an error
@@ -15,15 +15,14 @@
 //!
 //! # Layout
 //! - `memory`: the in-memory backend.
-//! - `redb_store`: the redb backend.
+//! - `conformance`: the behaviour every backend must have, as a test any backend can run.
 
+pub mod conformance;
 mod memory;
-mod redb_store;
 
 use std::collections::BTreeMap;
 
 pub use memory::MemoryRegistry;
-pub use redb_store::RedbRegistry;
 
 /// The registry format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -202,10 +201,7 @@ pub trait Registry: Send {
 }
 
 /// Checks the format marker of what a backend loaded; returns the op that marks a fresh one.
-pub(crate) fn check_format(
-    stored: &Stored,
-    location: &str,
-) -> Result<Option<RegistryOp>, RegistryError> {
+pub fn check_format(stored: &Stored, location: &str) -> Result<Option<RegistryOp>, RegistryError> {
     match stored.get(Table::Meta, FORMAT_KEY) {
         None if stored.record_count() == 0 => Ok(Some(RegistryOp {
             table: Table::Meta,
@@ -240,12 +236,9 @@ pub(crate) fn check_format(
     }
 }
 
-/// Bytes in `ops`' values.
-pub(crate) fn op_bytes(ops: &[RegistryOp]) -> usize {
+/// Bytes in `ops`' keys and values.
+pub fn op_bytes(ops: &[RegistryOp]) -> usize {
     ops.iter()
         .map(|o| o.key.len() + o.value.as_ref().map_or(0, Vec::len))
         .sum()
 }
-
-#[cfg(test)]
-mod tests;

@@ -73,3 +73,31 @@ impl Registry for MemoryRegistry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::conformance::suite;
+    use super::super::{Registry, RegistryOp, Table};
+    use super::MemoryRegistry;
+
+    #[test]
+    fn memory_backend_passes_the_suite() {
+        let shared = MemoryRegistry::new();
+        suite(|| Box::new(shared.clone()));
+    }
+
+    #[test]
+    fn injected_failures_write_nothing() {
+        let mut r = MemoryRegistry::new();
+        r.load().expect("load");
+        r.fail_writes(true);
+        let op = RegistryOp {
+            table: Table::Agents,
+            key: "a".into(),
+            value: Some(b"x".to_vec()),
+        };
+        assert!(r.commit(&[op]).is_err());
+        r.fail_writes(false);
+        assert!(r.contents().get(Table::Agents, "a").is_none());
+    }
+}
