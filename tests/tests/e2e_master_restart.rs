@@ -1,5 +1,6 @@
 //! End to end with the real binary (issue 16): a master with its redb registry, two agents, an
-//! SDK framework with long tasks, a weight, a quota and a dynamic reservation; the master is
+//! SDK framework with long tasks, a weight, a quota, a dynamic reservation and a persistent
+//! volume; the master is
 //! killed with SIGKILL under load and started again on the same work dir. Everything is still
 //! there, every task keeps running exactly once (no LOST, no relaunch), the framework keeps
 //! its id and gets offers again.
@@ -36,7 +37,9 @@ async fn launch_all(driver: &Driver, events: &mut EventStream) -> Result<()> {
             Some(Event::Offers(o)) => {
                 for offer in o.offers {
                     let free = Resources::from_proto(&offer.resources)?.unreserved();
-                    let n = ((free.cpus_milli() / 30) as usize).min(TASKS - launched);
+                    // Offers may be chopped (a quota is set): count cpus and memory.
+                    let fit = (free.cpus_milli() / 30).min(free.mem_milli() / 8_000);
+                    let n = (fit.max(0) as usize).min(TASKS - launched);
                     let tasks: Vec<_> = (launched..launched + n)
                         .map(|i| {
                             let id = format!("long-{i}");
@@ -72,6 +75,68 @@ async fn launch_all(driver: &Driver, events: &mut EventStream) -> Result<()> {
     }
     driver.suppress().await?;
     Ok(())
+}
+
+/// A framework in role `web` turns the reserved disk into a persistent volume `vol1`, then
+/// declines (in a background task, until the test ends) every offer it gets, so it never sits
+/// on resources; the task reports each re-subscription on the returned channel.
+async fn create_volume(
+    master: &str,
+) -> Result<(Driver, tokio::sync::mpsc::UnboundedReceiver<String>)> {
+    let info = v1::FrameworkInfo {
+        name: "volume-maker".into(),
+        roles: vec!["web".into()],
+        failover_timeout: 3600.0,
+        ..Default::default()
+    };
+    let (driver, mut events) = Driver::subscribe(DriverConfig::new(master, info)).await?;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let DriverEvent::Event(e) = next(&mut events, deadline).await? else {
+            bail!("disconnected while creating the volume");
+        };
+        let Some(Event::Offers(o)) = e.event else {
+            continue;
+        };
+        let (mine, others): (Vec<_>, Vec<_>) = o.offers.into_iter().partition(|o| {
+            Resources::from_proto(&o.resources)
+                .is_ok_and(|r| r.to_string().contains("disk(web,dynamic=ops):100"))
+        });
+        for other in others {
+            driver.decline(vec![other.id], None).await?;
+        }
+        let Some(offer) = mine.into_iter().next() else {
+            continue;
+        };
+        let volume = Resources::parse("disk(web,dynamic=ops)[vol1:data]:100")?;
+        let create = v1::Operation {
+            op: Some(v1::operation::Op::Create(v1::CreateVolume {
+                volumes: volume.to_proto(),
+            })),
+        };
+        driver.accept(vec![offer.id], vec![create], None).await?;
+        driver.suppress().await?;
+        break;
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let d = driver.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            match ev {
+                DriverEvent::Event(v1::Event {
+                    event: Some(Event::Offers(o)),
+                }) => {
+                    let ids = o.offers.into_iter().map(|o| o.id).collect();
+                    let _ = d.decline(ids, None).await;
+                }
+                DriverEvent::Resubscribed { framework_id } => {
+                    let _ = tx.send(framework_id);
+                }
+                _ => {}
+            }
+        }
+    });
+    Ok((driver, rx))
 }
 
 fn sleepers() -> usize {
@@ -135,6 +200,19 @@ async fn scenario() -> Result<()> {
         failover_timeout: 3600.0,
         ..Default::default()
     };
+    let (volume_maker, mut maker_events) = create_volume(&m).await?;
+    wait_for("the volume in the agent's total", LIMIT, || {
+        let s = state_json(&m).ok()?;
+        s["agents"]
+            .as_array()?
+            .iter()
+            .any(|a| {
+                a["total"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("[vol1:data]"))
+            })
+            .then_some(())
+    })?;
     let (driver, mut events) = Driver::subscribe(DriverConfig::new(m.as_str(), info)).await?;
     let framework_id = driver.framework_id();
     launch_all(&driver, &mut events).await?;
@@ -200,8 +278,8 @@ async fn scenario() -> Result<()> {
     assert!(
         a["total"]
             .as_str()
-            .is_some_and(|t| t.contains("cpus(web,dynamic=ops):1")),
-        "reservation kept: {a}"
+            .is_some_and(|t| t.contains("cpus(web,dynamic=ops):1") && t.contains("[vol1:data]")),
+        "reservation and volume kept: {a}"
     );
     // The reserved agent checkpointed the reservation (WORK_DIR/resources.pb).
     let checkpointed = (0..2)
@@ -236,6 +314,11 @@ async fn scenario() -> Result<()> {
         }
     }
     driver.teardown().await?;
+    // The volume's framework re-subscribed too (its driver follows the restarted master).
+    tokio::time::timeout(LIMIT, maker_events.recv())
+        .await
+        .context("the volume's framework never re-subscribed")?;
+    volume_maker.teardown().await?;
     wait_for("tasks killed after teardown", LIMIT, || {
         (sleepers() == 0).then_some(())
     })?;
