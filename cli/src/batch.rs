@@ -82,6 +82,7 @@ pub async fn run(
             crate::output::text(&summary.to_string());
             anyhow::bail!("batch cancelled")
         }
+        Err(BatchError::NeverFits(why)) => anyhow::bail!("{why}"),
         Err(BatchError::Aborted { reason, summary }) => {
             crate::output::text(&summary.to_string());
             anyhow::bail!("batch aborted: {reason}")

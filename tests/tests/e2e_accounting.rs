@@ -141,3 +141,36 @@ fn drain_then_reactivate_runs_tasks_again() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_task_larger_than_every_agent_fails_fast_naming_the_largest() -> Result<()> {
+    let cluster = Cluster::start(2, "cpus:1;mem:512", &["--allocation-interval", "100ms"])?;
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "run",
+        "--master",
+        &cluster.master,
+        "--tasks",
+        "3",
+        "--cpus",
+        "2",
+        "--mem",
+        "32",
+        "--cmd",
+        "true",
+    ])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must fail: {stderr}");
+    assert!(
+        stderr.contains("no agent can ever hold a task of cpus:2;mem:32")
+            && stderr.contains("the largest agent has cpus:1"),
+        "{stderr}"
+    );
+    // Failing fast: the check runs at once (a generous bound for a loaded CI machine).
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //! every task is launched, acknowledges every status update, and tears the framework down when
 //! every task reached a terminal state. Used by `proffer run` and `proffer local`.
 
+mod feasible;
 mod packing;
 mod summary;
 
@@ -158,6 +159,10 @@ pub enum BatchError {
         /// Counts so far.
         summary: Box<BatchSummary>,
     },
+    /// No agent could ever hold one task (the message names what was asked, the resource and
+    /// the largest agent); the framework was torn down.
+    #[error("{0}")]
+    NeverFits(String),
     /// The master ended the event stream (ERROR event or disconnect without re-subscription).
     #[error("batch aborted: {reason}")]
     Aborted {
@@ -203,6 +208,7 @@ pub async fn run_batch(
         r = Driver::subscribe(config) => r?,
     };
     let mut run = Run::new(spec, shape, driver, progress, start);
+    run.master = master.to_string();
     run.drive(events, cancel).await
 }
 
@@ -213,6 +219,9 @@ enum Slot {
     Launched,
     Done,
 }
+
+/// How often, until a fitting agent is seen, the batch checks that one could exist.
+const FEASIBILITY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often launched tasks are reconciled.
 const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
@@ -229,6 +238,10 @@ struct Run<P> {
     index: HashMap<String, usize>,
     pending: VecDeque<usize>,
     suppressed: bool,
+    /// The master's address (to ask whether any agent could hold a task at all).
+    master: String,
+    /// Set once some agent was seen that could hold a task.
+    fits: bool,
 }
 
 impl<P: FnMut(&BatchProgress)> Run<P> {
@@ -250,6 +263,8 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             progress,
             start,
             suppressed: false,
+            master: String::new(),
+            fits: false,
         }
     }
 
@@ -264,6 +279,10 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         reconcile.tick().await;
+        // Whether any agent could ever hold a task: asked now, and every few seconds until an
+        // agent that could is seen (agents may still be joining).
+        let mut feasibility = tokio::time::interval(FEASIBILITY_EVERY);
+        feasibility.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let event = tokio::select! {
                 _ = cancel.cancelled() => {
@@ -272,6 +291,13 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 }
                 _ = reconcile.tick(), if last_disconnect.is_none() => {
                     self.reconcile_launched().await;
+                    continue;
+                }
+                _ = feasibility.tick(), if !self.fits && !self.master.is_empty() => {
+                    if let Some(reason) = self.never_fits().await {
+                        self.teardown().await;
+                        return Err(BatchError::NeverFits(reason));
+                    }
                     continue;
                 }
                 e = events.next() => e,
@@ -328,6 +354,18 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             }
         }
         self.reconcile_launched().await;
+    }
+
+    /// `Some(why)` if no agent could ever hold one task; remembers when one could.
+    async fn never_fits(&mut self) -> Option<String> {
+        match feasible::check(&self.master, &self.shape).await {
+            Some(feasible::Feasibility::Never(why)) => Some(why),
+            Some(feasible::Feasibility::Fits) => {
+                self.fits = true;
+                None
+            }
+            _ => None,
+        }
     }
 
     /// Asks the master about every launched task that has not ended (explicitly, so a task the

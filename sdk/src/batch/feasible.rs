@@ -1,0 +1,167 @@
+//! Whether any agent could ever hold one task of a batch: a task larger than every agent would
+//! otherwise wait forever for an offer that cannot come. Asked of the master's operator API
+//! (`GetState`: every agent's total, reserved or not, whether it is connected or away).
+
+use proffer_proto::resources::UNRESERVED;
+use proffer_proto::v1::operator_client::OperatorClient;
+use proffer_proto::{Resources, v1};
+
+use super::packing::TaskShape;
+
+/// What the cluster's agents say about a task's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Feasibility {
+    /// Some agent has room for a task (when nothing else runs there).
+    Fits,
+    /// No agent is known yet: nothing can be said.
+    NoAgents,
+    /// No agent could ever hold one: what was asked, which resource, the largest agent.
+    Never(String),
+}
+
+/// The resources of `total` usable by `role`: unreserved, and reserved for the role or one of
+/// its ancestors.
+fn usable(total: &Resources, role: &str) -> Resources {
+    total.filtered(|k| {
+        k.role == UNRESERVED
+            || (role != UNRESERVED
+                && (k.role == role
+                    || role
+                        .strip_prefix(k.role.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))))
+    })
+}
+
+/// Judges `shape` (in its role) against the agents of a state snapshot.
+pub(crate) fn judge(agents: &[v1::AgentSummary], shape: &TaskShape) -> Feasibility {
+    let role = shape.role.as_str();
+    let totals: Vec<(String, Resources)> = agents
+        .iter()
+        .filter(|a| a.state != "gone")
+        .filter_map(|a| {
+            let t = Resources::parse(&a.total).ok()?;
+            Some((format!("{} ({})", a.id, a.hostname), usable(&t, role)))
+        })
+        .collect();
+    if totals.is_empty() {
+        return Feasibility::NoAgents;
+    }
+    let fits =
+        |r: &Resources| r.cpus_milli() >= shape.cpus_milli && r.mem_milli() >= shape.mem_milli;
+    if totals.iter().any(|(_, r)| fits(r)) {
+        return Feasibility::Fits;
+    }
+    let asked = format!(
+        "cpus:{};mem:{}",
+        proffer_proto::resources::format_milli(shape.cpus_milli),
+        proffer_proto::resources::format_milli(shape.mem_milli)
+    );
+    let most = |f: fn(&Resources) -> i64| {
+        totals
+            .iter()
+            .max_by_key(|(_, r)| f(r))
+            .map(|(name, r)| (f(r), name.clone()))
+            .unwrap_or_default()
+    };
+    let (cpus, cpus_agent) = most(Resources::cpus_milli);
+    let (mem, mem_agent) = most(Resources::mem_milli);
+    let reason = if cpus < shape.cpus_milli {
+        format!(
+            "the largest agent has cpus:{} ({cpus_agent})",
+            proffer_proto::resources::format_milli(cpus)
+        )
+    } else if mem < shape.mem_milli {
+        format!(
+            "the largest agent has mem:{} MB ({mem_agent})",
+            proffer_proto::resources::format_milli(mem)
+        )
+    } else {
+        format!(
+            "no agent has both (most cpus: {} on {cpus_agent}; most mem: {} MB on {mem_agent})",
+            proffer_proto::resources::format_milli(cpus),
+            proffer_proto::resources::format_milli(mem)
+        )
+    };
+    Feasibility::Never(format!(
+        "no agent can ever hold a task of {asked} in role `{role}` ({} agents): {reason}",
+        totals.len()
+    ))
+}
+
+/// Asks the master at `master` (`HOST:PORT`) for its agents and judges `shape` against them.
+/// `None` when the master's operator API cannot be asked (nothing is concluded then).
+pub(crate) async fn check(master: &str, shape: &TaskShape) -> Option<Feasibility> {
+    let url = if master.contains("://") {
+        master.to_string()
+    } else {
+        format!("http://{master}")
+    };
+    let mut client = OperatorClient::connect(url).await.ok()?;
+    let state = client
+        .get_state(v1::GetStateRequest {})
+        .await
+        .ok()?
+        .into_inner();
+    Some(judge(&state.agents, shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, total: &str) -> v1::AgentSummary {
+        v1::AgentSummary {
+            id: id.into(),
+            hostname: "h".into(),
+            total: total.into(),
+            state: "active".into(),
+            ..Default::default()
+        }
+    }
+
+    fn shape(cpus: i64, mem: i64, role: &str) -> TaskShape {
+        TaskShape {
+            cpus_milli: cpus,
+            mem_milli: mem,
+            role: role.into(),
+        }
+    }
+
+    #[test]
+    fn judges_task_sizes_against_the_agents() {
+        let agents = vec![
+            agent("a1", "cpus:1;mem:4096"),
+            agent("a2", "cpus:4;mem:512;cpus(web):4"),
+        ];
+        assert_eq!(
+            judge(&[], &shape(1_000, 32_000, "*")),
+            Feasibility::NoAgents
+        );
+        assert_eq!(
+            judge(&agents, &shape(1_000, 32_000, "*")),
+            Feasibility::Fits
+        );
+        let never = |s: &TaskShape| match judge(&agents, s) {
+            Feasibility::Never(m) => m,
+            other => panic!("{other:?}"),
+        };
+        let m = never(&shape(5_000, 32_000, "*"));
+        assert!(
+            m.contains("cpus:5") && m.contains("largest agent has cpus:4 (a2"),
+            "{m}"
+        );
+        // Reserved cpus count for their role (and its children), not for `*`.
+        assert_eq!(
+            judge(&agents, &shape(5_000, 32_000, "web")),
+            Feasibility::Fits
+        );
+        assert_eq!(
+            judge(&agents, &shape(5_000, 32_000, "web/api")),
+            Feasibility::Fits
+        );
+        let m = never(&shape(1_000, 8_192_000, "*"));
+        assert!(m.contains("largest agent has mem:4096 MB (a1"), "{m}");
+        let m = never(&shape(2_000, 1_024_000, "*"));
+        assert!(m.contains("no agent has both"), "{m}");
+    }
+}
