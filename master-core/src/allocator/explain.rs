@@ -16,7 +16,8 @@ impl Allocator {
         let Some(f) = self.fw(slot) else {
             return Vec::new();
         };
-        let mut out = Vec::new();
+        // First, in one line: a minimum offer no agent could ever meet.
+        let mut out: Vec<String> = self.impossible_minimums(f).into_iter().collect();
         let share = Scalars::of(&f.allocated).dominant_share(self.total_s);
         out.push(format!(
             "holds {} (dominant share {:.3})",
@@ -99,6 +100,16 @@ impl Allocator {
             n.subtree.dominant_share(self.total_s) / n.weight,
             n.weight
         )];
+        if n.quota.is_some() && !self.total_s.covers(&n.guarantees) {
+            out.insert(
+                0,
+                format!(
+                    "its quota guarantees {} exceed the whole cluster ({}): they can never be met",
+                    n.guarantees.to_resources(),
+                    self.total_s.to_resources()
+                ),
+            );
+        }
         if n.frameworks.is_empty() && n.child_names.is_empty() {
             out.push("no framework is subscribed to this role".into());
         }
@@ -187,5 +198,49 @@ impl Allocator {
             ));
         }
         out
+    }
+}
+
+impl Allocator {
+    /// A line saying that no agent in the cluster could ever meet `f`'s minimum offer in one
+    /// of its roles (naming the role, the minimum and the largest agent), if so.
+    fn impossible_minimums(&self, f: &super::state::FwEntry) -> Option<String> {
+        let agents: Vec<&super::state::AgentEntry> = self.agents.iter().flatten().collect();
+        if agents.is_empty() {
+            return None;
+        }
+        for (role, alts) in &f.min_offer {
+            if alts.is_empty() {
+                continue;
+            }
+            let name = self.roles.nodes[*role].name.as_str();
+            let usable = |a: &super::state::AgentEntry| {
+                Scalars::of(&a.total.filtered(|k| {
+                    k.role == proffer_proto::resources::UNRESERVED
+                        || k.role == name
+                        || name
+                            .strip_prefix(k.role.as_str())
+                            .is_some_and(|rest| rest.starts_with('/'))
+                }))
+            };
+            if agents
+                .iter()
+                .any(|a| alts.iter().any(|m| usable(a).covers(m)))
+            {
+                continue;
+            }
+            let largest = agents
+                .iter()
+                .map(|a| (usable(a), a.id.as_str()))
+                .max_by_key(|(s, _)| (s.0[0], s.0[1]))
+                .map(|(s, id)| format!("{} ({id})", s.to_resources()))
+                .unwrap_or_default();
+            let wanted: Vec<String> = alts.iter().map(|m| m.to_resources().to_string()).collect();
+            return Some(format!(
+                "no agent can ever meet its minimum offer in role `{name}` ({}): the largest agent has {largest}",
+                wanted.join(" or ")
+            ));
+        }
+        None
     }
 }

@@ -591,3 +591,32 @@ fn a_too_small_mark_lasts_only_until_the_agent_frees_more() {
     assert_eq!(later.len(), 1, "{later:?}");
     assert_eq!(later[0].framework_id, "big");
 }
+
+#[test]
+fn why_says_first_when_no_agent_could_ever_meet_a_minimum_or_a_quota() {
+    let mut a = Allocator::new(1);
+    a.add_framework("huge", &roles("*"), true);
+    a.set_min_offers("huge", &[("*".into(), vec![r("cpus:8;mem:64")])]);
+    a.add_agent("a1", r("cpus:4;mem:4096"), &[]);
+    a.add_agent("a2", r("cpus:2;cpus(web):4;mem:4096"), &[]);
+    let why = a.explain_framework("huge", Timestamp(0));
+    assert!(
+        why[0].starts_with("no agent can ever meet its minimum offer in role `*` (cpus:8;mem:64)")
+            && why[0].contains("the largest agent has cpus:4;mem:4096 (a1)"),
+        "{why:?}"
+    );
+    // Within reach: no such line.
+    a.set_min_offers("huge", &[("*".into(), vec![r("cpus:4")])]);
+    assert!(!a.explain_framework("huge", Timestamp(0))[0].starts_with("no agent"));
+    // A quota larger than the whole cluster.
+    let q = Quota {
+        guarantees: r("cpus:20"),
+        limits: None,
+    };
+    a.set_quota("big", q).expect("quota");
+    let why = a.explain_role("big", Timestamp(0));
+    assert!(
+        why[0].contains("exceed the whole cluster") && why[0].contains("can never be met"),
+        "{why:?}"
+    );
+}
