@@ -135,10 +135,26 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error for people: a segment repeated by nested errors said once (`tcp connect error: tcp
+/// connect error: …`), and a hint when nothing answers at the master's address.
+fn error_text(raw: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in raw.split(": ") {
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+    }
+    let mut text = parts.join(": ");
+    if text.contains("Connection refused") && text.contains("master") {
+        text.push_str("\n  hint: is `proffer local` or `proffer master` running there? (--master HOST:PORT, env PROFFER_MASTER)");
+    }
+    text
 }
 
 /// Runs a command; `Ok(false)` means it ran but did not succeed (e.g. tasks failed).
@@ -271,5 +287,21 @@ mod tests {
     fn run_requires_a_command() {
         assert!(Cli::try_parse_from(["proffer", "run", "--tasks", "3"]).is_err());
         assert!(Cli::try_parse_from(["proffer", "run", "--tasks", "3", "--cmd", "true"]).is_ok());
+    }
+
+    #[test]
+    fn errors_say_each_part_once_with_a_hint() {
+        let t = error_text(
+            "cannot connect to the master at http://127.0.0.1:1: transport error: tcp connect error: tcp connect error: Connection refused (os error 111)",
+        );
+        assert!(
+            t.starts_with("cannot connect to the master at http://127.0.0.1:1: transport error: tcp connect error: Connection refused"),
+            "{t}"
+        );
+        assert!(
+            t.contains("hint: is `proffer local` or `proffer master` running"),
+            "{t}"
+        );
+        assert_eq!(error_text("invalid --cpus -1"), "invalid --cpus -1");
     }
 }

@@ -257,6 +257,10 @@ impl Proffer {
             .await?
             .agents
             .iter()
+            // An agent that was stopped is unreachable: its reservations stay in the master's
+            // registry (nobody can unreserve them until it returns, or an operator marks it
+            // gone), as in Mesos. Only reachable agents must be clean.
+            .filter(|a| a.state != "unreachable")
             .filter(|a| a.total.contains(&needle))
             .map(|a| {
                 let mine: Vec<&str> = a.total.split(';').filter(|r| r.contains(&needle)).collect();
