@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use proffer_agent::{AgentConfig, ExecutorLauncher, IsolationMode};
 use proffer_master::core::MasterConfig;
-use proffer_master::server::{ServerConfig, serve};
+use proffer_master::registry::{MemoryRegistry, Registry};
+use proffer_master::server::{ServerConfig, serve_with_registry};
 use proffer_proto::{Resources, v1};
 use proffer_sdk::service::core::CoreConfig;
 use proffer_sdk::service::http::request;
@@ -26,20 +27,47 @@ const WAIT: Duration = Duration::from_secs(60);
 struct Cluster {
     addr: String,
     cancel: CancellationToken,
+    /// Stops the master alone (a child of `cancel`).
+    server_cancel: CancellationToken,
+    /// The master's registry, if it persists (and so can be restarted).
+    registry: Option<MemoryRegistry>,
     server: JoinHandle<Result<(), proffer_master::server::ServerError>>,
     agents: Vec<JoinHandle<Result<(), proffer_agent::AgentError>>>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
+fn master_config() -> ServerConfig {
+    ServerConfig::new(MasterConfig {
+        allocation_interval_ms: 100,
+        ..MasterConfig::default()
+    })
+}
+
+/// Serves the master on `listener`, persisting to `registry` if given.
+fn spawn_master(
+    listener: TcpListener,
+    registry: Option<&MemoryRegistry>,
+    cancel: CancellationToken,
+) -> JoinHandle<Result<(), proffer_master::server::ServerError>> {
+    let registry = registry.map(|r| Box::new(r.clone()) as Box<dyn Registry>);
+    tokio::spawn(serve_with_registry(
+        listener,
+        master_config(),
+        registry,
+        cancel,
+    ))
+}
+
 async fn cluster(agents: usize) -> Result<Cluster> {
+    cluster_with(agents, None).await
+}
+
+async fn cluster_with(agents: usize, registry: Option<MemoryRegistry>) -> Result<Cluster> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     let cancel = CancellationToken::new();
-    let master = MasterConfig {
-        allocation_interval_ms: 100,
-        ..MasterConfig::default()
-    };
-    let server = tokio::spawn(serve(listener, ServerConfig::new(master), cancel.clone()));
+    let server_cancel = cancel.child_token();
+    let server = spawn_master(listener, registry.as_ref(), server_cancel.clone());
     let mut dirs = Vec::new();
     let mut handles = Vec::new();
     // Agents share this host, so each offers its own port range; so do the clusters of tests
@@ -69,6 +97,8 @@ async fn cluster(agents: usize) -> Result<Cluster> {
     Ok(Cluster {
         addr,
         cancel,
+        server_cancel,
+        registry,
         server,
         agents: handles,
         _dirs: dirs,
@@ -76,6 +106,19 @@ async fn cluster(agents: usize) -> Result<Cluster> {
 }
 
 impl Cluster {
+    /// Stops the master and starts it again on the same address and registry.
+    async fn restart_master(&mut self) -> Result<()> {
+        self.server_cancel.cancel();
+        let old = std::mem::replace(&mut self.server, tokio::spawn(async { Ok(()) }));
+        tokio::time::timeout(Duration::from_secs(30), old)
+            .await
+            .context("master did not stop")???;
+        let listener = TcpListener::bind(self.addr.as_str()).await?;
+        self.server_cancel = self.cancel.child_token();
+        self.server = spawn_master(listener, self.registry.as_ref(), self.server_cancel.clone());
+        Ok(())
+    }
+
     async fn state(&self) -> Result<v1::StateSnapshot> {
         let mut c =
             v1::operator_client::OperatorClient::connect(format!("http://{}", self.addr)).await?;
@@ -409,6 +452,56 @@ async fn hello_world(c: &Cluster) -> Result<()> {
     .await?;
     let store = proffer_sdk::service::store::StateStore::open(state.path())?;
     assert!(store.tasks()?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_carries_on_across_a_master_restart() -> Result<()> {
+    if which("python3").is_none() {
+        println!("skipped: python3 is not on PATH");
+        return Ok(());
+    }
+    let mut c = cluster_with(2, Some(MemoryRegistry::new())).await?;
+    let r = across_restart(&mut c).await;
+    c.stop().await?;
+    r
+}
+
+/// hello-world deployed, the master restarted from its registry: the same tasks keep running
+/// and serving, none is relaunched, the scheduler is subscribed again with its id.
+async fn across_restart(c: &mut Cluster) -> Result<()> {
+    let state = tempfile::tempdir()?;
+    let text = example("hello-world")?;
+    let spec = ServiceSpec::parse(&text, &opts(&[("WEB_COUNT", "2")]))?;
+    let s = start_scheduler(&c.addr, state.path(), spec, BTreeMap::new()).await?;
+    s.wait_complete("deploy").await?;
+    let before = c.tasks_of("hello-world").await?;
+    assert_eq!(before.len(), 2, "{before:?}");
+    let framework = c.state().await?.frameworks[0].id.clone();
+    c.restart_master().await?;
+    wait_for("agents back and the scheduler subscribed", || async {
+        let st = c.state().await?;
+        Ok(st.agents.len() == 2
+            && st.agents.iter().all(|a| a.state == "active")
+            && st
+                .frameworks
+                .iter()
+                .any(|f| f.id == framework && f.connected))
+    })
+    .await?;
+    // Every task is known again, running, with its id: nothing was relaunched.
+    wait_for("the tasks known again", || async {
+        Ok(c.tasks_of("hello-world").await? == before)
+    })
+    .await?;
+    for (name, port, _) in web_ports(&s) {
+        let pod = name.trim_end_matches("-server");
+        assert_eq!(fetch(port).await?.trim(), format!("hello from {pod}"));
+    }
+    assert_eq!(s.plan_status("deploy"), Some(RollupStatus::Complete));
+    let st = c.state().await?;
+    assert_eq!(st.registry.map(|r| r.recoveries), Some(2));
+    s.stop().await?;
     Ok(())
 }
 
