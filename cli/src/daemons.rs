@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use proffer_agent::{AgentConfig, IsolationMode};
 use proffer_master::core::MasterConfig;
-use proffer_master::registry::RedbRegistry;
+use proffer_master::registry::{EtcdRegistry, RedbRegistry, Registry};
 use proffer_master::server::{ServerConfig, serve_with_registry};
 use proffer_proto::Resources;
 use proffer_sdk::BatchSpec;
@@ -36,6 +36,17 @@ pub struct MasterArgs {
     /// Seed for ids and random choices (default: random).
     #[arg(long, env = "PROFFER_SEED")]
     seed: Option<u64>,
+    /// The registry: `redb` (a file in --work-dir) or `etcd://HOST:PORT[,HOST:PORT…]` (an etcd
+    /// v3 cluster; one master at a time per prefix until leader election lands).
+    #[arg(long, env = "PROFFER_REGISTRY", default_value = "redb")]
+    registry: String,
+    /// Key prefix of the records in etcd.
+    #[arg(
+        long,
+        env = "PROFFER_REGISTRY_PREFIX",
+        default_value = "/proffer/default"
+    )]
+    registry_prefix: String,
     /// Where the master keeps its registry (`registry.redb`): agents, frameworks, weights,
     /// quotas, reservations, maintenance. A master started again on the same directory
     /// recovers all of it.
@@ -107,15 +118,42 @@ pub async fn master(args: MasterArgs, cancel: CancellationToken) -> anyhow::Resu
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let registry = open_registry(&args)?;
+    serve_with_registry(listener, config, Some(registry), cancel)
+        .await
+        .context("master server")
+}
+
+/// The registry `--registry` names: `redb` (in `--work-dir`) or `etcd://HOST:PORT,…`.
+fn open_registry(args: &MasterArgs) -> anyhow::Result<Box<dyn Registry>> {
+    if let Some(list) = args.registry.strip_prefix("etcd://") {
+        let endpoints: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| format!("http://{e}"))
+            .collect();
+        anyhow::ensure!(
+            !endpoints.is_empty(),
+            "--registry etcd:// needs at least one HOST:PORT, e.g. etcd://127.0.0.1:2379"
+        );
+        return Ok(Box::new(EtcdRegistry::new(
+            endpoints,
+            &args.registry_prefix,
+        )?));
+    }
+    anyhow::ensure!(
+        args.registry == "redb",
+        "--registry `{}`: expected `redb` or `etcd://HOST:PORT[,HOST:PORT…]`",
+        args.registry
+    );
     let registry = RedbRegistry::open(&args.work_dir).with_context(|| {
         format!(
             "cannot open the master's registry in --work-dir {}",
             args.work_dir.display()
         )
     })?;
-    serve_with_registry(listener, config, Some(Box::new(registry)), cancel)
-        .await
-        .context("master server")
+    Ok(Box::new(registry))
 }
 
 /// Flags of `proffer agent`.

@@ -11,10 +11,12 @@ pub use proffer_master_core::{allocator, core};
 
 pub mod registry {
     //! Where the master's records survive restarts: the trait, the records and the in-memory
-    //! backend from `proffer-master-core`, and the embedded redb backend.
+    //! backend from `proffer-master-core`, the embedded redb backend and the etcd backend.
     pub use proffer_master_core::registry::*;
 
+    mod etcd_store;
     mod redb_store;
+    pub use etcd_store::EtcdRegistry;
     pub use redb_store::{FILE_NAME, RedbRegistry};
 }
 

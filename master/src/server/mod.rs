@@ -99,7 +99,7 @@ pub enum ServerError {
     ZeroTick,
     /// The registry cannot be read or recovered from: the master refuses to start rather than
     /// start empty.
-    #[error("cannot recover the master from its registry: {0}")]
+    #[error("cannot recover the master from its registry")]
     Registry(#[from] crate::registry::RegistryError),
     /// The registry writer thread could not be started.
     #[error("cannot start the registry writer: {0}")]
@@ -144,19 +144,22 @@ pub async fn serve_with_registry(
     let (master, persist, registry_status) = match registry {
         None => (Master::new(config.master, config.seed), None, None),
         Some(mut reg) => {
-            let (reg, stored) = tokio::task::spawn_blocking(move || {
-                let stored = reg.load();
-                (reg, stored)
+            // Loaded and recovered on a blocking thread (a networked backend blocks on its
+            // client); on error the backend is dropped there too (it may own a runtime).
+            let master_config = config.master.clone();
+            let seed = config.seed;
+            let (reg, stored, master) = tokio::task::spawn_blocking(move || {
+                let stored = reg.load()?;
+                let master = Master::recover(
+                    master_config,
+                    seed,
+                    &stored,
+                    crate::core::Timestamp(start_ms),
+                )?;
+                Ok::<_, crate::registry::RegistryError>((reg, stored, master))
             })
             .await
-            .map_err(|e| ServerError::Writer(std::io::Error::other(e.to_string())))?;
-            let stored = stored?;
-            let master = Master::recover(
-                config.master,
-                config.seed,
-                &stored,
-                crate::core::Timestamp(start_ms),
-            )?;
+            .map_err(|e| ServerError::Writer(std::io::Error::other(e.to_string())))??;
             let status = std::sync::Arc::new(registry_writer::RegistryStatus::new(
                 reg.info(),
                 master.recoveries(),

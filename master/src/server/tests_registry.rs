@@ -108,6 +108,7 @@ async fn a_registry_from_a_newer_version_refuses_to_start() -> anyhow::Result<()
     }])?;
     let server = TestServer::start_with_registry(Box::new(registry)).await?;
     let err = server.join().await.expect_err("must refuse to start");
-    assert!(err.to_string().contains("format version 7"), "{err}");
+    let text = format!("{:#}", anyhow::Error::from(err));
+    assert!(text.contains("format version 7"), "{text}");
     Ok(())
 }
