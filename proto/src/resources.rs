@@ -761,6 +761,18 @@ impl Resources {
         self.filtered(|k| k.role == role)
     }
 
+    /// The entries a framework in `role` may be offered: unreserved ones, and those reserved
+    /// for `role` or one of its ancestors (`eng` reservations serve `eng/ml`).
+    pub fn usable_by(&self, role: &str) -> Resources {
+        self.filtered(|k| {
+            k.role == UNRESERVED
+                || k.role == role
+                || role
+                    .strip_prefix(k.role.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
     /// The largest share `self[r] / total[r]` over scalar resources present in `total`.
     pub fn dominant_share(&self, total: &Resources) -> f64 {
         let mut best = 0.0f64;

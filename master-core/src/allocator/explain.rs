@@ -214,15 +214,7 @@ impl Allocator {
                 continue;
             }
             let name = self.roles.nodes[*role].name.as_str();
-            let usable = |a: &super::state::AgentEntry| {
-                Scalars::of(&a.total.filtered(|k| {
-                    k.role == proffer_proto::resources::UNRESERVED
-                        || k.role == name
-                        || name
-                            .strip_prefix(k.role.as_str())
-                            .is_some_and(|rest| rest.starts_with('/'))
-                }))
-            };
+            let usable = |a: &super::state::AgentEntry| Scalars::of(&a.total.usable_by(name));
             if agents
                 .iter()
                 .any(|a| alts.iter().any(|m| usable(a).covers(m)))

@@ -87,41 +87,12 @@ impl Master {
             })?;
         let reregister = tasks.is_some();
         let tasks = tasks.unwrap_or_default();
-        if reregister {
-            validate::id("agent_info.id", &info.id)?;
-            if self.removed_agents.contains(&info.id) {
-                // Mesos: a removed agent must shut down its tasks and come back as a new agent.
-                tracing::warn!(agent_id = %info.id, "removed agent tried to re-register; shutting it down");
-                self.send_conn(
-                    conn,
-                    Msg::Shutdown(v1::ShutdownAgent {
-                        reason: format!(
-                            "agent `{}` was removed by the master; register afresh",
-                            info.id
-                        ),
-                    }),
-                );
-                return Ok(());
-            }
-            if let Some(existing) = self.agents.get(&info.id) {
-                let claimant = format!("{}:{}", info.hostname, info.port);
-                if existing.conn.is_some_and(|c| c != conn) && existing.address() != claimant {
-                    return Err(MasterError::AgentIdConflict {
-                        agent_id: info.id.clone(),
-                        owner: existing.address(),
-                        claimant,
-                    });
-                }
-            }
-        } else {
-            self.counters.agents += 1;
-            info.id = format!("{}-S{}", self.master_id, self.counters.agents);
-            self.replaced_at_address(now, &info);
+        if !self.admit(now, conn, &mut info, reregister)? {
+            return Ok(());
         }
         let agent_id = info.id.clone();
-        // Agents do not checkpoint what RESERVE/CREATE did: re-apply the master's view of the
-        // dynamic reservations and volumes to what the agent reports (after a restart of the
-        // master, its view is the registry's).
+        // What the master knew of an agent away before it came back: after a master restart
+        // (recovering), or after its ping timeout (unreachable).
         let recovered = if reregister {
             self.recovering.swap_remove(&agent_id)
         } else {
@@ -137,26 +108,12 @@ impl Master {
             .as_ref()
             .map(|r| (&r.total, r.record.draining))
             .or(returning.as_ref().map(|r| (&r.total, r.record.draining)));
-        // The master's view of the operations (RESERVE, CREATE, …) wins over what the agent
-        // checkpointed (the master persists before it tells the agent, so it is never older):
-        // it is re-applied to the agent's configured resources. A volume the agent still has
-        // that the master destroyed meanwhile is destroyed on the agent.
-        let reported = total;
-        let known = match (self.agents.get(&agent_id), stored) {
+        let known_total = match (self.agents.get(&agent_id), stored) {
             (Some(k), _) if reregister => Some(&k.total),
             (None, Some((t, _))) => Some(t),
             _ => None,
         };
-        let total = match known {
-            Some(k) => reported.without_operations().with_operations_of(k),
-            None => reported.clone(),
-        };
-        let kept = total.volume_ids();
-        let missed_destroys: Vec<String> = reported
-            .volume_ids()
-            .into_iter()
-            .filter(|id| !kept.contains(id))
-            .collect();
+        let (total, missed_destroys) = registered_total(total, known_total);
         // Offers on an agent that re-registers are rescinded: its resources are recounted below.
         self.rescind_offers_on(&agent_id);
         // Replace a stale session of the same agent.
@@ -207,40 +164,17 @@ impl Master {
                 "task was not reported by the agent on re-registration",
             );
         }
-        // Tasks the agent runs that the master did not know (e.g. after a master restart); on
-        // an agent that was unreachable, tasks of partition-aware frameworks run again and
-        // the others' (they were told LOST) are killed.
-        let mut kills = Vec::new();
-        for t in tasks {
-            // Already killed on an earlier return (its framework heard LOST): never adopted,
-            // killed again if it still runs.
-            if let Some(info) = &t.task
-                && self
-                    .killed_on_return
-                    .contains_key(&(t.framework_id.clone(), info.task_id.clone()))
-            {
-                let state = TaskState::try_from(t.state).unwrap_or(TaskState::TaskRunning);
-                if !state.is_terminal() {
-                    kills.push((
-                        t.framework_id.clone(),
-                        info.task_id.clone(),
-                        info.kill_grace_period_ms,
-                    ));
-                }
-                continue;
-            }
-            if returning.is_some()
-                && let Some(kill) = self.returning_task(now, &agent_id, &t)
-            {
-                if let Some(kill) = kill {
-                    kills.push(kill);
-                }
-                continue;
-            }
-            self.adopt_task(now, &agent_id, t);
-        }
-        if returning.is_some() {
-            self.unreported_unreachable_tasks(now, &agent_id);
+        let kills = self.take_reported_tasks(now, &agent_id, tasks, returning.is_some());
+        // Tasks killed on an earlier return that the agent no longer reports are over; the
+        // ones killed now are remembered (and persisted with the agent below).
+        self.killed_on_return.retain(|(fw, task), a| {
+            *a != agent_id || reported.contains(&(fw.clone(), task.clone()))
+        });
+        for k in &kills {
+            self.killed_on_return.insert(
+                (k.framework_id.clone(), k.task_id.clone()),
+                agent_id.clone(),
+            );
         }
         // The allocator learns the agent with what its live tasks use.
         let used: Vec<(String, Resources)> = self.agents[&agent_id]
@@ -266,10 +200,114 @@ impl Master {
         self.persist_agent(&agent_id);
         tracing::info!(agent_id = %agent_id, host = %info.hostname, resources = %total,
             reregister, "agent registered");
+        self.send_registration(conn, &agent_id, draining, &total, missed_destroys, kills);
+        Ok(())
+    }
+
+    /// Admits a (re-)registration: a new agent gets an id (replacing an agent gone from the same
+    /// address); a re-registering one must not be removed (it is told to shut down: `false`)
+    /// nor claim the id of another live agent.
+    fn admit(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        info: &mut v1::AgentInfo,
+        reregister: bool,
+    ) -> Result<bool, MasterError> {
+        if reregister {
+            validate::id("agent_info.id", &info.id)?;
+            if self.removed_agents.contains(&info.id) {
+                // Mesos: a removed agent must shut down its tasks and come back as a new agent.
+                tracing::warn!(agent_id = %info.id, "removed agent tried to re-register; shutting it down");
+                self.send_conn(
+                    conn,
+                    Msg::Shutdown(v1::ShutdownAgent {
+                        reason: format!(
+                            "agent `{}` was removed by the master; register afresh",
+                            info.id
+                        ),
+                    }),
+                );
+                return Ok(false);
+            }
+            if let Some(existing) = self.agents.get(&info.id) {
+                let claimant = format!("{}:{}", info.hostname, info.port);
+                if existing.conn.is_some_and(|c| c != conn) && existing.address() != claimant {
+                    return Err(MasterError::AgentIdConflict {
+                        agent_id: info.id.clone(),
+                        owner: existing.address(),
+                        claimant,
+                    });
+                }
+            }
+        } else {
+            self.counters.agents += 1;
+            info.id = format!("{}-S{}", self.master_id, self.counters.agents);
+            self.replaced_at_address(now, info);
+        }
+        Ok(true)
+    }
+
+    /// Takes in the tasks a (re-)registering agent reports; returns the ones to kill.
+    /// Tasks the master did not know (e.g. after a master restart) are adopted; on an agent
+    /// that was unreachable, tasks of partition-aware frameworks run again and the others'
+    /// (their frameworks were told LOST) are killed; a task killed on an earlier return is
+    /// never adopted, and killed again if it still runs.
+    fn take_reported_tasks(
+        &mut self,
+        now: Timestamp,
+        agent_id: &str,
+        tasks: Vec<v1::RunningTask>,
+        returning: bool,
+    ) -> Vec<Kill> {
+        let mut kills = Vec::new();
+        for t in tasks {
+            let Some(info) = &t.task else { continue };
+            let kill = Kill {
+                framework_id: t.framework_id.clone(),
+                task_id: info.task_id.clone(),
+                grace_ms: info.kill_grace_period_ms,
+            };
+            let state = TaskState::try_from(t.state).unwrap_or(TaskState::TaskRunning);
+            let key = (kill.framework_id.clone(), kill.task_id.clone());
+            if self.killed_on_return.contains_key(&key) {
+                if !state.is_terminal() {
+                    kills.push(kill);
+                }
+                continue;
+            }
+            if returning && self.frameworks.contains_key(&t.framework_id) {
+                if !self.is_partition_aware(&t.framework_id) {
+                    kills.push(kill);
+                    continue;
+                }
+                if self.task_returns(now, agent_id, &t.framework_id, &info.task_id, state) {
+                    continue;
+                }
+            }
+            self.adopt_task(now, agent_id, t);
+        }
+        if returning {
+            self.unreported_unreachable_tasks(now, agent_id);
+        }
+        kills
+    }
+
+    /// Tells a registered agent its id, whether it is drained, its total (to checkpoint),
+    /// the volumes it missed the destruction of, and the tasks to kill.
+    fn send_registration(
+        &mut self,
+        conn: ConnId,
+        agent_id: &str,
+        draining: bool,
+        total: &Resources,
+        missed_destroys: Vec<String>,
+        kills: Vec<Kill>,
+    ) {
         self.send_conn(
             conn,
             Msg::Registered(v1::AgentRegistered {
-                agent_id: agent_id.clone(),
+                agent_id: agent_id.to_string(),
                 master_id: self.master_id.clone(),
                 ping_interval_ms: self.config.agent_ping_interval_ms,
             }),
@@ -298,56 +336,18 @@ impl Master {
                 }),
             );
         }
-        // Tasks killed on an earlier return that the agent no longer reports are over.
-        let before = self.killed_on_return.len();
-        self.killed_on_return.retain(|(fw, task), a| {
-            *a != agent_id || reported.contains(&(fw.clone(), task.clone()))
-        });
-        let killing = !kills.is_empty() || self.killed_on_return.len() != before;
-        for (framework_id, task_id, grace) in kills {
-            tracing::info!(agent_id = %agent_id, framework_id = %framework_id, task_id = %task_id,
+        for k in kills {
+            tracing::info!(agent_id = %agent_id, framework_id = %k.framework_id, task_id = %k.task_id,
                 "killing a task its framework was told was lost (the agent came back)");
-            self.killed_on_return
-                .insert((framework_id.clone(), task_id.clone()), agent_id.clone());
             self.send_conn(
                 conn,
                 Msg::KillTask(v1::KillTask {
-                    framework_id,
-                    task_id,
-                    kill_grace_period_ms: grace,
+                    framework_id: k.framework_id,
+                    task_id: k.task_id,
+                    kill_grace_period_ms: k.grace_ms,
                 }),
             );
         }
-        if killing {
-            self.persist_agent(&agent_id);
-        }
-        Ok(())
-    }
-
-    /// A task reported by an agent that was unreachable. `Some(Some(kill))`: kill it (its
-    /// framework is not partition-aware and was told it was lost); `Some(None)`: it runs again
-    /// (partition-aware); `None`: not decided here (adopt it as usual).
-    fn returning_task(
-        &mut self,
-        now: Timestamp,
-        agent_id: &str,
-        t: &v1::RunningTask,
-    ) -> Option<Option<(String, String, u64)>> {
-        let info = t.task.as_ref()?;
-        let fw = &t.framework_id;
-        if !self.frameworks.contains_key(fw) {
-            return None;
-        }
-        if !self.is_partition_aware(fw) {
-            return Some(Some((
-                fw.clone(),
-                info.task_id.clone(),
-                info.kill_grace_period_ms,
-            )));
-        }
-        let state = TaskState::try_from(t.state).unwrap_or(TaskState::TaskRunning);
-        self.task_returns(now, agent_id, fw, &info.task_id, state)
-            .then_some(None)
     }
 
     /// Acknowledges `status` on the agent's session on behalf of framework `fw`.
@@ -443,16 +443,7 @@ impl Master {
             };
             self.frameworks.insert(
                 fw.clone(),
-                FrameworkState {
-                    info,
-                    role: "*".into(),
-                    conn: None,
-                    stream_id: String::new(),
-                    disconnected_at: Some(now),
-                    tasks: Default::default(),
-                    offers: Default::default(),
-                    next_heartbeat: now,
-                },
+                FrameworkState::disconnected(info, "*".into(), now),
             );
             self.allocator.add_framework(&fw, &["*".to_string()], false);
         }
@@ -636,4 +627,30 @@ impl Master {
         }
         self.due_scratch = due;
     }
+}
+
+/// A task to kill on an agent that registers.
+struct Kill {
+    framework_id: String,
+    task_id: String,
+    grace_ms: u64,
+}
+
+/// An agent's total when it registers, and the volumes to destroy on it. The master's view of
+/// the operations (RESERVE, CREATE, …), when it has one, wins over what the agent checkpointed
+/// (the master persists before it tells the agent, so it is never older): it is re-applied to
+/// the agent's configured resources, and a volume the agent still has that the master
+/// destroyed meanwhile is destroyed on the agent.
+fn registered_total(reported: Resources, known: Option<&Resources>) -> (Resources, Vec<String>) {
+    let total = match known {
+        Some(k) => reported.without_operations().with_operations_of(k),
+        None => return (reported, Vec::new()),
+    };
+    let kept = total.volume_ids();
+    let missed = reported
+        .volume_ids()
+        .into_iter()
+        .filter(|id| !kept.contains(id))
+        .collect();
+    (total, missed)
 }

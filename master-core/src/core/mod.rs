@@ -89,6 +89,11 @@ pub struct Master {
     persistence: persist::Persistence,
     /// Agents admitted before a recovery that have not re-registered yet.
     recovering: IdMap<recovery::RecoveringAgent>,
+    /// When the agents still recovering are marked unreachable.
+    recovering_until: Timestamp,
+    /// When `tick_unreachable` must look at the unreachable agents again (the oldest may have
+    /// expired, or one was added).
+    unreachable_gc_at: Timestamp,
     /// Agents that stopped answering and may come back.
     unreachable: IdMap<partition::UnreachableAgent>,
     /// Tasks killed because their unreachable agent came back and their framework had been
@@ -157,6 +162,8 @@ impl Master {
             counters: Counters::default(),
             persistence: persist::Persistence::default(),
             recovering: IdMap::default(),
+            recovering_until: Timestamp(0),
+            unreachable_gc_at: Timestamp(0),
             unreachable: IdMap::default(),
             killed_on_return: HashMap::new(),
         }

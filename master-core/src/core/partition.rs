@@ -47,14 +47,7 @@ impl Master {
         tracing::warn!(agent_id = %agent_id, why, "agent unreachable");
         // Written first: everything below (LOST, UNREACHABLE, FAILURE) waits for it, so no
         // framework hears of it unless a restarted master would also know the agent is away.
-        let record = v1::RegistryAgent {
-            info: Some(agent.info.clone()),
-            total: agent.total.to_proto(),
-            draining: self.allocator.is_draining(agent_id),
-            unreachable_since_ms: Some(now.0),
-            gone_at_ms: None,
-            killed_on_return: self.killed_on(agent_id),
-        };
+        let record = self.registered_agent_record(agent_id, &agent);
         self.add_unreachable(agent_id, record, agent.total.clone(), now);
         self.rescind_offers_on(agent_id);
         let message = format!("agent {agent_id} unreachable: {why}");
@@ -105,6 +98,8 @@ impl Master {
     ) {
         record.unreachable_since_ms = Some(now.0);
         record.gone_at_ms = None;
+        // One more unreachable agent: the count limit is checked on the next tick.
+        self.unreachable_gc_at = now;
         self.persistence
             .record(Table::Agents, agent_id, Some(record.encode_to_vec()));
         self.unreachable.insert(
@@ -334,7 +329,8 @@ impl Master {
     /// Registry GC: unreachable agents older than the maximum age, or beyond the maximum
     /// count (oldest first), are marked gone.
     pub(crate) fn tick_unreachable(&mut self, now: Timestamp) {
-        if self.unreachable.is_empty() {
+        // Scanned only when the oldest may have expired or one was added (not every tick).
+        if self.unreachable.is_empty() || now < self.unreachable_gc_at {
             return;
         }
         let max_age = self.config.registry_max_agent_age_ms;
@@ -369,6 +365,12 @@ impl Master {
                 "the unreachable agent was forgotten",
             );
         }
+        self.unreachable_gc_at = self
+            .unreachable
+            .values()
+            .map(|u| u.since.plus_ms(max_age))
+            .min()
+            .unwrap_or(Timestamp(u64::MAX));
     }
 
     /// The answer (state, reason) to reconciling a task the master does not know, or None

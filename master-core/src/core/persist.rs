@@ -128,14 +128,7 @@ impl Master {
             return;
         }
         let record = match self.agents.get(agent_id) {
-            Some(a) => v1::RegistryAgent {
-                info: Some(a.info.clone()),
-                total: a.total.to_proto(),
-                draining: self.allocator.is_draining(agent_id),
-                unreachable_since_ms: None,
-                gone_at_ms: None,
-                killed_on_return: self.killed_on(agent_id),
-            },
+            Some(a) => self.registered_agent_record(agent_id, a),
             None => match (
                 self.recovering.get(agent_id),
                 self.unreachable.get(agent_id),
@@ -147,6 +140,22 @@ impl Master {
         };
         self.persistence
             .record(Table::Agents, agent_id, Some(record.encode_to_vec()));
+    }
+
+    /// The registry record of registered agent `agent_id` (`a`) as it is now.
+    pub(crate) fn registered_agent_record(
+        &self,
+        agent_id: &str,
+        a: &super::state::AgentState,
+    ) -> v1::RegistryAgent {
+        v1::RegistryAgent {
+            info: Some(a.info.clone()),
+            total: a.total.to_proto(),
+            draining: self.allocator.is_draining(agent_id),
+            unreachable_since_ms: None,
+            gone_at_ms: None,
+            killed_on_return: self.killed_on(agent_id),
+        }
     }
 
     /// The tasks killed on `agent_id`'s return whose end is still awaited, sorted.

@@ -17,8 +17,6 @@ pub(crate) struct RecoveringAgent {
     pub record: v1::RegistryAgent,
     /// Its total as stored (with dynamic reservations and volumes).
     pub total: Resources,
-    /// After this, the agent is removed (it did not come back in time).
-    pub deadline: Timestamp,
 }
 
 /// Names the record that cannot be decoded.
@@ -125,26 +123,17 @@ impl Master {
             self.allocator
                 .set_offer_limit(id, info.max_outstanding_offers);
             self.allocator.set_min_offers(id, &min_offers);
-            self.frameworks.insert(
-                id.clone(),
-                FrameworkState {
-                    role: roles[0].clone(),
-                    info,
-                    conn: None,
-                    stream_id: String::new(),
-                    // The failover timeout runs from the recovery (Mesos does the same).
-                    disconnected_at: Some(now),
-                    tasks: Default::default(),
-                    offers: Default::default(),
-                    next_heartbeat: now,
-                },
-            );
+            // The failover timeout runs from the recovery (Mesos does the same).
+            let role = roles[0].clone();
+            self.frameworks
+                .insert(id.clone(), FrameworkState::disconnected(info, role, now));
         }
         Ok(())
     }
 
     fn recover_agents(&mut self, stored: &Stored, now: Timestamp) -> Result<(), RegistryError> {
-        let deadline = now.plus_ms(self.config.agent_reregister_timeout_ms);
+        // Every admitted agent has the same time to come back.
+        self.recovering_until = now.plus_ms(self.config.agent_reregister_timeout_ms);
         for (id, bytes) in stored.table(Table::Agents) {
             let record: v1::RegistryAgent = decode(Table::Agents, id, bytes)?;
             if record.gone_at_ms.is_some() {
@@ -168,14 +157,8 @@ impl Master {
                 );
                 continue;
             }
-            self.recovering.insert(
-                id.clone(),
-                RecoveringAgent {
-                    record,
-                    total,
-                    deadline,
-                },
-            );
+            self.recovering
+                .insert(id.clone(), RecoveringAgent { record, total });
         }
         Ok(())
     }
@@ -184,15 +167,10 @@ impl Master {
     /// still come back; their tasks are unknown to this master, so reconciliation now answers
     /// for them).
     pub(crate) fn tick_recovering(&mut self, now: Timestamp) {
-        if self.recovering.is_empty() {
+        if self.recovering.is_empty() || now < self.recovering_until {
             return;
         }
-        let late: Vec<String> = self
-            .recovering
-            .iter()
-            .filter(|(_, r)| now >= r.deadline)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let late: Vec<String> = self.recovering.keys().cloned().collect();
         for id in late {
             tracing::warn!(agent_id = %id, "agent did not re-register after the master recovered; marking it unreachable");
             if let Some(r) = self.recovering.swap_remove(&id) {

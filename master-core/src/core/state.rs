@@ -59,6 +59,21 @@ pub(crate) struct FrameworkState {
 }
 
 impl FrameworkState {
+    /// A framework known to the master but not connected (recovered from the registry, or
+    /// adopted from an agent's report): its failover timeout runs from `now`.
+    pub fn disconnected(info: v1::FrameworkInfo, role: String, now: Timestamp) -> Self {
+        FrameworkState {
+            info,
+            role,
+            conn: None,
+            stream_id: String::new(),
+            disconnected_at: Some(now),
+            tasks: Default::default(),
+            offers: Default::default(),
+            next_heartbeat: now,
+        }
+    }
+
     /// Failover timeout in milliseconds.
     pub fn failover_ms(&self) -> u64 {
         (self.info.failover_timeout.max(0.0) * 1000.0) as u64

@@ -67,10 +67,7 @@ impl Registry for MemoryRegistry {
         }
         self.lock().apply(ops);
         self.commits.fetch_add(1, Ordering::SeqCst);
-        Ok(CommitStats {
-            ops: ops.len(),
-            bytes: super::op_bytes(ops),
-        })
+        Ok(CommitStats::of(ops))
     }
 }
 

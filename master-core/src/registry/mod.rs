@@ -143,6 +143,19 @@ pub struct CommitStats {
     pub bytes: usize,
 }
 
+impl CommitStats {
+    /// What committing `ops` writes: how many, and the bytes of their keys and values.
+    pub fn of(ops: &[RegistryOp]) -> Self {
+        CommitStats {
+            ops: ops.len(),
+            bytes: ops
+                .iter()
+                .map(|o| o.key.len() + o.value.as_ref().map_or(0, Vec::len))
+                .sum(),
+        }
+    }
+}
+
 /// Registry failures, each naming where and what.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -234,11 +247,4 @@ pub fn check_format(stored: &Stored, location: &str) -> Result<Option<RegistryOp
             }
         }
     }
-}
-
-/// Bytes in `ops`' keys and values.
-pub fn op_bytes(ops: &[RegistryOp]) -> usize {
-    ops.iter()
-        .map(|o| o.key.len() + o.value.as_ref().map_or(0, Vec::len))
-        .sum()
 }

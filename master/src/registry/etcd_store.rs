@@ -162,10 +162,7 @@ impl Registry for EtcdRegistry {
                 .map_err(|e| e.to_string())
                 .map_err(self.fail("write"))?;
         }
-        Ok(CommitStats {
-            ops: ops.len(),
-            bytes: super::op_bytes(ops),
-        })
+        Ok(CommitStats::of(ops))
     }
 }
 

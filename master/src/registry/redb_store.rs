@@ -124,10 +124,7 @@ impl Registry for RedbRegistry {
         txn.commit()
             .map_err(|e| e.to_string())
             .map_err(self.fail("commit"))?;
-        Ok(CommitStats {
-            ops: ops.len(),
-            bytes: super::op_bytes(ops),
-        })
+        Ok(CommitStats::of(ops))
     }
 }
 

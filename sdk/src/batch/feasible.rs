@@ -2,7 +2,6 @@
 //! otherwise wait forever for an offer that cannot come. Asked of the master's operator API
 //! (`GetState`: every agent's total, reserved or not, whether it is connected or away).
 
-use proffer_proto::resources::UNRESERVED;
 use proffer_proto::v1::operator_client::OperatorClient;
 use proffer_proto::{Resources, v1};
 
@@ -19,19 +18,6 @@ pub(crate) enum Feasibility {
     Never(String),
 }
 
-/// The resources of `total` usable by `role`: unreserved, and reserved for the role or one of
-/// its ancestors.
-fn usable(total: &Resources, role: &str) -> Resources {
-    total.filtered(|k| {
-        k.role == UNRESERVED
-            || (role != UNRESERVED
-                && (k.role == role
-                    || role
-                        .strip_prefix(k.role.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))))
-    })
-}
-
 /// Judges `shape` (in its role) against the agents of a state snapshot.
 pub(crate) fn judge(agents: &[v1::AgentSummary], shape: &TaskShape) -> Feasibility {
     let role = shape.role.as_str();
@@ -40,7 +26,7 @@ pub(crate) fn judge(agents: &[v1::AgentSummary], shape: &TaskShape) -> Feasibili
         .filter(|a| a.state != "gone")
         .filter_map(|a| {
             let t = Resources::parse(&a.total).ok()?;
-            Some((format!("{} ({})", a.id, a.hostname), usable(&t, role)))
+            Some((format!("{} ({})", a.id, a.hostname), t.usable_by(role)))
         })
         .collect();
     if totals.is_empty() {

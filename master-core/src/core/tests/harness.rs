@@ -126,6 +126,26 @@ impl H {
             .expect("registered")
     }
 
+    /// Re-registers agent `agent` (host `host1`) on `conn` with `res` and `tasks`.
+    pub fn reregister(
+        &mut self,
+        conn: ConnId,
+        agent: &str,
+        res: &str,
+        tasks: Vec<v1::RunningTask>,
+    ) {
+        self.input(Input::Agent {
+            conn,
+            msg: v1::AgentMessage {
+                msg: Some(AIn::Reregister(v1::ReregisterAgent {
+                    info: Some(agent_info(agent, "host1", res)),
+                    tasks,
+                })),
+            },
+        })
+        .expect("reregister");
+    }
+
     pub fn subscribe(&mut self, conn: ConnId, name: &str, failover: f64) -> v1::CallHeader {
         let info = v1::FrameworkInfo {
             name: name.into(),

@@ -1,10 +1,8 @@
 //! Maintenance windows and inverse offers.
 
-use proffer_proto::v1::{
-    self, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut,
-};
+use proffer_proto::v1::{self, event::Event, master_message::Msg as AOut};
 
-use super::harness::{H, agent_info, task};
+use super::harness::{H, task};
 use super::scenarios::{A1, F1, one_offer};
 use crate::core::{Call, Input, MasterError, Timestamp};
 
@@ -80,20 +78,7 @@ fn reactivate_tells_the_agent_and_a_drain_survives_reregistration() {
     h.input(Input::AgentDisconnected { conn: A1 })
         .expect("disconnect");
     h.drain();
-    h.input(Input::Agent {
-        conn: 9,
-        msg: v1::AgentMessage {
-            msg: Some(AIn::Reregister(v1::ReregisterAgent {
-                info: Some(agent_info(
-                    &agent,
-                    "host1",
-                    "cpus:4;mem:4096;ports:[31000-31009]",
-                )),
-                tasks: Vec::new(),
-            })),
-        },
-    })
-    .expect("reregister");
+    h.reregister(9, &agent, "cpus:4;mem:4096;ports:[31000-31009]", Vec::new());
     let msgs = h.agent_msgs(9);
     assert!(
         matches!(

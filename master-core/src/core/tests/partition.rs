@@ -1,11 +1,9 @@
 //! Partition awareness: unreachable agents, PARTITION_AWARE frameworks, agents marked gone,
 //! reconciliation answers, registry GC of unreachable agents.
 
-use proffer_proto::v1::{
-    self, TaskState, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut,
-};
+use proffer_proto::v1::{self, TaskState, event::Event, master_message::Msg as AOut};
 
-use super::harness::{H, agent_info, task};
+use super::harness::{H, task};
 use crate::core::{Call, Input, MasterConfig, Timestamp};
 
 const A1: u64 = 1;
@@ -111,16 +109,12 @@ fn an_unreachable_agent_is_unreachable_for_aware_frameworks_and_lost_for_others(
         task: Some(task(id, "cpus:1;mem:128")),
         state: TaskState::TaskRunning as i32,
     };
-    h.input(Input::Agent {
-        conn: 7,
-        msg: v1::AgentMessage {
-            msg: Some(AIn::Reregister(v1::ReregisterAgent {
-                info: Some(agent_info(&agent, "host1", AGENT)),
-                tasks: vec![running(&aware, "pa-1"), running(&plain, "plain-1")],
-            })),
-        },
-    })
-    .expect("reregister");
+    h.reregister(
+        7,
+        &agent,
+        AGENT,
+        vec![running(&aware, "pa-1"), running(&plain, "plain-1")],
+    );
     assert_eq!(
         statuses(&mut h, AWARE),
         vec![("pa-1".to_string(), TaskState::TaskRunning as i32)]
@@ -161,16 +155,7 @@ fn an_agent_marked_gone_ends_its_tasks_and_never_returns() {
     h.m.mark_agent_gone(Timestamp(h.now), &agent)
         .expect("again");
     assert!(h.m.mark_agent_gone(Timestamp(h.now), "nope").is_err());
-    h.input(Input::Agent {
-        conn: 8,
-        msg: v1::AgentMessage {
-            msg: Some(AIn::Reregister(v1::ReregisterAgent {
-                info: Some(agent_info(&agent, "host1", AGENT)),
-                tasks: Vec::new(),
-            })),
-        },
-    })
-    .expect("reregister");
+    h.reregister(8, &agent, AGENT, Vec::new());
     assert!(matches!(&h.agent_msgs(8)[..], [AOut::Shutdown(_)]));
     h.m.check_accounting().expect("books balance");
 }

@@ -4,11 +4,9 @@
 //! agents that may still come back.
 
 use proffer_proto::Resources;
-use proffer_proto::v1::{
-    self, TaskState, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut,
-};
+use proffer_proto::v1::{self, TaskState, event::Event, master_message::Msg as AOut};
 
-use super::harness::{H, agent_info, res, task};
+use super::harness::{H, res, task};
 use crate::core::{Call, Input, MasterConfig, MasterError, Output, Timestamp};
 use crate::registry::{Stored, Table};
 
@@ -23,17 +21,15 @@ fn config() -> MasterConfig {
     }
 }
 
-fn reregister(h: &mut H, conn: u64, agent: &str, res: &str, tasks: Vec<v1::RunningTask>) {
-    h.input(Input::Agent {
-        conn,
-        msg: v1::AgentMessage {
-            msg: Some(AIn::Reregister(v1::ReregisterAgent {
-                info: Some(agent_info(agent, "host1", res)),
-                tasks,
-            })),
-        },
-    })
-    .expect("reregister");
+/// The framework in role `web` of these tests (`id` empty: a new one).
+fn web_framework(id: &str) -> v1::FrameworkInfo {
+    v1::FrameworkInfo {
+        id: id.into(),
+        name: "web".into(),
+        roles: vec!["web".into()],
+        failover_timeout: 3600.0,
+        ..Default::default()
+    }
 }
 
 fn running(fw: &str, id: &str, res: &str) -> v1::RunningTask {
@@ -104,13 +100,7 @@ fn before_crash() -> (H, String, String, String) {
     .expect("reserve");
     h.m.drain_agent(&spare, "maintenance").expect("drain");
     h.pump();
-    let info = v1::FrameworkInfo {
-        name: "web".into(),
-        roles: vec!["web".into()],
-        failover_timeout: 3600.0,
-        ..Default::default()
-    };
-    let fw = h.subscribe_with(F1, info);
+    let fw = h.subscribe_with(F1, web_framework(""));
     let gone = h.subscribe(102, "short-lived", 0.0);
     h.input(Input::FrameworkDisconnected { conn: 102 })
         .expect("disconnect");
@@ -176,14 +166,7 @@ fn a_recovered_master_keeps_what_operators_and_frameworks_set() {
     ));
     // The framework re-subscribes first and reconciles: nothing is said about t1 or t2 while
     // their agent may still come back.
-    let info = v1::FrameworkInfo {
-        id: fw.clone(),
-        name: "web".into(),
-        roles: vec!["web".into()],
-        failover_timeout: 3600.0,
-        ..Default::default()
-    };
-    let header = h.subscribe_with(F1, info);
+    let header = h.subscribe_with(F1, web_framework(&fw));
     h.call(Call::Reconcile(v1::ReconcileRequest {
         header: Some(header.clone()),
         tasks: vec![
@@ -206,8 +189,7 @@ fn a_recovered_master_keeps_what_operators_and_frameworks_set() {
     assert!(h.offers(F1).is_empty(), "agents not back: nothing offered");
     // The agent comes back with its tasks, reporting its plain resources (it does not
     // checkpoint reservations): the master re-applies the stored reservation.
-    reregister(
-        &mut h,
+    h.reregister(
         7,
         &agent,
         AGENT,
@@ -234,7 +216,7 @@ fn a_recovered_master_keeps_what_operators_and_frameworks_set() {
         .map(|(id, _)| id.to_string())
         .find(|id| *id != agent)
         .expect("spare");
-    reregister(&mut h, 8, &spare, AGENT, Vec::new());
+    h.reregister(8, &spare, AGENT, Vec::new());
     assert!(h.agent_msgs(8).iter().any(|m| matches!(m, AOut::Drain(_))));
     h.m.check_accounting().expect("books balance");
 }
@@ -243,14 +225,7 @@ fn a_recovered_master_keeps_what_operators_and_frameworks_set() {
 fn agents_that_do_not_come_back_in_time_become_unreachable() {
     let (h, agent, fw, _) = before_crash();
     let mut h = H::persistent(config(), h.store.clone().expect("store"), 50_000);
-    let info = v1::FrameworkInfo {
-        id: fw.clone(),
-        name: "web".into(),
-        roles: vec!["web".into()],
-        failover_timeout: 3600.0,
-        ..Default::default()
-    };
-    let header = h.subscribe_with(F1, info);
+    let header = h.subscribe_with(F1, web_framework(&fw));
     h.advance(61_000);
     let snap = h.m.snapshot(Timestamp(h.now));
     assert_eq!(snap.agents.len(), 2);
@@ -275,7 +250,7 @@ fn agents_that_do_not_come_back_in_time_become_unreachable() {
     let mut h = H::persistent(config(), h.store.clone().expect("store"), 200_000);
     let snap = h.m.snapshot(Timestamp(h.now));
     assert!(snap.agents.iter().all(|a| a.state == "unreachable"));
-    reregister(&mut h, 9, &agent, AGENT, Vec::new());
+    h.reregister(9, &agent, AGENT, Vec::new());
     assert!(matches!(h.agent_msgs(9).first(), Some(AOut::Registered(_))));
     // An operator marks the other gone: it may never come back, even after a restart.
     let other = snap
@@ -289,7 +264,7 @@ fn agents_that_do_not_come_back_in_time_become_unreachable() {
     h.pump();
     let mut h = H::persistent(config(), h.store.clone().expect("store"), 300_000);
     assert_eq!(h.m.snapshot(Timestamp(h.now)).gone_agents, 1);
-    reregister(&mut h, 10, &other, AGENT, Vec::new());
+    h.reregister(10, &other, AGENT, Vec::new());
     assert!(
         h.agent_msgs(10)
             .iter()
@@ -301,8 +276,7 @@ fn agents_that_do_not_come_back_in_time_become_unreachable() {
 fn tasks_of_frameworks_the_master_never_knew_are_killed() {
     let (h, agent, _, _) = before_crash();
     let mut h = H::persistent(config(), h.store.clone().expect("store"), 50_000);
-    reregister(
-        &mut h,
+    h.reregister(
         7,
         &agent,
         AGENT,
@@ -380,7 +354,7 @@ fn agents_checkpoint_what_the_master_knows_and_missed_destroys_are_replayed() {
     h.drain();
     let reported =
         "cpus:3;cpus(web,dynamic=ops):1;mem:4096;disk:900;disk(web,dynamic=ops)[old:data]:100";
-    reregister(&mut h, 7, &agent, reported, Vec::new());
+    h.reregister(7, &agent, reported, Vec::new());
     let msgs = h.agent_msgs(7);
     assert!(
         msgs.iter().any(

@@ -233,16 +233,7 @@ fn ping_timeout_removes_agent_and_loses_its_tasks() {
         task: Some(task("t1", "cpus:1;mem:128")),
         state: TaskState::TaskRunning as i32,
     };
-    h.input(Input::Agent {
-        conn: 9,
-        msg: v1::AgentMessage {
-            msg: Some(AIn::Reregister(v1::ReregisterAgent {
-                info: Some(agent_info(&agent, "host1", "cpus:2;mem:1024")),
-                tasks: vec![running],
-            })),
-        },
-    })
-    .expect("reregister");
+    h.reregister(9, &agent, "cpus:2;mem:1024", vec![running]);
     let msgs = h.agent_msgs(9);
     assert!(matches!(&msgs[0], AOut::Registered(_)), "{msgs:?}");
     assert!(
@@ -300,20 +291,12 @@ fn agent_reregistration_keeps_reported_tasks_and_loses_the_rest() {
         task: Some(task("keep", "cpus:1;mem:128")),
         state: TaskState::TaskRunning as i32,
     };
-    h.input(Input::Agent {
-        conn: 7,
-        msg: v1::AgentMessage {
-            msg: Some(AIn::Reregister(v1::ReregisterAgent {
-                info: Some(agent_info(
-                    &agent,
-                    "host1",
-                    "cpus:4;mem:4096;ports:[31000-31009]",
-                )),
-                tasks: vec![running],
-            })),
-        },
-    })
-    .expect("reregister");
+    h.reregister(
+        7,
+        &agent,
+        "cpus:4;mem:4096;ports:[31000-31009]",
+        vec![running],
+    );
     // Registered, then the drain state (not drained: reactivate).
     assert!(
         matches!(&h.agent_msgs(7)[..], [AOut::Registered(r), AOut::Reactivate(_), AOut::CheckpointResources(_)] if r.agent_id == agent)
