@@ -5,7 +5,10 @@
 //! - [`resources`]: fixed-point [`Resources`] with Mesos semantics, parsed from text and JSON.
 //! - [`task_state`]: helpers on [`v1::TaskState`] (terminal states, names).
 //! - [`offer_filters`]: building [`v1::OfferFilters`].
+//! - [`leader`]: [`leader::MasterList`], the masters a client may talk to, and following a
+//!   standby's hint to the leader.
 
+pub mod leader;
 pub mod offer_filters;
 pub mod resources;
 pub mod task_state;
