@@ -54,6 +54,8 @@ pub struct MasterList {
     current: usize,
     /// Hints followed since the last [`MasterList::settled`].
     follows: usize,
+    /// How many masters were given (bounds `follows`).
+    given: usize,
 }
 
 impl MasterList {
@@ -75,6 +77,7 @@ impl MasterList {
             }
         }
         Ok(MasterList {
+            given: masters.len(),
             masters,
             current: 0,
             follows: 0,
@@ -106,9 +109,9 @@ impl MasterList {
     /// When `status` is a standby's `UNAVAILABLE` naming the leader, makes that leader the
     /// current master (appending it when it is not in the list) and returns true. Returns
     /// false — the caller then moves on as after any failure — when there is no hint, when the
-    /// hint names the current master, or after as many follows in a row as there are masters
-    /// without [`MasterList::settled`] (standbys with stale hints pointing at each other
-    /// cannot make a client spin).
+    /// hint names the current master, or after as many follows in a row as masters were given
+    /// without [`MasterList::settled`] (standbys with stale hints pointing at each other, or
+    /// at ever new addresses, cannot make a client spin).
     pub fn follow(&mut self, status: &tonic::Status) -> bool {
         leader_hint(status).is_some_and(|leader| self.follow_address(&leader))
     }
@@ -118,7 +121,7 @@ impl MasterList {
         let Ok(leader) = normalize(leader) else {
             return false;
         };
-        if leader == self.current() || self.follows >= self.masters.len() {
+        if leader == self.current() || self.follows >= self.given {
             return false;
         }
         self.follows += 1;
@@ -315,6 +318,10 @@ mod tests {
         assert!(list.follow(&standby(Some("c:3"))));
         assert_eq!(list.current(), "c:3");
         assert_eq!(list.to_string(), "a:1,b:2,c:3");
+        // Ever new hints are bounded by the number of masters given, not the grown list.
+        assert!(list.follow(&standby(Some("d:4"))));
+        assert!(!list.follow(&standby(Some("e:5"))));
+        assert_eq!(list.current(), "d:4");
         Ok(())
     }
 
