@@ -1,4 +1,4 @@
-//! `proffer master`, `proffer agent` and `proffer run`.
+//! `proffer agent` and `proffer run` (`proffer master` is in `master_cmd`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,155 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use proffer_agent::{AgentConfig, IsolationMode};
-use proffer_master::core::MasterConfig;
-use proffer_master::registry::{EtcdRegistry, RedbRegistry, Registry};
-use proffer_master::server::{ServerConfig, serve_with_registry};
 use proffer_proto::Resources;
 use proffer_sdk::BatchSpec;
 use tokio_util::sync::CancellationToken;
 
-use crate::duration::{millis, parse_duration};
-
-/// Flags of `proffer master`.
-#[derive(Debug, clap::Args)]
-pub struct MasterArgs {
-    /// Address to listen on (gRPC and HTTP).
-    #[arg(long, env = "PROFFER_LISTEN", default_value = "0.0.0.0:5050")]
-    listen: SocketAddr,
-    /// Batch allocation interval.
-    #[arg(long, env = "PROFFER_ALLOCATION_INTERVAL", default_value = "1s", value_parser = parse_duration)]
-    allocation_interval: Duration,
-    /// Interval between pings to each agent.
-    #[arg(long, env = "PROFFER_AGENT_PING_INTERVAL", default_value = "15s", value_parser = parse_duration)]
-    agent_ping_interval: Duration,
-    /// Unanswered pings after which an agent is removed.
-    #[arg(long, env = "PROFFER_AGENT_MAX_MISSED_PINGS", default_value_t = 5)]
-    agent_max_missed_pings: u32,
-    /// Rescind offers not answered within this time (default: never).
-    #[arg(long, env = "PROFFER_OFFER_TIMEOUT", value_parser = parse_duration)]
-    offer_timeout: Option<Duration>,
-    /// Seed for ids and random choices (default: random).
-    #[arg(long, env = "PROFFER_SEED")]
-    seed: Option<u64>,
-    /// The registry: `redb` (a file in --work-dir) or `etcd://HOST:PORT[,HOST:PORT…]` (an etcd
-    /// v3 cluster; one master at a time per prefix until leader election lands).
-    #[arg(long, env = "PROFFER_REGISTRY", default_value = "redb")]
-    registry: String,
-    /// Key prefix of the records in etcd.
-    #[arg(
-        long,
-        env = "PROFFER_REGISTRY_PREFIX",
-        default_value = "/proffer/default"
-    )]
-    registry_prefix: String,
-    /// Where the master keeps its registry (`registry.redb`): agents, frameworks, weights,
-    /// quotas, reservations, maintenance. A master started again on the same directory
-    /// recovers all of it.
-    #[arg(long, env = "PROFFER_WORK_DIR", default_value = "./proffer-master")]
-    work_dir: std::path::PathBuf,
-    /// After a restart, how long agents have to re-register before they are removed (their
-    /// resources are not offered until they are back).
-    #[arg(long, env = "PROFFER_AGENT_REREGISTER_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
-    agent_reregister_timeout: Duration,
-    /// Unreachable agents are forgotten (marked gone) after this long.
-    #[arg(long, env = "PROFFER_REGISTRY_MAX_AGENT_AGE", default_value = "2w", value_parser = parse_duration)]
-    registry_max_agent_age: Duration,
-    /// At most this many unreachable agents are kept; the oldest beyond are marked gone.
-    #[arg(
-        long,
-        env = "PROFFER_REGISTRY_MAX_AGENT_COUNT",
-        default_value_t = 102_400
-    )]
-    registry_max_agent_count: usize,
-}
-
-impl MasterArgs {
-    /// The server configuration these flags describe.
-    pub fn server_config(&self) -> anyhow::Result<ServerConfig> {
-        anyhow::ensure!(
-            !self.allocation_interval.is_zero(),
-            "--allocation-interval must be > 0"
-        );
-        anyhow::ensure!(
-            !self.agent_ping_interval.is_zero(),
-            "--agent-ping-interval must be > 0"
-        );
-        anyhow::ensure!(
-            self.agent_max_missed_pings > 0,
-            "--agent-max-missed-pings must be > 0"
-        );
-        anyhow::ensure!(
-            self.agent_reregister_timeout >= Duration::from_secs(10),
-            "--agent-reregister-timeout must be at least 10s (as Mesos), got {:?}",
-            self.agent_reregister_timeout
-        );
-        let master = MasterConfig {
-            allocation_interval_ms: millis(self.allocation_interval),
-            agent_ping_interval_ms: millis(self.agent_ping_interval),
-            agent_max_missed_pings: self.agent_max_missed_pings,
-            offer_timeout_ms: self.offer_timeout.map(millis),
-            agent_reregister_timeout_ms: millis(self.agent_reregister_timeout),
-            registry_max_agent_age_ms: millis(self.registry_max_agent_age),
-            registry_max_agent_count: self.registry_max_agent_count,
-            ..MasterConfig::default()
-        };
-        let mut config = ServerConfig::new(master);
-        config.seed = self.seed.unwrap_or_else(random_seed);
-        Ok(config)
-    }
-}
-
-/// A seed from the clock and the process id.
-pub fn random_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
-}
-
-/// `proffer master`.
-pub async fn master(args: MasterArgs, cancel: CancellationToken) -> anyhow::Result<()> {
-    let config = args.server_config()?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let registry = open_registry(&args)?;
-    serve_with_registry(listener, config, Some(registry), cancel)
-        .await
-        .context("master server")
-}
-
-/// The registry `--registry` names: `redb` (in `--work-dir`) or `etcd://HOST:PORT,…`.
-fn open_registry(args: &MasterArgs) -> anyhow::Result<Box<dyn Registry>> {
-    if let Some(list) = args.registry.strip_prefix("etcd://") {
-        let endpoints: Vec<String> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .map(|e| format!("http://{e}"))
-            .collect();
-        anyhow::ensure!(
-            !endpoints.is_empty(),
-            "--registry etcd:// needs at least one HOST:PORT, e.g. etcd://127.0.0.1:2379"
-        );
-        return Ok(Box::new(EtcdRegistry::new(
-            endpoints,
-            &args.registry_prefix,
-        )?));
-    }
-    anyhow::ensure!(
-        args.registry == "redb",
-        "--registry `{}`: expected `redb` or `etcd://HOST:PORT[,HOST:PORT…]`",
-        args.registry
-    );
-    let registry = RedbRegistry::open(&args.work_dir).with_context(|| {
-        format!(
-            "cannot open the master's registry in --work-dir {}",
-            args.work_dir.display()
-        )
-    })?;
-    Ok(Box::new(registry))
-}
+use crate::duration::parse_duration;
 
 /// Flags of `proffer agent`.
 #[derive(Debug, clap::Args)]

@@ -26,6 +26,7 @@ mod duration;
 mod executor;
 mod k8s;
 mod local;
+mod master_cmd;
 mod operator;
 mod output;
 mod roles;
@@ -50,7 +51,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the master (gRPC and HTTP on one port).
-    Master(daemons::MasterArgs),
+    Master(master_cmd::MasterArgs),
     /// Run an agent that offers this machine's resources and runs tasks.
     Agent(daemons::AgentArgs),
     /// Run a batch of identical shell tasks to completion.
@@ -163,7 +164,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
     match command {
         Command::Master(args) => {
             cancel_on_signals(cancel.clone());
-            daemons::master(args, cancel).await.map(|()| true)
+            master_cmd::master(args, cancel).await.map(|()| true)
         }
         Command::Agent(args) => {
             cancel_on_signals(cancel.clone());
@@ -175,7 +176,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         }
         Command::Local(args) => {
             cancel_on_signals(cancel.clone());
-            local::run(args, daemons::random_seed(), cancel).await
+            local::run(args, master_cmd::random_seed(), cancel).await
         }
         Command::State(args) => operator::state(&args.master, args.json)
             .await

@@ -4,6 +4,7 @@
 //! - [`core`], [`allocator`]: re-exported from `proffer-master-core` (the sans-IO state machine
 //!   and the allocator; no clock, socket, file or unseeded RNG inside).
 //! - [`registry`]: the registry trait and records (from the core crate) and the redb backend.
+//! - [`etcd`]: etcd connection settings, the leader election and a local etcd launcher.
 //! - [`server`]: the tokio shell: tonic services and axum HTTP on one port, feeding the core,
 //!   and the registry writer.
 
@@ -16,8 +17,9 @@ pub mod registry {
 
     mod etcd_store;
     mod redb_store;
-    pub use etcd_store::EtcdRegistry;
+    pub use etcd_store::{EtcdRegistry, Fence};
     pub use redb_store::{FILE_NAME, RedbRegistry};
 }
 
+pub mod etcd;
 pub mod server;

@@ -191,6 +191,13 @@ pub enum RegistryError {
         /// Why.
         reason: String,
     },
+    /// The write was refused because this master no longer holds the leadership (a fenced
+    /// write: another master leads now). Never retried: the master steps down.
+    #[error("registry {location}: write refused: this master is no longer the leader")]
+    Fenced {
+        /// The backend.
+        location: String,
+    },
     /// A test backend was told to fail.
     #[error("registry {location}: write refused (injected fault)")]
     Injected {

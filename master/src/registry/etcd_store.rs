@@ -2,41 +2,57 @@
 //! distribution's `etcd`), each batch written in one transaction (split in transactions of at
 //! most 128 operations, etcd's default `--max-txn-ops`).
 //!
+//! Writes are **fenced** when the master leads through an etcd election
+//! ([`EtcdRegistry::fenced`]): every transaction succeeds only while the election key of this
+//! master's leadership still exists with the revision it was created at, so a deposed leader
+//! can never overwrite what a newer one wrote ([`RegistryError::Fenced`], never retried).
+//!
 //! The etcd client is asynchronous; this backend owns a small runtime of its own and blocks on
 //! it, so it must be used from a plain or blocking thread (the registry writer thread, or
-//! `spawn_blocking`), never from async code. Not yet: leader election and fencing (writes
-//! conditional on holding the leadership), so one master at a time per prefix.
+//! `spawn_blocking`), never from async code.
 
-use etcd_client::{Client, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 
 use super::{CommitStats, Registry, RegistryError, RegistryInfo, RegistryOp, Stored, Table};
+use crate::etcd::EtcdConfig;
 
 /// Operations per etcd transaction (etcd's default `--max-txn-ops`).
 const MAX_TXN_OPS: usize = 128;
 
+/// The leadership a fenced write must still hold: the election key and its creation revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The election key (`NAME/LEASE_ID`).
+    pub key: Vec<u8>,
+    /// The revision that key was created at.
+    pub create_revision: i64,
+}
+
 /// A registry in etcd.
 pub struct EtcdRegistry {
-    endpoints: Vec<String>,
+    config: EtcdConfig,
     prefix: String,
     runtime: tokio::runtime::Runtime,
     client: Option<Client>,
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for EtcdRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdRegistry")
-            .field("endpoints", &self.endpoints)
+            .field("endpoints", &self.config.endpoints)
             .field("prefix", &self.prefix)
+            .field("fence", &self.fence)
             .finish()
     }
 }
 
 impl EtcdRegistry {
-    /// A registry on `endpoints` (`HOST:PORT` or `http://HOST:PORT`) under `prefix` (e.g.
-    /// `/proffer/prod`). Connects on first use (from a blocking thread).
-    pub fn new(endpoints: Vec<String>, prefix: &str) -> Result<EtcdRegistry, RegistryError> {
-        let location = format!("etcd {}{prefix}", endpoints.join(","));
-        if endpoints.is_empty() {
+    /// A registry on `config`'s members under `prefix` (e.g. `/proffer/prod`). Connects on
+    /// first use (from a blocking thread).
+    pub fn new(config: EtcdConfig, prefix: &str) -> Result<EtcdRegistry, RegistryError> {
+        let location = format!("etcd {}{prefix}", config.endpoints.join(","));
+        if config.endpoints.is_empty() {
             return Err(RegistryError::Backend {
                 location,
                 what: "configure",
@@ -52,15 +68,22 @@ impl EtcdRegistry {
                 reason: e.to_string(),
             })?;
         Ok(EtcdRegistry {
-            endpoints,
+            config,
             prefix: prefix.trim_end_matches('/').to_string(),
             runtime,
             client: None,
+            fence: None,
         })
     }
 
+    /// This registry with every write fenced on `fence` (the leadership won in an election).
+    pub fn fenced(mut self, fence: Fence) -> EtcdRegistry {
+        self.fence = Some(fence);
+        self
+    }
+
     fn location(&self) -> String {
-        format!("etcd {}{}", self.endpoints.join(","), self.prefix)
+        format!("etcd {}{}", self.config.endpoints.join(","), self.prefix)
     }
 
     fn fail(&self, what: &'static str) -> impl Fn(String) -> RegistryError + '_ {
@@ -76,15 +99,15 @@ impl EtcdRegistry {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let endpoints = self.endpoints.clone();
+        let opts = self
+            .config
+            .connect_options(Some(std::time::Duration::from_secs(20)))
+            .map_err(|e| e.to_string())
+            .map_err(self.fail("configure"))?;
+        let endpoints = self.config.endpoints.clone();
         let connected = self
             .runtime
-            .block_on(async move {
-                let opts = etcd_client::ConnectOptions::new()
-                    .with_connect_timeout(std::time::Duration::from_secs(5))
-                    .with_timeout(std::time::Duration::from_secs(20));
-                Client::connect(endpoints, Some(opts)).await
-            })
+            .block_on(async move { Client::connect(endpoints, Some(opts)).await })
             .map_err(|e| e.to_string())
             .map_err(self.fail("connect"))?;
         self.client = Some(connected.clone());
@@ -102,13 +125,37 @@ impl EtcdRegistry {
         let table = Table::ALL.into_iter().find(|t| t.name() == table)?;
         Some((table, key))
     }
+
+    /// One transaction: `ops`, conditional on the fence when there is one.
+    fn txn(&self, ops: &[RegistryOp]) -> Txn {
+        let txn_ops: Vec<TxnOp> = ops
+            .iter()
+            .map(|op| {
+                let key = self.key(op.table, &op.key);
+                match &op.value {
+                    Some(v) => TxnOp::put(key, v.clone(), None),
+                    None => TxnOp::delete(key, None),
+                }
+            })
+            .collect();
+        let txn = Txn::new();
+        let txn = match &self.fence {
+            Some(f) => txn.when(vec![Compare::create_revision(
+                f.key.clone(),
+                CompareOp::Equal,
+                f.create_revision,
+            )]),
+            None => txn,
+        };
+        txn.and_then(txn_ops)
+    }
 }
 
 impl Registry for EtcdRegistry {
     fn info(&self) -> RegistryInfo {
         RegistryInfo {
             backend: "etcd".into(),
-            location: format!("{}{}", self.endpoints.join(","), self.prefix),
+            location: format!("{}{}", self.config.endpoints.join(","), self.prefix),
         }
     }
 
@@ -146,21 +193,18 @@ impl Registry for EtcdRegistry {
     fn commit(&mut self, ops: &[RegistryOp]) -> Result<CommitStats, RegistryError> {
         let client = self.client()?;
         for chunk in ops.chunks(MAX_TXN_OPS) {
-            let txn_ops: Vec<TxnOp> = chunk
-                .iter()
-                .map(|op| {
-                    let key = self.key(op.table, &op.key);
-                    match &op.value {
-                        Some(v) => TxnOp::put(key, v.clone(), None),
-                        None => TxnOp::delete(key, None),
-                    }
-                })
-                .collect();
+            let txn = self.txn(chunk);
             let mut c = client.clone();
-            self.runtime
-                .block_on(async move { c.txn(Txn::new().and_then(txn_ops)).await })
+            let resp = self
+                .runtime
+                .block_on(async move { c.txn(txn).await })
                 .map_err(|e| e.to_string())
                 .map_err(self.fail("write"))?;
+            if !resp.succeeded() {
+                return Err(RegistryError::Fenced {
+                    location: self.location(),
+                });
+            }
         }
         Ok(CommitStats::of(ops))
     }
@@ -170,6 +214,13 @@ impl Registry for EtcdRegistry {
 mod tests {
     use super::*;
     use crate::registry::conformance::suite;
+
+    fn cfg(url: &str) -> EtcdConfig {
+        EtcdConfig {
+            endpoints: vec![url.to_string()],
+            tls: None,
+        }
+    }
 
     /// A real etcd on free loopback ports in a temp dir, stopped on drop.
     struct Etcd {
@@ -225,8 +276,7 @@ mod tests {
         // Wait (bounded) until etcd answers.
         let mut ready = false;
         for _ in 0..200 {
-            let mut probe =
-                EtcdRegistry::new(vec![etcd.client_url.clone()], "/probe").expect("registry");
+            let mut probe = EtcdRegistry::new(cfg(&etcd.client_url), "/probe").expect("registry");
             if probe.load().is_ok() {
                 ready = true;
                 break;
@@ -235,11 +285,9 @@ mod tests {
         }
         assert!(ready, "etcd did not answer at {}", etcd.client_url);
         let url = etcd.client_url.clone();
-        suite(|| {
-            Box::new(EtcdRegistry::new(vec![url.clone()], "/proffer/test").expect("registry"))
-        });
+        suite(|| Box::new(EtcdRegistry::new(cfg(&url), "/proffer/test").expect("registry")));
         // Keys with '/' (role names) and batches larger than one transaction round-trip.
-        let mut r = EtcdRegistry::new(vec![url.clone()], "/proffer/big").expect("registry");
+        let mut r = EtcdRegistry::new(cfg(&url), "/proffer/big").expect("registry");
         r.load().expect("load");
         let ops: Vec<RegistryOp> = (0..300)
             .map(|i| RegistryOp {
@@ -249,7 +297,7 @@ mod tests {
             })
             .collect();
         r.commit(&ops).expect("commit 300");
-        let got = EtcdRegistry::new(vec![url], "/proffer/big")
+        let got = EtcdRegistry::new(cfg(&url), "/proffer/big")
             .expect("registry")
             .load()
             .expect("reload");
@@ -258,13 +306,73 @@ mod tests {
     }
 
     #[test]
+    fn fenced_writes_succeed_only_while_the_fence_key_lives() {
+        let Some(etcd) = start_etcd() else {
+            println!("skipped: etcd is not installed (apt-get install etcd-server)");
+            return;
+        };
+        let url = etcd.client_url.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut client = rt.block_on(async {
+            for _ in 0..200 {
+                if let Ok(mut c) = Client::connect([url.clone()], None).await {
+                    if c.get("probe", None).await.is_ok() {
+                        return c;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("etcd did not answer at {url}");
+        });
+        let put = rt
+            .block_on(client.put("/f/leader/1", "me", None))
+            .expect("put");
+        let rev = put.header().map(|h| h.revision()).expect("revision");
+        let fence = Fence {
+            key: b"/f/leader/1".to_vec(),
+            create_revision: rev,
+        };
+        let op = |k: &str| RegistryOp {
+            table: Table::Roles,
+            key: k.into(),
+            value: Some(vec![1]),
+        };
+        let mut r = EtcdRegistry::new(cfg(&url), "/f")
+            .expect("registry")
+            .fenced(fence.clone());
+        r.load().expect("load");
+        r.commit(&[op("web")]).expect("the fence holds");
+        // Deposed: the key is gone (then re-created by someone else: a newer revision).
+        rt.block_on(client.delete("/f/leader/1", None))
+            .expect("delete");
+        let err = r.commit(&[op("db")]).expect_err("fenced off");
+        assert!(matches!(err, RegistryError::Fenced { .. }), "{err}");
+        rt.block_on(client.put("/f/leader/1", "other", None))
+            .expect("put");
+        let err = r.commit(&[op("db")]).expect_err("still fenced off");
+        assert!(matches!(err, RegistryError::Fenced { .. }), "{err}");
+        let got = EtcdRegistry::new(cfg(&url), "/f")
+            .expect("registry")
+            .load()
+            .expect("load");
+        assert!(got.get(Table::Roles, "web").is_some());
+        assert!(
+            got.get(Table::Roles, "db").is_none(),
+            "a deposed leader wrote"
+        );
+    }
+
+    #[test]
     fn an_unreachable_etcd_is_a_clear_error() {
-        let mut r = EtcdRegistry::new(vec!["http://127.0.0.1:1".into()], "/x").expect("registry");
+        let mut r = EtcdRegistry::new(cfg("http://127.0.0.1:1"), "/x").expect("registry");
         let err = r.load().expect_err("nothing listens on port 1");
         assert!(
             err.to_string().contains("etcd http://127.0.0.1:1/x"),
             "{err}"
         );
-        assert!(EtcdRegistry::new(Vec::new(), "/x").is_err());
+        assert!(EtcdRegistry::new(EtcdConfig::default(), "/x").is_err());
     }
 }

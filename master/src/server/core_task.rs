@@ -246,6 +246,9 @@ pub(crate) async fn run(
             () = cancel.cancelled() => break,
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
+                if lease_expired(clock.lease.as_deref(), &cancel) {
+                    break;
+                }
                 let now = core.now();
                 core.command(now, cmd);
                 let mut handled = 1;
@@ -257,6 +260,9 @@ pub(crate) async fn run(
                 core.tick(now);
             }
             _ = ticker.tick() => {
+                if lease_expired(clock.lease.as_deref(), &cancel) {
+                    break;
+                }
                 let now = core.now();
                 core.tick(now);
             }
@@ -284,6 +290,26 @@ pub(crate) struct Clock {
     pub persist: Option<std::sync::mpsc::Sender<super::registry_writer::Batch>>,
     /// The registry's status, shown in snapshots.
     pub registry: Option<Arc<super::registry_writer::RegistryStatus>>,
+    /// The leader lease this master acts under (None: it leads alone, without an election).
+    pub lease: Option<Arc<crate::etcd::election::LeaseClock>>,
+}
+
+/// Whether the leader lease ran out (then `cancel` is fired: the master stops at once, before
+/// acting on anything more, so it never acts when another master may lead).
+fn lease_expired(
+    lease: Option<&crate::etcd::election::LeaseClock>,
+    cancel: &CancellationToken,
+) -> bool {
+    match lease {
+        Some(l) if !l.is_valid() => {
+            tracing::error!(
+                "the leader lease ran out: stopping at once (no more offers, streams closed)"
+            );
+            cancel.cancel();
+            true
+        }
+        _ => false,
+    }
 }
 
 impl CoreLoop {

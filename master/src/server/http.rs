@@ -19,6 +19,8 @@ use super::core_task::CoreHandle;
 pub(crate) struct HttpState {
     pub(crate) core: CoreHandle,
     master_id: Arc<str>,
+    /// This master's address as clients reach it.
+    advertise: Arc<str>,
     /// The registry's status (None: the master persists nothing).
     pub(crate) registry: Option<Arc<super::registry_writer::RegistryStatus>>,
 }
@@ -27,6 +29,7 @@ pub(crate) struct HttpState {
 pub(crate) fn routes(
     core: CoreHandle,
     master_id: String,
+    advertise: String,
     registry: Option<Arc<super::registry_writer::RegistryStatus>>,
 ) -> Router {
     Router::new()
@@ -38,6 +41,7 @@ pub(crate) fn routes(
         .with_state(HttpState {
             core,
             master_id: master_id.into(),
+            advertise: advertise.into(),
             registry,
         })
 }
@@ -58,14 +62,19 @@ pub(crate) async fn fallback(request: axum::extract::Request) -> Response {
     }
 }
 
-/// `GET /health` body.
+/// `GET /health` body (a standby answers the same shape: `server::standby`).
 #[derive(Debug, Serialize)]
-struct Health<'a> {
-    status: &'a str,
-    master_id: &'a str,
+pub(crate) struct Health<'a> {
+    pub(crate) status: &'a str,
+    /// `leader` or `standby`.
+    pub(crate) role: &'a str,
+    /// The leader's address (`HOST:PORT`), null when none is known.
+    pub(crate) leader: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) master_id: Option<&'a str>,
     /// Why the master is not healthy (a failing registry).
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// `200 {"status":"ok"}`, or `503` while the registry cannot be written (the master then acts
@@ -83,7 +92,9 @@ async fn health(State(st): State<HttpState>) -> Response {
         } else {
             "ok"
         },
-        master_id: &st.master_id,
+        role: "leader",
+        leader: Some(&st.advertise),
+        master_id: Some(&st.master_id),
         error: error.map(|e| format!("registry writes fail: {e}")),
     });
     (code, body).into_response()

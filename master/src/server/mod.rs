@@ -15,19 +15,25 @@
 //! - `metrics`: `/metrics` in the Prometheus text format.
 //! - `http_roles`: HTTP/JSON operator routes (`/roles`, `/quota`, `/weights`, `/why`).
 //! - `registry_writer`: the thread that commits persist batches and acknowledges them.
+//! - `ha`: a master in an HA group: standby until elected (etcd), leader until the lease is lost.
+//! - `standby`: what a standby serves (health, redirects to the leader).
 //! - `status`: mapping of [`MasterError`](crate::core::MasterError) onto gRPC statuses.
 
 mod agent;
 mod core_task;
+mod ha;
 mod http;
 mod http_roles;
 mod metrics;
 mod operator;
 mod registry_writer;
 mod scheduler;
+mod standby;
 mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ha;
 #[cfg(test)]
 mod tests_operator;
 #[cfg(test)]
@@ -47,6 +53,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::core::{Master, MasterConfig};
+pub use ha::{HaConfig, serve_ha};
+pub use standby::LEADER_METADATA;
 
 /// Largest accepted request: gRPC messages and HTTP bodies above this are rejected.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -60,6 +68,9 @@ pub struct ServerConfig {
     pub seed: u64,
     /// How often the core's timers run even without input (default 20 ms).
     pub tick_interval: Duration,
+    /// This master's address as clients reach it (`HOST:PORT`), shown by `/health` and given
+    /// to clients by standbys; None: the listener's address.
+    pub advertise: Option<String>,
 }
 
 impl ServerConfig {
@@ -69,6 +80,7 @@ impl ServerConfig {
             master,
             seed: 0,
             tick_interval: Duration::from_millis(20),
+            advertise: None,
         }
     }
 }
@@ -101,6 +113,9 @@ pub enum ServerError {
     /// start empty.
     #[error("cannot recover the master from its registry")]
     Registry(#[from] crate::registry::RegistryError),
+    /// The leader election failed in a way retrying cannot fix (bad settings).
+    #[error("leader election: {0}")]
+    Election(#[from] crate::etcd::election::ElectionError),
     /// The registry writer thread could not be started.
     #[error("cannot start the registry writer: {0}")]
     Writer(#[source] std::io::Error),
@@ -131,6 +146,18 @@ pub async fn serve_with_registry(
     listener: TcpListener,
     config: ServerConfig,
     registry: Option<Box<dyn crate::registry::Registry>>,
+    cancel: CancellationToken,
+) -> Result<(), ServerError> {
+    serve_leader(listener, config, registry, None, cancel).await
+}
+
+/// [`serve_with_registry`] under a leader lease: the master stops at once (as if `cancel`
+/// fired) when `lease` runs out, and when a fenced registry write is refused.
+pub(crate) async fn serve_leader(
+    listener: TcpListener,
+    config: ServerConfig,
+    registry: Option<Box<dyn crate::registry::Registry>>,
+    lease: Option<std::sync::Arc<crate::etcd::election::LeaseClock>>,
     cancel: CancellationToken,
 ) -> Result<(), ServerError> {
     if config.tick_interval.is_zero() {
@@ -182,6 +209,7 @@ pub async fn serve_with_registry(
             start_ms,
             persist,
             registry: registry_status,
+            lease,
         },
         cancel.clone(),
     ));
@@ -208,6 +236,7 @@ pub async fn serve_with_registry(
         .merge(http::routes(
             shared.core.clone(),
             master_id.clone(),
+            config.advertise.clone().unwrap_or_else(|| addr.to_string()),
             http_registry,
         ))
         .fallback(http::fallback)

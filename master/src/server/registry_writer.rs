@@ -122,7 +122,8 @@ fn write_loop(
     }
 }
 
-/// Commits `ops`, retrying every second while the registry fails; false if cancelled first.
+/// Commits `ops`, retrying every second while the registry fails; false if cancelled first,
+/// or if the write was fenced off (this master no longer leads: it cancels the server).
 fn commit_until_done(
     registry: &mut dyn Registry,
     ops: &[RegistryOp],
@@ -142,6 +143,14 @@ fn commit_until_done(
                 }
                 inner.last_write_unix_ms = Some(unix_ms());
                 return true;
+            }
+            Err(e @ crate::registry::RegistryError::Fenced { .. }) => {
+                status.failures.inc();
+                tracing::error!(registry = %status.info.location, error = %e,
+                    "registry write fenced off: another master leads; stepping down");
+                status.lock().error = Some(e.to_string());
+                cancel.cancel();
+                return false;
             }
             Err(e) => {
                 status.failures.inc();

@@ -1,0 +1,262 @@
+//! `proffer master`: one master with its registry in redb, or a member of an HA group whose
+//! registry and leader election are in etcd.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use proffer_master::core::MasterConfig;
+use proffer_master::etcd::{EtcdConfig, EtcdTls};
+use proffer_master::registry::{RedbRegistry, Registry};
+use proffer_master::server::{HaConfig, ServerConfig, serve_ha, serve_with_registry};
+use tokio_util::sync::CancellationToken;
+
+use crate::duration::{millis, parse_duration};
+
+/// Flags of `proffer master`.
+#[derive(Debug, clap::Args)]
+pub struct MasterArgs {
+    /// Address to listen on (gRPC and HTTP).
+    #[arg(long, env = "PROFFER_LISTEN", default_value = "0.0.0.0:5050")]
+    listen: SocketAddr,
+    /// Batch allocation interval.
+    #[arg(long, env = "PROFFER_ALLOCATION_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    allocation_interval: Duration,
+    /// Interval between pings to each agent.
+    #[arg(long, env = "PROFFER_AGENT_PING_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    agent_ping_interval: Duration,
+    /// Unanswered pings after which an agent is removed.
+    #[arg(long, env = "PROFFER_AGENT_MAX_MISSED_PINGS", default_value_t = 5)]
+    agent_max_missed_pings: u32,
+    /// Rescind offers not answered within this time (default: never).
+    #[arg(long, env = "PROFFER_OFFER_TIMEOUT", value_parser = parse_duration)]
+    offer_timeout: Option<Duration>,
+    /// Seed for ids and random choices (default: random).
+    #[arg(long, env = "PROFFER_SEED")]
+    seed: Option<u64>,
+    /// The registry: `redb` (a file in --work-dir; this master alone) or
+    /// `etcd://HOST:PORT[,HOST:PORT…]` (an etcd v3 cluster: the masters started on the same
+    /// etcd and prefix form an HA group; one leads, the others stand by).
+    #[arg(long, env = "PROFFER_REGISTRY", default_value = "redb")]
+    registry: String,
+    /// Key prefix of the records in etcd.
+    #[arg(
+        long,
+        env = "PROFFER_REGISTRY_PREFIX",
+        default_value = "/proffer/default"
+    )]
+    registry_prefix: String,
+    /// Where the master keeps its registry (`registry.redb`): agents, frameworks, weights,
+    /// quotas, reservations, maintenance. A master started again on the same directory
+    /// recovers all of it.
+    #[arg(long, env = "PROFFER_WORK_DIR", default_value = "./proffer-master")]
+    work_dir: std::path::PathBuf,
+    /// After a restart, how long agents have to re-register before they are removed (their
+    /// resources are not offered until they are back).
+    #[arg(long, env = "PROFFER_AGENT_REREGISTER_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    agent_reregister_timeout: Duration,
+    /// Unreachable agents are forgotten (marked gone) after this long.
+    #[arg(long, env = "PROFFER_REGISTRY_MAX_AGENT_AGE", default_value = "2w", value_parser = parse_duration)]
+    registry_max_agent_age: Duration,
+    /// At most this many unreachable agents are kept; the oldest beyond are marked gone.
+    #[arg(
+        long,
+        env = "PROFFER_REGISTRY_MAX_AGENT_COUNT",
+        default_value_t = 102_400
+    )]
+    registry_max_agent_count: usize,
+    /// With an etcd registry: this master's address as clients and the other masters reach it
+    /// (default: the --listen address, with 127.0.0.1 for 0.0.0.0).
+    #[arg(long, env = "PROFFER_ADVERTISE")]
+    advertise: Option<String>,
+    /// With an etcd registry: the leader lease's TTL. A leader that dies or loses etcd is
+    /// replaced within about this long; it stops acting a fifth of it earlier. Whole seconds, ≥ 2s.
+    #[arg(long, env = "PROFFER_LEADER_LEASE_TTL", default_value = "5s", value_parser = parse_duration)]
+    leader_lease_ttl: Duration,
+    /// CA certificate (PEM) to verify etcd's serving certificate; implies https:// to etcd.
+    #[arg(long, env = "PROFFER_ETCD_CACERT")]
+    etcd_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd; with --etcd-key.
+    #[arg(long, env = "PROFFER_ETCD_CERT")]
+    etcd_cert: Option<PathBuf>,
+    /// Key (PEM) of --etcd-cert.
+    #[arg(long, env = "PROFFER_ETCD_KEY")]
+    etcd_key: Option<PathBuf>,
+}
+
+impl MasterArgs {
+    /// The server configuration these flags describe.
+    pub fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        anyhow::ensure!(
+            !self.allocation_interval.is_zero(),
+            "--allocation-interval must be > 0"
+        );
+        anyhow::ensure!(
+            !self.agent_ping_interval.is_zero(),
+            "--agent-ping-interval must be > 0"
+        );
+        anyhow::ensure!(
+            self.agent_max_missed_pings > 0,
+            "--agent-max-missed-pings must be > 0"
+        );
+        anyhow::ensure!(
+            self.agent_reregister_timeout >= Duration::from_secs(10),
+            "--agent-reregister-timeout must be at least 10s (as Mesos), got {:?}",
+            self.agent_reregister_timeout
+        );
+        let master = MasterConfig {
+            allocation_interval_ms: millis(self.allocation_interval),
+            agent_ping_interval_ms: millis(self.agent_ping_interval),
+            agent_max_missed_pings: self.agent_max_missed_pings,
+            offer_timeout_ms: self.offer_timeout.map(millis),
+            agent_reregister_timeout_ms: millis(self.agent_reregister_timeout),
+            registry_max_agent_age_ms: millis(self.registry_max_agent_age),
+            registry_max_agent_count: self.registry_max_agent_count,
+            ..MasterConfig::default()
+        };
+        let mut config = ServerConfig::new(master);
+        config.seed = self.seed.unwrap_or_else(random_seed);
+        Ok(config)
+    }
+}
+
+/// A seed from the clock and the process id.
+pub fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// `proffer master`.
+pub async fn master(args: MasterArgs, cancel: CancellationToken) -> anyhow::Result<()> {
+    let config = args.server_config()?;
+    if let Some(etcd) = args.etcd()? {
+        let listener = std::net::TcpListener::bind(args.listen)
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let ha = HaConfig::new(
+            etcd,
+            &args.registry_prefix,
+            args.advertise_address(),
+            args.leader_lease_ttl,
+        );
+        return serve_ha(listener, config, ha, cancel)
+            .await
+            .context("master server");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let registry = open_redb(&args)?;
+    serve_with_registry(listener, config, Some(registry), cancel)
+        .await
+        .context("master server")
+}
+
+impl MasterArgs {
+    /// The etcd settings when `--registry etcd://…`; None for `redb`.
+    fn etcd(&self) -> anyhow::Result<Option<EtcdConfig>> {
+        let Some(list) = self.registry.strip_prefix("etcd://") else {
+            anyhow::ensure!(
+                self.registry == "redb",
+                "--registry `{}`: expected `redb` or `etcd://HOST:PORT[,HOST:PORT…]`",
+                self.registry
+            );
+            return Ok(None);
+        };
+        let tls =
+            (self.etcd_cacert.is_some() || self.etcd_cert.is_some() || self.etcd_key.is_some())
+                .then(|| EtcdTls {
+                    ca: self.etcd_cacert.clone(),
+                    cert: self.etcd_cert.clone(),
+                    key: self.etcd_key.clone(),
+                });
+        let etcd = EtcdConfig::parse(list, tls).map_err(|e| {
+            anyhow::anyhow!(
+                "--registry {}: {e}, e.g. etcd://127.0.0.1:2379",
+                self.registry
+            )
+        })?;
+        // Read the TLS files now, so a typo fails at start rather than on every retry.
+        etcd.connect_options(None)?;
+        Ok(Some(etcd))
+    }
+
+    /// `--advertise`, or the listen address (loopback for an unspecified IP).
+    fn advertise_address(&self) -> String {
+        if let Some(a) = &self.advertise {
+            return a.clone();
+        }
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        addr.to_string()
+    }
+}
+
+/// The redb registry in `--work-dir`.
+fn open_redb(args: &MasterArgs) -> anyhow::Result<Box<dyn Registry>> {
+    let registry = RedbRegistry::open(&args.work_dir).with_context(|| {
+        format!(
+            "cannot open the master's registry in --work-dir {}",
+            args.work_dir.display()
+        )
+    })?;
+    Ok(Box::new(registry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: MasterArgs,
+    }
+
+    fn parse(extra: &[&str]) -> anyhow::Result<MasterArgs> {
+        let argv = std::iter::once("master").chain(extra.iter().copied());
+        Ok(Cli::try_parse_from(argv)?.args)
+    }
+
+    #[test]
+    fn registry_flags_choose_the_backend() -> anyhow::Result<()> {
+        assert!(parse(&[])?.etcd()?.is_none());
+        let a = parse(&["--registry", "etcd://10.0.0.1:2379,10.0.0.2:2379"])?;
+        let etcd = a.etcd()?.expect("etcd");
+        assert_eq!(
+            etcd.endpoints,
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(a.advertise_address(), "127.0.0.1:5050");
+        let err = parse(&["--registry", "zk://x"])?
+            .etcd()
+            .expect_err("unknown backend");
+        assert!(err.to_string().contains("zk://x"), "{err}");
+        let err = parse(&["--registry", "etcd://"])?
+            .etcd()
+            .expect_err("no endpoint");
+        assert!(err.to_string().contains("no etcd endpoint"), "{err}");
+        let err = parse(&[
+            "--registry",
+            "etcd://a:1",
+            "--etcd-cacert",
+            "/nonexistent.pem",
+        ])?
+        .etcd()
+        .expect_err("missing CA");
+        assert!(err.to_string().contains("/nonexistent.pem"), "{err}");
+        let b = parse(&[
+            "--listen",
+            "10.1.1.1:6000",
+            "--advertise",
+            "m1.example:6000",
+        ])?;
+        assert_eq!(b.advertise_address(), "m1.example:6000");
+        Ok(())
+    }
+}
