@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::http::Health;
 
 /// The gRPC metadata entry that names the leader (`HOST:PORT`) on a standby's `UNAVAILABLE`.
-pub const LEADER_METADATA: &str = "proffer-leader";
+pub use proffer_proto::leader::LEADER_METADATA;
 
 /// State of the standby's handlers.
 #[derive(Debug, Clone)]
