@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proffer_proto::Resources;
+use proffer_proto::leader::MasterList;
 use proffer_proto::v1::{
     self, AgentInfo, AgentMessage, Attribute, MasterMessage, RegisterAgent, ReregisterAgent,
     RunningTask, TaskInfo, TaskState, agent_message, master_message,
@@ -58,7 +59,9 @@ enum Conn {
     },
 }
 
-/// A session that has not seen AgentRegistered after this long is dropped and re-dialed.
+/// A session that has not seen AgentRegistered after this long is dropped and re-dialed (the
+/// next master is tried). A master that accepts the connection and then says nothing (hung)
+/// is dropped sooner by the session's HTTP/2 keep-alive, within 10 s.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// All of the agent's state.
@@ -84,6 +87,8 @@ pub(crate) struct Agent {
     conn: Conn,
     next_session: u64,
     backoff: Duration,
+    /// The masters (from `config.master`) and the one being talked to.
+    masters: MasterList,
 }
 
 fn now_ms() -> u64 {
@@ -120,6 +125,10 @@ fn checkpointed_resources(
 impl Agent {
     /// Prepares the work directory, resources and saved id.
     pub(crate) fn new(config: AgentConfig) -> Result<Self, AgentError> {
+        let masters = MasterList::parse(&config.master).map_err(|e| AgentError::InvalidMaster {
+            address: config.master.clone(),
+            reason: e.to_string(),
+        })?;
         std::fs::create_dir_all(&config.work_dir)
             .map_err(|e| AgentError::io("creating work dir", &config.work_dir, e))?;
         let resources = match &config.resources {
@@ -158,6 +167,7 @@ impl Agent {
             events_tx,
             events_rx,
             next_session: 0,
+            masters,
         })
     }
 
@@ -245,13 +255,9 @@ impl Agent {
         let (tx, rx) = mpsc::unbounded_channel();
         let first = self.registration();
         let _ = tx.send(first);
-        let task = tokio::spawn(run_session(
-            id,
-            self.config.master.clone(),
-            rx,
-            self.events_tx.clone(),
-        ));
-        debug!(session = id, master = %self.config.master, "connecting");
+        let master = self.masters.current().to_string();
+        info!(session = id, master = %master, agent_id = self.id_str(), "connecting to master");
+        let task = tokio::spawn(run_session(id, master, rx, self.events_tx.clone()));
         self.conn = Conn::Up {
             id,
             tx,
@@ -312,15 +318,20 @@ impl Agent {
         };
     }
 
-    /// Closes the current session and schedules a reconnect after the backoff.
+    /// Closes the current session and schedules a reconnect, to the next master, after the
+    /// backoff.
     fn reconnect_later(&mut self, reason: &str) {
         self.drop_session();
         let delay = self.backoff;
         self.backoff =
             (self.backoff * 2).min(self.config.reconnect_max.max(self.config.reconnect_initial));
+        let from = self.masters.current().to_string();
+        let next = self.masters.advance().to_string();
         warn!(
             agent_id = self.id_str(),
             reason,
+            master = %from,
+            next = %next,
             retry_in_ms = delay.as_millis() as u64,
             "disconnected from master"
         );
@@ -352,8 +363,16 @@ impl Agent {
             Conn::Down { .. } => None,
         };
         match ev {
-            SessionEvent::Closed { id, reason } if Some(id) == current => {
-                self.reconnect_later(&reason);
+            SessionEvent::Closed { id, reason, leader } if Some(id) == current => {
+                let from = self.masters.current().to_string();
+                match leader {
+                    Some(leader) if self.masters.follow_address(&leader) => {
+                        info!(agent_id = self.id_str(), standby = %from, leader = %leader,
+                              "a standby master named the leader; following it");
+                        self.connect();
+                    }
+                    _ => self.reconnect_later(&reason),
+                }
             }
             SessionEvent::Message { id, msg } if Some(id) == current => self.on_master(*msg),
             _ => debug!("event from an old session ignored"),
@@ -421,10 +440,12 @@ impl Agent {
         }
         self.agent_id = Some(r.agent_id);
         self.backoff = self.config.reconnect_initial;
+        self.masters.settled();
         if let Conn::Up { registered, .. } = &mut self.conn {
             *registered = true;
         }
-        info!(agent_id = self.id_str(), master_id = %r.master_id, ping_interval_ms = r.ping_interval_ms, "registered with master");
+        info!(agent_id = self.id_str(), master = %self.masters.current(), master_id = %r.master_id,
+              ping_interval_ms = r.ping_interval_ms, "registered with master");
         for u in self.updates.resend_all(std::time::Instant::now()) {
             self.send(msg(agent_message::Msg::StatusUpdate(u)));
         }

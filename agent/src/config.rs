@@ -10,7 +10,9 @@ use crate::AgentError;
 /// How an agent is configured (the CLI fills this in).
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// `HOST:PORT` of the master (gRPC over plain HTTP/2).
+    /// `HOST:PORT` of the master (gRPC over plain HTTP/2), or several, comma-separated
+    /// (`h1:5050,h2:5050,h3:5050`): the agent finds the leader among them and follows it
+    /// across failovers (see [`proffer_proto::leader::MasterList`]).
     pub master: String,
     /// Sandboxes and the `agent_id` file live here.
     pub work_dir: PathBuf,

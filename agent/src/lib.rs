@@ -46,17 +46,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// Runs the agent until `cancel` fires: registers (or re-registers with the saved id), runs
-/// the tasks the master sends, reconnects with backoff when the master goes away. On cancel
-/// every task is killed (SIGTERM, SIGKILL after its grace period) and `Ok(())` is returned.
+/// the tasks the master sends, reconnects with backoff when the master goes away. With several
+/// masters (`AgentConfig::master` = `h1:5050,h2:5050`) it follows a standby's hint to the
+/// leader at once and otherwise tries the next master after the backoff. On cancel every task
+/// is killed (SIGTERM, SIGKILL after its grace period) and `Ok(())` is returned.
 ///
-/// Fails only on start-up problems (work directory, resource detection).
+/// Fails only on start-up problems (master list, work directory, resource detection).
 pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
-    if config.master.trim().is_empty() {
-        return Err(AgentError::InvalidMaster {
-            address: config.master.clone(),
-            reason: "empty".into(),
-        });
-    }
     let span = tracing::info_span!("agent", master = %config.master, work_dir = %config.work_dir.display());
     let agent = agent::Agent::new(config)?;
     agent.run(cancel).instrument(span).await;

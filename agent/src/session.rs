@@ -1,8 +1,9 @@
 //! One connection to the master: dial, open the `Session` bidi stream, forward what the master
-//! sends to the agent loop and report when the stream ends.
+//! sends to the agent loop and report when the stream ends (with the leader a standby named).
 
 use std::time::Duration;
 
+use proffer_proto::leader::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, leader_hint};
 use proffer_proto::v1::agent_client::AgentClient;
 use proffer_proto::v1::{AgentMessage, MasterMessage};
 use tokio::sync::mpsc;
@@ -25,22 +26,51 @@ pub enum SessionEvent {
         id: u64,
         /// Why, for the log.
         reason: String,
+        /// The leader a standby master named when it turned the session away (`HOST:PORT`).
+        leader: Option<String>,
     },
 }
 
+/// Why a session ended.
+struct Ended {
+    reason: String,
+    leader: Option<String>,
+}
+
+impl Ended {
+    fn new(reason: String) -> Self {
+        Ended {
+            reason,
+            leader: None,
+        }
+    }
+
+    fn status(what: &str, s: &tonic::Status) -> Self {
+        Ended {
+            reason: format!("{what}: {}: {}", s.code(), s.message()),
+            leader: leader_hint(s),
+        }
+    }
+}
+
 /// Dials `http://{master}` and runs session `id` until it ends; messages queued on `outbound`
-/// are streamed to the master in order.
+/// are streamed to the master in order. A master that stops answering (hung) is dropped by
+/// HTTP/2 keep-alive within [`KEEPALIVE_INTERVAL`] + [`KEEPALIVE_TIMEOUT`] of its last frame.
 pub async fn run_session(
     id: u64,
     master: String,
     outbound: mpsc::UnboundedReceiver<AgentMessage>,
     events: mpsc::UnboundedSender<SessionEvent>,
 ) {
-    let reason = match pump(id, &master, outbound, &events).await {
-        Ok(()) => "stream closed by the master".to_string(),
-        Err(reason) => reason,
+    let ended = match pump(id, &master, outbound, &events).await {
+        Ok(()) => Ended::new("stream closed by the master".to_string()),
+        Err(ended) => ended,
     };
-    let _ = events.send(SessionEvent::Closed { id, reason });
+    let _ = events.send(SessionEvent::Closed {
+        id,
+        reason: ended.reason,
+        leader: ended.leader,
+    });
 }
 
 async fn pump(
@@ -48,23 +78,23 @@ async fn pump(
     master: &str,
     outbound: mpsc::UnboundedReceiver<AgentMessage>,
     events: &mpsc::UnboundedSender<SessionEvent>,
-) -> Result<(), String> {
+) -> Result<(), Ended> {
     let url = format!("http://{master}");
     let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| format!("invalid master address {url}: {e}"))?
+        .map_err(|e| Ended::new(format!("invalid master address {url}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| format!("connecting to {url}: {e}"))?;
+        .map_err(|e| Ended::new(format!("connecting to {url}: {e}")))?;
     let mut client = AgentClient::new(channel);
     let mut inbound = client
         .session(UnboundedReceiverStream::new(outbound))
         .await
-        .map_err(|s| format!("opening session: {}: {}", s.code(), s.message()))?
+        .map_err(|s| Ended::status("opening session", &s))?
         .into_inner();
     loop {
         match inbound.message().await {
@@ -80,13 +110,7 @@ async fn pump(
                 }
             }
             Ok(None) => return Ok(()),
-            Err(s) => {
-                return Err(format!(
-                    "session stream failed: {}: {}",
-                    s.code(),
-                    s.message()
-                ));
-            }
+            Err(s) => return Err(Ended::status("session stream failed", &s)),
         }
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! - `proffer-agent executor (--probe | --run-dir DIR)`: the per-task executor (the same code
 //!   as `proffer executor`);
-//! - `proffer-agent agent --master HOST:PORT --work-dir DIR [--resources TEXT]
+//! - `proffer-agent agent --master HOST:PORT[,HOST:PORT…] --work-dir DIR [--resources TEXT]
 //!   [--status-retry-ms N] [--keep-tasks] [--http ADDR]`: an agent whose executors are this
 //!   binary (tests kill it with SIGKILL and start it again).
 

@@ -2,7 +2,6 @@
 //! otherwise wait forever for an offer that cannot come. Asked of the master's operator API
 //! (`GetState`: every agent's total, reserved or not, whether it is connected or away).
 
-use proffer_proto::v1::operator_client::OperatorClient;
 use proffer_proto::{Resources, v1};
 
 use super::packing::TaskShape;
@@ -74,20 +73,14 @@ pub(crate) fn judge(agents: &[v1::AgentSummary], shape: &TaskShape) -> Feasibili
     ))
 }
 
-/// Asks the master at `master` (`HOST:PORT`) for its agents and judges `shape` against them.
-/// `None` when the master's operator API cannot be asked (nothing is concluded then).
+/// Asks the leading master of `master` (`HOST:PORT[,HOST:PORT…]`) for its agents and judges
+/// `shape` against them. `None` when no master's operator API can be asked (nothing is
+/// concluded then).
 pub(crate) async fn check(master: &str, shape: &TaskShape) -> Option<Feasibility> {
-    let url = if master.contains("://") {
-        master.to_string()
-    } else {
-        format!("http://{master}")
-    };
-    let mut client = OperatorClient::connect(url).await.ok()?;
-    let state = client
-        .get_state(v1::GetStateRequest {})
-        .await
-        .ok()?
-        .into_inner();
+    let state =
+        crate::operator::call_list(master, async |c| c.get_state(v1::GetStateRequest {}).await)
+            .await
+            .ok()?;
     Some(judge(&state.agents, shape))
 }
 

@@ -28,6 +28,8 @@ pub enum DriverError {
         code: tonic::Code,
         /// The status message.
         message: String,
+        /// The leader a standby master named (`HOST:PORT`), when it turned the call away.
+        leader: Option<String>,
     },
     /// The master answered the subscription with an ERROR event.
     #[error("master refused the subscription: {message}")]
@@ -60,6 +62,24 @@ impl DriverError {
             call,
             code: status.code(),
             message: status.message().to_string(),
+        }
+    }
+
+    /// Wraps a failed `Subscribe` on `address`, keeping a standby's leader hint.
+    pub(crate) fn subscribe(address: &str, status: &tonic::Status) -> Self {
+        DriverError::Subscribe {
+            address: address.to_string(),
+            code: status.code(),
+            message: status.message().to_string(),
+            leader: proffer_proto::leader::leader_hint(status),
+        }
+    }
+
+    /// The leader a standby master named when it refused the subscription (`HOST:PORT`).
+    pub fn leader_hint(&self) -> Option<&str> {
+        match self {
+            DriverError::Subscribe { leader, .. } => leader.as_deref(),
+            _ => None,
         }
     }
 

@@ -7,6 +7,13 @@
 //! timeout, the background task re-subscribes with the framework id (exponential backoff),
 //! emits [`DriverEvent::Disconnected`] then [`DriverEvent::Resubscribed`], and updates the
 //! header. Otherwise the stream emits `Disconnected` and ends. An ERROR event ends the stream.
+//!
+//! With several masters ([`DriverConfig::master`] = `h1:5050,h2:5050`) the driver subscribes to
+//! the leader: a standby answers `UNAVAILABLE` naming it and the driver goes there at once; a
+//! master that cannot be reached is skipped for the next. After a failover (the stream breaks,
+//! or goes silent for three heartbeats, or HTTP/2 keep-alive finds the master hung) each
+//! re-subscription opens a fresh connection to the current master, and calls made from then on
+//! go to the master the driver is subscribed to.
 
 mod builders;
 mod error;
@@ -16,6 +23,7 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use proffer_proto::leader::MasterList;
 use proffer_proto::v1;
 use proffer_proto::v1::scheduler_client::SchedulerClient;
 use tokio::sync::mpsc;
@@ -24,6 +32,7 @@ use tonic::transport::Channel;
 
 pub use builders::{command_task, launch_operation, refuse_filters};
 pub use error::DriverError;
+pub(crate) use error::chain as error_chain;
 
 /// How long a unary call may take before it fails with `DeadlineExceeded`.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,7 +42,9 @@ const EVENT_BUFFER: usize = 1024;
 /// How to reach the master and who the framework is.
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
-    /// The master's gRPC address, `HOST:PORT` (an `http://` URL is accepted too).
+    /// The master's gRPC address, `HOST:PORT` (an `http://` URL is accepted too), or several,
+    /// comma-separated (`h1:5050,h2:5050,h3:5050`): the driver finds the leader among them and
+    /// follows it across failovers.
     pub master: String,
     /// The framework; set `id` to re-subscribe as an existing framework.
     pub framework: v1::FrameworkInfo,
@@ -92,7 +103,8 @@ impl EventStream {
 /// A handle for making scheduler calls. Clones share the connection and the header.
 #[derive(Debug, Clone)]
 pub struct Driver {
-    client: SchedulerClient<Channel>,
+    /// The client of the master subscribed to (swapped by the reader on re-subscription).
+    client: Arc<RwLock<SchedulerClient<Channel>>>,
     header: Arc<RwLock<v1::CallHeader>>,
     framework: Arc<RwLock<v1::FrameworkInfo>>,
     shutdown: CancellationToken,
@@ -100,12 +112,17 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Connects to the master, subscribes, and returns once SUBSCRIBED arrived. The SUBSCRIBED
-    /// event is also the first event on the returned stream.
+    /// Connects to the master (the leader, when several are given), subscribes, and returns
+    /// once SUBSCRIBED arrived. The SUBSCRIBED event is also the first event on the returned
+    /// stream. Fails with the last master's error when none of them took the subscription.
     pub async fn subscribe(config: DriverConfig) -> Result<(Driver, EventStream), DriverError> {
-        let channel = session::connect(&config.master).await?;
-        let client = SchedulerClient::new(channel);
-        let opened = session::open(&client, &config.master, &config.framework).await?;
+        let mut masters =
+            MasterList::parse(&config.master).map_err(|e| DriverError::InvalidAddress {
+                address: config.master.clone(),
+                message: e.to_string(),
+            })?;
+        let (client, opened) = session::subscribe_first(&mut masters, &config.framework).await?;
+        let client = Arc::new(RwLock::new(client));
         let header = Arc::new(RwLock::new(v1::CallHeader {
             framework_id: opened.subscribed.framework_id.clone(),
             stream_id: opened.subscribed.stream_id.clone(),
@@ -120,6 +137,7 @@ impl Driver {
         let framework = Arc::new(RwLock::new(config.framework.clone()));
         let reader = session::Reader {
             client: client.clone(),
+            masters,
             config,
             header: header.clone(),
             framework: framework.clone(),
@@ -138,6 +156,11 @@ impl Driver {
             },
             EventStream { rx },
         ))
+    }
+
+    /// The client of the master the driver is subscribed to (the last one, while re-subscribing).
+    fn client(&self) -> SchedulerClient<Channel> {
+        session::read_copy(&self.client)
     }
 
     /// The framework id assigned by the master.
@@ -163,7 +186,7 @@ impl Driver {
             operations,
             filters,
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         call("accept", c.accept(req)).await
     }
 
@@ -189,7 +212,7 @@ impl Driver {
             offer_ids,
             filters,
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         call("decline", c.decline(req)).await
     }
 
@@ -204,7 +227,7 @@ impl Driver {
             header: Some(self.header()),
             inverse_offer_ids,
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         if accept {
             call("accept_inverse_offers", c.accept_inverse_offers(req)).await
         } else {
@@ -218,7 +241,7 @@ impl Driver {
             header: Some(self.header()),
             roles: Vec::new(),
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         call("revive", c.revive(req)).await
     }
 
@@ -228,7 +251,7 @@ impl Driver {
             header: Some(self.header()),
             roles: Vec::new(),
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         call("suppress", c.suppress(req)).await
     }
 
@@ -242,7 +265,7 @@ impl Driver {
             header: Some(self.header()),
             framework_info: Some(info.clone()),
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         call("update_framework", c.update_framework(req)).await?;
         *self.framework.write().unwrap_or_else(|e| e.into_inner()) = info;
         Ok(())
@@ -261,7 +284,7 @@ impl Driver {
             agent_id: agent_id.to_string(),
             kill_grace_period_ms: None,
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         call("kill", c.kill(req)).await
     }
 
@@ -276,7 +299,7 @@ impl Driver {
             task_id: status.task_id.clone(),
             uuid: status.uuid.clone(),
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         call("acknowledge", c.acknowledge(req)).await
     }
 
@@ -290,7 +313,7 @@ impl Driver {
             header: Some(self.header()),
             tasks,
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         call("reconcile", c.reconcile(req)).await
     }
 
@@ -307,7 +330,7 @@ impl Driver {
             task_id: task_id.to_string(),
             data,
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         call("message", c.message(req)).await
     }
 
@@ -322,7 +345,7 @@ impl Driver {
         let req = v1::TeardownRequest {
             header: Some(self.header()),
         };
-        let mut c = self.client.clone();
+        let mut c = self.client();
         let result = call("teardown", c.teardown(req)).await;
         self.shutdown.cancel();
         result

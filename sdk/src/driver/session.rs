@@ -1,9 +1,11 @@
-//! The subscription: opening the event stream and the background task that reads it,
-//! re-subscribing with backoff when it breaks.
+//! The subscription: opening the event stream (on the leader among the masters) and the
+//! background task that reads it, re-subscribing — to the leader a standby names at once,
+//! otherwise to the next master with backoff — when it breaks.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use proffer_proto::leader::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MasterList, leader_hint};
 use proffer_proto::v1;
 use proffer_proto::v1::scheduler_client::SchedulerClient;
 use tokio::sync::mpsc;
@@ -36,8 +38,8 @@ pub(crate) async fn connect(master: &str) -> Result<Channel, DriverError> {
     endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
         .connect()
         .await
@@ -67,11 +69,7 @@ pub(crate) async fn open(
     let response = client
         .subscribe(request)
         .await
-        .map_err(|s| DriverError::Subscribe {
-            address: address.to_string(),
-            code: s.code(),
-            message: s.message().to_string(),
-        })?;
+        .map_err(|s| DriverError::subscribe(address, &s))?;
     let mut stream = response.into_inner();
     let first = tokio::time::timeout(SUBSCRIBED_TIMEOUT, stream.message())
         .await
@@ -81,11 +79,7 @@ pub(crate) async fn open(
                 SUBSCRIBED_TIMEOUT.as_secs()
             ),
         })?
-        .map_err(|s| DriverError::Subscribe {
-            address: address.to_string(),
-            code: s.code(),
-            message: s.message().to_string(),
-        })?
+        .map_err(|s| DriverError::subscribe(address, &s))?
         .ok_or_else(|| DriverError::Protocol {
             message: "event stream ended before SUBSCRIBED".into(),
         })?;
@@ -107,6 +101,51 @@ pub(crate) async fn open(
     }
 }
 
+/// The client of the master a subscription is open on, and the subscription.
+pub(crate) type Subscription = (SchedulerClient<Channel>, Opened);
+
+/// One subscription attempt on `master`, over a fresh channel (so nothing of a previous
+/// master's connection is reused).
+pub(crate) async fn attempt(
+    master: &str,
+    framework: &v1::FrameworkInfo,
+) -> Result<Subscription, DriverError> {
+    let client = SchedulerClient::new(connect(master).await?);
+    let opened = open(&client, master, framework).await?;
+    Ok((client, opened))
+}
+
+/// The first subscription: tries the masters in order, following a standby's hint to the
+/// leader, each at most once and without waiting; the last error when none subscribed.
+pub(crate) async fn subscribe_first(
+    masters: &mut MasterList,
+    framework: &v1::FrameworkInfo,
+) -> Result<Subscription, DriverError> {
+    let mut failures = 0;
+    loop {
+        let master = masters.current().to_string();
+        let err = match attempt(&master, framework).await {
+            Ok(sub) => {
+                masters.settled();
+                return Ok(sub);
+            }
+            Err(err) => err,
+        };
+        if let Some(leader) = err.leader_hint()
+            && masters.follow_address(leader)
+        {
+            tracing::info!(standby = %master, %leader, "a standby master named the leader; subscribing there");
+            continue;
+        }
+        failures += 1;
+        if !retryable(&err) || failures >= masters.masters().len() {
+            return Err(err);
+        }
+        tracing::info!(%master, error = %err, "cannot subscribe; trying the next master");
+        masters.advance();
+    }
+}
+
 /// A copy of what `lock` holds (the call header, the FrameworkInfo). A poisoned lock is read
 /// anyway: these are plain records with no invariant a panicking writer could break.
 pub(crate) fn read_copy<T: Clone>(lock: &RwLock<T>) -> T {
@@ -115,7 +154,11 @@ pub(crate) fn read_copy<T: Clone>(lock: &RwLock<T>) -> T {
 
 /// Everything the background reader needs.
 pub(crate) struct Reader {
-    pub client: SchedulerClient<Channel>,
+    /// The client of the master the driver is subscribed to; swapped on re-subscription, so
+    /// calls made meanwhile go to the new leader.
+    pub client: Arc<RwLock<SchedulerClient<Channel>>>,
+    /// The masters, the current one being the one subscribed to.
+    pub masters: MasterList,
     pub config: DriverConfig,
     pub header: Arc<RwLock<v1::CallHeader>>,
     /// The FrameworkInfo to re-subscribe with (changed by `Driver::update_framework`).
@@ -132,24 +175,24 @@ enum StreamEnd {
     Stop,
     /// The master sent ERROR; it has been forwarded.
     Error,
-    /// The stream broke; try to re-subscribe.
-    Broken(String),
+    /// The stream broke (how; the leader a standby named, if any); try to re-subscribe.
+    Broken(String, Option<String>),
 }
 
 impl Reader {
     /// Reads `stream` until it ends, then re-subscribes if configured; runs until the stream is over.
-    pub(crate) async fn run(self, mut stream: Streaming<v1::Event>, mut heartbeat: f64) {
+    pub(crate) async fn run(mut self, mut stream: Streaming<v1::Event>, mut heartbeat: f64) {
         loop {
-            let reason = match self.pump(&mut stream, heartbeat).await {
+            let (reason, leader) = match self.pump(&mut stream, heartbeat).await {
                 StreamEnd::Stop | StreamEnd::Error => return,
-                StreamEnd::Broken(reason) => reason,
+                StreamEnd::Broken(reason, leader) => (reason, leader),
             };
             drop(stream);
             if self.tearing_down.load(std::sync::atomic::Ordering::SeqCst) {
                 // The master closes the stream after TEARDOWN: that is the expected end.
                 return;
             }
-            tracing::warn!(%reason, "scheduler event stream disconnected");
+            tracing::warn!(%reason, master = %self.masters.current(), "scheduler event stream disconnected");
             let failover = read_copy(&self.framework).failover_timeout;
             if !self.emit(DriverEvent::Disconnected { reason }).await {
                 return;
@@ -157,7 +200,7 @@ impl Reader {
             if !self.config.resubscribe || failover.is_nan() || failover <= 0.0 {
                 return;
             }
-            match self.resubscribe(failover).await {
+            match self.resubscribe(failover, leader).await {
                 Some((s, hb)) => {
                     stream = s;
                     heartbeat = hb;
@@ -200,64 +243,109 @@ impl Reader {
                         return StreamEnd::Error;
                     }
                 }
-                Ok(None) => return StreamEnd::Broken("the master closed the event stream".into()),
+                Ok(None) => {
+                    return StreamEnd::Broken("the master closed the event stream".into(), None);
+                }
                 Err(status) => {
-                    return StreamEnd::Broken(format!("{:?}: {}", status.code(), status.message()));
+                    let reason = format!("{:?}: {}", status.code(), status.message());
+                    return StreamEnd::Broken(reason, leader_hint(&status));
                 }
             }
         }
     }
 
-    /// Re-subscribes with exponential backoff until it works, the master refuses, the
-    /// failover timeout passes, or the driver is shut down. Returns the new stream.
-    async fn resubscribe(&self, failover: f64) -> Option<(Streaming<v1::Event>, f64)> {
+    /// Re-subscribes until it works, the master refuses, the failover timeout passes, or the
+    /// driver is shut down, and returns the new stream. Each attempt opens a fresh channel to
+    /// one master: the leader a standby named (`leader`, or in an attempt's answer) at once,
+    /// otherwise the next master after an exponentially growing delay.
+    async fn resubscribe(
+        &mut self,
+        failover: f64,
+        leader: Option<String>,
+    ) -> Option<(Streaming<v1::Event>, f64)> {
         let deadline = Instant::now() + Duration::from_secs_f64(failover.min(1e9));
         let mut framework = read_copy(&self.framework);
         framework.id = self.current_header().framework_id;
         let mut delay = self.config.reconnect_initial.max(Duration::from_millis(1));
+        let mut wait = !self.follow(leader.as_deref());
+        if wait {
+            self.masters.advance();
+        }
         loop {
-            let sleep = tokio::time::sleep(delay);
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return None,
-                _ = self.tx.closed() => return None,
-                _ = sleep => {}
+            if wait {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return None,
+                    _ = self.tx.closed() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(self.config.reconnect_max.max(delay));
             }
             if Instant::now() >= deadline {
                 tracing::warn!("failover timeout passed without re-subscribing; giving up");
                 return None;
             }
+            let master = self.masters.current().to_string();
             let attempt = tokio::select! {
                 _ = self.shutdown.cancelled() => return None,
-                r = open(&self.client, &self.config.master, &framework) => r,
+                r = attempt(&master, &framework) => r,
             };
             match attempt {
-                Ok(opened) => {
-                    let framework_id = opened.subscribed.framework_id.clone();
-                    self.set_header(&opened.subscribed);
-                    tracing::info!(%framework_id, "re-subscribed");
-                    if !self.emit(DriverEvent::Resubscribed { framework_id }).await {
-                        return None;
-                    }
-                    return Some((opened.stream, opened.subscribed.heartbeat_interval_seconds));
-                }
+                Ok((client, opened)) => return self.resubscribed(&master, client, opened).await,
+                Err(err) if self.follow(err.leader_hint()) => wait = false,
                 Err(err) if retryable(&err) => {
-                    tracing::debug!(error = %err, ?delay, "re-subscribe failed; retrying");
+                    tracing::debug!(error = %err, %master, ?delay, "re-subscribe failed; trying the next master");
+                    self.masters.advance();
+                    wait = true;
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "re-subscription refused");
-                    let message = match err {
-                        DriverError::Refused { message } => message,
-                        other => other.to_string(),
-                    };
-                    let event = v1::Event {
-                        event: Some(v1::event::Event::Error(v1::Error { message })),
-                    };
-                    self.emit(DriverEvent::Event(event)).await;
+                    self.refused(err).await;
                     return None;
                 }
             }
-            delay = (delay * 2).min(self.config.reconnect_max.max(delay));
         }
+    }
+
+    /// Makes the leader a standby named the current master; false when there is none to follow.
+    fn follow(&mut self, leader: Option<&str>) -> bool {
+        let from = self.masters.current().to_string();
+        match leader {
+            Some(leader) if self.masters.follow_address(leader) => {
+                tracing::info!(standby = %from, %leader, "a standby master named the leader; following it");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes a new subscription on `master` into use: its client for calls, its header.
+    async fn resubscribed(
+        &mut self,
+        master: &str,
+        client: SchedulerClient<Channel>,
+        opened: Opened,
+    ) -> Option<(Streaming<v1::Event>, f64)> {
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;
+        self.masters.settled();
+        let framework_id = opened.subscribed.framework_id.clone();
+        self.set_header(&opened.subscribed);
+        tracing::info!(%framework_id, %master, "re-subscribed");
+        if !self.emit(DriverEvent::Resubscribed { framework_id }).await {
+            return None;
+        }
+        Some((opened.stream, opened.subscribed.heartbeat_interval_seconds))
+    }
+
+    /// Reports a refused re-subscription as an ERROR event (the stream then ends).
+    async fn refused(&self, err: DriverError) {
+        tracing::warn!(error = %err, "re-subscription refused");
+        let message = match err {
+            DriverError::Refused { message } => message,
+            other => other.to_string(),
+        };
+        let event = v1::Event {
+            event: Some(v1::event::Event::Error(v1::Error { message })),
+        };
+        self.emit(DriverEvent::Event(event)).await;
     }
 
     fn current_header(&self) -> v1::CallHeader {
