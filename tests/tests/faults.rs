@@ -68,7 +68,7 @@ fn check_clean(c: &Cluster) {
             a.agent_id
         );
     }
-    let snap = c.master.snapshot(Timestamp(c.now()));
+    let snap = c.master().expect("a master").snapshot(Timestamp(c.now()));
     assert!(
         snap.tasks.iter().all(|t| t.state != "TASK_RUNNING"),
         "tasks still running: {:?}",
@@ -161,7 +161,7 @@ fn a_vanished_agent_has_its_tasks_lost_and_redone_elsewhere() {
     );
     assert!(f.conflicts.is_empty(), "{:?}", f.conflicts);
     assert!(c.violations.is_empty(), "{:?}", c.violations.first());
-    let snap = c.master.snapshot(Timestamp(c.now()));
+    let snap = c.master().expect("a master").snapshot(Timestamp(c.now()));
     let states: Vec<&str> = snap.agents.iter().map(|a| a.state.as_str()).collect();
     assert_eq!(
         states.iter().filter(|s| **s == "unreachable").count(),
@@ -278,7 +278,10 @@ fn check_crash_run(seed: u64, c: &Cluster) -> Result<(), String> {
         .as_ref()
         .map(|r| r.contents())
         .unwrap_or_default();
-    if let Err(e) = c.master.check_registry(&registry) {
+    let Some(master) = c.master() else {
+        return fail("no master holds a core".into());
+    };
+    if let Err(e) = master.check_registry(&registry) {
         return fail(e.to_string());
     }
     Ok(())

@@ -7,22 +7,39 @@
 //! with them; their status updates are retried until acknowledged. Frameworks re-subscribe
 //! with their id and reconcile. Everything is driven by one seeded RNG, so a seed replays the
 //! same run exactly.
+//!
+//! With several masters ([`Cluster::with_ha`], module `ha`) one leads at a time by a simulated
+//! etcd election (module `election`): leaders crash, lose their lease, are cut off from etcd or
+//! paused, and clients follow the leader.
+//!
+//! # Layout
+//! - `agent`, `framework`: the simulated peers.
+//! - `net`: connections on the virtual clock.
+//! - `node`: one master process (core, writes in flight, election view).
+//! - `election`: the simulated etcd, its election and the fenced registry.
+//! - `ha`: the high-availability profile (faults, failover, its invariants).
 
 mod agent;
+mod election;
 mod framework;
+mod ha;
 mod net;
+mod node;
 
 use std::collections::BTreeMap;
 
-use std::collections::VecDeque;
-
 use proffer_master_core::core::rng::SplitMix64;
 use proffer_master_core::core::{ConnId, Input, Master, MasterConfig, Output, Timestamp};
-use proffer_master_core::registry::{MemoryRegistry, Registry, RegistryOp};
+use proffer_master_core::registry::{MemoryRegistry, Registry};
 
 pub use agent::SimAgent;
+pub use election::{
+    Election, FencedRegistry, KEEPALIVE_MS, MARGIN_MS, SimElection, SimEtcd, TTL_MS,
+};
 pub use framework::SimFramework;
+pub use ha::{HaFaults, HaStats};
 use net::{Delivery, Net};
+pub use node::{MasterNode, NodeState};
 
 /// Fault settings.
 #[derive(Debug, Clone)]
@@ -63,8 +80,8 @@ impl Faults {
 /// The cluster.
 #[derive(Debug)]
 pub struct Cluster {
-    /// The master core under test.
-    pub master: Master,
+    /// The master processes: one, always leading, unless HA ([`Cluster::with_ha`]).
+    pub masters: Vec<MasterNode>,
     /// Simulated agents.
     pub agents: Vec<SimAgent>,
     /// Simulated frameworks.
@@ -75,6 +92,8 @@ pub struct Cluster {
     next_conn: ConnId,
     /// conn → (is_agent, index)
     owners: BTreeMap<ConnId, (bool, usize)>,
+    /// conn → the master it was opened to.
+    conn_master: BTreeMap<ConnId, usize>,
     faults: Faults,
     /// Every delivered message, as text, for determinism checks.
     pub log: Vec<String>,
@@ -82,14 +101,14 @@ pub struct Cluster {
     pub breaks: u32,
     /// The master's registry (None: the master persists nothing).
     pub registry: Option<MemoryRegistry>,
-    /// Persist batches being written: (done at, seq, ops).
-    disk: VecDeque<(u64, u64, Vec<RegistryOp>)>,
     config: MasterConfig,
     /// Master crashes so far.
     pub master_crashes: u32,
     /// Broken accounting invariants (`Master::check_accounting`, checked after every step),
-    /// with the virtual time they were seen.
+    /// with the virtual time they were seen; with several masters also the HA invariants.
     pub violations: Vec<String>,
+    /// The HA profile's state (None: one master).
+    ha: Option<ha::Ha>,
 }
 
 /// Milliseconds between ticks of the master and the peers.
@@ -108,7 +127,7 @@ impl Cluster {
         let mut rng = SplitMix64::new(seed);
         let master = Master::new(config.clone(), rng.next_u64());
         let mut c = Cluster {
-            master,
+            masters: vec![MasterNode::only(master)],
             agents: Vec::new(),
             frameworks: Vec::new(),
             net: Net::default(),
@@ -116,14 +135,15 @@ impl Cluster {
             now: 0,
             next_conn: 1,
             owners: BTreeMap::new(),
+            conn_master: BTreeMap::new(),
             faults,
             log: Vec::new(),
             breaks: 0,
             violations: Vec::new(),
             registry: None,
-            disk: VecDeque::new(),
             config,
             master_crashes: 0,
+            ha: None,
         };
         for i in 0..agents {
             c.agents.push(SimAgent::new(&format!("host{i}"), agent_res));
@@ -149,11 +169,21 @@ impl Cluster {
         let mut registry = MemoryRegistry::new();
         let stored = registry.load().unwrap_or_default();
         let seed = c.rng.next_u64();
-        c.master = Master::recover(c.config.clone(), seed, &stored, Timestamp(0))
+        let core = Master::recover(c.config.clone(), seed, &stored, Timestamp(0))
             .unwrap_or_else(|e| panic!("recover from an empty registry: {e}"));
+        c.masters[0].core = Some(core);
         c.registry = Some(registry);
-        c.flush_master();
+        c.flush_node(0);
         c
+    }
+
+    /// The core of the newest leader still holding one (the only master's core without HA).
+    pub fn master(&self) -> Option<&Master> {
+        self.masters
+            .iter()
+            .filter(|m| m.core.is_some())
+            .max_by_key(|m| m.epoch)
+            .and_then(|m| m.core.as_ref())
     }
 
     /// The master crashes: every connection breaks, writes in progress are lost (the first
@@ -165,12 +195,13 @@ impl Cluster {
         };
         let now = self.now;
         self.master_crashes += 1;
-        if let Some((_, _, ops)) = self.disk.pop_front()
+        let disk = &mut self.masters[0].disk;
+        if let Some(w) = disk.pop_front()
             && self.rng.below(2) == 0
         {
-            let _ = registry.commit(&ops);
+            let _ = registry.commit(&w.ops);
         }
-        self.disk.clear();
+        disk.clear();
         let stored = registry.contents();
         let conns: Vec<(ConnId, (bool, usize))> =
             self.owners.iter().map(|(c, o)| (*c, *o)).collect();
@@ -184,32 +215,77 @@ impl Cluster {
             }
         }
         let seed = self.rng.next_u64();
-        self.master = Master::recover(self.config.clone(), seed, &stored, Timestamp(now))
+        let core = Master::recover(self.config.clone(), seed, &stored, Timestamp(now))
             .unwrap_or_else(|e| panic!("recover at {now} ms: {e}"));
+        self.masters[0].core = Some(core);
         self.log.push(format!("{now} master crash"));
-        self.flush_master();
+        self.flush_node(0);
     }
 
     /// Commits the persist batches whose write is done, in order, and acknowledges them.
     fn write_disk(&mut self) {
+        if self.ha.is_some() {
+            for n in 0..self.masters.len() {
+                self.write_fenced(n);
+            }
+            return;
+        }
         let now = self.now;
-        while self.disk.front().is_some_and(|(t, _, _)| *t <= now) {
-            let Some((_, seq, ops)) = self.disk.pop_front() else {
+        while self.masters[0].disk.front().is_some_and(|w| w.at <= now) {
+            let Some(w) = self.masters[0].disk.pop_front() else {
                 break;
             };
             if let Some(r) = self.registry.as_mut() {
-                let _ = r.commit(&ops);
+                let _ = r.commit(&w.ops);
             }
-            let _ = self.master.handle(Timestamp(now), Input::Persisted { seq });
-            self.flush_master();
+            self.master_input(0, Input::Persisted { seq: w.seq });
         }
     }
 
-    fn conn(&mut self, is_agent: bool, idx: usize) -> ConnId {
+    /// Opens a connection from a peer to master `master`.
+    fn conn(&mut self, is_agent: bool, idx: usize, master: usize) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
         self.owners.insert(id, (is_agent, idx));
+        self.conn_master.insert(id, master);
+        if let Some(ha) = self.ha.as_mut() {
+            ha.heard(id, self.now);
+        }
         id
+    }
+
+    /// The master a peer connects to now: the only one, or (HA) the leader it finds.
+    fn pick_master(&mut self) -> Option<usize> {
+        if self.ha.is_some() {
+            self.find_leader()
+        } else {
+            Some(0)
+        }
+    }
+
+    /// Gives `input` to master `n`'s core (kept for later while it is paused; lost if it is
+    /// down or holds no core) and sends what it says.
+    fn master_input(&mut self, n: usize, input: Input) {
+        let now = self.now;
+        let node = &mut self.masters[n];
+        match node.state {
+            NodeState::Paused { .. } => {
+                node.inbox.push_back(input);
+                return;
+            }
+            NodeState::Down { .. } => return,
+            NodeState::Up => {}
+        }
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let _ = core.handle(Timestamp(now), input);
+        self.flush_node(n);
+    }
+
+    /// The master connection `conn` was opened to.
+    fn master_of(&self, conn: ConnId) -> usize {
+        self.conn_master.get(&conn).copied().unwrap_or(0)
     }
 
     /// Runs until `limit_ms` or until every framework is done.
@@ -222,12 +298,57 @@ impl Cluster {
     fn step(&mut self) {
         self.now += TICK_MS;
         let now = self.now;
-        // Peers that need a connection open one; peers act on their timers.
+        if self.ha.is_some() {
+            self.ha_before_step();
+        }
+        self.peers_act();
+        if self.ha.is_some() {
+            self.clients_give_up();
+        }
+        if now < self.faults.until_ms {
+            self.inject_faults();
+        }
+        self.write_disk();
+        // Deliver what is due, in order.
+        while let Some((conn, d)) = self.net.pop_due(now) {
+            self.deliver(conn, d);
+        }
+        for n in 0..self.masters.len() {
+            if !self.masters[n].up() {
+                continue;
+            }
+            let Some(core) = self.masters[n].core.as_mut() else {
+                continue;
+            };
+            core.tick(Timestamp(now));
+            let checked = core.check_accounting();
+            self.flush_node(n);
+            if let Err(e) = checked {
+                self.violations.push(format!("at {now} ms: {e}"));
+            }
+        }
+        if self.ha.is_some() {
+            self.ha_after_step();
+        }
+    }
+
+    /// Peers that need a connection open one (to the master they find); peers act on their
+    /// timers.
+    fn peers_act(&mut self) {
+        let now = self.now;
         for i in 0..self.agents.len() {
             if self.agents[i].conn.is_none() && self.agents[i].reconnect_at <= now {
-                let conn = self.conn(true, i);
-                let msg = self.agents[i].connect(conn);
-                self.send(conn, now, Delivery::Master(Input::Agent { conn, msg }));
+                match self.pick_master() {
+                    Some(n) => {
+                        let conn = self.conn(true, i, n);
+                        let msg = self.agents[i].connect(conn);
+                        self.send(conn, now, Delivery::Master(Input::Agent { conn, msg }));
+                    }
+                    None => {
+                        let retry = now + 100 + self.rng.below(400);
+                        self.agents[i].disconnected(retry);
+                    }
+                }
             }
             for msg in self.agents[i].tick(now) {
                 if let Some(conn) = self.agents[i].conn {
@@ -242,7 +363,12 @@ impl Cluster {
                 }
             }
             if self.frameworks[i].conn.is_none() && self.frameworks[i].reconnect_at <= now {
-                let conn = self.conn(false, i);
+                let Some(n) = self.pick_master() else {
+                    let retry = now + 100 + self.rng.below(400);
+                    self.frameworks[i].disconnected(retry);
+                    continue;
+                };
+                let conn = self.conn(false, i, n);
                 let info = self.frameworks[i].subscribe_info();
                 self.frameworks[i].conn = Some(conn);
                 self.send(
@@ -255,41 +381,35 @@ impl Cluster {
                 );
             }
         }
-        // Faults.
-        if now < self.faults.until_ms {
-            if !self.agents.is_empty() && self.chance(self.faults.agent_break) {
-                let i = self.rng.below(self.agents.len() as u64) as usize;
-                if let Some(conn) = self.agents[i].conn {
-                    self.break_conn(conn);
-                }
-            }
-            if !self.frameworks.is_empty() && self.chance(self.faults.framework_break) {
-                let i = self.rng.below(self.frameworks.len() as u64) as usize;
-                if let Some(conn) = self.frameworks[i].conn {
-                    self.break_conn(conn);
-                }
-            }
-            if !self.agents.is_empty() && self.chance(self.faults.agent_outage) {
-                let i = self.rng.below(self.agents.len() as u64) as usize;
-                if let Some(conn) = self.agents[i].conn {
-                    self.break_conn(conn);
-                    let back = now + 6_000 + self.rng.below(4_000);
-                    self.agents[i].disconnected(back);
-                }
-            }
-            if self.registry.is_some() && self.chance(self.faults.master_crash) {
-                self.crash_master();
+    }
+
+    /// Faults of the window: broken sessions and streams, agent outages, master crashes.
+    fn inject_faults(&mut self) {
+        let now = self.now;
+        if !self.agents.is_empty() && self.chance(self.faults.agent_break) {
+            let i = self.rng.below(self.agents.len() as u64) as usize;
+            if let Some(conn) = self.agents[i].conn {
+                self.break_conn(conn);
             }
         }
-        self.write_disk();
-        // Deliver what is due, in order.
-        while let Some((conn, d)) = self.net.pop_due(now) {
-            self.deliver(conn, d);
+        if !self.frameworks.is_empty() && self.chance(self.faults.framework_break) {
+            let i = self.rng.below(self.frameworks.len() as u64) as usize;
+            if let Some(conn) = self.frameworks[i].conn {
+                self.break_conn(conn);
+            }
         }
-        self.master.tick(Timestamp(now));
-        self.flush_master();
-        if let Err(e) = self.master.check_accounting() {
-            self.violations.push(format!("at {now} ms: {e}"));
+        if !self.agents.is_empty() && self.chance(self.faults.agent_outage) {
+            let i = self.rng.below(self.agents.len() as u64) as usize;
+            if let Some(conn) = self.agents[i].conn {
+                self.break_conn(conn);
+                let back = now + 6_000 + self.rng.below(4_000);
+                self.agents[i].disconnected(back);
+            }
+        }
+        if self.ha.is_some() {
+            self.ha_faults();
+        } else if self.registry.is_some() && self.chance(self.faults.master_crash) {
+            self.crash_master();
         }
     }
 
@@ -331,23 +451,19 @@ impl Cluster {
         self.net.drop_conn(conn);
         let now = self.now;
         let backoff = 100 + self.rng.below(500);
+        let n = self.master_of(conn);
         match self.owners.get(&conn).copied() {
             Some((true, i)) => {
                 self.agents[i].disconnected(now + backoff);
-                let _ = self
-                    .master
-                    .handle(Timestamp(now), Input::AgentDisconnected { conn });
+                self.master_input(n, Input::AgentDisconnected { conn });
             }
             Some((false, i)) => {
                 self.frameworks[i].disconnected(now + backoff);
-                let _ = self
-                    .master
-                    .handle(Timestamp(now), Input::FrameworkDisconnected { conn });
+                self.master_input(n, Input::FrameworkDisconnected { conn });
             }
             None => {}
         }
         self.log.push(format!("{now} break {conn}"));
-        self.flush_master();
     }
 
     fn deliver(&mut self, conn: ConnId, d: Delivery) {
@@ -355,8 +471,8 @@ impl Cluster {
         match d {
             Delivery::Master(input) => {
                 self.log.push(format!("{now} ->master {input:?}"));
-                let _ = self.master.handle(Timestamp(now), input);
-                self.flush_master();
+                let n = self.master_of(conn);
+                self.master_input(n, input);
             }
             Delivery::Agent(msg) => {
                 self.log.push(format!("{now} ->agent {conn} {msg:?}"));
@@ -365,6 +481,9 @@ impl Cluster {
                 };
                 if self.agents[i].conn != Some(conn) {
                     return;
+                }
+                if let Some(ha) = self.ha.as_mut() {
+                    ha.heard(conn, now);
                 }
                 for reply in self.agents[i].handle(now, msg) {
                     self.send(
@@ -382,6 +501,10 @@ impl Cluster {
                 if self.frameworks[i].conn != Some(conn) {
                     return;
                 }
+                if let Some(ha) = self.ha.as_mut() {
+                    ha.heard(conn, now);
+                    ha.saw_event(now, &event);
+                }
                 for call in self.frameworks[i].handle(event) {
                     // Calls are unary RPCs: they reach the master on the same connection.
                     self.send(conn, now, Delivery::Master(Input::Call(call)));
@@ -390,28 +513,35 @@ impl Cluster {
         }
     }
 
-    fn flush_master(&mut self) {
-        for out in self.master.take_outbox() {
-            let now = self.now;
+    /// Sends what master `n`'s core says: messages (with several masters only while it may
+    /// act), registry writes, closed streams.
+    fn flush_node(&mut self, n: usize) {
+        let Some(core) = self.masters[n].core.as_mut() else {
+            return;
+        };
+        let now = self.now;
+        for out in core.take_outbox() {
             match out {
                 Output::ToAgent { conn, msg } => {
-                    let d = self.delay();
-                    self.net.send(conn, now, d, Delivery::Agent(msg));
+                    if self.may_send(n) {
+                        let d = self.delay();
+                        self.net.send(conn, now, d, Delivery::Agent(msg));
+                    }
                 }
                 Output::ToFramework { conn, event } => {
-                    let d = self.delay();
-                    self.net.send(conn, now, d, Delivery::Framework(event));
+                    if self.may_send(n) {
+                        let d = self.delay();
+                        self.net.send(conn, now, d, Delivery::Framework(event));
+                    }
                 }
                 Output::Persist { seq, ops } => {
-                    if self.registry.is_some() {
+                    if self.registry.is_none() {
+                        if let Some(core) = self.masters[n].core.as_mut() {
+                            let _ = core.handle(Timestamp(now), Input::Persisted { seq });
+                        }
+                    } else if self.masters[n].core.is_some() {
                         let d = self.delay();
-                        let at = self
-                            .disk
-                            .back()
-                            .map_or(now + d, |(t, _, _)| (*t).max(now + d));
-                        self.disk.push_back((at, seq, ops));
-                    } else {
-                        let _ = self.master.handle(Timestamp(now), Input::Persisted { seq });
+                        self.masters[n].queue_write(now + d, seq, ops);
                     }
                 }
                 Output::CloseAgent { conn } | Output::CloseFramework { conn } => {
@@ -450,5 +580,15 @@ impl Cluster {
     /// Current virtual time (ms).
     pub fn now(&self) -> u64 {
         self.now
+    }
+
+    /// True if master `n` may send to a client now: always for the only master; with several,
+    /// only while it acts as leader (see `ha`).
+    fn may_send(&mut self, n: usize) -> bool {
+        if self.ha.is_some() {
+            self.ha_may_send(n)
+        } else {
+            true
+        }
     }
 }
