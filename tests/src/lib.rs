@@ -7,8 +7,10 @@
 //!   find free loopback ports, and wait for readiness — with cleanup on drop.
 //! - [`ports`]: loopback ports reserved for a test binary.
 //! - [`inproc`]: a real master server and agents in the test's own process.
+//! - [`standby`]: a fake standby master that turns every gRPC call away to a leader.
 
 pub mod faults;
 pub mod inproc;
 pub mod ports;
 pub mod procs;
+pub mod standby;
