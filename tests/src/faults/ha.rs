@@ -11,14 +11,16 @@
 //!
 //! Faults (in the fault window, chosen by the seed) hit the acting leader: it crashes (and
 //! restarts as a standby), its keep-alives are dropped for a while, it is cut off from etcd
-//! (keep-alives and writes fail, clients still reach it), or it is paused (nothing runs; what
-//! reaches it waits) and resumed — often after a new leader exists. Clients that hear nothing
+//! (keep-alives are lost, writes wait and reach etcd when it heals, where the fence judges
+//! them; clients still reach it), or it is paused (nothing runs; what reaches it waits) and
+//! resumed — often after a new leader exists, in either order of core and shell. Clients that hear nothing
 //! for `HaFaults::silence_ms` give up their connection; clients find the leader by asking a
 //! random master (a standby names the key's holder).
 //!
-//! Invariants checked after every step ([`Cluster::violations`]): at most one master acts as
-//! leader; no master sends to a client after its term's deadline as etcd saw it, nor while a
-//! newer epoch exists; no write of a stale epoch is accepted; the acting core's accounting.
+//! Invariants checked after every step ([`Cluster::violations`]): at most one running master
+//! holds a core (acts as leader); no master sends to a client after its term's deadline as
+//! etcd saw it, nor once a newer epoch exists; no write of a stale epoch is accepted (judged
+//! from the terms granted, independently of the fence); every core's accounting.
 
 use std::collections::BTreeMap;
 
@@ -527,14 +529,9 @@ impl Cluster {
     /// End of a step: the invariants that involve several masters.
     pub(super) fn ha_after_step(&mut self) {
         let now = self.now;
+        // Judged by what the shells do (running with a core), not by their deadline rule.
         let acting: Vec<usize> = (0..self.masters.len())
-            .filter(|&n| {
-                self.masters[n].core.is_some()
-                    && self.masters[n]
-                        .election
-                        .as_ref()
-                        .is_some_and(|e| e.is_leader(now))
-            })
+            .filter(|&n| self.masters[n].up() && self.masters[n].core.is_some())
             .collect();
         if acting.len() > 1 {
             self.violations

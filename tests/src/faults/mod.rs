@@ -99,10 +99,11 @@ pub struct Cluster {
     pub log: Vec<String>,
     /// Connections broken so far.
     pub breaks: u32,
-    /// The master's registry (None: the master persists nothing).
+    /// The master's registry (None: the master persists nothing); with HA, what the simulated
+    /// etcd holds (written only through the fence).
     pub registry: Option<MemoryRegistry>,
     config: MasterConfig,
-    /// Master crashes so far.
+    /// Master crashes so far (with HA: leader crashes).
     pub master_crashes: u32,
     /// Broken accounting invariants (`Master::check_accounting`, checked after every step),
     /// with the virtual time they were seen; with several masters also the HA invariants.
