@@ -17,6 +17,7 @@ use clap::{Args, FromArgMatches, Subcommand};
 use proffer_k8s::config::{Cluster, ClusterConfig};
 use proffer_k8s::deploy::{DeployOptions, pki_request, service_spec, spec_yaml};
 use proffer_k8s::pki::{ClusterPki, Host, write_file};
+use proffer_proto::leader::MasterList;
 use proffer_sdk::service::ServiceSpec;
 use proffer_sdk::service::core::CoreConfig;
 use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare, run_service};
@@ -147,9 +148,10 @@ struct DeployArgs {
 struct InstallArgs {
     #[command(flatten)]
     deploy: DeployArgs,
-    /// The master, HOST:PORT.
+    /// The master, HOST:PORT, or several, comma-separated (h1:5050,h2:5050,h3:5050): the
+    /// scheduler subscribes to whichever leads and follows it across failovers.
     #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
-    master: String,
+    master: MasterList,
     /// Serve the scheduler's HTTP API here (for `proffer service plan --api`).
     #[arg(long)]
     http: Option<SocketAddr>,
@@ -303,7 +305,7 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
         K8sCommand::Install(a) => {
             let spec = prepare_spec(&a.deploy)?;
             let cfg = RunConfig {
-                master: a.master,
+                master: a.master.to_string(),
                 state_dir: a.deploy.state.join("scheduler"),
                 core: CoreConfig {
                     reservations: !a.no_reservations,

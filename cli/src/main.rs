@@ -97,9 +97,10 @@ enum Command {
 /// Flags of `proffer state`.
 #[derive(Debug, clap::Args)]
 struct StateArgs {
-    /// The master, HOST:PORT.
+    /// The master, HOST:PORT, or several, comma-separated (h1:5050,h2:5050): whichever leads
+    /// answers.
     #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
-    master: String,
+    master: proffer_proto::leader::MasterList,
     /// Print the raw snapshot as JSON.
     #[arg(long)]
     json: bool,
@@ -108,9 +109,10 @@ struct StateArgs {
 /// Flags of `proffer tasks`.
 #[derive(Debug, clap::Args)]
 struct TasksArgs {
-    /// The master, HOST:PORT.
+    /// The master, HOST:PORT, or several, comma-separated (h1:5050,h2:5050): whichever leads
+    /// answers.
     #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
-    master: String,
+    master: proffer_proto::leader::MasterList,
     /// Print JSON.
     #[arg(long)]
     json: bool,

@@ -1,35 +1,45 @@
-//! `proffer state` and `proffer tasks`: fetch the master's state over gRPC and print it.
+//! `proffer state` and `proffer tasks`: fetch the master's state over gRPC and print it; and
+//! [`call`], how every operator command reaches the leading master of `--master h1,h2,…`.
 
-use anyhow::Context;
+use proffer_proto::leader::MasterList;
 use proffer_proto::v1;
 use proffer_proto::v1::operator_client::OperatorClient;
+use proffer_sdk::operator::OperatorError;
+use tonic::transport::Channel;
 
 use crate::table::render;
 
-/// The gRPC endpoint URL for a `HOST:PORT` (an `http://` URL is used as is).
-pub fn endpoint(master: &str) -> String {
-    if master.starts_with("http://") || master.starts_with("https://") {
-        master.to_owned()
-    } else {
-        format!("http://{master}")
+/// Makes one `Operator` call on the leading master of `masters`: a standby's hint is followed,
+/// an unreachable master skipped (see [`proffer_sdk::operator::call`]). `f` may run once per
+/// master tried.
+pub async fn call<T, F>(masters: &MasterList, f: F) -> Result<T, OperatorError>
+where
+    F: AsyncFnMut(&mut OperatorClient<Channel>) -> Result<tonic::Response<T>, tonic::Status>,
+{
+    let mut masters = masters.clone();
+    proffer_sdk::operator::call(&mut masters, f).await
+}
+
+/// A failed [`call`] for people: `{what} refused by the master: …` when the leader said no,
+/// the connection trouble otherwise.
+pub fn refused(what: &str, err: OperatorError) -> anyhow::Error {
+    match err {
+        OperatorError::Status(status) => {
+            anyhow::anyhow!("{what} refused by the master: {}", status.message())
+        }
+        unreachable @ OperatorError::Unreachable { .. } => anyhow::Error::new(unreachable),
     }
 }
 
-/// Fetches the state snapshot from the master.
-pub async fn fetch_state(master: &str) -> anyhow::Result<v1::StateSnapshot> {
-    let url = endpoint(master);
-    let mut client = OperatorClient::connect(url.clone())
+/// Fetches the state snapshot from the leading master.
+pub async fn fetch_state(masters: &MasterList) -> anyhow::Result<v1::StateSnapshot> {
+    call(masters, async |c| c.get_state(v1::GetStateRequest {}).await)
         .await
-        .with_context(|| format!("cannot connect to the master at {url}"))?;
-    let state = client
-        .get_state(v1::GetStateRequest {})
-        .await
-        .with_context(|| format!("GetState on {url} failed"))?;
-    Ok(state.into_inner())
+        .map_err(|e| refused("GetState", e))
 }
 
 /// `proffer state`: prints the snapshot as tables or JSON.
-pub async fn state(master: &str, json: bool) -> anyhow::Result<()> {
+pub async fn state(master: &MasterList, json: bool) -> anyhow::Result<()> {
     let state = fetch_state(master).await?;
     if json {
         crate::output::text(&serde_json::to_string_pretty(&state)?);
@@ -40,7 +50,7 @@ pub async fn state(master: &str, json: bool) -> anyhow::Result<()> {
 }
 
 /// `proffer tasks`: prints active tasks (and with `all` the completed ones) as a table or JSON.
-pub async fn tasks(master: &str, json: bool, all: bool) -> anyhow::Result<()> {
+pub async fn tasks(master: &MasterList, json: bool, all: bool) -> anyhow::Result<()> {
     let state = fetch_state(master).await?;
     let mut tasks = state.tasks;
     if all {
@@ -242,12 +252,6 @@ mod tests {
                     batch-0001  f-1        a-1    TASK_RUNNING  -\n";
         assert_eq!(render_tasks(&tasks), want);
     }
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(endpoint("127.0.0.1:5050"), "http://127.0.0.1:5050");
-        assert_eq!(endpoint("http://m:1"), "http://m:1");
-    }
 }
 
 #[cfg(test)]
@@ -262,7 +266,7 @@ mod live_tests {
     #[tokio::test]
     async fn fetches_state_from_a_running_master() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let master = listener.local_addr()?.to_string();
+        let master: MasterList = listener.local_addr()?.to_string().parse()?;
         let cancel = CancellationToken::new();
         let server = tokio::spawn(serve(listener, ServerConfig::default(), cancel.clone()));
         let state = tokio::time::timeout(Duration::from_secs(60), fetch_state(&master)).await??;
@@ -273,10 +277,43 @@ mod live_tests {
         Ok(())
     }
 
+    /// Every operator command goes through [`call`]: a standby first in the list (or alone,
+    /// naming a leader not in the list) is followed to the leader; the leader's refusal is
+    /// reported as its answer.
+    #[tokio::test]
+    async fn operator_calls_follow_a_standby_to_the_leader() -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let leader = listener.local_addr()?.to_string();
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, ServerConfig::default(), cancel.clone()));
+        let standby = proffer_tests::standby::Standby::start(Some(&leader)).await?;
+        let direct = fetch_state(&leader.parse()?).await?;
+        for list in [format!("{},{leader}", standby.addr), standby.addr.clone()] {
+            let state = tokio::time::timeout(Duration::from_secs(60), fetch_state(&list.parse()?))
+                .await??;
+            assert_eq!(state.master_id, direct.master_id, "through {list}");
+        }
+        assert_eq!(standby.calls(), 2);
+        let err = call(&standby.addr.parse()?, async |c| {
+            c.set_weight(v1::SetWeightRequest {
+                role: "web".into(),
+                weight: -1.0,
+            })
+            .await
+        })
+        .await
+        .map_err(|e| refused("weight", e));
+        let text = err.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(text.starts_with("weight refused by the master: "), "{text}");
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(60), server).await???;
+        Ok(())
+    }
+
     #[tokio::test]
     async fn unreachable_master_is_a_clear_error() {
         // Port 1 on localhost is not a Proffer master.
-        let err = fetch_state("127.0.0.1:1")
+        let err = fetch_state(&"127.0.0.1:1".parse().expect("a valid address"))
             .await
             .err()
             .map(|e| format!("{e:#}"));

@@ -3,19 +3,20 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use proffer_proto::v1::operator_client::OperatorClient;
+use proffer_proto::leader::MasterList;
 use proffer_proto::{Resources, v1};
-use tonic::transport::Channel;
 
-use crate::operator::endpoint;
+use crate::operator::{call, refused};
 use crate::table::render;
+use proffer_sdk::operator::OperatorError;
 
 /// The master flag shared by these commands.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MasterFlag {
-    /// The master, HOST:PORT.
+    /// The master, HOST:PORT, or several, comma-separated (h1:5050,h2:5050,h3:5050): the
+    /// command asks whichever leads.
     #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
-    pub master: String,
+    pub master: MasterList,
 }
 
 /// `proffer quota`.
@@ -117,21 +118,9 @@ pub struct ReserveArgs {
     master: MasterFlag,
 }
 
-async fn client(master: &str) -> anyhow::Result<OperatorClient<Channel>> {
-    let url = endpoint(master);
-    OperatorClient::connect(url.clone())
-        .await
-        .with_context(|| format!("cannot connect to the master at {url}"))
-}
-
 /// Parses a resources flag, naming it on error.
 fn resources(flag: &str, text: &str) -> anyhow::Result<Resources> {
     Resources::parse(text).with_context(|| format!("invalid --{flag} `{text}`"))
-}
-
-/// The master's refusal in one line (gRPC status message without the transport noise).
-fn refused(what: &str, status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{what} refused by the master: {}", status.message())
 }
 
 /// `proffer quota …`.
@@ -153,25 +142,25 @@ pub async fn quota(args: QuotaArgs) -> anyhow::Result<()> {
                 .map(|l| resources("limit", l))
                 .transpose()?
                 .unwrap_or_default();
-            client(&a.master.master)
-                .await?
-                .set_quota(v1::SetQuotaRequest {
-                    role: a.role.clone(),
-                    guarantees: guarantees.to_proto(),
-                    limits: limits.to_proto(),
-                })
+            let req = v1::SetQuotaRequest {
+                role: a.role.clone(),
+                guarantees: guarantees.to_proto(),
+                limits: limits.to_proto(),
+            };
+            call(&a.master.master, async |c| c.set_quota(req.clone()).await)
                 .await
-                .map_err(|s| refused("quota", s))?;
+                .map_err(|e| refused("quota", e))?;
             crate::output::text(&format!("quota of role {} set", a.role));
         }
         QuotaCommand::Rm(a) => {
-            client(&a.master.master)
-                .await?
-                .remove_quota(v1::RemoveQuotaRequest {
-                    role: a.role.clone(),
-                })
-                .await
-                .map_err(|s| refused("removing the quota", s))?;
+            let req = v1::RemoveQuotaRequest {
+                role: a.role.clone(),
+            };
+            call(&a.master.master, async |c| {
+                c.remove_quota(req.clone()).await
+            })
+            .await
+            .map_err(|e| refused("removing the quota", e))?;
             crate::output::text(&format!("quota of role {} removed", a.role));
         }
     }
@@ -181,14 +170,13 @@ pub async fn quota(args: QuotaArgs) -> anyhow::Result<()> {
 /// `proffer weight set ROLE W`.
 pub async fn weight(args: WeightArgs) -> anyhow::Result<()> {
     let WeightCommand::Set(a) = args.command;
-    client(&a.master.master)
-        .await?
-        .set_weight(v1::SetWeightRequest {
-            role: a.role.clone(),
-            weight: a.weight,
-        })
+    let req = v1::SetWeightRequest {
+        role: a.role.clone(),
+        weight: a.weight,
+    };
+    call(&a.master.master, async |c| c.set_weight(req.clone()).await)
         .await
-        .map_err(|s| refused("weight", s))?;
+        .map_err(|e| refused("weight", e))?;
     crate::output::text(&format!("weight of role {} set to {}", a.role, a.weight));
     Ok(())
 }
@@ -250,27 +238,27 @@ pub async fn maintenance(args: MaintenanceArgs) -> anyhow::Result<()> {
                     .map_err(anyhow::Error::msg)
             };
             let (start, length) = (secs(&starts_in)?, secs(&duration)?);
-            client(&master.master)
-                .await?
-                .schedule_maintenance(v1::ScheduleMaintenanceRequest {
-                    agent_id: agent_id.clone(),
-                    starts_in_secs: start,
-                    duration_secs: length,
-                })
-                .await
-                .map_err(|s| refused("maintenance", s))?;
+            let req = v1::ScheduleMaintenanceRequest {
+                agent_id: agent_id.clone(),
+                starts_in_secs: start,
+                duration_secs: length,
+            };
+            call(&master.master, async |c| {
+                c.schedule_maintenance(req.clone()).await
+            })
+            .await
+            .map_err(|e| refused("maintenance", e))?;
             crate::output::text(&format!(
                 "maintenance of {agent_id} scheduled in {starts_in} for {duration}"
             ));
         }
         MaintenanceCommand::Status { master } => {
-            let windows = client(&master.master)
-                .await?
-                .get_maintenance(v1::GetMaintenanceRequest {})
-                .await
-                .map_err(|s| refused("GetMaintenance", s))?
-                .into_inner()
-                .windows;
+            let windows = call(&master.master, async |c| {
+                c.get_maintenance(v1::GetMaintenanceRequest {}).await
+            })
+            .await
+            .map_err(|e| refused("GetMaintenance", e))?
+            .windows;
             if windows.is_empty() {
                 crate::output::text("no maintenance scheduled");
             }
@@ -297,24 +285,26 @@ pub async fn maintenance(args: MaintenanceArgs) -> anyhow::Result<()> {
 
 /// `proffer drain AGENT` (`drain` true) or `proffer reactivate AGENT`.
 pub async fn drain(args: DrainArgs, drain: bool) -> anyhow::Result<()> {
-    let mut c = client(&args.master.master).await?;
+    let masters = &args.master.master;
     if drain {
-        c.drain_agent(v1::DrainAgentRequest {
+        let req = v1::DrainAgentRequest {
             agent_id: args.agent_id.clone(),
             reason: args.reason.clone(),
-        })
-        .await
-        .map_err(|s| refused("drain", s))?;
+        };
+        call(masters, async |c| c.drain_agent(req.clone()).await)
+            .await
+            .map_err(|e| refused("drain", e))?;
         crate::output::text(&format!(
             "agent {} is draining: no new offers, its tasks are being killed",
             args.agent_id
         ));
     } else {
-        c.reactivate_agent(v1::ReactivateAgentRequest {
+        let req = v1::ReactivateAgentRequest {
             agent_id: args.agent_id.clone(),
-        })
-        .await
-        .map_err(|s| refused("reactivate", s))?;
+        };
+        call(masters, async |c| c.reactivate_agent(req.clone()).await)
+            .await
+            .map_err(|e| refused("reactivate", e))?;
         crate::output::text(&format!("agent {} is offered again", args.agent_id));
     }
     Ok(())
@@ -331,13 +321,14 @@ pub struct AgentGoneArgs {
 
 /// `proffer agent-gone AGENT`: the agent is gone for good (Mesos MARK_AGENT_GONE).
 pub async fn agent_gone(args: AgentGoneArgs) -> anyhow::Result<()> {
-    client(&args.master.master)
-        .await?
-        .mark_agent_gone(v1::MarkAgentGoneRequest {
-            agent_id: args.agent_id.clone(),
-        })
-        .await
-        .map_err(|s| refused("agent-gone", s))?;
+    let req = v1::MarkAgentGoneRequest {
+        agent_id: args.agent_id.clone(),
+    };
+    call(&args.master.master, async |c| {
+        c.mark_agent_gone(req.clone()).await
+    })
+    .await
+    .map_err(|e| refused("agent-gone", e))?;
     crate::output::text(&format!(
         "agent {} is gone: its tasks ended (TASK_GONE_BY_OPERATOR for partition-aware frameworks, TASK_LOST for others); it may never come back with this id",
         args.agent_id
@@ -347,13 +338,12 @@ pub async fn agent_gone(args: AgentGoneArgs) -> anyhow::Result<()> {
 
 /// `proffer roles`: a table (or JSON) of every role the allocator knows.
 pub async fn roles(args: RolesArgs) -> anyhow::Result<()> {
-    let roles = client(&args.master.master)
-        .await?
-        .get_roles(v1::GetRolesRequest {})
-        .await
-        .map_err(|s| refused("GetRoles", s))?
-        .into_inner()
-        .roles;
+    let roles = call(&args.master.master, async |c| {
+        c.get_roles(v1::GetRolesRequest {}).await
+    })
+    .await
+    .map_err(|e| refused("GetRoles", e))?
+    .roles;
     if args.json {
         let list: Vec<serde_json::Value> = roles
             .iter()
@@ -379,17 +369,17 @@ pub async fn why(args: WhyArgs) -> anyhow::Result<()> {
         (None, Some(role)) => v1::why_request::Subject::Role(role),
         _ => anyhow::bail!("give a framework id or --role ROLE"),
     };
-    let lines = client(&args.master.master)
-        .await?
-        .why(v1::WhyRequest {
-            subject: Some(subject),
-        })
+    let req = v1::WhyRequest {
+        subject: Some(subject),
+    };
+    let lines = call(&args.master.master, async |c| c.why(req.clone()).await)
         .await
-        .map_err(|s| match s.code() {
-            tonic::Code::NotFound => anyhow::anyhow!("{}", s.message()),
-            _ => refused("why", s),
+        .map_err(|e| match e {
+            OperatorError::Status(s) if s.code() == tonic::Code::NotFound => {
+                anyhow::anyhow!("{}", s.message())
+            }
+            e => refused("why", e),
         })?
-        .into_inner()
         .lines;
     crate::output::text(&render_why(&lines));
     Ok(())
@@ -399,25 +389,25 @@ pub async fn why(args: WhyArgs) -> anyhow::Result<()> {
 /// no task uses on an agent.
 pub async fn reserve(args: ReserveArgs, reserve: bool) -> anyhow::Result<()> {
     let resources = resources("resources", &args.resources)?.to_proto();
-    let mut client = client(&args.master.master).await?;
+    let masters = &args.master.master;
     let agent_id = args.agent_id.clone();
     if reserve {
-        client
-            .reserve_resources(v1::ReserveResourcesRequest {
-                agent_id,
-                resources,
-            })
+        let req = v1::ReserveResourcesRequest {
+            agent_id,
+            resources,
+        };
+        call(masters, async |c| c.reserve_resources(req.clone()).await)
             .await
-            .map_err(|s| refused("reserve", s))?;
+            .map_err(|e| refused("reserve", e))?;
         crate::output::text(&format!("reserved {} on {}", args.resources, args.agent_id));
     } else {
-        client
-            .unreserve_resources(v1::UnreserveResourcesRequest {
-                agent_id,
-                resources,
-            })
+        let req = v1::UnreserveResourcesRequest {
+            agent_id,
+            resources,
+        };
+        call(masters, async |c| c.unreserve_resources(req.clone()).await)
             .await
-            .map_err(|s| refused("unreserve", s))?;
+            .map_err(|e| refused("unreserve", e))?;
         crate::output::text(&format!(
             "unreserved {} on {}",
             args.resources, args.agent_id

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use proffer_proto::leader::MasterList;
 use proffer_sdk::service::compile::render_plan;
 use proffer_sdk::service::core::CoreConfig;
 use proffer_sdk::service::http::request;
@@ -48,9 +49,10 @@ enum ServiceCommand {
 struct RunArgs {
     /// The YAML spec.
     spec: PathBuf,
-    /// The master, HOST:PORT.
+    /// The master, HOST:PORT, or several, comma-separated (h1:5050,h2:5050,h3:5050): the
+    /// scheduler subscribes to whichever leads and follows it across failovers.
     #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
-    master: String,
+    master: MasterList,
     /// Directory of the scheduler's state store.
     #[arg(long)]
     state: PathBuf,
@@ -293,7 +295,7 @@ async fn run_scheduler(a: RunArgs, cancel: CancellationToken) -> Result<bool> {
             .unwrap_or_else(|_| "localhost".into())
     });
     let cfg = RunConfig {
-        master: a.master.clone(),
+        master: a.master.to_string(),
         state_dir: a.state.clone(),
         core: CoreConfig {
             reservations: a.reservations,
