@@ -173,7 +173,8 @@ pub enum BatchError {
     },
 }
 
-/// Runs `spec` against the master at `master` (`HOST:PORT`) until every task is terminal.
+/// Runs `spec` against the master at `master` (`HOST:PORT`, or several, comma-separated: the
+/// leader among them) until every task is terminal.
 pub async fn run_batch(
     master: &str,
     spec: BatchSpec,
@@ -238,7 +239,7 @@ struct Run<P> {
     index: HashMap<String, usize>,
     pending: VecDeque<usize>,
     suppressed: bool,
-    /// The master's address (to ask whether any agent could hold a task at all).
+    /// The masters' addresses (to ask the leader whether any agent could hold a task at all).
     master: String,
     /// Set once some agent was seen that could hold a task.
     fits: bool,

@@ -22,7 +22,7 @@ use crate::driver::{Driver, DriverConfig, DriverError, DriverEvent, refuse_filte
 /// How to run a service.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// The master, `HOST:PORT`.
+    /// The master, `HOST:PORT`, or several, comma-separated: the scheduler follows the leader.
     pub master: String,
     /// Directory of the state store.
     pub state_dir: PathBuf,
