@@ -394,8 +394,9 @@ fn ha_run(seed: u64) -> Cluster {
     );
     c.frameworks[0].partition_aware = true;
     c.run(180_000);
-    // Paused or crashed masters come back (the last fault ends by 28 s), then a settle.
-    while c.now() < 30_000 {
+    // Until every fault is over, every master runs and one leads (the last fault ends by
+    // 28 s); then a settle.
+    while !c.ha_calm() && c.now() < 60_000 {
         c.run_ticks(1);
     }
     let until = c.now() + 60_000;

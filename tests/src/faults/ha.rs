@@ -75,6 +75,9 @@ pub struct HaStats {
     pub last_finish: u64,
     /// Longest time from a failover to the next finished task a framework heard of (ms).
     pub max_failover_to_finish_ms: u64,
+    /// When the last fault injected is over (a crashed master restarted; a pause, a partition
+    /// or a loss of keep-alives ended).
+    pub faults_over_at: u64,
 }
 
 /// The HA profile's state inside a [`Cluster`].
@@ -149,6 +152,19 @@ impl Cluster {
         self.ha.as_ref().map(|h| &h.stats)
     }
 
+    /// True once the fault window and every fault injected are over, every master runs and
+    /// one acts as leader (always true without HA).
+    pub fn ha_calm(&self) -> bool {
+        let Some(ha) = self.ha.as_ref() else {
+            return true;
+        };
+        let now = self.now;
+        now >= self.faults.until_ms
+            && now >= ha.stats.faults_over_at
+            && self.masters.iter().all(MasterNode::up)
+            && self.masters.iter().any(|m| m.acting(now))
+    }
+
     /// The simulated etcd (None without HA).
     pub fn etcd(&self) -> Option<&SimEtcd> {
         self.ha.as_ref().map(|h| &h.etcd)
@@ -215,6 +231,9 @@ impl Cluster {
             if core_first { "core" } else { "shell" }
         ));
         if core_first {
+            // The registry writer and the core run before the shell's deadline check: writes
+            // held by the pause go out first (a deposed leader's are refused by the fence).
+            self.write_fenced(n);
             self.drain_inbox(n);
             if let Some(core) = self.masters[n].core.as_mut() {
                 core.tick(Timestamp(now));
@@ -476,14 +495,20 @@ impl Cluster {
             1 => {
                 let until = now + 1_000 + self.rng.below(5_000);
                 etcd.drop_keepalives(n, until);
-                self.count(|s| s.lease_losses += 1);
+                self.count(|s| {
+                    s.lease_losses += 1;
+                    s.faults_over_at = s.faults_over_at.max(until);
+                });
                 self.log
                     .push(format!("{now} master {n} loses keep-alives until {until}"));
             }
             2 => {
                 let until = now + 1_000 + self.rng.below(7_000);
                 etcd.cut(n, until);
-                self.count(|s| s.partitions += 1);
+                self.count(|s| {
+                    s.partitions += 1;
+                    s.faults_over_at = s.faults_over_at.max(until);
+                });
                 self.log
                     .push(format!("{now} master {n} cut off from etcd until {until}"));
             }
@@ -491,7 +516,10 @@ impl Cluster {
                 let until = now + 1_000 + self.rng.below(7_000);
                 let core_first = self.rng.below(2) == 0;
                 self.masters[n].state = NodeState::Paused { until, core_first };
-                self.count(|s| s.pauses += 1);
+                self.count(|s| {
+                    s.pauses += 1;
+                    s.faults_over_at = s.faults_over_at.max(until);
+                });
                 self.log
                     .push(format!("{now} master {n} paused until {until}"));
             }
@@ -522,6 +550,7 @@ impl Cluster {
         }
         let until = now + 500 + self.rng.below(2_500);
         node.state = NodeState::Down { until };
+        self.count(|s| s.faults_over_at = s.faults_over_at.max(until));
         self.log.push(format!("{now} master {n} crashes"));
         self.drop_conns_of(n, 1_500);
     }

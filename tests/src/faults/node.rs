@@ -35,8 +35,8 @@ pub enum NodeState {
     Paused {
         /// Resume time.
         until: u64,
-        /// On resume, the core handles what waited before the shell checks its deadline
-        /// (the other order is the shell's check first).
+        /// On resume, the registry writer and the core run (held writes sent, what waited
+        /// handled) before the shell checks its deadline; otherwise the check comes first.
         core_first: bool,
     },
 }
