@@ -1,4 +1,5 @@
-//! `proffer local`: a master and N agents in this process, plus a demo batch framework.
+//! `proffer local`: a master (or, with `--masters N`, an HA group: `local_ha`) and N agents,
+//! plus a demo batch framework.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,6 +60,11 @@ pub struct LocalArgs {
     /// Batch allocation interval of the master.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     allocation_interval: Duration,
+    /// Masters to run. Above 1, a 3-member etcd (the distribution's `etcd`, on loopback ports
+    /// in the work dir) holds the registry and elects the leader, and each master is a
+    /// `proffer master` process of its own: `kill -9` the leader to watch a failover.
+    #[arg(long, default_value_t = 1)]
+    masters: usize,
 }
 
 /// Agent `index`'s equal share (of `agents`) of the machine's `total` resources: at least one
@@ -106,25 +112,7 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("cannot create work dir {}", work_dir.display()))?;
 
-    let listener = TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
-    let master = format!("127.0.0.1:{}", listener.local_addr()?.port());
-    let mut config = ServerConfig::new(MasterConfig {
-        allocation_interval_ms: millis(args.allocation_interval),
-        ..MasterConfig::default()
-    });
-    config.seed = seed;
-    // The master's registry lives in the work dir (a temporary one unless --work-dir is
-    // given, so each `proffer local` starts afresh).
-    let registry = RedbRegistry::open(&work_dir.join("master"))
-        .with_context(|| format!("cannot open the registry in {}", work_dir.display()))?;
-    let server = tokio::spawn(serve_with_registry(
-        listener,
-        config,
-        Some(Box::new(registry)),
-        cancel.clone(),
-    ));
+    let (master, masters) = start_masters(&args, &work_dir, seed, &cancel).await?;
 
     let total = proffer_agent::detect_resources(&work_dir).context("detecting resources")?;
     let mut agents = Vec::with_capacity(args.agents);
@@ -140,9 +128,15 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
         agent.attributes = vec![("local_agent".to_owned(), index.to_string())];
         agents.push(tokio::spawn(proffer_agent::run(agent, cancel.clone())));
     }
-    crate::output::text(&format!(
-        "master listening on {master} (gRPC); state at http://{master}/state"
-    ));
+    match &masters {
+        Masters::One { addr, .. } => crate::output::text(&format!(
+            "master listening on {addr} (gRPC); state at http://{addr}/state"
+        )),
+        Masters::Group(_) => crate::output::text(&format!(
+            "masters {master}: `curl http://HOST:PORT/health` says which leads; \
+             `kill -9` its pid to watch a standby take over"
+        )),
+    }
     crate::output::text(&format!("work dir {}", work_dir.display()));
 
     let mut success = true;
@@ -167,13 +161,66 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
         cancel.cancelled().await;
         success = true;
     }
-    shutdown(server, agents).await;
+    match masters {
+        Masters::One { server, .. } => shutdown(Some(server), agents).await,
+        Masters::Group(group) => {
+            shutdown(None, agents).await;
+            group.stop().await;
+        }
+    }
     Ok(success)
+}
+
+/// The master of `proffer local`, or its HA group.
+enum Masters {
+    /// One master in this process.
+    One {
+        addr: String,
+        server: tokio::task::JoinHandle<Result<(), proffer_master::server::ServerError>>,
+    },
+    /// `--masters N`: etcd and N master processes.
+    Group(crate::local_ha::Masters),
+}
+
+/// Starts the master(s); returns what clients take as `--master` and the handle.
+async fn start_masters(
+    args: &LocalArgs,
+    work_dir: &std::path::Path,
+    seed: u64,
+    cancel: &CancellationToken,
+) -> anyhow::Result<(String, Masters)> {
+    if args.masters > 1 {
+        let interval = format!("{}ms", millis(args.allocation_interval));
+        let group =
+            crate::local_ha::Masters::start(args.masters, args.port, work_dir, &interval, seed)
+                .await?;
+        return Ok((group.list.clone(), Masters::Group(group)));
+    }
+    let listener = TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let addr = format!("127.0.0.1:{}", listener.local_addr()?.port());
+    let mut config = ServerConfig::new(MasterConfig {
+        allocation_interval_ms: millis(args.allocation_interval),
+        ..MasterConfig::default()
+    });
+    config.seed = seed;
+    // The master's registry lives in the work dir (a temporary one unless --work-dir is
+    // given, so each `proffer local` starts afresh).
+    let registry = RedbRegistry::open(&work_dir.join("master"))
+        .with_context(|| format!("cannot open the registry in {}", work_dir.display()))?;
+    let server = tokio::spawn(serve_with_registry(
+        listener,
+        config,
+        Some(Box::new(registry)),
+        cancel.clone(),
+    ));
+    Ok((addr.clone(), Masters::One { addr, server }))
 }
 
 /// Waits (bounded) for the server and the agents to stop, logging their errors.
 async fn shutdown(
-    server: tokio::task::JoinHandle<Result<(), proffer_master::server::ServerError>>,
+    server: Option<tokio::task::JoinHandle<Result<(), proffer_master::server::ServerError>>>,
     agents: Vec<tokio::task::JoinHandle<Result<(), proffer_agent::AgentError>>>,
 ) {
     let wait = async {
@@ -184,6 +231,7 @@ async fn shutdown(
                 Err(err) => tracing::error!(index, %err, "agent task panicked"),
             }
         }
+        let Some(server) = server else { return };
         match server.await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!(%err, "master failed"),

@@ -26,6 +26,7 @@ mod duration;
 mod executor;
 mod k8s;
 mod local;
+mod local_ha;
 mod master_cmd;
 mod operator;
 mod output;

@@ -41,6 +41,16 @@ pub fn suite(mut reopen: impl FnMut() -> Box<dyn Registry>) {
     assert_eq!(stats.ops, 4);
     r.commit(&[del(Table::Agents, "a2"), put(Table::Agents, "a1", "uno")])
         .expect("commit 2");
+    // One batch touching a key several times (group commit does that): the last op wins.
+    r.commit(&[
+        put(Table::Roles, "db", "1"),
+        put(Table::Roles, "db", "2"),
+        put(Table::Roles, "tmp", "x"),
+        del(Table::Roles, "tmp"),
+        del(Table::Roles, "gone"),
+        put(Table::Roles, "gone", "back"),
+    ])
+    .expect("commit 3: repeated keys");
     drop(r);
     let mut r = reopen();
     let got = r.load().expect("reload");
@@ -50,10 +60,19 @@ pub fn suite(mut reopen: impl FnMut() -> Box<dyn Registry>) {
     );
     assert!(got.get(Table::Agents, "a2").is_none());
     assert_eq!(
+        got.get(Table::Roles, "db").map(|v| v.as_slice()),
+        Some(&b"2"[..])
+    );
+    assert!(got.get(Table::Roles, "tmp").is_none());
+    assert_eq!(
+        got.get(Table::Roles, "gone").map(|v| v.as_slice()),
+        Some(&b"back"[..])
+    );
+    assert_eq!(
         got.get(Table::Frameworks, "f1").map(|v| v.as_slice()),
         Some(&b"fw"[..])
     );
-    assert_eq!(got.table(Table::Roles).count(), 1);
+    assert_eq!(got.table(Table::Roles).count(), 3); // web, db, gone
     assert!(!got.is_empty());
     // A newer format is refused, naming the version.
     r.commit(&[put(Table::Meta, FORMAT_KEY, "99")])

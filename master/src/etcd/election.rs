@@ -209,12 +209,14 @@ impl Candidate {
         let ttl = Duration::from_secs(u64::try_from(granted.ttl()).unwrap_or(0));
         let clock = Arc::new(LeaseClock::new(ttl, sent));
         let lost = CancellationToken::new();
-        let (keeper, stream) = c
-            .lease_keep_alive(granted.id())
-            .await
-            .map_err(|e| etcd_error(&self.config, "keep the lease alive", &e))?;
         let tasks = vec![
-            tokio::spawn(keep_alive(keeper, stream, ttl, clock.clone(), lost.clone())),
+            tokio::spawn(keep_alive(
+                c,
+                granted.id(),
+                ttl,
+                clock.clone(),
+                lost.clone(),
+            )),
             tokio::spawn(watchdog(clock.clone(), lost.clone())),
         ];
         Ok(Lease {
@@ -239,29 +241,20 @@ impl Candidate {
             .ok_or_else(|| etcd_error(&self.config, "campaign", &"no leader key in the answer"))?;
         // The key vanishing (lease revoked, or deleted by hand) ends the leadership at once,
         // without waiting for the next keep-alive.
-        let mut c = self.client.clone();
-        let stream = c
-            .watch(
-                key.key().to_vec(),
-                Some(etcd_client::WatchOptions::new().with_start_revision(key.rev())),
-            )
-            .await
-            .map_err(|e| etcd_error(&self.config, "watch the election key", &e))?;
+        let fence = Fence {
+            key: key.key().to_vec(),
+            create_revision: key.rev(),
+        };
         lease.tasks.push(tokio::spawn(watch_key(
-            stream,
+            self.client.clone(),
+            fence.clone(),
             lease.clock.clone(),
             lease.lost.clone(),
         )));
         if !lease.clock.is_valid() {
             return Err(ElectionError::LeaseLost);
         }
-        Ok(Leadership {
-            fence: Fence {
-                key: key.key().to_vec(),
-                create_revision: key.rev(),
-            },
-            lease,
-        })
+        Ok(Leadership { fence, lease })
     }
 
     /// Gives the leadership up at once (revokes the lease, so a standby takes over without
@@ -296,19 +289,27 @@ fn timeout_error(config: &ElectionConfig, what: &'static str) -> ElectionError {
     etcd_error(config, what, &"no answer within 5s")
 }
 
-/// Sends a keep-alive every `ttl / 3` and extends `clock` with each answer; stops (cancelling
-/// `lost`) when etcd says the lease is gone.
+/// Sends a keep-alive every `ttl / 3` and extends `clock` with each answer; re-opens the
+/// keep-alive stream when it breaks (another etcd member may answer); stops (cancelling
+/// `lost`) when etcd says the lease is gone. The watchdog ends the lease at its deadline.
 async fn keep_alive(
-    mut keeper: etcd_client::LeaseKeeper,
-    mut stream: etcd_client::LeaseKeepAliveStream,
+    client: Client,
+    id: i64,
     ttl: Duration,
     clock: Arc<LeaseClock>,
     lost: CancellationToken,
 ) {
     let every = ttl / 3;
+    let mut channel: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> = None;
     loop {
         let sent = std::time::Instant::now();
         let round = async {
+            if channel.is_none() {
+                channel = Some(client.clone().lease_keep_alive(id).await?);
+            }
+            let Some((keeper, stream)) = channel.as_mut() else {
+                return Ok(None);
+            };
             keeper.keep_alive().await?;
             stream.message().await
         };
@@ -318,20 +319,22 @@ async fn keep_alive(
                 clock.extend(sent, left);
             }
             Ok(Ok(Some(_))) => {
-                tracing::error!("etcd says the lease has expired");
+                tracing::error!(lease = id, "etcd says the lease has expired");
                 clock.expire();
                 lost.cancel();
                 return;
             }
             Ok(Ok(None)) | Ok(Err(_)) => {
                 tracing::warn!(
-                    "the lease keep-alive stream broke; the lease is held until its deadline"
+                    lease = id,
+                    "the lease keep-alive stream broke; re-opening it"
                 );
-                // The stream is dead: wait for the watchdog (a new lease is taken by the caller).
-                lost.cancelled().await;
-                return;
+                channel = None;
             }
-            Err(_) => tracing::warn!("no keep-alive answer from etcd in time"),
+            Err(_) => {
+                tracing::warn!(lease = id, "no keep-alive answer from etcd in time");
+                channel = None;
+            }
         }
         tokio::select! {
             () = tokio::time::sleep_until(Instant::from_std(sent + every)) => {}
@@ -341,25 +344,55 @@ async fn keep_alive(
 }
 
 /// Ends the leadership (expiring `clock`, cancelling `lost`) when the election key is deleted.
-/// A broken watch is not a loss: the lease's deadline still holds.
-async fn watch_key(
-    mut stream: etcd_client::WatchStream,
-    clock: Arc<LeaseClock>,
-    lost: CancellationToken,
-) {
-    while let Ok(Some(resp)) = stream.message().await {
-        let deleted = resp
-            .events()
-            .iter()
-            .any(|e| e.event_type() == etcd_client::EventType::Delete);
-        if deleted {
-            tracing::error!("the election key was deleted: no longer the leader");
-            clock.expire();
-            lost.cancel();
-            return;
+/// A broken watch is re-opened after checking the key still exists as created.
+async fn watch_key(client: Client, fence: Fence, clock: Arc<LeaseClock>, lost: CancellationToken) {
+    let mut from = fence.create_revision;
+    loop {
+        if let Ok(mut stream) = client
+            .clone()
+            .watch(
+                fence.key.clone(),
+                Some(etcd_client::WatchOptions::new().with_start_revision(from)),
+            )
+            .await
+        {
+            while let Ok(Some(resp)) = stream.message().await {
+                let deleted = resp
+                    .events()
+                    .iter()
+                    .any(|e| e.event_type() == etcd_client::EventType::Delete);
+                if deleted {
+                    tracing::error!("the election key was deleted: no longer the leader");
+                    clock.expire();
+                    lost.cancel();
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = lost.cancelled() => return,
+        }
+        // Still ours? (A watch from an old revision may be refused after a compaction.)
+        match client.clone().get(fence.key.clone(), None).await {
+            Ok(resp) => {
+                let ours = resp
+                    .kvs()
+                    .first()
+                    .is_some_and(|kv| kv.create_revision() == fence.create_revision);
+                if !ours {
+                    tracing::error!("the election key is gone: no longer the leader");
+                    clock.expire();
+                    lost.cancel();
+                    return;
+                }
+                from = resp.header().map_or(from, |h| h.revision() + 1);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the election key; the lease's deadline still applies")
+            }
         }
     }
-    tracing::warn!("the election key's watch ended; the lease's deadline still applies");
 }
 
 /// Cancels `lost` once `clock`'s deadline passes.

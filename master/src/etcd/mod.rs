@@ -78,7 +78,9 @@ impl EtcdConfig {
     ) -> Result<etcd_client::ConnectOptions, EtcdConfigError> {
         let mut opts = etcd_client::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(4))
+            // etcd sends GOAWAY to clients pinging more often than its
+            // --grpc-keepalive-min-time (5 s by default).
+            .with_keep_alive(Duration::from_secs(6), Duration::from_secs(4))
             .with_keep_alive_while_idle(true);
         if let Some(t) = request_timeout {
             opts = opts.with_timeout(t);

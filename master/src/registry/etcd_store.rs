@@ -127,7 +127,7 @@ impl EtcdRegistry {
     }
 
     /// One transaction: `ops`, conditional on the fence when there is one.
-    fn txn(&self, ops: &[RegistryOp]) -> Txn {
+    fn txn(&self, ops: &[&RegistryOp]) -> Txn {
         let txn_ops: Vec<TxnOp> = ops
             .iter()
             .map(|op| {
@@ -149,6 +149,18 @@ impl EtcdRegistry {
         };
         txn.and_then(txn_ops)
     }
+}
+
+/// The last op on each key of `ops`, in the order of those last ops.
+fn last_per_key(ops: &[RegistryOp]) -> Vec<&RegistryOp> {
+    let mut seen = std::collections::HashSet::new();
+    let mut last: Vec<&RegistryOp> = ops
+        .iter()
+        .rev()
+        .filter(|op| seen.insert((op.table, op.key.as_str())))
+        .collect();
+    last.reverse();
+    last
 }
 
 impl Registry for EtcdRegistry {
@@ -192,7 +204,9 @@ impl Registry for EtcdRegistry {
 
     fn commit(&mut self, ops: &[RegistryOp]) -> Result<CommitStats, RegistryError> {
         let client = self.client()?;
-        for chunk in ops.chunks(MAX_TXN_OPS) {
+        // etcd refuses a transaction naming a key twice; the last op on a key is its outcome.
+        let last = last_per_key(ops);
+        for chunk in last.chunks(MAX_TXN_OPS) {
             let txn = self.txn(chunk);
             let mut c = client.clone();
             let resp = self
