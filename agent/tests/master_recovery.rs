@@ -158,7 +158,21 @@ async fn master_keeps_tasks_of_a_sigkilled_and_restarted_agent() -> Result<()> {
             .join("pid");
         Ok(std::fs::read_to_string(p)?.trim().to_string())
     };
-    let before: Vec<String> = running.iter().map(|id| pid_of(id)).collect::<Result<_>>()?;
+    // Each task writes its pid file itself, after RUNNING was reported: wait for them all.
+    let deadline = tokio::time::Instant::now() + wait;
+    let before: Vec<String> = loop {
+        match running
+            .iter()
+            .map(|id| pid_of(id))
+            .collect::<Result<Vec<_>>>()
+        {
+            Ok(pids) if pids.iter().all(|p| !p.is_empty()) => break pids,
+            other if tokio::time::Instant::now() >= deadline => {
+                bail!("the tasks' pid files were never written: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
     // Wait until the agent has checkpointed every acknowledgement (no update of any task is
     // pending in its checkpoint; a fixed pause was too short on a loaded machine), then kill
     // it hard and start it again.
