@@ -29,8 +29,9 @@ use proffer_master_core::registry::{
 
 /// The lease's time to live (ms).
 pub const TTL_MS: u64 = 3_000;
-/// How long before its lease could expire a leader steps down (allowance for clock drift).
-pub const MARGIN_MS: u64 = 500;
+/// How long before its lease could expire a leader steps down (allowance for clock drift):
+/// TTL/5, as the production shell's lease clock (`proffer-master`'s `etcd::election`).
+pub const MARGIN_MS: u64 = TTL_MS / 5;
 /// Keep-alive period.
 pub const KEEPALIVE_MS: u64 = TTL_MS / 3;
 /// Largest one-way delay of a request to etcd or of its answer (ms).
@@ -404,13 +405,8 @@ impl Registry for FencedRegistry {
             .is_some_and(|k| k.epoch == self.epoch && k.expires_at > now);
         if !fenced_ok {
             e.refused += 1;
-            return Err(RegistryError::Backend {
-                location: LOCATION.into(),
-                what: "fenced commit",
-                reason: format!(
-                    "epoch {} is no longer the election key's revision",
-                    self.epoch
-                ),
+            return Err(RegistryError::Fenced {
+                location: format!("{LOCATION}, epoch {}", self.epoch),
             });
         }
         // The monitor: judged from the terms granted, not from the key the fence looked at.
