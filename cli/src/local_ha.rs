@@ -103,10 +103,11 @@ async fn wait_for_leader(addrs: &[String], limit: Duration) -> anyhow::Result<St
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         for addr in addrs {
-            if let Ok(health) = health(addr).await {
-                if health.contains("\"role\":\"leader\"") {
-                    return Ok(addr.clone());
-                }
+            if health(addr)
+                .await
+                .is_ok_and(|h| h.contains("\"role\":\"leader\""))
+            {
+                return Ok(addr.clone());
             }
         }
         anyhow::ensure!(

@@ -5,77 +5,16 @@
 //! there, every task keeps running exactly once (no LOST, no relaunch), the framework keeps
 //! its id and gets offers again.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, bail};
 use proffer_proto::Resources;
 use proffer_proto::v1::{self, TaskState, event::Event};
-use proffer_sdk::driver::{Driver, DriverConfig, DriverEvent, EventStream, command_task};
+use proffer_sdk::driver::{Driver, DriverConfig, DriverEvent};
+use proffer_tests::long_tasks::{self, LIMIT, launch_all, next};
 use proffer_tests::procs::{Cluster, Proc, run_ok, state_json, wait_for};
 
 const AGENT_RES: &str = "cpus:4;mem:2048;disk:1000";
 const TASKS: usize = 200;
 const MARKER: &str = "7200.16";
-const LIMIT: Duration = Duration::from_secs(90);
-
-async fn next(events: &mut EventStream, deadline: tokio::time::Instant) -> Result<DriverEvent> {
-    tokio::time::timeout_at(deadline, events.next())
-        .await
-        .context("timed out waiting for a framework event")?
-        .context("the framework's event stream ended")
-}
-
-/// Launches `TASKS` long tasks (0.03 cpu each) and waits until all run.
-async fn launch_all(driver: &Driver, events: &mut EventStream) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    let (mut launched, mut running) = (0usize, 0usize);
-    while running < TASKS {
-        let DriverEvent::Event(e) = next(events, deadline).await? else {
-            bail!("disconnected while launching");
-        };
-        match e.event {
-            Some(Event::Offers(o)) => {
-                for offer in o.offers {
-                    let free = Resources::from_proto(&offer.resources)?.unreserved();
-                    // Offers may be chopped (a quota is set): count cpus and memory.
-                    let fit = (free.cpus_milli() / 30).min(free.mem_milli() / 8_000);
-                    let n = (fit.max(0) as usize).min(TASKS - launched);
-                    let tasks: Vec<_> = (launched..launched + n)
-                        .map(|i| {
-                            let id = format!("long-{i}");
-                            let res = Resources::parse("cpus:0.03;mem:8").unwrap_or_default();
-                            command_task(
-                                &id,
-                                &id,
-                                &offer.agent_id,
-                                &format!("exec sleep {MARKER}"),
-                                &res,
-                            )
-                        })
-                        .collect();
-                    launched += n;
-                    if tasks.is_empty() {
-                        driver.decline(vec![offer.id], None).await?;
-                    } else {
-                        driver.launch(vec![offer.id], tasks, None).await?;
-                    }
-                }
-            }
-            Some(Event::Update(u)) => {
-                let s = u.status.context("status")?;
-                driver.acknowledge(&s).await?;
-                if s.state == TaskState::TaskRunning as i32 {
-                    running += 1;
-                } else if TaskState::try_from(s.state).is_ok_and(TaskState::is_terminal) {
-                    bail!("task ended before the restart: {s:?}");
-                }
-            }
-            _ => {}
-        }
-    }
-    driver.suppress().await?;
-    Ok(())
-}
 
 /// A framework in role `web` turns the reserved disk into a persistent volume `vol1`, then
 /// declines (in a background task, until the test ends) every offer it gets, so it never sits
@@ -140,23 +79,13 @@ async fn create_volume(
 }
 
 fn sleepers() -> usize {
-    std::process::Command::new("pgrep")
-        .args(["-f", &format!("sleep {MARKER}")])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-        .unwrap_or(0)
-}
-
-fn stop_sleepers() {
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", &format!("sleep {MARKER}")])
-        .status();
+    long_tasks::sleepers(MARKER)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_restarts_on_its_work_dir_with_nothing_lost() -> Result<()> {
     let result = scenario().await;
-    stop_sleepers();
+    long_tasks::stop_sleepers(MARKER);
     result
 }
 
@@ -215,7 +144,7 @@ async fn scenario() -> Result<()> {
     })?;
     let (driver, mut events) = Driver::subscribe(DriverConfig::new(m.as_str(), info)).await?;
     let framework_id = driver.framework_id();
-    launch_all(&driver, &mut events).await?;
+    launch_all(&driver, &mut events, TASKS, MARKER).await?;
     assert_eq!(sleepers(), TASKS, "every task runs once");
 
     // SIGKILL the master and start it again on the same work dir and port.

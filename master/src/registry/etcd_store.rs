@@ -332,10 +332,10 @@ mod tests {
             .expect("runtime");
         let mut client = rt.block_on(async {
             for _ in 0..200 {
-                if let Ok(mut c) = Client::connect([url.clone()], None).await {
-                    if c.get("probe", None).await.is_ok() {
-                        return c;
-                    }
+                if let Ok(mut c) = Client::connect([url.clone()], None).await
+                    && c.get("probe", None).await.is_ok()
+                {
+                    return c;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
