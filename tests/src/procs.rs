@@ -66,6 +66,26 @@ impl Proc {
         })
     }
 
+    /// Starts `proffer ARGS…` inside network namespace `netns` (`ip netns exec`, which execs
+    /// the binary: the child is proffer itself), logging as [`Proc::start`].
+    pub fn start_in_netns(name: &str, netns: &str, args: &[&str], log_dir: &Path) -> Result<Proc> {
+        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns])
+            .arg(proffer_bin()?)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawn {name} in netns {netns}"))?;
+        Ok(Proc {
+            child,
+            name: name.to_string(),
+        })
+    }
+
     /// The process id.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
