@@ -15,7 +15,8 @@ use crate::duration::parse_duration;
 /// Flags of `proffer agent`.
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
-    /// The master, HOST:PORT.
+    /// The master, HOST:PORT, or several, comma-separated (h1:5050,h2:5050,h3:5050): the
+    /// leader is found and followed across failovers.
     #[arg(long, env = "PROFFER_MASTER")]
     master: String,
     /// Directory for sandboxes and the agent's checkpoint.
@@ -127,7 +128,8 @@ pub async fn agent(args: AgentArgs, cancel: CancellationToken) -> anyhow::Result
 /// Flags of `proffer run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// The master, HOST:PORT.
+    /// The master, HOST:PORT, or several, comma-separated (h1:5050,h2:5050,h3:5050): the
+    /// leader is found and followed across failovers.
     #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
     master: String,
     /// How many tasks.
