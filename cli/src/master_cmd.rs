@@ -66,8 +66,9 @@ pub struct MasterArgs {
         default_value_t = 102_400
     )]
     registry_max_agent_count: usize,
-    /// With an etcd registry: this master's address as clients and the other masters reach it
-    /// (default: the --listen address, with 127.0.0.1 for 0.0.0.0).
+    /// This master's address as clients and the other masters reach it, named by `/health`
+    /// and given to clients by standbys (default: the --listen address, with 127.0.0.1 for
+    /// 0.0.0.0).
     #[arg(long, env = "PROFFER_ADVERTISE")]
     advertise: Option<String>,
     /// With an etcd registry: the leader lease's TTL. A leader that dies or loses etcd is
@@ -131,7 +132,8 @@ pub fn random_seed() -> u64 {
 
 /// `proffer master`.
 pub async fn master(args: MasterArgs, cancel: CancellationToken) -> anyhow::Result<()> {
-    let config = args.server_config()?;
+    let mut config = args.server_config()?;
+    config.advertise = Some(args.advertise_address());
     if let Some(etcd) = args.etcd()? {
         let listener = std::net::TcpListener::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -18,6 +18,8 @@ use crate::etcd::EtcdConfig;
 
 /// Operations per etcd transaction (etcd's default `--max-txn-ops`).
 const MAX_TXN_OPS: usize = 128;
+/// Keys per read when loading.
+const LOAD_PAGE: i64 = 2_000;
 
 /// The leadership a fenced write must still hold: the election key and its creation revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +128,50 @@ impl EtcdRegistry {
         Some((table, key))
     }
 
+    /// Every key under the prefix, read in pages of [`LOAD_PAGE`] keys at one revision (a
+    /// single answer is capped at 4 MiB by the client, about 22,000 agent records).
+    fn read_all(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RegistryError> {
+        let client = self.client()?;
+        let prefix = format!("{}/", self.prefix).into_bytes();
+        let mut end = prefix.clone();
+        if let Some(last) = end.last_mut() {
+            *last += 1; // '/' + 1: the first key after the prefix's range
+        }
+        let mut from = prefix;
+        let mut revision = 0;
+        let mut out = Vec::new();
+        loop {
+            let mut opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(LOAD_PAGE)
+                .with_sort(etcd_client::SortTarget::Key, etcd_client::SortOrder::Ascend);
+            if revision > 0 {
+                opts = opts.with_revision(revision);
+            }
+            let mut c = client.clone();
+            let key = from.clone();
+            let resp = self
+                .runtime
+                .block_on(async move { c.get(key, Some(opts)).await })
+                .map_err(|e| e.to_string())
+                .map_err(self.fail("read"))?;
+            if revision == 0 {
+                revision = resp.header().map_or(0, |h| h.revision());
+            }
+            let more = resp.more();
+            for kv in resp.kvs() {
+                out.push((kv.key().to_vec(), kv.value().to_vec()));
+            }
+            match out.last() {
+                Some((last, _)) if more => {
+                    from = last.clone();
+                    from.push(0); // the next key after the last one read
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// One transaction: `ops`, conditional on the fence when there is one.
     fn txn(&self, ops: &[&RegistryOp]) -> Txn {
         let txn_ops: Vec<TxnOp> = ops
@@ -172,20 +218,10 @@ impl Registry for EtcdRegistry {
     }
 
     fn load(&mut self) -> Result<Stored, RegistryError> {
-        let mut client = self.client()?;
-        let prefix = format!("{}/", self.prefix);
-        let resp = self
-            .runtime
-            .block_on(async move {
-                client
-                    .get(prefix, Some(GetOptions::new().with_prefix()))
-                    .await
-            })
-            .map_err(|e| e.to_string())
-            .map_err(self.fail("read"))?;
+        let kvs = self.read_all()?;
         let mut stored = Stored::default();
-        for kv in resp.kvs() {
-            let full = String::from_utf8_lossy(kv.key()).into_owned();
+        for (key, value) in kvs {
+            let full = String::from_utf8_lossy(&key).into_owned();
             let Some((table, key)) = self.parse_key(&full) else {
                 continue;
             };
@@ -193,7 +229,7 @@ impl Registry for EtcdRegistry {
                 .tables
                 .entry(table)
                 .or_default()
-                .insert(key.to_string(), kv.value().to_vec());
+                .insert(key.to_string(), value);
         }
         if let Some(mark) = super::check_format(&stored, &self.location())? {
             self.commit(std::slice::from_ref(&mark))?;
@@ -303,19 +339,19 @@ mod tests {
         // Keys with '/' (role names) and batches larger than one transaction round-trip.
         let mut r = EtcdRegistry::new(cfg(&url), "/proffer/big").expect("registry");
         r.load().expect("load");
-        let ops: Vec<RegistryOp> = (0..300)
+        let ops: Vec<RegistryOp> = (0..4500)
             .map(|i| RegistryOp {
                 table: Table::Roles,
                 key: format!("eng/team-{i}"),
                 value: Some(vec![1, 2, 3]),
             })
             .collect();
-        r.commit(&ops).expect("commit 300");
+        r.commit(&ops).expect("commit 4500");
         let got = EtcdRegistry::new(cfg(&url), "/proffer/big")
             .expect("registry")
             .load()
             .expect("reload");
-        assert_eq!(got.table(Table::Roles).count(), 300);
+        assert_eq!(got.table(Table::Roles).count(), 4500, "read in pages");
         assert!(got.get(Table::Roles, "eng/team-7").is_some());
     }
 
