@@ -1,6 +1,6 @@
 //! A small HTTP/1.1 client and health server on hyper, plain or over rustls.
 //!
-//! Enough for health endpoints, the etcd JSON gateway and the stand-ins' probes; not a general
+//! Enough for health endpoints, `k8s-probe` and the stand-ins' probes; not a general
 //! HTTP stack (no redirects, no pooling: one connection per request).
 
 use std::convert::Infallible;

@@ -5,7 +5,7 @@
 //! - [`pki`]: the cluster's certificates, keys and kubeconfigs (rcgen), [`kubeconfig`] files;
 //! - [`tlsutil`]: loading PEM material, checking signatures and SANs, rustls configurations;
 //! - [`http`]: a small HTTP/1.1 client and health server (plain or TLS);
-//! - [`etcd`]: an etcd v3 client over etcd's JSON gRPC gateway;
+//! - [`etcd`]: an etcd v3 client over gRPC (`etcd-client`, as `proffer-master`'s registry);
 //! - [`standin`]: the stand-in kube-* programs (binaries in `src/bin`);
 //! - [`deploy`]: the deploy plan as a Proffer service spec;
 //! - [`bundle`]: the PKI files each task receives, served to the fetcher.

@@ -56,7 +56,7 @@ async fn members_started(etcd: &Etcd, n: usize) -> Result<Vec<String>> {
 }
 
 /// `name → member id` of every etcd member.
-async fn member_ids(etcd: &Etcd) -> Result<BTreeMap<String, String>> {
+async fn member_ids(etcd: &Etcd) -> Result<BTreeMap<String, u64>> {
     Ok(etcd
         .members()
         .await?

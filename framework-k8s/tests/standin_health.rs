@@ -8,7 +8,7 @@ mod common;
 use common::{
     Fixture, bin, etcd_binary, free_port, start, start_etcd, wait_status, wait_status_tls,
 };
-use proffer_k8s::etcd::Etcd;
+use proffer_k8s::etcd::{Etcd, EtcdTls};
 use proffer_k8s::tlsutil::client_config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +101,7 @@ async fn control_plane_with_real_etcd() {
     let mut etcd = start_etcd(&etcd_bin, &fx, data.path(), etcd_port);
     wait_status(&format!("{base}/readyz"), Some(&ca), 200, &mut api).await;
     etcd.assert_alive();
-    let etcd_tls = client_config(
+    let etcd_tls = EtcdTls::new(
         &fx.pki.etcd_ca.pair.cert_pem,
         Some((
             &fx.pki.apiserver_etcd_client.cert_pem,

@@ -11,7 +11,8 @@
 //!   `member add` this one, start `existing`.
 //! - Listed but never started: start `existing`. Not listed: `member add`, start `existing`.
 //!
-//! Membership calls go through etcd's JSON gateway with the given client certificate.
+//! Membership calls go through etcd's gRPC API (the `etcd-client` crate) with the given client
+//! certificate.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use proffer_k8s::etcd::{Etcd, Join, Member, initial_cluster_of, join_decision};
+use proffer_k8s::etcd::{Etcd, EtcdTls, Join, Member, initial_cluster_of, join_decision};
 
 #[derive(Parser)]
 #[command(name = "k8s-etcd-member")]
@@ -61,7 +62,7 @@ struct Args {
 async fn running_members(a: &Args) -> anyhow::Result<Option<(Etcd, Vec<Member>)>> {
     let read = |p: &str| std::fs::read_to_string(p).with_context(|| format!("reading {p}"));
     let (ca, cert, key) = (read(&a.cacert)?, read(&a.cert)?, read(&a.key)?);
-    let tls = proffer_k8s::tlsutil::client_config(&ca, Some((&cert, &key)), "etcd")?;
+    let tls = EtcdTls::new(&ca, Some((&cert, &key)), "etcd")?;
     let timeout = Duration::from_secs_f64(a.timeout.max(0.1));
     let own = a.client_url.trim_end_matches('/');
     for ep in a
@@ -130,7 +131,7 @@ async fn decide(a: &Args) -> anyhow::Result<(&'static str, String)> {
         Join::AsConfigured => return Ok(("new", a.initial_cluster.clone())),
         Join::Existing => members,
         Join::Replace { id } => {
-            client.remove_member(&id).await?;
+            client.remove_member(id).await?;
             client.add_member(&a.peer_url).await?.1
         }
         Join::Add => client.add_member(&a.peer_url).await?.1,

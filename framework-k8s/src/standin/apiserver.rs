@@ -13,7 +13,7 @@ use super::{
     StandinError, bind, load_pair, read_flag_file, refuse, require_signed, required, serve_all,
 };
 use crate::cidr::Cidr;
-use crate::etcd::Etcd;
+use crate::etcd::{Etcd, EtcdTls};
 use crate::http::{Handler, RequestInfo, Url};
 use crate::tlsutil::{self, check_san};
 
@@ -131,7 +131,7 @@ fn check(f: &Flags) -> Result<Checked, StandinError> {
         let (c, k) = load_pair("etcd-certfile", cert, "etcd-keyfile", key)?;
         require_signed("etcd-certfile", &c, "etcd-cafile", &ca)?;
         Some(
-            tlsutil::client_config(&ca, Some((&c, &k)), "--etcd-cafile")
+            EtcdTls::new(&ca, Some((&c, &k)), "--etcd-cafile")
                 .map_err(|e| refuse(e.to_string()))?,
         )
     } else {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use proffer_agent::{AgentConfig, ExecutorLauncher, IsolationMode};
 use proffer_k8s::config::ClusterConfig;
 use proffer_k8s::deploy::{DeployOptions, instance_ports, pki_request, service_spec, spec_yaml};
-use proffer_k8s::etcd::Etcd;
+use proffer_k8s::etcd::{Etcd, EtcdTls};
 use proffer_k8s::pki::{ClusterPki, Host};
 use proffer_k8s::tlsutil::client_config;
 use proffer_master::core::MasterConfig;
@@ -617,7 +617,7 @@ impl K8s {
 
     /// An etcd client for every member, with the apiserver's client certificate.
     pub fn etcd(&self) -> Result<Etcd> {
-        let tls = client_config(
+        let tls = EtcdTls::new(
             &self.pki.etcd_ca.pair.cert_pem,
             Some((
                 &self.pki.apiserver_etcd_client.cert_pem,
