@@ -20,7 +20,7 @@ pub struct AgentArgs {
     #[arg(long, env = "PROFFER_MASTER")]
     master: String,
     /// Directory for sandboxes and the agent's checkpoint.
-    #[arg(long, env = "PROFFER_WORK_DIR")]
+    #[arg(long, env = "PROFFER_AGENT_WORK_DIR")]
     work_dir: PathBuf,
     /// Resources to offer, e.g. `cpus:2;mem:1024;ports:[31000-32000]` (default: detected).
     #[arg(long, env = "PROFFER_RESOURCES")]
@@ -32,7 +32,7 @@ pub struct AgentArgs {
     #[arg(long, env = "PROFFER_HOSTNAME")]
     hostname: Option<String>,
     /// Port to advertise.
-    #[arg(long, env = "PROFFER_PORT", default_value_t = 5051)]
+    #[arg(long, env = "PROFFER_AGENT_PORT", default_value_t = 5051)]
     port: u16,
     /// Serve the agent's HTTP endpoint (sandbox files, `/state`, `/metrics`) on this address,
     /// e.g. `0.0.0.0:5051` (default: no HTTP endpoint).

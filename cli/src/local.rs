@@ -34,10 +34,10 @@ pub struct LocalArgs {
     )]
     agents: usize,
     /// Port of the master (gRPC and HTTP) on 127.0.0.1; 0 picks a free one.
-    #[arg(long, env = "PROFFER_PORT", default_value_t = 5050)]
+    #[arg(long, env = "PROFFER_LOCAL_PORT", default_value_t = 5050)]
     port: u16,
     /// Work directory (default: /tmp/proffer-local-<pid>); each agent gets a subdirectory.
-    #[arg(long, env = "PROFFER_WORK_DIR")]
+    #[arg(long, env = "PROFFER_LOCAL_WORK_DIR")]
     work_dir: Option<PathBuf>,
     /// Tasks the demo batch framework runs.
     #[arg(long, default_value_t = 30, allow_negative_numbers = true)]

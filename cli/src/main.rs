@@ -24,6 +24,8 @@ mod batch;
 mod daemons;
 mod duration;
 mod executor;
+#[cfg(test)]
+mod help_tests;
 mod k8s;
 mod local;
 mod local_ha;
@@ -89,7 +91,8 @@ enum Command {
     Executor(executor::ExecutorArgs),
     /// Run a declarative service scheduler from a YAML spec, or talk to a running one.
     Service(service::ServiceArgs),
-    /// Kubernetes clusters on Proffer: check, spec, install, kubeconfig.
+    /// Kubernetes clusters on Proffer: check, spec, install, kubeconfig, scale-nodes, upgrade,
+    /// status, plan, uninstall.
     K8s(k8s::K8sArgs),
     /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
     Sim(sim::SimArgs),

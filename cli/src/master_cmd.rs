@@ -50,7 +50,11 @@ pub struct MasterArgs {
     /// Where the master keeps its registry (`registry.redb`): agents, frameworks, weights,
     /// quotas, reservations, maintenance. A master started again on the same directory
     /// recovers all of it.
-    #[arg(long, env = "PROFFER_WORK_DIR", default_value = "./proffer-master")]
+    #[arg(
+        long,
+        env = "PROFFER_MASTER_WORK_DIR",
+        default_value = "./proffer-master"
+    )]
     work_dir: std::path::PathBuf,
     /// After a restart, how long agents have to re-register before they are removed (their
     /// resources are not offered until they are back).
