@@ -467,6 +467,8 @@ impl Master {
                     state,
                     status,
                     resources_recovered: ended,
+                    // Not known after a master failover (the agent reports no start time).
+                    started_ms: 0,
                 }),
             );
         }

@@ -292,6 +292,7 @@ impl Master {
                     state: TaskState::TaskStaging,
                     status,
                     resources_recovered: false,
+                    started_ms: 0,
                 }),
             );
         }

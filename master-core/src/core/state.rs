@@ -41,6 +41,20 @@ pub(crate) struct TaskRecord {
     pub status: v1::TaskStatus,
     /// True once resources were given back (the task reached a terminal state).
     pub resources_recovered: bool,
+    /// When the task first ran (its first TASK_RUNNING, Unix ms; 0 = not yet).
+    pub started_ms: u64,
+}
+
+impl TaskRecord {
+    /// Records `status` as the latest; the sandbox stays known when the new status does not
+    /// name it (the master's own updates: LOST, UNREACHABLE, …).
+    pub fn set_status(&mut self, status: v1::TaskStatus) {
+        let sandbox = std::mem::take(&mut self.status.sandbox);
+        self.status = status;
+        if self.status.sandbox.is_empty() {
+            self.status.sandbox = sandbox;
+        }
+    }
 }
 
 /// A subscribed (or recovering) framework.

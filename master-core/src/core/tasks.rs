@@ -27,6 +27,7 @@ pub(crate) fn master_status(
         exit_code: None,
         healthy: None,
         ready: None,
+        sandbox: String::new(),
     }
 }
 
@@ -46,7 +47,10 @@ impl Master {
         // A terminal task never leaves its terminal state.
         if !task.state.is_terminal() {
             task.state = state;
-            task.status = status.clone();
+            task.set_status(status.clone());
+            if state == TaskState::TaskRunning && task.started_ms == 0 {
+                task.started_ms = status.timestamp_ms.max(1);
+            }
         }
         // Only a task that just ended gives its resources back (copied out of the record only
         // then: most updates are STARTING or RUNNING).
@@ -144,6 +148,13 @@ impl Master {
             resources: t.resources.to_string(),
             reason: t.status.reason.clone(),
             message: t.status.message.clone(),
+            started_ms: t.started_ms,
+            ended_ms: if t.state.is_terminal() {
+                t.status.timestamp_ms
+            } else {
+                0
+            },
+            sandbox: t.status.sandbox.clone(),
         }
     }
 }

@@ -185,3 +185,48 @@ fn unreachable_agents_are_forgotten_after_the_maximum_age() {
         "{events:?}"
     );
 }
+
+#[test]
+fn summaries_carry_start_end_and_the_sandbox_across_master_made_updates() {
+    let (mut h, _agent, aware, plain) = setup();
+    for (fw, id) in [(&aware, "pa-1"), (&plain, "plain-1")] {
+        h.input(Input::Agent {
+            conn: A1,
+            msg: v1::AgentMessage {
+                msg: Some(v1::agent_message::Msg::StatusUpdate(v1::StatusUpdate {
+                    framework_id: fw.framework_id.clone(),
+                    status: Some(v1::TaskStatus {
+                        task_id: id.into(),
+                        state: TaskState::TaskRunning as i32,
+                        uuid: vec![1],
+                        source: v1::StatusSource::SourceAgent as i32,
+                        timestamp_ms: 1,
+                        sandbox: format!("/w/sandboxes/f/{id}"),
+                        ..Default::default()
+                    }),
+                })),
+            },
+        })
+        .expect("running");
+    }
+    let now = Timestamp(h.now);
+    let live = h.m.snapshot(now);
+    let pa = live.tasks.iter().find(|t| t.id == "pa-1").expect("pa-1");
+    assert_eq!((pa.started_ms, pa.ended_ms), (1, 0));
+    assert_eq!(pa.sandbox, "/w/sandboxes/f/pa-1");
+    // The master's own LOST (the agent went silent) keeps the sandbox and ends the task.
+    silence(&mut h);
+    let after = h.m.snapshot(Timestamp(h.now));
+    let plain_task = after
+        .tasks
+        .iter()
+        .chain(&after.completed_tasks)
+        .find(|t| t.id == "plain-1")
+        .expect("plain-1");
+    assert_eq!(plain_task.state, "TASK_LOST");
+    assert_eq!(plain_task.sandbox, "/w/sandboxes/f/plain-1");
+    assert_eq!(plain_task.started_ms, 1);
+    assert!(plain_task.ended_ms > 1, "{plain_task:?}");
+    let pa = after.tasks.iter().find(|t| t.id == "pa-1").expect("pa-1");
+    assert_eq!(pa.sandbox, "/w/sandboxes/f/pa-1", "UNREACHABLE keeps it");
+}
