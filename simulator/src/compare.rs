@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::engine::Sim;
 use crate::error::SimError;
-use crate::plot::{self, Line};
+use crate::plot::{self, TimeLine, render};
 use crate::policy::Policy;
 use crate::report::{self, Summary};
 use crate::scenario::Scenario;
@@ -20,8 +20,8 @@ pub fn compare(
     progress: &mut dyn FnMut(Policy, u64, u64),
 ) -> Result<Vec<Summary>, SimError> {
     let mut summaries = Vec::new();
-    let mut jain_lines: Vec<Line> = Vec::new();
-    let mut wait_lines: Vec<Line> = Vec::new();
+    let mut jain_lines: Vec<TimeLine> = Vec::new();
+    let mut wait_lines: Vec<(String, Vec<u64>)> = Vec::new();
     for &p in policies {
         let mut sim = Sim::new(scenario, p)?;
         sim.run_with_progress(&mut |now, end| progress(p, now, end));
@@ -34,15 +34,11 @@ pub fn compare(
             sim.metrics()
                 .samples
                 .iter()
-                .filter_map(|s| s.jain.map(|j| (s.time_ms as f64 / 1000.0, j)))
+                .filter_map(|s| s.jain.map(|j| (s.time_ms, j)))
                 .collect(),
+            false,
         ));
-        let mut waits: Vec<u64> = sim
-            .frameworks()
-            .iter()
-            .flat_map(|f| f.stats.waits.iter().copied())
-            .collect();
-        wait_lines.push((p.name().to_string(), plot::cdf(&mut waits, 0.001)));
+        wait_lines.push((p.name().to_string(), plot::waits(&sim)));
         summaries.push(summary);
     }
     if let Some(dir) = out {
@@ -53,19 +49,24 @@ pub fn compare(
         let path = dir.join("compare.json");
         std::fs::write(&path, json + "\n").map_err(|e| SimError::io(path, e))?;
         if plots {
-            plot::lines(
+            let jain = plot::Axis {
+                label: "Jain's index".into(),
+                min: 0.0,
+                max: 1.05,
+                scale: plot::Scale::Linear,
+            };
+            render::svg(
                 &dir.join("compare_jain.svg"),
-                "Jain's fairness index by policy",
-                "time (s)",
-                "Jain's index",
-                &jain_lines,
+                &plot::time_chart(
+                    "Jain's fairness index by policy",
+                    Some(jain),
+                    "",
+                    jain_lines,
+                ),
             )?;
-            plot::lines(
+            render::svg(
                 &dir.join("compare_wait_cdf.svg"),
-                "Task wait time CDF by policy",
-                "wait (s)",
-                "fraction of tasks",
-                &wait_lines,
+                &plot::wait_cdf_chart("Task wait time CDF by policy", &wait_lines),
             )?;
         }
     }
