@@ -155,6 +155,8 @@ pub struct RunArgs {
     /// is torn down as soon as its connection drops.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     failover_timeout: Duration,
+    #[command(flatten)]
+    output: crate::progress::OutputArgs,
 }
 
 /// Checks a per-task resource flag (`--cpus`, `--mem`, …): a positive finite number that
@@ -195,8 +197,9 @@ impl RunArgs {
 
 /// `proffer run`: `Ok(true)` only if every task finished.
 pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<bool> {
+    let style = args.output.style();
     let (master, spec) = args.spec()?;
-    let summary = crate::batch::run(&master, spec, cancel).await?;
+    let summary = crate::batch::run_with(&master, spec, style, cancel).await?;
     Ok(summary.all_finished())
 }
 

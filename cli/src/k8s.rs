@@ -20,9 +20,10 @@ use proffer_k8s::pki::{ClusterPki, Host, write_file};
 use proffer_proto::leader::MasterList;
 use proffer_sdk::service::ServiceSpec;
 use proffer_sdk::service::core::CoreConfig;
-use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare, run_service};
+use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare};
 use tokio_util::sync::CancellationToken;
 
+use crate::deploy_watch::{End, Ran, Source, Watch, run_watched};
 use crate::output::text as out;
 
 /// Flags of `proffer k8s`.
@@ -71,6 +72,29 @@ struct UpgradeArgs {
     /// The Kubernetes version to roll to (vMAJOR.MINOR.PATCH).
     #[arg(long)]
     version: String,
+    #[command(flatten)]
+    follow: FollowArgs,
+}
+
+/// How `upgrade` follows the update plan it starts.
+#[derive(Debug, Args)]
+struct FollowArgs {
+    /// Follow the update plan until it is COMPLETE (status 0) or has failed (non-zero,
+    /// naming the step), also when stdout is not a terminal (on a terminal it is followed
+    /// unless --detach).
+    #[arg(long, conflicts_with = "detach")]
+    wait: bool,
+    /// Return once the scheduler accepted the change; do not follow the plan.
+    #[arg(long)]
+    detach: bool,
+    /// Give up following once one task failed this many times.
+    #[arg(long, default_value_t = 3)]
+    max_failures: u32,
+    /// The master(s), to find failed tasks' agents and show the end of their stderr.
+    #[arg(long, env = "PROFFER_MASTER")]
+    master: Option<MasterList>,
+    #[command(flatten)]
+    output: crate::progress::OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +186,15 @@ struct InstallArgs {
     /// member rejoins by member remove/add instead of restarting from its volume.
     #[arg(long)]
     no_reservations: bool,
+    /// Exit when the deploy plan is COMPLETE (status 0) or has failed (non-zero, naming the
+    /// step); the cluster keeps running until the framework's failover timeout.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up once one task failed this many times.
+    #[arg(long, default_value_t = 3, requires = "wait")]
+    max_failures: u32,
+    #[command(flatten)]
+    output: crate::progress::OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -302,45 +335,7 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
             print!("{}", spec_yaml(&spec)?);
             Ok(true)
         }
-        K8sCommand::Install(a) => {
-            let spec = prepare_spec(&a.deploy)?;
-            let cfg = RunConfig {
-                master: a.master.to_string(),
-                state_dir: a.deploy.state.join("scheduler"),
-                core: CoreConfig {
-                    reservations: !a.no_reservations,
-                    framework_host: "127.0.0.1".into(),
-                    ..CoreConfig::default()
-                },
-                http: a.http,
-                options: BTreeMap::new(),
-                uninstall: a.uninstall,
-            };
-            let (handle, listener) = prepare(spec, &cfg).await?;
-            if let Some(addr) = a.deploy.serve_pki {
-                let l = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("--serve-pki {addr}"))?;
-                let cluster = load_cluster(&a.deploy.config, None)?;
-                let opts = deploy_options(&cluster, &a.deploy)?;
-                let token = pki_token(&a.deploy.state)?;
-                tokio::spawn(proffer_k8s::bundle::serve(
-                    l,
-                    PathBuf::from(&opts.pki_dir),
-                    opts.control_plane,
-                    token,
-                ));
-                eprintln!("k8s: serving the PKI bundles on http://{addr}/pki/…");
-            }
-            if let Some(addr) = handle.http_addr {
-                eprintln!("k8s: scheduler API on {addr} (proffer service plan --api {addr})");
-            }
-            let outcome = run_service(handle, listener, cfg, cancel).await?;
-            if outcome == RunOutcome::Uninstalled {
-                eprintln!("k8s: uninstalled");
-            }
-            Ok(true)
-        }
+        K8sCommand::Install(a) => install(a, cancel).await,
         K8sCommand::ScaleNodes(a) => {
             let text = read_config(&a.deploy.config)?;
             let text = set_top_level(&text, "node-count", &a.nodes.to_string());
@@ -389,7 +384,7 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
                 "k8s: rolling {} → {} (follow with: proffer k8s plan --api {} update)",
                 old.config.kubernetes_version, cluster.config.kubernetes_version, a.api
             );
-            Ok(true)
+            follow_update(&a.api, &a.follow, cancel).await
         }
         K8sCommand::Status(a) => status(&a).await,
         K8sCommand::Plan(a) => {
@@ -410,11 +405,7 @@ pub async fn run(args: K8sArgs, cancel: CancellationToken) -> Result<bool> {
         K8sCommand::Uninstall(a) => {
             let answer =
                 proffer_sdk::service::http::request(&a.api, "POST", "/v1/uninstall", "").await?;
-            out(answer.trim());
-            eprintln!(
-                "k8s: the scheduler at {} is uninstalling the cluster",
-                a.api
-            );
+            out(&crate::service_text::uninstalling(&a.api, &answer));
             Ok(true)
         }
         K8sCommand::Kubeconfig(a) => {
@@ -486,8 +477,85 @@ async fn send_update(api: &str, cluster: &Cluster, opts: &DeployOptions) -> Resu
     let yaml = spec_yaml(&service_spec(cluster, opts)?)?;
     ServiceSpec::parse(&yaml, &BTreeMap::new()).context("the generated spec does not validate")?;
     let answer = proffer_sdk::service::http::request(api, "POST", "/v1/update", &yaml).await?;
-    out(answer.trim());
+    out(&crate::service_text::updated(api, &answer));
     Ok(())
+}
+
+/// `proffer k8s install`: writes the PKI, runs the cluster's scheduler in the foreground and
+/// follows its deploy plan (with `--wait`, until it is COMPLETE or has failed).
+async fn install(a: InstallArgs, cancel: CancellationToken) -> Result<bool> {
+    let spec = prepare_spec(&a.deploy)?;
+    let cfg = RunConfig {
+        master: a.master.to_string(),
+        state_dir: a.deploy.state.join("scheduler"),
+        core: CoreConfig {
+            reservations: !a.no_reservations,
+            framework_host: "127.0.0.1".into(),
+            ..CoreConfig::default()
+        },
+        http: a.http,
+        options: BTreeMap::new(),
+        uninstall: a.uninstall,
+    };
+    let (handle, listener) = prepare(spec, &cfg).await?;
+    if let Some(addr) = a.deploy.serve_pki {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--serve-pki {addr}"))?;
+        let cluster = load_cluster(&a.deploy.config, None)?;
+        let opts = deploy_options(&cluster, &a.deploy)?;
+        let token = pki_token(&a.deploy.state)?;
+        tokio::spawn(proffer_k8s::bundle::serve(
+            l,
+            PathBuf::from(&opts.pki_dir),
+            opts.control_plane,
+            token,
+        ));
+        eprintln!("k8s: serving the PKI bundles on http://{addr}/pki/…");
+    }
+    if let Some(addr) = handle.http_addr {
+        eprintln!("k8s: scheduler API on {addr} (proffer service plan --api {addr})");
+    }
+    let watch = Watch {
+        source: Source::Local(handle.shared.clone()),
+        plan: None,
+        style: a.output.style(),
+        masters: Some(a.master.clone()),
+        max_failures: a.wait.then_some(a.max_failures),
+    };
+    match run_watched(handle, listener, cfg, &watch, a.wait, cancel).await? {
+        Ran::Waited => {
+            eprintln!("k8s: deployed; the scheduler stopped (the cluster keeps running)")
+        }
+        Ran::Ended(RunOutcome::Uninstalled) => eprintln!("k8s: uninstalled"),
+        Ran::Ended(RunOutcome::Stopped) => {}
+    }
+    Ok(true)
+}
+
+/// Follows the update plan at `api` after a change, as `follow` asks: on a terminal or with
+/// `--wait`, until it is COMPLETE (`Ok(true)`) or has failed (an error naming the step).
+async fn follow_update(api: &str, follow: &FollowArgs, cancel: CancellationToken) -> Result<bool> {
+    if follow.detach || !(follow.wait || crate::progress::is_terminal()) {
+        return Ok(true);
+    }
+    let watch = Watch {
+        source: Source::Api(api.to_string()),
+        plan: Some("update".into()),
+        style: follow.output.style(),
+        masters: follow.master.clone(),
+        max_failures: Some(follow.max_failures),
+    };
+    match watch.round(&cancel).await? {
+        End::Complete => Ok(true),
+        End::Failed { plan, why } => bail!("{plan} failed: {why}"),
+        End::Cancelled => {
+            eprintln!(
+                "k8s: stopped following; the update goes on (proffer k8s plan --api {api} update)"
+            );
+            Ok(true)
+        }
+    }
 }
 
 /// `proffer k8s status`: every plan's status, then one line per task.
@@ -516,34 +584,7 @@ async fn status(a: &StatusArgs) -> Result<bool> {
         .collect();
     let mut text = format!("plans: {}\n", line.join(", "));
     let pods: BTreeMap<String, Vec<TaskRecord>> = serde_json::from_str(&pods).context("/v1/pod")?;
-    let mut rows = vec![
-        ["POD", "TASK", "STATE", "READY", "AGENT"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    for (pod, tasks) in &pods {
-        for t in tasks {
-            rows.push(vec![
-                pod.clone(),
-                t.task.clone(),
-                t.state.clone(),
-                if t.ready { "yes" } else { "no" }.into(),
-                t.hostname.clone(),
-            ]);
-        }
-    }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        text.push_str(cells.join("  ").trim_end());
-        text.push('\n');
-    }
+    text.push_str(&crate::service_text::pods_table(&pods));
     out(&text);
     Ok(true)
 }

@@ -22,6 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod batch;
 mod daemons;
+mod deploy_watch;
 mod duration;
 mod executor;
 #[cfg(test)]
@@ -32,8 +33,11 @@ mod local_ha;
 mod master_cmd;
 mod operator;
 mod output;
+mod progress;
 mod roles;
+mod sandbox_tail;
 mod service;
+mod service_text;
 mod sim;
 mod table;
 

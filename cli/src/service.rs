@@ -11,10 +11,11 @@ use proffer_proto::leader::MasterList;
 use proffer_sdk::service::compile::render_plan;
 use proffer_sdk::service::core::CoreConfig;
 use proffer_sdk::service::http::request;
-use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare, run_service};
+use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare};
 use proffer_sdk::service::{Plan, ServiceSpec};
 use tokio_util::sync::CancellationToken;
 
+use crate::deploy_watch::{Ran, Source, Watch, run_watched};
 use crate::duration::parse_duration;
 use crate::output::text as out;
 
@@ -74,6 +75,16 @@ struct RunArgs {
     /// Run the uninstall plan and exit.
     #[arg(long)]
     uninstall: bool,
+    /// Exit when the deploy (or update, or uninstall) plan is COMPLETE (status 0) or has
+    /// failed (non-zero, naming the step): a step in ERROR or a task that failed
+    /// --max-failures times. The framework keeps its tasks until its failover timeout.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up once one task failed this many times.
+    #[arg(long, default_value_t = 3, requires = "wait")]
+    max_failures: u32,
+    #[command(flatten)]
+    output: crate::progress::OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -90,7 +101,7 @@ struct ApiArgs {
     /// The scheduler's HTTP API, HOST:PORT.
     #[arg(long, env = "PROFFER_SERVICE")]
     api: String,
-    /// Print JSON.
+    /// Print the API's JSON answer instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -215,29 +226,47 @@ pub async fn run(args: ServiceArgs, cancel: CancellationToken) -> Result<bool> {
             }
             Ok(true)
         }
-        ServiceCommand::Pod(a) => {
-            let body = match (&a.name, &a.action) {
-                (Some(n), Some(act)) => {
-                    request(&a.api.api, "POST", &format!("/v1/pod/{n}/{act}"), "").await?
-                }
-                _ => request(&a.api.api, "GET", "/v1/pod", "").await?,
-            };
-            out(&body);
-            Ok(true)
-        }
+        ServiceCommand::Pod(a) => pod(a).await,
         ServiceCommand::Update(a) => {
             let text = std::fs::read_to_string(&a.spec)
                 .with_context(|| format!("cannot read {}", a.spec.display()))?;
             let body = request(&a.api.api, "POST", "/v1/update", &text).await?;
-            out(&body);
+            out(&if a.api.json {
+                body
+            } else {
+                crate::service_text::updated(&a.api.api, &body)
+            });
             Ok(true)
         }
         ServiceCommand::Uninstall(a) => {
             let body = request(&a.api, "POST", "/v1/uninstall", "").await?;
-            out(&body);
+            out(&if a.json {
+                body
+            } else {
+                crate::service_text::uninstalling(&a.api, &body)
+            });
             Ok(true)
         }
     }
+}
+
+/// `proffer service pod [NAME ACTION]`: the pods as a table, or the action's answer.
+async fn pod(a: PodArgs) -> Result<bool> {
+    let api = &a.api.api;
+    let body = match (&a.name, &a.action) {
+        (Some(n), Some(act)) => request(api, "POST", &format!("/v1/pod/{n}/{act}"), "").await?,
+        _ => request(api, "GET", "/v1/pod", "").await?,
+    };
+    if a.api.json {
+        out(&body);
+        return Ok(true);
+    }
+    let text = match (&a.name, &a.action) {
+        (Some(n), Some(act)) => crate::service_text::pod_action(n, act, &body),
+        _ => crate::service_text::pods(&body)?,
+    };
+    out(&text);
+    Ok(true)
 }
 
 async fn plan(a: PlanArgs) -> Result<bool> {
@@ -311,11 +340,21 @@ async fn run_scheduler(a: RunArgs, cancel: CancellationToken) -> Result<bool> {
     if let Some(addr) = handle.http_addr {
         eprintln!("service API on http://{addr}/v1/plans");
     }
-    match run_service(handle, listener, cfg, cancel).await? {
-        RunOutcome::Stopped => {
+    let watch = Watch {
+        source: Source::Local(handle.shared.clone()),
+        plan: None,
+        style: a.output.style(),
+        masters: Some(a.master.clone()),
+        max_failures: a.wait.then_some(a.max_failures),
+    };
+    match run_watched(handle, listener, cfg, &watch, a.wait, cancel).await? {
+        Ran::Waited => {
+            eprintln!("scheduler stopped; the tasks keep running until its failover timeout")
+        }
+        Ran::Ended(RunOutcome::Stopped) => {
             eprintln!("scheduler stopped; the framework keeps running until its failover timeout")
         }
-        RunOutcome::Uninstalled => {
+        Ran::Ended(RunOutcome::Uninstalled) => {
             eprintln!("uninstalled: tasks killed, framework torn down, state wiped")
         }
     }
