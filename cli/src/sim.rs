@@ -191,6 +191,7 @@ fn run_one(a: RunArgs) -> anyhow::Result<bool> {
         .with_context(|| format!("writing results to {}", a.out.display()))?;
     let timing = sim.timing();
     crate::output::text(&report::table(&[&summary]));
+    crate::output::text(&report::ending(summary.simulated_s, &summary.per_framework));
     crate::output::text(&format!(
         "wall {:.2} s, {:.0} simulated events/s, master tick (allocation cycle) p50 {} µs / \
          p99 {} µs; results in {}",

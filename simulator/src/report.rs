@@ -401,3 +401,154 @@ pub fn table(summaries: &[&Summary]) -> String {
     }
     out
 }
+
+/// `x` as a fraction with a denominator up to 12 when it is one (to within 1e-9): `(2, 3)`
+/// for 0.666…; `None` otherwise.
+pub fn simple_fraction(x: f64) -> Option<(u32, u32)> {
+    (1..=12u32).find_map(|d| {
+        let n = (x * f64::from(d)).round();
+        ((x * f64::from(d) - n).abs() < 1e-9 && n >= 0.0).then_some((n as u32, d))
+    })
+}
+
+/// A share for people: "2/3", "1/2", "0", "1", or three decimals ("0.137").
+pub fn share_text(x: f64) -> String {
+    match simple_fraction(x) {
+        Some((n, 1)) => n.to_string(),
+        Some((n, d)) => format!("{n}/{d}"),
+        None => format!("{x:.3}"),
+    }
+}
+
+/// Frameworks named one by one in [`ending`]; with more, the largest shares and a count.
+pub const ENDING_NAMED: usize = 4;
+
+fn list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [head @ .., last] => format!("{} and {last}", head.join(", ")),
+    }
+}
+
+/// One line on how the run ended, from its summary: each framework's running tasks and
+/// dominant share when there are at most [`ENDING_NAMED`] (the DRF paper example: "at the
+/// end (30 s): A runs 3 tasks, B 2; dominant shares 2/3 and 2/3"), else the largest shares.
+/// `simulated_s` and `fws` as in [`Summary`].
+pub fn ending(simulated_s: f64, fws: &[FrameworkSummary]) -> String {
+    let head = format!("at the end ({simulated_s} s):");
+    if fws.is_empty() {
+        return format!("{head} no frameworks");
+    }
+    if fws.len() <= ENDING_NAMED {
+        let tasks: Vec<String> = fws
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match (i, f.running_at_end) {
+                (0, 1) => format!("{} runs 1 task", f.name),
+                (0, n) => format!("{} runs {n} tasks", f.name),
+                (_, n) => format!("{} {n}", f.name),
+            })
+            .collect();
+        let shares: Vec<String> = fws.iter().map(|f| share_text(f.final_share)).collect();
+        let word = if fws.len() == 1 { "share" } else { "shares" };
+        return format!(
+            "{head} {}; dominant {word} {}",
+            tasks.join(", "),
+            list(&shares)
+        );
+    }
+    let mut by_share: Vec<&FrameworkSummary> = fws.iter().collect();
+    by_share.sort_by(|a, b| b.final_share.total_cmp(&a.final_share));
+    let running: u64 = fws.iter().map(|f| u64::from(f.running_at_end)).sum();
+    let largest: Vec<String> = by_share
+        .iter()
+        .take(3)
+        .map(|f| {
+            let share = share_text(f.final_share);
+            format!("{} {share} ({} tasks)", f.name, f.running_at_end)
+        })
+        .collect();
+    format!(
+        "{head} {} frameworks run {running} tasks; largest dominant shares {}, {} more in \
+         frameworks.csv",
+        fws.len(),
+        largest.join(", "),
+        fws.len() - largest.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions_and_share_text() {
+        for (x, frac, text) in [
+            (2.0 / 3.0, Some((2, 3)), "2/3"),
+            (0.5, Some((1, 2)), "1/2"),
+            (0.0, Some((0, 1)), "0"),
+            (1.0, Some((1, 1)), "1"),
+            (5.0 / 12.0, Some((5, 12)), "5/12"),
+            (0.137, None, "0.137"),
+            (1.0 / 13.0, None, "0.077"),
+            (0.6666, None, "0.667"),
+        ] {
+            assert_eq!(simple_fraction(x), frac, "{x}");
+            assert_eq!(share_text(x), text, "{x}");
+        }
+    }
+
+    fn fw(name: &str, running: u32, share: f64) -> FrameworkSummary {
+        FrameworkSummary {
+            name: name.into(),
+            role: "*".into(),
+            framework_id: format!("id-{name}"),
+            launched: u64::from(running),
+            finished: 0,
+            lost: 0,
+            queued_at_end: 0,
+            running_at_end: running,
+            wait_ms: Percentiles::default(),
+            mean_share: share,
+            final_share: share,
+            time_to_fair_share_s: None,
+            offers: 0,
+            declined: 0,
+        }
+    }
+
+    #[test]
+    fn ending_table() {
+        let table: Vec<(f64, Vec<FrameworkSummary>, &str)> = vec![
+            (30.0, vec![], "at the end (30 s): no frameworks"),
+            (
+                30.0,
+                vec![fw("A", 3, 2.0 / 3.0), fw("B", 2, 2.0 / 3.0)],
+                "at the end (30 s): A runs 3 tasks, B 2; dominant shares 2/3 and 2/3",
+            ),
+            (
+                12.5,
+                vec![fw("solo", 1, 0.25)],
+                "at the end (12.5 s): solo runs 1 task; dominant share 1/4",
+            ),
+            (
+                60.0,
+                vec![fw("a", 1, 0.1), fw("b", 0, 0.0), fw("c", 4, 0.4)],
+                "at the end (60 s): a runs 1 task, b 0, c 4; dominant shares 1/10, 0 and 2/5",
+            ),
+            (
+                3600.0,
+                (0..6)
+                    .map(|i| fw(&format!("f{i}"), i, 0.011 * f64::from(i)))
+                    .collect(),
+                "at the end (3600 s): 6 frameworks run 15 tasks; largest dominant shares \
+                 f5 0.055 (5 tasks), f4 0.044 (4 tasks), f3 0.033 (3 tasks), 3 more in \
+                 frameworks.csv",
+            ),
+        ];
+        for (s, fws, want) in table {
+            assert_eq!(ending(s, &fws), want);
+        }
+    }
+}

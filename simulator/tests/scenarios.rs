@@ -40,6 +40,11 @@ fn drf_paper_example() -> anyhow::Result<()> {
     assert_eq!(summary.tasks_launched, 5);
     assert_eq!(summary.counters.master_errors, 0);
     assert!(summary.jain_min.is_some());
+    // What `proffer sim run` prints about the end, computed from the run.
+    assert_eq!(
+        report::ending(summary.simulated_s, &summary.per_framework),
+        "at the end (30 s): A runs 3 tasks, B 2; dominant shares 2/3 and 2/3"
+    );
     // The progressive filling order: A, B, A, B, A.
     let launches: Vec<&str> = sim
         .decisions()

@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::prelude::*;
 
-use super::prepare::{Chart, Scale, tick};
+use super::prepare::{Axis, Chart, Scale, tick};
 use crate::error::SimError;
 
 /// Size of the whole image (pixels).
@@ -65,21 +65,26 @@ pub fn svg(path: &Path, chart: &Chart) -> Result<(), SimError> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let (data, legend) = root.split_horizontally(SIZE.0 - LEGEND_WIDTH);
-    let (x, y) = (&chart.x, &chart.y);
-    match (x.scale, y.scale) {
-        (Scale::Linear, Scale::Linear) => draw(&data, chart, x.min..x.max, y.min..y.max),
-        (Scale::Linear, Scale::Log) => draw(&data, chart, x.min..x.max, (y.min..y.max).log_scale()),
-        (Scale::Log, Scale::Linear) => draw(&data, chart, (x.min..x.max).log_scale(), y.min..y.max),
-        (Scale::Log, Scale::Log) => draw(
-            &data,
-            chart,
-            (x.min..x.max).log_scale(),
-            (y.min..y.max).log_scale(),
-        ),
+    let (x, y) = (range(&chart.x), range(&chart.y));
+    match (chart.x.scale, chart.y.scale) {
+        (Scale::Linear, Scale::Linear) => draw(&data, chart, x, y),
+        (Scale::Linear, Scale::Log) => draw(&data, chart, x, y.log_scale()),
+        (Scale::Log, Scale::Linear) => draw(&data, chart, x.log_scale(), y),
+        (Scale::Log, Scale::Log) => draw(&data, chart, x.log_scale(), y.log_scale()),
     }
     .map_err(|e| err(path, e))?;
     draw_legend(&legend, chart).map_err(|e| err(path, e))?;
     root.present().map_err(|e| err(path, e))
+}
+
+/// The range plotters is given for an axis. A log axis starts a hair below its minimum: its
+/// ticks are the powers of ten from 10^ceil(log10(min)), and rounding in the logarithm of an
+/// exact power of ten (log10(0.001) = -2.9999999999999996) would leave the first unlabeled.
+fn range(a: &Axis) -> std::ops::Range<f64> {
+    match a.scale {
+        Scale::Linear => a.min..a.max,
+        Scale::Log => a.min * (1.0 - 1e-9)..a.max,
+    }
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
