@@ -18,7 +18,7 @@
 //! - [`engine`]: event queue, simulated agents and frameworks, the run loop.
 //! - [`metrics`]: samples over time, Jain's index, percentiles, timing.
 //! - [`report`]: summary, CSV/JSON output, text tables.
-//! - [`plot`]: SVG plots.
+//! - [`plot`]: SVG plots, prepared (series chosen, axes fitted) apart from drawing.
 //! - [`trace`]: Google 2011, Alibaba 2018 and our own trace readers.
 //! - [`generate`]: synthetic scenario generation (`proffer sim gen`).
 //! - [`policy`]: the allocator policies a run can use.
