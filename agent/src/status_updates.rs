@@ -50,7 +50,7 @@ pub enum AckOutcome {
         /// The acknowledged update was terminal: the task may now be forgotten.
         terminal: bool,
         /// The next update of the task, now in flight: send it.
-        next: Option<StatusUpdate>,
+        next: Option<Box<StatusUpdate>>,
     },
 }
 
@@ -138,7 +138,7 @@ impl StatusUpdateManager {
             return AckOutcome::Ignored;
         }
         let terminal = q.updates.pop_front().as_ref().is_some_and(is_terminal);
-        let next = q.updates.front().cloned();
+        let next = q.updates.front().cloned().map(Box::new);
         if next.is_some() {
             q.retry_at = now + self.initial;
             q.interval = (self.initial * 2).min(self.max);

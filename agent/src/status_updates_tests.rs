@@ -49,12 +49,12 @@ fn only_head_in_flight_and_ack_pops_in_order() {
         panic!("ack of head must pop");
     };
     assert!(!terminal);
-    assert_eq!(next.as_ref().map(state), Some(TaskState::TaskRunning));
+    assert_eq!(next.as_deref().map(state), Some(TaskState::TaskRunning));
     let AckOutcome::Acked { terminal, next } = m.ack(t0 + S, "f", "t", &[2; 16]) else {
         panic!("ack of head must pop");
     };
     assert!(!terminal);
-    assert_eq!(next.as_ref().map(state), Some(TaskState::TaskFinished));
+    assert_eq!(next.as_deref().map(state), Some(TaskState::TaskFinished));
     let AckOutcome::Acked { terminal, next } = m.ack(t0 + S, "f", "t", &[3; 16]) else {
         panic!("ack of head must pop");
     };

@@ -51,35 +51,30 @@ pub struct Proc {
 impl Proc {
     /// Starts `proffer ARGS…` with stdout/stderr going to `log_dir/<name>.log`.
     pub fn start(name: &str, args: &[&str], log_dir: &Path) -> Result<Proc> {
+        let mut cmd = Command::new(proffer_bin()?);
+        cmd.args(args);
+        Proc::spawn(name, cmd, log_dir)
+    }
+
+    /// Starts `proffer ARGS…` inside network namespace `netns` (`ip netns exec`, which execs
+    /// the binary: the child is proffer itself), logging as [`Proc::start`].
+    pub fn start_in_netns(name: &str, netns: &str, args: &[&str], log_dir: &Path) -> Result<Proc> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns])
+            .arg(proffer_bin()?)
+            .args(args);
+        Proc::spawn(name, cmd, log_dir)
+    }
+
+    fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> Result<Proc> {
         let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
-        let child = Command::new(proffer_bin()?)
-            .args(args)
+        let child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("spawn {name}"))?;
-        Ok(Proc {
-            child,
-            name: name.to_string(),
-        })
-    }
-
-    /// Starts `proffer ARGS…` inside network namespace `netns` (`ip netns exec`, which execs
-    /// the binary: the child is proffer itself), logging as [`Proc::start`].
-    pub fn start_in_netns(name: &str, netns: &str, args: &[&str], log_dir: &Path) -> Result<Proc> {
-        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", netns])
-            .arg(proffer_bin()?)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawn {name} in netns {netns}"))?;
         Ok(Proc {
             child,
             name: name.to_string(),
@@ -172,6 +167,30 @@ pub fn state_json(master: &str) -> Result<serde_json::Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// Starts agent `i` (`agent{i}`: its work dir in `dir`, log `dir/agent{i}.log`) for `master`
+/// (one address or a comma-separated list), offering `resources`.
+pub fn start_agent(i: usize, master: &str, resources: &str, dir: &Path) -> Result<Proc> {
+    let work = dir.join(format!("agent{i}"));
+    std::fs::create_dir_all(&work)?;
+    let work = work.to_string_lossy().to_string();
+    let host = format!("agent{i}");
+    let args = [
+        "agent",
+        "--master",
+        master,
+        "--work-dir",
+        &work,
+        "--resources",
+        resources,
+        "--hostname",
+        &host,
+        // Tests read finished tasks' sandboxes: never remove them for a full disk.
+        "--gc-max-disk-fraction",
+        "1",
+    ];
+    Proc::start(&format!("agent{i}"), &args, dir)
+}
+
 /// A master plus `n` agents on loopback, each agent with `resources`; torn down on drop.
 #[derive(Debug)]
 pub struct Cluster {
@@ -199,28 +218,9 @@ impl Cluster {
         wait_for("master /state", Duration::from_secs(30), || {
             state_json(&master).ok()
         })?;
-        let mut agents = Vec::new();
-        for i in 0..n {
-            let work = dir.path().join(format!("agent{i}"));
-            std::fs::create_dir_all(&work)?;
-            let work = work.to_string_lossy().to_string();
-            let host = format!("agent{i}");
-            let args = [
-                "agent",
-                "--master",
-                &master,
-                "--work-dir",
-                &work,
-                "--resources",
-                resources,
-                "--hostname",
-                &host,
-                // Tests read finished tasks' sandboxes: never remove them for a full disk.
-                "--gc-max-disk-fraction",
-                "1",
-            ];
-            agents.push(Proc::start(&format!("agent{i}"), &args, dir.path())?);
-        }
+        let agents = (0..n)
+            .map(|i| start_agent(i, &master, resources, dir.path()))
+            .collect::<Result<Vec<_>>>()?;
         wait_for("agents to register", Duration::from_secs(30), || {
             let s = state_json(&master).ok()?;
             let connected = s["agents"]

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
-use proffer_proto::leader::LEADER_METADATA;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
@@ -71,19 +70,9 @@ impl Drop for Standby {
     }
 }
 
-/// The status a standby answers with.
+/// The status a standby answers with: the real master's answer.
 pub fn unavailable(leader: Option<&str>) -> tonic::Status {
-    match leader {
-        Some(l) => {
-            let mut status =
-                tonic::Status::unavailable(format!("standby master: the leader is {l}"));
-            if let Ok(v) = l.parse() {
-                status.metadata_mut().insert(LEADER_METADATA, v);
-            }
-            status
-        }
-        None => tonic::Status::unavailable("standby master: no leader elected yet"),
-    }
+    proffer_master::server::standby_answer(leader)
 }
 
 /// What every call gets, and the call counter.

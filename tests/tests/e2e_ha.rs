@@ -15,7 +15,7 @@ use proffer_master::etcd::launch::{EtcdCluster, etcd_installed};
 use proffer_proto::v1::{self, TaskState, event::Event};
 use proffer_sdk::driver::{Driver, DriverConfig, DriverEvent};
 use proffer_tests::long_tasks::{self, LIMIT, launch_all, next, resubscribed};
-use proffer_tests::procs::{Proc, free_port, http_get, state_json, wait_for};
+use proffer_tests::procs::{Proc, free_port, http_get, start_agent, state_json, wait_for};
 
 const TASKS: usize = 200;
 const MARKER: &str = "7200.17";
@@ -81,25 +81,9 @@ impl Group {
             masters.push(Some(Proc::start(&format!("master{i}"), &args, dir.path())?));
         }
         let list = addrs.join(",");
-        let mut agents = Vec::new();
-        for i in 0..3 {
-            let work = dir.path().join(format!("agent{i}"));
-            std::fs::create_dir_all(&work)?;
-            let work = work.to_string_lossy().to_string();
-            let host = format!("agent{i}");
-            let args = [
-                "agent",
-                "--master",
-                &list,
-                "--work-dir",
-                &work,
-                "--resources",
-                AGENT_RES,
-                "--hostname",
-                &host,
-            ];
-            agents.push(Proc::start(&format!("agent{i}"), &args, dir.path())?);
-        }
+        let agents = (0..3)
+            .map(|i| start_agent(i, &list, AGENT_RES, dir.path()))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Group {
             addrs,
             masters,

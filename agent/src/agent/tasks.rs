@@ -533,7 +533,7 @@ impl Agent {
                 if let Some(u) = next
                     && self.registered()
                 {
-                    self.send(msg(agent_message::Msg::StatusUpdate(u)));
+                    self.send(msg(agent_message::Msg::StatusUpdate(*u)));
                 }
             }
         }

@@ -344,18 +344,25 @@ async fn keep_alive(
 }
 
 /// Ends the leadership (expiring `clock`, cancelling `lost`) when the election key is deleted.
-/// A broken watch is re-opened after checking the key still exists as created.
+/// The watch starts at the current revision (etcd serves such a watcher at once; one from an
+/// older revision is caught up in batches, ~100 ms late) and the key is checked right after,
+/// so a deletion in between is not missed. A broken watch is re-opened the same way.
 async fn watch_key(client: Client, fence: Fence, clock: Arc<LeaseClock>, lost: CancellationToken) {
-    let mut from = fence.create_revision;
     loop {
-        if let Ok(mut stream) = client
-            .clone()
-            .watch(
-                fence.key.clone(),
-                Some(etcd_client::WatchOptions::new().with_start_revision(from)),
-            )
-            .await
-        {
+        let watch = client.clone().watch(fence.key.clone(), None).await;
+        match still_ours(&client, &fence).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!("the election key is gone: no longer the leader");
+                clock.expire();
+                lost.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the election key; the lease's deadline still applies")
+            }
+        }
+        if let Ok(mut stream) = watch {
             while let Ok(Some(resp)) = stream.message().await {
                 let deleted = resp
                     .events()
@@ -373,26 +380,16 @@ async fn watch_key(client: Client, fence: Fence, clock: Arc<LeaseClock>, lost: C
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
             () = lost.cancelled() => return,
         }
-        // Still ours? (A watch from an old revision may be refused after a compaction.)
-        match client.clone().get(fence.key.clone(), None).await {
-            Ok(resp) => {
-                let ours = resp
-                    .kvs()
-                    .first()
-                    .is_some_and(|kv| kv.create_revision() == fence.create_revision);
-                if !ours {
-                    tracing::error!("the election key is gone: no longer the leader");
-                    clock.expire();
-                    lost.cancel();
-                    return;
-                }
-                from = resp.header().map_or(from, |h| h.revision() + 1);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot check the election key; the lease's deadline still applies")
-            }
-        }
     }
+}
+
+/// Whether the election key still exists as created when this master won.
+async fn still_ours(client: &Client, fence: &Fence) -> Result<bool, etcd_client::Error> {
+    let resp = client.clone().get(fence.key.clone(), None).await?;
+    Ok(resp
+        .kvs()
+        .first()
+        .is_some_and(|kv| kv.create_revision() == fence.create_revision))
 }
 
 /// Cancels `lost` once `clock`'s deadline passes.

@@ -18,6 +18,9 @@ use crate::etcd::EtcdConfig;
 
 /// Operations per etcd transaction (etcd's default `--max-txn-ops`).
 const MAX_TXN_OPS: usize = 128;
+/// A stored key and its value.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Keys per read when loading.
 const LOAD_PAGE: i64 = 2_000;
 
@@ -130,7 +133,7 @@ impl EtcdRegistry {
 
     /// Every key under the prefix, read in pages of [`LOAD_PAGE`] keys at one revision (a
     /// single answer is capped at 4 MiB by the client, about 22,000 agent records).
-    fn read_all(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RegistryError> {
+    fn read_all(&mut self) -> Result<Vec<KeyValue>, RegistryError> {
         let client = self.client()?;
         let prefix = format!("{}/", self.prefix).into_bytes();
         let mut end = prefix.clone();

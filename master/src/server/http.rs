@@ -19,8 +19,8 @@ use super::core_task::CoreHandle;
 pub(crate) struct HttpState {
     pub(crate) core: CoreHandle,
     master_id: Arc<str>,
-    /// This master's address as clients reach it.
-    advertise: Arc<str>,
+    /// Whether (and as what) this master leads.
+    leading: Leading,
     /// The registry's status (None: the master persists nothing).
     pub(crate) registry: Option<Arc<super::registry_writer::RegistryStatus>>,
 }
@@ -29,7 +29,7 @@ pub(crate) struct HttpState {
 pub(crate) fn routes(
     core: CoreHandle,
     master_id: String,
-    advertise: String,
+    leading: Leading,
     registry: Option<Arc<super::registry_writer::RegistryStatus>>,
 ) -> Router {
     Router::new()
@@ -41,7 +41,7 @@ pub(crate) fn routes(
         .with_state(HttpState {
             core,
             master_id: master_id.into(),
-            advertise: advertise.into(),
+            leading,
             registry,
         })
 }
@@ -59,6 +59,24 @@ pub(crate) async fn fallback(request: axum::extract::Request) -> Response {
         status.into_http::<axum::body::Body>()
     } else {
         (StatusCode::NOT_FOUND, "not found\n").into_response()
+    }
+}
+
+/// This master's leadership, as `/health` reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Leading {
+    /// This master's address as clients reach it.
+    pub(crate) advertise: Arc<str>,
+    /// Fired when the server stops (also when it steps down).
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// The leader lease, under an election.
+    pub(crate) lease: Option<Arc<crate::etcd::election::LeaseClock>>,
+}
+
+impl Leading {
+    /// Still the leader: not stopping, and the lease (if any) still held.
+    fn holds(&self) -> bool {
+        !self.stop.is_cancelled() && self.lease.as_ref().is_none_or(|l| l.is_valid())
     }
 }
 
@@ -92,8 +110,14 @@ async fn health(State(st): State<HttpState>) -> Response {
         } else {
             "ok"
         },
-        role: "leader",
-        leader: Some(&st.advertise),
+        // Stepping down (the lease ran out, the server is stopping): no longer the leader,
+        // and who leads next is not known here yet.
+        role: if st.leading.holds() {
+            "leader"
+        } else {
+            "standby"
+        },
+        leader: st.leading.holds().then_some(&*st.leading.advertise),
         master_id: Some(&st.master_id),
         error: error.map(|e| format!("registry writes fail: {e}")),
     });

@@ -54,7 +54,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::core::{Master, MasterConfig};
 pub use ha::{HaConfig, serve_ha};
-pub use standby::LEADER_METADATA;
+pub use standby::{LEADER_METADATA, unavailable as standby_answer};
 
 /// Largest accepted request: gRPC messages and HTTP bodies above this are rejected.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -200,6 +200,7 @@ pub(crate) async fn serve_leader(
     };
     let master_id = master.master_id().to_owned();
     let http_registry = registry_status.clone();
+    let lease_for_http = lease.clone();
     tracker.spawn(core_task::run(
         master,
         commands,
@@ -209,7 +210,7 @@ pub(crate) async fn serve_leader(
             start_ms,
             persist,
             registry: registry_status,
-            lease,
+            lease: lease.clone(),
         },
         cancel.clone(),
     ));
@@ -236,7 +237,15 @@ pub(crate) async fn serve_leader(
         .merge(http::routes(
             shared.core.clone(),
             master_id.clone(),
-            config.advertise.clone().unwrap_or_else(|| addr.to_string()),
+            http::Leading {
+                advertise: config
+                    .advertise
+                    .clone()
+                    .unwrap_or_else(|| addr.to_string())
+                    .into(),
+                stop: cancel.clone(),
+                lease: lease_for_http,
+            },
             http_registry,
         ))
         .fallback(http::fallback)

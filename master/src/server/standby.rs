@@ -77,8 +77,9 @@ async fn elsewhere(State(st): State<Standby>, request: Request) -> Response {
     }
 }
 
-/// The gRPC answer of a standby.
-pub(crate) fn unavailable(leader: Option<&str>) -> tonic::Status {
+/// The gRPC answer of a standby: `UNAVAILABLE`, with the leader in the `proffer-leader`
+/// metadata entry when one is known.
+pub fn unavailable(leader: Option<&str>) -> tonic::Status {
     match leader {
         Some(l) => {
             let mut status =

