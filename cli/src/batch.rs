@@ -192,6 +192,7 @@ fn summary_json(s: &BatchSummary, board: &Board) -> serde_json::Value {
         "lost": s.lost,
         "errored": s.errored,
         "tasks_per_sec": s.tasks_per_sec,
+        "elapsed_secs": s.elapsed.as_secs_f64(),
         "offers_received": s.offers_received,
         "offers_declined": s.offers_declined,
         "failed_tasks": board.failed,

@@ -433,15 +433,17 @@ pub async fn run_watched(
         let follow = watch.follow(&following);
         tokio::pin!(follow);
         let outcome = tokio::select! {
-            r = &mut service => r,
+            r = &mut service => {
+                // The scheduler ended by itself: show where the plan got to.
+                following.cancel();
+                follow.await?;
+                r
+            }
             r = &mut follow => {
                 r?;
-                (&mut service).await
+                service.await
             }
         };
-        // The scheduler ended (or was cancelled): show where the plan got to.
-        following.cancel();
-        let _ = follow.await;
         return Ok(Ran::Ended(outcome?));
     }
     let round = watch.round(&following);

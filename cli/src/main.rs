@@ -229,7 +229,7 @@ fn init_tracing(quiet: bool) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress::log_writer)
         .with_ansi(ansi)
         .init();
 }

@@ -14,7 +14,8 @@
 //! The text of every line comes from pure functions ([`counts_text`], [`progress_line`],
 //! [`failure_text`]) so it is tested without a terminal.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -82,6 +83,37 @@ impl Style {
 pub fn is_terminal() -> bool {
     let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
     !dumb && std::io::stdout().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The bar shown now, if any: log lines are written above it (see [`log_writer`]).
+static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+fn set_active_bar(bar: Option<ProgressBar>) {
+    *ACTIVE_BAR.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// The log writer (stderr) for `tracing_subscriber`: while a progress bar is shown, each log
+/// line is written with the bar hidden, so logs scroll above it instead of breaking it.
+pub fn log_writer() -> LogWriter {
+    LogWriter
+}
+
+/// See [`log_writer`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = ACTIVE_BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Counts of items (tasks, plan steps) by state, in display order.
@@ -248,6 +280,7 @@ impl Reporter {
             }
             bar.set_prefix(noun);
             bar.enable_steady_tick(Duration::from_millis(200));
+            set_active_bar(Some(bar.clone()));
             bar
         });
         Reporter {
@@ -384,6 +417,17 @@ impl Reporter {
         match &self.bar {
             Some(bar) => bar.suspend(|| crate::output::text(text)),
             None => crate::output::text(text),
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            set_active_bar(None);
+            if !bar.is_finished() {
+                bar.finish_and_clear();
+            }
         }
     }
 }
