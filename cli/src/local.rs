@@ -36,9 +36,13 @@ pub struct LocalArgs {
     /// Port of the master (gRPC and HTTP) on 127.0.0.1; 0 picks a free one.
     #[arg(long, env = "PROFFER_LOCAL_PORT", default_value_t = 5050)]
     port: u16,
-    /// Work directory (default: /tmp/proffer-local-<pid>); each agent gets a subdirectory.
+    /// Work directory (default: /tmp/proffer-local-<pid>, removed on exit unless --keep);
+    /// each agent gets a subdirectory. A directory given here is kept.
     #[arg(long, env = "PROFFER_LOCAL_WORK_DIR")]
     work_dir: Option<PathBuf>,
+    /// Keep the default work directory (sandboxes, logs, registry) on exit.
+    #[arg(long)]
+    keep: bool,
     /// Tasks the demo batch framework runs.
     #[arg(long, default_value_t = 30, allow_negative_numbers = true)]
     demo_tasks: usize,
@@ -114,20 +118,7 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
 
     let (master, masters) = start_masters(&args, &work_dir, seed, &cancel).await?;
 
-    let total = proffer_agent::detect_resources(&work_dir).context("detecting resources")?;
-    let mut agents = Vec::with_capacity(args.agents);
-    for index in 0..args.agents {
-        let dir = work_dir.join(format!("agent-{index}"));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let share = agent_share(&total, args.agents, index)?;
-        let mut agent = AgentConfig::new(master.clone(), dir);
-        crate::output::text(&format!("agent {index}: {share}"));
-        agent.resources = Some(share);
-        agent.port = 5051 + u32::try_from(index).unwrap_or(0);
-        agent.attributes = vec![("local_agent".to_owned(), index.to_string())];
-        agents.push(tokio::spawn(proffer_agent::run(agent, cancel.clone())));
-    }
+    let agents = start_agents(&args, &work_dir, &master, &cancel)?;
     match &masters {
         Masters::One { addr, .. } => crate::output::text(&format!(
             "master listening on {addr} (gRPC); state at http://{addr}/state"
@@ -168,7 +159,54 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
             group.stop().await;
         }
     }
+    if args.work_dir.is_none() && !args.keep {
+        if let Err(e) = std::fs::remove_dir_all(&work_dir) {
+            tracing::warn!(dir = %work_dir.display(), error = %e, "cannot remove the work dir");
+        }
+    } else {
+        crate::output::text(&format!("kept the work dir {}", work_dir.display()));
+    }
     Ok(success)
+}
+
+/// Starts the agents, each with an equal share of this machine, serving its HTTP API (sandbox
+/// files, `/state`, `/metrics`) at the address the master shows for it.
+fn start_agents(
+    args: &LocalArgs,
+    work_dir: &std::path::Path,
+    master: &str,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<Result<(), proffer_agent::AgentError>>>> {
+    let total = proffer_agent::detect_resources(work_dir).context("detecting resources")?;
+    let mut agents = Vec::with_capacity(args.agents);
+    for index in 0..args.agents {
+        let dir = work_dir.join(format!("agent-{index}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let share = agent_share(&total, args.agents, index)?;
+        let port = if args.port == 0 {
+            std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port()
+        } else {
+            args.port
+                .checked_add(1 + u16::try_from(index).unwrap_or(u16::MAX))
+                .context("agent port above 65535: choose a lower --port")?
+        };
+        let mut agent = AgentConfig::new(master.to_owned(), dir);
+        crate::output::text(&format!(
+            "agent {index}: http://127.0.0.1:{port} (files, /state)  {}",
+            crate::table::round_resources(&share.to_string())
+        ));
+        agent.resources = Some(share);
+        // The master shows agents by HOST:PORT: make that where this one answers.
+        agent.hostname = "127.0.0.1".to_owned();
+        agent.port = u32::from(port);
+        agent.http_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        agent.attributes = vec![("local_agent".to_owned(), index.to_string())];
+        agents.push(tokio::spawn(proffer_agent::run(agent, cancel.clone())));
+    }
+    Ok(agents)
 }
 
 /// The master of `proffer local`, or its HA group.

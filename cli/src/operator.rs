@@ -7,7 +7,7 @@ use proffer_proto::v1::operator_client::OperatorClient;
 use proffer_sdk::operator::OperatorError;
 use tonic::transport::Channel;
 
-use crate::table::render;
+use crate::table::{render, round_resources};
 
 /// Makes one `Operator` call on the leading master of `masters`: a standby's hint is followed,
 /// an unreachable master skipped (see [`proffer_sdk::operator::call`]). `f` may run once per
@@ -59,7 +59,7 @@ pub async fn tasks(master: &MasterList, json: bool, all: bool) -> anyhow::Result
     if json {
         crate::output::text(&serde_json::to_string_pretty(&tasks)?);
     } else {
-        crate::output::text(&render_tasks(&tasks));
+        crate::output::text(&render_tasks(&tasks, state.now_ms));
     }
     Ok(())
 }
@@ -72,8 +72,8 @@ pub fn render_state(s: &v1::StateSnapshot) -> String {
         s.master_id,
         s.uptime_ms as f64 / 1000.0,
         s.allocation_cycles,
-        or_dash(&s.total),
-        or_dash(&s.allocated),
+        or_dash(&round_resources(&s.total)),
+        or_dash(&round_resources(&s.allocated)),
         registry_line(s),
         s.agents.len(),
         s.frameworks.len(),
@@ -88,16 +88,25 @@ pub fn render_state(s: &v1::StateSnapshot) -> String {
             vec![
                 a.id.clone(),
                 format!("{}:{}", a.hostname, a.port),
-                or_dash(&a.total),
-                or_dash(&a.allocated),
+                or_dash(&round_resources(&a.total)),
+                or_dash(&round_resources(&a.allocated)),
                 or_dash(&a.state),
+                yes_no(a.draining),
                 a.active_tasks.to_string(),
             ]
         })
         .collect();
     out.push_str("AGENTS\n");
     out.push_str(&render(
-        &["ID", "HOST", "TOTAL", "ALLOCATED", "STATE", "TASKS"],
+        &[
+            "ID",
+            "ADDRESS",
+            "TOTAL",
+            "ALLOCATED",
+            "STATE",
+            "DRAINING",
+            "TASKS",
+        ],
         &agents,
     ));
     let frameworks: Vec<Vec<String>> = s
@@ -130,7 +139,7 @@ pub fn render_state(s: &v1::StateSnapshot) -> String {
 }
 
 /// Table of tasks.
-pub fn render_tasks(tasks: &[v1::TaskSummary]) -> String {
+pub fn render_tasks(tasks: &[v1::TaskSummary], now_ms: u64) -> String {
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
@@ -139,11 +148,52 @@ pub fn render_tasks(tasks: &[v1::TaskSummary]) -> String {
                 t.framework_id.clone(),
                 t.agent_id.clone(),
                 t.state.clone(),
-                or_dash(&t.resources),
+                or_dash(&round_resources(&t.resources)),
+                clock(t.started_ms),
+                ran(t.started_ms, t.ended_ms, now_ms),
+                or_dash(&t.sandbox),
             ]
         })
         .collect();
-    render(&["ID", "FRAMEWORK", "AGENT", "STATE", "RESOURCES"], &rows)
+    render(
+        &[
+            "ID",
+            "FRAMEWORK",
+            "AGENT",
+            "STATE",
+            "RESOURCES",
+            "STARTED(UTC)",
+            "RAN",
+            "SANDBOX",
+        ],
+        &rows,
+    )
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time in ms; `-` for 0.
+fn clock(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    let s = (ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// How long a task ran: until it ended, or until `now_ms` while it runs; `-` if it never ran.
+fn ran(started_ms: u64, ended_ms: u64, now_ms: u64) -> String {
+    if started_ms == 0 {
+        return "-".into();
+    }
+    let end = if ended_ms > 0 { ended_ms } else { now_ms };
+    let ms = end.saturating_sub(started_ms);
+    let secs = ms / 1000;
+    if secs < 60 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs / 60 % 60)
+    }
 }
 
 fn or_dash(s: &str) -> String {
@@ -229,8 +279,8 @@ mod tests {
                     1 agents, 1 frameworks, 0 active tasks, 0 completed, 0 outstanding offers\n\
                     \n\
                     AGENTS\n\
-                    ID   HOST     TOTAL            ALLOCATED  STATE   TASKS\n\
-                    a-1  h1:5051  cpus:4;mem:2048  cpus:1     active  2\n\
+                    ID   ADDRESS  TOTAL            ALLOCATED  STATE   DRAINING  TASKS\n\
+                    a-1  h1:5051  cpus:4;mem:2048  cpus:1     active  no        2\n\
                     \n\
                     FRAMEWORKS\n\
                     ID   NAME   ROLES  CONNECTED  TASKS  DOMINANT SHARE\n\
@@ -248,9 +298,26 @@ mod tests {
             resources: String::new(),
             ..Default::default()
         }];
-        let want = "ID          FRAMEWORK  AGENT  STATE         RESOURCES\n\
-                    batch-0001  f-1        a-1    TASK_RUNNING  -\n";
-        assert_eq!(render_tasks(&tasks), want);
+        let want = "ID          FRAMEWORK  AGENT  STATE         RESOURCES  STARTED(UTC)  RAN  SANDBOX\n\
+                    batch-0001  f-1        a-1    TASK_RUNNING  -          -             -    -\n";
+        assert_eq!(render_tasks(&tasks, 0), want);
+        // 2026-12-06 10:00:05 UTC, ran 65.5 s, then ended.
+        let t0 = 1_796_551_205_000;
+        let done = vec![v1::TaskSummary {
+            id: "t".into(),
+            state: "TASK_FINISHED".into(),
+            resources: "cpus:0.1;mem:11540.5".into(),
+            started_ms: t0,
+            ended_ms: t0 + 65_500,
+            sandbox: "/w/sandboxes/f/t".into(),
+            ..Default::default()
+        }];
+        let text = render_tasks(&done, t0 + 999_999);
+        assert!(text.contains("10:00:05"), "{text}");
+        assert!(text.contains("1m05s"), "{text}");
+        assert!(text.contains("/w/sandboxes/f/t"), "{text}");
+        assert!(text.contains("cpus:0.1;mem:11541"), "{text}");
+        assert_eq!(ran(t0, 0, t0 + 7_200_000), "2h00m");
     }
 }
 

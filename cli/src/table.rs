@@ -54,3 +54,57 @@ mod tests {
         assert_eq!(render(&["NAME", "N"], &rows), "NAME  N\né     1\n");
     }
 }
+
+/// Resources in Mesos text form with scalars rounded for display: at or above 100 to whole
+/// numbers (`mem:11540.5` → `mem:11541`), below to at most two decimals (`cpus:0.333` →
+/// `cpus:0.33`). Ranges, sets and anything that is not a number are left alone.
+pub fn round_resources(text: &str) -> String {
+    text.split(';')
+        .map(|part| match part.rsplit_once(':') {
+            Some((name, value)) => match value.parse::<f64>() {
+                Ok(v) if v.is_finite() => format!("{name}:{}", round_scalar(v)),
+                _ => part.to_string(),
+            },
+            None => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn round_scalar(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{:.0}", v.round())
+    } else {
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+#[cfg(test)]
+mod round_tests {
+    use super::round_resources;
+
+    #[test]
+    fn scalars_are_rounded_for_display() {
+        let table = [
+            (
+                "cpus:1;disk:126449.5;mem:11540.5;ports:[31000-31499]",
+                "cpus:1;disk:126450;mem:11541;ports:[31000-31499]",
+            ),
+            (
+                "cpus:0.333;mem(web,dynamic=ops):32.25",
+                "cpus:0.33;mem(web,dynamic=ops):32.25",
+            ),
+            (
+                "disk(web,dynamic=ops)[vol1:data]:100",
+                "disk(web,dynamic=ops)[vol1:data]:100",
+            ),
+            ("cpus:0.1", "cpus:0.1"),
+            ("", ""),
+            ("gpus:2;disks:{a,b}", "gpus:2;disks:{a,b}"),
+        ];
+        for (input, want) in table {
+            assert_eq!(round_resources(input), want, "{input}");
+        }
+    }
+}
