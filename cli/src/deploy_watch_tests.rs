@@ -209,3 +209,62 @@ async fn a_complete_plan_ends_the_round_at_once() -> Result<()> {
     assert_eq!(watch.round(&CancellationToken::new()).await?, End::Complete);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_plan_is_followed_over_the_http_api() -> Result<()> {
+    use proffer_sdk::service::core::CoreConfig;
+    use proffer_sdk::service::runner::{RunConfig, prepare, run_service};
+    let dir = tempfile::tempdir()?;
+    let spec = proffer_sdk::service::ServiceSpec::parse(
+        "name: s\npods:\n  web:\n    count: 2\n    tasks:\n      server:\n        goal: RUNNING\n        cmd: sleep 100\n        cpus: 0.1\n        memory: 32\n",
+        &BTreeMap::new(),
+    )?;
+    // A master without agents: nothing launches, the API serves the plans.
+    let master_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let master = master_listener.local_addr()?.to_string();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(proffer_master::server::serve(
+        master_listener,
+        proffer_master::server::ServerConfig::new(proffer_master::core::MasterConfig::default()),
+        stop.clone(),
+    ));
+    let cfg = RunConfig {
+        master,
+        state_dir: dir.path().to_path_buf(),
+        core: CoreConfig::default(),
+        http: Some("127.0.0.1:0".parse()?),
+        options: BTreeMap::new(),
+        uninstall: false,
+    };
+    let (handle, listener) = prepare(spec, &cfg).await?;
+    let api = handle.http_addr.context("no API address")?.to_string();
+    let shared = handle.shared.clone();
+    let scheduler = tokio::spawn(run_service(handle, listener, cfg, stop.clone()));
+    let watch = Watch {
+        source: Source::Api(api),
+        plan: Some("deploy".into()),
+        style: Style::Quiet,
+        masters: None,
+        max_failures: Some(3),
+    };
+    let view = watch
+        .source
+        .look(Some("deploy"))
+        .await?
+        .context("no plan")?;
+    assert_eq!(plan_tally(&view.plan).total, 2);
+    assert!(watch.source.look(Some("nope")).await?.is_none());
+    let follow = tokio::spawn(async move { watch.round(&CancellationToken::new()).await });
+    tokio::time::sleep(POLL_EVERY * 2).await;
+    shared
+        .core
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .plan_action(1, "deploy", "force-complete", None, None)?;
+    let end = tokio::time::timeout(Duration::from_secs(10), follow).await???;
+    assert_eq!(end, End::Complete);
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), scheduler).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    Ok(())
+}
