@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A RUN_TASK carries a whole TaskInfo (≈ 820 bytes); boxed, a MasterMessage is small
         // enough to move by value (pings, acks and kills no longer copy and allocate 850 bytes).
         .boxed(".proffer.v1.RunTask.task")
+        // Likewise an agent's (re-)registration: its AgentInfo is boxed so an `Input` stays small.
+        .boxed(".proffer.v1.RegisterAgent.info")
+        .boxed(".proffer.v1.ReregisterAgent.info")
         .type_attribute(".proffer.v1.StateSnapshot", serde)
         .type_attribute(".proffer.v1.AgentSummary", serde)
         .type_attribute(".proffer.v1.FrameworkSummary", serde)

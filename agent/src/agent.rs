@@ -284,10 +284,13 @@ impl Agent {
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             isolation: self.cgroups.summary(),
+            sandboxes_dir: std::path::absolute(self.config.work_dir.join("sandboxes"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         };
         if self.agent_id.is_none() {
             return msg(agent_message::Msg::Register(RegisterAgent {
-                info: Some(info),
+                info: Some(Box::new(info)),
             }));
         }
         // Running tasks, and also ended ones whose terminal update is not yet acknowledged
@@ -303,7 +306,7 @@ impl Agent {
             })
             .collect();
         msg(agent_message::Msg::Reregister(ReregisterAgent {
-            info: Some(info),
+            info: Some(Box::new(info)),
             tasks,
         }))
     }

@@ -267,12 +267,12 @@ fn harness_log(s: &Scenario) -> Vec<Line> {
                 conn,
                 msg: v1::AgentMessage {
                     msg: Some(AOut::Register(v1::RegisterAgent {
-                        info: Some(v1::AgentInfo {
+                        info: Some(Box::new(v1::AgentInfo {
                             hostname: format!("sim-{}", h.agent_conns.len() - 1),
                             port: 5051,
                             resources: g.resources.resources.to_proto(),
                             ..Default::default()
-                        }),
+                        })),
                     })),
                 },
             });

@@ -71,14 +71,6 @@ impl Agent {
             exit_code: None,
             healthy: None,
             ready: None,
-            sandbox: sandbox::validate_id("framework", &key.framework_id)
-                .and_then(|()| sandbox::validate_id("task", &key.task_id))
-                .map(|()| {
-                    sandbox::sandbox_dir(&self.config.work_dir, &key.framework_id, &key.task_id)
-                        .display()
-                        .to_string()
-                })
-                .unwrap_or_default(),
         }
     }
 

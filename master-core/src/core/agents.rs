@@ -19,10 +19,15 @@ impl Master {
     ) -> Result<(), MasterError> {
         use v1::agent_message::Msg as In;
         let result = match msg.msg {
-            Some(In::Register(r)) => self.on_register(now, conn, r.info.unwrap_or_default(), None),
-            Some(In::Reregister(r)) => {
-                self.on_register(now, conn, r.info.unwrap_or_default(), Some(r.tasks))
+            Some(In::Register(r)) => {
+                self.on_register(now, conn, r.info.map(|i| *i).unwrap_or_default(), None)
             }
+            Some(In::Reregister(r)) => self.on_register(
+                now,
+                conn,
+                r.info.map(|i| *i).unwrap_or_default(),
+                Some(r.tasks),
+            ),
             Some(In::StatusUpdate(u)) => self.on_status_update(now, conn, u),
             Some(In::Pong(_)) => {
                 if self.liveness.heard_on(conn, now) {

@@ -136,7 +136,7 @@ impl Master {
             .and_then(|f| f.tasks.get_mut(task_id))
         {
             t.state = TaskState::TaskUnreachable;
-            t.set_status(status.clone());
+            t.status = status.clone();
             t.resources_recovered = true;
         }
         self.send_event(
@@ -180,7 +180,7 @@ impl Master {
         // free); the agent's own update of the end follows and is acknowledged as usual.
         let ended = state.is_terminal();
         t.state = state;
-        t.set_status(status.clone());
+        t.status = status.clone();
         t.agent_id = agent_id.to_string();
         t.resources_recovered = ended;
         if ended {

@@ -95,7 +95,7 @@ impl Master {
         let mut tasks = Vec::new();
         for (fw, f) in &self.frameworks {
             let start = tasks.len();
-            tasks.extend(f.tasks.iter().map(|(id, t)| Self::summarize(fw, id, t)));
+            tasks.extend(f.tasks.iter().map(|(id, t)| self.summarize(fw, id, t)));
             tasks[start..].sort_unstable_by(|a: &v1::TaskSummary, b| a.id.cmp(&b.id));
         }
         let offers = self
@@ -117,7 +117,7 @@ impl Master {
             completed_tasks: self
                 .completed_tasks
                 .iter()
-                .map(|(fw, id, t)| Self::summarize(fw, id, t))
+                .map(|(fw, id, t)| self.summarize(fw, id, t))
                 .collect(),
             offers,
             allocation_cycles: self.allocator.cycles(),

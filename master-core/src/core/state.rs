@@ -45,18 +45,6 @@ pub(crate) struct TaskRecord {
     pub started_ms: u64,
 }
 
-impl TaskRecord {
-    /// Records `status` as the latest; the sandbox stays known when the new status does not
-    /// name it (the master's own updates: LOST, UNREACHABLE, …).
-    pub fn set_status(&mut self, status: v1::TaskStatus) {
-        let sandbox = std::mem::take(&mut self.status.sandbox);
-        self.status = status;
-        if self.status.sandbox.is_empty() {
-            self.status.sandbox = sandbox;
-        }
-    }
-}
-
 /// A subscribed (or recovering) framework.
 #[derive(Debug, Clone)]
 pub(crate) struct FrameworkState {

@@ -27,7 +27,6 @@ pub(crate) fn master_status(
         exit_code: None,
         healthy: None,
         ready: None,
-        sandbox: String::new(),
     }
 }
 
@@ -47,7 +46,7 @@ impl Master {
         // A terminal task never leaves its terminal state.
         if !task.state.is_terminal() {
             task.state = state;
-            task.set_status(status.clone());
+            task.status = status.clone();
             if state == TaskState::TaskRunning && task.started_ms == 0 {
                 task.started_ms = status.timestamp_ms.max(1);
             }
@@ -135,10 +134,17 @@ impl Master {
 
     /// The operator view of a task.
     pub(crate) fn summarize(
+        &self,
         framework_id: &str,
         task_id: &str,
         t: &super::state::TaskRecord,
     ) -> v1::TaskSummary {
+        let sandbox = self
+            .agents
+            .get(&t.agent_id)
+            .filter(|a| !a.info.sandboxes_dir.is_empty())
+            .map(|a| format!("{}/{framework_id}/{task_id}", a.info.sandboxes_dir))
+            .unwrap_or_default();
         v1::TaskSummary {
             id: task_id.to_string(),
             name: t.name.clone(),
@@ -154,7 +160,7 @@ impl Master {
             } else {
                 0
             },
-            sandbox: t.status.sandbox.clone(),
+            sandbox,
         }
     }
 }

@@ -74,11 +74,13 @@ fn agent_msg(id: &str, host: usize, reregister: bool) -> v1::AgentMessage {
     };
     let msg = if reregister {
         AIn::Reregister(v1::ReregisterAgent {
-            info: Some(info),
+            info: Some(Box::new(info)),
             tasks: Vec::new(),
         })
     } else {
-        AIn::Register(v1::RegisterAgent { info: Some(info) })
+        AIn::Register(v1::RegisterAgent {
+            info: Some(Box::new(info)),
+        })
     };
     v1::AgentMessage { msg: Some(msg) }
 }

@@ -305,12 +305,12 @@ async fn agent_session_registers_and_shows_in_state() -> anyhow::Result<()> {
     let resources = proffer_proto::Resources::parse("cpus:2;mem:1024")?.to_proto();
     tx.send(v1::AgentMessage {
         msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
-            info: Some(v1::AgentInfo {
+            info: Some(Box::new(v1::AgentInfo {
                 hostname: "host-a".into(),
                 port: 5051,
                 resources,
                 ..Default::default()
-            }),
+            })),
         })),
     })
     .await?;

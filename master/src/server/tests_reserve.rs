@@ -43,12 +43,12 @@ async fn register_agent(url: &str, resources: &str) -> anyhow::Result<AgentSessi
     let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
     tx.send(v1::AgentMessage {
         msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
-            info: Some(v1::AgentInfo {
+            info: Some(Box::new(v1::AgentInfo {
                 hostname: "host-a".into(),
                 port: 5051,
                 resources: Resources::parse(resources)?.to_proto(),
                 ..Default::default()
-            }),
+            })),
         })),
     })
     .await?;

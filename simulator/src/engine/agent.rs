@@ -131,13 +131,13 @@ impl Sim {
         let churn = ag.churn;
         let msg = if ag.id.is_empty() {
             Out::Register(v1::RegisterAgent {
-                info: Some(ag.info.clone()),
+                info: Some(Box::new(ag.info.clone())),
             })
         } else {
             let mut info = ag.info.clone();
             info.id = ag.id.clone();
             Out::Reregister(v1::ReregisterAgent {
-                info: Some(info),
+                info: Some(Box::new(info)),
                 tasks: Vec::new(),
             })
         };
@@ -184,7 +184,12 @@ impl Sim {
                 ag.drop_all();
                 ag.id.clear();
                 let info = ag.info.clone();
-                self.agent_say(a, Out::Register(v1::RegisterAgent { info: Some(info) }));
+                self.agent_say(
+                    a,
+                    Out::Register(v1::RegisterAgent {
+                        info: Some(Box::new(info)),
+                    }),
+                );
             }
             In::ShutdownFramework(s) => {
                 let Some(&f) = self.fw_by_id.get(&s.framework_id) else {

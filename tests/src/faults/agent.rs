@@ -72,7 +72,9 @@ impl SimAgent {
             ..Default::default()
         };
         let msg = if self.agent_id.is_empty() {
-            Out::Register(v1::RegisterAgent { info: Some(info) })
+            Out::Register(v1::RegisterAgent {
+                info: Some(Box::new(info)),
+            })
         } else {
             let tasks = self
                 .tasks
@@ -84,7 +86,7 @@ impl SimAgent {
                 })
                 .collect();
             Out::Reregister(v1::ReregisterAgent {
-                info: Some(info),
+                info: Some(Box::new(info)),
                 tasks,
             })
         };

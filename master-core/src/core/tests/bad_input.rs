@@ -174,7 +174,7 @@ fn agent_claiming_another_agents_id_is_refused() {
     let a = h.register_agent(A1, "host1", "cpus:1;mem:128");
     let msg = v1::AgentMessage {
         msg: Some(AIn::Reregister(v1::ReregisterAgent {
-            info: Some(agent_info(&a, "impostor", "cpus:64;mem:128")),
+            info: Some(Box::new(agent_info(&a, "impostor", "cpus:64;mem:128"))),
             tasks: vec![],
         })),
     };
@@ -202,7 +202,9 @@ fn bad_agent_messages_are_refused() {
     let mut info = agent_info("", "h", "cpus:1;mem:1");
     info.resources[0].value = Some(v1::resource::Value::ScalarMilli(-5));
     let reg = |info| v1::AgentMessage {
-        msg: Some(AIn::Register(v1::RegisterAgent { info: Some(info) })),
+        msg: Some(AIn::Register(v1::RegisterAgent {
+            info: Some(Box::new(info)),
+        })),
     };
     let err = h
         .input(Input::Agent {

@@ -113,7 +113,9 @@ impl H {
         self.input(Input::Agent {
             conn,
             msg: v1::AgentMessage {
-                msg: Some(AIn::Register(v1::RegisterAgent { info: Some(info) })),
+                msg: Some(AIn::Register(v1::RegisterAgent {
+                    info: Some(Box::new(info)),
+                })),
             },
         })
         .expect("register");
@@ -138,7 +140,7 @@ impl H {
             conn,
             msg: v1::AgentMessage {
                 msg: Some(AIn::Reregister(v1::ReregisterAgent {
-                    info: Some(agent_info(agent, "host1", res)),
+                    info: Some(Box::new(agent_info(agent, "host1", res))),
                     tasks,
                 })),
             },
@@ -289,6 +291,7 @@ pub fn agent_info(id: &str, host: &str, res: &str) -> v1::AgentInfo {
         hostname: host.into(),
         port: 5051,
         resources: Resources::parse(res).expect("resources").to_proto(),
+        sandboxes_dir: "/w/sandboxes".into(),
         ..Default::default()
     }
 }

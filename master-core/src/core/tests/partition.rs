@@ -187,7 +187,7 @@ fn unreachable_agents_are_forgotten_after_the_maximum_age() {
 }
 
 #[test]
-fn summaries_carry_start_end_and_the_sandbox_across_master_made_updates() {
+fn summaries_carry_start_end_and_the_sandbox() {
     let (mut h, _agent, aware, plain) = setup();
     for (fw, id) in [(&aware, "pa-1"), (&plain, "plain-1")] {
         h.input(Input::Agent {
@@ -201,7 +201,6 @@ fn summaries_carry_start_end_and_the_sandbox_across_master_made_updates() {
                         uuid: vec![1],
                         source: v1::StatusSource::SourceAgent as i32,
                         timestamp_ms: 1,
-                        sandbox: format!("/w/sandboxes/f/{id}"),
                         ..Default::default()
                     }),
                 })),
@@ -213,8 +212,12 @@ fn summaries_carry_start_end_and_the_sandbox_across_master_made_updates() {
     let live = h.m.snapshot(now);
     let pa = live.tasks.iter().find(|t| t.id == "pa-1").expect("pa-1");
     assert_eq!((pa.started_ms, pa.ended_ms), (1, 0));
-    assert_eq!(pa.sandbox, "/w/sandboxes/f/pa-1");
-    // The master's own LOST (the agent went silent) keeps the sandbox and ends the task.
+    assert_eq!(
+        pa.sandbox,
+        format!("/w/sandboxes/{}/pa-1", aware.framework_id)
+    );
+    // The master's own LOST (the agent went silent) ends the task; its agent is no longer
+    // registered, so where its sandbox was is not shown.
     silence(&mut h);
     let after = h.m.snapshot(Timestamp(h.now));
     let plain_task = after
@@ -224,9 +227,9 @@ fn summaries_carry_start_end_and_the_sandbox_across_master_made_updates() {
         .find(|t| t.id == "plain-1")
         .expect("plain-1");
     assert_eq!(plain_task.state, "TASK_LOST");
-    assert_eq!(plain_task.sandbox, "/w/sandboxes/f/plain-1");
+    assert_eq!(plain_task.sandbox, "");
     assert_eq!(plain_task.started_ms, 1);
     assert!(plain_task.ended_ms > 1, "{plain_task:?}");
     let pa = after.tasks.iter().find(|t| t.id == "pa-1").expect("pa-1");
-    assert_eq!(pa.sandbox, "/w/sandboxes/f/pa-1", "UNREACHABLE keeps it");
+    assert_eq!(pa.state, "TASK_UNREACHABLE");
 }

@@ -633,7 +633,7 @@ fn reregistration_keeps_dynamic_reservations_and_does_not_over_offer() {
         conn: 7,
         msg: v1::AgentMessage {
             msg: Some(AIn::Reregister(v1::ReregisterAgent {
-                info: Some(agent_info(&agent2, "host1", "cpus:4;mem:4096")),
+                info: Some(Box::new(agent_info(&agent2, "host1", "cpus:4;mem:4096"))),
                 tasks: vec![running],
             })),
         },
