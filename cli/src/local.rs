@@ -61,6 +61,11 @@ pub struct LocalArgs {
     /// Exit after the demo (status 0 only if every task finished) instead of serving on.
     #[arg(long, conflicts_with = "no_demo")]
     exit_after_demo: bool,
+    /// Instead of the demo batch, install Kubernetes on the agents (1 control plane, 1 node;
+    /// the real etcd, stand-in kube-* programs), as `proffer k8s install` does; with
+    /// --exit-after-demo, exit once its deploy plan is COMPLETE (0) or has failed.
+    #[arg(long)]
+    k8s: bool,
     /// Batch allocation interval of the master.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     allocation_interval: Duration,
@@ -131,7 +136,18 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
     crate::output::text(&format!("work dir {}", work_dir.display()));
 
     let mut success = true;
-    if !args.no_demo {
+    if args.k8s {
+        success =
+            match crate::k8s_local::run(&master, &work_dir, args.exit_after_demo, cancel.clone())
+                .await
+            {
+                Ok(ok) => ok,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    false
+                }
+            };
+    } else if !args.no_demo {
         let mut spec = BatchSpec::new("demo", args.demo_tasks, args.demo_cmd.clone());
         spec.cpus = args.demo_cpus;
         spec.mem = args.demo_mem;
@@ -145,7 +161,7 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
     }
     if args.exit_after_demo {
         cancel.cancel();
-    } else {
+    } else if !cancel.is_cancelled() {
         crate::output::text(&format!(
             "serving on {master}; try `proffer state --master {master}`; Ctrl-C stops"
         ));

@@ -28,6 +28,11 @@ mod executor;
 #[cfg(test)]
 mod help_tests;
 mod k8s;
+mod k8s_check;
+mod k8s_install;
+mod k8s_local;
+mod k8s_options;
+mod k8s_tools;
 mod local;
 mod local_ha;
 mod master_cmd;
@@ -100,6 +105,50 @@ enum Command {
     K8s(k8s::K8sArgs),
     /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
     Sim(sim::SimArgs),
+    /// Readiness probe of Kubernetes deploys, run by their tasks (internal).
+    #[command(hide = true, name = "k8s-probe", disable_help_flag = true)]
+    K8sProbe(k8s_tools::Passthrough),
+    /// etcd membership helper of Kubernetes deploys (internal).
+    #[command(hide = true, name = "k8s-etcd-member", disable_help_flag = true)]
+    K8sEtcdMember(k8s_tools::Passthrough),
+    /// Stand-in kube-apiserver of Kubernetes deploys (internal).
+    #[command(hide = true, name = "kube-apiserver-standin", disable_help_flag = true)]
+    KubeApiserverStandin(k8s_tools::Passthrough),
+    /// Stand-in kube-controller-manager (internal).
+    #[command(
+        hide = true,
+        name = "kube-controller-manager-standin",
+        disable_help_flag = true
+    )]
+    KubeControllerManagerStandin(k8s_tools::Passthrough),
+    /// Stand-in kube-scheduler (internal).
+    #[command(hide = true, name = "kube-scheduler-standin", disable_help_flag = true)]
+    KubeSchedulerStandin(k8s_tools::Passthrough),
+    /// Stand-in kubelet (internal).
+    #[command(hide = true, name = "kubelet-standin", disable_help_flag = true)]
+    KubeletStandin(k8s_tools::Passthrough),
+    /// Stand-in kube-proxy (internal).
+    #[command(hide = true, name = "kube-proxy-standin", disable_help_flag = true)]
+    KubeProxyStandin(k8s_tools::Passthrough),
+    /// Stand-in CoreDNS (internal).
+    #[command(hide = true, name = "coredns-standin", disable_help_flag = true)]
+    CorednsStandin(k8s_tools::Passthrough),
+}
+
+/// The Kubernetes helper program a hidden subcommand runs, and its arguments.
+fn k8s_program(command: &Command) -> Option<(&'static str, &[String])> {
+    let (program, a) = match command {
+        Command::K8sProbe(a) => ("k8s-probe", a),
+        Command::K8sEtcdMember(a) => ("k8s-etcd-member", a),
+        Command::KubeApiserverStandin(a) => ("kube-apiserver-standin", a),
+        Command::KubeControllerManagerStandin(a) => ("kube-controller-manager-standin", a),
+        Command::KubeSchedulerStandin(a) => ("kube-scheduler-standin", a),
+        Command::KubeletStandin(a) => ("kubelet-standin", a),
+        Command::KubeProxyStandin(a) => ("kube-proxy-standin", a),
+        Command::CorednsStandin(a) => ("coredns-standin", a),
+        _ => return None,
+    };
+    Some((program, &a.args))
 }
 
 /// Flags of `proffer state`.
@@ -131,6 +180,10 @@ struct TasksArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Helper programs run on their own (each builds its own runtime, logs its own way).
+    if let Some((program, args)) = k8s_program(&cli.command) {
+        return k8s_tools::run(program, args);
+    }
     // The simulator drives the core millions of times: no log subscriber, so its logs cost nothing.
     if !matches!(cli.command, Command::Sim(_)) {
         init_tracing(matches!(cli.command, Command::Local(_) | Command::Run(_)));
@@ -206,6 +259,14 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Unreserve(args) => roles::reserve(args, false).await.map(|()| true),
         Command::Executor(args) => executor::run(args).await,
         Command::Sim(args) => sim::run(args),
+        Command::K8sProbe(_)
+        | Command::K8sEtcdMember(_)
+        | Command::KubeApiserverStandin(_)
+        | Command::KubeControllerManagerStandin(_)
+        | Command::KubeSchedulerStandin(_)
+        | Command::KubeletStandin(_)
+        | Command::KubeProxyStandin(_)
+        | Command::CorednsStandin(_) => anyhow::bail!("helper programs run before dispatch"),
         Command::K8s(args) => {
             cancel_on_signals(cancel.clone());
             k8s::run(args, cancel).await

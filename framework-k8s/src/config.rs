@@ -120,9 +120,13 @@ pub struct Artifact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// A binary already on every agent (absolute path or a name on `PATH`), e.g. the
-    /// distribution's `etcd` or a stand-in.
+    /// distribution's `etcd`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Run the component's stand-in (a test double that checks its flags and serves health,
+    /// see [`crate::standin`]) from the deploy's programs: `proffer kube-apiserver-standin …`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standin: bool,
 }
 
 fn default_version() -> String {
@@ -327,6 +331,14 @@ impl Cluster {
     pub fn artifact(&self, component: &str) -> Option<&Artifact> {
         self.config.artifacts.get(component)
     }
+
+    /// The components that run as stand-ins (`standin: true`), in deploy order.
+    pub fn standins(&self) -> Vec<&'static str> {
+        COMPONENTS
+            .into_iter()
+            .filter(|c| self.artifact(c).is_some_and(|a| a.standin))
+            .collect()
+    }
 }
 
 /// The default artifact of a component for a configuration: the upstream release binary of
@@ -340,6 +352,7 @@ pub fn default_artifact(config: &ClusterConfig, component: &str) -> Artifact {
                 url: None,
                 sha256: None,
                 path: Some("etcd".into()),
+                standin: false,
             };
         }
         "coredns" => {
@@ -354,6 +367,7 @@ pub fn default_artifact(config: &ClusterConfig, component: &str) -> Artifact {
         url: Some(url),
         sha256: None,
         path: None,
+        standin: false,
     }
 }
 
@@ -567,12 +581,33 @@ fn unknown_component(key: &str) -> String {
 
 fn check_artifact(component: &str, a: &Artifact) -> Result<(), ConfigError> {
     let base = format!("artifacts.{component}");
+    if a.standin {
+        if crate::programs::standin_of(component).is_none() {
+            return Err(err(
+                format!("{base}.standin"),
+                format!(
+                    "there is no stand-in for {component} (stand-ins: {})",
+                    crate::programs::STANDINS.map(|(c, _)| c).join(", ")
+                ),
+            ));
+        }
+        if a.url.is_some() || a.path.is_some() || a.sha256.is_some() {
+            return Err(err(
+                base,
+                "`standin: true` takes no `url`, `sha256` or `path`",
+            ));
+        }
+        return Ok(());
+    }
     match (&a.url, &a.path) {
         (Some(_), Some(_)) => Err(err(
             base,
             "give either `url` (with `sha256`) or `path`, not both",
         )),
-        (None, None) => Err(err(base, "give `url` (with `sha256`) or `path`")),
+        (None, None) => Err(err(
+            base,
+            "give `url` (with `sha256`), `path` or `standin: true`",
+        )),
         (None, Some(p)) => {
             if a.sha256.is_some() {
                 return Err(err(

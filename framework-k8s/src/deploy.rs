@@ -22,15 +22,16 @@ use proffer_sdk::service::spec::{
 use crate::bundle::{Bundle, is_secret};
 use crate::config::{Cluster, Ports};
 use crate::pki::{Host, PkiRequest};
+use crate::programs::{ETCD_MEMBER, PROBE, Programs, shell_quote, standin_of};
 
 /// Where the deploy runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeployOptions {
     /// Absolute path of the PKI bundle, readable on every agent.
     pub pki_dir: String,
-    /// The `k8s-probe` program used by readiness checks (`k8s-etcd-member`, run before each
-    /// etcd member starts, is taken from the same directory).
-    pub probe: String,
+    /// Where tasks find `k8s-probe` (readiness checks), `k8s-etcd-member` (run before each
+    /// etcd member starts) and the stand-ins of `standin: true` artifacts.
+    pub programs: Programs,
     /// One host per control-plane instance (its name and the address it advertises).
     pub control_plane: Vec<Host>,
     /// All agents share one address (a local test cluster): control-plane instance `i` uses
@@ -59,17 +60,6 @@ pub fn instance_ports(cluster: &Cluster, i: u32, local: bool) -> Ports {
             Ports::from_base(u16::try_from(base).unwrap_or(u16::MAX - Ports::BLOCK))
         }
         (false, _) => cluster.ports,
-    }
-}
-
-/// The `k8s-etcd-member` program: next to [`DeployOptions::probe`] (both ship with this crate).
-pub fn member_program(opts: &DeployOptions) -> String {
-    let probe = std::path::Path::new(&opts.probe);
-    match probe.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            dir.join("k8s-etcd-member").display().to_string()
-        }
-        _ => "k8s-etcd-member".to_string(),
     }
 }
 
@@ -102,15 +92,19 @@ pub fn pki_request(cluster: &Cluster, opts: &DeployOptions) -> Result<PkiRequest
     })
 }
 
+/// A task's shell prelude (`&&`-joined), the URIs the agent fetches, and the words that run
+/// the component (after `exec`).
+struct Prelude {
+    sh: String,
+    uris: Vec<String>,
+    bin: String,
+}
+
 /// The shell prelude of a task: put the files of `bundle` into the sandbox (copied from the
 /// shared bundle directory, or fetched as `BUNDLE.tar` from [`DeployOptions::pki_url`] and
-/// unpacked) and resolve the component's binary into `$BIN`.
-fn prelude(
-    cluster: &Cluster,
-    opts: &DeployOptions,
-    component: &str,
-    bundle: &Bundle,
-) -> (String, Vec<String>) {
+/// unpacked) and resolve the component's binary into `$BIN` (a stand-in runs from the deploy's
+/// programs).
+fn prelude(cluster: &Cluster, opts: &DeployOptions, component: &str, bundle: &Bundle) -> Prelude {
     let mut sh = vec!["set -e".to_string(), "umask 077".into()];
     let mut uris = Vec::new();
     match &opts.pki_url {
@@ -130,7 +124,12 @@ fn prelude(
             }
         }
     }
+    let mut bin = "\"$BIN\"".to_string();
     match cluster.artifact(component) {
+        Some(a) if a.standin => {
+            let program = standin_of(component).unwrap_or(component);
+            bin = opts.programs.command(program);
+        }
         Some(a) if a.url.is_some() => {
             let url = a.url.clone().unwrap_or_default();
             let file = url.rsplit('/').next().unwrap_or(component).to_string();
@@ -142,10 +141,17 @@ fn prelude(
             sh.push(format!("chmod +x '{file}'"));
             sh.push(format!("BIN=./{file}"));
         }
-        Some(a) => sh.push(format!("BIN='{}'", a.path.clone().unwrap_or_default())),
+        Some(a) => sh.push(format!(
+            "BIN={}",
+            shell_quote(a.path.as_deref().unwrap_or_default())
+        )),
         None => sh.push(format!("BIN={component}")),
     }
-    (sh.join(" && "), uris)
+    Prelude {
+        sh: sh.join(" && "),
+        uris,
+        bin,
+    }
 }
 
 fn probe_check(cmd: String) -> CheckSpec {
@@ -231,7 +237,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             opts.control_plane.len()
         )));
     }
-    let probe = &opts.probe;
+    let probe = &opts.programs.command(PROBE);
     let mut pods: IndexedMap<PodSpec> = Vec::new();
     let hosts = &opts.control_plane;
     let ports: Vec<Ports> = (0..n)
@@ -252,7 +258,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
     let etcd_client_probe = "--cacert pki/etcd/ca.crt --cert pki/apiserver-etcd-client.crt --key pki/apiserver-etcd-client.key";
     for (i, (h, p)) in (0u32..).zip(hosts.iter().zip(&ports)) {
         let (ip, m) = (address(h), &h.name);
-        let (pre, uris) = prelude(cluster, opts, "etcd", &Bundle::Etcd(i));
+        let Prelude { sh: pre, uris, bin } = prelude(cluster, opts, "etcd", &Bundle::Etcd(i));
         // The member's data lives on the pod's volume `data`: a relaunch on its volume (update
         // plan, crash) restarts the member from its data; a member without data decides with
         // `k8s-etcd-member` whether to bootstrap or to join (remove + add) the running cluster.
@@ -262,10 +268,10 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
         // join this cluster.
         let cmd = format!(
             "{pre} && ID=$(sha256sum pki/etcd/ca.crt | cut -c1-16) \
-             && JOIN=$('{member}' --name {m} --peer-url https://{ip}:{pp} \
+             && JOIN=$({member} --name {m} --peer-url https://{ip}:{pp} \
              --client-url https://{ip}:{c} --endpoints {etcd_servers} --initial-cluster {initial} \
              --data-dir \"data/etcd-$ID\" {etcd_client_probe}) && eval \"$JOIN\" \
-             && exec \"$BIN\" --name {m} --data-dir \"data/etcd-$ID\" \
+             && exec {bin} --name {m} --data-dir \"data/etcd-$ID\" \
              --listen-client-urls https://{ip}:{c} --advertise-client-urls https://{ip}:{c} \
              --listen-peer-urls https://{ip}:{pp} --initial-advertise-peer-urls https://{ip}:{pp} \
              --initial-cluster \"$K8S_ETCD_CLUSTER\" --initial-cluster-state \"$K8S_ETCD_STATE\" \
@@ -276,7 +282,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             c = p.etcd_client,
             pp = p.etcd_peer,
             name = cluster.framework_name(),
-            member = member_program(opts),
+            member = opts.programs.command(ETCD_MEMBER),
         );
         let ready = probe_check(format!(
             "{probe} {etcd_client_probe} https://{ip}:{}/health",
@@ -306,9 +312,10 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
     }
     for (i, (h, p)) in (0u32..).zip(hosts.iter().zip(&ports)) {
         let ip = address(h);
-        let (pre, uris) = prelude(cluster, opts, "kube-apiserver", &Bundle::Apiserver(i));
+        let Prelude { sh: pre, uris, bin } =
+            prelude(cluster, opts, "kube-apiserver", &Bundle::Apiserver(i));
         let cmd = format!(
-            "{pre} && exec \"$BIN\" --advertise-address={ip} --secure-port={port} --etcd-servers={etcd_servers} \
+            "{pre} && exec {bin} --advertise-address={ip} --secure-port={port} --etcd-servers={etcd_servers} \
              --etcd-cafile=pki/etcd/ca.crt --etcd-certfile=pki/apiserver-etcd-client.crt \
              --etcd-keyfile=pki/apiserver-etcd-client.key --tls-cert-file=pki/apiserver.crt \
              --tls-private-key-file=pki/apiserver.key --client-ca-file=pki/ca.crt \
@@ -361,9 +368,9 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             } else {
                 Bundle::ControllerManager(i)
             };
-            let (pre, uris) = prelude(cluster, opts, component, &bundle);
+            let Prelude { sh: pre, uris, bin } = prelude(cluster, opts, component, &bundle);
             let mut cmd = format!(
-                "{pre} && exec \"$BIN\" --kubeconfig={key}.conf --authentication-kubeconfig={key}.conf \
+                "{pre} && exec {bin} --kubeconfig={key}.conf --authentication-kubeconfig={key}.conf \
                  --authorization-kubeconfig={key}.conf --bind-address=0.0.0.0 --secure-port={secure} \
                  --leader-elect=true --tls-cert-file=pki/serving.crt --tls-private-key-file=pki/serving.key"
             );
@@ -412,7 +419,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
 
 fn node_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
     let fixed = |p: u16| if opts.local { 0 } else { p };
-    let (pre, uris) = prelude(
+    let Prelude { sh: pre, uris, bin } = prelude(
         cluster,
         opts,
         "kubelet",
@@ -420,7 +427,7 @@ fn node_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
     );
     let kubelet_cmd = format!(
         "{pre} && printf 'apiVersion: kubelet.config.k8s.io/v1beta1\\nkind: KubeletConfiguration\\nclusterDomain: {domain}\\nclusterDNS: [{dns}]\\nauthentication:\\n  x509:\\n    clientCAFile: pki/ca.crt\\n' > kubelet.yaml \
-         && exec \"$BIN\" --kubeconfig=kubelet.conf --config=kubelet.yaml --hostname-override=node-{{{{POD_INDEX}}}} \
+         && exec {bin} --kubeconfig=kubelet.conf --config=kubelet.yaml --hostname-override=node-{{{{POD_INDEX}}}} \
          --healthz-port=$PORT_HEALTHZ --healthz-bind-address=127.0.0.1 --container-runtime-endpoint=unix:///run/containerd/containerd.sock",
         domain = cluster.config.dns_domain,
         dns = cluster.dns_ip,
@@ -433,9 +440,9 @@ fn node_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
         http_check("healthz", "/healthz"),
     );
     kubelet.ports = vec![port("healthz", fixed(cluster.ports.kubelet_healthz))];
-    let (pre, uris) = prelude(cluster, opts, "kube-proxy", &Bundle::KubeProxy);
+    let Prelude { sh: pre, uris, bin } = prelude(cluster, opts, "kube-proxy", &Bundle::KubeProxy);
     let proxy_cmd = format!(
-        "{pre} && exec \"$BIN\" --kubeconfig=kube-proxy.conf --hostname-override=node-{{{{POD_INDEX}}}} \
+        "{pre} && exec {bin} --kubeconfig=kube-proxy.conf --hostname-override=node-{{{{POD_INDEX}}}} \
          --cluster-cidr={} --healthz-bind-address=0.0.0.0:$PORT_PROXY_HEALTHZ --proxy-mode=iptables",
         cluster.cluster_cidr
     );
@@ -479,10 +486,10 @@ fn http_check(port: &str, path: &str) -> CheckSpec {
 
 fn coredns_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
     let fixed = |p: u16| if opts.local { 0 } else { p };
-    let (pre, uris) = prelude(cluster, opts, "coredns", &Bundle::Coredns);
+    let Prelude { sh: pre, uris, bin } = prelude(cluster, opts, "coredns", &Bundle::Coredns);
     let cmd = format!(
         "{pre} && printf '.:53 {{\\n  errors\\n  health :%s\\n  ready :%s\\n  kubernetes {domain} in-addr.arpa ip6.arpa {{\\n    kubeconfig coredns.conf\\n    pods insecure\\n    fallthrough in-addr.arpa ip6.arpa\\n  }}\\n  forward . /etc/resolv.conf\\n  cache 30\\n  loop\\n  reload\\n}}\\n' \
-         \"$PORT_HEALTH\" \"$PORT_READY\" > Corefile && exec \"$BIN\" -conf Corefile -dns.port $PORT_DNS",
+         \"$PORT_HEALTH\" \"$PORT_READY\" > Corefile && exec {bin} -conf Corefile -dns.port $PORT_DNS",
         domain = cluster.config.dns_domain
     );
     let mut t = task(cluster, "coredns", cmd, uris, http_check("ready", "/ready"));
@@ -508,10 +515,10 @@ pub fn addons_manifest(cluster: &Cluster) -> String {
 }
 
 fn addons_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
-    let (pre, uris) = prelude(cluster, opts, "kubectl", &Bundle::Addons);
+    let Prelude { sh: pre, uris, bin } = prelude(cluster, opts, "kubectl", &Bundle::Addons);
     let manifest = addons_manifest(cluster).replace('\n', "\\n");
     let cmd = format!(
-        "{pre} && printf '{manifest}' > addons.yaml && exec \"$BIN\" --kubeconfig=admin.conf apply -f addons.yaml"
+        "{pre} && printf '{manifest}' > addons.yaml && exec {bin} --kubeconfig=admin.conf apply -f addons.yaml"
     );
     let mut t = task(cluster, "kubectl", cmd, uris, probe_check("true".into()));
     t.goal = Goal::Finish;

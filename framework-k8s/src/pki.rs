@@ -41,7 +41,7 @@ pub enum PkiError {
 }
 
 /// A machine a certificate must be valid for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Host {
     /// The hostname (also the node name for kubelets).
     pub name: String,

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use proffer_k8s::config::ClusterConfig;
 use proffer_k8s::deploy::{DeployOptions, instance_ports, pki_request, service_spec};
 use proffer_k8s::pki::{ClusterPki, Host};
+use proffer_k8s::programs::Programs;
 use proffer_sdk::service::ServiceSpec;
 use proffer_sdk::service::compile::{deploy_plan, render_plan};
 
@@ -30,7 +31,9 @@ artifacts:
 fn options(local: bool) -> DeployOptions {
     DeployOptions {
         pki_dir: "/var/lib/proffer/k8s-prod".into(),
-        probe: "/opt/standin/k8s-probe".into(),
+        programs: Programs::Separate {
+            probe: "/opt/standin/k8s-probe".into(),
+        },
         control_plane: (0..3)
             .map(|i| Host {
                 name: format!("cp-{i}"),

@@ -13,6 +13,7 @@ use anyhow::{Result, bail};
 use proffer_k8s::config::{ClusterConfig, check_coexist};
 use proffer_k8s::deploy::{DeployOptions, instance_ports, pki_request, service_spec, spec_yaml};
 use proffer_k8s::pki::{ClusterPki, Host};
+use proffer_k8s::programs::Programs;
 use proffer_k8s::tlsutil::client_config;
 use proffer_sdk::service::core::CoreConfig;
 use proffer_sdk::service::runner::{RunConfig, RunOutcome, prepare, run_service};
@@ -73,7 +74,9 @@ async fn two_clusters_side_by_side() -> Result<()> {
         let pki_dir = tempfile::tempdir()?;
         let opts = DeployOptions {
             pki_dir: pki_dir.path().display().to_string(),
-            probe: env!("CARGO_BIN_EXE_k8s-probe").into(),
+            programs: Programs::Separate {
+                probe: env!("CARGO_BIN_EXE_k8s-probe").into(),
+            },
             control_plane: vec![Host {
                 name: "cp-0".into(),
                 ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),

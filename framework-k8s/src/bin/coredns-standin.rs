@@ -1,5 +1,6 @@
-//! `coredns-standin`: a stand-in for `coredns` (see proffer_k8s::standin).
+//! `coredns-standin`: the same program as `proffer coredns-standin` (see `proffer_k8s::programs`), as a binary of
+//! its own for this crate's tests.
 
 fn main() -> std::process::ExitCode {
-    proffer_k8s::standin::main_with("coredns-standin", proffer_k8s::standin::coredns::run)
+    proffer_k8s::programs::main("coredns-standin")
 }

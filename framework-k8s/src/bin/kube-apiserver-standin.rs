@@ -1,8 +1,6 @@
-//! `kube-apiserver-standin`: a stand-in for `kube-apiserver` (see proffer_k8s::standin).
+//! `kube-apiserver-standin`: the same program as `proffer kube-apiserver-standin` (see `proffer_k8s::programs`), as a binary of
+//! its own for this crate's tests.
 
 fn main() -> std::process::ExitCode {
-    proffer_k8s::standin::main_with(
-        "kube-apiserver-standin",
-        proffer_k8s::standin::apiserver::run,
-    )
+    proffer_k8s::programs::main("kube-apiserver-standin")
 }

@@ -1,8 +1,6 @@
-//! `kube-controller-manager-standin`: a stand-in for `kube-controller-manager` (see proffer_k8s::standin).
+//! `kube-controller-manager-standin`: the same program as `proffer kube-controller-manager-standin` (see `proffer_k8s::programs`), as a binary of
+//! its own for this crate's tests.
 
 fn main() -> std::process::ExitCode {
-    proffer_k8s::standin::main_with(
-        "kube-controller-manager-standin",
-        proffer_k8s::standin::controlplane::run_controller_manager,
-    )
+    proffer_k8s::programs::main("kube-controller-manager-standin")
 }

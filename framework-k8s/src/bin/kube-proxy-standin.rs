@@ -1,5 +1,6 @@
-//! `kube-proxy-standin`: a stand-in for `kube-proxy` (see proffer_k8s::standin).
+//! `kube-proxy-standin`: the same program as `proffer kube-proxy-standin` (see `proffer_k8s::programs`), as a binary of
+//! its own for this crate's tests.
 
 fn main() -> std::process::ExitCode {
-    proffer_k8s::standin::main_with("kube-proxy-standin", proffer_k8s::standin::node::run_proxy)
+    proffer_k8s::programs::main("kube-proxy-standin")
 }

@@ -1,8 +1,6 @@
-//! `kube-scheduler-standin`: a stand-in for `kube-scheduler` (see proffer_k8s::standin).
+//! `kube-scheduler-standin`: the same program as `proffer kube-scheduler-standin` (see `proffer_k8s::programs`), as a binary of
+//! its own for this crate's tests.
 
 fn main() -> std::process::ExitCode {
-    proffer_k8s::standin::main_with(
-        "kube-scheduler-standin",
-        proffer_k8s::standin::controlplane::run_scheduler,
-    )
+    proffer_k8s::programs::main("kube-scheduler-standin")
 }

@@ -1,5 +1,6 @@
-//! `kubelet-standin`: a stand-in for `kubelet` (see proffer_k8s::standin).
+//! `kubelet-standin`: the same program as `proffer kubelet-standin` (see `proffer_k8s::programs`), as a binary of
+//! its own for this crate's tests.
 
 fn main() -> std::process::ExitCode {
-    proffer_k8s::standin::main_with("kubelet-standin", proffer_k8s::standin::node::run_kubelet)
+    proffer_k8s::programs::main("kubelet-standin")
 }

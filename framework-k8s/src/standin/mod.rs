@@ -39,13 +39,12 @@ fn refuse(msg: impl Into<String>) -> StandinError {
     StandinError::Refused(msg.into())
 }
 
-/// Runs a stand-in's main future on a tokio runtime; prints `NAME: error: ...` and exits 1 on
-/// failure.
-pub fn main_with<F>(name: &str, run: impl FnOnce(Vec<String>) -> F) -> ExitCode
+/// Runs a stand-in's main future with `args` (`args[0]` is the program name) on a tokio
+/// runtime; prints `NAME: error: ...` and exits 1 on failure.
+pub fn main_with<F>(name: &str, args: Vec<String>, run: impl FnOnce(Vec<String>) -> F) -> ExitCode
 where
     F: std::future::Future<Output = Result<(), StandinError>>,
 {
-    let args: Vec<String> = std::env::args().collect();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

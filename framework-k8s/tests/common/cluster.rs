@@ -13,6 +13,7 @@ use proffer_k8s::config::ClusterConfig;
 use proffer_k8s::deploy::{DeployOptions, instance_ports, pki_request, service_spec, spec_yaml};
 use proffer_k8s::etcd::{Etcd, EtcdTls};
 use proffer_k8s::pki::{ClusterPki, Host};
+use proffer_k8s::programs::Programs;
 use proffer_k8s::tlsutil::client_config;
 use proffer_master::core::MasterConfig;
 use proffer_master::server::{ServerConfig, serve};
@@ -402,7 +403,9 @@ impl K8s {
         }
         let opts = DeployOptions {
             pki_dir: pki_dir.path().display().to_string(),
-            probe: env!("CARGO_BIN_EXE_k8s-probe").into(),
+            programs: Programs::Separate {
+                probe: env!("CARGO_BIN_EXE_k8s-probe").into(),
+            },
             control_plane: control_plane(cluster.config.control_plane_count),
             local: true,
             nodes_per_agent,
