@@ -1,10 +1,11 @@
 //! Whether any agent could ever hold one task of a batch: a task larger than every agent would
 //! otherwise wait forever for an offer that cannot come. Asked of the master's operator API
-//! (`GetState`: every agent's total, reserved or not, whether it is connected or away).
+//! (`GetState`); the judging itself is shared with the service layer ([`crate::capacity`]).
 
-use proffer_proto::{Resources, v1};
+use proffer_proto::v1;
 
 use super::packing::TaskShape;
+use crate::capacity::{self, AgentCapacity, Demand};
 
 /// What the cluster's agents say about a task's size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,57 +21,20 @@ pub(crate) enum Feasibility {
 /// Judges `shape` (in its role) against the agents of a state snapshot.
 pub(crate) fn judge(agents: &[v1::AgentSummary], shape: &TaskShape) -> Feasibility {
     let role = shape.role.as_str();
-    let totals: Vec<(String, Resources)> = agents
-        .iter()
-        .filter(|a| a.state != "gone")
-        .filter_map(|a| {
-            let t = Resources::parse(&a.total).ok()?;
-            Some((format!("{} ({})", a.id, a.hostname), t.usable_by(role)))
-        })
-        .collect();
-    if totals.is_empty() {
-        return Feasibility::NoAgents;
-    }
-    let fits =
-        |r: &Resources| r.cpus_milli() >= shape.cpus_milli && r.mem_milli() >= shape.mem_milli;
-    if totals.iter().any(|(_, r)| fits(r)) {
-        return Feasibility::Fits;
-    }
-    let asked = format!(
-        "cpus:{};mem:{}",
-        proffer_proto::resources::format_milli(shape.cpus_milli),
-        proffer_proto::resources::format_milli(shape.mem_milli)
-    );
-    let most = |f: fn(&Resources) -> i64| {
-        totals
-            .iter()
-            .max_by_key(|(_, r)| f(r))
-            .map(|(name, r)| (f(r), name.clone()))
-            .unwrap_or_default()
+    let agents = AgentCapacity::from_summaries(agents, role);
+    let demand = Demand {
+        cpus_milli: shape.cpus_milli,
+        mem_milli: shape.mem_milli,
+        ..Demand::default()
     };
-    let (cpus, cpus_agent) = most(Resources::cpus_milli);
-    let (mem, mem_agent) = most(Resources::mem_milli);
-    let reason = if cpus < shape.cpus_milli {
-        format!(
-            "the largest agent has cpus:{} ({cpus_agent})",
-            proffer_proto::resources::format_milli(cpus)
-        )
-    } else if mem < shape.mem_milli {
-        format!(
-            "the largest agent has mem:{} MB ({mem_agent})",
-            proffer_proto::resources::format_milli(mem)
-        )
-    } else {
-        format!(
-            "no agent has both (most cpus: {} on {cpus_agent}; most mem: {} MB on {mem_agent})",
-            proffer_proto::resources::format_milli(cpus),
-            proffer_proto::resources::format_milli(mem)
-        )
-    };
-    Feasibility::Never(format!(
-        "no agent can ever hold a task of {asked} in role `{role}` ({} agents): {reason}",
-        totals.len()
-    ))
+    match capacity::judge(&agents, &demand) {
+        capacity::Feasibility::Fits => Feasibility::Fits,
+        capacity::Feasibility::NoAgents => Feasibility::NoAgents,
+        capacity::Feasibility::Never(s) => Feasibility::Never(format!(
+            "no agent can ever hold a task of {} in role `{role}` ({} agents): {}",
+            s.asked, s.agents, s.reason
+        )),
+    }
 }
 
 /// Asks the leading master of `master` (`HOST:PORT[,HOST:PORT…]`) for its agents and judges
