@@ -179,6 +179,10 @@ struct TasksArgs {
 }
 
 fn main() -> ExitCode {
+    // Run under a helper program's name (a link `k8s-probe -> proffer`), be that program.
+    if let Some(code) = k8s_tools::run_as_argv0() {
+        return code;
+    }
     let cli = Cli::parse();
     // Helper programs run on their own (each builds its own runtime, logs its own way).
     if let Some((program, args)) = k8s_program(&cli.command) {

@@ -243,3 +243,71 @@ fn wrong_host_count_is_refused() {
         "{e}"
     );
 }
+
+/// Stand-in artifacts and the helpers run as subcommands of one binary (`proffer`), by its
+/// absolute path, quoted for the shell.
+#[test]
+fn standins_and_helpers_run_from_the_proffer_binary() {
+    let yaml = "name: local\nartifacts:\n  etcd: {path: etcd}\n  kube-apiserver: {standin: true}\n  \
+                kube-controller-manager: {standin: true}\n  kube-scheduler: {standin: true}\n  \
+                kubelet: {standin: true}\n  kube-proxy: {standin: true}\n  coredns: {standin: true}\n  \
+                kubectl: {path: 'true'}\n";
+    let cluster = ClusterConfig::parse(yaml, None).unwrap();
+    assert_eq!(cluster.standins().len(), 6);
+    let mut opts = options(true);
+    opts.control_plane.truncate(1);
+    opts.programs = Programs::Subcommands {
+        binary: "/opt/my tools/proffer".into(),
+    };
+    let spec = service_spec(&cluster, &opts).unwrap();
+    let bin = "'/opt/my tools/proffer'";
+    let cmd = |pod: &str, task: &str| spec.pod(pod).unwrap().task(task).unwrap().clone();
+    for (pod, task, program) in [
+        ("apiserver-0", "apiserver", "kube-apiserver-standin"),
+        (
+            "controller-manager-0",
+            "controller-manager",
+            "kube-controller-manager-standin",
+        ),
+        ("scheduler-0", "scheduler", "kube-scheduler-standin"),
+        ("node", "kubelet", "kubelet-standin"),
+        ("node", "kube-proxy", "kube-proxy-standin"),
+        ("coredns", "coredns", "coredns-standin"),
+    ] {
+        let t = cmd(pod, task);
+        assert!(
+            t.cmd.contains(&format!("exec {bin} {program} ")),
+            "{pod}/{task}: {}",
+            t.cmd
+        );
+    }
+    let etcd = cmd("etcd-0", "member");
+    assert!(
+        etcd.cmd
+            .contains(&format!("JOIN=$({bin} k8s-etcd-member --name cp-0")),
+        "{}",
+        etcd.cmd
+    );
+    assert!(etcd.cmd.contains("BIN='etcd'"), "{}", etcd.cmd);
+    let ready = etcd.readiness_check.unwrap().cmd.unwrap();
+    assert!(
+        ready.starts_with(&format!("{bin} k8s-probe --cacert")),
+        "{ready}"
+    );
+    // A stand-in for a component without one, or with a path too, is refused by field.
+    for (good, bad, field) in [
+        (
+            "etcd: {path: etcd}",
+            "etcd: {standin: true}",
+            "artifacts.etcd.standin",
+        ),
+        (
+            "kubelet: {standin: true}",
+            "kubelet: {standin: true, path: /x}",
+            "artifacts.kubelet",
+        ),
+    ] {
+        let e = ClusterConfig::parse(&yaml.replace(good, bad), None).unwrap_err();
+        assert_eq!(e.path, field, "{e}");
+    }
+}
