@@ -138,8 +138,10 @@ pub fn judge(agents: &[AgentCapacity], demand: &Demand) -> Feasibility {
         return Feasibility::Fits;
     }
     let most = |f: &dyn Fn(&Resources) -> i64| {
+        // The first of the largest (max_by_key alone keeps the last).
         agents
             .iter()
+            .rev()
             .max_by_key(|a| f(&a.total))
             .map(|a| (f(&a.total), a.label()))
             .unwrap_or_default()
@@ -183,7 +185,7 @@ pub fn judge(agents: &[AgentCapacity], demand: &Demand) -> Feasibility {
     } else if let Some(p) = missing_port {
         (
             format!("port {p}"),
-            format!("no agent has port {p} among its ports"),
+            format!("port {p} is in no agent's port ranges"),
         )
     } else if ports < want_ports {
         (

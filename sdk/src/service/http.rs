@@ -9,14 +9,23 @@
 //! | GET | `/v1/pod` | pod instances and their tasks |
 //! | POST | `/v1/pod/NAME/restart`, `/v1/pod/NAME/replace` | recovery by hand |
 //! | GET | `/v1/debug/offers` | recent offers and why each was used or declined |
-//! | POST | `/v1/update` | a new YAML spec (scale, configuration change) |
+//! | POST | `/v1/update?dry-run=true&force=true` | a new YAML spec (scale, configuration change) |
 //! | POST | `/v1/uninstall` | start the uninstall plan |
+
+//!
+//! `/v1/update` first previews the update ([`ServiceCore::preview_update`]): what changes, in
+//! rollout order, and whether every new or changed pod can be placed on the cluster's current
+//! agents (asked of the master). With `dry-run=true` it answers the preview and changes
+//! nothing. An update that cannot be placed is refused (409, `{"refused": true, "reason",
+//! "preview"}`) before anything is killed, unless `force=true`; an accepted one answers
+//! `{"updated": true, "forced": …, "preview": …}`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -62,8 +71,30 @@ pub struct PlanView<'a> {
     pub plan: &'a Plan,
 }
 
-/// The router over `shared`.
+/// The router's state: the shared scheduler state and the masters asked for the agents.
+#[derive(Debug, Clone)]
+struct Api {
+    shared: Arc<Shared>,
+    master: Option<String>,
+}
+
+impl FromRef<Api> for Arc<Shared> {
+    fn from_ref(api: &Api) -> Arc<Shared> {
+        api.shared.clone()
+    }
+}
+
+/// How long `/v1/update` waits for the master's list of agents.
+const AGENTS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The router over `shared`; updates are not checked against the cluster (no master known).
 pub fn router(shared: Arc<Shared>) -> Router {
+    router_with_master(shared, None)
+}
+
+/// The router over `shared`; `/v1/update` checks updates against the agents of `master`
+/// (`HOST:PORT[,HOST:PORT…]`).
+pub fn router_with_master(shared: Arc<Shared>, master: Option<String>) -> Router {
     Router::new()
         .route("/v1/plans", get(plans))
         .route("/v1/plans/{name}", get(plan))
@@ -74,7 +105,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/debug/offers", get(offers))
         .route("/v1/update", post(update))
         .route("/v1/uninstall", post(uninstall))
-        .with_state(shared)
+        .with_state(Api { shared, master })
 }
 
 fn json<T: Serialize>(v: &T) -> Response {
@@ -170,16 +201,65 @@ async fn offers(State(s): State<Arc<Shared>>) -> Response {
     json(&list)
 }
 
-async fn update(State(s): State<Arc<Shared>>, body: String) -> Response {
+async fn update(
+    State(api): State<Api>,
+    Query(q): Query<BTreeMap<String, String>>,
+    body: String,
+) -> Response {
+    let flag = |k: &str| {
+        q.get(k)
+            .is_some_and(|v| v.is_empty() || v == "true" || v == "1")
+    };
+    let (dry_run, force) = (flag("dry-run"), flag("force"));
+    let s = &api.shared;
     let spec = match ServiceSpec::parse(&body, &s.options) {
         Ok(spec) => spec,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid spec: {e}\n")).into_response(),
     };
-    let r = s.lock().update_spec(now_ms(), spec);
+    let agents = cluster_agents(api.master.as_deref(), &spec.role).await;
+    let mut core = s.lock();
+    let preview = match core.preview_update(&spec, agents.as_deref().map_err(Clone::clone)) {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    if dry_run {
+        return json(&preview);
+    }
+    let refusal = preview.refusal();
+    if let (Some(reason), false) = (&refusal, force) {
+        let body = serde_json::json!({"refused": true, "reason": reason, "preview": preview});
+        let mut r = json(&body);
+        *r.status_mut() = StatusCode::CONFLICT;
+        return r;
+    }
+    let r = core.update_spec(now_ms(), spec);
+    drop(core);
     s.notify.notify_one();
     match r {
-        Ok(()) => json(&serde_json::json!({"updated": true})),
+        Ok(()) => json(&serde_json::json!({
+            "updated": true,
+            "forced": refusal.is_some(),
+            "preview": preview,
+        })),
         Err(e) => error(e),
+    }
+}
+
+/// The agents of `master` as `role` sees them, or why they are not known.
+async fn cluster_agents(
+    master: Option<&str>,
+    role: &str,
+) -> Result<Vec<crate::capacity::AgentCapacity>, String> {
+    let Some(master) = master else {
+        return Err("the scheduler knows no master to ask for the agents".to_string());
+    };
+    match tokio::time::timeout(AGENTS_TIMEOUT, crate::capacity::agents(master, role)).await {
+        Ok(Ok(a)) => Ok(a),
+        Ok(Err(e)) => Err(format!("cannot ask the master for its agents: {e}")),
+        Err(_) => Err(format!(
+            "the master did not list its agents within {}s",
+            AGENTS_TIMEOUT.as_secs()
+        )),
     }
 }
 

@@ -10,7 +10,10 @@
 //! changes), [`plan`] (model, strategies, operator actions), [`compile`] (spec → plans),
 //! [`placement`], [`evaluate`] (offer pipeline: agent, placement, resources, reservation,
 //! volumes), [`store`] (redb), [`core`] (the sans-network scheduler state machine), [`runner`]
-//! (the driver loop), [`http`] (the framework API and a small client).
+//! (the driver loop), [`http`] (the framework API and a small client), [`diff`] (what an update
+//! changes, in rollout order), [`fit`] (whether its pods can be placed on the current agents)
+//! and [`preview`] (both, as `proffer service plan-update` shows them; an update that cannot be
+//! placed is refused unless forced).
 //!
 //! Readiness is read from `TaskStatus.ready` when an update carries it, else from the agent's
 //! older convention (RUNNING with reason `REASON_TASK_CHECK_STATUS_UPDATED` and a message
@@ -19,10 +22,13 @@
 
 pub mod compile;
 pub mod core;
+pub mod diff;
 pub mod evaluate;
+pub mod fit;
 pub mod http;
 pub mod placement;
 pub mod plan;
+pub mod preview;
 pub mod runner;
 pub mod spec;
 pub mod store;

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::core::{Action, CoreConfig, CoreError, ServiceCore};
-use super::http::{Shared, now_ms, router};
+use super::http::{Shared, now_ms, router_with_master};
 use super::spec::ServiceSpec;
 use super::store::{StateStore, StoreError};
 use crate::driver::{Driver, DriverConfig, DriverError, DriverEvent, refuse_filters};
@@ -120,7 +120,7 @@ pub async fn run_service(
 ) -> Result<RunOutcome, ServiceError> {
     let http_cancel = cancel.child_token();
     let server = listener.map(|l| {
-        let app = router(handle.shared.clone());
+        let app = router_with_master(handle.shared.clone(), Some(cfg.master.clone()));
         let c = http_cancel.clone();
         tokio::spawn(async move {
             let r = axum::serve(l, app)

@@ -18,10 +18,12 @@ use serde::Serialize;
 use super::compile;
 use super::evaluate::EvalConfig;
 use super::plan::{Plan, StepRef, StepStatus};
+use super::preview::UpdatePreview;
 use super::spec::{Goal, ServiceSpec};
 use super::store::{StateStore, StoreError, TaskRecord};
 use super::validate::validate_update;
 pub use offers::OfferRecord;
+pub use status::{TaskNeed, task_need};
 
 /// Offers kept for `/v1/debug/offers`.
 const OFFER_LOG: usize = 100;
@@ -469,6 +471,24 @@ impl ServiceCore {
         self.refresh(now);
         self.update_suppression();
         Ok(())
+    }
+
+    /// What an update to `spec` would change and whether its new or changed pods can be placed
+    /// on `agents` (or why the agents are not known). The change is checked as
+    /// [`ServiceCore::update_spec`] checks it; nothing changes.
+    pub fn preview_update(
+        &self,
+        spec: &ServiceSpec,
+        agents: Result<&[crate::capacity::AgentCapacity], String>,
+    ) -> Result<UpdatePreview, CoreError> {
+        if self.uninstalling {
+            return Err(CoreError::Request(
+                "the service is being uninstalled".into(),
+            ));
+        }
+        validate_update(&self.spec, spec)?;
+        self.check_placement_change(spec)?;
+        Ok(UpdatePreview::build(&self.spec, spec, &self.tasks, agents))
     }
 
     /// Starts the uninstall plan: kill every task, release reservations, tear down.

@@ -20,6 +20,39 @@ pub(super) struct StepNeeds {
     pub kill: Vec<(String, String, String)>,
 }
 
+/// What one task of a launch step needs, given its record, its goal and the pod's current
+/// configuration hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskNeed {
+    /// Nothing: it runs with the current configuration, or reached its goal.
+    Nothing,
+    /// Launch it (no record, or it ended and must run again).
+    Launch,
+    /// Kill it first (it runs with another configuration), then launch it.
+    Kill,
+}
+
+/// The rule [`ServiceCore`]'s launch steps follow (and update previews predict).
+pub fn task_need(rec: Option<&TaskRecord>, goal: Goal, hash: &str) -> TaskNeed {
+    let Some(r) = rec else {
+        return TaskNeed::Launch;
+    };
+    let current = r.config == hash;
+    let live = !is_terminal(&r.state);
+    let done = match goal {
+        Goal::Once => r.state == "TASK_FINISHED",
+        Goal::Finish => current && r.state == "TASK_FINISHED",
+        Goal::Running => false,
+    };
+    if done || (current && live) {
+        TaskNeed::Nothing
+    } else if live {
+        TaskNeed::Kill
+    } else {
+        TaskNeed::Launch
+    }
+}
+
 impl ServiceCore {
     /// Handles a status update; returns nothing (actions go to the outbox).
     pub fn handle_status(&mut self, now: u64, status: &v1::TaskStatus) -> Result<(), CoreError> {
@@ -154,25 +187,13 @@ impl ServiceCore {
         for t in &step.tasks {
             let name = format!("{}-{}-{t}", step.pod, step.index);
             let goal = self.goal(&step.pod, t).unwrap_or(Goal::Running);
-            match self.tasks.get(&name) {
-                None => out.launch.push(t.clone()),
-                Some(r) => {
-                    let current = r.config == h;
-                    let live = !is_terminal(&r.state);
-                    let done = match goal {
-                        Goal::Once => r.state == "TASK_FINISHED",
-                        Goal::Finish => current && r.state == "TASK_FINISHED",
-                        Goal::Running => false,
-                    };
-                    if done || (current && live) {
-                        continue;
-                    }
-                    if live {
-                        out.kill.push((r.task_id.clone(), r.agent_id.clone(), name));
-                    } else {
-                        out.launch.push(t.clone());
-                    }
+            let rec = self.tasks.get(&name);
+            match (task_need(rec, goal, &h), rec) {
+                (TaskNeed::Kill, Some(r)) => {
+                    out.kill.push((r.task_id.clone(), r.agent_id.clone(), name))
                 }
+                (TaskNeed::Launch, _) => out.launch.push(t.clone()),
+                _ => {}
             }
         }
         out
