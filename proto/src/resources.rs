@@ -12,9 +12,11 @@
 //! array `[{"name":"cpus","type":"SCALAR","scalar":{"value":4}}]` (with `role`,
 //! `reservations`, `disk.persistence`) or a plain object `{"cpus":4,"mem(web)":8192}`.
 //!
-//! Every form (text, JSON, protobuf) is validated the same way: scalars are finite, not
-//! negative, at most [`MAX_SCALAR_MILLI`] and not so small they round to 0 at 0.001; `gpus` are
-//! whole; `ports` ranges end at [`MAX_PORT`]; well-known names have their kind.
+//! Every form (text, JSON, protobuf) is validated the same way: names are `[A-Za-z0-9_.-]`;
+//! scalars are finite, not negative, at most [`MAX_SCALAR_MILLI`] (repeated entries in sum
+//! too) and not so small they round to 0 at 0.001; `gpus` are whole; `ports` ranges end at
+//! [`MAX_PORT`]; set items are not empty and hold no `,` or `;`; well-known names have their
+//! kind. So any accepted value prints as text that parses back to it.
 //!
 //! # Layout
 //! - `parse`: the text and JSON parsers.
@@ -290,6 +292,36 @@ fn expected_kind(name: &str) -> Option<(Kind, &'static str)> {
     }
 }
 
+/// Checks a resource name: not empty, only `[A-Za-z0-9_.-]` (what the text form can write).
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty name".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!("character `{c}` not allowed in a name"));
+    }
+    Ok(())
+}
+
+/// Checks the items of a set: each can be written in the text form `{a,b}` (not empty, no
+/// surrounding whitespace, no `,` or `;`).
+fn validate_set_items(name: &str, items: &BTreeSet<String>) -> Result<(), ResourceError> {
+    for item in items {
+        if item.is_empty() || item.trim() != item || item.contains([',', ';']) {
+            return Err(ResourceError::InvalidItem {
+                item: name.to_string(),
+                reason: format!(
+                    "set item {item:?} is empty, has surrounding whitespace or contains `,` or `;`"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks a role name: `*`, or `/`-separated non-empty segments of `[A-Za-z0-9_.-]`,
 /// no segment `.` or `..`, not starting with `-`.
 pub fn validate_role(role: &str) -> Result<(), String> {
@@ -425,6 +457,12 @@ impl Resources {
     /// Validates a whole entry (role, reservation, volume, kind for well-known names), then
     /// adds it.
     fn add_checked_key(&mut self, mut key: ResourceKey, value: Value) -> Result<(), ResourceError> {
+        // Every form (JSON, wire) names resources as the text form can, so any accepted value
+        // prints as text that parses back to it.
+        validate_name(&key.name).map_err(|reason| ResourceError::InvalidItem {
+            item: key.name.to_string(),
+            reason,
+        })?;
         if key.role.is_empty() {
             key.role = SmolStr::new_static(UNRESERVED);
         }
@@ -438,7 +476,20 @@ impl Resources {
             });
         }
         check_value(&key.name, &value)?;
+        if let Value::Set(items) = &value {
+            validate_set_items(&key.name, items)?;
+        }
         key.kind = value.kind();
+        // Repeated entries add up; their sum stays in the domain too.
+        if let (Value::Scalar(b), Some(Value::Scalar(a))) = (&value, self.get(&key))
+            && a.saturating_add(*b) > MAX_SCALAR_MILLI
+        {
+            return Err(ResourceError::InvalidScalar {
+                name: key.name.to_string(),
+                value: format_milli(a.saturating_add(*b)),
+                reason: format!("the sum of its entries is {}", too_large_reason()),
+            });
+        }
         self.add_value(key, value);
         Ok(())
     }

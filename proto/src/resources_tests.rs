@@ -357,3 +357,68 @@ fn short_string_order_matches_str_order() {
         }
     }
 }
+
+// Inputs the fuzz targets (`fuzz_tests`) found, kept as plain tests.
+
+/// Refused with an error naming `want`.
+fn refused(input: &str, want: &str) {
+    match Resources::parse(input) {
+        Ok(r) => panic!("{input:?} accepted as {r}"),
+        Err(e) => assert!(e.to_string().contains(want), "{input:?}: got `{e}`"),
+    }
+}
+
+/// Repeated entries added up past the largest scalar: accepted, then printed as a value the
+/// parser refuses.
+#[test]
+fn regression_repeated_entries_add_up_within_the_domain() {
+    refused(
+        "cpus:6e11;cpus:6e11",
+        "resource `cpus`: invalid scalar 1200000000000: the sum of its entries is too large",
+    );
+    refused(
+        r#"[{"name":"mem","scalar":{"value":1e12}},{"name":"mem","scalar":{"value":1}}]"#,
+        "the sum of its entries is too large",
+    );
+    assert!(
+        Resources::parse("cpus:5e11;cpus:5e11").is_ok(),
+        "the bound itself"
+    );
+}
+
+/// The JSON and wire forms took any resource name (empty, `{em`, `a;b`) and any set item
+/// (empty, `a,b`): the value printed as text that does not parse back.
+#[test]
+fn regression_json_and_wire_names_and_set_items_are_checked() {
+    refused(
+        r#"[{"name":"","scalar":{"value":1}}]"#,
+        "invalid resource item ``: empty name",
+    );
+    refused(
+        r#"[{"name":"{em","role":"web","scalar":{"value":64}}]"#,
+        "invalid resource item `{em`: character `{` not allowed in a name",
+    );
+    refused(
+        r#"[{"name":"disks","type":"SET","set":{"item":["a,b"]}}]"#,
+        "set item \"a,b\"",
+    );
+    let wire = |name: &str, item: &str| v1::Resource {
+        name: name.into(),
+        role: "a".into(),
+        value: Some(v1::resource::Value::Set(v1::Set {
+            item: vec![item.into()],
+        })),
+        ..Default::default()
+    };
+    for (name, item, want) in [
+        ("disks", "", "set item \"\""),
+        ("disks", " x", "set item \" x\""),
+        ("a;b", "x", "character `;` not allowed in a name"),
+    ] {
+        match Resources::from_proto(&[wire(name, item)]) {
+            Ok(r) => panic!("{name:?} {item:?} accepted as {r}"),
+            Err(e) => assert!(e.to_string().contains(want), "got `{e}`"),
+        }
+    }
+    assert!(Resources::from_proto(&[wire("disks", "a}b")]).is_ok());
+}

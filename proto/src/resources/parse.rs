@@ -57,15 +57,7 @@ fn split_item(item: &str) -> Result<(&str, Labels, &str), ResourceError> {
         .find(['(', '[', ':'])
         .ok_or_else(|| bad("expected `name:value`"))?;
     let name = item[..name_end].trim();
-    if name.is_empty() {
-        return Err(bad("empty name"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        return Err(bad(&format!("character `{c}` not allowed in a name")));
-    }
+    super::validate_name(name).map_err(|reason| bad(&reason))?;
     let mut labels = Labels::default();
     let mut rest = &item[name_end..];
     if let Some(inner) = rest.strip_prefix('(') {
