@@ -8,6 +8,8 @@
 //! - [`leader`]: [`leader::MasterList`], the masters a client may talk to, and following a
 //!   standby's hint to the leader.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod leader;
 pub mod offer_filters;
 pub mod resources;
@@ -20,3 +22,6 @@ pub mod v1 {
 }
 
 pub use resources::{ResourceError, Resources};
+
+#[cfg(test)]
+mod fuzz_tests;
