@@ -55,7 +55,12 @@ where
     F: AsyncFnMut(&mut OperatorClient<Channel>) -> Result<tonic::Response<T>, tonic::Status>,
 {
     let mut failures = 0;
+    let mut started = None;
     loop {
+        if failures >= masters.masters().len() {
+            failures = 0;
+            tokio::time::sleep(crate::driver::ELECTION_RETRY).await;
+        }
         let master = masters.current().to_string();
         let failure = match connect(&master).await {
             Err(e) => e,
@@ -78,7 +83,10 @@ where
             },
         };
         failures += 1;
-        if failures >= masters.masters().len() {
+        // Several masters that all fail may be between leaders: try them again for a while.
+        if failures >= masters.masters().len()
+            && !crate::driver::election_wait(&mut started, masters.masters().len())
+        {
             let detail = if masters.masters().len() == 1 {
                 failure
             } else {

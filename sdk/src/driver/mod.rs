@@ -39,6 +39,23 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events buffered between the reader task and the consumer.
 const EVENT_BUFFER: usize = 1024;
 
+/// How long clients given several masters keep trying when none leads (an election may be
+/// under way: a leader's lease runs 5 s by default).
+pub const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+/// The pause between rounds over the masters while waiting for a leader.
+pub const ELECTION_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether a client that found no leader among several masters should try another round:
+/// until [`ELECTION_WAIT`] after the first failed round (`started` keeps when that was).
+/// One master alone is never waited for (a newcomer's typo fails fast).
+pub(crate) fn election_wait(started: &mut Option<std::time::Instant>, masters: usize) -> bool {
+    if masters <= 1 {
+        return false;
+    }
+    let first = *started.get_or_insert_with(std::time::Instant::now);
+    first.elapsed() < ELECTION_WAIT
+}
+
 /// How to reach the master and who the framework is.
 #[derive(Debug, Clone)]
 pub struct DriverConfig {

@@ -122,7 +122,12 @@ pub(crate) async fn subscribe_first(
     framework: &v1::FrameworkInfo,
 ) -> Result<Subscription, DriverError> {
     let mut failures = 0;
+    let mut started = None;
     loop {
+        if failures >= masters.masters().len() {
+            failures = 0;
+            tokio::time::sleep(super::ELECTION_RETRY).await;
+        }
         let master = masters.current().to_string();
         let err = match attempt(&master, framework).await {
             Ok(sub) => {
@@ -138,7 +143,10 @@ pub(crate) async fn subscribe_first(
             continue;
         }
         failures += 1;
-        if !retryable(&err) || failures >= masters.masters().len() {
+        if !retryable(&err)
+            || (failures >= masters.masters().len()
+                && !super::election_wait(&mut started, masters.masters().len()))
+        {
             return Err(err);
         }
         tracing::info!(%master, error = %err, "cannot subscribe; trying the next master");
