@@ -162,13 +162,14 @@ fn deploy_serially_then_suppress_and_explain_declines() -> Result<()> {
         offer_ids: vec!["o3".into()],
         refuse_seconds: 2.0
     }));
-    // A second agent that does not fit either: the why view lists every agent's reason.
+    // A second agent that does not fit either: the why view weighs the recent offers (the
+    // reason met first leads on a tie), counts the others and shows the last.
     let mut small = offer("o3b", "a3");
     small.resources = Resources::parse("cpus:0.1;mem:256;ports:[31000-31010]")?.to_proto();
     core.handle_offers(13, &[small])?;
     assert_eq!(
         core.why()[0].why,
-        "waiting for a matching offer; no agent's offer fits: host-a1: placement: one-per-agent: agent host-a1 already runs web-0 | host-a3: resources: insufficient cpus: need 0.5, offer has 0.1"
+        "waiting for a matching offer: 1 of the last 2 offers (from 2 agents) declined for placement: one-per-agent: agent host-a1 already runs web-0; also resources: insufficient cpus (1); last offer o3b from host-a3: resources: insufficient cpus: need 0.5, offer has 0.1"
     );
     core.take_actions();
     core.handle_offers(14, &[offer("o4", "a2")])?;

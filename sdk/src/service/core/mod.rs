@@ -9,6 +9,7 @@
 
 mod offers;
 mod status;
+mod why;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -119,8 +120,8 @@ pub struct ServiceCore {
     offers: VecDeque<OfferRecord>,
     /// When each waiting step (by `plan/step`) started waiting for an offer.
     waiting_since: HashMap<String, u64>,
-    /// Per waiting step (by `plan/step`): the latest reason each agent's offer did not fit.
-    declines: HashMap<String, BTreeMap<String, String>>,
+    /// Per waiting step (by `plan/step`): the recent offers it did not fit, and why.
+    declines: HashMap<String, VecDeque<why::Decline>>,
     /// Task id → when a kill was last sent.
     kills: HashMap<String, u64>,
     /// Instance (`POD-INDEX`) → (consecutive failures, no relaunch before this time).

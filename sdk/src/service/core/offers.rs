@@ -7,6 +7,7 @@ use proffer_proto::{Resources, v1};
 use serde::Serialize;
 
 use super::status::PREPARED;
+use super::why::{Decline, remember, summarize};
 use super::{Action, CoreError, OFFER_LOG, ServiceCore, config_hash, is_terminal};
 use crate::service::evaluate::{Matched, OfferView, StepRequest, evaluate};
 use crate::service::placement::{AgentView, Placement};
@@ -226,21 +227,16 @@ impl ServiceCore {
                     Err(reason) => {
                         record.reasons.push(format!("{}: {reason}", step.name));
                         self.waiting_since.entry(key.clone()).or_insert(now);
-                        let per_agent = self.declines.entry(key).or_default();
-                        per_agent.insert(o.hostname.clone(), reason.clone());
-                        let message = if per_agent.len() == 1 {
-                            format!(
-                                "waiting for a matching offer; last offer {} from {}: {reason}",
-                                o.id, o.hostname
-                            )
-                        } else {
-                            let all: Vec<String> =
-                                per_agent.iter().map(|(h, r)| format!("{h}: {r}")).collect();
-                            format!(
-                                "waiting for a matching offer; no agent's offer fits: {}",
-                                all.join(" | ")
-                            )
+                        let decline = Decline {
+                            offer_id: o.id.clone(),
+                            hostname: o.hostname.clone(),
+                            reason,
+                            have: ["cpus", "mem", "disk"].map(|r| remaining.scalar_milli(r)),
+                            need: need_of(&pod, launch),
                         };
+                        let window = self.declines.entry(key).or_default();
+                        remember(window, decline);
+                        let message = summarize(window);
                         if let Some(s) = self.plans[*pi].step_mut(*r) {
                             s.message = message;
                         }
@@ -613,6 +609,20 @@ impl ServiceCore {
         self.update_suppression();
         Ok(())
     }
+}
+
+/// What launching `tasks` of `pod` asks of cpus, mem and disk (milli-units).
+fn need_of(pod: &crate::service::spec::PodSpec, tasks: &[String]) -> [i64; 3] {
+    let mut need = [0i64; 3];
+    for t in tasks.iter().filter_map(|t| pod.task(t)) {
+        for (slot, (name, v)) in
+            need.iter_mut()
+                .zip([("cpus", t.cpus), ("mem", t.memory), ("disk", t.disk)])
+        {
+            *slot += proffer_proto::resources::to_milli(name, v).unwrap_or(0);
+        }
+    }
+    need
 }
 
 /// The protocol form of a check; HTTP checks name one of the task's ports.
