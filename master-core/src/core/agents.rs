@@ -254,7 +254,8 @@ impl Master {
     }
 
     /// Takes in the tasks a (re-)registering agent reports; returns the ones to kill.
-    /// Tasks the master did not know (e.g. after a master restart) are adopted; on an agent
+    /// Tasks the master did not know (e.g. after a master restart) are adopted if they fit in
+    /// what the agent's other live tasks leave of its total (else killed); on an agent
     /// that was unreachable, tasks of partition-aware frameworks run again and the others'
     /// (their frameworks were told LOST) are killed; a task killed on an earlier return is
     /// never adopted, and killed again if it still runs.
@@ -266,6 +267,21 @@ impl Master {
         returning: bool,
     ) -> Vec<Kill> {
         let mut kills = Vec::new();
+        // What the agent's live tasks leave of its total: a reported task beyond it is killed,
+        // not adopted (the master would otherwise hold more than the agent has).
+        let mut free = self
+            .agents
+            .get(agent_id)
+            .map(|a| {
+                let mut free = a.total.clone();
+                for (fw, tid) in &a.tasks {
+                    if let Some(t) = self.frameworks.get(fw).and_then(|f| f.tasks.get(tid)) {
+                        free.subtract(&t.resources);
+                    }
+                }
+                free
+            })
+            .unwrap_or_default();
         for t in tasks {
             let Some(info) = &t.task else { continue };
             let kill = Kill {
@@ -290,7 +306,9 @@ impl Master {
                     continue;
                 }
             }
-            self.adopt_task(now, agent_id, t);
+            if !self.adopt_task(now, agent_id, t, &mut free) {
+                kills.push(kill);
+            }
         }
         if returning {
             self.unreported_unreachable_tasks(now, agent_id);
@@ -399,12 +417,19 @@ impl Master {
         }
     }
 
-    /// Takes in a task an agent reports that the master does not know yet.
-    fn adopt_task(&mut self, now: Timestamp, agent_id: &str, t: v1::RunningTask) {
-        let Some(info) = t.task else { return };
+    /// Takes in a task an agent reports that the master does not know yet; false when it
+    /// must be killed instead (it does not fit in `free`, what the agent has left).
+    fn adopt_task(
+        &mut self,
+        now: Timestamp,
+        agent_id: &str,
+        t: v1::RunningTask,
+        free: &mut Resources,
+    ) -> bool {
+        let Some(info) = t.task else { return true };
         let state = TaskState::try_from(t.state).unwrap_or(TaskState::TaskRunning);
         if validate::id("task_id", &info.task_id).is_err() {
-            return;
+            return true;
         }
         // A task that ended but whose end the framework has not acknowledged is kept as ended
         // (its resources are free), so reconciliation answers with its real end, not LOST.
@@ -415,7 +440,7 @@ impl Master {
             .get(&fw)
             .is_some_and(|f| f.tasks.contains_key(&info.task_id))
         {
-            return;
+            return true;
         }
         // With a registry, every framework that ever subscribed is known: a task of any other
         // was never launched by this cluster's master, and is killed.
@@ -432,11 +457,20 @@ impl Master {
                 agent_id,
                 Msg::ShutdownFramework(v1::ShutdownFramework { framework_id: fw }),
             );
-            return;
+            return true;
         }
         let Ok(resources) = Resources::from_proto(&info.resources) else {
-            return;
+            return true;
         };
+        if !ended {
+            if !free.contains(&resources) {
+                tracing::warn!(agent_id = %agent_id, framework_id = %fw, task_id = %info.task_id,
+                    resources = %resources, free = %free,
+                    "agent reports a task beyond its resources; killing it");
+                return false;
+            }
+            free.subtract(&resources);
+        }
         if !self.frameworks.contains_key(&fw) {
             // A framework we have not seen since (our) restart: keep its tasks for it, and wait for
             // it to re-subscribe within the agent re-registration timeout (Mesos: 10 min).
@@ -480,6 +514,7 @@ impl Master {
         if !ended && let Some(a) = self.agents.get_mut(agent_id) {
             a.tasks.insert((fw, task_id));
         }
+        true
     }
 
     fn on_status_update(

@@ -261,3 +261,46 @@ fn bad_subscriptions_are_refused() {
     assert!(err.to_string().contains("roles[0]"));
     assert!(h.drain().is_empty());
 }
+
+/// Found by the core's fuzz target: an agent re-registering with a running task the master did
+/// not know, whose resources are not in its total (here reserved for `db`, on an agent with
+/// none), was adopted, and the master held more than the agent has. The task is killed instead.
+#[test]
+fn regression_reported_task_beyond_the_agents_total_is_killed_not_adopted() {
+    let mut h = H::new();
+    let agent = h.register_agent(A1, "host1", "cpus:4;mem:4096;disk:1000");
+    h.reregister(
+        A2,
+        &agent,
+        "cpus:4;mem:4096;disk:1000",
+        vec![
+            v1::RunningTask {
+                framework_id: "fw".into(),
+                task: Some(task("beyond", "cpus(db):0.75;mem(db):256")),
+                state: TaskState::TaskRunning as i32,
+            },
+            v1::RunningTask {
+                framework_id: "fw".into(),
+                task: Some(task("fits", "cpus:1;mem:256")),
+                state: TaskState::TaskRunning as i32,
+            },
+            v1::RunningTask {
+                framework_id: "fw".into(),
+                task: Some(task("too-many", "cpus:3.5")),
+                state: TaskState::TaskRunning as i32,
+            },
+        ],
+    );
+    h.m.check_accounting().expect("books balance");
+    let killed: Vec<String> = h
+        .agent_msgs(A2)
+        .into_iter()
+        .filter_map(|m| match m {
+            AOut::KillTask(k) => Some(k.task_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(killed, ["beyond", "too-many"]);
+    let adopted: Vec<&String> = h.m.frameworks["fw"].tasks.keys().collect();
+    assert_eq!(adopted, ["fits"]);
+}
