@@ -287,6 +287,8 @@ impl Agent {
             sandboxes_dir: std::path::absolute(self.config.work_dir.join("sandboxes"))
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            // Set by the master from the session's authenticated principal.
+            principal: String::new(),
         };
         if self.agent_id.is_none() {
             return msg(agent_message::Msg::Register(RegisterAgent {

@@ -5,9 +5,11 @@
 //! - [`resources`]: fixed-point [`Resources`] with Mesos semantics, parsed from text and JSON.
 //! - [`task_state`]: helpers on [`v1::TaskState`] (terminal states, names).
 //! - [`offer_filters`]: building [`v1::OfferFilters`].
+//! - [`auth`]: credentials, the `authorization` header/metadata, the servers' gates.
 //! - [`leader`]: [`leader::MasterList`], the masters a client may talk to, and following a
 //!   standby's hint to the leader.
 
+pub mod auth;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod leader;

@@ -42,7 +42,10 @@ impl Master {
             }),
         };
         if let Err(e) = &result {
-            let fatal = matches!(e, MasterError::AgentIdConflict { .. });
+            let fatal = matches!(
+                e,
+                MasterError::AgentIdConflict { .. } | MasterError::NotOwner { .. }
+            );
             self.send_conn(
                 conn,
                 Msg::Error(v1::AgentError {
@@ -221,6 +224,7 @@ impl Master {
     ) -> Result<bool, MasterError> {
         if reregister {
             validate::id("agent_info.id", &info.id)?;
+            self.check_agent_owner(info)?;
             if self.removed_agents.contains(&info.id) {
                 // Mesos: a removed agent must shut down its tasks and come back as a new agent.
                 tracing::warn!(agent_id = %info.id, "removed agent tried to re-register; shutting it down");
@@ -480,10 +484,9 @@ impl Master {
                 roles: vec!["*".into()],
                 ..Default::default()
             };
-            self.frameworks.insert(
-                fw.clone(),
-                FrameworkState::disconnected(info, "*".into(), now),
-            );
+            let mut adopted = FrameworkState::disconnected(info, "*".into(), now);
+            adopted.adopted = true;
+            self.frameworks.insert(fw.clone(), adopted);
             self.allocator.add_framework(&fw, &["*".to_string()], false);
         }
         let status = master_status(
@@ -495,6 +498,9 @@ impl Master {
             now,
         );
         let task_id = info.task_id.clone();
+        let user = self.frameworks.get(&fw).map_or_else(String::new, |f| {
+            super::authz::task_user(&info, &f.info.user).to_string()
+        });
         if let Some(f) = self.frameworks.get_mut(&fw) {
             f.tasks.insert(
                 task_id.clone(),
@@ -508,6 +514,7 @@ impl Master {
                     resources_recovered: ended,
                     // Not known after a master failover (the agent reports no start time).
                     started_ms: 0,
+                    user,
                 }),
             );
         }

@@ -174,6 +174,7 @@ impl Master {
                     (g.tasks, true)
                 }
                 Some(other) => {
+                    self.authorize_operation(fw, &other)?;
                     let ctx = OpContext {
                         roles: &roles,
                         agent_id: &agent_id,
@@ -193,6 +194,7 @@ impl Master {
             let mut members = Vec::new();
             for task in tasks {
                 let res = self.validate_task(fw, &agent_id, &task, &mut ids)?;
+                self.authorize_launch(fw, &task)?;
                 self.check_task_volumes(&agent_id, &task.task_id, &res)?;
                 available = available.checked_sub(&res).ok_or_else(|| {
                     MasterError::ResourcesNotInOffer {
@@ -281,6 +283,9 @@ impl Master {
         tracing::info!(framework_id = %fw, agent_id = %agent_id, task_id = %task_id,
             resources = %resources, "launching task");
         let status = master_status(&task_id, agent_id, TaskState::TaskStaging, "", "", now);
+        let user = self.frameworks.get(fw).map_or_else(String::new, |f| {
+            super::authz::task_user(&task, &f.info.user).to_string()
+        });
         if let Some(f) = self.frameworks.get_mut(fw) {
             f.tasks.insert(
                 task_id.clone(),
@@ -293,6 +298,7 @@ impl Master {
                     status,
                     resources_recovered: false,
                     started_ms: 0,
+                    user,
                 }),
             );
         }

@@ -26,6 +26,7 @@ impl Master {
                 framework_id: info.id,
             });
         }
+        self.check_subscriber(&info, &roles)?;
         let role = roles[0].clone();
         info.roles = roles.clone();
         let stream_id = self.random_hex();
@@ -49,6 +50,7 @@ impl Master {
                 f.stream_id = stream_id.clone();
                 f.disconnected_at = None;
                 f.next_heartbeat = heartbeat;
+                f.adopted = false;
                 if let Some(old) = old.filter(|c| *c != conn) {
                     self.conns.remove(&old);
                     self.push(Output::ToFramework {
@@ -85,6 +87,7 @@ impl Master {
                         tasks: Default::default(),
                         offers: Default::default(),
                         next_heartbeat: heartbeat,
+                        adopted: false,
                     },
                 );
             }
@@ -154,6 +157,8 @@ impl Master {
                 ),
             ));
         }
+        // Who registered it never changes.
+        info.principal = current.info.principal.clone();
         if info.user != current.info.user {
             return Err(bad(
                 "framework_info.user",

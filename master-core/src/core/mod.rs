@@ -23,9 +23,11 @@
 //! - `persist`: registry ops for changes that must survive, and outputs held until written.
 //! - `recovery`: a master rebuilt from its registry; agents awaiting re-registration.
 //! - `accounting`: the check that offered + allocated + free = total on every agent.
+//! - `authz`: ownership of framework and agent ids, ACL checks, filtered operator views.
 
 mod accounting;
 mod agents;
+mod authz;
 mod calls;
 mod frameworks;
 mod liveness;
@@ -44,6 +46,7 @@ mod validate;
 mod tests;
 
 pub use crate::rng;
+pub use authz::{filter_roles, filter_snapshot};
 pub use persist::RegistryMismatch;
 pub use types::{Call, ConnId, ErrorKind, Input, MasterConfig, MasterError, Output, Timestamp};
 
@@ -100,6 +103,8 @@ pub struct Master {
     /// told they were lost: their updates are acknowledged here, not forwarded.
     /// (framework, task) → agent.
     killed_on_return: HashMap<(String, String), String>,
+    /// Decides what principals may do (default: everything).
+    authorizer: crate::authz::Authorizer,
 }
 
 #[derive(Debug, Default)]
@@ -166,6 +171,7 @@ impl Master {
             unreachable_gc_at: Timestamp(0),
             unreachable: IdMap::default(),
             killed_on_return: HashMap::new(),
+            authorizer: Default::default(),
         }
     }
 

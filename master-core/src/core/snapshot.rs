@@ -89,6 +89,8 @@ impl Master {
                     .allocator
                     .offers_outstanding(id)
                     .and_then(|(_, limit)| limit),
+                user: f.info.user.clone(),
+                principal: f.info.principal.clone(),
             })
             .collect();
         // Each framework's tasks by id (they are kept in a hash map in launch order).

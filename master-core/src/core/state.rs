@@ -43,6 +43,8 @@ pub(crate) struct TaskRecord {
     pub resources_recovered: bool,
     /// When the task first ran (its first TASK_RUNNING, Unix ms; 0 = not yet).
     pub started_ms: u64,
+    /// The user it runs as for authorization: its command's user, else its framework's.
+    pub user: String,
 }
 
 /// A subscribed (or recovering) framework.
@@ -58,6 +60,9 @@ pub(crate) struct FrameworkState {
     pub tasks: super::IdMap<Box<TaskRecord>>,
     pub offers: super::IdSet,
     pub next_heartbeat: Timestamp,
+    /// Adopted from an agent's report (no registry record): who registered it is unknown, so
+    /// the first subscriber the ACLs allow claims it.
+    pub adopted: bool,
 }
 
 impl FrameworkState {
@@ -73,7 +78,13 @@ impl FrameworkState {
             tasks: Default::default(),
             offers: Default::default(),
             next_heartbeat: now,
+            adopted: false,
         }
+    }
+
+    /// Who registered it (`None`: no principal).
+    pub fn principal(&self) -> Option<&str> {
+        Some(self.info.principal.as_str()).filter(|p| !p.is_empty())
     }
 
     /// Failover timeout in milliseconds.

@@ -161,6 +161,7 @@ impl Master {
                 0
             },
             sandbox,
+            user: t.user.clone(),
         }
     }
 }

@@ -8,6 +8,7 @@ mod invariants;
 mod maintenance;
 mod offer_limit;
 mod operator_reserve;
+mod ownership;
 mod partition;
 mod persistence;
 mod quota;

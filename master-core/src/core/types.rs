@@ -299,6 +299,29 @@ pub enum MasterError {
         /// The framework id.
         framework_id: String,
     },
+    /// The ACLs refuse the request.
+    #[error(transparent)]
+    Forbidden(#[from] crate::authz::Denied),
+    /// A framework or agent id is claimed by a principal other than the one that registered
+    /// it (the owner is not named).
+    #[error("{what} `{id}` belongs to another principal: {} may not {verb} it", claimant_text(.claimant.as_deref()))]
+    NotOwner {
+        /// `framework` or `agent`.
+        what: &'static str,
+        /// The id claimed.
+        id: String,
+        /// `re-subscribe as` or `re-register as`, …
+        verb: &'static str,
+        /// Who claimed it (`None`: unauthenticated).
+        claimant: Option<String>,
+    },
+}
+
+fn claimant_text(claimant: Option<&str>) -> String {
+    claimant.map_or_else(
+        || "an unauthenticated caller".into(),
+        |p| format!("principal `{p}`"),
+    )
 }
 
 impl MasterError {
@@ -307,7 +330,9 @@ impl MasterError {
         match self {
             MasterError::NotSubscribed { .. }
             | MasterError::WrongStream { .. }
-            | MasterError::NotRegistered { .. } => ErrorKind::PermissionDenied,
+            | MasterError::NotRegistered { .. }
+            | MasterError::Forbidden(_)
+            | MasterError::NotOwner { .. } => ErrorKind::PermissionDenied,
             MasterError::UnknownOffer { .. }
             | MasterError::UnknownTask { .. }
             | MasterError::UnknownAgent { .. }

@@ -33,6 +33,13 @@ impl v1::agent_server::Agent for AgentService {
         &self,
         request: Request<Streaming<v1::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        // Who registers: `register_agents` decides, and every (re-)registration on this
+        // session carries the principal (the core keeps the agent id's owner).
+        let caller = super::security::Caller::of(&request, &self.shared.authorizer);
+        caller
+            .authorize(proffer_master_core::authz::Action::RegisterAgent, None)
+            .map_err(|e| status::from_master(&e))?;
+        let principal = caller.principal().unwrap_or("").to_string();
         let inbound = request.into_inner();
         let core = self.shared.core.clone();
         let conn = core.next_conn();
@@ -49,7 +56,7 @@ impl v1::agent_server::Agent for AgentService {
         let shutdown = self.shared.shutdown.clone();
         self.shared
             .tracker
-            .spawn(read_session(core, conn, inbound, closed, shutdown).instrument(span));
+            .spawn(read_session(core, conn, inbound, closed, shutdown, principal).instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -62,6 +69,7 @@ async fn read_session(
     mut inbound: Streaming<v1::AgentMessage>,
     closed: CancellationToken,
     shutdown: CancellationToken,
+    principal: String,
 ) {
     tracing::debug!("agent session opened");
     loop {
@@ -74,7 +82,7 @@ async fn read_session(
             () = shutdown.cancelled() => return,
             next = inbound.message() => next,
         };
-        let msg = match next {
+        let mut msg = match next {
             Ok(Some(msg)) => msg,
             Ok(None) => {
                 tracing::info!("agent ended its session");
@@ -86,6 +94,7 @@ async fn read_session(
             }
         };
         record_identity(&msg);
+        set_principal(&mut msg, &principal);
         match core.input(Input::Agent { conn, msg }).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(%err, "agent message refused"),
@@ -93,6 +102,18 @@ async fn read_session(
         }
     }
     core.agent_gone(conn);
+}
+
+/// Stamps a (re-)registration with the session's principal (what the agent says is ignored).
+fn set_principal(msg: &mut v1::AgentMessage, principal: &str) {
+    let info = match &mut msg.msg {
+        Some(v1::agent_message::Msg::Register(r)) => r.info.as_mut(),
+        Some(v1::agent_message::Msg::Reregister(r)) => r.info.as_mut(),
+        _ => None,
+    };
+    if let Some(info) = info {
+        info.principal = principal.to_string();
+    }
 }
 
 /// Records the agent's id and hostname on the session span once it says who it is.

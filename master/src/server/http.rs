@@ -13,6 +13,7 @@ use proffer_proto::v1;
 use serde::Serialize;
 
 use super::core_task::CoreHandle;
+use super::security::Caller;
 
 /// State of the HTTP handlers.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub(crate) struct HttpState {
     leading: Leading,
     /// The registry's status (None: the master persists nothing).
     pub(crate) registry: Option<Arc<super::registry_writer::RegistryStatus>>,
+    /// The ACLs.
+    pub(crate) authorizer: Arc<proffer_master_core::authz::Authorizer>,
 }
 
 /// The HTTP/JSON routes.
@@ -31,6 +34,7 @@ pub(crate) fn routes(
     master_id: String,
     leading: Leading,
     registry: Option<Arc<super::registry_writer::RegistryStatus>>,
+    authorizer: Arc<proffer_master_core::authz::Authorizer>,
 ) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -43,6 +47,7 @@ pub(crate) fn routes(
             master_id: master_id.into(),
             leading,
             registry,
+            authorizer,
         })
 }
 
@@ -124,8 +129,20 @@ async fn health(State(st): State<HttpState>) -> Response {
     (code, body).into_response()
 }
 
-async fn state(State(st): State<HttpState>) -> Response {
-    match st.core.snapshot().await {
+/// The state snapshot as `caller` may see it (filtered by the view ACLs).
+pub(crate) async fn visible_state(
+    core: &CoreHandle,
+    caller: &Caller,
+) -> Result<v1::StateSnapshot, super::core_task::CoreGone> {
+    let mut snapshot = core.snapshot().await?;
+    let hidden =
+        crate::core::filter_snapshot(caller.authorizer(), caller.principal(), &mut snapshot);
+    caller.audit_filtered("state", hidden);
+    Ok(snapshot)
+}
+
+async fn state(State(st): State<HttpState>, caller: Caller) -> Response {
+    match visible_state(&st.core, &caller).await {
         Ok(snapshot) => Json(snapshot).into_response(),
         Err(gone) => (StatusCode::SERVICE_UNAVAILABLE, gone.to_string()).into_response(),
     }
@@ -138,8 +155,8 @@ struct Tasks {
     completed_tasks: Vec<v1::TaskSummary>,
 }
 
-async fn tasks(State(st): State<HttpState>) -> Response {
-    match st.core.snapshot().await {
+async fn tasks(State(st): State<HttpState>, caller: Caller) -> Response {
+    match visible_state(&st.core, &caller).await {
         Ok(s) => Json(Tasks {
             tasks: s.tasks,
             completed_tasks: s.completed_tasks,

@@ -8,9 +8,11 @@
 //! | `POST` or `PUT /weights` | `{"role":"eng","weight":2}` or a list of those (Mesos) | `{"ok":true}` |
 //! | `GET /why?framework_id=ID` or `?role=ROLE` | — | `{"subject":…,"lines":[…]}`; 404 when no framework (nor role) has that name |
 //! | `POST /reserve`, `POST /unreserve` | `{"agent_id":"…","resources":"cpus(web,dynamic):2"}` | `{"ok":true}` |
+//! | `POST /teardown` | `{"framework_id":"…"}` (or Mesos's form `frameworkId=…`) | `{"ok":true}` |
 //!
 //! Resources are a Mesos text string or JSON (array or object); `guarantee` (Mesos < 1.9) is
-//! accepted for `guarantees`. Errors are `{"error": "…"}` with 400 (bad input), 404, 409 or 503.
+//! accepted for `guarantees`. Errors are `{"error": "…"}` with 400 (bad input), 403 (the ACLs
+//! refuse), 404, 409 or 503. Every route authorizes its caller (`super::security`).
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,7 @@ use serde::Serialize;
 
 use super::http::HttpState;
 use super::operator::{self, OperatorError, WhySubject};
+use super::security::Caller;
 use crate::core::{ErrorKind, MasterError};
 
 /// The operator routes (merged into the HTTP router).
@@ -42,6 +45,7 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/agents/{agent_id}/gone", post(mark_agent_gone))
         .route("/maintenance", get(maintenance).post(schedule_maintenance))
         .route("/agents/{agent_id}/reactivate", post(reactivate_agent))
+        .route("/teardown", post(teardown))
 }
 
 /// One role in `GET /roles`.
@@ -94,8 +98,8 @@ fn done(result: Result<(), OperatorError>) -> Response {
     }
 }
 
-async fn roles(State(st): State<HttpState>) -> Response {
-    match operator::roles(&st.core).await {
+async fn roles(State(st): State<HttpState>, caller: Caller) -> Response {
+    match operator::roles(&st.core, &caller).await {
         Ok(list) => {
             let roles: Vec<RoleJson> = list
                 .into_iter()
@@ -157,7 +161,7 @@ fn resources_field(
     })
 }
 
-async fn set_quota(State(st): State<HttpState>, body: Bytes) -> Response {
+async fn set_quota(State(st): State<HttpState>, caller: Caller, body: Bytes) -> Response {
     let parsed = json_body(&body).and_then(|obj| {
         let role = role_field(&obj)?;
         let guarantees =
@@ -167,17 +171,21 @@ async fn set_quota(State(st): State<HttpState>, body: Bytes) -> Response {
     });
     match parsed {
         Ok((role, guarantees, limits)) => {
-            done(operator::set_quota(&st.core, role, guarantees, limits).await)
+            done(operator::set_quota(&st.core, &caller, role, guarantees, limits).await)
         }
         Err(msg) => bad_request(msg),
     }
 }
 
-async fn remove_quota(State(st): State<HttpState>, Path(role): Path<String>) -> Response {
-    done(operator::remove_quota(&st.core, role).await)
+async fn remove_quota(
+    State(st): State<HttpState>,
+    Path(role): Path<String>,
+    caller: Caller,
+) -> Response {
+    done(operator::remove_quota(&st.core, &caller, role).await)
 }
 
-async fn set_weights(State(st): State<HttpState>, body: Bytes) -> Response {
+async fn set_weights(State(st): State<HttpState>, caller: Caller, body: Bytes) -> Response {
     let items = match json_body(&body) {
         Ok(serde_json::Value::Array(items)) => items,
         Ok(obj @ serde_json::Value::Object(_)) => vec![obj],
@@ -211,14 +219,18 @@ async fn set_weights(State(st): State<HttpState>, body: Bytes) -> Response {
         weights.push((role, weight));
     }
     for (role, weight) in weights {
-        if let Err(e) = operator::set_weight(&st.core, role, weight).await {
+        if let Err(e) = operator::set_weight(&st.core, &caller, role, weight).await {
             return error_response(&e);
         }
     }
     done(Ok(()))
 }
 
-async fn why(State(st): State<HttpState>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn why(
+    State(st): State<HttpState>,
+    caller: Caller,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
     let subject = match (q.get("framework_id"), q.get("role")) {
         (Some(id), None) => WhySubject::Framework(id.clone()),
         (None, Some(role)) => WhySubject::Role(role.clone()),
@@ -228,7 +240,7 @@ async fn why(State(st): State<HttpState>, Query(q): Query<BTreeMap<String, Strin
             );
         }
     };
-    match operator::why(&st.core, subject).await {
+    match operator::why(&st.core, &caller, subject).await {
         Ok((subject, lines)) => {
             let name = match subject {
                 WhySubject::Framework(id) => format!("framework {id}"),
@@ -241,8 +253,8 @@ async fn why(State(st): State<HttpState>, Query(q): Query<BTreeMap<String, Strin
 }
 
 /// `GET /maintenance`: the schedule, with each framework's answer to its inverse offer.
-async fn maintenance(State(st): State<HttpState>) -> Response {
-    match st.core.run(|m, now| m.maintenance_schedule(now)).await {
+async fn maintenance(State(st): State<HttpState>, caller: Caller) -> Response {
+    match operator::maintenance(&st.core, &caller).await {
         Ok(windows) => {
             let list: Vec<serde_json::Value> = windows
                 .iter()
@@ -261,16 +273,16 @@ async fn maintenance(State(st): State<HttpState>) -> Response {
                 .collect();
             axum::Json(serde_json::json!({ "windows": list })).into_response()
         }
-        Err(gone) => (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            gone.to_string(),
-        )
-            .into_response(),
+        Err(e) => error_response(&e),
     }
 }
 
 /// `POST /maintenance` `{"agent_id", "starts_in_secs", "duration_secs"}`.
-async fn schedule_maintenance(State(st): State<HttpState>, body: Bytes) -> Response {
+async fn schedule_maintenance(
+    State(st): State<HttpState>,
+    caller: Caller,
+    body: Bytes,
+) -> Response {
     let parsed = json_body(&body).and_then(|obj| {
         let agent_id = match obj.get("agent_id") {
             Some(serde_json::Value::String(id)) => id.clone(),
@@ -285,7 +297,7 @@ async fn schedule_maintenance(State(st): State<HttpState>, body: Bytes) -> Respo
     });
     match parsed {
         Ok((agent_id, start, duration)) => {
-            done(operator::schedule(&st.core, agent_id, start, duration).await)
+            done(operator::schedule(&st.core, &caller, agent_id, start, duration).await)
         }
         Err(msg) => bad_request(msg),
     }
@@ -294,6 +306,7 @@ async fn schedule_maintenance(State(st): State<HttpState>, body: Bytes) -> Respo
 async fn drain_agent(
     State(st): State<HttpState>,
     axum::extract::Path(agent_id): axum::extract::Path<String>,
+    caller: Caller,
     body: Bytes,
 ) -> Response {
     let reason = if body.is_empty() {
@@ -305,7 +318,7 @@ async fn drain_agent(
         })
     };
     match reason {
-        Ok(reason) => done(operator::drain(&st.core, true, agent_id, reason).await),
+        Ok(reason) => done(operator::drain(&st.core, &caller, true, agent_id, reason).await),
         Err(msg) => bad_request(msg),
     }
 }
@@ -314,26 +327,48 @@ async fn drain_agent(
 async fn mark_agent_gone(
     State(st): State<HttpState>,
     axum::extract::Path(agent_id): axum::extract::Path<String>,
+    caller: Caller,
 ) -> Response {
-    done(operator::mark_gone(&st.core, agent_id).await)
+    done(operator::mark_gone(&st.core, &caller, agent_id).await)
 }
 
 async fn reactivate_agent(
     State(st): State<HttpState>,
     axum::extract::Path(agent_id): axum::extract::Path<String>,
+    caller: Caller,
 ) -> Response {
-    done(operator::drain(&st.core, false, agent_id, String::new()).await)
+    done(operator::drain(&st.core, &caller, false, agent_id, String::new()).await)
 }
 
-async fn reserve(State(st): State<HttpState>, body: Bytes) -> Response {
-    relabel(st, true, body).await
+/// `POST /teardown`: `{"framework_id":"…"}`, or Mesos's form body `frameworkId=…`.
+async fn teardown(State(st): State<HttpState>, caller: Caller, body: Bytes) -> Response {
+    let form = std::str::from_utf8(&body).ok().and_then(|text| {
+        text.split('&')
+            .find_map(|kv| kv.trim().strip_prefix("frameworkId="))
+            .map(str::to_string)
+    });
+    let id = match form {
+        Some(id) => Ok(id),
+        None => json_body(&body).and_then(|obj| match obj.get("framework_id") {
+            Some(serde_json::Value::String(id)) => Ok(id.clone()),
+            _ => Err("invalid body: missing string field `framework_id`".to_string()),
+        }),
+    };
+    match id {
+        Ok(id) => done(operator::teardown(&st.core, &caller, id).await),
+        Err(msg) => bad_request(msg),
+    }
 }
 
-async fn unreserve(State(st): State<HttpState>, body: Bytes) -> Response {
-    relabel(st, false, body).await
+async fn reserve(State(st): State<HttpState>, caller: Caller, body: Bytes) -> Response {
+    relabel(st, caller, true, body).await
 }
 
-async fn relabel(st: HttpState, reserve: bool, body: Bytes) -> Response {
+async fn unreserve(State(st): State<HttpState>, caller: Caller, body: Bytes) -> Response {
+    relabel(st, caller, false, body).await
+}
+
+async fn relabel(st: HttpState, caller: Caller, reserve: bool, body: Bytes) -> Response {
     let parsed = json_body(&body).and_then(|obj| {
         let agent_id = match obj.get("agent_id") {
             Some(serde_json::Value::String(id)) => id.clone(),
@@ -345,7 +380,7 @@ async fn relabel(st: HttpState, reserve: bool, body: Bytes) -> Response {
     });
     match parsed {
         Ok((agent_id, resources)) => {
-            done(operator::relabel(&st.core, reserve, agent_id, resources).await)
+            done(operator::relabel(&st.core, &caller, reserve, agent_id, resources).await)
         }
         Err(msg) => bad_request(msg),
     }

@@ -164,7 +164,16 @@ fn render_registry(
 }
 
 /// `GET /metrics`.
-pub(crate) async fn metrics(State(st): State<HttpState>) -> Response {
+pub(crate) async fn metrics(
+    State(st): State<HttpState>,
+    caller: super::security::Caller,
+) -> Response {
+    if let Err(e) = caller.authorize(
+        proffer_master_core::authz::Action::GetEndpoint,
+        Some("/metrics"),
+    ) {
+        return (axum::http::StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
+    }
     let got = st
         .core
         .run(|master, now| (master.snapshot(now), master.stats()))

@@ -18,6 +18,7 @@
 //! - `ha`: a master in an HA group: standby until elected (etcd), leader until the lease is lost.
 //! - `standby`: what a standby serves (health, redirects to the leader).
 //! - `status`: mapping of [`MasterError`](crate::core::MasterError) onto gRPC statuses.
+//! - `security`: authentication of every request (one middleware) and the callers' ACL checks.
 
 mod agent;
 mod core_task;
@@ -28,6 +29,7 @@ mod metrics;
 mod operator;
 mod registry_writer;
 mod scheduler;
+mod security;
 mod standby;
 mod status;
 #[cfg(test)]
@@ -40,8 +42,11 @@ mod tests_operator;
 mod tests_registry;
 #[cfg(test)]
 mod tests_reserve;
+#[cfg(test)]
+mod tests_security;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -54,6 +59,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::core::{Master, MasterConfig};
 pub use ha::{HaConfig, serve_ha};
+pub use security::{Authenticated, PeerIdentity, Security};
 pub use standby::{LEADER_METADATA, unavailable as standby_answer};
 
 /// Largest accepted request: gRPC messages and HTTP bodies above this are rejected.
@@ -71,6 +77,8 @@ pub struct ServerConfig {
     /// This master's address as clients reach it (`HOST:PORT`), shown by `/health` and given
     /// to clients by standbys; None: the listener's address.
     pub advertise: Option<String>,
+    /// Authentication and ACLs (default: open, everything allowed).
+    pub security: Security,
 }
 
 impl ServerConfig {
@@ -81,6 +89,7 @@ impl ServerConfig {
             seed: 0,
             tick_interval: Duration::from_millis(20),
             advertise: None,
+            security: Security::default(),
         }
     }
 }
@@ -198,6 +207,9 @@ pub(crate) async fn serve_leader(
             (master, Some(tx), Some(status))
         }
     };
+    let mut master = master;
+    master.set_authorizer((*config.security.authorizer).clone());
+    let security = Arc::new(config.security.clone());
     let master_id = master.master_id().to_owned();
     let http_registry = registry_status.clone();
     let lease_for_http = lease.clone();
@@ -219,6 +231,7 @@ pub(crate) async fn serve_leader(
         core,
         tracker: tracker.clone(),
         shutdown: cancel.clone(),
+        authorizer: security.authorizer.clone(),
     };
     let grpc = tonic::service::Routes::new(
         SchedulerServer::new(scheduler::SchedulerService::new(shared.clone()))
@@ -247,11 +260,17 @@ pub(crate) async fn serve_leader(
                 lease: lease_for_http,
             },
             http_registry,
+            security.authorizer.clone(),
         ))
         .fallback(http::fallback)
-        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            security.clone(),
+            security::authenticate,
+        ));
 
-    tracing::info!(%addr, %master_id, "master listening (gRPC and HTTP)");
+    tracing::info!(%addr, %master_id, authentication = security.requires_authentication(),
+        acls = !security.authorizer.allows_everything(), "master listening (gRPC and HTTP)");
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await;
@@ -269,4 +288,6 @@ pub(crate) struct Shared {
     core: core_task::CoreHandle,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// The ACLs, for the services' checks.
+    authorizer: Arc<proffer_master_core::authz::Authorizer>,
 }

@@ -7,9 +7,11 @@ use proffer_proto::{Resources, v1};
 
 use super::Shared;
 use super::core_task::{CoreGone, CoreHandle};
+use super::security::Caller;
 use super::status;
 use crate::allocator::Allocator;
 use crate::core::{Master, MasterError, Timestamp};
+use proffer_master_core::authz::Action;
 
 /// What an operator request may fail with.
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +80,14 @@ fn check_quota(
 /// Sets a role's quota.
 pub(crate) async fn set_quota(
     core: &CoreHandle,
+    caller: &Caller,
     role: String,
     guarantees: Resources,
     limits: Option<Resources>,
 ) -> Result<(), OperatorError> {
     check_role(&role)?;
     check_quota(&role, &guarantees, limits.as_ref())?;
+    caller.authorize(Action::UpdateQuota, Some(&role))?;
     tracing::info!(%role, %guarantees, limits = ?limits.as_ref().map(ToString::to_string), "set quota");
     Ok(core
         .run(move |m, _| m.set_quota(&role, guarantees, limits))
@@ -91,8 +95,13 @@ pub(crate) async fn set_quota(
 }
 
 /// Removes a role's quota.
-pub(crate) async fn remove_quota(core: &CoreHandle, role: String) -> Result<(), OperatorError> {
+pub(crate) async fn remove_quota(
+    core: &CoreHandle,
+    caller: &Caller,
+    role: String,
+) -> Result<(), OperatorError> {
     check_role(&role)?;
+    caller.authorize(Action::UpdateQuota, Some(&role))?;
     tracing::info!(%role, "remove quota");
     Ok(core.run(move |m, _| m.remove_quota(&role)).await??)
 }
@@ -100,10 +109,12 @@ pub(crate) async fn remove_quota(core: &CoreHandle, role: String) -> Result<(), 
 /// Sets a role's weight.
 pub(crate) async fn set_weight(
     core: &CoreHandle,
+    caller: &Caller,
     role: String,
     weight: f64,
 ) -> Result<(), OperatorError> {
     check_role(&role)?;
+    caller.authorize(Action::UpdateWeight, Some(&role))?;
     tracing::info!(%role, weight, "set weight");
     Ok(core.run(move |m, _| m.set_weight(&role, weight)).await??)
 }
@@ -136,10 +147,12 @@ fn maintenance_ms(field: &str, secs: f64) -> Result<u64, MasterError> {
 /// Schedules a maintenance window (seconds from now, seconds long).
 pub(crate) async fn schedule(
     core: &CoreHandle,
+    caller: &Caller,
     agent_id: String,
     starts_in_secs: f64,
     duration_secs: f64,
 ) -> Result<(), OperatorError> {
+    caller.authorize(Action::UpdateMaintenanceSchedule, Some(&agent_id))?;
     let (start, duration) = (
         maintenance_ms("starts_in_secs", starts_in_secs)?,
         maintenance_ms("duration_secs", duration_secs)?,
@@ -153,10 +166,17 @@ pub(crate) async fn schedule(
 /// Drains (`drain` true) or reactivates an agent.
 pub(crate) async fn drain(
     core: &CoreHandle,
+    caller: &Caller,
     drain: bool,
     agent_id: String,
     reason: String,
 ) -> Result<(), OperatorError> {
+    let action = if drain {
+        Action::DrainAgent
+    } else {
+        Action::ReactivateAgent
+    };
+    caller.authorize(action, Some(&agent_id))?;
     tracing::info!(%agent_id, drain, %reason, "operator drain");
     Ok(core
         .run(move |m, _| {
@@ -170,7 +190,12 @@ pub(crate) async fn drain(
 }
 
 /// Operator MARK_AGENT_GONE: the agent is gone for good.
-pub(crate) async fn mark_gone(core: &CoreHandle, agent_id: String) -> Result<(), OperatorError> {
+pub(crate) async fn mark_gone(
+    core: &CoreHandle,
+    caller: &Caller,
+    agent_id: String,
+) -> Result<(), OperatorError> {
+    caller.authorize(Action::MarkAgentGone, Some(&agent_id))?;
     tracing::info!(%agent_id, "operator marks agent gone");
     Ok(core
         .run(move |m, now| m.mark_agent_gone(now, &agent_id))
@@ -180,13 +205,21 @@ pub(crate) async fn mark_gone(core: &CoreHandle, agent_id: String) -> Result<(),
 /// Operator RESERVE (`reserve` true) or UNRESERVE of unused resources on an agent.
 pub(crate) async fn relabel(
     core: &CoreHandle,
+    caller: &Caller,
     reserve: bool,
     agent_id: String,
     resources: Resources,
 ) -> Result<(), OperatorError> {
     tracing::info!(%agent_id, %resources, reserve, "operator reservation");
+    let action = if reserve {
+        Action::ReserveResources
+    } else {
+        Action::UnreserveResources
+    };
+    let principal = caller.principal().map(str::to_string);
     Ok(core
         .run(move |m, _| {
+            m.authorize_resources(principal.as_deref(), action, &resources)?;
             if reserve {
                 m.reserve_resources(&agent_id, &resources)
             } else {
@@ -197,8 +230,46 @@ pub(crate) async fn relabel(
 }
 
 /// Every role the allocator knows.
-pub(crate) async fn roles(core: &CoreHandle) -> Result<Vec<v1::RoleSummary>, OperatorError> {
-    Ok(core.run(|m, _| m.role_summaries()).await?)
+pub(crate) async fn roles(
+    core: &CoreHandle,
+    caller: &Caller,
+) -> Result<Vec<v1::RoleSummary>, OperatorError> {
+    let mut roles = core.run(|m, _| m.role_summaries()).await?;
+    let before = roles.len();
+    crate::core::filter_roles(caller.authorizer(), caller.principal(), &mut roles);
+    caller.audit_filtered("roles", before - roles.len());
+    Ok(roles)
+}
+
+/// The maintenance windows of the agents `caller` may see (`get_maintenance_schedules`).
+pub(crate) async fn maintenance(
+    core: &CoreHandle,
+    caller: &Caller,
+) -> Result<Vec<v1::MaintenanceWindow>, OperatorError> {
+    let mut windows = core.run(|m, now| m.maintenance_schedule(now)).await?;
+    let before = windows.len();
+    windows.retain(|w| {
+        caller.authorizer().is_allowed(
+            caller.principal(),
+            Action::GetMaintenanceSchedule,
+            Some(&w.agent_id),
+        )
+    });
+    caller.audit_filtered("maintenance", before - windows.len());
+    Ok(windows)
+}
+
+/// Operator TEARDOWN of a framework (`teardown_frameworks` on its principal).
+pub(crate) async fn teardown(
+    core: &CoreHandle,
+    caller: &Caller,
+    framework_id: String,
+) -> Result<(), OperatorError> {
+    tracing::info!(%framework_id, principal = caller.principal().unwrap_or(""), "operator teardown");
+    let principal = caller.principal().map(str::to_string);
+    Ok(core
+        .run(move |m, now| m.teardown_framework(now, principal.as_deref(), &framework_id))
+        .await??)
 }
 
 /// Why a framework or role gets what it gets, one reason per line, with the subject explained
@@ -206,6 +277,7 @@ pub(crate) async fn roles(core: &CoreHandle) -> Result<Vec<v1::RoleSummary>, Ope
 /// A subject the allocator does not know is `NotFound`.
 pub(crate) async fn why(
     core: &CoreHandle,
+    caller: &Caller,
     subject: WhySubject,
 ) -> Result<(WhySubject, Vec<String>), OperatorError> {
     match &subject {
@@ -219,8 +291,19 @@ pub(crate) async fn why(
         WhySubject::Framework(_) => {}
         WhySubject::Role(role) => check_role(role)?,
     }
+    let caller = caller.clone();
     Ok(core
-        .run(move |m, now| explain(m.allocator(), subject, now))
+        .run(move |m, now| {
+            let explained = explain(m.allocator(), subject, now)?;
+            match &explained.0 {
+                WhySubject::Role(role) => caller.authorize(Action::ViewRole, Some(role))?,
+                WhySubject::Framework(id) => {
+                    let user = m.framework_user(id).unwrap_or_default().to_string();
+                    caller.authorize(Action::ViewFramework, Some(&user))?;
+                }
+            }
+            Ok::<_, MasterError>(explained)
+        })
         .await??)
 }
 
@@ -268,6 +351,11 @@ impl OperatorService {
     pub(crate) fn new(shared: Shared) -> Self {
         OperatorService { shared }
     }
+
+    /// Who makes `request`.
+    fn caller<T>(&self, request: &tonic::Request<T>) -> Caller {
+        Caller::of(request, &self.shared.authorizer)
+    }
 }
 
 type Reply<T> = Result<tonic::Response<T>, tonic::Status>;
@@ -276,21 +364,35 @@ type Reply<T> = Result<tonic::Response<T>, tonic::Status>;
 impl v1::operator_server::Operator for OperatorService {
     async fn get_state(
         &self,
-        _request: tonic::Request<v1::GetStateRequest>,
+        request: tonic::Request<v1::GetStateRequest>,
     ) -> Reply<v1::StateSnapshot> {
-        let snapshot = self
-            .shared
-            .core
-            .snapshot()
+        let caller = self.caller(&request);
+        let snapshot = super::http::visible_state(&self.shared.core, &caller)
             .await
             .map_err(status::unavailable)?;
         Ok(tonic::Response::new(snapshot))
+    }
+
+    async fn teardown_framework(
+        &self,
+        request: tonic::Request<v1::TeardownFrameworkRequest>,
+    ) -> Reply<v1::OperatorResponse> {
+        let caller = self.caller(&request);
+        teardown(
+            &self.shared.core,
+            &caller,
+            request.into_inner().framework_id,
+        )
+        .await
+        .map_err(|e| e.status())?;
+        Ok(tonic::Response::new(v1::OperatorResponse {}))
     }
 
     async fn set_quota(
         &self,
         request: tonic::Request<v1::SetQuotaRequest>,
     ) -> Reply<v1::OperatorResponse> {
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let field = |what: &str| format!("{what} of role `{}`", req.role);
         let parsed = quota_resources(&field("guarantees"), &req.guarantees).and_then(|g| {
@@ -302,7 +404,7 @@ impl v1::operator_server::Operator for OperatorService {
             Ok((g, limits))
         });
         let (guarantees, limits) = parsed.map_err(|e| status::from_master(&e))?;
-        set_quota(&self.shared.core, req.role, guarantees, limits)
+        set_quota(&self.shared.core, &caller, req.role, guarantees, limits)
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
@@ -312,7 +414,8 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: tonic::Request<v1::RemoveQuotaRequest>,
     ) -> Reply<v1::OperatorResponse> {
-        remove_quota(&self.shared.core, request.into_inner().role)
+        let caller = self.caller(&request);
+        remove_quota(&self.shared.core, &caller, request.into_inner().role)
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
@@ -322,8 +425,9 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: tonic::Request<v1::SetWeightRequest>,
     ) -> Reply<v1::OperatorResponse> {
+        let caller = self.caller(&request);
         let req = request.into_inner();
-        set_weight(&self.shared.core, req.role, req.weight)
+        set_weight(&self.shared.core, &caller, req.role, req.weight)
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
@@ -333,9 +437,11 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: tonic::Request<v1::ScheduleMaintenanceRequest>,
     ) -> Reply<v1::OperatorResponse> {
+        let caller = self.caller(&request);
         let req = request.into_inner();
         schedule(
             &self.shared.core,
+            &caller,
             req.agent_id,
             req.starts_in_secs,
             req.duration_secs,
@@ -347,14 +453,12 @@ impl v1::operator_server::Operator for OperatorService {
 
     async fn get_maintenance(
         &self,
-        _request: tonic::Request<v1::GetMaintenanceRequest>,
+        request: tonic::Request<v1::GetMaintenanceRequest>,
     ) -> Reply<v1::GetMaintenanceResponse> {
-        let windows = self
-            .shared
-            .core
-            .run(|m, now| m.maintenance_schedule(now))
+        let caller = self.caller(&request);
+        let windows = maintenance(&self.shared.core, &caller)
             .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::GetMaintenanceResponse { windows }))
     }
 
@@ -362,8 +466,9 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: tonic::Request<v1::DrainAgentRequest>,
     ) -> Reply<v1::OperatorResponse> {
+        let caller = self.caller(&request);
         let req = request.into_inner();
-        drain(&self.shared.core, true, req.agent_id, req.reason)
+        drain(&self.shared.core, &caller, true, req.agent_id, req.reason)
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
@@ -373,10 +478,17 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: tonic::Request<v1::ReactivateAgentRequest>,
     ) -> Reply<v1::OperatorResponse> {
+        let caller = self.caller(&request);
         let req = request.into_inner();
-        drain(&self.shared.core, false, req.agent_id, String::new())
-            .await
-            .map_err(|e| e.status())?;
+        drain(
+            &self.shared.core,
+            &caller,
+            false,
+            req.agent_id,
+            String::new(),
+        )
+        .await
+        .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
     }
 
@@ -384,7 +496,8 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: tonic::Request<v1::MarkAgentGoneRequest>,
     ) -> Reply<v1::OperatorResponse> {
-        mark_gone(&self.shared.core, request.into_inner().agent_id)
+        let caller = self.caller(&request);
+        mark_gone(&self.shared.core, &caller, request.into_inner().agent_id)
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
@@ -392,9 +505,12 @@ impl v1::operator_server::Operator for OperatorService {
 
     async fn get_roles(
         &self,
-        _request: tonic::Request<v1::GetRolesRequest>,
+        request: tonic::Request<v1::GetRolesRequest>,
     ) -> Reply<v1::GetRolesResponse> {
-        let roles = roles(&self.shared.core).await.map_err(|e| e.status())?;
+        let caller = self.caller(&request);
+        let roles = roles(&self.shared.core, &caller)
+            .await
+            .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::GetRolesResponse { roles }))
     }
 
@@ -402,10 +518,11 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: tonic::Request<v1::ReserveResourcesRequest>,
     ) -> Reply<v1::OperatorResponse> {
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let resources =
             quota_resources("resources", &req.resources).map_err(|e| status::from_master(&e))?;
-        relabel(&self.shared.core, true, req.agent_id, resources)
+        relabel(&self.shared.core, &caller, true, req.agent_id, resources)
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
@@ -415,16 +532,18 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: tonic::Request<v1::UnreserveResourcesRequest>,
     ) -> Reply<v1::OperatorResponse> {
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let resources =
             quota_resources("resources", &req.resources).map_err(|e| status::from_master(&e))?;
-        relabel(&self.shared.core, false, req.agent_id, resources)
+        relabel(&self.shared.core, &caller, false, req.agent_id, resources)
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
     }
 
     async fn why(&self, request: tonic::Request<v1::WhyRequest>) -> Reply<v1::WhyResponse> {
+        let caller = self.caller(&request);
         let subject = match request.into_inner().subject {
             Some(v1::why_request::Subject::FrameworkId(id)) => WhySubject::Framework(id),
             Some(v1::why_request::Subject::Role(role)) => WhySubject::Role(role),
@@ -434,7 +553,7 @@ impl v1::operator_server::Operator for OperatorService {
                 ));
             }
         };
-        let (_, lines) = why(&self.shared.core, subject)
+        let (_, lines) = why(&self.shared.core, &caller, subject)
             .await
             .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::WhyResponse { lines }))

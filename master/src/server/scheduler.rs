@@ -1,5 +1,10 @@
 //! The framework-facing `Scheduler` service: `Subscribe` opens an event stream fed by the core;
 //! every unary call becomes an [`Input::Call`](crate::core::Input::Call).
+//!
+//! A subscription carries the caller's authenticated principal in `FrameworkInfo.principal`
+//! (a different one named there is refused); the core checks the framework id's owner and the
+//! `register_frameworks` ACLs. A call by an authenticated principal must come from the
+//! framework's owner.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -27,8 +32,26 @@ impl SchedulerService {
         SchedulerService { shared }
     }
 
-    async fn call(&self, call: Call) -> Result<Response<v1::CallResponse>, Status> {
-        match self.shared.core.input(Input::Call(call)).await {
+    async fn call(
+        &self,
+        principal: Option<String>,
+        call: Call,
+    ) -> Result<Response<v1::CallResponse>, Status> {
+        let verdict = match principal {
+            None => self.shared.core.input(Input::Call(call)).await,
+            // The owner check and the call in one step on the core task.
+            Some(p) => {
+                let fw = call_framework_id(&call).to_string();
+                self.shared
+                    .core
+                    .run(move |m, now| {
+                        m.check_caller(&fw, Some(&p))?;
+                        m.handle(now, Input::Call(call))
+                    })
+                    .await
+            }
+        };
+        match verdict {
             Ok(Ok(())) => Ok(Response::new(v1::CallResponse {})),
             Ok(Err(err)) => {
                 tracing::debug!(%err, "call refused");
@@ -66,16 +89,46 @@ fn framework_id(header: Option<&v1::CallHeader>) -> &str {
     header.map_or("", |h| h.framework_id.as_str())
 }
 
+/// The framework id in a call's header.
+fn call_framework_id(call: &Call) -> &str {
+    let header = match call {
+        Call::Accept(r) => r.header.as_ref(),
+        Call::Decline(r) => r.header.as_ref(),
+        Call::Revive(r) => r.header.as_ref(),
+        Call::Suppress(r) => r.header.as_ref(),
+        Call::UpdateFramework(r) => r.header.as_ref(),
+        Call::Kill(r) => r.header.as_ref(),
+        Call::Acknowledge(r) => r.header.as_ref(),
+        Call::Reconcile(r) => r.header.as_ref(),
+        Call::Message(r) => r.header.as_ref(),
+        Call::Teardown(r) => r.header.as_ref(),
+        Call::AcceptInverseOffers(r) | Call::DeclineInverseOffers(r) => r.header.as_ref(),
+    };
+    framework_id(header)
+}
+
+/// The authenticated principal of a request (set by `security::authenticate`).
+fn principal_of<T>(request: &Request<T>) -> Option<String> {
+    request
+        .extensions()
+        .get::<super::security::Authenticated>()
+        .and_then(|a| a.0.clone())
+}
+
 /// Implements a unary call: log span with the framework id, then forward to the core.
 macro_rules! unary {
     ($self:ident, $request:ident, $variant:ident, $name:literal) => {{
+        let principal = principal_of(&$request);
         let req = $request.into_inner();
         let span = tracing::debug_span!(
             "call",
             call = $name,
             framework_id = %framework_id(req.header.as_ref())
         );
-        $self.call(Call::$variant(req.into())).instrument(span).await
+        $self
+            .call(principal, Call::$variant(req.into()))
+            .instrument(span)
+            .await
     }};
 }
 
@@ -87,11 +140,21 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let Some(info) = request.into_inner().framework_info else {
+        let principal = principal_of(&request);
+        let Some(mut info) = request.into_inner().framework_info else {
             return Err(Status::invalid_argument(
                 "subscribe: framework_info is required",
             ));
         };
+        if let Some(p) = principal {
+            if !info.principal.is_empty() && info.principal != p {
+                return Err(Status::permission_denied(format!(
+                    "framework_info.principal `{}` is not the authenticated principal `{p}`",
+                    info.principal
+                )));
+            }
+            info.principal = p;
+        }
         let conn = self.shared.core.next_conn();
         let span = tracing::info_span!(
             "subscribe",
