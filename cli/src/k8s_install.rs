@@ -185,7 +185,8 @@ pub(crate) async fn install(a: InstallArgs, cancel: CancellationToken) -> Result
 }
 
 /// Plain lines as the plans' phases complete (`deploy: etcd-0 COMPLETE [1.2s]`), for logs and
-/// pipes, where the progress counts alone do not say which part of the cluster is up.
+/// pipes, where the progress counts alone do not say which part of the cluster is up; the
+/// phases that complete the plan are in the watch's summary.
 async fn phase_lines(shared: Arc<Shared>, stop: CancellationToken) {
     let start = Instant::now();
     let mut shown: BTreeSet<(String, String)> = BTreeSet::new();
@@ -197,8 +198,11 @@ async fn phase_lines(shared: Arc<Shared>, stop: CancellationToken) {
         }
         let done: Vec<(String, String)> = {
             let core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+            // A plan that is COMPLETE is summed up by the watch (its last phases would come
+            // after the summary).
             core.plans()
                 .iter()
+                .filter(|p| p.status() != RollupStatus::Complete)
                 .flat_map(|p| {
                     p.phases
                         .iter()

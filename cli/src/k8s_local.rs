@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use proffer_k8s::config::{ClusterConfig, Ports};
+use proffer_k8s::config::{Cluster, ClusterConfig, Ports};
 use proffer_k8s::programs::{Programs, STANDINS, current_binary};
 use tokio_util::sync::CancellationToken;
 
@@ -85,18 +85,7 @@ pub(crate) async fn run(
     let text = cluster_yaml(free_port_block()?);
     let cluster = ClusterConfig::parse(&text, None).context("the local cluster.yaml")?;
     std::fs::write(&config, &text).with_context(|| format!("cannot write {}", config.display()))?;
-    out(
-        "Kubernetes on the local agents: 1 control plane (etcd, kube-apiserver, \
-         kube-controller-manager, kube-scheduler), 1 node (kubelet, kube-proxy), CoreDNS, addons",
-    );
-    if let Some(note) = crate::k8s_install::standins_note(&cluster) {
-        out(&format!("  {note}"));
-    }
-    let ports = proffer_k8s::deploy::instance_ports(&cluster, 0, true);
-    out(&format!(
-        "  etcd https://127.0.0.1:{}, kube-apiserver https://127.0.0.1:{}",
-        ports.etcd_client, ports.apiserver
-    ));
+    announce(&cluster);
     let programs = Programs::Subcommands {
         binary: current_binary().context("cannot find the proffer binary")?,
     };
@@ -136,24 +125,50 @@ pub(crate) async fn run(
         output: OutputArgs::default(),
         embedded: true,
     };
-    if !exit_after {
-        return install(args, cancel).await;
+    if exit_after {
+        install_within(args, DEPLOY_LIMIT, cancel).await
+    } else {
+        install(args, cancel).await
     }
-    // A deploy that never completes (nothing fails, nothing fits) ends too.
-    let limit = cancel.child_token();
+}
+
+/// Says what is installed, which parts are stand-ins, and where the control plane listens.
+fn announce(cluster: &Cluster) {
+    out(
+        "Kubernetes on the local agents: 1 control plane (etcd, kube-apiserver, \
+         kube-controller-manager, kube-scheduler), 1 node (kubelet, kube-proxy), CoreDNS, addons",
+    );
+    if let Some(note) = crate::k8s_install::standins_note(cluster) {
+        out(&format!("  {note}"));
+    }
+    let ports = proffer_k8s::deploy::instance_ports(cluster, 0, true);
+    out(&format!(
+        "  etcd https://127.0.0.1:{}, kube-apiserver https://127.0.0.1:{}",
+        ports.etcd_client, ports.apiserver
+    ));
+}
+
+/// Installs and waits for the deploy plan, giving up after `limit` (a deploy that never
+/// completes, with nothing failing — nothing fits, say — ends too).
+async fn install_within(
+    args: InstallArgs,
+    limit: Duration,
+    cancel: CancellationToken,
+) -> Result<bool> {
+    let stop = cancel.child_token();
     let timer = {
-        let limit = limit.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(DEPLOY_LIMIT).await;
-            limit.cancel();
+            tokio::time::sleep(limit).await;
+            stop.cancel();
         })
     };
-    let result = install(args, limit.clone()).await;
+    let result = install(args, stop.clone()).await;
     timer.abort();
     match result {
-        Err(e) if limit.is_cancelled() && !cancel.is_cancelled() => Err(e.context(format!(
+        Err(e) if stop.is_cancelled() && !cancel.is_cancelled() => Err(e.context(format!(
             "the deploy plan was not COMPLETE after {}s",
-            DEPLOY_LIMIT.as_secs()
+            limit.as_secs()
         ))),
         r => r,
     }

@@ -56,7 +56,7 @@ fn run(cmd: &mut Command, limit: Duration) -> Result<Output> {
     }
 }
 
-fn text(out: &Output) -> String {
+fn text_of(out: &Output) -> String {
     format!(
         "status {}\n--- stdout\n{}--- stderr\n{}",
         out.status,
@@ -124,7 +124,7 @@ fn local_k8s_exit_after_demo_reaches_complete() -> Result<()> {
             .arg(work.path()),
         Duration::from_secs(180),
     )?;
-    let all = text(&out);
+    let all = text_of(&out);
     assert!(out.status.success(), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     for want in [
@@ -157,11 +157,10 @@ fn local_k8s_exit_after_demo_reaches_complete() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn local_k8s_without_etcd_names_the_package() -> Result<()> {
-    // A PATH with the shell tools the tasks use, but no etcd.
+/// A directory for `PATH` with the shell tools the tasks use, but no etcd.
+fn tools_without_etcd() -> Result<tempfile::TempDir> {
     let bin = tempfile::tempdir()?;
-    for tool in ["sh", "sha256sum", "cut", "install", "rm", "true"] {
+    for tool in ["sh", "mkdir", "sha256sum", "cut", "install", "rm", "true"] {
         let path = ["/usr/bin", "/bin"]
             .iter()
             .map(|d| Path::new(d).join(tool))
@@ -169,6 +168,12 @@ fn local_k8s_without_etcd_names_the_package() -> Result<()> {
             .with_context(|| format!("no {tool}"))?;
         std::os::unix::fs::symlink(path, bin.path().join(tool))?;
     }
+    Ok(bin)
+}
+
+#[test]
+fn local_k8s_without_etcd_names_the_package() -> Result<()> {
+    let bin = tools_without_etcd()?;
     let work = tempfile::tempdir()?;
     let out = run(
         proffer()
@@ -184,7 +189,7 @@ fn local_k8s_without_etcd_names_the_package() -> Result<()> {
             .env("PATH", bin.path()),
         Duration::from_secs(60),
     )?;
-    let all = text(&out);
+    let all = text_of(&out);
     assert!(!out.status.success(), "{all}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -192,6 +197,121 @@ fn local_k8s_without_etcd_names_the_package() -> Result<()> {
         "{all}"
     );
     assert!(!all.contains("following plan"), "nothing deployed: {all}");
+    Ok(())
+}
+
+#[test]
+fn local_k8s_exit_after_demo_names_the_failed_step_and_its_stderr() -> Result<()> {
+    // An `etcd` that cannot start: the deploy's first step fails.
+    let bin = tools_without_etcd()?;
+    let etcd = bin.path().join("etcd");
+    std::fs::write(
+        &etcd,
+        "#!/bin/sh\necho 'etcd: boom: cannot start (a fake etcd)' >&2\nexit 3\n",
+    )?;
+    std::fs::set_permissions(&etcd, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let work = tempfile::tempdir()?;
+    let out = run(
+        proffer()
+            .args([
+                "local",
+                "--k8s",
+                "--exit-after-demo",
+                "--port",
+                "0",
+                "--work-dir",
+            ])
+            .arg(work.path())
+            .env("PATH", bin.path()),
+        Duration::from_secs(120),
+    )?;
+    let all = text_of(&out);
+    assert!(!out.status.success(), "{all}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "error: deploy failed: step etcd-0-0:[member]: task etcd-0-0-member failed 3 times"
+        ),
+        "{all}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAILED etcd-0-0-member TASK_FAILED"),
+        "{all}"
+    );
+    assert!(
+        stdout.contains("stderr| etcd: boom: cannot start (a fake etcd)"),
+        "{all}"
+    );
+    Ok(())
+}
+
+#[test]
+fn check_verifies_programs_artifacts_and_etcd() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("cluster.yaml");
+    // The stand-ins come from this very binary: fine. etcd missing: the package is named.
+    let text =
+        readme_config(20000).replace("etcd: {path: etcd}", "etcd: {path: /nonexistent/etcd}");
+    std::fs::write(&config, text)?;
+    let out = run(
+        proffer().args(["k8s", "check", "--config"]).arg(&config),
+        Duration::from_secs(30),
+    )?;
+    let all = text_of(&out);
+    assert!(!out.status.success(), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("etcd").starts_with("  PROBLEM"), "{all}");
+    assert!(
+        line("etcd")
+            .contains("/nonexistent/etcd does not exist — install it: apt-get install etcd-server"),
+        "{all}"
+    );
+    for ok in [
+        "k8s-probe",
+        "k8s-etcd-member",
+        "kube-apiserver",
+        "coredns",
+        "kubectl",
+        "sha256sum",
+    ] {
+        assert!(line(ok).starts_with("  ok"), "{ok}: {all}");
+    }
+    assert!(
+        line("kubelet").contains(&format!("{PROFFER} kubelet-standin (stand-in)")),
+        "{all}"
+    );
+    assert!(stdout.contains("STAND-INS, not the real programs"), "{all}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of the"),
+        "{all}"
+    );
+    // --probe naming programs that are not there.
+    let out = run(
+        proffer()
+            .args([
+                "k8s",
+                "check",
+                "--probe",
+                "/nonexistent/k8s-probe",
+                "--config",
+            ])
+            .arg(&config),
+        Duration::from_secs(30),
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("/nonexistent/kube-apiserver-standin does not exist"),
+        "{}",
+        text_of(&out)
+    );
     Ok(())
 }
 
@@ -350,11 +470,11 @@ fn install_from_the_readme_build_then_scale_without_the_install_flags() -> Resul
             .arg(&config),
         Duration::from_secs(30),
     )?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", text_of(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("kube-apiserver-standin (stand-in)"),
         "{}",
-        text(&out)
+        text_of(&out)
     );
 
     let mut install = Bg::start(
@@ -393,7 +513,7 @@ fn install_from_the_readme_build_then_scale_without_the_install_flags() -> Resul
             .arg("2"),
         Duration::from_secs(30),
     )?;
-    let all = text(&out);
+    let all = text_of(&out);
     assert!(out.status.success(), "{all}");
     assert!(
         !all.contains("differs from what the cluster was installed with"),
@@ -416,7 +536,7 @@ fn install_from_the_readme_build_then_scale_without_the_install_flags() -> Resul
         proffer().args(["k8s", "uninstall", "--state"]).arg(&state),
         Duration::from_secs(30),
     )?;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", text_of(&out));
     let ended = install.wait(Duration::from_secs(60))?;
     assert!(ended.success(), "{}", install.log());
     assert!(

@@ -59,7 +59,9 @@ pub fn needs(cluster: &Cluster, programs: &Programs, fetch_pki: bool) -> Vec<Nee
             out.push(need);
         }
     }
-    let mut tools = vec!["sh", "sha256sum", "cut"];
+    // `mkdir` makes the etcd volume's directory when it lives in the sandbox (the SDK's
+    // prelude), `sha256sum` and `cut` the etcd data directory's id.
+    let mut tools = vec!["sh", "mkdir", "sha256sum", "cut"];
     tools.extend(if fetch_pki {
         ["tar", "rm"]
     } else {
