@@ -172,7 +172,8 @@ impl Master {
                 "task was not reported by the agent on re-registration",
             );
         }
-        let kills = self.take_reported_tasks(now, &agent_id, tasks, returning.is_some());
+        let mut kills = self.take_reported_tasks(now, &agent_id, tasks, returning.is_some());
+        kills.extend(self.tasks_beyond_total(now, &agent_id));
         // Tasks killed on an earlier return that the agent no longer reports are over; the
         // ones killed now are remembered (and persisted with the agent below).
         self.killed_on_return.retain(|(fw, task), a| {
@@ -419,6 +420,44 @@ impl Master {
                 "the agent came back without the task",
             );
         }
+    }
+
+    /// Ends (LOST) the live tasks of a (re-)registered agent that its total cannot hold — it
+    /// came back with fewer resources than its tasks use — and returns them to kill, so the
+    /// master never holds more than an agent has.
+    fn tasks_beyond_total(&mut self, now: Timestamp, agent_id: &str) -> Vec<Kill> {
+        let Some(a) = self.agents.get(agent_id) else {
+            return Vec::new();
+        };
+        let mut free = a.total.clone();
+        let mut beyond = Vec::new();
+        for (fw, tid) in &a.tasks {
+            let Some(t) = self.frameworks.get(fw).and_then(|f| f.tasks.get(tid)) else {
+                continue;
+            };
+            if free.contains(&t.resources) {
+                free.subtract(&t.resources);
+            } else {
+                beyond.push(Kill {
+                    framework_id: fw.clone(),
+                    task_id: tid.clone(),
+                    grace_ms: t.kill_grace_period_ms,
+                });
+            }
+        }
+        for k in &beyond {
+            tracing::warn!(agent_id = %agent_id, framework_id = %k.framework_id,
+                task_id = %k.task_id, "agent's resources no longer hold its task; killing it");
+            self.end_task(
+                now,
+                &k.framework_id,
+                &k.task_id,
+                TaskState::TaskLost,
+                "REASON_AGENT_REREGISTERED",
+                "the agent registered with resources that no longer hold this task",
+            );
+        }
+        beyond
     }
 
     /// Takes in a task an agent reports that the master does not know yet; false when it

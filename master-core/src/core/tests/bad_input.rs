@@ -304,3 +304,47 @@ fn regression_reported_task_beyond_the_agents_total_is_killed_not_adopted() {
     let adopted: Vec<&String> = h.m.frameworks["fw"].tasks.keys().collect();
     assert_eq!(adopted, ["fits"]);
 }
+
+/// Found by the core's fuzz target: an agent re-registering with fewer resources than its
+/// running tasks use (here none unreserved) kept them, and the master held more than the agent
+/// has. The tasks beyond its total are lost to their frameworks and killed.
+#[test]
+fn regression_agent_back_with_fewer_resources_than_its_tasks_use() {
+    let mut h = H::new();
+    let agent = h.register_agent(A1, "host1", "cpus:4;mem:4096");
+    let running = |id: &str, res: &str| v1::RunningTask {
+        framework_id: "fw".into(),
+        task: Some(task(id, res)),
+        state: TaskState::TaskRunning as i32,
+    };
+    h.reregister(
+        A2,
+        &agent,
+        "cpus:4;mem:4096",
+        vec![running("t1", "cpus:1;mem:256"), running("t2", "cpus:2")],
+    );
+    h.m.check_accounting().expect("books balance");
+    h.reregister(
+        F1,
+        &agent,
+        "cpus:2.5;cpus(db):3;mem(db):1024",
+        vec![running("t1", "cpus:1;mem:256"), running("t2", "cpus:2")],
+    );
+    h.m.check_accounting().expect("books balance");
+    let killed: Vec<String> = h
+        .agent_msgs(F1)
+        .into_iter()
+        .filter_map(|m| match m {
+            AOut::KillTask(k) => Some(k.task_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(killed, ["t1"]);
+    let fw = &h.m.frameworks["fw"];
+    assert!(
+        fw.tasks
+            .get("t1")
+            .is_none_or(|t| t.state == TaskState::TaskLost)
+    );
+    assert_eq!(fw.tasks["t2"].state, TaskState::TaskRunning);
+}
