@@ -39,7 +39,8 @@ pub struct K8sArgs {
 
 #[derive(Debug, Subcommand)]
 enum K8sCommand {
-    /// Validate a cluster.yaml and print the resolved values.
+    /// Validate a cluster.yaml, print the resolved values and check every program and
+    /// artifact the deploy runs (exists, executable, checksum) and that etcd is installed.
     Check(CheckArgs),
     /// Write the PKI bundle (once) and print the generated service spec.
     Spec(DeployArgs),
