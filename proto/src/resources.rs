@@ -322,14 +322,30 @@ fn validate_set_items(name: &str, items: &BTreeSet<String>) -> Result<(), Resour
     Ok(())
 }
 
+/// Longest role name accepted, in bytes (Mesos-like).
+pub const MAX_ROLE_LEN: usize = 256;
+
+/// Most path segments in a hierarchical role (`a/b/c` has 3).
+pub const MAX_ROLE_DEPTH: usize = 16;
+
 /// Checks a role name: `*`, or `/`-separated non-empty segments of `[A-Za-z0-9_.-]`,
-/// no segment `.` or `..`, not starting with `-`.
+/// no segment `.` or `..`, not starting with `-`; at most [`MAX_ROLE_LEN`] bytes and
+/// [`MAX_ROLE_DEPTH`] segments.
 pub fn validate_role(role: &str) -> Result<(), String> {
     if role == UNRESERVED {
         return Ok(());
     }
     if role.is_empty() {
         return Err("role is empty".into());
+    }
+    if role.len() > MAX_ROLE_LEN {
+        return Err(format!(
+            "role is {} bytes long, the limit is {MAX_ROLE_LEN}",
+            role.len()
+        ));
+    }
+    if role.split('/').count() > MAX_ROLE_DEPTH {
+        return Err(format!("role has more than {MAX_ROLE_DEPTH} path segments"));
     }
     for seg in role.split('/') {
         if seg.is_empty() {

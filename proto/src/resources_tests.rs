@@ -422,3 +422,24 @@ fn regression_json_and_wire_names_and_set_items_are_checked() {
     }
     assert!(Resources::from_proto(&[wire("disks", "a}b")]).is_ok());
 }
+
+#[test]
+fn role_limits_just_below_pass_and_just_above_are_refused() {
+    let seg = |n: usize| "a".repeat(n);
+    assert_eq!(validate_role(&seg(MAX_ROLE_LEN)), Ok(()));
+    let err = validate_role(&seg(MAX_ROLE_LEN + 1)).expect_err("too long");
+    assert!(err.contains("257 bytes") && err.contains("256"), "{err}");
+    let deep = |n: usize| vec!["a"; n].join("/");
+    assert_eq!(validate_role(&deep(MAX_ROLE_DEPTH)), Ok(()));
+    let err = validate_role(&deep(MAX_ROLE_DEPTH + 1)).expect_err("too deep");
+    assert!(err.contains("16 path segments"), "{err}");
+}
+
+#[test]
+fn a_role_name_of_3_9_mb_is_refused_quickly() {
+    let huge = "r".repeat(3_900_000);
+    let start = std::time::Instant::now();
+    let err = validate_role(&huge).expect_err("3.9 MB role");
+    assert!(err.contains("the limit is 256"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(1));
+}
