@@ -125,6 +125,17 @@ pub enum AllocatorError {
         /// Why.
         reason: String,
     },
+    /// A new role beyond [`MAX_ROLES`](crate::core::limits::MAX_ROLES).
+    #[error(
+        "role `{role}` would be one role too many: the allocator keeps at most {max} roles \
+         (ancestors included)"
+    )]
+    TooManyRoles {
+        /// The role.
+        role: String,
+        /// The limit.
+        max: usize,
+    },
     /// A quota that cannot be set.
     #[error("invalid quota for role `{role}`: {reason}")]
     InvalidQuota {
@@ -245,6 +256,7 @@ impl Allocator {
                 weight,
             });
         }
+        self.check_room_for(role)?;
         let idx = self.roles.ensure(role);
         self.roles.nodes[idx].weight = weight;
         self.roles.rekey(idx, self.total_s);
@@ -300,6 +312,7 @@ impl Allocator {
                 }
             }
         }
+        self.check_room_for(role)?;
         let idx = self.roles.ensure(role);
         let node = &mut self.roles.nodes[idx];
         node.guarantees = guarantees;
@@ -384,6 +397,22 @@ fn check_role(role: &str) -> Result<(), AllocatorError> {
         role: role.to_string(),
         reason,
     })
+}
+
+impl Allocator {
+    /// Refuses a weight or quota for a role that would grow the role tree past
+    /// [`MAX_ROLES`](crate::core::limits::MAX_ROLES) nodes.
+    fn check_room_for(&self, role: &str) -> Result<(), AllocatorError> {
+        let max = crate::core::limits::MAX_ROLES;
+        if self.roles.get(role).is_none() && self.roles.nodes.len() + role.split('/').count() > max
+        {
+            return Err(AllocatorError::TooManyRoles {
+                role: role.to_string(),
+                max,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Mesos's rule: an offer is worth making if it has at least 0.01 cpus or 32 MB of memory.

@@ -323,6 +323,9 @@ impl Master {
         if task.name.len() > 1024 {
             return Err(invalid("name is longer than 1024 bytes".into()));
         }
+        validate::labels("labels", task.labels.iter()).map_err(|e| invalid(e.to_string()))?;
+        validate::resource_list("resources", &task.resources)
+            .map_err(|e| invalid(e.to_string()))?;
         if !ids.insert(task.task_id.clone())
             || self
                 .frameworks

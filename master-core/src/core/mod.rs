@@ -30,6 +30,7 @@ mod agents;
 mod authz;
 mod calls;
 mod frameworks;
+pub mod limits;
 mod liveness;
 mod maintenance;
 mod operations;
@@ -217,12 +218,16 @@ impl Master {
                 reason: format!("`{role}`: {reason}"),
             }
         })?;
-        self.allocator
-            .set_weight(role, weight)
-            .map_err(|e| MasterError::InvalidField {
-                field: "weight".into(),
+        self.allocator.set_weight(role, weight).map_err(|e| {
+            let field = match e {
+                crate::allocator::AllocatorError::TooManyRoles { .. } => "role",
+                _ => "weight",
+            };
+            MasterError::InvalidField {
+                field: field.into(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         self.persist_role(role);
         self.allocation_pending = true;
         Ok(())

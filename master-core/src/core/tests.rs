@@ -5,6 +5,7 @@ mod bad_input;
 mod fuzz_tests;
 mod harness;
 mod invariants;
+mod limits;
 mod maintenance;
 mod offer_limit;
 mod operator_reserve;

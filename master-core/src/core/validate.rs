@@ -6,8 +6,7 @@ use proffer_proto::v1;
 
 use super::MasterError;
 
-/// Longest id accepted.
-pub(crate) const MAX_ID_LEN: usize = 255;
+pub use super::limits::*;
 
 /// Checks an id: non-empty, at most 255 bytes, `[A-Za-z0-9_.-]` only, not `.` or `..`.
 pub(crate) fn id(field: &str, value: &str) -> Result<(), MasterError> {
@@ -35,6 +34,71 @@ pub(crate) fn id(field: &str, value: &str) -> Result<(), MasterError> {
     Ok(())
 }
 
+/// A string field at most `max` bytes long.
+pub(crate) fn len(field: &str, value: &str, max: usize) -> Result<(), MasterError> {
+    if value.len() > max {
+        return Err(MasterError::InvalidField {
+            field: field.to_string(),
+            reason: format!("{} bytes long, the limit is {max}", value.len()),
+        });
+    }
+    Ok(())
+}
+
+/// A list at most `max` entries long.
+pub(crate) fn count(field: &str, n: usize, max: usize) -> Result<(), MasterError> {
+    if n > max {
+        return Err(MasterError::InvalidField {
+            field: field.to_string(),
+            reason: format!("{n} entries, the limit is {max}"),
+        });
+    }
+    Ok(())
+}
+
+/// Labels: at most [`MAX_LABELS`] entries, keys and values at most [`MAX_LABEL_LEN`] bytes.
+pub(crate) fn labels<'a>(
+    field: &str,
+    labels: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), MasterError> {
+    count(field, labels.len(), MAX_LABELS)?;
+    for (k, v) in labels {
+        len(&format!("{field} key"), k, MAX_LABEL_LEN)?;
+        len(&format!("{field}[{k}]"), v, MAX_LABEL_LEN)?;
+    }
+    Ok(())
+}
+
+/// Bounds a resource list before it is parsed: at most [`MAX_RESOURCE_ENTRIES`] entries and
+/// [`MAX_RESOURCE_NAMES`] distinct names, names at most [`MAX_NAME_LEN`] bytes, roles and
+/// principals bounded, ranges and sets at most [`MAX_VALUE_ITEMS`] items each.
+pub(crate) fn resource_list(field: &str, list: &[v1::Resource]) -> Result<(), MasterError> {
+    use v1::resource::Value;
+    count(field, list.len(), MAX_RESOURCE_ENTRIES)?;
+    let mut names = std::collections::BTreeSet::new();
+    for (i, r) in list.iter().enumerate() {
+        let at = |what: &str| format!("{field}[{i}].{what}");
+        len(&at("name"), &r.name, MAX_NAME_LEN)?;
+        len(&at("role"), &r.role, proffer_proto::resources::MAX_ROLE_LEN)?;
+        len(&at("principal"), &r.principal, MAX_NAME_LEN)?;
+        let items = match &r.value {
+            Some(Value::Ranges(x)) => x.range.len(),
+            Some(Value::Set(x)) => x.item.len(),
+            _ => 0,
+        };
+        count(&at("value"), items, MAX_VALUE_ITEMS)?;
+        if names.insert(r.name.as_str()) && names.len() > MAX_RESOURCE_NAMES {
+            return Err(MasterError::InvalidField {
+                field: field.to_string(),
+                reason: format!(
+                    "more than {MAX_RESOURCE_NAMES} distinct resource names, the limit is {MAX_RESOURCE_NAMES}"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks what an agent says about itself.
 pub(crate) fn agent_info(info: &v1::AgentInfo) -> Result<(), MasterError> {
     if info.hostname.trim().is_empty() {
@@ -43,6 +107,33 @@ pub(crate) fn agent_info(info: &v1::AgentInfo) -> Result<(), MasterError> {
             reason: "must not be empty".into(),
         });
     }
+    len("agent_info.hostname", &info.hostname, MAX_NAME_LEN)?;
+    len("agent_info.version", &info.version, MAX_NAME_LEN)?;
+    len("agent_info.isolation", &info.isolation, MAX_NAME_LEN)?;
+    len(
+        "agent_info.sandboxes_dir",
+        &info.sandboxes_dir,
+        MAX_PATH_LEN,
+    )?;
+    len("agent_info.principal", &info.principal, MAX_NAME_LEN)?;
+    count(
+        "agent_info.attributes",
+        info.attributes.len(),
+        MAX_AGENT_ATTRIBUTES,
+    )?;
+    for (i, a) in info.attributes.iter().enumerate() {
+        len(
+            &format!("agent_info.attributes[{i}].name"),
+            &a.name,
+            MAX_NAME_LEN,
+        )?;
+        len(
+            &format!("agent_info.attributes[{i}].value"),
+            &a.value,
+            MAX_LABEL_LEN,
+        )?;
+    }
+    resource_list("agent_info.resources", &info.resources)?;
     if info.port > u32::from(u16::MAX) {
         return Err(MasterError::InvalidField {
             field: "agent_info.port".into(),
@@ -64,6 +155,20 @@ pub(crate) fn framework_info(
     if info.name.trim().is_empty() {
         return Err(bad("name", "must not be empty".into()));
     }
+    len("framework_info.name", &info.name, MAX_NAME_LEN)?;
+    len("framework_info.user", &info.user, MAX_NAME_LEN)?;
+    len("framework_info.hostname", &info.hostname, MAX_NAME_LEN)?;
+    labels("framework_info.labels", info.labels.iter())?;
+    count(
+        "framework_info.roles",
+        info.roles.len(),
+        MAX_FRAMEWORK_ROLES,
+    )?;
+    count(
+        "framework_info.offer_filters",
+        info.offer_filters.len(),
+        MAX_FRAMEWORK_ROLES,
+    )?;
     if !info.id.is_empty() {
         id("framework_info.id", &info.id)?;
     }
