@@ -18,6 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::deploy_watch::{Ran, Source, Watch, run_watched};
 use crate::duration::parse_duration;
 use crate::output::text as out;
+use service_update::UpdateArgs;
+
+// A child of this module (its own file), so main.rs needs no new line.
+#[path = "service_update.rs"]
+mod service_update;
 
 /// Flags of `proffer service`.
 #[derive(Debug, Args)]
@@ -40,8 +45,14 @@ enum ServiceCommand {
     Offers(ApiArgs),
     /// Show pod instances, or restart/replace one.
     Pod(PodArgs),
-    /// Send a changed spec to the running scheduler (scale, configuration update).
+    /// Send a changed spec to the running scheduler (scale, configuration update); refused,
+    /// before anything is killed, when a new or changed pod cannot be placed (--force to
+    /// apply anyway); --dry-run prints what would change.
     Update(UpdateArgs),
+    /// Print what an update to SPEC would change (pods, which instances restart in which
+    /// order, which move) and whether every new or changed pod can be placed on the current
+    /// agents; exits non-zero when it cannot. Nothing changes.
+    PlanUpdate(UpdateArgs),
     /// Start the uninstall plan of the running scheduler.
     Uninstall(ApiArgs),
 }
@@ -96,14 +107,15 @@ struct CheckArgs {
     options: Vec<String>,
 }
 
+/// The scheduler's HTTP API and the output form.
 #[derive(Debug, Args)]
-struct ApiArgs {
+pub struct ApiArgs {
     /// The scheduler's HTTP API, HOST:PORT.
     #[arg(long, env = "PROFFER_SERVICE")]
-    api: String,
+    pub api: String,
     /// Print the API's JSON answer instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,14 +144,6 @@ struct PodArgs {
     /// restart (in place) or replace (move, dropping volumes).
     #[arg(requires = "name")]
     action: Option<String>,
-}
-
-#[derive(Debug, Args)]
-struct UpdateArgs {
-    #[command(flatten)]
-    api: ApiArgs,
-    /// The new YAML spec.
-    spec: PathBuf,
 }
 
 fn parse_options(list: &[String]) -> Result<BTreeMap<String, String>> {
@@ -227,17 +231,8 @@ pub async fn run(args: ServiceArgs, cancel: CancellationToken) -> Result<bool> {
             Ok(true)
         }
         ServiceCommand::Pod(a) => pod(a).await,
-        ServiceCommand::Update(a) => {
-            let text = std::fs::read_to_string(&a.spec)
-                .with_context(|| format!("cannot read {}", a.spec.display()))?;
-            let body = request(&a.api.api, "POST", "/v1/update", &text).await?;
-            out(&if a.api.json {
-                body
-            } else {
-                crate::service_text::updated(&a.api.api, &body)
-            });
-            Ok(true)
-        }
+        ServiceCommand::Update(a) => service_update::update(&a).await,
+        ServiceCommand::PlanUpdate(a) => service_update::plan_update(&a).await,
         ServiceCommand::Uninstall(a) => {
             let body = request(&a.api, "POST", "/v1/uninstall", "").await?;
             out(&if a.json {
