@@ -126,7 +126,17 @@ fn json_body(body: &Bytes) -> Result<serde_json::Value, String> {
 /// A role field of a JSON object.
 fn role_field(obj: &serde_json::Value) -> Result<String, String> {
     match obj.get("role") {
-        Some(serde_json::Value::String(r)) => Ok(r.clone()),
+        Some(serde_json::Value::String(r)) => {
+            let max = proffer_proto::resources::MAX_ROLE_LEN;
+            if r.len() > max {
+                // Not echoed: it may be megabytes.
+                return Err(format!(
+                    "invalid role: {} bytes long, the limit is {max}",
+                    r.len()
+                ));
+            }
+            Ok(r.clone())
+        }
         Some(other) => Err(format!("invalid role: expected a string, got {other}")),
         None => Err("invalid body: missing string field `role`".into()),
     }
@@ -196,6 +206,13 @@ async fn set_weights(State(st): State<HttpState>, caller: Caller, body: Bytes) -
         }
         Err(msg) => return bad_request(msg),
     };
+    let max = proffer_master_core::core::limits::MAX_ROLES_PER_CALL;
+    if items.len() > max {
+        return bad_request(format!(
+            "invalid body: {} roles in one call, the limit is {max}",
+            items.len()
+        ));
+    }
     // Check every entry before changing anything.
     let mut weights = Vec::with_capacity(items.len());
     for item in &items {

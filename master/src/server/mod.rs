@@ -44,6 +44,8 @@ mod tests_registry;
 mod tests_reserve;
 #[cfg(test)]
 mod tests_security;
+#[cfg(test)]
+mod tests_limits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -46,8 +46,16 @@ pub(crate) enum WhySubject {
 fn check_role(role: &str) -> Result<(), MasterError> {
     validate_role(role).map_err(|reason| MasterError::InvalidField {
         field: "role".into(),
-        reason: format!("`{role}`: {reason}"),
+        reason: format!("`{}`: {reason}", shown(role)),
     })
+}
+
+/// A role as error messages show it: at most 64 characters (a refused role may be megabytes).
+fn shown(role: &str) -> String {
+    match role.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &role[..end]),
+        None => role.to_string(),
+    }
 }
 
 /// Checks every quota guarantee and limit: scalars within `0..=MAX_SCALAR_MILLI` (10^12

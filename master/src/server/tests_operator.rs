@@ -13,7 +13,7 @@ use super::tests::{TestServer, WAIT};
 
 impl TestServer {
     /// An HTTP/1.1 request; returns (status code, JSON body).
-    async fn http(
+    pub(crate) async fn http(
         &self,
         method: &str,
         path: &str,
@@ -43,7 +43,7 @@ impl TestServer {
     }
 
     /// The role entry of `GET /roles`, if listed.
-    async fn role(&self, role: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    pub(crate) async fn role(&self, role: &str) -> anyhow::Result<Option<serde_json::Value>> {
         let (code, body) = self.http("GET", "/roles", "").await?;
         anyhow::ensure!(code == 200, "GET /roles: {code} {body}");
         Ok(body["roles"]
