@@ -80,6 +80,8 @@ pub(crate) struct Agent {
     cgroups: CgroupSupport,
     /// Shared with the HTTP endpoint.
     view: crate::http::SharedView,
+    /// The user this agent runs as (tasks naming no user run as it).
+    own_user: String,
     /// No new tasks are accepted (draining).
     draining: bool,
     events_tx: mpsc::UnboundedSender<SessionEvent>,
@@ -163,6 +165,7 @@ impl Agent {
             launcher,
             cgroups,
             view: crate::http::SharedView::default(),
+            own_user: crate::http_auth::current_user(),
             draining: false,
             events_tx,
             events_rx,
@@ -257,7 +260,13 @@ impl Agent {
         let _ = tx.send(first);
         let master = self.masters.current().to_string();
         info!(session = id, master = %master, agent_id = self.id_str(), "connecting to master");
-        let task = tokio::spawn(run_session(id, master, rx, self.events_tx.clone()));
+        let task = tokio::spawn(run_session(
+            id,
+            master,
+            self.config.credential.clone(),
+            rx,
+            self.events_tx.clone(),
+        ));
         self.conn = Conn::Up {
             id,
             tx,

@@ -59,6 +59,11 @@ pub struct AgentConfig {
     /// Sandboxes of ended tasks are removed earlier, oldest first, while the work directory's
     /// file system is fuller than this fraction (Mesos `--gc_disk_headroom` 0.1 → 0.9 here).
     pub gc_max_disk_fraction: f64,
+    /// Who the agent is to the master (`authorization` on its session; the master records the
+    /// principal as the agent id's owner). `None`: the process credential, if any.
+    pub credential: Option<proffer_proto::auth::Credential>,
+    /// Authentication and ACLs of the HTTP endpoint (default: open).
+    pub http_security: crate::http_auth::HttpSecurity,
 }
 
 /// How the agent starts per-task executors.
@@ -115,6 +120,8 @@ impl AgentConfig {
             http_listen: None,
             gc_delay: Duration::from_secs(7 * 24 * 3600),
             gc_max_disk_fraction: 0.9,
+            credential: None,
+            http_security: Default::default(),
         }
     }
 }

@@ -28,6 +28,9 @@ use serde::{Deserialize, Serialize};
 use crate::cgroups;
 use crate::executor::protocol;
 use crate::files::{self, FilesError};
+use crate::http_auth::HttpSecurity;
+use axum::Extension;
+use proffer_proto::auth::Authenticated;
 
 /// A task as `/state` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +49,8 @@ pub struct TaskView {
     pub healthy: Option<bool>,
     /// Executor pid, if it is a process.
     pub executor_pid: Option<u32>,
+    /// The user it runs as (its `command.user`, else the agent's user): `access_sandboxes`.
+    pub user: String,
     /// Run directory (not shown).
     #[serde(skip)]
     pub run_dir: PathBuf,
@@ -75,10 +80,11 @@ pub type SharedView = Arc<Mutex<View>>;
 struct Ctx {
     view: SharedView,
     work_dir: PathBuf,
+    security: Arc<HttpSecurity>,
 }
 
-/// The endpoint's routes.
-pub fn router(view: SharedView, work_dir: PathBuf) -> Router {
+/// The endpoint's routes, behind authentication (`security`; see [`crate::http_auth`]).
+pub fn router(view: SharedView, work_dir: PathBuf, security: Arc<HttpSecurity>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/state", get(state))
@@ -86,7 +92,28 @@ pub fn router(view: SharedView, work_dir: PathBuf) -> Router {
         .route("/files/browse", get(browse))
         .route("/files/read", get(read))
         .route("/files/download", get(download))
-        .with_state(Ctx { view, work_dir })
+        .with_state(Ctx {
+            view,
+            work_dir,
+            security: security.clone(),
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            security,
+            crate::http_auth::authenticate,
+        ))
+}
+
+/// `access_sandboxes` for `path`: its refusal as a 403, `None` if allowed.
+fn sandbox_refusal(ctx: &Ctx, who: Option<&Authenticated>, path: &str) -> Option<Response> {
+    crate::http_auth::authorize_sandbox(
+        &ctx.security.authorizer,
+        who,
+        &snapshot(ctx),
+        &ctx.work_dir,
+        path,
+    )
+    .err()
+    .map(|denied| (StatusCode::FORBIDDEN, format!("{denied}\n")).into_response())
 }
 
 fn snapshot(ctx: &Ctx) -> View {
@@ -237,7 +264,14 @@ where
         .map_err(|e| refuse(&e))
 }
 
-async fn browse(State(ctx): State<Ctx>, Query(q): Query<PathQuery>) -> Response {
+async fn browse(
+    State(ctx): State<Ctx>,
+    who: Option<Extension<Authenticated>>,
+    Query(q): Query<PathQuery>,
+) -> Response {
+    if let Some(r) = sandbox_refusal(&ctx, who.as_deref(), &q.path) {
+        return r;
+    }
     let (work_dir, path) = (ctx.work_dir.clone(), q.path.clone());
     let what = format!("browse {:?}", q.path);
     let listed = match file_op(&what, move || files::list_dir(&work_dir, &path)).await {
@@ -262,7 +296,14 @@ const MAX_READ: u64 = 1 << 20;
 /// `/files/download` streams in chunks of this size.
 const CHUNK: u64 = 64 * 1024;
 
-async fn read(State(ctx): State<Ctx>, Query(q): Query<PathQuery>) -> Response {
+async fn read(
+    State(ctx): State<Ctx>,
+    who: Option<Extension<Authenticated>>,
+    Query(q): Query<PathQuery>,
+) -> Response {
+    if let Some(r) = sandbox_refusal(&ctx, who.as_deref(), &q.path) {
+        return r;
+    }
     let (work_dir, path) = (ctx.work_dir.clone(), q.path.clone());
     let length = q.length.unwrap_or(64 * 1024).min(MAX_READ);
     let requested_offset = q.offset.unwrap_or(0);
@@ -289,7 +330,14 @@ async fn read(State(ctx): State<Ctx>, Query(q): Query<PathQuery>) -> Response {
     }
 }
 
-async fn download(State(ctx): State<Ctx>, Query(q): Query<PathQuery>) -> Response {
+async fn download(
+    State(ctx): State<Ctx>,
+    who: Option<Extension<Authenticated>>,
+    Query(q): Query<PathQuery>,
+) -> Response {
+    if let Some(r) = sandbox_refusal(&ctx, who.as_deref(), &q.path) {
+        return r;
+    }
     let (work_dir, path) = (ctx.work_dir.clone(), q.path.clone());
     let what = format!("download {:?}", q.path);
     let file = match file_op(&what, move || files::open_file(&work_dir, &path)).await {

@@ -14,6 +14,7 @@
 //! - [`checks`]: health and readiness checks (COMMAND, HTTP, TCP; Mesos defaults).
 //! - [`fetcher`]: URIs into the sandbox (file, http, https via curl; extract, checksum, cache).
 //! - [`http`]: the agent's HTTP endpoint (state, metrics, sandbox browsing, drain).
+//! - [`http_auth`]: authentication and `access_sandboxes` on the HTTP endpoint.
 //! - [`files`]: safe opening of sandbox files for the endpoint (no symlinks, no FIFOs).
 //! - `session`: one connection to the master (dial, bidi stream, forward messages).
 //! - `agent`: the agent loop tying connection, tasks and status updates together
@@ -31,6 +32,7 @@ pub mod executor;
 pub mod fetcher;
 pub mod files;
 pub mod http;
+pub mod http_auth;
 pub mod process;
 pub mod sandbox;
 pub mod status_updates;

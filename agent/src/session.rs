@@ -59,10 +59,11 @@ impl Ended {
 pub async fn run_session(
     id: u64,
     master: String,
+    credential: Option<proffer_proto::auth::Credential>,
     outbound: mpsc::UnboundedReceiver<AgentMessage>,
     events: mpsc::UnboundedSender<SessionEvent>,
 ) {
-    let ended = match pump(id, &master, outbound, &events).await {
+    let ended = match pump(id, &master, credential.as_ref(), outbound, &events).await {
         Ok(()) => Ended::new("stream closed by the master".to_string()),
         Err(ended) => ended,
     };
@@ -76,6 +77,7 @@ pub async fn run_session(
 async fn pump(
     id: u64,
     master: &str,
+    credential: Option<&proffer_proto::auth::Credential>,
     outbound: mpsc::UnboundedReceiver<AgentMessage>,
     events: &mpsc::UnboundedSender<SessionEvent>,
 ) -> Result<(), Ended> {
@@ -90,7 +92,8 @@ async fn pump(
         .connect()
         .await
         .map_err(|e| Ended::new(format!("connecting to {url}: {e}")))?;
-    let mut client = AgentClient::new(channel);
+    let mut client =
+        AgentClient::with_interceptor(channel, proffer_proto::auth::Authorize::new(credential));
     let mut inbound = client
         .session(UnboundedReceiverStream::new(outbound))
         .await

@@ -30,6 +30,7 @@ fn serve(work_dir: &Path) -> Result<SocketAddr> {
     let app = http::router(
         Arc::new(Mutex::new(View::default())),
         work_dir.to_path_buf(),
+        Arc::default(),
     );
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     listener.set_nonblocking(true)?;

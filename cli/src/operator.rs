@@ -3,9 +3,7 @@
 
 use proffer_proto::leader::MasterList;
 use proffer_proto::v1;
-use proffer_proto::v1::operator_client::OperatorClient;
-use proffer_sdk::operator::OperatorError;
-use tonic::transport::Channel;
+use proffer_sdk::operator::{Operator, OperatorError};
 
 use crate::table::{render, round_resources};
 
@@ -14,7 +12,7 @@ use crate::table::{render, round_resources};
 /// master tried.
 pub async fn call<T, F>(masters: &MasterList, f: F) -> Result<T, OperatorError>
 where
-    F: AsyncFnMut(&mut OperatorClient<Channel>) -> Result<tonic::Response<T>, tonic::Status>,
+    F: AsyncFnMut(&mut Operator) -> Result<tonic::Response<T>, tonic::Status>,
 {
     let mut masters = masters.clone();
     proffer_sdk::operator::call(&mut masters, f).await

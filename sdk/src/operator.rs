@@ -6,9 +6,13 @@
 
 use std::time::Duration;
 
+use proffer_proto::auth::{AuthChannel, Authorize, Credential};
 use proffer_proto::leader::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MasterList};
 use proffer_proto::v1::operator_client::OperatorClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+/// A client of the `Operator` service whose calls carry a credential.
+pub type Operator = OperatorClient<AuthChannel>;
 
 /// How long to wait for a TCP connection to a master.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,8 +33,9 @@ pub enum OperatorError {
     Status(tonic::Status),
 }
 
-/// A client of the `Operator` service of `master` (`HOST:PORT`) over a fresh connection.
-pub async fn connect(master: &str) -> Result<OperatorClient<Channel>, String> {
+/// A client of the `Operator` service of `master` (`HOST:PORT`) over a fresh connection,
+/// presenting `credential` (else the process credential, if any).
+pub async fn connect(master: &str, credential: Option<&Credential>) -> Result<Operator, String> {
     let url = format!("http://{master}");
     let endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| format!("invalid master address {url}: {e}"))?
@@ -44,15 +49,31 @@ pub async fn connect(master: &str) -> Result<OperatorClient<Channel>, String> {
             crate::driver::error_chain(&e)
         )
     })?;
-    Ok(OperatorClient::new(channel))
+    Ok(OperatorClient::with_interceptor(
+        channel,
+        Authorize::new(credential),
+    ))
 }
 
 /// Makes the call `f` on the leading master of `masters` and returns its reply. `f` may run
 /// several times (once per master tried), so it must build its request each time.
-/// `masters` is left on the master that answered.
-pub async fn call<T, F>(masters: &mut MasterList, mut f: F) -> Result<T, OperatorError>
+/// `masters` is left on the master that answered. Calls present the process credential, if
+/// any ([`call_as`] names one).
+pub async fn call<T, F>(masters: &mut MasterList, f: F) -> Result<T, OperatorError>
 where
-    F: AsyncFnMut(&mut OperatorClient<Channel>) -> Result<tonic::Response<T>, tonic::Status>,
+    F: AsyncFnMut(&mut Operator) -> Result<tonic::Response<T>, tonic::Status>,
+{
+    call_as(masters, None, f).await
+}
+
+/// [`call`] presenting `credential` (`None`: the process credential, if any).
+pub async fn call_as<T, F>(
+    masters: &mut MasterList,
+    credential: Option<&Credential>,
+    mut f: F,
+) -> Result<T, OperatorError>
+where
+    F: AsyncFnMut(&mut Operator) -> Result<tonic::Response<T>, tonic::Status>,
 {
     let mut failures = 0;
     let mut started = None;
@@ -62,7 +83,7 @@ where
             tokio::time::sleep(crate::driver::ELECTION_RETRY).await;
         }
         let master = masters.current().to_string();
-        let failure = match connect(&master).await {
+        let failure = match connect(&master, credential).await {
             Err(e) => e,
             Ok(mut client) => match f(&mut client).await {
                 Ok(reply) => {
@@ -105,7 +126,7 @@ where
 /// [`call`] on a comma-separated master list (`HOST:PORT[,HOST:PORT…]`).
 pub async fn call_list<T, F>(masters: &str, f: F) -> Result<T, OperatorError>
 where
-    F: AsyncFnMut(&mut OperatorClient<Channel>) -> Result<tonic::Response<T>, tonic::Status>,
+    F: AsyncFnMut(&mut Operator) -> Result<tonic::Response<T>, tonic::Status>,
 {
     let mut list = MasterList::parse(masters).map_err(|e| OperatorError::Unreachable {
         masters: masters.to_string(),

@@ -23,7 +23,11 @@ impl Agent {
             .map_err(|source| AgentError::Http { address, source })?;
         let bound = listener.local_addr().unwrap_or(address);
         info!(address = %bound, "agent HTTP endpoint listening");
-        let app = crate::http::router(self.view.clone(), self.config.work_dir.clone());
+        let app = crate::http::router(
+            self.view.clone(),
+            self.config.work_dir.clone(),
+            std::sync::Arc::new(self.config.http_security.clone()),
+        );
         Ok(Some(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 warn!(error = %e, "agent HTTP endpoint failed");
@@ -47,6 +51,13 @@ impl Agent {
                 ready: t.cp.ready,
                 healthy: t.cp.healthy,
                 executor_pid: t.container.as_ref().and_then(|c| c.executor.pid),
+                user: t
+                    .info
+                    .command
+                    .as_ref()
+                    .map(|c| c.user.clone())
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| self.own_user.clone()),
                 run_dir: t.run_dir.clone(),
             })
             .collect();

@@ -23,12 +23,12 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use proffer_proto::auth::{AuthChannel, Credential};
 use proffer_proto::leader::MasterList;
 use proffer_proto::v1;
 use proffer_proto::v1::scheduler_client::SchedulerClient;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 pub use builders::{command_task, launch_operation, refuse_filters};
 pub use error::DriverError;
@@ -71,6 +71,10 @@ pub struct DriverConfig {
     pub reconnect_max: Duration,
     /// Re-subscribe when the stream breaks (default true; needs `failover_timeout > 0`).
     pub resubscribe: bool,
+    /// Who the framework is to the master (`authorization` on every call; the master records
+    /// the principal as the framework's owner). `None`: the process credential
+    /// ([`proffer_proto::auth::set_process_credential`]), if any.
+    pub credential: Option<Credential>,
 }
 
 impl DriverConfig {
@@ -82,6 +86,7 @@ impl DriverConfig {
             reconnect_initial: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(5),
             resubscribe: true,
+            credential: None,
         }
     }
 }
@@ -121,7 +126,7 @@ impl EventStream {
 #[derive(Debug, Clone)]
 pub struct Driver {
     /// The client of the master subscribed to (swapped by the reader on re-subscription).
-    client: Arc<RwLock<SchedulerClient<Channel>>>,
+    client: Arc<RwLock<SchedulerClient<AuthChannel>>>,
     header: Arc<RwLock<v1::CallHeader>>,
     framework: Arc<RwLock<v1::FrameworkInfo>>,
     shutdown: CancellationToken,
@@ -138,7 +143,9 @@ impl Driver {
                 address: config.master.clone(),
                 message: e.to_string(),
             })?;
-        let (client, opened) = session::subscribe_first(&mut masters, &config.framework).await?;
+        let (client, opened) =
+            session::subscribe_first(&mut masters, &config.framework, config.credential.as_ref())
+                .await?;
         let client = Arc::new(RwLock::new(client));
         let header = Arc::new(RwLock::new(v1::CallHeader {
             framework_id: opened.subscribed.framework_id.clone(),
@@ -176,7 +183,7 @@ impl Driver {
     }
 
     /// The client of the master the driver is subscribed to (the last one, while re-subscribing).
-    fn client(&self) -> SchedulerClient<Channel> {
+    fn client(&self) -> SchedulerClient<AuthChannel> {
         session::read_copy(&self.client)
     }
 

@@ -5,6 +5,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use proffer_proto::auth::{AuthChannel, Authorize, Credential};
 use proffer_proto::leader::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MasterList, leader_hint};
 use proffer_proto::v1;
 use proffer_proto::v1::scheduler_client::SchedulerClient;
@@ -58,7 +59,7 @@ pub(crate) struct Opened {
 
 /// Calls `Subscribe` and waits for the SUBSCRIBED event.
 pub(crate) async fn open(
-    client: &SchedulerClient<Channel>,
+    client: &SchedulerClient<AuthChannel>,
     address: &str,
     framework: &v1::FrameworkInfo,
 ) -> Result<Opened, DriverError> {
@@ -102,15 +103,17 @@ pub(crate) async fn open(
 }
 
 /// The client of the master a subscription is open on, and the subscription.
-pub(crate) type Subscription = (SchedulerClient<Channel>, Opened);
+pub(crate) type Subscription = (SchedulerClient<AuthChannel>, Opened);
 
 /// One subscription attempt on `master`, over a fresh channel (so nothing of a previous
 /// master's connection is reused).
 pub(crate) async fn attempt(
     master: &str,
     framework: &v1::FrameworkInfo,
+    credential: Option<&Credential>,
 ) -> Result<Subscription, DriverError> {
-    let client = SchedulerClient::new(connect(master).await?);
+    let client =
+        SchedulerClient::with_interceptor(connect(master).await?, Authorize::new(credential));
     let opened = open(&client, master, framework).await?;
     Ok((client, opened))
 }
@@ -120,6 +123,7 @@ pub(crate) async fn attempt(
 pub(crate) async fn subscribe_first(
     masters: &mut MasterList,
     framework: &v1::FrameworkInfo,
+    credential: Option<&Credential>,
 ) -> Result<Subscription, DriverError> {
     let mut failures = 0;
     let mut started = None;
@@ -129,7 +133,7 @@ pub(crate) async fn subscribe_first(
             tokio::time::sleep(super::ELECTION_RETRY).await;
         }
         let master = masters.current().to_string();
-        let err = match attempt(&master, framework).await {
+        let err = match attempt(&master, framework, credential).await {
             Ok(sub) => {
                 masters.settled();
                 return Ok(sub);
@@ -164,7 +168,7 @@ pub(crate) fn read_copy<T: Clone>(lock: &RwLock<T>) -> T {
 pub(crate) struct Reader {
     /// The client of the master the driver is subscribed to; swapped on re-subscription, so
     /// calls made meanwhile go to the new leader.
-    pub client: Arc<RwLock<SchedulerClient<Channel>>>,
+    pub client: Arc<RwLock<SchedulerClient<AuthChannel>>>,
     /// The masters, the current one being the one subscribed to.
     pub masters: MasterList,
     pub config: DriverConfig,
@@ -295,7 +299,7 @@ impl Reader {
             let master = self.masters.current().to_string();
             let attempt = tokio::select! {
                 _ = self.shutdown.cancelled() => return None,
-                r = attempt(&master, &framework) => r,
+                r = attempt(&master, &framework, self.config.credential.as_ref()) => r,
             };
             match attempt {
                 Ok((client, opened)) => return self.resubscribed(&master, client, opened).await,
@@ -329,7 +333,7 @@ impl Reader {
     async fn resubscribed(
         &mut self,
         master: &str,
-        client: SchedulerClient<Channel>,
+        client: SchedulerClient<AuthChannel>,
         opened: Opened,
     ) -> Option<(Streaming<v1::Event>, f64)> {
         *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;

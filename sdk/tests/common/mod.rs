@@ -50,6 +50,8 @@ impl Default for FakeConfig {
 }
 
 /// One recorded call: its name, the header it carried, and the request.
+// A test recorder: an UPDATE_FRAMEWORK's FrameworkInfo by value is fine here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Call {
     Accept(v1::AcceptRequest),
