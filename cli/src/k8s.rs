@@ -103,6 +103,8 @@ struct UpgradeArgs {
     #[arg(long)]
     version: String,
     #[command(flatten)]
+    check: crate::service::service_update::CheckArgs,
+    #[command(flatten)]
     follow: FollowArgs,
 }
 
@@ -156,6 +158,8 @@ struct ScaleArgs {
     api: Option<String>,
     /// The new node count.
     nodes: u32,
+    #[command(flatten)]
+    check: crate::service::service_update::CheckArgs,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +239,10 @@ async fn scale_nodes(a: &ScaleArgs) -> Result<bool> {
         .deploy
         .resolve_with(Some(text))
         .with_context(|| format!("node count {}", a.nodes))?;
+    if a.check.dry_run {
+        let api = api_of(a.api.as_deref(), &r)?;
+        return send_update(&api, &r.cluster, &r.opts, a.check).await;
+    }
     let added = proffer_k8s::pki::add_nodes(
         Path::new(&r.opts.pki_dir),
         &pki_request(&r.cluster, &r.opts)?,
@@ -243,7 +251,7 @@ async fn scale_nodes(a: &ScaleArgs) -> Result<bool> {
         eprintln!("k8s: issued certificates for {}", added.join(", "));
     }
     let api = api_of(a.api.as_deref(), &r)?;
-    send_update(&api, &r.cluster, &r.opts).await?;
+    send_update(&api, &r.cluster, &r.opts, a.check).await?;
     save_config(&r.config, &r.text)?;
     remember(&a.deploy.state, &r, &api)?;
     Ok(true)
@@ -279,7 +287,10 @@ async fn upgrade(a: &UpgradeArgs, cancel: CancellationToken) -> Result<bool> {
     }
     let r = a.deploy.resolve_with(Some(text))?;
     let api = api_of(a.api.as_deref(), &r)?;
-    send_update(&api, &r.cluster, &r.opts).await?;
+    if a.check.dry_run {
+        return send_update(&api, &r.cluster, &r.opts, a.check).await;
+    }
+    send_update(&api, &r.cluster, &r.opts, a.check).await?;
     save_config(&r.config, &r.text)?;
     remember(&a.deploy.state, &r, &api)?;
     eprintln!(
@@ -360,13 +371,23 @@ fn with_version(text: &str, version: &str) -> Result<(String, Cluster)> {
     Ok((text, cluster))
 }
 
-/// Regenerates the spec and sends it to the scheduler's update API.
-async fn send_update(api: &str, cluster: &Cluster, opts: &DeployOptions) -> Result<()> {
+/// Regenerates the spec and sends it to the scheduler's update API, which previews it (what
+/// restarts, in which order) and refuses it when it cannot be placed unless `--force`; with
+/// `--dry-run` only the preview is printed (false when it cannot be placed).
+async fn send_update(
+    api: &str,
+    cluster: &Cluster,
+    opts: &DeployOptions,
+    check: crate::service::service_update::CheckArgs,
+) -> Result<bool> {
     let yaml = spec_yaml(&service_spec(cluster, opts)?)?;
     ServiceSpec::parse(&yaml, &BTreeMap::new()).context("the generated spec does not validate")?;
-    let answer = proffer_sdk::service::http::request(api, "POST", "/v1/update", &yaml).await?;
-    out(&crate::service_text::updated(api, &answer));
-    Ok(())
+    let how = crate::service::service_update::Send {
+        dry_run: check.dry_run,
+        force: check.force,
+        json: false,
+    };
+    crate::service::service_update::send(api, &yaml, how).await
 }
 
 /// Follows the update plan at `api` after a change, as `follow` asks: on a terminal or with

@@ -22,7 +22,7 @@ use service_update::UpdateArgs;
 
 // A child of this module (its own file), so main.rs needs no new line.
 #[path = "service_update.rs"]
-mod service_update;
+pub(crate) mod service_update;
 
 /// Flags of `proffer service`.
 #[derive(Debug, Args)]
