@@ -278,7 +278,7 @@ fn a_restart_its_agent_cannot_hold_moves_and_unknown_agents_refuse_nothing() -> 
             i.moves.as_deref(),
             Some(
                 format!(
-                    "{host} cannot hold cpus:3;mem:64;ports:1 (it has cpus:2;mem:1024): it moves to another agent once its agent's wait times out"
+                    "{host} cannot hold cpus:3;mem:64;ports:1 (it has cpus:2): it moves to another agent once its agent's wait times out"
                 )
                 .as_str()
             )

@@ -91,10 +91,12 @@ pub fn check(spec: &ServiceSpec, diff: &mut UpdateDiff, agents: &[AgentCapacity]
         }
         let demand = pod_demand(pod);
         let fit = pod_fit(name, pod, &demand, placed, &spec.role, agents);
+        // Where no agent can hold it, it does not move either: the problem says so.
+        let placeable = fit.problem.is_none();
         for i in diff
             .instances
             .iter_mut()
-            .filter(|i| i.pod == *name && i.action != InstanceAction::Stop)
+            .filter(|i| placeable && i.pod == *name && i.action != InstanceAction::Stop)
         {
             i.moves = move_reason(i.agent_id.as_deref(), &demand, pod, agents);
         }
@@ -139,12 +141,25 @@ fn move_reason(
     let why = if !rules.is_empty() {
         rules.join("; ")
     } else if !holds(&a.total, demand) {
+        let asked = [
+            ("cpus", demand.cpus_milli),
+            ("mem", demand.mem_milli),
+            ("disk", demand.disk_milli),
+        ];
+        let short: Vec<String> = asked
+            .iter()
+            .filter(|(r, want)| a.total.scalar_milli(r) < *want)
+            .map(|(r, _)| format!("{r}:{}", resources::format_milli(a.total.scalar_milli(r))))
+            .collect();
+        let has = if short.is_empty() {
+            "not the ports".to_string()
+        } else {
+            short.join(";")
+        };
         format!(
-            "{} cannot hold {} (it has cpus:{};mem:{})",
+            "{} cannot hold {} (it has {has})",
             a.hostname,
-            demand.text(),
-            resources::format_milli(a.total.cpus_milli()),
-            resources::format_milli(a.total.mem_milli())
+            demand.text()
         )
     } else {
         return None;

@@ -229,6 +229,7 @@ impl ServiceCore {
                         self.waiting_since.entry(key.clone()).or_insert(now);
                         let decline = Decline {
                             offer_id: o.id.clone(),
+                            agent_id: o.agent_id.clone(),
                             hostname: o.hostname.clone(),
                             reason,
                             have: ["cpus", "mem", "disk"].map(|r| remaining.scalar_milli(r)),

@@ -18,7 +18,9 @@ const SCALARS: [&str; 3] = ["cpus", "mem", "disk"];
 pub(super) struct Decline {
     /// The offer.
     pub offer_id: String,
-    /// Its agent's hostname.
+    /// Its agent.
+    pub agent_id: String,
+    /// That agent's hostname.
     pub hostname: String,
     /// The evaluator's reason (`stage: part; part`).
     pub reason: String,
@@ -48,7 +50,7 @@ pub(super) fn summarize(window: &VecDeque<Decline>) -> String {
     if window.len() == 1 {
         return format!("waiting for a matching offer; {last_text}");
     }
-    let hosts: BTreeSet<&str> = window.iter().map(|d| d.hostname.as_str()).collect();
+    let hosts: BTreeSet<&str> = window.iter().map(|d| d.agent_id.as_str()).collect();
     let over = format!(
         "the last {} offers (from {} agent{})",
         window.len(),
@@ -106,6 +108,7 @@ fn short_everywhere(window: &VecDeque<Decline>, over: &str) -> Option<String> {
 #[derive(Debug, Default)]
 struct Count<'a> {
     offers: usize,
+    /// Agents (ids) it was met on.
     hosts: BTreeSet<&'a str>,
     /// The latest full part with this key (`placement: one-per-agent: agent h runs web-0`).
     example: String,
@@ -134,7 +137,7 @@ fn rank(window: &VecDeque<Decline>) -> Vec<(String, Count<'_>)> {
                 ..Count::default()
             });
             c.offers += 1;
-            c.hosts.insert(d.hostname.as_str());
+            c.hosts.insert(d.agent_id.as_str());
             c.example = format!("{stage}: {part}");
         }
     }
@@ -157,6 +160,7 @@ mod tests {
     fn d(id: &str, host: &str, reason: &str, cpus: i64) -> Decline {
         Decline {
             offer_id: id.into(),
+            agent_id: format!("id-{host}"),
             hostname: host.into(),
             reason: reason.into(),
             have: [cpus, 1_024_000, 0],
