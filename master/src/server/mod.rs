@@ -25,6 +25,7 @@ mod core_task;
 mod ha;
 mod http;
 mod http_roles;
+mod listen;
 mod metrics;
 mod operator;
 mod registry_writer;
@@ -37,6 +38,8 @@ mod tests;
 #[cfg(test)]
 mod tests_ha;
 #[cfg(test)]
+mod tests_limits;
+#[cfg(test)]
 mod tests_operator;
 #[cfg(test)]
 mod tests_registry;
@@ -44,8 +47,6 @@ mod tests_registry;
 mod tests_reserve;
 #[cfg(test)]
 mod tests_security;
-#[cfg(test)]
-mod tests_limits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +62,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::core::{Master, MasterConfig};
 pub use ha::{HaConfig, serve_ha};
+pub use listen::ConnLimits;
 pub use security::{Authenticated, PeerIdentity, Security};
 pub use standby::{LEADER_METADATA, unavailable as standby_answer};
 
@@ -81,6 +83,8 @@ pub struct ServerConfig {
     pub advertise: Option<String>,
     /// Authentication and ACLs (default: open, everything allowed).
     pub security: Security,
+    /// Limits on connections: how many, header-read, idle and keep-alive timeouts.
+    pub connections: ConnLimits,
 }
 
 impl ServerConfig {
@@ -92,6 +96,7 @@ impl ServerConfig {
             tick_interval: Duration::from_millis(20),
             advertise: None,
             security: Security::default(),
+            connections: ConnLimits::default(),
         }
     }
 }
@@ -179,6 +184,7 @@ pub(crate) async fn serve_leader(
     let (core, commands) = core_task::CoreHandle::new();
     let start = tokio::time::Instant::now();
     let start_ms = unix_ms();
+    let mut writer = None;
     let (master, persist, registry_status) = match registry {
         None => (Master::new(config.master, config.seed), None, None),
         Some(mut reg) => {
@@ -204,8 +210,10 @@ pub(crate) async fn serve_leader(
             ));
             tracing::info!(backend = %status.info.backend, location = %status.info.location,
                 records = stored.record_count(), recoveries = master.recoveries(), "registry loaded");
-            let tx = registry_writer::spawn(reg, core.clone(), status.clone(), cancel.clone())
-                .map_err(ServerError::Writer)?;
+            let (tx, thread) =
+                registry_writer::spawn(reg, core.clone(), status.clone(), cancel.clone())
+                    .map_err(ServerError::Writer)?;
+            writer = Some(thread);
             (master, Some(tx), Some(status))
         }
     };
@@ -273,15 +281,17 @@ pub(crate) async fn serve_leader(
 
     tracing::info!(%addr, %master_id, authentication = security.requires_authentication(),
         acls = !security.authorizer.allows_everything(), "master listening (gRPC and HTTP)");
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(cancel.clone().cancelled_owned())
-        .await;
+    listen::serve(listener, router, config.connections.clone(), cancel.clone()).await;
     // Whatever ended serving, stop the core and the session tasks too.
     cancel.cancel();
     tracker.close();
     tracker.wait().await;
+    // The core task is done, so the writer's channel is closed: it ends and closes the registry.
+    if let Some(thread) = writer {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     tracing::info!(%addr, "master stopped");
-    result.map_err(|source| ServerError::Serve { addr, source })
+    Ok(())
 }
 
 /// What every service handler needs: the core, the task tracker and the shutdown signal.

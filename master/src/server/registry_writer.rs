@@ -80,18 +80,19 @@ fn unix_ms() -> u64 {
 }
 
 /// Starts the writer thread; batches sent on the returned channel are committed in order and
-/// acknowledged to `core`. The thread ends when the sender is dropped or `cancel` fires.
+/// acknowledged to `core`. The thread ends when the sender is dropped or `cancel` fires; join
+/// it to know the registry is closed (a restart on the same work dir can then open it).
 pub(crate) fn spawn(
     registry: Box<dyn Registry>,
     core: CoreHandle,
     status: Arc<RegistryStatus>,
     cancel: CancellationToken,
-) -> std::io::Result<Sender<Batch>> {
+) -> std::io::Result<(Sender<Batch>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::channel::<Batch>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("registry-writer".into())
         .spawn(move || write_loop(registry, rx, core, &status, &cancel))?;
-    Ok(tx)
+    Ok((tx, thread))
 }
 
 fn write_loop(

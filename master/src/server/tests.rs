@@ -43,6 +43,15 @@ impl TestServer {
         Ok(TestServer { addr, cancel, task })
     }
 
+    /// Starts a server with `config`.
+    pub(super) async fn start_with(config: ServerConfig) -> anyhow::Result<TestServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, config, cancel.clone()));
+        Ok(TestServer { addr, cancel, task })
+    }
+
     /// Starts a server that persists to `registry`.
     pub(super) async fn start_with_registry(
         registry: Box<dyn crate::registry::Registry>,

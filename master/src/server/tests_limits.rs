@@ -4,8 +4,12 @@
 use std::time::Instant;
 
 use proffer_master_core::core::limits::MAX_ROLES_PER_CALL;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-use super::tests::TestServer;
+use super::tests::{TestServer, WAIT};
+use super::{ConnLimits, ServerConfig};
+use crate::core::MasterConfig;
 
 fn weights(n: usize, prefix: &str) -> String {
     let items: Vec<String> = (0..n)
@@ -74,5 +78,112 @@ async fn a_role_name_of_3_9_mb_is_refused() -> anyhow::Result<()> {
         );
         assert!(msg.len() < 1024, "{path}: the error does not echo the role");
     }
+    server.stop().await
+}
+
+/// Reads until the server closes the connection (EOF or reset); fails after [`WAIT`].
+async fn closed_by_server(stream: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(WAIT, stream.read(&mut buf)).await? {
+            Ok(0) | Err(_) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// One keep-alive HTTP/1.1 `GET /health` on `stream`; returns the status line.
+async fn health(stream: &mut TcpStream) -> anyhow::Result<String> {
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: m\r\n\r\n")
+        .await?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf)).await??;
+        anyhow::ensure!(n > 0, "closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+fn with_connections(limits: ConnLimits) -> ServerConfig {
+    ServerConfig {
+        connections: limits,
+        ..ServerConfig::new(MasterConfig::default())
+    }
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_and_the_open_ones_keep_working() -> anyhow::Result<()>
+{
+    let server = TestServer::start_with(with_connections(ConnLimits {
+        max_connections: 2,
+        ..ConnLimits::default()
+    }))
+    .await?;
+    let mut first = TcpStream::connect(server.addr).await?;
+    let mut second = TcpStream::connect(server.addr).await?;
+    // Both are served (so both were accepted and hold their slots).
+    assert!(health(&mut first).await?.contains("200"));
+    assert!(health(&mut second).await?.contains("200"));
+    let mut third = TcpStream::connect(server.addr).await?;
+    let _ = third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: m\r\n\r\n")
+        .await;
+    let reply = closed_by_server(&mut third).await?;
+    assert!(reply.is_empty(), "the third got no answer");
+    assert!(
+        health(&mut first).await?.contains("200"),
+        "the first still works"
+    );
+    // A slot freed is usable again.
+    drop(second);
+    let mut again = None;
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(server.addr).await?;
+        if health(&mut s).await.is_ok_and(|l| l.contains("200")) {
+            again = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a connection is served once one closed");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() -> anyhow::Result<()> {
+    let server = TestServer::start_with(with_connections(ConnLimits {
+        idle_timeout: std::time::Duration::from_millis(200),
+        ..ConnLimits::default()
+    }))
+    .await?;
+    // Silent from the start.
+    let mut silent = TcpStream::connect(server.addr).await?;
+    assert!(closed_by_server(&mut silent).await?.is_empty());
+    // Idle after one request.
+    let mut used = TcpStream::connect(server.addr).await?;
+    assert!(health(&mut used).await?.contains("200"));
+    closed_by_server(&mut used).await?;
+    server.stop().await
+}
+
+#[tokio::test]
+async fn half_a_request_header_is_closed_after_the_header_timeout() -> anyhow::Result<()> {
+    let server = TestServer::start_with(with_connections(ConnLimits {
+        header_read_timeout: std::time::Duration::from_millis(200),
+        ..ConnLimits::default()
+    }))
+    .await?;
+    let mut slow = TcpStream::connect(server.addr).await?;
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: m\r\nX-Half: ")
+        .await?;
+    let start = Instant::now();
+    closed_by_server(&mut slow).await?;
+    // Well before the 5 min idle timeout: the header timeout closed it.
+    assert!(start.elapsed() < std::time::Duration::from_secs(60));
     server.stop().await
 }

@@ -1,0 +1,227 @@
+//! The accept loop: at most [`ConnLimits::max_connections`] open connections (beyond it a new
+//! connection is closed at once, the open ones are unaffected), HTTP/1 header-read timeout,
+//! HTTP/2 keep-alive pings with a timeout (half-open connections are dropped), and an idle
+//! timeout (no byte read or written for that long: the connection is closed).
+
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// Limits on connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnLimits {
+    /// Most connections open at once (default 10,000); keep the process's file-descriptor
+    /// limit (`ulimit -n`) above it.
+    pub max_connections: usize,
+    /// An HTTP/1 request's header must arrive within this (default 30 s).
+    pub header_read_timeout: Duration,
+    /// A connection with no byte read or written for this long is closed (default 5 min).
+    pub idle_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged (default 30 s).
+    pub keep_alive_interval: Duration,
+    /// An HTTP/2 ping unanswered this long closes the connection (default 20 s).
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            keep_alive_interval: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `cancel` fires; then stops accepting, asks every
+/// connection to shut down gracefully and returns once they are all closed.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    cancel: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let conns = TaskTracker::new();
+    let mut refused: u64 = 0;
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!("accepting a connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(%peer, max = limits.max_connections, refused,
+                    "too many connections: closing a new one");
+            }
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let limits = limits.clone();
+        let cancel = cancel.clone();
+        conns.spawn(async move {
+            connection(stream, peer, router, &limits, cancel).await;
+            drop(permit);
+        });
+    }
+    conns.close();
+    conns.wait().await;
+}
+
+/// Serves one connection until it ends, idles out or (gracefully) the server stops.
+async fn connection(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    router: Router,
+    limits: &ConnLimits,
+    cancel: CancellationToken,
+) {
+    let start = Instant::now();
+    let activity = Arc::new(AtomicU64::new(0));
+    let io = Tracked {
+        inner: stream,
+        start,
+        last: activity.clone(),
+    };
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(req)
+    });
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.keep_alive_interval)
+        .keep_alive_timeout(limits.keep_alive_timeout);
+    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    let mut idle = pin!(idle_expired(start, &activity, limits.idle_timeout));
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                return;
+            }
+            () = cancel.cancelled(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = idle.as_mut() => {
+                tracing::debug!(%peer, idle = ?limits.idle_timeout, "closing an idle connection");
+                return;
+            }
+        }
+    }
+}
+
+/// Returns once no byte has moved for `idle` (measured from `start` plus `last` ms).
+async fn idle_expired(start: Instant, last: &AtomicU64, idle: Duration) {
+    loop {
+        let deadline = start + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// A stream that notes when a byte last moved (ms since `start`).
+struct Tracked {
+    inner: TcpStream,
+    start: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl Tracked {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
