@@ -62,6 +62,10 @@ pub struct AgentArgs {
         allow_negative_numbers = true
     )]
     gc_max_disk_fraction: f64,
+    /// Authentication and ACLs of the agent's HTTP endpoint (its session to the master
+    /// presents --principal/--secret-file).
+    #[command(flatten)]
+    auth: crate::security_args::AgentAuthArgs,
 }
 
 /// `--isolation` values.
@@ -115,6 +119,7 @@ impl AgentArgs {
             "--gc-max-disk-fraction must be within (0, 1], got {f}"
         );
         config.gc_max_disk_fraction = f;
+        config.http_security = self.auth.http_security()?;
         Ok(config)
     }
 }
@@ -222,6 +227,7 @@ mod tests {
             pid_namespace: false,
             keep_tasks_on_shutdown: false,
             gc_max_disk_fraction: 0.9,
+            auth: Default::default(),
         };
         let config = args.agent_config()?;
         assert_eq!(config.http_listen, None);

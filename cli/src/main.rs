@@ -10,6 +10,8 @@
 //!   `proffer reserve|unreserve`.
 //! - `service`: `proffer service …` (declarative service scheduler and its HTTP API).
 //! - `sim`: `proffer sim run|compare|gen|bench` (the offline simulator).
+//! - `security_args`: --principal/--secret-file for every command; the master's and agents'
+//!   --credentials, --authenticate-*, --acls.
 //! - `duration`, `table`, `output`: flag parsing, text tables, stdout that tolerates a closed pipe.
 //!
 //! Logs go to stderr (filter with `RUST_LOG`); user-facing output goes to stdout.
@@ -41,6 +43,7 @@ mod output;
 mod progress;
 mod roles;
 mod sandbox_tail;
+mod security_args;
 mod service;
 mod service_text;
 mod sim;
@@ -58,6 +61,9 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Who this command is to masters and agents (--principal, --secret-file).
+    #[command(flatten)]
+    auth: security_args::ClientAuthArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +197,11 @@ fn main() -> ExitCode {
     // The simulator drives the core millions of times: no log subscriber, so its logs cost nothing.
     if !matches!(cli.command, Command::Sim(_)) {
         init_tracing(matches!(cli.command, Command::Local(_) | Command::Run(_)));
+    }
+    // Every client this command makes presents the credential.
+    if let Err(err) = cli.auth.install() {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

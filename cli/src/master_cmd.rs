@@ -9,7 +9,7 @@ use anyhow::Context;
 use proffer_master::core::MasterConfig;
 use proffer_master::etcd::{EtcdConfig, EtcdTls};
 use proffer_master::registry::{RedbRegistry, Registry};
-use proffer_master::server::{HaConfig, ServerConfig, serve_ha, serve_with_registry};
+use proffer_master::server::{ConnLimits, HaConfig, ServerConfig, serve_ha, serve_with_registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::duration::{millis, parse_duration};
@@ -88,6 +88,26 @@ pub struct MasterArgs {
     /// Key (PEM) of --etcd-cert.
     #[arg(long, env = "PROFFER_ETCD_KEY")]
     etcd_key: Option<PathBuf>,
+    /// Most connections open at once; beyond it a new connection is closed at once. Keep the
+    /// file-descriptor limit (`ulimit -n`) above it.
+    #[arg(long, env = "PROFFER_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// A connection with no byte read or written for this long is closed.
+    #[arg(long, env = "PROFFER_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// An HTTP/1 request's header must arrive within this.
+    #[arg(long, env = "PROFFER_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// How often HTTP/2 (gRPC) connections are pinged; an unanswered ping closes the connection
+    /// after --keepalive-timeout (half-open connections are dropped).
+    #[arg(long, env = "PROFFER_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    keepalive_interval: Duration,
+    /// How long an HTTP/2 ping may go unanswered.
+    #[arg(long, env = "PROFFER_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    keepalive_timeout: Duration,
+    /// Authentication (--credentials, --authenticate-*) and ACLs (--acls).
+    #[command(flatten)]
+    auth: crate::security_args::MasterAuthArgs,
 }
 
 impl MasterArgs {
@@ -122,7 +142,36 @@ impl MasterArgs {
         };
         let mut config = ServerConfig::new(master);
         config.seed = self.seed.unwrap_or_else(random_seed);
+        config.security = self.auth.security()?;
+        config.connections = self.connection_limits()?;
         Ok(config)
+    }
+
+    /// The connection limits these flags describe.
+    fn connection_limits(&self) -> anyhow::Result<ConnLimits> {
+        anyhow::ensure!(self.max_connections > 0, "--max-connections must be > 0");
+        for (flag, d) in [
+            ("--idle-timeout", self.idle_timeout),
+            ("--header-read-timeout", self.header_read_timeout),
+            ("--keepalive-interval", self.keepalive_interval),
+            ("--keepalive-timeout", self.keepalive_timeout),
+        ] {
+            anyhow::ensure!(!d.is_zero(), "{flag} must be > 0");
+        }
+        anyhow::ensure!(
+            self.idle_timeout > self.keepalive_interval,
+            "--idle-timeout ({:?}) must be longer than --keepalive-interval ({:?}), or idle \
+             gRPC streams would be closed",
+            self.idle_timeout,
+            self.keepalive_interval
+        );
+        Ok(ConnLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            keep_alive_interval: self.keepalive_interval,
+            keep_alive_timeout: self.keepalive_timeout,
+        })
     }
 }
 
@@ -227,6 +276,39 @@ mod tests {
     fn parse(extra: &[&str]) -> anyhow::Result<MasterArgs> {
         let argv = std::iter::once("master").chain(extra.iter().copied());
         Ok(Cli::try_parse_from(argv)?.args)
+    }
+
+    #[test]
+    fn connection_flags_set_the_limits() -> anyhow::Result<()> {
+        let default = parse(&[])?.server_config()?.connections;
+        assert_eq!(default, ConnLimits::default());
+        let set = parse(&[
+            "--max-connections",
+            "5",
+            "--idle-timeout",
+            "2m",
+            "--header-read-timeout",
+            "5s",
+            "--keepalive-interval",
+            "10s",
+            "--keepalive-timeout",
+            "3s",
+        ])?
+        .server_config()?
+        .connections;
+        assert_eq!(set.max_connections, 5);
+        assert_eq!(set.idle_timeout, Duration::from_secs(120));
+        assert_eq!(set.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(set.keep_alive_interval, Duration::from_secs(10));
+        assert_eq!(set.keep_alive_timeout, Duration::from_secs(3));
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--idle-timeout", "10s", "--keepalive-interval", "30s"],
+        ] {
+            let err = parse(bad)?.server_config().expect_err("refused");
+            assert!(err.to_string().contains(bad[0]), "{err}");
+        }
+        Ok(())
     }
 
     #[test]

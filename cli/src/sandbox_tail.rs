@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use proffer_proto::leader::MasterList;
-use proffer_sdk::service::http::request;
+use proffer_sdk::service::http::request_as;
 
 use crate::progress::{Failure, STDERR_LINES};
 
@@ -160,10 +160,15 @@ async fn stderr_tail(addr: &str, sandbox: &str) -> Result<Vec<String>, String> {
 
 /// `GET path` on the agent at `addr`, as JSON.
 async fn read(addr: &str, path: &str) -> Result<serde_json::Value, String> {
-    let body = tokio::time::timeout(LOOKUP_TIMEOUT, request(addr, "GET", path, ""))
-        .await
-        .map_err(|_| format!("{addr} did not answer in time"))?
-        .map_err(|e| e.to_string())?;
+    // Sandbox reads may need a principal (the agent's --authenticate-http-readonly, --acls).
+    let credential = proffer_proto::auth::process_credential();
+    let body = tokio::time::timeout(
+        LOOKUP_TIMEOUT,
+        request_as(addr, "GET", path, "", credential),
+    )
+    .await
+    .map_err(|_| format!("{addr} did not answer in time"))?
+    .map_err(|e| e.to_string())?;
     serde_json::from_str(&body).map_err(|e| format!("unexpected answer from {addr}: {e}"))
 }
 

@@ -8,7 +8,7 @@
 //! - [`server`]: the tokio shell: tonic services and axum HTTP on one port, feeding the core,
 //!   and the registry writer.
 
-pub use proffer_master_core::{allocator, core};
+pub use proffer_master_core::{allocator, authz, core};
 
 pub mod registry {
     //! Where the master's records survive restarts: the trait, the records and the in-memory

@@ -300,13 +300,28 @@ pub async fn request(
     path: &str,
     body: &str,
 ) -> Result<String, ClientError> {
+    request_as(addr, method, path, body, None).await
+}
+
+/// [`request`] presenting `credential` in the `authorization` header (e.g. to an agent's
+/// sandbox files; see `proffer_proto::auth`).
+pub async fn request_as(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    credential: Option<&proffer_proto::auth::Credential>,
+) -> Result<String, ClientError> {
+    let auth = credential.map_or(String::new(), |c| {
+        format!("Authorization: {}\r\n", c.authorization())
+    });
     let io = |e: std::io::Error| ClientError::Io {
         addr: addr.to_string(),
         reason: e.to_string(),
     };
     let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(io)?;
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(req.as_bytes()).await.map_err(io)?;
