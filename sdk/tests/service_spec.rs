@@ -334,3 +334,17 @@ pods:
     assert_eq!(ServiceSpec::parse(&yaml, &BTreeMap::new())?, spec);
     Ok(())
 }
+
+/// Found by the spec fuzz target: a volume of 9223372036854775 MB was accepted, and evaluating
+/// an offer for its pod overflowed while adding up the disk it needs (a panic in the
+/// scheduler). Sizes the resources form cannot hold are refused, naming the field.
+#[test]
+fn regression_volume_size_beyond_the_largest_scalar_is_refused() {
+    let yaml = "name: web\npods:\n  web:\n    count: 1\n    tasks:\n      web:\n        cmd: a\n        cpus: 0.1\n        disk: 1.0\n        memory: 0.1\n    volumes:\n      web:\n        path: data\n        size: 9223372036854775\n";
+    assert_eq!(
+        error_of(yaml),
+        "pods.web.volumes.web.size: 9223372036854775 MB is more than the largest size, 1000000000000 MB"
+    );
+    let ok = yaml.replace("9223372036854775", "1000000000000");
+    assert_eq!(error_of(&ok), "accepted");
+}

@@ -206,6 +206,14 @@ fn validate_pod(
         if v.size == 0 {
             return err(format!("{vpath}.size"), "a volume needs a size > 0 MB");
         }
+        // A size the resources form cannot hold (and that would overflow sums) is refused.
+        let max = resources::MAX_SCALAR_MILLI / resources::MILLI;
+        if v.size > max as u64 {
+            return err(
+                format!("{vpath}.size"),
+                format!("{} MB is more than the largest size, {max} MB", v.size),
+            );
+        }
     }
     for (i, rule) in pod.placement.iter().enumerate() {
         let rpath = format!("{path}.placement[{i}]");
