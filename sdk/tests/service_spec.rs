@@ -348,3 +348,16 @@ fn regression_volume_size_beyond_the_largest_scalar_is_refused() {
     let ok = yaml.replace("9223372036854775", "1000000000000");
     assert_eq!(error_of(&ok), "accepted");
 }
+
+/// Found by the spec fuzz target: `count: 4000000000` was accepted, and compiling the deploy
+/// plan (a step per instance) tried to allocate 416 GB and aborted the scheduler (reachable
+/// by POST /v1/update). Counts above MAX_POD_COUNT are refused, naming the field.
+#[test]
+fn regression_pod_count_is_bounded() {
+    let yaml = "name: web\npods:\n  web:\n    count: 4000000000\n    tasks:\n      web:\n        cmd: a\n        cpus: 0.1\n        memory: 32\n";
+    assert_eq!(
+        error_of(yaml),
+        "pods.web.count: 4000000000 instances are more than the 100000 one pod type may have"
+    );
+    assert_eq!(error_of(&yaml.replace("4000000000", "100000")), "accepted");
+}

@@ -9,6 +9,10 @@ use super::SpecError;
 use super::spec::{CheckSpec, PlacementRule, PodSpec, ServiceSpec, StrategyKind, TaskSpec};
 use super::template::check_builtins_only;
 
+/// Most instances of one pod type: every instance is a step of the deploy plan (a bigger count
+/// is a typo, and would exhaust memory compiling the plans).
+pub const MAX_POD_COUNT: u32 = 100_000;
+
 /// Plan names the scheduler uses for itself.
 pub const RESERVED_PLANS: &[&str] = &["recovery", "decommission", "uninstall"];
 
@@ -166,6 +170,15 @@ fn validate_pod(
     name: &str,
     pod: &PodSpec,
 ) -> Result<(), SpecError> {
+    if pod.count > MAX_POD_COUNT {
+        return err(
+            format!("{path}.count"),
+            format!(
+                "{} instances are more than the {MAX_POD_COUNT} one pod type may have",
+                pod.count
+            ),
+        );
+    }
     if pod.tasks.is_empty() {
         return err(format!("{path}.tasks"), "a pod needs at least one task");
     }
