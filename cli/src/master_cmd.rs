@@ -102,6 +102,14 @@ pub struct MasterArgs {
     /// after --keepalive-timeout (half-open connections are dropped).
     #[arg(long, env = "PROFFER_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     keepalive_interval: Duration,
+    /// Most framework subscriptions and agent sessions open at once per authenticated
+    /// principal (per peer IP address when unauthenticated).
+    #[arg(
+        long,
+        env = "PROFFER_MAX_STREAMS_PER_PRINCIPAL",
+        default_value_t = 10_000
+    )]
+    max_streams_per_principal: usize,
     /// How long an HTTP/2 ping may go unanswered.
     #[arg(long, env = "PROFFER_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     keepalive_timeout: Duration,
@@ -150,6 +158,10 @@ impl MasterArgs {
     /// The connection limits these flags describe.
     fn connection_limits(&self) -> anyhow::Result<ConnLimits> {
         anyhow::ensure!(self.max_connections > 0, "--max-connections must be > 0");
+        anyhow::ensure!(
+            self.max_streams_per_principal > 0,
+            "--max-streams-per-principal must be > 0"
+        );
         for (flag, d) in [
             ("--idle-timeout", self.idle_timeout),
             ("--header-read-timeout", self.header_read_timeout),
@@ -171,6 +183,7 @@ impl MasterArgs {
             idle_timeout: self.idle_timeout,
             keep_alive_interval: self.keepalive_interval,
             keep_alive_timeout: self.keepalive_timeout,
+            max_streams_per_principal: self.max_streams_per_principal,
         })
     }
 }
@@ -293,6 +306,8 @@ mod tests {
             "10s",
             "--keepalive-timeout",
             "3s",
+            "--max-streams-per-principal",
+            "7",
         ])?
         .server_config()?
         .connections;
@@ -301,6 +316,7 @@ mod tests {
         assert_eq!(set.header_read_timeout, Duration::from_secs(5));
         assert_eq!(set.keep_alive_interval, Duration::from_secs(10));
         assert_eq!(set.keep_alive_timeout, Duration::from_secs(3));
+        assert_eq!(set.max_streams_per_principal, 7);
         for bad in [
             &["--max-connections", "0"][..],
             &["--idle-timeout", "10s", "--keepalive-interval", "30s"],

@@ -40,6 +40,10 @@ impl v1::agent_server::Agent for AgentService {
             .authorize(proffer_master_core::authz::Action::RegisterAgent, None)
             .map_err(|e| status::from_master(&e))?;
         let principal = caller.principal().unwrap_or("").to_string();
+        let slot = self
+            .shared
+            .streams
+            .acquire(super::streams::StreamSlots::key_of(&request))?;
         let inbound = request.into_inner();
         let core = self.shared.core.clone();
         let conn = core.next_conn();
@@ -54,9 +58,13 @@ impl v1::agent_server::Agent for AgentService {
         core.open_agent(conn, tx, closed.clone(), span.clone())
             .map_err(status::unavailable)?;
         let shutdown = self.shared.shutdown.clone();
-        self.shared
-            .tracker
-            .spawn(read_session(core, conn, inbound, closed, shutdown, principal).instrument(span));
+        self.shared.tracker.spawn(
+            async move {
+                read_session(core, conn, inbound, closed, shutdown, principal).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -35,6 +35,9 @@ pub struct ConnLimits {
     pub keep_alive_interval: Duration,
     /// An HTTP/2 ping unanswered this long closes the connection (default 20 s).
     pub keep_alive_timeout: Duration,
+    /// Most long-lived streams (framework subscriptions, agent sessions) open at once per
+    /// authenticated principal, or per peer IP address when unauthenticated (default 10,000).
+    pub max_streams_per_principal: usize,
 }
 
 impl Default for ConnLimits {
@@ -45,6 +48,7 @@ impl Default for ConnLimits {
             idle_timeout: Duration::from_secs(300),
             keep_alive_interval: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(20),
+            max_streams_per_principal: 10_000,
         }
     }
 }

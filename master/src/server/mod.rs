@@ -33,6 +33,7 @@ mod scheduler;
 mod security;
 mod standby;
 mod status;
+mod streams;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -242,6 +243,7 @@ pub(crate) async fn serve_leader(
         tracker: tracker.clone(),
         shutdown: cancel.clone(),
         authorizer: security.authorizer.clone(),
+        streams: streams::StreamSlots::new(config.connections.max_streams_per_principal),
     };
     let grpc = tonic::service::Routes::new(
         SchedulerServer::new(scheduler::SchedulerService::new(shared.clone()))
@@ -302,4 +304,6 @@ pub(crate) struct Shared {
     shutdown: CancellationToken,
     /// The ACLs, for the services' checks.
     authorizer: Arc<proffer_master_core::authz::Authorizer>,
+    /// Open long-lived streams per principal (or peer).
+    streams: Arc<streams::StreamSlots>,
 }

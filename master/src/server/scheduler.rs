@@ -67,6 +67,8 @@ pub(crate) struct EventStream {
     inner: ReceiverStream<Result<v1::Event, Status>>,
     conn: ConnId,
     core: CoreHandle,
+    /// The caller's stream slot, freed with the stream.
+    _slot: super::streams::Slot,
 }
 
 impl Stream for EventStream {
@@ -141,6 +143,10 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let principal = principal_of(&request);
+        let slot = self
+            .shared
+            .streams
+            .acquire(super::streams::StreamSlots::key_of(&request))?;
         let Some(mut info) = request.into_inner().framework_info else {
             return Err(Status::invalid_argument(
                 "subscribe: framework_info is required",
@@ -171,6 +177,7 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
                         inner: ReceiverStream::new(rx),
                         conn,
                         core: self.shared.core.clone(),
+                        _slot: slot,
                     }))
                 }
                 Ok(Err(err)) => {

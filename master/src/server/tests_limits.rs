@@ -4,8 +4,11 @@
 use std::time::Instant;
 
 use proffer_master_core::core::limits::MAX_ROLES_PER_CALL;
+use proffer_proto::v1;
+use proffer_proto::v1::scheduler_client::SchedulerClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tonic::Code;
 
 use super::tests::{TestServer, WAIT};
 use super::{ConnLimits, ServerConfig};
@@ -185,5 +188,50 @@ async fn half_a_request_header_is_closed_after_the_header_timeout() -> anyhow::R
     closed_by_server(&mut slow).await?;
     // Well before the 5 min idle timeout: the header timeout closed it.
     assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    server.stop().await
+}
+
+fn framework(name: &str) -> v1::SubscribeRequest {
+    v1::SubscribeRequest {
+        framework_info: Some(v1::FrameworkInfo {
+            name: name.into(),
+            user: "test".into(),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test]
+async fn streams_per_peer_are_bounded_and_a_closed_one_frees_its_slot() -> anyhow::Result<()> {
+    let server = TestServer::start_with(with_connections(ConnLimits {
+        max_streams_per_principal: 1,
+        ..ConnLimits::default()
+    }))
+    .await?;
+    let mut client = SchedulerClient::connect(server.url()).await?;
+    let mut first = client.subscribe(framework("a")).await?.into_inner();
+    tokio::time::timeout(WAIT, first.message()).await??;
+    let err = client
+        .subscribe(framework("b"))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("a second stream from the same peer was accepted"))?;
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert!(
+        err.message().contains("peer 127.0.0.1") && err.message().contains("the limit is 1"),
+        "{err}"
+    );
+    drop(first);
+    // The slot is freed once the server notices the stream is gone.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match client.subscribe(framework("c")).await {
+            Ok(_) => break,
+            Err(e) if e.code() == Code::ResourceExhausted && Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => anyhow::bail!("third subscription: {e}"),
+        }
+    }
     server.stop().await
 }
