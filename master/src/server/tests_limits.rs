@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use proffer_master_core::core::limits::MAX_ROLES_PER_CALL;
 use proffer_proto::v1;
+use proffer_proto::v1::agent_client::AgentClient;
+use proffer_proto::v1::operator_client::OperatorClient;
 use proffer_proto::v1::scheduler_client::SchedulerClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -233,5 +235,70 @@ async fn streams_per_peer_are_bounded_and_a_closed_one_frees_its_slot() -> anyho
             Err(e) => anyhow::bail!("third subscription: {e}"),
         }
     }
+    server.stop().await
+}
+
+fn register(hostname: &str, resources: Vec<v1::Resource>) -> v1::AgentMessage {
+    v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
+            info: Some(Box::new(v1::AgentInfo {
+                hostname: hostname.into(),
+                port: 5051,
+                resources,
+                ..Default::default()
+            })),
+        })),
+    }
+}
+
+/// Seen before the limit: the master stalled ~34 s when such an agent left and `/state` took
+/// 34–68 s while it was there.
+#[tokio::test]
+async fn an_agent_advertising_100_000_resource_names_is_refused_quickly() -> anyhow::Result<()> {
+    let server = TestServer::start_seeded(3).await?;
+    let mut agent = AgentClient::connect(server.url())
+        .await?
+        .max_encoding_message_size(super::MAX_MESSAGE_BYTES);
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
+    let mut huge = proffer_proto::Resources::parse("cpus:2;mem:1024")?.to_proto();
+    huge.extend((0..100_000).map(|i| v1::Resource {
+        name: format!("r{i}"),
+        value: Some(v1::resource::Value::ScalarMilli(1000)),
+        role: "*".into(),
+        ..Default::default()
+    }));
+    let start = Instant::now();
+    tx.send(register("huge", huge)).await?;
+    tx.send(register(
+        "small",
+        proffer_proto::Resources::parse("cpus:2;mem:1024")?.to_proto(),
+    ))
+    .await?;
+    let mut inbound = agent
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    // The first registration is refused; the second is the one registered.
+    loop {
+        let msg = tokio::time::timeout(WAIT, inbound.message())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("session ended"))?;
+        if let Some(v1::master_message::Msg::Registered(_)) = msg.msg {
+            break;
+        }
+    }
+    let mut operator = OperatorClient::connect(server.url()).await?;
+    let state = operator
+        .get_state(v1::GetStateRequest {})
+        .await?
+        .into_inner();
+    let hosts: Vec<&str> = state.agents.iter().map(|a| a.hostname.as_str()).collect();
+    assert_eq!(hosts, ["small"]);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    drop(tx);
     server.stop().await
 }
