@@ -523,9 +523,10 @@ impl Master {
                 roles: vec!["*".into()],
                 ..Default::default()
             };
-            let mut adopted = FrameworkState::disconnected(info, "*".into(), now);
-            adopted.adopted = true;
-            self.frameworks.insert(fw.clone(), adopted);
+            self.frameworks.insert(
+                fw.clone(),
+                FrameworkState::disconnected(info, "*".into(), now),
+            );
             self.allocator.add_framework(&fw, &["*".to_string()], false);
         }
         let status = master_status(

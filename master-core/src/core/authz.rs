@@ -3,10 +3,12 @@
 //! - A framework belongs to the principal it subscribed with (`FrameworkInfo.principal`, set
 //!   by the shell from the authenticated principal and kept in its registry record): a
 //!   re-subscription with its id by any other principal, or by none, is refused, and so is a
-//!   call by an authenticated principal that is not its owner. A framework adopted from an
-//!   agent's report (no record, owner unknown) is claimed by its first allowed subscriber.
+//!   call by an authenticated principal that is not its owner.
 //! - An agent belongs to the principal that registered it (`AgentInfo.principal`, kept in its
 //!   registry record): re-registering with its id needs the same principal.
+//! - An id recorded without a principal (registered before authentication was turned on, or a
+//!   framework adopted from an agent's report after a restart without a registry) has no owner
+//!   yet: the first principal that re-subscribes or re-registers with it claims it.
 //! - The ACLs ([`crate::authz`]) decide `register_frameworks` (each role) on subscription,
 //!   `run_tasks` (the task's user), `reserve_resources`/`unreserve_resources` and
 //!   `create_volumes`/`destroy_volumes` for ACCEPT operations (with the framework's principal),
@@ -54,7 +56,7 @@ impl Master {
     ) -> Result<(), MasterError> {
         let principal = principal_of(&info.principal);
         if let Some(f) = self.frameworks.get(&info.id)
-            && !f.adopted
+            && f.principal().is_some()
             && f.principal() != principal
         {
             tracing::warn!(target: crate::authz::AUDIT_TARGET, decision = "refused",
@@ -85,12 +87,14 @@ impl Master {
             return Ok(());
         };
         match self.frameworks.get(framework_id) {
-            Some(f) if f.principal() != Some(p) => Err(MasterError::NotOwner {
-                what: "framework",
-                id: framework_id.to_string(),
-                verb: "make calls for",
-                claimant: Some(p.to_string()),
-            }),
+            Some(f) if f.principal().is_some_and(|owner| owner != p) => {
+                Err(MasterError::NotOwner {
+                    what: "framework",
+                    id: framework_id.to_string(),
+                    verb: "make calls for",
+                    claimant: Some(p.to_string()),
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -108,7 +112,7 @@ impl Master {
                 .map(|i| i.principal.as_str())
         };
         match stored {
-            Some(owner) if owner != info.principal => {
+            Some(owner) if !owner.is_empty() && owner != info.principal => {
                 let claimant = principal_of(&info.principal);
                 tracing::warn!(target: crate::authz::AUDIT_TARGET, decision = "refused",
                     agent_id = %info.id, principal = claimant.unwrap_or(""),

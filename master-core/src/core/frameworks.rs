@@ -50,7 +50,6 @@ impl Master {
                 f.stream_id = stream_id.clone();
                 f.disconnected_at = None;
                 f.next_heartbeat = heartbeat;
-                f.adopted = false;
                 if let Some(old) = old.filter(|c| *c != conn) {
                     self.conns.remove(&old);
                     self.push(Output::ToFramework {
@@ -87,7 +86,6 @@ impl Master {
                         tasks: Default::default(),
                         offers: Default::default(),
                         next_heartbeat: heartbeat,
-                        adopted: false,
                     },
                 );
             }

@@ -60,9 +60,6 @@ pub(crate) struct FrameworkState {
     pub tasks: super::IdMap<Box<TaskRecord>>,
     pub offers: super::IdSet,
     pub next_heartbeat: Timestamp,
-    /// Adopted from an agent's report (no registry record): who registered it is unknown, so
-    /// the first subscriber the ACLs allow claims it.
-    pub adopted: bool,
 }
 
 impl FrameworkState {
@@ -78,7 +75,6 @@ impl FrameworkState {
             tasks: Default::default(),
             offers: Default::default(),
             next_heartbeat: now,
-            adopted: false,
         }
     }
 

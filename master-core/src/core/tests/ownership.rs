@@ -199,6 +199,24 @@ fn an_agent_id_belongs_to_the_principal_that_registered_it() {
 }
 
 #[test]
+fn an_id_recorded_without_a_principal_is_claimed_by_the_first_one() {
+    // Registered before authentication was turned on: no owner yet.
+    let mut h = H::new();
+    let hdr = h.subscribe_with(F1, framework("web", "", ""));
+    let fw = hdr.framework_id.clone();
+    h.try_subscribe(F2, framework("web", "alice", &fw))
+        .expect("the first principal claims it");
+    let err = h
+        .try_subscribe(F3, framework("web", "eve", &fw))
+        .err()
+        .unwrap_or_default();
+    assert!(err.contains("belongs to another principal"), "{err}");
+    let agent = h.register_agent(A1, "host1", "cpus:4;mem:4096");
+    reregister_as(&mut h, A2, &agent, "agent-a").expect("claimed");
+    assert!(reregister_as(&mut h, A1, &agent, "eve").is_err());
+}
+
+#[test]
 fn register_frameworks_limits_a_principal_to_its_roles() {
     let mut h = H::new();
     h.m.set_authorizer(authorizer(
