@@ -302,3 +302,39 @@ async fn an_agent_advertising_100_000_resource_names_is_refused_quickly() -> any
     drop(tx);
     server.stop().await
 }
+
+/// The frame types in a raw HTTP/2 byte stream (server side, after its preface).
+fn frame_types(mut bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while bytes.len() >= 9 {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        types.push(bytes[3]);
+        bytes = &bytes[(9 + len).min(bytes.len())..];
+    }
+    types
+}
+
+#[tokio::test]
+async fn a_half_open_http2_connection_is_dropped_when_pings_go_unanswered() -> anyhow::Result<()> {
+    let server = TestServer::start_with(with_connections(ConnLimits {
+        keep_alive_interval: std::time::Duration::from_millis(100),
+        keep_alive_timeout: std::time::Duration::from_millis(100),
+        ..ConnLimits::default()
+    }))
+    .await?;
+    let mut peer = TcpStream::connect(server.addr).await?;
+    // The client preface and an empty SETTINGS frame, then silence: no ACKs, no PING replies.
+    peer.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+    peer.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await?;
+    let start = Instant::now();
+    let got = closed_by_server(&mut peer).await?;
+    const PING: u8 = 6;
+    assert!(
+        frame_types(&got).contains(&PING),
+        "the server pinged: {:?}",
+        frame_types(&got)
+    );
+    // Long before the 5 min idle timeout.
+    assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    server.stop().await
+}
