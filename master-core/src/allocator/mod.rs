@@ -256,7 +256,6 @@ impl Allocator {
                 weight,
             });
         }
-        self.check_room_for(role)?;
         let idx = self.roles.ensure(role);
         self.roles.nodes[idx].weight = weight;
         self.roles.rekey(idx, self.total_s);
@@ -312,7 +311,6 @@ impl Allocator {
                 }
             }
         }
-        self.check_room_for(role)?;
         let idx = self.roles.ensure(role);
         let node = &mut self.roles.nodes[idx];
         node.guarantees = guarantees;
@@ -401,8 +399,9 @@ fn check_role(role: &str) -> Result<(), AllocatorError> {
 
 impl Allocator {
     /// Refuses a weight or quota for a role that would grow the role tree past
-    /// [`MAX_ROLES`](crate::core::limits::MAX_ROLES) nodes.
-    fn check_room_for(&self, role: &str) -> Result<(), AllocatorError> {
+    /// [`MAX_ROLES`](crate::core::limits::MAX_ROLES) nodes (checked by the operator calls, not
+    /// on recovery: roles recorded before the limit still load).
+    pub fn check_room_for(&self, role: &str) -> Result<(), AllocatorError> {
         let max = crate::core::limits::MAX_ROLES;
         if self.roles.get(role).is_none() && self.roles.nodes.len() + role.split('/').count() > max
         {

@@ -13,6 +13,7 @@ impl Master {
         conn: ConnId,
         mut info: v1::FrameworkInfo,
     ) -> Result<(), MasterError> {
+        validate::framework_limits(&info)?;
         let roles = validate::framework_info(&info, self.config.max_failover_timeout_secs)?;
         let min_offers = validate::offer_filters(&info, &roles)?;
         if self.conns.contains_key(&conn) {
@@ -143,6 +144,7 @@ impl Master {
         if info.roles.is_empty() {
             info.roles = current.info.roles.clone();
         }
+        validate::framework_limits(&info)?;
         let roles = validate::framework_info(&info, self.config.max_failover_timeout_secs)?;
         let (mut old, mut new) = (current.info.roles.clone(), roles.clone());
         old.sort();

@@ -218,16 +218,19 @@ impl Master {
                 reason: format!("`{role}`: {reason}"),
             }
         })?;
-        self.allocator.set_weight(role, weight).map_err(|e| {
-            let field = match e {
-                crate::allocator::AllocatorError::TooManyRoles { .. } => "role",
-                _ => "weight",
-            };
-            MasterError::InvalidField {
-                field: field.into(),
-                reason: e.to_string(),
-            }
-        })?;
+        self.allocator
+            .check_room_for(role)
+            .and_then(|()| self.allocator.set_weight(role, weight))
+            .map_err(|e| {
+                let field = match e {
+                    crate::allocator::AllocatorError::TooManyRoles { .. } => "role",
+                    _ => "weight",
+                };
+                MasterError::InvalidField {
+                    field: field.into(),
+                    reason: e.to_string(),
+                }
+            })?;
         self.persist_role(role);
         self.allocation_pending = true;
         Ok(())
@@ -242,7 +245,8 @@ impl Master {
     ) -> Result<(), MasterError> {
         let quota = crate::allocator::Quota { guarantees, limits };
         self.allocator
-            .set_quota(role, quota)
+            .check_room_for(role)
+            .and_then(|()| self.allocator.set_quota(role, quota))
             .map_err(|e| MasterError::InvalidField {
                 field: "quota".into(),
                 reason: e.to_string(),

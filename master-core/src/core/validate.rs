@@ -143,18 +143,9 @@ pub(crate) fn agent_info(info: &v1::AgentInfo) -> Result<(), MasterError> {
     Ok(())
 }
 
-/// Checks a framework's info and returns its roles (default `*`).
-pub(crate) fn framework_info(
-    info: &v1::FrameworkInfo,
-    max_failover_secs: f64,
-) -> Result<Vec<String>, MasterError> {
-    let bad = |field: &str, reason: String| MasterError::InvalidField {
-        field: format!("framework_info.{field}"),
-        reason,
-    };
-    if info.name.trim().is_empty() {
-        return Err(bad("name", "must not be empty".into()));
-    }
+/// The size limits on a framework's info, checked when it subscribes or updates (not when it
+/// is recovered: a record written before a limit existed still loads).
+pub(crate) fn framework_limits(info: &v1::FrameworkInfo) -> Result<(), MasterError> {
     len("framework_info.name", &info.name, MAX_NAME_LEN)?;
     len("framework_info.user", &info.user, MAX_NAME_LEN)?;
     len("framework_info.hostname", &info.hostname, MAX_NAME_LEN)?;
@@ -168,7 +159,21 @@ pub(crate) fn framework_info(
         "framework_info.offer_filters",
         info.offer_filters.len(),
         MAX_FRAMEWORK_ROLES,
-    )?;
+    )
+}
+
+/// Checks a framework's info and returns its roles (default `*`).
+pub(crate) fn framework_info(
+    info: &v1::FrameworkInfo,
+    max_failover_secs: f64,
+) -> Result<Vec<String>, MasterError> {
+    let bad = |field: &str, reason: String| MasterError::InvalidField {
+        field: format!("framework_info.{field}"),
+        reason,
+    };
+    if info.name.trim().is_empty() {
+        return Err(bad("name", "must not be empty".into()));
+    }
     if !info.id.is_empty() {
         id("framework_info.id", &info.id)?;
     }
