@@ -227,7 +227,9 @@ impl Arrivals {
     /// Draws the next arrival after `now_ms`: its time and how many tasks it brings.
     pub fn next(&self, rng: &mut SplitMix64, now_ms: u64) -> (u64, u32) {
         match self {
-            Arrivals::Poisson { rate_per_s } => (now_ms + gap_ms(rng, *rate_per_s), 1),
+            Arrivals::Poisson { rate_per_s } => {
+                (now_ms.saturating_add(gap_ms(rng, *rate_per_s)), 1)
+            }
             Arrivals::Bursty {
                 rate_per_s,
                 burst_size,
@@ -238,7 +240,7 @@ impl Arrivals {
                 while unit(rng) >= p && n < 1_000_000 {
                     n += 1;
                 }
-                (now_ms + gap_ms(rng, *rate_per_s), n)
+                (now_ms.saturating_add(gap_ms(rng, *rate_per_s)), n)
             }
             Arrivals::Diurnal {
                 rate_per_s,
@@ -249,7 +251,7 @@ impl Arrivals {
                 let peak = rate_per_s * (1.0 + amplitude);
                 let mut t = now_ms;
                 loop {
-                    t += gap_ms(rng, peak);
+                    t = t.saturating_add(gap_ms(rng, peak));
                     let phase = std::f64::consts::TAU * (t as f64 / 1000.0) / period_s;
                     let rate = rate_per_s * (1.0 + amplitude * phase.sin());
                     if unit(rng) * peak <= rate {

@@ -308,3 +308,17 @@ fn adaptive_offer_limit_follows_the_queue() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Found by the scenario fuzz target: times far in the future (an agent down for about 10^16
+/// s on average, a hoarding framework holding offers 10^300 s, arrivals 10^300 s apart)
+/// overflowed `now + delay` in the engine (a panic in debug builds, a wrap to the past in
+/// release ones). Such events now land at the end of time, after the run.
+#[test]
+fn regression_delays_beyond_the_end_of_time_do_not_overflow() -> anyhow::Result<()> {
+    let text = "duration_s = 2\n\n[[agents]]\nresources = \"cpus:4;mem:4096\"\n\n[agents.churn]\nmean_downtime_s = 15270213574308943\nmean_uptime_s = 0.5\n\n[[frameworks]]\nname = \"h\"\nbehaviour = \"hoarding\"\nhold_s = 1e300\ntask = \"cpus:1;mem:64\"\narrivals = { process = \"poisson\", rate_per_s = 1e-300 }\n";
+    let s = Scenario::parse(text, Path::new("overflow.toml"))?;
+    let mut sim = Sim::new(&s, Policy::Drf)?;
+    sim.run();
+    assert_eq!(sim.now_ms(), 2_000);
+    Ok(())
+}

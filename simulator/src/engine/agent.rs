@@ -143,7 +143,9 @@ impl Sim {
         };
         self.agent_say(a, msg);
         if let Some((up_s, _)) = churn {
-            let t = self.now + secs_to_ms(exponential(&mut self.rng, up_s)).max(1);
+            let t = self
+                .now
+                .saturating_add(secs_to_ms(exponential(&mut self.rng, up_s)).max(1));
             self.schedule(t, Ev::AgentDown(a));
         }
     }
@@ -162,7 +164,9 @@ impl Sim {
         let churn = ag.churn;
         self.send(Input::AgentDisconnected { conn });
         if let Some((_, down_s)) = churn {
-            let t = self.now + secs_to_ms(exponential(&mut self.rng, down_s)).max(1);
+            let t = self
+                .now
+                .saturating_add(secs_to_ms(exponential(&mut self.rng, down_s)).max(1));
             self.schedule(t, Ev::AgentUp(a));
         }
     }

@@ -494,7 +494,7 @@ impl Sim {
                 let fw = &mut self.frameworks[f as usize];
                 fw.held.push(offer);
                 if fw.held.len() == 1 {
-                    let t = self.now + fw.model.hold_ms;
+                    let t = self.now.saturating_add(fw.model.hold_ms);
                     self.schedule(t, Ev::Release(f));
                 }
             } else {

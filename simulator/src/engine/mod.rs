@@ -184,7 +184,7 @@ impl Sim {
         while self.step_until(self.end) {
             if self.now >= next_report {
                 progress(self.now, self.end);
-                next_report = self.now + step;
+                next_report = self.now.saturating_add(step);
             }
         }
         self.now = self.end;
@@ -228,11 +228,11 @@ impl Sim {
                 self.flush();
                 #[cfg(debug_assertions)]
                 self.check_accounting();
-                self.schedule(self.now + self.tick_ms, Ev::Tick);
+                self.schedule(self.now.saturating_add(self.tick_ms), Ev::Tick);
             }
             Ev::Sample => {
                 self.sample();
-                self.schedule(self.now + self.sample_ms, Ev::Sample);
+                self.schedule(self.now.saturating_add(self.sample_ms), Ev::Sample);
             }
             Ev::AgentUp(a) => self.agent_up(a),
             Ev::AgentDown(a) => self.agent_down(a),
