@@ -226,3 +226,11 @@ fn shipped_samples_replay_through_the_master() -> anyhow::Result<()> {
     assert!(err.is_some_and(|e| e.contains("nope.csv")));
     Ok(())
 }
+
+/// Found by the trace fuzz target: a JSON record with an empty key (`"": 0.5`) was refused
+/// naming the empty field ``; it names the record instead.
+#[test]
+fn regression_json_record_with_an_empty_key_names_the_record() {
+    let text = "[\n{\"time_s\": 0, \"framework\": \"a\", \"cpus\": 1, \"\": 0.5, \"mem_mb\": 1}\n]";
+    assert_eq!(where_(parse("json", text)), (2, "record".to_string()));
+}

@@ -169,7 +169,12 @@ pub fn parse_json(text: &str, path: &Path) -> Result<Vec<Record>, SimError> {
         let line = starts.get(i).copied().unwrap_or(0);
         let t: JsonTask = serde_json::from_value(v).map_err(|e| {
             let msg = e.to_string();
-            let field = msg.split('`').nth(1).unwrap_or("record").to_string();
+            let field = msg
+                .split('`')
+                .nth(1)
+                .filter(|f| !f.is_empty())
+                .unwrap_or("record")
+                .to_string();
             bad(path, line, &field, format!("record {i}: {msg}"))
         })?;
         record(
