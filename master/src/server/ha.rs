@@ -68,6 +68,7 @@ pub async fn serve_ha(
             standby::phase_listener(&listener).map_err(ServerError::LocalAddr)?,
             leader_rx.clone(),
             standby_stop.clone(),
+            config.connections.clone(),
         );
         tracing::info!(%addr, %advertise, "standby master: campaigning for the leadership");
         let won = campaign(&ha.election, &leader_tx, &cancel).await;

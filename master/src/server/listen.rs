@@ -96,6 +96,8 @@ pub(crate) async fn serve(
             drop(permit);
         });
     }
+    // Stop accepting now (another phase may serve a clone of this listener).
+    drop(listener);
     conns.close();
     conns.wait().await;
 }

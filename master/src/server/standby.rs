@@ -94,23 +94,18 @@ pub fn unavailable(leader: Option<&str>) -> tonic::Status {
 }
 
 /// Serves the standby routes on `listener` until `stop` fires (existing connections are
-/// drained in the background; the listener's clone may already serve as leader).
+/// drained in the background; the listener's clone may already serve as leader), under the
+/// same connection limits as the leader.
 pub(crate) fn spawn(
     listener: tokio::net::TcpListener,
     leader: watch::Receiver<Option<String>>,
     stop: tokio_util::sync::CancellationToken,
+    limits: super::ConnLimits,
 ) -> tokio::task::JoinHandle<()> {
     let router = router(leader).layer(axum::extract::DefaultBodyLimit::max(
         super::MAX_MESSAGE_BYTES,
     ));
-    tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(error = %e, "the standby server stopped");
-        }
-    })
+    tokio::spawn(super::listen::serve(listener, router, limits, stop))
 }
 
 /// A clone of `listener` for one phase (standby or leader) of this master's life.
