@@ -91,6 +91,8 @@ enum Command {
     /// Mark an agent gone for good (it was decommissioned): its tasks end, it may never
     /// come back with its id.
     AgentGone(roles::AgentGoneArgs),
+    /// Tear a framework down for good: its tasks are killed, its id may not subscribe again.
+    Teardown(roles::TeardownArgs),
     /// Maintenance windows: schedule (inverse offers, then drain), status.
     Maintenance(roles::MaintenanceArgs),
     /// Show roles: weights, quotas, allocations, frameworks.
@@ -267,6 +269,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Drain(args) => roles::drain(args, true).await.map(|()| true),
         Command::Reactivate(args) => roles::drain(args, false).await.map(|()| true),
         Command::AgentGone(args) => roles::agent_gone(args).await.map(|()| true),
+        Command::Teardown(args) => roles::teardown(args).await.map(|()| true),
         Command::Maintenance(args) => roles::maintenance(args).await.map(|()| true),
         Command::Roles(args) => roles::roles(args).await.map(|()| true),
         Command::Why(args) => roles::why(args).await.map(|()| true),

@@ -336,6 +336,33 @@ pub async fn agent_gone(args: AgentGoneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Flags of `proffer teardown`.
+#[derive(Debug, clap::Args)]
+pub struct TeardownArgs {
+    /// The framework id (see `proffer state`).
+    framework_id: String,
+    #[command(flatten)]
+    master: MasterFlag,
+}
+
+/// `proffer teardown FRAMEWORK`: removes a framework for good (Mesos `/teardown`; the ACL
+/// `teardown_frameworks` decides who may).
+pub async fn teardown(args: TeardownArgs) -> anyhow::Result<()> {
+    let req = v1::TeardownFrameworkRequest {
+        framework_id: args.framework_id.clone(),
+    };
+    call(&args.master.master, async |c| {
+        c.teardown_framework(req.clone()).await
+    })
+    .await
+    .map_err(|e| refused("teardown", e))?;
+    crate::output::text(&format!(
+        "framework {} torn down: its tasks are killed and its id may not subscribe again",
+        args.framework_id
+    ));
+    Ok(())
+}
+
 /// `proffer roles`: a table (or JSON) of every role the allocator knows.
 pub async fn roles(args: RolesArgs) -> anyhow::Result<()> {
     let roles = call(&args.master.master, async |c| {

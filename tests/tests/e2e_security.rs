@@ -214,6 +214,20 @@ fn a_secured_cluster_runs_tasks_for_principals_and_refuses_the_rest() -> Result<
         ],
     )?;
     assert!(out.status.success(), "{}", text(&out));
+    // proffer teardown reaches the master as ops (an unknown framework: 404, said).
+    let out = proffer(
+        &["teardown", "nope", "--master", &master],
+        &[
+            ("PROFFER_PRINCIPAL", "ops"),
+            ("PROFFER_SECRET", "ops-secret"),
+        ],
+    )?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no framework named `nope`"),
+        "{}",
+        text(&out)
+    );
     // A wrong secret is refused.
     let out = proffer(
         &["state", "--master", &master],
