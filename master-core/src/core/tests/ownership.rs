@@ -354,3 +354,107 @@ fn snapshots_and_roles_are_filtered_per_principal() {
     assert_eq!(roles[0].role, "web");
     assert_eq!(roles[0].guarantees, "", "get_quotas is not granted");
 }
+
+/// ACCEPT `ops` on the framework's next offer (the one it still holds if a refused ACCEPT
+/// left it outstanding).
+fn accept_ops(
+    h: &mut H,
+    hdr: &v1::CallHeader,
+    held: &mut String,
+    ops: Vec<v1::Operation>,
+) -> Result<(), MasterError> {
+    h.advance(1_000);
+    if let Some(o) = h.offers(F1).first() {
+        held.clone_from(&o.id);
+    }
+    h.call(Call::Accept(v1::AcceptRequest {
+        header: Some(hdr.clone()),
+        offer_ids: vec![held.clone()],
+        operations: ops,
+        filters: Some(v1::Filters {
+            refuse_seconds: Some(0.0),
+        }),
+    }))
+}
+
+fn op(kind: &str, text: &str) -> v1::Operation {
+    use v1::operation::Op;
+    let resources = proffer_proto::Resources::parse(text)
+        .expect("resources")
+        .to_proto();
+    let op = match kind {
+        "reserve" => Op::Reserve(v1::Reserve { resources }),
+        "unreserve" => Op::Unreserve(v1::Unreserve { resources }),
+        "create" => Op::Create(v1::CreateVolume { volumes: resources }),
+        _ => Op::Destroy(v1::DestroyVolume { volumes: resources }),
+    };
+    v1::Operation { op: Some(op) }
+}
+
+#[test]
+fn unreserve_create_and_destroy_follow_the_acls_with_the_frameworks_principal() {
+    let mut h = H::new();
+    h.register_agent(A1, "host1", "cpus:4;mem:4096;disk:1000");
+    let hdr = h.subscribe_with(F1, framework("web", "alice", ""));
+    let mut held = String::new();
+    let reserved = "disk(web,dynamic=alice):100";
+    let volume = "disk(web,dynamic=alice)[data:data]:100";
+    // A reservation naming another principal than the framework's is refused.
+    let err = accept_ops(
+        &mut h,
+        &hdr,
+        &mut held,
+        vec![op("reserve", "disk(web,dynamic=eve):100")],
+    );
+    assert!(
+        matches!(&err, Err(e) if e.to_string().contains("the framework's principal is `alice`")),
+        "{err:?}"
+    );
+    accept_ops(&mut h, &hdr, &mut held, vec![op("reserve", reserved)])
+        .expect("reserve (permissive)");
+    h.m.set_authorizer(authorizer(
+        r#"{"create_volumes": [{"principals": {"values": ["alice"]}, "roles": {"type": "NONE"}}]}"#,
+    ));
+    let denied = |r: Result<(), MasterError>| match r {
+        Err(MasterError::Forbidden(d)) => Some((d.action.key(), d.object)),
+        other => panic!("not refused by an ACL: {other:?}"),
+    };
+    assert_eq!(
+        denied(accept_ops(
+            &mut h,
+            &hdr,
+            &mut held,
+            vec![op("create", volume)]
+        )),
+        Some(("create_volumes", Some("web".to_string())))
+    );
+    // Allowed again, a volume is made; then DESTROY is refused on its creator.
+    h.m.set_authorizer(Authorizer::default());
+    accept_ops(&mut h, &hdr, &mut held, vec![op("create", volume)]).expect("create");
+    h.m.set_authorizer(authorizer(
+        r#"{"destroy_volumes": [{"principals": {"type": "ANY"}, "creator_principals": {"type": "NONE"}}]}"#,
+    ));
+    assert_eq!(
+        denied(accept_ops(
+            &mut h,
+            &hdr,
+            &mut held,
+            vec![op("destroy", volume)]
+        )),
+        Some(("destroy_volumes", Some("alice".to_string())))
+    );
+    h.m.set_authorizer(Authorizer::default());
+    accept_ops(&mut h, &hdr, &mut held, vec![op("destroy", volume)]).expect("destroy");
+    h.m.set_authorizer(authorizer(
+        r#"{"unreserve_resources": [{"principals": {"type": "ANY"}, "reserver_principals": {"type": "NONE"}}]}"#,
+    ));
+    assert_eq!(
+        denied(accept_ops(
+            &mut h,
+            &hdr,
+            &mut held,
+            vec![op("unreserve", reserved)]
+        )),
+        Some(("unreserve_resources", Some("alice".to_string())))
+    );
+}
