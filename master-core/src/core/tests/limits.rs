@@ -204,3 +204,49 @@ fn the_role_tree_is_bounded() {
     let quota = h.m.set_quota("another", Default::default(), None);
     assert!(quota.is_err_and(|e| e.to_string().contains("10000")));
 }
+
+#[test]
+fn task_labels_and_resources_are_bounded() {
+    type Set = fn(&mut v1::TaskInfo, usize);
+    let cases: [(&str, usize, Set); 3] = [
+        ("labels", MAX_LABELS, |t, n| {
+            t.labels = (0..n).map(|k| (format!("k{k}"), "v".into())).collect()
+        }),
+        ("labels[k]", MAX_LABEL_LEN, |t, n| {
+            t.labels = [("k".to_string(), "v".repeat(n))].into()
+        }),
+        ("resources", MAX_RESOURCE_ENTRIES, |t, n| {
+            let extra = n - t.resources.len();
+            t.resources.extend((0..extra).map(|i| v1::Resource {
+                name: format!("x{}", i % 100),
+                value: Some(v1::resource::Value::ScalarMilli(1)),
+                role: format!("r{i}"),
+                ..Default::default()
+            }))
+        }),
+    ];
+    for (field, max, set) in cases {
+        let (mut h, _agent, fw, offer) = super::scenarios::one_offer();
+        let mut over = super::harness::task("t1", "cpus:1;mem:128");
+        set(&mut over, max + 1);
+        let err = h
+            .launch(&fw, &[offer.id.as_str()], vec![over])
+            .expect_err(field)
+            .to_string();
+        assert!(
+            err.contains(field) && err.contains(&format!("limit is {max}")),
+            "{field}: {err}"
+        );
+        // At the limit, the limits say nothing (other checks may still refuse).
+        let mut at = super::harness::task("t1", "cpus:1;mem:128");
+        set(&mut at, max);
+        let (mut h, _agent, fw, offer) = super::scenarios::one_offer();
+        let r = h.launch(&fw, &[offer.id.as_str()], vec![at]);
+        assert!(
+            r.as_ref().is_ok()
+                || r.as_ref()
+                    .is_err_and(|e| !e.to_string().contains("limit is")),
+            "{field}: {r:?}"
+        );
+    }
+}
