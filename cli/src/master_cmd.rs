@@ -88,8 +88,8 @@ pub struct MasterArgs {
     /// Key (PEM) of --etcd-cert.
     #[arg(long, env = "PROFFER_ETCD_KEY")]
     etcd_key: Option<PathBuf>,
-    /// Most connections open at once; beyond it a new connection is closed at once. Keep the
-    /// file-descriptor limit (`ulimit -n`) above it.
+    /// Most connections open at once; beyond it a new connection is closed at once. Lowered
+    /// (with a warning) to fit the file-descriptor limit (`ulimit -n`).
     #[arg(long, env = "PROFFER_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
     /// A connection with no byte read or written for this long is closed.

@@ -24,8 +24,8 @@ use tower::ServiceExt;
 /// Limits on connections.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnLimits {
-    /// Most connections open at once (default 10,000); keep the process's file-descriptor
-    /// limit (`ulimit -n`) above it.
+    /// Most connections open at once (default 10,000); lowered, with a warning, to fit the
+    /// process's file-descriptor limit (`ulimit -n`).
     pub max_connections: usize,
     /// An HTTP/1 request's header must arrive within this (default 30 s).
     pub header_read_timeout: Duration,
@@ -61,7 +61,8 @@ pub(crate) async fn serve(
     limits: ConnLimits,
     cancel: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let max = fd_bounded(limits.max_connections, open_files_limit());
+    let permits = Arc::new(Semaphore::new(max));
     let conns = TaskTracker::new();
     let mut refused: u64 = 0;
     loop {
@@ -81,7 +82,7 @@ pub(crate) async fn serve(
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             refused += 1;
             if refused.is_power_of_two() {
-                tracing::warn!(%peer, max = limits.max_connections, refused,
+                tracing::warn!(%peer, max, refused,
                     "too many connections: closing a new one");
             }
             drop(stream);
@@ -100,6 +101,43 @@ pub(crate) async fn serve(
     drop(listener);
     conns.close();
     conns.wait().await;
+}
+
+/// File descriptors kept for everything but connections (registry, logs, etcd, sandboxes).
+const RESERVED_FDS: usize = 256;
+
+/// The process's soft limit on open files (Linux: `/proc/self/limits`), if known.
+fn open_files_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files(&text)
+}
+
+/// The soft "Max open files" in the text of `/proc/self/limits` (None: unlimited or absent).
+fn parse_open_files(text: &str) -> Option<usize> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `max` connections, lowered (with a warning) so that they fit in the file-descriptor limit
+/// with [`RESERVED_FDS`] (or half the limit, if that is more) to spare: running out of descriptors would stop the master accepting
+/// anything, its own files included.
+fn fd_bounded(max: usize, fd_limit: Option<usize>) -> usize {
+    let Some(fds) = fd_limit else { return max };
+    let fit = fds.saturating_sub(RESERVED_FDS).max(fds / 2).max(1);
+    if fit < max {
+        tracing::warn!(
+            max_connections = max,
+            open_files_limit = fds,
+            using = fit,
+            "the open-files limit (ulimit -n) is too low for --max-connections; raise it"
+        );
+        return fit;
+    }
+    max
 }
 
 /// Serves one connection until it ends, idles out or (gracefully) the server stops.
@@ -229,5 +267,26 @@ impl AsyncWrite for Tracked {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_fits_in_the_open_files_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_open_files(limits), Some(1024));
+        assert_eq!(
+            parse_open_files("Max open files  unlimited  unlimited  files"),
+            None
+        );
+        assert_eq!(fd_bounded(10_000, Some(1024)), 768);
+        assert_eq!(fd_bounded(10_000, Some(1_048_576)), 10_000);
+        assert_eq!(fd_bounded(10_000, None), 10_000);
+        assert_eq!(fd_bounded(10, Some(100)), 10);
+        assert_eq!(fd_bounded(1_000, Some(100)), 50);
     }
 }
