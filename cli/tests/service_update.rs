@@ -2,8 +2,8 @@
 //! run`. `service plan-update` prints the diff and the placement check and exits non-zero for
 //! a spec no agent can place; `service update` refuses it before anything is killed, naming the
 //! resource and the largest agent; `--dry-run` of a placeable change prints its restarts in
-//! order; `--force` applies the impossible one, and `service why` then names the cpus no recent
-//! offer had.
+//! order; `--force` applies the impossible one (its replacements, started first, wait while
+//! the old tasks run on), and `service why` then names the cpus no recent offer had.
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -142,8 +142,8 @@ fn an_impossible_update_is_refused_until_forced() -> Result<()> {
     assert!(!out.status.success(), "{stdout}{stderr}");
     for want in [
         "service sleeper: update (serial: nap serial)\n  ~ pod nap: 2 instance(s)\n      tasks.main.cpus: 0.1 → 2.0\n",
-        "     1  restart nap-0 [main] in place on agent-",
-        "     2  restart nap-1 [main] in place on agent-",
+        "     1  restart nap-0 [main] on any agent that fits; the one on agent-",
+        "     2  restart nap-1 [main] on any agent that fits; the one on agent-",
         "placement on the current agents (2, role *):\n  FAIL pod nap cannot be placed: an instance asks cpus:2;mem:16 and no agent has enough cpus: the largest agent has cpus:1 (",
     ] {
         assert!(stdout.contains(want), "{want:?} not in:\n{stdout}");
@@ -183,9 +183,12 @@ fn an_impossible_update_is_refused_until_forced() -> Result<()> {
     );
     wait_until("why names the missing cpus", || {
         let out = run(&["service", "why", "--api", &api])?;
+        // Start-first: the old tasks run on (0.1 of each agent's cpu) while the replacement
+        // waits for room.
         Ok(text(&out)
             .0
-            .contains("had cpus:2: the largest had cpus:1 (agent-"))
+            .contains("had cpus:2: the largest had cpus:0.9 (agent-"))
     })?;
+    assert_eq!(tasks(&master)?, before, "the old tasks run on");
     Ok(())
 }

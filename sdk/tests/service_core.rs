@@ -25,8 +25,10 @@ fn offer(id: &str, agent: &str) -> v1::Offer {
 }
 
 fn open(dir: &std::path::Path, s: ServiceSpec) -> Result<ServiceCore> {
+    // Stop-first restarts (start-first ones: tests/service_replace_first.rs).
     let cfg = CoreConfig {
         permanent_after_ms: 60_000,
+        replace_first_wait_ms: 0,
         ..CoreConfig::default()
     };
     Ok(ServiceCore::open(s, cfg, StateStore::open(dir)?)?)

@@ -126,8 +126,10 @@ fn run(core: &mut ServiceCore, now: &mut u64) -> Result<Vec<String>> {
 #[test]
 fn a_custom_update_plan_relaunches_one_instance_at_a_time_in_its_order() -> Result<()> {
     let dir = tempfile::tempdir()?;
+    // Stop-first: one instance down at a time (start-first: tests/service_replace_first.rs).
     let cfg = CoreConfig {
         permanent_after_ms: 600_000,
+        replace_first_wait_ms: 0,
         ..CoreConfig::default()
     };
     let mut core = ServiceCore::open(spec("v1")?, cfg, StateStore::open(dir.path())?)?;

@@ -113,7 +113,7 @@ fn a_changed_scaled_and_added_service_previews_as_text() -> Result<()> {
     )?;
     let tasks = running(&old, "web", "server", 3);
     let cluster = agents(3, SMALL);
-    let p = UpdatePreview::build(&old, &new, &tasks, Ok(&cluster));
+    let p = UpdatePreview::build(&old, &new, &tasks, Ok(&cluster), false);
     assert!(p.placeable());
     assert_eq!(p.refusal(), None);
     golden("update-preview.txt", &p.render())
@@ -123,7 +123,7 @@ fn a_changed_scaled_and_added_service_previews_as_text() -> Result<()> {
 fn restarts_follow_the_update_plan_and_stops_come_first() -> Result<()> {
     let old = web(3, "0.5", "")?;
     let new = web(2, "1", "")?;
-    let d = diff(&old, &new, &running(&old, "web", "server", 3));
+    let d = diff(&old, &new, &running(&old, "web", "server", 3), false);
     let rows: Vec<(u32, &str, InstanceAction, Option<&str>)> = d
         .instances
         .iter()
@@ -153,11 +153,25 @@ fn restarts_follow_the_update_plan_and_stops_come_first() -> Result<()> {
         ),
         ("tasks.server.cpus", Some("0.5"), Some("1.0"))
     );
+    // Where the scheduler starts replacements first (no volumes, no fixed ports), it says so.
+    let tasks = running(&old, "web", "server", 3);
+    let d = diff(&old, &new, &tasks, true);
+    let firsts: Vec<bool> = d.instances.iter().map(|i| i.start_first).collect();
+    assert_eq!(firsts, [false, true, true]);
+    let p = UpdatePreview::build(&old, &new, &tasks, Ok(&agents(3, SMALL)), true);
+    assert!(
+        p.render().contains(
+            "     1  restart web-0 [server] on any agent that fits; the one on host-a0 stops once it is ready\n"
+        ),
+        "{}",
+        p.render()
+    );
     // Scaling alone launches the new instances and restarts nothing.
     let d = diff(
         &old,
         &web(4, "0.5", "")?,
         &running(&old, "web", "server", 3),
+        false,
     );
     assert_eq!(d.pods[0].kind, PodChangeKind::Scaled);
     assert_eq!(d.instances.len(), 1);
@@ -166,7 +180,7 @@ fn restarts_follow_the_update_plan_and_stops_come_first() -> Result<()> {
         ("web-3", InstanceAction::Launch)
     );
     // The same spec changes nothing.
-    let d = diff(&old, &old, &running(&old, "web", "server", 3));
+    let d = diff(&old, &old, &running(&old, "web", "server", 3), false);
     assert!(d.is_empty());
     Ok(())
 }
@@ -193,7 +207,7 @@ plans:
     let new = spec(&yaml("v2"))?;
     let mut tasks = running(&old, "db", "t", 2);
     tasks.extend(running(&old, "api", "t", 2));
-    let d = diff(&old, &new, &tasks);
+    let d = diff(&old, &new, &tasks, false);
     let order: Vec<(u32, &str)> = d
         .instances
         .iter()
@@ -252,7 +266,7 @@ fn placement_problems_name_the_pod_the_resource_and_the_largest_agent() -> Resul
         ),
     ];
     for (new, want) in cases {
-        let p = UpdatePreview::build(&old, &new, &tasks, Ok(&cluster));
+        let p = UpdatePreview::build(&old, &new, &tasks, Ok(&cluster), false);
         let fit = p.fit.as_ref().context("no fit report")?;
         assert_eq!(fit.problems(), [want.to_string()], "{}", p.render());
         assert!(!p.placeable());
@@ -270,7 +284,7 @@ fn a_restart_its_agent_cannot_hold_moves_and_unknown_agents_refuse_nothing() -> 
     let mut cluster = agents(2, SMALL);
     cluster.push(agent(2, "cpus:4;mem:1024;ports:[31000-31009]", &[]));
     cluster.push(agent(3, "cpus:4;mem:1024;ports:[31000-31009]", &[]));
-    let p = UpdatePreview::build(&old, &new, &tasks, Ok(&cluster));
+    let p = UpdatePreview::build(&old, &new, &tasks, Ok(&cluster), false);
     assert!(p.placeable(), "{}", p.render());
     for i in &p.diff.instances {
         let host = i.hostname.as_deref().unwrap_or_default();
@@ -284,7 +298,13 @@ fn a_restart_its_agent_cannot_hold_moves_and_unknown_agents_refuse_nothing() -> 
             )
         );
     }
-    let p = UpdatePreview::build(&old, &web(2, "64", "")?, &tasks, Err("no master".into()));
+    let p = UpdatePreview::build(
+        &old,
+        &web(2, "64", "")?,
+        &tasks,
+        Err("no master".into()),
+        false,
+    );
     assert!(p.placeable());
     assert!(p.render().ends_with("placement not checked: no master\n"));
     Ok(())

@@ -99,6 +99,10 @@ pub struct InstanceChange {
     pub hostname: Option<String>,
     /// Why it may not come back to its agent (set by the placement check), if so.
     pub moves: Option<String>,
+    /// A restart whose replacement starts (on any agent that fits) before the running
+    /// instance is stopped.
+    #[serde(default)]
+    pub start_first: bool,
 }
 
 /// What an update would change.
@@ -128,11 +132,27 @@ impl UpdateDiff {
     }
 }
 
+/// True when a running instance of `pod` may be replaced by starting the new `tasks` before
+/// the old ones stop: no persistent volumes (they cannot be in two places), no fixed ports (the
+/// two would clash on one agent), every task meant to keep running, and no reservations (each
+/// instance has one, under its name).
+pub fn can_start_first(pod: &PodSpec, tasks: &[String], reservations: bool) -> bool {
+    !reservations
+        && pod.volumes.is_empty()
+        && tasks.iter().all(|t| {
+            pod.task(t).is_some_and(|t| {
+                t.goal == Goal::Running && t.ports.iter().all(|(_, p)| p.port == 0)
+            })
+        })
+}
+
 /// Diffs `old` against `new`, with the instances' task records (`tasks`, by record name).
+/// `start_first`: whether the scheduler starts replacements first where the spec allows it.
 pub fn diff(
     old: &ServiceSpec,
     new: &ServiceSpec,
     tasks: &BTreeMap<String, TaskRecord>,
+    start_first: bool,
 ) -> UpdateDiff {
     let pods = new
         .pods
@@ -164,9 +184,18 @@ pub fn diff(
             agent_id: recs.first().map(|r| r.agent_id.clone()),
             hostname: recs.first().map(|r| r.hostname.clone()),
             moves: None,
+            start_first: false,
         });
     }
     let mut launches = step_changes(new, &plan, tasks);
+    for c in launches
+        .iter_mut()
+        .filter(|c| start_first && c.action == InstanceAction::Restart)
+    {
+        c.start_first = new
+            .pod(&c.pod)
+            .is_some_and(|p| can_start_first(p, &c.tasks, false));
+    }
     order(&plan, &mut launches);
     launches.sort_by_key(|c| c.order);
     instances.extend(launches);
@@ -321,6 +350,7 @@ fn step_changes(
             agent_id: home.map(|r| r.agent_id.clone()),
             hostname: home.map(|r| r.hostname.clone()),
             moves: None,
+            start_first: false,
         });
     }
     out

@@ -97,6 +97,7 @@ pub fn check(spec: &ServiceSpec, diff: &mut UpdateDiff, agents: &[AgentCapacity]
             .instances
             .iter_mut()
             .filter(|i| placeable && i.pod == *name && i.action != InstanceAction::Stop)
+            .filter(|i| !i.start_first)
         {
             i.moves = move_reason(i.agent_id.as_deref(), &demand, pod, agents);
         }

@@ -23,14 +23,16 @@ pub struct UpdatePreview {
 
 impl UpdatePreview {
     /// Previews `old` → `new` over the task records, checked against `agents` (or the reason
-    /// they are not known).
+    /// they are not known); `start_first`: whether the scheduler starts replacements before
+    /// stopping the old instances where the spec allows it.
     pub fn build(
         old: &ServiceSpec,
         new: &ServiceSpec,
         tasks: &std::collections::BTreeMap<String, TaskRecord>,
         agents: Result<&[AgentCapacity], String>,
+        start_first: bool,
     ) -> UpdatePreview {
-        let mut d = diff(old, new, tasks);
+        let mut d = diff(old, new, tasks, start_first);
         let (fit, fit_unknown) = match agents {
             Ok(a) => (Some(check(new, &mut d, a)), None),
             Err(e) => (None, Some(e)),
@@ -136,6 +138,9 @@ fn instance_line(i: &InstanceChange) -> String {
     let place = match (&i.action, &i.hostname) {
         (InstanceAction::Stop, Some(h)) => format!(" on {h} (above the new count)"),
         (InstanceAction::Stop, None) => " (above the new count)".to_string(),
+        (_, Some(h)) if i.start_first => {
+            format!(" on any agent that fits; the one on {h} stops once it is ready")
+        }
         (_, Some(h)) => format!(" in place on {h}"),
         (_, None) => " on any agent that fits".to_string(),
     };

@@ -8,6 +8,7 @@
 //! TASK_LOST for tasks it never saw, and only those are launched again.
 
 mod offers;
+mod replace;
 mod status;
 mod why;
 
@@ -80,6 +81,10 @@ pub struct CoreConfig {
     pub refuse_pending_secs: f64,
     /// Seconds to refuse offers when nothing waits.
     pub refuse_idle_secs: f64,
+    /// How long the replacement of a running instance may wait for an offer before the old
+    /// instance is stopped first (start-first restarts, where the spec allows them: no volumes,
+    /// no fixed ports, no reservations); 0 always stops first.
+    pub replace_first_wait_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -90,6 +95,7 @@ impl Default for CoreConfig {
             permanent_after_ms: 300_000,
             refuse_pending_secs: 2.0,
             refuse_idle_secs: 30.0,
+            replace_first_wait_ms: 30_000,
         }
     }
 }
@@ -130,6 +136,8 @@ pub struct ServiceCore {
     now: u64,
     /// Instance (`POD-INDEX`) → when its last task ended (starts the permanent-failure clock).
     ended_at: HashMap<String, u64>,
+    /// Instance (`POD-INDEX`) → its start-first restart's state.
+    replace_first: HashMap<String, replace::ReplaceFirst>,
     suppressed: bool,
     uninstalling: bool,
     torn_down: bool,
@@ -196,6 +204,7 @@ impl ServiceCore {
             backoff: HashMap::new(),
             now: 0,
             ended_at: HashMap::new(),
+            replace_first: HashMap::new(),
             suppressed: false,
             uninstalling: false,
             torn_down: false,
@@ -489,7 +498,14 @@ impl ServiceCore {
         }
         validate_update(&self.spec, spec)?;
         self.check_placement_change(spec)?;
-        Ok(UpdatePreview::build(&self.spec, spec, &self.tasks, agents))
+        let start_first = self.cfg.replace_first_wait_ms > 0 && !self.cfg.reservations;
+        Ok(UpdatePreview::build(
+            &self.spec,
+            spec,
+            &self.tasks,
+            agents,
+            start_first,
+        ))
     }
 
     /// Starts the uninstall plan: kill every task, release reservations, tear down.

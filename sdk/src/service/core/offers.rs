@@ -80,6 +80,13 @@ impl ServiceCore {
         {
             return Some((r.agent_id.clone(), format!("{} runs there", r.name)));
         }
+        // A start-first replacement goes wherever it fits; the old task still runs.
+        if recs
+            .iter()
+            .any(|r| !is_terminal(&r.state) && launch.contains(&r.task))
+        {
+            return None;
+        }
         let prev = recs.iter().find(|r| !r.permanent_failure)?;
         let waiting = *self.waiting_since.entry(key.to_string()).or_insert(now);
         let since = self
@@ -488,6 +495,8 @@ impl ServiceCore {
                     ..Default::default()
                 });
             }
+            // A start-first replacement: the old task keeps running under a retired name.
+            self.retire(&name)?;
             let prev = self.tasks.get(&name);
             let launches = prev.map_or(0, |r| r.launches) + 1;
             let permanent = prev.is_some_and(|r| r.permanent_failure);

@@ -112,6 +112,7 @@ impl ServiceCore {
             }
             if was_live {
                 self.on_task_ended(&rec, status);
+                self.replacement_ended(now, &rec, failed && !intended);
             }
         } else if rec.ready {
             self.backoff.remove(&instance);
@@ -183,17 +184,27 @@ impl ServiceCore {
     /// What a launch step needs: tasks to launch and stale tasks to kill first.
     pub(super) fn needs(&self, step: &Step) -> StepNeeds {
         let h = config_hash(&self.spec, &step.pod);
+        let starts_first = self.starts_first(step);
         let mut out = StepNeeds::default();
         for t in &step.tasks {
             let name = format!("{}-{}-{t}", step.pod, step.index);
             let goal = self.goal(&step.pod, t).unwrap_or(Goal::Running);
             let rec = self.tasks.get(&name);
             match (task_need(rec, goal, &h), rec) {
+                // Start-first: the old task runs on until its replacement is ready.
+                (TaskNeed::Kill, Some(_)) if starts_first => out.launch.push(t.clone()),
                 (TaskNeed::Kill, Some(r)) => {
                     out.kill.push((r.task_id.clone(), r.agent_id.clone(), name))
                 }
                 (TaskNeed::Launch, _) => out.launch.push(t.clone()),
                 _ => {}
+            }
+        }
+        if !starts_first {
+            // Old tasks kept running for a replacement that is no longer started first.
+            for r in self.live_retired(step) {
+                out.kill
+                    .push((r.task_id.clone(), r.agent_id.clone(), r.name.clone()));
             }
         }
         out
@@ -328,6 +339,7 @@ impl ServiceCore {
         self.plans = plans;
         self.set_blocked_messages();
         if !self.uninstalling {
+            self.replace_first_tick(now);
             self.kill_stale(now);
         }
     }
