@@ -267,6 +267,13 @@ fn pod_fit(
         ));
         return fit;
     }
+    fit.problem = count_problem(name, pod, &fitting);
+    fit
+}
+
+/// Why `pod.count` instances cannot all be placed on the `fitting` agents under the pod's
+/// `one-per-agent` and `max-per` rules, if so.
+fn count_problem(name: &str, pod: &PodSpec, fitting: &[&AgentCapacity]) -> Option<String> {
     let count = pod.count as usize;
     for rule in &pod.placement {
         let problem = match rule {
@@ -291,9 +298,8 @@ fn pod_fit(
             _ => None,
         };
         if problem.is_some() {
-            fit.problem = problem;
-            break;
+            return problem;
         }
     }
-    fit
+    None
 }

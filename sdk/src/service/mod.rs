@@ -13,7 +13,9 @@
 //! (the driver loop), [`http`] (the framework API and a small client), [`diff`] (what an update
 //! changes, in rollout order), [`fit`] (whether its pods can be placed on the current agents)
 //! and [`preview`] (both, as `proffer service plan-update` shows them; an update that cannot be
-//! placed is refused unless forced).
+//! placed is refused unless forced). A restart starts the replacement before stopping the old
+//! task where the spec allows it (no volumes, no fixed ports, no reservations), falling back
+//! to stop-first when there is no room for both or the replacement fails.
 //!
 //! Readiness is read from `TaskStatus.ready` when an update carries it, else from the agent's
 //! older convention (RUNNING with reason `REASON_TASK_CHECK_STATUS_UPDATED` and a message
