@@ -11,6 +11,9 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use proffer_proto::resources::{to_milli, validate_role};
+use proffer_sdk::service::validate::{MAX_POD_COUNT, check_name_text};
+
 use crate::cidr::Cidr;
 
 /// A configuration error: the dotted path of the field and what is wrong with it.
@@ -393,11 +396,13 @@ impl ClusterConfig {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             || self.name.starts_with('-')
+            || self.name.ends_with('-')
+            || self.name.contains("--")
         {
             return Err(err(
                 "name",
                 format!(
-                    "`{}` must be 1-40 of a-z, 0-9 and `-`, not starting with `-`",
+                    "`{}` must be 1-40 of a-z, 0-9 and single inner `-`",
                     self.name
                 ),
             ));
@@ -442,6 +447,12 @@ impl ClusterConfig {
         }
         if self.node_count == 0 {
             return Err(err("node-count", "must be at least 1"));
+        }
+        if self.node_count > MAX_POD_COUNT {
+            return Err(err(
+                "node-count",
+                format!("{} is more than {MAX_POD_COUNT}", self.node_count),
+            ));
         }
         if let Some(agents) = agents {
             if self.node_count as usize > agents {
@@ -504,8 +515,12 @@ impl ClusterConfig {
         }
         self.dns_ip = Some(dns_ip.to_string());
         if self.dns_domain.is_empty()
-            || self.dns_domain.starts_with('.')
-            || self.dns_domain.ends_with('.')
+            || !self.dns_domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
         {
             return Err(err(
                 "dns-domain",
@@ -523,6 +538,13 @@ impl ClusterConfig {
             Some(b) => Ports::from_base(b),
         };
         let default_id = format!("k8s-{}", self.name);
+        // The deploy is a service of this name and role: they must be valid there.
+        if let Some(name) = &self.framework_name {
+            check_name_text(name).map_err(|r| err("framework-name", r))?;
+        }
+        if let Some(role) = &self.role {
+            validate_role(role).map_err(|r| err("role", format!("`{role}`: {r}")))?;
+        }
         self.framework_name
             .get_or_insert_with(|| default_id.clone());
         self.role.get_or_insert(default_id);
@@ -543,6 +565,23 @@ impl ClusterConfig {
                     format!("resources.{key}.disk"),
                     format!("{} must be >= 0", res.disk),
                 ));
+            }
+            // What the deploy's tasks (or etcd's volume) can ask for.
+            for (field, name, v) in [
+                ("cpus", "cpus", res.cpus),
+                ("memory", "mem", res.memory),
+                ("disk", "disk", res.disk),
+            ] {
+                match to_milli(name, v) {
+                    Ok(m) if m > 0 || field == "disk" => {}
+                    Ok(_) => {
+                        return Err(err(
+                            format!("resources.{key}.{field}"),
+                            format!("{v} rounds to zero (resolution 0.001)"),
+                        ));
+                    }
+                    Err(e) => return Err(err(format!("resources.{key}.{field}"), e.to_string())),
+                }
             }
         }
         for c in COMPONENTS {
@@ -581,6 +620,17 @@ fn unknown_component(key: &str) -> String {
 
 fn check_artifact(component: &str, a: &Artifact) -> Result<(), ConfigError> {
     let base = format!("artifacts.{component}");
+    // Both end up in the deploy's task commands, where `{{` starts a template variable.
+    for (field, v) in [("url", &a.url), ("path", &a.path)] {
+        if let Some(v) = v
+            && v.contains("{{")
+        {
+            return Err(err(
+                format!("{base}.{field}"),
+                format!("`{v}` must not contain `{{{{`"),
+            ));
+        }
+    }
     if a.standin {
         if crate::programs::standin_of(component).is_none() {
             return Err(err(

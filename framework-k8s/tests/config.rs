@@ -212,3 +212,42 @@ fn two_clusters_coexist_only_with_distinct_ports_and_roles() {
     assert_eq!(check_coexist(&[&b2, &same_role]).unwrap_err().path, "role");
     assert_eq!(check_coexist(&[&a, &a]).unwrap_err().path, "name");
 }
+
+/// Found by the cluster.yaml fuzz target: each of these was accepted, and the deploy generated
+/// from it was a service spec the SDK refuses (a name or role it cannot take, a task asking for
+/// more than the largest scalar, a template variable in a URL or the DNS domain) — or, for
+/// a huge node count, a plan whose compilation exhausted memory. Each is now refused at once,
+/// naming its field.
+#[test]
+fn regression_what_the_deploy_spec_refuses_is_refused_in_cluster_yaml() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("name: t\nnode-count: 100001\n", "node-count", "more than 100000"),
+        ("name: t\nframework-name: ''\n", "framework-name", "invalid name"),
+        ("name: t\nrole: a b\n", "role", "`a b`: character ` ` is not allowed"),
+        ("name: x-\n", "name", "single inner `-`"),
+        ("name: a--b\n", "name", "single inner `-`"),
+        (
+            "name: t\nresources:\n  kube-apiserver: {cpus: 92233720368547758071, memory: 2048}\n",
+            "resources.kube-apiserver.cpus",
+            "too large",
+        ),
+        (
+            "name: t\nresources:\n  kubelet: {cpus: 0.0001, memory: 64}\n",
+            "resources.kubelet.cpus",
+            "rounds to zero",
+        ),
+        ("name: t\ndns-domain: '{{x}}'\n", "dns-domain", "not a domain"),
+    ];
+    for (head, path, needle) in cases {
+        let yaml = format!("{head}{OK_ARTIFACTS}");
+        let e = ClusterConfig::parse(&yaml, None).expect_err(head);
+        assert_eq!(&e.path, path, "{head}: {e}");
+        assert!(e.reason.contains(needle), "{head}: `{e}` lacks `{needle}`");
+    }
+    let templated = format!(
+        "name: t\n{}",
+        OK_ARTIFACTS.replace("kubelet: {path: a}", "kubelet: {path: '/x/{{y}}'}")
+    );
+    let e = ClusterConfig::parse(&templated, None).unwrap_err();
+    assert_eq!(e.path, "artifacts.kubelet.path");
+}

@@ -23,8 +23,9 @@ fn err<T>(path: impl Into<String>, reason: impl Into<String>) -> Result<T, SpecE
     })
 }
 
-/// Names of services, pods, tasks, ports, volumes, plans and phases: `[a-z0-9]` and inner `-`.
-fn check_name(path: &str, name: &str) -> Result<(), SpecError> {
+/// Checks a name of a service, pod, task, port, volume, plan or phase: `[a-z0-9]` and single
+/// inner `-`, at most 63 bytes.
+pub fn check_name_text(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -36,13 +37,15 @@ fn check_name(path: &str, name: &str) -> Result<(), SpecError> {
     if ok {
         Ok(())
     } else {
-        err(
-            path,
-            format!(
-                "invalid name `{name}`: use lowercase letters, digits and single inner `-` (at most 63)"
-            ),
-        )
+        Err(format!(
+            "invalid name `{name}`: use lowercase letters, digits and single inner `-` (at most 63)"
+        ))
     }
+}
+
+/// [`check_name_text`] at `path`.
+fn check_name(path: &str, name: &str) -> Result<(), SpecError> {
+    check_name_text(name).or_else(|reason| err(path, reason))
 }
 
 fn check_env_name(path: &str, name: &str) -> Result<(), SpecError> {
