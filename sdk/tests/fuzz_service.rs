@@ -13,7 +13,9 @@
 //! results, status updates (any state, any task), plan and pod actions with any names (what
 //! `POST /v1/plans/NAME/ACTION?phase=P&step=S` and `POST /v1/pod/NAME/ACTION` pass it), spec
 //! updates (`POST /v1/update` bodies), uninstall, lost agents and ticks without panicking, and
-//! every view the API serves (`/v1/plans`, `/v1/why`, `/v1/pod`, offers) serializes.
+//! every view the API serves (`/v1/plans`, `/v1/why`, `/v1/pod`, offers) serializes. Over
+//! HTTP, the API itself (one scheduler on the kitchen-sink spec) answers any method, path,
+//! query and body without a server error and keeps answering.
 //!
 //! `PROFFER_FUZZ_CASES=N` runs N cases per target, `PROFFER_FUZZ_SEED=S` another seed.
 
@@ -785,5 +787,146 @@ proptest! {
             w.run(s);
             w.views()?;
         }
+    }
+}
+
+// ───────────────────────── the scheduler's HTTP API ─────────────────────────
+
+/// One request to the scheduler's API: method, path (with query) and body.
+fn api_request() -> impl Strategy<Value = (&'static str, String, Vec<u8>)> {
+    let name = prop_oneof![
+        6 => prop::sample::select(vec![
+            "deploy", "update", "recovery", "decommission", "uninstall", "backup", "db", "app",
+            "db-0", "app-1", "web-0", "server", "dump",
+        ]),
+        1 => prop::sample::select(vec!["", "x", "%2F", "..", "%00", "a%20b", "%E2%82"]),
+    ];
+    let action = prop::sample::select(vec![
+        "pause",
+        "resume",
+        "continue",
+        "start",
+        "restart",
+        "force-complete",
+        "replace",
+        "x",
+    ]);
+    let query = prop_oneof![
+        3 => Just(String::new()),
+        2 => (name.clone(), name.clone()).prop_map(|(p, s)| format!("?phase={p}&step={s}")),
+        1 => name.clone().prop_map(|p| format!("?phase={p}")),
+        1 => name.clone().prop_map(|s| format!("?step={s}")),
+        1 => Just("?phase=a&phase=b&x".to_string()),
+    ];
+    // Updates of the served spec (scaled, or mutated), and junk.
+    let body = prop_oneof![
+        3 => (0u32..4, 0u32..5).prop_map(|(db, app)| EXAMPLES[0]
+            .replace("DB_COUNT: 2", &format!("DB_COUNT: {db}"))
+            .replace("APP_COUNT: 3", &format!("APP_COUNT: {app}"))
+            .into_bytes()),
+        2 => prop::collection::vec(any::<(u8, usize, usize, u32)>(), 1..4)
+            .prop_map(|ops| fuzzing::mutate(EXAMPLES[0], &ops).into_bytes()),
+        1 => mutated_example().prop_map(String::into_bytes),
+        1 => prop::collection::vec(any::<u8>(), 0..64),
+    ];
+    prop_oneof![
+        3 => (name.clone(), action.clone(), query)
+            .prop_map(|(n, a, q)| ("POST", format!("/v1/plans/{n}/{a}{q}"), Vec::new())),
+        2 => (name.clone(), action).prop_map(|(n, a)| ("POST", format!("/v1/pod/{n}/{a}"), Vec::new())),
+        2 => body.prop_map(|b| ("POST", "/v1/update".to_string(), b)),
+        2 => name.prop_map(|n| ("GET", format!("/v1/plans/{n}"), Vec::new())),
+        2 => prop::sample::select(vec![
+            ("GET", "/v1/plans"),
+            ("GET", "/v1/why"),
+            ("GET", "/v1/pod"),
+            ("GET", "/v1/debug/offers"),
+            ("GET", "/v1/update"),
+            ("POST", "/v1/plans"),
+            ("DELETE", "/v1/pod"),
+            ("GET", "/nope"),
+        ])
+        .prop_map(|(m, p)| (m, p.to_string(), Vec::new())),
+    ]
+}
+
+/// One HTTP/1.1 request on a new connection: the status.
+async fn api_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut out))
+        .await
+        .map_err(|_| std::io::Error::other("no answer within 30 s"))??;
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))
+}
+
+/// One scheduler (the kitchen-sink spec, every feature) serves every case: its API answers
+/// any request without a server error, and keeps answering.
+#[test]
+fn the_scheduler_api_answers_any_request() {
+    use std::sync::{Arc, Mutex};
+
+    use proffer_sdk::service::http::{Shared, router};
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let spec = ServiceSpec::parse(EXAMPLES[0], &BTreeMap::new())
+        .unwrap_or_else(|e| panic!("kitchen-sink: {e}"));
+    let store = StateStore::open(dir.path()).unwrap_or_else(|e| panic!("store: {e}"));
+    let core = ServiceCore::open(spec, CoreConfig::default(), store)
+        .unwrap_or_else(|e| panic!("core: {e}"));
+    let shared = Arc::new(Shared {
+        core: Mutex::new(core),
+        notify: Default::default(),
+        options: BTreeMap::new(),
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let addr = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("addr: {e}"));
+        let app = router(shared.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    });
+    let mut runner = proptest::test_runner::TestRunner::new(config(300));
+    let result = runner.run(&prop::collection::vec(api_request(), 1..6), |requests| {
+        rt.block_on(async {
+            for (method, path, body) in &requests {
+                let code = api_call(addr, method, path, body)
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("{method} {path}: {e}")))?;
+                prop_assert!(code < 500, "{} {}: {}", method, path, code);
+                let alive = api_call(addr, "GET", "/v1/plans", b"")
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("after {method} {path}: {e}")))?;
+                prop_assert_eq!(alive, 200, "after {} {}", method, path);
+            }
+            Ok(())
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
