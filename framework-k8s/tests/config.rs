@@ -221,9 +221,21 @@ fn two_clusters_coexist_only_with_distinct_ports_and_roles() {
 #[test]
 fn regression_what_the_deploy_spec_refuses_is_refused_in_cluster_yaml() {
     let cases: &[(&str, &str, &str)] = &[
-        ("name: t\nnode-count: 100001\n", "node-count", "more than 100000"),
-        ("name: t\nframework-name: ''\n", "framework-name", "invalid name"),
-        ("name: t\nrole: a b\n", "role", "`a b`: character ` ` is not allowed"),
+        (
+            "name: t\nnode-count: 100001\n",
+            "node-count",
+            "more than 100000",
+        ),
+        (
+            "name: t\nframework-name: ''\n",
+            "framework-name",
+            "invalid name",
+        ),
+        (
+            "name: t\nrole: a b\n",
+            "role",
+            "`a b`: character ` ` is not allowed",
+        ),
         ("name: x-\n", "name", "single inner `-`"),
         ("name: a--b\n", "name", "single inner `-`"),
         (
@@ -236,7 +248,11 @@ fn regression_what_the_deploy_spec_refuses_is_refused_in_cluster_yaml() {
             "resources.kubelet.cpus",
             "rounds to zero",
         ),
-        ("name: t\ndns-domain: '{{x}}'\n", "dns-domain", "not a domain"),
+        (
+            "name: t\ndns-domain: '{{x}}'\n",
+            "dns-domain",
+            "not a domain",
+        ),
     ];
     for (head, path, needle) in cases {
         let yaml = format!("{head}{OK_ARTIFACTS}");
