@@ -18,9 +18,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use proffer_master_core::authz::{AUDIT_TARGET, Action, Authorizer, Denied};
-use proffer_proto::auth::{
-    AUTHORIZATION, AuthError, Authenticated, Credentials, Gate, PeerIdentity,
-};
+use proffer_proto::auth::{Authenticated, Credentials, Gate};
 
 use crate::files;
 use crate::http::View;
@@ -52,16 +50,7 @@ pub(crate) async fn authenticate(
         security.authenticate_http_readonly,
         "agent HTTP reads",
     );
-    let presented = match request.headers().get(AUTHORIZATION).map(|v| v.to_str()) {
-        None => Ok(None),
-        Some(Ok(v)) => Ok(Some(v)),
-        Some(Err(_)) => Err(AuthError::Malformed("the value is not ASCII")),
-    };
-    let peer = request
-        .extensions()
-        .get::<PeerIdentity>()
-        .map(|p| p.0.as_str());
-    match presented.and_then(|v| gate.authenticate(v, peer)) {
+    match gate.authenticate_request(&request) {
         Ok(who) => {
             request.extensions_mut().insert(who);
             next.run(request).await

@@ -19,7 +19,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use proffer_master_core::authz::{AUDIT_TARGET, Action, Authorizer};
-use proffer_proto::auth::{AUTHORIZATION, AuthError, Credentials, Gate};
+use proffer_proto::auth::{AuthError, Credentials, Gate};
 pub use proffer_proto::auth::{Authenticated, PeerIdentity};
 
 use crate::core::MasterError;
@@ -110,16 +110,7 @@ pub(crate) async fn authenticate(
     }
     let grpc = is_grpc(&request);
     let gate = security.gate(request.uri().path(), request.method(), grpc);
-    let presented = match request.headers().get(AUTHORIZATION).map(|v| v.to_str()) {
-        None => Ok(None),
-        Some(Ok(v)) => Ok(Some(v)),
-        Some(Err(_)) => Err(AuthError::Malformed("the value is not ASCII")),
-    };
-    let peer = request
-        .extensions()
-        .get::<PeerIdentity>()
-        .map(|p| p.0.as_str());
-    match presented.and_then(|v| gate.authenticate(v, peer)) {
+    match gate.authenticate_request(&request) {
         Ok(who) => {
             request.extensions_mut().insert(who);
             next.run(request).await

@@ -308,6 +308,29 @@ impl Gate {
         Ok(Authenticated(None))
     }
 
+    /// [`Gate::authenticate`] for an HTTP or gRPC request: its `authorization` header (a
+    /// value that is not ASCII is refused as malformed) and the [`PeerIdentity`] its transport
+    /// proved, if any. The one place both the master's and the agent's servers read them.
+    pub fn authenticate_request<B>(
+        &self,
+        request: &tonic::codegen::http::Request<B>,
+    ) -> Result<Authenticated, AuthError> {
+        let presented = match request
+            .headers()
+            .get(super::AUTHORIZATION)
+            .map(|v| v.to_str())
+        {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(_)) => return Err(AuthError::Malformed("the value is not ASCII")),
+        };
+        let peer = request
+            .extensions()
+            .get::<PeerIdentity>()
+            .map(|p| p.0.as_str());
+        self.authenticate(presented, peer)
+    }
+
     /// The `WWW-Authenticate` challenge for a 401.
     pub fn challenge(&self) -> &'static str {
         CHALLENGE
