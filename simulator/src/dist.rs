@@ -63,6 +63,23 @@ enum RawDuration {
     Forever,
 }
 
+/// Largest arrival rate accepted (tasks per second): beyond it a scenario would only exhaust
+/// memory, never finish.
+pub const MAX_RATE_PER_S: f64 = 1e6;
+/// Largest mean burst accepted (tasks per burst), for the same reason.
+pub const MAX_BURST_SIZE: f64 = 1e6;
+
+/// A positive arrival rate, at most [`MAX_RATE_PER_S`].
+fn rate(v: f64) -> Result<f64, String> {
+    let v = positive("rate_per_s", v)?;
+    if v > MAX_RATE_PER_S {
+        return Err(format!(
+            "`rate_per_s` must be at most {MAX_RATE_PER_S} tasks per second, got {v}"
+        ));
+    }
+    Ok(v)
+}
+
 fn positive(field: &str, v: f64) -> Result<f64, String> {
     if v.is_finite() && v > 0.0 {
         Ok(v)
@@ -191,17 +208,19 @@ impl TryFrom<RawArrivals> for Arrivals {
     fn try_from(r: RawArrivals) -> Result<Self, String> {
         Ok(match r {
             RawArrivals::Poisson { rate_per_s } => Arrivals::Poisson {
-                rate_per_s: positive("rate_per_s", rate_per_s)?,
+                rate_per_s: rate(rate_per_s)?,
             },
             RawArrivals::Bursty {
                 rate_per_s,
                 burst_size,
             } => {
-                if !(burst_size.is_finite() && burst_size >= 1.0) {
-                    return Err(format!("`burst_size` must be at least 1, got {burst_size}"));
+                if !(burst_size.is_finite() && (1.0..=MAX_BURST_SIZE).contains(&burst_size)) {
+                    return Err(format!(
+                        "`burst_size` must be within 1..={MAX_BURST_SIZE}, got {burst_size}"
+                    ));
                 }
                 Arrivals::Bursty {
-                    rate_per_s: positive("rate_per_s", rate_per_s)?,
+                    rate_per_s: rate(rate_per_s)?,
                     burst_size,
                 }
             }
@@ -214,7 +233,7 @@ impl TryFrom<RawArrivals> for Arrivals {
                     return Err(format!("`amplitude` must be within 0..=1, got {amplitude}"));
                 }
                 Arrivals::Diurnal {
-                    rate_per_s: positive("rate_per_s", rate_per_s)?,
+                    rate_per_s: rate(rate_per_s)?,
                     amplitude,
                     period_s: positive("period_s", period_s)?,
                 }
@@ -301,5 +320,40 @@ mod tests {
         let r: Result<Arrivals, _> =
             toml::from_str("process = \"diurnal\"\nrate_per_s = 1\namplitude = 2");
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn workloads_that_could_only_exhaust_memory_are_refused() {
+        let table = [
+            (
+                "process = \"bursty\"\nrate_per_s = 1\nburst_size = 1e300",
+                "burst_size",
+            ),
+            (
+                "process = \"bursty\"\nrate_per_s = 1\nburst_size = 1000001",
+                "burst_size",
+            ),
+            ("process = \"poisson\"\nrate_per_s = 1e300", "rate_per_s"),
+            (
+                "process = \"bursty\"\nrate_per_s = 2e6\nburst_size = 2",
+                "rate_per_s",
+            ),
+            (
+                "process = \"diurnal\"\nrate_per_s = 1e7\namplitude = 0.5\nperiod_s = 60",
+                "rate_per_s",
+            ),
+        ];
+        for (text, field) in table {
+            let r: Result<Arrivals, _> = toml::from_str(text);
+            let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                msg.contains(field) && msg.contains("at most") || msg.contains("within"),
+                "{text}: {msg}"
+            );
+        }
+        // The largest accepted values still parse.
+        let ok: Result<Arrivals, _> =
+            toml::from_str("process = \"bursty\"\nrate_per_s = 1e6\nburst_size = 1e6");
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }
