@@ -201,9 +201,7 @@ fn start_agents(
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let share = agent_share(&total, args.agents, index)?;
         let port = if args.port == 0 {
-            std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port()
+            crate::local_ha::free_port()?
         } else {
             args.port
                 .checked_add(1 + u16::try_from(index).unwrap_or(u16::MAX))

@@ -130,7 +130,8 @@ async fn health(addr: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&raw).into_owned())
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A free loopback port (bound, then released).
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -5,7 +5,7 @@
 
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -73,12 +73,6 @@ impl RegistryStatus {
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Starts the writer thread; batches sent on the returned channel are committed in order and
 /// acknowledged to `core`. The thread ends when the sender is dropped or `cancel` fires; join
 /// it to know the registry is closed (a restart on the same work dir can then open it).
@@ -142,7 +136,7 @@ fn commit_until_done(
                 if inner.error.take().is_some() {
                     tracing::info!(registry = %status.info.location, "registry writes succeed again");
                 }
-                inner.last_write_unix_ms = Some(unix_ms());
+                inner.last_write_unix_ms = Some(super::unix_ms());
                 return true;
             }
             Err(e @ crate::registry::RegistryError::Fenced { .. }) => {
