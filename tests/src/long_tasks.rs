@@ -28,8 +28,11 @@ pub async fn launch_all(
     marker: &str,
 ) -> Result<()> {
     let deadline = tokio::time::Instant::now() + LIMIT;
-    let (mut launched, mut running) = (0usize, 0usize);
-    while running < count {
+    let mut launched = 0usize;
+    // Distinct ids: an agent re-sends an update not yet acknowledged (after 10 s, or at once
+    // after it reconnects), so one task's RUNNING may arrive twice.
+    let mut running = std::collections::HashSet::new();
+    while running.len() < count {
         let DriverEvent::Event(e) = next(events, deadline).await? else {
             bail!("disconnected while launching");
         };
@@ -60,7 +63,7 @@ pub async fn launch_all(
                 let s = u.status.context("status")?;
                 driver.acknowledge(&s).await?;
                 if s.state == TaskState::TaskRunning as i32 {
-                    running += 1;
+                    running.insert(s.task_id.clone());
                 } else if TaskState::try_from(s.state).is_ok_and(TaskState::is_terminal) {
                     bail!("a task ended while launching: {s:?}");
                 }
@@ -70,6 +73,22 @@ pub async fn launch_all(
     }
     driver.suppress().await?;
     Ok(())
+}
+
+/// Waits until exactly `count` `sleep MARKER` processes run (a process reported RUNNING may
+/// still be between its shell and `exec sleep` for a moment), failing with the count seen.
+pub fn wait_sleepers(marker: &str, count: usize) -> Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let n = sleepers(marker);
+        if n == count {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("{n} `sleep {marker}` processes run, expected {count}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// How many `sleep MARKER` processes run on this machine.

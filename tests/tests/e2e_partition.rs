@@ -172,7 +172,7 @@ async fn scenario(netns: &Netns) -> Result<()> {
     };
     let (driver, mut events) = Driver::subscribe(DriverConfig::new(master.as_str(), info)).await?;
     launch(&driver, &mut events).await?;
-    assert_eq!(long_tasks::sleepers(MARKER), TASKS);
+    tokio::task::block_in_place(|| long_tasks::wait_sleepers(MARKER, TASKS))?;
 
     netns.link(false)?;
     let unreachable = updates(&driver, &mut events, TaskState::TaskUnreachable).await?;
@@ -202,9 +202,10 @@ async fn scenario(netns: &Netns) -> Result<()> {
 async fn launch(driver: &Driver, events: &mut EventStream) -> Result<()> {
     let res = Resources::parse("cpus:0.1;mem:16")?;
     let deadline = tokio::time::Instant::now() + LIMIT;
-    let mut running = 0;
+    // Distinct ids: an update not yet acknowledged may be re-sent.
+    let mut running = std::collections::HashSet::new();
     let mut launched = false;
-    while running < TASKS {
+    while running.len() < TASKS {
         let DriverEvent::Event(e) = next(events, deadline).await? else {
             continue;
         };
@@ -230,7 +231,7 @@ async fn launch(driver: &Driver, events: &mut EventStream) -> Result<()> {
                 let st = u.status.context("status")?;
                 driver.acknowledge(&st).await?;
                 if st.state == TaskState::TaskRunning as i32 {
-                    running += 1;
+                    running.insert(st.task_id.clone());
                 }
             }
             _ => {}

@@ -153,8 +153,9 @@ async fn launch(driver: &Driver, events: &mut EventStream, marks: &Path) -> Resu
     let res = Resources::parse("cpus:0.1;mem:32")?;
     let dir = marks.display();
     let mut launched = false;
-    let mut running = 0;
-    while running < SLEEPERS + 1 {
+    // Distinct ids: an update not yet acknowledged may be re-sent.
+    let mut running = std::collections::HashSet::new();
+    while running.len() < SLEEPERS + 1 {
         match next(events, deadline).await? {
             DriverEvent::Event(v1::Event {
                 event: Some(Event::Offers(o)),
@@ -189,7 +190,7 @@ async fn launch(driver: &Driver, events: &mut EventStream, marks: &Path) -> Resu
                 let s = u.status.context("status")?;
                 driver.acknowledge(&s).await?;
                 if s.state == TaskState::TaskRunning as i32 {
-                    running += 1;
+                    running.insert(s.task_id.clone());
                 } else if terminal(s.state) {
                     bail!("a task ended before the failover: {s:?}");
                 }
