@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`v1`]: code generated from `proto/proffer/v1/proffer.proto` (messages and tonic services).
+//! - [`mesos`]: Apache Mesos's own v1 messages (`proto/mesos/v1/…`, Apache-2.0), with serde JSON
+//!   in Mesos's format, for the Mesos-compatible HTTP APIs.
 //! - [`resources`]: fixed-point [`Resources`] with Mesos semantics, parsed from text and JSON.
 //! - [`task_state`]: helpers on [`v1::TaskState`] (terminal states, names).
 //! - [`offer_filters`]: building [`v1::OfferFilters`].
@@ -23,7 +25,48 @@ pub mod v1 {
     tonic::include_proto!("proffer.v1");
 }
 
+/// Apache Mesos's v1 API messages, generated from Mesos's own `.proto` files.
+///
+/// Every message implements `prost::Message` and serde `Serialize`/`Deserialize` in Mesos's JSON
+/// format: proto field names, enums by name, `bytes` in base64, 64-bit integers as numbers
+/// (strings are accepted too); unknown fields are skipped.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod mesos {
+    /// Package `mesos.v1` and its sub-packages.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/mesos.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/mesos.v1.serde.rs"));
+        /// Package `mesos.v1.scheduler`.
+        pub mod scheduler {
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.scheduler.rs"));
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.scheduler.serde.rs"));
+        }
+        /// Package `mesos.v1.master` (the operator API).
+        pub mod master {
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.master.rs"));
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.master.serde.rs"));
+        }
+        /// Package `mesos.v1.quota`.
+        pub mod quota {
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.quota.rs"));
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.quota.serde.rs"));
+        }
+        /// Package `mesos.v1.maintenance`.
+        pub mod maintenance {
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.maintenance.rs"));
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.maintenance.serde.rs"));
+        }
+        /// Package `mesos.v1.allocator`.
+        pub mod allocator {
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.allocator.rs"));
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.allocator.serde.rs"));
+        }
+    }
+}
+
 pub use resources::{ResourceError, Resources};
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod mesos_tests;
