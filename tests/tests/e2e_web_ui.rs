@@ -1,0 +1,634 @@
+//! End to end: the master's web UI in a real headless Chromium (Debian `chromium` and
+//! `chromium-driver`, driven over WebDriver), against a master and two agents started as
+//! `proffer` processes, with running, finished and failed tasks launched through the SDK driver.
+//!
+//! The test loads the overview, agent, framework, role and task pages, checks the numbers they
+//! show against the master's `/state` (and `/roles`, `/why`), reads a task's stdout and stderr
+//! through the master's sandbox proxy, watches a ticking task's output grow, checks that a task
+//! named `<img src=x onerror=…>` is shown as text, and saves screenshots under
+//! `target/ui-screenshots/`. Without the browser it still checks the page and the sandbox proxy
+//! over plain HTTP, and prints that the browser part was skipped.
+
+#[path = "web_ui/webdriver.rs"]
+mod webdriver;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use proffer_proto::Resources;
+use proffer_proto::v1::{self, TaskState, event::Event};
+use proffer_sdk::driver::{Driver, DriverConfig, DriverEvent, EventStream, command_task};
+use proffer_tests::procs::{Proc, free_port, http_get, wait_for};
+use serde_json::{Value, json};
+
+const AGENT_RES: &str = "cpus:4;mem:4096;disk:1000;ports:[31000-31099]";
+const LIMIT: Duration = Duration::from_secs(60);
+/// A name that is markup: the UI must show it as text.
+const XSS_NAME: &str = "<img src=x onerror=window.__xss=1>";
+/// In every long task's command line, so leftovers can be found and stopped.
+const MARKER: &str = "webui-e2e-7d41";
+const STDOUT_TEXT: &str = "hello from the web ui test";
+const STDERR_TEXT: &str = "a line on stderr";
+
+/// The tasks the framework launches: (id, name, command).
+fn task_specs() -> Vec<(&'static str, String, String)> {
+    vec![
+        (
+            "sleeper",
+            "sleeper".into(),
+            format!("exec sleep 3600 # {MARKER}"),
+        ),
+        (
+            "ticker",
+            "ticker".into(),
+            format!("i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done # {MARKER}"),
+        ),
+        (
+            "echo",
+            "echo".into(),
+            format!("echo '{STDOUT_TEXT}'; echo '{STDERR_TEXT}' >&2"),
+        ),
+        ("fails", "fails".into(), "echo failing >&2; exit 3".into()),
+        ("xss", XSS_NAME.into(), "echo xss".into()),
+    ]
+}
+
+/// A master and two agents serving their HTTP endpoint at the address they advertise.
+struct UiCluster {
+    master: String,
+    _procs: Vec<Proc>,
+    dir: tempfile::TempDir,
+}
+
+impl UiCluster {
+    fn start() -> Result<UiCluster> {
+        let dir = tempfile::tempdir()?;
+        let master = format!("127.0.0.1:{}", free_port()?);
+        let work = dir.path().join("master").to_string_lossy().to_string();
+        let args = [
+            "master",
+            "--listen",
+            &master,
+            "--work-dir",
+            &work,
+            "--allocation-interval",
+            "100ms",
+        ];
+        let mut procs = vec![Proc::start("master", &args, dir.path())?];
+        wait_for("the master", LIMIT, || {
+            http_get(&master, "/health")
+                .ok()
+                .filter(|(s, _)| s.contains("200"))
+        })?;
+        for i in 0..2 {
+            let port = free_port()?.to_string();
+            let http = format!("127.0.0.1:{port}");
+            let work = dir.path().join(format!("agent{i}"));
+            std::fs::create_dir_all(&work)?;
+            let work = work.to_string_lossy().to_string();
+            let args = [
+                "agent",
+                "--master",
+                &master,
+                "--work-dir",
+                &work,
+                "--resources",
+                AGENT_RES,
+                "--hostname",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--http",
+                &http,
+                "--gc-max-disk-fraction",
+                "1",
+            ];
+            procs.push(Proc::start(&format!("agent{i}"), &args, dir.path())?);
+        }
+        let cluster = UiCluster {
+            master,
+            _procs: procs,
+            dir,
+        };
+        wait_for("two agents", LIMIT, || {
+            let s = cluster.json("/state").ok()?;
+            let n = s["agents"]
+                .as_array()?
+                .iter()
+                .filter(|a| a["connected"] == true)
+                .count();
+            (n == 2).then_some(())
+        })?;
+        Ok(cluster)
+    }
+
+    /// `GET path` on the master as JSON (failing on a non-200 answer).
+    fn json(&self, path: &str) -> Result<Value> {
+        let (status, body) = http_get(&self.master, path)?;
+        if !status.contains(" 200 ") {
+            bail!("GET {path}: {status}: {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("GET {path}: {body}"))
+    }
+
+    fn url(&self, route: &str) -> String {
+        format!("http://{}/{route}", self.master)
+    }
+}
+
+/// `POST path` with a JSON body on `addr`; fails unless 200.
+fn http_post(addr: &str, path: &str, body: &Value) -> Result<()> {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    if !answer.starts_with("HTTP/1.1 200") {
+        bail!("POST {path}: {answer}");
+    }
+    Ok(())
+}
+
+/// Subscribes a framework, launches [`task_specs`] and returns once the long tasks run and the
+/// others ended; a background task then acknowledges updates and holds later offers (so the
+/// UI has outstanding offers to show).
+async fn launch(master: &str) -> Result<(Driver, String, tokio::task::JoinHandle<()>)> {
+    let info = v1::FrameworkInfo {
+        name: "web-ui-e2e".into(),
+        ..Default::default()
+    };
+    let (driver, mut events) = Driver::subscribe(DriverConfig::new(master, info)).await?;
+    let framework_id = driver.framework_id().to_string();
+    let mut pending = task_specs();
+    let mut running = std::collections::HashSet::new();
+    let mut ended = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while running.len() < 2 || ended.len() < 3 {
+        match next(&mut events, deadline).await? {
+            Event::Offers(o) => {
+                for offer in o.offers {
+                    if pending.is_empty() {
+                        continue; // held: an outstanding offer
+                    }
+                    let res = Resources::parse("cpus:0.5;mem:64")?;
+                    let tasks: Vec<_> = pending
+                        .drain(..)
+                        .map(|(id, name, cmd)| command_task(id, &name, &offer.agent_id, &cmd, &res))
+                        .collect();
+                    driver.launch(vec![offer.id], tasks, None).await?;
+                }
+            }
+            Event::Update(u) => {
+                let s = u.status.context("update without status")?;
+                driver.acknowledge(&s).await?;
+                let state = TaskState::try_from(s.state)?;
+                if state == TaskState::TaskRunning && ["sleeper", "ticker"].contains(&&*s.task_id) {
+                    running.insert(s.task_id.clone());
+                } else if state.is_terminal() {
+                    if ["sleeper", "ticker"].contains(&&*s.task_id) {
+                        bail!("a long task ended: {s:?}");
+                    }
+                    ended.insert(s.task_id.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    let acker = driver.clone();
+    let background = tokio::spawn(async move {
+        while let Some(e) = events.next().await {
+            if let DriverEvent::Event(v1::Event {
+                event: Some(Event::Update(u)),
+                ..
+            }) = e
+                && let Some(s) = u.status
+            {
+                let _ = acker.acknowledge(&s).await;
+            }
+        }
+    });
+    Ok((driver, framework_id, background))
+}
+
+async fn next(events: &mut EventStream, deadline: tokio::time::Instant) -> Result<Event> {
+    loop {
+        let e = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .context("timed out waiting for a framework event")?
+            .context("the framework's event stream ended")?;
+        if let DriverEvent::Event(v1::Event { event: Some(e), .. }) = e {
+            return Ok(e);
+        }
+    }
+}
+
+/// Stops the long tasks' processes (the framework's teardown normally has).
+fn stop_leftovers() {
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", MARKER])
+        .status();
+}
+
+/// The sandbox proxy over plain HTTP: a file's content, and refusals.
+fn check_proxy(c: &UiCluster, framework_id: &str) -> Result<()> {
+    let read = format!("/ui/api/sandbox/read?framework_id={framework_id}&task_id=echo&path=stdout");
+    let answer = c.json(&read)?;
+    assert_eq!(answer["data"], format!("{STDOUT_TEXT}\n"), "{answer}");
+    let browse = c.json(&format!(
+        "/ui/api/sandbox/browse?framework_id={framework_id}&task_id=echo"
+    ))?;
+    let names: Vec<&str> = browse
+        .as_array()
+        .context("browse answer is not a list")?
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"stdout") && names.contains(&"stderr"),
+        "{browse}"
+    );
+    let (status, body) = http_get(
+        &c.master,
+        &format!("/ui/api/sandbox/read?framework_id={framework_id}&task_id=echo&path=../../x"),
+    )?;
+    assert!(
+        status.contains(" 400 ") && body.contains("`..`"),
+        "{status}: {body}"
+    );
+    let (status, body) = http_get(
+        &c.master,
+        &format!("/ui/api/sandbox/read?framework_id={framework_id}&task_id=nope&path=stdout"),
+    )?;
+    assert!(
+        status.contains(" 404 ") && body.contains("nope"),
+        "{status}: {body}"
+    );
+    let (status, body) = http_get(&c.master, "/")?;
+    assert!(
+        status.contains(" 200 ") && body.contains("/ui/assets/app.js"),
+        "{status}: {body}"
+    );
+    Ok(())
+}
+
+/// Where the browser and its driver are, or `None` (with the reason printed).
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let find = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(n))
+                    .find(|p| p.is_file())
+            })
+        })
+    };
+    match (
+        find(&["chromium", "chromium-browser"]),
+        find(&["chromedriver"]),
+    ) {
+        (Some(b), Some(d)) => Some((b, d)),
+        _ => {
+            println!(
+                "skipping the browser part of the web UI test: `chromium` and `chromedriver` \
+                 are not installed (Debian packages chromium and chromium-driver; .ci/run \
+                 installs them)"
+            );
+            None
+        }
+    }
+}
+
+/// `target/ui-screenshots/` (the test binary is in `target/<profile>/deps/`).
+fn screenshot_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .context("unexpected test binary path")?;
+    let dir = target.join("ui-screenshots");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn save(session: &webdriver::Session, dir: &Path, name: &str) -> Result<()> {
+    let png = session.screenshot()?;
+    anyhow::ensure!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    std::fs::write(dir.join(format!("{name}.png")), png)?;
+    Ok(())
+}
+
+/// Runs `script` until it returns a value `check` accepts, failing with the last value.
+fn until(
+    session: &webdriver::Session,
+    what: &str,
+    script: &str,
+    args: Value,
+    mut check: impl FnMut(&Value) -> bool,
+) -> Result<Value> {
+    let start = std::time::Instant::now();
+    loop {
+        let v = session.exec(script, args.clone())?;
+        if check(&v) {
+            return Ok(v);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("timed out waiting for {what}; the page shows {v}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A number as the UI rounds it (3 decimals, no trailing zeros).
+fn ui_num(x: f64) -> String {
+    let r = (x * 1000.0).round() / 1000.0;
+    format!("{r}")
+}
+
+/// Scalar totals of a resource text, by name.
+fn scalars(text: &str) -> Result<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for name in ["cpus", "mem", "disk"] {
+        let r = Resources::parse(text)?;
+        let v = match name {
+            "cpus" => r.cpus_milli() as f64 / 1000.0,
+            "mem" => r.mem_milli() as f64 / 1000.0,
+            _ => r.scalar_milli("disk") as f64 / 1000.0,
+        };
+        out.insert(name.to_string(), v);
+    }
+    Ok(out)
+}
+
+/// What the overview should show, from `/state`: counts, tasks by state, each agent's
+/// used/total cpus and mem, each framework's dominant share.
+fn expected_overview(state: &Value) -> Result<Value> {
+    let list = |k: &str| state[k].as_array().cloned().unwrap_or_default();
+    let mut by_state = BTreeMap::<String, usize>::new();
+    for t in list("tasks").iter().chain(list("completed_tasks").iter()) {
+        *by_state
+            .entry(t["state"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    let mut agents = BTreeMap::new();
+    for a in list("agents") {
+        let used = scalars(a["allocated"].as_str().unwrap_or(""))?;
+        let total = scalars(a["total"].as_str().unwrap_or(""))?;
+        let show = |n: &str| format!("{} / {}", ui_num(used[n]), ui_num(total[n]));
+        agents.insert(
+            a["id"].as_str().unwrap_or("").to_string(),
+            json!({"cpus": show("cpus"), "mem": show("mem"), "tasks": a["active_tasks"].to_string()}),
+        );
+    }
+    let mut frameworks = BTreeMap::new();
+    for f in list("frameworks") {
+        let share = f["dominant_share"].as_f64().unwrap_or(0.0);
+        frameworks.insert(
+            f["id"].as_str().unwrap_or("").to_string(),
+            json!(format!("{:.1}%", share * 100.0)),
+        );
+    }
+    Ok(json!({
+        "agents": list("agents").len().to_string(),
+        "frameworks": list("frameworks").len().to_string(),
+        "live": list("tasks").len().to_string(),
+        "completed": list("completed_tasks").len().to_string(),
+        "offers": list("offers").len().to_string(),
+        "by_state": by_state.into_iter().map(|(k, v)| (k, json!(v.to_string()))).collect::<serde_json::Map<_, _>>(),
+        "agent_rows": agents,
+        "framework_rows": frameworks,
+    }))
+}
+
+/// The same, read from the page.
+const SHOWN_OVERVIEW: &str = r#"
+const text = (sel, root) => { const e = (root || document).querySelector(sel); return e ? e.textContent : null; };
+const out = { agents: text('#count-agents'), frameworks: text('#count-frameworks'),
+  live: text('#count-tasks-live'), completed: text('#count-tasks-completed'),
+  offers: text('#count-offers'), by_state: {}, agent_rows: {}, framework_rows: {} };
+for (const tr of document.querySelectorAll('#tasks-by-state tr[data-state]'))
+  out.by_state[tr.dataset.state] = text('.count', tr);
+for (const tr of document.querySelectorAll('#agents tr[data-agent-id]'))
+  out.agent_rows[tr.dataset.agentId] = { cpus: text('.used-cpus', tr), mem: text('.used-mem', tr),
+    tasks: text('.active-tasks', tr) };
+for (const tr of document.querySelectorAll('#frameworks tr[data-framework-id]'))
+  out.framework_rows[tr.dataset.frameworkId] = text('.share', tr);
+return out;
+"#;
+
+/// Reads the page until it shows what `/state` says (read again each time: the page polls).
+fn overview_matches_state(c: &UiCluster, session: &webdriver::Session) -> Result<Value> {
+    let start = std::time::Instant::now();
+    loop {
+        let want = expected_overview(&c.json("/state")?)?;
+        let shown = session.exec(SHOWN_OVERVIEW, json!([]))?;
+        if shown == want {
+            return Ok(shown);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("the overview shows\n{shown:#}\nbut /state says\n{want:#}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+const TEXT_OF: &str =
+    "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;";
+
+/// A browser session on the cluster's UI, and where its screenshots go.
+struct Ui<'a> {
+    c: &'a UiCluster,
+    session: webdriver::Session,
+    shots: PathBuf,
+}
+
+impl Ui<'_> {
+    /// Loads the UI page `route` (`""` is `/`).
+    fn goto(&self, route: &str) -> Result<()> {
+        self.session.goto(&self.c.url(route))
+    }
+
+    /// Waits until the element `sel` shows exactly `want`.
+    fn text_is(&self, sel: &str, want: &str) -> Result<()> {
+        until(&self.session, sel, TEXT_OF, json!([sel]), |v| {
+            v.as_str() == Some(want)
+        })
+        .map(|_| ())
+    }
+
+    /// Waits until the element `sel` shows text `check` accepts; returns that text.
+    fn text_until(&self, sel: &str, check: impl Fn(&str) -> bool) -> Result<String> {
+        let v = until(&self.session, sel, TEXT_OF, json!([sel]), |v| {
+            v.as_str().is_some_and(&check)
+        })?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
+    fn save(&self, name: &str) -> Result<()> {
+        save(&self.session, &self.shots, name)
+    }
+}
+
+/// The overview against `/state`, the agent, framework (with `why`) and role pages.
+fn cluster_pages(ui: &Ui, framework_id: &str) -> Result<()> {
+    ui.goto("")?;
+    let shown = overview_matches_state(ui.c, &ui.session)?;
+    println!("overview shows {shown}");
+    assert_eq!(shown["agents"], "2");
+    assert_eq!(shown["by_state"]["TASK_RUNNING"], "2", "{shown}");
+    ui.save("overview")?;
+
+    // The agent page of the agent running the tasks.
+    let state = ui.c.json("/state")?;
+    let agent = state["tasks"][0]["agent_id"]
+        .as_str()
+        .context("no running task")?;
+    let a = state["agents"]
+        .as_array()
+        .and_then(|l| l.iter().find(|a| a["id"] == agent))
+        .context("task's agent not in /state")?;
+    ui.goto(&format!("ui#/agent/{agent}"))?;
+    ui.text_is("#agent-total", a["total"].as_str().unwrap_or_default())?;
+    ui.text_is(
+        "#agent-allocated",
+        a["allocated"].as_str().unwrap_or_default(),
+    )?;
+    ui.save("agent")?;
+
+    // The framework page, with its `why` explanation, reached by clicking its link.
+    ui.goto("ui#/frameworks")?;
+    let sel = format!("#frameworks tr[data-framework-id=\"{framework_id}\"] a");
+    let click = "const a = document.querySelector(arguments[0]); if (a) a.click(); return !!a;";
+    until(
+        &ui.session,
+        "the framework link",
+        click,
+        json!([sel]),
+        |v| v == true,
+    )?;
+    ui.text_is("#framework-name", "web-ui-e2e")?;
+    let why = ui.c.json(&format!("/why?framework_id={framework_id}"))?;
+    let first = why["lines"][0].as_str().context("empty why")?;
+    ui.text_until("#why", |t| t.contains(first))?;
+    ui.save("framework")?;
+
+    // A role with a weight and a quota, and why it waits.
+    ui.goto("ui#/role/analytics")?;
+    ui.text_is("#role-weight", "2")?;
+    let why = ui.c.json("/why?role=analytics")?;
+    let lines: Vec<&str> = why["lines"]
+        .as_array()
+        .context("why lines")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ui.text_is("#why", &lines.join("\n"))?;
+    ui.save("role")
+}
+
+/// Task pages: stdout and stderr of a finished task, a running task's output growing, and
+/// markup in a task name shown as text.
+fn task_pages(ui: &Ui, framework_id: &str) -> Result<()> {
+    ui.goto(&format!("ui#/task/{framework_id}/echo"))?;
+    ui.text_until("#output", |t| t.contains(STDOUT_TEXT))?;
+    ui.save("task-stdout")?;
+    ui.session.exec(
+        "document.querySelector('#sandbox-files a[data-file=stderr]').click();",
+        json!([]),
+    )?;
+    ui.text_until("#output", |t| {
+        t.contains(STDERR_TEXT) && !t.contains(STDOUT_TEXT)
+    })?;
+
+    ui.goto(&format!("ui#/task/{framework_id}/ticker"))?;
+    let ticks = |t: &str| {
+        t.lines()
+            .filter_map(|l| l.strip_prefix("tick ")?.parse::<u64>().ok())
+            .max()
+    };
+    let first = ticks(&ui.text_until("#output", |t| ticks(t).is_some())?).unwrap_or(0);
+    ui.text_until("#output", |t| ticks(t).is_some_and(|n| n >= first + 5))?;
+    ui.save("task-tail")?;
+
+    ui.goto(&format!("ui#/task/{framework_id}/xss"))?;
+    ui.text_is("#task-name", XSS_NAME)?;
+    ui.goto("ui#/tasks")?;
+    ui.text_is("tr[data-task-id=\"xss\"] td.name", XSS_NAME)?;
+    let injected = ui.session.exec(
+        "return [document.querySelectorAll('img').length, typeof window.__xss];",
+        json!([]),
+    )?;
+    assert_eq!(
+        injected,
+        json!([0, "undefined"]),
+        "the task name was interpreted as markup"
+    );
+    ui.save("xss")
+}
+
+fn browse_pages(
+    c: &UiCluster,
+    framework_id: &str,
+    chromium: &Path,
+    chromedriver: &Path,
+) -> Result<()> {
+    let port = free_port()?;
+    let log = c.dir.path().join("chromedriver.log");
+    let driver = webdriver::Driver::start(chromedriver, port, &log)?;
+    let ui = Ui {
+        c,
+        session: driver.session(chromium, 1400, 1000)?,
+        shots: screenshot_dir()?,
+    };
+    cluster_pages(&ui, framework_id)?;
+    task_pages(&ui, framework_id)?;
+    println!("screenshots in {}", ui.shots.display());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_shows_the_cluster_in_a_real_browser() -> Result<()> {
+    stop_leftovers();
+    let cluster = tokio::task::block_in_place(UiCluster::start)?;
+    let (driver, framework_id, background) = launch(&cluster.master).await?;
+    // A role with a weight and a quota for the roles table and the role's `why`.
+    tokio::task::block_in_place(|| -> Result<()> {
+        http_post(
+            &cluster.master,
+            "/weights",
+            &json!({"role": "analytics", "weight": 2}),
+        )?;
+        http_post(
+            &cluster.master,
+            "/quota",
+            &json!({"role": "analytics", "guarantees": "cpus:1;mem:256"}),
+        )
+    })?;
+    let result = tokio::task::block_in_place(|| {
+        check_proxy(&cluster, &framework_id)?;
+        match browser() {
+            Some((chromium, chromedriver)) => {
+                browse_pages(&cluster, &framework_id, &chromium, &chromedriver)
+            }
+            None => Ok(()),
+        }
+    });
+    let _ = driver.teardown().await;
+    background.abort();
+    stop_leftovers();
+    if result.is_err() {
+        eprintln!(
+            "master log:\n{}",
+            std::fs::read_to_string(cluster.dir.path().join("master.log")).unwrap_or_default()
+        );
+    }
+    result
+}
