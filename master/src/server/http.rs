@@ -42,6 +42,7 @@ pub(crate) fn routes(
         .route("/state/tasks", get(tasks))
         .route("/metrics", get(super::metrics::metrics))
         .merge(super::http_roles::routes())
+        .merge(super::ui::routes())
         .with_state(HttpState {
             core,
             master_id: master_id.into(),

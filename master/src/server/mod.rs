@@ -19,6 +19,7 @@
 //! - `standby`: what a standby serves (health, redirects to the leader).
 //! - `status`: mapping of [`MasterError`](crate::core::MasterError) onto gRPC statuses.
 //! - `security`: authentication of every request (one middleware) and the callers' ACL checks.
+//! - `ui`: the web UI at `/` and `/ui` (built-in assets) and its sandbox proxy.
 
 mod agent;
 mod core_task;
@@ -34,6 +35,7 @@ mod security;
 mod standby;
 mod status;
 mod streams;
+mod ui;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
