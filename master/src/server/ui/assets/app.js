@@ -7,7 +7,9 @@
 'use strict';
 
 (function () {
-  const POLL_MS = 2000; // how often /state is read
+  const POLL_MS = 2000; // how often /state is read without the event stream
+  const POLL_STREAMING_MS = 5000; // … and with it (offers and shares have no events)
+  const STREAM_RETRY_MS = 30000; // how soon a failed event stream is tried again
   const TAIL_MS = 1000; // how often a shown file is read for new output
   const CHUNK = 65536; // bytes per sandbox read
   const MAX_SHOWN = 1 << 20; // characters of output kept on the page
@@ -16,7 +18,9 @@
   const TERMINAL = ['TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_ERROR', 'TASK_LOST',
     'TASK_DROPPED', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR'];
 
-  const model = { state: null, roles: [], windows: [], error: null, updated: null, why: null };
+  const model = {
+    state: null, roles: [], windows: [], error: null, updated: null, why: null, streaming: false,
+  };
   let viewer = null; // the output viewer of the task page (kept across re-renders)
   let pollTimer = null;
 
@@ -194,7 +198,62 @@
 
   function schedule() {
     clearTimeout(pollTimer);
-    pollTimer = setTimeout(async () => { await refresh(); schedule(); }, POLL_MS);
+    const every = model.streaming ? POLL_STREAMING_MS : POLL_MS;
+    pollTimer = setTimeout(async () => { await refresh(); schedule(); }, every);
+  }
+
+  // ---- live updates: the operator event stream ----------------------------------------------
+
+  let eventTimer = null;
+
+  /** Refreshes soon after an event (several events in a burst make one refresh). */
+  function onEvent() {
+    if (eventTimer) return;
+    eventTimer = setTimeout(async () => { eventTimer = null; await refresh(); schedule(); }, 200);
+  }
+
+  /**
+   * Follows the master's operator event stream (`POST /api/v1` SUBSCRIBE, RecordIO of JSON
+   * events) and refreshes on each change; polling stays on as the fallback (and for offers).
+   */
+  async function stream() {
+    try {
+      const r = await fetch('/api/v1', {
+        method: 'POST', credentials: 'same-origin', cache: 'no-store',
+        headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
+        body: JSON.stringify({ type: 'SUBSCRIBE' }),
+      });
+      if (!r.ok || !r.body) throw new Error('no event stream (' + r.status + ')');
+      model.streaming = true;
+      schedule();
+      const reader = r.body.getReader();
+      const decoder = new TextDecoder();
+      let buf = new Uint8Array(0);
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const joined = new Uint8Array(buf.length + value.length);
+        joined.set(buf);
+        joined.set(value, buf.length);
+        buf = joined;
+        // RecordIO: "<length>\n<length bytes of JSON>", repeated.
+        for (;;) {
+          const nl = buf.indexOf(10);
+          if (nl < 0) break;
+          const len = Number(decoder.decode(buf.subarray(0, nl)));
+          if (!Number.isSafeInteger(len) || len < 0) throw new Error('bad RecordIO length');
+          if (buf.length < nl + 1 + len) break;
+          const record = JSON.parse(decoder.decode(buf.subarray(nl + 1, nl + 1 + len)));
+          buf = buf.slice(nl + 1 + len);
+          if (record.type !== 'HEARTBEAT') onEvent();
+        }
+      }
+    } catch (_) {
+      // No stream (an older master, or the principal may not subscribe): polling it is.
+    }
+    model.streaming = false;
+    schedule();
+    setTimeout(stream, STREAM_RETRY_MS);
   }
 
   function allTasks() {
@@ -216,7 +275,8 @@
     const status = document.getElementById('status');
     status.className = model.error ? 'status error' : 'status';
     status.textContent = model.error ? 'cannot read the master: ' + model.error
-      : model.updated ? 'updated ' + model.updated.toLocaleTimeString() : 'loading…';
+      : model.updated ? 'updated ' + model.updated.toLocaleTimeString() +
+        (model.streaming ? ' · live' : '') : 'loading…';
     const main = document.getElementById('main');
     if (!model.state) {
       main.replaceChildren(h('p', { class: 'muted' }, model.error ? '' : 'loading…'));
@@ -573,4 +633,5 @@
     }
   });
   refresh().then(schedule);
+  stream();
 })();
