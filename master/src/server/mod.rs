@@ -27,6 +27,7 @@ mod ha;
 mod http;
 mod http_roles;
 mod listen;
+mod mesos_api;
 mod metrics;
 mod operator;
 mod registry_writer;
@@ -275,6 +276,10 @@ pub(crate) async fn serve_leader(
             },
             http_registry,
             security.authorizer.clone(),
+        ))
+        .merge(mesos_api::routes(
+            shared.clone(),
+            &config.advertise.clone().unwrap_or_else(|| addr.to_string()),
         ))
         .fallback(http::fallback)
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))

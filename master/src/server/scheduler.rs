@@ -17,9 +17,9 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::Shared;
-use super::core_task::{CoreHandle, FRAMEWORK_QUEUE};
+use super::core_task::{CoreGone, CoreHandle, FRAMEWORK_QUEUE};
 use super::status;
-use crate::core::{Call, ConnId, Input};
+use crate::core::{Call, ConnId, Input, MasterError};
 
 /// The `Scheduler` gRPC service.
 #[derive(Debug, Clone)]
@@ -37,21 +37,7 @@ impl SchedulerService {
         principal: Option<String>,
         call: Call,
     ) -> Result<Response<v1::CallResponse>, Status> {
-        let verdict = match principal {
-            None => self.shared.core.input(Input::Call(call)).await,
-            // The owner check and the call in one step on the core task.
-            Some(p) => {
-                let fw = call_framework_id(&call).to_string();
-                self.shared
-                    .core
-                    .run(move |m, now| {
-                        m.check_caller(&fw, Some(&p))?;
-                        m.handle(now, Input::Call(call))
-                    })
-                    .await
-            }
-        };
-        match verdict {
+        match forward_call(&self.shared.core, principal, call).await {
             Ok(Ok(())) => Ok(Response::new(v1::CallResponse {})),
             Ok(Err(err)) => {
                 tracing::debug!(%err, "call refused");
@@ -60,6 +46,81 @@ impl SchedulerService {
             Err(gone) => Err(status::unavailable(gone)),
         }
     }
+}
+
+/// Feeds a framework call to the core; with an authenticated principal, the owner check and
+/// the call run in one step on the core task. Shared by the gRPC service and the Mesos HTTP
+/// API (`mesos_api`).
+pub(crate) async fn forward_call(
+    core: &CoreHandle,
+    principal: Option<String>,
+    call: Call,
+) -> Result<Result<(), MasterError>, CoreGone> {
+    match principal {
+        None => core.input(Input::Call(call)).await,
+        Some(p) => {
+            let fw = call_framework_id(&call).to_string();
+            core.run(move |m, now| {
+                m.check_caller(&fw, Some(&p))?;
+                m.handle(now, Input::Call(call))
+            })
+            .await
+        }
+    }
+}
+
+/// Opens a framework's subscription: takes a stream slot for `slot_key`, stamps the
+/// authenticated principal into `info` (refusing a different one) and subscribes it on the
+/// core. Shared by the gRPC service and the Mesos HTTP API (`mesos_api`).
+pub(crate) async fn open_subscription(
+    shared: &Shared,
+    principal: Option<String>,
+    slot_key: String,
+    info: Option<v1::FrameworkInfo>,
+) -> Result<EventStream, Status> {
+    let slot = shared.streams.acquire(slot_key)?;
+    let Some(mut info) = info else {
+        return Err(Status::invalid_argument(
+            "subscribe: framework_info is required",
+        ));
+    };
+    if let Some(p) = principal {
+        if !info.principal.is_empty() && info.principal != p {
+            return Err(Status::permission_denied(format!(
+                "framework_info.principal `{}` is not the authenticated principal `{p}`",
+                info.principal
+            )));
+        }
+        info.principal = p;
+    }
+    let conn = shared.core.next_conn();
+    let span = tracing::info_span!(
+        "subscribe",
+        conn,
+        framework_id = %info.id,
+        framework_name = %info.name
+    );
+    async {
+        let (tx, rx) = mpsc::channel(FRAMEWORK_QUEUE);
+        match shared.core.subscribe(conn, info, tx).await {
+            Ok(Ok(())) => {
+                tracing::info!("framework subscribed");
+                Ok(EventStream {
+                    inner: ReceiverStream::new(rx),
+                    conn,
+                    core: shared.core.clone(),
+                    _slot: slot,
+                })
+            }
+            Ok(Err(err)) => {
+                tracing::info!(%err, "subscription refused");
+                Err(status::from_master(&err))
+            }
+            Err(gone) => Err(status::unavailable(gone)),
+        }
+    }
+    .instrument(span)
+    .await
 }
 
 /// A framework's event stream; dropping it (the client went away) tells the core.
@@ -143,52 +204,11 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let principal = principal_of(&request);
-        let slot = self
-            .shared
-            .streams
-            .acquire(super::streams::StreamSlots::key_of(&request))?;
-        let Some(mut info) = request.into_inner().framework_info else {
-            return Err(Status::invalid_argument(
-                "subscribe: framework_info is required",
-            ));
-        };
-        if let Some(p) = principal {
-            if !info.principal.is_empty() && info.principal != p {
-                return Err(Status::permission_denied(format!(
-                    "framework_info.principal `{}` is not the authenticated principal `{p}`",
-                    info.principal
-                )));
-            }
-            info.principal = p;
-        }
-        let conn = self.shared.core.next_conn();
-        let span = tracing::info_span!(
-            "subscribe",
-            conn,
-            framework_id = %info.id,
-            framework_name = %info.name
-        );
-        async {
-            let (tx, rx) = mpsc::channel(FRAMEWORK_QUEUE);
-            match self.shared.core.subscribe(conn, info, tx).await {
-                Ok(Ok(())) => {
-                    tracing::info!("framework subscribed");
-                    Ok(Response::new(EventStream {
-                        inner: ReceiverStream::new(rx),
-                        conn,
-                        core: self.shared.core.clone(),
-                        _slot: slot,
-                    }))
-                }
-                Ok(Err(err)) => {
-                    tracing::info!(%err, "subscription refused");
-                    Err(status::from_master(&err))
-                }
-                Err(gone) => Err(status::unavailable(gone)),
-            }
-        }
-        .instrument(span)
-        .await
+        let key = super::streams::StreamSlots::key_of(&request);
+        let info = request.into_inner().framework_info;
+        open_subscription(&self.shared, principal, key, info)
+            .await
+            .map(Response::new)
     }
 
     async fn accept(

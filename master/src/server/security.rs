@@ -75,7 +75,7 @@ impl Security {
             } else {
                 (self.authenticate_http_readwrite, "operator changes")
             }
-        } else if path.starts_with("/proffer.v1.Scheduler/") {
+        } else if path.starts_with("/proffer.v1.Scheduler/") || path == "/api/v1/scheduler" {
             (self.authenticate_frameworks, "framework calls")
         } else if path.starts_with("/proffer.v1.Agent/") {
             (self.authenticate_agents, "agent sessions")

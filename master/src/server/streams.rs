@@ -38,11 +38,19 @@ impl StreamSlots {
     /// Whose stream `request` opens: its principal, else its peer's IP address.
     pub(crate) fn key_of<T>(request: &tonic::Request<T>) -> String {
         let ext = request.extensions();
-        if let Some(p) = ext.get::<Authenticated>().and_then(|a| a.0.as_deref()) {
+        Self::key_from(
+            ext.get::<Authenticated>().and_then(|a| a.0.as_deref()),
+            ext.get::<ConnectInfo<SocketAddr>>().map(|c| &c.0),
+        )
+    }
+
+    /// Whose stream it is, from the authenticated principal and the peer's address.
+    pub(crate) fn key_from(principal: Option<&str>, peer: Option<&SocketAddr>) -> String {
+        if let Some(p) = principal {
             return format!("principal `{p}`");
         }
-        match ext.get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(addr)) => format!("peer {}", addr.ip()),
+        match peer {
+            Some(addr) => format!("peer {}", addr.ip()),
             None => "an unknown peer".to_string(),
         }
     }
