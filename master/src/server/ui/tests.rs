@@ -365,3 +365,50 @@ async fn the_proxy_forwards_credentials_and_passes_answers_back() -> anyhow::Res
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn with_authentication_the_page_asks_the_browser_for_credentials() -> anyhow::Result<()> {
+    use proffer_proto::auth::{Credential, Credentials};
+    let credentials = r#"{"credentials": [{"principal": "web", "secret": "web-secret"}]}"#;
+    let mut config = crate::server::ServerConfig::new(crate::core::MasterConfig::default());
+    config.security = crate::server::Security {
+        credentials: Some(std::sync::Arc::new(Credentials::parse(
+            credentials,
+            "test",
+        )?)),
+        authenticate_http_readonly: true,
+        ..crate::server::Security::default()
+    };
+    let server = TestServer::start_with(config).await?;
+    // Without credentials: 401 with a Basic challenge, so the browser asks and then sends
+    // them with every same-origin request the page makes.
+    let (head, _) = get(server.addr, "/ui", "").await?;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("www-authenticate: basic"), "{head}");
+    let auth = Credential::basic("web", "web-secret")?.authorization();
+    let with = format!("Authorization: {auth}\r\n");
+    for path in ["/ui", "/ui/assets/app.js", "/state"] {
+        let (head, _) = get(server.addr, path, &with).await?;
+        assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
+    }
+    let (head, body) = get(
+        server.addr,
+        "/ui/api/sandbox/read?framework_id=f&task_id=t",
+        &with,
+    )
+    .await?;
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert!(body.contains("no task"), "{body}");
+    let wrong = format!(
+        "Authorization: {}\r\n",
+        Credential::basic("web", "nope")?.authorization()
+    );
+    let (head, _) = get(
+        server.addr,
+        "/ui/api/sandbox/read?framework_id=f&task_id=t",
+        &wrong,
+    )
+    .await?;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    server.stop().await
+}
