@@ -289,9 +289,17 @@
       role: rolePage, task: taskPage,
     };
     const build = pages[page] || (() => [h('h1', {}, 'No such page'), h('p', {}, link([], 'Overview'))]);
-    const content = build(...args);
+    const content = [].concat(build(...args));
     if (page !== 'task' && viewer) stopViewer();
-    main.replaceChildren(...[].concat(content));
+    const keep = viewer && viewer.node.parentNode === main ? content.indexOf(viewer.node) : -1;
+    if (keep >= 0) {
+      // The task's output stays where it is (its scroll position and selection survive).
+      for (const child of [...main.childNodes]) if (child !== viewer.node) child.remove();
+      viewer.node.before(...content.slice(0, keep));
+      viewer.node.after(...content.slice(keep + 1));
+    } else {
+      main.replaceChildren(...content);
+    }
     sizeBars(main);
     main.dataset.page = page;
   }
