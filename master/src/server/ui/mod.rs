@@ -83,6 +83,20 @@ pub(crate) fn etag(body: &str) -> String {
     format!("\"{hash:016x}\"")
 }
 
+/// The entity tag of a built-in file, computed once per file.
+fn cached_etag(asset: Asset) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        std::iter::once(INDEX)
+            .chain(ASSETS)
+            .map(|a| (a.name, etag(a.body)))
+            .collect()
+    });
+    tags.iter()
+        .find(|(name, _)| *name == asset.name)
+        .map_or("\"0\"", |(_, tag)| tag.as_str())
+}
+
 /// True if an `If-None-Match` header value names `tag` (or is `*`).
 pub(crate) fn matches_etag(if_none_match: &str, tag: &str) -> bool {
     if_none_match
@@ -105,11 +119,11 @@ pub(crate) fn routes() -> Router<HttpState> {
 
 /// `asset` as a response: `304` when `headers` already hold its current version.
 pub(crate) fn serve(asset: Asset, headers: &HeaderMap) -> Response {
-    let tag = etag(asset.body);
+    let tag = cached_etag(asset);
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| matches_etag(v, &tag));
+        .is_some_and(|v| matches_etag(v, tag));
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -123,7 +137,7 @@ pub(crate) fn serve(asset: Asset, headers: &HeaderMap) -> Response {
             .into_response()
     };
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&tag) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
         h.insert(header::ETAG, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
