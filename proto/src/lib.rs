@@ -66,6 +66,10 @@ pub mod mesos {
 
 pub use resources::{ResourceError, Resources};
 
+/// The protobuf runtime of the generated messages (its `Message` trait encodes and decodes
+/// them), for users that do not depend on `prost` themselves.
+pub use prost;
+
 #[cfg(test)]
 mod fuzz_tests;
 #[cfg(test)]
