@@ -36,7 +36,6 @@ mod security;
 mod standby;
 mod status;
 mod streams;
-mod ui;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -51,6 +50,7 @@ mod tests_registry;
 mod tests_reserve;
 #[cfg(test)]
 mod tests_security;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
