@@ -264,6 +264,7 @@ impl Agent {
             id,
             master,
             self.config.credential.clone(),
+            self.config.master_tls.clone(),
             rx,
             self.events_tx.clone(),
         ));

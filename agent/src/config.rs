@@ -64,6 +64,9 @@ pub struct AgentConfig {
     pub credential: Option<proffer_proto::auth::Credential>,
     /// Authentication and ACLs of the HTTP endpoint (default: open).
     pub http_security: crate::http_auth::HttpSecurity,
+    /// TLS to the master (the CA that verifies it, the agent's certificate for mutual TLS).
+    /// `None`: the process's client TLS, if any (`proffer_net::tls::process_tls`).
+    pub master_tls: Option<proffer_net::tls::ClientTls>,
 }
 
 /// How the agent starts per-task executors.
@@ -122,6 +125,7 @@ impl AgentConfig {
             gc_max_disk_fraction: 0.9,
             credential: None,
             http_security: Default::default(),
+            master_tls: None,
         }
     }
 }

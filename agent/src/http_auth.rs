@@ -18,7 +18,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use proffer_master_core::authz::{AUDIT_TARGET, Action, Authorizer, Denied};
-use proffer_proto::auth::{Authenticated, Credentials, Gate};
+use proffer_net::tls::PeerSubject;
+use proffer_proto::auth::{Authenticated, Credentials, Gate, PeerIdentity};
 
 use crate::files;
 use crate::http::View;
@@ -33,6 +34,9 @@ pub struct HttpSecurity {
     pub authenticate_http_readonly: bool,
     /// The ACLs (`--acls`): `access_sandboxes` for the file routes.
     pub authorizer: Arc<Authorizer>,
+    /// TLS on the endpoint (`--tls-cert`/`--tls-key`; with `--tls-ca` a client certificate's
+    /// subject is the caller's principal).
+    pub tls: Option<proffer_net::tls::ServerTls>,
 }
 
 /// The middleware: authenticates every request but `/health`; puts [`Authenticated`] into the
@@ -44,6 +48,9 @@ pub(crate) async fn authenticate(
 ) -> Response {
     if request.uri().path() == "/health" {
         return next.run(request).await;
+    }
+    if let Some(s) = request.extensions().get::<PeerSubject>().cloned() {
+        request.extensions_mut().insert(PeerIdentity(s.name));
     }
     let gate = Gate::new(
         security.credentials.clone(),

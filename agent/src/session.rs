@@ -8,7 +8,6 @@ use proffer_proto::v1::agent_client::AgentClient;
 use proffer_proto::v1::{AgentMessage, MasterMessage};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::Endpoint;
 
 /// What a session task tells the agent loop.
 #[derive(Debug)]
@@ -60,10 +59,15 @@ pub async fn run_session(
     id: u64,
     master: String,
     credential: Option<proffer_proto::auth::Credential>,
+    tls: Option<proffer_net::tls::ClientTls>,
     outbound: mpsc::UnboundedReceiver<AgentMessage>,
     events: mpsc::UnboundedSender<SessionEvent>,
 ) {
-    let ended = match pump(id, &master, credential.as_ref(), outbound, &events).await {
+    let dial = Dial {
+        credential: credential.as_ref(),
+        tls: tls.as_ref(),
+    };
+    let ended = match pump(id, &master, dial, outbound, &events).await {
         Ok(()) => Ended::new("stream closed by the master".to_string()),
         Err(ended) => ended,
     };
@@ -74,15 +78,30 @@ pub async fn run_session(
     });
 }
 
+/// Who the agent is to the master, and how it reaches it.
+#[derive(Clone, Copy)]
+struct Dial<'a> {
+    credential: Option<&'a proffer_proto::auth::Credential>,
+    /// None: the process's client TLS, if any.
+    tls: Option<&'a proffer_net::tls::ClientTls>,
+}
+
 async fn pump(
     id: u64,
     master: &str,
-    credential: Option<&proffer_proto::auth::Credential>,
+    dial: Dial<'_>,
     outbound: mpsc::UnboundedReceiver<AgentMessage>,
     events: &mpsc::UnboundedSender<SessionEvent>,
 ) -> Result<(), Ended> {
-    let url = format!("http://{master}");
-    let endpoint = Endpoint::from_shared(url.clone())
+    let tls = match dial.tls {
+        Some(t) => Some(t),
+        None => proffer_net::tls::process_tls(),
+    };
+    let url = format!(
+        "{}://{master}",
+        if tls.is_some() { "https" } else { "http" }
+    );
+    let endpoint = proffer_net::tls::grpc_endpoint_with(master, tls)
         .map_err(|e| Ended::new(format!("invalid master address {url}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
@@ -92,8 +111,10 @@ async fn pump(
         .connect()
         .await
         .map_err(|e| Ended::new(format!("connecting to {url}: {e}")))?;
-    let mut client =
-        AgentClient::with_interceptor(channel, proffer_proto::auth::Authorize::new(credential));
+    let mut client = AgentClient::with_interceptor(
+        channel,
+        proffer_proto::auth::Authorize::new(dial.credential),
+    );
     let mut inbound = client
         .session(UnboundedReceiverStream::new(outbound))
         .await

@@ -47,6 +47,7 @@ async fn serve(work_dir: &std::path::Path) -> Result<SocketAddr> {
         credentials: Some(Arc::new(Credentials::parse(CREDENTIALS, "test")?)),
         authenticate_http_readonly: true,
         authorizer: Arc::new(Authorizer::new(Acls::parse(ACLS, "test")?)),
+        tls: None,
     };
     let app = http::router(
         Arc::new(Mutex::new(view)),

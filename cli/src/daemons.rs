@@ -36,8 +36,14 @@ pub struct AgentArgs {
     port: u16,
     /// Serve the agent's HTTP endpoint (sandbox files, `/state`, `/metrics`) on this address,
     /// e.g. `0.0.0.0:5051` (default: no HTTP endpoint).
+    /// Anything but loopback needs TLS (--tls-cert) or --authenticate-http-readonly, or
+    /// --insecure.
     #[arg(long = "http", env = "PROFFER_AGENT_HTTP")]
     http: Option<SocketAddr>,
+    /// Serve --http on a non-loopback address without TLS and without authentication
+    /// (anyone who reaches it reads every sandbox).
+    #[arg(long, env = "PROFFER_INSECURE")]
+    insecure: bool,
     /// Task isolation: `auto` (cgroups where the host allows, plain processes otherwise),
     /// `posix` (process groups, no limits) or `cgroups` (required; refuse to start without).
     #[arg(long, env = "PROFFER_ISOLATION", value_enum, default_value_t = Isolation::Auto)]
@@ -120,6 +126,15 @@ impl AgentArgs {
         );
         config.gc_max_disk_fraction = f;
         config.http_security = self.auth.http_security()?;
+        if let Some(addr) = self.http {
+            crate::security_args::check_exposure(
+                "the agent's HTTP endpoint",
+                addr,
+                config.http_security.tls.is_some(),
+                config.http_security.authenticate_http_readonly,
+                self.insecure,
+            )?;
+        }
         Ok(config)
     }
 }
@@ -222,6 +237,7 @@ mod tests {
             hostname: Some("h1".into()),
             port: 6000,
             http: None,
+            insecure: false,
             isolation: Isolation::Auto,
             cgroups_enable_cfs: false,
             pid_namespace: false,
@@ -348,6 +364,7 @@ mod tests {
         let config = parse_agent(&[
             "--http",
             "0.0.0.0:5051",
+            "--insecure",
             "--isolation",
             "cgroups",
             "--cgroups-enable-cfs",
@@ -366,6 +383,11 @@ mod tests {
         );
         assert!(parse_agent(&["--isolation", "docker"]).is_err());
         assert!(parse_agent(&["--http", "not-an-address"]).is_err());
+        // Safe defaults: open to the network without TLS or authentication is refused.
+        let err = parse_agent(&["--http", "0.0.0.0:5051"]).err();
+        let err = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("without TLS or authentication"), "{err}");
+        assert!(parse_agent(&["--http", "127.0.0.1:5051"]).is_ok());
         assert_eq!(config.gc_max_disk_fraction, defaults.gc_max_disk_fraction);
         let gc = parse_agent(&["--gc-max-disk-fraction", "1"])?;
         assert_eq!(gc.gc_max_disk_fraction, 1.0);

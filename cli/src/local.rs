@@ -74,6 +74,11 @@ pub struct LocalArgs {
     /// `proffer master` process of its own: `kill -9` the leader to watch a failover.
     #[arg(long, default_value_t = 1)]
     masters: usize,
+    /// Everything on: a cluster CA in the work dir, TLS on the master and the agents,
+    /// agents with client certificates (mutual TLS), and an `admin` credential required for
+    /// every call; prints how to point other `proffer` commands at it.
+    #[arg(long)]
+    secure: bool,
 }
 
 /// Agent `index`'s equal share (of `agents`) of the machine's `total` resources: at least one
@@ -102,6 +107,10 @@ impl LocalArgs {
     /// Checks the numbers before anything starts.
     fn check(&self) -> anyhow::Result<()> {
         crate::daemons::check_task_count("--agents", self.agents)?;
+        anyhow::ensure!(
+            !(self.secure && self.masters > 1),
+            "--secure runs one master (TLS for an HA group: `proffer master --tls-*` per master)"
+        );
         if !self.no_demo {
             crate::daemons::check_task_count("--demo-tasks", self.demo_tasks)?;
             crate::daemons::check_task_scalar("--demo-cpus", "cpus", self.demo_cpus)?;
@@ -121,12 +130,20 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("cannot create work dir {}", work_dir.display()))?;
 
-    let (master, masters) = start_masters(&args, &work_dir, seed, &cancel).await?;
+    let secure = match args.secure {
+        true => Some(crate::local_secure::setup(&work_dir)?),
+        false => None,
+    };
+    if let Some(s) = &secure {
+        s.install_admin();
+    }
+    let scheme = if secure.is_some() { "https" } else { "http" };
+    let (master, masters) = start_masters(&args, &work_dir, seed, secure.as_ref(), &cancel).await?;
 
-    let agents = start_agents(&args, &work_dir, &master, &cancel)?;
+    let agents = start_agents(&args, &work_dir, &master, secure.as_ref(), &cancel)?;
     match &masters {
         Masters::One { addr, .. } => crate::output::text(&format!(
-            "master listening on {addr} (gRPC); state at http://{addr}/state"
+            "master listening on {addr} (gRPC); state at {scheme}://{addr}/state"
         )),
         Masters::Group(_) => crate::output::text(&format!(
             "masters {master}: `curl http://HOST:PORT/health` says which leads; \
@@ -134,6 +151,13 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
         )),
     }
     crate::output::text(&format!("work dir {}", work_dir.display()));
+    if let Some(s) = &secure {
+        crate::output::text(&format!(
+            "secure: TLS everywhere, agents with client certificates, principal `admin` required; \
+             `source {}` to use it from another shell",
+            s.env_file.display()
+        ));
+    }
 
     let mut success = true;
     if args.k8s {
@@ -191,6 +215,7 @@ fn start_agents(
     args: &LocalArgs,
     work_dir: &std::path::Path,
     master: &str,
+    secure: Option<&crate::local_secure::Secure>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<Result<(), proffer_agent::AgentError>>>> {
     let total = proffer_agent::detect_resources(work_dir).context("detecting resources")?;
@@ -208,8 +233,13 @@ fn start_agents(
                 .context("agent port above 65535: choose a lower --port")?
         };
         let mut agent = AgentConfig::new(master.to_owned(), dir);
+        if let Some(s) = secure {
+            agent.master_tls = Some(s.agent_client.clone());
+            agent.http_security = s.agent_http.clone();
+        }
+        let scheme = if secure.is_some() { "https" } else { "http" };
         crate::output::text(&format!(
-            "agent {index}: http://127.0.0.1:{port} (files, /state)  {}",
+            "agent {index}: {scheme}://127.0.0.1:{port} (files, /state)  {}",
             crate::table::round_resources(&share.to_string())
         ));
         agent.resources = Some(share);
@@ -239,6 +269,7 @@ async fn start_masters(
     args: &LocalArgs,
     work_dir: &std::path::Path,
     seed: u64,
+    secure: Option<&crate::local_secure::Secure>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<(String, Masters)> {
     if args.masters > 1 {
@@ -257,6 +288,10 @@ async fn start_masters(
         ..MasterConfig::default()
     });
     config.seed = seed;
+    if let Some(s) = secure {
+        config.tls = Some(s.master_tls.clone());
+        config.security = s.security.clone();
+    }
     // The master's registry lives in the work dir (a temporary one unless --work-dir is
     // given, so each `proffer local` starts afresh).
     let registry = RedbRegistry::open(&work_dir.join("master"))

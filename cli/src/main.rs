@@ -37,9 +37,11 @@ mod k8s_options;
 mod k8s_tools;
 mod local;
 mod local_ha;
+mod local_secure;
 mod master_cmd;
 mod operator;
 mod output;
+mod pki_cmd;
 mod progress;
 mod roles;
 mod sandbox_tail;
@@ -113,6 +115,8 @@ enum Command {
     K8s(k8s::K8sArgs),
     /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
     Sim(sim::SimArgs),
+    /// The cluster PKI: `pki init DIR` (a CA), `pki issue` (master, agent, client certificates).
+    Pki(pki_cmd::PkiArgs),
     /// Readiness probe of Kubernetes deploys, run by their tasks (internal).
     #[command(hide = true, name = "k8s-probe", disable_help_flag = true)]
     K8sProbe(k8s_tools::Passthrough),
@@ -277,6 +281,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Unreserve(args) => roles::reserve(args, false).await.map(|()| true),
         Command::Executor(args) => executor::run(args).await,
         Command::Sim(args) => sim::run(args),
+        Command::Pki(args) => pki_cmd::run(args).map(|()| true),
         Command::K8sProbe(_)
         | Command::K8sEtcdMember(_)
         | Command::KubeApiserverStandin(_)

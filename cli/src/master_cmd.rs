@@ -17,9 +17,14 @@ use crate::duration::{millis, parse_duration};
 /// Flags of `proffer master`.
 #[derive(Debug, clap::Args)]
 pub struct MasterArgs {
-    /// Address to listen on (gRPC and HTTP).
+    /// Address to listen on (gRPC and HTTP). Anything but loopback needs TLS (--tls-cert) or
+    /// authentication (--authenticate-*), or --insecure.
     #[arg(long, env = "PROFFER_LISTEN", default_value = "0.0.0.0:5050")]
     listen: SocketAddr,
+    /// Serve on a non-loopback address without TLS and without authentication (anyone who
+    /// reaches the port controls the cluster).
+    #[arg(long, env = "PROFFER_INSECURE")]
+    insecure: bool,
     /// Batch allocation interval.
     #[arg(long, env = "PROFFER_ALLOCATION_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     allocation_interval: Duration,
@@ -152,6 +157,17 @@ impl MasterArgs {
         config.seed = self.seed.unwrap_or_else(random_seed);
         config.security = self.auth.security()?;
         config.connections = self.connection_limits()?;
+        config.tls = crate::security_args::server_tls(true)?;
+        // Mutual TLS: with a CA, agents must prove themselves with an agent certificate.
+        config.security.require_agent_certificates =
+            config.tls.as_ref().is_some_and(|t| t.verifies_clients());
+        crate::security_args::check_exposure(
+            "the master",
+            self.listen,
+            config.tls.is_some(),
+            config.security.requires_authentication(),
+            self.insecure,
+        )?;
         Ok(config)
     }
 
@@ -286,9 +302,43 @@ mod tests {
         args: MasterArgs,
     }
 
+    /// `proffer master` on loopback (open to the network it would need TLS or auth) + `extra`.
     fn parse(extra: &[&str]) -> anyhow::Result<MasterArgs> {
-        let argv = std::iter::once("master").chain(extra.iter().copied());
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:5050"]
+        };
+        let argv = std::iter::once("master")
+            .chain(listen.iter().copied())
+            .chain(extra.iter().copied());
         Ok(Cli::try_parse_from(argv)?.args)
+    }
+
+    #[test]
+    fn open_to_the_network_needs_tls_or_authentication_or_insecure() -> anyhow::Result<()> {
+        let open = |extra: &[&str]| -> anyhow::Result<ServerConfig> {
+            let argv = ["master", "--listen", "0.0.0.0:5050"]
+                .into_iter()
+                .chain(extra.iter().copied());
+            Cli::try_parse_from(argv)?.args.server_config()
+        };
+        let err = open(&[]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("refusing to serve the master on 0.0.0.0:5050"),
+            "{err}"
+        );
+        assert!(err.contains("proffer pki init"), "says how: {err}");
+        assert!(open(&["--insecure"]).is_ok());
+        let dir = tempfile::tempdir()?;
+        let creds = dir.path().join("c.json");
+        std::fs::write(
+            &creds,
+            r#"{"credentials":[{"principal":"a","secret":"b"}]}"#,
+        )?;
+        let creds = creds.to_str().unwrap_or_default();
+        assert!(open(&["--credentials", creds, "--authenticate-frameworks"]).is_ok());
+        Ok(())
     }
 
     #[test]

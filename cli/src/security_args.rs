@@ -7,6 +7,9 @@
 //! - [`MasterAuthArgs`]: `proffer master --credentials FILE --acls FILE` and Mesos's
 //!   `--authenticate-frameworks`, `--authenticate-agents`, `--authenticate-http-readwrite`,
 //!   `--authenticate-http-readonly`.
+//! - TLS: `--tls-ca`, `--tls-cert`, `--tls-key` (env `PROFFER_TLS_CA`, …), global too: the
+//!   master and the agent serve TLS with them ([`server_tls`]), every client verifies servers
+//!   against the CA and presents the certificate (mutual TLS).
 //! - [`AgentAuthArgs`]: `proffer agent --credentials FILE --acls FILE
 //!   --authenticate-http-readonly` for the agent's own HTTP endpoint (sandbox reads).
 
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use proffer_master::authz::{Acls, Authorizer};
 use proffer_master::server::Security;
+use proffer_net::tls::{ServerTls, TlsFiles};
 use proffer_proto::auth::{Credential, Credentials};
 
 /// Who this command is to masters and agents.
@@ -29,6 +33,38 @@ pub struct ClientAuthArgs {
     /// token).
     #[arg(long, global = true, env = "PROFFER_SECRET_FILE")]
     secret_file: Option<PathBuf>,
+    /// The cluster CA (PEM): clients verify masters and agents against it (and use TLS);
+    /// masters and agents verify client certificates against it (mutual TLS).
+    #[arg(long, global = true, env = "PROFFER_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// This process's certificate (PEM, `proffer pki issue`): masters and agents serve TLS
+    /// with it; clients (agents to masters, frameworks, the CLI) present it.
+    #[arg(long, global = true, env = "PROFFER_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "PROFFER_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+}
+
+/// The TLS files of this process (`--tls-ca`, `--tls-cert`, `--tls-key`), set by
+/// [`ClientAuthArgs::install`], read by servers ([`server_tls`]).
+static TLS_FILES: std::sync::OnceLock<TlsFiles> = std::sync::OnceLock::new();
+
+/// The TLS a server started by this process serves with (None: plain TCP). `master`: a CA
+/// without a certificate is refused (a master cannot verify clients without serving TLS).
+pub fn server_tls(master: bool) -> anyhow::Result<Option<ServerTls>> {
+    let Some(files) = TLS_FILES.get() else {
+        return Ok(None);
+    };
+    let tls = files
+        .server_config()
+        .context("--tls-cert/--tls-key/--tls-ca")?;
+    anyhow::ensure!(
+        !(master && tls.is_none() && files.ca.is_some()),
+        "--tls-ca on the master needs --tls-cert and --tls-key (its serving certificate: \
+         `proffer pki issue --kind master`)"
+    );
+    Ok(tls)
 }
 
 impl ClientAuthArgs {
@@ -43,11 +79,25 @@ impl ClientAuthArgs {
         .context("--principal/--secret-file")
     }
 
-    /// Sets the credential as the process credential (see `proffer_proto::auth`).
+    /// Sets the credential as the process credential (see `proffer_proto::auth`), and the
+    /// TLS files as the process's client TLS (with --tls-ca: every client of this process
+    /// uses TLS; see `proffer_net::tls`).
     pub fn install(&self) -> anyhow::Result<()> {
         if let Some(c) = self.credential()? {
             proffer_proto::auth::set_process_credential(c);
         }
+        let files = TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+        };
+        if self.tls_ca.is_some() {
+            let client = files.client().context("--tls-ca/--tls-cert/--tls-key")?;
+            if let Some(c) = client {
+                proffer_net::tls::set_process_tls(c);
+            }
+        }
+        let _ = TLS_FILES.set(files);
         Ok(())
     }
 }
@@ -99,6 +149,7 @@ impl MasterAuthArgs {
             authenticate_http_readwrite: self.authenticate_http_readwrite,
             authenticate_http_readonly: self.authenticate_http_readonly,
             authorizer: Arc::new(load_acls(self.acls.as_deref())?),
+            require_agent_certificates: false,
         })
     }
 }
@@ -130,8 +181,34 @@ impl AgentAuthArgs {
             credentials: load_credentials(self.credentials.as_deref(), &required)?,
             authenticate_http_readonly: self.authenticate_http_readonly,
             authorizer: Arc::new(load_acls(self.acls.as_deref())?),
+            tls: server_tls(false)?,
         })
     }
+}
+
+/// Safe defaults (issue 18, item 5): a server listening on `addr` that is reachable from other
+/// machines (anything but loopback) must use TLS or authentication, unless `--insecure`.
+pub fn check_exposure(
+    server: &str,
+    addr: std::net::SocketAddr,
+    tls: bool,
+    authenticates: bool,
+    insecure: bool,
+) -> anyhow::Result<()> {
+    if addr.ip().is_loopback() || tls || authenticates || insecure {
+        if insecure && !addr.ip().is_loopback() && !tls && !authenticates {
+            tracing::warn!(%addr, "{server} is open to anyone who reaches {addr}: no TLS, no authentication (--insecure)");
+        }
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to serve {server} on {addr} without TLS or authentication: anyone who reaches \
+         it could control the cluster.\n  \
+         Set up a PKI:   proffer pki init pki && proffer pki issue --dir pki --name master --kind master --host HOSTNAME\n  \
+         then serve:     --tls-ca pki/ca.crt --tls-cert pki/master.crt --tls-key pki/master.key\n  \
+         and/or require credentials: --credentials FILE --authenticate-frameworks --authenticate-agents --authenticate-http-readwrite\n  \
+         (or listen on 127.0.0.1, or pass --insecure to accept the risk)"
+    )
 }
 
 /// Reads `--credentials`; a flag of `required` that is set needs it.

@@ -6,39 +6,15 @@
 //! marked secret and written with mode 0600.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
+pub use proffer_net::pki::{Ca, CertKey, PkiError, write_file};
+use proffer_net::pki::{CertSpec, dns, gen_err, san};
+use rcgen::{KeyPair, SanType};
 
 use crate::kubeconfig::{Credentials, Kubeconfig};
-
-/// A PKI generation or writing failure.
-#[derive(Debug, thiserror::Error)]
-pub enum PkiError {
-    /// rcgen refused the parameters of a certificate.
-    #[error("generating {what}: {source}")]
-    Generate {
-        /// Which certificate.
-        what: String,
-        /// Why.
-        source: rcgen::Error,
-    },
-    /// A file could not be written.
-    #[error("writing {path}: {source}")]
-    Write {
-        /// The path.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-}
 
 /// A machine a certificate must be valid for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -68,30 +44,6 @@ pub struct PkiRequest {
     pub extra_sans: Vec<String>,
     /// Certificate lifetime.
     pub validity: Duration,
-}
-
-/// A certificate and its private key, both PEM.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertKey {
-    /// Certificate PEM.
-    pub cert_pem: String,
-    /// PKCS#8 private key PEM.
-    pub key_pem: String,
-}
-
-/// A certificate authority: its certificate, key and rcgen issuer.
-pub struct Ca {
-    /// The CA certificate and key.
-    pub pair: CertKey,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl std::fmt::Debug for Ca {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca")
-            .field("cert_pem", &self.pair.cert_pem)
-            .finish()
-    }
 }
 
 /// One file of the PKI bundle.
@@ -171,85 +123,20 @@ fn client<'a>(what: &'a str, cn: &'a str, org: Option<&'a str>) -> Spec<'a> {
     }
 }
 
-fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
-    move |source| PkiError::Generate {
-        what: what.to_string(),
-        source,
-    }
-}
-
-fn base_params(req: &PkiRequest, cn: &str, org: Option<&str>) -> CertificateParams {
-    let mut p = CertificateParams::default();
-    let now = time::OffsetDateTime::now_utc();
-    p.not_before = now - time::Duration::minutes(5);
-    p.not_after = now
-        + time::Duration::seconds(i64::try_from(req.validity.as_secs()).unwrap_or(i64::MAX / 4));
-    let mut dn = DistinguishedName::new();
-    if let Some(o) = org {
-        dn.push(DnType::OrganizationName, o);
-    }
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p
-}
-
 fn make_ca(req: &PkiRequest, cn: &str) -> Result<Ca, PkiError> {
-    let key = KeyPair::generate().map_err(gen_err(cn))?;
-    let mut p = base_params(req, cn, None);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-        KeyUsagePurpose::KeyCertSign,
-    ];
-    let cert = p.self_signed(&key).map_err(gen_err(cn))?;
-    let pair = CertKey {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    };
-    Ok(Ca {
-        pair,
-        issuer: Issuer::new(p, key),
-    })
+    Ca::generate(cn, req.validity)
 }
 
 fn sign(req: &PkiRequest, ca: &Ca, spec: Spec<'_>) -> Result<CertKey, PkiError> {
-    let key = KeyPair::generate().map_err(gen_err(spec.what))?;
-    let mut p = base_params(req, spec.cn, spec.org);
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    if spec.server {
-        p.extended_key_usages
-            .push(ExtendedKeyUsagePurpose::ServerAuth);
-    }
-    if spec.client {
-        p.extended_key_usages
-            .push(ExtendedKeyUsagePurpose::ClientAuth);
-    }
-    p.subject_alt_names = spec.sans;
-    p.use_authority_key_identifier_extension = true;
-    let cert = p.signed_by(&key, &ca.issuer).map_err(gen_err(spec.what))?;
-    Ok(CertKey {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+    ca.issue(&CertSpec {
+        what: spec.what.to_string(),
+        cn: spec.cn.to_string(),
+        org: spec.org.map(str::to_string),
+        sans: spec.sans,
+        server: spec.server,
+        client: spec.client,
+        validity: req.validity,
     })
-}
-
-fn dns(name: &str, what: &str) -> Result<SanType, PkiError> {
-    Ok(SanType::DnsName(
-        name.to_string().try_into().map_err(gen_err(what))?,
-    ))
-}
-
-/// A SAN from text: an IP address if it parses as one, a DNS name otherwise.
-fn san(text: &str, what: &str) -> Result<SanType, PkiError> {
-    match text.parse::<IpAddr>() {
-        Ok(ip) => Ok(SanType::IpAddress(ip)),
-        Err(_) => dns(text, what),
-    }
 }
 
 fn host_sans(hosts: &[&Host], what: &str) -> Result<Vec<SanType>, PkiError> {
@@ -518,21 +405,13 @@ impl ClusterPki {
 /// the bundle was written). Returns the names of the nodes added.
 pub fn add_nodes(dir: &Path, req: &PkiRequest) -> Result<Vec<String>, PkiError> {
     let read = |rel: &str| {
-        std::fs::read_to_string(dir.join(rel)).map_err(|source| PkiError::Write {
+        std::fs::read_to_string(dir.join(rel)).map_err(|source| PkiError::Read {
             path: dir.join(rel).display().to_string(),
             source,
         })
     };
     let ca_pem = read("pki/ca.crt")?;
-    let key = KeyPair::from_pem(&read("pki/ca.key")?).map_err(gen_err("cluster CA key"))?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, key).map_err(gen_err("cluster CA"))?;
-    let ca = Ca {
-        pair: CertKey {
-            cert_pem: ca_pem.clone(),
-            key_pem: String::new(),
-        },
-        issuer,
-    };
+    let ca = Ca::from_pem(&ca_pem, &read("pki/ca.key")?)?;
     let mut added = Vec::new();
     for n in &req.nodes {
         let conf = dir.join(format!("kubelet-{}.conf", n.name));
@@ -563,26 +442,4 @@ pub fn add_nodes(dir: &Path, req: &PkiRequest) -> Result<Vec<String>, PkiError> 
         added.push(n.name.clone());
     }
     Ok(added)
-}
-
-/// Writes one file, creating its directory; mode 0600 when `secret`, else 0644. An existing
-/// file is replaced (its mode is reset too).
-pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), PkiError> {
-    let werr = |source| PkiError::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(werr)?;
-    }
-    let mode = if secret { 0o600 } else { 0o644 };
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(werr)?;
-    f.write_all(contents).map_err(werr)?;
-    Ok(())
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use proffer_proto::auth::{AuthChannel, Authorize, Credential};
 use proffer_proto::leader::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MasterList};
 use proffer_proto::v1::operator_client::OperatorClient;
-use tonic::transport::Endpoint;
 
 /// A client of the `Operator` service whose calls carry a credential.
 pub type Operator = OperatorClient<AuthChannel>;
@@ -36,8 +35,8 @@ pub enum OperatorError {
 /// A client of the `Operator` service of `master` (`HOST:PORT`) over a fresh connection,
 /// presenting `credential` (else the process credential, if any).
 pub async fn connect(master: &str, credential: Option<&Credential>) -> Result<Operator, String> {
-    let url = format!("http://{master}");
-    let endpoint = Endpoint::from_shared(url.clone())
+    let url = format!("{}://{master}", proffer_net::tls::scheme());
+    let endpoint = proffer_net::tls::grpc_endpoint(master)
         .map_err(|e| format!("invalid master address {url}: {e}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)

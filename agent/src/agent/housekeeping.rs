@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Agent;
 use crate::AgentError;
@@ -23,16 +23,15 @@ impl Agent {
             .map_err(|source| AgentError::Http { address, source })?;
         let bound = listener.local_addr().unwrap_or(address);
         info!(address = %bound, "agent HTTP endpoint listening");
-        let app = crate::http::router(
-            self.view.clone(),
-            self.config.work_dir.clone(),
-            std::sync::Arc::new(self.config.http_security.clone()),
-        );
-        Ok(Some(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                warn!(error = %e, "agent HTTP endpoint failed");
-            }
-        })))
+        let security = std::sync::Arc::new(self.config.http_security.clone());
+        let tls = security.tls.clone();
+        let app = crate::http::router(self.view.clone(), self.config.work_dir.clone(), security);
+        // The same accept loop as the master's: TLS, connection limits and timeouts.
+        let limits = proffer_net::listen::ConnLimits::default();
+        let never = tokio_util::sync::CancellationToken::new();
+        Ok(Some(tokio::spawn(proffer_net::listen::serve(
+            listener, app, limits, tls, never,
+        ))))
     }
 
     /// Refreshes the view the HTTP endpoint serves.

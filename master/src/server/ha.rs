@@ -69,6 +69,7 @@ pub async fn serve_ha(
             leader_rx.clone(),
             standby_stop.clone(),
             config.connections.clone(),
+            config.tls.clone(),
         );
         tracing::info!(%addr, %advertise, "standby master: campaigning for the leadership");
         let won = campaign(&ha.election, &leader_tx, &cancel).await;

@@ -26,7 +26,6 @@ mod core_task;
 mod ha;
 mod http;
 mod http_roles;
-mod listen;
 mod mesos_api;
 mod metrics;
 mod operator;
@@ -66,7 +65,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::core::{Master, MasterConfig};
 pub use ha::{HaConfig, serve_ha};
-pub use listen::ConnLimits;
+pub use proffer_net::listen::ConnLimits;
 pub use security::{Authenticated, PeerIdentity, Security};
 pub use standby::{LEADER_METADATA, unavailable as standby_answer};
 
@@ -89,6 +88,9 @@ pub struct ServerConfig {
     pub security: Security,
     /// Limits on connections: how many, header-read, idle and keep-alive timeouts.
     pub connections: ConnLimits,
+    /// TLS on the master's port (gRPC and HTTP); with a CA, client certificates are verified
+    /// and agents must present one (see [`Security::require_agent_certificates`]).
+    pub tls: Option<proffer_net::tls::ServerTls>,
 }
 
 impl ServerConfig {
@@ -101,6 +103,7 @@ impl ServerConfig {
             advertise: None,
             security: Security::default(),
             connections: ConnLimits::default(),
+            tls: None,
         }
     }
 }
@@ -290,7 +293,14 @@ pub(crate) async fn serve_leader(
 
     tracing::info!(%addr, %master_id, authentication = security.requires_authentication(),
         acls = !security.authorizer.allows_everything(), "master listening (gRPC and HTTP)");
-    listen::serve(listener, router, config.connections.clone(), cancel.clone()).await;
+    proffer_net::listen::serve(
+        listener,
+        router,
+        config.connections.clone(),
+        config.tls.clone(),
+        cancel.clone(),
+    )
+    .await;
     // Whatever ended serving, stop the core and the session tasks too.
     cancel.cancel();
     tracker.close();

@@ -19,8 +19,13 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use proffer_master_core::authz::{AUDIT_TARGET, Action, Authorizer};
+use proffer_net::pki::Kind;
+use proffer_net::tls::PeerSubject;
 use proffer_proto::auth::{AuthError, Credentials, Gate};
 pub use proffer_proto::auth::{Authenticated, PeerIdentity};
+
+/// The challenge of a refusal that only a client certificate can answer.
+const CHALLENGE_TLS: &str = "Mutual TLS";
 
 use crate::core::MasterError;
 
@@ -41,6 +46,10 @@ pub struct Security {
     pub authenticate_http_readonly: bool,
     /// The ACLs (`--acls`; default: everything allowed).
     pub authorizer: Arc<Authorizer>,
+    /// Agent sessions must come over mutual TLS with a certificate of kind agent (subject
+    /// organization `proffer:agent`, see `proffer pki issue --kind agent`); set when the master
+    /// serves TLS with a CA.
+    pub require_agent_certificates: bool,
 }
 
 impl PartialEq for Security {
@@ -52,6 +61,7 @@ impl PartialEq for Security {
             && self.authenticate_http_readwrite == other.authenticate_http_readwrite
             && self.authenticate_http_readonly == other.authenticate_http_readonly
             && self.authorizer == other.authorizer
+            && self.require_agent_certificates == other.require_agent_certificates
     }
 }
 
@@ -109,6 +119,25 @@ pub(crate) async fn authenticate(
         return next.run(request).await;
     }
     let grpc = is_grpc(&request);
+    let subject = request.extensions().get::<PeerSubject>().cloned();
+    if let Some(s) = &subject {
+        // A verified client certificate proves its subject's name as the principal.
+        request
+            .extensions_mut()
+            .insert(PeerIdentity(s.name.clone()));
+    }
+    if security.require_agent_certificates
+        && request.uri().path().starts_with("/proffer.v1.Agent/")
+        && !subject.is_some_and(|s| s.groups.iter().any(|g| g == Kind::Agent.organization()))
+    {
+        let err = AuthError::CertificateRequired {
+            surface: "agent sessions",
+            kind: "agent",
+        };
+        tracing::warn!(target: AUDIT_TARGET, decision = "unauthenticated",
+            path = %request.uri().path(), "{err}");
+        return unauthenticated(&err, grpc, CHALLENGE_TLS);
+    }
     let gate = security.gate(request.uri().path(), request.method(), grpc);
     match gate.authenticate_request(&request) {
         Ok(who) => {

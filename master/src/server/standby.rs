@@ -21,14 +21,16 @@ pub use proffer_proto::leader::LEADER_METADATA;
 struct Standby {
     /// Who leads now, as clients reach it.
     leader: watch::Receiver<Option<String>>,
+    /// `https` when the masters serve TLS, else `http` (for redirects).
+    scheme: &'static str,
 }
 
 /// The standby's routes.
-pub(crate) fn router(leader: watch::Receiver<Option<String>>) -> Router {
+pub(crate) fn router(leader: watch::Receiver<Option<String>>, scheme: &'static str) -> Router {
     Router::new()
         .route("/health", get(health))
         .fallback(elsewhere)
-        .with_state(Standby { leader })
+        .with_state(Standby { leader, scheme })
 }
 
 async fn health(State(st): State<Standby>) -> Response {
@@ -61,7 +63,7 @@ async fn elsewhere(State(st): State<Standby>, request: Request) -> Response {
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_string();
-            let location = format!("http://{l}{path}");
+            let location = format!("{}://{l}{path}", st.scheme);
             (
                 StatusCode::TEMPORARY_REDIRECT,
                 [(header::LOCATION, location.clone())],
@@ -101,11 +103,15 @@ pub(crate) fn spawn(
     leader: watch::Receiver<Option<String>>,
     stop: tokio_util::sync::CancellationToken,
     limits: super::ConnLimits,
+    tls: Option<proffer_net::tls::ServerTls>,
 ) -> tokio::task::JoinHandle<()> {
-    let router = router(leader).layer(axum::extract::DefaultBodyLimit::max(
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let router = router(leader, scheme).layer(axum::extract::DefaultBodyLimit::max(
         super::MAX_MESSAGE_BYTES,
     ));
-    tokio::spawn(super::listen::serve(listener, router, limits, stop))
+    tokio::spawn(proffer_net::listen::serve(
+        listener, router, limits, tls, stop,
+    ))
 }
 
 /// A clone of `listener` for one phase (standby or leader) of this master's life.

@@ -48,6 +48,7 @@ async fn start(acls: &str) -> anyhow::Result<(SocketAddr, CancellationToken)> {
         authenticate_http_readwrite: true,
         authenticate_http_readonly: true,
         authorizer: Arc::new(Authorizer::new(Acls::parse(acls, "test")?)),
+        require_agent_certificates: false,
     };
     let cancel = CancellationToken::new();
     tokio::spawn(serve(listener, config, cancel.clone()));

@@ -230,6 +230,16 @@ pub enum AuthError {
     /// The bearer token is nobody's.
     #[error("authentication failed: unknown bearer token")]
     BadToken,
+    /// Only a client certificate (mutual TLS) can authenticate this caller.
+    #[error(
+        "{surface} require a client certificate of kind {kind} signed by the cluster CA (`proffer pki issue --kind {kind}`, then --tls-cert and --tls-key)"
+    )]
+    CertificateRequired {
+        /// What was called.
+        surface: &'static str,
+        /// The certificate kind needed (`agent`).
+        kind: &'static str,
+    },
 }
 
 /// The principal a request was authenticated as (`None`: anonymous, allowed where

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::error::{DriverError, chain};
 use super::{DriverConfig, DriverEvent};
@@ -25,17 +25,14 @@ const SUBSCRIBED_TIMEOUT: Duration = Duration::from_secs(30);
 /// Missing this many heartbeat intervals counts as a broken stream.
 const HEARTBEAT_MISSES: u32 = 3;
 
-/// Opens a channel to `master` (`HOST:PORT` or a full `http://` URL), failing fast when unreachable.
+/// Opens a channel to `master` (`HOST:PORT` or a full URL; TLS when the process uses it, see
+/// `proffer_net::tls`), failing fast when unreachable.
 pub(crate) async fn connect(master: &str) -> Result<Channel, DriverError> {
-    let url = if master.contains("://") {
-        master.to_string()
-    } else {
-        format!("http://{master}")
-    };
-    let endpoint = Endpoint::from_shared(url).map_err(|e| DriverError::InvalidAddress {
-        address: master.to_string(),
-        message: chain(&e),
-    })?;
+    let endpoint =
+        proffer_net::tls::grpc_endpoint(master).map_err(|e| DriverError::InvalidAddress {
+            address: master.to_string(),
+            message: chain(&e),
+        })?;
     endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)

@@ -319,7 +319,7 @@ pub async fn request_as(
         addr: addr.to_string(),
         reason: e.to_string(),
     };
-    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(io)?;
+    let mut stream = proffer_net::tls::connect(addr).await.map_err(io)?;
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

@@ -2,6 +2,10 @@
 //! connection is closed at once, the open ones are unaffected), HTTP/1 header-read timeout,
 //! HTTP/2 keep-alive pings with a timeout (half-open connections are dropped), and an idle
 //! timeout (no byte read or written for that long: the connection is closed).
+//!
+//! With a TLS configuration every connection is TLS: the handshake must finish within the
+//! header-read timeout, and a verified client certificate's subject goes into each request's
+//! extensions as a [`PeerSubject`].
 
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -20,6 +24,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+use crate::tls::PeerSubject;
 
 /// Limits on connections.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,14 +59,17 @@ impl Default for ConnLimits {
     }
 }
 
-/// Serves `router` on `listener` until `cancel` fires; then stops accepting, asks every
-/// connection to shut down gracefully and returns once they are all closed.
-pub(crate) async fn serve(
+/// Serves `router` on `listener` (over TLS when `tls` is set) until `cancel` fires; then stops
+/// accepting, asks every connection to shut down gracefully and returns once they are all
+/// closed.
+pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
+    tls: Option<crate::tls::ServerTls>,
     cancel: CancellationToken,
 ) {
+    let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config()));
     let max = fd_bounded(limits.max_connections, open_files_limit());
     let permits = Arc::new(Semaphore::new(max));
     let conns = TaskTracker::new();
@@ -92,8 +101,9 @@ pub(crate) async fn serve(
         let router = router.clone();
         let limits = limits.clone();
         let cancel = cancel.clone();
+        let acceptor = acceptor.clone();
         conns.spawn(async move {
-            connection(stream, peer, router, &limits, cancel).await;
+            connection(stream, peer, router, &limits, acceptor, cancel).await;
             drop(permit);
         });
     }
@@ -140,53 +150,149 @@ fn fd_bounded(max: usize, fd_limit: Option<usize>) -> usize {
     max
 }
 
-/// Serves one connection until it ends, idles out or (gracefully) the server stops.
+/// Serves one connection until it ends, idles out or (gracefully) the server stops; with an
+/// acceptor, after its TLS handshake.
 async fn connection(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     router: Router,
     limits: &ConnLimits,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     cancel: CancellationToken,
 ) {
     let start = Instant::now();
+    // A client speaking plain HTTP or gRPC to a TLS port is told so, in its own protocol.
+    let plain_to_tls = match &acceptor {
+        Some(_) => !starts_with_tls(&stream, limits.header_read_timeout).await,
+        None => false,
+    };
     let activity = Arc::new(AtomicU64::new(0));
     let io = Tracked {
         inner: stream,
         start,
         last: activity.clone(),
     };
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(req)
-    });
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.keep_alive_interval)
-        .keep_alive_timeout(limits.keep_alive_timeout);
-    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
-    let mut idle = pin!(idle_expired(start, &activity, limits.idle_timeout));
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%peer, "connection ended: {e}");
+    let conn = Conn {
+        peer,
+        start,
+        activity,
+        limits,
+        cancel,
+    };
+    let Some(acceptor) = acceptor else {
+        return conn.serve(io, router, None).await;
+    };
+    if plain_to_tls {
+        return conn.serve(io, tls_required(), None).await;
+    }
+    let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io)).await;
+    match handshake {
+        Ok(Ok(tls)) => {
+            let subject = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|leaf| crate::tls::subject_of_der(leaf).ok())
+                .map(|(name, groups)| PeerSubject { name, groups });
+            conn.serve(tls, router, subject).await;
+        }
+        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// True if the first byte the client sends is a TLS handshake record (0x16); false for
+/// anything else (plain HTTP/1, the HTTP/2 preface), also when nothing comes in `wait`.
+async fn starts_with_tls(stream: &TcpStream, wait: Duration) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(wait, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == 0x16,
+        // Closed, failed or silent: let the TLS handshake fail or time out as usual.
+        _ => true,
+    }
+}
+
+/// What a plain-text client of a TLS port is told.
+const TLS_REQUIRED: &str = "this server only speaks TLS: connect with https, giving the \
+    cluster CA (proffer: --tls-ca FILE or PROFFER_TLS_CA)";
+
+/// A router answering every request with [`TLS_REQUIRED`]: gRPC `FAILED_PRECONDITION` or
+/// HTTP 400.
+fn tls_required() -> Router {
+    Router::new().fallback(|request: axum::extract::Request| async move {
+        let grpc = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"));
+        if grpc {
+            tonic::Status::failed_precondition(TLS_REQUIRED).into_http::<axum::body::Body>()
+        } else {
+            axum::response::IntoResponse::into_response((
+                axum::http::StatusCode::BAD_REQUEST,
+                format!("{TLS_REQUIRED}\n"),
+            ))
+        }
+    })
+}
+
+/// One accepted connection's context.
+struct Conn<'a> {
+    peer: std::net::SocketAddr,
+    start: Instant,
+    activity: Arc<AtomicU64>,
+    limits: &'a ConnLimits,
+    cancel: CancellationToken,
+}
+
+impl Conn<'_> {
+    /// Serves HTTP/1 or HTTP/2 on `io` until it ends, idles out or the server stops.
+    async fn serve<I>(self, io: I, router: Router, subject: Option<PeerSubject>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (peer, limits) = (self.peer, self.limits);
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(s) = &subject {
+                req.extensions_mut().insert(s.clone());
+            }
+            router.clone().oneshot(req)
+        });
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.keep_alive_interval)
+            .keep_alive_timeout(limits.keep_alive_timeout);
+        let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+        let mut idle = pin!(idle_expired(
+            self.start,
+            &self.activity,
+            limits.idle_timeout
+        ));
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                    return;
                 }
-                return;
-            }
-            () = cancel.cancelled(), if !stopping => {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = idle.as_mut() => {
-                tracing::debug!(%peer, idle = ?limits.idle_timeout, "closing an idle connection");
-                return;
+                () = self.cancel.cancelled(), if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = idle.as_mut() => {
+                    tracing::debug!(%peer, idle = ?limits.idle_timeout, "closing an idle connection");
+                    return;
+                }
             }
         }
     }
