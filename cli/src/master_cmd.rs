@@ -115,6 +115,14 @@ pub struct MasterArgs {
         default_value_t = 10_000
     )]
     max_streams_per_principal: usize,
+    /// Largest accepted request: an HTTP body above it is answered 413, a gRPC message is
+    /// refused (RESOURCE_EXHAUSTED).
+    #[arg(
+        long,
+        env = "PROFFER_MAX_REQUEST_BYTES",
+        default_value_t = proffer_master::server::MAX_MESSAGE_BYTES
+    )]
+    max_request_bytes: usize,
     /// How long an HTTP/2 ping may go unanswered.
     #[arg(long, env = "PROFFER_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     keepalive_timeout: Duration,
@@ -157,6 +165,11 @@ impl MasterArgs {
         config.seed = self.seed.unwrap_or_else(random_seed);
         config.security = self.auth.security()?;
         config.connections = self.connection_limits()?;
+        anyhow::ensure!(
+            self.max_request_bytes > 0,
+            "--max-request-bytes must be > 0"
+        );
+        config.max_request_bytes = self.max_request_bytes;
         config.tls = crate::security_args::server_tls(true)?;
         // Mutual TLS: with a CA, agents must prove themselves with an agent certificate.
         config.security.require_agent_certificates =

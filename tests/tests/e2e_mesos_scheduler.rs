@@ -221,7 +221,16 @@ fn scalar(name: &str, value: f64) -> m::Resource {
 
 #[test]
 fn protobuf_framework_launches_a_task_to_finished() -> Result<()> {
-    let cluster = Cluster::start(1, AGENT_RES, &["--allocation-interval", "100ms"])?;
+    let cluster = Cluster::start(
+        1,
+        AGENT_RES,
+        &[
+            "--allocation-interval",
+            "100ms",
+            "--max-request-bytes",
+            "65536",
+        ],
+    )?;
     let master = cluster.master.as_str();
     let subscribe = ms::Call {
         r#type: Some(ms::call::Type::Subscribe as i32),
@@ -324,6 +333,15 @@ fn protobuf_framework_launches_a_task_to_finished() -> Result<()> {
             _ => {}
         }
     }
+    // A body over --max-request-bytes is refused with 413.
+    let mut big = base(ms::call::Type::Message);
+    big.message = Some(ms::call::Message {
+        agent_id: m::AgentId { value: "a".into() },
+        executor_id: m::ExecutorId { value: "e".into() },
+        data: vec![0; 70_000],
+    });
+    let (status, _, _) = post(master, &big, Some(&stream_id))?;
+    assert_eq!(status, 413);
     call(master, &stream_id, base(ms::call::Type::Teardown))?;
     // The master ends the stream after TEARDOWN.
     let mut rest = Vec::new();

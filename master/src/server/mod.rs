@@ -88,6 +88,9 @@ pub struct ServerConfig {
     pub security: Security,
     /// Limits on connections: how many, header-read, idle and keep-alive timeouts.
     pub connections: ConnLimits,
+    /// Largest accepted request: an HTTP body above it is answered 413, a gRPC message
+    /// refused with `RESOURCE_EXHAUSTED` (`--max-request-bytes`; default [`MAX_MESSAGE_BYTES`]).
+    pub max_request_bytes: usize,
     /// TLS on the master's port (gRPC and HTTP); with a CA, client certificates are verified
     /// and agents must present one (see [`Security::require_agent_certificates`]).
     pub tls: Option<proffer_net::tls::ServerTls>,
@@ -103,6 +106,7 @@ impl ServerConfig {
             advertise: None,
             security: Security::default(),
             connections: ConnLimits::default(),
+            max_request_bytes: MAX_MESSAGE_BYTES,
             tls: None,
         }
     }
@@ -253,15 +257,15 @@ pub(crate) async fn serve_leader(
     };
     let grpc = tonic::service::Routes::new(
         SchedulerServer::new(scheduler::SchedulerService::new(shared.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(config.max_request_bytes),
     )
     .add_service(
         AgentServer::new(agent::AgentService::new(shared.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(config.max_request_bytes),
     )
     .add_service(
         OperatorServer::new(operator::OperatorService::new(shared.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(config.max_request_bytes),
     )
     .into_axum_router();
     let router = grpc
@@ -283,9 +287,10 @@ pub(crate) async fn serve_leader(
         .merge(mesos_api::routes(
             shared.clone(),
             &config.advertise.clone().unwrap_or_else(|| addr.to_string()),
+            config.max_request_bytes,
         ))
         .fallback(http::fallback)
-        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .layer(DefaultBodyLimit::max(config.max_request_bytes))
         .layer(axum::middleware::from_fn_with_state(
             security.clone(),
             security::authenticate,

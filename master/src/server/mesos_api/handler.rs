@@ -218,17 +218,21 @@ struct ApiState {
     shared: Shared,
     address: Arc<Address>,
     subscriptions: Arc<Subscriptions>,
+    /// The body limit (`--max-request-bytes`).
+    max_request_bytes: usize,
 }
 
-/// The route `POST /api/v1/scheduler` (`advertise`: this master's `HOST:PORT`).
-pub(crate) fn routes(shared: Shared, advertise: &str) -> Router {
+/// The route `POST /api/v1/scheduler` (`advertise`: this master's `HOST:PORT`; bodies above
+/// `max_request_bytes` are answered 413).
+pub(crate) fn routes(shared: Shared, advertise: &str, max_request_bytes: usize) -> Router {
     Router::new()
         .route(PATH, any(scheduler))
-        .layer(DefaultBodyLimit::max(crate::server::MAX_MESSAGE_BYTES))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(ApiState {
             shared,
             address: Arc::new(Address::parse(advertise)),
             subscriptions: Arc::default(),
+            max_request_bytes,
         })
 }
 
@@ -281,8 +285,8 @@ async fn handle(
             ApiError::new(
                 status,
                 format!(
-                    "Request body is larger than the limit of {} bytes",
-                    crate::server::MAX_MESSAGE_BYTES
+                    "Request body is larger than the limit of {} bytes (--max-request-bytes)",
+                    st.max_request_bytes
                 ),
             )
         } else {

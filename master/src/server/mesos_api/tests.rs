@@ -18,10 +18,13 @@ use tower::ServiceExt;
 use super::handler::{PATH, STREAM_ID};
 use super::recordio::Decoder;
 use crate::core::{Master, MasterConfig};
+use crate::server::Shared;
 use crate::server::core_task::{self, CoreHandle};
 use crate::server::security::Authenticated;
 use crate::server::streams::StreamSlots;
-use crate::server::{MAX_MESSAGE_BYTES, Shared};
+
+/// The body limit of the test endpoint.
+const LIMIT: usize = 4096;
 
 /// The endpoint over a running core (heartbeats every 100 ms); the token stops the core.
 struct Api {
@@ -63,7 +66,7 @@ fn api() -> Api {
         streams: StreamSlots::new(8),
     };
     Api {
-        router: super::routes(shared, "127.0.0.1:5050"),
+        router: super::routes(shared, "127.0.0.1:5050", LIMIT),
         cancel,
     }
 }
@@ -217,12 +220,12 @@ async fn wrong_method_content_type_and_body_are_refused_with_mesos_codes() {
         ),
         (
             post(
-                vec![b' '; MAX_MESSAGE_BYTES + 1],
+                vec![b' '; LIMIT + 1],
                 &[("content-type", "application/json")],
                 None,
             ),
             StatusCode::PAYLOAD_TOO_LARGE,
-            "larger than the limit of 4194304 bytes",
+            "larger than the limit of 4096 bytes (--max-request-bytes)",
         ),
         (
             json_post(subscribe_call("x"), &[("accept", "text/html")]),
