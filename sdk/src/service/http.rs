@@ -293,24 +293,37 @@ pub enum ClientError {
     },
 }
 
-/// Sends one HTTP/1.1 request (`Connection: close`) and returns the body of a 2xx answer.
+/// Sends one HTTP/1.1 request (`Connection: close`) over plain TCP (a framework's own API,
+/// on loopback) and returns the body of a 2xx answer.
 pub async fn request(
     addr: &str,
     method: &str,
     path: &str,
     body: &str,
 ) -> Result<String, ClientError> {
-    request_as(addr, method, path, body, None).await
+    send(addr, method, path, body, None, false).await
 }
 
-/// [`request`] presenting `credential` in the `authorization` header (e.g. to an agent's
-/// sandbox files; see `proffer_proto::auth`).
+/// [`request`] to a Proffer server (an agent's sandbox files): over TLS when the process uses
+/// it (`proffer_net::tls::process_tls`), presenting `credential` in the `authorization`
+/// header (see `proffer_proto::auth`).
 pub async fn request_as(
     addr: &str,
     method: &str,
     path: &str,
     body: &str,
     credential: Option<&proffer_proto::auth::Credential>,
+) -> Result<String, ClientError> {
+    send(addr, method, path, body, credential, true).await
+}
+
+async fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    credential: Option<&proffer_proto::auth::Credential>,
+    tls: bool,
 ) -> Result<String, ClientError> {
     let auth = credential.map_or(String::new(), |c| {
         format!("Authorization: {}\r\n", c.authorization())
@@ -319,7 +332,11 @@ pub async fn request_as(
         addr: addr.to_string(),
         reason: e.to_string(),
     };
-    let mut stream = proffer_net::tls::connect(addr).await.map_err(io)?;
+    let mut stream: Box<dyn proffer_net::tls::Stream> = if tls {
+        proffer_net::tls::connect(addr).await.map_err(io)?
+    } else {
+        Box::new(tokio::net::TcpStream::connect(addr).await.map_err(io)?)
+    };
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
