@@ -18,32 +18,40 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use proffer_proto::Resources;
+use proffer_proto::auth::Credential;
 use proffer_proto::v1::{self, TaskState, event::Event};
 use proffer_sdk::driver::{Driver, DriverConfig, DriverEvent, EventStream, command_task};
-use proffer_tests::procs::{Proc, free_port, http_get, wait_for};
+use proffer_tests::procs::{Proc, free_port, wait_for};
 use serde_json::{Value, json};
 
 const AGENT_RES: &str = "cpus:4;mem:4096;disk:1000;ports:[31000-31099]";
 const LIMIT: Duration = Duration::from_secs(60);
 /// A name that is markup: the UI must show it as text.
 const XSS_NAME: &str = "<img src=x onerror=window.__xss=1>";
-/// In every long task's command line, so leftovers can be found and stopped.
+/// In every long task's command line, so leftovers can be found and stopped (one per test).
 const MARKER: &str = "webui-e2e-7d41";
+const MARKER_SECURED: &str = "webui-e2e-secured-5c2e";
+/// The principals of the secured cluster: `web` may read sandboxes, `eve` may not.
+const CREDENTIALS: &str = r#"{"credentials": [
+  {"principal": "web", "secret": "web-secret"}, {"principal": "eve", "secret": "eve-secret"}]}"#;
+const SANDBOX_ACLS: &str = r#"{"access_sandboxes": [
+  {"principals": {"values": ["web"]}, "users": {"type": "ANY"}},
+  {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]}"#;
 const STDOUT_TEXT: &str = "hello from the web ui test";
 const STDERR_TEXT: &str = "a line on stderr";
 
 /// The tasks the framework launches: (id, name, command).
-fn task_specs() -> Vec<(&'static str, String, String)> {
+fn task_specs(marker: &str) -> Vec<(&'static str, String, String)> {
     vec![
         (
             "sleeper",
             "sleeper".into(),
-            format!("exec sleep 3600 # {MARKER}"),
+            format!("exec sleep 3600 # {marker}"),
         ),
         (
             "ticker",
             "ticker".into(),
-            format!("i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done # {MARKER}"),
+            format!("i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done # {marker}"),
         ),
         (
             "echo",
@@ -58,57 +66,63 @@ fn task_specs() -> Vec<(&'static str, String, String)> {
 /// A master and two agents serving their HTTP endpoint at the address they advertise.
 struct UiCluster {
     master: String,
+    /// The `authorization` header value the test's own requests carry (secured cluster).
+    auth: Option<String>,
     _procs: Vec<Proc>,
     dir: tempfile::TempDir,
 }
 
+/// `authorization` of `principal` with secret `<principal>-secret`.
+fn basic(principal: &str) -> Result<String> {
+    Ok(Credential::basic(principal, format!("{principal}-secret"))?.authorization())
+}
+
 impl UiCluster {
-    fn start() -> Result<UiCluster> {
+    /// Starts the cluster; `secured`: operator reads on the master and the agents' file API
+    /// need a principal ([`CREDENTIALS`]) and the agents allow only `web` to read sandboxes.
+    fn start(secured: bool) -> Result<UiCluster> {
         let dir = tempfile::tempdir()?;
+        let path = |name: &str| dir.path().join(name).to_string_lossy().to_string();
+        let (creds, acls) = (path("credentials.json"), path("acls.json"));
+        std::fs::write(&creds, CREDENTIALS)?;
+        std::fs::write(&acls, SANDBOX_ACLS)?;
         let master = format!("127.0.0.1:{}", free_port()?);
-        let work = dir.path().join("master").to_string_lossy().to_string();
-        let args = [
-            "master",
-            "--listen",
-            &master,
-            "--work-dir",
-            &work,
-            "--allocation-interval",
-            "100ms",
-        ];
+        let work = path("master");
+        let mut args = vec!["master", "--listen", &master, "--work-dir", &work];
+        args.extend(["--allocation-interval", "100ms"]);
+        if secured {
+            args.extend(["--credentials", &creds, "--authenticate-http-readonly"]);
+        }
         let mut procs = vec![Proc::start("master", &args, dir.path())?];
         wait_for("the master", LIMIT, || {
-            http_get(&master, "/health")
+            get(&master, "/health", None)
                 .ok()
                 .filter(|(s, _)| s.contains("200"))
         })?;
         for i in 0..2 {
             let port = free_port()?.to_string();
             let http = format!("127.0.0.1:{port}");
-            let work = dir.path().join(format!("agent{i}"));
+            let work = path(&format!("agent{i}"));
             std::fs::create_dir_all(&work)?;
-            let work = work.to_string_lossy().to_string();
-            let args = [
-                "agent",
-                "--master",
-                &master,
-                "--work-dir",
-                &work,
-                "--resources",
-                AGENT_RES,
-                "--hostname",
-                "127.0.0.1",
+            let mut args = vec!["agent", "--master", &master, "--work-dir", &work];
+            args.extend(["--resources", AGENT_RES, "--hostname", "127.0.0.1"]);
+            args.extend([
                 "--port",
                 &port,
                 "--http",
                 &http,
                 "--gc-max-disk-fraction",
                 "1",
-            ];
+            ]);
+            if secured {
+                args.extend(["--credentials", &creds, "--authenticate-http-readonly"]);
+                args.extend(["--acls", &acls]);
+            }
             procs.push(Proc::start(&format!("agent{i}"), &args, dir.path())?);
         }
         let cluster = UiCluster {
             master,
+            auth: secured.then(|| basic("web")).transpose()?,
             _procs: procs,
             dir,
         };
@@ -126,7 +140,7 @@ impl UiCluster {
 
     /// `GET path` on the master as JSON (failing on a non-200 answer).
     fn json(&self, path: &str) -> Result<Value> {
-        let (status, body) = http_get(&self.master, path)?;
+        let (status, body) = get(&self.master, path, self.auth.as_deref())?;
         if !status.contains(" 200 ") {
             bail!("GET {path}: {status}: {body}");
         }
@@ -136,6 +150,33 @@ impl UiCluster {
     fn url(&self, route: &str) -> String {
         format!("http://{}/{route}", self.master)
     }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+/// A plain HTTP/1.1 GET of `path` on `addr` with an `authorization` header: (status line, body).
+fn get(addr: &str, path: &str, auth: Option<&str>) -> Result<(String, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .context("no end of the HTTP head")?;
+    Ok((
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    ))
 }
 
 /// `POST path` with a JSON body on `addr`; fails unless 200.
@@ -161,14 +202,17 @@ fn http_post(addr: &str, path: &str, body: &Value) -> Result<()> {
 /// Subscribes a framework, launches [`task_specs`] and returns once the long tasks run and the
 /// others ended; a background task then acknowledges updates and holds later offers (so the
 /// UI has outstanding offers to show).
-async fn launch(master: &str) -> Result<(Driver, String, tokio::task::JoinHandle<()>)> {
+async fn launch(
+    master: &str,
+    marker: &str,
+) -> Result<(Driver, String, tokio::task::JoinHandle<()>)> {
     let info = v1::FrameworkInfo {
         name: "web-ui-e2e".into(),
         ..Default::default()
     };
     let (driver, mut events) = Driver::subscribe(DriverConfig::new(master, info)).await?;
     let framework_id = driver.framework_id().to_string();
-    let mut pending = task_specs();
+    let mut pending = task_specs(marker);
     let mut running = std::collections::HashSet::new();
     let mut ended = std::collections::HashSet::new();
     let deadline = tokio::time::Instant::now() + LIMIT;
@@ -232,9 +276,9 @@ async fn next(events: &mut EventStream, deadline: tokio::time::Instant) -> Resul
 }
 
 /// Stops the long tasks' processes (the framework's teardown normally has).
-fn stop_leftovers() {
+fn stop_leftovers(marker: &str) {
     let _ = std::process::Command::new("pkill")
-        .args(["-f", MARKER])
+        .args(["-f", marker])
         .status();
 }
 
@@ -256,23 +300,25 @@ fn check_proxy(c: &UiCluster, framework_id: &str) -> Result<()> {
         names.contains(&"stdout") && names.contains(&"stderr"),
         "{browse}"
     );
-    let (status, body) = http_get(
+    let (status, body) = get(
         &c.master,
         &format!("/ui/api/sandbox/read?framework_id={framework_id}&task_id=echo&path=../../x"),
+        c.auth.as_deref(),
     )?;
     assert!(
         status.contains(" 400 ") && body.contains("`..`"),
         "{status}: {body}"
     );
-    let (status, body) = http_get(
+    let (status, body) = get(
         &c.master,
         &format!("/ui/api/sandbox/read?framework_id={framework_id}&task_id=nope&path=stdout"),
+        c.auth.as_deref(),
     )?;
     assert!(
         status.contains(" 404 ") && body.contains("nope"),
         "{status}: {body}"
     );
-    let (status, body) = http_get(&c.master, "/")?;
+    let (status, body) = get(&c.master, "/", c.auth.as_deref())?;
     assert!(
         status.contains(" 200 ") && body.contains("/ui/assets/app.js"),
         "{status}: {body}"
@@ -594,41 +640,86 @@ fn browse_pages(
     Ok(())
 }
 
+/// Starts a cluster, launches the tasks, runs `body` on a blocking thread, and cleans up
+/// (printing the master's log when `body` failed).
+async fn with_cluster(
+    secured: bool,
+    marker: &str,
+    body: impl FnOnce(&UiCluster, &str) -> Result<()>,
+) -> Result<()> {
+    stop_leftovers(marker);
+    let cluster = tokio::task::block_in_place(|| UiCluster::start(secured))?;
+    let (driver, framework_id, background) = launch(&cluster.master, marker).await?;
+    let result = tokio::task::block_in_place(|| body(&cluster, &framework_id));
+    let _ = driver.teardown().await;
+    background.abort();
+    stop_leftovers(marker);
+    if result.is_err() {
+        eprintln!("master log:\n{}", cluster.log("master"));
+    }
+    result
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_ui_shows_the_cluster_in_a_real_browser() -> Result<()> {
-    stop_leftovers();
-    let cluster = tokio::task::block_in_place(UiCluster::start)?;
-    let (driver, framework_id, background) = launch(&cluster.master).await?;
-    // A role with a weight and a quota for the roles table and the role's `why`.
-    tokio::task::block_in_place(|| -> Result<()> {
-        http_post(
-            &cluster.master,
-            "/weights",
-            &json!({"role": "analytics", "weight": 2}),
-        )?;
-        http_post(
-            &cluster.master,
-            "/quota",
-            &json!({"role": "analytics", "guarantees": "cpus:1;mem:256"}),
-        )
-    })?;
-    let result = tokio::task::block_in_place(|| {
-        check_proxy(&cluster, &framework_id)?;
+    with_cluster(false, MARKER, |cluster, framework_id| {
+        // A role with a weight and a quota for the roles table and the role's `why`.
+        let weight = json!({"role": "analytics", "weight": 2});
+        http_post(&cluster.master, "/weights", &weight)?;
+        let quota = json!({"role": "analytics", "guarantees": "cpus:1;mem:256"});
+        http_post(&cluster.master, "/quota", &quota)?;
+        check_proxy(cluster, framework_id)?;
         match browser() {
             Some((chromium, chromedriver)) => {
-                browse_pages(&cluster, &framework_id, &chromium, &chromedriver)
+                browse_pages(cluster, framework_id, &chromium, &chromedriver)
             }
             None => Ok(()),
         }
-    });
-    let _ = driver.teardown().await;
-    background.abort();
-    stop_leftovers();
-    if result.is_err() {
-        eprintln!(
-            "master log:\n{}",
-            std::fs::read_to_string(cluster.dir.path().join("master.log")).unwrap_or_default()
+    })
+    .await
+}
+
+/// With authentication: the browser's Basic credentials reach the master and, through the
+/// sandbox proxy, the agent, whose `access_sandboxes` ACL decides (`web` reads, `eve` is
+/// refused and the page says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_the_agent_decides_who_reads_a_sandbox() -> Result<()> {
+    with_cluster(true, MARKER_SECURED, |cluster, framework_id| {
+        let read =
+            format!("/ui/api/sandbox/read?framework_id={framework_id}&task_id=echo&path=stdout");
+        let (status, body) = get(&cluster.master, &read, None)?;
+        assert!(status.contains(" 401 "), "{status}: {body}");
+        let (status, body) = get(&cluster.master, &read, Some(&basic("web")?))?;
+        assert!(
+            status.contains(" 200 ") && body.contains(STDOUT_TEXT),
+            "{status}: {body}"
         );
-    }
-    result
+        let (status, body) = get(&cluster.master, &read, Some(&basic("eve")?))?;
+        assert!(
+            status.contains(" 403 ") && body.contains("access_sandboxes"),
+            "{status}: {body}"
+        );
+        let Some((chromium, chromedriver)) = browser() else {
+            return Ok(());
+        };
+        let port = free_port()?;
+        let log = cluster.dir.path().join("chromedriver.log");
+        let driver = webdriver::Driver::start(&chromedriver, port, &log)?;
+        let ui = Ui {
+            c: cluster,
+            session: driver.session(&chromium, 1200, 800)?,
+            shots: screenshot_dir()?,
+        };
+        // Credentials in the address: the browser sends them with the page's requests.
+        let task = format!("{}/ui#/task/{framework_id}/echo", cluster.master);
+        ui.session.goto(&format!("http://web:web-secret@{task}"))?;
+        ui.text_until("#output", |t| t.contains(STDOUT_TEXT))?;
+        ui.save("secured-web")?;
+        ui.session.goto(&format!("http://eve:eve-secret@{task}"))?;
+        ui.text_until("#output-status", |t| {
+            t.contains("403") && t.contains("access_sandboxes")
+        })?;
+        ui.save("secured-eve")
+    })
+    .await
 }

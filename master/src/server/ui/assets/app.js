@@ -152,14 +152,23 @@
 
   // ---- data ---------------------------------------------------------------------------------
 
+  /**
+   * `path` on this origin, without any user:password of the page's address (fetch refuses
+   * URLs with credentials; the browser sends the ones it has for the origin by itself).
+   */
+  function here(path) {
+    return location.origin + path;
+  }
+
   async function getJson(path) {
-    const r = await fetch(path, { credentials: 'same-origin', cache: 'no-store' });
+    const r = await fetch(here(path), { credentials: 'same-origin', cache: 'no-store' });
     const text = await r.text();
     if (!r.ok) {
       let msg = text.trim();
       try { msg = JSON.parse(text).error || msg; } catch (_) { /* plain text */ }
       const err = new Error(path + ': ' + r.status + ' ' + msg);
       err.status = r.status;
+      err.detail = r.status + ' ' + msg;
       throw err;
     }
     return JSON.parse(text);
@@ -218,7 +227,7 @@
    */
   async function stream() {
     try {
-      const r = await fetch('/api/v1', {
+      const r = await fetch(here('/api/v1'), {
         method: 'POST', credentials: 'same-origin', cache: 'no-store',
         headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
         body: JSON.stringify({ type: 'SUBSCRIBE' }),
@@ -608,9 +617,10 @@
         pre.dataset.size = r.size;
         setNote(file + ': ' + r.size + ' bytes' + (v.terminal ? ' (the task has ended)' : ''));
         const more = v.offset < r.size;
-        if (more || follow.checked) v.timer = setTimeout(step, more ? 0 : TAIL_MS);
+        // An ended task's files do not grow: once read to the end, no more requests.
+        if (more || (follow.checked && !v.terminal)) v.timer = setTimeout(step, more ? 0 : TAIL_MS);
       } catch (e) {
-        setNote('cannot read ' + file + ': ' + e.message, 'error');
+        setNote('cannot read ' + file + ': ' + (e.detail || e.message), 'error');
         if (follow.checked) v.timer = setTimeout(step, TAIL_MS * 3);
       }
     };
