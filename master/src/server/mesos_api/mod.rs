@@ -19,6 +19,8 @@ mod to_proffer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_auth;
+#[cfg(test)]
 mod tests_translate;
 
 pub(crate) use handler::routes;
