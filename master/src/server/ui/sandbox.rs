@@ -318,7 +318,8 @@ pub(crate) async fn proxy(
     .await
 }
 
-/// Asks the agent (HTTP/1.1, one connection) and passes its status, content type and body back.
+/// Asks the agent (HTTP/1.1, one connection; TLS when the process has client TLS, as the
+/// CLI's sandbox reads) and passes its status, content type and body back.
 pub(crate) async fn forward(
     target: &Target,
     auth: Option<HeaderValue>,
@@ -328,7 +329,8 @@ pub(crate) async fn forward(
         addr: target.addr.clone(),
         reason,
     };
-    let stream = tokio::net::TcpStream::connect(&target.addr)
+    // Over TLS when the master's process uses it (a cluster with a CA: agents serve TLS).
+    let stream = proffer_net::tls::connect(&target.addr)
         .await
         .map_err(|e| unreachable(format!("connect: {e}")))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
