@@ -409,4 +409,6 @@ impl Authorizer {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;

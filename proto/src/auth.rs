@@ -278,4 +278,6 @@ mod server;
 pub use server::{AuthError, Authenticated, Credentials, CredentialsError, Gate, PeerIdentity};
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;

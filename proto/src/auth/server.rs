@@ -205,6 +205,12 @@ fn serde_error_kind(e: &serde_json::Error) -> String {
     let head = text.split(" at line ").next().unwrap_or(&text).to_string();
     if head.starts_with("invalid type") || head.starts_with("invalid value") {
         "a field has the wrong type".into()
+    } else if head.starts_with("unknown field") {
+        // The unknown name may be a secret in the wrong place: name only what was expected.
+        match head.split_once(", expected") {
+            Some((_, expected)) => format!("an unknown field (expected{expected})"),
+            None => "an unknown field".into(),
+        }
     } else {
         head
     }

@@ -97,7 +97,7 @@ fn credentials_files_are_checked_without_quoting_secrets() {
         ),
         (
             r#"{"credentials":[{"principal":"a","secret":"hunter2","x":1}]}"#,
-            "unknown field `x`",
+            "an unknown field (expected `principal` or `secret`)",
         ),
         (
             r#"{"credentials":[{"principal":"a","secret":12345678}]}"#,
