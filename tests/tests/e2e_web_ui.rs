@@ -326,6 +326,23 @@ fn check_proxy(c: &UiCluster, framework_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the master answers `POST /api/v1` SUBSCRIBE with a stream (200).
+fn event_stream_offered(addr: &str) -> Result<bool> {
+    use std::io::{Read, Write};
+    let body = r#"{"type":"SUBSCRIBE"}"#;
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "POST /api/v1 HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Accept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    Ok(head.ends_with(b" 200"))
+}
+
 /// Where the browser and its driver are, or `None` (with the reason printed).
 fn browser() -> Option<(PathBuf, PathBuf)> {
     let find = |names: &[&str]| {
@@ -531,6 +548,12 @@ fn cluster_pages(ui: &Ui, framework_id: &str) -> Result<()> {
     assert_eq!(shown["agents"], "2");
     assert_eq!(shown["by_state"]["TASK_RUNNING"], "2", "{shown}");
     ui.save("overview")?;
+    if event_stream_offered(&ui.c.master)? {
+        ui.text_until("#status", |t| t.contains("live"))?;
+        println!("the page follows the operator event stream");
+    } else {
+        println!("the master offers no operator event stream: the page polls /state");
+    }
 
     // The agent page of the agent running the tasks.
     let state = ui.c.json("/state")?;
