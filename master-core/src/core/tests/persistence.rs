@@ -370,3 +370,50 @@ fn agents_checkpoint_what_the_master_knows_and_missed_destroys_are_replayed() {
     assert!(!a.total.contains("[old"), "{}", a.total);
     h.m.check_accounting().expect("books balance");
 }
+
+/// Records written before today's limits (or by hand) that break them are refused at
+/// recovery, naming the record and the limit — the master does not start on them.
+#[test]
+fn over_limit_records_fail_the_recovery_naming_the_limit() {
+    use prost::Message;
+    let (h, _, fw, _) = before_crash();
+    let store = h.store.clone().expect("store");
+    let long_role = "r".repeat(300);
+
+    let mut framework_store = store.clone();
+    let bytes = framework_store
+        .get(Table::Frameworks, &fw)
+        .expect("framework record")
+        .clone();
+    let mut record = v1::RegistryFramework::decode(bytes.as_slice()).expect("decode");
+    if let Some(info) = record.info.as_mut() {
+        info.roles = vec![long_role.clone()];
+    }
+    framework_store.apply(&[crate::registry::RegistryOp {
+        table: Table::Frameworks,
+        key: fw.clone(),
+        value: Some(record.encode_to_vec()),
+    }]);
+    let err = crate::core::Master::recover(config(), 1, &framework_store, Timestamp(0))
+        .expect_err("over-limit role");
+    let text = err.to_string();
+    assert!(
+        text.contains("frameworks") && text.contains(&fw) && text.contains("256"),
+        "{text}"
+    );
+
+    let mut roles_store = store;
+    let role = v1::RegistryRole {
+        weight: 2.0,
+        ..Default::default()
+    };
+    roles_store.apply(&[crate::registry::RegistryOp {
+        table: Table::Roles,
+        key: long_role.clone(),
+        value: Some(role.encode_to_vec()),
+    }]);
+    let err = crate::core::Master::recover(config(), 1, &roles_store, Timestamp(0))
+        .expect_err("over-limit role name");
+    let text = err.to_string();
+    assert!(text.contains("roles") && text.contains("256"), "{text}");
+}
