@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::mesos_operator::{Published, Publisher, Snapshots};
 use crate::core::{ConnId, Input, Master, MasterError, Output, Timestamp};
 
 /// Sender half of a framework's event stream.
@@ -53,10 +54,6 @@ pub(crate) enum Command {
     FrameworkGone { conn: ConnId },
     /// An agent session's inbound half ended.
     AgentGone { conn: ConnId },
-    /// Take a state snapshot.
-    Snapshot {
-        reply: oneshot::Sender<v1::StateSnapshot>,
-    },
     /// Run an operator request against the core (quota, weights, roles, explanations).
     Run(MasterFn),
     /// The registry writer committed persist batch `seq` (and every earlier one).
@@ -89,19 +86,38 @@ pub(crate) struct CoreGone;
 pub(crate) struct CoreHandle {
     tx: mpsc::UnboundedSender<Command>,
     next_conn: Arc<AtomicU64>,
+    /// The snapshots the core publishes (every read is served from them).
+    snapshots: Snapshots,
+}
+
+/// What the core task reads: the commands, and the snapshots it publishes.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    commands: mpsc::UnboundedReceiver<Command>,
+    snapshots: Snapshots,
 }
 
 impl CoreHandle {
     /// A handle and the receiver the core task reads.
-    pub(crate) fn new() -> (CoreHandle, mpsc::UnboundedReceiver<Command>) {
+    pub(crate) fn new() -> (CoreHandle, Inbox) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let snapshots = Snapshots::new();
         (
             CoreHandle {
                 tx,
                 next_conn: Arc::new(AtomicU64::new(1)),
+                snapshots: snapshots.clone(),
             },
-            rx,
+            Inbox {
+                commands: rx,
+                snapshots,
+            },
         )
+    }
+
+    /// The snapshots the core publishes.
+    pub(crate) fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
     }
 
     /// A fresh connection id.
@@ -160,11 +176,18 @@ impl CoreHandle {
         let _ = self.send(Command::AgentGone { conn });
     }
 
-    /// A snapshot of the master's state.
+    /// A snapshot of the master's state that includes every change made before the call,
+    /// from the published snapshots (see `mesos_operator::snapshots`).
     pub(crate) async fn snapshot(&self) -> Result<v1::StateSnapshot, CoreGone> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Snapshot { reply })?;
-        rx.await.map_err(|_| CoreGone)
+        Ok(self.published().await?.state.clone())
+    }
+
+    /// The published snapshot that includes every change made before the call.
+    pub(crate) async fn published(&self) -> Result<Arc<Published>, CoreGone> {
+        if self.tx.is_closed() {
+            return Err(CoreGone);
+        }
+        Ok(self.snapshots.fresh().await)
     }
 
     /// Runs `f` on the core task with the master and the current time, and returns its result.
@@ -217,16 +240,28 @@ struct CoreLoop {
     agents: HashMap<ConnId, AgentConn>,
     /// Outputs being sent (kept to reuse its allocation across dispatches).
     outputs: Vec<Output>,
+    /// Publishes read snapshots.
+    publisher: Publisher,
+    /// Whether anything was sent since the last change was counted, and when that was.
+    sent_any: bool,
+    last_change: Timestamp,
 }
 
 /// Runs the core until `cancel` fires or every handle is dropped. On exit all stream senders are
 /// dropped, so every framework stream and agent session ends.
-pub(crate) async fn run(
-    master: Master,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    clock: Clock,
-    cancel: CancellationToken,
-) {
+pub(crate) async fn run(master: Master, inbox: Inbox, clock: Clock, cancel: CancellationToken) {
+    let Inbox {
+        mut commands,
+        snapshots,
+    } = inbox;
+    let publisher = Publisher::new(snapshots.clone(), Publisher::DEFAULT_MIN_INTERVAL_MS);
+    let wake = publisher.wake();
+    // The operator event stream's diff task (it does its work off the core task).
+    let events_stop = cancel.child_token();
+    let events = tokio::spawn(super::mesos_operator::events::run(
+        snapshots,
+        events_stop.clone(),
+    ));
     let mut core = CoreLoop {
         master,
         start: clock.start,
@@ -237,6 +272,9 @@ pub(crate) async fn run(
         frameworks: HashMap::new(),
         agents: HashMap::new(),
         outputs: Vec::new(),
+        publisher,
+        sent_any: false,
+        last_change: Timestamp(clock.start_ms),
     };
     let mut ticker = tokio::time::interval(clock.tick_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -258,6 +296,7 @@ pub(crate) async fn run(
                     handled += 1;
                 }
                 core.tick(now);
+                core.publish(now);
             }
             _ = ticker.tick() => {
                 if lease_expired(clock.lease.as_deref(), &cancel) {
@@ -265,9 +304,16 @@ pub(crate) async fn run(
                 }
                 let now = core.now();
                 core.tick(now);
+                core.publish(now);
+            }
+            () = wake.notified() => {
+                let now = core.now();
+                core.publish(now);
             }
         }
     }
+    events_stop.cancel();
+    let _ = events.await;
     for conn in core.agents.values() {
         conn.closed.cancel();
     }
@@ -318,23 +364,29 @@ impl CoreLoop {
         Timestamp(self.start_ms.saturating_add(elapsed))
     }
 
-    /// The core's snapshot plus the registry's status.
-    fn snapshot(&self, now: Timestamp) -> v1::StateSnapshot {
-        let mut snap = self.master.snapshot(now);
-        snap.uptime_ms = now.0.saturating_sub(self.start_ms);
-        if let Some(st) = &self.registry {
-            let (in_flight, held) = self.master.persist_backlog();
-            snap.registry = Some(v1::RegistrySummary {
-                backend: st.info.backend.clone(),
-                location: st.info.location.clone(),
-                last_write_unix_ms: st.last_write_unix_ms().unwrap_or(0),
-                error: st.error().unwrap_or_default(),
-                recoveries: st.recoveries,
-                batches_in_flight: in_flight,
-                outputs_held: held as u64,
+    /// Counts a change for the snapshot readers; a tick counts when it sent anything (or
+    /// once a second, for what time alone changes).
+    fn note_tick(&mut self, now: Timestamp) {
+        if self.sent_any || now.0.saturating_sub(self.last_change.0) >= 1_000 {
+            self.sent_any = false;
+            self.last_change = now;
+            self.publisher.changed();
+        }
+    }
+
+    /// Publishes a read snapshot if one is due (see `mesos_operator::snapshots`).
+    fn publish(&mut self, now: Timestamp) {
+        self.note_tick(now);
+        if self.publisher.due(now.0) {
+            let (master, registry) = (&self.master, self.registry.as_deref());
+            let start_ms = self.start_ms;
+            self.publisher.publish(now.0, || Published {
+                version: 0,
+                state: snapshot_of(master, registry, start_ms, now),
+                roles: master.role_summaries(),
+                stats: master.stats(),
             });
         }
-        snap
     }
 
     /// Sends a reply now, or once the registry holds what the core just did.
@@ -346,6 +398,9 @@ impl CoreLoop {
     }
 
     fn command(&mut self, now: Timestamp, cmd: Command) {
+        // Counted before any reply goes out: a read after the reply sees the change.
+        self.publisher.changed();
+        self.last_change = now;
         match cmd {
             Command::Input { input, reply } => {
                 let result = match &input {
@@ -399,9 +454,6 @@ impl CoreLoop {
                     self.feed_disconnect(now, Input::AgentDisconnected { conn });
                 }
             }
-            Command::Snapshot { reply } => {
-                let _ = reply.send(self.snapshot(now));
-            }
             Command::Run(MasterFn(f)) => {
                 let thunk = f(&mut self.master, now);
                 self.reply_after_persist(thunk);
@@ -446,6 +498,7 @@ impl CoreLoop {
     }
 
     fn output(&mut self, now: Timestamp, output: Output) {
+        self.sent_any = true;
         match output {
             Output::ToFramework { conn, event } => {
                 let Some(tx) = self.frameworks.get(&conn) else {
@@ -503,4 +556,28 @@ impl CoreLoop {
             }
         }
     }
+}
+
+/// `master`'s snapshot plus the registry's status (`start_ms`: when this process started).
+fn snapshot_of(
+    master: &Master,
+    registry: Option<&super::registry_writer::RegistryStatus>,
+    start_ms: u64,
+    now: Timestamp,
+) -> v1::StateSnapshot {
+    let mut snap = master.snapshot(now);
+    snap.uptime_ms = now.0.saturating_sub(start_ms);
+    if let Some(st) = registry {
+        let (in_flight, held) = master.persist_backlog();
+        snap.registry = Some(v1::RegistrySummary {
+            backend: st.info.backend.clone(),
+            location: st.info.location.clone(),
+            last_write_unix_ms: st.last_write_unix_ms().unwrap_or(0),
+            error: st.error().unwrap_or_default(),
+            recoveries: st.recoveries,
+            batches_in_flight: in_flight,
+            outputs_held: held as u64,
+        });
+    }
+    snap
 }

@@ -21,7 +21,7 @@ pub(crate) struct HttpState {
     pub(crate) core: CoreHandle,
     master_id: Arc<str>,
     /// Whether (and as what) this master leads.
-    leading: Leading,
+    pub(crate) leading: Leading,
     /// The registry's status (None: the master persists nothing).
     pub(crate) registry: Option<Arc<super::registry_writer::RegistryStatus>>,
     /// The ACLs.
@@ -42,6 +42,7 @@ pub(crate) fn routes(
         .route("/state/tasks", get(tasks))
         .route("/metrics", get(super::metrics::metrics))
         .merge(super::http_roles::routes())
+        .merge(super::mesos_operator::routes())
         .merge(super::ui::routes())
         .with_state(HttpState {
             core,

@@ -174,10 +174,12 @@ pub(crate) async fn metrics(
     ) {
         return (axum::http::StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
     }
+    // From the published snapshot: polling `/metrics` runs nothing on the core task.
     let got = st
         .core
-        .run(|master, now| (master.snapshot(now), master.stats()))
-        .await;
+        .published()
+        .await
+        .map(|p| (p.state.clone(), p.stats.clone()));
     let rendered = got.map(|(snap, stats)| {
         let mut text = render(&snap, &stats)?;
         if let Some(r) = &st.registry {

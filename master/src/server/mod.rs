@@ -19,6 +19,8 @@
 //! - `standby`: what a standby serves (health, redirects to the leader).
 //! - `status`: mapping of [`MasterError`](crate::core::MasterError) onto gRPC statuses.
 //! - `security`: authentication of every request (one middleware) and the callers' ACL checks.
+//! - `mesos_operator`: read snapshots the core publishes, the operator event stream, Mesos's
+//!   legacy endpoints (`/master/state`, …) and the v1 operator API (`POST /api/v1`).
 //! - `ui`: the web UI at `/` and `/ui` (built-in assets) and its sandbox proxy.
 
 mod agent;
@@ -27,6 +29,7 @@ mod ha;
 mod http;
 mod http_roles;
 mod mesos_api;
+mod mesos_operator;
 mod metrics;
 mod operator;
 mod registry_writer;
@@ -65,6 +68,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::core::{Master, MasterConfig};
 pub use ha::{HaConfig, serve_ha};
+pub use mesos_operator::{
+    Change, EventSubscription, OperatorEvent, Published, Publisher, Snapshots,
+};
 pub use proffer_net::listen::ConnLimits;
 pub use security::{Authenticated, PeerIdentity, Security};
 pub use standby::{LEADER_METADATA, unavailable as standby_answer};

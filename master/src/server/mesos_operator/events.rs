@@ -1,0 +1,216 @@
+//! The operator event stream (Mesos's `SUBSCRIBE` on `/api/v1`) as a Proffer-side API: the
+//! changes between consecutive published snapshots, as [`OperatorEvent`]s.
+//!
+//! A task ([`run`]) follows the published snapshots and, while anyone subscribes, diffs each
+//! against the previous one ([`diff`], pure) and broadcasts a [`Change`] (the new snapshot and
+//! its events) through [`Snapshots::subscribe_events`]. The core task does none of this work:
+//! it only builds the snapshots (at most one per `min_interval_ms`), however many subscribers
+//! there are.
+//!
+//! What counts as what (Mesos's event types):
+//! - `TaskAdded`: a task id seen for the first time (live or completed);
+//! - `TaskUpdated`: a known task's state changed (with its new summary);
+//! - `AgentAdded` / `AgentRemoved`: an agent id appears in / disappears from the agents;
+//! - `FrameworkAdded` / `FrameworkRemoved`: likewise for frameworks;
+//! - `FrameworkUpdated`: a framework's name, roles, connection, suppression or failover
+//!   timeout changed (not its allocation, which moves with every offer).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use proffer_proto::v1;
+use tokio_util::sync::CancellationToken;
+
+use super::snapshots::{Published, Snapshots};
+
+/// One operator event (Mesos's `mesos.v1.master.Event` types).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OperatorEvent {
+    /// A task first seen.
+    TaskAdded(v1::TaskSummary),
+    /// A task's state changed.
+    TaskUpdated(v1::TaskSummary),
+    /// An agent joined.
+    AgentAdded(v1::AgentSummary),
+    /// An agent left (its last summary).
+    AgentRemoved(v1::AgentSummary),
+    /// A framework subscribed for the first time.
+    FrameworkAdded(v1::FrameworkSummary),
+    /// A framework changed (re-subscribed, disconnected, suppressed, renamed…).
+    FrameworkUpdated(v1::FrameworkSummary),
+    /// A framework was removed (torn down, or its failover timeout ran out).
+    FrameworkRemoved(v1::FrameworkSummary),
+}
+
+impl OperatorEvent {
+    /// Mesos's name for the event type (`TASK_ADDED`, …).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OperatorEvent::TaskAdded(_) => "TASK_ADDED",
+            OperatorEvent::TaskUpdated(_) => "TASK_UPDATED",
+            OperatorEvent::AgentAdded(_) => "AGENT_ADDED",
+            OperatorEvent::AgentRemoved(_) => "AGENT_REMOVED",
+            OperatorEvent::FrameworkAdded(_) => "FRAMEWORK_ADDED",
+            OperatorEvent::FrameworkUpdated(_) => "FRAMEWORK_UPDATED",
+            OperatorEvent::FrameworkRemoved(_) => "FRAMEWORK_REMOVED",
+        }
+    }
+}
+
+/// The changes from one published snapshot to the next.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The snapshot after the change.
+    pub snapshot: Arc<Published>,
+    /// What changed, in order: agents and frameworks added, tasks, then removals.
+    pub events: Vec<OperatorEvent>,
+}
+
+/// The events that turn `old` into `new`.
+pub fn diff(old: &v1::StateSnapshot, new: &v1::StateSnapshot) -> Vec<OperatorEvent> {
+    let mut events = Vec::new();
+    let old_agents: HashMap<&str, &v1::AgentSummary> =
+        old.agents.iter().map(|a| (a.id.as_str(), a)).collect();
+    let new_agents: HashMap<&str, &v1::AgentSummary> =
+        new.agents.iter().map(|a| (a.id.as_str(), a)).collect();
+    for a in &new.agents {
+        if !old_agents.contains_key(a.id.as_str()) {
+            events.push(OperatorEvent::AgentAdded(a.clone()));
+        }
+    }
+    let old_fws: HashMap<&str, &v1::FrameworkSummary> =
+        old.frameworks.iter().map(|f| (f.id.as_str(), f)).collect();
+    let new_fws: HashMap<&str, &v1::FrameworkSummary> =
+        new.frameworks.iter().map(|f| (f.id.as_str(), f)).collect();
+    for f in &new.frameworks {
+        match old_fws.get(f.id.as_str()) {
+            None => events.push(OperatorEvent::FrameworkAdded(f.clone())),
+            Some(o) if framework_changed(o, f) => {
+                events.push(OperatorEvent::FrameworkUpdated(f.clone()));
+            }
+            Some(_) => {}
+        }
+    }
+    let old_tasks: HashMap<(&str, &str), &str> = old
+        .tasks
+        .iter()
+        .chain(&old.completed_tasks)
+        .map(|t| ((t.framework_id.as_str(), t.id.as_str()), t.state.as_str()))
+        .collect();
+    for t in new.tasks.iter().chain(&new.completed_tasks) {
+        match old_tasks.get(&(t.framework_id.as_str(), t.id.as_str())) {
+            None => events.push(OperatorEvent::TaskAdded(t.clone())),
+            Some(state) if *state != t.state => {
+                events.push(OperatorEvent::TaskUpdated(t.clone()));
+            }
+            Some(_) => {}
+        }
+    }
+    for f in &old.frameworks {
+        if !new_fws.contains_key(f.id.as_str()) {
+            events.push(OperatorEvent::FrameworkRemoved(f.clone()));
+        }
+    }
+    for a in &old.agents {
+        if !new_agents.contains_key(a.id.as_str()) {
+            events.push(OperatorEvent::AgentRemoved(a.clone()));
+        }
+    }
+    events
+}
+
+fn framework_changed(old: &v1::FrameworkSummary, new: &v1::FrameworkSummary) -> bool {
+    old.name != new.name
+        || old.roles != new.roles
+        || old.connected != new.connected
+        || old.suppressed != new.suppressed
+        || old.failover_timeout != new.failover_timeout
+}
+
+/// Follows the published snapshots until `cancel` fires, broadcasting each [`Change`] while
+/// anyone subscribes (see the module doc).
+pub async fn run(snapshots: Snapshots, cancel: CancellationToken) {
+    let mut rx = snapshots.watch();
+    let mut prev = rx.borrow_and_update().clone();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let cur = rx.borrow_and_update().clone();
+                if snapshots.has_subscribers() {
+                    let events = diff(&prev.state, &cur.state);
+                    snapshots.send_change(Change { snapshot: cur.clone(), events });
+                }
+                prev = cur;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, state: &str) -> v1::TaskSummary {
+        v1::TaskSummary {
+            id: id.into(),
+            framework_id: "f1".into(),
+            state: state.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn diff_names_every_kind_of_change() {
+        let old = v1::StateSnapshot {
+            agents: vec![v1::AgentSummary {
+                id: "a1".into(),
+                ..Default::default()
+            }],
+            frameworks: vec![
+                v1::FrameworkSummary {
+                    id: "f1".into(),
+                    connected: true,
+                    ..Default::default()
+                },
+                v1::FrameworkSummary {
+                    id: "f2".into(),
+                    ..Default::default()
+                },
+            ],
+            tasks: vec![task("t1", "TASK_STAGING"), task("t2", "TASK_RUNNING")],
+            ..Default::default()
+        };
+        let new = v1::StateSnapshot {
+            agents: vec![v1::AgentSummary {
+                id: "a2".into(),
+                ..Default::default()
+            }],
+            frameworks: vec![v1::FrameworkSummary {
+                id: "f1".into(),
+                connected: false,
+                allocated: "cpus:1".into(),
+                ..Default::default()
+            }],
+            tasks: vec![task("t1", "TASK_RUNNING"), task("t3", "TASK_STAGING")],
+            completed_tasks: vec![task("t2", "TASK_RUNNING")],
+            ..Default::default()
+        };
+        let names: Vec<&str> = diff(&old, &new).iter().map(|e| e.type_name()).collect();
+        assert_eq!(
+            names,
+            [
+                "AGENT_ADDED",
+                "FRAMEWORK_UPDATED",
+                "TASK_UPDATED",
+                "TASK_ADDED",
+                "FRAMEWORK_REMOVED",
+                "AGENT_REMOVED"
+            ]
+        );
+        assert!(diff(&new, &new).is_empty(), "no change, no event");
+    }
+}
