@@ -2,10 +2,14 @@
 //!
 //! [`run_batch`] subscribes, packs as many pending tasks into each offer as fit (respecting
 //! [`BatchSpec::max_tasks_per_offer`]), declines offers it cannot use, suppresses offers once
-//! every task is launched, acknowledges every status update, and tears the framework down when
-//! every task reached a terminal state. Used by `proffer run` and `proffer local`.
+//! every task is launched, acknowledges every status update (in batches, off the event loop:
+//! [`acks`]), and tears the framework down when every task reached a terminal state. The
+//! summary carries launch→RUNNING and launch→end percentiles ([`latency`]). Used by
+//! `proffer run`, `proffer local` and `proffer bench launch`.
 
+mod acks;
 mod feasible;
+mod latency;
 mod packing;
 mod summary;
 
@@ -20,8 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::driver::{
     Driver, DriverConfig, DriverError, DriverEvent, EventStream, command_task, refuse_filters,
 };
+use acks::Acker;
+use latency::LatencyTracker;
+pub use latency::Percentiles;
 use packing::{TaskShape, pack};
-pub use summary::BatchSummary;
+pub use summary::{BatchSummary, format_ms};
 
 /// Seconds unused resources are refused while tasks still wait for offers.
 const REFUSE_WHILE_PENDING: f64 = 1.0;
@@ -243,6 +250,10 @@ struct Run<P> {
     master: String,
     /// Set once some agent was seen that could hold a task.
     fits: bool,
+    /// When tasks were launched, ran and ended.
+    latency: LatencyTracker,
+    /// Sends acknowledgements in batches.
+    acker: Acker,
 }
 
 impl<P: FnMut(&BatchProgress)> Run<P> {
@@ -260,12 +271,14 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             index,
             spec,
             shape,
+            acker: Acker::start(driver.clone()),
             driver,
             progress,
             start,
             suppressed: false,
             master: String::new(),
             fits: false,
+            latency: LatencyTracker::default(),
         }
     }
 
@@ -329,6 +342,8 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                             self.on_update(status).await;
                         }
                         if self.summary.terminal() >= self.spec.tasks {
+                            // The last updates are acknowledged before the framework goes.
+                            self.acker.flush().await;
                             self.teardown().await;
                             (self.progress)(&BatchProgress::Done);
                             return Ok(self.summary());
@@ -467,6 +482,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         } else {
             REFUSE_WHILE_PENDING
         };
+        let sent_at = Instant::now();
         match self
             .driver
             .launch(
@@ -480,6 +496,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 for (&i, t) in chosen.iter().zip(&tasks) {
                     if self.slots[i] == Slot::Pending {
                         self.slots[i] = Slot::Launched;
+                        self.latency.launched(i, sent_at);
                     }
                     self.summary.launched += 1;
                     (self.progress)(&BatchProgress::Launched {
@@ -498,9 +515,8 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
     }
 
     async fn on_update(&mut self, status: v1::TaskStatus) {
-        if let Err(e) = self.driver.acknowledge(&status).await {
-            tracing::warn!(task_id = %status.task_id, error = %e, "acknowledge failed");
-        }
+        let now = Instant::now();
+        self.acker.ack(&status);
         let state = v1::TaskState::try_from(status.state).unwrap_or(v1::TaskState::Unspecified);
         (self.progress)(&BatchProgress::Update {
             task_id: status.task_id.clone(),
@@ -511,9 +527,13 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             tracing::debug!(task_id = %status.task_id, "update for an unknown task");
             return;
         };
+        if state == v1::TaskState::TaskRunning {
+            self.latency.running(i, now);
+        }
         if !state.is_terminal() || self.slots[i] == Slot::Done {
             return;
         }
+        self.latency.ended(i, now);
         if self.slots[i] == Slot::Pending {
             self.pending.retain(|&p| p != i);
         }
@@ -540,6 +560,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
 
     fn summary(&mut self) -> BatchSummary {
         self.summary.finish_timing(self.start.elapsed());
+        (self.summary.launch_to_running, self.summary.launch_to_end) = self.latency.percentiles();
         self.summary.clone()
     }
 

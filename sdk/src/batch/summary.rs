@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use proffer_proto::v1::TaskState;
 
+use super::latency::Percentiles;
+
 /// Counts from one batch run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchSummary {
@@ -30,6 +32,10 @@ pub struct BatchSummary {
     pub offers_received: usize,
     /// Offers declined outright (none of their resources used).
     pub offers_declined: usize,
+    /// From the ACCEPT that launched a task to its first TASK_RUNNING.
+    pub launch_to_running: Option<Percentiles>,
+    /// From the ACCEPT that launched a task to its terminal update.
+    pub launch_to_end: Option<Percentiles>,
 }
 
 impl BatchSummary {
@@ -86,7 +92,33 @@ impl fmt::Display for BatchSummary {
             f,
             "  offers received {}, declined {}",
             self.offers_received, self.offers_declined
-        )
+        )?;
+        for (label, p) in [
+            ("launch→RUNNING", &self.launch_to_running),
+            ("launch→end", &self.launch_to_end),
+        ] {
+            if let Some(p) = p {
+                write!(
+                    f,
+                    "\n  {label}: p50 {}, p99 {}, max {} ({} tasks)",
+                    format_ms(p.p50),
+                    format_ms(p.p99),
+                    format_ms(p.max),
+                    p.count
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A latency in milliseconds, with one decimal below 10 ms.
+pub fn format_ms(d: Duration) -> String {
+    let v = d.as_secs_f64() * 1000.0;
+    if v < 10.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.0} ms")
     }
 }
 
@@ -117,6 +149,18 @@ mod tests {
         );
         assert!(text.contains("failed 1"), "{text}");
         assert!(text.contains("offers received 0, declined 0"), "{text}");
+        assert!(!text.contains("launch→RUNNING"), "{text}");
+        s.launch_to_running = Some(Percentiles {
+            count: 3,
+            p50: Duration::from_micros(2500),
+            p99: Duration::from_millis(40),
+            max: Duration::from_millis(41),
+        });
+        let text = s.to_string();
+        assert!(
+            text.contains("launch→RUNNING: p50 2.5 ms, p99 40 ms, max 41 ms (3 tasks)"),
+            "{text}"
+        );
     }
 
     #[test]

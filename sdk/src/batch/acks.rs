@@ -1,0 +1,121 @@
+//! Acknowledgements off the batch's event loop, in batches: statuses queue on a channel; a
+//! worker takes everything queued, and sends the acknowledgements of distinct tasks
+//! concurrently (a task's own acknowledgements stay in order, one round after another).
+
+use std::collections::HashMap;
+
+use futures::future::join_all;
+use proffer_proto::v1;
+use tokio::sync::mpsc;
+
+use crate::driver::Driver;
+
+/// The most acknowledgements in flight at once.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Queues acknowledgements for the worker.
+#[derive(Debug)]
+pub(crate) struct Acker {
+    tx: Option<mpsc::UnboundedSender<v1::TaskStatus>>,
+    worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Acker {
+    /// Starts the worker acknowledging through `driver`.
+    pub(crate) fn start(driver: Driver) -> Acker {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let worker = tokio::spawn(run(driver, rx));
+        Acker {
+            tx: Some(tx),
+            worker: Some(worker),
+        }
+    }
+
+    /// Queues `status` for acknowledgement (statuses without a uuid need none).
+    pub(crate) fn ack(&self, status: &v1::TaskStatus) {
+        if status.uuid.is_empty() {
+            return;
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(status.clone());
+        }
+    }
+
+    /// Waits until every queued acknowledgement was sent.
+    pub(crate) async fn flush(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.await;
+        }
+    }
+}
+
+/// Splits `statuses` into rounds: each round holds at most one status per task, in arrival
+/// order, and a task's later statuses go in later rounds.
+pub(crate) fn rounds(statuses: Vec<v1::TaskStatus>) -> Vec<Vec<v1::TaskStatus>> {
+    let mut rounds: Vec<Vec<v1::TaskStatus>> = Vec::new();
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for s in statuses {
+        let n = seen
+            .entry((s.agent_id.clone(), s.task_id.clone()))
+            .or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(s);
+        *n += 1;
+    }
+    rounds
+}
+
+async fn run(driver: Driver, mut rx: mpsc::UnboundedReceiver<v1::TaskStatus>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_IN_FLIGHT {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        for round in rounds(batch) {
+            let sent = join_all(round.iter().map(|s| driver.acknowledge(s))).await;
+            for (s, r) in round.iter().zip(sent) {
+                if let Err(e) = r {
+                    tracing::warn!(task_id = %s.task_id, agent_id = %s.agent_id, error = %e,
+                        "acknowledge failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(task: &str, uuid: u8) -> v1::TaskStatus {
+        v1::TaskStatus {
+            task_id: task.into(),
+            agent_id: "a".into(),
+            uuid: vec![uuid],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_tasks_acknowledgements_stay_in_order_across_rounds() {
+        let r = rounds(vec![
+            status("t1", 1),
+            status("t2", 2),
+            status("t1", 3),
+            status("t3", 4),
+            status("t1", 5),
+        ]);
+        let ids: Vec<Vec<u8>> = r
+            .iter()
+            .map(|round| round.iter().map(|s| s.uuid[0]).collect())
+            .collect();
+        assert_eq!(ids, vec![vec![1, 2, 4], vec![3], vec![5]]);
+        assert!(rounds(Vec::new()).is_empty());
+    }
+}
