@@ -64,6 +64,9 @@ enum Conn {
 /// is dropped sooner by the session's HTTP/2 keep-alive, within 10 s.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most queued inputs handled together before one group commit of checkpoints.
+const READY_BATCH: usize = 512;
+
 /// All of the agent's state.
 pub(crate) struct Agent {
     config: AgentConfig,
@@ -91,6 +94,10 @@ pub(crate) struct Agent {
     backoff: Duration,
     /// The masters (from `config.master`) and the one being talked to.
     masters: MasterList,
+    /// Checkpoints to write and updates to send at the end of this batch of inputs.
+    commit: checkpoint::GroupCommit,
+    /// The supervising executors, one per framework.
+    supervisors: containerizer::Supervisors,
 }
 
 fn now_ms() -> u64 {
@@ -171,6 +178,8 @@ impl Agent {
             events_rx,
             next_session: 0,
             masters,
+            commit: checkpoint::GroupCommit::default(),
+            supervisors: containerizer::Supervisors::default(),
         })
     }
 
@@ -183,6 +192,7 @@ impl Agent {
         info!(master = %self.config.master, resources = %self.resources, agent_id = self.id_str(),
               isolation = %self.cgroups.summary(), executor = ?self.launcher, "agent starting");
         self.recover();
+        self.commit();
         let http = match self.start_http().await {
             Ok(h) => h,
             Err(e) => {
@@ -205,6 +215,8 @@ impl Agent {
                 () = tokio::time::sleep_until(wake) => self.on_timer(),
                 _ = gc.tick() => self.collect_garbage(),
             }
+            self.handle_ready(READY_BATCH);
+            self.commit();
             self.publish_view();
         }
         self.shutdown().await;
@@ -236,7 +248,7 @@ impl Agent {
                         agent_id = self.id_str(),
                         "re-sending unacknowledged status update"
                     );
-                    self.send(msg(agent_message::Msg::StatusUpdate(u)));
+                    self.send_update(u);
                 }
             }
             Conn::Up {
@@ -462,7 +474,7 @@ impl Agent {
         info!(agent_id = self.id_str(), master = %self.masters.current(), master_id = %r.master_id,
               ping_interval_ms = r.ping_interval_ms, "registered with master");
         for u in self.updates.resend_all(std::time::Instant::now()) {
-            self.send(msg(agent_message::Msg::StatusUpdate(u)));
+            self.send_update(u);
         }
     }
 

@@ -79,6 +79,79 @@ pub fn write_task(run_dir: &Path, cp: &TaskCheckpoint, durable: bool) -> Result<
     .map_err(|e| AgentError::io("writing task checkpoint", path, e))
 }
 
+/// The most threads one group commit syncs files on.
+const COMMIT_THREADS: usize = 16;
+
+/// Group commit of task checkpoints: the agent marks tasks whose checkpoint must be durable
+/// before an update is sent and holds those updates; once it has handled every input that was
+/// ready, [`write_durable_all`] writes the batch's checkpoints with their fsyncs in parallel
+/// (the filesystem's journal commits them together: about one fsync's wait per batch instead
+/// of one per update) and only then are the held updates sent, in order.
+#[derive(Debug, Default)]
+pub struct GroupCommit {
+    dirty: std::collections::BTreeSet<crate::status_updates::TaskKey>,
+    held: Vec<StatusUpdate>,
+}
+
+impl GroupCommit {
+    /// The checkpoint of `key` must be durable before the held updates go out.
+    pub fn mark(&mut self, key: &crate::status_updates::TaskKey) {
+        self.dirty.insert(key.clone());
+    }
+
+    /// `update` is sent once the batch is committed.
+    pub fn hold(&mut self, update: StatusUpdate) {
+        self.held.push(update);
+    }
+
+    /// Nothing is waiting to be committed.
+    pub fn is_clean(&self) -> bool {
+        self.dirty.is_empty() && self.held.is_empty()
+    }
+
+    /// Takes the batch: the tasks to checkpoint durably and the updates to send after.
+    pub fn take(&mut self) -> (Vec<crate::status_updates::TaskKey>, Vec<StatusUpdate>) {
+        (
+            std::mem::take(&mut self.dirty).into_iter().collect(),
+            std::mem::take(&mut self.held),
+        )
+    }
+}
+
+/// Writes each `(run_dir, checkpoint)` atomically and durably, fsyncing on up to
+/// [`COMMIT_THREADS`] threads at once; returns the failures (run dir, error).
+pub fn write_durable_all(batch: &[(PathBuf, TaskCheckpoint)]) -> Vec<(PathBuf, AgentError)> {
+    let write = |(dir, cp): &(PathBuf, TaskCheckpoint)| {
+        write_task(dir, cp, true).err().map(|e| (dir.clone(), e))
+    };
+    if batch.len() <= 1 {
+        return batch.iter().filter_map(write).collect();
+    }
+    let threads = batch.len().min(COMMIT_THREADS);
+    let chunk = batch.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = batch
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().filter_map(write).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    vec![(
+                        PathBuf::new(),
+                        AgentError::io(
+                            "writing task checkpoints",
+                            PathBuf::new(),
+                            std::io::Error::other("a commit thread panicked"),
+                        ),
+                    )]
+                })
+            })
+            .collect()
+    })
+}
+
 /// Reads a task's checkpoint; `None` when there is none.
 pub fn read_task(run_dir: &Path) -> Result<Option<TaskCheckpoint>, AgentError> {
     let path = run_dir.join(TASK_CHECKPOINT_FILE);
@@ -222,6 +295,46 @@ mod tests {
         delete_agent_id(dir.path()).expect("delete");
         delete_agent_id(dir.path()).expect("delete twice");
         assert_eq!(read_agent_id(dir.path()).ok(), Some(None));
+    }
+
+    #[test]
+    fn group_commit_writes_every_checkpoint_durably() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let batch: Vec<(PathBuf, TaskCheckpoint)> = (0..40)
+            .map(|i| {
+                let d = dir.path().join(format!("t{i}"));
+                std::fs::create_dir_all(&d).expect("run dir");
+                let cp = TaskCheckpoint {
+                    framework_id: format!("fw{i}"),
+                    offset: i,
+                    ..Default::default()
+                };
+                (d, cp)
+            })
+            .collect();
+        assert!(write_durable_all(&batch).is_empty());
+        for (d, cp) in &batch {
+            assert_eq!(read_task(d).expect("read").as_ref(), Some(cp));
+            assert!(!d.join("agent.json.tmp").exists());
+        }
+        // A missing run directory is reported, the others are written.
+        let bad = vec![
+            (dir.path().join("gone/x"), TaskCheckpoint::default()),
+            batch[0].clone(),
+        ];
+        let failed = write_durable_all(&bad);
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].1.to_string().contains("gone"), "{}", failed[0].1);
+        let mut g = GroupCommit::default();
+        assert!(g.is_clean());
+        let k = crate::status_updates::TaskKey::new("f", "t");
+        g.mark(&k);
+        g.mark(&k);
+        g.hold(StatusUpdate::default());
+        assert!(!g.is_clean());
+        let (keys, held) = g.take();
+        assert_eq!((keys.len(), held.len()), (1, 1));
+        assert!(g.is_clean());
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! The agent's side of executors: launching one per task (a separate `executor` process, or a
-//! task inside the agent when no executor binary is usable), watching its event log, asking it
-//! to kill the task, and re-attaching to it after an agent restart.
+//! The agent's side of executors: launching tasks under a supervising executor process (one
+//! per framework: [`Supervisors`], [`crate::executor::supervisor`]), or inside the agent when no
+//! executor binary is usable; watching each task's event log, asking for kills, and
+//! re-attaching to them after an agent restart.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -165,9 +168,165 @@ impl Container {
     }
 }
 
-/// Starts the executor of a task whose run directory holds `task.pb` and `spec.json`.
+/// Where a supervisor's nudges go: the watcher of each task, by run directory.
+type Routes = Arc<Mutex<HashMap<PathBuf, mpsc::UnboundedSender<()>>>>;
+
+/// The supervising executors this agent started, one per framework.
+#[derive(Debug, Default)]
+pub struct Supervisors {
+    by_framework: HashMap<String, Supervisor>,
+    /// `run` lines held until the tasks' checkpoints are durable ([`Supervisors::flush`]).
+    held: Vec<(String, String)>,
+}
+
+/// A supervising executor process, from the agent's side.
+#[derive(Debug)]
+struct Supervisor {
+    pid: u32,
+    start_ticks: Option<u64>,
+    /// Lines for its stdin.
+    requests: mpsc::UnboundedSender<String>,
+    routes: Routes,
+}
+
+impl Supervisor {
+    /// Starts `program args… --supervisor`, its stderr appended to `log`.
+    fn start(program: &Path, args: &[String], log: &Path) -> std::io::Result<Supervisor> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .arg("--supervisor")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::from(log))
+            .kill_on_drop(false)
+            .spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| std::io::Error::other("supervising executor has no pid"))?;
+        let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
+            (Some(i), Some(o)) => (i, o),
+            _ => return Err(std::io::Error::other("supervising executor has no pipes")),
+        };
+        let (requests, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_requests(stdin, rx));
+        let routes: Routes = Arc::default();
+        tokio::spawn(route_nudges(stdout, routes.clone()));
+        // Reaped here once it exits; its tasks' watchers see it gone through its pid.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        debug!(pid, "supervising executor started");
+        Ok(Supervisor {
+            pid,
+            start_ticks: start_ticks(pid),
+            requests,
+            routes,
+        })
+    }
+
+    fn usable(&self) -> bool {
+        !self.requests.is_closed() && alive(self.pid, self.start_ticks)
+    }
+}
+
+async fn write_requests(
+    mut stdin: tokio::process::ChildStdin,
+    mut rx: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut buf = first.into_bytes();
+        while let Ok(more) = rx.try_recv() {
+            buf.extend_from_slice(more.as_bytes());
+        }
+        if stdin.write_all(&buf).await.is_err() || stdin.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn route_nudges(stdout: tokio::process::ChildStdout, routes: Routes) {
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let dir = PathBuf::from(line);
+        let Ok(mut r) = routes.lock() else { return };
+        if let Some(tx) = r.get(&dir)
+            && tx.send(()).is_err()
+        {
+            r.remove(&dir);
+        }
+    }
+    // The supervisor is gone: its watchers fall back to polling, and notice.
+    if let Ok(mut r) = routes.lock() {
+        r.clear();
+    }
+}
+
+impl Supervisors {
+    /// Prepares to run the task of `run_dir` under the supervisor of `framework_id` (started if
+    /// there is none, or it is gone; the task itself starts at [`Supervisors::flush`]); returns
+    /// the supervisor's pid, its start time and the task's nudges.
+    fn run(
+        &mut self,
+        program: &Path,
+        args: &[String],
+        framework_id: &str,
+        run_dir: &Path,
+    ) -> std::io::Result<(u32, Option<u64>, mpsc::UnboundedReceiver<()>)> {
+        let fresh = match self.by_framework.get(framework_id) {
+            Some(s) => !s.usable(),
+            None => true,
+        };
+        if fresh {
+            let log = run_dir
+                .parent()
+                .unwrap_or(run_dir)
+                .join(protocol::SUPERVISOR_LOG_FILE);
+            let s = Supervisor::start(program, args, &log)?;
+            self.by_framework.insert(framework_id.to_string(), s);
+        }
+        let s = self
+            .by_framework
+            .get(framework_id)
+            .ok_or_else(|| std::io::Error::other("no supervising executor"))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut r) = s.routes.lock() {
+            if r.len() >= 1024 {
+                r.retain(|_, t| !t.is_closed());
+            }
+            r.insert(run_dir.to_path_buf(), tx);
+        }
+        self.held.push((
+            framework_id.to_string(),
+            crate::executor::supervisor::run_line(run_dir),
+        ));
+        Ok((s.pid, s.start_ticks, rx))
+    }
+
+    /// Hands the held tasks to their supervisors. Called once their checkpoints (naming the
+    /// supervisor) are durable: a task never starts before the agent can find it again after a
+    /// crash. A task whose supervisor is gone is reported by its watcher (the pid is dead).
+    pub fn flush(&mut self) {
+        for (framework_id, line) in self.held.drain(..) {
+            let sent = self
+                .by_framework
+                .get(&framework_id)
+                .is_some_and(|s| s.requests.send(line).is_ok());
+            if !sent {
+                warn!(%framework_id, "the supervising executor is gone; its new task will be reported failed");
+            }
+        }
+    }
+}
+
+/// Starts the task whose run directory holds `task.pb` and `spec.json`: under its framework's
+/// supervising executor, or inside the agent.
 pub fn launch(
     how: &Resolved,
+    supervisors: &mut Supervisors,
     run_dir: &Path,
     key: TaskKey,
     instance: u64,
@@ -175,35 +334,20 @@ pub fn launch(
 ) -> std::io::Result<Container> {
     match how {
         Resolved::Binary { program, args } => {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(run_dir.join(protocol::LOG_FILE))?;
-            let mut child = tokio::process::Command::new(program)
-                .args(args)
-                .arg("--run-dir")
-                .arg(run_dir)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::from(log))
-                .kill_on_drop(false)
-                .spawn()?;
-            let pid = child
-                .id()
-                .ok_or_else(|| std::io::Error::other("executor has no pid"))?;
+            let (pid, start_ticks, nudges) =
+                supervisors.run(program, args, &key.framework_id, run_dir)?;
             let executor = ExecutorRef {
                 pid: Some(pid),
-                start_ticks: start_ticks(pid),
+                start_ticks,
                 in_process: false,
             };
-            let nudges = child.stdout.take().map_or(Nudges::None, Nudges::Pipe);
             let watcher = tokio::spawn(watch(
                 run_dir.to_path_buf(),
                 key,
                 instance,
                 0,
-                Liveness::Child(child),
-                nudges,
+                Liveness::Pid { pid, start_ticks },
+                Nudges::Chan(nudges),
                 tx,
             ));
             Ok(Container {
@@ -255,6 +399,16 @@ pub fn recover(
     tx: mpsc::UnboundedSender<ContainerEvent>,
 ) -> Container {
     let live = match (executor.in_process, executor.pid) {
+        // A supervisor that never started the task (the agent stopped before handing it over)
+        // has no event log for it: such a task is given up after a while, not waited on forever.
+        (false, Some(pid)) if !run_dir.join(protocol::EVENTS_FILE).exists() => {
+            Liveness::Unstarted {
+                pid,
+                start_ticks: executor.start_ticks,
+                run_dir: run_dir.to_path_buf(),
+                give_up: std::time::Instant::now() + HANDOVER_WAIT,
+            }
+        }
         (false, Some(pid)) => Liveness::Pid {
             pid,
             start_ticks: executor.start_ticks,
@@ -303,10 +457,22 @@ pub fn alive(pid: u32, ticks: Option<u64>) -> bool {
     }
 }
 
+/// How long a recovered task that its supervisor had not started yet may take to start.
+const HANDOVER_WAIT: Duration = Duration::from_secs(5);
+
 enum Liveness {
-    Child(tokio::process::Child),
     Task(tokio::task::JoinHandle<()>),
-    Pid { pid: u32, start_ticks: Option<u64> },
+    Pid {
+        pid: u32,
+        start_ticks: Option<u64>,
+    },
+    /// Recovered with no event log: its supervisor may not have been handed the task.
+    Unstarted {
+        pid: u32,
+        start_ticks: Option<u64>,
+        run_dir: PathBuf,
+        give_up: std::time::Instant,
+    },
     Gone(String),
 }
 
@@ -314,31 +480,44 @@ impl Liveness {
     /// Why the executor is no longer running, if it is not.
     fn ended(&mut self) -> Option<String> {
         match self {
-            Liveness::Child(c) => match c.try_wait() {
-                Ok(Some(status)) => Some(format!("executor process ended ({status})")),
-                Ok(None) => None,
-                Err(e) => Some(format!("cannot wait for the executor: {e}")),
-            },
             Liveness::Task(h) => h
                 .is_finished()
                 .then(|| "in-process executor ended".to_string()),
             Liveness::Pid { pid, start_ticks } => {
                 (!alive(*pid, *start_ticks)).then(|| format!("executor process {pid} is gone"))
             }
+            Liveness::Unstarted {
+                pid,
+                start_ticks,
+                run_dir,
+                give_up,
+            } => {
+                if !alive(*pid, *start_ticks) {
+                    return Some(format!("executor process {pid} is gone"));
+                }
+                if run_dir.join(protocol::EVENTS_FILE).exists() {
+                    *self = Liveness::Pid {
+                        pid: *pid,
+                        start_ticks: *start_ticks,
+                    };
+                    return None;
+                }
+                if std::time::Instant::now() < *give_up {
+                    return None;
+                }
+                // Should the request still arrive, the supervisor kills the task at once.
+                let _ = protocol::write_atomic(&run_dir.join(protocol::KILL_FILE), b"0");
+                if let Ok(raw) = i32::try_from(*pid) {
+                    let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+                }
+                Some("the agent stopped before handing the task to its executor".into())
+            }
             Liveness::Gone(why) => Some(why.clone()),
-        }
-    }
-
-    /// Reaps the executor once it has recorded the task's end.
-    async fn reap(self) {
-        if let Liveness::Child(mut c) = self {
-            let _ = tokio::time::timeout(Duration::from_secs(30), c.wait()).await;
         }
     }
 }
 
 enum Nudges {
-    Pipe(tokio::process::ChildStdout),
     Chan(mpsc::UnboundedReceiver<()>),
     None,
 }
@@ -346,14 +525,7 @@ enum Nudges {
 impl Nudges {
     /// Waits for a nudge or `poll`, whichever comes first.
     async fn wait(&mut self, poll: Duration) {
-        let mut buf = [0u8; 256];
         match self {
-            Nudges::Pipe(p) => {
-                tokio::select! {
-                    r = p.read(&mut buf) => if !matches!(r, Ok(n) if n > 0) { *self = Nudges::None },
-                    () = tokio::time::sleep(poll) => {}
-                }
-            }
             Nudges::Chan(rx) => {
                 tokio::select! {
                     r = rx.recv() => if r.is_none() { *self = Nudges::None },
@@ -417,7 +589,6 @@ async fn watch(
 ) {
     loop {
         if drain(&run_dir, &mut offset, &key, instance, &tx) {
-            live.reap().await;
             return;
         }
         if let Some(message) = live.ended() {

@@ -114,7 +114,37 @@ pub fn task_env(
     Ok(env)
 }
 
-/// Builds the command of a task: `/bin/sh -c value` for shell commands, else `value` with
+/// Shell builtins and keywords that have no program of their own, or whose meaning differs
+/// from a program of the same name: a command starting with one keeps its shell.
+const SHELL_ONLY: [&str; 30] = [
+    ".", ":", "alias", "bg", "break", "cd", "command", "continue", "eval", "exec", "exit",
+    "export", "fg", "getopts", "hash", "jobs", "local", "read", "readonly", "return", "set",
+    "shift", "source", "times", "trap", "type", "ulimit", "umask", "unset", "wait",
+];
+
+/// The argv of a shell command that means the same without a shell: words of plain
+/// characters (letters, digits, `-_./:,+@%=`) separated by blanks, the first neither a
+/// shell-only builtin nor an assignment. `None` when the shell is needed (quotes, `$`,
+/// globs, redirections, pipes, `;`, `~`, …): then `/bin/sh -c` runs it as before.
+pub fn direct_argv(value: &str) -> Option<Vec<String>> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:,+@%=".contains(c);
+    if !value.chars().all(|c| plain(c) || c == ' ' || c == '\t') {
+        return None;
+    }
+    let argv: Vec<String> = value
+        .split([' ', '\t'])
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    let first = argv.first()?;
+    if first.contains('=') || SHELL_ONLY.contains(&first.as_str()) {
+        return None;
+    }
+    Some(argv)
+}
+
+/// Builds the command of a task: `/bin/sh -c value` for shell commands (or the words of
+/// `value` run directly when it needs no shell: [`direct_argv`]), else `value` with
 /// `arguments[1..]` (and `arguments[0]` as argv\[0\]). Runs in `sandbox`, in a new process group,
 /// with stdout and stderr appended to `sandbox/stdout` and `sandbox/stderr`.
 ///
@@ -132,7 +162,10 @@ pub fn build_command(
     pid_namespace: bool,
 ) -> std::io::Result<tokio::process::Command> {
     let command = task.command.clone().unwrap_or_default();
-    let mut argv: Vec<String> = if command.shell {
+    let direct = command.shell.then(|| direct_argv(&command.value)).flatten();
+    let mut argv: Vec<String> = if let Some(argv) = direct.clone() {
+        argv
+    } else if command.shell {
         vec!["/bin/sh".into(), "-c".into(), command.value.clone()]
     } else {
         std::iter::once(command.value.clone())
@@ -155,6 +188,7 @@ pub fn build_command(
     } else {
         let mut c = tokio::process::Command::new(&argv[0]);
         if !command.shell
+            && direct.is_none()
             && !pid_namespace
             && let Some(arg0) = command.arguments.first()
         {
@@ -234,6 +268,9 @@ pub fn find_program(
         let p = cwd.join(program);
         return if runnable(&p) {
             Ok(p)
+        } else if p.exists() {
+            // There, but not an executable file (as execve answers).
+            Err(std::io::Error::from_raw_os_error(libc::EACCES))
         } else {
             Err(not_found())
         };
@@ -249,6 +286,25 @@ pub fn find_program(
         .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(program))
         .find(|p| runnable(p))
         .ok_or_else(not_found)
+}
+
+/// The program a task runs without a shell, if any: a non-shell command's value, or the first
+/// word of a shell command that needs no shell.
+pub fn direct_program(task: &TaskInfo) -> Option<String> {
+    let c = task.command.as_ref()?;
+    if c.shell {
+        direct_argv(&c.value)?.into_iter().next()
+    } else {
+        Some(c.value.clone())
+    }
+}
+
+/// An I/O error with its errno's name first (`ENOENT: No such file or directory (os error 2)`).
+pub fn describe_io_error(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => format!("{:?}: {e}", nix::errno::Errno::from_raw(code)),
+        None => e.to_string(),
+    }
 }
 
 /// Whether this process's effective uid is 0 (from `/proc/self/status`).
@@ -310,6 +366,41 @@ mod tests {
         assert!(t.message.contains("SIGKILL"), "{}", t.message);
         let t = classify(raw(Some(143), None), true);
         assert_eq!(t.state, TaskState::TaskKilled);
+    }
+
+    #[test]
+    fn plain_shell_commands_run_without_a_shell() {
+        let v = |s: &[&str]| Some(s.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+        assert_eq!(direct_argv("true"), v(&["true"]));
+        assert_eq!(direct_argv("  sleep\t0.5 "), v(&["sleep", "0.5"]));
+        assert_eq!(
+            direct_argv("/usr/bin/env A=b prog --x=1,2 user@host:9"),
+            v(&["/usr/bin/env", "A=b", "prog", "--x=1,2", "user@host:9"])
+        );
+        for shell in [
+            "",
+            "   ",
+            "echo $HOME",
+            "echo hi > out",
+            "a | b",
+            "a; b",
+            "a && b",
+            "echo 'x'",
+            "echo \"x\"",
+            "ls *.txt",
+            "cat ~/x",
+            "exit 3",
+            "cd /tmp",
+            "FOO=1 prog",
+            "sleep 1 &",
+            "echo a\\b",
+            "echo `id`",
+            "(true)",
+            "echo # comment",
+            "echo\nfalse",
+        ] {
+            assert_eq!(direct_argv(shell), None, "{shell:?} needs a shell");
+        }
     }
 
     #[test]

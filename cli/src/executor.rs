@@ -1,5 +1,5 @@
-//! `proffer executor`: the per-task executor the agent starts for every task (not meant to be
-//! run by hand). See `proffer_agent::executor`.
+//! `proffer executor`: the executor the agent starts for every task, or once per framework
+//! with `--supervisor` (not meant to be run by hand). See `proffer_agent::executor`.
 
 use std::path::PathBuf;
 
@@ -12,16 +12,20 @@ pub struct ExecutorArgs {
     #[arg(long, conflicts_with = "run_dir")]
     probe: bool,
     /// The task's run directory (`task.pb`, `spec.json`, `events.jsonl`).
-    #[arg(long, required_unless_present = "probe")]
+    #[arg(long, required_unless_present_any = ["probe", "supervisor"], conflicts_with = "supervisor")]
     run_dir: Option<PathBuf>,
+    /// Supervise every task the agent names on stdin (one executor per framework per agent).
+    #[arg(long, conflicts_with = "probe")]
+    supervisor: bool,
 }
 
 /// Runs the executor; `Ok(false)` when it could not record the task's end.
 pub async fn run(args: ExecutorArgs) -> anyhow::Result<bool> {
-    let mode = match (args.probe, args.run_dir) {
-        (true, _) => ExecutorMode::Probe,
-        (false, Some(dir)) => ExecutorMode::Run(dir),
-        (false, None) => anyhow::bail!("--run-dir is required"),
+    let mode = match (args.probe, args.supervisor, args.run_dir) {
+        (true, _, _) => ExecutorMode::Probe,
+        (false, true, _) => ExecutorMode::Supervisor,
+        (false, false, Some(dir)) => ExecutorMode::Run(dir),
+        (false, false, None) => anyhow::bail!("--run-dir is required"),
     };
     Ok(run_process(mode).await == 0)
 }

@@ -84,13 +84,70 @@ impl Agent {
             status: Some(status),
         };
         let head = self.updates.push(std::time::Instant::now(), update);
-        // Write-ahead: the update is on disk before anyone can see it.
-        self.persist(key, true);
+        // Write-ahead: the update is on disk before anyone can see it. The checkpoint is
+        // written (with the others of this batch) by `commit`, which then sends the update.
+        self.commit.mark(key);
         if let Some(u) = head
             && self.registered()
         {
+            self.commit.hold(u);
+        }
+    }
+
+    /// Sends a status update, after the pending group commit if there is one (an update never
+    /// overtakes the checkpoint of an update emitted before it).
+    pub(super) fn send_update(&mut self, u: v1::StatusUpdate) {
+        if self.commit.is_clean() {
+            self.send(msg(agent_message::Msg::StatusUpdate(u)));
+        } else {
+            self.commit.hold(u);
+        }
+    }
+
+    /// Handles the executor and session events that are already queued (at most `max`), so
+    /// one group commit covers them all.
+    pub(super) fn handle_ready(&mut self, max: usize) {
+        for _ in 0..max {
+            if let Ok(ev) = self.containers_rx.try_recv() {
+                self.on_container(ev);
+            } else if let Ok(ev) = self.events_rx.try_recv() {
+                self.on_session_event(ev);
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Group commit: writes the checkpoints marked since the last commit durably (fsyncs in
+    /// parallel), then sends the updates held for them, in order, and starts the tasks
+    /// launched since (their checkpoints name their executor).
+    pub(super) fn commit(&mut self) {
+        if self.commit.is_clean() {
+            self.supervisors.flush();
+            return;
+        }
+        let (keys, held) = self.commit.take();
+        let mut batch = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let queued = self.updates.queued(key);
+            if let Some(t) = self.tasks.get_mut(key) {
+                t.cp.state = t.state as i32;
+                t.cp.set_updates(&queued);
+                batch.push((t.run_dir.clone(), t.cp.clone()));
+            }
+        }
+        debug!(
+            checkpoints = batch.len(),
+            updates = held.len(),
+            "group commit"
+        );
+        for (dir, e) in checkpoint::write_durable_all(&batch) {
+            error!(run_dir = %dir.display(), error = %e, "checkpointing a task failed");
+        }
+        for u in held {
             self.send(msg(agent_message::Msg::StatusUpdate(u)));
         }
+        self.supervisors.flush();
     }
 
     fn emit(&mut self, key: &TaskKey, state: TaskState, reason: &str, message: String) {
@@ -170,6 +227,7 @@ impl Agent {
                 self.cgroups.summary()
             )));
         }
+        self.resources_left_for(task)?;
         let user = task.command.as_ref().map(|c| c.user.as_str()).unwrap_or("");
         if !user.is_empty() {
             if !process::is_root() {
@@ -180,6 +238,40 @@ impl Agent {
             process::lookup_user(user).map_err(unavailable)?;
         }
         Ok(())
+    }
+
+    /// Refuses a task whose cpus or memory do not fit in what the agent's live tasks leave
+    /// free (a launch storm beyond the agent's resources is refused task by task).
+    fn resources_left_for(&self, task: &TaskInfo) -> Result<(), Refusal> {
+        let (mut cpus, mut mem) = (0i64, 0i64);
+        for t in self.tasks.values().filter(|t| !t.state.is_terminal()) {
+            cpus = cpus.saturating_add(scalar_milli(&t.info.resources, "cpus"));
+            mem = mem.saturating_add(scalar_milli(&t.info.resources, "mem"));
+        }
+        let need = (
+            scalar_milli(&task.resources, "cpus"),
+            scalar_milli(&task.resources, "mem"),
+        );
+        let total = (self.resources.cpus_milli(), self.resources.mem_milli());
+        let free = (total.0 - cpus, total.1 - mem);
+        if need.0 <= free.0 && need.1 <= free.1 {
+            return Ok(());
+        }
+        let f = proffer_proto::resources::format_milli;
+        Err((
+            TaskState::TaskError,
+            "REASON_INVALID_OFFERS",
+            format!(
+                "not enough free resources on this agent: the task needs cpus {} and mem {} MB, \
+                 its live tasks leave cpus {} and mem {} MB of cpus {} and mem {} MB",
+                f(need.0),
+                f(need.1),
+                f(free.0.max(0)),
+                f(free.1.max(0)),
+                f(total.0),
+                f(total.1)
+            ),
+        ))
     }
 
     fn launch_task(&mut self, framework_id: String, task: TaskInfo, group: Option<String>) {
@@ -308,6 +400,7 @@ impl Agent {
         let instance = self.tasks.get(key).map_or(0, |t| t.instance);
         let container = containerizer::launch(
             &self.launcher,
+            &mut self.supervisors,
             &run_dir,
             key.clone(),
             instance,
@@ -525,7 +618,7 @@ impl Agent {
                 if let Some(u) = next
                     && self.registered()
                 {
-                    self.send(msg(agent_message::Msg::StatusUpdate(*u)));
+                    self.send_update(*u);
                 }
             }
         }
@@ -691,9 +784,22 @@ impl Agent {
                 "leaving tasks running under their executors for the next agent"
             );
         }
+        self.commit();
         self.close_session().await;
         info!(agent_id = self.id_str(), "agent stopped");
     }
+}
+
+/// The sum of the scalar resources called `name` in `resources` (milli-units), any role.
+fn scalar_milli(resources: &[v1::Resource], name: &str) -> i64 {
+    resources
+        .iter()
+        .filter(|r| r.name == name)
+        .filter_map(|r| match r.value {
+            Some(v1::resource::Value::ScalarMilli(m)) => Some(m),
+            _ => None,
+        })
+        .fold(0i64, i64::saturating_add)
 }
 
 /// Persistent volumes: each `disk` resource carrying a volume is a directory under

@@ -8,6 +8,7 @@
 //! usable (then tasks do not survive an agent restart; the agent says so at start).
 
 pub mod protocol;
+pub mod supervisor;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ pub enum ExecutorMode {
     Probe,
     /// Supervise the task of this run directory.
     Run(PathBuf),
+    /// Supervise the tasks the agent names on stdin ([`supervisor`]).
+    Supervisor,
 }
 
 /// Parses executor arguments (after the program name; a leading `executor` is skipped).
@@ -44,7 +47,8 @@ pub fn parse_args(args: &[String]) -> Result<ExecutorMode, String> {
     match (it.next(), it.next(), it.next()) {
         (Some("--probe"), None, None) => Ok(ExecutorMode::Probe),
         (Some("--run-dir"), Some(dir), None) => Ok(ExecutorMode::Run(PathBuf::from(dir))),
-        _ => Err("usage: executor (--probe | --run-dir DIR)".into()),
+        (Some("--supervisor"), None, None) => Ok(ExecutorMode::Supervisor),
+        _ => Err("usage: executor (--probe | --run-dir DIR | --supervisor)".into()),
     }
 }
 
@@ -58,6 +62,7 @@ pub async fn run_process(mode: ExecutorMode) -> i32 {
             return 0;
         }
         ExecutorMode::Run(dir) => dir,
+        ExecutorMode::Supervisor => return supervisor::run_supervisor().await,
     };
     // Leave the agent's session and process group: signals aimed at the agent's terminal or
     // group do not reach the task, and the agent's death does not either.
@@ -242,11 +247,12 @@ fn prepare(
         })?;
     }
     if spec.cgroup.is_some()
-        && let Some(c) = task.command.as_ref().filter(|c| !c.shell)
+        && let Some(program) = process::direct_program(task)
     {
         // The cgroup wrapper would report a missing program only as exit status 127.
-        process::find_program(&c.value, &spec.env, &spec.sandbox)
-            .map_err(|e| launch_failed(e.to_string()))?;
+        process::find_program(&program, &spec.env, &spec.sandbox).map_err(|e| {
+            launch_failed(format!("`{program}`: {}", process::describe_io_error(&e)))
+        })?;
     }
     let cgroup = match &spec.cgroup {
         Some(c) => Some(
@@ -298,10 +304,14 @@ async fn run_task(
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
+            let program = process::direct_program(task).unwrap_or_else(|| "/bin/sh".into());
             return rec.exited(
                 &failed(
                     "REASON_COMMAND_EXECUTOR_FAILED",
-                    format!("failed to launch command: {e}"),
+                    format!(
+                        "failed to launch command `{program}`: {}",
+                        process::describe_io_error(&e)
+                    ),
                 ),
                 None,
             );
@@ -475,6 +485,11 @@ mod tests {
             parse_args(&s(&["executor", "--run-dir", "/x"])),
             Ok(ExecutorMode::Run("/x".into()))
         );
+        assert_eq!(
+            parse_args(&s(&["executor", "--supervisor"])),
+            Ok(ExecutorMode::Supervisor)
+        );
+        assert!(parse_args(&s(&["--supervisor", "x"])).is_err());
         assert!(parse_args(&s(&["executor"])).is_err());
         assert!(parse_args(&s(&["--run-dir"])).is_err());
         assert!(parse_args(&s(&["--probe", "x"])).is_err());

@@ -30,6 +30,8 @@ pub const EVENTS_FILE: &str = "events.jsonl";
 pub const KILL_FILE: &str = "kill";
 /// See the module docs.
 pub const LOG_FILE: &str = "executor.log";
+/// The supervising executor's stderr, in `meta/tasks/<framework>/`.
+pub const SUPERVISOR_LOG_FILE: &str = "supervisor.log";
 /// What `executor --probe` prints: proves a binary can act as an executor of this protocol.
 pub const PROBE_REPLY: &str = "proffer-executor protocol 1";
 

@@ -1,0 +1,213 @@
+//! The supervising executor (`executor --supervisor`): one process per framework per agent that
+//! runs many tasks, instead of one executor process per task (as Mesos's default executor).
+//!
+//! Each task is still described by its run directory and recorded in its own event log
+//! ([`super::protocol`]), by the same [`super::supervise`] as a per-task executor, so a
+//! restarted agent re-attaches to it the same way. The protocol with the agent:
+//! - stdin: one line per task to start, `run <run dir>`; end of stdin means the agent is gone
+//!   (or needs no more tasks here): the supervisor exits once its last task has ended;
+//! - stdout: the run directory of a task after each event recorded (a nudge to read its log);
+//! - SIGTERM: kill every task whose run directory holds a `kill` file (its grace period),
+//!   as the agent asks after writing the file. Nothing else kills its tasks.
+//!
+//! It calls `setsid` first, so it survives the agent (even `kill -9`) and a terminal's signals.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::protocol;
+
+/// What a line on the supervisor's stdin asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Start the task of this run directory.
+    Run(PathBuf),
+}
+
+/// Parses one line of the supervisor's stdin.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    match line.split_once(' ') {
+        Some(("run", dir)) if !dir.trim().is_empty() => Ok(Request::Run(PathBuf::from(dir))),
+        _ => Err(format!("unknown request {line:?} (expected `run DIR`)")),
+    }
+}
+
+/// The line asking a supervisor to run the task of `run_dir`.
+pub fn run_line(run_dir: &Path) -> String {
+    format!("run {}\n", run_dir.display())
+}
+
+/// A task being supervised: where its kill requests go.
+struct Running {
+    kills: mpsc::UnboundedSender<Option<Duration>>,
+    kill_sent: bool,
+}
+
+/// Runs the supervisor process until stdin is closed and every task has ended; returns the exit
+/// code.
+pub async fn run_supervisor() -> i32 {
+    // Leave the agent's session and process group (see the module doc).
+    let _ = nix::unistd::setsid();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("executor supervisor: cannot handle SIGTERM: {e}");
+            None
+        }
+    };
+    let (nudge_tx, nudge_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let nudger = tokio::spawn(write_nudges(nudge_rx));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut tasks: HashMap<PathBuf, Running> = HashMap::new();
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => match parse_request(&line) {
+                    Ok(Request::Run(dir)) => {
+                        if let std::collections::hash_map::Entry::Vacant(e) = tasks.entry(dir) {
+                            let dir = e.key().clone();
+                            let kills = start(dir.clone(), nudge_tx.clone(), done_tx.clone());
+                            // A kill asked before the task reached us is not lost.
+                            let t = e.insert(Running { kills, kill_sent: false });
+                            kill_if_requested(&dir, t);
+                        }
+                    }
+                    Err(e) => eprintln!("executor supervisor: {e}"),
+                },
+                Ok(None) | Err(_) => stdin_open = false,
+            },
+            Some(dir) = done_rx.recv() => {
+                tasks.remove(&dir);
+            }
+            Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {
+                kill_requested(&mut tasks);
+            }
+        }
+        if !stdin_open && tasks.is_empty() {
+            break;
+        }
+    }
+    drop(nudge_tx);
+    let _ = nudger.await;
+    0
+}
+
+/// Sends a kill to every task whose run directory holds a kill file (once per task).
+fn kill_requested(tasks: &mut HashMap<PathBuf, Running>) {
+    for (dir, t) in tasks.iter_mut() {
+        kill_if_requested(dir, t);
+    }
+}
+
+/// Sends a kill to the task of `dir` if its kill file is there and no kill was sent yet.
+fn kill_if_requested(dir: &Path, t: &mut Running) {
+    if t.kill_sent {
+        return;
+    }
+    let Ok(text) = std::fs::read_to_string(dir.join(protocol::KILL_FILE)) else {
+        return;
+    };
+    let grace = text.trim().parse::<u64>().ok().map(Duration::from_millis);
+    t.kill_sent = t.kills.send(grace).is_ok();
+}
+
+/// Supervises the task of `dir` on its own tokio task; returns where its kills go.
+fn start(
+    dir: PathBuf,
+    nudges: mpsc::UnboundedSender<PathBuf>,
+    done: mpsc::UnboundedSender<PathBuf>,
+) -> mpsc::UnboundedSender<Option<Duration>> {
+    let (kill_tx, kill_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (nudge_tx, mut nudge_rx) = mpsc::unbounded_channel::<()>();
+        let forward_dir = dir.clone();
+        let forward = tokio::spawn(async move {
+            while nudge_rx.recv().await.is_some() {
+                let _ = nudges.send(forward_dir.clone());
+            }
+        });
+        if let Err(e) = super::supervise(&dir, kill_rx, nudge_tx).await {
+            eprintln!("executor supervisor: {}: {e}", dir.display());
+        }
+        let _ = forward.await;
+        let _ = done.send(dir);
+    });
+    kill_tx
+}
+
+/// Writes each nudge as a line on stdout (the agent may be gone: errors are ignored).
+async fn write_nudges(mut rx: mpsc::UnboundedReceiver<PathBuf>) {
+    let mut stdout = tokio::io::stdout();
+    let mut buf = Vec::new();
+    while let Some(dir) = rx.recv().await {
+        buf.clear();
+        push_line(&mut buf, &dir);
+        while let Ok(more) = rx.try_recv() {
+            push_line(&mut buf, &more);
+        }
+        if stdout.write_all(&buf).await.is_ok() {
+            let _ = stdout.flush().await;
+        }
+    }
+}
+
+fn push_line(buf: &mut Vec<u8>, dir: &Path) {
+    buf.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+    buf.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_junk_is_named() {
+        let dir = Path::new("/w/meta/tasks/fw/t 1");
+        let line = run_line(dir);
+        assert_eq!(
+            parse_request(line.trim_end_matches('\n')),
+            Ok(Request::Run(dir.to_path_buf()))
+        );
+        for junk in ["", "run", "run ", "kill /x", "hello world"] {
+            let err = parse_request(junk).expect_err(junk);
+            assert!(err.contains("unknown request"), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_tasks_with_a_kill_file_are_killed_once() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        std::fs::create_dir_all(&a).expect("a");
+        std::fs::create_dir_all(&b).expect("b");
+        std::fs::write(a.join(protocol::KILL_FILE), "250").expect("kill file");
+        let (ta, mut ra) = mpsc::unbounded_channel();
+        let (tb, mut rb) = mpsc::unbounded_channel();
+        let mut tasks: HashMap<PathBuf, Running> = HashMap::new();
+        tasks.insert(
+            a,
+            Running {
+                kills: ta,
+                kill_sent: false,
+            },
+        );
+        tasks.insert(
+            b,
+            Running {
+                kills: tb,
+                kill_sent: false,
+            },
+        );
+        kill_requested(&mut tasks);
+        kill_requested(&mut tasks);
+        assert_eq!(ra.try_recv().ok(), Some(Some(Duration::from_millis(250))));
+        assert!(ra.try_recv().is_err(), "killed once");
+        assert!(rb.try_recv().is_err(), "no kill file, no kill");
+    }
+}
