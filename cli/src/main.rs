@@ -23,6 +23,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod batch;
+mod bench_launch;
 mod daemons;
 mod deploy_watch;
 mod duration;
@@ -115,6 +116,8 @@ enum Command {
     K8s(k8s::K8sArgs),
     /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
     Sim(sim::SimArgs),
+    /// Benchmarks on this machine: `bench launch` (short tasks end to end).
+    Bench(bench_launch::BenchArgs),
     /// The cluster PKI: `pki init DIR` (a CA), `pki issue` (master, agent, client certificates).
     Pki(pki_cmd::PkiArgs),
     /// Readiness probe of Kubernetes deploys, run by their tasks (internal).
@@ -202,7 +205,10 @@ fn main() -> ExitCode {
     }
     // The simulator drives the core millions of times: no log subscriber, so its logs cost nothing.
     if !matches!(cli.command, Command::Sim(_)) {
-        init_tracing(matches!(cli.command, Command::Local(_) | Command::Run(_)));
+        init_tracing(matches!(
+            cli.command,
+            Command::Local(_) | Command::Run(_) | Command::Bench(_)
+        ));
     }
     // Every client this command makes presents the credential.
     if let Err(err) = cli.auth.install() {
@@ -282,6 +288,10 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Executor(args) => executor::run(args).await,
         Command::Sim(args) => sim::run(args),
         Command::Pki(args) => pki_cmd::run(args).map(|()| true),
+        Command::Bench(args) => {
+            cancel_on_signals(cancel.clone());
+            bench_launch::run(args, cancel).await
+        }
         Command::K8sProbe(_)
         | Command::K8sEtcdMember(_)
         | Command::KubeApiserverStandin(_)
