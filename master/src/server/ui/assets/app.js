@@ -14,6 +14,8 @@
   const CHUNK = 65536; // bytes per sandbox read
   const MAX_SHOWN = 1 << 20; // characters of output kept on the page
   const RECENT_COMPLETED = 50; // completed tasks on the overview
+  const OVERVIEW_LIVE = 100; // live tasks on the overview
+  const MAX_ROWS = 1000; // rows of any one table (the rest is counted, not shown)
   const SCALARS = ['cpus', 'mem', 'disk', 'gpus'];
   const TERMINAL = ['TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_ERROR', 'TASK_LOST',
     'TASK_DROPPED', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR'];
@@ -63,13 +65,20 @@
     return h('span', { class: 'state ' + String(s).replace(/[^A-Za-z0-9_]/g, '') }, s);
   }
 
-  function table(headers, rows, attrs) {
+  /** A table; `total` (when more than the rows) adds a line saying how many are not shown. */
+  function table(headers, rows, attrs, total) {
+    const hidden = (total || 0) - rows.length;
     return h('table', attrs || {},
       h('thead', {}, h('tr', {}, headers.map((x) =>
         typeof x === 'string' ? h('th', {}, x) : h('th', { class: x.cls }, x.text)))),
       h('tbody', {}, rows.length ? rows :
-        h('tr', {}, h('td', { colspan: headers.length, class: 'muted' }, 'none'))));
+        h('tr', {}, h('td', { colspan: headers.length, class: 'muted' }, 'none')),
+      hidden > 0 ? h('tr', { class: 'more' }, h('td', { colspan: headers.length, class: 'muted' },
+        '… and ' + hidden + ' more not shown (the first ' + rows.length + ' are)')) : null));
   }
+
+  /** At most `n` (default MAX_ROWS) of `list`. */
+  const first = (list, n) => list.slice(0, n || MAX_ROWS);
 
   function kv(pairs) {
     return h('dl', { class: 'kv' }, pairs.filter((p) => p).map(([k, v, attrs]) =>
@@ -326,13 +335,13 @@
 
   function agentsTable(agents) {
     return table(['id', 'address', 'state', 'used / total', { text: 'tasks', cls: 'num' }],
-      agentRows(agents), { id: 'agents' });
+      agentRows(first(agents)), { id: 'agents' }, agents.length);
   }
 
   function frameworksTable(frameworks) {
     return table(['id', 'name', 'roles', { text: 'dominant share', cls: 'num' }, 'allocated',
       { text: 'tasks', cls: 'num' }, { text: 'offers', cls: 'num' }, 'status'],
-    frameworks.map((f) => h('tr', { 'data-framework-id': f.id },
+    first(frameworks).map((f) => h('tr', { 'data-framework-id': f.id },
       h('td', { class: 'mono' }, frameworkLink(f.id)),
       h('td', { class: 'name' }, f.name),
       h('td', {}, (f.roles || []).map((r, i) => [i ? ', ' : '', roleLink(r)])),
@@ -341,7 +350,8 @@
       h('td', { class: 'num active-tasks' }, f.active_tasks),
       h('td', { class: 'num offers' }, f.outstanding_offers),
       h('td', {}, stateBadge(f.connected ? 'connected' : 'disconnected'),
-        f.suppressed ? [' ', stateBadge('suppressed')] : null))), { id: 'frameworks' });
+        f.suppressed ? [' ', stateBadge('suppressed')] : null))), { id: 'frameworks' },
+    frameworks.length);
   }
 
   function rolesTable(roles) {
@@ -357,10 +367,10 @@
     { id: 'roles' });
   }
 
-  function tasksTable(tasks, id) {
+  function tasksTable(tasks, id, limit) {
     const now = model.state.now_ms;
     return table(['id', 'name', 'state', 'framework', 'agent', 'resources', 'ran for'],
-      tasks.map((t) => h('tr', { 'data-task-id': t.id, 'data-framework-id': t.framework_id },
+      first(tasks, limit).map((t) => h('tr', { 'data-task-id': t.id, 'data-framework-id': t.framework_id },
         h('td', { class: 'mono' }, taskLink(t)),
         h('td', { class: 'name' }, t.name),
         h('td', {}, stateBadge(t.state)),
@@ -368,16 +378,16 @@
         h('td', { class: 'mono' }, t.agent_id ? agentLink(t.agent_id) : '—'),
         h('td', { class: 'mono' }, t.resources),
         h('td', {}, t.started_ms ? duration((t.ended_ms || now) - t.started_ms) : '—'))),
-      { id: id || 'tasks' });
+      { id: id || 'tasks' }, tasks.length);
   }
 
   function offersTable(offers) {
     return table(['offer', 'framework', 'agent', 'resources'],
-      offers.map((o) => h('tr', { 'data-offer-id': o.id },
+      first(offers).map((o) => h('tr', { 'data-offer-id': o.id },
         h('td', { class: 'mono' }, o.id),
         h('td', { class: 'mono' }, frameworkLink(o.framework_id)),
         h('td', { class: 'mono' }, agentLink(o.agent_id)),
-        h('td', { class: 'mono' }, o.resources))), { id: 'offers' });
+        h('td', { class: 'mono' }, o.resources))), { id: 'offers' }, offers.length);
   }
 
   function byState() {
@@ -416,7 +426,8 @@
       section('Roles', rolesTable(model.roles)),
       section('Tasks by state', table(['state', { text: 'tasks', cls: 'num' }], byState(),
         { id: 'tasks-by-state' })),
-      section('Live tasks', tasksTable(live, 'live-tasks')),
+      section('Live tasks', tasksTable(live, 'live-tasks', OVERVIEW_LIVE),
+        live.length > OVERVIEW_LIVE ? h('p', {}, link(['tasks'], 'all tasks')) : null),
       section('Recently completed tasks', tasksTable(recent, 'completed-tasks'),
         completed.length > recent.length ? h('p', {}, link(['tasks'], 'all ' + completed.length)) : null),
       section('Outstanding offers', offersTable(s.offers || [])),
