@@ -27,6 +27,8 @@ pub(crate) mod mesos_json;
 pub(crate) mod snapshots;
 mod stream;
 #[cfg(test)]
+mod tests_api;
+#[cfg(test)]
 mod tests_legacy;
 mod to_mesos;
 
