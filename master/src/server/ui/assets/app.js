@@ -10,6 +10,8 @@
   const POLL_MS = 2000; // how often /state is read without the event stream
   const POLL_STREAMING_MS = 5000; // … and with it (offers and shares have no events)
   const STREAM_RETRY_MS = 30000; // how soon a failed event stream is tried again
+  const EVENT_DELAY_MS = 200; // refresh this long after an event …
+  const EVENT_MIN_GAP_MS = 1000; // … and at most this often
   const TAIL_MS = 1000; // how often a shown file is read for new output
   const CHUNK = 65536; // bytes per sandbox read
   const MAX_SHOWN = 1 << 20; // characters of output kept on the page
@@ -183,7 +185,10 @@
     return JSON.parse(text);
   }
 
+  let lastRefresh = 0;
+
   async function refresh() {
+    lastRefresh = Date.now();
     try {
       const [state, roles, maintenance] = await Promise.all([
         getJson('/state'),
@@ -224,10 +229,14 @@
 
   let eventTimer = null;
 
-  /** Refreshes soon after an event (several events in a burst make one refresh). */
+  /**
+   * Refreshes soon after an event: 200 ms later (a burst makes one refresh), and at most one
+   * refresh a second however busy the cluster is.
+   */
   function onEvent() {
     if (eventTimer) return;
-    eventTimer = setTimeout(async () => { eventTimer = null; await refresh(); schedule(); }, 200);
+    const wait = Math.max(EVENT_DELAY_MS, EVENT_MIN_GAP_MS - (Date.now() - lastRefresh));
+    eventTimer = setTimeout(async () => { eventTimer = null; await refresh(); schedule(); }, wait);
   }
 
   /**
