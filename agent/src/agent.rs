@@ -192,7 +192,7 @@ impl Agent {
         info!(master = %self.config.master, resources = %self.resources, agent_id = self.id_str(),
               isolation = %self.cgroups.summary(), executor = ?self.launcher, "agent starting");
         self.recover();
-        self.commit();
+        self.commit().await;
         let http = match self.start_http().await {
             Ok(h) => h,
             Err(e) => {
@@ -216,7 +216,7 @@ impl Agent {
                 _ = gc.tick() => self.collect_garbage(),
             }
             self.handle_ready(READY_BATCH);
-            self.commit();
+            self.commit().await;
             self.publish_view();
         }
         self.shutdown().await;

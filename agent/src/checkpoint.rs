@@ -119,37 +119,46 @@ impl GroupCommit {
 }
 
 /// Writes each `(run_dir, checkpoint)` atomically and durably, fsyncing on up to
-/// [`COMMIT_THREADS`] threads at once; returns the failures (run dir, error).
-pub fn write_durable_all(batch: &[(PathBuf, TaskCheckpoint)]) -> Vec<(PathBuf, AgentError)> {
-    let write = |(dir, cp): &(PathBuf, TaskCheckpoint)| {
-        write_task(dir, cp, true).err().map(|e| (dir.clone(), e))
-    };
-    if batch.len() <= 1 {
-        return batch.iter().filter_map(write).collect();
-    }
-    let threads = batch.len().min(COMMIT_THREADS);
-    let chunk = batch.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = batch
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().filter_map(write).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join().unwrap_or_else(|_| {
-                    vec![(
-                        PathBuf::new(),
-                        AgentError::io(
-                            "writing task checkpoints",
-                            PathBuf::new(),
-                            std::io::Error::other("a commit thread panicked"),
-                        ),
-                    )]
-                })
-            })
+/// [`COMMIT_THREADS`] threads of the runtime's blocking pool at once (threads that stay: a
+/// fresh thread per batch cost more than its fsyncs); returns the failures (run dir, error).
+pub async fn write_durable_all(
+    batch: Vec<(PathBuf, TaskCheckpoint)>,
+) -> Vec<(PathBuf, AgentError)> {
+    fn write(part: &[(PathBuf, TaskCheckpoint)]) -> Vec<(PathBuf, AgentError)> {
+        part.iter()
+            .filter_map(|(dir, cp)| write_task(dir, cp, true).err().map(|e| (dir.clone(), e)))
             .collect()
-    })
+    }
+    if batch.len() <= 1 {
+        return write(&batch);
+    }
+    let chunk = batch.len().div_ceil(batch.len().min(COMMIT_THREADS));
+    let batch = std::sync::Arc::new(batch);
+    let workers: Vec<_> = (0..batch.len())
+        .step_by(chunk)
+        .map(|from| {
+            let batch = batch.clone();
+            tokio::task::spawn_blocking(move || {
+                let to = (from + chunk).min(batch.len());
+                write(&batch[from..to])
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for w in futures::future::join_all(workers).await {
+        match w {
+            Ok(f) => failed.extend(f),
+            Err(e) => failed.push((
+                PathBuf::new(),
+                AgentError::io(
+                    "writing task checkpoints",
+                    PathBuf::new(),
+                    std::io::Error::other(format!("a commit task failed: {e}")),
+                ),
+            )),
+        }
+    }
+    failed
 }
 
 /// Reads a task's checkpoint; `None` when there is none.
@@ -297,8 +306,8 @@ mod tests {
         assert_eq!(read_agent_id(dir.path()).ok(), Some(None));
     }
 
-    #[test]
-    fn group_commit_writes_every_checkpoint_durably() {
+    #[tokio::test]
+    async fn group_commit_writes_every_checkpoint_durably() {
         let dir = tempfile::tempdir().expect("tempdir");
         let batch: Vec<(PathBuf, TaskCheckpoint)> = (0..40)
             .map(|i| {
@@ -312,7 +321,7 @@ mod tests {
                 (d, cp)
             })
             .collect();
-        assert!(write_durable_all(&batch).is_empty());
+        assert!(write_durable_all(batch.clone()).await.is_empty());
         for (d, cp) in &batch {
             assert_eq!(read_task(d).expect("read").as_ref(), Some(cp));
             assert!(!d.join("agent.json.tmp").exists());
@@ -322,7 +331,7 @@ mod tests {
             (dir.path().join("gone/x"), TaskCheckpoint::default()),
             batch[0].clone(),
         ];
-        let failed = write_durable_all(&bad);
+        let failed = write_durable_all(bad).await;
         assert_eq!(failed.len(), 1);
         assert!(failed[0].1.to_string().contains("gone"), "{}", failed[0].1);
         let mut g = GroupCommit::default();

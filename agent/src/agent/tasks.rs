@@ -121,7 +121,7 @@ impl Agent {
     /// Group commit: writes the checkpoints marked since the last commit durably (fsyncs in
     /// parallel), then sends the updates held for them, in order, and starts the tasks
     /// launched since (their checkpoints name their executor).
-    pub(super) fn commit(&mut self) {
+    pub(super) async fn commit(&mut self) {
         if self.commit.is_clean() {
             self.supervisors.flush();
             return;
@@ -141,7 +141,7 @@ impl Agent {
             updates = held.len(),
             "group commit"
         );
-        for (dir, e) in checkpoint::write_durable_all(&batch) {
+        for (dir, e) in checkpoint::write_durable_all(batch).await {
             error!(run_dir = %dir.display(), error = %e, "checkpointing a task failed");
         }
         for u in held {
@@ -784,7 +784,7 @@ impl Agent {
                 "leaving tasks running under their executors for the next agent"
             );
         }
-        self.commit();
+        self.commit().await;
         self.close_session().await;
         info!(agent_id = self.id_str(), "agent stopped");
     }

@@ -105,22 +105,32 @@ pub async fn run_process(mode: ExecutorMode) -> i32 {
     }
 }
 
-/// Records events and nudges the agent.
+/// Records events and nudges the agent. The fsync of each event runs on the blocking pool, not
+/// on the runtime's workers: a supervisor with many tasks keeps them all moving, and the
+/// filesystem commits their concurrent fsyncs together.
 struct Recorder {
-    log: EventLog,
+    log: std::sync::Arc<std::sync::Mutex<EventLog>>,
     nudge: mpsc::UnboundedSender<()>,
 }
 
 impl Recorder {
-    fn record(&mut self, e: &ExecutorEvent) -> Result<(), String> {
-        self.log
-            .append(e)
-            .map_err(|err| format!("recording {e:?}: {err}"))?;
+    async fn record(&mut self, e: &ExecutorEvent) -> Result<(), String> {
+        let log = self.log.clone();
+        let event = e.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut log = log
+                .lock()
+                .map_err(|_| "the event log lock is poisoned".to_string())?;
+            log.append(&event)
+                .map_err(|err| format!("recording {event:?}: {err}"))
+        })
+        .await
+        .map_err(|err| format!("recording {e:?}: {err}"))??;
         let _ = self.nudge.send(());
         Ok(())
     }
 
-    fn exited(&mut self, t: &Termination, healthy: Option<bool>) -> Result<(), String> {
+    async fn exited(&mut self, t: &Termination, healthy: Option<bool>) -> Result<(), String> {
         self.record(&ExecutorEvent::Exited {
             state: t.state.as_str_name().to_string(),
             reason: t.reason.to_string(),
@@ -128,6 +138,7 @@ impl Recorder {
             exit_code: t.exit_code,
             healthy,
         })
+        .await
     }
 }
 
@@ -183,7 +194,10 @@ pub async fn supervise(
         .map_err(|e| format!("reading task in {}: {e}", run_dir.display()))?;
     let log = EventLog::open(run_dir)
         .map_err(|e| format!("opening event log in {}: {e}", run_dir.display()))?;
-    let mut rec = Recorder { log, nudge };
+    let mut rec = Recorder {
+        log: std::sync::Arc::new(std::sync::Mutex::new(log)),
+        nudge,
+    };
     // Fetching and cgroup setup block (downloads, child processes): keep them off the runtime.
     let (s, t) = (spec.clone(), task.clone());
     let prepared = tokio::task::spawn_blocking(move || prepare(&s, &t))
@@ -191,7 +205,7 @@ pub async fn supervise(
         .map_err(|e| format!("preparing the task panicked: {e}"))?;
     match prepared {
         Ok((cmd, cgroup)) => run_task(&spec, &task, cmd, cgroup, &mut kills, &mut rec).await,
-        Err(t) => rec.exited(&t, None),
+        Err(t) => rec.exited(&t, None).await,
     }
 }
 
@@ -305,26 +319,30 @@ async fn run_task(
         Ok(c) => c,
         Err(e) => {
             let program = process::direct_program(task).unwrap_or_else(|| "/bin/sh".into());
-            return rec.exited(
-                &failed(
-                    "REASON_COMMAND_EXECUTOR_FAILED",
-                    format!(
-                        "failed to launch command `{program}`: {}",
-                        process::describe_io_error(&e)
+            return rec
+                .exited(
+                    &failed(
+                        "REASON_COMMAND_EXECUTOR_FAILED",
+                        format!(
+                            "failed to launch command `{program}`: {}",
+                            process::describe_io_error(&e)
+                        ),
                     ),
-                ),
-                None,
-            );
+                    None,
+                )
+                .await;
         }
     };
     let Some(pid) = child.id() else {
-        return rec.exited(
-            &failed(
-                "REASON_COMMAND_EXECUTOR_FAILED",
-                "spawned process has no pid".into(),
-            ),
-            None,
-        );
+        return rec
+            .exited(
+                &failed(
+                    "REASON_COMMAND_EXECUTOR_FAILED",
+                    "spawned process has no pid".into(),
+                ),
+                None,
+            )
+            .await;
     };
     if let Some(cg) = &cgroup {
         // The command waits on its stdin (see process::build_command) until it is inside.
@@ -334,17 +352,19 @@ async fn run_task(
             drop(stdin);
             signal_tree(pid, Some(cg), Signal::SIGKILL);
             let _ = child.wait().await;
-            return rec.exited(
-                &failed("REASON_CONTAINER_LAUNCH_FAILED", format!("cgroups: {e}")),
-                None,
-            );
+            return rec
+                .exited(
+                    &failed("REASON_CONTAINER_LAUNCH_FAILED", format!("cgroups: {e}")),
+                    None,
+                )
+                .await;
         }
         if let Some(s) = stdin.as_mut() {
             let _ = s.write_all(b"go\n").await;
         }
         drop(stdin);
     }
-    rec.record(&ExecutorEvent::Started { pid })?;
+    rec.record(&ExecutorEvent::Started { pid }).await?;
     let started = Instant::now();
 
     let health_cfg = task
@@ -408,12 +428,12 @@ async fn run_task(
                 let before = tracker.healthy();
                 match tracker.record(r.is_ok(), started.elapsed(), cfg) {
                     HealthAction::None => {}
-                    HealthAction::Report(healthy) => rec.record(&ExecutorEvent::Health { healthy, message })?,
+                    HealthAction::Report(healthy) => rec.record(&ExecutorEvent::Health { healthy, message }).await?,
                     HealthAction::Kill => {
                         if kill_deadline.is_none() {
                             unhealthy_kill = Some(format!("health check failed {} times in a row: {message}", cfg.consecutive_failures));
                             if before != Some(false) {
-                                rec.record(&ExecutorEvent::Health { healthy: false, message })?;
+                                rec.record(&ExecutorEvent::Health { healthy: false, message }).await?;
                             }
                             signal_tree(pid, cgroup.as_ref(), Signal::SIGTERM);
                             kill_deadline = Some(Instant::now() + default_grace);
@@ -424,7 +444,7 @@ async fn run_task(
             Some(r) = ready_rx.recv(), if !ready_seen => {
                 if let Ok(message) = r {
                     ready_seen = true;
-                    rec.record(&ExecutorEvent::Ready { message })?;
+                    rec.record(&ExecutorEvent::Ready { message }).await?;
                 }
             }
         }
@@ -463,7 +483,7 @@ async fn run_task(
             t.message
         );
     }
-    rec.exited(&t, healthy)
+    rec.exited(&t, healthy).await
 }
 
 #[cfg(test)]
