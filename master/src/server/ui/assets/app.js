@@ -9,6 +9,7 @@
 (function () {
   const POLL_MS = 2000; // how often /state is read without the event stream
   const POLL_STREAMING_MS = 5000; // … and with it (offers and shares have no events)
+  const POLL_HIDDEN_MS = 30000; // … and while the page is not visible (a background tab)
   const STREAM_RETRY_MS = 30000; // how soon a failed event stream is tried again
   const EVENT_DELAY_MS = 200; // refresh this long after an event …
   const EVENT_MIN_GAP_MS = 1000; // … and at most this often
@@ -221,7 +222,7 @@
 
   function schedule() {
     clearTimeout(pollTimer);
-    const every = model.streaming ? POLL_STREAMING_MS : POLL_MS;
+    const every = document.hidden ? POLL_HIDDEN_MS : model.streaming ? POLL_STREAMING_MS : POLL_MS;
     pollTimer = setTimeout(async () => { await refresh(); schedule(); }, every);
   }
 
@@ -272,7 +273,7 @@
           if (buf.length < nl + 1 + len) break;
           const record = JSON.parse(decoder.decode(buf.subarray(nl + 1, nl + 1 + len)));
           buf = buf.slice(nl + 1 + len);
-          if (record.type !== 'HEARTBEAT') onEvent();
+          if (record.type !== 'HEARTBEAT' && !document.hidden) onEvent();
         }
       }
     } catch (_) {
@@ -669,6 +670,9 @@
       model.why = await fetchWhy();
       render();
     }
+  });
+  document.addEventListener('visibilitychange', async () => {
+    if (!document.hidden) { await refresh(); schedule(); }
   });
   refresh().then(schedule);
   stream();
