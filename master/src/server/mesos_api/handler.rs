@@ -366,54 +366,64 @@ async fn subscribe(
         };
         if !sub.suppressed_roles.is_empty() {
             let suppress = Call::Suppress(v1::SuppressRequest {
-                header: Some(header.clone()),
+                header: Some(header),
                 roles: sub.suppressed_roles,
             });
             forward_call(&st.shared.core, principal, suppress)
                 .await?
                 .map_err(|e| ApiError::from_master(&e))?;
         }
-        let stream_id = HeaderValue::from_str(&header.stream_id)
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad stream id"))?;
-        let (registration, extra) = st
-            .subscriptions
-            .register(&header.stream_id, &header.framework_id);
-        let ctx = Context {
-            master_id: subscribed.master_id.clone(),
-            hostname: st.address.hostname.clone(),
-            ip: st.address.ip,
-            port: st.address.port,
-            now_ms: crate::server::unix_ms(),
-        };
-        let first = v1::Event {
-            event: Some(v1::event::Event::Subscribed(subscribed)),
-        };
-        let first = to_mesos::event(first, &ctx).map(|e| encode(&e, format));
-        tracing::info!(framework_id = %header.framework_id, "framework subscribed (Mesos API)");
-        let body = EventBody {
-            first,
-            events,
-            extra,
-            ctx,
-            format,
-            done: false,
-            _registration: registration,
-        };
-        Ok((
-            StatusCode::OK,
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(format.media_type()),
-                ),
-                (header::HeaderName::from_static(STREAM_ID), stream_id),
-            ],
-            Body::from_stream(body),
-        )
-            .into_response())
+        stream_response(st, subscribed, events, format)
     }
     .instrument(span)
     .await
+}
+
+/// The 200 answer to SUBSCRIBE: the stream id header and the event stream, starting with
+/// `subscribed`.
+fn stream_response(
+    st: &ApiState,
+    subscribed: v1::Subscribed,
+    events: EventStream,
+    format: Format,
+) -> Result<Response, ApiError> {
+    let stream_id = HeaderValue::from_str(&subscribed.stream_id)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad stream id"))?;
+    let (registration, extra) = st
+        .subscriptions
+        .register(&subscribed.stream_id, &subscribed.framework_id);
+    let ctx = Context {
+        master_id: subscribed.master_id.clone(),
+        hostname: st.address.hostname.clone(),
+        ip: st.address.ip,
+        port: st.address.port,
+        now_ms: crate::server::unix_ms(),
+    };
+    tracing::info!(framework_id = %subscribed.framework_id, "framework subscribed (Mesos API)");
+    let first = v1::Event {
+        event: Some(v1::event::Event::Subscribed(subscribed)),
+    };
+    let body = EventBody {
+        first: to_mesos::event(first, &ctx).map(|e| encode(&e, format)),
+        events,
+        extra,
+        ctx,
+        format,
+        done: false,
+        _registration: registration,
+    };
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.media_type()),
+            ),
+            (header::HeaderName::from_static(STREAM_ID), stream_id),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 async fn other_call(

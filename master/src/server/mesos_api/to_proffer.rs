@@ -92,12 +92,27 @@ fn need<T>(payload: Option<T>, name: &str) -> Result<T> {
 
 /// Translates a call other than SUBSCRIBE, for the framework and stream in `header`.
 pub(crate) fn call(call: ms::Call, header: &v1::CallHeader) -> Result<Action> {
-    let h = || Some(header.clone());
-    let one = |c: Call| Ok(Action::Core(vec![c]));
-    match call.r#type() {
-        CallType::Subscribe => Err(invalid("type", "SUBSCRIBE is not answered here")),
-        CallType::Unknown => Err(TranslateError::Missing("type".into())),
-        CallType::Teardown => one(Call::Teardown(v1::TeardownRequest { header: h() })),
+    let h = Some(header.clone());
+    let calls = match call.r#type() {
+        CallType::Subscribe => return Err(invalid("type", "SUBSCRIBE is not answered here")),
+        CallType::Unknown => return Err(TranslateError::Missing("type".into())),
+        CallType::Request => return Ok(Action::Nothing),
+        CallType::ReconcileOperations => return Ok(reconcile_operations(call)),
+        CallType::AcknowledgeOperationStatus => return Err(acknowledge_operation(call)),
+        CallType::UpdateFramework => update_framework(call, h)?,
+        CallType::Accept
+        | CallType::Decline
+        | CallType::AcceptInverseOffers
+        | CallType::DeclineInverseOffers => vec![offer_call(call, h)?],
+        _ => vec![task_call(call, h)?],
+    };
+    Ok(Action::Core(calls))
+}
+
+/// ACCEPT, DECLINE and the inverse-offer answers.
+fn offer_call(call: ms::Call, h: Option<v1::CallHeader>) -> Result<Call> {
+    let ids = |ids: Vec<m::OfferId>| ids.into_iter().map(|o| o.value).collect();
+    Ok(match call.r#type() {
         CallType::Accept => {
             let a = need(call.accept, "accept")?;
             let operations = a
@@ -106,43 +121,50 @@ pub(crate) fn call(call: ms::Call, header: &v1::CallHeader) -> Result<Action> {
                 .enumerate()
                 .map(|(i, op)| operation(op, &format!("accept.operations[{i}]")))
                 .collect::<Result<Vec<_>>>()?;
-            one(Call::Accept(v1::AcceptRequest {
-                header: h(),
-                offer_ids: a.offer_ids.into_iter().map(|o| o.value).collect(),
+            Call::Accept(v1::AcceptRequest {
+                header: h,
+                offer_ids: ids(a.offer_ids),
                 operations,
                 filters: a.filters.map(filters),
-            }))
+            })
         }
         CallType::Decline => {
             let d = need(call.decline, "decline")?;
-            one(Call::Decline(v1::DeclineRequest {
-                header: h(),
-                offer_ids: d.offer_ids.into_iter().map(|o| o.value).collect(),
+            Call::Decline(v1::DeclineRequest {
+                header: h,
+                offer_ids: ids(d.offer_ids),
                 filters: d.filters.map(filters),
-            }))
+            })
         }
         CallType::AcceptInverseOffers => {
             let a = need(call.accept_inverse_offers, "accept_inverse_offers")?;
-            one(Call::AcceptInverseOffers(v1::InverseOffersRequest {
-                header: h(),
-                inverse_offer_ids: a.inverse_offer_ids.into_iter().map(|o| o.value).collect(),
-            }))
+            Call::AcceptInverseOffers(v1::InverseOffersRequest {
+                header: h,
+                inverse_offer_ids: ids(a.inverse_offer_ids),
+            })
         }
-        CallType::DeclineInverseOffers => {
+        _ => {
             let d = need(call.decline_inverse_offers, "decline_inverse_offers")?;
-            one(Call::DeclineInverseOffers(v1::InverseOffersRequest {
-                header: h(),
-                inverse_offer_ids: d.inverse_offer_ids.into_iter().map(|o| o.value).collect(),
-            }))
+            Call::DeclineInverseOffers(v1::InverseOffersRequest {
+                header: h,
+                inverse_offer_ids: ids(d.inverse_offer_ids),
+            })
         }
-        CallType::Revive => one(Call::Revive(v1::ReviveRequest {
-            header: h(),
+    })
+}
+
+/// TEARDOWN, REVIVE, SUPPRESS and the calls about tasks.
+fn task_call(call: ms::Call, h: Option<v1::CallHeader>) -> Result<Call> {
+    Ok(match call.r#type() {
+        CallType::Teardown => Call::Teardown(v1::TeardownRequest { header: h }),
+        CallType::Revive => Call::Revive(v1::ReviveRequest {
+            header: h,
             roles: call.revive.map(|r| r.roles).unwrap_or_default(),
-        })),
-        CallType::Suppress => one(Call::Suppress(v1::SuppressRequest {
-            header: h(),
+        }),
+        CallType::Suppress => Call::Suppress(v1::SuppressRequest {
+            header: h,
             roles: call.suppress.map(|r| r.roles).unwrap_or_default(),
-        })),
+        }),
         CallType::Kill => {
             let k = need(call.kill, "kill")?;
             let grace = k
@@ -150,48 +172,34 @@ pub(crate) fn call(call: ms::Call, header: &v1::CallHeader) -> Result<Action> {
                 .and_then(|p| p.grace_period)
                 .map(|d| duration_ms(d.nanoseconds, "kill.kill_policy.grace_period"))
                 .transpose()?;
-            one(Call::Kill(v1::KillRequest {
-                header: h(),
+            Call::Kill(v1::KillRequest {
+                header: h,
                 task_id: k.task_id.value,
                 agent_id: k.agent_id.map(|a| a.value).unwrap_or_default(),
                 kill_grace_period_ms: grace,
-            }))
+            })
         }
         // Proffer runs each command task in an executor named after the task.
         CallType::Shutdown => {
             let s = need(call.shutdown, "shutdown")?;
-            one(Call::Kill(v1::KillRequest {
-                header: h(),
+            Call::Kill(v1::KillRequest {
+                header: h,
                 task_id: s.executor_id.value,
                 agent_id: s.agent_id.value,
                 kill_grace_period_ms: None,
-            }))
+            })
         }
         CallType::Acknowledge => {
             let a = need(call.acknowledge, "acknowledge")?;
-            one(Call::Acknowledge(v1::AcknowledgeRequest {
-                header: h(),
+            Call::Acknowledge(v1::AcknowledgeRequest {
+                header: h,
                 agent_id: a.agent_id.value,
                 task_id: a.task_id.value,
                 uuid: a.uuid,
-            }))
+            })
         }
-        CallType::AcknowledgeOperationStatus => {
-            let a = need(
-                call.acknowledge_operation_status,
-                "acknowledge_operation_status",
-            )?;
-            Err(invalid(
-                "acknowledge_operation_status.operation_id",
-                format!(
-                    "operation `{}` has no status update to acknowledge: Proffer sends none \
-                     that need one (operation feedback is not supported)",
-                    a.operation_id.value
-                ),
-            ))
-        }
-        CallType::Reconcile => one(Call::Reconcile(v1::ReconcileRequest {
-            header: h(),
+        CallType::Reconcile => Call::Reconcile(v1::ReconcileRequest {
+            header: h,
             tasks: call
                 .reconcile
                 .map(|r| r.tasks)
@@ -202,47 +210,76 @@ pub(crate) fn call(call: ms::Call, header: &v1::CallHeader) -> Result<Action> {
                     agent_id: t.agent_id.map(|a| a.value).unwrap_or_default(),
                 })
                 .collect(),
-        })),
-        CallType::ReconcileOperations => Ok(Action::ReconcileOperations(
-            call.reconcile_operations
-                .map(|r| r.operations)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|o| (o.operation_id.value, o.agent_id.map(|a| a.value)))
-                .collect(),
-        )),
-        CallType::Message => {
-            let msg = need(call.message, "message")?;
-            one(Call::Message(v1::MessageRequest {
-                header: h(),
+        }),
+        other => {
+            let msg = need(call.message, "message").map_err(|e| match other {
+                CallType::Message => e,
+                _ => invalid(
+                    "type",
+                    format!("{} is not a task call", other.as_str_name()),
+                ),
+            })?;
+            Call::Message(v1::MessageRequest {
+                header: h,
                 agent_id: msg.agent_id.value,
                 task_id: msg.executor_id.value,
                 data: msg.data,
-            }))
+            })
         }
-        CallType::Request => Ok(Action::Nothing),
-        CallType::UpdateFramework => {
-            let u = need(call.update_framework, "update_framework")?;
-            if u.offer_constraints.is_some() {
-                return Err(TranslateError::Unsupported(
-                    "'update_framework.offer_constraints'".into(),
-                ));
-            }
-            let info = framework_info(u.framework_info, "update_framework.framework_info")?;
-            let mut calls = vec![Call::UpdateFramework(Box::new(
-                v1::UpdateFrameworkRequest {
-                    header: h(),
-                    framework_info: Some(info),
-                },
-            ))];
-            if !u.suppressed_roles.is_empty() {
-                calls.push(Call::Suppress(v1::SuppressRequest {
-                    header: h(),
-                    roles: u.suppressed_roles,
-                }));
-            }
-            Ok(Action::Core(calls))
-        }
+    })
+}
+
+/// UPDATE_FRAMEWORK, then a SUPPRESS of `suppressed_roles` (if any).
+fn update_framework(call: ms::Call, h: Option<v1::CallHeader>) -> Result<Vec<Call>> {
+    let u = need(call.update_framework, "update_framework")?;
+    if u.offer_constraints.is_some() {
+        return Err(TranslateError::Unsupported(
+            "'update_framework.offer_constraints'".into(),
+        ));
+    }
+    let info = framework_info(u.framework_info, "update_framework.framework_info")?;
+    let mut calls = vec![Call::UpdateFramework(Box::new(
+        v1::UpdateFrameworkRequest {
+            header: h.clone(),
+            framework_info: Some(info),
+        },
+    ))];
+    if !u.suppressed_roles.is_empty() {
+        calls.push(Call::Suppress(v1::SuppressRequest {
+            header: h,
+            roles: u.suppressed_roles,
+        }));
+    }
+    Ok(calls)
+}
+
+/// RECONCILE_OPERATIONS: the operations asked about.
+fn reconcile_operations(call: ms::Call) -> Action {
+    Action::ReconcileOperations(
+        call.reconcile_operations
+            .map(|r| r.operations)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| (o.operation_id.value, o.agent_id.map(|a| a.value)))
+            .collect(),
+    )
+}
+
+/// ACKNOWLEDGE_OPERATION_STATUS: always refused, naming the operation.
+fn acknowledge_operation(call: ms::Call) -> TranslateError {
+    match need(
+        call.acknowledge_operation_status,
+        "acknowledge_operation_status",
+    ) {
+        Err(missing) => missing,
+        Ok(a) => invalid(
+            "acknowledge_operation_status.operation_id",
+            format!(
+                "operation `{}` has no status update to acknowledge: Proffer sends none \
+                 that need one (operation feedback is not supported)",
+                a.operation_id.value
+            ),
+        ),
     }
 }
 
