@@ -24,9 +24,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod batch;
 mod bench_launch;
+mod cluster_views;
 mod daemons;
 mod deploy_watch;
 mod duration;
+mod events_cmd;
 mod executor;
 #[cfg(test)]
 mod help_tests;
@@ -83,6 +85,16 @@ enum Command {
     State(StateArgs),
     /// Show the master's tasks.
     Tasks(TasksArgs),
+    /// Show the master's agents (a table, or --json).
+    Agents(cluster_views::ViewArgs),
+    /// Show the master's frameworks (a table, or --json).
+    Frameworks(cluster_views::ViewArgs),
+    /// Print a task's stdout (or --stderr), read from its agent; --follow until it ends.
+    Logs(cluster_views::LogsArgs),
+    /// Follow the master's operator event stream (tasks, agents, frameworks).
+    Events(events_cmd::EventsArgs),
+    /// Print a shell completion script (bash, zsh, fish, …).
+    Completions(events_cmd::CompletionsArgs),
     /// Set or remove a role's quota (guarantees and limits).
     Quota(roles::QuotaArgs),
     /// Set a role's weight.
@@ -274,6 +286,14 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
         Command::Tasks(args) => operator::tasks(&args.master, args.json, args.all)
             .await
             .map(|()| true),
+        Command::Agents(args) => cluster_views::agents(args).await.map(|()| true),
+        Command::Frameworks(args) => cluster_views::frameworks(args).await.map(|()| true),
+        Command::Logs(args) => cluster_views::logs(args).await.map(|()| true),
+        Command::Events(args) => events_cmd::events(args).await.map(|()| true),
+        Command::Completions(args) => {
+            events_cmd::completions(&args, &mut <Cli as clap::CommandFactory>::command());
+            Ok(true)
+        }
         Command::Quota(args) => roles::quota(args).await.map(|()| true),
         Command::Weight(args) => roles::weight(args).await.map(|()| true),
         Command::Drain(args) => roles::drain(args, true).await.map(|()| true),
