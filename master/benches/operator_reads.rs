@@ -9,7 +9,7 @@
 //! - `none`: no reads;
 //! - `published`: 50 GET_STATE a second, served the way the server serves them: the core's
 //!   [`Publisher`] builds a snapshot when one is due (changed, wanted, and spaced: at least
-//!   100 ms and at least 25 times the last build's duration since the last build), readers take
+//!   100 ms and at least 33 times the last build's duration since the last build), readers take
 //!   the `Arc`;
 //! - `subscribers`: 100 operator event subscribers (they keep a snapshot coming every 100 ms
 //!   while anything changes; the diff and the encoding run on the subscribers' side);
@@ -33,7 +33,7 @@ use proffer_proto::v1::{self, agent_message::Msg as AIn};
 const AGENTS: usize = 10_000;
 const FRAMEWORKS: usize = 100;
 const TICK_MS: u64 = 20;
-const SECONDS: u64 = 20;
+const SECONDS: u64 = 40;
 
 fn res(s: &str) -> Resources {
     Resources::parse(s).unwrap_or_default()

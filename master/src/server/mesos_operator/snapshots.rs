@@ -11,8 +11,8 @@
 //! - After each batch or tick the core asks its [`Publisher`] whether to build: only when
 //!   something changed since the last build, someone wants it (a waiting reader, or live event
 //!   subscribers), and enough time passed since the last build: at least `min_interval_ms`
-//!   (100 ms), and at least the last build's duration divided by [`Publisher::BUDGET`] (4 %).
-//!   So however many readers poll, building snapshots takes at most 4 % of the core's time
+//!   (100 ms), and at least the last build's duration divided by [`Publisher::BUDGET`] (3 %).
+//!   So however many readers poll, building snapshots takes at most 3 % of the core's time
 //!   (a 10,000-agent snapshot takes tens of ms: one every second or two), none while nobody
 //!   reads; a reader in a quiet cluster is answered within the same batch.
 //! - Reads are read-your-writes: a reply to a change is sent after the change is counted, so a
@@ -193,7 +193,7 @@ impl Publisher {
     pub const DEFAULT_MIN_INTERVAL_MS: u64 = 100;
     /// The share of the core's time snapshot builds may take: the next build waits at least
     /// the last build's duration divided by this.
-    pub const BUDGET: f64 = 0.04;
+    pub const BUDGET: f64 = 0.03;
 
     /// A publisher for `snapshots` that builds at most once every `min_interval_ms`.
     pub fn new(snapshots: Snapshots, min_interval_ms: u64) -> Publisher {
@@ -297,8 +297,8 @@ mod tests {
         let sub = snaps.subscribe_events();
         p.changed();
         assert!(p.maybe_publish(0, build(1)));
-        // As if that build had taken 80 ms: the next waits 80 / 0.04 = 2,000 ms.
-        p.last_cost = Duration::from_millis(80);
+        // As if that build had taken 60 ms: the next waits 60 / 0.03 = 2,000 ms.
+        p.last_cost = Duration::from_millis(60);
         assert_eq!(p.interval_ms(), 2_000);
         p.changed();
         assert!(!p.maybe_publish(1_999, build(2)));
