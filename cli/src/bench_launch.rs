@@ -66,6 +66,13 @@ pub struct LaunchArgs {
     /// (then the master's and agents' CPU is not measured).
     #[arg(long)]
     master: Option<String>,
+    /// With --master: the master's pid, to measure its CPU time.
+    #[arg(long, requires = "master")]
+    master_pid: Option<u32>,
+    /// With --master: an agent's pid (repeat for several), to measure its CPU time and its
+    /// executors' and tasks'.
+    #[arg(long, requires = "master")]
+    agent_pid: Vec<u32>,
     /// CPUs per task.
     #[arg(long, default_value_t = 0.1)]
     cpus: f64,
@@ -193,9 +200,9 @@ async fn launch(args: LaunchArgs, cancel: CancellationToken) -> anyhow::Result<b
     let span = Arc::new(Mutex::new(Span::default()));
     let recorder = span.clone();
     let progress = move |p: &BatchProgress| record_span(&recorder, p);
-    let before = read_cpu();
+    let before = read_cpu(&args);
     let result = proffer_sdk::run_batch(cluster.master(), spec, progress, cancel.clone()).await;
-    let after = read_cpu();
+    let after = read_cpu(&args);
     cluster.stop(&stop).await;
     if args.work_dir.is_none()
         && let Err(e) = std::fs::remove_dir_all(&work_dir)
@@ -209,7 +216,8 @@ async fn launch(args: LaunchArgs, cancel: CancellationToken) -> anyhow::Result<b
         Some((Some(a), Some(b))) => b.saturating_duration_since(a),
         _ => summary.elapsed,
     };
-    let measured_here = args.master.is_none();
+    let measured_here =
+        args.master.is_none() || (args.master_pid.is_some() && !args.agent_pid.is_empty());
     let report = Report {
         args: &args,
         raw,
@@ -319,7 +327,9 @@ impl Report<'_> {
                     per(c.process - c.master - c.agents)
                 ));
             }
-            None => out.push_str("\n  CPU per task: not measured (external master)"),
+            None => out.push_str(
+                "\n  CPU per task: not measured (external master without --master-pid and --agent-pid)",
+            ),
         }
         out
     }
@@ -520,16 +530,36 @@ fn raw_spawn_rate(cmd: &str, n: usize) -> anyhow::Result<Raw> {
     })
 }
 
-/// This process's CPU time by thread group, and its reaped children's.
-fn read_cpu() -> Cpu {
+/// CPU time of the master, the agents (their own), their executors and tasks (reaped or
+/// live children), and this whole process: by thread name when they run here, by pid
+/// (`--master-pid`, `--agent-pid`) when they do not.
+fn read_cpu(args: &LaunchArgs) -> Cpu {
+    let me = std::process::id();
     let mut cpu = Cpu::default();
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
-        && let Some(t) = stat_times(&stat)
-    {
-        cpu.process = (t[0] + t[1]) as f64 / USER_HZ;
-        cpu.children = (t[2] + t[3]) as f64 / USER_HZ;
+    let secs =
+        |t: [u64; 4], from: usize, to: usize| t[from..to].iter().sum::<u64>() as f64 / USER_HZ;
+    if let Some(t) = pid_times(me) {
+        cpu.process = secs(t, 0, 2);
     }
-    cpu.children += live_children_secs();
+    if args.master.is_some() {
+        if let Some(t) = args.master_pid.and_then(pid_times) {
+            cpu.master = secs(t, 0, 4);
+        }
+        for &pid in &args.agent_pid {
+            if let Some(t) = pid_times(pid) {
+                cpu.agents += secs(t, 0, 2);
+                cpu.children += secs(t, 2, 4);
+            }
+            cpu.children += live_children_secs(pid);
+        }
+        // Neither runs in this process: all of it is the framework's.
+        cpu.process += cpu.master + cpu.agents;
+        return cpu;
+    }
+    if let Some(t) = pid_times(me) {
+        cpu.children = secs(t, 2, 4);
+    }
+    cpu.children += live_children_secs(me);
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return cpu;
     };
@@ -542,20 +572,24 @@ fn read_cpu() -> Cpu {
         else {
             continue;
         };
-        let secs = (t[0] + t[1]) as f64 / USER_HZ;
         if comm.starts_with(MASTER_THREADS) {
-            cpu.master += secs;
+            cpu.master += secs(t, 0, 2);
         } else if comm.starts_with(AGENT_THREADS) {
-            cpu.agents += secs;
+            cpu.agents += secs(t, 0, 2);
         }
     }
     cpu
 }
 
-/// CPU seconds of this process's live children (the agents' supervising executors) and of
+/// utime, stime, cutime, cstime of process `pid`.
+fn pid_times(pid: u32) -> Option<[u64; 4]> {
+    stat_times(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// CPU seconds of the live children of `parent` (an agent's supervising executors) and of
 /// the children they reaped.
-fn live_children_secs() -> f64 {
-    let me = std::process::id().to_string();
+fn live_children_secs(parent: u32) -> f64 {
+    let parent = parent.to_string();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
@@ -567,7 +601,7 @@ fn live_children_secs() -> f64 {
         let ppid = stat
             .rfind(')')
             .and_then(|i| stat[i + 1..].split_whitespace().nth(1));
-        if ppid == Some(me.as_str())
+        if ppid == Some(parent.as_str())
             && let Some(t) = stat_times(&stat)
         {
             ticks += t.iter().sum::<u64>();
