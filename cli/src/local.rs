@@ -111,14 +111,6 @@ impl LocalArgs {
             !(self.secure && self.masters > 1),
             "--secure runs one master (TLS for an HA group: `proffer master --tls-*` per master)"
         );
-        // The service layer tags each pod's dynamic reservations with the pod as principal;
-        // an authenticated framework may reserve only as itself (as Mesos).
-        anyhow::ensure!(
-            !(self.secure && self.k8s),
-            "--secure with --k8s is not supported yet: the Kubernetes framework reserves \
-             resources per pod (the pod is the reservation's principal), which an authenticated \
-             framework may not do"
-        );
         if !self.no_demo {
             crate::daemons::check_task_count("--demo-tasks", self.demo_tasks)?;
             crate::daemons::check_task_scalar("--demo-cpus", "cpus", self.demo_cpus)?;

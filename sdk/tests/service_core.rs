@@ -708,3 +708,42 @@ fn uninstall_releases_an_instance_reservation_only_when_an_offer_holds_all_of_it
     assert!(core.torn_down());
     Ok(())
 }
+
+/// An authenticated framework reserves under its own principal (`PRINCIPAL/SERVICE.POD-INDEX`,
+/// as the master requires), volume ids stay plain names, and the uninstall releases them.
+#[test]
+fn an_authenticated_framework_tags_reservations_under_its_principal() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let yaml = "name: hello\nrole: web-role\npods:\n  web:\n    count: 1\n    volumes:\n      data:\n        path: data\n        size: 10\n    tasks:\n      server:\n        cpus: 0.5\n        memory: 64\n        cmd: \"serve\"\n";
+    let cfg = CoreConfig {
+        reservations: true,
+        ..CoreConfig::default()
+    };
+    let mut core = ServiceCore::open(
+        ServiceSpec::parse(yaml, &BTreeMap::new())?,
+        cfg,
+        StateStore::open(dir.path())?,
+    )?;
+    core.set_reservation_principal(Some("alice".into()));
+    core.on_subscribed(1);
+    let mut o = offer("o1", "a1");
+    o.resources = Resources::parse("cpus:4;mem:4096;disk:1000")?.to_proto();
+    core.handle_offers(10, &[o])?;
+    let actions = core.take_actions();
+    let l = launched(&actions);
+    assert_eq!(l.len(), 1, "{actions:?}");
+    let record = core
+        .tasks()
+        .values()
+        .next()
+        .context("a task record")?
+        .clone();
+    let reserved = Resources::parse(&record.reserved)?;
+    let text = reserved.to_string();
+    assert!(text.contains("dynamic=alice/hello.web-0"), "{text}");
+    assert!(
+        text.contains("[hello.web-0.data:"),
+        "plain volume id: {text}"
+    );
+    Ok(())
+}

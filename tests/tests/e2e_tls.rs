@@ -157,3 +157,32 @@ fn proffer_local_secure_serves_tls_and_mutual_tls_with_credentials() -> Result<(
     assert!(status.success(), "{status}");
     Ok(())
 }
+
+/// Kubernetes on a secure local cluster: the framework authenticates as `admin` and reserves
+/// per pod under it (`admin/k8s-local.POD`); the deploy completes.
+#[test]
+fn kubernetes_deploys_on_a_secure_local_cluster() -> Result<()> {
+    if !proffer_master::etcd::launch::etcd_installed() {
+        println!("skipped: etcd is not installed (apt-get install etcd-server)");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let work = dir.path().join("local");
+    let work_s = work.to_str().context("utf-8 path")?;
+    let out = proffer(
+        &BTreeMap::new(),
+        &[
+            "local",
+            "--secure",
+            "--k8s",
+            "--exit-after-demo",
+            "--port",
+            "0",
+            "--work-dir",
+            work_s,
+        ],
+    )?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("deploy COMPLETE"), "{}", text(&out));
+    Ok(())
+}

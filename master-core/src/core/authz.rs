@@ -175,12 +175,12 @@ impl Master {
             for (key, _) in resources.iter() {
                 if let Reservation::Dynamic { principal: r } = &key.reservation
                     && !r.is_empty()
-                    && r != p
+                    && reserver(r) != p
                 {
                     return Err(MasterError::InvalidField {
                         field: "RESERVE".into(),
                         reason: format!(
-                            "the reservation names principal `{r}` but the framework's principal is `{p}`"
+                            "the reservation names principal `{r}` but the framework's principal is `{p}` (it may reserve as `{p}` or a sub-principal `{p}/…`)"
                         ),
                     });
                 }
@@ -201,7 +201,7 @@ impl Master {
         for (key, _) in resources.iter() {
             let object = match action {
                 Action::UnreserveResources | Action::DestroyVolume => match &key.reservation {
-                    Reservation::Dynamic { principal } => principal.as_str(),
+                    Reservation::Dynamic { principal } => reserver(principal),
                     Reservation::Static => "",
                 },
                 _ => key.role.as_str(),
@@ -290,4 +290,11 @@ pub fn filter_roles(
             r.limits.clear();
         }
     }
+}
+
+/// The principal a reservation's principal stands for: `P` for `P` and for a sub-principal
+/// `P/…` (a framework authenticated as `P` tags its reservations `P/POD`; ACLs on reserver
+/// principals see `P`).
+pub(crate) fn reserver(principal: &str) -> &str {
+    principal.split('/').next().unwrap_or(principal)
 }

@@ -162,9 +162,11 @@ fn placement_stage(
     }
 }
 
-/// The volume id of volume `name` of the instance tagged `tag`.
+/// The volume id of volume `name` of the instance tagged `tag` (without the framework's
+/// principal of a `PRINCIPAL/SERVICE.POD-INDEX` tag: volume ids are plain names).
 pub fn volume_id(tag: &str, name: &str) -> String {
-    format!("{tag}.{name}")
+    let instance = tag.rsplit('/').next().unwrap_or(tag);
+    format!("{instance}.{name}")
 }
 
 /// Which offered entries a step may use: its own dynamic reservations (reservations on),

@@ -87,6 +87,12 @@ pub async fn prepare(
 ) -> Result<(RunHandle, Option<TcpListener>), ServiceError> {
     let store = StateStore::open(&cfg.state_dir)?;
     let mut core = ServiceCore::open(spec, cfg.core.clone(), store)?;
+    // Authenticated, the framework reserves under its own principal (see the core).
+    core.set_reservation_principal(
+        proffer_proto::auth::process_credential()
+            .and_then(|c| c.principal())
+            .map(str::to_string),
+    );
     if cfg.uninstall {
         core.uninstall(now_ms())?;
     }

@@ -458,3 +458,42 @@ fn unreserve_create_and_destroy_follow_the_acls_with_the_frameworks_principal() 
         Some(("unreserve_resources", Some("alice".to_string())))
     );
 }
+
+/// A framework authenticated as `alice` may tag reservations with a sub-principal
+/// `alice/POD` (the service layer does, one per pod); ACLs on reserver principals see
+/// `alice`. `alicex/…` and `eve/alice` are other principals.
+#[test]
+fn sub_principals_of_the_framework_may_reserve_and_acls_see_the_principal() {
+    let mut h = H::new();
+    h.register_agent(A1, "host1", "cpus:4;mem:4096;disk:1000");
+    let hdr = h.subscribe_with(F1, framework("web", "alice", ""));
+    let mut held = String::new();
+    for other in ["alicex/pod-0", "eve/alice", "eve"] {
+        let text = format!("disk(web,dynamic={other}):10");
+        let err = accept_ops(&mut h, &hdr, &mut held, vec![op("reserve", &text)]);
+        assert!(
+            matches!(&err, Err(e) if e.to_string().contains("sub-principal `alice/…`")),
+            "{other}: {err:?}"
+        );
+    }
+    accept_ops(
+        &mut h,
+        &hdr,
+        &mut held,
+        vec![op("reserve", "disk(web,dynamic=alice/svc.pod-0):100")],
+    )
+    .expect("a sub-principal reserves");
+    // Unreserving is authorized on the reserver `alice`, not `alice/svc.pod-0`.
+    h.m.set_authorizer(authorizer(
+        r#"{"permissive": false,
+            "unreserve_resources": [{"principals": {"values": ["alice"]},
+                                     "reserver_principals": {"values": ["alice"]}}]}"#,
+    ));
+    accept_ops(
+        &mut h,
+        &hdr,
+        &mut held,
+        vec![op("unreserve", "disk(web,dynamic=alice/svc.pod-0):100")],
+    )
+    .expect("unreserve allowed by the ACL on `alice`");
+}

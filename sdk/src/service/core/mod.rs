@@ -142,6 +142,9 @@ pub struct ServiceCore {
     uninstalling: bool,
     torn_down: bool,
     outbox: Vec<Action>,
+    /// The framework's authenticated principal, if any: reservations are then tagged
+    /// `PRINCIPAL/SERVICE.POD-INDEX` (sub-principals of it), as the master requires.
+    principal: Option<String>,
 }
 
 /// FNV-1a of the pod's configuration (everything but its count): the identity tasks are
@@ -197,6 +200,7 @@ impl ServiceCore {
             eval,
             store,
             tasks,
+            principal: None,
             offers: VecDeque::new(),
             waiting_since: HashMap::new(),
             declines: HashMap::new(),

@@ -294,9 +294,25 @@ impl ServiceCore {
         self.offers.push_back(record);
     }
 
-    /// The principal tagging an instance's reservations.
+    /// The principal tagging an instance's reservations: `SERVICE.POD-INDEX`, under the
+    /// framework's own principal when it authenticates (`PRINCIPAL/SERVICE.POD-INDEX`).
     pub(super) fn tag(&self, pod: &str, index: u32) -> String {
-        format!("{}.{pod}-{index}", self.spec.name)
+        format!("{}{pod}-{index}", self.tag_prefix())
+    }
+
+    /// What every tag of this service starts with.
+    fn tag_prefix(&self) -> String {
+        match &self.principal {
+            Some(p) => format!("{p}/{}.", self.spec.name),
+            None => format!("{}.", self.spec.name),
+        }
+    }
+
+    /// Reservations made from now on are tagged under `principal` (the framework's
+    /// authenticated principal; None: plain `SERVICE.POD-INDEX` tags). An authenticated
+    /// framework may only reserve as itself or a sub-principal of itself (`PRINCIPAL/…`).
+    pub fn set_reservation_principal(&mut self, principal: Option<String>) {
+        self.principal = principal.filter(|p| !p.is_empty());
     }
 
     /// Tags whose reservations on `agent` are still wanted (instances that may come back).
@@ -339,7 +355,7 @@ impl ServiceCore {
         res: &Resources,
         record: &mut OfferRecord,
     ) -> Result<bool, CoreError> {
-        let prefix = format!("{}.", self.spec.name);
+        let prefix = self.tag_prefix();
         let wanted = self.wanted_tags(&o.agent_id);
         // What each instance reserved on this agent, from its task records. An offer may hold
         // only part of it (a task still being killed, or its resources not yet recovered):
