@@ -25,7 +25,7 @@ mod legacy;
 mod media;
 pub(crate) mod mesos_json;
 pub(crate) mod snapshots;
-mod stream;
+pub(crate) mod stream;
 #[cfg(test)]
 mod tests_api;
 #[cfg(test)]
