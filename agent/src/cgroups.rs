@@ -247,9 +247,26 @@ pub struct Usage {
 }
 
 /// A task's live cgroups (used by the executor).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Cgroup {
     spec: CgroupSpec,
+}
+
+/// The calling thread inside a task's cgroups (v1); dropped, it goes back to their parents.
+#[derive(Debug)]
+pub struct ThreadInCgroup {
+    tid: String,
+    parents: Vec<PathBuf>,
+}
+
+impl Drop for ThreadInCgroup {
+    fn drop(&mut self) {
+        for p in &self.parents {
+            if let Err(e) = write(p, "tasks", &self.tid) {
+                tracing::warn!(error = %e, "a thread could not leave a task's cgroup");
+            }
+        }
+    }
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
@@ -332,6 +349,28 @@ impl Cgroup {
             write(&d, "cgroup.procs", &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// Whether one thread can enter the task's cgroups on its own (v1 `tasks` files): then a
+    /// command spawned from that thread starts inside them, with no wrapper to hold it.
+    pub fn per_thread(&self) -> bool {
+        self.spec.version == CgroupVersion::V1
+    }
+
+    /// Moves the calling thread (only it) into the task's cgroups until the guard is dropped;
+    /// a process it spawns meanwhile is born inside them.
+    pub fn enter_thread(&self) -> Result<ThreadInCgroup, String> {
+        let mut parents: Vec<PathBuf> = self.spec.parents.values().cloned().collect();
+        parents.sort();
+        parents.dedup();
+        let guard = ThreadInCgroup {
+            tid: nix::unistd::gettid().to_string(),
+            parents,
+        };
+        for d in self.spec.dirs() {
+            write(&d, "tasks", &guard.tid)?;
+        }
+        Ok(guard)
     }
 
     /// The processes in the task's cgroup.

@@ -279,7 +279,8 @@ fn prepare(
         task,
         &spec.env,
         &spec.sandbox,
-        cgroup.is_some(),
+        // A v1 cgroup is entered by the spawning thread: no wrapper shell is needed.
+        cgroup.as_ref().is_some_and(|c| !c.per_thread()),
         user,
         spec.pid_namespace,
     ) {
@@ -315,7 +316,28 @@ async fn run_task(
 ) -> Result<(), String> {
     // However this function ends, nothing of the task survives and its cgroups are removed.
     let _guard = CgroupGuard(cgroup.as_ref());
-    let mut child = match cmd.spawn() {
+    let spawned = match cgroup.clone().filter(Cgroup::per_thread) {
+        // The spawning thread enters the task's cgroups, so the command is born inside them.
+        Some(cg) => tokio::task::spawn_blocking(move || {
+            let _inside = cg.enter_thread()?;
+            Ok(cmd.spawn())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("spawning thread failed: {e}"))),
+        None => Ok(cmd.spawn()),
+    };
+    let spawned = match spawned {
+        Ok(s) => s,
+        Err(e) => {
+            return rec
+                .exited(
+                    &failed("REASON_CONTAINER_LAUNCH_FAILED", format!("cgroups: {e}")),
+                    None,
+                )
+                .await;
+        }
+    };
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let program = process::direct_program(task).unwrap_or_else(|| "/bin/sh".into());
@@ -344,7 +366,7 @@ async fn run_task(
             )
             .await;
     };
-    if let Some(cg) = &cgroup {
+    if let Some(cg) = cgroup.as_ref().filter(|c| !c.per_thread()) {
         // The command waits on its stdin (see process::build_command) until it is inside.
         let joined = cg.add(pid);
         let mut stdin = child.stdin.take();
