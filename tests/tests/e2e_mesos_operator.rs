@@ -13,6 +13,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use proffer_proto::mesos::v1::master as mm;
+use proffer_proto::prost::Message;
 use proffer_tests::ports::free_port;
 use proffer_tests::procs::{Cluster, Proc, run, run_ok, state_json, wait_for};
 
@@ -140,6 +142,8 @@ fn python_operator_client_and_cli_views() -> Result<()> {
     let out = run_ok(&["events", "--master", &master, "--count", "1"])?;
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("SUBSCRIBED"));
 
+    protobuf_calls(&master)?;
+
     // `proffer completions`.
     for shell in ["bash", "zsh", "fish"] {
         let out = run_ok(&["completions", shell])?;
@@ -219,5 +223,53 @@ fn python_client(python: &PathBuf, cluster: &Cluster) -> Result<()> {
         "{summary}"
     );
     assert_eq!(summary["refusals"]["wrong_content_type"], 415, "{summary}");
+    Ok(())
+}
+
+/// `POST /api/v1` in protobuf both ways over a raw HTTP/1.1 connection: a `GET_STATE` and a
+/// malformed body.
+fn protobuf_calls(master: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let post = |body: &[u8]| -> Result<(String, Vec<u8>)> {
+        let mut stream = std::net::TcpStream::connect(master)?;
+        stream.set_read_timeout(Some(LIMIT))?;
+        let head = format!(
+            "POST /api/v1 HTTP/1.1\r\nHost: {master}\r\nContent-Type: application/x-protobuf\r\n\
+             Accept: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("no end of the HTTP head")?;
+        Ok((
+            String::from_utf8_lossy(&raw[..end]).to_string(),
+            raw[end + 4..].to_vec(),
+        ))
+    };
+    let call = mm::Call {
+        r#type: Some(mm::call::Type::GetState as i32),
+        ..Default::default()
+    };
+    let (head, body) = post(&call.encode_to_vec())?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("application/x-protobuf"), "{head}");
+    let response = mm::Response::decode(body.as_slice())?;
+    assert_eq!(response.r#type, Some(mm::response::Type::GetState as i32));
+    let state = response.get_state.context("no get_state")?;
+    let agents = state.get_agents.map(|a| a.agents).unwrap_or_default();
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    let completed = state
+        .get_tasks
+        .map(|t| t.completed_tasks)
+        .unwrap_or_default();
+    assert!(completed.len() >= 2, "{completed:?}");
+    let (head, body) = post(&[0xff, 0xff, 0xff])?;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("Failed to parse"));
     Ok(())
 }
