@@ -11,6 +11,8 @@
 
 #[path = "web_ui/cluster.rs"]
 mod cluster;
+#[path = "web_ui/fake_standby.rs"]
+mod fake_standby;
 #[path = "web_ui/webdriver.rs"]
 mod webdriver;
 
@@ -24,7 +26,7 @@ use cluster::{
     with_cluster,
 };
 use proffer_proto::Resources;
-use proffer_tests::procs::free_port;
+use proffer_tests::procs::{Proc, free_port, wait_for};
 use serde_json::{Value, json};
 
 /// The sandbox proxy over plain HTTP: a file's content, and refusals.
@@ -470,4 +472,54 @@ async fn with_authentication_the_agent_decides_who_reads_a_sandbox() -> Result<(
         ui.save("secured-eve")
     })
     .await
+}
+
+/// A page left open on a master that has become a standby moves to the leader, on the same
+/// page: the first master is killed and a stand-in standby takes its address, naming a second
+/// master as the leader.
+#[test]
+fn a_page_on_a_master_turned_standby_moves_to_the_leader() -> Result<()> {
+    let Some((chromium, chromedriver)) = browser() else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let start = |name: &str| -> Result<(String, Proc)> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let work = dir.path().join(name).to_string_lossy().to_string();
+        let args = ["master", "--listen", &addr, "--work-dir", &work];
+        let proc = Proc::start(name, &args, dir.path())?;
+        wait_for(name, Duration::from_secs(60), || {
+            get(&addr, "/health", None)
+                .ok()
+                .filter(|(s, _)| s.contains(" 200 "))
+        })?;
+        Ok((addr, proc))
+    };
+    let (first, mut first_proc) = start("first")?;
+    let (second, _second_proc) = start("second")?;
+    let driver = webdriver::Driver::start(
+        &chromedriver,
+        free_port()?,
+        &dir.path().join("chromedriver.log"),
+    )?;
+    let session = driver.session(&chromium, 1200, 800)?;
+    session.goto(&format!("http://{first}/ui#/roles"))?;
+    let status = "return document.querySelector('#status').textContent;";
+    until(&session, "the page to load", status, json!([]), |v| {
+        v.as_str().is_some_and(|t| t.starts_with("updated"))
+    })?;
+    first_proc.kill9()?;
+    let _standby = fake_standby::FakeStandby::start(&first, &second)?;
+    let want = format!("http://{second}/ui#/roles");
+    until(
+        &session,
+        "the page to move to the leader",
+        "return location.href;",
+        json!([]),
+        |v| v.as_str() == Some(want.as_str()),
+    )?;
+    until(&session, "the leader's data", status, json!([]), |v| {
+        v.as_str().is_some_and(|t| t.starts_with("updated"))
+    })?;
+    Ok(())
 }

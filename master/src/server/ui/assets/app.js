@@ -204,8 +204,27 @@
       model.updated = new Date();
     } catch (e) {
       model.error = e.message;
+      await followLeader();
     }
     render();
+  }
+
+  /**
+   * After a failover this master may be a standby (its `/health` says so and names the
+   * leader; its other routes redirect there, which the page's requests cannot follow across
+   * origins): the page moves to the leader, on the same page.
+   */
+  async function followLeader() {
+    try {
+      const r = await fetch(here('/health'), { credentials: 'same-origin', cache: 'no-store' });
+      const health = await r.json();
+      if (health.role === 'standby' && typeof health.leader === 'string' &&
+          /^[A-Za-z0-9.\-:\[\]]+$/.test(health.leader) && health.leader !== location.host) {
+        location.assign(location.protocol + '//' + health.leader + '/ui' + location.hash);
+      }
+    } catch (_) {
+      // The master does not answer at all: keep trying here.
+    }
   }
 
   /** The `/why` explanation the current page shows (a framework's or a role's). */
