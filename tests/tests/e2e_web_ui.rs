@@ -387,7 +387,39 @@ fn task_pages(ui: &Ui, framework_id: &str) -> Result<()> {
         json!([0, "undefined"]),
         "the task name was interpreted as markup"
     );
-    ui.save("xss")
+    ui.save("xss")?;
+    filter_tasks(ui)
+}
+
+/// The tasks page's filter: rows by id or name, and the box keeps its text and focus across
+/// the page's refreshes.
+fn filter_tasks(ui: &Ui) -> Result<()> {
+    let rows = "return [...document.querySelectorAll('#tasks tr[data-task-id]')]
+        .map((r) => r.dataset.taskId).sort();";
+    let typed = ui.session.exec(
+        "const f = document.querySelector('#task-filter'); f.focus(); f.value = 'TICK';
+         f.dispatchEvent(new Event('input')); return f.value;",
+        json!([]),
+    )?;
+    assert_eq!(typed, "TICK");
+    assert_eq!(ui.session.exec(rows, json!([]))?, json!(["ticker"]));
+    // Wait for the next refresh of the page, then look again.
+    let status = "return document.querySelector('#status').textContent;";
+    let before = ui.session.exec(status, json!([]))?;
+    until(&ui.session, "a refresh", status, json!([]), |v| {
+        *v != before
+    })?;
+    let kept = ui.session.exec(
+        "return [document.activeElement.id, document.querySelector('#task-filter').value];",
+        json!([]),
+    )?;
+    assert_eq!(
+        kept,
+        json!(["task-filter", "TICK"]),
+        "the filter box was replaced"
+    );
+    assert_eq!(ui.session.exec(rows, json!([]))?, json!(["ticker"]));
+    ui.save("tasks-filter")
 }
 
 fn browse_pages(

@@ -338,14 +338,13 @@
     const build = pages[page] || (() => [h('h1', {}, 'No such page'), h('p', {}, link([], 'Overview'))]);
     const content = [].concat(build(...args));
     if (page !== 'task' && viewer) stopViewer();
-    const keep = viewer && viewer.node.parentNode === main ? content.indexOf(viewer.node) : -1;
-    if (keep >= 0) {
-      // The task's output stays where it is (its scroll position and selection survive).
-      for (const child of [...main.childNodes]) if (child !== viewer.node) child.remove();
-      viewer.node.before(...content.slice(0, keep));
-      viewer.node.after(...content.slice(keep + 1));
-    } else {
-      main.replaceChildren(...content);
+    // Nodes the page keeps across refreshes (the task's output, the tasks filter) stay where
+    // they are, so their scroll position, selection and focus survive; the rest is replaced.
+    for (const child of [...main.childNodes]) if (!content.includes(child)) child.remove();
+    let cursor = main.firstChild;
+    for (const node of content) {
+      if (node === cursor) cursor = cursor.nextSibling;
+      else main.insertBefore(node, cursor);
     }
     sizeBars(main);
     main.dataset.page = page;
@@ -480,14 +479,28 @@
     return [h('h1', {}, 'Outstanding offers'), section('Offers', offersTable(model.state.offers || []))];
   }
 
+  /** The tasks page's filter box (kept across refreshes: typing is not interrupted). */
+  const taskFilter = h('input', {
+    type: 'search', id: 'task-filter', placeholder: 'filter by id or name', 'aria-label': 'filter tasks',
+  });
+  const taskFilterBar = h('div', { class: 'filter' }, taskFilter);
+  taskFilter.addEventListener('input', () => render());
+
   function tasksPage(stateFilter) {
     let tasks = allTasks();
     if (stateFilter) tasks = tasks.filter((t) => t.state === stateFilter);
+    const q = taskFilter.value.trim().toLowerCase();
+    if (q) {
+      tasks = tasks.filter((t) => String(t.id).toLowerCase().includes(q) ||
+        String(t.name).toLowerCase().includes(q));
+    }
     const states = [...new Set(allTasks().map((t) => t.state))].sort();
     return [h('h1', {}, 'Tasks'),
       h('div', { class: 'tabs filter' }, link(['tasks'], 'all', { class: stateFilter ? '' : 'on' }),
         states.map((s) => link(['tasks', s], s, { class: s === stateFilter ? 'on' : '' }))),
-      section(stateFilter || 'All tasks', tasksTable(tasks))];
+      taskFilterBar,
+      section((stateFilter || 'All tasks') + (q ? ' matching “' + taskFilter.value.trim() + '”' : ''),
+        tasksTable(tasks))];
   }
 
   function missing(what, id) {
