@@ -34,6 +34,11 @@ fn check_proxy(c: &UiCluster, framework_id: &str) -> Result<()> {
     let read = format!("/ui/api/sandbox/read?framework_id={framework_id}&task_id=echo&path=stdout");
     let answer = c.json(&read)?;
     assert_eq!(answer["data"], format!("{STDOUT_TEXT}\n"), "{answer}");
+    let download =
+        format!("/ui/api/sandbox/download?framework_id={framework_id}&task_id=echo&path=stderr");
+    let (status, body) = get(&c.master, &download, c.auth.as_deref())?;
+    assert!(status.contains(" 200 "), "{status}: {body}");
+    assert_eq!(body, format!("{STDERR_TEXT}\n"));
     let browse = c.json(&format!(
         "/ui/api/sandbox/browse?framework_id={framework_id}&task_id=echo"
     ))?;

@@ -8,6 +8,7 @@
 //! | `GET /ui/assets/NAME` | `app.js`, `style.css`, `favicon.svg` |
 //! | `GET /ui/api/sandbox/read?framework_id=&task_id=&path=&offset=&length=` | the agent's `/files/read` of a file in the task's sandbox |
 //! | `GET /ui/api/sandbox/browse?framework_id=&task_id=&path=` | the agent's `/files/browse` of a directory in it |
+//! | `GET /ui/api/sandbox/download?framework_id=&task_id=&path=` | the agent's `/files/download` of a file in it (streamed) |
 //!
 //! Every asset carries its content type, `Cache-Control: no-cache` with a strong `ETag` (a
 //! browser revalidates and gets `304 Not Modified` until the binary changes), `nosniff` and a

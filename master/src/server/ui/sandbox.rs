@@ -1,6 +1,6 @@
-//! The UI's sandbox proxy: `GET /ui/api/sandbox/{read,browse}` forwards to the task's agent's
-//! file API (`/files/read`, `/files/browse`), so the page reads task output from its own origin
-//! (no CORS, one set of credentials).
+//! The UI's sandbox proxy: `GET /ui/api/sandbox/{read,browse,download}` forwards to the task's
+//! agent's file API (`/files/read`, `/files/browse`, `/files/download`, the last streamed), so
+//! the page reads task output from its own origin (no CORS, one set of credentials).
 //!
 //! The task must be one the caller may see in `/state` (the view ACLs); its agent is the one
 //! `/state` names, at the `hostname:port` it advertises (where `proffer agent --http` serves).
@@ -35,7 +35,7 @@ pub(crate) const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SandboxError {
     /// Not `read` nor `browse`.
-    #[error("unknown sandbox operation {0:?}: expected `read` or `browse`")]
+    #[error("unknown sandbox operation {0:?}: expected `read`, `browse` or `download`")]
     UnknownOp(String),
     /// A required query parameter is missing or empty.
     #[error("invalid query: missing `{0}`")]
@@ -134,7 +134,7 @@ fn refuse(e: &SandboxError) -> Response {
 /// A parsed sandbox request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SandboxQuery {
-    /// `read` or `browse`.
+    /// `read`, `browse` or `download`.
     pub(crate) op: &'static str,
     /// The task's framework.
     pub(crate) framework_id: String,
@@ -153,6 +153,7 @@ pub(crate) fn parse(op: &str, q: &BTreeMap<String, String>) -> Result<SandboxQue
     let op = match op {
         "read" => "read",
         "browse" => "browse",
+        "download" => "download",
         other => return Err(SandboxError::UnknownOp(other.to_string())),
     };
     let required = |name: &'static str| {
@@ -210,6 +211,8 @@ pub(crate) struct Target {
     pub(crate) addr: String,
     /// The path and query to ask it for.
     pub(crate) path_and_query: String,
+    /// Pass the answer's body on as it arrives (a download) rather than read it first.
+    pub(crate) stream: bool,
 }
 
 /// Finds the task of `q` in `state` (live or completed) and its agent; builds the request.
@@ -257,6 +260,7 @@ pub(crate) fn target(state: &v1::StateSnapshot, q: &SandboxQuery) -> Result<Targ
         agent_id: agent.id.clone(),
         addr: format!("{host}:{}", agent.port),
         path_and_query,
+        stream: q.op == "download",
     })
 }
 
@@ -346,6 +350,10 @@ pub(crate) async fn forward(
     }
     let answer = sender.send_request(request).await;
     let result = match answer {
+        Ok(response) if target.stream && response.status().is_success() => {
+            // Streamed: the connection task ends by itself once the body is through.
+            return Ok(pass_on(response));
+        }
         Ok(response) => {
             let status = response.status();
             let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
@@ -365,4 +373,23 @@ pub(crate) async fn forward(
     };
     connection.abort();
     result
+}
+
+/// A download as the agent sends it: its body streamed, with its type, length and name.
+fn pass_on(response: axum::http::Response<hyper::body::Incoming>) -> Response {
+    let (parts, body) = response.into_parts();
+    let mut out = Body::new(body).into_response();
+    *out.status_mut() = parts.status;
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_LENGTH,
+        header::CONTENT_DISPOSITION,
+    ] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    out
 }

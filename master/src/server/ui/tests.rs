@@ -283,6 +283,7 @@ fn targets_are_the_tasks_agent_and_sandbox() {
             addr: "10.0.0.1:5051".into(),
             path_and_query: "/files/read?path=/w/sandboxes/f/t%201/stdout&offset=7&length=100"
                 .into(),
+            stream: false,
         })
     );
     let t = sandbox::target(&s, &q("done", "", None)).map(|t| (t.addr, t.path_and_query));
@@ -325,6 +326,18 @@ async fn fake_agent() -> anyhow::Result<std::net::SocketAddr> {
                 None => (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({ "error": "no principal" }))),
             }
         }),
+    )
+    .route(
+        "/files/download",
+        axum::routing::get(|| async {
+            (
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream"),
+                    (header::CONTENT_DISPOSITION, "attachment; filename=\"stdout\""),
+                ],
+                "x".repeat(200_000),
+            )
+        }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(addr)
@@ -337,6 +350,7 @@ async fn the_proxy_forwards_credentials_and_passes_answers_back() -> anyhow::Res
         agent_id: "a1".into(),
         addr: addr.to_string(),
         path_and_query: "/files/read?path=x".into(),
+        stream: false,
     };
     let auth = HeaderValue::from_static("Basic dTpw");
     let answer = sandbox::forward(&target, Some(auth)).await?;
@@ -347,6 +361,26 @@ async fn the_proxy_forwards_credentials_and_passes_answers_back() -> anyhow::Res
     // Without credentials the agent's refusal comes back as it is.
     let answer = sandbox::forward(&target, None).await?;
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    // A download is passed on as it comes, with its name and length.
+    let download = Target {
+        path_and_query: "/files/download?path=x".into(),
+        stream: true,
+        ..target.clone()
+    };
+    let answer = sandbox::forward(&download, None).await?;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let h = answer.headers();
+    assert_eq!(
+        h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()),
+        Some("200000")
+    );
+    assert_eq!(
+        h.get(header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok()),
+        Some("attachment; filename=\"stdout\"")
+    );
+    let body = axum::body::to_bytes(answer.into_body(), 1 << 20).await?;
+    assert_eq!(body.len(), 200_000);
     // Nothing listening: 502 naming the agent and its address.
     let closed = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
     let target = Target {

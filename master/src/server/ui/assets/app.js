@@ -633,8 +633,11 @@
     const note = h('p', { class: 'muted', id: 'output-status' }, 'reading ' + file + '…');
     const files = h('div', { class: 'tabs', id: 'sandbox-files' });
     const follow = h('input', { type: 'checkbox', id: 'follow', checked: true });
+    const download = h('a', { id: 'download', download: file,
+      href: sandboxUrl('download', fw, id, { path: file }) }, 'download ' + file);
     const node = h('section', { id: 'sandbox' }, h('h2', {}, 'Sandbox'), files,
-      h('p', {}, h('label', {}, follow, ' follow (read new output every second)')), note, pre);
+      h('p', {}, h('label', {}, follow, ' follow (read new output every second)'), ' · ', download),
+      note, pre);
     const v = { node: node, stopped: false, timer: null, offset: null, terminal: terminal };
     const setNote = (text, cls) => { note.textContent = text; note.className = cls || 'muted'; };
 
