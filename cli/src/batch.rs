@@ -195,8 +195,19 @@ fn summary_json(s: &BatchSummary, board: &Board) -> serde_json::Value {
         "elapsed_secs": s.elapsed.as_secs_f64(),
         "offers_received": s.offers_received,
         "offers_declined": s.offers_declined,
+        "launch_to_running_ms": percentiles_json(s.launch_to_running.as_ref()),
+        "launch_to_end_ms": percentiles_json(s.launch_to_end.as_ref()),
         "failed_tasks": board.failed,
     })
+}
+
+/// `{"p50": …, "p99": …, "max": …}` in milliseconds, or null.
+fn percentiles_json(p: Option<&proffer_sdk::batch::Percentiles>) -> serde_json::Value {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    p.map_or(
+        serde_json::Value::Null,
+        |p| json!({"p50": ms(p.p50), "p99": ms(p.p99), "max": ms(p.max)}),
+    )
 }
 
 /// Shows events as they come until the batch ends; returns the reporter for the summary.

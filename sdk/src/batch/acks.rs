@@ -41,11 +41,14 @@ impl Acker {
         }
     }
 
-    /// Waits until every queued acknowledgement was sent.
-    pub(crate) async fn flush(&mut self) {
+    /// Waits until every queued acknowledgement was sent, for at most `within`; what is not
+    /// sent by then is dropped (the run is over: the framework is about to be torn down).
+    pub(crate) async fn finish(&mut self, within: std::time::Duration) {
         self.tx = None;
-        if let Some(w) = self.worker.take() {
-            let _ = w.await;
+        if let Some(mut w) = self.worker.take()
+            && tokio::time::timeout(within, &mut w).await.is_err()
+        {
+            w.abort();
         }
     }
 }

@@ -231,6 +231,9 @@ enum Slot {
 /// How often, until a fitting agent is seen, the batch checks that one could exist.
 const FEASIBILITY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a run that ends waits for its last acknowledgements to be sent.
+const ACK_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How often launched tasks are reconciled.
 const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -342,8 +345,6 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                             self.on_update(status).await;
                         }
                         if self.summary.terminal() >= self.spec.tasks {
-                            // The last updates are acknowledged before the framework goes.
-                            self.acker.flush().await;
                             self.teardown().await;
                             (self.progress)(&BatchProgress::Done);
                             return Ok(self.summary());
@@ -553,6 +554,8 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
     }
 
     async fn teardown(&mut self) {
+        // The last updates are acknowledged before the framework goes (not after it).
+        self.acker.finish(ACK_DRAIN).await;
         if let Err(e) = self.driver.teardown().await {
             tracing::warn!(error = %e, "teardown failed");
         }

@@ -93,6 +93,7 @@ impl fmt::Display for BatchSummary {
             "  offers received {}, declined {}",
             self.offers_received, self.offers_declined
         )?;
+        // On the same line: the summary stays three lines.
         for (label, p) in [
             ("launch→RUNNING", &self.launch_to_running),
             ("launch→end", &self.launch_to_end),
@@ -100,11 +101,10 @@ impl fmt::Display for BatchSummary {
             if let Some(p) = p {
                 write!(
                     f,
-                    "\n  {label}: p50 {}, p99 {}, max {} ({} tasks)",
+                    "; {label} p50 {}, p99 {}, max {}",
                     format_ms(p.p50),
                     format_ms(p.p99),
                     format_ms(p.max),
-                    p.count
                 )?;
             }
         }
@@ -158,7 +158,7 @@ mod tests {
         });
         let text = s.to_string();
         assert!(
-            text.contains("launch→RUNNING: p50 2.5 ms, p99 40 ms, max 41 ms (3 tasks)"),
+            text.ends_with("declined 0; launch→RUNNING p50 2.5 ms, p99 40 ms, max 41 ms"),
             "{text}"
         );
     }
