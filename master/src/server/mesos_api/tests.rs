@@ -330,6 +330,19 @@ async fn subscribe_streams_recordio_events_with_heartbeats_and_checks_the_stream
     {
         chunk.expect("chunk");
     }
+
+    // A torn down framework id cannot subscribe again (409); nor make calls (403).
+    let again = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info":
+        {"user": "u", "name": "test", "id": {"value": sub.framework_id}}}});
+    let (status, text) = answer(&api, json_post(again, &[])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    assert!(text.contains("was removed"), "{text}");
+    let (status, text) = answer(
+        &api,
+        json_post(call_of(&sub, "REVIVE"), &[(STREAM_ID, &id)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
 }
 
 #[tokio::test]
