@@ -300,6 +300,15 @@ fn cluster_pages(ui: &Ui, framework_id: &str) -> Result<()> {
     assert_eq!(shown["agents"], "2");
     assert_eq!(shown["by_state"]["TASK_RUNNING"], "2", "{shown}");
     ui.save("overview")?;
+    // A counter of /metrics (stable: nothing is launched meanwhile).
+    let (_, metrics) = get(&ui.c.master, "/metrics", ui.c.auth.as_deref())?;
+    let launched = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("proffer_tasks_launched_total "))
+        .context("no proffer_tasks_launched_total in /metrics")?
+        .trim()
+        .parse::<f64>()?;
+    ui.text_is("#metric-tasks-launched", &ui_num(launched))?;
     if event_stream_offered(&ui.c.master)? {
         ui.text_until("#status", |t| t.contains("live"))?;
         println!("the page follows the operator event stream");

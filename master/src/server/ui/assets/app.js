@@ -172,6 +172,33 @@
     return location.origin + path;
   }
 
+  async function getText(path) {
+    const r = await fetch(here(path), { credentials: 'same-origin', cache: 'no-store' });
+    if (!r.ok) throw new Error(path + ': ' + r.status);
+    return r.text();
+  }
+
+  /** The samples of a Prometheus text exposition: `{name, labels, value}`. */
+  function parseMetrics(text) {
+    const out = [];
+    for (const line of text.split('\n')) {
+      const m = /^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+      if (!m) continue;
+      const labels = {};
+      for (const l of (m[2] || '').matchAll(/([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+        labels[l[1]] = l[2];
+      }
+      out.push({ name: m[1], labels: labels, value: Number(m[3]) });
+    }
+    return out;
+  }
+
+  /** The sum of the samples called `name` (0 when there is none). */
+  function metric(name) {
+    return (model.metrics || []).filter((x) => x.name === name)
+      .reduce((sum, x) => sum + (Number.isFinite(x.value) ? x.value : 0), 0);
+  }
+
   async function getJson(path) {
     const r = await fetch(here(path), { credentials: 'same-origin', cache: 'no-store' });
     const text = await r.text();
@@ -191,14 +218,16 @@
   async function refresh() {
     lastRefresh = Date.now();
     try {
-      const [state, roles, maintenance] = await Promise.all([
+      const [state, roles, maintenance, metrics] = await Promise.all([
         getJson('/state'),
         getJson('/roles').catch(() => ({ roles: [] })),
         getJson('/maintenance').catch(() => ({ windows: [] })),
+        getText('/metrics').then(parseMetrics).catch(() => []),
       ]);
       model.state = state;
       model.roles = roles.roles || [];
       model.windows = maintenance.windows || [];
+      model.metrics = metrics;
       model.why = await fetchWhy();
       model.error = null;
       model.updated = new Date();
@@ -459,7 +488,24 @@
       section('Recently completed tasks', tasksTable(recent, 'completed-tasks'),
         completed.length > recent.length ? h('p', {}, link(['tasks'], 'all ' + completed.length)) : null),
       section('Outstanding offers', offersTable(s.offers || [])),
+      section('Since the master started', sinceStart()),
     ];
+  }
+
+  /** Counters of `/metrics`. */
+  function sinceStart() {
+    const writes = metric('proffer_registry_write_seconds_count');
+    const ended = (model.metrics || []).filter((x) => x.name === 'proffer_tasks_terminal_total');
+    return h('div', { class: 'cards' },
+      card('metric-offers-made', metric('proffer_offers_made_total'), 'offers made'),
+      card('metric-tasks-launched', metric('proffer_tasks_launched_total'), 'tasks launched'),
+      card('metric-tasks-ended', metric('proffer_tasks_terminal_total'), 'tasks ended'),
+      ended.map((x) => card(null, x.value, (x.labels.state || '?') + ' (ended)')),
+      card('metric-agents-removed', metric('proffer_agents_removed_total'), 'agents removed'),
+      card('metric-frameworks-removed', metric('proffer_frameworks_removed_total'), 'frameworks removed'),
+      writes ? card('metric-registry-write', num(1000 * metric('proffer_registry_write_seconds_sum') / writes) + ' ms',
+        'mean registry write (' + writes + ')') : null,
+      h('p', { class: 'muted' }, h('a', { href: '/metrics' }, 'all metrics (Prometheus)')));
   }
 
   function agentsPage() {
