@@ -143,7 +143,7 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
     let agents = start_agents(&args, &work_dir, &master, secure.as_ref(), &cancel)?;
     match &masters {
         Masters::One { addr, .. } => crate::output::text(&format!(
-            "master listening on {addr} (gRPC); state at {scheme}://{addr}/state"
+            "master listening on {addr} (gRPC); web UI at {scheme}://{addr}/, state at {scheme}://{addr}/state"
         )),
         Masters::Group(_) => crate::output::text(&format!(
             "masters {master}: `curl http://HOST:PORT/health` says which leads; \
