@@ -249,23 +249,9 @@ async fn answer(
                 x.get_tasks = Some(to_mesos::get_tasks(&s));
             })
         }
-        C::GetRoles => {
+        C::GetRoles | C::GetWeights | C::GetQuota => {
             let (_, roles) = visible(st, caller).await?;
-            response(RespType::GetRoles, |x| {
-                x.get_roles = Some(to_mesos::get_roles(&roles));
-            })
-        }
-        C::GetWeights => {
-            let (_, roles) = visible(st, caller).await?;
-            response(RespType::GetWeights, |x| {
-                x.get_weights = Some(to_mesos::get_weights(&roles));
-            })
-        }
-        C::GetQuota => {
-            let (_, roles) = visible(st, caller).await?;
-            response(RespType::GetQuota, |x| {
-                x.get_quota = Some(to_mesos::get_quota(&roles));
-            })
+            role_read(kind, &roles)
         }
         C::GetMaster => {
             let p = st.core.published().await?;
@@ -279,6 +265,21 @@ async fn answer(
         }
         _ => return change(st, caller, kind, call).await,
     })
+}
+
+/// `GET_ROLES`, `GET_WEIGHTS` or `GET_QUOTA` of the roles the caller may see.
+fn role_read(kind: CallType, roles: &[v1::RoleSummary]) -> Reply {
+    match kind {
+        CallType::GetWeights => response(RespType::GetWeights, |x| {
+            x.get_weights = Some(to_mesos::get_weights(roles));
+        }),
+        CallType::GetQuota => response(RespType::GetQuota, |x| {
+            x.get_quota = Some(to_mesos::get_quota(roles));
+        }),
+        _ => response(RespType::GetRoles, |x| {
+            x.get_roles = Some(to_mesos::get_roles(roles));
+        }),
+    }
 }
 
 async fn maintenance_reads(
@@ -364,6 +365,20 @@ async fn change(
             operator::drain(core, caller, false, a.agent_id.value, String::new()).await?;
             Ok(Reply::Done(StatusCode::OK))
         }
+        _ => relabel_or_maintain(st, caller, kind, call).await,
+    }
+}
+
+/// Reservations and maintenance (machines are agents' hostnames); other calls are 501.
+async fn relabel_or_maintain(
+    st: &HttpState,
+    caller: &Caller,
+    kind: CallType,
+    call: mm::Call,
+) -> Result<Reply, ApiError> {
+    use CallType as C;
+    let core = &st.core;
+    match kind {
         C::ReserveResources | C::UnreserveResources => {
             let reserve = kind == C::ReserveResources;
             let (agent_id, resources) = if reserve {
