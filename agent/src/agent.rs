@@ -98,6 +98,8 @@ pub(crate) struct Agent {
     commit: checkpoint::GroupCommit,
     /// The supervising executors, one per framework.
     supervisors: containerizer::Supervisors,
+    /// Tasks whose files are written at the next commit.
+    launches: Vec<tasks::LaunchFiles>,
 }
 
 fn now_ms() -> u64 {
@@ -180,6 +182,7 @@ impl Agent {
             masters,
             commit: checkpoint::GroupCommit::default(),
             supervisors: containerizer::Supervisors::default(),
+            launches: Vec::new(),
         })
     }
 

@@ -107,7 +107,12 @@ impl Agent {
     /// Handles the executor and session events that are already queued (at most `max`), so
     /// one group commit covers them all.
     pub(super) fn handle_ready(&mut self, max: usize) {
+        // A batch is also cut after a few milliseconds of work, so updates are not held long.
+        let until = std::time::Instant::now() + READY_WORK;
         for _ in 0..max {
+            if std::time::Instant::now() >= until {
+                return;
+            }
             if let Ok(ev) = self.containers_rx.try_recv() {
                 self.on_container(ev);
             } else if let Ok(ev) = self.events_rx.try_recv() {
@@ -122,6 +127,13 @@ impl Agent {
     /// parallel), then sends the updates held for them, in order, and starts the tasks
     /// launched since (their checkpoints name their executor).
     pub(super) async fn commit(&mut self) {
+        if !self.launches.is_empty() {
+            let launches = std::mem::take(&mut self.launches);
+            let keys: Vec<TaskKey> = launches.iter().map(|l| l.key.clone()).collect();
+            for (key, written) in keys.iter().zip(write_launch_files_all(launches).await) {
+                self.start_prepared(key, written);
+            }
+        }
         if self.commit.is_clean() {
             self.supervisors.flush();
             return;
@@ -342,28 +354,25 @@ impl Agent {
         }))
     }
 
-    /// Creates the sandbox and run directory and starts the executor.
+    /// Builds the task's executor spec and queues its files for the next commit, where the
+    /// files of the whole batch are written in parallel ([`LaunchFiles`]) and the executor is
+    /// started ([`Agent::start_prepared`]).
     fn launch(&mut self, key: &TaskKey, task: &TaskInfo) -> Result<(), Refusal> {
         let launch_failed =
             |m: String| (TaskState::TaskFailed, "REASON_CONTAINER_LAUNCH_FAILED", m);
         let dir = sandbox::sandbox_dir(&self.config.work_dir, &key.framework_id, &key.task_id);
         let run_dir = checkpoint::run_dir(&self.config.work_dir, &key.framework_id, &key.task_id);
-        for d in [&dir, &run_dir] {
-            std::fs::create_dir_all(d)
-                .map_err(|e| launch_failed(format!("creating {}: {e}", d.display())))?;
-        }
-        link_volumes(&self.config.work_dir, &dir, task).map_err(launch_failed)?;
         let mut env = process::task_env(task, &key.framework_id, self.id_str(), &dir)
             .map_err(|m| (TaskState::TaskError, "REASON_TASK_INVALID", m))?;
+        let mut shared = None;
         if let Some(group) = self.tasks.get(key).and_then(|t| t.group.clone()) {
             // Tasks of a group share `sandboxes/<framework>/<group>/` next to their own sandboxes.
-            let shared = sandbox::sandbox_dir(&self.config.work_dir, &key.framework_id, &group);
-            std::fs::create_dir_all(&shared)
-                .map_err(|e| launch_failed(format!("creating {}: {e}", shared.display())))?;
+            let dir = sandbox::sandbox_dir(&self.config.work_dir, &key.framework_id, &group);
             env.push((
                 "PROFFER_GROUP_SANDBOX".into(),
-                shared.to_string_lossy().into_owned(),
+                dir.to_string_lossy().into_owned(),
             ));
+            shared = Some(dir);
         }
         let container_id = uuid::Uuid::new_v4().to_string();
         let cgroup = self
@@ -390,37 +399,62 @@ impl Agent {
             user,
             pid_namespace: self.config.pid_namespace,
         };
-        protocol::write_launch_files(&run_dir, task, &spec).map_err(|e| {
-            launch_failed(format!(
-                "writing launch files in {}: {e}",
-                run_dir.display()
-            ))
-        })?;
+        self.launches.push(LaunchFiles {
+            key: key.clone(),
+            work_dir: self.config.work_dir.clone(),
+            sandbox: dir,
+            run_dir,
+            shared,
+            task: task.clone(),
+            spec,
+        });
+        Ok(())
+    }
+
+    /// Starts the executor of a task whose files are written (or reports why it cannot).
+    fn start_prepared(&mut self, key: &TaskKey, written: Result<(), String>) {
+        // A task killed while its files were being written is not started.
+        if self.tasks.get(key).map(|t| t.state) != Some(TaskState::TaskStaging) {
+            return;
+        }
+        if let Err(m) = written {
+            self.set_state(key, TaskState::TaskFailed);
+            self.emit(
+                key,
+                TaskState::TaskFailed,
+                "REASON_CONTAINER_LAUNCH_FAILED",
+                m,
+            );
+            return;
+        }
         self.set_state(key, TaskState::TaskStarting);
+        let Some(run_dir) = self.tasks.get(key).map(|t| t.run_dir.clone()) else {
+            return;
+        };
         let instance = self.tasks.get(key).map_or(0, |t| t.instance);
-        let container = containerizer::launch(
+        let container = match containerizer::launch(
             &self.launcher,
             &mut self.supervisors,
             &run_dir,
             key.clone(),
             instance,
             self.containers_tx.clone(),
-        )
-        .map_err(|e| {
-            (
-                TaskState::TaskFailed,
-                "REASON_EXECUTOR_TERMINATED",
-                format!("failed to start the executor: {e}"),
-            )
-        })?;
-        debug!(framework_id = %key.framework_id, task_id = %key.task_id, executor = ?container.executor, sandbox = %dir.display(), "executor started");
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                self.set_state(key, TaskState::TaskFailed);
+                let m = format!("failed to start the executor: {e}");
+                self.emit(key, TaskState::TaskFailed, "REASON_EXECUTOR_TERMINATED", m);
+                return;
+            }
+        };
+        debug!(framework_id = %key.framework_id, task_id = %key.task_id, executor = ?container.executor, "executor started");
         if let Some(t) = self.tasks.get_mut(key) {
             t.cp.executor = Some(container.executor.clone());
             t.container = Some(container);
         }
         // One checkpoint (with the executor) per launch: STARTING is written ahead of sending.
         self.emit(key, TaskState::TaskStarting, "", String::new());
-        Ok(())
     }
 
     fn set_state(&mut self, key: &TaskKey, state: TaskState) {
@@ -456,6 +490,12 @@ impl Agent {
                     "killing task"
                 );
                 c.kill(grace);
+            }
+            Some(t) if t.state == TaskState::TaskStaging => {
+                // Its files are being written: it is never started.
+                self.set_state(&key, TaskState::TaskKilled);
+                let m = "task killed before it started".to_string();
+                self.emit(&key, TaskState::TaskKilled, "REASON_TASK_KILLED", m);
             }
             Some(_) => debug!(
                 framework_id,
@@ -749,6 +789,9 @@ impl Agent {
     /// On cancel: kill every task and wait (bounded) for their ends, or leave them running
     /// for the next agent; then close the session.
     pub(super) async fn shutdown(&mut self) {
+        // Tasks being launched are started (and checkpointed) first, so they are killed or
+        // left running like the others.
+        self.commit().await;
         if self.config.kill_tasks_on_shutdown {
             self.kill_all();
             let longest = self
@@ -788,6 +831,76 @@ impl Agent {
         self.close_session().await;
         info!(agent_id = self.id_str(), "agent stopped");
     }
+}
+
+/// The most time spent handling queued inputs before a group commit.
+const READY_WORK: Duration = Duration::from_millis(10);
+
+/// The files of a task to launch, written at the next commit with the batch's others.
+pub(crate) struct LaunchFiles {
+    key: TaskKey,
+    work_dir: std::path::PathBuf,
+    sandbox: std::path::PathBuf,
+    run_dir: std::path::PathBuf,
+    /// The task group's shared directory, if in a group.
+    shared: Option<std::path::PathBuf>,
+    task: TaskInfo,
+    spec: ExecutorSpec,
+}
+
+impl LaunchFiles {
+    /// Creates the sandbox, run and group directories, links volumes, writes the launch files.
+    fn write(&self) -> Result<(), String> {
+        let dirs = [
+            Some(&self.sandbox),
+            Some(&self.run_dir),
+            self.shared.as_ref(),
+        ];
+        for d in dirs.into_iter().flatten() {
+            std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+        }
+        link_volumes(&self.work_dir, &self.sandbox, &self.task)?;
+        protocol::write_launch_files(&self.run_dir, &self.task, &self.spec)
+            .map_err(|e| format!("writing launch files in {}: {e}", self.run_dir.display()))
+    }
+}
+
+/// Writes the launch files of a batch on up to 16 threads of the blocking pool; the results
+/// are in the batch's order.
+async fn write_launch_files_all(batch: Vec<LaunchFiles>) -> Vec<Result<(), String>> {
+    if batch.len() <= 1 {
+        return batch.iter().map(LaunchFiles::write).collect();
+    }
+    let chunk = batch.len().div_ceil(batch.len().min(16));
+    let batch = std::sync::Arc::new(batch);
+    let workers: Vec<_> = (0..batch.len())
+        .step_by(chunk)
+        .map(|from| {
+            let batch = batch.clone();
+            tokio::task::spawn_blocking(move || {
+                let to = (from + chunk).min(batch.len());
+                batch[from..to]
+                    .iter()
+                    .map(LaunchFiles::write)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(batch.len());
+    for (i, w) in futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match w {
+            Ok(r) => out.extend(r),
+            Err(e) => {
+                let n = chunk.min(batch.len() - i * chunk);
+                out.extend((0..n).map(|_| Err(format!("writing launch files failed: {e}"))));
+            }
+        }
+    }
+    out
 }
 
 /// The sum of the scalar resources called `name` in `resources` (milli-units), any role.
