@@ -13,6 +13,8 @@
 //! - [`cgroups`]: cgroups v1/v2 detection, limits, OOM detection, usage.
 //! - [`checks`]: health and readiness checks (COMMAND, HTTP, TCP; Mesos defaults).
 //! - [`fetcher`]: URIs into the sandbox (file, http, https via curl; extract, checksum, cache).
+//! - [`image`]: the image store (OCI layout / `docker save`, verified, layer cache, LRU GC).
+//! - [`oci`]: running containers with `crun`/`runc` (runtime spec, bundle, writable rootfs).
 //! - [`http`]: the agent's HTTP endpoint (state, metrics, sandbox browsing, drain).
 //! - [`http_auth`]: authentication and `access_sandboxes` on the HTTP endpoint.
 //! - [`files`]: safe opening of sandbox files for the endpoint (no symlinks, no FIFOs).
@@ -33,6 +35,8 @@ pub mod fetcher;
 pub mod files;
 pub mod http;
 pub mod http_auth;
+pub mod image;
+pub mod oci;
 pub mod process;
 pub mod sandbox;
 pub mod status_updates;
