@@ -60,6 +60,22 @@ fn kind_of(path: &Path) -> RuntimeKind {
     }
 }
 
+/// Why `kind` cannot run containers on this host, if it cannot: `crun` refuses a hybrid
+/// cgroup layout (v1 controllers plus a v2 hierarchy that has controllers of its own).
+pub fn host_problem(kind: RuntimeKind) -> Option<String> {
+    if kind != RuntimeKind::Crun {
+        return None;
+    }
+    let unified = Path::new("/sys/fs/cgroup/unified/cgroup.controllers");
+    let controllers = std::fs::read_to_string(unified).ok()?;
+    (!controllers.trim().is_empty()).then(|| {
+        format!(
+            "crun does not support hybrid cgroups with controllers ({}) in the v2 hierarchy; use runc",
+            controllers.trim()
+        )
+    })
+}
+
 /// Every OCI runtime on `PATH` (`crun` first, then `runc`).
 pub fn detect_all() -> Vec<OciRuntime> {
     let path =
@@ -81,7 +97,7 @@ pub fn detect_all() -> Vec<OciRuntime> {
 }
 
 /// The runtime at `explicit` (checked to be an executable file), else the first of `crun`,
-/// `runc` on `PATH`.
+/// `runc` on `PATH` that can run containers on this host (see [`host_problem`]).
 pub fn detect(explicit: Option<&Path>) -> Result<OciRuntime, OciError> {
     if let Some(p) = explicit {
         if !is_executable(p) {
@@ -90,17 +106,26 @@ pub fn detect(explicit: Option<&Path>) -> Result<OciRuntime, OciError> {
                 p.display()
             )));
         }
+        if let Some(problem) = host_problem(kind_of(p)) {
+            return Err(OciError::NoRuntime(format!("{}: {problem}", p.display())));
+        }
         return Ok(OciRuntime {
             path: p.to_path_buf(),
             kind: kind_of(p),
             state_root: None,
         });
     }
-    detect_all().into_iter().next().ok_or_else(|| {
-        OciError::NoRuntime(
-            "neither crun nor runc is on PATH (install the crun or runc package)".into(),
-        )
-    })
+    let mut problems = Vec::new();
+    for runtime in detect_all() {
+        match host_problem(runtime.kind) {
+            None => return Ok(runtime),
+            Some(p) => problems.push(format!("{}: {p}", runtime.path.display())),
+        }
+    }
+    if problems.is_empty() {
+        problems.push("neither crun nor runc is on PATH (install the crun or runc package)".into());
+    }
+    Err(OciError::NoRuntime(problems.join("; ")))
 }
 
 /// Checks that a container id is safe to pass to the runtime and to use in paths.
