@@ -42,7 +42,7 @@ pub struct AgentArgs {
     http: Option<SocketAddr>,
     /// Serve --http on a non-loopback address without TLS and without authentication
     /// (anyone who reaches it reads every sandbox).
-    #[arg(long, env = "PROFFER_INSECURE")]
+    #[arg(long, env = "PROFFER_AGENT_INSECURE")]
     insecure: bool,
     /// Task isolation: `auto` (cgroups where the host allows, plain processes otherwise),
     /// `posix` (process groups, no limits) or `cgroups` (required; refuse to start without).

@@ -23,7 +23,7 @@ pub struct MasterArgs {
     listen: SocketAddr,
     /// Serve on a non-loopback address without TLS and without authentication (anyone who
     /// reaches the port controls the cluster).
-    #[arg(long, env = "PROFFER_INSECURE")]
+    #[arg(long, env = "PROFFER_MASTER_INSECURE")]
     insecure: bool,
     /// Batch allocation interval.
     #[arg(long, env = "PROFFER_ALLOCATION_INTERVAL", default_value = "1s", value_parser = parse_duration)]

@@ -79,14 +79,16 @@ impl Default for Snapshots {
 }
 
 impl Snapshots {
-    /// An empty publication (version 0, nothing built yet).
+    /// An empty publication (version 0, nothing built yet; the core's first build is 1).
     pub fn new() -> Snapshots {
         let (tx, _) = watch::channel(Arc::new(Published::default()));
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         Snapshots {
             inner: Arc::new(Inner {
                 tx,
-                changes: AtomicU64::new(0),
+                // Version 0 (the empty default) is behind from the start: a read before the
+                // core's first build waits for it rather than seeing an empty master.
+                changes: AtomicU64::new(1),
                 wanted: AtomicBool::new(false),
                 subscribers: AtomicUsize::new(0),
                 events,
@@ -276,12 +278,12 @@ mod tests {
     fn builds_only_when_behind_wanted_and_spaced() {
         let snaps = Snapshots::new();
         let mut p = Publisher::new(snaps.clone(), 100);
-        assert!(!p.maybe_publish(0, build(1)), "nothing changed");
-        p.changed();
+        // Nothing built yet: behind, but nobody wants a snapshot.
         assert!(!p.maybe_publish(0, build(1)), "nobody wants it");
         snaps.inner.wanted.store(true, Ordering::Release);
         assert!(p.maybe_publish(0, build(1)));
         assert_eq!(snaps.latest().version, 1);
+        assert!(!p.maybe_publish(200, build(1)), "nothing changed");
         p.changed();
         snaps.inner.wanted.store(true, Ordering::Release);
         assert!(!p.maybe_publish(50, build(2)), "within the interval");
@@ -322,7 +324,9 @@ mod tests {
     async fn fresh_is_immediate_when_current_and_waits_when_behind() {
         let snaps = Snapshots::new();
         let mut p = Publisher::new(snaps.clone(), 0);
-        assert_eq!(snaps.fresh().await.version, 0);
+        // The first build (the core makes it as soon as a reader wants one).
+        p.publish(0, build(0));
+        assert_eq!(snaps.fresh().await.version, 1, "current: immediate");
         p.changed();
         let reader = tokio::spawn({
             let snaps = snaps.clone();
