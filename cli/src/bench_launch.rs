@@ -302,6 +302,12 @@ impl Report<'_> {
                 100.0 * self.rate() / r.all_cores.max(1e-9)
             ));
         }
+        out.push_str(&format!(
+            "\n  offers: {} received, {} declined ({:.1} tasks per offer)",
+            s.offers_received,
+            s.offers_declined,
+            s.launched as f64 / s.offers_received.max(1) as f64
+        ));
         for (label, p) in [
             ("launch→RUNNING", &s.launch_to_running),
             ("launch→FINISHED", &s.launch_to_end),
@@ -356,6 +362,8 @@ impl Report<'_> {
             "tasks_per_sec": self.rate(),
             "raw_per_sec_one_thread": self.raw.map(|r| r.one_thread),
             "raw_per_sec_all_cores": self.raw.map(|r| r.all_cores),
+            "offers_received": s.offers_received,
+            "offers_declined": s.offers_declined,
             "launch_to_running": pct(&s.launch_to_running),
             "launch_to_finished": pct(&s.launch_to_end),
             "cpu_ms_per_task": self.cpu.map(|c| json!({

@@ -1,6 +1,7 @@
 //! Acknowledgements off the batch's event loop, in batches: statuses queue on a channel; a
 //! worker takes everything queued, and sends the acknowledgements of distinct tasks
-//! concurrently (a task's own acknowledgements stay in order, one round after another).
+//! concurrently (a task's own acknowledgements stay in order, one round after another), up to
+//! 16 batches in flight.
 
 use std::collections::HashMap;
 
@@ -10,8 +11,10 @@ use tokio::sync::mpsc;
 
 use crate::driver::Driver;
 
-/// The most acknowledgements in flight at once.
+/// The most acknowledgements in one batch.
 const MAX_IN_FLIGHT: usize = 256;
+/// The most batches in flight at once.
+const MAX_BATCHES: usize = 16;
 
 /// Queues acknowledgements for the worker.
 #[derive(Debug)]
@@ -72,6 +75,10 @@ pub(crate) fn rounds(statuses: Vec<v1::TaskStatus>) -> Vec<Vec<v1::TaskStatus>> 
 }
 
 async fn run(driver: Driver, mut rx: mpsc::UnboundedReceiver<v1::TaskStatus>) {
+    // Batches go out without waiting for the previous one's replies (a master may answer an
+    // acknowledgement only once it is persisted): a task's next update comes only after its
+    // previous acknowledgement reached the agent, so batches cannot reorder one task's.
+    let mut in_flight = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_IN_FLIGHT {
@@ -80,13 +87,23 @@ async fn run(driver: Driver, mut rx: mpsc::UnboundedReceiver<v1::TaskStatus>) {
                 Err(_) => break,
             }
         }
-        for round in rounds(batch) {
-            let sent = join_all(round.iter().map(|s| driver.acknowledge(s))).await;
-            for (s, r) in round.iter().zip(sent) {
-                if let Err(e) = r {
-                    tracing::warn!(task_id = %s.task_id, agent_id = %s.agent_id, error = %e,
-                        "acknowledge failed");
-                }
+        while in_flight.len() >= MAX_BATCHES {
+            let _ = in_flight.join_next().await;
+        }
+        while in_flight.try_join_next().is_some() {}
+        in_flight.spawn(send_batch(driver.clone(), batch));
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// Sends one batch's acknowledgements, round after round.
+async fn send_batch(driver: Driver, batch: Vec<v1::TaskStatus>) {
+    for round in rounds(batch) {
+        let sent = join_all(round.iter().map(|s| driver.acknowledge(s))).await;
+        for (s, r) in round.iter().zip(sent) {
+            if let Err(e) = r {
+                tracing::warn!(task_id = %s.task_id, agent_id = %s.agent_id, error = %e,
+                    "acknowledge failed");
             }
         }
     }

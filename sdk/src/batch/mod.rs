@@ -257,6 +257,11 @@ struct Run<P> {
     latency: LatencyTracker,
     /// Sends acknowledgements in batches.
     acker: Acker,
+    /// ACCEPTs in flight.
+    accepts: tokio::task::JoinSet<()>,
+    /// The tasks of refused ACCEPTs.
+    launch_failed_tx: tokio::sync::mpsc::UnboundedSender<Vec<usize>>,
+    launch_failed_rx: tokio::sync::mpsc::UnboundedReceiver<Vec<usize>>,
 }
 
 impl<P: FnMut(&BatchProgress)> Run<P> {
@@ -264,6 +269,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         let index = (0..spec.tasks)
             .map(|i| (task_id(&spec.name, i), i))
             .collect();
+        let (launch_failed_tx, launch_failed_rx) = tokio::sync::mpsc::unbounded_channel();
         Run {
             summary: BatchSummary {
                 tasks: spec.tasks,
@@ -275,6 +281,9 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             spec,
             shape,
             acker: Acker::start(driver.clone()),
+            accepts: tokio::task::JoinSet::new(),
+            launch_failed_tx,
+            launch_failed_rx,
             driver,
             progress,
             start,
@@ -315,6 +324,10 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                         self.teardown().await;
                         return Err(BatchError::NeverFits(reason));
                     }
+                    continue;
+                }
+                Some(chosen) = self.launch_failed_rx.recv() => {
+                    self.on_launch_failed(chosen).await;
                     continue;
                 }
                 e = events.next() => e,
@@ -439,6 +452,8 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             self.launch(&offer, pieces).await;
         }
         if self.pending.is_empty() && !self.suppressed {
+            // The master sees the launches before the suppression.
+            while self.accepts.join_next().await.is_some() {}
             match self.driver.suppress().await {
                 Ok(()) => self.suppressed = true,
                 Err(e) => tracing::warn!(error = %e, "suppress failed"),
@@ -484,33 +499,48 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             REFUSE_WHILE_PENDING
         };
         let sent_at = Instant::now();
-        match self
-            .driver
-            .launch(
-                vec![offer.id.clone()],
-                tasks.clone(),
-                Some(refuse_filters(refuse)),
-            )
-            .await
-        {
-            Ok(()) => {
-                for (&i, t) in chosen.iter().zip(&tasks) {
-                    if self.slots[i] == Slot::Pending {
-                        self.slots[i] = Slot::Launched;
-                        self.latency.launched(i, sent_at);
-                    }
-                    self.summary.launched += 1;
-                    (self.progress)(&BatchProgress::Launched {
-                        task_id: t.task_id.clone(),
-                        agent_id: t.agent_id.clone(),
-                    });
-                }
+        // The ACCEPT goes out without waiting for its answer (the master answers once the
+        // launch is persisted): offers keep being used meanwhile. A refused ACCEPT puts its
+        // tasks back in the queue (`on_launch_failed`).
+        for (&i, t) in chosen.iter().zip(&tasks) {
+            if self.slots[i] == Slot::Pending {
+                self.slots[i] = Slot::Launched;
+                self.latency.launched(i, sent_at);
             }
-            Err(e) => {
-                tracing::warn!(offer_id = %offer.id, error = %e, "launch failed; tasks stay pending");
-                for &i in chosen.iter().rev() {
-                    self.pending.push_front(i);
-                }
+            self.summary.launched += 1;
+            (self.progress)(&BatchProgress::Launched {
+                task_id: t.task_id.clone(),
+                agent_id: t.agent_id.clone(),
+            });
+        }
+        let driver = self.driver.clone();
+        let failed = self.launch_failed_tx.clone();
+        let offer_id = offer.id.clone();
+        self.accepts.spawn(async move {
+            if let Err(e) = driver
+                .launch(vec![offer_id.clone()], tasks, Some(refuse_filters(refuse)))
+                .await
+            {
+                tracing::warn!(offer_id = %offer_id, error = %e, "launch failed; tasks go back to the queue");
+                let _ = failed.send(chosen);
+            }
+        });
+        while self.accepts.try_join_next().is_some() {}
+    }
+
+    /// An ACCEPT was refused: its tasks that did not end meanwhile wait for offers again.
+    async fn on_launch_failed(&mut self, chosen: Vec<usize>) {
+        for &i in chosen.iter().rev() {
+            if self.slots[i] == Slot::Launched {
+                self.slots[i] = Slot::Pending;
+                self.summary.launched = self.summary.launched.saturating_sub(1);
+                self.pending.push_front(i);
+            }
+        }
+        if self.suppressed && !self.pending.is_empty() {
+            match self.driver.revive().await {
+                Ok(()) => self.suppressed = false,
+                Err(e) => tracing::warn!(error = %e, "revive after a refused launch failed"),
             }
         }
     }
@@ -554,7 +584,12 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
     }
 
     async fn teardown(&mut self) {
-        // The last updates are acknowledged before the framework goes (not after it).
+        // The last ACCEPTs are answered and the last updates acknowledged before the framework
+        // goes (not after it).
+        let accepts = async { while self.accepts.join_next().await.is_some() {} };
+        if tokio::time::timeout(ACK_DRAIN, accepts).await.is_err() {
+            self.accepts.abort_all();
+        }
         self.acker.finish(ACK_DRAIN).await;
         if let Err(e) = self.driver.teardown().await {
             tracing::warn!(error = %e, "teardown failed");
