@@ -41,6 +41,18 @@ pub(crate) enum MediaError {
     NotAcceptable(String),
 }
 
+impl MediaError {
+    /// The HTTP status Mesos answers with: 400, 415 or 406.
+    pub(crate) fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            MediaError::MissingContentType => StatusCode::BAD_REQUEST,
+            MediaError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            MediaError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+        }
+    }
+}
+
 /// The media type of a header value: before any `;` parameters, trimmed, lower case.
 fn essence(value: &str) -> String {
     value

@@ -11,8 +11,8 @@
 //! - `recordio`: RecordIO framing (pure).
 
 mod handler;
-mod media;
-mod recordio;
+pub(crate) mod media;
+pub(crate) mod recordio;
 mod to_mesos;
 mod to_proffer;
 

@@ -18,10 +18,10 @@ use proffer_proto::mesos::v1::master::{self as mm, call::Type as CallType};
 use proffer_proto::v1;
 
 use super::legacy::ident;
-use super::media::{self, Format};
 use super::{from_mesos, stream, to_mesos};
 use crate::core::ErrorKind;
 use crate::server::http::HttpState;
+use crate::server::mesos_api::media::{self, Format};
 use crate::server::operator::{self, OperatorError};
 use crate::server::security::Caller;
 

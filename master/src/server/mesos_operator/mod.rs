@@ -22,7 +22,6 @@ mod api;
 pub(crate) mod events;
 mod from_mesos;
 mod legacy;
-mod media;
 pub(crate) mod mesos_json;
 pub(crate) mod snapshots;
 pub(crate) mod stream;

@@ -21,9 +21,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::api::text;
 use super::events::OperatorEvent;
-use super::media::Format;
 use super::to_mesos::{self, OfferedBy};
 use crate::server::http::HttpState;
+use crate::server::mesos_api::media::Format;
 use crate::server::security::Caller;
 
 /// How often a `HEARTBEAT` is sent (Mesos's default).
@@ -40,11 +40,7 @@ pub(crate) fn record(format: Format, event: &mm::Event) -> Bytes {
             Vec::new()
         }),
     };
-    let mut out = Vec::with_capacity(body.len() + 12);
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(&body);
-    Bytes::from(out)
+    Bytes::from(crate::server::mesos_api::recordio::encode(&body))
 }
 
 fn event(t: EventType, fill: impl FnOnce(&mut mm::Event)) -> mm::Event {
