@@ -62,6 +62,14 @@ pub enum ImageError {
         /// Why it is refused.
         reason: String,
     },
+    /// The image's `User` names a user or group the image does not have.
+    #[error("image user {user:?}: {reason}")]
+    UnknownUser {
+        /// The `User` value.
+        user: String,
+        /// What is missing.
+        reason: String,
+    },
     /// A layer tarball could not be read.
     #[error("layer {layer}: {source}")]
     Tar {

@@ -13,6 +13,7 @@
 //! - [`source`]: resolving an image source (index, manifest, config, layer list, digests).
 //! - [`unpack`]: safe unpacking of a layer tarball (traversal refused, whiteouts collected).
 //! - [`gc`]: the pure LRU eviction decision.
+//! - [`user`]: the image's `User` to numeric ids (with the image's `/etc/passwd`).
 //! - [`fsutil`]: tree copy, size, removal.
 //! - [`error`]: the error type, [`ImageError`].
 
@@ -21,6 +22,7 @@ pub mod fsutil;
 pub mod gc;
 pub mod source;
 pub mod unpack;
+pub mod user;
 
 use std::fs;
 use std::path::{Path, PathBuf};
