@@ -221,12 +221,7 @@ const TLS_REQUIRED: &str = "this server only speaks TLS: connect with https, giv
 /// HTTP 400.
 fn tls_required() -> Router {
     Router::new().fallback(|request: axum::extract::Request| async move {
-        let grpc = request
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/grpc"));
-        if grpc {
+        if is_grpc(&request) {
             tonic::Status::failed_precondition(TLS_REQUIRED).into_http::<axum::body::Body>()
         } else {
             axum::response::IntoResponse::into_response((
@@ -235,6 +230,15 @@ fn tls_required() -> Router {
             ))
         }
     })
+}
+
+/// True for a gRPC request (`Content-Type: application/grpc…`).
+pub fn is_grpc<B>(request: &axum::http::Request<B>) -> bool {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 /// One accepted connection's context.

@@ -55,12 +55,7 @@ pub(crate) fn routes(
 
 /// Unknown paths: a gRPC `UNIMPLEMENTED` status for gRPC requests, 404 for anything else.
 pub(crate) async fn fallback(request: axum::extract::Request) -> Response {
-    let grpc = request
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if grpc {
+    if proffer_net::listen::is_grpc(&request) {
         let status =
             tonic::Status::unimplemented(format!("unknown method {}", request.uri().path()));
         status.into_http::<axum::body::Body>()

@@ -102,11 +102,7 @@ impl Security {
 
 /// True for a gRPC request.
 pub(crate) fn is_grpc(request: &Request) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
+    proffer_net::listen::is_grpc(request)
 }
 
 /// The middleware: authenticates every request but `GET /health` (see the module doc).

@@ -48,12 +48,7 @@ async fn health(State(st): State<Standby>) -> Response {
 /// Every other request: to the leader.
 async fn elsewhere(State(st): State<Standby>, request: Request) -> Response {
     let leader = st.leader.borrow().clone();
-    let grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if grpc {
+    if proffer_net::listen::is_grpc(&request) {
         return unavailable(leader.as_deref()).into_http::<axum::body::Body>();
     }
     match leader {
