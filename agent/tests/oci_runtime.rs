@@ -234,3 +234,44 @@ fn a_missing_runtime_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_task_runs_with_the_image_entrypoint_env_workdir_and_user() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some((runtime, image)) = setup(tmp.path())? else {
+        return Ok(());
+    };
+    let id = container_id();
+    let task_dir = tmp.path().join(&id);
+    let rootfs = oci::prepare_rootfs(&image.rootfs, &task_dir, true)?;
+    // The image's entrypoint is `/bin/sh -c`; the task's args replace its Cmd.
+    let task = oci::TaskContainer {
+        args: Some(vec![
+            "echo cmd-$FROM_IMAGE-$EXTRA; id -u; id -g; pwd".into(),
+        ]),
+        env: vec!["EXTRA=task".into()],
+        rootfs: rootfs.path.clone(),
+        ..Default::default()
+    };
+    let bundle = task_dir.join("bundle");
+    oci::write_bundle(
+        &bundle,
+        &oci::build_spec(&oci::container_spec(&image, &task)?)?,
+    )?;
+    let out = task_dir.join("stdout");
+    let status = runtime.run(
+        &bundle,
+        &id,
+        Stdio::from(fs::File::create(&out)?),
+        Stdio::inherit(),
+    );
+    let _ = runtime.delete(&id, true);
+    oci::release_rootfs(&rootfs)?;
+    assert!(status?.success());
+    let lines: Vec<String> = fs::read_to_string(out)?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines, vec!["cmd-yes-task", "1000", "1000", "/work"]);
+    Ok(())
+}
