@@ -310,3 +310,57 @@ fn gc_evicts_least_recently_used_images_not_in_use() -> anyhow::Result<()> {
     assert!(b2.rootfs.join("two").is_file());
     Ok(())
 }
+
+#[test]
+fn whiteouts_under_a_symlink_do_not_reach_outside() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let outside = tempfile::tempdir()?;
+    fs::write(outside.path().join("victim"), "keep")?;
+    let target = outside.path().display().to_string();
+    let lower = Layer::new()
+        .symlink("lnk", &target)
+        .symlink("lnk2", &target)
+        .finish();
+    let upper = Layer::new()
+        .file("lnk/.wh.victim", b"", 0o644)
+        .file("lnk2/.wh..wh..opq", b"", 0o644)
+        .finish();
+    let layout = oci_layout(
+        &tmp.path().join("image"),
+        &[lower.clone(), upper.clone()],
+        &[lower, upper],
+    );
+    ImageStore::new(tmp.path().join("cache"))?.pull(&layout)?;
+    assert_eq!(fs::read_to_string(outside.path().join("victim"))?, "keep");
+    Ok(())
+}
+
+#[test]
+fn an_image_archive_with_an_absolute_symlink_is_refused() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let archive = tmp.path().join("evil.tar");
+    fs::write(
+        &archive,
+        Layer::new()
+            .symlink("manifest.json", "/etc/hostname")
+            .finish(),
+    )?;
+    let err = ImageStore::new(tmp.path().join("cache"))?
+        .pull(&archive)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("absolute symlink") && err.contains("manifest.json"),
+        "{err}"
+    );
+    let junk = tmp.path().join("junk");
+    fs::create_dir(&junk)?;
+    let err = ImageStore::new(tmp.path().join("cache"))?
+        .pull(&junk)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("neither an OCI image layout"), "{err}");
+    Ok(())
+}

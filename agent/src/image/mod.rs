@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ImageError;
 use source::{LayerRef, Verify};
-use unpack::{HashingReader, Whiteouts, maybe_gunzip, unpack_layer};
+use unpack::{HashingReader, Whiteouts, maybe_gunzip, unpack_archive, unpack_layer};
 
 /// What the image's config says about running it (all optional in images).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,7 +143,7 @@ impl ImageStore {
             let file = fs::File::open(source).map_err(ImageError::io("opening image", source))?;
             let reader = maybe_gunzip(file).map_err(ImageError::io("reading image", source))?;
             let label = format!("archive {}", source.display());
-            unpack_layer(&label, reader, &staged.0.join("rootfs"))?;
+            unpack_archive(&label, reader, &staged.0.join("rootfs"))?;
             staged.0.join("rootfs")
         };
         let resolved = source::resolve_dir(&dir)?;

@@ -32,10 +32,11 @@ impl Whiteouts {
     /// Applies these whiteouts to `root` (the assembled layers below this one).
     pub fn apply(&self, root: &Path) -> Result<(), ImageError> {
         for dir in &self.opaque {
-            let dir = root.join(dir);
-            if let Ok(m) = fs::symlink_metadata(&dir)
-                && m.is_dir()
-            {
+            // Only a real directory reached without symlinks: never one a symlink points at.
+            let Some(dir) = real_path(root, dir) else {
+                continue;
+            };
+            if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
                 for e in fs::read_dir(&dir).map_err(ImageError::io("listing", &dir))? {
                     let e = e.map_err(ImageError::io("listing", &dir))?;
                     remove_path(&e.path())?;
@@ -43,10 +44,28 @@ impl Whiteouts {
             }
         }
         for path in &self.removed {
-            remove_path(&root.join(path))?;
+            if let Some(path) = real_path(root, path) {
+                remove_path(&path)?;
+            }
         }
         Ok(())
     }
+}
+
+/// `root/rel` when none of its parent directories under `root` is a symlink (nor missing):
+/// whiteouts under a symlinked directory hide nothing and must not follow the link.
+fn real_path(root: &Path, rel: &Path) -> Option<PathBuf> {
+    if rel.as_os_str().is_empty() {
+        return Some(root.to_path_buf());
+    }
+    let mut current = root.to_path_buf();
+    for c in rel.parent()?.components() {
+        current.push(c);
+        if !fs::symlink_metadata(&current).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+    }
+    Some(root.join(rel))
 }
 
 /// A reader that hashes (sha256) what passes through it.
@@ -168,9 +187,63 @@ fn display_rel(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
 }
 
+/// How strict unpacking is about symlinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// An image layer: absolute symlink targets are fine (they resolve in the container).
+    Layer,
+    /// An image archive unpacked for reading on the host: absolute symlinks are refused.
+    Archive,
+}
+
 /// Unpacks the (already decompressed) layer tarball `reader` into `dest` (which must exist),
 /// returning its whiteouts. `layer` names the layer in errors.
 pub fn unpack_layer<R: Read>(layer: &str, reader: R, dest: &Path) -> Result<Whiteouts, ImageError> {
+    unpack(layer, reader, dest, Mode::Layer)
+}
+
+/// Unpacks an image archive (an OCI layout or `docker save` tarball) into `dest` to be read on
+/// the host: as [`unpack_layer`], but absolute symlinks are refused too (they would point at
+/// host files) and whiteout names are not special.
+pub fn unpack_archive<R: Read>(label: &str, reader: R, dest: &Path) -> Result<(), ImageError> {
+    unpack(label, reader, dest, Mode::Archive).map(drop)
+}
+
+/// What one entry asks for once its path is checked.
+enum Step {
+    Whiteout(PathBuf),
+    Opaque(PathBuf),
+    Write(PathBuf),
+}
+
+fn classify(rel: PathBuf, mode: Mode) -> Result<Step, String> {
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if mode == Mode::Archive {
+        return Ok(Step::Write(rel));
+    }
+    if name == OPAQUE_MARKER {
+        return Ok(Step::Opaque(
+            rel.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ));
+    }
+    match name.strip_prefix(WHITEOUT_PREFIX) {
+        Some(hidden) if hidden.is_empty() || hidden == "." || hidden == ".." => {
+            Err(format!("malformed whiteout name {name:?}"))
+        }
+        Some(hidden) => Ok(Step::Whiteout(rel.with_file_name(hidden))),
+        None => Ok(Step::Write(rel)),
+    }
+}
+
+fn unpack<R: Read>(
+    layer: &str,
+    reader: R,
+    dest: &Path,
+    mode: Mode,
+) -> Result<Whiteouts, ImageError> {
     let tar_err = |source| ImageError::Tar {
         layer: layer.to_string(),
         source,
@@ -189,98 +262,21 @@ pub fn unpack_layer<R: Read>(layer: &str, reader: R, dest: &Path) -> Result<Whit
         let Some(rel) = safe_relative(&raw).map_err(refuse)? else {
             continue;
         };
-        let name = rel
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name == OPAQUE_MARKER {
-            whiteouts
-                .opaque
-                .push(rel.parent().map(Path::to_path_buf).unwrap_or_default());
-            continue;
-        }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-            if hidden.is_empty() || hidden == "." || hidden == ".." {
-                return Err(refuse(format!("malformed whiteout name {name:?}")));
-            }
-            whiteouts.removed.push(rel.with_file_name(hidden));
-            continue;
-        }
-        prepare_parent(dest, &rel).map_err(refuse)?;
-        let target = dest.join(&rel);
-        let header = entry.header();
-        let mode = header.mode().map_err(tar_err)? & 0o7777;
-        let uid = header.uid().map_err(tar_err)? as u32;
-        let gid = header.gid().map_err(tar_err)? as u32;
-        let kind = header.entry_type();
-        if kind.is_dir() {
-            match fs::symlink_metadata(&target) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    remove_path(&target)?;
-                    fs::create_dir(&target)
-                        .map_err(ImageError::io("creating directory", &target))?;
-                }
-                Err(_) => fs::create_dir(&target)
-                    .map_err(ImageError::io("creating directory", &target))?,
-            }
-            dirs.push((target, mode, uid, gid));
-            continue;
-        }
-        remove_path(&target)?;
-        if kind.is_file() || kind == tar::EntryType::Continuous {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&target)
-                .map_err(ImageError::io("creating", &target))?;
-            io::copy(&mut entry, &mut file).map_err(tar_err)?;
-            drop(file);
-            set_owner(&target, uid, gid)?;
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode))
-                .map_err(ImageError::io("setting permissions on", &target))?;
-        } else if kind.is_symlink() {
-            let link = entry
-                .link_name()
-                .map_err(tar_err)?
-                .ok_or_else(|| refuse("symlink without a target".into()))?;
-            if !symlink_stays_inside(&rel, &link) {
-                return Err(refuse(format!(
-                    "symlink to {} escapes the image root",
-                    link.display()
-                )));
-            }
-            symlink(&link, &target).map_err(ImageError::io("creating symlink", &target))?;
-            set_owner(&target, uid, gid)?;
-        } else if kind.is_hard_link() {
-            let link = entry
-                .link_name()
-                .map_err(tar_err)?
-                .ok_or_else(|| refuse("hard link without a target".into()))?;
-            let link_rel = safe_relative(&link)
-                .map_err(|r| refuse(format!("hard link target {}: {r}", link.display())))?
-                .ok_or_else(|| refuse("hard link to the root".into()))?;
-            prepare_parent(dest, &link_rel)
-                .map_err(|r| refuse(format!("hard link target: {r}")))?;
-            let source = dest.join(&link_rel);
-            match fs::symlink_metadata(&source) {
-                Ok(m) if m.is_file() => {}
-                _ => {
-                    return Err(refuse(format!(
-                        "hard link target {} is not a file of this layer",
-                        link.display()
-                    )));
+        match classify(rel, mode).map_err(refuse)? {
+            Step::Whiteout(path) => whiteouts.removed.push(path),
+            Step::Opaque(path) => whiteouts.opaque.push(path),
+            Step::Write(rel) => {
+                prepare_parent(dest, &rel).map_err(refuse)?;
+                if let Some(dir) =
+                    write_entry(&mut entry, &rel, dest, mode).map_err(|e| match e {
+                        EntryError::Refused(reason) => refuse(reason),
+                        EntryError::Tar(source) => tar_err(source),
+                        EntryError::Image(e) => e,
+                    })?
+                {
+                    dirs.push(dir);
                 }
             }
-            fs::hard_link(&source, &target)
-                .map_err(ImageError::io("creating hard link", &target))?;
-        } else if kind.is_fifo() {
-            nix::unistd::mkfifo(&target, nix::sys::stat::Mode::from_bits_truncate(mode))
-                .map_err(|e| ImageError::io("creating fifo", &target)(io::Error::from(e)))?;
-            set_owner(&target, uid, gid)?;
-        } else {
-            // Devices and other entry types: the OCI runtime populates /dev; skip.
-            tracing::debug!(layer, entry = %raw.display(), "skipping special layer entry");
         }
     }
     for (dir, mode, uid, gid) in dirs.into_iter().rev() {
@@ -289,6 +285,107 @@ pub fn unpack_layer<R: Read>(layer: &str, reader: R, dest: &Path) -> Result<Whit
             .map_err(ImageError::io("setting permissions on", &dir))?;
     }
     Ok(whiteouts)
+}
+
+/// Why writing one entry failed.
+enum EntryError {
+    Refused(String),
+    Tar(io::Error),
+    Image(ImageError),
+}
+
+impl From<ImageError> for EntryError {
+    fn from(e: ImageError) -> Self {
+        EntryError::Image(e)
+    }
+}
+
+/// A directory whose mode and owner are applied once the layer is unpacked.
+type PendingDir = (PathBuf, u32, u32, u32);
+
+/// Creates one entry at `dest/rel` (whose parents are real directories).
+fn write_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    rel: &Path,
+    dest: &Path,
+    mode: Mode,
+) -> Result<Option<PendingDir>, EntryError> {
+    let target = dest.join(rel);
+    let header = entry.header();
+    let perm = header.mode().map_err(EntryError::Tar)? & 0o7777;
+    let uid = header.uid().map_err(EntryError::Tar)? as u32;
+    let gid = header.gid().map_err(EntryError::Tar)? as u32;
+    let kind = header.entry_type();
+    if kind.is_dir() {
+        if !fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+            remove_path(&target)?;
+            fs::create_dir(&target).map_err(ImageError::io("creating directory", &target))?;
+        }
+        return Ok(Some((target, perm, uid, gid)));
+    }
+    remove_path(&target)?;
+    if kind.is_file() || kind == tar::EntryType::Continuous {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+            .map_err(ImageError::io("creating", &target))?;
+        io::copy(entry, &mut file).map_err(EntryError::Tar)?;
+        drop(file);
+        set_owner(&target, uid, gid)?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(perm))
+            .map_err(ImageError::io("setting permissions on", &target))?;
+    } else if kind.is_symlink() {
+        let link = link_name(entry, "symlink")?;
+        if !symlink_stays_inside(rel, &link) {
+            return Err(EntryError::Refused(format!(
+                "symlink to {} escapes the image root",
+                link.display()
+            )));
+        }
+        if mode == Mode::Archive && link.is_absolute() {
+            return Err(EntryError::Refused(format!(
+                "absolute symlink to {} in an image archive",
+                link.display()
+            )));
+        }
+        symlink(&link, &target).map_err(ImageError::io("creating symlink", &target))?;
+        set_owner(&target, uid, gid)?;
+    } else if kind.is_hard_link() {
+        let source = hard_link_source(dest, &link_name(entry, "hard link")?)?;
+        fs::hard_link(&source, &target).map_err(ImageError::io("creating hard link", &target))?;
+    } else if kind.is_fifo() {
+        nix::unistd::mkfifo(&target, nix::sys::stat::Mode::from_bits_truncate(perm))
+            .map_err(|e| ImageError::io("creating fifo", &target)(io::Error::from(e)))?;
+        set_owner(&target, uid, gid)?;
+    } else {
+        // Devices and other entry types: the OCI runtime populates /dev; skip.
+        tracing::debug!(entry = %rel.display(), "skipping special layer entry");
+    }
+    Ok(None)
+}
+
+fn link_name<R: Read>(entry: &tar::Entry<'_, R>, what: &str) -> Result<PathBuf, EntryError> {
+    entry
+        .link_name()
+        .map_err(EntryError::Tar)?
+        .map(|l| l.into_owned())
+        .ok_or_else(|| EntryError::Refused(format!("{what} without a target")))
+}
+
+/// The existing regular file of this layer a hard link points at.
+fn hard_link_source(dest: &Path, link: &Path) -> Result<PathBuf, EntryError> {
+    let refuse =
+        |r: String| EntryError::Refused(format!("hard link target {}: {r}", link.display()));
+    let rel = safe_relative(link)
+        .map_err(refuse)?
+        .ok_or_else(|| refuse("the root".into()))?;
+    prepare_parent(dest, &rel).map_err(refuse)?;
+    let source = dest.join(&rel);
+    if !fs::symlink_metadata(&source).is_ok_and(|m| m.is_file()) {
+        return Err(refuse("not a file of this layer".into()));
+    }
+    Ok(source)
 }
 
 #[cfg(test)]
