@@ -34,6 +34,7 @@ pub mod limits;
 mod liveness;
 mod maintenance;
 mod operations;
+mod operator_ops;
 mod partition;
 mod persist;
 mod recovery;
@@ -48,6 +49,7 @@ mod tests;
 
 pub use crate::rng;
 pub use authz::{filter_roles, filter_snapshot};
+pub use operator_ops::OperatorOp;
 pub use persist::RegistryMismatch;
 pub use types::{Call, ConnId, ErrorKind, Input, MasterConfig, MasterError, Output, Timestamp};
 

@@ -29,7 +29,7 @@ use serde::Serialize;
 use super::http::HttpState;
 use super::operator::{self, OperatorError, WhySubject};
 use super::security::Caller;
-use crate::core::{ErrorKind, MasterError};
+use crate::core::{ErrorKind, MasterError, OperatorOp};
 
 /// The operator routes (merged into the HTTP router).
 pub(crate) fn routes() -> Router<HttpState> {
@@ -41,6 +41,8 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/why", get(why))
         .route("/reserve", post(reserve))
         .route("/unreserve", post(unreserve))
+        .route("/create-volumes", post(create_volumes))
+        .route("/destroy-volumes", post(destroy_volumes))
         .route("/agents/{agent_id}/drain", post(drain_agent))
         .route("/agents/{agent_id}/gone", post(mark_agent_gone))
         .route("/maintenance", get(maintenance).post(schedule_maintenance))
@@ -378,14 +380,22 @@ async fn teardown(State(st): State<HttpState>, caller: Caller, body: Bytes) -> R
 }
 
 async fn reserve(State(st): State<HttpState>, caller: Caller, body: Bytes) -> Response {
-    relabel(st, caller, true, body).await
+    relabel(st, caller, OperatorOp::Reserve, body).await
 }
 
 async fn unreserve(State(st): State<HttpState>, caller: Caller, body: Bytes) -> Response {
-    relabel(st, caller, false, body).await
+    relabel(st, caller, OperatorOp::Unreserve, body).await
 }
 
-async fn relabel(st: HttpState, caller: Caller, reserve: bool, body: Bytes) -> Response {
+async fn create_volumes(State(st): State<HttpState>, caller: Caller, body: Bytes) -> Response {
+    relabel(st, caller, OperatorOp::CreateVolumes, body).await
+}
+
+async fn destroy_volumes(State(st): State<HttpState>, caller: Caller, body: Bytes) -> Response {
+    relabel(st, caller, OperatorOp::DestroyVolumes, body).await
+}
+
+async fn relabel(st: HttpState, caller: Caller, op: OperatorOp, body: Bytes) -> Response {
     let parsed = json_body(&body).and_then(|obj| {
         let agent_id = match obj.get("agent_id") {
             Some(serde_json::Value::String(id)) => id.clone(),
@@ -397,7 +407,7 @@ async fn relabel(st: HttpState, caller: Caller, reserve: bool, body: Bytes) -> R
     });
     match parsed {
         Ok((agent_id, resources)) => {
-            done(operator::relabel(&st.core, &caller, reserve, agent_id, resources).await)
+            done(operator::relabel(&st.core, &caller, op, agent_id, resources).await)
         }
         Err(msg) => bad_request(msg),
     }

@@ -214,25 +214,16 @@ pub(crate) async fn mark_gone(
 pub(crate) async fn relabel(
     core: &CoreHandle,
     caller: &Caller,
-    reserve: bool,
+    op: crate::core::OperatorOp,
     agent_id: String,
     resources: Resources,
 ) -> Result<(), OperatorError> {
-    tracing::info!(%agent_id, %resources, reserve, "operator reservation");
-    let action = if reserve {
-        Action::ReserveResources
-    } else {
-        Action::UnreserveResources
-    };
+    tracing::info!(%agent_id, %resources, ?op, "operator operation");
     let principal = caller.principal().map(str::to_string);
     Ok(core
         .run(move |m, _| {
-            m.authorize_resources(principal.as_deref(), action, &resources)?;
-            if reserve {
-                m.reserve_resources(&agent_id, &resources)
-            } else {
-                m.unreserve_resources(&agent_id, &resources)
-            }
+            m.authorize_resources(principal.as_deref(), op.action(), &resources)?;
+            m.operator_operation(op, &agent_id, &resources)
         })
         .await??)
 }
@@ -530,9 +521,15 @@ impl v1::operator_server::Operator for OperatorService {
         let req = request.into_inner();
         let resources =
             quota_resources("resources", &req.resources).map_err(|e| status::from_master(&e))?;
-        relabel(&self.shared.core, &caller, true, req.agent_id, resources)
-            .await
-            .map_err(|e| e.status())?;
+        relabel(
+            &self.shared.core,
+            &caller,
+            crate::core::OperatorOp::Reserve,
+            req.agent_id,
+            resources,
+        )
+        .await
+        .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
     }
 
@@ -544,9 +541,15 @@ impl v1::operator_server::Operator for OperatorService {
         let req = request.into_inner();
         let resources =
             quota_resources("resources", &req.resources).map_err(|e| status::from_master(&e))?;
-        relabel(&self.shared.core, &caller, false, req.agent_id, resources)
-            .await
-            .map_err(|e| e.status())?;
+        relabel(
+            &self.shared.core,
+            &caller,
+            crate::core::OperatorOp::Unreserve,
+            req.agent_id,
+            resources,
+        )
+        .await
+        .map_err(|e| e.status())?;
         Ok(tonic::Response::new(v1::OperatorResponse {}))
     }
 

@@ -130,3 +130,51 @@ fn operator_reservation_refusals_change_nothing() {
     h.m.reserve_resources(&agent, &r("cpus(web,dynamic):1"))
         .expect("reserve the unused cpu");
 }
+
+/// Operator CREATE_VOLUMES / DESTROY_VOLUMES (Mesos `/create-volumes`, `/destroy-volumes`):
+/// volumes on reserved disk no task uses; an id is unique on the agent; DESTROY tells the
+/// agent which directories to delete; bad requests change nothing and say why.
+#[test]
+fn operator_volumes_are_created_and_destroyed_on_unused_reserved_disk() {
+    use crate::core::OperatorOp::{CreateVolumes, DestroyVolumes};
+    let (mut h, agent, _fw, _offer) = setup("cpus:4;mem:4096;disk:1000");
+    h.m.reserve_resources(&agent, &r("disk(web,dynamic=ops):300"))
+        .expect("reserve");
+    let volume = r("disk(web,dynamic=ops)[data:data]:100");
+    h.m.operator_operation(CreateVolumes, &agent, &volume)
+        .expect("create");
+    assert!(total(&h).contains("[data:data]"), "{}", total(&h));
+    let before = total(&h);
+    let refusals = [
+        (CreateVolumes, "disk(web,dynamic=ops)[data:other]:50", "exists on agent"),
+        (CreateVolumes, "disk(web,dynamic=ops):50", "without a volume"),
+        (CreateVolumes, "disk(web,dynamic=ops)[big:big]:900", "not available unused"),
+        (DestroyVolumes, "disk(web,dynamic=ops)[nope:nope]:10", "not available unused"),
+    ];
+    for (op, text, want) in refusals {
+        let err = h.m.operator_operation(op, &agent, &r(text)).err();
+        let err = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(want), "{text}: `{err}` lacks `{want}`");
+        assert_eq!(total(&h), before, "{text}: nothing changed");
+    }
+    h.out.extend(h.m.take_outbox());
+    h.m.operator_operation(DestroyVolumes, &agent, &volume)
+        .expect("destroy");
+    assert!(!total(&h).contains("[data:"), "{}", total(&h));
+    let destroyed: Vec<Vec<String>> = h
+        .m
+        .take_outbox()
+        .into_iter()
+        .filter_map(|o| match o {
+            crate::core::Output::ToAgent {
+                msg:
+                    v1::MasterMessage {
+                        msg: Some(v1::master_message::Msg::DestroyVolumes(d)),
+                    },
+                ..
+            } => Some(d.volume_ids),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(destroyed, vec![vec!["data".to_string()]]);
+}

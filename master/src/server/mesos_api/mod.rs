@@ -13,8 +13,8 @@
 mod handler;
 pub(crate) mod media;
 pub(crate) mod recordio;
-mod to_mesos;
-mod to_proffer;
+pub(crate) mod to_mesos;
+pub(crate) mod to_proffer;
 
 #[cfg(test)]
 mod tests;

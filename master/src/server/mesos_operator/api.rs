@@ -19,7 +19,7 @@ use proffer_proto::v1;
 
 use super::legacy::ident;
 use super::{from_mesos, stream, to_mesos};
-use crate::core::ErrorKind;
+use crate::core::{ErrorKind, OperatorOp};
 use crate::server::http::HttpState;
 use crate::server::mesos_api::media::{self, Format};
 use crate::server::operator::{self, OperatorError};
@@ -369,7 +369,43 @@ async fn change(
     }
 }
 
-/// Reservations and maintenance (machines are agents' hostnames); other calls are 501.
+/// The operation, agent and resources of a RESERVE_RESOURCES, UNRESERVE_RESOURCES,
+/// CREATE_VOLUMES or DESTROY_VOLUMES call.
+fn operator_operation(
+    kind: CallType,
+    call: mm::Call,
+) -> Result<(OperatorOp, String, proffer_proto::Resources), ApiError> {
+    use CallType as C;
+    let (op, agent, resources) = match kind {
+        C::ReserveResources => {
+            let r = call
+                .reserve_resources
+                .ok_or_else(|| missing("reserve_resources"))?;
+            (OperatorOp::Reserve, r.agent_id, r.resources)
+        }
+        C::UnreserveResources => {
+            let r = call
+                .unreserve_resources
+                .ok_or_else(|| missing("unreserve_resources"))?;
+            (OperatorOp::Unreserve, r.agent_id, r.resources)
+        }
+        C::CreateVolumes => {
+            let r = call
+                .create_volumes
+                .ok_or_else(|| missing("create_volumes"))?;
+            (OperatorOp::CreateVolumes, r.agent_id, r.volumes)
+        }
+        _ => {
+            let r = call
+                .destroy_volumes
+                .ok_or_else(|| missing("destroy_volumes"))?;
+            (OperatorOp::DestroyVolumes, r.agent_id, r.volumes)
+        }
+    };
+    Ok((op, agent.value, from_mesos::resources(&resources)?))
+}
+
+/// Reservations, volumes and maintenance (machines are agents' hostnames); other calls are 501.
 async fn relabel_or_maintain(
     st: &HttpState,
     caller: &Caller,
@@ -379,20 +415,9 @@ async fn relabel_or_maintain(
     use CallType as C;
     let core = &st.core;
     match kind {
-        C::ReserveResources | C::UnreserveResources => {
-            let reserve = kind == C::ReserveResources;
-            let (agent_id, resources) = if reserve {
-                let r = call
-                    .reserve_resources
-                    .ok_or_else(|| missing("reserve_resources"))?;
-                (r.agent_id.value, from_mesos::resources(&r.resources)?)
-            } else {
-                let r = call
-                    .unreserve_resources
-                    .ok_or_else(|| missing("unreserve_resources"))?;
-                (r.agent_id.value, from_mesos::resources(&r.resources)?)
-            };
-            operator::relabel(core, caller, reserve, agent_id, resources).await?;
+        C::ReserveResources | C::UnreserveResources | C::CreateVolumes | C::DestroyVolumes => {
+            let (op, agent_id, resources) = operator_operation(kind, call)?;
+            operator::relabel(core, caller, op, agent_id, resources).await?;
             Ok(Reply::Done(StatusCode::ACCEPTED))
         }
         C::UpdateMaintenanceSchedule => {

@@ -187,65 +187,22 @@ pub fn quota(
     Ok((role, guarantees, (!limits.is_empty()).then_some(limits)))
 }
 
-/// Mesos `Resource`s → Proffer's (scalars, ranges, sets; the last reservation's role;
-/// dynamic reservations keep their principal).
-#[allow(deprecated)] // Mesos's `role` field, still sent by older clients.
+/// Mesos `Resource`s → Proffer's, with the scheduler API's translation (scalars, ranges,
+/// sets, reservations with their principal, persistent volumes).
 pub fn resources(list: &[m::Resource]) -> Result<Resources, ApiError> {
-    use v1::resource::Value as V;
-    let mut protos = Vec::with_capacity(list.len());
-    for r in list {
-        let value = if let Some(s) = &r.scalar {
-            let milli = to_milli(&r.name, s.value)
-                .map_err(|e| ApiError::BadRequest(format!("invalid resource '{}': {e}", r.name)))?;
-            V::ScalarMilli(milli)
-        } else if let Some(ranges) = &r.ranges {
-            V::Ranges(v1::Ranges {
-                range: ranges
-                    .range
-                    .iter()
-                    .map(|x| v1::Range {
-                        begin: x.begin,
-                        end: x.end,
-                    })
-                    .collect(),
-            })
-        } else if let Some(set) = &r.set {
-            V::Set(v1::Set {
-                item: set.item.clone(),
-            })
-        } else {
-            return Err(ApiError::BadRequest(format!(
-                "invalid resource '{}': no scalar, ranges or set value",
-                r.name
-            )));
-        };
-        let (role, dynamic, principal) = match r.reservations.last() {
-            Some(res) => (
-                res.role.clone().unwrap_or_default(),
-                res.r#type == Some(m::resource::reservation_info::Type::Dynamic as i32),
-                res.principal.clone().unwrap_or_default(),
-            ),
-            None => (
-                r.role.clone().unwrap_or_else(|| "*".into()),
-                false,
-                String::new(),
-            ),
-        };
-        protos.push(v1::Resource {
-            name: r.name.clone(),
-            value: Some(value),
-            role: role.clone(),
-            reservation_type: if dynamic {
-                v1::ReservationType::Dynamic as i32
-            } else if role.is_empty() || role == "*" {
-                v1::ReservationType::Unspecified as i32
-            } else {
-                v1::ReservationType::Static as i32
-            },
-            principal,
-            volume: None,
-        });
-    }
+    let protos = list
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            crate::server::mesos_api::to_proffer::resource(r.clone(), &format!("resources[{i}]"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| match e {
+            crate::server::mesos_api::to_proffer::TranslateError::Unsupported(what) => {
+                ApiError::NotImplemented(format!("{what} is not supported by Proffer"))
+            }
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
     Resources::from_proto(&protos)
         .map_err(|e| ApiError::BadRequest(format!("invalid resources: {e}")))
 }

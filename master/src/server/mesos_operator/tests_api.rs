@@ -185,7 +185,8 @@ async fn reads_in_json_and_protobuf() -> anyhow::Result<()> {
 #[tokio::test]
 async fn changes_take_effect() -> anyhow::Result<()> {
     let server = TestServer::start_seeded(6).await?;
-    let (agent_id, _tx, _in) = register_agent(&server, "host-c", "cpus:8;mem:4096").await?;
+    let (agent_id, _tx, _in) =
+        register_agent(&server, "host-c", "cpus:8;mem:4096;disk:1000").await?;
     let (code, v) = call(
         &server,
         json!({"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
@@ -230,6 +231,54 @@ async fn changes_take_effect() -> anyhow::Result<()> {
         "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1},
             "reservations": [{"type": "DYNAMIC", "role": "eng"}]}]}});
     let (code, v) = call(&server, unreserve).await?;
+    assert_eq!(code, 202, "{v}");
+
+    // A persistent volume on reserved disk: created, shown, destroyed.
+    let disk = |persistence: bool| {
+        let mut r = json!({"name": "disk", "type": "SCALAR", "scalar": {"value": 100},
+            "reservations": [{"type": "DYNAMIC", "role": "eng", "principal": "ops"}]});
+        if persistence {
+            r["disk"] = json!({"persistence": {"id": "data"},
+                "volume": {"container_path": "data", "mode": "RW"}});
+        }
+        r
+    };
+    let agent = json!({"value": agent_id});
+    for (kind, field, body) in [
+        (
+            "RESERVE_RESOURCES",
+            "reserve_resources",
+            json!({"agent_id": agent, "resources": [disk(false)]}),
+        ),
+        (
+            "CREATE_VOLUMES",
+            "create_volumes",
+            json!({"agent_id": agent, "volumes": [disk(true)]}),
+        ),
+    ] {
+        let (code, v) = call(&server, json!({"type": kind, field: body})).await?;
+        assert_eq!(code, 202, "{kind}: {v}");
+    }
+    let agents = get(&server, "GET_AGENTS").await?;
+    let has_volume = agents["get_agents"]["agents"][0]["total_resources"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|r| r["disk"]["persistence"]["id"] == "data"));
+    assert!(has_volume, "{agents}");
+    let (code, v) = call(
+        &server,
+        json!({"type": "CREATE_VOLUMES", "create_volumes": {"agent_id": agent, "volumes": [disk(true)]}}),
+    )
+    .await?;
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v.as_str().is_some_and(|t| t.contains("exists on agent")),
+        "{v}"
+    );
+    let (code, v) = call(
+        &server,
+        json!({"type": "DESTROY_VOLUMES", "destroy_volumes": {"agent_id": agent, "volumes": [disk(true)]}}),
+    )
+    .await?;
     assert_eq!(code, 202, "{v}");
 
     // Maintenance by machine (hostname).
@@ -294,13 +343,12 @@ async fn changes_take_effect() -> anyhow::Result<()> {
     assert_eq!(code, 404, "{v}");
     let (code, v) = call(
         &server,
-        json!({"type": "CREATE_VOLUMES", "create_volumes": {"agent_id": {"value": agent_id},
-            "volumes": []}}),
+        json!({"type": "DEACTIVATE_AGENT", "deactivate_agent": {"agent_id": {"value": agent_id}}}),
     )
     .await?;
     assert_eq!(code, 501, "{v}");
     assert!(
-        v.as_str().is_some_and(|t| t.contains("CREATE_VOLUMES")),
+        v.as_str().is_some_and(|t| t.contains("DEACTIVATE_AGENT")),
         "{v}"
     );
     let (code, v) = call(&server, json!({"type": "UPDATE_QUOTA"})).await?;

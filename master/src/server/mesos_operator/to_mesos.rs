@@ -21,58 +21,13 @@ fn time(ms: u64) -> Option<m::TimeInfo> {
     })
 }
 
-/// A bag of resources as Mesos's `Resource` list (reserved entries carry their role in both
-/// the old `role` field and `reservations`).
-#[allow(deprecated)] // Mesos's `role` field, kept for older clients.
+/// A bag of resources as Mesos's `Resource` list, with the scheduler API's translation
+/// (reserved entries carry their role in both the old `role` field and `reservations`, with
+/// the principal; persistent volumes as `disk.persistence` and `disk.volume`).
 pub fn resources(r: &Resources) -> Vec<m::Resource> {
-    r.iter()
-        .map(|(key, value)| {
-            let mut out = m::Resource {
-                name: key.name.to_string(),
-                ..Default::default()
-            };
-            match value {
-                RValue::Scalar(milli) => {
-                    out.r#type = m::value::Type::Scalar as i32;
-                    out.scalar = Some(m::value::Scalar {
-                        value: *milli as f64 / 1000.0,
-                    });
-                }
-                RValue::Ranges(set) => {
-                    out.r#type = m::value::Type::Ranges as i32;
-                    out.ranges = Some(m::value::Ranges {
-                        range: set
-                            .ranges()
-                            .iter()
-                            .map(|(begin, end)| m::value::Range {
-                                begin: *begin,
-                                end: *end,
-                            })
-                            .collect(),
-                    });
-                }
-                RValue::Set(items) => {
-                    out.r#type = m::value::Type::Set as i32;
-                    out.set = Some(m::value::Set {
-                        item: items.iter().cloned().collect(),
-                    });
-                }
-            }
-            out.role = Some(key.role.to_string());
-            if key.is_reserved() {
-                let kind = if key.is_dynamic() {
-                    m::resource::reservation_info::Type::Dynamic
-                } else {
-                    m::resource::reservation_info::Type::Static
-                };
-                out.reservations = vec![m::resource::ReservationInfo {
-                    r#type: Some(kind as i32),
-                    role: Some(key.role.to_string()),
-                    ..Default::default()
-                }];
-            }
-            out
-        })
+    r.to_proto()
+        .into_iter()
+        .map(|p| crate::server::mesos_api::to_mesos::resource(p, None))
         .collect()
 }
 
