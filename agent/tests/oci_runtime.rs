@@ -275,3 +275,28 @@ fn a_task_runs_with_the_image_entrypoint_env_workdir_and_user() -> anyhow::Resul
     assert_eq!(lines, vec!["cmd-yes-task", "1000", "1000", "/work"]);
     Ok(())
 }
+
+#[test]
+fn the_memory_limit_kills_a_container_that_exceeds_it() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some((runtime, image)) = setup(tmp.path())? else {
+        return Ok(());
+    };
+    // `dd` allocates and fills a 64 MB buffer: fine without a limit, killed under 16 MB.
+    let script = "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null && echo survived";
+    let (code, stdout, stderr) = run_script(&runtime, &image, tmp.path(), script, |_| {}, true)?;
+    assert_eq!(
+        (code, stdout.trim()),
+        (Some(0), "survived"),
+        "stderr: {stderr}"
+    );
+    let limited = |s: &mut ContainerSpec| s.mem_bytes = Some(16 << 20);
+    let (code, stdout, stderr) = run_script(&runtime, &image, tmp.path(), script, limited, true)?;
+    assert_eq!(
+        code,
+        Some(137),
+        "SIGKILL by the OOM killer; stdout: {stdout} stderr: {stderr}"
+    );
+    assert!(!stdout.contains("survived"));
+    Ok(())
+}
