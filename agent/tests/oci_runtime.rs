@@ -39,6 +39,31 @@ fn setup(tmp: &Path) -> anyhow::Result<Option<(OciRuntime, Image)>> {
     Ok(Some((runtime, image)))
 }
 
+/// Unmounts a task rootfs even when the test fails half-way (a second unmount is harmless).
+struct Unmount(oci::TaskRootfs);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = oci::release_rootfs(&self.0);
+    }
+}
+
+impl std::ops::Deref for Unmount {
+    type Target = oci::TaskRootfs;
+    fn deref(&self) -> &oci::TaskRootfs {
+        &self.0
+    }
+}
+
+/// Deletes (forcibly) a container even when the test fails half-way.
+struct Delete<'a>(&'a OciRuntime, String);
+
+impl Drop for Delete<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.delete(&self.1, true);
+    }
+}
+
 fn container_id() -> String {
     format!("proffer-test-{}", uuid::Uuid::new_v4())
 }
@@ -56,7 +81,11 @@ fn run_script(
     let task_dir = tmp.join(&id);
     let sandbox = task_dir.join("sandbox");
     fs::create_dir_all(&sandbox)?;
-    let rootfs = oci::prepare_rootfs(&image.rootfs, &task_dir, allow_overlay)?;
+    let rootfs = Unmount(oci::prepare_rootfs(
+        &image.rootfs,
+        &task_dir,
+        allow_overlay,
+    )?);
     let mut spec = ContainerSpec {
         rootfs: rootfs.path.clone(),
         args: vec!["sh".into(), "-c".into(), script.into()],
@@ -180,7 +209,7 @@ fn a_running_container_is_killed_and_deleted() -> anyhow::Result<()> {
     };
     let id = container_id();
     let task_dir = tmp.path().join(&id);
-    let rootfs = oci::prepare_rootfs(&image.rootfs, &task_dir, true)?;
+    let rootfs = Unmount(oci::prepare_rootfs(&image.rootfs, &task_dir, true)?);
     let spec = ContainerSpec {
         rootfs: rootfs.path.clone(),
         args: vec!["sleep".into(), "600".into()],
@@ -193,6 +222,7 @@ fn a_running_container_is_killed_and_deleted() -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    let _container = Delete(&runtime, id.clone());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if runtime
@@ -243,7 +273,7 @@ fn a_task_runs_with_the_image_entrypoint_env_workdir_and_user() -> anyhow::Resul
     };
     let id = container_id();
     let task_dir = tmp.path().join(&id);
-    let rootfs = oci::prepare_rootfs(&image.rootfs, &task_dir, true)?;
+    let rootfs = Unmount(oci::prepare_rootfs(&image.rootfs, &task_dir, true)?);
     // The image's entrypoint is `/bin/sh -c`; the task's args replace its Cmd.
     let task = oci::TaskContainer {
         args: Some(vec![
