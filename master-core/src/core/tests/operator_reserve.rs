@@ -146,10 +146,26 @@ fn operator_volumes_are_created_and_destroyed_on_unused_reserved_disk() {
     assert!(total(&h).contains("[data:data]"), "{}", total(&h));
     let before = total(&h);
     let refusals = [
-        (CreateVolumes, "disk(web,dynamic=ops)[data:other]:50", "exists on agent"),
-        (CreateVolumes, "disk(web,dynamic=ops):50", "without a volume"),
-        (CreateVolumes, "disk(web,dynamic=ops)[big:big]:900", "not available unused"),
-        (DestroyVolumes, "disk(web,dynamic=ops)[nope:nope]:10", "not available unused"),
+        (
+            CreateVolumes,
+            "disk(web,dynamic=ops)[data:other]:50",
+            "exists on agent",
+        ),
+        (
+            CreateVolumes,
+            "disk(web,dynamic=ops):50",
+            "without a volume",
+        ),
+        (
+            CreateVolumes,
+            "disk(web,dynamic=ops)[big:big]:900",
+            "not available unused",
+        ),
+        (
+            DestroyVolumes,
+            "disk(web,dynamic=ops)[nope:nope]:10",
+            "not available unused",
+        ),
     ];
     for (op, text, want) in refusals {
         let err = h.m.operator_operation(op, &agent, &r(text)).err();
@@ -161,20 +177,19 @@ fn operator_volumes_are_created_and_destroyed_on_unused_reserved_disk() {
     h.m.operator_operation(DestroyVolumes, &agent, &volume)
         .expect("destroy");
     assert!(!total(&h).contains("[data:"), "{}", total(&h));
-    let destroyed: Vec<Vec<String>> = h
-        .m
-        .take_outbox()
-        .into_iter()
-        .filter_map(|o| match o {
-            crate::core::Output::ToAgent {
-                msg:
-                    v1::MasterMessage {
-                        msg: Some(v1::master_message::Msg::DestroyVolumes(d)),
-                    },
-                ..
-            } => Some(d.volume_ids),
-            _ => None,
-        })
-        .collect();
+    let destroyed: Vec<Vec<String>> =
+        h.m.take_outbox()
+            .into_iter()
+            .filter_map(|o| match o {
+                crate::core::Output::ToAgent {
+                    msg:
+                        v1::MasterMessage {
+                            msg: Some(v1::master_message::Msg::DestroyVolumes(d)),
+                        },
+                    ..
+                } => Some(d.volume_ids),
+                _ => None,
+            })
+            .collect();
     assert_eq!(destroyed, vec![vec!["data".to_string()]]);
 }
