@@ -159,18 +159,7 @@ pub fn locate(state: &v1::StateSnapshot, task_id: &str) -> anyhow::Result<TaskPl
     })
 }
 
-/// `text` percent-encoded for a URL query value.
-fn query_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use proffer_net::url::query_value;
 
 /// Writes `data` to stdout as it is (a closed stdout is not an error, as in `output`).
 fn write_raw(data: &str) {

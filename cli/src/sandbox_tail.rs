@@ -41,18 +41,7 @@ pub fn last_lines(text: &str, n: usize) -> Vec<String> {
     lines
 }
 
-/// `text` percent-encoded for a URL query value (unreserved characters and `/` kept).
-fn query_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use proffer_net::url::query_value;
 
 /// Finds agents' addresses (cached) and reads sandboxes.
 #[derive(Debug)]

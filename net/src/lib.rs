@@ -9,3 +9,4 @@
 pub mod listen;
 pub mod pki;
 pub mod tls;
+pub mod url;

@@ -264,18 +264,7 @@ pub(crate) fn target(state: &v1::StateSnapshot, q: &SandboxQuery) -> Result<Targ
     })
 }
 
-/// `text` percent-encoded for a URL query value (unreserved characters and `/` kept).
-pub(crate) fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub(crate) use proffer_net::url::query_value as encode;
 
 /// `GET /ui/api/sandbox/{op}`.
 pub(crate) async fn proxy(
