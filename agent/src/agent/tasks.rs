@@ -533,22 +533,8 @@ impl Agent {
                 if t.state.is_terminal() {
                     return;
                 }
-                if let Some(pid) = t.cp.task_pid.and_then(|p| i32::try_from(p).ok()) {
-                    // The task must not outlive its executor.
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                if let Ok(spec) = protocol::read_spec(&t.run_dir)
-                    && let Some(cg) = spec.cgroup
-                {
-                    // Killing and removing may wait on the kernel: not on the agent loop.
-                    tokio::task::spawn_blocking(move || {
-                        cgroups::kill_all(&cg);
-                        cgroups::destroy(&cg);
-                    });
-                }
+                // The task must not outlive its executor.
+                kill_now(t);
                 t.state = TaskState::TaskFailed;
                 let m = format!("the executor terminated before the task ended: {message}");
                 self.emit(&key, TaskState::TaskFailed, "REASON_EXECUTOR_TERMINATED", m);
@@ -741,9 +727,13 @@ impl Agent {
             agent_id = self.id_str(),
             reason, "master shut this agent down; killing all tasks and registering afresh"
         );
-        self.kill_all();
         for t in std::mem::take(&mut self.tasks).into_values() {
-            // The executors still record the ends; nobody reports them.
+            // Forgotten at once: no grace, and no kill file to wait for (the run directory
+            // goes away with it; a supervising executor would never read it).
+            if let Some(c) = &t.container {
+                c.kill(Duration::ZERO);
+            }
+            kill_now(&t);
             let _ = std::fs::remove_dir_all(&t.run_dir);
         }
         self.updates.clear();
@@ -835,6 +825,26 @@ impl Agent {
 
 /// The most time spent handling queued inputs before a group commit.
 const READY_WORK: Duration = Duration::from_millis(10);
+
+/// Kills a task's process group and everything in its cgroup at once (no grace): for a task
+/// whose executor is gone, or that the agent forgets.
+fn kill_now(t: &TaskEntry) {
+    if let Some(pid) = t.cp.task_pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    if let Ok(spec) = protocol::read_spec(&t.run_dir)
+        && let Some(cg) = spec.cgroup
+    {
+        // Killing and removing may wait on the kernel: not on the agent loop.
+        tokio::task::spawn_blocking(move || {
+            cgroups::kill_all(&cg);
+            cgroups::destroy(&cg);
+        });
+    }
+}
 
 /// The files of a task to launch, written at the next commit with the batch's others.
 pub(crate) struct LaunchFiles {
