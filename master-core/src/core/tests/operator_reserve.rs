@@ -99,7 +99,7 @@ fn operator_reservation_refusals_change_nothing() {
             &agent,
             "disk(web)[v:v]:1",
             true,
-            "volumes are created and destroyed by frameworks",
+            "it holds a persistent volume",
         ),
         (&agent, "cpus(db):1", false, "reserved statically"),
         (
