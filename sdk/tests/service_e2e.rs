@@ -424,6 +424,11 @@ async fn hello_world(c: &Cluster) -> Result<()> {
         .replace("GREETING: hello", "GREETING: bonjour");
     request(&s.api()?, "POST", "/v1/update", &text).await?;
     s.wait_complete("update").await?;
+    // The old task's end reaches the master after its replacement is ready (start first).
+    wait_for("the old task to end", || async {
+        Ok(c.tasks_of("hello-world").await?.len() == 1)
+    })
+    .await?;
     let rolled = c.tasks_of("hello-world").await?;
     assert_eq!(rolled.len(), 1, "{rolled:?}");
     assert_ne!(
