@@ -56,8 +56,20 @@ pub fn read_certs(
     what: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err(what, path)(e.to_string()))?
+    certs_of(what, path, &read_file(what, path)?)
+}
+
+fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| file_err(what, path)(e.to_string()))
+}
+
+/// The certificates of the PEM text `pem` read from `path` (at least one).
+fn certs_of(
+    what: &'static str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_err(what, path)(e.to_string()))?;
     if certs.is_empty() {
@@ -67,12 +79,22 @@ pub fn read_certs(
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err("private key", path)(e.to_string()))
+    key_of(path, &read_file("private key", path)?)
+}
+
+/// The private key of the PEM text `pem` read from `path`.
+fn key_of(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| file_err("private key", path)(e.to_string()))
 }
 
 fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    roots_of(ca, &read_file("CA", ca)?)
+}
+
+/// A root store of the CA certificates in the PEM text `pem` read from `ca`.
+fn roots_of(ca: &Path, pem: &[u8]) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
-    for c in read_certs("CA", ca)? {
+    for c in certs_of("CA", ca, pem)? {
         store
             .add(c)
             .map_err(|e| file_err("CA", ca)(e.to_string()))?;
@@ -157,23 +179,25 @@ impl TlsFiles {
             }
             return Ok(None);
         };
-        let read = |what: &'static str, p: &Path| {
-            std::fs::read(p).map_err(|e| file_err(what, p)(e.to_string()))
-        };
-        let ca_pem = read("CA", ca)?;
-        let identity = match identity {
-            Some((c, k)) => Some((read("certificate", c)?, read("private key", k)?)),
-            None => None,
-        };
+        // Each file is read once: the PEM text serves both rustls and tonic.
+        let ca_pem = read_file("CA", ca)?;
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_root_certificates(roots(ca)?);
-        let mut rustls_config = match self.identity()? {
-            Some((c, k)) => builder
-                .with_client_auth_cert(read_certs("certificate", c)?, read_key(k)?)
-                .map_err(|e| TlsError::Config(format!("{}: {e}", c.display())))?,
-            None => builder.with_no_client_auth(),
+            .with_root_certificates(roots_of(ca, &ca_pem)?);
+        let (mut rustls_config, identity) = match identity {
+            Some((c, k)) => {
+                let (cert_pem, key_pem) =
+                    (read_file("certificate", c)?, read_file("private key", k)?);
+                let config = builder
+                    .with_client_auth_cert(
+                        certs_of("certificate", c, &cert_pem)?,
+                        key_of(k, &key_pem)?,
+                    )
+                    .map_err(|e| TlsError::Config(format!("{}: {e}", c.display())))?;
+                (config, Some((cert_pem, key_pem)))
+            }
+            None => (builder.with_no_client_auth(), None),
         };
         // [`ClientTls::wrap`] serves the HTTP/1.1 clients; tonic has its own configuration.
         rustls_config.alpn_protocols = vec![b"http/1.1".to_vec()];
