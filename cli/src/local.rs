@@ -79,6 +79,11 @@ pub struct LocalArgs {
     /// every call; prints how to point other `proffer` commands at it.
     #[arg(long)]
     secure: bool,
+    /// Ports the agents offer to tasks, split between them, e.g. `31000-31999`. Default: the
+    /// first of 31000-31999, 32000-32767, 10000-10999, 11000-11999 that no other
+    /// `proffer local` on this host holds (a lock file in $TMPDIR/proffer-local-ports).
+    #[arg(long, env = "PROFFER_LOCAL_AGENT_PORTS", value_parser = crate::local_ports::parse_block)]
+    agent_ports: Option<(u64, u64)>,
 }
 
 /// Agent `index`'s equal share (of `agents`) of the machine's `total` resources: at least one
@@ -140,7 +145,8 @@ pub async fn run(args: LocalArgs, seed: u64, cancel: CancellationToken) -> anyho
     let scheme = if secure.is_some() { "https" } else { "http" };
     let (master, masters) = start_masters(&args, &work_dir, seed, secure.as_ref(), &cancel).await?;
 
-    let agents = start_agents(&args, &work_dir, &master, secure.as_ref(), &cancel)?;
+    let ports = crate::local_ports::claim(args.agent_ports)?;
+    let agents = start_agents(&args, &work_dir, &master, &ports, secure.as_ref(), &cancel)?;
     match &masters {
         Masters::One { addr, .. } => crate::output::text(&format!(
             "master listening on {addr} (gRPC); web UI at {scheme}://{addr}/, state at {scheme}://{addr}/state"
@@ -215,10 +221,14 @@ fn start_agents(
     args: &LocalArgs,
     work_dir: &std::path::Path,
     master: &str,
+    ports: &crate::local_ports::PortBlock,
     secure: Option<&crate::local_secure::Secure>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<Result<(), proffer_agent::AgentError>>>> {
-    let total = proffer_agent::detect_resources(work_dir).context("detecting resources")?;
+    let detected = proffer_agent::detect_resources(work_dir).context("detecting resources")?;
+    let total = detected
+        .filtered(|key| key.name != "ports")
+        .plus(&Resources::parse(&ports.resources_text())?);
     let mut agents = Vec::with_capacity(args.agents);
     for index in 0..args.agents {
         let dir = work_dir.join(format!("agent-{index}"));

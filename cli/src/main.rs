@@ -40,6 +40,7 @@ mod k8s_options;
 mod k8s_tools;
 mod local;
 mod local_ha;
+mod local_ports;
 mod local_secure;
 mod master_cmd;
 mod operator;
