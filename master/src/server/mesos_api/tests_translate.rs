@@ -585,3 +585,28 @@ fn a_translated_offer_reads_back_as_the_same_resources() {
         assert_eq!(back, r);
     }
 }
+
+#[test]
+fn a_mesos_image_by_path_or_url_becomes_a_container() {
+    let launch = |image: serde_json::Value| {
+        let call = json!({"type": "ACCEPT", "accept": {"operations": [{"type": "LAUNCH", "launch": {
+            "task_infos": [{"name": "t", "task_id": {"value": "t"}, "agent_id": {"value": "a"},
+                "command": {"value": "true"},
+                "container": {"type": "MESOS", "mesos": {"image": image}}}]}}]}});
+        to_proffer::call(mesos_call(call), &header())
+    };
+    let got = launch(json!({"type": "DOCKER", "docker": {"name": "file:///srv/app.tar"}}));
+    let Ok(Action::Core(calls)) = got else {
+        panic!("expected a core call, got {got:?}");
+    };
+    let Some(Call::Accept(accept)) = calls.first() else {
+        panic!("expected an accept, got {calls:?}");
+    };
+    let text = format!("{accept:?}");
+    assert!(text.contains("image: \"file:///srv/app.tar\""), "{text}");
+    let refused = launch(json!({"type": "DOCKER", "docker": {"name": "library/busybox"}}));
+    assert!(
+        matches!(&refused, Err(TranslateError::Unsupported(m)) if m.contains("registry")),
+        "{refused:?}"
+    );
+}

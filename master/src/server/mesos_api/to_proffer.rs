@@ -460,14 +460,12 @@ pub(crate) fn task(t: m::TaskInfo, field: &str) -> Result<v1::TaskInfo> {
             "a custom executor ('{field}.executor')"
         )));
     }
-    if let Some(c) = &t.container {
-        let image = c.docker.is_some() || c.mesos.as_ref().is_some_and(|m| m.image.is_some());
-        if image {
-            return Err(TranslateError::Unsupported(format!(
-                "a container image ('{field}.container')"
-            )));
-        }
-    }
+    let container = t
+        .container
+        .as_ref()
+        .map(|c| container_info(c, &format!("{field}.container")))
+        .transpose()?
+        .flatten();
     if t.max_completion_time.is_some() {
         return Err(TranslateError::Unsupported(format!(
             "'{field}.max_completion_time'"
@@ -501,7 +499,36 @@ pub(crate) fn task(t: m::TaskInfo, field: &str) -> Result<v1::TaskInfo> {
             .transpose()?,
         readiness_check: None,
         pids_limit: 0,
+        container,
     })
+}
+
+/// Mesos `ContainerInfo{type: MESOS, mesos.image}` → Proffer's: a Docker image name that is
+/// a path, `file://`, or `http(s)://` URL of an image archive or layout (no registry pulls).
+fn container_info(c: &m::ContainerInfo, field: &str) -> Result<Option<v1::ContainerInfo>> {
+    if c.docker.is_some() {
+        return Err(TranslateError::Unsupported(format!(
+            "the Docker containerizer ('{field}.docker'): use type MESOS with mesos.image"
+        )));
+    }
+    let Some(image) = c.mesos.as_ref().and_then(|m| m.image.as_ref()) else {
+        return Ok(None);
+    };
+    let name = image.docker.as_ref().map(|d| d.name.as_str()).unwrap_or("");
+    let local = name.starts_with('/')
+        || ["file://", "http://", "https://"]
+            .iter()
+            .any(|p| name.starts_with(p));
+    if !local {
+        return Err(TranslateError::Unsupported(format!(
+            "image {name:?} ('{field}.mesos.image'): registry pulls; name an image archive or \
+             layout by path, file://, http:// or https://"
+        )));
+    }
+    Ok(Some(v1::ContainerInfo {
+        image: name.to_string(),
+        image_sha256: String::new(),
+    }))
 }
 
 /// Mesos `CommandInfo` → Proffer's (Mesos defaults: `shell` true, URIs extracted).
