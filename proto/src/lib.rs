@@ -5,7 +5,8 @@
 //! - [`mesos`]: Apache Mesos's own v1 messages (`proto/mesos/v1/…`, Apache-2.0), with serde JSON
 //!   in Mesos's format, for the Mesos-compatible HTTP APIs.
 //! - [`resources`]: fixed-point [`Resources`] with Mesos semantics, parsed from text and JSON.
-//! - [`task_state`]: helpers on [`v1::TaskState`] (terminal states, names).
+//! - [`task_state`]: the task state machine ([`task_state::Transition`]: one transition table
+//!   shared by agent and master), terminal states, names.
 //! - [`offer_filters`]: building [`v1::OfferFilters`].
 //! - [`auth`]: credentials, the `authorization` header/metadata, the servers' gates.
 //! - [`leader`]: [`leader::MasterList`], the masters a client may talk to, and following a

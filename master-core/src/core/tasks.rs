@@ -43,8 +43,8 @@ impl Master {
         else {
             return false;
         };
-        // A terminal task never leaves its terminal state.
-        if !task.state.is_terminal() {
+        // The shared transition table: a terminal task never leaves its terminal state.
+        if task.state.transition(state).accepted() {
             task.state = state;
             task.status = status.clone();
             if state == TaskState::TaskRunning && task.started_ms == 0 {
