@@ -19,8 +19,8 @@ use tracing::{debug, error, info, warn};
 use crate::cgroups::CgroupSupport;
 use crate::checkpoint::{self, TaskCheckpoint};
 use crate::containerizer::{self, Container, ContainerEvent, Resolved};
+use crate::core::{Core, CoreConfig, Effect, Input, TaskKey, Timestamp};
 use crate::session::{SessionEvent, run_session};
-use crate::status_updates::{StatusUpdateManager, TaskKey};
 use crate::{AgentConfig, AgentError};
 
 mod housekeeping;
@@ -28,10 +28,10 @@ mod tasks;
 mod volumes;
 
 /// A task known to the agent: running, or ended with its terminal update not yet acknowledged.
+/// Its state is the core's ([`Core::state`]).
 #[derive(Debug)]
 struct TaskEntry {
     info: TaskInfo,
-    state: TaskState,
     instance: u64,
     /// Present while the executor runs.
     container: Option<Container>,
@@ -73,7 +73,10 @@ pub(crate) struct Agent {
     resources: Resources,
     agent_id: Option<String>,
     tasks: BTreeMap<TaskKey, TaskEntry>,
-    updates: StatusUpdateManager,
+    /// The pure core: task states, the status update stream, write-ahead commits.
+    core: Core,
+    /// The start of the core's clock.
+    clock: std::time::Instant,
     next_instance: u64,
     containers_tx: mpsc::UnboundedSender<ContainerEvent>,
     containers_rx: mpsc::UnboundedReceiver<ContainerEvent>,
@@ -94,8 +97,6 @@ pub(crate) struct Agent {
     backoff: Duration,
     /// The masters (from `config.master`) and the one being talked to.
     masters: MasterList,
-    /// Checkpoints to write and updates to send at the end of this batch of inputs.
-    commit: checkpoint::GroupCommit,
     /// The supervising executors, one per framework.
     supervisors: containerizer::Supervisors,
     /// Tasks whose files are written at the next commit.
@@ -159,7 +160,11 @@ impl Agent {
         let cgroups = tasks::detect_isolation(&config)?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Ok(Agent {
-            updates: StatusUpdateManager::new(config.status_retry_initial, config.status_retry_max),
+            core: Core::new(CoreConfig {
+                retry_initial: config.status_retry_initial,
+                retry_max: config.status_retry_max,
+            }),
+            clock: std::time::Instant::now(),
             backoff: config.reconnect_initial,
             conn: Conn::Down {
                 retry_at: Instant::now(),
@@ -180,7 +185,6 @@ impl Agent {
             events_rx,
             next_session: 0,
             masters,
-            commit: checkpoint::GroupCommit::default(),
             supervisors: containerizer::Supervisors::default(),
             launches: Vec::new(),
         })
@@ -234,7 +238,10 @@ impl Agent {
             Conn::Down { retry_at } => *retry_at,
             Conn::Up {
                 registered: true, ..
-            } => self.updates.next_deadline().map_or(far, Instant::from_std),
+            } => self
+                .core
+                .next_deadline()
+                .map_or(far, |t| Instant::from_std(self.clock + t.since_start())),
             Conn::Up { opened, .. } => *opened + REGISTRATION_TIMEOUT,
         }
     }
@@ -245,15 +252,7 @@ impl Agent {
             Conn::Down { retry_at } if *retry_at <= now => self.connect(),
             Conn::Up {
                 registered: true, ..
-            } => {
-                for u in self.updates.due(now.into_std()) {
-                    debug!(
-                        agent_id = self.id_str(),
-                        "re-sending unacknowledged status update"
-                    );
-                    self.send_update(u);
-                }
-            }
+            } => self.feed(Input::Tick),
             Conn::Up {
                 registered: false,
                 opened,
@@ -329,7 +328,7 @@ impl Agent {
             .map(|(k, t)| RunningTask {
                 framework_id: k.framework_id.clone(),
                 task: Some(t.info.clone()),
-                state: t.state as i32,
+                state: self.core.state(k).unwrap_or(TaskState::TaskStaging) as i32,
             })
             .collect();
         msg(agent_message::Msg::Reregister(ReregisterAgent {
@@ -343,6 +342,7 @@ impl Agent {
         if let Conn::Up { task, .. } = &self.conn {
             task.abort();
         }
+        self.feed(Input::Disconnected);
         self.conn = Conn::Down {
             retry_at: Instant::now(),
         };
@@ -476,9 +476,55 @@ impl Agent {
         }
         info!(agent_id = self.id_str(), master = %self.masters.current(), master_id = %r.master_id,
               ping_interval_ms = r.ping_interval_ms, "registered with master");
-        for u in self.updates.resend_all(std::time::Instant::now()) {
-            self.send_update(u);
+        self.feed(Input::Registered);
+    }
+
+    /// The core's clock now.
+    fn now(&self) -> Timestamp {
+        Timestamp::after(self.clock.elapsed())
+    }
+
+    /// Gives the core an input and carries out its effects (none of which needs a durable
+    /// checkpoint outside [`Input::Commit`], which `commit` handles).
+    fn feed(&mut self, input: Input) {
+        let effects = self.core.handle(self.now(), input);
+        for e in effects {
+            match e {
+                Effect::Checkpoint {
+                    key,
+                    state,
+                    updates,
+                    durable,
+                } => {
+                    if let Some((dir, cp)) = self.checkpoint_of(&key, state, &updates) {
+                        debug!(task_id = %key.task_id, state = cp.state, offset = cp.offset,
+                               updates = cp.updates.len(), "checkpoint");
+                        if let Err(e) = checkpoint::write_task(&dir, &cp, durable) {
+                            error!(error = %e, "checkpointing a task failed");
+                        }
+                    }
+                }
+                Effect::Send(u) => self.send(msg(agent_message::Msg::StatusUpdate(u))),
+                Effect::Forget(key) => {
+                    if let Some(t) = self.tasks.remove(&key) {
+                        let _ = std::fs::remove_dir_all(&t.run_dir);
+                    }
+                }
+            }
         }
+    }
+
+    /// The task's checkpoint with the core's state and pending updates (kept in its entry).
+    fn checkpoint_of(
+        &mut self,
+        key: &TaskKey,
+        state: TaskState,
+        updates: &[v1::StatusUpdate],
+    ) -> Option<(std::path::PathBuf, TaskCheckpoint)> {
+        let t = self.tasks.get_mut(key)?;
+        t.cp.state = state as i32;
+        t.cp.set_updates(updates);
+        Some((t.run_dir.clone(), t.cp.clone()))
     }
 
     /// Closes the outbound stream so queued messages are flushed, then gives up on the session.
@@ -489,6 +535,7 @@ impl Agent {
                 retry_at: Instant::now(),
             },
         );
+        self.feed(Input::Disconnected);
         if let Conn::Up { tx, mut task, .. } = conn {
             drop(tx);
             if tokio::time::timeout(Duration::from_secs(1), &mut task)

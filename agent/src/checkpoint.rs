@@ -82,41 +82,10 @@ pub fn write_task(run_dir: &Path, cp: &TaskCheckpoint, durable: bool) -> Result<
 /// The most threads one group commit syncs files on.
 const COMMIT_THREADS: usize = 16;
 
-/// Group commit of task checkpoints: the agent marks tasks whose checkpoint must be durable
-/// before an update is sent and holds those updates; once it has handled every input that was
-/// ready, [`write_durable_all`] writes the batch's checkpoints with their fsyncs in parallel
-/// (the filesystem's journal commits them together: about one fsync's wait per batch instead
-/// of one per update) and only then are the held updates sent, in order.
-#[derive(Debug, Default)]
-pub struct GroupCommit {
-    dirty: std::collections::BTreeSet<crate::status_updates::TaskKey>,
-    held: Vec<StatusUpdate>,
-}
-
-impl GroupCommit {
-    /// The checkpoint of `key` must be durable before the held updates go out.
-    pub fn mark(&mut self, key: &crate::status_updates::TaskKey) {
-        self.dirty.insert(key.clone());
-    }
-
-    /// `update` is sent once the batch is committed.
-    pub fn hold(&mut self, update: StatusUpdate) {
-        self.held.push(update);
-    }
-
-    /// Nothing is waiting to be committed.
-    pub fn is_clean(&self) -> bool {
-        self.dirty.is_empty() && self.held.is_empty()
-    }
-
-    /// Takes the batch: the tasks to checkpoint durably and the updates to send after.
-    pub fn take(&mut self) -> (Vec<crate::status_updates::TaskKey>, Vec<StatusUpdate>) {
-        (
-            std::mem::take(&mut self.dirty).into_iter().collect(),
-            std::mem::take(&mut self.held),
-        )
-    }
-}
+// Group commit: the core (`crate::core`) says which checkpoints of a batch must be durable
+// before which updates are sent; [`write_durable_all`] writes them with their fsyncs in
+// parallel (the filesystem's journal commits them together: about one fsync's wait per batch
+// instead of one per update).
 
 /// Writes each `(run_dir, checkpoint)` atomically and durably, fsyncing on up to
 /// [`COMMIT_THREADS`] threads of the runtime's blocking pool at once (threads that stay: a
@@ -334,16 +303,6 @@ mod tests {
         let failed = write_durable_all(bad).await;
         assert_eq!(failed.len(), 1);
         assert!(failed[0].1.to_string().contains("gone"), "{}", failed[0].1);
-        let mut g = GroupCommit::default();
-        assert!(g.is_clean());
-        let k = crate::status_updates::TaskKey::new("f", "t");
-        g.mark(&k);
-        g.mark(&k);
-        g.hold(StatusUpdate::default());
-        assert!(!g.is_clean());
-        let (keys, held) = g.take();
-        assert_eq!((keys.len(), held.len()), (1, 1));
-        assert!(g.is_clean());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! - [`detect`]: resource auto-detection (cpus, mem, disk, ports) as Mesos does it.
 //! - [`sandbox`]: id checks and the sandbox directory layout.
 //! - [`checkpoint`]: the persisted `agent_id` file (atomic writes).
-//! - [`status_updates`]: the status update manager (per-task FIFO, retry with backoff until acked).
+//! - [`core`]: the agent's pure core (inputs with a timestamp → effects): the status update
+//!   stream (per-task FIFO, retry with backoff until acked, write-ahead commits), task states by
+//!   the shared transition table. [`status_updates`] re-exports its update manager.
 //! - [`process`]: task commands: environment, cgroup entry wrapper, user, exit classification.
 //! - [`executor`]: the per-task executor (`proffer executor`) and its file protocol with the agent.
 //! - [`containerizer`]: the agent's side of executors: launch, watch, kill, re-attach.
@@ -28,6 +30,7 @@ pub mod checkpoint;
 pub mod checks;
 pub mod config;
 pub mod containerizer;
+pub mod core;
 pub mod detect;
 pub mod error;
 pub mod executor;
@@ -39,7 +42,10 @@ pub mod image;
 pub mod oci;
 pub mod process;
 pub mod sandbox;
-pub mod status_updates;
+/// The status update manager, now part of the [`core`] (kept under its old path).
+pub mod status_updates {
+    pub use crate::core::updates::*;
+}
 
 mod agent;
 mod session;

@@ -45,7 +45,12 @@ impl Agent {
             .map(|(k, t)| TaskView {
                 framework_id: k.framework_id.clone(),
                 task_id: k.task_id.clone(),
-                state: t.state.as_str_name().to_string(),
+                state: self
+                    .core
+                    .state(k)
+                    .unwrap_or(proffer_proto::v1::TaskState::TaskStaging)
+                    .as_str_name()
+                    .to_string(),
                 sandbox: format!("sandboxes/{}/{}", k.framework_id, k.task_id),
                 ready: t.cp.ready,
                 healthy: t.cp.healthy,

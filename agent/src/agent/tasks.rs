@@ -17,8 +17,8 @@ use crate::checkpoint::{self, TaskCheckpoint};
 use crate::checks::CheckConfig;
 use crate::config::IsolationMode;
 use crate::containerizer::{self, EventKind};
+use crate::core::{Effect, Input, TaskKey};
 use crate::executor::protocol::{self, ExecutorEvent, ExecutorSpec};
-use crate::status_updates::{AckOutcome, TaskKey};
 use crate::{AgentConfig, AgentError, process, sandbox};
 
 /// A terminal state, reason and message for a task that cannot be launched.
@@ -74,7 +74,9 @@ impl Agent {
         }
     }
 
-    /// Queues a status update (sent at once when it heads its task's queue) and checkpoints.
+    /// Reports a status to the core: it becomes the task's state (as the transition table
+    /// allows), is checkpointed at the next commit and sent after it when it heads its task's
+    /// queue.
     pub(super) fn emit_status(&mut self, key: &TaskKey, status: TaskStatus) {
         info!(agent_id = self.id_str(), framework_id = %key.framework_id, task_id = %key.task_id,
               state = TaskState::try_from(status.state).map_or("?", |s| s.as_str_name()),
@@ -83,25 +85,9 @@ impl Agent {
             framework_id: key.framework_id.clone(),
             status: Some(status),
         };
-        let head = self.updates.push(std::time::Instant::now(), update);
         // Write-ahead: the update is on disk before anyone can see it. The checkpoint is
         // written (with the others of this batch) by `commit`, which then sends the update.
-        self.commit.mark(key);
-        if let Some(u) = head
-            && self.registered()
-        {
-            self.commit.hold(u);
-        }
-    }
-
-    /// Sends a status update, after the pending group commit if there is one (an update never
-    /// overtakes the checkpoint of an update emitted before it).
-    pub(super) fn send_update(&mut self, u: v1::StatusUpdate) {
-        if self.commit.is_clean() {
-            self.send(msg(agent_message::Msg::StatusUpdate(u)));
-        } else {
-            self.commit.hold(u);
-        }
+        self.feed(Input::Report(update));
     }
 
     /// Handles the executor and session events that are already queued (at most `max`), so
@@ -134,18 +120,23 @@ impl Agent {
                 self.start_prepared(key, written);
             }
         }
-        if self.commit.is_clean() {
+        if self.core.is_clean() {
             self.supervisors.flush();
             return;
         }
-        let (keys, held) = self.commit.take();
-        let mut batch = Vec::with_capacity(keys.len());
-        for key in &keys {
-            let queued = self.updates.queued(key);
-            if let Some(t) = self.tasks.get_mut(key) {
-                t.cp.state = t.state as i32;
-                t.cp.set_updates(&queued);
-                batch.push((t.run_dir.clone(), t.cp.clone()));
+        let effects = self.core.handle(self.now(), Input::Commit);
+        let mut batch = Vec::new();
+        let mut held = Vec::new();
+        for e in effects {
+            match e {
+                Effect::Checkpoint {
+                    key,
+                    state,
+                    updates,
+                    ..
+                } => batch.extend(self.checkpoint_of(&key, state, &updates)),
+                Effect::Send(u) => held.push(u),
+                Effect::Forget(_) => {}
             }
         }
         debug!(
@@ -153,6 +144,7 @@ impl Agent {
             updates = held.len(),
             "group commit"
         );
+        // Every checkpoint of the batch is durable before any of its updates is sent.
         for (dir, e) in checkpoint::write_durable_all(batch).await {
             error!(run_dir = %dir.display(), error = %e, "checkpointing a task failed");
         }
@@ -167,16 +159,15 @@ impl Agent {
         self.emit_status(key, s);
     }
 
-    /// Writes the task's checkpoint (state, log offset, pending updates).
-    fn persist(&mut self, key: &TaskKey, durable: bool) {
-        let queued = self.updates.queued(key);
-        let Some(t) = self.tasks.get_mut(key) else {
+    /// Writes the task's checkpoint (state, log offset, pending updates), without fsync.
+    fn persist(&mut self, key: &TaskKey) {
+        let state = self.core.state(key).unwrap_or(TaskState::TaskStaging);
+        let queued = self.core.queued(key);
+        let Some((dir, cp)) = self.checkpoint_of(key, state, &queued) else {
             return;
         };
-        t.cp.state = t.state as i32;
-        t.cp.set_updates(&queued);
-        debug!(task_id = %key.task_id, state = t.cp.state, offset = t.cp.offset, updates = t.cp.updates.len(), "checkpoint");
-        if let Err(e) = checkpoint::write_task(&t.run_dir, &t.cp, durable) {
+        debug!(task_id = %key.task_id, state = cp.state, offset = cp.offset, updates = cp.updates.len(), "checkpoint");
+        if let Err(e) = checkpoint::write_task(&dir, &cp, false) {
             error!(error = %e, "checkpointing a task failed");
         }
     }
@@ -256,7 +247,12 @@ impl Agent {
     /// free (a launch storm beyond the agent's resources is refused task by task).
     fn resources_left_for(&self, task: &TaskInfo) -> Result<(), Refusal> {
         let (mut cpus, mut mem) = (0i64, 0i64);
-        for t in self.tasks.values().filter(|t| !t.state.is_terminal()) {
+        let live = self
+            .tasks
+            .iter()
+            .filter(|(k, _)| !self.core.state(k).is_some_and(TaskState::is_terminal))
+            .map(|(_, t)| t);
+        for t in live {
             cpus = cpus.saturating_add(scalar_milli(&t.info.resources, "cpus"));
             mem = mem.saturating_add(scalar_milli(&t.info.resources, "mem"));
         }
@@ -303,7 +299,6 @@ impl Agent {
             key.clone(),
             TaskEntry {
                 info: task.clone(),
-                state: TaskState::TaskStaging,
                 instance: self.next_instance,
                 container: None,
                 run_dir,
@@ -312,11 +307,16 @@ impl Agent {
                     group: group.clone(),
                     ..Default::default()
                 },
-                group,
+                group: group.clone(),
             },
         );
+        self.feed(Input::Track {
+            key: key.clone(),
+            state: TaskState::TaskStaging,
+            group,
+            live: false,
+        });
         if let Err((state, reason, message)) = self.launch(&key, &task) {
-            self.set_state(&key, state);
             self.emit(&key, state, reason, message);
         }
     }
@@ -414,11 +414,10 @@ impl Agent {
     /// Starts the executor of a task whose files are written (or reports why it cannot).
     fn start_prepared(&mut self, key: &TaskKey, written: Result<(), String>) {
         // A task killed while its files were being written is not started.
-        if self.tasks.get(key).map(|t| t.state) != Some(TaskState::TaskStaging) {
+        if self.core.state(key) != Some(TaskState::TaskStaging) {
             return;
         }
         if let Err(m) = written {
-            self.set_state(key, TaskState::TaskFailed);
             self.emit(
                 key,
                 TaskState::TaskFailed,
@@ -427,7 +426,6 @@ impl Agent {
             );
             return;
         }
-        self.set_state(key, TaskState::TaskStarting);
         let Some(run_dir) = self.tasks.get(key).map(|t| t.run_dir.clone()) else {
             return;
         };
@@ -442,7 +440,6 @@ impl Agent {
         ) {
             Ok(c) => c,
             Err(e) => {
-                self.set_state(key, TaskState::TaskFailed);
                 let m = format!("failed to start the executor: {e}");
                 self.emit(key, TaskState::TaskFailed, "REASON_EXECUTOR_TERMINATED", m);
                 return;
@@ -453,14 +450,12 @@ impl Agent {
             t.cp.executor = Some(container.executor.clone());
             t.container = Some(container);
         }
+        self.feed(Input::Executor {
+            key: key.clone(),
+            live: true,
+        });
         // One checkpoint (with the executor) per launch: STARTING is written ahead of sending.
         self.emit(key, TaskState::TaskStarting, "", String::new());
-    }
-
-    fn set_state(&mut self, key: &TaskKey, state: TaskState) {
-        if let Some(t) = self.tasks.get_mut(key) {
-            t.state = state;
-        }
     }
 
     pub(super) fn kill_grace(&self, requested_ms: u64, task: &TaskInfo) -> Duration {
@@ -491,9 +486,8 @@ impl Agent {
                 );
                 c.kill(grace);
             }
-            Some(t) if t.state == TaskState::TaskStaging => {
+            Some(_) if self.core.state(&key) == Some(TaskState::TaskStaging) => {
                 // Its files are being written: it is never started.
-                self.set_state(&key, TaskState::TaskKilled);
                 let m = "task killed before it started".to_string();
                 self.emit(&key, TaskState::TaskKilled, "REASON_TASK_KILLED", m);
             }
@@ -522,7 +516,7 @@ impl Agent {
             EventKind::Garbled { message, offset } => {
                 warn!(task_id = %key.task_id, %message, "skipping a bad executor event");
                 t.cp.offset = offset;
-                self.persist(&key, false);
+                self.persist(&key);
             }
             EventKind::Executor { event, offset } => {
                 t.cp.offset = offset;
@@ -530,12 +524,17 @@ impl Agent {
             }
             EventKind::ExecutorGone { message } => {
                 t.container = None;
-                if t.state.is_terminal() {
+                self.feed(Input::Executor {
+                    key: key.clone(),
+                    live: false,
+                });
+                if self.core.state(&key).is_none_or(TaskState::is_terminal) {
                     return;
                 }
                 // The task must not outlive its executor.
-                kill_now(t);
-                t.state = TaskState::TaskFailed;
+                if let Some(t) = self.tasks.get(&key) {
+                    kill_now(t);
+                }
                 let m = format!("the executor terminated before the task ended: {message}");
                 self.emit(&key, TaskState::TaskFailed, "REASON_EXECUTOR_TERMINATED", m);
                 self.fail_group(&key);
@@ -550,7 +549,6 @@ impl Agent {
         let mut s = match event {
             ExecutorEvent::Started { pid } => {
                 t.cp.task_pid = Some(pid);
-                t.state = TaskState::TaskRunning;
                 self.status(key, TaskState::TaskRunning, "", String::new())
             }
             ExecutorEvent::Health { healthy, message } => {
@@ -584,8 +582,11 @@ impl Agent {
                 healthy,
             } => {
                 let state = TaskState::from_str_name(&state).unwrap_or(TaskState::TaskFailed);
-                t.state = state;
                 t.container = None;
+                self.feed(Input::Executor {
+                    key: key.clone(),
+                    live: false,
+                });
                 let reason: &str = &reason;
                 let mut s = self.status(key, state, reason, message);
                 s.exit_code = exit_code;
@@ -620,34 +621,10 @@ impl Agent {
         }
     }
 
+    /// An acknowledgement: the core sends the task's next update, or forgets the task once
+    /// its end is acknowledged and its executor gone.
     pub(super) fn on_ack(&mut self, a: &v1::StatusUpdateAck) {
-        match self.updates.ack(
-            std::time::Instant::now(),
-            &a.framework_id,
-            &a.task_id,
-            &a.uuid,
-        ) {
-            AckOutcome::Ignored => {
-                debug!(framework_id = %a.framework_id, task_id = %a.task_id, "acknowledgement for no in-flight update ignored");
-            }
-            AckOutcome::Acked { terminal, next } => {
-                let key = TaskKey::new(a.framework_id.clone(), a.task_id.clone());
-                if terminal && self.tasks.get(&key).is_some_and(|t| t.container.is_none()) {
-                    debug!(framework_id = %key.framework_id, task_id = %key.task_id, "terminal update acknowledged; task forgotten");
-                    if let Some(t) = self.tasks.remove(&key) {
-                        let _ = std::fs::remove_dir_all(&t.run_dir);
-                    }
-                    self.updates.remove(&key);
-                } else {
-                    self.persist(&key, false);
-                }
-                if let Some(u) = next
-                    && self.registered()
-                {
-                    self.send_update(*u);
-                }
-            }
-        }
+        self.feed(Input::Ack(a.clone()));
     }
 
     /// Rebuilds the task table from the checkpoints and re-attaches to live executors.
@@ -681,7 +658,7 @@ impl Agent {
             };
             let key = TaskKey::new(fw, task_id);
             for u in cp.decoded_updates() {
-                let _ = self.updates.push(std::time::Instant::now(), u);
+                self.feed(Input::Recovered(u));
             }
             self.next_instance += 1;
             let instance = self.next_instance;
@@ -698,11 +675,16 @@ impl Agent {
             });
             running += usize::from(container.is_some());
             total += 1;
+            self.feed(Input::Track {
+                key: key.clone(),
+                state,
+                group: cp.group.clone(),
+                live: container.is_some(),
+            });
             self.tasks.insert(
                 key,
                 TaskEntry {
                     info,
-                    state,
                     instance,
                     container,
                     run_dir: dir,
@@ -715,7 +697,7 @@ impl Agent {
             info!(
                 tasks = total,
                 live = running,
-                pending_updates = self.updates.next_deadline().is_some(),
+                pending_updates = self.core.has_pending_updates(),
                 "recovered tasks from the checkpoint"
             );
         }
@@ -736,7 +718,7 @@ impl Agent {
             kill_now(&t);
             let _ = std::fs::remove_dir_all(&t.run_dir);
         }
-        self.updates.clear();
+        self.feed(Input::ForgetAll);
         if let Err(e) = checkpoint::delete_agent_id(&self.config.work_dir) {
             error!(error = %e, "could not delete the agent id");
         }

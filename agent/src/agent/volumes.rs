@@ -66,7 +66,11 @@ impl Agent {
     /// `id`.
     fn task_using_volume(&self, id: &str) -> Option<String> {
         self.tasks.iter().find_map(|(key, t)| {
-            let live = !t.state.is_terminal() || t.container.is_some();
+            let live = !self
+                .core
+                .state(key)
+                .is_some_and(proffer_proto::v1::TaskState::is_terminal)
+                || t.container.is_some();
             let uses = t
                 .info
                 .resources

@@ -1,5 +1,9 @@
-use super::*;
+use std::time::Duration;
+
+use crate::core::Timestamp;
+use crate::core::updates::*;
 use proffer_proto::v1::TaskStatus;
+use proffer_proto::v1::{StatusUpdate, TaskState};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -28,7 +32,7 @@ fn mgr() -> StatusUpdateManager {
 
 #[test]
 fn only_head_in_flight_and_ack_pops_in_order() {
-    let t0 = Instant::now();
+    let t0 = Timestamp::ZERO;
     let mut m = mgr();
     let sent = m.push(t0, update("f", "t", TaskState::TaskStarting, 1));
     assert_eq!(sent.as_ref().map(state), Some(TaskState::TaskStarting));
@@ -66,7 +70,7 @@ fn only_head_in_flight_and_ack_pops_in_order() {
 
 #[test]
 fn tasks_are_independent() {
-    let t0 = Instant::now();
+    let t0 = Timestamp::ZERO;
     let mut m = mgr();
     assert!(
         m.push(t0, update("f", "a", TaskState::TaskRunning, 1))
@@ -92,7 +96,7 @@ fn tasks_are_independent() {
 
 #[test]
 fn retry_backoff_doubles_up_to_max() {
-    let t0 = Instant::now();
+    let t0 = Timestamp::ZERO;
     let mut m = mgr();
     m.push(t0, update("f", "t", TaskState::TaskRunning, 1));
     assert_eq!(m.next_deadline(), Some(t0 + 10 * S));
@@ -118,7 +122,7 @@ fn retry_backoff_doubles_up_to_max() {
 
 #[test]
 fn ack_stops_retries_and_next_head_starts_fresh() {
-    let t0 = Instant::now();
+    let t0 = Timestamp::ZERO;
     let mut m = mgr();
     m.push(t0, update("f", "t", TaskState::TaskRunning, 1));
     m.push(t0, update("f", "t", TaskState::TaskFailed, 2));
@@ -145,7 +149,7 @@ fn ack_stops_retries_and_next_head_starts_fresh() {
 
 #[test]
 fn wrong_uuid_or_unknown_task_is_ignored() {
-    let t0 = Instant::now();
+    let t0 = Timestamp::ZERO;
     let mut m = mgr();
     m.push(t0, update("f", "t", TaskState::TaskRunning, 1));
     assert_eq!(m.ack(t0, "f", "t", &[9; 16]), AckOutcome::Ignored);
@@ -158,7 +162,7 @@ fn wrong_uuid_or_unknown_task_is_ignored() {
 
 #[test]
 fn resend_all_on_reconnect() {
-    let t0 = Instant::now();
+    let t0 = Timestamp::ZERO;
     let mut m = mgr();
     m.push(t0, update("f", "a", TaskState::TaskStarting, 1));
     m.push(t0, update("f", "a", TaskState::TaskRunning, 2));

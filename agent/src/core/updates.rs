@@ -1,15 +1,17 @@
 //! The status update manager: reliable, ordered delivery of task status updates.
 //!
-//! Pure logic (no clock, no I/O): every call gets `now`. Per task there is a FIFO of updates;
+//! Pure logic (no clock, no I/O): every call gets `now` (a [`Timestamp`] on the shell's clock). Per task there is a FIFO of updates;
 //! only the head is in flight. The head is re-sent after `initial`, then after twice that, and
 //! so on up to `max`, until a [`StatusUpdateAck`](proffer_proto::v1::StatusUpdateAck) with the
 //! same framework id, task id and uuid arrives; then the next update becomes the head and is
 //! sent. After a reconnect all heads are sent again at once ([`StatusUpdateManager::resend_all`]).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proffer_proto::v1::{StatusUpdate, TaskState};
+
+use super::Timestamp;
 
 /// Identifies a task on this agent.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,7 +60,7 @@ pub enum AckOutcome {
 struct Queue {
     updates: VecDeque<StatusUpdate>,
     /// When the head is to be sent again.
-    retry_at: Instant,
+    retry_at: Timestamp,
     /// The interval that will follow the next resend.
     interval: Duration,
 }
@@ -98,7 +100,7 @@ impl StatusUpdateManager {
     }
 
     /// Queues an update. Returns it when it is now the task's head and must be sent at once.
-    pub fn push(&mut self, now: Instant, update: StatusUpdate) -> Option<StatusUpdate> {
+    pub fn push(&mut self, now: Timestamp, update: StatusUpdate) -> Option<StatusUpdate> {
         let key = TaskKey::of(&update);
         match self.queues.get_mut(&key) {
             Some(q) => {
@@ -124,7 +126,7 @@ impl StatusUpdateManager {
     /// Handles an acknowledgement; only the in-flight update of the task can be acknowledged.
     pub fn ack(
         &mut self,
-        now: Instant,
+        now: Timestamp,
         framework_id: &str,
         task_id: &str,
         uuid: &[u8],
@@ -149,7 +151,7 @@ impl StatusUpdateManager {
     }
 
     /// The heads whose retry time has come; each is rescheduled with a doubled interval.
-    pub fn due(&mut self, now: Instant) -> Vec<StatusUpdate> {
+    pub fn due(&mut self, now: Timestamp) -> Vec<StatusUpdate> {
         let mut out = Vec::new();
         for q in self.queues.values_mut() {
             if q.retry_at <= now
@@ -164,7 +166,7 @@ impl StatusUpdateManager {
     }
 
     /// Every head, to send right after (re)registering; retry timers restart at `initial`.
-    pub fn resend_all(&mut self, now: Instant) -> Vec<StatusUpdate> {
+    pub fn resend_all(&mut self, now: Timestamp) -> Vec<StatusUpdate> {
         let initial = self.initial;
         let second = self.next_interval(initial);
         self.queues
@@ -178,7 +180,7 @@ impl StatusUpdateManager {
     }
 
     /// The earliest retry time, if any update is pending.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Timestamp> {
         self.queues.values().map(|q| q.retry_at).min()
     }
 
@@ -214,7 +216,3 @@ impl StatusUpdateManager {
         (d * 2).min(self.max)
     }
 }
-
-#[cfg(test)]
-#[path = "status_updates_tests.rs"]
-mod tests;

@@ -1,0 +1,121 @@
+//! A small driver for table tests of [`Core`]: inputs at virtual times, effects in a compact
+//! form.
+
+use std::time::Duration;
+
+use proffer_proto::v1::{StatusUpdate, StatusUpdateAck, TaskState, TaskStatus};
+
+use crate::core::{Core, CoreConfig, Effect, Input, TaskKey, Timestamp};
+
+/// Framework of every task in these tests.
+pub const FW: &str = "fw";
+
+/// One effect, compactly: what the tests compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Eff {
+    /// Sent the update of `task` with uuid byte `u`.
+    Send(&'static str, u8),
+    /// Checkpointed `task` in `state` with `n` pending updates, durably or not.
+    Cp(&'static str, TaskState, usize, bool),
+    /// Forgot `task`.
+    Forget(&'static str),
+}
+
+/// A core retrying after 10 s, up to 40 s.
+pub fn core() -> Core {
+    Core::new(CoreConfig {
+        retry_initial: Duration::from_secs(10),
+        retry_max: Duration::from_secs(40),
+    })
+}
+
+/// The key of a test task.
+pub fn key(task: &str) -> TaskKey {
+    TaskKey::new(FW, task)
+}
+
+/// An update of `task` to `state` with uuid `[u; 16]`.
+pub fn update(task: &str, state: TaskState, u: u8) -> StatusUpdate {
+    StatusUpdate {
+        framework_id: FW.into(),
+        status: Some(TaskStatus {
+            task_id: task.into(),
+            state: state as i32,
+            uuid: vec![u; 16],
+            ..Default::default()
+        }),
+    }
+}
+
+/// Reports `task` in `state` (uuid `[u; 16]`).
+pub fn report(task: &str, state: TaskState, u: u8) -> Input {
+    Input::Report(update(task, state, u))
+}
+
+/// The master acknowledges uuid `[u; 16]` of `task`.
+pub fn ack(task: &str, u: u8) -> Input {
+    Input::Ack(StatusUpdateAck {
+        framework_id: FW.into(),
+        task_id: task.into(),
+        uuid: vec![u; 16],
+    })
+}
+
+/// Starts tracking a new task (STAGING, no executor yet).
+pub fn track(task: &str) -> Input {
+    Input::Track {
+        key: key(task),
+        state: TaskState::TaskStaging,
+        group: None,
+        live: false,
+    }
+}
+
+/// The task's executor started (`true`) or went away.
+pub fn executor(task: &str, live: bool) -> Input {
+    Input::Executor {
+        key: key(task),
+        live,
+    }
+}
+
+fn leak(s: &str) -> &'static str {
+    // Test task names are few and short: interned by a match on the known ones.
+    match s {
+        "a" => "a",
+        "b" => "b",
+        "c" => "c",
+        "t" => "t",
+        _ => "?",
+    }
+}
+
+fn compact(e: &Effect) -> Eff {
+    match e {
+        Effect::Send(u) => {
+            let s = u.status.clone().unwrap_or_default();
+            Eff::Send(leak(&s.task_id), s.uuid.first().copied().unwrap_or(0))
+        }
+        Effect::Checkpoint {
+            key,
+            state,
+            updates,
+            durable,
+        } => Eff::Cp(leak(&key.task_id), *state, updates.len(), *durable),
+        Effect::Forget(key) => Eff::Forget(leak(&key.task_id)),
+    }
+}
+
+/// Runs the steps (seconds, input, expected effects) in order, failing at the first step whose
+/// effects differ.
+pub fn run(core: &mut Core, steps: Vec<(u64, Input, Vec<Eff>)>) {
+    for (i, (secs, input, want)) in steps.into_iter().enumerate() {
+        let shown = format!("{input:?}");
+        let got: Vec<Eff> = core
+            .handle(Timestamp::ZERO + Duration::from_secs(secs), input)
+            .iter()
+            .map(compact)
+            .collect();
+        assert_eq!(got, want, "step {i} at {secs} s: {shown}");
+    }
+}

@@ -1,0 +1,6 @@
+//! Tests of the agent core on virtual time: each is a table of inputs at given times and the
+//! effects they must give.
+
+mod harness;
+mod stream;
+mod updates;
