@@ -2,10 +2,11 @@
 //! scheduler is killed with SIGKILL and started again from its state directory → it fails over
 //! to the same framework, the plan is still COMPLETE and no task is launched twice.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use proffer_tests::leftovers::Children;
 use proffer_tests::ports::free_port;
 
 const SPEC: &str = r#"
@@ -20,18 +21,6 @@ pods:
         memory: 16
         cmd: "exec sleep 3600"
 "#;
-
-/// Kills (SIGKILL) and reaps its children when dropped, so a failing test leaks nothing.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in self.0.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn proffer() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_proffer"));
@@ -85,8 +74,9 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
     let spec = dir.path().join("sleeper.yaml");
     std::fs::write(&spec, SPEC)?;
     let master = format!("127.0.0.1:{}", free_port()?);
-    let mut procs = Procs(Vec::new());
-    procs.0.push(
+    // Killed (with the tasks the agents leave running) when dropped: a test leaks nothing.
+    let mut procs = Children::new(dir.path());
+    procs.push(
         proffer()
             .args([
                 "master",
@@ -102,7 +92,7 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
     for i in 0..2 {
         let work = dir.path().join(format!("agent-{i}"));
         let res = format!("cpus:1;mem:256;ports:[3{i}100-3{i}199]");
-        procs.0.push(
+        procs.push(
             proffer()
                 .args(["agent", "--master", &master, "--resources", &res])
                 .args(["--hostname", &format!("agent-{i}")])
@@ -114,8 +104,8 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
     let api = format!("127.0.0.1:{}", free_port()?);
     let state = dir.path().join("state");
     // Each scheduler logs to its own file (the test reads what it says it did).
-    let scheduler = |procs: &mut Procs, log: &std::path::Path| -> Result<usize> {
-        procs.0.push(
+    let scheduler = |procs: &mut Children, log: &std::path::Path| -> Result<usize> {
+        Ok(procs.push(
             proffer()
                 .args(["service", "run"])
                 .arg(&spec)
@@ -124,8 +114,7 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
                 .arg(&state)
                 .stderr(std::fs::File::create(log)?)
                 .spawn()?,
-        );
-        Ok(procs.0.len() - 1)
+        ))
     };
     let first = scheduler(&mut procs, &dir.path().join("scheduler-1.log"))?;
     wait_until("deploy COMPLETE", || plan_complete(&api))?;
@@ -133,8 +122,8 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
     assert_eq!(before.len(), 2, "{before:?}");
 
     // SIGKILL: no teardown, no goodbye.
-    procs.0[first].kill()?;
-    procs.0[first].wait()?;
+    procs.list[first].kill()?;
+    procs.list[first].wait()?;
     let second_log = dir.path().join("scheduler-2.log");
     scheduler(&mut procs, &second_log)?;
     wait_until("the restarted scheduler's API", || plan_complete(&api))?;

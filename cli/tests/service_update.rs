@@ -5,10 +5,11 @@
 //! order; `--force` applies the impossible one (its replacements, started first, wait while
 //! the old tasks run on), and `service why` then names the cpus no recent offer had.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use proffer_tests::leftovers::Children;
 use proffer_tests::ports::free_port;
 
 fn spec(cpus: &str, cmd: &str) -> String {
@@ -26,18 +27,6 @@ pods:
         cmd: "{cmd}"
 "#
     )
-}
-
-/// Kills (SIGKILL) and reaps its children when dropped, so a failing test leaks nothing.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in self.0.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn proffer() -> Command {
@@ -92,8 +81,9 @@ fn text(out: &Output) -> (String, String) {
 fn an_impossible_update_is_refused_until_forced() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let master = format!("127.0.0.1:{}", free_port()?);
-    let mut procs = Procs(Vec::new());
-    procs.0.push(
+    // Killed (with the tasks the agents leave running) when dropped: a test leaks nothing.
+    let mut procs = Children::new(dir.path());
+    procs.push(
         proffer()
             .args(["master", "--listen", &master])
             .args(["--allocation-interval", "100ms"])
@@ -103,7 +93,7 @@ fn an_impossible_update_is_refused_until_forced() -> Result<()> {
     );
     for i in 0..2 {
         let res = format!("cpus:1;mem:256;ports:[3{i}200-3{i}299]");
-        procs.0.push(
+        procs.push(
             proffer()
                 .args(["agent", "--master", &master, "--resources", &res])
                 .args(["--hostname", &format!("agent-{i}")])
@@ -121,7 +111,7 @@ fn an_impossible_update_is_refused_until_forced() -> Result<()> {
     let big = write("big.yaml", spec("2", "exec sleep 3600"))?;
     let v2 = write("v2.yaml", spec("0.1", "exec sleep 3601"))?;
     let api = format!("127.0.0.1:{}", free_port()?);
-    procs.0.push(
+    procs.push(
         proffer()
             .args([
                 "service", "run", &first, "--master", &master, "--http", &api,

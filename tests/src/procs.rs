@@ -243,3 +243,14 @@ impl Cluster {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 }
+
+impl Drop for Cluster {
+    /// The agents first (so that no framework is told of a task's end and starts another),
+    /// then the tasks they leave running, then (as the fields drop) the master.
+    fn drop(&mut self) {
+        for agent in &mut self.agents {
+            let _ = agent.kill9();
+        }
+        crate::leftovers::kill_under(self.dir.path());
+    }
+}
