@@ -125,6 +125,8 @@ struct TaskState {
     #[serde(flatten)]
     task: TaskView,
     usage: Option<cgroups::Usage>,
+    /// The image, its digest and the runtime of a task in a container.
+    container: Option<crate::executor::container::ContainerRecord>,
 }
 
 fn usage_of(run_dir: &Path) -> Option<cgroups::Usage> {
@@ -139,6 +141,7 @@ async fn state(State(ctx): State<Ctx>) -> Response {
         .iter()
         .map(|t| TaskState {
             usage: usage_of(&t.run_dir),
+            container: crate::executor::container::read_record(&t.run_dir),
             task: t.clone(),
         })
         .collect();

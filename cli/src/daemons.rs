@@ -68,6 +68,10 @@ pub struct AgentArgs {
         allow_negative_numbers = true
     )]
     gc_max_disk_fraction: f64,
+    /// The OCI runtime (runc or crun) running tasks in containers (default: crun, then runc,
+    /// found on PATH; docs/containers.md).
+    #[arg(long, env = "PROFFER_OCI_RUNTIME")]
+    oci_runtime: Option<std::path::PathBuf>,
     /// Authentication and ACLs of the agent's HTTP endpoint (its session to the master
     /// presents --principal/--secret-file).
     #[command(flatten)]
@@ -119,6 +123,17 @@ impl AgentArgs {
         config.cgroups_enable_cfs = self.cgroups_enable_cfs;
         config.pid_namespace = self.pid_namespace;
         config.kill_tasks_on_shutdown = !self.keep_tasks_on_shutdown;
+        if let Some(runtime) = &self.oci_runtime {
+            // The executors (this binary) run the containers: they are told the runtime.
+            config.executor = proffer_agent::ExecutorLauncher::Binary {
+                program: std::env::current_exe()?,
+                args: vec![
+                    "executor".into(),
+                    "--oci-runtime".into(),
+                    runtime.display().to_string(),
+                ],
+            };
+        }
         let f = self.gc_max_disk_fraction;
         anyhow::ensure!(
             f.is_finite() && f > 0.0 && f <= 1.0,
@@ -243,6 +258,7 @@ mod tests {
             pid_namespace: false,
             keep_tasks_on_shutdown: false,
             gc_max_disk_fraction: 0.9,
+            oci_runtime: None,
             auth: Default::default(),
         };
         let config = args.agent_config()?;

@@ -17,6 +17,9 @@ pub struct ExecutorArgs {
     /// Supervise every task the agent names on stdin (one executor per framework per agent).
     #[arg(long, conflicts_with = "probe")]
     supervisor: bool,
+    /// The OCI runtime (runc, crun) for tasks in containers (default: detected on PATH).
+    #[arg(long)]
+    oci_runtime: Option<PathBuf>,
 }
 
 /// Runs the executor; `Ok(false)` when it could not record the task's end.
@@ -27,5 +30,8 @@ pub async fn run(args: ExecutorArgs) -> anyhow::Result<bool> {
         (false, false, Some(dir)) => ExecutorMode::Run(dir),
         (false, false, None) => anyhow::bail!("--run-dir is required"),
     };
+    if let Some(runtime) = args.oci_runtime {
+        proffer_agent::executor::container::set_runtime_override(runtime);
+    }
     Ok(run_process(mode).await == 0)
 }

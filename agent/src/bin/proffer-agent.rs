@@ -32,6 +32,9 @@ fn executor(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(runtime) = proffer_agent::executor::oci_runtime_arg(args) {
+        proffer_agent::executor::container::set_runtime_override(runtime);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

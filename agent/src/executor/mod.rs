@@ -7,6 +7,7 @@
 //! [`supervise`] function also runs inside the agent process when no executor binary is
 //! usable (then tasks do not survive an agent restart; the agent says so at start).
 
+pub mod container;
 pub mod protocol;
 pub mod supervisor;
 
@@ -38,18 +39,34 @@ pub enum ExecutorMode {
     Supervisor,
 }
 
-/// Parses executor arguments (after the program name; a leading `executor` is skipped).
+/// Parses executor arguments (after the program name; a leading `executor` is skipped, and
+/// `--oci-runtime PATH`, read by [`oci_runtime_arg`], may come before the mode).
 pub fn parse_args(args: &[String]) -> Result<ExecutorMode, String> {
     let mut it = args.iter().map(String::as_str).peekable();
     if it.peek() == Some(&"executor") {
+        it.next();
+    }
+    while it.peek() == Some(&"--oci-runtime") {
+        it.next();
         it.next();
     }
     match (it.next(), it.next(), it.next()) {
         (Some("--probe"), None, None) => Ok(ExecutorMode::Probe),
         (Some("--run-dir"), Some(dir), None) => Ok(ExecutorMode::Run(PathBuf::from(dir))),
         (Some("--supervisor"), None, None) => Ok(ExecutorMode::Supervisor),
-        _ => Err("usage: executor (--probe | --run-dir DIR | --supervisor)".into()),
+        _ => Err(
+            "usage: executor [--oci-runtime PATH] (--probe | --run-dir DIR | --supervisor)".into(),
+        ),
     }
+}
+
+/// The `--oci-runtime PATH` of executor arguments: the OCI runtime for tasks in containers
+/// (give it to [`container::set_runtime_override`]).
+pub fn oci_runtime_arg(args: &[String]) -> Option<PathBuf> {
+    args.iter()
+        .position(|a| a == "--oci-runtime")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
 }
 
 /// Runs the executor process: `setsid`, SIGTERM → kill request (grace from the `kill` file),
@@ -199,21 +216,25 @@ pub async fn supervise(
         nudge,
     };
     // Fetching and cgroup setup block (downloads, child processes): keep them off the runtime.
-    let (s, t) = (spec.clone(), task.clone());
-    let prepared = tokio::task::spawn_blocking(move || prepare(&s, &t))
+    let (s, t, dir) = (spec.clone(), task.clone(), run_dir.to_path_buf());
+    let prepared = tokio::task::spawn_blocking(move || prepare(&s, &t, &dir))
         .await
         .map_err(|e| format!("preparing the task panicked: {e}"))?;
     match prepared {
-        Ok((cmd, cgroup)) => run_task(&spec, &task, cmd, cgroup, &mut kills, &mut rec).await,
+        Ok(p) => run_task(&spec, &task, p, &mut kills, &mut rec).await,
         Err(t) => rec.exited(&t, None).await,
     }
 }
 
+/// A task ready to start: its command, cgroups and container (when it runs in one).
+struct Prepared {
+    cmd: tokio::process::Command,
+    cgroup: Option<Cgroup>,
+    container: Option<container::Launch>,
+}
+
 /// Fetches URIs and creates the cgroups; on failure returns the task's terminal state.
-fn prepare(
-    spec: &ExecutorSpec,
-    task: &TaskInfo,
-) -> Result<(tokio::process::Command, Option<Cgroup>), Termination> {
+fn prepare(spec: &ExecutorSpec, task: &TaskInfo, run_dir: &Path) -> Result<Prepared, Termination> {
     let uris = task
         .command
         .as_ref()
@@ -245,6 +266,9 @@ fn prepare(
             format!("failed to launch command: {e}"),
         )
     };
+    if let Some(info) = task.container.as_ref().filter(|c| !c.image.is_empty()) {
+        return prepare_container(spec, task, info, run_dir);
+    }
     let user = match &spec.user {
         Some(u) => {
             Some(process::lookup_user(u).map_err(|e| failed("REASON_CONTAINER_LAUNCH_FAILED", e))?)
@@ -284,12 +308,67 @@ fn prepare(
         user,
         spec.pid_namespace,
     ) {
-        Ok(cmd) => Ok((cmd, cgroup)),
+        Ok(cmd) => Ok(Prepared {
+            cmd,
+            cgroup,
+            container: None,
+        }),
         Err(e) => {
             if let Some(cg) = &cgroup {
                 cg.destroy();
             }
             Err(launch_failed(e.to_string()))
+        }
+    }
+}
+
+/// Creates the task's cgroups and prepares its container (the runtime's process starts in
+/// the cgroups; the container's own cgroup nests below them).
+fn prepare_container(
+    spec: &ExecutorSpec,
+    task: &TaskInfo,
+    info: &proffer_proto::v1::ContainerInfo,
+    run_dir: &Path,
+) -> Result<Prepared, Termination> {
+    let cgroup = match &spec.cgroup {
+        Some(c) => Some(
+            Cgroup::create(c)
+                .map_err(|e| failed("REASON_CONTAINER_LAUNCH_FAILED", format!("cgroups: {e}")))?,
+        ),
+        None => None,
+    };
+    let wait_for_go = cgroup.as_ref().is_some_and(|c| !c.per_thread());
+    match container::prepare(spec, task, info, run_dir, wait_for_go) {
+        Ok((cmd, launch)) => Ok(Prepared {
+            cmd,
+            cgroup,
+            container: Some(launch),
+        }),
+        Err(t) => {
+            if let Some(cg) = &cgroup {
+                cg.destroy();
+            }
+            Err(t)
+        }
+    }
+}
+
+/// Deletes a task's container (forcibly) and releases its rootfs when dropped.
+struct ContainerGuard(Option<container::Launch>);
+
+impl ContainerGuard {
+    /// Deletes the container now (off the runtime's workers).
+    async fn finish(&mut self) {
+        if let Some(c) = self.0.take() {
+            let _ = tokio::task::spawn_blocking(move || c.finish()).await;
+        }
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.finish();
         }
     }
 }
@@ -309,13 +388,19 @@ impl Drop for CgroupGuard<'_> {
 async fn run_task(
     spec: &ExecutorSpec,
     task: &TaskInfo,
-    mut cmd: tokio::process::Command,
-    cgroup: Option<Cgroup>,
+    prepared: Prepared,
     kills: &mut mpsc::UnboundedReceiver<Option<Duration>>,
     rec: &mut Recorder,
 ) -> Result<(), String> {
-    // However this function ends, nothing of the task survives and its cgroups are removed.
+    let Prepared {
+        mut cmd,
+        cgroup,
+        container,
+    } = prepared;
+    // However this function ends, nothing of the task survives and its cgroups are removed
+    // (the container, deleted first, has its cgroup below them).
     let _guard = CgroupGuard(cgroup.as_ref());
+    let mut container = ContainerGuard(container);
     let spawned = match cgroup.clone().filter(Cgroup::per_thread) {
         // The spawning thread enters the task's cgroups, so the command is born inside them.
         Some(cg) => tokio::task::spawn_blocking(move || {
@@ -442,6 +527,9 @@ async fn run_task(
             }
             () = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } else { std::future::pending().await } } => {
                 signal_tree(pid, cgroup.as_ref(), Signal::SIGKILL);
+                if let Some(c) = &container.0 {
+                    c.signal("KILL");
+                }
                 kill_deadline = Some(Instant::now() + Duration::from_secs(3600));
             }
             Some(r) = health_rx.recv() => {
@@ -476,7 +564,6 @@ async fn run_task(
     }
     // Whatever the leader did, nothing of the task may outlive it.
     signal_tree(pid, cgroup.as_ref(), Signal::SIGKILL);
-    let oom = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
     let killed = kill_deadline.is_some();
     let mut t = match waited {
         Ok(status) => process::classify(status, killed),
@@ -485,6 +572,9 @@ async fn run_task(
             format!("waiting for the command failed: {e}"),
         ),
     };
+    let oom = cgroup.as_ref().is_some_and(Cgroup::oom_killed)
+        || (container.0.is_some() && container::oom_killed(spec.cgroup.as_ref(), t.exit_code));
+    container.finish().await;
     let mut healthy = tracker.healthy();
     if let Some(why) = unhealthy_kill {
         t.state = TaskState::TaskKilled;
@@ -532,6 +622,10 @@ mod tests {
             Ok(ExecutorMode::Supervisor)
         );
         assert!(parse_args(&s(&["--supervisor", "x"])).is_err());
+        let with_runtime = s(&["executor", "--oci-runtime", "/r", "--supervisor"]);
+        assert_eq!(parse_args(&with_runtime), Ok(ExecutorMode::Supervisor));
+        assert_eq!(oci_runtime_arg(&with_runtime), Some(PathBuf::from("/r")));
+        assert_eq!(oci_runtime_arg(&s(&["--probe"])), None);
         assert!(parse_args(&s(&["executor"])).is_err());
         assert!(parse_args(&s(&["--run-dir"])).is_err());
         assert!(parse_args(&s(&["--probe", "x"])).is_err());

@@ -1,0 +1,441 @@
+//! Tasks in containers (a `TaskInfo` with `container.image`): the executor pulls the image into
+//! the agent's shared cache (`<work_dir>/images`, one pull at a time across processes by a file
+//! lock), makes the task's writable rootfs under its run directory (overlayfs, else a copy),
+//! writes the OCI bundle and runs the runtime's foreground `run` as the task's process, so kill,
+//! exit status, the event log and recovery after an agent restart work as for plain tasks.
+//!
+//! The runtime's process is started inside the task's cgroups; the runtime nests the
+//! container's cgroup below its own (a relative cgroup path), so the task's cgroup limits hold
+//! for the container and its usage counts there. When the task ends: `RUNTIME delete --force`
+//! and the rootfs is unmounted ([`Launch::finish`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use proffer_proto::v1::{CommandInfo, ContainerInfo, TaskInfo, TaskState};
+use serde::{Deserialize, Serialize};
+
+use super::protocol::ExecutorSpec;
+use crate::fetcher;
+use crate::image::{Image, ImageStore};
+use crate::oci::{self, BindMount, OciRuntime, SANDBOX_PATH, TaskContainer, TaskRootfs};
+use crate::process::{self, Termination};
+
+/// What a container task's run directory records about its container (`container.json`):
+/// the agent's `/state` shows it.
+pub const CONTAINER_FILE: &str = "container.json";
+
+/// Environment variable naming the OCI runtime binary (else `--oci-runtime`, else detection).
+pub const RUNTIME_ENV: &str = "PROFFER_OCI_RUNTIME";
+
+static RUNTIME_OVERRIDE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes every container of this executor process use the runtime at `path` (the executor's
+/// `--oci-runtime`). The first call wins.
+pub fn set_runtime_override(path: PathBuf) {
+    let _ = RUNTIME_OVERRIDE.set(path);
+}
+
+/// The runtime binary asked for: `--oci-runtime`, else `$PROFFER_OCI_RUNTIME`, else `None`
+/// (auto-detect).
+fn runtime_override() -> Option<PathBuf> {
+    RUNTIME_OVERRIDE
+        .get()
+        .cloned()
+        .or_else(|| std::env::var_os(RUNTIME_ENV).map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
+}
+
+/// The container of a task, as recorded in `container.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// The image URI the task named.
+    pub image: String,
+    /// The image id (manifest digest, or config digest for `docker save`), `sha256:<hex>`.
+    pub digest: String,
+    /// The runtime binary.
+    pub runtime: String,
+    /// `overlay` or `copy`.
+    pub rootfs: String,
+    /// The runtime's container id.
+    pub container_id: String,
+}
+
+/// Reads a run directory's `container.json`, if the task ran in a container.
+pub fn read_record(run_dir: &Path) -> Option<ContainerRecord> {
+    let bytes = std::fs::read(run_dir.join(CONTAINER_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A prepared container: what [`Launch::finish`] cleans up.
+#[derive(Debug)]
+pub struct Launch {
+    runtime: OciRuntime,
+    id: String,
+    rootfs: TaskRootfs,
+}
+
+impl Launch {
+    /// Sends `signal` (`TERM`, `KILL`) to the container's init through the runtime.
+    pub fn signal(&self, signal: &str) {
+        let _ = self.runtime.kill(&self.id, signal);
+    }
+
+    /// Deletes the container (forcibly: nothing of it survives) and releases its rootfs.
+    pub fn finish(&self) {
+        if let Err(e) = self.runtime.delete(&self.id, true) {
+            tracing::debug!(container_id = %self.id, error = %e, "runtime delete");
+        }
+        if let Err(e) = oci::release_rootfs(&self.rootfs) {
+            tracing::warn!(container_id = %self.id, error = %e, "releasing the rootfs");
+        }
+    }
+}
+
+fn launch_failed(message: String) -> Termination {
+    Termination {
+        state: TaskState::TaskFailed,
+        reason: "REASON_CONTAINER_LAUNCH_FAILED",
+        message,
+        exit_code: None,
+    }
+}
+
+/// The agent's work directory, from a run directory (`<work>/meta/tasks/<fw>/<task>`).
+fn work_dir_of(run_dir: &Path) -> Option<&Path> {
+    let tasks = run_dir.parent()?.parent()?;
+    let meta = tasks.parent()?;
+    (tasks.file_name()? == "tasks" && meta.file_name()? == "meta").then(|| meta.parent())?
+}
+
+/// Where the image is on this host: a local path (plain, or `file://`), or an `http(s)://` URL
+/// downloaded by the fetcher into `download_dir` (its sha256 checked when given).
+fn local_image(
+    info: &ContainerInfo,
+    download_dir: &Path,
+    spec: &ExecutorSpec,
+    log: &mut dyn Write,
+) -> Result<PathBuf, String> {
+    let uri = info.image.trim();
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        let u = proffer_proto::v1::Uri {
+            value: uri.to_string(),
+            cache: true,
+            sha256: info.image_sha256.clone(),
+            ..Default::default()
+        };
+        let name = fetcher::output_name(&u)?;
+        let cache = spec.fetch_cache.as_ref().map(|(dir, max)| fetcher::Cache {
+            dir: dir.clone(),
+            max_bytes: *max,
+        });
+        fetcher::fetch_all(std::slice::from_ref(&u), download_dir, cache.as_ref(), log)?;
+        return Ok(download_dir.join(name));
+    }
+    let path = PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri));
+    if !path.is_absolute() {
+        return Err(format!(
+            "image {uri:?}: expected an absolute path, file://PATH or http(s)://URL"
+        ));
+    }
+    if !info.image_sha256.is_empty() && path.is_file() {
+        let got = fetcher::sha256_of(&path)?;
+        if !got.eq_ignore_ascii_case(info.image_sha256.trim()) {
+            return Err(format!(
+                "image {uri}: sha256 mismatch: expected {}, got {got}",
+                info.image_sha256.trim()
+            ));
+        }
+    }
+    Ok(path)
+}
+
+/// Pulls `source` into the store at `root`, holding `<root>.lock` (one pull at a time on the
+/// agent: the store's staging directory is shared).
+fn pull_locked(root: &Path, source: &Path) -> Result<Image, String> {
+    use nix::fcntl::{Flock, FlockArg};
+    let parent = root.parent().unwrap_or(root);
+    std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let lock_path = root.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("opening {}: {e}", lock_path.display()))?;
+    let _lock = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("locking {}: {e}", lock_path.display()))?;
+    let store = ImageStore::new(root).map_err(|e| e.to_string())?;
+    store.pull(source).map_err(|e| e.to_string())
+}
+
+/// The image's command, replaced or completed by the task's (Docker's and Mesos's rules):
+/// `shell` → `/bin/sh -c VALUE` inside the image; a `value` → the whole command line
+/// (`value` then `arguments[1..]`, argv[0] included as in Mesos); only `arguments` → they
+/// replace the image's `Cmd`; nothing → the image's entrypoint and cmd.
+fn task_command(c: Option<&CommandInfo>) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let Some(c) = c else { return (None, None) };
+    if c.shell && !c.value.is_empty() {
+        return (
+            Some(vec!["/bin/sh".into(), "-c".into(), c.value.clone()]),
+            None,
+        );
+    }
+    if !c.value.is_empty() {
+        let cmd = std::iter::once(c.value.clone())
+            .chain(c.arguments.iter().skip(1).cloned())
+            .collect();
+        return (Some(cmd), None);
+    }
+    if c.arguments.is_empty() {
+        (None, None)
+    } else {
+        (None, Some(c.arguments.clone()))
+    }
+}
+
+/// The task's environment inside the container: its variables with the sandbox paths
+/// replaced by [`SANDBOX_PATH`] (`MESOS_SANDBOX` is set by the spec).
+fn container_env(env: &[(String, String)]) -> Vec<String> {
+    env.iter()
+        .filter(|(k, _)| k != "MESOS_SANDBOX" && k != "PROFFER_GROUP_SANDBOX")
+        .map(|(k, v)| match k.as_str() {
+            "PROFFER_SANDBOX" => format!("{k}={SANDBOX_PATH}"),
+            _ => format!("{k}={v}"),
+        })
+        .collect()
+}
+
+/// Persistent volumes, bind-mounted at `<sandbox>/<container_path>` inside the container (the
+/// agent links them into the sandbox on the host).
+fn volumes(task: &TaskInfo, work_dir: &Path) -> Vec<BindMount> {
+    task.resources
+        .iter()
+        .filter_map(|r| r.volume.as_ref())
+        .map(|v| BindMount {
+            host: work_dir.join("volumes").join(&v.id),
+            container: Path::new(SANDBOX_PATH).join(&v.container_path),
+            read_only: false,
+        })
+        .collect()
+}
+
+/// Prepares the container of `task` (image, rootfs, bundle) and returns the command running
+/// it in the foreground; on failure, the task's terminal state
+/// (`REASON_CONTAINER_LAUNCH_FAILED` with what was wrong).
+pub fn prepare(
+    spec: &ExecutorSpec,
+    task: &TaskInfo,
+    info: &ContainerInfo,
+    run_dir: &Path,
+    wait_for_go: bool,
+) -> Result<(tokio::process::Command, Launch), Termination> {
+    let fail = |what: &str, e: String| launch_failed(format!("container: {what}: {e}"));
+    let work_dir = work_dir_of(run_dir).ok_or_else(|| {
+        fail(
+            "run directory",
+            format!("{} is not under <work>/meta/tasks", run_dir.display()),
+        )
+    })?;
+    let runtime = oci::detect(runtime_override().as_deref())
+        .map_err(|e| fail("runtime", e.to_string()))?
+        .with_state_root(work_dir.join("oci"));
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(spec.sandbox.join("stderr"))
+        .map_err(|e| fail("opening sandbox stderr", e.to_string()))?;
+    let source =
+        local_image(info, &run_dir.join("image"), spec, &mut log).map_err(|e| fail("image", e))?;
+    let image = pull_locked(&work_dir.join("images"), &source)
+        .map_err(|e| fail(&format!("image {}", info.image), e))?;
+    let wanted = info.image_sha256.trim();
+    if !wanted.is_empty() && source.is_dir() && !image.id.eq_ignore_ascii_case(wanted) {
+        return Err(fail(
+            &format!("image {}", info.image),
+            format!(
+                "sha256 mismatch: expected {wanted}, the image id is {}",
+                image.id
+            ),
+        ));
+    }
+    let rootfs = oci::prepare_rootfs(&image.rootfs, run_dir, true)
+        .map_err(|e| fail("rootfs", e.to_string()))?;
+    let (command, args) = task_command(task.command.as_ref());
+    let want = TaskContainer {
+        args,
+        command,
+        env: container_env(&spec.env),
+        user: spec.user.clone(),
+        rootfs: rootfs.path.clone(),
+        sandbox: Some(spec.sandbox.clone()),
+        volumes: volumes(task, work_dir),
+        ..Default::default()
+    };
+    let launch = Launch {
+        runtime,
+        id: spec.container_id.clone(),
+        rootfs,
+    };
+    let built = oci::container_spec(&image, &want).and_then(|c| {
+        let bundle = run_dir.join("bundle");
+        oci::write_bundle(&bundle, &oci::build_spec(&c)?)?;
+        Ok((c, bundle))
+    });
+    let (cspec, bundle) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            launch.finish();
+            return Err(fail("runtime spec", e.to_string()));
+        }
+    };
+    if cspec.uid != 0 {
+        let _ = std::os::unix::fs::chown(&spec.sandbox, Some(cspec.uid), Some(cspec.gid));
+    }
+    let record = ContainerRecord {
+        image: info.image.clone(),
+        digest: format!("sha256:{}", image.id),
+        runtime: launch.runtime.path.display().to_string(),
+        rootfs: format!("{:?}", launch.rootfs.kind).to_lowercase(),
+        container_id: launch.id.clone(),
+    };
+    let written = serde_json::to_vec_pretty(&record)
+        .map_err(std::io::Error::other)
+        .and_then(|b| super::protocol::write_replace(&run_dir.join(CONTAINER_FILE), &b));
+    if let Err(e) = written {
+        launch.finish();
+        return Err(fail("recording the container", e.to_string()));
+    }
+    match runtime_command(&launch, &bundle, &spec.sandbox, wait_for_go) {
+        Ok(cmd) => Ok((cmd, launch)),
+        Err(e) => {
+            launch.finish();
+            Err(fail("runtime command", e))
+        }
+    }
+}
+
+/// `RUNTIME --root STATE run --bundle BUNDLE ID`, built like a task's command (stdout and
+/// stderr to the sandbox, own process group, waiting for its cgroups when needed).
+fn runtime_command(
+    launch: &Launch,
+    bundle: &Path,
+    sandbox: &Path,
+    wait_for_go: bool,
+) -> Result<tokio::process::Command, String> {
+    let program = launch.runtime.path.display().to_string();
+    let mut arguments = vec![program.clone()];
+    if let Some(root) = &launch.runtime.state_root {
+        arguments.extend(["--root".to_string(), root.display().to_string()]);
+    }
+    arguments.extend([
+        "run".to_string(),
+        "--bundle".to_string(),
+        bundle.display().to_string(),
+        launch.id.clone(),
+    ]);
+    let runner = TaskInfo {
+        command: Some(CommandInfo {
+            value: program,
+            shell: false,
+            arguments,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    process::build_command(&runner, &[], sandbox, wait_for_go, None, false)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether the container was OOM-killed: the runtime exited 137 (SIGKILL) without a kill
+/// request while the task's memory cgroup hit its limit (v1 `memory.failcnt`; on v2 the
+/// hierarchical `memory.events` is read by [`crate::cgroups::Cgroup::oom_killed`]).
+pub fn oom_killed(cgroup: Option<&crate::cgroups::CgroupSpec>, exit_code: Option<i32>) -> bool {
+    let Some(dir) = cgroup.and_then(|c| c.dir_of("memory")) else {
+        return false;
+    };
+    exit_code == Some(137)
+        && std::fs::read_to_string(dir.join("memory.failcnt"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_work_dir_comes_from_the_run_dir() {
+        assert_eq!(
+            work_dir_of(Path::new("/w/meta/tasks/fw/t")),
+            Some(Path::new("/w"))
+        );
+        assert_eq!(work_dir_of(Path::new("/w/other/tasks/fw/t")), None);
+        assert_eq!(work_dir_of(Path::new("/t")), None);
+    }
+
+    #[test]
+    fn task_commands_replace_or_complete_the_image_command() {
+        let c = |value: &str, shell: bool, args: &[&str]| CommandInfo {
+            value: value.into(),
+            shell,
+            arguments: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let s = |v: &[&str]| Some(v.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            task_command(Some(&c("echo $A", true, &[]))),
+            (s(&["/bin/sh", "-c", "echo $A"]), None)
+        );
+        assert_eq!(
+            task_command(Some(&c("/bin/ls", false, &["ls", "-l"]))),
+            (s(&["/bin/ls", "-l"]), None)
+        );
+        assert_eq!(
+            task_command(Some(&c("", false, &["--serve"]))),
+            (None, s(&["--serve"]))
+        );
+        assert_eq!(task_command(Some(&c("", true, &[]))), (None, None));
+        assert_eq!(task_command(None), (None, None));
+    }
+
+    #[test]
+    fn sandbox_paths_are_the_container_s() {
+        let env = vec![
+            ("A".to_string(), "1".to_string()),
+            ("MESOS_SANDBOX".to_string(), "/host/s".to_string()),
+            ("PROFFER_SANDBOX".to_string(), "/host/s".to_string()),
+            ("PROFFER_GROUP_SANDBOX".to_string(), "/host/g".to_string()),
+        ];
+        assert_eq!(
+            container_env(&env),
+            vec!["A=1".to_string(), format!("PROFFER_SANDBOX={SANDBOX_PATH}")]
+        );
+    }
+
+    #[test]
+    fn relative_image_paths_are_refused() {
+        let spec_dir = std::env::temp_dir();
+        let spec = ExecutorSpec {
+            framework_id: "f".into(),
+            agent_id: "a".into(),
+            container_id: "c".into(),
+            sandbox: spec_dir.clone(),
+            env: Vec::new(),
+            default_kill_grace_ms: 0,
+            cgroup: None,
+            fetch_cache: None,
+            user: None,
+            pid_namespace: false,
+        };
+        let info = ContainerInfo {
+            image: "images/app.tar".into(),
+            image_sha256: String::new(),
+        };
+        let mut sink = Vec::new();
+        let e = local_image(&info, &spec_dir, &spec, &mut sink).err();
+        assert!(e.is_some_and(|e| e.contains("absolute path")));
+    }
+}

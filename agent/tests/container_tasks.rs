@@ -1,0 +1,263 @@
+//! Tasks in containers through the real agent (driven by a fake master): a busybox image built
+//! in the test (no registry) is pulled by the task's executor and run by the host's OCI
+//! runtime. Skips with a message without root, busybox or a usable runtime.
+
+mod common;
+mod support_images;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use common::{Harness, shell_task};
+use proffer_agent::image::fsutil::running_as_root;
+use proffer_proto::v1::{
+    AgentRegistered, ContainerInfo, KillTask, TaskInfo, TaskState, agent_message, master_message,
+};
+use support_images::{busybox_layer, oci_layout};
+
+/// The busybox image layout under `dir`, or `None` after printing why the test skips.
+fn image(dir: &Path) -> Option<PathBuf> {
+    if !running_as_root() {
+        println!("SKIP: running containers needs root");
+        return None;
+    }
+    let Some(layer) = busybox_layer() else {
+        println!("SKIP: busybox is not installed (apt-get install busybox-static)");
+        return None;
+    };
+    if let Err(e) = proffer_agent::oci::detect(None) {
+        println!("SKIP: {e}");
+        return None;
+    }
+    Some(oci_layout(
+        &dir.join("image"),
+        std::slice::from_ref(&layer),
+        std::slice::from_ref(&layer),
+    ))
+}
+
+/// A shell task in the image at `image`.
+fn container_task(task_id: &str, image: &Path, command: &str) -> TaskInfo {
+    let mut t = shell_task(task_id, command);
+    // The runtime's own process shares the task's memory cgroup.
+    t.resources = proffer_proto::Resources::parse("cpus:0.1;mem:128")
+        .map(|r| r.to_proto())
+        .unwrap_or_default();
+    t.container = Some(ContainerInfo {
+        image: image.display().to_string(),
+        image_sha256: String::new(),
+    });
+    t
+}
+
+/// The containers the runtime knows in the agent's state root (`RUNTIME --root … list`).
+fn runtime_containers(work_dir: &Path) -> Result<String> {
+    let runtime = proffer_agent::oci::detect(None)?;
+    let out = std::process::Command::new(&runtime.path)
+        .arg("--root")
+        .arg(work_dir.join("oci"))
+        .args(["list", "-q"])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Polls until the agent's runtime lists some container (`any`) or none (deadline 10 s).
+async fn wait_containers(work_dir: &Path, any: bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = runtime_containers(work_dir)?;
+        if listed.is_empty() != any {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("waiting for containers (any: {any}): {listed:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls until the agent's runtime lists no container.
+async fn wait_no_containers(work_dir: &Path) -> Result<()> {
+    wait_containers(work_dir, false).await
+}
+
+#[tokio::test]
+async fn a_task_runs_in_its_image_and_writes_its_sandbox() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(image) = image(tmp.path()) else {
+        return Ok(());
+    };
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    // The test's own directory is on the host only; the marker is in the image only.
+    let host_only = tmp.path().display().to_string();
+    let script = format!(
+        "cat /etc/image-marker && test ! -e {host_only} && echo in=$MESOS_SANDBOX:$PROFFER_TASK_ID \
+         > $MESOS_SANDBOX/out && id -u"
+    );
+    h.run("fw", container_task("c1", &image, &script))?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    let done = h.expect_state(TaskState::TaskFinished).await?;
+    let sandbox = h.sandbox("fw", "c1");
+    let stdout = std::fs::read_to_string(sandbox.join("stdout"))?;
+    let stderr = std::fs::read_to_string(sandbox.join("stderr"))?;
+    assert_eq!(
+        done.status.as_ref().and_then(|s| s.exit_code),
+        Some(0),
+        "{stderr}"
+    );
+    // The image's config says User 1000:1000.
+    assert_eq!(stdout, "only-in-the-image\n1000\n", "{stderr}");
+    let out = std::fs::read_to_string(sandbox.join("out"))?;
+    assert_eq!(out, "in=/mnt/mesos/sandbox:c1\n");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        h.work_dir.path().join("meta/tasks/fw/c1/container.json"),
+    )?)?;
+    assert!(
+        record["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{record}"
+    );
+
+    h.run("fw", container_task("c2", &image, "exit 3"))?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    let failed = h.expect_state(TaskState::TaskFailed).await?;
+    assert_eq!(failed.status.as_ref().and_then(|s| s.exit_code), Some(3));
+    wait_no_containers(h.work_dir.path()).await?;
+    h.stop().await
+}
+
+/// The TASK_FAILED of a task that cannot start: its reason and message.
+async fn launch_failure(h: &mut Harness, task: TaskInfo) -> Result<(String, String)> {
+    h.run("fw", task)?;
+    loop {
+        let u = h.next_update().await?;
+        let s = u.status.clone().context("status")?;
+        h.ack(&u)?;
+        match TaskState::try_from(s.state) {
+            Ok(TaskState::TaskFailed) => return Ok((s.reason, s.message)),
+            Ok(TaskState::TaskStarting) => {}
+            other => bail!("expected TASK_FAILED, got {other:?}: {}", s.message),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_images_and_a_missing_runtime_fail_the_launch_with_the_reason() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(image) = image(tmp.path()) else {
+        return Ok(());
+    };
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    let not_an_image = tmp.path().join("not-an-image");
+    std::fs::create_dir_all(&not_an_image)?;
+    let (reason, message) =
+        launch_failure(&mut h, container_task("bad", &not_an_image, "true")).await?;
+    assert_eq!(reason, "REASON_CONTAINER_LAUNCH_FAILED");
+    assert!(message.contains("not-an-image"), "{message}");
+
+    let mut wrong = container_task("digest", &image, "true");
+    if let Some(c) = wrong.container.as_mut() {
+        c.image_sha256 = "00".repeat(32);
+    }
+    let (reason, message) = launch_failure(&mut h, wrong).await?;
+    assert_eq!(reason, "REASON_CONTAINER_LAUNCH_FAILED");
+    assert!(message.contains("sha256 mismatch"), "{message}");
+    h.stop().await?;
+
+    let mut h = Harness::start(|c| {
+        c.executor = proffer_agent::ExecutorLauncher::Binary {
+            program: env!("CARGO_BIN_EXE_proffer-agent").into(),
+            args: vec![
+                "executor".into(),
+                "--oci-runtime".into(),
+                "/nonexistent/runc".into(),
+            ],
+        }
+    })
+    .await?;
+    h.register("agent-1").await?;
+    let (reason, message) =
+        launch_failure(&mut h, container_task("noruntime", &image, "true")).await?;
+    assert_eq!(reason, "REASON_CONTAINER_LAUNCH_FAILED");
+    assert!(message.contains("/nonexistent/runc"), "{message}");
+    h.stop().await
+}
+
+#[tokio::test]
+async fn a_killed_container_task_leaves_no_container() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(image) = image(tmp.path()) else {
+        return Ok(());
+    };
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    h.run("fw", container_task("k", &image, "sleep 1000"))?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    // RUNNING is sent once the runtime's process starts: the container follows.
+    wait_containers(h.work_dir.path(), true).await?;
+    h.send(master_message::Msg::KillTask(KillTask {
+        framework_id: "fw".into(),
+        task_id: "k".into(),
+        kill_grace_period_ms: 300,
+    }))?;
+    h.expect_state(TaskState::TaskKilled).await?;
+    wait_no_containers(h.work_dir.path()).await?;
+    let rootfs = h.work_dir.path().join("meta/tasks/fw/k/rootfs");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    assert!(
+        !mounts.contains(&rootfs.display().to_string()),
+        "the rootfs is unmounted"
+    );
+    h.stop().await
+}
+
+#[tokio::test]
+async fn a_container_task_survives_an_agent_restart_and_finishes_once() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(image) = image(tmp.path()) else {
+        return Ok(());
+    };
+    let mut h = Harness::start_process(&["--status-retry-ms", "60000"]).await?;
+    h.register("agent-1").await?;
+    let script = "while [ ! -e /mnt/mesos/sandbox/go ]; do sleep 0.05; done; echo went";
+    h.run("fw", container_task("r", &image, script))?;
+    let starting = h.expect_state(TaskState::TaskStarting).await?;
+    h.ack(&starting)?;
+    let running = h.expect_state(TaskState::TaskRunning).await?;
+    h.ack(&running)?;
+    h.barrier().await?;
+    h.kill9()?;
+    h.spawn_process()?;
+    loop {
+        match h.recv_msg().await? {
+            agent_message::Msg::Reregister(_) => break,
+            agent_message::Msg::StatusUpdate(_) => {}
+            other => bail!("expected Reregister, got {other:?}"),
+        }
+    }
+    h.send(master_message::Msg::Registered(AgentRegistered {
+        agent_id: "agent-1".into(),
+        master_id: "m".into(),
+        ping_interval_ms: 15_000,
+    }))?;
+    std::fs::write(h.sandbox("fw", "r").join("go"), "")?;
+    let done = h.expect_state(TaskState::TaskFinished).await?;
+    h.ack(&done)?;
+    let out = std::fs::read_to_string(h.sandbox("fw", "r").join("stdout"))?;
+    assert_eq!(out, "went\n");
+    // Exactly once: nothing else is sent after the acknowledgement.
+    for m in h.barrier().await? {
+        if let agent_message::Msg::StatusUpdate(u) = m {
+            bail!("a second update after FINISHED: {u:?}");
+        }
+    }
+    wait_no_containers(h.work_dir.path()).await?;
+    h.stop().await
+}
