@@ -53,6 +53,10 @@ pub enum SimError {
         /// The names that exist.
         available: String,
     },
+    /// The core benchmark (`proffer bench core`) was given parameters it cannot run, or made
+    /// no progress.
+    #[error("core benchmark: {0}")]
+    Bench(String),
 }
 
 impl SimError {

@@ -23,9 +23,11 @@
 //! - [`generate`]: synthetic scenario generation (`proffer sim gen`).
 //! - [`policy`]: the allocator policies a run can use.
 //! - [`compare`]: one workload under several policies.
+//! - [`core_bench`]: launches per second through the master core alone (`proffer bench core`).
 //! - `id_hash`: a fast hasher for simulator-assigned integer keys.
 
 pub mod compare;
+pub mod core_bench;
 pub mod dist;
 pub mod engine;
 pub mod error;

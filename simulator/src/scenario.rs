@@ -65,6 +65,9 @@ pub struct MasterSection {
     pub agent_max_missed_pings: u32,
     /// Allocation policy (see [`crate::policy`]).
     pub policy: Policy,
+    /// Resources that come back are offered this long after the first came back (ms; only
+    /// seen when `[sim] tick_ms` is shorter than the allocation interval).
+    pub offer_coalesce_ms: u64,
 }
 
 impl Default for MasterSection {
@@ -77,6 +80,7 @@ impl Default for MasterSection {
             agent_ping_interval_s: d.agent_ping_interval_ms as f64 / 1000.0,
             agent_max_missed_pings: d.agent_max_missed_pings,
             policy: Policy::default(),
+            offer_coalesce_ms: d.offer_coalesce_ms,
         }
     }
 }
@@ -627,6 +631,7 @@ impl Scenario {
             offer_timeout_ms: m.offer_timeout_s.map(secs_to_ms),
             agent_ping_interval_ms: secs_to_ms(m.agent_ping_interval_s).max(1),
             agent_max_missed_pings: m.agent_max_missed_pings,
+            offer_coalesce_ms: m.offer_coalesce_ms,
             ..MasterConfig::default()
         };
         m.policy.apply(&mut c);

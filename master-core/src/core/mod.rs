@@ -51,7 +51,10 @@ pub use crate::rng;
 pub use authz::{filter_roles, filter_snapshot};
 pub use operator_ops::OperatorOp;
 pub use persist::RegistryMismatch;
-pub use types::{Call, ConnId, ErrorKind, Input, MasterConfig, MasterError, Output, Timestamp};
+pub use types::{
+    Call, ConnId, DEFAULT_OFFER_COALESCE_MS, ErrorKind, Input, MasterConfig, MasterError, Output,
+    Timestamp,
+};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -89,7 +92,10 @@ pub struct Master {
     completed_tasks: VecDeque<(String, String, Box<state::TaskRecord>)>,
     maintenance: BTreeMap<String, maintenance::Window>,
     next_allocation: Timestamp,
+    /// Something came back that should be offered before the next allocation interval.
     allocation_pending: bool,
+    /// When `allocation_pending` was first seen set (the coalescing window runs from there).
+    pending_since: Option<Timestamp>,
     counters: Counters,
     /// Registry ops and the outputs that wait for them.
     persistence: persist::Persistence,
@@ -167,6 +173,7 @@ impl Master {
             maintenance: BTreeMap::new(),
             next_allocation: Timestamp(0),
             allocation_pending: false,
+            pending_since: None,
             counters: Counters::default(),
             persistence: persist::Persistence::default(),
             recovering: IdMap::default(),
@@ -295,6 +302,32 @@ impl Master {
     /// Feeds one input that happened at `now`. On error the state is unchanged, except that the
     /// core may have queued an error message to the connection concerned.
     pub fn handle(&mut self, now: Timestamp, input: Input) -> Result<(), MasterError> {
+        let result = self.handle_input(now, input);
+        self.note_pending(now);
+        result
+    }
+
+    /// Starts the coalescing window at `now` if an allocation became pending.
+    fn note_pending(&mut self, now: Timestamp) {
+        if self.allocation_pending && self.pending_since.is_none() {
+            self.pending_since = Some(now);
+        }
+    }
+
+    /// When the core next needs a tick for an allocation that is pending (the end of the
+    /// coalescing window), if one is; the shell's periodic ticks cover every other timer.
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        if !self.allocation_pending {
+            return None;
+        }
+        // Pending with no window running: due at once (the shell ticks after every batch).
+        let due = self
+            .pending_since
+            .map_or(Timestamp(0), |t| t.plus_ms(self.config.offer_coalesce_ms));
+        Some(due.min(self.next_allocation))
+    }
+
+    fn handle_input(&mut self, now: Timestamp, input: Input) -> Result<(), MasterError> {
         match input {
             Input::Agent { conn, msg } => self.on_agent_message(now, conn, msg),
             Input::AgentDisconnected { conn } => {
@@ -323,7 +356,12 @@ impl Master {
         self.tick_frameworks(now);
         self.tick_offers(now);
         self.tick_maintenance(now);
-        if self.allocation_pending || now >= self.next_allocation {
+        // Resources that came back with an input wait out the coalescing window; anything else
+        // that asked for an allocation (an operator's change, a timer above) gets it now.
+        let coalesced = self
+            .pending_since
+            .is_none_or(|t| now >= t.plus_ms(self.config.offer_coalesce_ms));
+        if (self.allocation_pending && coalesced) || now >= self.next_allocation {
             self.allocate(now);
         }
     }
@@ -354,6 +392,7 @@ impl Master {
     /// Runs one allocation cycle now and sends the resulting offers.
     pub fn allocate(&mut self, now: Timestamp) {
         self.allocation_pending = false;
+        self.pending_since = None;
         self.next_allocation = now.plus_ms(self.config.allocation_interval_ms);
         let allocations = self.allocator.allocate(now);
         let mut per_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();

@@ -2,6 +2,7 @@
 
 mod accounting_props;
 mod bad_input;
+mod coalesce;
 mod fuzz_tests;
 mod harness;
 mod invariants;

@@ -123,6 +123,13 @@ pub enum Output {
 pub struct MasterConfig {
     /// Batch allocation interval (Mesos: 1 s).
     pub allocation_interval_ms: u64,
+    /// Resources that come back (a task ended, an offer was declined, an agent joined) are
+    /// offered once this much time has passed since the first of them came back, together with
+    /// whatever else came back meanwhile, instead of waiting for the next allocation interval:
+    /// a short window gathers freed task slots into fewer, larger offers. 0 offers them at the
+    /// first tick after they came back. The shell wakes the core for it
+    /// (see [`crate::core::Master::next_wakeup`]).
+    pub offer_coalesce_ms: u64,
     /// Agent ping interval (Mesos: 15 s).
     pub agent_ping_interval_ms: u64,
     /// Missed pings before an agent is removed (Mesos: 5).
@@ -150,10 +157,14 @@ pub struct MasterConfig {
     pub registry_max_agent_count: usize,
 }
 
+/// The default [`MasterConfig::offer_coalesce_ms`].
+pub const DEFAULT_OFFER_COALESCE_MS: u64 = 3;
+
 impl Default for MasterConfig {
     fn default() -> Self {
         MasterConfig {
             allocation_interval_ms: 1_000,
+            offer_coalesce_ms: DEFAULT_OFFER_COALESCE_MS,
             agent_ping_interval_ms: 15_000,
             agent_max_missed_pings: 5,
             framework_heartbeat_interval_ms: 15_000,

@@ -279,6 +279,8 @@ pub(crate) async fn run(master: Master, inbox: Inbox, clock: Clock, cancel: Canc
     let mut ticker = tokio::time::interval(clock.tick_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        // A pending allocation's coalescing window may end before the next tick.
+        let wake_at = core.wake_at();
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
@@ -295,6 +297,11 @@ pub(crate) async fn run(master: Master, inbox: Inbox, clock: Clock, cancel: Canc
                     core.command(now, cmd);
                     handled += 1;
                 }
+                core.tick(now);
+                core.publish(now);
+            }
+            () = tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {
+                let now = core.now();
                 core.tick(now);
                 core.publish(now);
             }
@@ -362,6 +369,12 @@ impl CoreLoop {
     fn now(&self) -> Timestamp {
         let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         Timestamp(self.start_ms.saturating_add(elapsed))
+    }
+
+    /// When the core wants a tick before its next periodic one (see `Master::next_wakeup`).
+    fn wake_at(&self) -> Option<Instant> {
+        let due = self.master.next_wakeup()?;
+        Some(self.start + Duration::from_millis(due.0.saturating_sub(self.start_ms)))
     }
 
     /// Counts a change for the snapshot readers; a tick counts when it sent anything (or

@@ -4,7 +4,7 @@
 use proffer_proto::v1::{self, TaskState, event::Event, master_message::Msg as AOut};
 
 use super::harness::{H, task};
-use crate::core::{Call, Input, MasterConfig, Timestamp};
+use crate::core::{Call, DEFAULT_OFFER_COALESCE_MS, Input, MasterConfig, Timestamp};
 
 const A1: u64 = 1;
 const AWARE: u64 = 101;
@@ -33,12 +33,12 @@ fn setup() -> (H, String, v1::CallHeader, v1::CallHeader) {
             ..Default::default()
         },
     );
-    h.advance(1);
+    h.advance(DEFAULT_OFFER_COALESCE_MS);
     let offer = h.offers(AWARE).remove(0);
     h.launch(&aware, &[&offer.id], vec![task("pa-1", "cpus:1;mem:128")])
         .expect("launch");
     let plain = h.subscribe(PLAIN, "plain", 3600.0);
-    h.advance(1);
+    h.advance(DEFAULT_OFFER_COALESCE_MS);
     let offer = h.offers(PLAIN).remove(0);
     h.launch(
         &plain,

@@ -417,3 +417,61 @@ fn over_limit_records_fail_the_recovery_naming_the_limit() {
     let text = err.to_string();
     assert!(text.contains("roles") && text.contains("256"), "{text}");
 }
+
+/// Short tasks cost the registry nothing: as in Mesos, whose registry holds agents,
+/// frameworks, quotas, weights and maintenance but no task, an ACCEPT that launches, the
+/// agent's RUNNING and FINISHED and their acknowledgements record no registry op, so nothing
+/// of the launch path waits for a registry commit (the RunTask, the updates, the acks and the
+/// ACCEPT's reply all go out at once), while registry writes are held.
+#[test]
+fn the_launch_path_waits_for_no_registry_write() {
+    let mut h = H::persistent(config(), Stored::default(), 1_000);
+    let agent = h.register_agent(A1, "host1", AGENT);
+    let fw = h.subscribe_with(F1, web_framework(""));
+    h.advance(1_000);
+    h.hold_writes = true;
+    for round in 0..3 {
+        let offer = h.offers(F1).remove(0);
+        let id = format!("t{round}");
+        h.launch(&fw, &[&offer.id], vec![task(&id, "cpus:4;mem:4096")])
+            .expect("launch");
+        assert_eq!(
+            h.m.persist_barrier(),
+            0,
+            "the ACCEPT's reply waits for nothing"
+        );
+        assert!(
+            h.agent_msgs(A1)
+                .iter()
+                .any(|m| matches!(m, AOut::RunTask(_))),
+            "the RunTask goes out at once"
+        );
+        for (state, uuid) in [
+            (TaskState::TaskRunning, "r"),
+            (TaskState::TaskFinished, "f"),
+        ] {
+            let uuid = format!("{id}-{uuid}");
+            h.status(A1, &fw.framework_id, &id, state, uuid.as_bytes())
+                .expect("status");
+            assert_eq!(h.updates(F1).len(), 1, "the update is forwarded at once");
+            h.call(Call::Acknowledge(v1::AcknowledgeRequest {
+                header: Some(fw.clone()),
+                agent_id: agent.clone(),
+                task_id: id.clone(),
+                uuid: uuid.into_bytes(),
+            }))
+            .expect("ack");
+            assert!(
+                h.agent_msgs(A1).iter().any(|m| matches!(m, AOut::Ack(_))),
+                "the acknowledgement reaches the agent at once"
+            );
+        }
+        h.advance(10);
+    }
+    assert!(
+        h.unwritten.is_empty(),
+        "no registry batch: {:?}",
+        h.unwritten
+    );
+    assert_eq!(h.m.persist_backlog(), (0, 0));
+}

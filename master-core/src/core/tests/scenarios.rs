@@ -5,7 +5,9 @@ use proffer_proto::v1::{
 };
 
 use super::harness::{H, agent_info, res, task};
-use crate::core::{Call, ErrorKind, Input, MasterConfig, MasterError, Output};
+use crate::core::{
+    Call, DEFAULT_OFFER_COALESCE_MS, ErrorKind, Input, MasterConfig, MasterError, Output,
+};
 
 pub(super) const A1: u64 = 1;
 pub(super) const A2: u64 = 2;
@@ -111,8 +113,8 @@ fn status_updates_are_forwarded_and_acks_reach_the_agent() {
     assert!(snap.tasks.is_empty());
     assert_eq!(snap.completed_tasks.len(), 1);
     assert_eq!(snap.completed_tasks[0].state, "TASK_FINISHED");
-    // Freed resources are offered again at once.
-    h.advance(1);
+    // Freed resources are offered again once the coalescing window has passed.
+    h.advance(DEFAULT_OFFER_COALESCE_MS);
     assert_eq!(
         res(&h.offers(F1)[0]).to_string(),
         "cpus:4;mem:4096;ports:[31000-31009]"
@@ -170,7 +172,7 @@ fn suppress_stops_offers_until_revive() {
         roles: vec![],
     }))
     .expect("revive");
-    h.advance(1);
+    h.advance(DEFAULT_OFFER_COALESCE_MS);
     assert_eq!(h.offers(F1).len(), 1);
 }
 
