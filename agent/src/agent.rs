@@ -71,12 +71,10 @@ const READY_BATCH: usize = 512;
 pub(crate) struct Agent {
     config: AgentConfig,
     resources: Resources,
-    agent_id: Option<String>,
     tasks: BTreeMap<TaskKey, TaskEntry>,
-    /// The pure core: task states, the status update stream, write-ahead commits.
+    /// The pure core: task states and decisions, the status update stream, write-ahead
+    /// commits, the agent id.
     core: Core,
-    /// The start of the core's clock.
-    clock: std::time::Instant,
     next_instance: u64,
     containers_tx: mpsc::UnboundedSender<ContainerEvent>,
     containers_rx: mpsc::UnboundedReceiver<ContainerEvent>,
@@ -88,8 +86,6 @@ pub(crate) struct Agent {
     view: crate::http::SharedView,
     /// The user this agent runs as (tasks naming no user run as it).
     own_user: String,
-    /// No new tasks are accepted (draining).
-    draining: bool,
     events_tx: mpsc::UnboundedSender<SessionEvent>,
     events_rx: mpsc::UnboundedReceiver<SessionEvent>,
     conn: Conn,
@@ -163,15 +159,16 @@ impl Agent {
             core: Core::new(CoreConfig {
                 retry_initial: config.status_retry_initial,
                 retry_max: config.status_retry_max,
+                default_kill_grace: config.default_kill_grace,
+                agent_id,
+                uuid_seed: uuid::Uuid::new_v4().as_u128(),
             }),
-            clock: std::time::Instant::now(),
             backoff: config.reconnect_initial,
             conn: Conn::Down {
                 retry_at: Instant::now(),
             },
             config,
             resources,
-            agent_id,
             tasks: BTreeMap::new(),
             next_instance: 0,
             containers_tx,
@@ -180,7 +177,6 @@ impl Agent {
             cgroups,
             view: crate::http::SharedView::default(),
             own_user: crate::http_auth::current_user(),
-            draining: false,
             events_tx,
             events_rx,
             next_session: 0,
@@ -191,7 +187,7 @@ impl Agent {
     }
 
     fn id_str(&self) -> &str {
-        self.agent_id.as_deref().unwrap_or("")
+        self.core.agent_id().unwrap_or("")
     }
 
     /// Runs until `cancel` fires, then kills every task and returns.
@@ -238,10 +234,9 @@ impl Agent {
             Conn::Down { retry_at } => *retry_at,
             Conn::Up {
                 registered: true, ..
-            } => self
-                .core
-                .next_deadline()
-                .map_or(far, |t| Instant::from_std(self.clock + t.since_start())),
+            } => self.core.next_deadline().map_or(far, |t| {
+                Instant::now() + Duration::from_millis(t.0.saturating_sub(now_ms()))
+            }),
             Conn::Up { opened, .. } => *opened + REGISTRATION_TIMEOUT,
         }
     }
@@ -314,7 +309,7 @@ impl Agent {
             // Set by the master from the session's authenticated principal.
             principal: String::new(),
         };
-        if self.agent_id.is_none() {
+        if self.core.agent_id().is_none() {
             return msg(agent_message::Msg::Register(RegisterAgent {
                 info: Some(Box::new(info)),
             }));
@@ -430,15 +425,7 @@ impl Agent {
             master_message::Msg::Shutdown(s) => self.on_shutdown_agent(&s.reason),
             master_message::Msg::ShutdownFramework(f) => {
                 info!(agent_id = self.id_str(), framework_id = %f.framework_id, "shutting down framework");
-                let keys: Vec<TaskKey> = self
-                    .tasks
-                    .keys()
-                    .filter(|k| k.framework_id == f.framework_id)
-                    .cloned()
-                    .collect();
-                for k in keys {
-                    self.kill_task(&k.framework_id, &k.task_id, 0);
-                }
+                self.feed(Input::ShutdownFramework(f.framework_id));
             }
             master_message::Msg::Drain(d) => {
                 info!(reason = %d.reason, "the master drains this agent");
@@ -460,7 +447,7 @@ impl Agent {
     }
 
     fn on_registered(&mut self, r: v1::AgentRegistered) {
-        if let Some(old) = &self.agent_id
+        if let Some(old) = self.core.agent_id()
             && *old != r.agent_id
         {
             warn!(old = %old, new = %r.agent_id, "master assigned a different agent id");
@@ -468,26 +455,31 @@ impl Agent {
         if let Err(e) = checkpoint::write_agent_id(&self.config.work_dir, &r.agent_id) {
             error!(error = %e, "could not persist the agent id");
         }
-        self.agent_id = Some(r.agent_id);
+        let agent_id = r.agent_id;
         self.backoff = self.config.reconnect_initial;
         self.masters.settled();
         if let Conn::Up { registered, .. } = &mut self.conn {
             *registered = true;
         }
-        info!(agent_id = self.id_str(), master = %self.masters.current(), master_id = %r.master_id,
+        info!(agent_id = %agent_id, master = %self.masters.current(), master_id = %r.master_id,
               ping_interval_ms = r.ping_interval_ms, "registered with master");
-        self.feed(Input::Registered);
+        self.feed(Input::Registered { agent_id });
     }
 
-    /// The core's clock now.
+    /// The core's clock now (the wall clock).
     fn now(&self) -> Timestamp {
-        Timestamp::after(self.clock.elapsed())
+        Timestamp(now_ms())
     }
 
     /// Gives the core an input and carries out its effects (none of which needs a durable
     /// checkpoint outside [`Input::Commit`], which `commit` handles).
     fn feed(&mut self, input: Input) {
         let effects = self.core.handle(self.now(), input);
+        self.apply(effects);
+    }
+
+    /// Carries out effects in order.
+    fn apply(&mut self, effects: Vec<Effect>) {
         for e in effects {
             match e {
                 Effect::Checkpoint {
@@ -505,6 +497,17 @@ impl Agent {
                     }
                 }
                 Effect::Send(u) => self.send(msg(agent_message::Msg::StatusUpdate(u))),
+                Effect::Start(key) => self.start_prepared(&key),
+                Effect::Signal { key, grace } => {
+                    if let Some(c) = self.tasks.get(&key).and_then(|t| t.container.as_ref()) {
+                        c.kill(grace);
+                    }
+                }
+                Effect::KillNow(key) => {
+                    if let Some(t) = self.tasks.get(&key) {
+                        tasks::kill_now(t);
+                    }
+                }
                 Effect::Forget(key) => {
                     if let Some(t) = self.tasks.remove(&key) {
                         let _ = std::fs::remove_dir_all(&t.run_dir);

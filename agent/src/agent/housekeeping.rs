@@ -69,7 +69,7 @@ impl Agent {
             agent_id: self.id_str().to_string(),
             isolation: self.cgroups.summary(),
             executor: format!("{:?}", self.launcher),
-            draining: self.draining,
+            draining: self.core.draining(),
             registered: self.registered(),
             tasks,
         };

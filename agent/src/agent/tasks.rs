@@ -117,7 +117,10 @@ impl Agent {
             let launches = std::mem::take(&mut self.launches);
             let keys: Vec<TaskKey> = launches.iter().map(|l| l.key.clone()).collect();
             for (key, written) in keys.iter().zip(write_launch_files_all(launches).await) {
-                self.start_prepared(key, written);
+                self.feed(Input::Prepared {
+                    key: key.clone(),
+                    result: written,
+                });
             }
         }
         if self.core.is_clean() {
@@ -127,6 +130,7 @@ impl Agent {
         let effects = self.core.handle(self.now(), Input::Commit);
         let mut batch = Vec::new();
         let mut held = Vec::new();
+        let mut later = Vec::new();
         for e in effects {
             match e {
                 Effect::Checkpoint {
@@ -136,7 +140,7 @@ impl Agent {
                     ..
                 } => batch.extend(self.checkpoint_of(&key, state, &updates)),
                 Effect::Send(u) => held.push(u),
-                Effect::Forget(_) => {}
+                other => later.push(other),
             }
         }
         debug!(
@@ -151,6 +155,7 @@ impl Agent {
         for u in held {
             self.send(msg(agent_message::Msg::StatusUpdate(u)));
         }
+        self.apply(later);
         self.supervisors.flush();
     }
 
@@ -203,7 +208,7 @@ impl Agent {
         sandbox::validate_id("framework", framework_id)
             .and_then(|()| sandbox::validate_id("task", &task.task_id))
             .map_err(invalid)?;
-        if self.draining {
+        if self.core.draining() {
             return Err((
                 TaskState::TaskLost,
                 "REASON_AGENT_DRAINING",
@@ -310,11 +315,10 @@ impl Agent {
                 group: group.clone(),
             },
         );
-        self.feed(Input::Track {
+        self.feed(Input::Launch {
             key: key.clone(),
-            state: TaskState::TaskStaging,
             group,
-            live: false,
+            kill_grace_ms: task.kill_grace_period_ms,
         });
         if let Err((state, reason, message)) = self.launch(&key, &task) {
             self.emit(&key, state, reason, message);
@@ -389,8 +393,12 @@ impl Agent {
             container_id,
             sandbox: dir.clone(),
             env,
-            default_kill_grace_ms: u64::try_from(self.kill_grace(0, task).as_millis())
-                .unwrap_or(u64::MAX),
+            default_kill_grace_ms: u64::try_from(
+                self.core
+                    .kill_grace(0, task.kill_grace_period_ms)
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
             cgroup,
             fetch_cache: Some((
                 self.config.work_dir.join("cache"),
@@ -411,98 +419,48 @@ impl Agent {
         Ok(())
     }
 
-    /// Starts the executor of a task whose files are written (or reports why it cannot).
-    fn start_prepared(&mut self, key: &TaskKey, written: Result<(), String>) {
-        // A task killed while its files were being written is not started.
-        if self.core.state(key) != Some(TaskState::TaskStaging) {
-            return;
-        }
-        if let Err(m) = written {
-            self.emit(
-                key,
-                TaskState::TaskFailed,
-                "REASON_CONTAINER_LAUNCH_FAILED",
-                m,
-            );
-            return;
-        }
-        let Some(run_dir) = self.tasks.get(key).map(|t| t.run_dir.clone()) else {
+    /// Hands a task whose files are written to its executor ([`Effect::Start`]) and tells the
+    /// core how that went.
+    pub(super) fn start_prepared(&mut self, key: &TaskKey) {
+        let Some(t) = self.tasks.get(key) else {
             return;
         };
-        let instance = self.tasks.get(key).map_or(0, |t| t.instance);
-        let container = match containerizer::launch(
+        let (run_dir, instance) = (t.run_dir.clone(), t.instance);
+        let result = containerizer::launch(
             &self.launcher,
             &mut self.supervisors,
             &run_dir,
             key.clone(),
             instance,
             self.containers_tx.clone(),
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                let m = format!("failed to start the executor: {e}");
-                self.emit(key, TaskState::TaskFailed, "REASON_EXECUTOR_TERMINATED", m);
-                return;
+        );
+        let result = match result {
+            Ok(container) => {
+                debug!(framework_id = %key.framework_id, task_id = %key.task_id, executor = ?container.executor, "executor started");
+                if let Some(t) = self.tasks.get_mut(key) {
+                    t.cp.executor = Some(container.executor.clone());
+                    t.container = Some(container);
+                }
+                Ok(())
             }
+            Err(e) => Err(e.to_string()),
         };
-        debug!(framework_id = %key.framework_id, task_id = %key.task_id, executor = ?container.executor, "executor started");
-        if let Some(t) = self.tasks.get_mut(key) {
-            t.cp.executor = Some(container.executor.clone());
-            t.container = Some(container);
-        }
-        self.feed(Input::Executor {
-            key: key.clone(),
-            live: true,
-        });
         // One checkpoint (with the executor) per launch: STARTING is written ahead of sending.
-        self.emit(key, TaskState::TaskStarting, "", String::new());
-    }
-
-    pub(super) fn kill_grace(&self, requested_ms: u64, task: &TaskInfo) -> Duration {
-        if requested_ms > 0 {
-            Duration::from_millis(requested_ms)
-        } else if task.kill_grace_period_ms > 0 {
-            Duration::from_millis(task.kill_grace_period_ms)
-        } else {
-            self.config.default_kill_grace
-        }
+        self.feed(Input::Started {
+            key: key.clone(),
+            result,
+        });
     }
 
     pub(super) fn kill_task(&mut self, framework_id: &str, task_id: &str, grace_ms: u64) {
-        let key = TaskKey::new(framework_id, task_id);
-        match self.tasks.get(&key) {
-            Some(TaskEntry {
-                container: Some(c),
-                info,
-                ..
-            }) => {
-                let grace = self.kill_grace(grace_ms, info);
-                info!(
-                    agent_id = self.id_str(),
-                    framework_id,
-                    task_id,
-                    grace_ms = grace.as_millis() as u64,
-                    "killing task"
-                );
-                c.kill(grace);
-            }
-            Some(_) if self.core.state(&key) == Some(TaskState::TaskStaging) => {
-                // Its files are being written: it is never started.
-                let m = "task killed before it started".to_string();
-                self.emit(&key, TaskState::TaskKilled, "REASON_TASK_KILLED", m);
-            }
-            Some(_) => debug!(
-                framework_id,
-                task_id, "kill of a task that already ended ignored"
-            ),
-            None => {
-                let m = "task is unknown to the agent".to_string();
-                self.emit(&key, TaskState::TaskLost, "REASON_TASK_UNKNOWN", m);
-            }
-        }
+        self.feed(Input::Kill {
+            key: TaskKey::new(framework_id, task_id),
+            grace_ms,
+        });
     }
 
-    /// An executor's event: turn it into a status update and checkpoint the log offset.
+    /// An executor's event: checkpoint fields (log offset, pid, health, readiness) here, the
+    /// status update and what follows from it in the core.
     pub(super) fn on_container(&mut self, ev: containerizer::ContainerEvent) {
         let key = ev.key;
         let Some(t) = self.tasks.get_mut(&key) else {
@@ -520,104 +478,18 @@ impl Agent {
             }
             EventKind::Executor { event, offset } => {
                 t.cp.offset = offset;
-                self.on_executor_event(&key, event);
+                match &event {
+                    ExecutorEvent::Started { pid } => t.cp.task_pid = Some(*pid),
+                    ExecutorEvent::Health { healthy, .. } => t.cp.healthy = Some(*healthy),
+                    ExecutorEvent::Ready { .. } => t.cp.ready = true,
+                    ExecutorEvent::Exited { .. } => t.container = None,
+                }
+                self.feed(Input::Executor { key, event });
             }
             EventKind::ExecutorGone { message } => {
                 t.container = None;
-                self.feed(Input::Executor {
-                    key: key.clone(),
-                    live: false,
-                });
-                if self.core.state(&key).is_none_or(TaskState::is_terminal) {
-                    return;
-                }
-                // The task must not outlive its executor.
-                if let Some(t) = self.tasks.get(&key) {
-                    kill_now(t);
-                }
-                let m = format!("the executor terminated before the task ended: {message}");
-                self.emit(&key, TaskState::TaskFailed, "REASON_EXECUTOR_TERMINATED", m);
-                self.fail_group(&key);
+                self.feed(Input::ExecutorGone { key, message });
             }
-        }
-    }
-
-    fn on_executor_event(&mut self, key: &TaskKey, event: ExecutorEvent) {
-        let Some(t) = self.tasks.get_mut(key) else {
-            return;
-        };
-        let mut s = match event {
-            ExecutorEvent::Started { pid } => {
-                t.cp.task_pid = Some(pid);
-                self.status(key, TaskState::TaskRunning, "", String::new())
-            }
-            ExecutorEvent::Health { healthy, message } => {
-                t.cp.healthy = Some(healthy);
-                let mut s = self.status(
-                    key,
-                    TaskState::TaskRunning,
-                    "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
-                    message,
-                );
-                s.healthy = Some(healthy);
-                s
-            }
-            ExecutorEvent::Ready { message } => {
-                t.cp.ready = true;
-                // `ready` is the field; reason and "ready: " message stay for older readers.
-                let mut s = self.status(
-                    key,
-                    TaskState::TaskRunning,
-                    "REASON_TASK_CHECK_STATUS_UPDATED",
-                    format!("ready: {message}"),
-                );
-                s.ready = Some(true);
-                s
-            }
-            ExecutorEvent::Exited {
-                state,
-                reason,
-                message,
-                exit_code,
-                healthy,
-            } => {
-                let state = TaskState::from_str_name(&state).unwrap_or(TaskState::TaskFailed);
-                t.container = None;
-                self.feed(Input::Executor {
-                    key: key.clone(),
-                    live: false,
-                });
-                let reason: &str = &reason;
-                let mut s = self.status(key, state, reason, message);
-                s.exit_code = exit_code;
-                s.healthy = healthy;
-                s
-            }
-        };
-        s.source = StatusSource::SourceExecutor as i32;
-        let terminal = TaskState::try_from(s.state).is_ok_and(TaskState::is_terminal);
-        let failed = terminal && s.state != TaskState::TaskFinished as i32;
-        self.emit_status(key, s);
-        if failed {
-            self.fail_group(key);
-        }
-    }
-
-    /// A task of a group failed or was killed: kill the rest of its group (Mesos's default
-    /// group policy).
-    fn fail_group(&mut self, key: &TaskKey) {
-        let Some(group) = self.tasks.get(key).and_then(|t| t.group.clone()) else {
-            return;
-        };
-        let others: Vec<TaskKey> = self
-            .tasks
-            .iter()
-            .filter(|(k, t)| *k != key && t.group.as_ref() == Some(&group) && t.container.is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in others {
-            info!(task_id = %k.task_id, group = %group, "killing the rest of a task group");
-            self.kill_task(&k.framework_id.clone(), &k.task_id.clone(), 0);
         }
     }
 
@@ -680,6 +552,7 @@ impl Agent {
                 state,
                 group: cp.group.clone(),
                 live: container.is_some(),
+                kill_grace_ms: info.kill_grace_period_ms,
             });
             self.tasks.insert(
                 key,
@@ -709,53 +582,34 @@ impl Agent {
             agent_id = self.id_str(),
             reason, "master shut this agent down; killing all tasks and registering afresh"
         );
-        for t in std::mem::take(&mut self.tasks).into_values() {
-            // Forgotten at once: no grace, and no kill file to wait for (the run directory
-            // goes away with it; a supervising executor would never read it).
-            if let Some(c) = &t.container {
-                c.kill(Duration::ZERO);
-            }
-            kill_now(&t);
-            let _ = std::fs::remove_dir_all(&t.run_dir);
-        }
-        self.feed(Input::ForgetAll);
+        self.feed(Input::ShutdownAgent);
         if let Err(e) = checkpoint::delete_agent_id(&self.config.work_dir) {
             error!(error = %e, "could not delete the agent id");
         }
-        self.agent_id = None;
         self.backoff = self.config.reconnect_initial;
         self.connect();
     }
 
-    pub(super) fn kill_all(&self) {
-        for t in self.tasks.values() {
-            if let Some(c) = &t.container {
-                c.kill(self.kill_grace(0, &t.info));
-            }
-        }
-    }
-
     /// Drain: no new tasks; every task is killed with its grace period.
     pub(crate) fn drain(&mut self) {
-        if !self.draining {
+        if !self.core.draining() {
             info!(
                 agent_id = self.id_str(),
                 "draining: killing all tasks, accepting no new ones"
             );
         }
-        self.draining = true;
-        self.kill_all();
+        self.feed(Input::Drain);
     }
 
     /// End of a drain (the master reactivated the agent): new tasks are accepted again.
     pub(crate) fn reactivate(&mut self) {
-        if self.draining {
+        if self.core.draining() {
             info!(
                 agent_id = self.id_str(),
                 "reactivated: accepting new tasks again"
             );
         }
-        self.draining = false;
+        self.feed(Input::Reactivate);
     }
 
     /// On cancel: kill every task and wait (bounded) for their ends, or leave them running
@@ -765,12 +619,12 @@ impl Agent {
         // left running like the others.
         self.commit().await;
         if self.config.kill_tasks_on_shutdown {
-            self.kill_all();
+            self.feed(Input::KillAll);
             let longest = self
                 .tasks
                 .values()
                 .filter(|t| t.container.is_some())
-                .map(|t| self.kill_grace(0, &t.info))
+                .map(|t| self.core.kill_grace(0, t.info.kill_grace_period_ms))
                 .max()
                 .unwrap_or_default();
             let deadline = Instant::now() + longest + Duration::from_secs(5);
@@ -810,7 +664,7 @@ const READY_WORK: Duration = Duration::from_millis(10);
 
 /// Kills a task's process group and everything in its cgroup at once (no grace): for a task
 /// whose executor is gone, or that the agent forgets.
-fn kill_now(t: &TaskEntry) {
+pub(super) fn kill_now(t: &TaskEntry) {
     if let Some(pid) = t.cp.task_pid.and_then(|p| i32::try_from(p).ok()) {
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),

@@ -16,6 +16,11 @@
 //! - kill decisions (signal the executor, end a task that never started, report an unknown
 //!   task lost) and the task-group policy (one task of a group fails: the rest are killed).
 //!
+//! What is still in the shell: checking a task before it is accepted (ids, draining, command,
+//! checks, isolation, user, resources left), building its executor spec and cgroup settings,
+//! writing its files, the executors themselves, the session to the master, recovery's reading
+//! of checkpoints, the HTTP view and garbage collection.
+//!
 //! # Contract with the shell
 //! [`Core::handle`] returns effects in order. The shell carries them out in that order, with
 //! one rule for checkpoints: every [`Effect::Checkpoint`] with `durable: true` before an
@@ -29,12 +34,16 @@ use std::time::Duration;
 
 use proffer_proto::v1::{StatusUpdate, StatusUpdateAck, TaskState};
 
+use crate::executor::protocol::ExecutorEvent;
+
+mod stream;
+mod tasks;
 pub mod updates;
 
 pub use updates::{AckOutcome, StatusUpdateManager, TaskKey};
 
-/// A point on the shell's clock, in milliseconds (the shell counts from its start; tests from
-/// zero).
+/// A point in time in milliseconds: the wall clock (since the Unix epoch) in the agent, from
+/// zero in tests. It stamps the statuses the core makes and times the retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub u64);
 
@@ -81,44 +90,104 @@ impl std::ops::Sub<Timestamp> for Timestamp {
 }
 
 /// The core's settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// First retry of an unacknowledged update.
     pub retry_initial: Duration,
     /// Longest interval between retries (the interval doubles up to it).
     pub retry_max: Duration,
+    /// Kill grace period of a task that names none.
+    pub default_kill_grace: Duration,
+    /// The agent's id, if it has one (from its checkpoint).
+    pub agent_id: Option<String>,
+    /// Seed of the status uuids (random in the agent, fixed in tests); every status gets the
+    /// next one.
+    pub uuid_seed: u128,
 }
 
 /// Something that happened, given to [`Core::handle`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// The shell learnt of a task (a launch accepted for preparation, or recovered from its
-    /// checkpoint): the core tracks its state from now on.
+    /// A task was accepted (checked by the shell) and its files are being prepared: it is
+    /// STAGING until [`Input::Prepared`].
+    Launch {
+        /// The task.
+        key: TaskKey,
+        /// The task group it belongs to, if any.
+        group: Option<String>,
+        /// The task's own kill grace period (0: the agent's default).
+        kill_grace_ms: u64,
+    },
+    /// A task recovered from its checkpoint.
     Track {
         /// The task.
         key: TaskKey,
-        /// Its state (STAGING for a new launch; the checkpointed one on recovery).
+        /// Its checkpointed state.
         state: TaskState,
         /// The task group it belongs to, if any.
         group: Option<String>,
-        /// Its executor is running (recovered tasks that are still live).
+        /// Its executor is (re-)attached.
         live: bool,
+        /// The task's own kill grace period (0: the agent's default).
+        kill_grace_ms: u64,
     },
-    /// The agent reports a task status (built by the shell: uuid, time, agent id). The update is
-    /// queued, checkpointed at the next commit and sent after that when it heads its task's
-    /// queue. A terminal state, or any other state the table accepts, becomes the task's state.
-    Report(StatusUpdate),
-    /// A pending update read back from a task's checkpoint on recovery (already durable).
-    Recovered(StatusUpdate),
-    /// The task's executor was started (`true`) or is gone (`false`).
+    /// The task's files were written (`Ok`) or could not be (the reason).
+    Prepared {
+        /// The task.
+        key: TaskKey,
+        /// What the write did.
+        result: Result<(), String>,
+    },
+    /// The shell tried to hand the task to its executor ([`Effect::Start`]).
+    Started {
+        /// The task.
+        key: TaskKey,
+        /// `Ok` once the executor has it, else why not.
+        result: Result<(), String>,
+    },
+    /// An event from the task's executor (its log).
     Executor {
         /// The task.
         key: TaskKey,
-        /// Whether an executor now runs it.
-        live: bool,
+        /// What the executor said.
+        event: ExecutorEvent,
     },
-    /// The master accepted the registration (AgentRegistered).
-    Registered,
+    /// The task's executor is gone (it may have left no end for the task).
+    ExecutorGone {
+        /// The task.
+        key: TaskKey,
+        /// What the shell saw.
+        message: String,
+    },
+    /// The master asks to kill a task (`grace_ms` 0: the task's own grace period).
+    Kill {
+        /// The task.
+        key: TaskKey,
+        /// The grace period asked for.
+        grace_ms: u64,
+    },
+    /// The master shuts a framework down on this agent: every task of it is killed.
+    ShutdownFramework(String),
+    /// Drain: no new tasks; every live task is killed with its grace period.
+    Drain,
+    /// The end of a drain: new tasks are accepted again.
+    Reactivate,
+    /// Every live task is killed with its grace period (the agent is stopping).
+    KillAll,
+    /// The master shut this agent down: every task is killed at once and forgotten, with its
+    /// pending updates and the agent id; the agent registers afresh.
+    ShutdownAgent,
+    /// The agent reports a status it built itself (a task refused before it was launched).
+    /// The update is queued, checkpointed at the next commit and sent after that when it heads
+    /// its task's queue; a state the table accepts becomes the task's state.
+    Report(StatusUpdate),
+    /// A pending update read back from a task's checkpoint on recovery (already durable).
+    Recovered(StatusUpdate),
+    /// The master accepted the registration (AgentRegistered) under this id.
+    Registered {
+        /// The agent's id.
+        agent_id: String,
+    },
     /// The session to the master is gone (or a new one is being opened).
     Disconnected,
     /// An acknowledgement from the master.
@@ -127,11 +196,6 @@ pub enum Input {
     Tick,
     /// The end of a batch of inputs: write the batch's checkpoints, then send its updates.
     Commit,
-    /// The task is forgotten by the shell's own decision (the agent was shut down by the
-    /// master): its pending updates are dropped.
-    Forget(TaskKey),
-    /// Everything is forgotten (ShutdownAgent: the agent registers afresh).
-    ForgetAll,
 }
 
 /// Something for the shell to do, returned by [`Core::handle`].
@@ -151,8 +215,20 @@ pub enum Effect {
     },
     /// Send this status update to the master.
     Send(StatusUpdate),
-    /// The task is done with (its terminal update acknowledged, its executor gone): remove its
-    /// run directory; the core has forgotten it.
+    /// Hand the task (its files are written) to its executor; answer with [`Input::Started`].
+    Start(TaskKey),
+    /// Ask the task's executor to kill it: SIGTERM, SIGKILL after `grace`.
+    Signal {
+        /// The task.
+        key: TaskKey,
+        /// Its grace period.
+        grace: Duration,
+    },
+    /// Kill the task's process group and cgroup at once (its executor is gone or it is being
+    /// forgotten).
+    KillNow(TaskKey),
+    /// The task is done with (its terminal update acknowledged and its executor gone, or the
+    /// agent was shut down): remove its run directory; the core has forgotten it.
     Forget(TaskKey),
 }
 
@@ -165,35 +241,36 @@ pub struct TaskRecord {
     pub group: Option<String>,
     /// Its executor runs.
     pub live: bool,
+    /// Its own kill grace period in ms (0: the agent's default).
+    pub kill_grace_ms: u64,
 }
 
 /// The agent's pure state machine (see the module documentation).
 #[derive(Debug)]
 pub struct Core {
+    config: CoreConfig,
     updates: StatusUpdateManager,
     tasks: BTreeMap<TaskKey, TaskRecord>,
     registered: bool,
+    draining: bool,
+    /// Statuses made so far (the uuid counter).
+    made: u64,
     /// Tasks whose checkpoint is written at the next commit.
     dirty: BTreeSet<TaskKey>,
     /// Updates sent after the next commit, in order.
     held: Vec<StatusUpdate>,
 }
 
-fn state_of(update: &StatusUpdate) -> TaskState {
-    update
-        .status
-        .as_ref()
-        .and_then(|s| TaskState::try_from(s.state).ok())
-        .unwrap_or(TaskState::Unspecified)
-}
-
 impl Core {
-    /// A core with nothing known.
+    /// A core with no task.
     pub fn new(config: CoreConfig) -> Self {
         Core {
             updates: StatusUpdateManager::new(config.retry_initial, config.retry_max),
+            config,
             tasks: BTreeMap::new(),
             registered: false,
+            draining: false,
+            made: 0,
             dirty: BTreeSet::new(),
             held: Vec::new(),
         }
@@ -203,24 +280,49 @@ impl Core {
     pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Effect> {
         let mut out = Vec::new();
         match input {
+            Input::Launch {
+                key,
+                group,
+                kill_grace_ms,
+            } => self.track(key, TaskState::TaskStaging, group, false, kill_grace_ms),
             Input::Track {
                 key,
                 state,
                 group,
                 live,
-            } => {
-                self.tasks.insert(key, TaskRecord { state, group, live });
+                kill_grace_ms,
+            } => self.track(key, state, group, live, kill_grace_ms),
+            Input::Prepared { key, result } => self.prepared(now, key, result, &mut out),
+            Input::Started { key, result } => self.started(now, &key, result),
+            Input::Executor { key, event } => self.executor_event(now, &key, event, &mut out),
+            Input::ExecutorGone { key, message } => {
+                self.executor_gone(now, &key, &message, &mut out);
             }
+            Input::Kill { key, grace_ms } => self.kill(now, &key, grace_ms, &mut out),
+            Input::ShutdownFramework(fw) => {
+                let keys: Vec<TaskKey> = self
+                    .tasks
+                    .keys()
+                    .filter(|k| k.framework_id == fw)
+                    .cloned()
+                    .collect();
+                for k in keys {
+                    self.kill(now, &k, 0, &mut out);
+                }
+            }
+            Input::Drain => {
+                self.draining = true;
+                self.kill_all(&mut out);
+            }
+            Input::Reactivate => self.draining = false,
+            Input::KillAll => self.kill_all(&mut out),
+            Input::ShutdownAgent => self.shutdown_agent(&mut out),
             Input::Report(update) => self.report(now, update),
             Input::Recovered(update) => {
                 let _ = self.updates.push(now, update);
             }
-            Input::Executor { key, live } => {
-                if let Some(t) = self.tasks.get_mut(&key) {
-                    t.live = live;
-                }
-            }
-            Input::Registered => {
+            Input::Registered { agent_id } => {
+                self.config.agent_id = Some(agent_id);
                 self.registered = true;
                 for u in self.updates.resend_all(now) {
                     self.send(u, &mut out);
@@ -237,18 +339,6 @@ impl Core {
                 }
             }
             Input::Commit => self.commit(&mut out),
-            Input::Forget(key) => {
-                self.tasks.remove(&key);
-                self.updates.remove(&key);
-                self.dirty.remove(&key);
-                self.held.retain(|u| TaskKey::of(u) != key);
-            }
-            Input::ForgetAll => {
-                self.tasks.clear();
-                self.updates.clear();
-                self.dirty.clear();
-                self.held.clear();
-            }
         }
         out
     }
@@ -267,6 +357,16 @@ impl Core {
         self.registered
     }
 
+    /// True while draining (no new tasks).
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// The agent's id, once it has one.
+    pub fn agent_id(&self) -> Option<&str> {
+        self.config.agent_id.as_deref()
+    }
+
     /// What the core knows of a task.
     pub fn task(&self, key: &TaskKey) -> Option<&TaskRecord> {
         self.tasks.get(key)
@@ -282,6 +382,18 @@ impl Core {
         self.tasks.get(key).map(|t| t.state)
     }
 
+    /// The kill grace period of a task: the one asked for, else the task's own, else the
+    /// agent's default.
+    pub fn kill_grace(&self, requested_ms: u64, task_ms: u64) -> Duration {
+        if requested_ms > 0 {
+            Duration::from_millis(requested_ms)
+        } else if task_ms > 0 {
+            Duration::from_millis(task_ms)
+        } else {
+            self.config.default_kill_grace
+        }
+    }
+
     /// Nothing waits for a commit.
     pub fn is_clean(&self) -> bool {
         self.dirty.is_empty() && self.held.is_empty()
@@ -295,84 +407,6 @@ impl Core {
     /// True when some update awaits acknowledgement.
     pub fn has_pending_updates(&self) -> bool {
         !self.updates.is_empty()
-    }
-
-    fn report(&mut self, now: Timestamp, update: StatusUpdate) {
-        let key = TaskKey::of(&update);
-        let to = state_of(&update);
-        if let Some(t) = self.tasks.get_mut(&key) {
-            let verdict = t.state.transition(to);
-            if !verdict.is_move() {
-                tracing::debug!(framework_id = %key.framework_id, task_id = %key.task_id,
-                    from = t.state.name(), to = to.name(), ?verdict, "task state kept");
-            }
-            t.state = t.state.after_report(to);
-        }
-        let head = self.updates.push(now, update);
-        // Write-ahead: the update is on disk before anyone can see it.
-        self.dirty.insert(key);
-        if let Some(u) = head
-            && self.registered
-        {
-            self.held.push(u);
-        }
-    }
-
-    /// Sends at once, or after the pending commit if there is one (an update never overtakes
-    /// the checkpoint of an update reported before it).
-    fn send(&mut self, u: StatusUpdate, out: &mut Vec<Effect>) {
-        if self.is_clean() {
-            out.push(Effect::Send(u));
-        } else {
-            self.held.push(u);
-        }
-    }
-
-    fn ack(&mut self, now: Timestamp, a: &StatusUpdateAck, out: &mut Vec<Effect>) {
-        match self.updates.ack(now, &a.framework_id, &a.task_id, &a.uuid) {
-            AckOutcome::Ignored => {
-                tracing::debug!(framework_id = %a.framework_id, task_id = %a.task_id,
-                    "acknowledgement for no in-flight update ignored");
-            }
-            AckOutcome::Acked { terminal, next } => {
-                let key = TaskKey::new(a.framework_id.clone(), a.task_id.clone());
-                let done = terminal && self.tasks.get(&key).is_some_and(|t| !t.live);
-                if done {
-                    tracing::debug!(framework_id = %key.framework_id, task_id = %key.task_id,
-                        "terminal update acknowledged; task forgotten");
-                    self.tasks.remove(&key);
-                    self.updates.remove(&key);
-                    self.dirty.remove(&key);
-                    out.push(Effect::Forget(key));
-                } else if let Some(t) = self.tasks.get(&key) {
-                    out.push(Effect::Checkpoint {
-                        state: t.state,
-                        updates: self.updates.queued(&key),
-                        key,
-                        durable: false,
-                    });
-                }
-                if let Some(u) = next
-                    && self.registered
-                {
-                    self.send(*u, out);
-                }
-            }
-        }
-    }
-
-    fn commit(&mut self, out: &mut Vec<Effect>) {
-        for key in std::mem::take(&mut self.dirty) {
-            if let Some(t) = self.tasks.get(&key) {
-                out.push(Effect::Checkpoint {
-                    state: t.state,
-                    updates: self.updates.queued(&key),
-                    key,
-                    durable: true,
-                });
-            }
-        }
-        out.extend(std::mem::take(&mut self.held).into_iter().map(Effect::Send));
     }
 }
 

@@ -19,14 +19,30 @@ pub enum Eff {
     Cp(&'static str, TaskState, usize, bool),
     /// Forgot `task`.
     Forget(&'static str),
+    /// Handed `task` to its executor.
+    Start(&'static str),
+    /// Asked the executor to kill `task` with this grace (ms).
+    Signal(&'static str, u64),
+    /// Killed `task`'s processes at once.
+    KillNow(&'static str),
 }
 
-/// A core retrying after 10 s, up to 40 s.
+/// A core retrying after 10 s, up to 40 s; kill grace 3 s by default; uuids from 0.
 pub fn core() -> Core {
     Core::new(CoreConfig {
         retry_initial: Duration::from_secs(10),
         retry_max: Duration::from_secs(40),
+        default_kill_grace: Duration::from_secs(3),
+        agent_id: None,
+        uuid_seed: 0,
     })
+}
+
+/// The master accepted the agent as `agent-1`.
+pub fn registered() -> Input {
+    Input::Registered {
+        agent_id: "agent-1".into(),
+    }
 }
 
 /// The key of a test task.
@@ -61,21 +77,23 @@ pub fn ack(task: &str, u: u8) -> Input {
     })
 }
 
-/// Starts tracking a new task (STAGING, no executor yet).
+/// A new task is accepted (STAGING, its files being written).
 pub fn track(task: &str) -> Input {
-    Input::Track {
+    Input::Launch {
         key: key(task),
-        state: TaskState::TaskStaging,
         group: None,
-        live: false,
+        kill_grace_ms: 0,
     }
 }
 
-/// The task's executor started (`true`) or went away.
-pub fn executor(task: &str, live: bool) -> Input {
-    Input::Executor {
+/// A task recovered RUNNING with its executor.
+pub fn track_live(task: &str) -> Input {
+    Input::Track {
         key: key(task),
-        live,
+        state: TaskState::TaskRunning,
+        group: None,
+        live: true,
+        kill_grace_ms: 0,
     }
 }
 
@@ -85,7 +103,9 @@ fn leak(s: &str) -> &'static str {
         "a" => "a",
         "b" => "b",
         "c" => "c",
+        "d" => "d",
         "t" => "t",
+        "x" => "x",
         _ => "?",
     }
 }
@@ -94,7 +114,8 @@ fn compact(e: &Effect) -> Eff {
     match e {
         Effect::Send(u) => {
             let s = u.status.clone().unwrap_or_default();
-            Eff::Send(leak(&s.task_id), s.uuid.first().copied().unwrap_or(0))
+            // The last byte: the test's own uuids are one byte repeated, the core's count up.
+            Eff::Send(leak(&s.task_id), s.uuid.last().copied().unwrap_or(0))
         }
         Effect::Checkpoint {
             key,
@@ -103,6 +124,12 @@ fn compact(e: &Effect) -> Eff {
             durable,
         } => Eff::Cp(leak(&key.task_id), *state, updates.len(), *durable),
         Effect::Forget(key) => Eff::Forget(leak(&key.task_id)),
+        Effect::Start(key) => Eff::Start(leak(&key.task_id)),
+        Effect::Signal { key, grace } => Eff::Signal(
+            leak(&key.task_id),
+            u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+        ),
+        Effect::KillNow(key) => Eff::KillNow(leak(&key.task_id)),
     }
 }
 

@@ -3,4 +3,5 @@
 
 mod harness;
 mod stream;
+mod tasks;
 mod updates;

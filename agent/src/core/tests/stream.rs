@@ -3,7 +3,7 @@
 
 use proffer_proto::v1::TaskState as S;
 
-use super::harness::{Eff::*, ack, core, executor, key, report, run, track};
+use super::harness::{Eff::*, ack, core, key, registered, report, run, track, track_live};
 use crate::core::{Input, Timestamp};
 
 #[test]
@@ -12,7 +12,7 @@ fn an_update_is_sent_only_after_its_checkpoint_and_only_the_head_is_in_flight() 
     run(
         &mut c,
         vec![
-            (0, Input::Registered, vec![]),
+            (0, registered(), vec![]),
             (0, track("t"), vec![]),
             (0, report("t", S::TaskStarting, 1), vec![]),
             (0, report("t", S::TaskRunning, 2), vec![]),
@@ -45,7 +45,7 @@ fn the_next_update_waits_for_a_pending_commit() {
     run(
         &mut c,
         vec![
-            (0, Input::Registered, vec![]),
+            (0, registered(), vec![]),
             (0, track("a"), vec![]),
             (0, track("b"), vec![]),
             (0, report("a", S::TaskRunning, 1), vec![]),
@@ -88,7 +88,7 @@ fn nothing_is_sent_before_registration_and_every_head_goes_out_on_it() {
             ),
             // No retries while not registered.
             (100, Input::Tick, vec![]),
-            (101, Input::Registered, vec![Send("a", 1), Send("b", 3)]),
+            (101, registered(), vec![Send("a", 1), Send("b", 3)]),
         ],
     );
     assert_eq!(
@@ -103,7 +103,7 @@ fn retries_back_off_and_stop_while_disconnected() {
     run(
         &mut c,
         vec![
-            (0, Input::Registered, vec![]),
+            (0, registered(), vec![]),
             (0, track("t"), vec![]),
             (0, report("t", S::TaskRunning, 1), vec![]),
             (
@@ -120,7 +120,7 @@ fn retries_back_off_and_stop_while_disconnected() {
             (111, Input::Disconnected, vec![]),
             (200, Input::Tick, vec![]),
             // Re-registering sends the head at once and restarts the backoff.
-            (201, Input::Registered, vec![Send("t", 1)]),
+            (201, registered(), vec![Send("t", 1)]),
             (211, Input::Tick, vec![Send("t", 1)]),
             (212, ack("t", 1), vec![Cp("t", S::TaskRunning, 0, false)]),
             (1000, Input::Tick, vec![]),
@@ -135,9 +135,8 @@ fn an_ended_task_is_forgotten_once_its_end_is_acknowledged_and_its_executor_gone
     run(
         &mut c,
         vec![
-            (0, Input::Registered, vec![]),
-            (0, track("a"), vec![]),
-            (0, executor("a", true), vec![]),
+            (0, registered(), vec![]),
+            (0, track_live("a"), vec![]),
             (0, report("a", S::TaskFinished, 1), vec![]),
             (
                 0,
@@ -166,9 +165,8 @@ fn the_shared_table_keeps_an_end_and_the_report_is_still_delivered() {
     run(
         &mut c,
         vec![
-            (0, Input::Registered, vec![]),
-            (0, track("t"), vec![]),
-            (0, executor("t", true), vec![]),
+            (0, registered(), vec![]),
+            (0, track_live("t"), vec![]),
             (0, report("t", S::TaskRunning, 1), vec![]),
             (0, report("t", S::TaskKilled, 2), vec![]),
             // A late report after the end (an executor's event read after a kill).
@@ -194,27 +192,44 @@ fn the_shared_table_keeps_an_end_and_the_report_is_still_delivered() {
 }
 
 #[test]
-fn forgetting_drops_pending_updates() {
+fn shutting_the_agent_down_forgets_every_task_and_update() {
     let mut c = core();
     run(
         &mut c,
         vec![
-            (0, Input::Registered, vec![]),
-            (0, track("a"), vec![]),
+            (0, registered(), vec![]),
+            (0, track_live("a"), vec![]),
             (0, track("b"), vec![]),
             (0, report("a", S::TaskRunning, 1), vec![]),
-            (0, report("b", S::TaskRunning, 2), vec![]),
-            (0, Input::Forget(key("a")), vec![]),
+            (0, report("b", S::TaskFailed, 2), vec![]),
             (
                 0,
                 Input::Commit,
-                vec![Cp("b", S::TaskRunning, 1, true), Send("b", 2)],
+                vec![
+                    Cp("a", S::TaskRunning, 1, true),
+                    Cp("b", S::TaskFailed, 1, true),
+                    Send("a", 1),
+                    Send("b", 2),
+                ],
             ),
-            (10, Input::Tick, vec![Send("b", 2)]),
-            (11, Input::ForgetAll, vec![]),
+            (1, report("a", S::TaskKilled, 3), vec![]),
+            (
+                2,
+                Input::ShutdownAgent,
+                vec![
+                    Signal("a", 0),
+                    KillNow("a"),
+                    Forget("a"),
+                    KillNow("b"),
+                    Forget("b"),
+                ],
+            ),
+            // Nothing held or pending is sent any more.
+            (2, Input::Commit, vec![]),
             (100, Input::Tick, vec![]),
-            (100, Input::Commit, vec![]),
         ],
     );
     assert!(c.tasks().next().is_none());
+    assert!(!c.has_pending_updates());
+    assert_eq!(c.agent_id(), None);
 }
