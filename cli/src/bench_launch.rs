@@ -48,6 +48,8 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Short tasks end to end: raw spawn rate, Proffer's tasks/s, latencies, CPU per task.
     Launch(LaunchArgs),
+    /// Launches per second through the master core alone (simulated agents, no I/O).
+    Core(crate::bench_core::CoreArgs),
 }
 
 /// Flags of `proffer bench launch`.
@@ -85,6 +87,10 @@ pub struct LaunchArgs {
     /// The master's allocation interval (resources that come back are offered at once anyway).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     allocation_interval: Duration,
+    /// How long the master gathers resources that come back before offering them
+    /// (`0ms`: at the end of each batch of inputs it handles).
+    #[arg(long, default_value = "3ms", value_parser = parse_duration)]
+    offer_coalesce: Duration,
     /// Run tasks without cgroups (posix isolation), even where cgroups are usable.
     #[arg(long)]
     no_cgroups: bool,
@@ -104,6 +110,7 @@ pub struct LaunchArgs {
 pub async fn run(args: BenchArgs, cancel: CancellationToken) -> anyhow::Result<bool> {
     match args.what {
         BenchCommand::Launch(a) => launch(a, cancel).await,
+        BenchCommand::Core(a) => crate::bench_core::core(a),
     }
 }
 
@@ -413,6 +420,7 @@ impl Cluster {
         let addr = listener.local_addr()?.to_string();
         let config = ServerConfig::new(MasterConfig {
             allocation_interval_ms: millis(args.allocation_interval),
+            offer_coalesce_ms: millis(args.offer_coalesce),
             ..MasterConfig::default()
         });
         let registry = RedbRegistry::open(&work_dir.join("master"))

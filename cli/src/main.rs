@@ -23,6 +23,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod batch;
+mod bench_core;
 mod bench_launch;
 mod cluster_views;
 mod daemons;
@@ -129,7 +130,8 @@ enum Command {
     K8s(k8s::K8sArgs),
     /// Simulate workloads offline through the real allocator (run, compare, gen, bench).
     Sim(sim::SimArgs),
-    /// Benchmarks on this machine: `bench launch` (short tasks end to end).
+    /// Benchmarks on this machine: `bench launch` (short tasks end to end), `bench core` (the
+    /// master core alone).
     Bench(bench_launch::BenchArgs),
     /// The cluster PKI: `pki init DIR` (a CA), `pki issue` (master, agent, client certificates).
     Pki(pki_cmd::PkiArgs),
