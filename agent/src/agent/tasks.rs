@@ -14,15 +14,11 @@ use tracing::{debug, error, info, warn};
 use super::{Agent, TaskEntry, msg, now_ms};
 use crate::cgroups::{self, CgroupSpec, CgroupSupport};
 use crate::checkpoint::{self, TaskCheckpoint};
-use crate::checks::CheckConfig;
 use crate::config::IsolationMode;
 use crate::containerizer::{self, EventKind};
-use crate::core::{Effect, Input, TaskKey};
+use crate::core::{Effect, Host, Input, Need, Refusal, TaskKey};
 use crate::executor::protocol::{self, ExecutorEvent, ExecutorSpec};
 use crate::{AgentConfig, AgentError, process, sandbox};
-
-/// A terminal state, reason and message for a task that cannot be launched.
-type Refusal = (TaskState, &'static str, String);
 
 /// Detects cgroups as configured; fails when cgroups are required but unusable.
 pub(super) fn detect_isolation(config: &AgentConfig) -> Result<CgroupSupport, AgentError> {
@@ -189,7 +185,7 @@ impl Agent {
                 .err()
                 .map(|r| (t.task_id.clone(), r))
         });
-        if let Some((bad, (_, _, why))) = refusal {
+        if let Some((bad, Refusal { message: why, .. })) = refusal {
             for t in tasks {
                 let key = TaskKey::new(framework_id.clone(), t.task_id.clone());
                 let m = format!("task group refused: task {bad:?}: {why}");
@@ -202,89 +198,26 @@ impl Agent {
         }
     }
 
-    /// Why a task cannot run here, if it cannot.
+    /// Why a task cannot run here, if it cannot: the core's admission, then the task's user.
     fn refusal(&self, framework_id: &str, task: &TaskInfo) -> Result<(), Refusal> {
-        let invalid = |m: String| (TaskState::TaskError, "REASON_TASK_INVALID", m);
-        sandbox::validate_id("framework", framework_id)
-            .and_then(|()| sandbox::validate_id("task", &task.task_id))
-            .map_err(invalid)?;
-        if self.core.draining() {
-            return Err((
-                TaskState::TaskLost,
-                "REASON_AGENT_DRAINING",
-                "the agent is draining and accepts no new tasks".into(),
-            ));
-        }
-        match &task.command {
-            Some(c) if !c.value.is_empty() => {}
-            Some(_) => return Err(invalid("command value is empty".into())),
-            None => return Err(invalid("task has no command".into())),
-        }
-        for (what, c) in [
-            ("health", &task.health_check),
-            ("readiness", &task.readiness_check),
-        ] {
-            if let Some(c) = c {
-                CheckConfig::from_proto(c).map_err(|e| invalid(format!("{what} check: {e}")))?;
-            }
-        }
-        let unavailable = |m: String| (TaskState::TaskFailed, "REASON_CONTAINER_LAUNCH_FAILED", m);
-        if task.pids_limit > 0 && !self.cgroups.has("pids") {
-            return Err(unavailable(format!(
-                "the task asks for a pids limit but this agent cannot enforce one ({})",
-                self.cgroups.summary()
-            )));
-        }
-        self.resources_left_for(task)?;
+        let isolation = self.cgroups.summary();
+        let host = Host {
+            pids_limit: self.cgroups.has("pids"),
+            isolation: &isolation,
+            cpus_milli: self.resources.cpus_milli(),
+            mem_milli: self.resources.mem_milli(),
+        };
+        self.core.admit(framework_id, task, &host)?;
         let user = task.command.as_ref().map(|c| c.user.as_str()).unwrap_or("");
         if !user.is_empty() {
             if !process::is_root() {
-                return Err(unavailable(format!(
+                return Err(Refusal::unavailable(format!(
                     "the task asks to run as {user:?} but the agent is not root"
                 )));
             }
-            process::lookup_user(user).map_err(unavailable)?;
+            process::lookup_user(user).map_err(Refusal::unavailable)?;
         }
         Ok(())
-    }
-
-    /// Refuses a task whose cpus or memory do not fit in what the agent's live tasks leave
-    /// free (a launch storm beyond the agent's resources is refused task by task).
-    fn resources_left_for(&self, task: &TaskInfo) -> Result<(), Refusal> {
-        let (mut cpus, mut mem) = (0i64, 0i64);
-        let live = self
-            .tasks
-            .iter()
-            .filter(|(k, _)| !self.core.state(k).is_some_and(TaskState::is_terminal))
-            .map(|(_, t)| t);
-        for t in live {
-            cpus = cpus.saturating_add(scalar_milli(&t.info.resources, "cpus"));
-            mem = mem.saturating_add(scalar_milli(&t.info.resources, "mem"));
-        }
-        let need = (
-            scalar_milli(&task.resources, "cpus"),
-            scalar_milli(&task.resources, "mem"),
-        );
-        let total = (self.resources.cpus_milli(), self.resources.mem_milli());
-        let free = (total.0 - cpus, total.1 - mem);
-        if need.0 <= free.0 && need.1 <= free.1 {
-            return Ok(());
-        }
-        let f = proffer_proto::resources::format_milli;
-        Err((
-            TaskState::TaskError,
-            "REASON_INVALID_OFFERS",
-            format!(
-                "not enough free resources on this agent: the task needs cpus {} and mem {} MB, \
-                 its live tasks leave cpus {} and mem {} MB of cpus {} and mem {} MB",
-                f(need.0),
-                f(need.1),
-                f(free.0.max(0)),
-                f(free.1.max(0)),
-                f(total.0),
-                f(total.1)
-            ),
-        ))
     }
 
     fn launch_task(&mut self, framework_id: String, task: TaskInfo, group: Option<String>) {
@@ -294,8 +227,8 @@ impl Agent {
                   "duplicate RunTask for a known task ignored");
             return;
         }
-        if let Err((state, reason, message)) = self.refusal(&framework_id, &task) {
-            self.emit(&key, state, reason, message);
+        if let Err(r) = self.refusal(&framework_id, &task) {
+            self.emit(&key, r.state, r.reason, r.message);
             return;
         }
         self.next_instance += 1;
@@ -319,9 +252,10 @@ impl Agent {
             key: key.clone(),
             group,
             kill_grace_ms: task.kill_grace_period_ms,
+            need: Need::of(&task),
         });
-        if let Err((state, reason, message)) = self.launch(&key, &task) {
-            self.emit(&key, state, reason, message);
+        if let Err(r) = self.launch(&key, &task) {
+            self.emit(&key, r.state, r.reason, r.message);
         }
     }
 
@@ -362,12 +296,16 @@ impl Agent {
     /// files of the whole batch are written in parallel ([`LaunchFiles`]) and the executor is
     /// started ([`Agent::start_prepared`]).
     fn launch(&mut self, key: &TaskKey, task: &TaskInfo) -> Result<(), Refusal> {
-        let launch_failed =
-            |m: String| (TaskState::TaskFailed, "REASON_CONTAINER_LAUNCH_FAILED", m);
         let dir = sandbox::sandbox_dir(&self.config.work_dir, &key.framework_id, &key.task_id);
         let run_dir = checkpoint::run_dir(&self.config.work_dir, &key.framework_id, &key.task_id);
-        let mut env = process::task_env(task, &key.framework_id, self.id_str(), &dir)
-            .map_err(|m| (TaskState::TaskError, "REASON_TASK_INVALID", m))?;
+        let mut env =
+            process::task_env(task, &key.framework_id, self.id_str(), &dir).map_err(|message| {
+                Refusal {
+                    state: TaskState::TaskError,
+                    reason: "REASON_TASK_INVALID",
+                    message,
+                }
+            })?;
         let mut shared = None;
         if let Some(group) = self.tasks.get(key).and_then(|t| t.group.clone()) {
             // Tasks of a group share `sandboxes/<framework>/<group>/` next to their own sandboxes.
@@ -381,7 +319,7 @@ impl Agent {
         let container_id = uuid::Uuid::new_v4().to_string();
         let cgroup = self
             .cgroup_spec(task, &container_id)
-            .map_err(launch_failed)?;
+            .map_err(Refusal::unavailable)?;
         let user = task
             .command
             .as_ref()
@@ -553,6 +491,7 @@ impl Agent {
                 group: cp.group.clone(),
                 live: container.is_some(),
                 kill_grace_ms: info.kill_grace_period_ms,
+                need: Need::of(&info),
             });
             self.tasks.insert(
                 key,
@@ -747,18 +686,6 @@ async fn write_launch_files_all(batch: Vec<LaunchFiles>) -> Vec<Result<(), Strin
         }
     }
     out
-}
-
-/// The sum of the scalar resources called `name` in `resources` (milli-units), any role.
-fn scalar_milli(resources: &[v1::Resource], name: &str) -> i64 {
-    resources
-        .iter()
-        .filter(|r| r.name == name)
-        .filter_map(|r| match r.value {
-            Some(v1::resource::Value::ScalarMilli(m)) => Some(m),
-            _ => None,
-        })
-        .fold(0i64, i64::saturating_add)
 }
 
 /// Persistent volumes: each `disk` resource carrying a volume is a directory under

@@ -36,10 +36,12 @@ use proffer_proto::v1::{StatusUpdate, StatusUpdateAck, TaskState};
 
 use crate::executor::protocol::ExecutorEvent;
 
+mod admit;
 mod stream;
 mod tasks;
 pub mod updates;
 
+pub use admit::{Host, Need, Refusal};
 pub use updates::{AckOutcome, StatusUpdateManager, TaskKey};
 
 /// A point in time in milliseconds: the wall clock (since the Unix epoch) in the agent, from
@@ -117,6 +119,8 @@ pub enum Input {
         group: Option<String>,
         /// The task's own kill grace period (0: the agent's default).
         kill_grace_ms: u64,
+        /// The cpus and memory it holds while it lives.
+        need: Need,
     },
     /// A task recovered from its checkpoint.
     Track {
@@ -130,6 +134,8 @@ pub enum Input {
         live: bool,
         /// The task's own kill grace period (0: the agent's default).
         kill_grace_ms: u64,
+        /// The cpus and memory it holds while it lives.
+        need: Need,
     },
     /// The task's files were written (`Ok`) or could not be (the reason).
     Prepared {
@@ -243,6 +249,8 @@ pub struct TaskRecord {
     pub live: bool,
     /// Its own kill grace period in ms (0: the agent's default).
     pub kill_grace_ms: u64,
+    /// The cpus and memory it holds while it lives.
+    pub need: Need,
 }
 
 /// The agent's pure state machine (see the module documentation).
@@ -284,14 +292,34 @@ impl Core {
                 key,
                 group,
                 kill_grace_ms,
-            } => self.track(key, TaskState::TaskStaging, group, false, kill_grace_ms),
+                need,
+            } => {
+                let record = TaskRecord {
+                    state: TaskState::TaskStaging,
+                    group,
+                    live: false,
+                    kill_grace_ms,
+                    need,
+                };
+                self.tasks.insert(key, record);
+            }
             Input::Track {
                 key,
                 state,
                 group,
                 live,
                 kill_grace_ms,
-            } => self.track(key, state, group, live, kill_grace_ms),
+                need,
+            } => {
+                let record = TaskRecord {
+                    state,
+                    group,
+                    live,
+                    kill_grace_ms,
+                    need,
+                };
+                self.tasks.insert(key, record);
+            }
             Input::Prepared { key, result } => self.prepared(now, key, result, &mut out),
             Input::Started { key, result } => self.started(now, &key, result),
             Input::Executor { key, event } => self.executor_event(now, &key, event, &mut out),

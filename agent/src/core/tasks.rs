@@ -3,7 +3,7 @@
 
 use proffer_proto::v1::{StatusSource, StatusUpdate, TaskState, TaskStatus};
 
-use super::{Core, Effect, TaskKey, TaskRecord, Timestamp};
+use super::{Core, Effect, TaskKey, Timestamp};
 use crate::executor::protocol::ExecutorEvent;
 
 /// A status the core makes, before it is stamped (uuid, time, agent id).
@@ -35,25 +35,6 @@ impl<'a> Made<'a> {
 }
 
 impl Core {
-    pub(super) fn track(
-        &mut self,
-        key: TaskKey,
-        state: TaskState,
-        group: Option<String>,
-        live: bool,
-        kill_grace_ms: u64,
-    ) {
-        self.tasks.insert(
-            key,
-            TaskRecord {
-                state,
-                group,
-                live,
-                kill_grace_ms,
-            },
-        );
-    }
-
     /// The status `m` of `key`, stamped with the next uuid, `now` and the agent id.
     fn stamp(&mut self, now: Timestamp, key: &TaskKey, m: Made<'_>) -> TaskStatus {
         self.made += 1;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use proffer_proto::v1::{StatusUpdate, StatusUpdateAck, TaskState, TaskStatus};
 
-use crate::core::{Core, CoreConfig, Effect, Input, TaskKey, Timestamp};
+use crate::core::{Core, CoreConfig, Effect, Input, Need, TaskKey, Timestamp};
 
 /// Framework of every task in these tests.
 pub const FW: &str = "fw";
@@ -83,6 +83,7 @@ pub fn track(task: &str) -> Input {
         key: key(task),
         group: None,
         kill_grace_ms: 0,
+        need: Need::default(),
     }
 }
 
@@ -94,6 +95,7 @@ pub fn track_live(task: &str) -> Input {
         group: None,
         live: true,
         kill_grace_ms: 0,
+        need: Need::default(),
     }
 }
 

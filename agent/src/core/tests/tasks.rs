@@ -6,7 +6,7 @@ use std::time::Duration;
 use proffer_proto::v1::{StatusSource, TaskState as S};
 
 use super::harness::{Eff::*, FW, core, key, registered, run, track, track_live};
-use crate::core::{Effect, Input, TaskKey, Timestamp};
+use crate::core::{Effect, Input, Need, TaskKey, Timestamp};
 use crate::executor::protocol::ExecutorEvent;
 
 fn prepared(task: &str, result: Result<(), &str>) -> Input {
@@ -57,6 +57,7 @@ fn in_group(task: &str, group: &str) -> Input {
         group: Some(group.into()),
         live: true,
         kill_grace_ms: 0,
+        need: Need::default(),
     }
 }
 
@@ -187,6 +188,7 @@ fn kills_by_state() {
                     group: None,
                     live: true,
                     kill_grace_ms: 1_500,
+                    need: Need::default(),
                 },
                 vec![],
             ),
@@ -326,6 +328,7 @@ fn drain_kills_every_live_task_and_framework_shutdown_only_its_own() {
                     group: None,
                     live: true,
                     kill_grace_ms: 0,
+                    need: Need::default(),
                 },
                 vec![],
             ),
