@@ -190,6 +190,14 @@ pub struct RunArgs {
     /// is torn down as soon as its connection drops.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     failover_timeout: Duration,
+    /// Run each task in a container from this image: an OCI image layout directory, a tar of
+    /// one, or a `docker save` archive, by absolute path, file:// or http(s):// (--cmd runs
+    /// under /bin/sh -c inside the image).
+    #[arg(long)]
+    image: Option<String>,
+    /// The image archive's sha256 (hex), checked by the agent before it is used.
+    #[arg(long, requires = "image")]
+    image_sha256: Option<String>,
     #[command(flatten)]
     output: crate::progress::OutputArgs,
 }
@@ -225,6 +233,10 @@ impl RunArgs {
             role: self.role,
             max_tasks_per_offer: 0,
             failover_timeout_secs: self.failover_timeout.as_secs_f64(),
+            image: self.image.map(|image| proffer_proto::v1::ContainerInfo {
+                image,
+                image_sha256: self.image_sha256.unwrap_or_default(),
+            }),
         };
         Ok((self.master, spec))
     }

@@ -192,6 +192,7 @@ fn task(
         health_check: None,
         readiness_check: Some(ready),
         kill_grace_period: Some(10.0),
+        image: None,
     }
 }
 

@@ -92,7 +92,7 @@ fn invalid_specs_name_the_field() {
         ),
         (
             BASE.replace("cpus: 0.1", "cpu: 0.1"),
-            "pods.web.tasks.server.cpu: unknown field `cpu`, expected one of `goal`, `cmd`, `cpus`, `memory`, `disk`, `ports`, `env`, `uris`, `health-check`, `readiness-check`, `kill-grace-period` at line 7 column 9",
+            "pods.web.tasks.server.cpu: unknown field `cpu`, expected one of `goal`, `cmd`, `cpus`, `memory`, `disk`, `ports`, `env`, `uris`, `health-check`, `readiness-check`, `kill-grace-period`, `image` at line 7 column 9",
         ),
         (
             BASE.replace("memory: 32", "memory: lots"),
@@ -101,6 +101,10 @@ fn invalid_specs_name_the_field() {
         (
             BASE.replace("cmd: run", "cmd: \"  \""),
             "pods.web.tasks.server.cmd: must not be empty",
+        ),
+        (
+            BASE.replace("cmd: run", "cmd: run\n        image: \" \""),
+            "pods.web.tasks.server.image: must not be empty",
         ),
         (
             BASE.replace("count: 1", "count: -1"),

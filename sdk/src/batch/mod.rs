@@ -57,6 +57,9 @@ pub struct BatchSpec {
     pub max_tasks_per_offer: usize,
     /// Seconds the master keeps the framework after a disconnect (0 = none, no re-subscription).
     pub failover_timeout_secs: f64,
+    /// Run each task in a container from this image (`cmd` runs under `/bin/sh -c` inside
+    /// it; see docs/containers.md); `None`: a process on the agent's host.
+    pub image: Option<v1::ContainerInfo>,
 }
 
 impl BatchSpec {
@@ -71,6 +74,7 @@ impl BatchSpec {
             role: UNRESERVED.to_string(),
             max_tasks_per_offer: 0,
             failover_timeout_secs: 0.0,
+            image: None,
         }
     }
 
@@ -97,6 +101,13 @@ impl BatchSpec {
                 "failover timeout must be >= 0 (got {})",
                 self.failover_timeout_secs
             ));
+        }
+        if self
+            .image
+            .as_ref()
+            .is_some_and(|i| i.image.trim().is_empty())
+        {
+            return bad("image must not be empty".into());
         }
         if let Err(e) = resources::validate_role(&self.role) {
             return bad(format!("invalid role `{}`: {e}", self.role));
@@ -490,7 +501,9 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             .zip(&pieces)
             .map(|(&i, res)| {
                 let id = task_id(&self.spec.name, i);
-                command_task(&id, &id, &offer.agent_id, &self.spec.cmd, res)
+                let mut task = command_task(&id, &id, &offer.agent_id, &self.spec.cmd, res);
+                task.container = self.spec.image.clone();
+                task
             })
             .collect();
         let refuse = if self.pending.is_empty() {

@@ -110,6 +110,11 @@ pub struct TaskSpec {
     /// SIGTERM → SIGKILL grace period in seconds (default: the agent's).
     #[serde(default)]
     pub kill_grace_period: Option<f64>,
+    /// Run the task in a container from this image: an OCI image layout directory, a tar of
+    /// one or a `docker save` archive, by absolute path, `file://` or `http(s)://`; `cmd` runs
+    /// under `/bin/sh -c` inside it (docs/containers.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 fn default_goal() -> Goal {

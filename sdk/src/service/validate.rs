@@ -267,6 +267,9 @@ fn validate_task(path: &str, task: &TaskSpec) -> Result<(), SpecError> {
         return err(format!("{path}.cmd"), "must not be empty");
     }
     check_template(&format!("{path}.cmd"), &task.cmd)?;
+    if task.image.as_ref().is_some_and(|i| i.trim().is_empty()) {
+        return err(format!("{path}.image"), "must not be empty");
+    }
     check_positive(&format!("{path}.cpus"), "cpus", task.cpus)?;
     check_positive(&format!("{path}.memory"), "memory", task.memory)?;
     check_non_negative(&format!("{path}.disk"), "disk", task.disk)?;

@@ -580,6 +580,10 @@ impl ServiceCore {
                     .readiness_check
                     .as_ref()
                     .map(|c| check_proto(c, &tr.ports, spec, &vars, &env_for_checks)),
+                container: spec.image.as_ref().map(|image| v1::ContainerInfo {
+                    image: image.clone(),
+                    image_sha256: String::new(),
+                }),
                 ..Default::default()
             });
         }
