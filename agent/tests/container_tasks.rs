@@ -261,3 +261,33 @@ async fn a_container_task_survives_an_agent_restart_and_finishes_once() -> Resul
     wait_no_containers(h.work_dir.path()).await?;
     h.stop().await
 }
+
+#[tokio::test]
+async fn a_container_over_its_memory_limit_is_reported_as_plain_tasks_are() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(image) = image(tmp.path()) else {
+        return Ok(());
+    };
+    if let Some(why) = common::cgroups_unavailable() {
+        println!("SKIP: {why}");
+        return Ok(());
+    }
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    // `dd` allocates and fills a 256 MB buffer under the task's 128 MB.
+    let script = "dd if=/dev/zero of=/dev/null bs=256M count=1 2>/dev/null && echo survived";
+    h.run("fw", container_task("oom", &image, script))?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    let u = h.expect_state(TaskState::TaskFailed).await?;
+    let status = u.status.context("status")?;
+    assert_eq!(
+        status.reason, "REASON_CONTAINER_LIMITATION_MEMORY",
+        "{}",
+        status.message
+    );
+    let stdout = std::fs::read_to_string(h.sandbox("fw", "oom").join("stdout"))?;
+    assert!(!stdout.contains("survived"));
+    wait_no_containers(h.work_dir.path()).await?;
+    h.stop().await
+}

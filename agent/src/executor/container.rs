@@ -349,17 +349,27 @@ fn runtime_command(
 }
 
 /// Whether the container was OOM-killed: the runtime exited 137 (SIGKILL) without a kill
-/// request while the task's memory cgroup hit its limit (v1 `memory.failcnt`; on v2 the
-/// hierarchical `memory.events` is read by [`crate::cgroups::Cgroup::oom_killed`]).
+/// request while the task's memory cgroup hit its limit (v1: `memory.failcnt`, or the peak
+/// usage at the limit; the kernel counts the kill in the container's own cgroup, which the
+/// runtime removes; on v2 the hierarchical `memory.events` is read by
+/// [`crate::cgroups::Cgroup::oom_killed`]).
 pub fn oom_killed(cgroup: Option<&crate::cgroups::CgroupSpec>, exit_code: Option<i32>) -> bool {
     let Some(dir) = cgroup.and_then(|c| c.dir_of("memory")) else {
         return false;
     };
-    exit_code == Some(137)
-        && std::fs::read_to_string(dir.join("memory.failcnt"))
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > 0)
+    };
+    let at_limit = match (
+        read("memory.max_usage_in_bytes"),
+        read("memory.limit_in_bytes"),
+    ) {
+        (Some(peak), Some(limit)) => peak >= limit,
+        _ => false,
+    };
+    exit_code == Some(137) && (read("memory.failcnt").is_some_and(|n| n > 0) || at_limit)
 }
 
 #[cfg(test)]
