@@ -161,6 +161,25 @@ async fn bad_images_and_a_missing_runtime_fail_the_launch_with_the_reason() -> R
     assert_eq!(reason, "REASON_CONTAINER_LAUNCH_FAILED");
     assert!(message.contains("not-an-image"), "{message}");
 
+    // A second layer that climbs out of the image root is refused before anything runs.
+    let (Some(base), evil) = (
+        busybox_layer(),
+        support_images::Layer::new()
+            .file("../../escaped", b"x", 0o644)
+            .finish(),
+    ) else {
+        bail!("busybox vanished");
+    };
+    let evil_image = oci_layout(
+        &tmp.path().join("evil-image"),
+        &[base.clone(), evil.clone()],
+        &[base, evil],
+    );
+    let (reason, message) =
+        launch_failure(&mut h, container_task("evil", &evil_image, "true")).await?;
+    assert_eq!(reason, "REASON_CONTAINER_LAUNCH_FAILED");
+    assert!(message.contains("`..` in path"), "{message}");
+
     let mut wrong = container_task("digest", &image, "true");
     if let Some(c) = wrong.container.as_mut() {
         c.image_sha256 = "00".repeat(32);
