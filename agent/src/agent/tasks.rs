@@ -5,13 +5,11 @@
 use std::time::Duration;
 
 use proffer_proto::Resources;
-use proffer_proto::v1::{
-    self, StatusSource, StatusUpdate, TaskInfo, TaskState, TaskStatus, agent_message,
-};
+use proffer_proto::v1::{self, TaskInfo, TaskState, agent_message};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::{Agent, TaskEntry, msg, now_ms};
+use super::{Agent, TaskEntry, msg};
 use crate::cgroups::{self, CgroupSpec, CgroupSupport};
 use crate::checkpoint::{self, TaskCheckpoint};
 use crate::config::IsolationMode;
@@ -54,38 +52,6 @@ pub(super) fn detect_isolation(config: &AgentConfig) -> Result<CgroupSupport, Ag
 }
 
 impl Agent {
-    fn status(&self, key: &TaskKey, state: TaskState, reason: &str, message: String) -> TaskStatus {
-        TaskStatus {
-            task_id: key.task_id.clone(),
-            state: state as i32,
-            message,
-            reason: reason.to_string(),
-            source: StatusSource::SourceAgent as i32,
-            agent_id: self.id_str().to_string(),
-            uuid: uuid::Uuid::new_v4().as_bytes().to_vec(),
-            timestamp_ms: now_ms(),
-            exit_code: None,
-            healthy: None,
-            ready: None,
-        }
-    }
-
-    /// Reports a status to the core: it becomes the task's state (as the transition table
-    /// allows), is checkpointed at the next commit and sent after it when it heads its task's
-    /// queue.
-    pub(super) fn emit_status(&mut self, key: &TaskKey, status: TaskStatus) {
-        info!(agent_id = self.id_str(), framework_id = %key.framework_id, task_id = %key.task_id,
-              state = TaskState::try_from(status.state).map_or("?", |s| s.as_str_name()),
-              reason = %status.reason, message = %status.message, "status update");
-        let update = StatusUpdate {
-            framework_id: key.framework_id.clone(),
-            status: Some(status),
-        };
-        // Write-ahead: the update is on disk before anyone can see it. The checkpoint is
-        // written (with the others of this batch) by `commit`, which then sends the update.
-        self.feed(Input::Report(update));
-    }
-
     /// Handles the executor and session events that are already queued (at most `max`), so
     /// one group commit covers them all.
     pub(super) fn handle_ready(&mut self, max: usize) {
@@ -155,9 +121,12 @@ impl Agent {
         self.supervisors.flush();
     }
 
-    fn emit(&mut self, key: &TaskKey, state: TaskState, reason: &str, message: String) {
-        let s = self.status(key, state, reason, message);
-        self.emit_status(key, s);
+    /// Refuses a task: the core reports it ended with the refusal's state, reason and message.
+    fn refuse(&mut self, key: &TaskKey, refusal: Refusal) {
+        self.feed(Input::Refuse {
+            key: key.clone(),
+            refusal,
+        });
     }
 
     /// Writes the task's checkpoint (state, log offset, pending updates), without fsync.
@@ -185,11 +154,10 @@ impl Agent {
                 .err()
                 .map(|r| (t.task_id.clone(), r))
         });
-        if let Some((bad, Refusal { message: why, .. })) = refusal {
+        if let Some((bad, why)) = refusal {
             for t in tasks {
                 let key = TaskKey::new(framework_id.clone(), t.task_id.clone());
-                let m = format!("task group refused: task {bad:?}: {why}");
-                self.emit(&key, TaskState::TaskError, "REASON_TASK_GROUP_INVALID", m);
+                self.refuse(&key, why.for_group(&bad));
             }
             return;
         }
@@ -228,7 +196,7 @@ impl Agent {
             return;
         }
         if let Err(r) = self.refusal(&framework_id, &task) {
-            self.emit(&key, r.state, r.reason, r.message);
+            self.refuse(&key, r);
             return;
         }
         self.next_instance += 1;
@@ -255,7 +223,7 @@ impl Agent {
             need: Need::of(&task),
         });
         if let Err(r) = self.launch(&key, &task) {
-            self.emit(&key, r.state, r.reason, r.message);
+            self.refuse(&key, r);
         }
     }
 

@@ -28,6 +28,16 @@ impl Refusal {
         }
     }
 
+    /// What every member of a LAUNCH_GROUP gets when member `bad` is refused with `self`
+    /// (a group is launched whole or not at all).
+    pub fn for_group(&self, bad: &str) -> Self {
+        Refusal {
+            state: TaskState::TaskError,
+            reason: "REASON_TASK_GROUP_INVALID",
+            message: format!("task group refused: task {bad:?}: {}", self.message),
+        }
+    }
+
     /// A task this agent cannot run as asked (`TASK_FAILED`, container launch failed).
     pub fn unavailable(message: String) -> Self {
         Refusal {

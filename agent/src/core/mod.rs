@@ -183,9 +183,17 @@ pub enum Input {
     /// The master shut this agent down: every task is killed at once and forgotten, with its
     /// pending updates and the agent id; the agent registers afresh.
     ShutdownAgent,
-    /// The agent reports a status it built itself (a task refused before it was launched).
-    /// The update is queued, checkpointed at the next commit and sent after that when it heads
-    /// its task's queue; a state the table accepts becomes the task's state.
+    /// The shell refused a task (admission, its user, its launch spec): the core reports it
+    /// ended with the refusal's state, reason and message.
+    Refuse {
+        /// The task.
+        key: TaskKey,
+        /// Why.
+        refusal: Refusal,
+    },
+    /// A status built outside the core (tests, tools). The update is queued, checkpointed at
+    /// the next commit and sent after that when it heads its task's queue; a state the table
+    /// accepts becomes the task's state. The core's own statuses go the same way.
     Report(StatusUpdate),
     /// A pending update read back from a task's checkpoint on recovery (already durable).
     Recovered(StatusUpdate),
@@ -345,6 +353,7 @@ impl Core {
             Input::Reactivate => self.draining = false,
             Input::KillAll => self.kill_all(&mut out),
             Input::ShutdownAgent => self.shutdown_agent(&mut out),
+            Input::Refuse { key, refusal } => self.refuse(now, &key, refusal),
             Input::Report(update) => self.report(now, update),
             Input::Recovered(update) => {
                 let _ = self.updates.push(now, update);

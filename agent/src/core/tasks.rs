@@ -76,6 +76,12 @@ impl Core {
         self.report_status(now, key, s);
     }
 
+    /// A task the shell refused ends with the refusal.
+    pub(super) fn refuse(&mut self, now: Timestamp, key: &TaskKey, r: super::Refusal) {
+        let m = Made::agent(r.state, r.reason, r.message);
+        self.make(now, key, m);
+    }
+
     /// The files are written: start the task unless it was killed meanwhile.
     pub(super) fn prepared(
         &mut self,

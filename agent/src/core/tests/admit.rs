@@ -136,3 +136,52 @@ fn a_launch_storm_is_refused_task_by_task_and_ended_tasks_free_their_share() {
         ))
     );
 }
+
+#[test]
+fn a_refusal_ends_the_task_and_a_group_is_refused_whole() {
+    use super::harness::{Eff::*, run};
+    let mut c = core();
+    let why = Refusal::unavailable("no such user \"nobody2\"".into());
+    let group = why.for_group("b");
+    assert_eq!(
+        (group.state, group.reason, group.message.as_str()),
+        (
+            S::TaskError,
+            "REASON_TASK_GROUP_INVALID",
+            "task group refused: task \"b\": no such user \"nobody2\""
+        )
+    );
+    run(
+        &mut c,
+        vec![
+            (0, super::harness::registered(), vec![]),
+            (
+                0,
+                Input::Refuse {
+                    key: key("a"),
+                    refusal: group.clone(),
+                },
+                vec![],
+            ),
+            (
+                0,
+                Input::Refuse {
+                    key: key("b"),
+                    refusal: group,
+                },
+                vec![],
+            ),
+            // Not tracked: sent, nothing to checkpoint.
+            (0, Input::Commit, vec![Send("a", 1), Send("b", 2)]),
+        ],
+    );
+    let s = c
+        .queued(&key("b"))
+        .first()
+        .and_then(|u| u.status.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        (s.state, s.reason.as_str(), s.agent_id.as_str()),
+        (S::TaskError as i32, "REASON_TASK_GROUP_INVALID", "agent-1")
+    );
+}
