@@ -4,9 +4,14 @@
 //!    (cached), for a 10 MB and a 100 MB image;
 //! 2. task rootfs: overlayfs mount vs a copy of the image rootfs;
 //! 3. container launch: `RUNTIME run` of `true` until it exits, and until `state` says
-//!    running for `sleep`, p50/p99, beside a plain process (`busybox sh -c true`) in the same run.
+//!    running for `sleep`, p50/p99, beside a plain process (`busybox sh -c true`) in the same run;
+//! 4. through the agent (a fake master, the real executor): task launch → TASK_RUNNING for a
+//!    task in an image with a warm cache, beside plain tasks in the same run, and the first
+//!    launch with a cold cache (a fresh agent) of a 10 MB and a 100 MB image.
 #![allow(missing_docs)]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/support_images/mod.rs"]
 mod support_images;
 
@@ -124,6 +129,82 @@ fn main() -> anyhow::Result<()> {
     report("task rootfs: overlayfs mount", overlay);
     report("task rootfs: copy (busybox image, 1 MB)", copy);
     launches(&runtime, &image.rootfs, tmp.path())?;
+    let images = [
+        small,
+        image_of_size(&tmp.path().join("agent-img10"), &base, 10),
+        image_of_size(&tmp.path().join("agent-img100"), &base, 100),
+    ];
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(agent_launches(&images))
+}
+
+/// Cold launches per image size (each on a fresh agent: an empty image cache).
+const COLD_RUNS: usize = 5;
+
+/// A `true` task, in `image` when given.
+fn true_task(id: &str, image: Option<&Path>) -> proffer_proto::v1::TaskInfo {
+    let mut t = common::shell_task(id, "true");
+    t.resources = proffer_proto::Resources::parse("cpus:0.1;mem:128")
+        .map(|r| r.to_proto())
+        .unwrap_or_default();
+    t.container = image.map(|i| proffer_proto::v1::ContainerInfo {
+        image: i.display().to_string(),
+        image_sha256: String::new(),
+    });
+    t
+}
+
+/// Sends the task and returns how long until its TASK_RUNNING (it must then finish).
+async fn launch_to_running(
+    h: &mut common::Harness,
+    task: proffer_proto::v1::TaskInfo,
+) -> anyhow::Result<Duration> {
+    use proffer_proto::v1::TaskState;
+    let t = Instant::now();
+    h.run("fw", task)?;
+    let mut running = None;
+    loop {
+        let u = h.next_update().await?;
+        h.ack(&u)?;
+        match common::state_of(&u) {
+            TaskState::TaskRunning => running = Some(t.elapsed()),
+            TaskState::TaskFinished => {
+                return running.ok_or_else(|| anyhow::anyhow!("FINISHED without RUNNING"));
+            }
+            TaskState::TaskStaging | TaskState::TaskStarting => {}
+            other => anyhow::bail!("task ended {other:?}: {:?}", u.status),
+        }
+    }
+}
+
+/// Launch → TASK_RUNNING through the agent: `images` are the busybox image, 10 MB, 100 MB.
+async fn agent_launches(images: &[std::path::PathBuf; 3]) -> anyhow::Result<()> {
+    let mut h = common::Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    // The first launch pulls the image: the rest find it in the cache.
+    launch_to_running(&mut h, true_task("warmup", Some(&images[0]))).await?;
+    let (mut warm, mut plain) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        warm.push(launch_to_running(&mut h, true_task(&format!("c{i}"), Some(&images[0]))).await?);
+        plain.push(launch_to_running(&mut h, true_task(&format!("p{i}"), None)).await?);
+    }
+    h.stop().await?;
+    report("agent: container task → RUNNING, warm cache", warm);
+    report("agent: plain task → RUNNING, same run", plain);
+    for (mb, image) in [(10, &images[1]), (100, &images[2])] {
+        let mut cold = Vec::new();
+        for i in 0..COLD_RUNS {
+            let mut h = common::Harness::start(|_| {}).await?;
+            h.register("agent-1").await?;
+            cold.push(
+                launch_to_running(&mut h, true_task(&format!("cold{i}"), Some(image))).await?,
+            );
+            h.stop().await?;
+        }
+        report(&format!("agent: first launch, cold cache, {mb} MB"), cold);
+    }
     Ok(())
 }
 
