@@ -310,3 +310,51 @@ async fn a_container_over_its_memory_limit_is_reported_as_plain_tasks_are() -> R
     wait_no_containers(h.work_dir.path()).await?;
     h.stop().await
 }
+
+#[tokio::test]
+async fn a_command_health_check_runs_inside_the_container() -> Result<()> {
+    use proffer_proto::v1::HealthCheck;
+    use proffer_proto::v1::health_check::CheckType;
+    let tmp = tempfile::tempdir()?;
+    let Some(image) = image(tmp.path()) else {
+        return Ok(());
+    };
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    let mut task = container_task("hc", &image, "sleep 1000");
+    // Only the image has the marker: the check passes only inside the container.
+    task.health_check = Some(HealthCheck {
+        r#type: CheckType::Command as i32,
+        command: Some(proffer_proto::v1::CommandInfo {
+            value: "test -f /etc/image-marker".into(),
+            shell: true,
+            ..Default::default()
+        }),
+        delay_ms: Some(0),
+        interval_ms: Some(100),
+        timeout_ms: Some(30_000),
+        consecutive_failures: Some(3),
+        grace_period_ms: Some(60_000),
+        ..Default::default()
+    });
+    h.run("fw", task)?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    loop {
+        let u = h.expect_state(TaskState::TaskRunning).await?;
+        h.ack(&u)?;
+        let s = u.status.context("status")?;
+        match s.healthy {
+            Some(true) => break,
+            Some(false) => bail!("unhealthy: {}", s.message),
+            None => {}
+        }
+    }
+    h.send(master_message::Msg::KillTask(KillTask {
+        framework_id: "fw".into(),
+        task_id: "hc".into(),
+        kill_grace_period_ms: 100,
+    }))?;
+    h.expect_state(TaskState::TaskKilled).await?;
+    wait_no_containers(h.work_dir.path()).await?;
+    h.stop().await
+}

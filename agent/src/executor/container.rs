@@ -17,6 +17,7 @@ use proffer_proto::v1::{CommandInfo, ContainerInfo, TaskInfo, TaskState};
 use serde::{Deserialize, Serialize};
 
 use super::protocol::ExecutorSpec;
+use crate::checks::{CheckConfig, CheckKind};
 use crate::fetcher;
 use crate::image::{Image, ImageStore};
 use crate::oci::{self, BindMount, OciRuntime, SANDBOX_PATH, TaskContainer, TaskRootfs};
@@ -82,6 +83,27 @@ impl Launch {
         let _ = self.runtime.kill(&self.id, signal);
     }
 
+    /// The check run inside the container: a command check becomes `RUNTIME exec ID /bin/sh
+    /// -c COMMAND` (the container's env, user and working dir); HTTP and TCP checks reach the
+    /// task on the host's network as they are.
+    pub fn in_container(&self, mut cfg: CheckConfig) -> CheckConfig {
+        if let CheckKind::Command(cmd) = &cfg.kind {
+            let mut line = vec![quote(&self.runtime.path.display().to_string())];
+            if let Some(root) = &self.runtime.state_root {
+                line.extend(["--root".to_string(), quote(&root.display().to_string())]);
+            }
+            line.extend([
+                "exec".to_string(),
+                quote(&self.id),
+                "/bin/sh".to_string(),
+                "-c".to_string(),
+                quote(cmd),
+            ]);
+            cfg.kind = CheckKind::Command(format!("exec {}", line.join(" ")));
+        }
+        cfg
+    }
+
     /// Deletes the container (forcibly: nothing of it survives) and releases its rootfs.
     pub fn finish(&self) {
         if let Err(e) = self.runtime.delete(&self.id, true) {
@@ -91,6 +113,11 @@ impl Launch {
             tracing::warn!(container_id = %self.id, error = %e, "releasing the rootfs");
         }
     }
+}
+
+/// `s` single-quoted for `/bin/sh`.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn launch_failed(message: String) -> Termination {
@@ -375,6 +402,43 @@ pub fn oom_killed(cgroup: Option<&crate::cgroups::CgroupSpec>, exit_code: Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_checks_run_inside_the_container() {
+        let launch = Launch {
+            runtime: OciRuntime {
+                path: PathBuf::from("/usr/sbin/runc"),
+                kind: oci::RuntimeKind::Runc,
+                state_root: Some(PathBuf::from("/w/oci")),
+            },
+            id: "c1".into(),
+            rootfs: TaskRootfs {
+                path: PathBuf::from("/w/r"),
+                kind: oci::RootfsKind::Copy,
+            },
+        };
+        let cfg = CheckConfig {
+            kind: CheckKind::Command("test -f '/x'".into()),
+            delay: std::time::Duration::ZERO,
+            interval: std::time::Duration::ZERO,
+            timeout: std::time::Duration::ZERO,
+            consecutive_failures: 1,
+            grace: std::time::Duration::ZERO,
+        };
+        let inside = launch.in_container(cfg.clone());
+        assert_eq!(
+            inside.kind,
+            CheckKind::Command(
+                r"exec '/usr/sbin/runc' --root '/w/oci' exec 'c1' /bin/sh -c 'test -f '\''/x'\'''"
+                    .into()
+            )
+        );
+        let tcp = CheckConfig {
+            kind: CheckKind::Tcp(80),
+            ..cfg
+        };
+        assert_eq!(launch.in_container(tcp.clone()), tcp);
+    }
 
     #[test]
     fn the_work_dir_comes_from_the_run_dir() {

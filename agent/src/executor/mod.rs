@@ -494,9 +494,14 @@ async fn run_task(
             None
         }
     };
+    // A task in a container is checked inside it.
+    let inside = |c: &CheckConfig| match &container.0 {
+        Some(l) => l.in_container(c.clone()),
+        None => c.clone(),
+    };
     if let Some(c) = &health_cfg {
         checkers.push(spawn_check(
-            c.clone(),
+            inside(c),
             spec.sandbox.clone(),
             spec.env.clone(),
             health_tx,
@@ -504,7 +509,7 @@ async fn run_task(
     }
     if let Ok(Some(c)) = &ready_cfg {
         checkers.push(spawn_check(
-            c.clone(),
+            inside(c),
             spec.sandbox.clone(),
             spec.env.clone(),
             ready_tx,
