@@ -358,3 +358,36 @@ async fn a_command_health_check_runs_inside_the_container() -> Result<()> {
     wait_no_containers(h.work_dir.path()).await?;
     h.stop().await
 }
+
+#[tokio::test]
+async fn a_persistent_volume_is_mounted_in_the_container_and_outlives_the_task() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(image) = image(tmp.path()) else {
+        return Ok(());
+    };
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    let with_volume = |id: &str, script: &str| -> Result<TaskInfo> {
+        let mut t = container_task(id, &image, script);
+        t.resources =
+            proffer_proto::Resources::parse("cpus:0.1;mem:128;disk(web)[v1:data]:10")?.to_proto();
+        Ok(t)
+    };
+    let writer = with_volume("writer", "echo kept > /mnt/mesos/sandbox/data/file")?;
+    h.run("fw", writer)?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    let done = h.expect_state(TaskState::TaskFinished).await;
+    let stderr = std::fs::read_to_string(h.sandbox("fw", "writer").join("stderr"))?;
+    done.context(stderr)?;
+    let host = h.work_dir.path().join("volumes/v1/file");
+    assert_eq!(std::fs::read_to_string(&host)?, "kept\n");
+    let reader = with_volume("reader", "cat /mnt/mesos/sandbox/data/file")?;
+    h.run("fw", reader)?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    h.expect_state(TaskState::TaskFinished).await?;
+    let out = std::fs::read_to_string(h.sandbox("fw", "reader").join("stdout"))?;
+    assert_eq!(out, "kept\n");
+    h.stop().await
+}

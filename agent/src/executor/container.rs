@@ -318,7 +318,13 @@ pub fn prepare(
         }
     };
     if cspec.uid != 0 {
-        let _ = std::os::unix::fs::chown(&spec.sandbox, Some(cspec.uid), Some(cspec.gid));
+        // The sandbox and volumes belong to the container's user (as Mesos does), so it can
+        // write them.
+        let dirs = std::iter::once(spec.sandbox.as_path())
+            .chain(cspec.volumes.iter().map(|v| v.host.as_path()));
+        for dir in dirs {
+            let _ = std::os::unix::fs::chown(dir, Some(cspec.uid), Some(cspec.gid));
+        }
     }
     let record = ContainerRecord {
         image: info.image.clone(),
