@@ -391,3 +391,46 @@ async fn a_persistent_volume_is_mounted_in_the_container_and_outlives_the_task()
     assert_eq!(out, "kept\n");
     h.stop().await
 }
+
+#[tokio::test]
+async fn a_docker_save_archive_over_http_is_fetched_checked_and_run() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    if image(tmp.path()).is_none() {
+        return Ok(());
+    }
+    let layer = busybox_layer().context("busybox")?;
+    let archive = tmp.path().join("app.tar");
+    support_images::docker_archive(&archive, std::slice::from_ref(&layer));
+    let bytes = std::fs::read(&archive)?;
+    let digest = support_images::sha256(&bytes);
+    let (port, served) = common::http_server(move |path| match path {
+        "/app.tar" => (200, bytes.clone()),
+        _ => (404, Vec::new()),
+    })
+    .await?;
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    let url = format!("http://127.0.0.1:{port}/app.tar");
+    let mut task = container_task("web", Path::new("/unused"), "cat /etc/image-marker");
+    task.container = Some(ContainerInfo {
+        image: url.clone(),
+        image_sha256: digest,
+    });
+    h.run("fw", task)?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    h.expect_state(TaskState::TaskFinished).await?;
+    let out = std::fs::read_to_string(h.sandbox("fw", "web").join("stdout"))?;
+    assert_eq!(out, "only-in-the-image\n");
+    assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+    let mut bad = container_task("web-bad", Path::new("/unused"), "true");
+    bad.container = Some(ContainerInfo {
+        image: url,
+        image_sha256: "ab".repeat(32),
+    });
+    let (reason, message) = launch_failure(&mut h, bad).await?;
+    assert_eq!(reason, "REASON_CONTAINER_LAUNCH_FAILED");
+    assert!(message.contains("sha256"), "{message}");
+    h.stop().await
+}
