@@ -64,6 +64,8 @@ pub fn core(a: CoreArgs) -> anyhow::Result<bool> {
                 "setup_s": r.setup.as_secs_f64(),
                 "wall_s": r.wall.as_secs_f64(),
                 "launches_per_s": r.launches_per_s(),
+            "cpu_s": r.cpu.map(|c| c.as_secs_f64()),
+            "launches_per_cpu_s": r.launches_per_cpu_s(),
                 "offers": r.offers,
                 "tasks_per_offer": r.tasks_per_offer(),
                 "rounds": r.rounds,
@@ -80,7 +82,7 @@ pub fn core(a: CoreArgs) -> anyhow::Result<bool> {
          setup (register, subscribe): {:.2} s\n\
          launch → RUNNING → FINISHED → acknowledged: {:.2} s, {} rounds, {} offers \
          ({:.2} tasks per offer), {} inputs, {} outputs, {} refused\n\
-         launches/s: {:.0}",
+         launches/s: {:.0} (per CPU-second of the loop: {})",
         a.agents,
         a.agent_resources,
         a.frameworks,
@@ -94,7 +96,9 @@ pub fn core(a: CoreArgs) -> anyhow::Result<bool> {
         r.inputs,
         r.outputs,
         r.refused,
-        r.launches_per_s()
+        r.launches_per_s(),
+        r.launches_per_cpu_s()
+            .map_or_else(|| "unknown".to_string(), |v| format!("{v:.0}"))
     ));
     Ok(true)
 }

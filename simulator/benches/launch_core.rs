@@ -20,10 +20,18 @@ fn main() -> anyhow::Result<()> {
     let tasks = nums.get(1).copied().unwrap_or(500_000);
     let frameworks = nums.get(2).copied().unwrap_or(10) as usize;
     println!(
-        "{:>7} {:>5} {:>18} {:>9} {:>8} {:>8} {:>12} {:>10}",
-        "agents", "fws", "agent", "tasks", "setup s", "wall s", "launches/s", "tasks/offer"
+        "{:>7} {:>5} {:>18} {:>9} {:>8} {:>8} {:>12} {:>14} {:>11}",
+        "agents",
+        "fws",
+        "agent",
+        "tasks",
+        "setup s",
+        "wall s",
+        "launches/s",
+        "per CPU-second",
+        "tasks/offer"
     );
-    for agent in ["cpus:8;mem:8192", "cpus:2;mem:2048"] {
+    for agent in ["cpus:8;mem:8192", "cpus:2;mem:2048", "cpus:1;mem:1024"] {
         let p = CoreBenchParams {
             agents,
             frameworks,
@@ -33,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         };
         let r = run(&p)?;
         println!(
-            "{:>7} {:>5} {:>18} {:>9} {:>8.2} {:>8.2} {:>12.0} {:>10.2}",
+            "{:>7} {:>5} {:>18} {:>9} {:>8.2} {:>8.2} {:>12.0} {:>14.0} {:>11.2}",
             agents,
             frameworks,
             agent,
@@ -41,6 +49,7 @@ fn main() -> anyhow::Result<()> {
             r.setup.as_secs_f64(),
             r.wall.as_secs_f64(),
             r.launches_per_s(),
+            r.launches_per_cpu_s().unwrap_or(f64::NAN),
             r.tasks_per_offer()
         );
     }

@@ -72,6 +72,9 @@ pub struct CoreBenchReport {
     pub setup: Duration,
     /// Wall time of the timed loop.
     pub wall: Duration,
+    /// CPU time of the timed loop (this thread's, from `/proc/thread-self/schedstat`; `None`
+    /// where that cannot be read). Steadier than `wall` on a loaded machine.
+    pub cpu: Option<Duration>,
     /// Rounds (ticks) of the timed loop.
     pub rounds: u64,
     /// Offers received by the frameworks.
@@ -88,6 +91,12 @@ impl CoreBenchReport {
     /// Launches per wall-clock second of the timed loop.
     pub fn launches_per_s(&self) -> f64 {
         self.launched as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// Launches per CPU-second of the timed loop, if its CPU time is known.
+    pub fn launches_per_cpu_s(&self) -> Option<f64> {
+        self.cpu
+            .map(|c| self.launched as f64 / c.as_secs_f64().max(1e-9))
     }
 
     /// Tasks launched per offer.
@@ -160,6 +169,7 @@ pub fn run(p: &CoreBenchParams) -> Result<CoreBenchReport, SimError> {
             finished: 0,
             setup: Duration::ZERO,
             wall: Duration::ZERO,
+            cpu: None,
             rounds: 0,
             offers: 0,
             inputs: 0,
@@ -173,6 +183,7 @@ pub fn run(p: &CoreBenchParams) -> Result<CoreBenchReport, SimError> {
     d.report.inputs = 0;
     d.report.outputs = 0;
     let start = Instant::now();
+    let cpu_start = thread_cpu();
     // A round that launches nothing while tasks remain means the loop is stuck (every offer
     // declined or filtered): stop after a generous number of them rather than spin.
     let mut idle_rounds = 0u32;
@@ -196,7 +207,18 @@ pub fn run(p: &CoreBenchParams) -> Result<CoreBenchReport, SimError> {
         }
     }
     d.report.wall = start.elapsed();
+    d.report.cpu = thread_cpu()
+        .zip(cpu_start)
+        .map(|(end, begin)| end.saturating_sub(begin));
     Ok(d.report)
+}
+
+/// CPU time this thread has used, from `/proc/thread-self/schedstat` (its first field, in
+/// nanoseconds); `None` where it cannot be read.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 impl Driver {

@@ -309,7 +309,7 @@ impl Master {
             .chain(
                 self.agents
                     .iter()
-                    .filter(|(id, a)| **id != info.id && a.conn.is_none() && same(Some(&a.info)))
+                    .filter(|(id, a)| a.conn.is_none() && **id != info.id && same(Some(&a.info)))
                     .map(|(id, _)| id.clone()),
             )
             .collect();
