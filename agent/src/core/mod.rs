@@ -301,16 +301,13 @@ impl Core {
                 group,
                 kill_grace_ms,
                 need,
-            } => {
-                let record = TaskRecord {
-                    state: TaskState::TaskStaging,
-                    group,
-                    live: false,
-                    kill_grace_ms,
-                    need,
-                };
-                self.tasks.insert(key, record);
-            }
+            } => self.track(
+                key,
+                TaskState::TaskStaging,
+                group,
+                false,
+                (kill_grace_ms, need),
+            ),
             Input::Track {
                 key,
                 state,
@@ -318,16 +315,7 @@ impl Core {
                 live,
                 kill_grace_ms,
                 need,
-            } => {
-                let record = TaskRecord {
-                    state,
-                    group,
-                    live,
-                    kill_grace_ms,
-                    need,
-                };
-                self.tasks.insert(key, record);
-            }
+            } => self.track(key, state, group, live, (kill_grace_ms, need)),
             Input::Prepared { key, result } => self.prepared(now, key, result, &mut out),
             Input::Started { key, result } => self.started(now, &key, result),
             Input::Executor { key, event } => self.executor_event(now, &key, event, &mut out),
@@ -335,17 +323,7 @@ impl Core {
                 self.executor_gone(now, &key, &message, &mut out);
             }
             Input::Kill { key, grace_ms } => self.kill(now, &key, grace_ms, &mut out),
-            Input::ShutdownFramework(fw) => {
-                let keys: Vec<TaskKey> = self
-                    .tasks
-                    .keys()
-                    .filter(|k| k.framework_id == fw)
-                    .cloned()
-                    .collect();
-                for k in keys {
-                    self.kill(now, &k, 0, &mut out);
-                }
-            }
+            Input::ShutdownFramework(fw) => self.shutdown_framework(now, &fw, &mut out),
             Input::Drain => {
                 self.draining = true;
                 self.kill_all(&mut out);

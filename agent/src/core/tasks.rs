@@ -76,6 +76,39 @@ impl Core {
         self.report_status(now, key, s);
     }
 
+    /// Starts tracking a task: `extra` is its own kill grace (ms) and what it holds.
+    pub(super) fn track(
+        &mut self,
+        key: TaskKey,
+        state: TaskState,
+        group: Option<String>,
+        live: bool,
+        extra: (u64, super::Need),
+    ) {
+        let (kill_grace_ms, need) = extra;
+        let record = super::TaskRecord {
+            state,
+            group,
+            live,
+            kill_grace_ms,
+            need,
+        };
+        self.tasks.insert(key, record);
+    }
+
+    /// ShutdownFramework: every task of the framework is killed (its own grace period).
+    pub(super) fn shutdown_framework(&mut self, now: Timestamp, fw: &str, out: &mut Vec<Effect>) {
+        let keys: Vec<TaskKey> = self
+            .tasks
+            .keys()
+            .filter(|k| k.framework_id == fw)
+            .cloned()
+            .collect();
+        for k in keys {
+            self.kill(now, &k, 0, out);
+        }
+    }
+
     /// A task the shell refused ends with the refusal.
     pub(super) fn refuse(&mut self, now: Timestamp, key: &TaskKey, r: super::Refusal) {
         let m = Made::agent(r.state, r.reason, r.message);
