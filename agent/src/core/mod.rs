@@ -38,7 +38,7 @@ use crate::executor::protocol::ExecutorEvent;
 
 mod admit;
 mod stream;
-mod tasks;
+pub(crate) mod tasks;
 pub mod updates;
 
 pub use admit::{Host, Need, Refusal};

@@ -34,16 +34,21 @@ impl<'a> Made<'a> {
     }
 }
 
+/// The uuid of the status numbered `n`: a version 4 UUID (its version and variant bits set on
+/// `n`'s bytes; the count is in the low bytes, so consecutive statuses never collide).
+pub(crate) fn status_uuid(n: u128) -> Vec<u8> {
+    uuid::Builder::from_random_bytes(n.to_be_bytes())
+        .into_uuid()
+        .as_bytes()
+        .to_vec()
+}
+
 impl Core {
     /// The status `m` of `key`, stamped with the next uuid, `now` and the agent id.
     fn stamp(&mut self, now: Timestamp, key: &TaskKey, m: Made<'_>) -> TaskStatus {
         self.made += 1;
-        let uuid = self
-            .config
-            .uuid_seed
-            .wrapping_add(u128::from(self.made))
-            .to_be_bytes()
-            .to_vec();
+        let n = self.config.uuid_seed.wrapping_add(u128::from(self.made));
+        let uuid = status_uuid(n);
         TaskStatus {
             task_id: key.task_id.clone(),
             state: m.state as i32,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use proffer_proto::v1::{StatusSource, TaskState as S};
 
 use super::harness::{Eff::*, FW, core, key, registered, run, track, track_live};
+use crate::core::tasks::status_uuid;
 use crate::core::{Effect, Input, Need, TaskKey, Timestamp};
 use crate::executor::protocol::ExecutorEvent;
 
@@ -83,7 +84,7 @@ fn a_task_goes_staging_starting_running_finished_and_is_forgotten() {
         ],
     );
     // The core's uuids count up from the seed: 1 STARTING, 2 RUNNING, 3 FINISHED.
-    let uuid = |n: u128| n.to_be_bytes().to_vec();
+    let uuid = status_uuid;
     let ack_of = |n: u128| {
         Input::Ack(proffer_proto::v1::StatusUpdateAck {
             framework_id: FW.into(),
@@ -103,7 +104,13 @@ fn a_task_goes_staging_starting_running_finished_and_is_forgotten() {
     assert_eq!(s.state, S::TaskRunning as i32);
     assert_eq!(s.source, StatusSource::SourceExecutor as i32);
     assert_eq!(s.agent_id, "agent-1");
-    assert_eq!(s.uuid, 2u128.to_be_bytes().to_vec());
+    assert_eq!(s.uuid, status_uuid(2));
+    assert_eq!(
+        uuid::Uuid::from_slice(&s.uuid)
+            .map(|u| u.get_version_num())
+            .ok(),
+        Some(4)
+    );
     // The statuses are stamped with the time of the input that made them.
     assert_eq!(s.timestamp_ms, 0);
     assert_eq!(
