@@ -292,6 +292,18 @@ mod tests {
     }
 
     #[test]
+    fn the_oci_runtime_flag_reaches_the_executors() -> anyhow::Result<()> {
+        let config = parse_agent(&["--oci-runtime", "/opt/runc"])?;
+        match config.executor {
+            proffer_agent::ExecutorLauncher::Binary { args, .. } => {
+                assert_eq!(args, ["executor", "--oci-runtime", "/opt/runc"]);
+            }
+            other => anyhow::bail!("expected executor arguments, got {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
     fn agent_resources_must_be_allocatable() {
         let table = [
             ("", "nothing allocatable"),
