@@ -1,5 +1,6 @@
 //! Launches per second through the master core alone (issue 21: ≥ 50,000/s with 10,000
-//! agents): `cargo bench -p proffer-sim --bench launch_core [-- AGENTS TASKS FRAMEWORKS]`.
+//! agents): `cargo bench -p proffer-sim --bench launch_core [-- AGENTS TASKS FRAMEWORKS]
+//! [AGENT_RESOURCES…]`.
 //! Prints its figures (one run each of a few shapes); nothing is asserted.
 #![allow(missing_docs)]
 
@@ -31,7 +32,14 @@ fn main() -> anyhow::Result<()> {
         "per CPU-second",
         "tasks/offer"
     );
-    for agent in ["cpus:8;mem:8192", "cpus:2;mem:2048", "cpus:1;mem:1024"] {
+    // Agent shapes given (`cpus:…`), else three: 8, 2 and 1 task slots per agent.
+    let mut shapes: Vec<String> = std::env::args().filter(|a| a.contains("cpus:")).collect();
+    if shapes.is_empty() {
+        shapes = ["cpus:8;mem:8192", "cpus:2;mem:2048", "cpus:1;mem:1024"]
+            .map(String::from)
+            .to_vec();
+    }
+    for agent in &shapes {
         let p = CoreBenchParams {
             agents,
             frameworks,
