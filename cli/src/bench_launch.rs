@@ -84,7 +84,8 @@ pub struct LaunchArgs {
     /// Resources of each agent started here.
     #[arg(long, default_value = "cpus:8;mem:8192")]
     agent_resources: String,
-    /// The master's allocation interval (resources that come back are offered at once anyway).
+    /// The master's allocation interval (resources that come back are offered sooner anyway,
+    /// once --offer-coalesce has passed).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     allocation_interval: Duration,
     /// How long the master gathers resources that come back before offering them
