@@ -434,3 +434,70 @@ async fn a_docker_save_archive_over_http_is_fetched_checked_and_run() -> Result<
     assert!(message.contains("sha256"), "{message}");
     h.stop().await
 }
+
+#[tokio::test]
+async fn the_image_cache_evicts_images_no_live_container_uses() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(first) = image(tmp.path()) else {
+        return Ok(());
+    };
+    let base = busybox_layer().context("busybox")?;
+    let extra = support_images::Layer::new()
+        .file("etc/second", b"2\n", 0o644)
+        .finish();
+    let second = oci_layout(
+        &tmp.path().join("second"),
+        &[base.clone(), extra.clone()],
+        &[base, extra],
+    );
+    // A one-byte bound: each pull evicts every image no live container uses.
+    let mut h = Harness::start(|c| {
+        c.executor = proffer_agent::ExecutorLauncher::Binary {
+            program: "/usr/bin/env".into(),
+            args: vec![
+                "PROFFER_IMAGE_CACHE_BYTES=1".into(),
+                env!("CARGO_BIN_EXE_proffer-agent").into(),
+                "executor".into(),
+            ],
+        }
+    })
+    .await?;
+    h.register("agent-1").await?;
+    let work = h.work_dir.path().to_path_buf();
+    let digest = |task: &str| -> Result<String> {
+        let path = work.join(format!("meta/tasks/fw/{task}/container.json"));
+        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+        let digest = record["digest"].as_str().context("digest")?;
+        Ok(digest.trim_start_matches("sha256:").to_string())
+    };
+    let rootfs = |id: &str| work.join("images/rootfs/sha256").join(id);
+    // One task keeps running in the first image while the second is pulled.
+    h.run("fw", container_task("live", &first, "sleep 1000"))?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    h.run("fw", container_task("done", &second, "cat /etc/second"))?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    h.expect_state(TaskState::TaskFinished).await?;
+    let (first_id, second_id) = (digest("live")?, digest("done")?);
+    assert!(
+        rootfs(&first_id).is_dir(),
+        "in use by a live container: kept"
+    );
+    assert!(rootfs(&second_id).is_dir(), "just pulled: kept");
+    // The next pull (the first image again) evicts the second: its task has ended.
+    h.run("fw", container_task("again", &first, "true"))?;
+    h.expect_state(TaskState::TaskStarting).await?;
+    h.expect_state(TaskState::TaskRunning).await?;
+    h.expect_state(TaskState::TaskFinished).await?;
+    assert!(rootfs(&first_id).is_dir());
+    assert!(!rootfs(&second_id).exists(), "no live container: evicted");
+    h.send(master_message::Msg::KillTask(KillTask {
+        framework_id: "fw".into(),
+        task_id: "live".into(),
+        kill_grace_period_ms: 100,
+    }))?;
+    h.expect_state(TaskState::TaskKilled).await?;
+    wait_no_containers(h.work_dir.path()).await?;
+    h.stop().await
+}

@@ -30,6 +30,14 @@ pub const CONTAINER_FILE: &str = "container.json";
 /// Environment variable naming the OCI runtime binary (else `--oci-runtime`, else detection).
 pub const RUNTIME_ENV: &str = "PROFFER_OCI_RUNTIME";
 
+/// Environment variable bounding the image cache in bytes (default
+/// [`DEFAULT_IMAGE_CACHE_BYTES`]): after each pull, least recently used images that no live
+/// container uses are evicted down to it.
+pub const IMAGE_CACHE_ENV: &str = "PROFFER_IMAGE_CACHE_BYTES";
+
+/// The image cache's default bound: 10 GiB.
+pub const DEFAULT_IMAGE_CACHE_BYTES: u64 = 10 << 30;
+
 static RUNTIME_OVERRIDE: OnceLock<PathBuf> = OnceLock::new();
 
 /// Makes every container of this executor process use the runtime at `path` (the executor's
@@ -178,11 +186,52 @@ fn local_image(
     Ok(path)
 }
 
-/// Pulls `source` into the store at `root`, holding `<root>.lock` (one pull at a time on the
-/// agent: the store's staging directory is shared).
-fn pull_locked(root: &Path, source: &Path) -> Result<Image, String> {
+/// The image cache's bound (`$PROFFER_IMAGE_CACHE_BYTES`, else the default).
+fn image_cache_limit() -> u64 {
+    std::env::var(IMAGE_CACHE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_IMAGE_CACHE_BYTES)
+}
+
+/// The image ids of the agent's containers that have not ended: run directories
+/// (`<work>/meta/tasks/<fw>/<task>`) with a `container.json` and no `exited` event.
+fn images_in_use(work_dir: &Path) -> Vec<String> {
+    let tasks = work_dir.join("meta").join("tasks");
+    let run_dirs = std::fs::read_dir(&tasks)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|fw| std::fs::read_dir(fw.path()).into_iter().flatten().flatten())
+        .map(|t| t.path());
+    let mut ids = Vec::new();
+    for dir in run_dirs {
+        let Some(record) = read_record(&dir) else {
+            continue;
+        };
+        let ended = super::protocol::read_events(&dir, 0).is_ok_and(|events| {
+            events
+                .iter()
+                .any(|(e, _)| matches!(e, Ok(super::protocol::ExecutorEvent::Exited { .. })))
+        });
+        if !ended {
+            ids.push(record.digest.trim_start_matches("sha256:").to_string());
+        }
+    }
+    ids
+}
+
+/// Pulls `source` into the store at `<work>/images`, holding `<work>/images.lock` (one pull
+/// at a time on the agent: the store's staging directory is shared), then evicts what no
+/// live container uses down to the cache's bound. The lock is returned: hold it until the
+/// task's `container.json` names the image, so no other pull's eviction takes it meanwhile.
+fn pull_locked(
+    work_dir: &Path,
+    source: &Path,
+) -> Result<(Image, nix::fcntl::Flock<std::fs::File>), String> {
     use nix::fcntl::{Flock, FlockArg};
-    let parent = root.parent().unwrap_or(root);
+    let root = work_dir.join("images");
+    let parent = root.parent().unwrap_or(&root);
     std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
     let lock_path = root.with_extension("lock");
     let file = std::fs::OpenOptions::new()
@@ -191,10 +240,16 @@ fn pull_locked(root: &Path, source: &Path) -> Result<Image, String> {
         .write(true)
         .open(&lock_path)
         .map_err(|e| format!("opening {}: {e}", lock_path.display()))?;
-    let _lock = Flock::lock(file, FlockArg::LockExclusive)
+    let lock = Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, e)| format!("locking {}: {e}", lock_path.display()))?;
-    let store = ImageStore::new(root).map_err(|e| e.to_string())?;
-    store.pull(source).map_err(|e| e.to_string())
+    let store = ImageStore::new(&root).map_err(|e| e.to_string())?;
+    let image = store.pull(source).map_err(|e| e.to_string())?;
+    let mut in_use = images_in_use(work_dir);
+    in_use.push(image.id.clone());
+    if let Err(e) = store.gc(image_cache_limit(), &in_use) {
+        tracing::warn!(error = %e, "image cache collection");
+    }
+    Ok((image, lock))
 }
 
 /// The image's command, replaced or completed by the task's (Docker's and Mesos's rules):
@@ -275,8 +330,8 @@ pub fn prepare(
         .map_err(|e| fail("opening sandbox stderr", e.to_string()))?;
     let source =
         local_image(info, &run_dir.join("image"), spec, &mut log).map_err(|e| fail("image", e))?;
-    let image = pull_locked(&work_dir.join("images"), &source)
-        .map_err(|e| fail(&format!("image {}", info.image), e))?;
+    let (image, pull_lock) =
+        pull_locked(work_dir, &source).map_err(|e| fail(&format!("image {}", info.image), e))?;
     let wanted = info.image_sha256.trim();
     if !wanted.is_empty() && source.is_dir() && !image.id.eq_ignore_ascii_case(wanted) {
         return Err(fail(
@@ -340,6 +395,7 @@ pub fn prepare(
         launch.finish();
         return Err(fail("recording the container", e.to_string()));
     }
+    drop(pull_lock);
     match runtime_command(&launch, &bundle, &spec.sandbox, wait_for_go) {
         Ok(cmd) => Ok((cmd, launch)),
         Err(e) => {
