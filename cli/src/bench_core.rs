@@ -66,6 +66,8 @@ pub fn core(a: CoreArgs) -> anyhow::Result<bool> {
                 "launches_per_s": r.launches_per_s(),
             "cpu_s": r.cpu.map(|c| c.as_secs_f64()),
             "launches_per_cpu_s": r.launches_per_cpu_s(),
+            "core_s": r.core.as_secs_f64(),
+            "launches_per_core_s": r.launches_per_core_s(),
                 "offers": r.offers,
                 "tasks_per_offer": r.tasks_per_offer(),
                 "rounds": r.rounds,
@@ -82,7 +84,8 @@ pub fn core(a: CoreArgs) -> anyhow::Result<bool> {
          setup (register, subscribe): {:.2} s\n\
          launch → RUNNING → FINISHED → acknowledged: {:.2} s, {} rounds, {} offers \
          ({:.2} tasks per offer), {} inputs, {} outputs, {} refused\n\
-         launches/s: {:.0} (per CPU-second of the loop: {})",
+         launches/s: {:.0} (per CPU-second of the loop: {}; per second inside the core's \
+         own calls: {:.0})",
         a.agents,
         a.agent_resources,
         a.frameworks,
@@ -98,7 +101,8 @@ pub fn core(a: CoreArgs) -> anyhow::Result<bool> {
         r.refused,
         r.launches_per_s(),
         r.launches_per_cpu_s()
-            .map_or_else(|| "unknown".to_string(), |v| format!("{v:.0}"))
+            .map_or_else(|| "unknown".to_string(), |v| format!("{v:.0}")),
+        r.launches_per_core_s()
     ));
     Ok(true)
 }

@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     let tasks = nums.get(1).copied().unwrap_or(500_000);
     let frameworks = nums.get(2).copied().unwrap_or(10) as usize;
     println!(
-        "{:>7} {:>5} {:>18} {:>9} {:>8} {:>8} {:>12} {:>14} {:>11}",
+        "{:>7} {:>5} {:>18} {:>9} {:>8} {:>8} {:>12} {:>14} {:>12} {:>11}",
         "agents",
         "fws",
         "agent",
@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
         "wall s",
         "launches/s",
         "per CPU-second",
+        "in core only",
         "tasks/offer"
     );
     // Agent shapes given (`cpus:…`), else three: 8, 2 and 1 task slots per agent.
@@ -49,7 +50,7 @@ fn main() -> anyhow::Result<()> {
         };
         let r = run(&p)?;
         println!(
-            "{:>7} {:>5} {:>18} {:>9} {:>8.2} {:>8.2} {:>12.0} {:>14.0} {:>11.2}",
+            "{:>7} {:>5} {:>18} {:>9} {:>8.2} {:>8.2} {:>12.0} {:>14.0} {:>12.0} {:>11.2}",
             agents,
             frameworks,
             agent,
@@ -58,6 +59,7 @@ fn main() -> anyhow::Result<()> {
             r.wall.as_secs_f64(),
             r.launches_per_s(),
             r.launches_per_cpu_s().unwrap_or(f64::NAN),
+            r.launches_per_core_s(),
             r.tasks_per_offer()
         );
     }

@@ -75,6 +75,9 @@ pub struct CoreBenchReport {
     /// CPU time of the timed loop (this thread's, from `/proc/thread-self/schedstat`; `None`
     /// where that cannot be read). Steadier than `wall` on a loaded machine.
     pub cpu: Option<Duration>,
+    /// Wall time spent inside the core's own calls in the timed loop (`handle`, `tick`,
+    /// `take_outbox_into`): the loop's time without the simulated agents and frameworks.
+    pub core: Duration,
     /// Rounds (ticks) of the timed loop.
     pub rounds: u64,
     /// Offers received by the frameworks.
@@ -97,6 +100,11 @@ impl CoreBenchReport {
     pub fn launches_per_cpu_s(&self) -> Option<f64> {
         self.cpu
             .map(|c| self.launched as f64 / c.as_secs_f64().max(1e-9))
+    }
+
+    /// Launches per second spent inside the core's calls.
+    pub fn launches_per_core_s(&self) -> f64 {
+        self.launched as f64 / self.core.as_secs_f64().max(1e-9)
     }
 
     /// Tasks launched per offer.
@@ -170,6 +178,7 @@ pub fn run(p: &CoreBenchParams) -> Result<CoreBenchReport, SimError> {
             setup: Duration::ZERO,
             wall: Duration::ZERO,
             cpu: None,
+            core: Duration::ZERO,
             rounds: 0,
             offers: 0,
             inputs: 0,
@@ -180,6 +189,7 @@ pub fn run(p: &CoreBenchParams) -> Result<CoreBenchReport, SimError> {
     let setup = Instant::now();
     d.setup(p)?;
     d.report.setup = setup.elapsed();
+    d.report.core = Duration::ZERO;
     d.report.inputs = 0;
     d.report.outputs = 0;
     let start = Instant::now();
@@ -189,7 +199,9 @@ pub fn run(p: &CoreBenchParams) -> Result<CoreBenchReport, SimError> {
     let mut idle_rounds = 0u32;
     while d.report.finished < p.tasks {
         let before = d.report.launched + d.report.finished;
+        let t = Instant::now();
         d.master.tick(Timestamp(d.now));
+        d.report.core += t.elapsed();
         d.report.rounds += 1;
         d.drain();
         d.flush();
@@ -268,7 +280,10 @@ impl Driver {
     fn flush(&mut self) {
         while let Some(input) = self.inputs.pop_front() {
             self.report.inputs += 1;
-            if self.master.handle(Timestamp(self.now), input).is_err() {
+            let t = Instant::now();
+            let refused = self.master.handle(Timestamp(self.now), input).is_err();
+            self.report.core += t.elapsed();
+            if refused {
                 self.report.refused += 1;
             }
             self.drain();
@@ -277,7 +292,9 @@ impl Driver {
 
     fn drain(&mut self) {
         let mut outputs = std::mem::take(&mut self.outputs);
+        let t = Instant::now();
         self.master.take_outbox_into(&mut outputs);
+        self.report.core += t.elapsed();
         self.report.outputs += outputs.len() as u64;
         for out in outputs.drain(..) {
             self.deliver(out);
