@@ -439,6 +439,11 @@ impl Master {
     }
 
     fn tick_offers(&mut self, now: Timestamp) {
+        // Offers expire only with a timeout configured: without one there is nothing to scan
+        // (the shell ticks after every batch of inputs, with thousands of offers out).
+        if self.config.offer_timeout_ms.is_none() {
+            return;
+        }
         let expired: Vec<String> = self
             .offers
             .iter()
