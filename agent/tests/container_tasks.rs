@@ -501,3 +501,37 @@ async fn the_image_cache_evicts_images_no_live_container_uses() -> Result<()> {
     wait_no_containers(h.work_dir.path()).await?;
     h.stop().await
 }
+
+#[tokio::test]
+async fn members_of_a_task_group_share_a_directory_across_containers() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(image) = image(tmp.path()) else {
+        return Ok(());
+    };
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    let reader_script = "while [ ! -s $PROFFER_GROUP_SANDBOX/msg ]; do sleep 0.02; done; \
+                         cat $PROFFER_GROUP_SANDBOX/msg";
+    h.send(master_message::Msg::RunTaskGroup(
+        proffer_proto::v1::RunTaskGroup {
+            framework_id: "fw".into(),
+            tasks: vec![
+                container_task("writer", &image, "echo shared > $PROFFER_GROUP_SANDBOX/msg"),
+                container_task("reader", &image, reader_script),
+            ],
+        },
+    ))?;
+    let mut done = 0;
+    while done < 2 {
+        let u = h.next_update().await?;
+        h.ack(&u)?;
+        match common::state_of(&u) {
+            TaskState::TaskFinished => done += 1,
+            TaskState::TaskStarting | TaskState::TaskRunning => {}
+            other => bail!("unexpected {}: {u:?}", other.as_str_name()),
+        }
+    }
+    let out = std::fs::read_to_string(h.sandbox("fw", "reader").join("stdout"))?;
+    assert_eq!(out, "shared\n");
+    h.stop().await
+}

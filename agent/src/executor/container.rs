@@ -27,6 +27,10 @@ use crate::process::{self, Termination};
 /// the agent's `/state` shows it.
 pub const CONTAINER_FILE: &str = "container.json";
 
+/// Where the directory a task group's members share (`PROFFER_GROUP_SANDBOX`) appears in
+/// their containers.
+pub const GROUP_PATH: &str = "/mnt/proffer/group";
+
 /// Environment variable naming the OCI runtime binary (else `--oci-runtime`, else detection).
 pub const RUNTIME_ENV: &str = "PROFFER_OCI_RUNTIME";
 
@@ -278,20 +282,30 @@ fn task_command(c: Option<&CommandInfo>) -> (Option<Vec<String>>, Option<Vec<Str
 }
 
 /// The task's environment inside the container: its variables with the sandbox paths
-/// replaced by [`SANDBOX_PATH`] (`MESOS_SANDBOX` is set by the spec).
+/// replaced by [`SANDBOX_PATH`] and [`GROUP_PATH`] (`MESOS_SANDBOX` is set by the spec).
 fn container_env(env: &[(String, String)]) -> Vec<String> {
     env.iter()
-        .filter(|(k, _)| k != "MESOS_SANDBOX" && k != "PROFFER_GROUP_SANDBOX")
+        .filter(|(k, _)| k != "MESOS_SANDBOX")
         .map(|(k, v)| match k.as_str() {
             "PROFFER_SANDBOX" => format!("{k}={SANDBOX_PATH}"),
+            "PROFFER_GROUP_SANDBOX" => format!("{k}={GROUP_PATH}"),
             _ => format!("{k}={v}"),
         })
         .collect()
 }
 
 /// Persistent volumes, bind-mounted at `<sandbox>/<container_path>` inside the container (the
-/// agent links them into the sandbox on the host).
-fn volumes(task: &TaskInfo, work_dir: &Path) -> Vec<BindMount> {
+/// agent links them into the sandbox on the host), and a task group's shared directory at
+/// [`GROUP_PATH`].
+fn volumes(task: &TaskInfo, work_dir: &Path, env: &[(String, String)]) -> Vec<BindMount> {
+    let group = env
+        .iter()
+        .find(|(k, _)| k == "PROFFER_GROUP_SANDBOX")
+        .map(|(_, dir)| BindMount {
+            host: PathBuf::from(dir),
+            container: PathBuf::from(GROUP_PATH),
+            read_only: false,
+        });
     task.resources
         .iter()
         .filter_map(|r| r.volume.as_ref())
@@ -300,6 +314,7 @@ fn volumes(task: &TaskInfo, work_dir: &Path) -> Vec<BindMount> {
             container: Path::new(SANDBOX_PATH).join(&v.container_path),
             read_only: false,
         })
+        .chain(group)
         .collect()
 }
 
@@ -352,7 +367,7 @@ pub fn prepare(
         user: spec.user.clone(),
         rootfs: rootfs.path.clone(),
         sandbox: Some(spec.sandbox.clone()),
-        volumes: volumes(task, work_dir),
+        volumes: volumes(task, work_dir, &spec.env),
         ..Default::default()
     };
     let launch = Launch {
@@ -547,7 +562,11 @@ mod tests {
         ];
         assert_eq!(
             container_env(&env),
-            vec!["A=1".to_string(), format!("PROFFER_SANDBOX={SANDBOX_PATH}")]
+            vec![
+                "A=1".to_string(),
+                format!("PROFFER_SANDBOX={SANDBOX_PATH}"),
+                format!("PROFFER_GROUP_SANDBOX={GROUP_PATH}")
+            ]
         );
     }
 
