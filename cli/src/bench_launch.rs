@@ -6,7 +6,7 @@
 //!    per core), run directly when it needs no shell (as the agent does), else by `/bin/sh -c`;
 //! 2. Proffer end to end: a master and `--agents` agents in this process (or `--master`), and the
 //!    batch framework of `proffer run` running `--tasks` tasks: tasks/s from the first launch to
-//!    the last terminal update, launch→RUNNING and launch→FINISHED percentiles;
+//!    the last terminal update, launch→STARTING, launch→RUNNING and launch→FINISHED percentiles;
 //! 3. CPU seconds per task of the master's threads, the agents' threads and the executors and
 //!    tasks (reaped children), read from `/proc/self`.
 //!
@@ -317,6 +317,7 @@ impl Report<'_> {
             s.launched as f64 / s.offers_received.max(1) as f64
         ));
         for (label, p) in [
+            ("launch→STARTING", &s.launch_to_starting),
             ("launch→RUNNING", &s.launch_to_running),
             ("launch→FINISHED", &s.launch_to_end),
         ] {
@@ -372,6 +373,7 @@ impl Report<'_> {
             "raw_per_sec_all_cores": self.raw.map(|r| r.all_cores),
             "offers_received": s.offers_received,
             "offers_declined": s.offers_declined,
+            "launch_to_starting": pct(&s.launch_to_starting),
             "launch_to_running": pct(&s.launch_to_running),
             "launch_to_finished": pct(&s.launch_to_end),
             "cpu_ms_per_task": self.cpu.map(|c| json!({

@@ -1,5 +1,6 @@
 //! Per-task latencies of a batch run: from the ACCEPT that launched a task to its first
-//! TASK_RUNNING, and to its terminal update, summarised as percentiles.
+//! TASK_STARTING, to its first TASK_RUNNING, and to its terminal update, summarised as
+//! percentiles.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -45,6 +46,8 @@ impl Percentiles {
 #[derive(Debug, Default)]
 pub(crate) struct LatencyTracker {
     launched: HashMap<usize, Instant>,
+    starting_seen: std::collections::HashSet<usize>,
+    to_starting: Vec<Duration>,
     running_seen: std::collections::HashSet<usize>,
     to_running: Vec<Duration>,
     to_end: Vec<Duration>,
@@ -54,6 +57,15 @@ impl LatencyTracker {
     /// Task `index` was handed to the master at `at`.
     pub(crate) fn launched(&mut self, index: usize, at: Instant) {
         self.launched.insert(index, at);
+    }
+
+    /// Task `index` was reported starting at `at` (only its first STARTING counts).
+    pub(crate) fn starting(&mut self, index: usize, at: Instant) {
+        if let Some(&t) = self.launched.get(&index)
+            && self.starting_seen.insert(index)
+        {
+            self.to_starting.push(at.saturating_duration_since(t));
+        }
     }
 
     /// Task `index` was reported running at `at` (only its first RUNNING counts).
@@ -70,6 +82,11 @@ impl LatencyTracker {
         if let Some(t) = self.launched.remove(&index) {
             self.to_end.push(at.saturating_duration_since(t));
         }
+    }
+
+    /// launch → STARTING percentiles so far.
+    pub(crate) fn starting_percentiles(&self) -> Option<Percentiles> {
+        Percentiles::of(&mut self.to_starting.clone())
     }
 
     /// (launch → RUNNING, launch → terminal) percentiles so far.
@@ -110,6 +127,9 @@ mod tests {
         let mut t = LatencyTracker::default();
         t.launched(0, t0);
         t.launched(1, t0 + ms(10));
+        t.starting(0, t0 + ms(1));
+        t.starting(0, t0 + ms(2)); // a re-sent STARTING does not count twice
+        t.starting(1, t0 + ms(12));
         t.running(0, t0 + ms(3));
         t.running(0, t0 + ms(30)); // a re-sent RUNNING does not count twice
         t.running(5, t0 + ms(3)); // never launched
@@ -121,5 +141,7 @@ mod tests {
         let end = end.expect("end samples");
         assert_eq!((run.count, run.max), (1, ms(3)));
         assert_eq!((end.count, end.p50, end.max), (2, ms(8), ms(20)));
+        let start = t.starting_percentiles().expect("starting samples");
+        assert_eq!((start.count, start.p50, start.max), (2, ms(1), ms(2)));
     }
 }

@@ -571,8 +571,10 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             tracing::debug!(task_id = %status.task_id, "update for an unknown task");
             return;
         };
-        if state == v1::TaskState::TaskRunning {
-            self.latency.running(i, now);
+        match state {
+            v1::TaskState::TaskStarting => self.latency.starting(i, now),
+            v1::TaskState::TaskRunning => self.latency.running(i, now),
+            _ => {}
         }
         if !state.is_terminal() || self.slots[i] == Slot::Done {
             return;
@@ -612,6 +614,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
     fn summary(&mut self) -> BatchSummary {
         self.summary.finish_timing(self.start.elapsed());
         (self.summary.launch_to_running, self.summary.launch_to_end) = self.latency.percentiles();
+        self.summary.launch_to_starting = self.latency.starting_percentiles();
         self.summary.clone()
     }
 

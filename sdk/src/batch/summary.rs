@@ -32,6 +32,9 @@ pub struct BatchSummary {
     pub offers_received: usize,
     /// Offers declined outright (none of their resources used).
     pub offers_declined: usize,
+    /// From the ACCEPT that launched a task to its first TASK_STARTING (the agent has taken
+    /// the task and made it durable).
+    pub launch_to_starting: Option<Percentiles>,
     /// From the ACCEPT that launched a task to its first TASK_RUNNING.
     pub launch_to_running: Option<Percentiles>,
     /// From the ACCEPT that launched a task to its terminal update.
