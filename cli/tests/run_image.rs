@@ -33,7 +33,7 @@ fn busybox_image(busybox: &Path, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(root.join("bin"))?;
     std::fs::create_dir_all(root.join("etc"))?;
     std::fs::copy(busybox, root.join("bin/busybox"))?;
-    for applet in ["sh", "cat", "test"] {
+    for applet in ["sh", "cat", "test", "pwd"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
     }
     std::fs::write(root.join("etc/image-marker"), "only-in-the-image\n")?;
@@ -140,12 +140,13 @@ fn proffer_run_image_runs_the_task_in_the_image() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    // Only the image has the marker: the task succeeds only inside it.
+    // Only the image has the marker: the task succeeds only inside it. Without a WorkingDir
+    // in the image, the task starts in its sandbox.
     let out = Command::new(env!("CARGO_BIN_EXE_proffer"))
         .args(["run", "--master", &master, "--tasks", "2", "--mem", "128"])
         .args([
             "--cmd",
-            "test -f /etc/image-marker && cat /etc/image-marker",
+            "test -f /etc/image-marker && test \"$(pwd)\" = /mnt/mesos/sandbox",
         ])
         .arg("--image")
         .arg(&image)

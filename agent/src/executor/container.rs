@@ -294,6 +294,14 @@ fn container_env(env: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// Without a `WorkingDir` in the image, the task starts in its sandbox (as plain tasks do,
+/// and as Mesos runs tasks in images).
+fn sandbox_cwd_by_default(c: &mut oci::ContainerSpec) {
+    if c.cwd.as_deref().is_none_or(str::is_empty) {
+        c.cwd = Some(SANDBOX_PATH.to_string());
+    }
+}
+
 /// Persistent volumes, bind-mounted at `<sandbox>/<container_path>` inside the container (the
 /// agent links them into the sandbox on the host), and a task group's shared directory at
 /// [`GROUP_PATH`].
@@ -375,7 +383,8 @@ pub fn prepare(
         id: spec.container_id.clone(),
         rootfs,
     };
-    let built = oci::container_spec(&image, &want).and_then(|c| {
+    let built = oci::container_spec(&image, &want).and_then(|mut c| {
+        sandbox_cwd_by_default(&mut c);
         let bundle = run_dir.join("bundle");
         oci::write_bundle(&bundle, &oci::build_spec(&c)?)?;
         Ok((c, bundle))
@@ -550,6 +559,16 @@ mod tests {
         );
         assert_eq!(task_command(Some(&c("", true, &[]))), (None, None));
         assert_eq!(task_command(None), (None, None));
+    }
+
+    #[test]
+    fn the_sandbox_is_the_working_dir_unless_the_image_names_one() {
+        let mut c = oci::ContainerSpec::default();
+        sandbox_cwd_by_default(&mut c);
+        assert_eq!(c.cwd.as_deref(), Some(SANDBOX_PATH));
+        c.cwd = Some("/srv".into());
+        sandbox_cwd_by_default(&mut c);
+        assert_eq!(c.cwd.as_deref(), Some("/srv"));
     }
 
     #[test]
