@@ -214,13 +214,36 @@ async fn a_killed_container_task_leaves_no_container() -> Result<()> {
     let Some(image) = image(tmp.path()) else {
         return Ok(());
     };
-    let mut h = Harness::start(|_| {}).await?;
+    let port = common::reserved_port()?;
+    let mut h = Harness::start(|c| c.http_listen = Some(([127, 0, 0, 1], port).into())).await?;
     h.register("agent-1").await?;
     h.run("fw", container_task("k", &image, "sleep 1000"))?;
     h.expect_state(TaskState::TaskStarting).await?;
     h.expect_state(TaskState::TaskRunning).await?;
     // RUNNING is sent once the runtime's process starts: the container follows.
     wait_containers(h.work_dir.path(), true).await?;
+    // The agent's /state names the task's image, digest and runtime.
+    let (code, body) = common::http_request(port, "GET", "/state").await?;
+    assert_eq!(code, 200, "{body}");
+    let state: serde_json::Value = serde_json::from_str(&body)?;
+    let task = state["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["task_id"] == "k"))
+        .context("task k in /state")?;
+    let container = &task["container"];
+    assert_eq!(container["image"], image.display().to_string(), "{task}");
+    assert!(
+        container["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{task}"
+    );
+    assert!(
+        container["runtime"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("runc") || r.ends_with("crun")),
+        "{task}"
+    );
     h.send(master_message::Msg::KillTask(KillTask {
         framework_id: "fw".into(),
         task_id: "k".into(),
