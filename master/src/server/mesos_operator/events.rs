@@ -99,7 +99,7 @@ pub fn diff(old: &v1::StateSnapshot, new: &v1::StateSnapshot) -> Vec<OperatorEve
         .collect();
     for t in new.tasks.iter().chain(&new.completed_tasks) {
         match old_tasks.get(&(t.framework_id.as_str(), t.id.as_str())) {
-            None => events.push(OperatorEvent::TaskAdded(t.clone())),
+            None => events.extend(first_seen(t)),
             Some(state) if *state != t.state => {
                 events.push(OperatorEvent::TaskUpdated(t.clone()));
             }
@@ -117,6 +117,24 @@ pub fn diff(old: &v1::StateSnapshot, new: &v1::StateSnapshot) -> Vec<OperatorEve
         }
     }
     events
+}
+
+/// The events of a task first seen: `TaskAdded`; and when it is already past staging (it
+/// started, or even ended, between two snapshots), `TaskAdded` as staged then `TaskUpdated`
+/// with its state, so a subscriber sees every task's end as a `TASK_UPDATED`, as in Mesos.
+fn first_seen(t: &v1::TaskSummary) -> Vec<OperatorEvent> {
+    const STAGING: &str = "TASK_STAGING";
+    if t.state == STAGING {
+        return vec![OperatorEvent::TaskAdded(t.clone())];
+    }
+    let staged = v1::TaskSummary {
+        state: STAGING.into(),
+        ..t.clone()
+    };
+    vec![
+        OperatorEvent::TaskAdded(staged),
+        OperatorEvent::TaskUpdated(t.clone()),
+    ]
 }
 
 fn framework_changed(old: &v1::FrameworkSummary, new: &v1::FrameworkSummary) -> bool {
@@ -212,5 +230,22 @@ mod tests {
             ]
         );
         assert!(diff(&new, &new).is_empty(), "no change, no event");
+    }
+
+    #[test]
+    fn a_task_that_ended_between_snapshots_is_added_then_updated() {
+        let old = v1::StateSnapshot::default();
+        let new = v1::StateSnapshot {
+            completed_tasks: vec![task("t1", "TASK_FINISHED")],
+            ..Default::default()
+        };
+        let events = diff(&old, &new);
+        assert_eq!(
+            events,
+            [
+                OperatorEvent::TaskAdded(task("t1", "TASK_STAGING")),
+                OperatorEvent::TaskUpdated(task("t1", "TASK_FINISHED")),
+            ]
+        );
     }
 }
