@@ -286,7 +286,10 @@ fn gc_evicts_least_recently_used_images_not_in_use() -> anyhow::Result<()> {
         store.gc(u64::MAX, &[])?.is_empty(),
         "nothing to evict under the limit"
     );
+    let before = store.total_size()?;
     let evicted = store.gc(0, std::slice::from_ref(&a.id))?;
+    let after = store.total_size()?;
+    assert!(after > 0 && after < before, "{before} → {after}");
     assert!(
         evicted.iter().any(|k| k.ends_with(&b.id))
             && evicted.iter().any(|k| k.ends_with(&b.layers[0])),

@@ -248,10 +248,14 @@ fn pull_locked(
         .map_err(|(_, e)| format!("locking {}: {e}", lock_path.display()))?;
     let store = ImageStore::new(&root).map_err(|e| e.to_string())?;
     let image = store.pull(source).map_err(|e| e.to_string())?;
-    let mut in_use = images_in_use(work_dir);
-    in_use.push(image.id.clone());
-    if let Err(e) = store.gc(image_cache_limit(), &in_use) {
-        tracing::warn!(error = %e, "image cache collection");
+    let limit = image_cache_limit();
+    // Finding the images in use reads every run directory: only when over the bound.
+    if store.total_size().is_ok_and(|size| size > limit) {
+        let mut in_use = images_in_use(work_dir);
+        in_use.push(image.id.clone());
+        if let Err(e) = store.gc(limit, &in_use) {
+            tracing::warn!(error = %e, "image cache collection");
+        }
     }
     Ok((image, lock))
 }

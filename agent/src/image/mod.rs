@@ -268,6 +268,20 @@ impl ImageStore {
         Ok(dir.join("rootfs"))
     }
 
+    /// The cache's size in bytes (layers and assembled root filesystems, from their metadata).
+    pub fn total_size(&self) -> Result<u64, ImageError> {
+        let mut total = 0u64;
+        for dir in ["rootfs/sha256", "layers/sha256"] {
+            let base = self.root.join(dir);
+            for e in fs::read_dir(&base).map_err(ImageError::io("listing", &base))? {
+                let e = e.map_err(ImageError::io("listing", &base))?;
+                let meta: Meta = read_json(&e.path().join("meta.json")).unwrap_or_default();
+                total = total.saturating_add(meta.size);
+            }
+        }
+        Ok(total)
+    }
+
     /// Evicts least recently used layers and root filesystems until the cache is at most
     /// `limit` bytes, never touching the images whose ids are in `in_use` (nor their layers).
     /// Must not run concurrently with [`ImageStore::pull`]. Returns the evicted entries.
