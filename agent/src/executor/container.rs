@@ -387,19 +387,41 @@ pub fn prepare(
         id: spec.container_id.clone(),
         rootfs,
     };
-    let built = oci::container_spec(&image, &want).and_then(|mut c| {
-        sandbox_cwd_by_default(&mut c);
-        let bundle = run_dir.join("bundle");
-        oci::write_bundle(&bundle, &oci::build_spec(&c)?)?;
-        Ok((c, bundle))
-    });
-    let (cspec, bundle) = match built {
+    let bundle = match configure(spec, info, &image, &want, &launch, run_dir) {
         Ok(b) => b,
-        Err(e) => {
+        Err((what, e)) => {
             launch.finish();
-            return Err(fail("runtime spec", e.to_string()));
+            return Err(fail(what, e));
         }
     };
+    drop(pull_lock);
+    match runtime_command(&launch, &bundle, &spec.sandbox, wait_for_go) {
+        Ok(cmd) => Ok((cmd, launch)),
+        Err(e) => {
+            launch.finish();
+            Err(fail("runtime command", e))
+        }
+    }
+}
+
+/// Writes the bundle (the runtime spec of `want` in `image`) and `container.json`, and gives
+/// the sandbox and volumes to the container's user; returns the bundle directory, or what
+/// failed and why.
+fn configure(
+    spec: &ExecutorSpec,
+    info: &ContainerInfo,
+    image: &Image,
+    want: &TaskContainer,
+    launch: &Launch,
+    run_dir: &Path,
+) -> Result<PathBuf, (&'static str, String)> {
+    let bundle = run_dir.join("bundle");
+    let mut cspec =
+        oci::container_spec(image, want).map_err(|e| ("runtime spec", e.to_string()))?;
+    sandbox_cwd_by_default(&mut cspec);
+    oci::build_spec(&cspec)
+        .and_then(|built| oci::write_bundle(&bundle, &built))
+        .map_err(|e| ("runtime spec", e.to_string()))?;
     if cspec.uid != 0 {
         // The sandbox and volumes belong to the container's user (as Mesos does), so it can
         // write them.
@@ -416,21 +438,11 @@ pub fn prepare(
         rootfs: format!("{:?}", launch.rootfs.kind).to_lowercase(),
         container_id: launch.id.clone(),
     };
-    let written = serde_json::to_vec_pretty(&record)
+    serde_json::to_vec_pretty(&record)
         .map_err(std::io::Error::other)
-        .and_then(|b| super::protocol::write_replace(&run_dir.join(CONTAINER_FILE), &b));
-    if let Err(e) = written {
-        launch.finish();
-        return Err(fail("recording the container", e.to_string()));
-    }
-    drop(pull_lock);
-    match runtime_command(&launch, &bundle, &spec.sandbox, wait_for_go) {
-        Ok(cmd) => Ok((cmd, launch)),
-        Err(e) => {
-            launch.finish();
-            Err(fail("runtime command", e))
-        }
-    }
+        .and_then(|b| super::protocol::write_replace(&run_dir.join(CONTAINER_FILE), &b))
+        .map_err(|e| ("recording the container", e.to_string()))?;
+    Ok(bundle)
 }
 
 /// `RUNTIME --root STATE run --bundle BUNDLE ID`, built like a task's command (stdout and
