@@ -555,6 +555,7 @@ impl Master {
                     // Not known after a master failover (the agent reports no start time).
                     started_ms: 0,
                     user,
+                    container: info.container.map(Box::new),
                 }),
             );
         }

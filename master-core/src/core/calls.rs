@@ -299,6 +299,7 @@ impl Master {
                     resources_recovered: false,
                     started_ms: 0,
                     user,
+                    container: task.container.clone().map(Box::new),
                 }),
             );
         }

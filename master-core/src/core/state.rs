@@ -45,6 +45,8 @@ pub(crate) struct TaskRecord {
     pub started_ms: u64,
     /// The user it runs as for authorization: its command's user, else its framework's.
     pub user: String,
+    /// Its container image, if it names one (boxed: most tasks have none).
+    pub container: Option<Box<v1::ContainerInfo>>,
 }
 
 /// A subscribed (or recovering) framework.

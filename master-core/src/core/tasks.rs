@@ -162,6 +162,16 @@ impl Master {
             },
             sandbox,
             user: t.user.clone(),
+            image: t
+                .container
+                .as_ref()
+                .map(|c| c.image.clone())
+                .unwrap_or_default(),
+            image_sha256: t
+                .container
+                .as_ref()
+                .map(|c| c.image_sha256.clone())
+                .unwrap_or_default(),
         }
     }
 }

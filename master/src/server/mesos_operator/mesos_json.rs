@@ -129,7 +129,7 @@ pub fn task_json(t: &v1::TaskSummary) -> Value {
         }
         statuses.push(s);
     }
-    json!({
+    let mut task = json!({
         "id": t.id,
         "name": t.name,
         "framework_id": t.framework_id,
@@ -141,6 +141,19 @@ pub fn task_json(t: &v1::TaskSummary) -> Value {
         "statuses": statuses,
         "user": t.user,
         "sandbox": t.sandbox,
+    });
+    if !t.image.is_empty() {
+        task["container"] = container_json(&t.image);
+    }
+    task
+}
+
+/// A task's image as Mesos writes its `ContainerInfo` (the form its scheduler API takes:
+/// `type MESOS`, the image named as a Docker image; Mesos has no field for its digest).
+fn container_json(image: &str) -> Value {
+    json!({
+        "type": "MESOS",
+        "mesos": {"image": {"type": "DOCKER", "docker": {"name": image}}},
     })
 }
 

@@ -28,6 +28,8 @@ pub(crate) mod stream;
 #[cfg(test)]
 mod tests_api;
 #[cfg(test)]
+mod tests_container;
+#[cfg(test)]
 mod tests_legacy;
 mod to_mesos;
 

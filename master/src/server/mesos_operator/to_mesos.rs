@@ -209,6 +209,26 @@ pub fn task(t: &v1::TaskSummary) -> m::Task {
         resources: text_resources(&t.resources),
         statuses: vec![task_status(t)],
         user: some_text(&t.user),
+        container: (!t.image.is_empty()).then(|| container(&t.image)),
+        ..Default::default()
+    }
+}
+
+/// A task's image as a Mesos `ContainerInfo{type: MESOS, mesos.image}` (a Docker image name,
+/// the form the scheduler API takes).
+fn container(image: &str) -> m::ContainerInfo {
+    m::ContainerInfo {
+        r#type: m::container_info::Type::Mesos as i32,
+        mesos: Some(m::container_info::MesosInfo {
+            image: Some(m::Image {
+                r#type: m::image::Type::Docker as i32,
+                docker: Some(m::image::Docker {
+                    name: image.to_string(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }),
         ..Default::default()
     }
 }

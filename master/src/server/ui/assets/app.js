@@ -654,6 +654,8 @@
       ['ran for', t.started_ms ? duration((t.ended_ms || model.state.now_ms) - t.started_ms) : ''],
       ['user', t.user],
       ['sandbox', t.sandbox, { class: 'mono' }],
+      t.image && ['image', t.image, { class: 'mono', id: 'task-image' }],
+      t.image_sha256 && ['image sha256', t.image_sha256, { class: 'mono' }],
     ])));
     const key = fw + '\u0000' + id + '\u0000' + file;
     if (!viewer || viewer.key !== key) {
