@@ -4,7 +4,7 @@
 use proffer_proto::v1::{self, TaskState};
 
 use super::harness::{H, res, task};
-use super::scenarios::{A1, F1};
+use super::scenarios::{A1, F1, F2};
 use crate::core::{MasterConfig, Timestamp};
 
 /// One agent with 4 slots, a framework running 4 tasks on them; `window` ms of coalescing.
@@ -136,4 +136,34 @@ fn coalescing_is_deterministic_and_makes_fewer_larger_offers() {
         offers_a.len(),
         offers_now.len()
     );
+}
+
+#[test]
+fn coalesced_resources_go_to_the_lowest_dominant_share_first() {
+    let mut h = H::with(MasterConfig {
+        offer_coalesce_ms: 5,
+        ..MasterConfig::default()
+    });
+    h.register_agent(A1, "host1", "cpus:2;mem:2048");
+    let f1 = h.subscribe(F1, "f1", 0.0);
+    h.advance(1);
+    let offer = h.offers(F1).remove(0);
+    let tasks = vec![task("a", "cpus:1;mem:1024"), task("b", "cpus:1;mem:1024")];
+    h.launch(&f1, &[&offer.id], tasks).expect("launch");
+    h.subscribe(F2, "f2", 0.0);
+    h.advance(100);
+    assert!(h.offers(F2).is_empty(), "nothing free yet");
+    // F1's task ends: F1 still holds half the agent, F2 nothing, so DRF offers the freed slot
+    // to F2 once the window has passed, not back to F1.
+    finish(&mut h, &f1, "a");
+    h.advance(4);
+    assert!(
+        h.offers(F2).is_empty() && h.offers(F1).is_empty(),
+        "window still open"
+    );
+    h.advance(1);
+    let offers = h.offers(F2);
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(res(&offers[0]).to_string(), "cpus:1;mem:1024");
+    assert!(h.offers(F1).is_empty());
 }
