@@ -76,7 +76,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the master (gRPC and HTTP on one port).
-    Master(master_cmd::MasterArgs),
+    Master(Box<master_cmd::MasterArgs>),
     /// Run an agent that offers this machine's resources and runs tasks.
     Agent(daemons::AgentArgs),
     /// Run a batch of identical shell tasks to completion.
@@ -269,7 +269,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
     match command {
         Command::Master(args) => {
             cancel_on_signals(cancel.clone());
-            master_cmd::master(args, cancel).await.map(|()| true)
+            master_cmd::master(*args, cancel).await.map(|()| true)
         }
         Command::Agent(args) => {
             cancel_on_signals(cancel.clone());
@@ -407,6 +407,7 @@ mod tests {
         assert_eq!(config.master.allocation_interval_ms, 500);
         assert_eq!(config.master.offer_timeout_ms, Some(120_000));
         assert_eq!(config.master.agent_ping_interval_ms, 15_000);
+        assert_eq!(config.master.offer_coalesce_ms, 3, "the default window");
         assert!(Cli::try_parse_from(["proffer", "master", "--allocation-interval", "5"]).is_err());
         Ok(())
     }

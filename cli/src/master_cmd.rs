@@ -28,6 +28,11 @@ pub struct MasterArgs {
     /// Batch allocation interval.
     #[arg(long, env = "PROFFER_ALLOCATION_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     allocation_interval: Duration,
+    /// Resources that come back (a task ended, an offer declined, an agent joined) are offered
+    /// together this long after the first of them came back, so one offer carries every slot
+    /// freed meanwhile; 0 offers each at once.
+    #[arg(long, env = "PROFFER_OFFER_COALESCE", default_value = "3ms", value_parser = parse_duration)]
+    offer_coalesce: Duration,
     /// Interval between pings to each agent.
     #[arg(long, env = "PROFFER_AGENT_PING_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     agent_ping_interval: Duration,
@@ -153,6 +158,7 @@ impl MasterArgs {
         );
         let master = MasterConfig {
             allocation_interval_ms: millis(self.allocation_interval),
+            offer_coalesce_ms: millis(self.offer_coalesce),
             agent_ping_interval_ms: millis(self.agent_ping_interval),
             agent_max_missed_pings: self.agent_max_missed_pings,
             offer_timeout_ms: self.offer_timeout.map(millis),
