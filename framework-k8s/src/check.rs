@@ -7,7 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::{COMPONENTS, Cluster};
+use crate::config::{COMPONENTS, Cluster, local_image_path};
 use crate::programs::{ETCD_MEMBER, PROBE, Programs, standin_of};
 
 /// What to install when `etcd` is missing.
@@ -37,7 +37,17 @@ pub fn needs(cluster: &Cluster, programs: &Programs, fetch_pki: bool) -> Vec<Nee
         let Some(a) = cluster.artifact(component) else {
             continue;
         };
-        if a.standin {
+        if let Some(image) = &a.image {
+            out.push(image_need(component, image));
+        }
+        if let (Some(path), Some(image)) = (&a.path, &a.image) {
+            // A program inside the image: not checkable here.
+            out.push(Need {
+                name: component.to_string(),
+                what: format!("{path} in image {image}"),
+                problem: None,
+            });
+        } else if a.standin {
             let program = standin_of(component).unwrap_or(component);
             let mut need = program_need(component, programs, program);
             need.what.push_str(" (stand-in)");
@@ -74,6 +84,24 @@ pub fn needs(cluster: &Cluster, programs: &Programs, fetch_pki: bool) -> Vec<Nee
         out.push(path_need(tool, tool));
     }
     out
+}
+
+/// A component's image: a local one (path or `file://`) must exist here; a URL is downloaded
+/// by the agents.
+fn image_need(component: &str, image: &str) -> Need {
+    let problem = local_image_path(image).and_then(|path| {
+        (!Path::new(path).exists()).then(|| format!("image {path} does not exist"))
+    });
+    let what = if local_image_path(image).is_some() {
+        format!("image {image}")
+    } else {
+        format!("image {image} (downloaded by the agents)")
+    };
+    Need {
+        name: format!("{component} image"),
+        what,
+        problem,
+    }
 }
 
 fn program_need(name: &str, programs: &Programs, program: &str) -> Need {
@@ -191,6 +219,35 @@ mod tests {
             .unwrap_or_else(|| panic!("no need {name}: {needs:?}"))
             .problem
             .as_deref()
+    }
+
+    #[test]
+    fn a_missing_local_image_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("base.tar");
+        std::fs::write(&present, "x").unwrap();
+        let c = cluster(&format!(
+            "  etcd: {{image: '{}/missing.tar'}}\n  kube-apiserver: {{standin: true, image: 'file://{}'}}\n  \
+             kube-proxy: {{path: /usr/local/bin/kube-proxy, image: 'https://example.com/i.tar'}}\n  \
+             kube-controller-manager: {{standin: true}}\n  kube-scheduler: {{standin: true}}\n  \
+             kubelet: {{standin: true}}\n  coredns: {{standin: true}}\n  kubectl: {{path: 'true'}}\n",
+            dir.path().display(),
+            present.display(),
+        ));
+        let programs = Programs::Separate {
+            probe: "true".into(),
+        };
+        let needs = needs(&c, &programs, true);
+        let etcd = problem(&needs, "etcd image").unwrap();
+        assert!(etcd.contains("missing.tar does not exist"), "{etcd}");
+        assert_eq!(problem(&needs, "etcd"), None, "a program inside the image");
+        assert_eq!(problem(&needs, "kube-apiserver image"), None);
+        assert_eq!(
+            problem(&needs, "kube-proxy image"),
+            None,
+            "downloaded by the agents"
+        );
+        assert_eq!(problem(&needs, "kube-proxy"), None, "inside the image");
     }
 
     #[test]

@@ -130,6 +130,12 @@ pub struct Artifact {
     /// see [`crate::standin`]) from the deploy's programs: `proffer kube-apiserver-standin …`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub standin: bool,
+    /// Run the component in a container from this image (docs/containers.md): an OCI image
+    /// layout directory, a tar of one or a `docker save` archive, by absolute path, `file://`
+    /// or `http(s)://`. `path` is then a program inside the image (default: the component's
+    /// name on the image's `PATH`); a `url` artifact or a stand-in is fetched into the sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 fn default_version() -> String {
@@ -335,6 +341,11 @@ impl Cluster {
         self.config.artifacts.get(component)
     }
 
+    /// The image component `component` runs in, if it names one.
+    pub fn image(&self, component: &str) -> Option<&str> {
+        self.artifact(component).and_then(|a| a.image.as_deref())
+    }
+
     /// The components that run as stand-ins (`standin: true`), in deploy order.
     pub fn standins(&self) -> Vec<&'static str> {
         COMPONENTS
@@ -356,6 +367,7 @@ pub fn default_artifact(config: &ClusterConfig, component: &str) -> Artifact {
                 sha256: None,
                 path: Some("etcd".into()),
                 standin: false,
+                image: None,
             };
         }
         "coredns" => {
@@ -371,6 +383,7 @@ pub fn default_artifact(config: &ClusterConfig, component: &str) -> Artifact {
         sha256: None,
         path: None,
         standin: false,
+        image: None,
     }
 }
 
@@ -597,6 +610,13 @@ impl ClusterConfig {
         for c in COMPONENTS {
             let default = default_artifact(&self, c);
             let a = self.artifacts.entry(c.to_string()).or_insert(default);
+            if let Some(image) = &a.image {
+                check_image(&format!("artifacts.{c}.image"), image)?;
+                // In an image, the program defaults to the component's name on its `PATH`.
+                if a.url.is_none() && a.path.is_none() && !a.standin {
+                    a.path = Some(c.to_string());
+                }
+            }
             check_artifact(c, a)?;
         }
         Ok(Cluster {
@@ -616,6 +636,45 @@ fn unknown_component(key: &str) -> String {
         "unknown component `{key}` (known: {})",
         COMPONENTS.join(", ")
     )
+}
+
+/// An image reference the agents can pull: an absolute path, `file://PATH` or an
+/// `http(s)://` URL (no registry pulls), usable in a task command (no `{{`).
+fn check_image(path: &str, image: &str) -> Result<(), ConfigError> {
+    if image.trim().is_empty() {
+        return Err(err(path, "is empty"));
+    }
+    if image.contains("{{") || image.chars().any(char::is_control) {
+        return Err(err(
+            path,
+            format!("`{image}` must not contain `{{{{` or control characters"),
+        ));
+    }
+    let local = image
+        .strip_prefix("file://")
+        .map_or_else(|| image.starts_with('/'), |p| p.starts_with('/'));
+    let remote = ["http://", "https://"]
+        .iter()
+        .any(|s| image.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
+    if !(local || remote) {
+        return Err(err(
+            path,
+            format!(
+                "`{image}` is not an absolute path, file:// or http(s):// URL of an image \
+                 (registry names are not pulled)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The local file or directory of an image named by path or `file://` URL (`None` for a URL
+/// the agents download).
+pub fn local_image_path(image: &str) -> Option<&str> {
+    match image.strip_prefix("file://") {
+        Some(p) => Some(p),
+        None => image.starts_with('/').then_some(image),
+    }
 }
 
 fn check_artifact(component: &str, a: &Artifact) -> Result<(), ConfigError> {

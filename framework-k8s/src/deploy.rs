@@ -20,7 +20,8 @@ use proffer_sdk::service::spec::{
 };
 
 use crate::bundle::{Bundle, is_secret};
-use crate::config::{Cluster, Ports};
+use crate::config::{COMPONENTS, Cluster, Ports};
+use crate::container::{SANDBOX, programs_in_sandbox};
 use crate::pki::{Host, PkiRequest};
 use crate::programs::{ETCD_MEMBER, PROBE, Programs, shell_quote, standin_of};
 
@@ -92,12 +93,15 @@ pub fn pki_request(cluster: &Cluster, opts: &DeployOptions) -> Result<PkiRequest
     })
 }
 
-/// A task's shell prelude (`&&`-joined), the URIs the agent fetches, and the words that run
-/// the component (after `exec`).
+/// A task's shell prelude (`&&`-joined), the URIs the agent fetches, the words that run
+/// the component (after `exec`), and the helper programs as the task sees them.
 struct Prelude {
     sh: String,
     uris: Vec<String>,
     bin: String,
+    /// The words that start a `k8s-probe` check command (in a container: from the sandbox).
+    probe: String,
+    programs: Programs,
 }
 
 /// The shell prelude of a task: put the files of `bundle` into the sandbox (copied from the
@@ -107,6 +111,26 @@ struct Prelude {
 fn prelude(cluster: &Cluster, opts: &DeployOptions, component: &str, bundle: &Bundle) -> Prelude {
     let mut sh = vec!["set -e".to_string(), "umask 077".into()];
     let mut uris = Vec::new();
+    let mut programs = opts.programs.clone();
+    let mut probe = programs.command(PROBE);
+    if cluster.image(component).is_some() {
+        // The image's working directory may be elsewhere: the files are in the sandbox.
+        sh.insert(0, format!("cd {SANDBOX}"));
+        let mut needed = vec![PROBE];
+        needed.extend(
+            standin_of(component)
+                .filter(|_| cluster.artifact(component).is_some_and(|a| a.standin)),
+        );
+        if component == "etcd" {
+            needed.push(ETCD_MEMBER);
+        }
+        let (inside, fetched, steps) = programs_in_sandbox(&opts.programs, &needed);
+        uris.extend(fetched);
+        sh.extend(steps);
+        programs = inside;
+        // Checks run in the container too (`RUNTIME exec`), from its working directory.
+        probe = format!("cd {SANDBOX} && {}", programs.command(PROBE));
+    }
     match &opts.pki_url {
         Some(base) => {
             let name = bundle.name();
@@ -128,7 +152,7 @@ fn prelude(cluster: &Cluster, opts: &DeployOptions, component: &str, bundle: &Bu
     match cluster.artifact(component) {
         Some(a) if a.standin => {
             let program = standin_of(component).unwrap_or(component);
-            bin = opts.programs.command(program);
+            bin = programs.command(program);
         }
         Some(a) if a.url.is_some() => {
             let url = a.url.clone().unwrap_or_default();
@@ -151,6 +175,8 @@ fn prelude(cluster: &Cluster, opts: &DeployOptions, component: &str, bundle: &Bu
         sh: sh.join(" && "),
         uris,
         bin,
+        probe,
+        programs,
     }
 }
 
@@ -192,7 +218,7 @@ fn task(
         health_check: None,
         readiness_check: Some(ready),
         kill_grace_period: Some(10.0),
-        image: None,
+        image: cluster.image(component).map(str::to_string),
     }
 }
 
@@ -238,7 +264,15 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             opts.control_plane.len()
         )));
     }
-    let probe = &opts.programs.command(PROBE);
+    if opts.pki_url.is_none()
+        && let Some(c) = COMPONENTS.iter().find(|c| cluster.image(c).is_some())
+    {
+        return Err(DeployError(format!(
+            "artifacts.{c}.image: a component in a container cannot read the PKI directory \
+             {}; serve the PKI files over HTTP instead (`proffer k8s install --serve-pki IP:PORT`)",
+            opts.pki_dir
+        )));
+    }
     let mut pods: IndexedMap<PodSpec> = Vec::new();
     let hosts = &opts.control_plane;
     let ports: Vec<Ports> = (0..n)
@@ -259,7 +293,13 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
     let etcd_client_probe = "--cacert pki/etcd/ca.crt --cert pki/apiserver-etcd-client.crt --key pki/apiserver-etcd-client.key";
     for (i, (h, p)) in (0u32..).zip(hosts.iter().zip(&ports)) {
         let (ip, m) = (address(h), &h.name);
-        let Prelude { sh: pre, uris, bin } = prelude(cluster, opts, "etcd", &Bundle::Etcd(i));
+        let Prelude {
+            sh: pre,
+            uris,
+            bin,
+            probe,
+            programs,
+        } = prelude(cluster, opts, "etcd", &Bundle::Etcd(i));
         // The member's data lives on the pod's volume `data`: a relaunch on its volume (update
         // plan, crash) restarts the member from its data; a member without data decides with
         // `k8s-etcd-member` whether to bootstrap or to join (remove + add) the running cluster.
@@ -283,7 +323,7 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             c = p.etcd_client,
             pp = p.etcd_peer,
             name = cluster.framework_name(),
-            member = opts.programs.command(ETCD_MEMBER),
+            member = programs.command(ETCD_MEMBER),
         );
         let ready = probe_check(format!(
             "{probe} {etcd_client_probe} https://{ip}:{}/health",
@@ -313,8 +353,13 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
     }
     for (i, (h, p)) in (0u32..).zip(hosts.iter().zip(&ports)) {
         let ip = address(h);
-        let Prelude { sh: pre, uris, bin } =
-            prelude(cluster, opts, "kube-apiserver", &Bundle::Apiserver(i));
+        let Prelude {
+            sh: pre,
+            uris,
+            bin,
+            probe,
+            ..
+        } = prelude(cluster, opts, "kube-apiserver", &Bundle::Apiserver(i));
         let cmd = format!(
             "{pre} && exec {bin} --advertise-address={ip} --secure-port={port} --etcd-servers={etcd_servers} \
              --etcd-cafile=pki/etcd/ca.crt --etcd-certfile=pki/apiserver-etcd-client.crt \
@@ -369,7 +414,13 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
             } else {
                 Bundle::ControllerManager(i)
             };
-            let Prelude { sh: pre, uris, bin } = prelude(cluster, opts, component, &bundle);
+            let Prelude {
+                sh: pre,
+                uris,
+                bin,
+                probe,
+                ..
+            } = prelude(cluster, opts, component, &bundle);
             let mut cmd = format!(
                 "{pre} && exec {bin} --kubeconfig={key}.conf --authentication-kubeconfig={key}.conf \
                  --authorization-kubeconfig={key}.conf --bind-address=0.0.0.0 --secure-port={secure} \
@@ -420,7 +471,9 @@ pub fn service_spec(cluster: &Cluster, opts: &DeployOptions) -> Result<ServiceSp
 
 fn node_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
     let fixed = |p: u16| if opts.local { 0 } else { p };
-    let Prelude { sh: pre, uris, bin } = prelude(
+    let Prelude {
+        sh: pre, uris, bin, ..
+    } = prelude(
         cluster,
         opts,
         "kubelet",
@@ -441,7 +494,9 @@ fn node_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
         http_check("healthz", "/healthz"),
     );
     kubelet.ports = vec![port("healthz", fixed(cluster.ports.kubelet_healthz))];
-    let Prelude { sh: pre, uris, bin } = prelude(cluster, opts, "kube-proxy", &Bundle::KubeProxy);
+    let Prelude {
+        sh: pre, uris, bin, ..
+    } = prelude(cluster, opts, "kube-proxy", &Bundle::KubeProxy);
     let proxy_cmd = format!(
         "{pre} && exec {bin} --kubeconfig=kube-proxy.conf --hostname-override=node-{{{{POD_INDEX}}}} \
          --cluster-cidr={} --healthz-bind-address=0.0.0.0:$PORT_PROXY_HEALTHZ --proxy-mode=iptables",
@@ -487,7 +542,9 @@ fn http_check(port: &str, path: &str) -> CheckSpec {
 
 fn coredns_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
     let fixed = |p: u16| if opts.local { 0 } else { p };
-    let Prelude { sh: pre, uris, bin } = prelude(cluster, opts, "coredns", &Bundle::Coredns);
+    let Prelude {
+        sh: pre, uris, bin, ..
+    } = prelude(cluster, opts, "coredns", &Bundle::Coredns);
     let cmd = format!(
         "{pre} && printf '.:53 {{\\n  errors\\n  health :%s\\n  ready :%s\\n  kubernetes {domain} in-addr.arpa ip6.arpa {{\\n    kubeconfig coredns.conf\\n    pods insecure\\n    fallthrough in-addr.arpa ip6.arpa\\n  }}\\n  forward . /etc/resolv.conf\\n  cache 30\\n  loop\\n  reload\\n}}\\n' \
          \"$PORT_HEALTH\" \"$PORT_READY\" > Corefile && exec {bin} -conf Corefile -dns.port $PORT_DNS",
@@ -516,7 +573,9 @@ pub fn addons_manifest(cluster: &Cluster) -> String {
 }
 
 fn addons_pod(cluster: &Cluster, opts: &DeployOptions) -> PodSpec {
-    let Prelude { sh: pre, uris, bin } = prelude(cluster, opts, "kubectl", &Bundle::Addons);
+    let Prelude {
+        sh: pre, uris, bin, ..
+    } = prelude(cluster, opts, "kubectl", &Bundle::Addons);
     let manifest = addons_manifest(cluster).replace('\n', "\\n");
     let cmd = format!(
         "{pre} && printf '{manifest}' > addons.yaml && exec {bin} --kubeconfig=admin.conf apply -f addons.yaml"

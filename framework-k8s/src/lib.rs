@@ -11,6 +11,7 @@
 //!   stand-ins) as library entry points — `proffer`'s hidden subcommands — and where the deploy
 //!   finds them;
 //! - [`deploy`]: the deploy plan as a Proffer service spec;
+//! - [`container`]: the helper programs as a component in a container (`image:`) runs them;
 //! - [`bundle`]: the PKI files each task receives, served to the fetcher;
 //! - [`check`]: what a deploy runs on the agents (programs, artifacts, tools), checked here;
 //! - [`installed`]: what a cluster was installed with, kept in its state directory.
@@ -19,6 +20,7 @@ pub mod bundle;
 pub mod check;
 pub mod cidr;
 pub mod config;
+pub mod container;
 pub mod deploy;
 pub mod etcd;
 mod etcd_member;
