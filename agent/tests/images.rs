@@ -367,3 +367,20 @@ fn an_image_archive_with_an_absolute_symlink_is_refused() -> anyhow::Result<()> 
     assert!(err.contains("neither an OCI image layout"), "{err}");
     Ok(())
 }
+
+#[test]
+fn a_plain_root_filesystem_directory_is_used_where_it_is() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("rootfs");
+    fs::create_dir_all(root.join("bin"))?;
+    fs::write(root.join("bin/tool"), "#!/bin/sh\n")?;
+    let store = ImageStore::new(tmp.path().join("cache"))?;
+    let image = store.pull(&root)?;
+    assert!(image.is_plain_dir());
+    assert_eq!(image.rootfs, fs::canonicalize(&root)?);
+    assert_eq!(image.digest(), format!("dir:{}", image.rootfs.display()));
+    assert!(image.layers.is_empty() && image.defaults.cmd.is_empty());
+    // Nothing was copied into the cache.
+    assert_eq!(store.total_size()?, 0);
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! `proffer run --image` end to end: `proffer local` (a master and an agent) runs a task in a
 //! busybox image built here with `tar` (an OCI image layout, no registry) by the host's OCI
-//! runtime. Skips with a message without root, busybox or a usable runtime.
+//! runtime, then in a plain root filesystem directory. Skips with a message without root,
+//! busybox or a usable runtime.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -159,5 +160,29 @@ fn proffer_run_image_runs_the_task_in_the_image() -> Result<()> {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("2/2 tasks finished"), "{text}");
+
+    // A plain root filesystem directory is an image too (the layer's content, unpacked).
+    let rootfs = dir.path().join("rootfs");
+    let out = Command::new(env!("CARGO_BIN_EXE_proffer"))
+        .args(["run", "--master", &master, "--tasks", "1", "--mem", "128"])
+        .args([
+            "--cmd",
+            "test -f /etc/image-marker && echo hi > /etc/written",
+        ])
+        .arg("--image")
+        .arg(&rootfs)
+        .output()
+        .context("proffer run")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1/1 tasks finished"), "{text}");
+    assert!(
+        !rootfs.join("etc/written").exists(),
+        "the task wrote to its own layer, not to the directory"
+    );
     Ok(())
 }

@@ -360,6 +360,12 @@ pub fn prepare(
     let (image, pull_lock) =
         pull_locked(work_dir, &source).map_err(|e| fail(&format!("image {}", info.image), e))?;
     let wanted = info.image_sha256.trim();
+    if !wanted.is_empty() && image.is_plain_dir() {
+        return Err(fail(
+            &format!("image {}", info.image),
+            format!("a root filesystem directory has no digest to check against sha256 {wanted}"),
+        ));
+    }
     if !wanted.is_empty() && source.is_dir() && !image.id.eq_ignore_ascii_case(wanted) {
         return Err(fail(
             &format!("image {}", info.image),
@@ -419,6 +425,7 @@ fn configure(
     let mut cspec =
         oci::container_spec(image, want).map_err(|e| ("runtime spec", e.to_string()))?;
     sandbox_cwd_by_default(&mut cspec);
+    cspec.share_ipc_uts_of = group_namespaces(spec, launch, run_dir)?;
     oci::build_spec(&cspec)
         .and_then(|built| oci::write_bundle(&bundle, &built))
         .map_err(|e| ("runtime spec", e.to_string()))?;
@@ -433,7 +440,7 @@ fn configure(
     }
     let record = ContainerRecord {
         image: info.image.clone(),
-        digest: format!("sha256:{}", image.id),
+        digest: image.digest(),
         runtime: launch.runtime.path.display().to_string(),
         rootfs: format!("{:?}", launch.rootfs.kind).to_lowercase(),
         container_id: launch.id.clone(),
@@ -443,6 +450,31 @@ fn configure(
         .and_then(|b| super::protocol::write_replace(&run_dir.join(CONTAINER_FILE), &b))
         .map_err(|e| ("recording the container", e.to_string()))?;
     Ok(bundle)
+}
+
+/// For a member of a task group: the process whose IPC and UTS namespaces it joins (`None`
+/// for a task outside a group, and for the member holding them; [`super::group_ns`]).
+fn group_namespaces(
+    spec: &ExecutorSpec,
+    launch: &Launch,
+    run_dir: &Path,
+) -> Result<Option<i64>, (&'static str, String)> {
+    let Some((_, group_dir)) = spec.env.iter().find(|(k, _)| k == "PROFFER_GROUP_SANDBOX") else {
+        return Ok(None);
+    };
+    let work_dir = work_dir_of(run_dir).ok_or(("task group", "no work directory".to_string()))?;
+    let me = super::group_ns::Holder {
+        container_id: launch.id.clone(),
+        run_dir: run_dir.to_path_buf(),
+    };
+    super::group_ns::shared_namespaces(
+        &launch.runtime,
+        work_dir,
+        Path::new(group_dir),
+        &me,
+        super::group_ns::HOLDER_WAIT,
+    )
+    .map_err(|e| ("task group namespaces", e))
 }
 
 /// `RUNTIME --root STATE run --bundle BUNDLE ID`, built like a task's command (stdout and

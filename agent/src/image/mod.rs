@@ -62,10 +62,14 @@ impl ImageDefaults {
     }
 }
 
+/// The id prefix of a plain root filesystem directory used as an image (`dir:/its/path`).
+pub const PLAIN_DIR_PREFIX: &str = "dir:";
+
 /// An image ready to run: its assembled root filesystem in the cache.
 #[derive(Debug, Clone)]
 pub struct Image {
-    /// Its id: the manifest digest (OCI layout) or config digest (`docker save`), hex.
+    /// Its id: the manifest digest (OCI layout) or config digest (`docker save`), hex; for a
+    /// plain root filesystem directory, `dir:` and its canonical path.
     pub id: String,
     /// The assembled root filesystem (read-only by convention: tasks get a writable layer).
     pub rootfs: PathBuf,
@@ -73,6 +77,22 @@ pub struct Image {
     pub layers: Vec<String>,
     /// Entrypoint, command, env, working dir, user.
     pub defaults: ImageDefaults,
+}
+
+impl Image {
+    /// Whether this is a plain root filesystem directory (no digest, layers or config).
+    pub fn is_plain_dir(&self) -> bool {
+        self.id.starts_with(PLAIN_DIR_PREFIX)
+    }
+
+    /// How `/state` names it: `sha256:<id>`, or `dir:<path>` for a plain directory.
+    pub fn digest(&self) -> String {
+        if self.is_plain_dir() {
+            self.id.clone()
+        } else {
+            format!("sha256:{}", self.id)
+        }
+    }
 }
 
 /// Size and last use of a cache entry, and for a rootfs its layers.
@@ -132,9 +152,22 @@ impl ImageStore {
 
     /// Reads the image at `source` (an OCI layout directory, or a tar archive of one or of
     /// `docker save`, optionally gzipped), verifies it, unpacks its layers into the cache
-    /// (reusing cached ones) and assembles its root filesystem.
+    /// (reusing cached ones) and assembles its root filesystem. A directory that is neither a
+    /// layout nor an unpacked `docker save` but holds `bin/` or `usr/` is a plain root
+    /// filesystem: used where it is (tasks still get their own writable layer over it), with
+    /// no digest, no layers and no image config ([`Image::is_plain_dir`]).
     pub fn pull(&self, source: &Path) -> Result<Image, ImageError> {
         let meta = fs::metadata(source).map_err(ImageError::io("reading image", source))?;
+        if meta.is_dir() && source::is_plain_rootfs(source) {
+            let rootfs =
+                fs::canonicalize(source).map_err(ImageError::io("reading image", source))?;
+            return Ok(Image {
+                id: format!("{PLAIN_DIR_PREFIX}{}", rootfs.display()),
+                rootfs,
+                layers: Vec::new(),
+                defaults: ImageDefaults::default(),
+            });
+        }
         let staged;
         let dir = if meta.is_dir() {
             source.to_path_buf()

@@ -105,6 +105,14 @@ fn bad_doc(what: &'static str, path: &Path) -> impl FnOnce(oci_spec::OciSpecErro
     }
 }
 
+/// Whether `dir` is a plain root filesystem: no `index.json` (OCI layout) or `manifest.json`
+/// (`docker save`), and a `bin/` or `usr/` directory.
+pub fn is_plain_rootfs(dir: &Path) -> bool {
+    !dir.join("index.json").exists()
+        && !dir.join("manifest.json").exists()
+        && (dir.join("bin").is_dir() || dir.join("usr").is_dir())
+}
+
 /// Resolves an unpacked image directory: an OCI image layout (`index.json`) or the content of
 /// a `docker save` archive (`manifest.json`).
 pub fn resolve_dir(dir: &Path) -> Result<Resolved, ImageError> {
@@ -115,7 +123,7 @@ pub fn resolve_dir(dir: &Path) -> Result<Resolved, ImageError> {
     } else {
         Err(ImageError::BadImage {
             path: dir.to_path_buf(),
-            reason: "neither an OCI image layout (no index.json) nor a docker save archive (no manifest.json)".into(),
+            reason: "neither an OCI image layout (no index.json), a docker save archive (no manifest.json) nor a root filesystem (no bin/ or usr/)".into(),
         })
     }
 }
