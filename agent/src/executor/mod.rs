@@ -8,6 +8,7 @@
 //! usable (then tasks do not survive an agent restart; the agent says so at start).
 
 pub mod container;
+pub mod group_ns;
 pub mod protocol;
 pub mod supervisor;
 

@@ -72,6 +72,7 @@ pub fn container_spec(image: &Image, task: &TaskContainer) -> Result<ContainerSp
         cgroups_path: task.cgroups_path.clone(),
         cpus: task.cpus,
         mem_bytes: task.mem_bytes,
+        share_ipc_uts_of: None,
     })
 }
 

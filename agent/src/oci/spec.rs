@@ -52,6 +52,9 @@ pub struct ContainerSpec {
     pub cpus: Option<f64>,
     /// Memory limit in bytes.
     pub mem_bytes: Option<u64>,
+    /// Join the IPC and UTS namespaces of this host process (a task group's first member's
+    /// container init, as a Kubernetes pod's containers share them) instead of new ones.
+    pub share_ipc_uts_of: Option<i64>,
 }
 
 fn spec_err(what: &'static str) -> impl FnOnce(oci_spec::OciSpecError) -> OciError {
@@ -172,12 +175,30 @@ pub fn build_spec(task: &ContainerSpec) -> Result<Spec, OciError> {
             .unwrap_or_else(|| "proffer".to_string()),
     ));
     let mut linux = spec.linux().clone().unwrap_or_default();
+    if task.share_ipc_uts_of.is_some_and(|pid| pid <= 0) {
+        return Err(invalid(
+            "namespace holder",
+            task.share_ipc_uts_of.unwrap_or_default(),
+            "must be a process id",
+        ));
+    }
     let namespaces = linux
         .namespaces()
         .clone()
         .unwrap_or_default()
         .into_iter()
         .filter(|ns| ns.typ() != LinuxNamespaceType::Network)
+        .map(|mut ns| {
+            let name = match ns.typ() {
+                LinuxNamespaceType::Ipc => "ipc",
+                LinuxNamespaceType::Uts => "uts",
+                _ => return ns,
+            };
+            if let Some(pid) = task.share_ipc_uts_of {
+                ns.set_path(Some(PathBuf::from(format!("/proc/{pid}/ns/{name}"))));
+            }
+            ns
+        })
         .collect();
     linux.set_namespaces(Some(namespaces));
     linux.set_resources(Some(resources.build().map_err(spec_err("resources"))?));
@@ -238,6 +259,35 @@ mod tests {
         assert!(!ns.contains("network"), "host networking: {ns}");
         assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
         assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
+        Ok(())
+    }
+
+    #[test]
+    fn a_group_member_joins_the_holders_ipc_and_uts_namespaces() -> Result<(), OciError> {
+        let mut t = task();
+        t.share_ipc_uts_of = Some(4242);
+        let json =
+            serde_json::to_value(build_spec(&t)?).map_err(|e| invalid("json", e, "encode"))?;
+        let namespaces = json["linux"]["namespaces"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let path = |typ: &str| {
+            namespaces
+                .iter()
+                .find(|ns| ns["type"] == typ)
+                .map(|ns| ns["path"].clone())
+        };
+        assert_eq!(path("ipc"), Some(serde_json::json!("/proc/4242/ns/ipc")));
+        assert_eq!(path("uts"), Some(serde_json::json!("/proc/4242/ns/uts")));
+        assert_eq!(
+            path("pid"),
+            Some(serde_json::Value::Null),
+            "its own PID namespace"
+        );
+        assert_eq!(path("mount"), Some(serde_json::Value::Null));
+        t.share_ipc_uts_of = Some(0);
+        assert!(build_spec(&t).is_err_and(|e| e.to_string().contains("process id")));
         Ok(())
     }
 
