@@ -39,6 +39,9 @@ pub struct LogsArgs {
     /// Print a JSON object per read (`{"offset","data"}`) instead of the raw text.
     #[arg(long)]
     pub json: bool,
+    /// The task's framework id, when frameworks share task ids (e.g. two `proffer run`s).
+    #[arg(long)]
+    pub framework: Option<String>,
     /// The master, HOST:PORT, or several, comma-separated: whichever leads answers.
     #[arg(long, env = "PROFFER_MASTER", default_value = "127.0.0.1:5050")]
     pub master: MasterList,
@@ -136,12 +139,31 @@ pub struct TaskPlace {
     pub ended: bool,
 }
 
-/// Finds `task_id` in `state` (live tasks first, then completed ones).
-pub fn locate(state: &v1::StateSnapshot, task_id: &str) -> anyhow::Result<TaskPlace> {
-    let live = state.tasks.iter().find(|t| t.id == task_id);
-    let task = live
-        .or_else(|| state.completed_tasks.iter().find(|t| t.id == task_id))
-        .ok_or_else(|| anyhow::anyhow!("no task `{task_id}` is known to the master"))?;
+/// Finds `task_id` (of `framework`, if given) in `state`: live tasks first, then completed
+/// ones. An id that several frameworks use is an error naming them.
+pub fn locate(
+    state: &v1::StateSnapshot,
+    task_id: &str,
+    framework: Option<&str>,
+) -> anyhow::Result<TaskPlace> {
+    let of =
+        |t: &&v1::TaskSummary| t.id == task_id && framework.is_none_or(|f| t.framework_id == f);
+    let mut found: Vec<&v1::TaskSummary> = state.tasks.iter().filter(of).collect();
+    let live_count = found.len();
+    found.extend(state.completed_tasks.iter().filter(of));
+    let mut frameworks: Vec<&str> = found.iter().map(|t| t.framework_id.as_str()).collect();
+    frameworks.sort_unstable();
+    frameworks.dedup();
+    if frameworks.len() > 1 {
+        anyhow::bail!(
+            "task id `{task_id}` is used by frameworks {}: pass --framework ID",
+            frameworks.join(", ")
+        );
+    }
+    let task = *found.first().ok_or_else(|| match framework {
+        Some(f) => anyhow::anyhow!("no task `{task_id}` of framework `{f}` is known to the master"),
+        None => anyhow::anyhow!("no task `{task_id}` is known to the master"),
+    })?;
     let agent = state
         .agents
         .iter()
@@ -155,7 +177,7 @@ pub fn locate(state: &v1::StateSnapshot, task_id: &str) -> anyhow::Result<TaskPl
     Ok(TaskPlace {
         agent: format!("{}:{}", agent.hostname, agent.port),
         sandbox: sandbox_path(&task.framework_id, &task.id),
-        ended: live.is_none() || task.ended_ms > 0,
+        ended: live_count == 0 || task.ended_ms > 0,
     })
 }
 
@@ -196,9 +218,11 @@ async fn read_from(agent: &str, file: &str, offset: u64) -> anyhow::Result<Strin
 
 /// `proffer logs`.
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let framework = args.framework.as_deref();
     let mut place = locate(
         &crate::operator::fetch_state(&args.master).await?,
         &args.task_id,
+        framework,
     )?;
     let file = format!(
         "{}/{}",
@@ -226,7 +250,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         tokio::time::sleep(args.interval).await;
         // Once the task has ended, one more read takes what it wrote last.
         if let Ok(state) = crate::operator::fetch_state(&args.master).await
-            && let Ok(now) = locate(&state, &args.task_id)
+            && let Ok(now) = locate(&state, &args.task_id, framework)
         {
             place = now;
         }
@@ -292,15 +316,35 @@ mod tests {
     #[test]
     fn tasks_are_located_on_their_agents() -> anyhow::Result<()> {
         let s = state();
-        let live = locate(&s, "t1")?;
+        let live = locate(&s, "t1", None)?;
         assert_eq!(live.agent, "h1:5051");
         assert_eq!(live.sandbox, "sandboxes/f1/t1");
         assert!(!live.ended);
-        assert!(locate(&s, "t0")?.ended);
-        let err = locate(&s, "nope").err().map(|e| e.to_string());
+        assert!(locate(&s, "t0", None)?.ended);
+        let err = locate(&s, "nope", None).err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
             Some("no task `nope` is known to the master")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_task_id_two_frameworks_use_needs_the_framework() -> anyhow::Result<()> {
+        let mut s = state();
+        let mut other = s.completed_tasks[0].clone();
+        other.framework_id = "f2".into();
+        s.completed_tasks.push(other);
+        let err = locate(&s, "t0", None).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("task id `t0` is used by frameworks f1, f2: pass --framework ID")
+        );
+        assert_eq!(locate(&s, "t0", Some("f2"))?.sandbox, "sandboxes/f2/t0");
+        let err = locate(&s, "t0", Some("f9")).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("no task `t0` of framework `f9` is known to the master")
         );
         Ok(())
     }
