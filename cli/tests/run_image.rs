@@ -96,6 +96,25 @@ impl Drop for Local {
     }
 }
 
+/// `proffer run --image IMAGE --tasks N --cmd CMD` against `master`; its output, once it
+/// exited successfully.
+fn run_in(master: &str, image: &Path, tasks: u32, cmd: &str) -> Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_proffer"))
+        .args(["run", "--master", master, "--mem", "128", "--cmd", cmd])
+        .args(["--tasks", &tasks.to_string()])
+        .arg("--image")
+        .arg(image)
+        .output()
+        .context("proffer run")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(out.status.success(), "proffer run failed: {text}");
+    Ok(text)
+}
+
 #[test]
 fn proffer_run_image_runs_the_task_in_the_image() -> Result<()> {
     if !proffer_agent::image::fsutil::running_as_root() {
@@ -143,42 +162,14 @@ fn proffer_run_image_runs_the_task_in_the_image() -> Result<()> {
     };
     // Only the image has the marker: the task succeeds only inside it. Without a WorkingDir
     // in the image, the task starts in its sandbox.
-    let out = Command::new(env!("CARGO_BIN_EXE_proffer"))
-        .args(["run", "--master", &master, "--tasks", "2", "--mem", "128"])
-        .args([
-            "--cmd",
-            "test -f /etc/image-marker && test \"$(pwd)\" = /mnt/mesos/sandbox",
-        ])
-        .arg("--image")
-        .arg(&image)
-        .output()
-        .context("proffer run")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let cmd = "test -f /etc/image-marker && test \"$(pwd)\" = /mnt/mesos/sandbox";
+    let text = run_in(&master, &image, 2, cmd)?;
     assert!(text.contains("2/2 tasks finished"), "{text}");
 
     // A plain root filesystem directory is an image too (the layer's content, unpacked).
     let rootfs = dir.path().join("rootfs");
-    let out = Command::new(env!("CARGO_BIN_EXE_proffer"))
-        .args(["run", "--master", &master, "--tasks", "1", "--mem", "128"])
-        .args([
-            "--cmd",
-            "test -f /etc/image-marker && echo hi > /etc/written",
-        ])
-        .arg("--image")
-        .arg(&rootfs)
-        .output()
-        .context("proffer run")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let cmd = "test -f /etc/image-marker && echo hi > /etc/written";
+    let text = run_in(&master, &rootfs, 1, cmd)?;
     assert!(text.contains("1/1 tasks finished"), "{text}");
     assert!(
         !rootfs.join("etc/written").exists(),
