@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use common::{Harness, shell_task};
 use proffer_agent::image::fsutil::running_as_root;
 use proffer_proto::v1::{
-    AgentRegistered, ContainerInfo, KillTask, TaskInfo, TaskState, agent_message, master_message,
+    AgentRegistered, ContainerInfo, TaskInfo, TaskState, agent_message, master_message,
 };
 use support_images::{busybox_layer, oci_layout};
 
@@ -97,9 +97,13 @@ async fn a_task_runs_in_its_image_and_writes_its_sandbox() -> Result<()> {
          > $MESOS_SANDBOX/out && id -u"
     );
     h.run("fw", container_task("c1", &image, &script))?;
-    h.expect_state(TaskState::TaskStarting).await?;
-    h.expect_state(TaskState::TaskRunning).await?;
-    let done = h.expect_state(TaskState::TaskFinished).await?;
+    let done = h
+        .expect_states(&[
+            TaskState::TaskStarting,
+            TaskState::TaskRunning,
+            TaskState::TaskFinished,
+        ])
+        .await?;
     let sandbox = h.sandbox("fw", "c1");
     let stdout = std::fs::read_to_string(sandbox.join("stdout"))?;
     let stderr = std::fs::read_to_string(sandbox.join("stderr"))?;
@@ -123,9 +127,13 @@ async fn a_task_runs_in_its_image_and_writes_its_sandbox() -> Result<()> {
     );
 
     h.run("fw", container_task("c2", &image, "exit 3"))?;
-    h.expect_state(TaskState::TaskStarting).await?;
-    h.expect_state(TaskState::TaskRunning).await?;
-    let failed = h.expect_state(TaskState::TaskFailed).await?;
+    let failed = h
+        .expect_states(&[
+            TaskState::TaskStarting,
+            TaskState::TaskRunning,
+            TaskState::TaskFailed,
+        ])
+        .await?;
     assert_eq!(failed.status.as_ref().and_then(|s| s.exit_code), Some(3));
     wait_no_containers(h.work_dir.path()).await?;
     h.stop().await
@@ -218,8 +226,8 @@ async fn a_killed_container_task_leaves_no_container() -> Result<()> {
     let mut h = Harness::start(|c| c.http_listen = Some(([127, 0, 0, 1], port).into())).await?;
     h.register("agent-1").await?;
     h.run("fw", container_task("k", &image, "sleep 1000"))?;
-    h.expect_state(TaskState::TaskStarting).await?;
-    h.expect_state(TaskState::TaskRunning).await?;
+    h.expect_states(&[TaskState::TaskStarting, TaskState::TaskRunning])
+        .await?;
     // RUNNING is sent once the runtime's process starts: the container follows.
     wait_containers(h.work_dir.path(), true).await?;
     // The agent's /state names the task's image, digest and runtime.
@@ -244,11 +252,7 @@ async fn a_killed_container_task_leaves_no_container() -> Result<()> {
             .is_some_and(|r| r.ends_with("runc") || r.ends_with("crun")),
         "{task}"
     );
-    h.send(master_message::Msg::KillTask(KillTask {
-        framework_id: "fw".into(),
-        task_id: "k".into(),
-        kill_grace_period_ms: 300,
-    }))?;
+    h.kill("fw", "k", 300)?;
     h.expect_state(TaskState::TaskKilled).await?;
     wait_no_containers(h.work_dir.path()).await?;
     let rootfs = h.work_dir.path().join("meta/tasks/fw/k/rootfs");
@@ -319,9 +323,13 @@ async fn a_container_over_its_memory_limit_is_reported_as_plain_tasks_are() -> R
     // `dd` allocates and fills a 256 MB buffer under the task's 128 MB.
     let script = "dd if=/dev/zero of=/dev/null bs=256M count=1 2>/dev/null && echo survived";
     h.run("fw", container_task("oom", &image, script))?;
-    h.expect_state(TaskState::TaskStarting).await?;
-    h.expect_state(TaskState::TaskRunning).await?;
-    let u = h.expect_state(TaskState::TaskFailed).await?;
+    let u = h
+        .expect_states(&[
+            TaskState::TaskStarting,
+            TaskState::TaskRunning,
+            TaskState::TaskFailed,
+        ])
+        .await?;
     let status = u.status.context("status")?;
     assert_eq!(
         status.reason, "REASON_CONTAINER_LIMITATION_MEMORY",
@@ -372,11 +380,7 @@ async fn a_command_health_check_runs_inside_the_container() -> Result<()> {
             None => {}
         }
     }
-    h.send(master_message::Msg::KillTask(KillTask {
-        framework_id: "fw".into(),
-        task_id: "hc".into(),
-        kill_grace_period_ms: 100,
-    }))?;
+    h.kill("fw", "hc", 100)?;
     h.expect_state(TaskState::TaskKilled).await?;
     wait_no_containers(h.work_dir.path()).await?;
     h.stop().await
@@ -398,18 +402,25 @@ async fn a_persistent_volume_is_mounted_in_the_container_and_outlives_the_task()
     };
     let writer = with_volume("writer", "echo kept > /mnt/mesos/sandbox/data/file")?;
     h.run("fw", writer)?;
-    h.expect_state(TaskState::TaskStarting).await?;
-    h.expect_state(TaskState::TaskRunning).await?;
-    let done = h.expect_state(TaskState::TaskFinished).await;
+    let done = h
+        .expect_states(&[
+            TaskState::TaskStarting,
+            TaskState::TaskRunning,
+            TaskState::TaskFinished,
+        ])
+        .await;
     let stderr = std::fs::read_to_string(h.sandbox("fw", "writer").join("stderr"))?;
     done.context(stderr)?;
     let host = h.work_dir.path().join("volumes/v1/file");
     assert_eq!(std::fs::read_to_string(&host)?, "kept\n");
     let reader = with_volume("reader", "cat /mnt/mesos/sandbox/data/file")?;
     h.run("fw", reader)?;
-    h.expect_state(TaskState::TaskStarting).await?;
-    h.expect_state(TaskState::TaskRunning).await?;
-    h.expect_state(TaskState::TaskFinished).await?;
+    h.expect_states(&[
+        TaskState::TaskStarting,
+        TaskState::TaskRunning,
+        TaskState::TaskFinished,
+    ])
+    .await?;
     let out = std::fs::read_to_string(h.sandbox("fw", "reader").join("stdout"))?;
     assert_eq!(out, "kept\n");
     h.stop().await
@@ -440,9 +451,12 @@ async fn a_docker_save_archive_over_http_is_fetched_checked_and_run() -> Result<
         image_sha256: digest,
     });
     h.run("fw", task)?;
-    h.expect_state(TaskState::TaskStarting).await?;
-    h.expect_state(TaskState::TaskRunning).await?;
-    h.expect_state(TaskState::TaskFinished).await?;
+    h.expect_states(&[
+        TaskState::TaskStarting,
+        TaskState::TaskRunning,
+        TaskState::TaskFinished,
+    ])
+    .await?;
     let out = std::fs::read_to_string(h.sandbox("fw", "web").join("stdout"))?;
     assert_eq!(out, "only-in-the-image\n");
     assert!(served.load(std::sync::atomic::Ordering::SeqCst) >= 1);
@@ -496,12 +510,15 @@ async fn the_image_cache_evicts_images_no_live_container_uses() -> Result<()> {
     let rootfs = |id: &str| work.join("images/rootfs/sha256").join(id);
     // One task keeps running in the first image while the second is pulled.
     h.run("fw", container_task("live", &first, "sleep 1000"))?;
-    h.expect_state(TaskState::TaskStarting).await?;
-    h.expect_state(TaskState::TaskRunning).await?;
+    h.expect_states(&[TaskState::TaskStarting, TaskState::TaskRunning])
+        .await?;
     h.run("fw", container_task("done", &second, "cat /etc/second"))?;
-    h.expect_state(TaskState::TaskStarting).await?;
-    h.expect_state(TaskState::TaskRunning).await?;
-    h.expect_state(TaskState::TaskFinished).await?;
+    h.expect_states(&[
+        TaskState::TaskStarting,
+        TaskState::TaskRunning,
+        TaskState::TaskFinished,
+    ])
+    .await?;
     let (first_id, second_id) = (digest("live")?, digest("done")?);
     assert!(
         rootfs(&first_id).is_dir(),
@@ -510,16 +527,15 @@ async fn the_image_cache_evicts_images_no_live_container_uses() -> Result<()> {
     assert!(rootfs(&second_id).is_dir(), "just pulled: kept");
     // The next pull (the first image again) evicts the second: its task has ended.
     h.run("fw", container_task("again", &first, "true"))?;
-    h.expect_state(TaskState::TaskStarting).await?;
-    h.expect_state(TaskState::TaskRunning).await?;
-    h.expect_state(TaskState::TaskFinished).await?;
+    h.expect_states(&[
+        TaskState::TaskStarting,
+        TaskState::TaskRunning,
+        TaskState::TaskFinished,
+    ])
+    .await?;
     assert!(rootfs(&first_id).is_dir());
     assert!(!rootfs(&second_id).exists(), "no live container: evicted");
-    h.send(master_message::Msg::KillTask(KillTask {
-        framework_id: "fw".into(),
-        task_id: "live".into(),
-        kill_grace_period_ms: 100,
-    }))?;
+    h.kill("fw", "live", 100)?;
     h.expect_state(TaskState::TaskKilled).await?;
     wait_no_containers(h.work_dir.path()).await?;
     h.stop().await

@@ -310,6 +310,24 @@ impl Harness {
         Ok(u)
     }
 
+    /// The next updates, in `states` in this order, each acknowledged; returns the last.
+    pub async fn expect_states(&mut self, states: &[TaskState]) -> Result<StatusUpdate> {
+        let mut last = None;
+        for &state in states {
+            last = Some(self.expect_state(state).await?);
+        }
+        last.context("no state to expect")
+    }
+
+    /// Sends KillTask for `task_id` of `framework_id` with a grace period.
+    pub fn kill(&self, framework_id: &str, task_id: &str, grace_ms: u64) -> Result<()> {
+        self.send(master_message::Msg::KillTask(proffer_proto::v1::KillTask {
+            framework_id: framework_id.into(),
+            task_id: task_id.into(),
+            kill_grace_period_ms: grace_ms,
+        }))
+    }
+
     /// Acknowledges an update.
     pub fn ack(&self, u: &StatusUpdate) -> Result<()> {
         let s = u.status.as_ref().context("update without status")?;
