@@ -574,3 +574,75 @@ async fn members_of_a_task_group_share_a_directory_across_containers() -> Result
     assert_eq!(out, "shared\n");
     h.stop().await
 }
+
+#[tokio::test]
+async fn members_of_a_task_group_share_ipc_and_uts_namespaces_but_not_pid() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(image) = image(tmp.path()) else {
+        return Ok(());
+    };
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    // Each member prints its namespaces and publishes them, then waits for the other's, so
+    // both run at once.
+    let member = |me: &str, other: &str| {
+        let script = format!(
+            "G=$PROFFER_GROUP_SANDBOX; L=\"$(readlink /proc/self/ns/ipc) \
+             $(readlink /proc/self/ns/uts) $(readlink /proc/self/ns/pid) $(hostname)\"; \
+             echo \"$L\"; echo \"$L\" > $G/{me}.tmp && mv $G/{me}.tmp $G/{me}; \
+             while [ ! -s $G/{other} ]; do sleep 0.02; done"
+        );
+        container_task(me, &image, &script)
+    };
+    h.send(master_message::Msg::RunTaskGroup(
+        proffer_proto::v1::RunTaskGroup {
+            framework_id: "fw".into(),
+            tasks: vec![member("a", "b"), member("b", "a")],
+        },
+    ))?;
+    let mut done = 0;
+    while done < 2 {
+        let u = h.next_update().await?;
+        h.ack(&u)?;
+        match common::state_of(&u) {
+            TaskState::TaskFinished => done += 1,
+            TaskState::TaskStarting | TaskState::TaskRunning => {}
+            other => bail!("unexpected {}: {u:?}", other.as_str_name()),
+        }
+    }
+    let line = |task: &str| -> Result<Vec<String>> {
+        let out = std::fs::read_to_string(h.sandbox("fw", task).join("stdout"))?;
+        let words: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        anyhow::ensure!(words.len() == 4, "{task}: {out:?}");
+        Ok(words)
+    };
+    let (a, b) = (line("a")?, line("b")?);
+    assert_eq!(a[0], b[0], "one IPC namespace: {a:?} {b:?}");
+    assert_eq!(a[1], b[1], "one UTS namespace: {a:?} {b:?}");
+    assert_eq!(a[3], b[3], "one hostname: {a:?} {b:?}");
+    assert_ne!(a[2], b[2], "a PID namespace each: {a:?} {b:?}");
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc")?;
+    assert_ne!(
+        a[0],
+        host_ipc.display().to_string(),
+        "not the host's IPC namespace"
+    );
+    // The last member out stops the namespace holder and removes the group's record.
+    let groups = h.work_dir.path().join("oci-groups").join("fw");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let records: Vec<_> = std::fs::read_dir(&groups)?
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| e.path())
+            .collect();
+        if records.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("group records left: {records:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.stop().await
+}

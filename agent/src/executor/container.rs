@@ -87,6 +87,8 @@ pub struct Launch {
     runtime: OciRuntime,
     id: String,
     rootfs: TaskRootfs,
+    /// Its task group's shared namespaces, left when the container is cleaned up.
+    group: Option<super::group_ns::Member>,
 }
 
 impl Launch {
@@ -123,6 +125,9 @@ impl Launch {
         }
         if let Err(e) = oci::release_rootfs(&self.rootfs) {
             tracing::warn!(container_id = %self.id, error = %e, "releasing the rootfs");
+        }
+        if let Some(member) = &self.group {
+            super::group_ns::leave(member);
         }
     }
 }
@@ -388,12 +393,31 @@ pub fn prepare(
         volumes: volumes(task, work_dir, &spec.env),
         ..Default::default()
     };
-    let launch = Launch {
+    let mut launch = Launch {
         runtime,
         id: spec.container_id.clone(),
         rootfs,
+        group: None,
     };
-    let bundle = match configure(spec, info, &image, &want, &launch, run_dir) {
+    let share_ipc_uts_of = match group_namespaces(spec, work_dir) {
+        Ok(joined) => joined.map(|(pid, member)| {
+            launch.group = Some(member);
+            pid
+        }),
+        Err(e) => {
+            launch.finish();
+            return Err(fail("task group namespaces", e));
+        }
+    };
+    let bundle = match configure(
+        spec,
+        info,
+        &image,
+        &want,
+        &launch,
+        run_dir,
+        share_ipc_uts_of,
+    ) {
         Ok(b) => b,
         Err((what, e)) => {
             launch.finish();
@@ -420,12 +444,13 @@ fn configure(
     want: &TaskContainer,
     launch: &Launch,
     run_dir: &Path,
+    share_ipc_uts_of: Option<i64>,
 ) -> Result<PathBuf, (&'static str, String)> {
     let bundle = run_dir.join("bundle");
     let mut cspec =
         oci::container_spec(image, want).map_err(|e| ("runtime spec", e.to_string()))?;
     sandbox_cwd_by_default(&mut cspec);
-    cspec.share_ipc_uts_of = group_namespaces(spec, launch, run_dir)?;
+    cspec.share_ipc_uts_of = share_ipc_uts_of;
     oci::build_spec(&cspec)
         .and_then(|built| oci::write_bundle(&bundle, &built))
         .map_err(|e| ("runtime spec", e.to_string()))?;
@@ -452,29 +477,16 @@ fn configure(
     Ok(bundle)
 }
 
-/// For a member of a task group: the process whose IPC and UTS namespaces it joins (`None`
-/// for a task outside a group, and for the member holding them; [`super::group_ns`]).
+/// For a member of a task group: the holder process whose IPC and UTS namespaces it joins
+/// and its membership (`None` for a task outside a group; [`super::group_ns`]).
 fn group_namespaces(
     spec: &ExecutorSpec,
-    launch: &Launch,
-    run_dir: &Path,
-) -> Result<Option<i64>, (&'static str, String)> {
+    work_dir: &Path,
+) -> Result<Option<(i64, super::group_ns::Member)>, String> {
     let Some((_, group_dir)) = spec.env.iter().find(|(k, _)| k == "PROFFER_GROUP_SANDBOX") else {
         return Ok(None);
     };
-    let work_dir = work_dir_of(run_dir).ok_or(("task group", "no work directory".to_string()))?;
-    let me = super::group_ns::Holder {
-        container_id: launch.id.clone(),
-        run_dir: run_dir.to_path_buf(),
-    };
-    super::group_ns::shared_namespaces(
-        &launch.runtime,
-        work_dir,
-        Path::new(group_dir),
-        &me,
-        super::group_ns::HOLDER_WAIT,
-    )
-    .map_err(|e| ("task group namespaces", e))
+    super::group_ns::join(work_dir, Path::new(group_dir), &spec.container_id).map(Some)
 }
 
 /// `RUNTIME --root STATE run --bundle BUNDLE ID`, built like a task's command (stdout and
@@ -550,6 +562,7 @@ mod tests {
                 path: PathBuf::from("/w/r"),
                 kind: oci::RootfsKind::Copy,
             },
+            group: None,
         };
         let cfg = CheckConfig {
             kind: CheckKind::Command("test -f '/x'".into()),

@@ -1,31 +1,39 @@
 //! Members of a task group in containers share IPC and UTS namespaces, as a Kubernetes pod's
-//! containers do: the first member to prepare holds them (its container's own namespaces),
-//! the others join them (`/proc/<its init>/ns/{ipc,uts}` in their runtime spec).
+//! containers do. Like a pod's pause container, a small holder process owns them: the first
+//! member to prepare starts `unshare --ipc --uts sleep infinity` (its own process group, so it
+//! outlives any one member), and every member's runtime spec joins
+//! `/proc/<holder>/ns/{ipc,uts}`. A member leaving ([`leave`], when its container is cleaned
+//! up) takes itself off the group's list; the last one kills the holder.
 //!
-//! The holder is recorded in `<work>/oci-groups/<framework>/<group>.json` (its container id and
-//! run directory), chosen under a `flock` of the file beside it, so members prepared at the same
-//! time by their own executors agree on one. A later member waits (polling, with a deadline)
-//! for the holder's container to have an init process. A holder whose task has ended (its run
-//! directory records its exit) is replaced by the next member, so a group id used again starts
-//! afresh. Each member keeps its own PID and mount namespaces; all share the host's network.
+//! The group's record is `<work>/oci-groups/<framework>/<group>.json` (the holder's pid and the
+//! members' container ids), changed under a `flock` of the `.lock` file beside it, so members
+//! prepared at once by their own executors agree. A holder that is gone (no such process, or
+//! not a `sleep`) is replaced by the next member, so a group id used again starts afresh. Each
+//! member keeps its own PID and mount namespaces; all share the host's network.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::oci::OciRuntime;
+/// How long the holder may take to enter its namespaces.
+const HOLDER_START: Duration = Duration::from_secs(5);
 
-/// How long a member waits for the holder's container to start.
-pub const HOLDER_WAIT: Duration = Duration::from_secs(60);
+/// A group's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    /// The holder process.
+    holder: i64,
+    /// The container ids of the members that have not left.
+    members: Vec<String>,
+}
 
-/// The member holding a group's namespaces.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holder {
-    /// Its runtime container id.
-    pub container_id: String,
-    /// Its run directory (its `events.jsonl` says when it ended).
-    pub run_dir: PathBuf,
+/// A member of a group: what [`leave`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    record: PathBuf,
+    lock: PathBuf,
+    container_id: String,
 }
 
 /// The record and lock files of the group whose shared directory is `group_dir`
@@ -49,17 +57,13 @@ fn files(work_dir: &Path, group_dir: &Path) -> Result<(PathBuf, PathBuf), String
     Ok((record, lock))
 }
 
-/// True once the task of `run_dir` has ended (its executor recorded its exit).
-fn ended(run_dir: &Path) -> bool {
-    super::protocol::read_events(run_dir, 0).is_ok_and(|events| {
-        events
-            .iter()
-            .any(|(e, _)| matches!(e, Ok(super::protocol::ExecutorEvent::Exited { .. })))
-    })
-}
-
-/// Under the group's lock: the live holder, or `me` recorded as the holder (`None`).
-fn claim(record: &Path, lock: &Path, me: &Holder) -> Result<Option<Holder>, String> {
+/// Runs `f` on the group's record under its lock; writes the record back (removes it when
+/// `f` returns `None` as the new record).
+fn with_record<T>(
+    record: &Path,
+    lock: &Path,
+    f: impl FnOnce(Option<Record>) -> Result<(Option<Record>, T), String>,
+) -> Result<T, String> {
     use nix::fcntl::{Flock, FlockArg};
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -71,48 +75,127 @@ fn claim(record: &Path, lock: &Path, me: &Holder) -> Result<Option<Holder>, Stri
         .map_err(|(_, e)| format!("locking {}: {e}", lock.display()))?;
     let current = std::fs::read(record)
         .ok()
-        .and_then(|b| serde_json::from_slice::<Holder>(&b).ok());
-    match current {
-        Some(h) if h.container_id != me.container_id && !ended(&h.run_dir) => Ok(Some(h)),
-        _ => {
-            let bytes = serde_json::to_vec(me).map_err(|e| e.to_string())?;
+        .and_then(|b| serde_json::from_slice::<Record>(&b).ok());
+    let (next, out) = f(current)?;
+    match next {
+        Some(r) => {
+            let bytes = serde_json::to_vec(&r).map_err(|e| e.to_string())?;
             super::protocol::write_replace(record, &bytes)
                 .map_err(|e| format!("writing {}: {e}", record.display()))?;
-            Ok(None)
         }
+        None => {
+            let _ = std::fs::remove_file(record);
+        }
+    }
+    Ok(out)
+}
+
+/// True while `pid` is a holder (`sleep`) of its own namespaces.
+fn holder_alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+}
+
+fn ns_of(pid: &str, kind: &str) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()
+}
+
+/// Starts a holder and waits until it is in new IPC and UTS namespaces.
+fn start_holder() -> Result<i64, String> {
+    use std::os::unix::process::CommandExt;
+    let child = std::process::Command::new("unshare")
+        .args(["--ipc", "--uts", "sleep", "infinity"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting `unshare --ipc --uts sleep infinity`: {e}"))?;
+    let pid = i64::from(child.id());
+    let deadline = Instant::now() + HOLDER_START;
+    let (ipc, uts) = (ns_of("self", "ipc"), ns_of("self", "uts"));
+    loop {
+        let p = pid.to_string();
+        if holder_alive(pid) && ns_of(&p, "ipc") != ipc && ns_of(&p, "uts") != uts {
+            return Ok(pid);
+        }
+        if Instant::now() >= deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX)),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(format!(
+                "the namespace holder (pid {pid}) did not enter new IPC and UTS namespaces \
+                 within {} s",
+                HOLDER_START.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
-/// The process whose IPC and UTS namespaces member `me` of the group at `group_dir` joins, or
-/// `None` when `me` holds them. Waits up to `wait` for the holder's container to start.
-pub fn shared_namespaces(
-    runtime: &OciRuntime,
+/// Joins the group whose shared directory is `group_dir` as `container_id`: returns the
+/// holder whose IPC and UTS namespaces the member's container joins (started when the group
+/// has none), and the membership to [`leave`] when the container is cleaned up.
+pub fn join(
     work_dir: &Path,
     group_dir: &Path,
-    me: &Holder,
-    wait: Duration,
-) -> Result<Option<i64>, String> {
+    container_id: &str,
+) -> Result<(i64, Member), String> {
+    join_with(work_dir, group_dir, container_id, start_holder)
+}
+
+fn join_with(
+    work_dir: &Path,
+    group_dir: &Path,
+    container_id: &str,
+    start: impl FnOnce() -> Result<i64, String>,
+) -> Result<(i64, Member), String> {
     let (record, lock) = files(work_dir, group_dir)?;
-    let deadline = Instant::now() + wait;
-    loop {
-        let Some(holder) = claim(&record, &lock, me)? else {
-            return Ok(None);
+    let pid = with_record(&record, &lock, |current| {
+        let mut r = match current {
+            Some(r) if holder_alive(r.holder) => r,
+            _ => Record {
+                holder: start()?,
+                members: Vec::new(),
+            },
         };
-        if let Ok(state) = runtime.state(&holder.container_id)
-            && state.pid > 0
-            && matches!(state.status.as_str(), "created" | "running")
+        if !r.members.iter().any(|m| m == container_id) {
+            r.members.push(container_id.to_string());
+        }
+        let pid = r.holder;
+        Ok((Some(r), pid))
+    })?;
+    let member = Member {
+        record,
+        lock,
+        container_id: container_id.to_string(),
+    };
+    Ok((pid, member))
+}
+
+/// Takes `member` off its group; the last member kills the holder.
+pub fn leave(member: &Member) {
+    let result = with_record(&member.record, &member.lock, |current| {
+        let Some(mut r) = current else {
+            return Ok((None, ()));
+        };
+        r.members.retain(|m| m != &member.container_id);
+        if !r.members.is_empty() {
+            return Ok((Some(r), ()));
+        }
+        if r.holder > 1
+            && holder_alive(r.holder)
+            && let Ok(raw) = i32::try_from(r.holder)
         {
-            return Ok(Some(state.pid));
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(raw),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "task group: the container {} of the member holding the group's IPC and UTS \
-                 namespaces did not start within {} s",
-                holder.container_id,
-                wait.as_secs()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        Ok((None, ()))
+    });
+    if let Err(e) = result {
+        tracing::warn!(container_id = %member.container_id, error = %e, "leaving the task group");
     }
 }
 
@@ -120,49 +203,36 @@ pub fn shared_namespaces(
 mod tests {
     use super::*;
 
-    fn holder(id: &str, run_dir: &Path) -> Holder {
-        Holder {
-            container_id: id.into(),
-            run_dir: run_dir.to_path_buf(),
-        }
-    }
-
     #[test]
-    fn the_first_member_holds_and_an_ended_holder_is_replaced() -> Result<(), String> {
+    fn members_share_one_holder_and_the_last_one_out_stops_it() -> Result<(), String> {
         let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let (first_run, second_run) = (tmp.path().join("run1"), tmp.path().join("run2"));
-        for d in [&first_run, &second_run] {
-            std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
-        }
         let group = tmp.path().join("sandboxes/fw/group-1");
-        let (record, lock) = files(tmp.path(), &group)?;
+        let (record, _) = files(tmp.path(), &group)?;
         assert!(
             record.ends_with("oci-groups/fw/group-1.json"),
             "{}",
             record.display()
         );
-        let first = holder("c1", &first_run);
-        assert_eq!(
-            claim(&record, &lock, &first)?,
-            None,
-            "the first member holds"
-        );
-        assert_eq!(claim(&record, &lock, &first)?, None, "and keeps holding");
-        let second = holder("c2", &second_run);
-        assert_eq!(claim(&record, &lock, &second)?, Some(first.clone()));
-        // The holder's task ends: the next member takes over.
-        let mut log =
-            super::super::protocol::EventLog::open(&first_run).map_err(|e| e.to_string())?;
-        log.append(&super::super::protocol::ExecutorEvent::Exited {
-            state: "TASK_FINISHED".into(),
-            reason: String::new(),
-            message: String::new(),
-            exit_code: Some(0),
-            healthy: None,
-        })
-        .map_err(|e| e.to_string())?;
-        assert_eq!(claim(&record, &lock, &second)?, None);
-        assert_eq!(claim(&record, &lock, &first)?, Some(second));
+        // A real `sleep` stands in for the holder (no namespaces needed to count members).
+        let sleeper = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let pid = i64::from(sleeper.id());
+        let (p1, a) = join_with(tmp.path(), &group, "c1", || Ok(pid))?;
+        let (p2, b) = join_with(tmp.path(), &group, "c2", || Err("started twice".into()))?;
+        assert_eq!((p1, p2), (pid, pid));
+        leave(&a);
+        assert!(holder_alive(pid), "one member left");
+        leave(&b);
+        let mut sleeper = sleeper;
+        let status = sleeper.wait().map_err(|e| e.to_string())?;
+        assert!(!status.success(), "the last member killed the holder");
+        assert!(!record.exists());
+        // A group whose holder is gone starts a new one.
+        let (p3, c) = join_with(tmp.path(), &group, "c3", || Ok(-1))?;
+        assert_eq!(p3, -1);
+        leave(&c);
         assert!(files(tmp.path(), Path::new("/")).is_err());
         Ok(())
     }
