@@ -177,6 +177,7 @@ fn launch_tasks(m: &mut Master, streams: &HashMap<String, String>, now: Timestam
         };
         let msg = AIn::StatusUpdate(v1::StatusUpdate {
             framework_id,
+            latest_state: None,
             status: Some(status),
         });
         let _ = m.handle(

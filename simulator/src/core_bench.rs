@@ -405,6 +405,7 @@ impl Driver {
                 msg: v1::AgentMessage {
                     msg: Some(AgentOut::StatusUpdate(v1::StatusUpdate {
                         framework_id: framework_id.clone(),
+                        latest_state: None,
                         status: Some(v1::TaskStatus {
                             task_id: task_id.clone(),
                             state: state as i32,

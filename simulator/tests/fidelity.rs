@@ -98,6 +98,7 @@ impl Harness {
             msg: v1::AgentMessage {
                 msg: Some(AOut::StatusUpdate(v1::StatusUpdate {
                     framework_id: fw.into(),
+                    latest_state: None,
                     status: Some(v1::TaskStatus {
                         task_id: task.into(),
                         state: state as i32,

@@ -1,6 +1,7 @@
 //! The core's status update stream: reports are queued per task, checkpointed at the next
-//! commit and sent after it (write-ahead), one in flight per task; acknowledgements send the
-//! next one or let an ended task be forgotten.
+//! commit and sent after it (write-ahead), one in flight per task, each stamped with its task's
+//! latest state when it goes out; acknowledgements send the next one or let an ended task be
+//! forgotten.
 
 use proffer_proto::v1::{StatusUpdate, StatusUpdateAck, TaskState};
 
@@ -43,7 +44,7 @@ impl Core {
     /// the checkpoint of an update reported before it).
     pub(super) fn send(&mut self, u: StatusUpdate, out: &mut Vec<Effect>) {
         if self.is_clean() {
-            out.push(Effect::Send(u));
+            out.push(Effect::Send(self.with_latest_state(u)));
         } else {
             self.held.push(u);
         }
@@ -92,7 +93,19 @@ impl Core {
                 });
             }
         }
-        out.extend(std::mem::take(&mut self.held).into_iter().map(Effect::Send));
+        let held = std::mem::take(&mut self.held);
+        out.extend(
+            held.into_iter()
+                .map(|u| Effect::Send(self.with_latest_state(u))),
+        );
+    }
+
+    /// Stamps an update going out with its task's state now (Mesos's `latest_state`): later
+    /// than the update's own while newer updates wait behind it, so the master can free an
+    /// ended task's resources without waiting for the older update's acknowledgement.
+    fn with_latest_state(&self, mut u: StatusUpdate) -> StatusUpdate {
+        u.latest_state = self.tasks.get(&TaskKey::of(&u)).map(|t| t.state as i32);
+        u
     }
 
     /// Drops everything known of a task.

@@ -71,6 +71,7 @@ impl Core {
             reason = %status.reason, message = %status.message, "status update");
         let update = StatusUpdate {
             framework_id: key.framework_id.clone(),
+            latest_state: None,
             status: Some(status),
         };
         self.report(now, update);

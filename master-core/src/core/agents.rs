@@ -590,6 +590,16 @@ impl Master {
                 reason: format!("unknown task state {}", status.state),
             });
         }
+        let latest = update
+            .latest_state
+            .map(|l| match TaskState::try_from(l) {
+                Ok(s) if s != TaskState::Unspecified => Ok(s),
+                _ => Err(MasterError::InvalidField {
+                    field: "status_update.latest_state".into(),
+                    reason: format!("unknown task state {l}"),
+                }),
+            })
+            .transpose()?;
         status.agent_id = agent_id.clone();
         let fw = update.framework_id;
         let key = (fw.clone(), status.task_id.clone());
@@ -614,8 +624,11 @@ impl Master {
             return Ok(());
         }
         let known = self.apply_status(&fw, &status);
+        if let Some(latest) = latest {
+            self.apply_latest_state(&fw, &status.task_id, latest);
+        }
         tracing::debug!(framework_id = %fw, agent_id = %agent_id, task_id = %status.task_id,
-            state = state.name(), known, "status update");
+            state = state.name(), latest = latest.map(TaskState::name), known, "status update");
         self.send_event(
             &fw,
             v1::event::Event::Update(v1::Update {

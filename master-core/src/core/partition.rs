@@ -52,7 +52,13 @@ impl Master {
         self.rescind_offers_on(agent_id);
         let message = format!("agent {agent_id} unreachable: {why}");
         let mut told = BTreeSet::new();
-        for (fw, task_id) in &agent.tasks {
+        // Every task whose framework has not heard its end, including one whose resources
+        // came back early on its agent's `latest_state` (it left `agent.tasks` then).
+        let mut tasks = self.tasks_on(agent_id, |s| {
+            !s.is_terminal() && s != TaskState::TaskUnreachable
+        });
+        tasks.sort();
+        for (fw, task_id) in &tasks {
             if self.is_partition_aware(fw) {
                 self.task_unreachable(now, fw, task_id, agent_id, &message);
             } else {

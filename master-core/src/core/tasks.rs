@@ -51,31 +51,59 @@ impl Master {
                 task.started_ms = status.timestamp_ms.max(1);
             }
         }
-        // Only a task that just ended gives its resources back (copied out of the record only
-        // then: most updates are STARTING or RUNNING).
-        let recover = (task.state.is_terminal() && !task.resources_recovered).then(|| {
-            task.resources_recovered = true;
-            (
-                task.state.name(),
-                task.agent_id.clone(),
-                task.resources.clone(),
-            )
-        });
-        if let Some((name, agent_id, resources)) = recover {
-            *self.counters.tasks_terminal.entry(name).or_default() += 1;
-            self.allocator
-                .recover(framework_id, &agent_id, &resources, None);
-            self.allocation_pending = true;
-            if let Some(a) = self.agents.get_mut(&agent_id) {
-                a.tasks
-                    .remove(&(framework_id.to_string(), status.task_id.clone()));
-            }
-        }
+        // Only a task that just ended gives its resources back.
+        let ended = task.state;
+        self.recover_ended(framework_id, &status.task_id, ended);
         // Updates without a uuid need no acknowledgement: a terminal one retires the task now.
         if status.uuid.is_empty() && state.is_terminal() {
             self.retire_task(framework_id, &status.task_id);
         }
         true
+    }
+
+    /// Takes in the task's latest state on its agent (an agent update's `latest_state`, which
+    /// may be later than the update itself while older updates wait for acknowledgements): a
+    /// terminal one gives the task's resources back now, as Mesos's master does. The task's
+    /// state and status stay those of the updates forwarded to its framework, so kills,
+    /// acknowledgements, reconciliation and the loss of its agent treat it as the framework
+    /// sees it until its end is forwarded.
+    pub(crate) fn apply_latest_state(
+        &mut self,
+        framework_id: &str,
+        task_id: &str,
+        latest: TaskState,
+    ) {
+        self.recover_ended(framework_id, task_id, latest);
+    }
+
+    /// Gives a task's resources back to the allocator once, when `state` (its state, or its
+    /// latest state on the agent) is terminal; counts the end under that state's name.
+    fn recover_ended(&mut self, framework_id: &str, task_id: &str, state: TaskState) {
+        if !state.is_terminal() {
+            return;
+        }
+        let Some(task) = self
+            .frameworks
+            .get_mut(framework_id)
+            .and_then(|f| f.tasks.get_mut(task_id))
+            .filter(|t| !t.resources_recovered)
+        else {
+            return;
+        };
+        task.resources_recovered = true;
+        let (agent_id, resources) = (task.agent_id.clone(), task.resources.clone());
+        *self
+            .counters
+            .tasks_terminal
+            .entry(state.name())
+            .or_default() += 1;
+        self.allocator
+            .recover(framework_id, &agent_id, &resources, None);
+        self.allocation_pending = true;
+        if let Some(a) = self.agents.get_mut(&agent_id) {
+            a.tasks
+                .remove(&(framework_id.to_string(), task_id.to_string()));
+        }
     }
 
     /// Moves a terminal task to the completed list.

@@ -6,6 +6,7 @@ mod coalesce;
 mod fuzz_tests;
 mod harness;
 mod invariants;
+mod latest_state;
 mod limits;
 mod maintenance;
 mod offer_limit;

@@ -223,6 +223,7 @@ impl Sim {
             a,
             Out::StatusUpdate(v1::StatusUpdate {
                 framework_id,
+                latest_state: None,
                 status: Some(v1::TaskStatus {
                     task_id,
                     state: state as i32,

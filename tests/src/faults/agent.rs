@@ -136,6 +136,7 @@ impl SimAgent {
         let q = self.updates.entry(key.clone()).or_default();
         q.push_back(v1::StatusUpdate {
             framework_id: key.0.clone(),
+            latest_state: None,
             status: Some(status),
         });
         if q.len() == 1 {
@@ -166,8 +167,11 @@ impl SimAgent {
                 && let Some(head) = self.updates.get(key).and_then(VecDeque::front)
             {
                 *at = now + RETRY_MS;
+                // The task's state now, as the real agent stamps it (`latest_state`).
+                let mut head = head.clone();
+                head.latest_state = self.tasks.get(key).map(|r| r.state as i32);
                 out.push(v1::AgentMessage {
-                    msg: Some(Out::StatusUpdate(head.clone())),
+                    msg: Some(Out::StatusUpdate(head)),
                 });
             }
         }

@@ -54,6 +54,7 @@ pub fn key(task: &str) -> TaskKey {
 pub fn update(task: &str, state: TaskState, u: u8) -> StatusUpdate {
     StatusUpdate {
         framework_id: FW.into(),
+        latest_state: None,
         status: Some(TaskStatus {
             task_id: task.into(),
             state: state as i32,

@@ -3,6 +3,7 @@
 
 mod admit;
 mod harness;
+mod latest;
 mod stream;
 mod tasks;
 mod updates;

@@ -10,6 +10,7 @@ const S: Duration = Duration::from_secs(1);
 fn update(fw: &str, task: &str, state: TaskState, uuid: u8) -> StatusUpdate {
     StatusUpdate {
         framework_id: fw.into(),
+        latest_state: None,
         status: Some(TaskStatus {
             task_id: task.into(),
             state: state as i32,

@@ -1083,6 +1083,7 @@ impl World {
                     msg: v1::AgentMessage {
                         msg: Some(AIn::StatusUpdate(v1::StatusUpdate {
                             framework_id: fw,
+                            latest_state: None,
                             status: Some(v1::TaskStatus {
                                 task_id,
                                 state: *state,

@@ -272,6 +272,7 @@ impl H {
             msg: v1::AgentMessage {
                 msg: Some(AIn::StatusUpdate(v1::StatusUpdate {
                     framework_id: fw.into(),
+                    latest_state: None,
                     status: Some(v1::TaskStatus {
                         task_id: task.into(),
                         state: state as i32,

@@ -195,6 +195,7 @@ fn summaries_carry_start_end_and_the_sandbox() {
             msg: v1::AgentMessage {
                 msg: Some(v1::agent_message::Msg::StatusUpdate(v1::StatusUpdate {
                     framework_id: fw.framework_id.clone(),
+                    latest_state: None,
                     status: Some(v1::TaskStatus {
                         task_id: id.into(),
                         state: TaskState::TaskRunning as i32,
