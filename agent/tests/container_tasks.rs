@@ -82,14 +82,29 @@ async fn wait_no_containers(work_dir: &Path) -> Result<()> {
     wait_containers(work_dir, false).await
 }
 
-#[tokio::test]
-async fn a_task_runs_in_its_image_and_writes_its_sandbox() -> Result<()> {
+/// The busybox image and an agent harness registered as `agent-1`; `None` (having said why)
+/// when containers cannot run here. The directory holds the image: keep it while it runs.
+async fn started() -> Result<Option<(tempfile::TempDir, PathBuf, Harness)>> {
     let tmp = tempfile::tempdir()?;
     let Some(image) = image(tmp.path()) else {
-        return Ok(());
+        return Ok(None);
     };
     let mut h = Harness::start(|_| {}).await?;
     h.register("agent-1").await?;
+    Ok(Some((tmp, image, h)))
+}
+
+/// Waits until no container is left on the agent, then stops it.
+async fn stop_clean(h: Harness) -> Result<()> {
+    wait_no_containers(h.work_dir.path()).await?;
+    h.stop().await
+}
+
+#[tokio::test]
+async fn a_task_runs_in_its_image_and_writes_its_sandbox() -> Result<()> {
+    let Some((tmp, image, mut h)) = started().await? else {
+        return Ok(());
+    };
     // The test's own directory is on the host only; the marker is in the image only.
     let host_only = tmp.path().display().to_string();
     let script = format!(
@@ -135,8 +150,7 @@ async fn a_task_runs_in_its_image_and_writes_its_sandbox() -> Result<()> {
         ])
         .await?;
     assert_eq!(failed.status.as_ref().and_then(|s| s.exit_code), Some(3));
-    wait_no_containers(h.work_dir.path()).await?;
-    h.stop().await
+    stop_clean(h).await
 }
 
 /// The TASK_FAILED of a task that cannot start: its reason and message.
@@ -156,12 +170,9 @@ async fn launch_failure(h: &mut Harness, task: TaskInfo) -> Result<(String, Stri
 
 #[tokio::test]
 async fn bad_images_and_a_missing_runtime_fail_the_launch_with_the_reason() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let Some(image) = image(tmp.path()) else {
+    let Some((tmp, image, mut h)) = started().await? else {
         return Ok(());
     };
-    let mut h = Harness::start(|_| {}).await?;
-    h.register("agent-1").await?;
     let not_an_image = tmp.path().join("not-an-image");
     std::fs::create_dir_all(&not_an_image)?;
     let (reason, message) =
@@ -304,8 +315,7 @@ async fn a_container_task_survives_an_agent_restart_and_finishes_once() -> Resul
             bail!("a second update after FINISHED: {u:?}");
         }
     }
-    wait_no_containers(h.work_dir.path()).await?;
-    h.stop().await
+    stop_clean(h).await
 }
 
 #[tokio::test]
@@ -338,20 +348,16 @@ async fn a_container_over_its_memory_limit_is_reported_as_plain_tasks_are() -> R
     );
     let stdout = std::fs::read_to_string(h.sandbox("fw", "oom").join("stdout"))?;
     assert!(!stdout.contains("survived"));
-    wait_no_containers(h.work_dir.path()).await?;
-    h.stop().await
+    stop_clean(h).await
 }
 
 #[tokio::test]
 async fn a_command_health_check_runs_inside_the_container() -> Result<()> {
     use proffer_proto::v1::HealthCheck;
     use proffer_proto::v1::health_check::CheckType;
-    let tmp = tempfile::tempdir()?;
-    let Some(image) = image(tmp.path()) else {
+    let Some((_tmp, image, mut h)) = started().await? else {
         return Ok(());
     };
-    let mut h = Harness::start(|_| {}).await?;
-    h.register("agent-1").await?;
     let mut task = container_task("hc", &image, "sleep 1000");
     // Only the image has the marker: the check passes only inside the container.
     task.health_check = Some(HealthCheck {
@@ -382,18 +388,14 @@ async fn a_command_health_check_runs_inside_the_container() -> Result<()> {
     }
     h.kill("fw", "hc", 100)?;
     h.expect_state(TaskState::TaskKilled).await?;
-    wait_no_containers(h.work_dir.path()).await?;
-    h.stop().await
+    stop_clean(h).await
 }
 
 #[tokio::test]
 async fn a_persistent_volume_is_mounted_in_the_container_and_outlives_the_task() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let Some(image) = image(tmp.path()) else {
+    let Some((_tmp, image, mut h)) = started().await? else {
         return Ok(());
     };
-    let mut h = Harness::start(|_| {}).await?;
-    h.register("agent-1").await?;
     let with_volume = |id: &str, script: &str| -> Result<TaskInfo> {
         let mut t = container_task(id, &image, script);
         t.resources =
@@ -537,18 +539,14 @@ async fn the_image_cache_evicts_images_no_live_container_uses() -> Result<()> {
     assert!(!rootfs(&second_id).exists(), "no live container: evicted");
     h.kill("fw", "live", 100)?;
     h.expect_state(TaskState::TaskKilled).await?;
-    wait_no_containers(h.work_dir.path()).await?;
-    h.stop().await
+    stop_clean(h).await
 }
 
 #[tokio::test]
 async fn members_of_a_task_group_share_a_directory_across_containers() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let Some(image) = image(tmp.path()) else {
+    let Some((_tmp, image, mut h)) = started().await? else {
         return Ok(());
     };
-    let mut h = Harness::start(|_| {}).await?;
-    h.register("agent-1").await?;
     let reader_script = "while [ ! -s $PROFFER_GROUP_SANDBOX/msg ]; do sleep 0.02; done; \
                          cat $PROFFER_GROUP_SANDBOX/msg";
     h.send(master_message::Msg::RunTaskGroup(
@@ -577,12 +575,9 @@ async fn members_of_a_task_group_share_a_directory_across_containers() -> Result
 
 #[tokio::test]
 async fn members_of_a_task_group_share_ipc_and_uts_namespaces_but_not_pid() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let Some(image) = image(tmp.path()) else {
+    let Some((_tmp, image, mut h)) = started().await? else {
         return Ok(());
     };
-    let mut h = Harness::start(|_| {}).await?;
-    h.register("agent-1").await?;
     // Each member prints its namespaces and publishes them, then waits for the other's, so
     // both run at once.
     let member = |me: &str, other: &str| {
