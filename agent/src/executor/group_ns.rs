@@ -219,6 +219,14 @@ mod tests {
             .spawn()
             .map_err(|e| e.to_string())?;
         let pid = i64::from(sleeper.id());
+        // Until its exec is done, the child's name is still this test's.
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while !holder_alive(pid) {
+            if Instant::now() > deadline {
+                return Err("the stand-in holder never became `sleep`".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let (p1, a) = join_with(tmp.path(), &group, "c1", || Ok(pid))?;
         let (p2, b) = join_with(tmp.path(), &group, "c2", || Err("started twice".into()))?;
         assert_eq!((p1, p2), (pid, pid));
