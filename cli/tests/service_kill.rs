@@ -54,6 +54,11 @@ fn plan_complete(api: &str) -> Result<bool> {
 /// Task ids of the master's active tasks.
 fn tasks(master: &str) -> Result<Vec<String>> {
     let out = run(&["tasks", "--master", master, "--json"])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "proffer tasks: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let mut ids: Vec<String> = v
         .as_array()

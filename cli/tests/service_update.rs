@@ -55,6 +55,11 @@ fn wait_until(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
 /// Task ids of the master's active tasks.
 fn tasks(master: &str) -> Result<Vec<String>> {
     let out = run(&["tasks", "--master", master, "--json"])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "proffer tasks: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let mut ids: Vec<String> = v
         .as_array()
@@ -120,7 +125,10 @@ fn an_impossible_update_is_refused_until_forced() -> Result<()> {
             .arg(dir.path().join("state"))
             .spawn()?,
     );
-    wait_until("two running tasks", || Ok(tasks(&master)?.len() == 2))?;
+    // (`proffer tasks` fails until the master listens.)
+    wait_until("two running tasks", || {
+        Ok(tasks(&master).is_ok_and(|t| t.len() == 2))
+    })?;
     wait_until("deploy COMPLETE", || {
         let out = run(&["service", "plan", "deploy", "--api", &api])?;
         Ok(text(&out).0.starts_with("deploy (serial) COMPLETE"))
