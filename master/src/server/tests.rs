@@ -90,6 +90,34 @@ impl TestServer {
 }
 
 /// A plain HTTP/1.1 GET; returns (status line, body).
+/// A framework's gRPC client, its event stream and its SUBSCRIBED event.
+pub(super) type Subscription = (
+    SchedulerClient<tonic::transport::Channel>,
+    tonic::Streaming<v1::Event>,
+    v1::Subscribed,
+);
+
+/// Subscribes a framework with `info` at `url` and waits for its SUBSCRIBED event.
+pub(super) async fn subscribe_framework(
+    url: &str,
+    info: v1::FrameworkInfo,
+) -> anyhow::Result<Subscription> {
+    let mut client = SchedulerClient::connect(url.to_owned()).await?;
+    let mut events = client
+        .subscribe(v1::SubscribeRequest {
+            framework_info: Some(info),
+        })
+        .await?
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, events.message())
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
+    let Some(v1::event::Event::Subscribed(sub)) = first.event else {
+        anyhow::bail!("first event is not SUBSCRIBED: {first:?}");
+    };
+    Ok((client, events, sub))
+}
+
 pub(super) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
     let (head, body) = http_get_head(addr, path).await?;
     let status = head.lines().next().unwrap_or_default().to_owned();
@@ -249,19 +277,8 @@ async fn call_without_subscription_is_permission_denied() -> anyhow::Result<()> 
 #[tokio::test]
 async fn subscription_gets_subscribed_and_disconnect_is_noticed() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
-    let mut client = SchedulerClient::connect(server.url()).await?;
-    let mut events = client
-        .subscribe(v1::SubscribeRequest {
-            framework_info: Some(framework_info("fw-a")),
-        })
-        .await?
-        .into_inner();
-    let first = tokio::time::timeout(WAIT, events.message())
-        .await??
-        .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
-    let Some(v1::event::Event::Subscribed(sub)) = first.event else {
-        anyhow::bail!("first event is not SUBSCRIBED: {first:?}");
-    };
+    let (mut client, events, sub) =
+        subscribe_framework(&server.url(), framework_info("fw-a")).await?;
     assert!(!sub.framework_id.is_empty());
 
     // An authenticated call succeeds.

@@ -4,12 +4,11 @@
 use proffer_proto::Resources;
 use proffer_proto::v1;
 use proffer_proto::v1::operator_client::OperatorClient;
-use proffer_proto::v1::scheduler_client::SchedulerClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::Code;
 
-use super::tests::{TestServer, WAIT};
+use super::tests::{TestServer, WAIT, subscribe_framework};
 
 impl TestServer {
     /// An HTTP/1.1 request; returns (status code, JSON body).
@@ -381,23 +380,12 @@ async fn operator_grpc_quota_weights_roles_and_why() -> anyhow::Result<()> {
     })
     .await?;
     // A framework in the role shows up in GetRoles and can be explained by id.
-    let mut sched = SchedulerClient::connect(server.url()).await?;
-    let mut events = sched
-        .subscribe(v1::SubscribeRequest {
-            framework_info: Some(v1::FrameworkInfo {
-                name: "web-fw".into(),
-                roles: vec!["web".into()],
-                ..Default::default()
-            }),
-        })
-        .await?
-        .into_inner();
-    let first = tokio::time::timeout(WAIT, events.message())
-        .await??
-        .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
-    let Some(v1::event::Event::Subscribed(sub)) = first.event else {
-        anyhow::bail!("first event is not SUBSCRIBED: {first:?}");
+    let info = v1::FrameworkInfo {
+        name: "web-fw".into(),
+        roles: vec!["web".into()],
+        ..Default::default()
     };
+    let (_sched, events, sub) = subscribe_framework(&server.url(), info).await?;
     let roles = op
         .get_roles(v1::GetRolesRequest {})
         .await?

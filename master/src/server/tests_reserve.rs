@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use proffer_proto::v1::agent_client::AgentClient;
 use proffer_proto::v1::operator_client::OperatorClient;
-use proffer_proto::v1::scheduler_client::SchedulerClient;
 use proffer_proto::{Resources, v1};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
+use super::tests::subscribe_framework;
 use super::{ServerConfig, serve};
 use crate::core::MasterConfig;
 
@@ -121,23 +121,12 @@ async fn reserve_and_create_over_grpc() -> anyhow::Result<()> {
     let (_agent_tx, _inbound, _agent_id) = register_agent(&url, "cpus:2;mem:1024;disk:100").await?;
 
     // A framework in role `web`.
-    let mut sched = SchedulerClient::connect(url.clone()).await?;
-    let mut events = sched
-        .subscribe(v1::SubscribeRequest {
-            framework_info: Some(v1::FrameworkInfo {
-                name: "web-fw".into(),
-                roles: vec!["web".into()],
-                ..Default::default()
-            }),
-        })
-        .await?
-        .into_inner();
-    let first = tokio::time::timeout(WAIT, events.message())
-        .await??
-        .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
-    let Some(v1::event::Event::Subscribed(sub)) = first.event else {
-        anyhow::bail!("first event is not SUBSCRIBED: {first:?}");
+    let info = v1::FrameworkInfo {
+        name: "web-fw".into(),
+        roles: vec!["web".into()],
+        ..Default::default()
     };
+    let (mut sched, mut events, sub) = subscribe_framework(&url, info).await?;
     let header = v1::CallHeader {
         framework_id: sub.framework_id.clone(),
         stream_id: sub.stream_id.clone(),

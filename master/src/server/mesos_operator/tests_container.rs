@@ -2,11 +2,10 @@
 //! Mesos's `/master/state` (`container.mesos.image.docker.name`) and `GET_TASKS`.
 
 use proffer_proto::v1;
-use proffer_proto::v1::scheduler_client::SchedulerClient;
 
 use super::tests_api::raw;
 use super::tests_legacy::register_agent;
-use crate::server::tests::{TestServer, WAIT};
+use crate::server::tests::{TestServer, WAIT, subscribe_framework};
 
 /// Reads events until an OFFERS event arrives; returns its first offer.
 async fn first_offer(events: &mut tonic::Streaming<v1::Event>) -> anyhow::Result<v1::Offer> {
@@ -26,23 +25,12 @@ async fn first_offer(events: &mut tonic::Streaming<v1::Event>) -> anyhow::Result
 async fn a_task_with_an_image_shows_it_in_state() -> anyhow::Result<()> {
     let server = TestServer::start_seeded(22).await?;
     let (_agent_id, _tx, _inbound) = register_agent(&server, "host-a", "cpus:2;mem:512").await?;
-    let mut sched = SchedulerClient::connect(server.url()).await?;
-    let mut events = sched
-        .subscribe(v1::SubscribeRequest {
-            framework_info: Some(v1::FrameworkInfo {
-                name: "images".into(),
-                roles: vec!["*".into()],
-                ..Default::default()
-            }),
-        })
-        .await?
-        .into_inner();
-    let first = tokio::time::timeout(WAIT, events.message())
-        .await??
-        .ok_or_else(|| anyhow::anyhow!("event stream ended"))?;
-    let Some(v1::event::Event::Subscribed(sub)) = first.event else {
-        anyhow::bail!("first event is not SUBSCRIBED: {first:?}");
+    let info = v1::FrameworkInfo {
+        name: "images".into(),
+        roles: vec!["*".into()],
+        ..Default::default()
     };
+    let (mut sched, mut events, sub) = subscribe_framework(&server.url(), info).await?;
     let offer = first_offer(&mut events).await?;
     let image = "file:///srv/images/app.tar";
     let sha = "ab".repeat(32);
