@@ -118,6 +118,47 @@ pub(super) async fn subscribe_framework(
     Ok((client, events, sub))
 }
 
+/// An agent's id, the sender of its session (keep it to keep the agent connected) and the
+/// master's messages to it.
+pub(crate) type AgentSession = (
+    String,
+    tokio::sync::mpsc::Sender<v1::AgentMessage>,
+    tonic::Streaming<v1::MasterMessage>,
+);
+
+/// Registers an agent `hostname` offering `resources` with the master at `url`.
+pub(crate) async fn register_agent(
+    url: &str,
+    hostname: &str,
+    resources: &str,
+) -> anyhow::Result<AgentSession> {
+    let mut agent = AgentClient::connect(url.to_owned()).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
+    let resources = proffer_proto::Resources::parse(resources)?.to_proto();
+    tx.send(v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
+            info: Some(Box::new(v1::AgentInfo {
+                hostname: hostname.into(),
+                port: 5051,
+                resources,
+                ..Default::default()
+            })),
+        })),
+    })
+    .await?;
+    let mut inbound = agent
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, inbound.message())
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("session ended"))?;
+    let Some(v1::master_message::Msg::Registered(reg)) = first.msg else {
+        anyhow::bail!("first message is not AgentRegistered: {first:?}");
+    };
+    Ok((reg.agent_id, tx, inbound))
+}
+
 pub(super) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
     let (head, body) = http_get_head(addr, path).await?;
     let status = head.lines().next().unwrap_or_default().to_owned();

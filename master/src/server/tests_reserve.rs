@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use proffer_proto::v1::agent_client::AgentClient;
 use proffer_proto::v1::operator_client::OperatorClient;
 use proffer_proto::{Resources, v1};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-use super::tests::subscribe_framework;
+use super::tests::{register_agent, subscribe_framework};
 use super::{ServerConfig, serve};
 use crate::core::MasterConfig;
 
@@ -29,40 +28,6 @@ async fn next_offer(events: &mut tonic::codec::Streaming<v1::Event>) -> anyhow::
             return Ok(first);
         }
     }
-}
-
-type AgentSession = (
-    tokio::sync::mpsc::Sender<v1::AgentMessage>,
-    tonic::codec::Streaming<v1::MasterMessage>,
-    String,
-);
-
-/// Registers an agent with `resources`; keep the returned session alive.
-async fn register_agent(url: &str, resources: &str) -> anyhow::Result<AgentSession> {
-    let mut agent = AgentClient::connect(url.to_string()).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
-    tx.send(v1::AgentMessage {
-        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
-            info: Some(Box::new(v1::AgentInfo {
-                hostname: "host-a".into(),
-                port: 5051,
-                resources: Resources::parse(resources)?.to_proto(),
-                ..Default::default()
-            })),
-        })),
-    })
-    .await?;
-    let mut inbound = agent
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    let first = tokio::time::timeout(WAIT, inbound.message())
-        .await??
-        .ok_or_else(|| anyhow::anyhow!("session ended"))?;
-    let Some(v1::master_message::Msg::Registered(reg)) = first.msg else {
-        anyhow::bail!("first message is not AgentRegistered: {first:?}");
-    };
-    Ok((tx, inbound, reg.agent_id))
 }
 
 /// An HTTP/1.1 POST with a JSON body; returns (status code, body).
@@ -118,7 +83,8 @@ async fn reserve_and_create_over_grpc() -> anyhow::Result<()> {
     config.seed = 5;
     let server = tokio::spawn(serve(listener, config, cancel.clone()));
 
-    let (_agent_tx, _inbound, _agent_id) = register_agent(&url, "cpus:2;mem:1024;disk:100").await?;
+    let (_agent_id, _agent_tx, _inbound) =
+        register_agent(&url, "host-a", "cpus:2;mem:1024;disk:100").await?;
 
     // A framework in role `web`.
     let info = v1::FrameworkInfo {
@@ -208,7 +174,8 @@ async fn operator_reserve_and_unreserve_over_http_and_grpc() -> anyhow::Result<(
     let url = format!("http://{addr}");
     let cancel = CancellationToken::new();
     let server = tokio::spawn(serve(listener, ServerConfig::default(), cancel.clone()));
-    let (_tx, _inbound, agent_id) = register_agent(&url, "cpus:4;cpus(db):1;mem:1024").await?;
+    let (agent_id, _tx, _inbound) =
+        register_agent(&url, "host-a", "cpus:4;cpus(db):1;mem:1024").await?;
 
     let body = format!(r#"{{"agent_id":"{agent_id}","resources":"cpus(web,dynamic=ops):2"}}"#);
     let (code, reply) = http_post(&addr, "/reserve", &body).await?;

@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::tests_legacy::register_agent;
-use crate::server::tests::{TestServer, WAIT};
+use crate::server::tests::{TestServer, WAIT, register_agent};
 use crate::server::{Security, ServerConfig};
 
 /// A raw HTTP/1.1 exchange: (status, head, body with chunked encoding removed).
@@ -112,7 +111,7 @@ async fn get(server: &TestServer, kind: &str) -> anyhow::Result<Value> {
 #[tokio::test]
 async fn reads_in_json_and_protobuf() -> anyhow::Result<()> {
     let server = TestServer::start_seeded(5).await?;
-    let (agent_id, _tx, _in) = register_agent(&server, "host-b", "cpus:8;mem:4096").await?;
+    let (agent_id, _tx, _in) = register_agent(&server.url(), "host-b", "cpus:8;mem:4096").await?;
     assert_eq!(
         get(&server, "GET_HEALTH").await?["get_health"]["healthy"],
         true
@@ -186,7 +185,7 @@ async fn reads_in_json_and_protobuf() -> anyhow::Result<()> {
 async fn changes_take_effect() -> anyhow::Result<()> {
     let server = TestServer::start_seeded(6).await?;
     let (agent_id, _tx, _in) =
-        register_agent(&server, "host-c", "cpus:8;mem:4096;disk:1000").await?;
+        register_agent(&server.url(), "host-c", "cpus:8;mem:4096;disk:1000").await?;
     let (code, v) = call(
         &server,
         json!({"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
@@ -564,7 +563,8 @@ impl Records {
 #[tokio::test]
 async fn subscribe_streams_state_then_events() -> anyhow::Result<()> {
     let server = TestServer::start_seeded(9).await?;
-    let (first_agent, _tx1, _in1) = register_agent(&server, "host-d", "cpus:2;mem:512").await?;
+    let (first_agent, _tx1, _in1) =
+        register_agent(&server.url(), "host-d", "cpus:2;mem:512").await?;
     let (mut json_stream, head) = Records::subscribe(server.addr, "application/json").await?;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
@@ -588,7 +588,7 @@ async fn subscribe_streams_state_then_events() -> anyhow::Result<()> {
     assert_eq!(pb_first.r#type, Some(mm::event::Type::Subscribed as i32));
 
     // A new agent shows up on both streams.
-    let (second, _tx2, _in2) = register_agent(&server, "host-e", "cpus:2;mem:512").await?;
+    let (second, _tx2, _in2) = register_agent(&server.url(), "host-e", "cpus:2;mem:512").await?;
     let added: Value = serde_json::from_slice(&json_stream.next().await?)?;
     assert_eq!(added["type"], "AGENT_ADDED", "{added}");
     assert_eq!(

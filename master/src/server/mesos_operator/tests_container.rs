@@ -4,8 +4,7 @@
 use proffer_proto::v1;
 
 use super::tests_api::raw;
-use super::tests_legacy::register_agent;
-use crate::server::tests::{TestServer, WAIT, subscribe_framework};
+use crate::server::tests::{TestServer, WAIT, register_agent, subscribe_framework};
 
 /// Reads events until an OFFERS event arrives; returns its first offer.
 async fn first_offer(events: &mut tonic::Streaming<v1::Event>) -> anyhow::Result<v1::Offer> {
@@ -24,7 +23,8 @@ async fn first_offer(events: &mut tonic::Streaming<v1::Event>) -> anyhow::Result
 #[tokio::test]
 async fn a_task_with_an_image_shows_it_in_state() -> anyhow::Result<()> {
     let server = TestServer::start_seeded(22).await?;
-    let (_agent_id, _tx, _inbound) = register_agent(&server, "host-a", "cpus:2;mem:512").await?;
+    let (_agent_id, _tx, _inbound) =
+        register_agent(&server.url(), "host-a", "cpus:2;mem:512").await?;
     let info = v1::FrameworkInfo {
         name: "images".into(),
         roles: vec!["*".into()],

@@ -1,52 +1,16 @@
 //! Mesos's legacy endpoints over a real socket: field names, filters, refusals.
 
-use proffer_proto::v1;
-use proffer_proto::v1::agent_client::AgentClient;
-
-use crate::server::tests::{TestServer, WAIT};
-
-/// An agent session registered with `server`; keep the returned sender to keep it connected.
-pub(crate) async fn register_agent(
-    server: &TestServer,
-    hostname: &str,
-    resources: &str,
-) -> anyhow::Result<(
-    String,
-    tokio::sync::mpsc::Sender<v1::AgentMessage>,
-    tonic::Streaming<v1::MasterMessage>,
-)> {
-    let mut agent = AgentClient::connect(server.url()).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
-    let resources = proffer_proto::Resources::parse(resources)?.to_proto();
-    tx.send(v1::AgentMessage {
-        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
-            info: Some(Box::new(v1::AgentInfo {
-                hostname: hostname.into(),
-                port: 5051,
-                resources,
-                ..Default::default()
-            })),
-        })),
-    })
-    .await?;
-    let mut inbound = agent
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    let first = tokio::time::timeout(WAIT, inbound.message())
-        .await??
-        .ok_or_else(|| anyhow::anyhow!("session ended"))?;
-    let Some(v1::master_message::Msg::Registered(reg)) = first.msg else {
-        anyhow::bail!("first message is not AgentRegistered: {first:?}");
-    };
-    Ok((reg.agent_id, tx, inbound))
-}
+use crate::server::tests::{TestServer, register_agent};
 
 #[tokio::test]
 async fn legacy_endpoints_use_mesos_field_names() -> anyhow::Result<()> {
     let server = TestServer::start_seeded(3).await?;
-    let (agent_id, _tx, _inbound) =
-        register_agent(&server, "host-a", "cpus:4;mem:2048;ports:[31000-31009]").await?;
+    let (agent_id, _tx, _inbound) = register_agent(
+        &server.url(),
+        "host-a",
+        "cpus:4;mem:2048;ports:[31000-31009]",
+    )
+    .await?;
 
     let (code, v) = server.http("GET", "/version", "").await?;
     assert_eq!(code, 200);
