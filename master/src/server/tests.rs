@@ -367,38 +367,16 @@ async fn subscription_gets_subscribed_and_disconnect_is_noticed() -> anyhow::Res
 #[tokio::test]
 async fn agent_session_registers_and_shows_in_state() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
-    let mut agent = AgentClient::connect(server.url()).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
-    let resources = proffer_proto::Resources::parse("cpus:2;mem:1024")?.to_proto();
-    tx.send(v1::AgentMessage {
-        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
-            info: Some(Box::new(v1::AgentInfo {
-                hostname: "host-a".into(),
-                port: 5051,
-                resources,
-                ..Default::default()
-            })),
-        })),
-    })
-    .await?;
-    let mut inbound = agent
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    let first = tokio::time::timeout(WAIT, inbound.message())
-        .await??
-        .ok_or_else(|| anyhow::anyhow!("session ended"))?;
-    let Some(v1::master_message::Msg::Registered(reg)) = first.msg else {
-        anyhow::bail!("first message is not AgentRegistered: {first:?}");
-    };
-    assert!(!reg.agent_id.is_empty());
+    let (agent_id, tx, inbound) =
+        register_agent(&server.url(), "host-a", "cpus:2;mem:1024").await?;
+    assert!(!agent_id.is_empty());
 
     let mut operator = OperatorClient::connect(server.url()).await?;
     let state = operator
         .get_state(v1::GetStateRequest {})
         .await?
         .into_inner();
-    let summary = state.agents.iter().find(|a| a.id == reg.agent_id);
+    let summary = state.agents.iter().find(|a| a.id == agent_id);
     assert!(
         summary.is_some_and(|a| a.connected && a.hostname == "host-a"),
         "{state:?}"
@@ -413,7 +391,7 @@ async fn agent_session_registers_and_shows_in_state() -> anyhow::Result<()> {
                 .get_state(v1::GetStateRequest {})
                 .await?
                 .into_inner();
-            let agent = state.agents.iter().find(|a| a.id == reg.agent_id);
+            let agent = state.agents.iter().find(|a| a.id == agent_id);
             if agent.is_none_or(|a| !a.connected) {
                 return anyhow::Ok(());
             }
