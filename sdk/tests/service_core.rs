@@ -34,6 +34,16 @@ fn open(dir: &std::path::Path, s: ServiceSpec) -> Result<ServiceCore> {
     Ok(ServiceCore::open(s, cfg, StateStore::open(dir)?)?)
 }
 
+/// A core for the spec `yaml` that reserves its resources (default timings).
+fn open_reserving(dir: &std::path::Path, yaml: &str) -> Result<ServiceCore> {
+    let cfg = CoreConfig {
+        reservations: true,
+        ..CoreConfig::default()
+    };
+    let spec = ServiceSpec::parse(yaml, &BTreeMap::new())?;
+    Ok(ServiceCore::open(spec, cfg, StateStore::open(dir)?)?)
+}
+
 /// Launched task ids (with their agent) in the actions.
 fn launched(actions: &[Action]) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -615,15 +625,7 @@ fn uninstall_survives_a_scheduler_restart() -> Result<()> {
 fn a_lost_agent_takes_its_reservations_along_so_uninstall_finishes() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let yaml = "name: hello\nrole: web-role\npods:\n  web:\n    count: 1\n    tasks:\n      server:\n        cpus: 0.5\n        memory: 64\n        cmd: \"serve\"\n";
-    let cfg = CoreConfig {
-        reservations: true,
-        ..CoreConfig::default()
-    };
-    let mut core = ServiceCore::open(
-        ServiceSpec::parse(yaml, &BTreeMap::new())?,
-        cfg,
-        StateStore::open(dir.path())?,
-    )?;
+    let mut core = open_reserving(dir.path(), yaml)?;
     core.on_subscribed(1);
     core.handle_offers(10, &[offer("o1", "a1")])?;
     let l = launched(&core.take_actions());
@@ -651,15 +653,7 @@ fn a_lost_agent_takes_its_reservations_along_so_uninstall_finishes() -> Result<(
 fn uninstall_releases_an_instance_reservation_only_when_an_offer_holds_all_of_it() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let yaml = "name: hello\nrole: web-role\npods:\n  web:\n    count: 1\n    tasks:\n      a:\n        cpus: 0.25\n        memory: 32\n        cmd: \"serve\"\n      b:\n        cpus: 0.5\n        memory: 64\n        cmd: \"serve\"\n";
-    let cfg = CoreConfig {
-        reservations: true,
-        ..CoreConfig::default()
-    };
-    let mut core = ServiceCore::open(
-        ServiceSpec::parse(yaml, &BTreeMap::new())?,
-        cfg,
-        StateStore::open(dir.path())?,
-    )?;
+    let mut core = open_reserving(dir.path(), yaml)?;
     core.on_subscribed(1);
     core.handle_offers(10, &[offer("o1", "a1")])?;
     let l = launched(&core.take_actions());
@@ -715,15 +709,7 @@ fn uninstall_releases_an_instance_reservation_only_when_an_offer_holds_all_of_it
 fn an_authenticated_framework_tags_reservations_under_its_principal() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let yaml = "name: hello\nrole: web-role\npods:\n  web:\n    count: 1\n    volumes:\n      data:\n        path: data\n        size: 10\n    tasks:\n      server:\n        cpus: 0.5\n        memory: 64\n        cmd: \"serve\"\n";
-    let cfg = CoreConfig {
-        reservations: true,
-        ..CoreConfig::default()
-    };
-    let mut core = ServiceCore::open(
-        ServiceSpec::parse(yaml, &BTreeMap::new())?,
-        cfg,
-        StateStore::open(dir.path())?,
-    )?;
+    let mut core = open_reserving(dir.path(), yaml)?;
     core.set_reservation_principal(Some("alice".into()));
     core.on_subscribed(1);
     let mut o = offer("o1", "a1");
