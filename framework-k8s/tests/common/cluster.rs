@@ -84,19 +84,11 @@ pub fn pid_of(needles: &[&str]) -> Option<i32> {
 /// Pids of processes whose working directory lies under one of `roots` (agents' work
 /// directories) and whose command line contains every needle (shells excluded).
 pub fn pids_under(roots: &[PathBuf], needles: &[&str]) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
-            let cmd = cmdline(&e.path());
-            (roots.iter().any(|r| cwd.starts_with(r))
-                && needles.iter().all(|n| cmd.contains(n))
-                && !cmd.starts_with("sh "))
-            .then_some(pid)
-        })
+    roots
+        .iter()
+        .flat_map(|root| proffer_tests::leftovers::processes_under(root))
+        .filter(|(_, cmd)| needles.iter().all(|n| cmd.contains(n)) && !cmd.starts_with("sh "))
+        .map(|(pid, _)| pid)
         .collect()
 }
 
