@@ -65,7 +65,8 @@ fn runtime_override() -> Option<PathBuf> {
 pub struct ContainerRecord {
     /// The image URI the task named.
     pub image: String,
-    /// The image id (manifest digest, or config digest for `docker save`), `sha256:<hex>`.
+    /// The image id (manifest digest, or config digest for `docker save`), `sha256:<hex>`;
+    /// `dir:<path>` for a plain root filesystem directory ([`Image::digest`]).
     pub digest: String,
     /// The runtime binary.
     pub runtime: String,
