@@ -2,12 +2,12 @@
 //! scheduler is killed with SIGKILL and started again from its state directory → it fails over
 //! to the same framework, the plan is still COMPLETE and no task is launched twice.
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use proffer_tests::leftovers::Children;
 use proffer_tests::ports::free_port;
+use proffer_tests::procs::{proffer_quiet, run};
 
 const SPEC: &str = r#"
 name: sleeper
@@ -22,27 +22,9 @@ pods:
         cmd: "exec sleep 3600"
 "#;
 
-fn proffer() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_proffer"));
-    c.stdout(Stdio::null()).stderr(Stdio::null());
-    c
-}
-
-fn run(args: &[&str]) -> Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_proffer"))
-        .args(args)
-        .output()?)
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if f()? {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("timed out waiting for {what}")
+/// Waits up to 60 s for `f`.
+fn wait_until(what: &str, f: impl FnMut() -> Result<bool>) -> Result<()> {
+    proffer_tests::procs::wait_until(what, Duration::from_secs(60), f)
 }
 
 fn plan_complete(api: &str) -> Result<bool> {
@@ -82,7 +64,7 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
     // Killed (with the tasks the agents leave running) when dropped: a test leaks nothing.
     let mut procs = Children::new(dir.path());
     procs.push(
-        proffer()
+        proffer_quiet()?
             .args([
                 "master",
                 "--listen",
@@ -98,7 +80,7 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
         let work = dir.path().join(format!("agent-{i}"));
         let res = format!("cpus:1;mem:256;ports:[3{i}100-3{i}199]");
         procs.push(
-            proffer()
+            proffer_quiet()?
                 .args(["agent", "--master", &master, "--resources", &res])
                 .args(["--hostname", &format!("agent-{i}")])
                 .arg("--work-dir")
@@ -111,7 +93,7 @@ fn killed_scheduler_resumes_without_duplicate_tasks() -> Result<()> {
     // Each scheduler logs to its own file (the test reads what it says it did).
     let scheduler = |procs: &mut Children, log: &std::path::Path| -> Result<usize> {
         Ok(procs.push(
-            proffer()
+            proffer_quiet()?
                 .args(["service", "run"])
                 .arg(&spec)
                 .args(["--master", &master, "--http", &api])

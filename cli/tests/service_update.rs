@@ -5,12 +5,13 @@
 //! order; `--force` applies the impossible one (its replacements, started first, wait while
 //! the old tasks run on), and `service why` then names the cpus no recent offer had.
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use proffer_tests::leftovers::Children;
 use proffer_tests::ports::free_port;
+use proffer_tests::procs::{proffer_quiet, run};
 
 fn spec(cpus: &str, cmd: &str) -> String {
     format!(
@@ -29,27 +30,9 @@ pods:
     )
 }
 
-fn proffer() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_proffer"));
-    c.stdout(Stdio::null()).stderr(Stdio::null());
-    c
-}
-
-fn run(args: &[&str]) -> Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_proffer"))
-        .args(args)
-        .output()?)
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if f()? {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("timed out waiting for {what}")
+/// Waits up to 60 s for `f`.
+fn wait_until(what: &str, f: impl FnMut() -> Result<bool>) -> Result<()> {
+    proffer_tests::procs::wait_until(what, Duration::from_secs(60), f)
 }
 
 /// Task ids of the master's active tasks.
@@ -89,7 +72,7 @@ fn an_impossible_update_is_refused_until_forced() -> Result<()> {
     // Killed (with the tasks the agents leave running) when dropped: a test leaks nothing.
     let mut procs = Children::new(dir.path());
     procs.push(
-        proffer()
+        proffer_quiet()?
             .args(["master", "--listen", &master])
             .args(["--allocation-interval", "100ms"])
             .arg("--work-dir")
@@ -99,7 +82,7 @@ fn an_impossible_update_is_refused_until_forced() -> Result<()> {
     for i in 0..2 {
         let res = format!("cpus:1;mem:256;ports:[3{i}200-3{i}299]");
         procs.push(
-            proffer()
+            proffer_quiet()?
                 .args(["agent", "--master", &master, "--resources", &res])
                 .args(["--hostname", &format!("agent-{i}")])
                 .arg("--work-dir")
@@ -117,7 +100,7 @@ fn an_impossible_update_is_refused_until_forced() -> Result<()> {
     let v2 = write("v2.yaml", spec("0.1", "exec sleep 3601"))?;
     let api = format!("127.0.0.1:{}", free_port()?);
     procs.push(
-        proffer()
+        proffer_quiet()?
             .args([
                 "service", "run", &first, "--master", &master, "--http", &api,
             ])

@@ -124,6 +124,26 @@ pub fn run_ok(args: &[&str]) -> Result<Output> {
     Ok(out)
 }
 
+/// `proffer` as a command with its stdout and stderr discarded, to start as a child.
+pub fn proffer_quiet() -> Result<Command> {
+    let mut c = Command::new(proffer_bin()?);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    Ok(c)
+}
+
+/// Polls `f` every 200 ms until it returns `true` or `limit` passes; an error from `f` ends
+/// the wait with that error.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("timed out waiting for {what}")
+}
+
 /// Polls `f` every 50 ms until it returns `Some` or `limit` passes.
 pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
     let start = Instant::now();
