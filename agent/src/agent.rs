@@ -37,7 +37,7 @@ struct TaskEntry {
     container: Option<Container>,
     /// `work_dir/meta/tasks/<framework>/<task>`.
     run_dir: std::path::PathBuf,
-    /// What is persisted in `agent.json` (kept in sync by `persist`).
+    /// What is persisted in the journal (kept in sync by `persist`).
     cp: TaskCheckpoint,
     /// The task group it belongs to (tasks of one LAUNCH_GROUP live and die together).
     group: Option<String>,
@@ -97,6 +97,10 @@ pub(crate) struct Agent {
     supervisors: containerizer::Supervisors,
     /// Tasks whose files are written at the next commit.
     launches: Vec<tasks::LaunchFiles>,
+    /// The checkpoint journal ([`crate::journal`]).
+    journal: crate::journal::Journal,
+    /// The journal's tasks when the agent started, until `recover` takes them.
+    replayed: BTreeMap<TaskKey, TaskCheckpoint>,
 }
 
 fn now_ms() -> u64 {
@@ -154,6 +158,13 @@ impl Agent {
             warn!("{w}");
         }
         let cgroups = tasks::detect_isolation(&config)?;
+        let (journal, replay) = crate::journal::Journal::open(&config.work_dir)?;
+        if replay.cut_bytes > 0 {
+            warn!(
+                bytes = replay.cut_bytes,
+                "the checkpoint journal ended in a torn or corrupt record, which was cut off"
+            );
+        }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Ok(Agent {
             core: Core::new(CoreConfig {
@@ -183,6 +194,8 @@ impl Agent {
             masters,
             supervisors: containerizer::Supervisors::default(),
             launches: Vec::new(),
+            journal,
+            replayed: replay.tasks,
         })
     }
 
@@ -488,12 +501,11 @@ impl Agent {
                     updates,
                     durable,
                 } => {
-                    if let Some((dir, cp)) = self.checkpoint_of(&key, state, &updates) {
-                        debug!(task_id = %key.task_id, state = cp.state, offset = cp.offset,
-                               updates = cp.updates.len(), "checkpoint");
-                        if let Err(e) = checkpoint::write_task(&dir, &cp, durable) {
-                            error!(error = %e, "checkpointing a task failed");
-                        }
+                    self.journal_checkpoint(&key, state, &updates, durable);
+                    // Durable checkpoints come from `Input::Commit`; one from elsewhere is
+                    // written here, before any update that follows it.
+                    if durable && let Err(e) = self.journal.commit_now() {
+                        error!(error = %e, "checkpointing a task failed");
                     }
                 }
                 Effect::Send(u) => self.send(msg(agent_message::Msg::StatusUpdate(u))),
@@ -510,6 +522,9 @@ impl Agent {
                 }
                 Effect::Forget(key) => {
                     if let Some(t) = self.tasks.remove(&key) {
+                        if let Err(e) = self.journal.forget(&key) {
+                            error!(error = %e, "recording a forgotten task failed");
+                        }
                         let _ = std::fs::remove_dir_all(&t.run_dir);
                     }
                 }
@@ -517,17 +532,25 @@ impl Agent {
         }
     }
 
-    /// The task's checkpoint with the core's state and pending updates (kept in its entry).
-    fn checkpoint_of(
+    /// Records the task's checkpoint (the core's state and pending updates, kept in its
+    /// entry) in the journal; `durable`: the next commit makes it durable.
+    fn journal_checkpoint(
         &mut self,
         key: &TaskKey,
         state: TaskState,
         updates: &[v1::StatusUpdate],
-    ) -> Option<(std::path::PathBuf, TaskCheckpoint)> {
-        let t = self.tasks.get_mut(key)?;
+        durable: bool,
+    ) {
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
         t.cp.state = state as i32;
         t.cp.set_updates(updates);
-        Some((t.run_dir.clone(), t.cp.clone()))
+        debug!(task_id = %key.task_id, state = t.cp.state, offset = t.cp.offset,
+               updates = t.cp.updates.len(), durable, "checkpoint");
+        if let Err(e) = self.journal.checkpoint(key, &t.cp, durable) {
+            error!(error = %e, "checkpointing a task failed");
+        }
     }
 
     /// Closes the outbound stream so queued messages are flushed, then gives up on the session.

@@ -1,6 +1,8 @@
-//! The agent's on-disk state: the `agent_id` file in the work directory and, per task, a run
+//! The agent's on-disk state: the `agent_id` file in the work directory, each task's
+//! [`TaskCheckpoint`] in the checkpoint journal ([`crate::journal`]) and, per task, a run
 //! directory `meta/tasks/<framework>/<task>/` with the executor files (see
-//! [`crate::executor::protocol`]) and the agent's own [`TaskCheckpoint`] (`agent.json`).
+//! [`crate::executor::protocol`]). An agent before the journal kept the checkpoint in the run
+//! directory (`agent.json`); a restarted agent still reads that one when the journal has none.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::AgentError;
 use crate::containerizer::ExecutorRef;
 
-/// The agent's checkpoint of one task (`agent.json` in its run directory).
+/// The agent's checkpoint of one task (a record of the journal; `agent.json` before it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskCheckpoint {
     /// The framework owning the task.
@@ -77,57 +79,6 @@ pub fn write_task(run_dir: &Path, cp: &TaskCheckpoint, durable: bool) -> Result<
         crate::executor::protocol::write_replace(&path, &json)
     }
     .map_err(|e| AgentError::io("writing task checkpoint", path, e))
-}
-
-/// The most threads one group commit syncs files on.
-const COMMIT_THREADS: usize = 16;
-
-// Group commit: the core (`crate::core`) says which checkpoints of a batch must be durable
-// before which updates are sent; [`write_durable_all`] writes them with their fsyncs in
-// parallel (the filesystem's journal commits them together: about one fsync's wait per batch
-// instead of one per update).
-
-/// Writes each `(run_dir, checkpoint)` atomically and durably, fsyncing on up to
-/// [`COMMIT_THREADS`] threads of the runtime's blocking pool at once (threads that stay: a
-/// fresh thread per batch cost more than its fsyncs); returns the failures (run dir, error).
-pub async fn write_durable_all(
-    batch: Vec<(PathBuf, TaskCheckpoint)>,
-) -> Vec<(PathBuf, AgentError)> {
-    fn write(part: &[(PathBuf, TaskCheckpoint)]) -> Vec<(PathBuf, AgentError)> {
-        part.iter()
-            .filter_map(|(dir, cp)| write_task(dir, cp, true).err().map(|e| (dir.clone(), e)))
-            .collect()
-    }
-    if batch.len() <= 1 {
-        return write(&batch);
-    }
-    let chunk = batch.len().div_ceil(batch.len().min(COMMIT_THREADS));
-    let batch = std::sync::Arc::new(batch);
-    let workers: Vec<_> = (0..batch.len())
-        .step_by(chunk)
-        .map(|from| {
-            let batch = batch.clone();
-            tokio::task::spawn_blocking(move || {
-                let to = (from + chunk).min(batch.len());
-                write(&batch[from..to])
-            })
-        })
-        .collect();
-    let mut failed = Vec::new();
-    for w in futures::future::join_all(workers).await {
-        match w {
-            Ok(f) => failed.extend(f),
-            Err(e) => failed.push((
-                PathBuf::new(),
-                AgentError::io(
-                    "writing task checkpoints",
-                    PathBuf::new(),
-                    std::io::Error::other(format!("a commit task failed: {e}")),
-                ),
-            )),
-        }
-    }
-    failed
 }
 
 /// Reads a task's checkpoint; `None` when there is none.
@@ -273,36 +224,6 @@ mod tests {
         delete_agent_id(dir.path()).expect("delete");
         delete_agent_id(dir.path()).expect("delete twice");
         assert_eq!(read_agent_id(dir.path()).ok(), Some(None));
-    }
-
-    #[tokio::test]
-    async fn group_commit_writes_every_checkpoint_durably() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let batch: Vec<(PathBuf, TaskCheckpoint)> = (0..40)
-            .map(|i| {
-                let d = dir.path().join(format!("t{i}"));
-                std::fs::create_dir_all(&d).expect("run dir");
-                let cp = TaskCheckpoint {
-                    framework_id: format!("fw{i}"),
-                    offset: i,
-                    ..Default::default()
-                };
-                (d, cp)
-            })
-            .collect();
-        assert!(write_durable_all(batch.clone()).await.is_empty());
-        for (d, cp) in &batch {
-            assert_eq!(read_task(d).expect("read").as_ref(), Some(cp));
-            assert!(!d.join("agent.json.tmp").exists());
-        }
-        // A missing run directory is reported, the others are written.
-        let bad = vec![
-            (dir.path().join("gone/x"), TaskCheckpoint::default()),
-            batch[0].clone(),
-        ];
-        let failed = write_durable_all(bad).await;
-        assert_eq!(failed.len(), 1);
-        assert!(failed[0].1.to_string().contains("gone"), "{}", failed[0].1);
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod files;
 pub mod http;
 pub mod http_auth;
 pub mod image;
+pub mod journal;
 pub mod oci;
 pub mod process;
 pub mod sandbox;

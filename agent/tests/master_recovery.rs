@@ -176,22 +176,16 @@ async fn master_keeps_tasks_of_a_sigkilled_and_restarted_agent() -> Result<()> {
     // Wait until the agent has checkpointed every acknowledgement (no update of any task is
     // pending in its checkpoint; a fixed pause was too short on a loaded machine), then kill
     // it hard and start it again.
-    let checkpoint_of = |id: &str| {
-        dir.path()
-            .join("work/meta/tasks")
-            .join(&header.framework_id)
-            .join(id)
-            .join("agent.json")
-    };
+    let work = dir.path().join("work");
     let deadline = tokio::time::Instant::now() + wait;
     loop {
+        let journal = proffer_agent::journal::read(&work)?;
         let pending: Vec<&String> = running
             .iter()
             .filter(|id| {
-                let cp = std::fs::read(checkpoint_of(id))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-                !cp.is_some_and(|cp| cp["updates"].as_array().is_some_and(Vec::is_empty))
+                let key =
+                    proffer_agent::core::TaskKey::new(header.framework_id.clone(), id.as_str());
+                !journal.get(&key).is_some_and(|cp| cp.updates.is_empty())
             })
             .collect();
         if pending.is_empty() {

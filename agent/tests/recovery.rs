@@ -223,9 +223,7 @@ async fn executor_death_fails_the_task_and_kills_it() -> Result<()> {
     h.expect_state(TaskState::TaskStarting).await?;
     h.expect_state(TaskState::TaskRunning).await?;
     let task_pid = read_pid(&h.sandbox("fw", "t").join("pid")).await?;
-    let cp: serde_json::Value = serde_json::from_slice(&std::fs::read(
-        h.work_dir.path().join("meta/tasks/fw/t/agent.json"),
-    )?)?;
+    let cp = serde_json::to_value(checkpoint_of(&h, "fw", "t")?)?;
     let executor_pid = cp["executor"]["pid"].as_i64().context("executor pid")?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(executor_pid)?),
@@ -292,6 +290,19 @@ async fn agent_stopped_with_keep_tasks_leaves_them_to_the_next_agent() -> Result
 /// the same RUNNING (same uuid) and nothing else.
 #[tokio::test]
 async fn an_update_is_checkpointed_with_its_log_offset_before_it_is_sent() -> Result<()> {
+    update_checkpointed_then_restarted(false).await
+}
+
+/// An agent upgraded from one that kept each task's checkpoint in `agent.json` (before the
+/// journal) recovers its tasks from those files: the same RUNNING is re-sent.
+#[tokio::test]
+async fn a_checkpoint_in_agent_json_from_an_older_agent_is_recovered() -> Result<()> {
+    update_checkpointed_then_restarted(true).await
+}
+
+/// See the two tests above; `legacy`: the checkpoint is moved from the journal to the run
+/// directory's `agent.json` while the agent is down.
+async fn update_checkpointed_then_restarted(legacy: bool) -> Result<()> {
     let mut h = Harness::start_process(&["--status-retry-ms", "60000"]).await?;
     h.register("agent-1").await?;
     h.run_shell("fw", "w", "exec sleep 120")?;
@@ -300,8 +311,7 @@ async fn an_update_is_checkpointed_with_its_log_offset_before_it_is_sent() -> Re
     let running = h.expect_state(TaskState::TaskRunning).await?;
     let uuid = running.status.as_ref().map(|s| s.uuid.clone());
     let run_dir = h.work_dir.path().join("meta/tasks/fw/w");
-    let cp: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("agent.json"))?)?;
+    let cp = serde_json::to_value(checkpoint_of(&h, "fw", "w")?)?;
     let events = std::fs::read_to_string(run_dir.join("events.jsonl"))?;
     let started_end = events
         .find("\"started\"")
@@ -319,6 +329,10 @@ async fn an_update_is_checkpointed_with_its_log_offset_before_it_is_sent() -> Re
     );
 
     h.kill9()?;
+    if legacy {
+        std::fs::write(run_dir.join("agent.json"), serde_json::to_vec(&cp)?)?;
+        std::fs::remove_file(proffer_agent::journal::path(h.work_dir.path()))?;
+    }
     h.spawn_process()?;
     match h.recv_msg().await? {
         agent_message::Msg::Reregister(_) => {}
@@ -340,4 +354,16 @@ async fn an_update_is_checkpointed_with_its_log_offset_before_it_is_sent() -> Re
     let rest = h.barrier().await?;
     assert!(rest.is_empty(), "nothing more: {rest:?}");
     h.stop().await
+}
+
+/// The task's latest checkpoint in the agent's journal.
+fn checkpoint_of(
+    h: &Harness,
+    framework_id: &str,
+    task_id: &str,
+) -> Result<proffer_agent::checkpoint::TaskCheckpoint> {
+    let mut journal = proffer_agent::journal::read(h.work_dir.path())?;
+    journal
+        .remove(&proffer_agent::core::TaskKey::new(framework_id, task_id))
+        .with_context(|| format!("no checkpoint of {task_id} in the journal"))
 }

@@ -86,11 +86,15 @@ impl Agent {
             }
         }
         if self.core.is_clean() {
+            // Checkpoints written after acknowledgements need no fsync of their own.
+            if let Err(e) = self.journal.commit().await {
+                error!(error = %e, "writing the checkpoint journal failed");
+            }
             self.supervisors.flush();
             return;
         }
         let effects = self.core.handle(self.now(), Input::Commit);
-        let mut batch = Vec::new();
+        let mut checkpoints = 0;
         let mut held = Vec::new();
         let mut later = Vec::new();
         for e in effects {
@@ -100,19 +104,19 @@ impl Agent {
                     state,
                     updates,
                     ..
-                } => batch.extend(self.checkpoint_of(&key, state, &updates)),
+                } => {
+                    checkpoints += 1;
+                    self.journal_checkpoint(&key, state, &updates, true);
+                }
                 Effect::Send(u) => held.push(u),
                 other => later.push(other),
             }
         }
-        debug!(
-            checkpoints = batch.len(),
-            updates = held.len(),
-            "group commit"
-        );
-        // Every checkpoint of the batch is durable before any of its updates is sent.
-        for (dir, e) in checkpoint::write_durable_all(batch).await {
-            error!(run_dir = %dir.display(), error = %e, "checkpointing a task failed");
+        debug!(checkpoints, updates = held.len(), "group commit");
+        // Every checkpoint of the batch is durable (one fdatasync of the journal) before any
+        // of its updates is sent.
+        if let Err(e) = self.journal.commit().await {
+            error!(error = %e, "writing the checkpoint journal failed");
         }
         for u in held {
             self.send(msg(agent_message::Msg::StatusUpdate(u)));
@@ -129,17 +133,11 @@ impl Agent {
         });
     }
 
-    /// Writes the task's checkpoint (state, log offset, pending updates), without fsync.
+    /// Records the task's checkpoint (state, log offset, pending updates), without fsync.
     fn persist(&mut self, key: &TaskKey) {
         let state = self.core.state(key).unwrap_or(TaskState::TaskStaging);
         let queued = self.core.queued(key);
-        let Some((dir, cp)) = self.checkpoint_of(key, state, &queued) else {
-            return;
-        };
-        debug!(task_id = %key.task_id, state = cp.state, offset = cp.offset, updates = cp.updates.len(), "checkpoint");
-        if let Err(e) = checkpoint::write_task(&dir, &cp, false) {
-            error!(error = %e, "checkpointing a task failed");
-        }
+        self.journal_checkpoint(key, state, &queued, false);
     }
 
     pub(super) fn run_task(&mut self, framework_id: String, task: TaskInfo) {
@@ -418,7 +416,12 @@ impl Agent {
                     continue;
                 }
             };
-            let cp = match checkpoint::read_task(&dir) {
+            let journaled = self
+                .replayed
+                .remove(&TaskKey::new(fw.clone(), task_id.clone()));
+            // An `agent.json` is what an agent before the journal checkpointed.
+            let cp = match journaled.map_or_else(|| checkpoint::read_task(&dir), |cp| Ok(Some(cp)))
+            {
                 Ok(Some(cp)) => cp,
                 Ok(None) => TaskCheckpoint {
                     framework_id: fw.clone(),
@@ -472,6 +475,12 @@ impl Agent {
                     cp,
                 },
             );
+        }
+        // Journaled tasks without a run directory were forgotten just before a crash.
+        for key in std::mem::take(&mut self.replayed).into_keys() {
+            if let Err(e) = self.journal.forget(&key) {
+                error!(error = %e, "recording a forgotten task failed");
+            }
         }
         if total > 0 {
             info!(
