@@ -37,6 +37,8 @@ struct TaskEntry {
     container: Option<Container>,
     /// `work_dir/meta/tasks/<framework>/<task>`.
     run_dir: std::path::PathBuf,
+    /// What its executor runs it with (once built).
+    spec: Option<crate::executor::protocol::ExecutorSpec>,
     /// What is persisted in the journal (kept in sync by `persist`).
     cp: TaskCheckpoint,
     /// The task group it belongs to (tasks of one LAUNCH_GROUP live and die together).
@@ -100,7 +102,7 @@ pub(crate) struct Agent {
     /// The checkpoint journal ([`crate::journal`]).
     journal: crate::journal::Journal,
     /// The journal's tasks when the agent started, until `recover` takes them.
-    replayed: BTreeMap<TaskKey, TaskCheckpoint>,
+    replayed: BTreeMap<TaskKey, crate::journal::Replayed>,
 }
 
 fn now_ms() -> u64 {

@@ -266,15 +266,17 @@ async fn route_nudges(stdout: tokio::process::ChildStdout, routes: Routes) {
 }
 
 impl Supervisors {
-    /// Prepares to run the task of `run_dir` under the supervisor of `framework_id` (started if
-    /// there is none, or it is gone; the task itself starts at [`Supervisors::flush`]); returns
-    /// the supervisor's pid, its start time and the task's nudges.
+    /// Prepares to run the task of `run_dir` (`line` asks for it) under the supervisor of
+    /// `framework_id` (started if there is none, or it is gone; the task itself starts at
+    /// [`Supervisors::flush`]); returns the supervisor's pid, its start time and the task's
+    /// nudges.
     fn run(
         &mut self,
         program: &Path,
         args: &[String],
         framework_id: &str,
         run_dir: &Path,
+        line: String,
     ) -> std::io::Result<(u32, Option<u64>, mpsc::UnboundedReceiver<()>)> {
         let fresh = match self.by_framework.get(framework_id) {
             Some(s) => !s.usable(),
@@ -299,10 +301,7 @@ impl Supervisors {
             }
             r.insert(run_dir.to_path_buf(), tx);
         }
-        self.held.push((
-            framework_id.to_string(),
-            crate::executor::supervisor::run_line(run_dir),
-        ));
+        self.held.push((framework_id.to_string(), line));
         Ok((s.pid, s.start_ticks, rx))
     }
 
@@ -322,20 +321,32 @@ impl Supervisors {
     }
 }
 
-/// Starts the task whose run directory holds `task.pb` and `spec.json`: under its framework's
-/// supervising executor, or inside the agent.
+/// What a task to start is: its run directory (event log, kill file), `TaskInfo` and spec.
+#[derive(Debug, Clone)]
+pub struct ToLaunch {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The task.
+    pub task: proffer_proto::v1::TaskInfo,
+    /// What the agent decided for it.
+    pub spec: crate::executor::protocol::ExecutorSpec,
+}
+
+/// Starts a task under its framework's supervising executor, or inside the agent.
 pub fn launch(
     how: &Resolved,
     supervisors: &mut Supervisors,
-    run_dir: &Path,
+    what: ToLaunch,
     key: TaskKey,
     instance: u64,
     tx: mpsc::UnboundedSender<ContainerEvent>,
 ) -> std::io::Result<Container> {
+    let run_dir = what.run_dir.as_path();
     match how {
         Resolved::Binary { program, args } => {
+            let line = crate::executor::supervisor::launch_line(run_dir, &what.task, &what.spec);
             let (pid, start_ticks, nudges) =
-                supervisors.run(program, args, &key.framework_id, run_dir)?;
+                supervisors.run(program, args, &key.framework_id, run_dir, line)?;
             let executor = ExecutorRef {
                 pid: Some(pid),
                 start_ticks,
@@ -361,8 +372,11 @@ pub fn launch(
             let (kill_tx, kill_rx) = mpsc::unbounded_channel();
             let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
             let dir = run_dir.to_path_buf();
+            let (info, spec) = (what.task, what.spec);
             let task = tokio::spawn(async move {
-                if let Err(e) = crate::executor::supervise(&dir, kill_rx, nudge_tx).await {
+                if let Err(e) =
+                    crate::executor::supervise(&dir, info, spec, kill_rx, nudge_tx).await
+                {
                     warn!(run_dir = %dir.display(), error = %e, "in-process executor failed");
                 }
             });

@@ -13,7 +13,7 @@
 //! opened handle.
 
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +26,6 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups;
-use crate::executor::protocol;
 use crate::files::{self, FilesError};
 use crate::http_auth::HttpSecurity;
 use axum::Extension;
@@ -54,6 +53,9 @@ pub struct TaskView {
     /// Run directory (not shown).
     #[serde(skip)]
     pub run_dir: PathBuf,
+    /// Its cgroups, if isolated (not shown).
+    #[serde(skip)]
+    pub cgroup: Option<cgroups::CgroupSpec>,
 }
 
 /// What the agent publishes for the endpoint.
@@ -129,9 +131,8 @@ struct TaskState {
     container: Option<crate::executor::container::ContainerRecord>,
 }
 
-fn usage_of(run_dir: &Path) -> Option<cgroups::Usage> {
-    let spec = protocol::read_spec(run_dir).ok()?;
-    spec.cgroup.as_ref().map(cgroups::usage)
+fn usage_of(t: &TaskView) -> Option<cgroups::Usage> {
+    t.cgroup.as_ref().map(cgroups::usage)
 }
 
 async fn state(State(ctx): State<Ctx>) -> Response {
@@ -140,7 +141,7 @@ async fn state(State(ctx): State<Ctx>) -> Response {
         .tasks
         .iter()
         .map(|t| TaskState {
-            usage: usage_of(&t.run_dir),
+            usage: usage_of(t),
             container: crate::executor::container::read_record(&t.run_dir),
             task: t.clone(),
         })
@@ -179,7 +180,7 @@ async fn metrics(State(ctx): State<Ctx>) -> Response {
         "# HELP proffer_task_rss_bytes Resident memory of a task (cgroup).\n# TYPE proffer_task_rss_bytes gauge\n",
     );
     for t in &v.tasks {
-        if let Some(u) = usage_of(&t.run_dir) {
+        if let Some(u) = usage_of(t) {
             let l = format!(
                 "framework_id=\"{}\",task_id=\"{}\"",
                 label(&t.framework_id),

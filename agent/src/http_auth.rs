@@ -143,6 +143,7 @@ mod tests {
                 executor_pid: None,
                 user: "alice".into(),
                 run_dir: Default::default(),
+                cgroup: None,
             }],
             ..Default::default()
         }

@@ -1,6 +1,7 @@
 //! The agent's checkpoint journal: one append-only file per agent, `meta/journal`, holding
-//! every task's [`TaskCheckpoint`] (and what the agent forgot), instead of one `agent.json`
-//! per task rewritten through a temporary file and a rename at each change.
+//! every task's launch (its `TaskInfo` and [`ExecutorSpec`]), its [`TaskCheckpoint`] and what
+//! the agent forgot, instead of one `agent.json` per task rewritten through a temporary file
+//! and a rename at each change, and `task.pb` and `spec.json` in its run directory.
 //!
 //! Why: each rewrite of a small file allocates an inode and frees another, and a task changed
 //! its checkpoint five times; on a busy agent the file system's metadata work was most of
@@ -30,6 +31,10 @@ use serde::{Deserialize, Serialize};
 use crate::AgentError;
 use crate::checkpoint::TaskCheckpoint;
 use crate::core::TaskKey;
+use crate::executor::protocol::ExecutorSpec;
+use base64::Engine as _;
+use proffer_proto::v1::TaskInfo;
+use prost::Message as _;
 
 /// File name of the journal, in `work_dir/meta/`.
 pub const JOURNAL_FILE: &str = "journal";
@@ -44,6 +49,18 @@ const MAX_PAYLOAD: u32 = 64 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
+    /// A task launched: what its executor runs (recorded before its first checkpoint, which
+    /// makes it durable).
+    Launch {
+        /// The framework.
+        framework_id: String,
+        /// The task.
+        task_id: String,
+        /// The `TaskInfo`, protobuf in base64.
+        task: String,
+        /// What the agent decided for it.
+        spec: ExecutorSpec,
+    },
     /// A task's checkpoint (it replaces the task's earlier ones).
     Task {
         /// The framework.
@@ -67,11 +84,20 @@ pub fn path(work_dir: &Path) -> PathBuf {
     work_dir.join("meta").join(JOURNAL_FILE)
 }
 
+/// What the journal holds of one task.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Replayed {
+    /// Its launch (`TaskInfo` and executor spec).
+    pub launch: Option<(TaskInfo, ExecutorSpec)>,
+    /// Its latest checkpoint.
+    pub checkpoint: Option<TaskCheckpoint>,
+}
+
 /// What a journal held when it was opened.
 #[derive(Debug, Default)]
 pub struct Replay {
-    /// Each task's latest checkpoint.
-    pub tasks: BTreeMap<TaskKey, TaskCheckpoint>,
+    /// Each task's launch and latest checkpoint.
+    pub tasks: BTreeMap<TaskKey, Replayed>,
     /// Bytes cut off the end (a torn or corrupt tail), if any.
     pub cut_bytes: u64,
 }
@@ -87,8 +113,8 @@ pub struct Journal {
     pending_durable: bool,
     /// Bytes in the file.
     size: u64,
-    /// Each live task's latest frame (what a compaction keeps).
-    live: HashMap<TaskKey, Vec<u8>>,
+    /// Each live task's launch frame and latest checkpoint frame (what a compaction keeps).
+    live: HashMap<TaskKey, [Vec<u8>; 2]>,
     live_bytes: u64,
     /// The least size at which the journal is compacted ([`COMPACT_MIN_BYTES`]).
     compact_min: u64,
@@ -134,23 +160,7 @@ impl Journal {
         };
         for (record, frame) in records {
             journal.track(&record, frame);
-            match record {
-                Record::Task {
-                    framework_id,
-                    task_id,
-                    checkpoint,
-                } => {
-                    replay
-                        .tasks
-                        .insert(TaskKey::new(framework_id, task_id), checkpoint);
-                }
-                Record::Forget {
-                    framework_id,
-                    task_id,
-                } => {
-                    replay.tasks.remove(&TaskKey::new(framework_id, task_id));
-                }
-            }
+            apply(&mut replay.tasks, record);
         }
         Ok((journal, replay))
     }
@@ -170,6 +180,24 @@ impl Journal {
                 checkpoint: checkpoint.clone(),
             },
             durable,
+        )
+    }
+
+    /// Records a task's launch (made durable by its first durable checkpoint, which follows).
+    pub fn launch(
+        &mut self,
+        key: &TaskKey,
+        task: &TaskInfo,
+        spec: &ExecutorSpec,
+    ) -> Result<(), AgentError> {
+        self.record(
+            &Record::Launch {
+                framework_id: key.framework_id.clone(),
+                task_id: key.task_id.clone(),
+                task: base64::engine::general_purpose::STANDARD.encode(task.encode_to_vec()),
+                spec: spec.clone(),
+            },
+            false,
         )
     }
 
@@ -193,30 +221,22 @@ impl Journal {
         Ok(())
     }
 
-    /// Keeps the latest frame of each live task.
+    /// Keeps the launch frame and the latest checkpoint frame of each live task.
     fn track(&mut self, record: &Record, frame: Vec<u8>) {
-        let (fw, task) = match record {
-            Record::Task {
-                framework_id,
-                task_id,
-                ..
-            }
-            | Record::Forget {
-                framework_id,
-                task_id,
-            } => (framework_id, task_id),
-        };
-        let key = TaskKey::new(fw.clone(), task.clone());
-        let old = match record {
-            Record::Task { .. } => {
+        let key = record.key();
+        let freed = match record {
+            Record::Launch { .. } | Record::Task { .. } => {
+                let slot = usize::from(matches!(record, Record::Task { .. }));
                 self.live_bytes += frame.len() as u64;
-                self.live.insert(key, frame)
+                let frames = self.live.entry(key).or_default();
+                std::mem::replace(&mut frames[slot], frame).len()
             }
-            Record::Forget { .. } => self.live.remove(&key),
+            Record::Forget { .. } => self
+                .live
+                .remove(&key)
+                .map_or(0, |[launch, cp]| launch.len() + cp.len()),
         };
-        if let Some(old) = old {
-            self.live_bytes -= old.len() as u64;
-        }
+        self.live_bytes -= freed as u64;
     }
 
     /// Nothing recorded since the last commit.
@@ -261,7 +281,7 @@ impl Journal {
 
     /// Rewrites the journal with only the live tasks' latest records.
     async fn compact(&mut self) -> Result<(), AgentError> {
-        let snapshot: Vec<u8> = self.live.values().flatten().copied().collect();
+        let snapshot: Vec<u8> = self.live.values().flatten().flatten().copied().collect();
         let (path, file) = (self.path.clone(), self.file.clone());
         let len = snapshot.len() as u64;
         let done = tokio::task::spawn_blocking(move || rewrite(&path, &file, &snapshot))
@@ -288,9 +308,9 @@ impl Journal {
     }
 }
 
-/// Reads the journal of `work_dir` without changing it: each task's latest checkpoint (for
-/// tools and tests; an agent opens it with [`Journal::open`]).
-pub fn read(work_dir: &Path) -> Result<BTreeMap<TaskKey, TaskCheckpoint>, AgentError> {
+/// Reads the journal of `work_dir` without changing it: what it holds of each task (for tools
+/// and tests; an agent opens it with [`Journal::open`]).
+pub fn read_all(work_dir: &Path) -> Result<BTreeMap<TaskKey, Replayed>, AgentError> {
     let path = path(work_dir);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -299,23 +319,60 @@ pub fn read(work_dir: &Path) -> Result<BTreeMap<TaskKey, TaskCheckpoint>, AgentE
     };
     let mut tasks = BTreeMap::new();
     for (record, _) in parse(&bytes).0 {
-        match record {
-            Record::Task {
-                framework_id,
-                task_id,
-                checkpoint,
-            } => {
-                tasks.insert(TaskKey::new(framework_id, task_id), checkpoint);
-            }
-            Record::Forget {
-                framework_id,
-                task_id,
-            } => {
-                tasks.remove(&TaskKey::new(framework_id, task_id));
-            }
-        }
+        apply(&mut tasks, record);
     }
     Ok(tasks)
+}
+
+/// Each task's latest checkpoint in the journal of `work_dir` (see [`read_all`]).
+pub fn read(work_dir: &Path) -> Result<BTreeMap<TaskKey, TaskCheckpoint>, AgentError> {
+    Ok(read_all(work_dir)?
+        .into_iter()
+        .filter_map(|(k, r)| r.checkpoint.map(|c| (k, c)))
+        .collect())
+}
+
+impl Record {
+    /// The task the record is about.
+    fn key(&self) -> TaskKey {
+        match self {
+            Record::Launch {
+                framework_id,
+                task_id,
+                ..
+            }
+            | Record::Task {
+                framework_id,
+                task_id,
+                ..
+            }
+            | Record::Forget {
+                framework_id,
+                task_id,
+            } => TaskKey::new(framework_id.clone(), task_id.clone()),
+        }
+    }
+}
+
+/// Replays one record onto `tasks`. A launch whose `TaskInfo` does not decode is dropped (the
+/// task is then recovered from its run directory, or not at all).
+fn apply(tasks: &mut BTreeMap<TaskKey, Replayed>, record: Record) {
+    let key = record.key();
+    match record {
+        Record::Launch { task, spec, .. } => {
+            let info = base64::engine::general_purpose::STANDARD
+                .decode(task)
+                .ok()
+                .and_then(|b| TaskInfo::decode(b.as_slice()).ok());
+            tasks.entry(key).or_default().launch = info.map(|i| (i, spec));
+        }
+        Record::Task { checkpoint, .. } => {
+            tasks.entry(key).or_default().checkpoint = Some(checkpoint);
+        }
+        Record::Forget { .. } => {
+            tasks.remove(&key);
+        }
+    }
 }
 
 fn tmp_path(path: &Path) -> PathBuf {

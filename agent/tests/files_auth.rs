@@ -35,6 +35,7 @@ fn task(id: &str, user: &str) -> TaskView {
         executor_pid: None,
         user: user.into(),
         run_dir: Default::default(),
+        cgroup: None,
     }
 }
 

@@ -330,6 +330,13 @@ async fn update_checkpointed_then_restarted(legacy: bool) -> Result<()> {
 
     h.kill9()?;
     if legacy {
+        // What an agent before the journal left: `task.pb`, `spec.json` and `agent.json`.
+        let mut journal = proffer_agent::journal::read_all(h.work_dir.path())?;
+        let (task, spec) = journal
+            .remove(&proffer_agent::core::TaskKey::new("fw", "w"))
+            .and_then(|r| r.launch)
+            .context("no launch in the journal")?;
+        proffer_agent::executor::protocol::write_launch_files(&run_dir, &task, &spec)?;
         std::fs::write(run_dir.join("agent.json"), serde_json::to_vec(&cp)?)?;
         std::fs::remove_file(proffer_agent::journal::path(h.work_dir.path()))?;
     }

@@ -63,6 +63,7 @@ impl Agent {
                     .filter(|u| !u.is_empty())
                     .unwrap_or_else(|| self.own_user.clone()),
                 run_dir: t.run_dir.clone(),
+                cgroup: t.spec.as_ref().and_then(|s| s.cgroup.clone()),
             })
             .collect();
         let view = View {

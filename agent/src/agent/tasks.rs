@@ -206,6 +206,7 @@ impl Agent {
                 instance: self.next_instance,
                 container: None,
                 run_dir,
+                spec: None,
                 cp: TaskCheckpoint {
                     framework_id: framework_id.clone(),
                     group: group.clone(),
@@ -311,6 +312,14 @@ impl Agent {
             user,
             pid_namespace: self.config.pid_namespace,
         };
+        if let Err(e) = self.journal.launch(key, task, &spec) {
+            return Err(Refusal::unavailable(format!(
+                "checkpointing the launch: {e}"
+            )));
+        }
+        if let Some(t) = self.tasks.get_mut(key) {
+            t.spec = Some(spec);
+        }
         self.launches.push(LaunchFiles {
             key: key.clone(),
             work_dir: self.config.work_dir.clone(),
@@ -318,7 +327,6 @@ impl Agent {
             run_dir,
             shared,
             task: task.clone(),
-            spec,
         });
         Ok(())
     }
@@ -329,11 +337,23 @@ impl Agent {
         let Some(t) = self.tasks.get(key) else {
             return;
         };
-        let (run_dir, instance) = (t.run_dir.clone(), t.instance);
+        let instance = t.instance;
+        let Some(spec) = t.spec.clone() else {
+            self.feed(Input::Started {
+                key: key.clone(),
+                result: Err("the task has no executor spec".into()),
+            });
+            return;
+        };
+        let what = containerizer::ToLaunch {
+            run_dir: t.run_dir.clone(),
+            task: t.info.clone(),
+            spec,
+        };
         let result = containerizer::launch(
             &self.launcher,
             &mut self.supervisors,
-            &run_dir,
+            what,
             key.clone(),
             instance,
             self.containers_tx.clone(),
@@ -408,19 +428,27 @@ impl Agent {
         let mut running = 0;
         let mut total = 0;
         for (fw, task_id, dir) in checkpoint::list_run_dirs(&self.config.work_dir) {
-            let info = match protocol::read_task(&dir) {
-                Ok(t) => t,
+            let journaled = self
+                .replayed
+                .remove(&TaskKey::new(fw.clone(), task_id.clone()))
+                .unwrap_or_default();
+            // Launch files and `agent.json` in the run directory are what an agent before the
+            // journal checkpointed.
+            let launch = journaled.launch.map(Ok).unwrap_or_else(|| {
+                let info = protocol::read_task(&dir)?;
+                Ok::<_, std::io::Error>((info, protocol::read_spec(&dir)?))
+            });
+            let (info, spec) = match launch {
+                Ok(l) => l,
                 Err(e) => {
                     warn!(run_dir = %dir.display(), error = %e, "unusable task checkpoint removed");
                     let _ = std::fs::remove_dir_all(&dir);
                     continue;
                 }
             };
-            let journaled = self
-                .replayed
-                .remove(&TaskKey::new(fw.clone(), task_id.clone()));
-            // An `agent.json` is what an agent before the journal checkpointed.
-            let cp = match journaled.map_or_else(|| checkpoint::read_task(&dir), |cp| Ok(Some(cp)))
+            let cp = match journaled
+                .checkpoint
+                .map_or_else(|| checkpoint::read_task(&dir), |cp| Ok(Some(cp)))
             {
                 Ok(Some(cp)) => cp,
                 Ok(None) => TaskCheckpoint {
@@ -471,6 +499,7 @@ impl Agent {
                     instance,
                     container,
                     run_dir: dir,
+                    spec: Some(spec),
                     group: cp.group.clone(),
                     cp,
                 },
@@ -587,9 +616,7 @@ pub(super) fn kill_now(t: &TaskEntry) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    if let Ok(spec) = protocol::read_spec(&t.run_dir)
-        && let Some(cg) = spec.cgroup
-    {
+    if let Some(cg) = t.spec.as_ref().and_then(|s| s.cgroup.clone()) {
         // Killing and removing may wait on the kernel: not on the agent loop.
         tokio::task::spawn_blocking(move || {
             cgroups::kill_all(&cg);
@@ -607,11 +634,11 @@ pub(crate) struct LaunchFiles {
     /// The task group's shared directory, if in a group.
     shared: Option<std::path::PathBuf>,
     task: TaskInfo,
-    spec: ExecutorSpec,
 }
 
 impl LaunchFiles {
-    /// Creates the sandbox, run and group directories, links volumes, writes the launch files.
+    /// Creates the sandbox, run and group directories and links volumes (the launch itself is
+    /// in the journal).
     fn write(&self) -> Result<(), String> {
         let dirs = [
             Some(&self.sandbox),
@@ -621,9 +648,7 @@ impl LaunchFiles {
         for d in dirs.into_iter().flatten() {
             std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
         }
-        link_volumes(&self.work_dir, &self.sandbox, &self.task)?;
-        protocol::write_launch_files(&self.run_dir, &self.task, &self.spec)
-            .map_err(|e| format!("writing launch files in {}: {e}", self.run_dir.display()))
+        link_volumes(&self.work_dir, &self.sandbox, &self.task)
     }
 }
 

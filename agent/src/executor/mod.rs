@@ -112,7 +112,7 @@ pub async fn run_process(mode: ExecutorMode) -> i32 {
             let _ = stdout.flush().await;
         }
     });
-    let result = supervise(&run_dir, kill_rx, nudge_tx).await;
+    let result = supervise_dir(&run_dir, kill_rx, nudge_tx).await;
     let _ = nudger.await;
     match result {
         Ok(()) => 0,
@@ -199,17 +199,28 @@ fn signal_tree(pid: u32, cgroup: Option<&Cgroup>, signal: Signal) {
     }
 }
 
-/// Supervises the task of `run_dir` until it ends and its end is recorded. `kills` carries
-/// kill requests (a grace period, or `None` for the task's default).
-pub async fn supervise(
+/// [`supervise`] of the task whose launch files (`task.pb`, `spec.json`) are in `run_dir`.
+pub async fn supervise_dir(
     run_dir: &Path,
-    mut kills: mpsc::UnboundedReceiver<Option<Duration>>,
+    kills: mpsc::UnboundedReceiver<Option<Duration>>,
     nudge: mpsc::UnboundedSender<()>,
 ) -> Result<(), String> {
     let spec = protocol::read_spec(run_dir)
         .map_err(|e| format!("reading spec in {}: {e}", run_dir.display()))?;
     let task = protocol::read_task(run_dir)
         .map_err(|e| format!("reading task in {}: {e}", run_dir.display()))?;
+    supervise(run_dir, task, spec, kills, nudge).await
+}
+
+/// Supervises `task` (its event log and kill file in `run_dir`) until it ends and its end is
+/// recorded. `kills` carries kill requests (a grace period, or `None` for the task's default).
+pub async fn supervise(
+    run_dir: &Path,
+    task: TaskInfo,
+    spec: ExecutorSpec,
+    mut kills: mpsc::UnboundedReceiver<Option<Duration>>,
+    nudge: mpsc::UnboundedSender<()>,
+) -> Result<(), String> {
     let log = EventLog::open(run_dir)
         .map_err(|e| format!("opening event log in {}: {e}", run_dir.display()))?;
     let mut rec = Recorder {

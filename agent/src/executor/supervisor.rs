@@ -4,8 +4,11 @@
 //! Each task is still described by its run directory and recorded in its own event log
 //! ([`super::protocol`]), by the same [`super::supervise`] as a per-task executor, so a
 //! restarted agent re-attaches to it the same way. The protocol with the agent:
-//! - stdin: one line per task to start, `run <run dir>`; end of stdin means the agent is gone
-//!   (or needs no more tasks here): the supervisor exits once its last task has ended;
+//! - stdin: one line per task to start, `launch <json>` ([`launch_line`]: the run directory,
+//!   the `TaskInfo` and the executor spec, so nothing per task is read from files), or
+//!   `run <run dir>` for a run directory holding `task.pb` and `spec.json`; end of stdin means
+//!   the agent is gone (or needs no more tasks here): the supervisor exits once its last task
+//!   has ended;
 //! - stdout: the run directory of a task after each event recorded (a nudge to read its log);
 //! - SIGTERM: kill every task whose run directory holds a `kill` file (its grace period),
 //!   as the agent asks after writing the file. Nothing else kills its tasks.
@@ -19,26 +22,81 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::protocol;
+use base64::Engine as _;
+use proffer_proto::v1::TaskInfo;
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{self, ExecutorSpec};
 
 /// What a line on the supervisor's stdin asks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    /// Start the task of this run directory.
+    /// Start the task of this run directory (its launch files are in it).
     Run(PathBuf),
+    /// Start this task, whose run directory is given.
+    Launch(Box<Launch>),
+}
+
+/// A task to start, with all it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    /// Its run directory (event log, kill file).
+    pub run_dir: PathBuf,
+    /// The task.
+    pub task: TaskInfo,
+    /// What the agent decided for it.
+    pub spec: ExecutorSpec,
+}
+
+/// The JSON of a `launch` line.
+#[derive(Serialize, Deserialize)]
+struct LaunchLine {
+    run_dir: PathBuf,
+    /// The `TaskInfo`, protobuf in base64.
+    task: String,
+    spec: ExecutorSpec,
 }
 
 /// Parses one line of the supervisor's stdin.
 pub fn parse_request(line: &str) -> Result<Request, String> {
     match line.split_once(' ') {
         Some(("run", dir)) if !dir.trim().is_empty() => Ok(Request::Run(PathBuf::from(dir))),
-        _ => Err(format!("unknown request {line:?} (expected `run DIR`)")),
+        Some(("launch", json)) => {
+            let l: LaunchLine =
+                serde_json::from_str(json).map_err(|e| format!("bad launch request: {e}"))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&l.task)
+                .map_err(|e| format!("bad launch request: task: {e}"))?;
+            let task = TaskInfo::decode(bytes.as_slice())
+                .map_err(|e| format!("bad launch request: task: {e}"))?;
+            Ok(Request::Launch(Box::new(Launch {
+                run_dir: l.run_dir,
+                task,
+                spec: l.spec,
+            })))
+        }
+        _ => Err(format!(
+            "unknown request {line:?} (expected `launch JSON` or `run DIR`)"
+        )),
     }
 }
 
-/// The line asking a supervisor to run the task of `run_dir`.
+/// The line asking a supervisor to run the task of `run_dir` (from its launch files).
 pub fn run_line(run_dir: &Path) -> String {
     format!("run {}\n", run_dir.display())
+}
+
+/// The line asking a supervisor to run `task` with `spec`, its run directory `run_dir`.
+pub fn launch_line(run_dir: &Path, task: &TaskInfo, spec: &ExecutorSpec) -> String {
+    let l = LaunchLine {
+        run_dir: run_dir.to_path_buf(),
+        task: base64::engine::general_purpose::STANDARD.encode(task.encode_to_vec()),
+        spec: spec.clone(),
+    };
+    // Serializing plain strings, numbers and paths cannot fail; JSON has no raw newline.
+    let json = serde_json::to_string(&l).unwrap_or_default();
+    format!("launch {json}\n")
 }
 
 /// A task being supervised: where its kill requests go.
@@ -69,10 +127,14 @@ pub async fn run_supervisor() -> i32 {
         tokio::select! {
             line = lines.next_line(), if stdin_open => match line {
                 Ok(Some(line)) => match parse_request(&line) {
-                    Ok(Request::Run(dir)) => {
+                    Ok(req) => {
+                        let (dir, launch) = match req {
+                            Request::Run(dir) => (dir, None),
+                            Request::Launch(l) => (l.run_dir.clone(), Some(l)),
+                        };
                         if let std::collections::hash_map::Entry::Vacant(e) = tasks.entry(dir) {
                             let dir = e.key().clone();
-                            let kills = start(dir.clone(), nudge_tx.clone(), done_tx.clone());
+                            let kills = start(dir.clone(), launch, nudge_tx.clone(), done_tx.clone());
                             // A kill asked before the task reached us is not lost.
                             let t = e.insert(Running { kills, kill_sent: false });
                             kill_if_requested(&dir, t);
@@ -117,9 +179,11 @@ fn kill_if_requested(dir: &Path, t: &mut Running) {
     t.kill_sent = t.kills.send(grace).is_ok();
 }
 
-/// Supervises the task of `dir` on its own tokio task; returns where its kills go.
+/// Supervises the task of `dir` (described by `launch`, else by its launch files) on its own
+/// tokio task; returns where its kills go.
 fn start(
     dir: PathBuf,
+    launch: Option<Box<Launch>>,
     nudges: mpsc::UnboundedSender<PathBuf>,
     done: mpsc::UnboundedSender<PathBuf>,
 ) -> mpsc::UnboundedSender<Option<Duration>> {
@@ -132,7 +196,11 @@ fn start(
                 let _ = nudges.send(forward_dir.clone());
             }
         });
-        if let Err(e) = super::supervise(&dir, kill_rx, nudge_tx).await {
+        let supervised = match launch {
+            Some(l) => super::supervise(&dir, l.task, l.spec, kill_rx, nudge_tx).await,
+            None => super::supervise_dir(&dir, kill_rx, nudge_tx).await,
+        };
+        if let Err(e) = supervised {
             eprintln!("executor supervisor: {}: {e}", dir.display());
         }
         let _ = forward.await;
@@ -177,6 +245,40 @@ mod tests {
         for junk in ["", "run", "run ", "kill /x", "hello world"] {
             let err = parse_request(junk).expect_err(junk);
             assert!(err.contains("unknown request"), "{err}");
+        }
+        let task = TaskInfo {
+            task_id: "t\n1".into(),
+            ..Default::default()
+        };
+        let spec = ExecutorSpec {
+            framework_id: "fw".into(),
+            agent_id: "a".into(),
+            container_id: "c".into(),
+            sandbox: PathBuf::from("/w/sandboxes/fw/t"),
+            env: vec![("A".into(), "line\nbreak".into())],
+            default_kill_grace_ms: 3000,
+            cgroup: None,
+            fetch_cache: None,
+            user: None,
+            pid_namespace: false,
+        };
+        let line = launch_line(dir, &task, &spec);
+        assert_eq!(line.matches('\n').count(), 1, "one line: {line}");
+        assert_eq!(
+            parse_request(line.trim_end_matches('\n')),
+            Ok(Request::Launch(Box::new(Launch {
+                run_dir: dir.to_path_buf(),
+                task,
+                spec
+            })))
+        );
+        for junk in [
+            "launch ",
+            "launch {}",
+            "launch {\"run_dir\":\"/x\",\"task\":\"!!\",\"spec\":{}}",
+        ] {
+            let err = parse_request(junk).expect_err(junk);
+            assert!(err.contains("bad launch request"), "{err}");
         }
     }
 

@@ -460,8 +460,13 @@ pub fn spec_of(
     fw: &str,
     task: &str,
 ) -> Result<proffer_agent::executor::protocol::ExecutorSpec> {
-    let dir = h.work_dir.path().join("meta/tasks").join(fw).join(task);
-    Ok(proffer_agent::executor::protocol::read_spec(&dir)?)
+    let mut journal = proffer_agent::journal::read_all(h.work_dir.path())?;
+    let launched = journal
+        .remove(&proffer_agent::core::TaskKey::new(fw, task))
+        .and_then(|r| r.launch);
+    Ok(launched
+        .context("the task's launch is not in the journal")?
+        .1)
 }
 
 /// The state of an update.
