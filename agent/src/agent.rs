@@ -523,11 +523,12 @@ impl Agent {
                     }
                 }
                 Effect::Forget(key) => {
-                    if let Some(t) = self.tasks.remove(&key) {
-                        if let Err(e) = self.journal.forget(&key) {
-                            error!(error = %e, "recording a forgotten task failed");
-                        }
-                        let _ = std::fs::remove_dir_all(&t.run_dir);
+                    // Its run directory is removed with its sandbox, by the garbage collector
+                    // (as Mesos does with an executor's meta directory).
+                    if self.tasks.remove(&key).is_some()
+                        && let Err(e) = self.journal.forget(&key)
+                    {
+                        error!(error = %e, "recording a forgotten task failed");
                     }
                 }
             }

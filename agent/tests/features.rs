@@ -347,8 +347,56 @@ async fn sandboxes_of_forgotten_tasks_are_garbage_collected() -> Result<()> {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // Its run directory goes with it (it outlived the task until then).
+    let run_dirs = h.work_dir.path().join("meta/tasks/fw");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while run_dirs.join("short").exists() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "run directory never collected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // A running task's sandbox is kept however old it is.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(h.sandbox("fw", "long").exists());
+    assert!(run_dirs.join("long").exists());
+    h.stop().await
+}
+
+/// A task id used again after its first task was forgotten (its run directory not yet
+/// garbage-collected) runs afresh: the old event log is not read as the new task's.
+#[tokio::test]
+async fn a_task_id_used_again_after_its_task_ended_runs_afresh() -> Result<()> {
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    for (round, cmd) in [(1, "echo one"), (2, "echo two; exit 3")] {
+        h.run_shell("fw", "again", cmd)?;
+        let mut states = Vec::new();
+        while !states.last().is_some_and(|s: &TaskState| s.is_terminal()) {
+            let u = h.next_update().await?;
+            h.ack(&u)?;
+            states.push(common::state_of(&u));
+        }
+        let end = if round == 1 {
+            TaskState::TaskFinished
+        } else {
+            TaskState::TaskFailed
+        };
+        assert_eq!(
+            states,
+            vec![TaskState::TaskStarting, TaskState::TaskRunning, end],
+            "round {round}"
+        );
+        // Forgotten once its end is acknowledged; the run directory stays for the collector.
+        let deadline = std::time::Instant::now() + common::WAIT;
+        while proffer_agent::journal::read(h.work_dir.path())?
+            .contains_key(&proffer_agent::core::TaskKey::new("fw", "again"))
+        {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "never forgotten");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(h.work_dir.path().join("meta/tasks/fw/again").exists());
+    }
     h.stop().await
 }

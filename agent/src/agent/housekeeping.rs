@@ -1,13 +1,14 @@
 //! Housekeeping of the agent loop: the HTTP endpoint and its view, and sandbox garbage
 //! collection (by age, and by disk use).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use tracing::info;
 
 use super::Agent;
 use crate::AgentError;
+use crate::core::TaskKey;
 use crate::http::{TaskView, View};
 
 impl Agent {
@@ -79,13 +80,54 @@ impl Agent {
         }
     }
 
-    /// Removes sandboxes of tasks the agent no longer tracks: those older than `gc_delay`,
-    /// then the oldest ones while the disk is fuller than `gc_max_disk_fraction`.
+    /// Removes sandboxes of tasks the agent no longer tracks, with their run directories:
+    /// those older than `gc_delay`, then the oldest ones while the disk is fuller than
+    /// `gc_max_disk_fraction`; and run directories of such tasks older than `gc_delay` whose
+    /// sandbox is gone.
     pub(super) fn collect_garbage(&self) {
-        let root = self.config.work_dir.join("sandboxes");
-        let mut ended: Vec<(SystemTime, PathBuf)> = Vec::new();
-        let Ok(fws) = std::fs::read_dir(&root) else {
-            return;
+        let work = &self.config.work_dir;
+        let run_dir = |k: &TaskKey| crate::checkpoint::run_dir(work, &k.framework_id, &k.task_id);
+        let mut ended = self.untracked(&work.join("sandboxes"));
+        ended.sort();
+        let now = SystemTime::now();
+        let old = |mtime: SystemTime| {
+            now.duration_since(mtime).unwrap_or_default() >= self.config.gc_delay
+        };
+        let mut removed = 0;
+        for (mtime, key, path) in ended {
+            if old(mtime)
+                || disk_fraction(work).is_some_and(|f| f > self.config.gc_max_disk_fraction)
+            {
+                if std::fs::remove_dir_all(&path).is_ok() {
+                    removed += 1;
+                }
+                let _ = std::fs::remove_dir_all(run_dir(&key));
+            } else {
+                break;
+            }
+        }
+        let mut orphans = 0;
+        for (mtime, key, path) in self.untracked(&work.join("meta").join("tasks")) {
+            let sandbox = crate::sandbox::sandbox_dir(work, &key.framework_id, &key.task_id);
+            if old(mtime) && !sandbox.exists() && std::fs::remove_dir_all(&path).is_ok() {
+                orphans += 1;
+            }
+        }
+        if removed + orphans > 0 {
+            info!(
+                sandboxes = removed,
+                run_dirs_without_sandbox = orphans,
+                "garbage-collected sandboxes of ended tasks"
+            );
+        }
+    }
+
+    /// The directories `root/<framework>/<task>` of tasks (and groups) the agent does not
+    /// track, with their modification times.
+    fn untracked(&self, root: &Path) -> Vec<(SystemTime, TaskKey, PathBuf)> {
+        let mut out = Vec::new();
+        let Ok(fws) = std::fs::read_dir(root) else {
+            return out;
         };
         for fw in fws.flatten() {
             let fw_id = fw.file_name().to_string_lossy().into_owned();
@@ -93,10 +135,10 @@ impl Agent {
                 continue;
             };
             for t in tasks.flatten() {
-                let key = crate::status_updates::TaskKey::new(
-                    fw_id.clone(),
-                    t.file_name().to_string_lossy().into_owned(),
-                );
+                if !t.file_type().is_ok_and(|f| f.is_dir()) {
+                    continue;
+                }
+                let key = TaskKey::new(fw_id.clone(), t.file_name().to_string_lossy().into_owned());
                 let group_in_use = self.tasks.iter().any(|(k, t)| {
                     k.framework_id == key.framework_id
                         && t.group.as_deref() == Some(key.task_id.as_str())
@@ -108,31 +150,10 @@ impl Agent {
                     .metadata()
                     .and_then(|m| m.modified())
                     .unwrap_or(SystemTime::UNIX_EPOCH);
-                ended.push((mtime, t.path()));
+                out.push((mtime, key, t.path()));
             }
         }
-        ended.sort();
-        let now = SystemTime::now();
-        let mut removed = 0;
-        for (mtime, path) in ended {
-            let old = now.duration_since(mtime).unwrap_or_default() >= self.config.gc_delay;
-            if old
-                || disk_fraction(&self.config.work_dir)
-                    .is_some_and(|f| f > self.config.gc_max_disk_fraction)
-            {
-                if std::fs::remove_dir_all(&path).is_ok() {
-                    removed += 1;
-                }
-            } else {
-                break;
-            }
-        }
-        if removed > 0 {
-            info!(
-                sandboxes = removed,
-                "garbage-collected sandboxes of ended tasks"
-            );
-        }
+        out
     }
 }
 

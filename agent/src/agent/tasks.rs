@@ -434,6 +434,10 @@ impl Agent {
                 .unwrap_or_default();
             // Launch files and `agent.json` in the run directory are what an agent before the
             // journal checkpointed.
+            if journaled.launch.is_none() && !dir.join(protocol::TASK_FILE).exists() {
+                // A forgotten task's run directory, left for the garbage collector.
+                continue;
+            }
             let launch = journaled.launch.map(Ok).unwrap_or_else(|| {
                 let info = protocol::read_task(&dir)?;
                 Ok::<_, std::io::Error>((info, protocol::read_spec(&dir)?))
@@ -638,15 +642,27 @@ pub(crate) struct LaunchFiles {
 
 impl LaunchFiles {
     /// Creates the sandbox, run and group directories and links volumes (the launch itself is
-    /// in the journal).
+    /// in the journal). A run directory left by an earlier task of the same id (forgotten, not
+    /// yet garbage-collected) is emptied first: its event log is not this task's.
     fn write(&self) -> Result<(), String> {
-        let dirs = [
-            Some(&self.sandbox),
-            Some(&self.run_dir),
-            self.shared.as_ref(),
-        ];
-        for d in dirs.into_iter().flatten() {
-            std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+        let creating = |d: &std::path::Path, e| format!("creating {}: {e}", d.display());
+        for d in [Some(&self.sandbox), self.shared.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            std::fs::create_dir_all(d).map_err(|e| creating(d, e))?;
+        }
+        let run_dir = &self.run_dir;
+        if let Some(parent) = run_dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| creating(parent, e))?;
+        }
+        if let Err(e) = std::fs::create_dir(run_dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(creating(run_dir, e));
+            }
+            std::fs::remove_dir_all(run_dir)
+                .and_then(|()| std::fs::create_dir(run_dir))
+                .map_err(|e| creating(run_dir, e))?;
         }
         link_volumes(&self.work_dir, &self.sandbox, &self.task)
     }
