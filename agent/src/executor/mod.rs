@@ -123,9 +123,10 @@ pub async fn run_process(mode: ExecutorMode) -> i32 {
     }
 }
 
-/// Records events and nudges the agent. The fsync of each event runs on the blocking pool, not
-/// on the runtime's workers: a supervisor with many tasks keeps them all moving, and the
-/// filesystem commits their concurrent fsyncs together.
+/// Records events and nudges the agent. An event that needs an fsync (the task's end) is
+/// written on the blocking pool, not on the runtime's workers: a supervisor with many tasks
+/// keeps them all moving, and the filesystem commits their concurrent fsyncs together. The
+/// others are one small append to the page cache, written in place.
 struct Recorder {
     log: std::sync::Arc<std::sync::Mutex<EventLog>>,
     nudge: mpsc::UnboundedSender<()>,
@@ -133,6 +134,15 @@ struct Recorder {
 
 impl Recorder {
     async fn record(&mut self, e: &ExecutorEvent) -> Result<(), String> {
+        if !e.needs_sync() {
+            self.log
+                .lock()
+                .map_err(|_| "the event log lock is poisoned".to_string())?
+                .append(e)
+                .map_err(|err| format!("recording {e:?}: {err}"))?;
+            let _ = self.nudge.send(());
+            return Ok(());
+        }
         let log = self.log.clone();
         let event = e.clone();
         tokio::task::spawn_blocking(move || {

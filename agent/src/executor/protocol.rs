@@ -3,7 +3,8 @@
 //!
 //! - `task.pb`: the `TaskInfo` (protobuf), written by the agent before launch;
 //! - `spec.json`: [`ExecutorSpec`], what the agent decided (sandbox, environment, limits);
-//! - `events.jsonl`: [`ExecutorEvent`]s appended (and fsync'ed) by the executor, one JSON per line;
+//! - `events.jsonl`: [`ExecutorEvent`]s appended by the executor, one JSON per line (the task's
+//!   end fsync'ed: see [`ExecutorEvent::needs_sync`]);
 //! - `kill`: the grace period in milliseconds of a kill request, written by the agent just
 //!   before it sends SIGTERM to the executor;
 //! - `executor.log`: the executor's own log (its stderr).
@@ -97,6 +98,18 @@ pub enum ExecutorEvent {
     },
 }
 
+impl ExecutorEvent {
+    /// Whether the event must be on disk before the agent is told of it: only the task's end.
+    /// A restarted agent reads the log from the page cache whether it was synced or not; only
+    /// a crash of the whole host loses unsynced lines, and that also kills the task and its
+    /// executor, so the agent reports the executor gone (`TASK_FAILED`) whether or not
+    /// `started`, `health` or `ready` were on disk; the end (`exited`, with the exit code) is
+    /// the one event that changes what is reported after a power loss.
+    pub fn needs_sync(&self) -> bool {
+        matches!(self, ExecutorEvent::Exited { .. })
+    }
+}
+
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
@@ -143,7 +156,8 @@ pub fn read_spec(run_dir: &Path) -> std::io::Result<ExecutorSpec> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// Appends events to `events.jsonl`, each line fsync'ed before [`EventLog::append`] returns.
+/// Appends events to `events.jsonl`; a line whose event [`ExecutorEvent::needs_sync`] is
+/// fsync'ed before [`EventLog::append`] returns.
 #[derive(Debug)]
 pub struct EventLog {
     file: std::fs::File,
@@ -159,12 +173,15 @@ impl EventLog {
         Ok(EventLog { file })
     }
 
-    /// Appends one event durably.
+    /// Appends one event (durably if it [`ExecutorEvent::needs_sync`]).
     pub fn append(&mut self, event: &ExecutorEvent) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
-        self.file.sync_data()
+        if event.needs_sync() {
+            self.file.sync_data()?;
+        }
+        Ok(())
     }
 }
 
