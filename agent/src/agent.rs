@@ -493,8 +493,18 @@ impl Agent {
         self.apply(effects);
     }
 
-    /// Carries out effects in order.
+    /// Carries out effects in order; the checkpoints among them are written at the end.
     fn apply(&mut self, effects: Vec<Effect>) {
+        let checkpoints = effects
+            .iter()
+            .any(|e| matches!(e, Effect::Checkpoint { .. } | Effect::Forget(_)));
+        self.apply_each(effects);
+        if checkpoints {
+            self.journal_write();
+        }
+    }
+
+    fn apply_each(&mut self, effects: Vec<Effect>) {
         for e in effects {
             match e {
                 Effect::Checkpoint {
@@ -505,9 +515,9 @@ impl Agent {
                 } => {
                     self.journal_checkpoint(&key, state, &updates, durable);
                     // Durable checkpoints come from `Input::Commit`; one from elsewhere is
-                    // written here, before any update that follows it.
-                    if durable && let Err(e) = self.journal.commit_now() {
-                        error!(error = %e, "checkpointing a task failed");
+                    // written (and synced) here, before any update that follows it.
+                    if durable {
+                        self.journal_write();
                     }
                 }
                 Effect::Send(u) => self.send(msg(agent_message::Msg::StatusUpdate(u))),
@@ -532,6 +542,16 @@ impl Agent {
                     }
                 }
             }
+        }
+    }
+
+    /// Writes what the journal holds in memory now, on this thread (a small append, synced
+    /// only if a durable record is among it): an acknowledgement's checkpoint reaches the page
+    /// cache before the agent answers anything else, so a killed agent does not send an
+    /// acknowledged update again.
+    fn journal_write(&mut self) {
+        if let Err(e) = self.journal.commit_now() {
+            error!(error = %e, "writing the checkpoint journal failed");
         }
     }
 

@@ -59,7 +59,7 @@ pub enum Record {
         /// The `TaskInfo`, protobuf in base64.
         task: String,
         /// What the agent decided for it.
-        spec: ExecutorSpec,
+        spec: Box<ExecutorSpec>,
     },
     /// A task's checkpoint (it replaces the task's earlier ones).
     Task {
@@ -195,7 +195,7 @@ impl Journal {
                 framework_id: key.framework_id.clone(),
                 task_id: key.task_id.clone(),
                 task: base64::engine::general_purpose::STANDARD.encode(task.encode_to_vec()),
-                spec: spec.clone(),
+                spec: Box::new(spec.clone()),
             },
             false,
         )
@@ -364,7 +364,7 @@ fn apply(tasks: &mut BTreeMap<TaskKey, Replayed>, record: Record) {
                 .decode(task)
                 .ok()
                 .and_then(|b| TaskInfo::decode(b.as_slice()).ok());
-            tasks.entry(key).or_default().launch = info.map(|i| (i, spec));
+            tasks.entry(key).or_default().launch = info.map(|i| (i, *spec));
         }
         Record::Task { checkpoint, .. } => {
             tasks.entry(key).or_default().checkpoint = Some(checkpoint);
@@ -400,10 +400,7 @@ fn frame(record: &Record) -> std::io::Result<Vec<u8>> {
 fn parse(bytes: &[u8]) -> (Vec<(Record, Vec<u8>)>, usize) {
     let mut out = Vec::new();
     let mut pos = 0usize;
-    loop {
-        let Some(header) = bytes.get(pos..pos + 8) else {
-            break;
-        };
+    while let Some(header) = bytes.get(pos..pos + 8) {
         let word = |i: usize| {
             let mut w = [0u8; 4];
             w.copy_from_slice(&header[i..i + 4]);

@@ -138,6 +138,7 @@ impl Agent {
         let state = self.core.state(key).unwrap_or(TaskState::TaskStaging);
         let queued = self.core.queued(key);
         self.journal_checkpoint(key, state, &queued, false);
+        self.journal_write();
     }
 
     pub(super) fn run_task(&mut self, framework_id: String, task: TaskInfo) {

@@ -239,7 +239,7 @@ pub async fn supervise(
     };
     // Fetching and cgroup setup block (downloads, child processes): keep them off the runtime.
     let (s, t, dir) = (spec.clone(), task.clone(), run_dir.to_path_buf());
-    let prepared = tokio::task::spawn_blocking(move || prepare(&s, &t, &dir))
+    let prepared = tokio::task::spawn_blocking(move || prepare_and_spawn(&s, &t, &dir))
         .await
         .map_err(|e| format!("preparing the task panicked: {e}"))?;
     match prepared {
@@ -253,6 +253,28 @@ struct Prepared {
     cmd: tokio::process::Command,
     cgroup: Option<Cgroup>,
     container: Option<container::Launch>,
+    /// The command, already spawned inside its v1 cgroups on the thread that prepared it
+    /// (one thread hop per task fewer), or why entering them failed.
+    spawned: Option<Result<std::io::Result<tokio::process::Child>, String>>,
+}
+
+/// [`prepare`], then, where the task's cgroups can be entered by a thread (v1), the spawn
+/// from inside them on the same blocking thread.
+fn prepare_and_spawn(
+    spec: &ExecutorSpec,
+    task: &TaskInfo,
+    run_dir: &Path,
+) -> Result<Prepared, Termination> {
+    let mut p = prepare(spec, task, run_dir)?;
+    if let Some(cg) = p.cgroup.as_ref().filter(|c| c.per_thread()) {
+        let cmd = &mut p.cmd;
+        p.spawned = Some(cg.enter_thread().map(|inside| {
+            let child = cmd.spawn();
+            drop(inside);
+            child
+        }));
+    }
+    Ok(p)
 }
 
 /// Fetches URIs and creates the cgroups; on failure returns the task's terminal state.
@@ -334,6 +356,7 @@ fn prepare(spec: &ExecutorSpec, task: &TaskInfo, run_dir: &Path) -> Result<Prepa
             cmd,
             cgroup,
             container: None,
+            spawned: None,
         }),
         Err(e) => {
             if let Some(cg) = &cgroup {
@@ -365,6 +388,7 @@ fn prepare_container(
             cmd,
             cgroup,
             container: Some(launch),
+            spawned: None,
         }),
         Err(t) => {
             if let Some(cg) = &cgroup {
@@ -418,21 +442,16 @@ async fn run_task(
         mut cmd,
         cgroup,
         container,
+        spawned,
     } = prepared;
     // However this function ends, nothing of the task survives and its cgroups are removed
     // (the container, deleted first, has its cgroup below them).
     let _guard = CgroupGuard(cgroup.as_ref());
     let mut container = ContainerGuard(container);
-    let spawned = match cgroup.clone().filter(Cgroup::per_thread) {
-        // The spawning thread enters the task's cgroups, so the command is born inside them.
-        Some(cg) => tokio::task::spawn_blocking(move || {
-            let _inside = cg.enter_thread()?;
-            Ok(cmd.spawn())
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("spawning thread failed: {e}"))),
-        None => Ok(cmd.spawn()),
-    };
+    // With v1 cgroups the command was spawned from inside them by the thread that prepared
+    // it ([`prepare_and_spawn`]); otherwise (no cgroups, or v2, where a wrapper waits to be
+    // moved in below) it is spawned here.
+    let spawned = spawned.unwrap_or_else(|| Ok(cmd.spawn()));
     let spawned = match spawned {
         Ok(s) => s,
         Err(e) => {
