@@ -24,6 +24,7 @@ use crate::session::{SessionEvent, run_session};
 use crate::{AgentConfig, AgentError};
 
 mod housekeeping;
+mod launch_files;
 mod tasks;
 mod volumes;
 
@@ -98,7 +99,7 @@ pub(crate) struct Agent {
     /// The supervising executors, one per framework.
     supervisors: containerizer::Supervisors,
     /// Tasks whose files are written at the next commit.
-    launches: Vec<tasks::LaunchFiles>,
+    launches: Vec<launch_files::LaunchFiles>,
     /// The checkpoint journal ([`crate::journal`]).
     journal: crate::journal::Journal,
     /// The journal's tasks when the agent started, until `recover` takes them.

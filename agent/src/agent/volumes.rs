@@ -9,7 +9,7 @@ use super::Agent;
 
 /// Whether `id` is a volume id the agent accepts as a directory name: non-empty, only ASCII
 /// letters, digits, `_`, `-` and `.`, and not `.` or `..` (so never a path outside
-/// `WORK_DIR/volumes`). Shared by [`super::tasks::link_volumes`] and [`destroy_volume`].
+/// `WORK_DIR/volumes`). Shared by [`super::launch_files::link_volumes`] and [`destroy_volume`].
 pub(crate) fn volume_id_ok(id: &str) -> bool {
     !id.is_empty()
         && id != "."
