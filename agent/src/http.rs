@@ -73,6 +73,8 @@ pub struct View {
     pub registered: bool,
     /// Known tasks.
     pub tasks: Vec<TaskView>,
+    /// Bytes in the checkpoint journal (`meta/journal`).
+    pub journal_bytes: u64,
 }
 
 /// The view shared between the agent loop and the endpoint.
@@ -175,6 +177,7 @@ async fn metrics(State(ctx): State<Ctx>) -> Response {
         out.push_str(&format!("proffer_agent_tasks{{state=\"{s}\"}} {n}\n"));
     }
     out.push_str(&format!("# HELP proffer_agent_draining 1 while draining.\n# TYPE proffer_agent_draining gauge\nproffer_agent_draining {}\n", u8::from(v.draining)));
+    out.push_str(&format!("# HELP proffer_agent_journal_bytes Size of the checkpoint journal (compacted past 8 MiB).\n# TYPE proffer_agent_journal_bytes gauge\nproffer_agent_journal_bytes {}\n", v.journal_bytes));
     out.push_str("# HELP proffer_task_cpu_seconds_total CPU time of a task (cgroup).\n# TYPE proffer_task_cpu_seconds_total counter\n");
     let mut rss = String::from(
         "# HELP proffer_task_rss_bytes Resident memory of a task (cgroup).\n# TYPE proffer_task_rss_bytes gauge\n",

@@ -174,6 +174,12 @@ async fn http_endpoint_browses_sandboxes_and_refuses_traversal() -> Result<()> {
     let (code, body) = http_request(port, "GET", "/metrics").await?;
     assert_eq!(code, 200);
     assert!(body.contains("proffer_agent_draining 0"), "{body}");
+    // The task ran, so its launch and checkpoints are in the journal, whose size is shown.
+    let journal = body
+        .lines()
+        .find_map(|l| l.strip_prefix("proffer_agent_journal_bytes "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(journal.is_some_and(|n| n > 0), "{body}");
     h.stop().await
 }
 

@@ -74,6 +74,7 @@ impl Agent {
             draining: self.core.draining(),
             registered: self.registered(),
             tasks,
+            journal_bytes: self.journal.size(),
         };
         if let Ok(mut v) = self.view.lock() {
             *v = view;
