@@ -11,7 +11,7 @@ pub struct ExecutorArgs {
     /// Print the protocol version and exit (the agent checks its executor binary with it).
     #[arg(long, conflicts_with = "run_dir")]
     probe: bool,
-    /// The task's run directory (`task.pb`, `spec.json`, `events.jsonl`).
+    /// The task's run directory (its launch files `task.pb` and `spec.json`; `events.jsonl`).
     #[arg(long, required_unless_present_any = ["probe", "supervisor"], conflicts_with = "supervisor")]
     run_dir: Option<PathBuf>,
     /// Supervise every task the agent names on stdin (one executor per framework per agent).

@@ -1,8 +1,10 @@
 //! The files an agent and a task's executor share in the task's run directory
 //! (`work_dir/meta/tasks/<framework>/<task>/`, outside the sandbox so the task cannot forge them):
 //!
-//! - `task.pb`: the `TaskInfo` (protobuf), written by the agent before launch;
-//! - `spec.json`: [`ExecutorSpec`], what the agent decided (sandbox, environment, limits);
+//! - `task.pb`: the `TaskInfo` (protobuf) and `spec.json`: [`ExecutorSpec`], what the agent
+//!   decided (sandbox, environment, limits), for an executor started with `--run-dir` or a
+//!   supervisor asked `run DIR`, and as an agent before the checkpoint journal wrote them (the
+//!   agent now gives both to its supervisor on its stdin and keeps them in its journal);
 //! - `events.jsonl`: [`ExecutorEvent`]s appended by the executor, one JSON per line (the task's
 //!   end fsync'ed: see [`ExecutorEvent::needs_sync`]);
 //! - `kill`: the grace period in milliseconds of a kill request, written by the agent just
