@@ -344,7 +344,8 @@ pub fn launch(
     let run_dir = what.run_dir.as_path();
     match how {
         Resolved::Binary { program, args } => {
-            let line = crate::executor::supervisor::launch_line(run_dir, &what.task, &what.spec);
+            let line = crate::executor::supervisor::launch_line(run_dir, &what.task, &what.spec)
+                .map_err(std::io::Error::other)?;
             let (pid, start_ticks, nudges) =
                 supervisors.run(program, args, &key.framework_id, run_dir, line)?;
             let executor = ExecutorRef {

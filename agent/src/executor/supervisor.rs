@@ -87,16 +87,18 @@ pub fn run_line(run_dir: &Path) -> String {
     format!("run {}\n", run_dir.display())
 }
 
-/// The line asking a supervisor to run `task` with `spec`, its run directory `run_dir`.
-pub fn launch_line(run_dir: &Path, task: &TaskInfo, spec: &ExecutorSpec) -> String {
+/// The line asking a supervisor to run `task` with `spec`, its run directory `run_dir`; an
+/// error when it cannot be written as JSON (a path that is not UTF-8).
+pub fn launch_line(run_dir: &Path, task: &TaskInfo, spec: &ExecutorSpec) -> Result<String, String> {
     let l = LaunchLine {
         run_dir: run_dir.to_path_buf(),
         task: base64::engine::general_purpose::STANDARD.encode(task.encode_to_vec()),
         spec: spec.clone(),
     };
-    // Serializing plain strings, numbers and paths cannot fail; JSON has no raw newline.
-    let json = serde_json::to_string(&l).unwrap_or_default();
-    format!("launch {json}\n")
+    // JSON has no raw newline: the request stays one line.
+    let json =
+        serde_json::to_string(&l).map_err(|e| format!("encoding the launch request: {e}"))?;
+    Ok(format!("launch {json}\n"))
 }
 
 /// A task being supervised: where its kill requests go.
@@ -262,7 +264,12 @@ mod tests {
             user: None,
             pid_namespace: false,
         };
-        let line = launch_line(dir, &task, &spec);
+        // A run directory that is not UTF-8 cannot go into JSON: an error, not a broken line.
+        let bad =
+            Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"/w/\xff"));
+        let err = launch_line(bad, &task, &spec).expect_err("not UTF-8");
+        assert!(err.contains("encoding the launch request"), "{err}");
+        let line = launch_line(dir, &task, &spec).expect("launch line");
         assert_eq!(line.matches('\n').count(), 1, "one line: {line}");
         assert_eq!(
             parse_request(line.trim_end_matches('\n')),
