@@ -57,7 +57,8 @@ pub struct AgentConfig {
     /// Sandboxes of ended tasks are removed after this long (Mesos `--gc_delay`: 1 week).
     pub gc_delay: Duration,
     /// Sandboxes of ended tasks are removed earlier, oldest first, while the work directory's
-    /// file system is fuller than this fraction (Mesos `--gc_disk_headroom` 0.1 → 0.9 here).
+    /// file system is fuller than this fraction, of its blocks or of its inodes (Mesos
+    /// `--gc_disk_headroom` 0.1 → 0.9 here).
     pub gc_max_disk_fraction: f64,
     /// Who the agent is to the master (`authorization` on its session; the master records the
     /// principal as the agent id's owner). `None`: the process credential, if any.

@@ -60,7 +60,8 @@ pub struct AgentArgs {
     #[arg(long, env = "PROFFER_KEEP_TASKS_ON_SHUTDOWN")]
     keep_tasks_on_shutdown: bool,
     /// Remove sandboxes of ended tasks early, oldest first, while the work directory's file
-    /// system is fuller than this fraction (Mesos `--gc_disk_headroom` 0.1 = 0.9 here; 1 = never).
+    /// system is fuller than this fraction of its blocks or of its inodes (Mesos
+    /// `--gc_disk_headroom` 0.1 = 0.9 here; 1 = never).
     #[arg(
         long,
         env = "PROFFER_GC_MAX_DISK_FRACTION",

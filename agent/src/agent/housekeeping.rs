@@ -159,9 +159,40 @@ impl Agent {
 }
 
 /// Used fraction of the file system holding `dir`.
+/// Its blocks or its inodes, whichever is fuller: short tasks leave many small files (a
+/// sandbox, `stdout`, `stderr`, a run directory and its event log each), which can use up a
+/// file system's inodes long before its blocks.
 fn disk_fraction(dir: &std::path::Path) -> Option<f64> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
     #[allow(clippy::useless_conversion)]
     let (blocks, free) = (u64::from(st.blocks()), u64::from(st.blocks_available()));
-    (blocks > 0).then(|| 1.0 - free as f64 / blocks as f64)
+    #[allow(clippy::useless_conversion)]
+    let (files, ffree) = (u64::from(st.files()), u64::from(st.files_available()));
+    let used = |total: u64, free: u64| (total > 0).then(|| 1.0 - free as f64 / total as f64);
+    match (used(blocks, free), used(files, ffree)) {
+        (Some(b), Some(i)) => Some(b.max(i)),
+        (b, i) => b.or(i),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::useless_conversion)]
+    fn the_disk_is_as_full_as_the_fuller_of_its_blocks_and_inodes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = disk_fraction(dir.path()).expect("statvfs of a temporary directory");
+        let st = nix::sys::statvfs::statvfs(dir.path()).expect("statvfs");
+        let blocks = 1.0 - u64::from(st.blocks_available()) as f64 / u64::from(st.blocks()) as f64;
+        assert!((0.0..=1.0).contains(&f), "{f}");
+        assert!(f >= blocks - 1e-3, "{f} < blocks {blocks}");
+        if u64::from(st.files()) > 0 {
+            let inodes =
+                1.0 - u64::from(st.files_available()) as f64 / u64::from(st.files()) as f64;
+            assert!(f >= inodes - 1e-3, "{f} < inodes {inodes}");
+            assert!((f - blocks.max(inodes)).abs() < 1e-3, "{f}");
+        }
+    }
 }
