@@ -100,6 +100,29 @@ pub enum ExecutorEvent {
     },
 }
 
+impl ExecutorSpec {
+    /// A spec for tests: framework `fw`, agent `a`, container `c`, this sandbox and
+    /// environment, a 3 s kill grace, no cgroups, fetch cache, user or PID namespace.
+    #[cfg(test)]
+    pub(crate) fn example(sandbox: &Path, env: &[(&str, &str)]) -> Self {
+        ExecutorSpec {
+            framework_id: "fw".into(),
+            agent_id: "a".into(),
+            container_id: "c".into(),
+            sandbox: sandbox.to_path_buf(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            default_kill_grace_ms: 3000,
+            cgroup: None,
+            fetch_cache: None,
+            user: None,
+            pid_namespace: false,
+        }
+    }
+}
+
 impl ExecutorEvent {
     /// Whether the event must be on disk before the agent is told of it: only the task's end.
     /// A restarted agent reads the log from the page cache whether it was synced or not; only
@@ -276,16 +299,8 @@ mod tests {
             ..Default::default()
         };
         let spec = ExecutorSpec {
-            framework_id: "fw".into(),
-            agent_id: "a".into(),
-            container_id: "c".into(),
-            sandbox: dir.path().to_path_buf(),
-            env: vec![("A".into(), "b".into())],
-            default_kill_grace_ms: 3000,
-            cgroup: None,
-            fetch_cache: None,
-            user: None,
             pid_namespace: true,
+            ..ExecutorSpec::example(dir.path(), &[("A", "b")])
         };
         write_launch_files(dir.path(), &task, &spec).expect("write");
         assert_eq!(read_task(dir.path()).expect("task"), task);

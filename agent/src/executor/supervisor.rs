@@ -252,18 +252,7 @@ mod tests {
             task_id: "t\n1".into(),
             ..Default::default()
         };
-        let spec = ExecutorSpec {
-            framework_id: "fw".into(),
-            agent_id: "a".into(),
-            container_id: "c".into(),
-            sandbox: PathBuf::from("/w/sandboxes/fw/t"),
-            env: vec![("A".into(), "line\nbreak".into())],
-            default_kill_grace_ms: 3000,
-            cgroup: None,
-            fetch_cache: None,
-            user: None,
-            pid_namespace: false,
-        };
+        let spec = ExecutorSpec::example(Path::new("/w/sandboxes/fw/t"), &[("A", "line\nbreak")]);
         // A run directory that is not UTF-8 cannot go into JSON: an error, not a broken line.
         let bad =
             Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"/w/\xff"));

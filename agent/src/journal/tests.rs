@@ -26,16 +26,8 @@ fn checkpoints(replay: &Replay) -> BTreeMap<TaskKey, TaskCheckpoint> {
 
 fn spec(t: &str) -> ExecutorSpec {
     ExecutorSpec {
-        framework_id: "fw".into(),
-        agent_id: "a".into(),
         container_id: format!("c-{t}"),
-        sandbox: PathBuf::from("/w/sandboxes/fw").join(t),
-        env: vec![("K".into(), "v".into())],
-        default_kill_grace_ms: 3000,
-        cgroup: None,
-        fetch_cache: None,
-        user: None,
-        pid_namespace: false,
+        ..ExecutorSpec::example(&PathBuf::from("/w/sandboxes/fw").join(t), &[("K", "v")])
     }
 }
 
