@@ -209,3 +209,21 @@ proptest! {
         prop_assert_eq!(full, got);
     }
 }
+
+/// A compaction cut short before its rename leaves `journal.tmp` next to an intact journal: the
+/// journal is replayed as it was and the leftover removed.
+#[tokio::test]
+async fn a_compaction_cut_short_leaves_the_journal_as_it_was() -> Result<(), AgentError> {
+    let dir = tempfile::tempdir().map_err(|e| AgentError::io("tempdir", "", e))?;
+    let (mut j, _) = Journal::open(dir.path())?;
+    j.checkpoint(&key("a"), &cp(3, 7), true)?;
+    j.commit().await?;
+    drop(j);
+    let tmp = tmp_path(&path(dir.path()));
+    std::fs::write(&tmp, b"half a snapshot").map_err(|e| AgentError::io("write", &tmp, e))?;
+    let (_, replay) = Journal::open(dir.path())?;
+    assert_eq!(replay.cut_bytes, 0);
+    assert_eq!(checkpoints(&replay).get(&key("a")), Some(&cp(3, 7)));
+    assert!(!tmp.exists(), "the leftover is removed");
+    Ok(())
+}
