@@ -22,7 +22,9 @@ pub struct TaskCheckpoint {
     pub state: i32,
     /// How far the executor's event log has been turned into status updates.
     pub offset: u64,
-    /// Unacknowledged status updates, oldest first (protobuf).
+    /// Unacknowledged status updates, oldest first (protobuf; base64 strings in JSON, arrays of
+    /// byte values as an `agent.json` of an older agent has them are read too).
+    #[serde(with = "updates_json")]
     pub updates: Vec<Vec<u8>>,
     /// The executor, once started.
     pub executor: Option<ExecutorRef>,
@@ -52,6 +54,36 @@ impl TaskCheckpoint {
     /// Sets the pending updates.
     pub fn set_updates(&mut self, updates: &[StatusUpdate]) {
         self.updates = updates.iter().map(Message::encode_to_vec).collect();
+    }
+}
+
+/// How [`TaskCheckpoint::updates`] look in JSON: each update a base64 string (an array of
+/// byte values, four times bigger, is what agents before the journal wrote, and is read too).
+mod updates_json {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Update {
+        Base64(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn serialize<S: Serializer>(updates: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let engine = base64::engine::general_purpose::STANDARD;
+        s.collect_seq(updates.iter().map(|u| engine.encode(u)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let engine = base64::engine::general_purpose::STANDARD;
+        Vec::<Update>::deserialize(d)?
+            .into_iter()
+            .map(|u| match u {
+                Update::Base64(text) => engine.decode(text).map_err(serde::de::Error::custom),
+                Update::Bytes(bytes) => Ok(bytes),
+            })
+            .collect()
     }
 }
 
@@ -224,6 +256,24 @@ mod tests {
         delete_agent_id(dir.path()).expect("delete");
         delete_agent_id(dir.path()).expect("delete twice");
         assert_eq!(read_agent_id(dir.path()).ok(), Some(None));
+    }
+
+    #[test]
+    fn updates_are_base64_in_json_and_an_older_agents_byte_arrays_are_read() {
+        let cp = TaskCheckpoint {
+            framework_id: "fw".into(),
+            updates: vec![vec![0, 1, 255], vec![]],
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&cp).expect("encode");
+        assert_eq!(json["updates"], serde_json::json!(["AAH/", ""]));
+        let back: TaskCheckpoint = serde_json::from_value(json).expect("decode");
+        assert_eq!(back, cp);
+        let old = r#"{"framework_id":"fw","state":1,"offset":0,"updates":[[0,1,255],[]],"executor":null}"#;
+        let read: TaskCheckpoint = serde_json::from_str(old).expect("older agent.json");
+        assert_eq!(read.updates, cp.updates);
+        let bad = r#"{"framework_id":"fw","state":1,"offset":0,"updates":["!!"],"executor":null}"#;
+        assert!(serde_json::from_str::<TaskCheckpoint>(bad).is_err());
     }
 
     #[test]
