@@ -389,7 +389,11 @@ async fn relay(mut client: TcpStream, target: String, mut frozen: watch::Receive
         let Ok(mut upstream) = TcpStream::connect(&target).await else {
             return;
         };
+        // Biased: once frozen (which the test does before it stops the master), the freeze
+        // wins even when the upstream has closed by the time this is polled; unbiased, the
+        // closed upstream won half of those races and the client saw the stream closed.
         tokio::select! {
+            biased;
             _ = frozen.wait_for(|f| *f) => {}
             _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => return,
         }
