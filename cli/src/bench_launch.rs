@@ -197,6 +197,12 @@ async fn launch(args: LaunchArgs, cancel: CancellationToken) -> anyhow::Result<b
     });
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("creating the work dir {}", work_dir.display()))?;
+    if args.master.is_none()
+        && !args.json
+        && let Some(fs) = crate::bench_fs::describe(&work_dir)
+    {
+        crate::output::text(&fs);
+    }
     let stop = cancel.child_token();
     let cluster = match &args.master {
         Some(m) => Cluster::External(m.clone()),

@@ -24,6 +24,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod batch;
 mod bench_core;
+mod bench_fs;
 mod bench_launch;
 mod cluster_views;
 mod daemons;
