@@ -267,12 +267,25 @@ impl H {
         state: v1::TaskState,
         uuid: &[u8],
     ) -> Result<(), MasterError> {
+        self.status_latest(conn, fw, task, state, uuid, None)
+    }
+
+    /// [`H::status`] carrying the task's latest state on its agent (`latest_state`).
+    pub fn status_latest(
+        &mut self,
+        conn: ConnId,
+        fw: &str,
+        task: &str,
+        state: v1::TaskState,
+        uuid: &[u8],
+        latest: Option<i32>,
+    ) -> Result<(), MasterError> {
         self.input(Input::Agent {
             conn,
             msg: v1::AgentMessage {
                 msg: Some(AIn::StatusUpdate(v1::StatusUpdate {
                     framework_id: fw.into(),
-                    latest_state: None,
+                    latest_state: latest,
                     status: Some(v1::TaskStatus {
                         task_id: task.into(),
                         state: state as i32,

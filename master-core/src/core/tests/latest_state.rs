@@ -2,9 +2,7 @@
 //! master frees a task's resources as soon as the latest state is terminal, while the
 //! framework still gets every update the agent sends, in the agent's order.
 
-use proffer_proto::v1::{
-    self, TaskState, agent_message::Msg as AIn, event::Event, master_message::Msg as AOut,
-};
+use proffer_proto::v1::{self, TaskState, event::Event, master_message::Msg as AOut};
 
 use super::harness::{H, res, task};
 use super::scenarios::{A1, F1, one_offer};
@@ -19,22 +17,7 @@ fn update(
     uuid: &[u8],
     latest: Option<i32>,
 ) -> Result<(), MasterError> {
-    h.input(Input::Agent {
-        conn: A1,
-        msg: v1::AgentMessage {
-            msg: Some(AIn::StatusUpdate(v1::StatusUpdate {
-                framework_id: fw.into(),
-                status: Some(v1::TaskStatus {
-                    task_id: task.into(),
-                    state: state as i32,
-                    uuid: uuid.to_vec(),
-                    source: v1::StatusSource::SourceAgent as i32,
-                    ..Default::default()
-                }),
-                latest_state: latest,
-            })),
-        },
-    })
+    h.status_latest(A1, fw, task, state, uuid, latest)
 }
 
 fn ack(h: &mut H, fw: &v1::CallHeader, agent: &str, uuid: &[u8]) {
