@@ -126,6 +126,20 @@ pub(crate) type AgentSession = (
     tonic::Streaming<v1::MasterMessage>,
 );
 
+/// An agent's RegisterAgent for `hostname` (port 5051) offering `resources`.
+pub(crate) fn register_message(hostname: &str, resources: Vec<v1::Resource>) -> v1::AgentMessage {
+    v1::AgentMessage {
+        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
+            info: Some(Box::new(v1::AgentInfo {
+                hostname: hostname.into(),
+                port: 5051,
+                resources,
+                ..Default::default()
+            })),
+        })),
+    }
+}
+
 /// Registers an agent `hostname` offering `resources` with the master at `url`.
 pub(crate) async fn register_agent(
     url: &str,
@@ -135,17 +149,7 @@ pub(crate) async fn register_agent(
     let mut agent = AgentClient::connect(url.to_owned()).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(4);
     let resources = proffer_proto::Resources::parse(resources)?.to_proto();
-    tx.send(v1::AgentMessage {
-        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
-            info: Some(Box::new(v1::AgentInfo {
-                hostname: hostname.into(),
-                port: 5051,
-                resources,
-                ..Default::default()
-            })),
-        })),
-    })
-    .await?;
+    tx.send(register_message(hostname, resources)).await?;
     let mut inbound = agent
         .session(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await?

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::Code;
 
-use super::tests::{TestServer, WAIT};
+use super::tests::{TestServer, WAIT, register_message};
 use super::{ConnLimits, ServerConfig};
 use crate::core::MasterConfig;
 
@@ -238,19 +238,6 @@ async fn streams_per_peer_are_bounded_and_a_closed_one_frees_its_slot() -> anyho
     server.stop().await
 }
 
-fn register(hostname: &str, resources: Vec<v1::Resource>) -> v1::AgentMessage {
-    v1::AgentMessage {
-        msg: Some(v1::agent_message::Msg::Register(v1::RegisterAgent {
-            info: Some(Box::new(v1::AgentInfo {
-                hostname: hostname.into(),
-                port: 5051,
-                resources,
-                ..Default::default()
-            })),
-        })),
-    }
-}
-
 /// Seen before the limit: the master stalled ~34 s when such an agent left and `/state` took
 /// 34–68 s while it was there.
 #[tokio::test]
@@ -268,8 +255,8 @@ async fn an_agent_advertising_100_000_resource_names_is_refused_quickly() -> any
         ..Default::default()
     }));
     let start = Instant::now();
-    tx.send(register("huge", huge)).await?;
-    tx.send(register(
+    tx.send(register_message("huge", huge)).await?;
+    tx.send(register_message(
         "small",
         proffer_proto::Resources::parse("cpus:2;mem:1024")?.to_proto(),
     ))
