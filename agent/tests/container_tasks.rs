@@ -558,16 +558,7 @@ async fn members_of_a_task_group_share_a_directory_across_containers() -> Result
             ],
         },
     ))?;
-    let mut done = 0;
-    while done < 2 {
-        let u = h.next_update().await?;
-        h.ack(&u)?;
-        match common::state_of(&u) {
-            TaskState::TaskFinished => done += 1,
-            TaskState::TaskStarting | TaskState::TaskRunning => {}
-            other => bail!("unexpected {}: {u:?}", other.as_str_name()),
-        }
-    }
+    h.until_finished(2).await?;
     let out = std::fs::read_to_string(h.sandbox("fw", "reader").join("stdout"))?;
     assert_eq!(out, "shared\n");
     h.stop().await
@@ -595,16 +586,7 @@ async fn members_of_a_task_group_share_ipc_and_uts_namespaces_but_not_pid() -> R
             tasks: vec![member("a", "b"), member("b", "a")],
         },
     ))?;
-    let mut done = 0;
-    while done < 2 {
-        let u = h.next_update().await?;
-        h.ack(&u)?;
-        match common::state_of(&u) {
-            TaskState::TaskFinished => done += 1,
-            TaskState::TaskStarting | TaskState::TaskRunning => {}
-            other => bail!("unexpected {}: {u:?}", other.as_str_name()),
-        }
-    }
+    h.until_finished(2).await?;
     let line = |task: &str| -> Result<Vec<String>> {
         let out = std::fs::read_to_string(h.sandbox("fw", task).join("stdout"))?;
         let words: Vec<String> = out.split_whitespace().map(str::to_string).collect();

@@ -299,16 +299,7 @@ async fn a_failing_task_kills_the_rest_of_its_group() -> Result<()> {
             shell_task("reader", "while [ ! -s \"$PROFFER_GROUP_SANDBOX/msg\" ]; do sleep 0.02; done; cat \"$PROFFER_GROUP_SANDBOX/msg\""),
         ],
     }))?;
-    let mut done = 0;
-    while done < 2 {
-        let u = h.next_update().await?;
-        h.ack(&u)?;
-        match common::state_of(&u) {
-            TaskState::TaskFinished => done += 1,
-            TaskState::TaskStarting | TaskState::TaskRunning => {}
-            other => anyhow::bail!("unexpected {}: {u:?}", other.name()),
-        }
-    }
+    h.until_finished(2).await?;
     let out = std::fs::read_to_string(h.sandbox("fw", "reader").join("stdout"))?;
     assert_eq!(out, "shared-data\n");
     assert!(h.sandbox("fw", "group-writer").join("msg").exists());

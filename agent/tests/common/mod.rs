@@ -319,6 +319,22 @@ impl Harness {
         last.context("no state to expect")
     }
 
+    /// Acknowledges every update until `n` tasks have finished; any state but STARTING,
+    /// RUNNING and FINISHED is an error.
+    pub async fn until_finished(&mut self, n: usize) -> Result<()> {
+        let mut done = 0;
+        while done < n {
+            let u = self.next_update().await?;
+            self.ack(&u)?;
+            match state_of(&u) {
+                TaskState::TaskFinished => done += 1,
+                TaskState::TaskStarting | TaskState::TaskRunning => {}
+                other => bail!("unexpected {}: {u:?}", other.as_str_name()),
+            }
+        }
+        Ok(())
+    }
+
     /// Sends KillTask for `task_id` of `framework_id` with a grace period.
     pub fn kill(&self, framework_id: &str, task_id: &str, grace_ms: u64) -> Result<()> {
         self.send(master_message::Msg::KillTask(proffer_proto::v1::KillTask {
