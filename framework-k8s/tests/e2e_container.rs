@@ -160,8 +160,5 @@ async fn the_scheduler_runs_in_its_image() -> Result<()> {
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    let uninstalled = k8s.uninstall(&proffer).await;
-    proffer.stop().await;
-    result?;
-    uninstalled
+    k8s.finish(proffer, result).await
 }

@@ -102,10 +102,7 @@ async fn ha_upgrade_three_masters_rolls_in_order_and_stays_ready() -> Result<()>
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    let uninstalled = k8s.uninstall(&proffer).await;
-    proffer.stop().await;
-    result?;
-    uninstalled
+    k8s.finish(proffer, result).await
 }
 
 /// The agents (by index) that run a task of `pod`.
@@ -249,10 +246,7 @@ async fn agent_loss_moves_control_plane_instances_and_stays_ready() -> Result<()
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    let uninstalled = k8s.uninstall(&proffer).await;
-    proffer.stop().await;
-    result?;
-    uninstalled
+    k8s.finish(proffer, result).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

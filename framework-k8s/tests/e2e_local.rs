@@ -323,11 +323,7 @@ async fn deploy(
     .await;
     // Uninstall whatever happened: the uninstall plan kills every task and releases the
     // reservations.
-    let uninstalled = k8s.uninstall(&proffer).await;
-    proffer.stop().await;
-    let report = result?;
-    uninstalled?;
-    Ok(report)
+    k8s.finish(proffer, result).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,8 +129,5 @@ async fn tasks_fetch_their_pki_subset_over_http() -> Result<()> {
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    let uninstalled = k8s.uninstall(&proffer).await;
-    proffer.stop().await;
-    result?;
-    uninstalled
+    k8s.finish(proffer, result).await
 }

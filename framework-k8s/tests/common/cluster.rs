@@ -646,6 +646,16 @@ impl K8s {
         .status)
     }
 
+    /// The end of a test: uninstalls (see [`K8s::uninstall`]) and stops the cluster whatever
+    /// the test's `result` was, then returns that result, or else the uninstall's failure.
+    pub async fn finish<T>(self, proffer: Proffer, result: Result<T>) -> Result<T> {
+        let uninstalled = self.uninstall(&proffer).await;
+        proffer.stop().await;
+        let value = result?;
+        uninstalled?;
+        Ok(value)
+    }
+
     /// Stops the scheduler and runs the uninstall plan; fails unless it ends `Uninstalled` with
     /// no task of the framework and no reservation of it left on any agent.
     pub async fn uninstall(self, p: &Proffer) -> Result<()> {
