@@ -29,17 +29,19 @@ impl LaunchFiles {
         {
             std::fs::create_dir_all(d).map_err(|e| creating(d, e))?;
         }
+        // One mkdir on the usual path; the framework's directory only on its first task.
         let run_dir = &self.run_dir;
-        if let Some(parent) = run_dir.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| creating(parent, e))?;
-        }
-        if let Err(e) = std::fs::create_dir(run_dir) {
-            if e.kind() != std::io::ErrorKind::AlreadyExists {
-                return Err(creating(run_dir, e));
+        match std::fs::create_dir(run_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(run_dir).map_err(|e| creating(run_dir, e))?;
             }
-            std::fs::remove_dir_all(run_dir)
-                .and_then(|()| std::fs::create_dir(run_dir))
-                .map_err(|e| creating(run_dir, e))?;
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_dir_all(run_dir)
+                    .and_then(|()| std::fs::create_dir(run_dir))
+                    .map_err(|e| creating(run_dir, e))?;
+            }
+            Err(e) => return Err(creating(run_dir, e)),
         }
         link_volumes(&self.work_dir, &self.sandbox, &self.task)
     }
