@@ -247,11 +247,9 @@ impl Journal {
     /// Writes what was recorded since the last commit, with one `fdatasync` when any of it is
     /// durable, on the blocking pool; then compacts the journal if it grew too big.
     pub async fn commit(&mut self) -> Result<(), AgentError> {
-        if self.pending.is_empty() {
+        let Some((bytes, durable)) = self.take_pending() else {
             return Ok(());
-        }
-        let bytes = std::mem::take(&mut self.pending);
-        let durable = std::mem::replace(&mut self.pending_durable, false);
+        };
         let file = self.file.clone();
         let len = bytes.len() as u64;
         let written = tokio::task::spawn_blocking(move || append(&file, &bytes, durable))
@@ -265,18 +263,26 @@ impl Journal {
         Ok(())
     }
 
-    /// [`Journal::commit`] on the calling thread (for the rare durable record outside a group
-    /// commit, and for tests).
+    /// [`Journal::commit`] on the calling thread, without compacting: for the small writes
+    /// between group commits (checkpoints after acknowledgements, a durable record outside a
+    /// group commit) and for tests. The next [`Journal::commit`] compacts if needed.
     pub fn commit_now(&mut self) -> Result<(), AgentError> {
-        if self.pending.is_empty() {
+        let Some((bytes, durable)) = self.take_pending() else {
             return Ok(());
-        }
-        let bytes = std::mem::take(&mut self.pending);
-        let durable = std::mem::replace(&mut self.pending_durable, false);
+        };
         append(&self.file, &bytes, durable)
             .map_err(|e| AgentError::io("appending to the journal", &self.path, e))?;
         self.size += bytes.len() as u64;
         Ok(())
+    }
+
+    /// What was recorded since the last write and whether it must be synced; `None` if nothing.
+    fn take_pending(&mut self) -> Option<(Vec<u8>, bool)> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let durable = std::mem::replace(&mut self.pending_durable, false);
+        Some((std::mem::take(&mut self.pending), durable))
     }
 
     /// Rewrites the journal with only the live tasks' latest records.
