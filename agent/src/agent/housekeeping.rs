@@ -130,6 +130,12 @@ impl Agent {
         let Ok(fws) = std::fs::read_dir(root) else {
             return out;
         };
+        // A group's shared directory is in use while any of its members is tracked.
+        let groups_in_use: std::collections::HashSet<TaskKey> = self
+            .tasks
+            .iter()
+            .filter_map(|(k, t)| Some(TaskKey::new(k.framework_id.clone(), t.group.clone()?)))
+            .collect();
         for fw in fws.flatten() {
             let fw_id = fw.file_name().to_string_lossy().into_owned();
             let Ok(tasks) = std::fs::read_dir(fw.path()) else {
@@ -140,11 +146,7 @@ impl Agent {
                     continue;
                 }
                 let key = TaskKey::new(fw_id.clone(), t.file_name().to_string_lossy().into_owned());
-                let group_in_use = self.tasks.iter().any(|(k, t)| {
-                    k.framework_id == key.framework_id
-                        && t.group.as_deref() == Some(key.task_id.as_str())
-                });
-                if self.tasks.contains_key(&key) || group_in_use {
+                if self.tasks.contains_key(&key) || groups_in_use.contains(&key) {
                     continue;
                 }
                 let mtime = t
