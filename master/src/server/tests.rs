@@ -126,6 +126,22 @@ pub(crate) type AgentSession = (
     tonic::Streaming<v1::MasterMessage>,
 );
 
+/// Reads events until an OFFERS event arrives; returns its first offer.
+pub(crate) async fn next_offer(
+    events: &mut tonic::Streaming<v1::Event>,
+) -> anyhow::Result<v1::Offer> {
+    loop {
+        let ev = tokio::time::timeout(WAIT, events.message())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("event stream ended"))?;
+        if let Some(v1::event::Event::Offers(o)) = ev.event
+            && let Some(first) = o.offers.into_iter().next()
+        {
+            return Ok(first);
+        }
+    }
+}
+
 /// An agent's RegisterAgent for `hostname` (port 5051) offering `resources`.
 pub(crate) fn register_message(hostname: &str, resources: Vec<v1::Resource>) -> v1::AgentMessage {
     v1::AgentMessage {

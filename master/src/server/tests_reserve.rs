@@ -9,26 +9,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
-use super::tests::{register_agent, subscribe_framework};
+use super::tests::{next_offer, register_agent, subscribe_framework};
 use super::{ServerConfig, serve};
 use crate::core::MasterConfig;
 
 /// Bound on every wait (each ends as soon as what it waits for happens).
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Reads events until an OFFERS event arrives.
-async fn next_offer(events: &mut tonic::codec::Streaming<v1::Event>) -> anyhow::Result<v1::Offer> {
-    loop {
-        let ev = tokio::time::timeout(WAIT, events.message())
-            .await??
-            .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
-        if let Some(v1::event::Event::Offers(o)) = ev.event
-            && let Some(first) = o.offers.into_iter().next()
-        {
-            return Ok(first);
-        }
-    }
-}
 
 /// An HTTP/1.1 POST with a JSON body; returns (status code, body).
 async fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {

@@ -4,21 +4,7 @@
 use proffer_proto::v1;
 
 use super::tests_api::raw;
-use crate::server::tests::{TestServer, WAIT, register_agent, subscribe_framework};
-
-/// Reads events until an OFFERS event arrives; returns its first offer.
-async fn first_offer(events: &mut tonic::Streaming<v1::Event>) -> anyhow::Result<v1::Offer> {
-    loop {
-        let ev = tokio::time::timeout(WAIT, events.message())
-            .await??
-            .ok_or_else(|| anyhow::anyhow!("event stream ended"))?;
-        if let Some(v1::event::Event::Offers(o)) = ev.event
-            && let Some(first) = o.offers.into_iter().next()
-        {
-            return Ok(first);
-        }
-    }
-}
+use crate::server::tests::{TestServer, next_offer, register_agent, subscribe_framework};
 
 #[tokio::test]
 async fn a_task_with_an_image_shows_it_in_state() -> anyhow::Result<()> {
@@ -31,7 +17,7 @@ async fn a_task_with_an_image_shows_it_in_state() -> anyhow::Result<()> {
         ..Default::default()
     };
     let (mut sched, mut events, sub) = subscribe_framework(&server.url(), info).await?;
-    let offer = first_offer(&mut events).await?;
+    let offer = next_offer(&mut events).await?;
     let image = "file:///srv/images/app.tar";
     let sha = "ab".repeat(32);
     let task = |id: &str, container: Option<v1::ContainerInfo>| v1::TaskInfo {
