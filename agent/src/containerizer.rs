@@ -375,8 +375,15 @@ pub fn launch(
             let dir = run_dir.to_path_buf();
             let (info, spec) = (what.task, what.spec);
             let task = tokio::spawn(async move {
-                if let Err(e) =
-                    crate::executor::supervise(&dir, info, spec, kill_rx, nudge_tx).await
+                if let Err(e) = crate::executor::supervise(
+                    &dir,
+                    info,
+                    spec,
+                    kill_rx,
+                    nudge_tx,
+                    Default::default(),
+                )
+                .await
                 {
                     warn!(run_dir = %dir.display(), error = %e, "in-process executor failed");
                 }

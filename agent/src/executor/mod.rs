@@ -14,6 +14,8 @@ pub mod supervisor;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -105,14 +107,18 @@ pub async fn run_process(mode: ExecutorMode) -> i32 {
     }
     let mut stdout = tokio::io::stdout();
     let (nudge_tx, mut nudge_rx) = mpsc::unbounded_channel::<()>();
+    let agent = AgentLink::default();
+    let (link, dir) = (agent.clone(), run_dir.clone());
     let nudger = tokio::spawn(async move {
         while nudge_rx.recv().await.is_some() {
             // The agent may be gone (EPIPE): the event log is the record, this is a hint.
-            let _ = stdout.write_all(b"\n").await;
-            let _ = stdout.flush().await;
+            let written = stdout.write_all(b"\n").await;
+            if written.is_err() || stdout.flush().await.is_err() {
+                link.lost(&dir);
+            }
         }
     });
-    let result = supervise_dir(&run_dir, kill_rx, nudge_tx).await;
+    let result = supervise_dir(&run_dir, kill_rx, nudge_tx, agent).await;
     let _ = nudger.await;
     match result {
         Ok(()) => 0,
@@ -123,37 +129,72 @@ pub async fn run_process(mode: ExecutorMode) -> i32 {
     }
 }
 
-/// Records events and nudges the agent. An event that needs an fsync (the task's end) is
-/// written on the blocking pool, not on the runtime's workers: a supervisor with many tasks
-/// keeps them all moving, and the filesystem commits their concurrent fsyncs together. The
-/// others are one small append to the page cache, written in place.
+/// Whether the agent still reads this executor's nudges.
+///
+/// While it does, a task's end is appended to its event log without an fsync: the agent reads
+/// it within milliseconds and makes it durable in its own journal's group commit before it
+/// sends the update (one fsync for a batch of tasks instead of one per task; Mesos's executors
+/// fsync nothing). Once a nudge cannot be written (the agent is gone, so nobody makes the ends
+/// durable), [`AgentLink::lost`] syncs the file system once, and every later end is fsync'ed by
+/// its [`Recorder`]: a power loss while the agent is down still keeps the exit codes.
+#[derive(Clone, Debug, Default)]
+pub struct AgentLink(Arc<AtomicBool>);
+
+impl AgentLink {
+    /// Whether a nudge could not be written.
+    pub fn gone(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// A nudge about `run_dir` could not be written: marks the agent gone and, the first time,
+    /// syncs the file system of `run_dir` (every end appended before this is then on disk; an
+    /// end appended after sees [`AgentLink::gone`] and syncs itself).
+    pub fn lost(&self, run_dir: &Path) {
+        if self.0.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let synced = std::fs::File::open(run_dir)
+            .and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from));
+        if let Err(e) = synced {
+            eprintln!(
+                "executor: the agent is gone and syncing {} failed: {e}",
+                run_dir.display()
+            );
+        }
+    }
+}
+
+/// Records events and nudges the agent. Every event is one small append to the page cache,
+/// written in place; the task's end is also fsync'ed when the agent is gone ([`AgentLink`]),
+/// on the blocking pool, so a supervisor with many tasks keeps them all moving.
 struct Recorder {
-    log: std::sync::Arc<std::sync::Mutex<EventLog>>,
+    log: Arc<std::sync::Mutex<EventLog>>,
     nudge: mpsc::UnboundedSender<()>,
+    agent: AgentLink,
 }
 
 impl Recorder {
     async fn record(&mut self, e: &ExecutorEvent) -> Result<(), String> {
-        if !e.needs_sync() {
-            self.log
-                .lock()
-                .map_err(|_| "the event log lock is poisoned".to_string())?
-                .append(e)
-                .map_err(|err| format!("recording {e:?}: {err}"))?;
-            let _ = self.nudge.send(());
-            return Ok(());
-        }
-        let log = self.log.clone();
-        let event = e.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut log = log
+        let log_err = |err: std::io::Error| format!("recording {e:?}: {err}");
+        {
+            let mut log = self
+                .log
                 .lock()
                 .map_err(|_| "the event log lock is poisoned".to_string())?;
-            log.append(&event)
-                .map_err(|err| format!("recording {event:?}: {err}"))
-        })
-        .await
-        .map_err(|err| format!("recording {e:?}: {err}"))??;
+            log.append(e).map_err(log_err)?;
+        }
+        // Checked after the append: either this sees the agent gone, or `lost` runs later and
+        // its sync covers the append.
+        if e.needs_sync() && self.agent.gone() {
+            let log = self.log.clone();
+            tokio::task::spawn_blocking(move || match log.lock() {
+                Ok(log) => log.sync(),
+                Err(_) => Err(std::io::Error::other("the event log lock is poisoned")),
+            })
+            .await
+            .map_err(|err| format!("recording {e:?}: {err}"))?
+            .map_err(log_err)?;
+        }
         let _ = self.nudge.send(());
         Ok(())
     }
@@ -214,28 +255,32 @@ pub async fn supervise_dir(
     run_dir: &Path,
     kills: mpsc::UnboundedReceiver<Option<Duration>>,
     nudge: mpsc::UnboundedSender<()>,
+    agent: AgentLink,
 ) -> Result<(), String> {
     let spec = protocol::read_spec(run_dir)
         .map_err(|e| format!("reading spec in {}: {e}", run_dir.display()))?;
     let task = protocol::read_task(run_dir)
         .map_err(|e| format!("reading task in {}: {e}", run_dir.display()))?;
-    supervise(run_dir, task, spec, kills, nudge).await
+    supervise(run_dir, task, spec, kills, nudge, agent).await
 }
 
 /// Supervises `task` (its event log and kill file in `run_dir`) until it ends and its end is
-/// recorded. `kills` carries kill requests (a grace period, or `None` for the task's default).
+/// recorded. `kills` carries kill requests (a grace period, or `None` for the task's default);
+/// `nudge` is told after each event, and `agent` says whether the agent still reads them.
 pub async fn supervise(
     run_dir: &Path,
     task: TaskInfo,
     spec: ExecutorSpec,
     mut kills: mpsc::UnboundedReceiver<Option<Duration>>,
     nudge: mpsc::UnboundedSender<()>,
+    agent: AgentLink,
 ) -> Result<(), String> {
     let log = EventLog::open(run_dir)
         .map_err(|e| format!("opening event log in {}: {e}", run_dir.display()))?;
     let mut rec = Recorder {
-        log: std::sync::Arc::new(std::sync::Mutex::new(log)),
+        log: Arc::new(std::sync::Mutex::new(log)),
         nudge,
+        agent,
     };
     // Fetching and cgroup setup block (downloads, child processes): keep them off the runtime.
     let (s, t, dir) = (spec.clone(), task.clone(), run_dir.to_path_buf());

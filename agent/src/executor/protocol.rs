@@ -6,7 +6,7 @@
 //!   supervisor asked `run DIR`, and as an agent before the checkpoint journal wrote them (the
 //!   agent now gives both to its supervisor on its stdin and keeps them in its journal);
 //! - `events.jsonl`: [`ExecutorEvent`]s appended by the executor, one JSON per line (the task's
-//!   end fsync'ed: see [`ExecutorEvent::needs_sync`]);
+//!   end fsync'ed when the agent is gone: see [`ExecutorEvent::needs_sync`]);
 //! - `kill`: the grace period in milliseconds of a kill request, written by the agent just
 //!   before it sends SIGTERM to the executor;
 //! - `executor.log`: the executor's own log (its stderr).
@@ -124,12 +124,13 @@ impl ExecutorSpec {
 }
 
 impl ExecutorEvent {
-    /// Whether the event must be on disk before the agent is told of it: only the task's end.
-    /// A restarted agent reads the log from the page cache whether it was synced or not; only
-    /// a crash of the whole host loses unsynced lines, and that also kills the task and its
-    /// executor, so the agent reports the executor gone (`TASK_FAILED`) whether or not
-    /// `started`, `health` or `ready` were on disk; the end (`exited`, with the exit code) is
-    /// the one event that changes what is reported after a power loss.
+    /// Whether the event must be on disk before the agent is told of it when the agent is gone
+    /// (while the agent reads the log, its journal makes the end durable; see `AgentLink`):
+    /// only the task's end. A restarted agent reads the log from the page cache whether it was
+    /// synced or not; only a crash of the whole host loses unsynced lines, and that also kills
+    /// the task and its executor, so the agent reports the executor gone (`TASK_FAILED`)
+    /// whether or not `started`, `health` or `ready` were on disk; the end (`exited`, with the
+    /// exit code) is the one event that changes what is reported after a power loss.
     pub fn needs_sync(&self) -> bool {
         matches!(self, ExecutorEvent::Exited { .. })
     }
@@ -181,8 +182,7 @@ pub fn read_spec(run_dir: &Path) -> std::io::Result<ExecutorSpec> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// Appends events to `events.jsonl`; a line whose event [`ExecutorEvent::needs_sync`] is
-/// fsync'ed before [`EventLog::append`] returns.
+/// Appends events to `events.jsonl` (to the page cache; [`EventLog::sync`] makes them durable).
 #[derive(Debug)]
 pub struct EventLog {
     file: std::fs::File,
@@ -198,15 +198,16 @@ impl EventLog {
         Ok(EventLog { file })
     }
 
-    /// Appends one event (durably if it [`ExecutorEvent::needs_sync`]).
+    /// Appends one event.
     pub fn append(&mut self, event: &ExecutorEvent) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        self.file.write_all(&line)?;
-        if event.needs_sync() {
-            self.file.sync_data()?;
-        }
-        Ok(())
+        self.file.write_all(&line)
+    }
+
+    /// Makes what was appended durable (`fdatasync`).
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
     }
 }
 

@@ -120,7 +120,8 @@ pub async fn run_supervisor() -> i32 {
         }
     };
     let (nudge_tx, nudge_rx) = mpsc::unbounded_channel::<PathBuf>();
-    let nudger = tokio::spawn(write_nudges(nudge_rx));
+    let agent = super::AgentLink::default();
+    let nudger = tokio::spawn(write_nudges(nudge_rx, tokio::io::stdout(), agent.clone()));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
@@ -136,7 +137,7 @@ pub async fn run_supervisor() -> i32 {
                         };
                         if let std::collections::hash_map::Entry::Vacant(e) = tasks.entry(dir) {
                             let dir = e.key().clone();
-                            let kills = start(dir.clone(), launch, nudge_tx.clone(), done_tx.clone());
+                            let kills = start(dir.clone(), launch, nudge_tx.clone(), done_tx.clone(), agent.clone());
                             // A kill asked before the task reached us is not lost.
                             let t = e.insert(Running { kills, kill_sent: false });
                             kill_if_requested(&dir, t);
@@ -188,6 +189,7 @@ fn start(
     launch: Option<Box<Launch>>,
     nudges: mpsc::UnboundedSender<PathBuf>,
     done: mpsc::UnboundedSender<PathBuf>,
+    agent: super::AgentLink,
 ) -> mpsc::UnboundedSender<Option<Duration>> {
     let (kill_tx, kill_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -199,8 +201,8 @@ fn start(
             }
         });
         let supervised = match launch {
-            Some(l) => super::supervise(&dir, l.task, l.spec, kill_rx, nudge_tx).await,
-            None => super::supervise_dir(&dir, kill_rx, nudge_tx).await,
+            Some(l) => super::supervise(&dir, l.task, l.spec, kill_rx, nudge_tx, agent).await,
+            None => super::supervise_dir(&dir, kill_rx, nudge_tx, agent).await,
         };
         if let Err(e) = supervised {
             eprintln!("executor supervisor: {}: {e}", dir.display());
@@ -211,9 +213,13 @@ fn start(
     kill_tx
 }
 
-/// Writes each nudge as a line on stdout (the agent may be gone: errors are ignored).
-async fn write_nudges(mut rx: mpsc::UnboundedReceiver<PathBuf>) {
-    let mut stdout = tokio::io::stdout();
+/// Writes each nudge as a line to `out` (stdout). The agent may be gone: then `agent` is told
+/// ([`super::AgentLink::lost`]), and the nudges go on being tried.
+async fn write_nudges<W: tokio::io::AsyncWrite + Unpin>(
+    mut rx: mpsc::UnboundedReceiver<PathBuf>,
+    mut out: W,
+    agent: super::AgentLink,
+) {
     let mut buf = Vec::new();
     while let Some(dir) = rx.recv().await {
         buf.clear();
@@ -221,8 +227,11 @@ async fn write_nudges(mut rx: mpsc::UnboundedReceiver<PathBuf>) {
         while let Ok(more) = rx.try_recv() {
             push_line(&mut buf, &more);
         }
-        if stdout.write_all(&buf).await.is_ok() {
-            let _ = stdout.flush().await;
+        let written = out.write_all(&buf).await;
+        if written.is_err() || out.flush().await.is_err() {
+            let synced = dir.clone();
+            let agent = agent.clone();
+            let _ = tokio::task::spawn_blocking(move || agent.lost(&synced)).await;
         }
     }
 }
@@ -276,6 +285,31 @@ mod tests {
             let err = parse_request(junk).expect_err(junk);
             assert!(err.contains("bad launch request"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn nudges_are_lines_and_a_closed_agent_pipe_marks_the_agent_gone() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (near, mut far) = tokio::io::duplex(1024);
+        let agent = crate::executor::AgentLink::default();
+        let writer = tokio::spawn(write_nudges(rx, near, agent.clone()));
+        tx.send(root.path().join("a")).expect("send");
+        let mut got = vec![0u8; 64];
+        let n = tokio::io::AsyncReadExt::read(&mut far, &mut got)
+            .await
+            .expect("read");
+        let want = format!("{}\n", root.path().join("a").display());
+        assert_eq!(String::from_utf8_lossy(&got[..n]), want);
+        assert!(!agent.gone(), "the agent reads its nudges");
+        drop(far);
+        tx.send(root.path().join("b")).expect("send");
+        drop(tx);
+        writer.await.expect("writer");
+        assert!(
+            agent.gone(),
+            "a nudge that cannot be written means the agent is gone"
+        );
     }
 
     #[test]
