@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// Controllers the agent uses.
 pub const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "pids"];
 
-/// CFS period used with a quota (100 ms, the kernel default).
+/// CFS period used with a quota (100 ms, the kernel's default for a new cgroup).
 pub const CFS_PERIOD_US: u64 = 100_000;
 
 /// Which cgroup interface a host offers.
@@ -308,7 +308,8 @@ impl Cgroup {
                         write(&d, "cpu.shares", &shares.max(2).to_string())?;
                     }
                     if let Some(q) = s.cfs_quota_us {
-                        write(&d, "cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
+                        // The period is not written: a new cgroup has the kernel's default,
+                        // which is CFS_PERIOD_US, whatever its parent's (checked on 6.18).
                         write(&d, "cpu.cfs_quota_us", &q.max(1000).to_string())?;
                     }
                 }

@@ -380,8 +380,7 @@ pub fn launch(
                     info,
                     spec,
                     kill_rx,
-                    nudge_tx,
-                    Default::default(),
+                    crate::executor::Nudge::unit(nudge_tx, Default::default()),
                 )
                 .await
                 {

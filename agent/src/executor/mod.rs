@@ -118,7 +118,7 @@ pub async fn run_process(mode: ExecutorMode) -> i32 {
             }
         }
     });
-    let result = supervise_dir(&run_dir, kill_rx, nudge_tx, agent).await;
+    let result = supervise_dir(&run_dir, kill_rx, Nudge::unit(nudge_tx, agent)).await;
     let _ = nudger.await;
     match result {
         Ok(()) => 0,
@@ -164,13 +164,58 @@ impl AgentLink {
     }
 }
 
+/// How a supervised task tells the agent of its new events, and whether the agent still reads
+/// them.
+#[derive(Clone, Debug)]
+pub struct Nudge {
+    to: NudgeTo,
+    agent: AgentLink,
+}
+
+#[derive(Clone, Debug)]
+enum NudgeTo {
+    /// One unit per event (a per-task executor's stdout, the in-process executor's watcher).
+    Unit(mpsc::UnboundedSender<()>),
+    /// The task's run directory per event (the supervisor's one writer for all its tasks).
+    Dir(mpsc::UnboundedSender<PathBuf>, PathBuf),
+}
+
+impl Nudge {
+    /// A unit on `tx` per event.
+    pub fn unit(tx: mpsc::UnboundedSender<()>, agent: AgentLink) -> Self {
+        Nudge {
+            to: NudgeTo::Unit(tx),
+            agent,
+        }
+    }
+
+    /// `run_dir` on `tx` per event.
+    pub fn dir(tx: mpsc::UnboundedSender<PathBuf>, run_dir: PathBuf, agent: AgentLink) -> Self {
+        Nudge {
+            to: NudgeTo::Dir(tx, run_dir),
+            agent,
+        }
+    }
+
+    /// Tells of a new event (the receiver may be gone: the event log is the record).
+    fn send(&self) {
+        match &self.to {
+            NudgeTo::Unit(tx) => {
+                let _ = tx.send(());
+            }
+            NudgeTo::Dir(tx, dir) => {
+                let _ = tx.send(dir.clone());
+            }
+        }
+    }
+}
+
 /// Records events and nudges the agent. Every event is one small append to the page cache,
 /// written in place; the task's end is also fsync'ed when the agent is gone ([`AgentLink`]),
 /// on the blocking pool, so a supervisor with many tasks keeps them all moving.
 struct Recorder {
     log: Arc<std::sync::Mutex<EventLog>>,
-    nudge: mpsc::UnboundedSender<()>,
-    agent: AgentLink,
+    nudge: Nudge,
 }
 
 impl Recorder {
@@ -185,7 +230,7 @@ impl Recorder {
         }
         // Checked after the append: either this sees the agent gone, or `lost` runs later and
         // its sync covers the append.
-        if e.needs_sync() && self.agent.gone() {
+        if e.needs_sync() && self.nudge.agent.gone() {
             let log = self.log.clone();
             tokio::task::spawn_blocking(move || match log.lock() {
                 Ok(log) => log.sync(),
@@ -195,7 +240,7 @@ impl Recorder {
             .map_err(|err| format!("recording {e:?}: {err}"))?
             .map_err(log_err)?;
         }
-        let _ = self.nudge.send(());
+        self.nudge.send();
         Ok(())
     }
 
@@ -254,33 +299,30 @@ fn signal_tree(pid: u32, cgroup: Option<&Cgroup>, signal: Signal) {
 pub async fn supervise_dir(
     run_dir: &Path,
     kills: mpsc::UnboundedReceiver<Option<Duration>>,
-    nudge: mpsc::UnboundedSender<()>,
-    agent: AgentLink,
+    nudge: Nudge,
 ) -> Result<(), String> {
     let spec = protocol::read_spec(run_dir)
         .map_err(|e| format!("reading spec in {}: {e}", run_dir.display()))?;
     let task = protocol::read_task(run_dir)
         .map_err(|e| format!("reading task in {}: {e}", run_dir.display()))?;
-    supervise(run_dir, task, spec, kills, nudge, agent).await
+    supervise(run_dir, task, spec, kills, nudge).await
 }
 
 /// Supervises `task` (its event log and kill file in `run_dir`) until it ends and its end is
 /// recorded. `kills` carries kill requests (a grace period, or `None` for the task's default);
-/// `nudge` is told after each event, and `agent` says whether the agent still reads them.
+/// `nudge` is told after each event.
 pub async fn supervise(
     run_dir: &Path,
     task: TaskInfo,
     spec: ExecutorSpec,
     mut kills: mpsc::UnboundedReceiver<Option<Duration>>,
-    nudge: mpsc::UnboundedSender<()>,
-    agent: AgentLink,
+    nudge: Nudge,
 ) -> Result<(), String> {
     let log = EventLog::open(run_dir)
         .map_err(|e| format!("opening event log in {}: {e}", run_dir.display()))?;
     let mut rec = Recorder {
         log: Arc::new(std::sync::Mutex::new(log)),
         nudge,
-        agent,
     };
     let prepared = if slow_to_prepare(&spec, &task) {
         // Downloads, image unpacking and user lookups may take long: off the runtime.
@@ -478,13 +520,29 @@ impl Drop for ContainerGuard {
     }
 }
 
-/// Kills what is left in a task's cgroups and removes them when dropped.
-struct CgroupGuard<'a>(Option<&'a Cgroup>);
+/// Kills what is left in a task's cgroups (unless [`CgroupGuard::empty`] did) and removes
+/// them when dropped.
+struct CgroupGuard<'a> {
+    cgroup: Option<&'a Cgroup>,
+    emptied: bool,
+}
+
+impl CgroupGuard<'_> {
+    /// Kills everything left in the cgroups now.
+    fn empty(&mut self) {
+        if let Some(cg) = self.cgroup {
+            cg.kill_all();
+            self.emptied = true;
+        }
+    }
+}
 
 impl Drop for CgroupGuard<'_> {
     fn drop(&mut self) {
-        if let Some(cg) = self.0 {
-            cg.kill_all();
+        if let Some(cg) = self.cgroup {
+            if !self.emptied {
+                cg.kill_all();
+            }
             cg.destroy();
         }
     }
@@ -505,7 +563,10 @@ async fn run_task(
     } = prepared;
     // However this function ends, nothing of the task survives and its cgroups are removed
     // (the container, deleted first, has its cgroup below them).
-    let _guard = CgroupGuard(cgroup.as_ref());
+    let mut guard = CgroupGuard {
+        cgroup: cgroup.as_ref(),
+        emptied: false,
+    };
     let mut container = ContainerGuard(container);
     // With v1 cgroups the command was spawned from inside them by the thread that prepared
     // it ([`prepare_and_spawn`]); otherwise (no cgroups, or v2, where a wrapper waits to be
@@ -668,7 +729,8 @@ async fn run_task(
         c.abort();
     }
     // Whatever the leader did, nothing of the task may outlive it.
-    signal_tree(pid, cgroup.as_ref(), Signal::SIGKILL);
+    signal_tree(pid, None, Signal::SIGKILL);
+    guard.empty();
     let killed = kill_deadline.is_some();
     let mut t = match waited {
         Ok(status) => process::classify(status, killed),

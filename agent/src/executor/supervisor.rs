@@ -193,21 +193,14 @@ fn start(
 ) -> mpsc::UnboundedSender<Option<Duration>> {
     let (kill_tx, kill_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let (nudge_tx, mut nudge_rx) = mpsc::unbounded_channel::<()>();
-        let forward_dir = dir.clone();
-        let forward = tokio::spawn(async move {
-            while nudge_rx.recv().await.is_some() {
-                let _ = nudges.send(forward_dir.clone());
-            }
-        });
+        let nudge = super::Nudge::dir(nudges, dir.clone(), agent);
         let supervised = match launch {
-            Some(l) => super::supervise(&dir, l.task, l.spec, kill_rx, nudge_tx, agent).await,
-            None => super::supervise_dir(&dir, kill_rx, nudge_tx, agent).await,
+            Some(l) => super::supervise(&dir, l.task, l.spec, kill_rx, nudge).await,
+            None => super::supervise_dir(&dir, kill_rx, nudge).await,
         };
         if let Err(e) = supervised {
             eprintln!("executor supervisor: {}: {e}", dir.display());
         }
-        let _ = forward.await;
         let _ = done.send(dir);
     });
     kill_tx
