@@ -544,16 +544,25 @@ enum Nudges {
 }
 
 impl Nudges {
-    /// Waits for a nudge or `poll`, whichever comes first.
-    async fn wait(&mut self, poll: Duration) {
+    /// Waits for a nudge or `poll`, whichever comes first; true if a nudge came.
+    async fn wait(&mut self, poll: Duration) -> bool {
         match self {
             Nudges::Chan(rx) => {
                 tokio::select! {
-                    r = rx.recv() => if r.is_none() { *self = Nudges::None },
-                    () = tokio::time::sleep(poll) => {}
+                    r = rx.recv() => match r {
+                        Some(()) => true,
+                        None => {
+                            *self = Nudges::None;
+                            false
+                        }
+                    },
+                    () = tokio::time::sleep(poll) => false,
                 }
             }
-            Nudges::None => tokio::time::sleep(poll).await,
+            Nudges::None => {
+                tokio::time::sleep(poll).await;
+                false
+            }
         }
     }
 }
@@ -608,11 +617,14 @@ async fn watch(
     mut nudges: Nudges,
     tx: mpsc::UnboundedSender<ContainerEvent>,
 ) {
+    // A nudge means the executor has just written an event: its liveness (a read of
+    // `/proc`) is checked when a poll passes without one.
+    let mut nudged = false;
     loop {
         if drain(&run_dir, &mut offset, &key, instance, &tx) {
             return;
         }
-        if let Some(message) = live.ended() {
+        if let Some(message) = (!nudged).then(|| live.ended()).flatten() {
             if drain(&run_dir, &mut offset, &key, instance, &tx) {
                 return;
             }
@@ -628,7 +640,7 @@ async fn watch(
         } else {
             Duration::from_millis(500)
         };
-        nudges.wait(poll).await;
+        nudged = nudges.wait(poll).await;
     }
 }
 
