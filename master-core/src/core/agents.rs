@@ -550,6 +550,7 @@ impl Master {
                     agent_id: agent_id.to_string(),
                     resources,
                     state,
+                    latest_state: None,
                     status,
                     resources_recovered: ended,
                     // Not known after a master failover (the agent reports no start time).

@@ -295,6 +295,7 @@ impl Master {
                     agent_id: agent_id.to_string(),
                     resources,
                     state: TaskState::TaskStaging,
+                    latest_state: None,
                     status,
                     resources_recovered: false,
                     started_ms: 0,

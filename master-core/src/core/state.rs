@@ -37,6 +37,10 @@ pub(crate) struct TaskRecord {
     pub agent_id: String,
     pub resources: Resources,
     pub state: v1::TaskState,
+    /// The task's state on its agent when later than `state` (an agent update's
+    /// `latest_state`, while older updates of the task wait for acknowledgements): what
+    /// operators see as its state, as in Mesos, whose `status_update_state` is `state`.
+    pub latest_state: Option<v1::TaskState>,
     /// The latest status (from the agent or made by the master).
     pub status: v1::TaskStatus,
     /// True once resources were given back (the task reached a terminal state).

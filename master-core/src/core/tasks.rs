@@ -47,6 +47,10 @@ impl Master {
         if task.state.transition(state).accepted() {
             task.state = state;
             task.status = status.clone();
+            // Caught up (or ended, as its framework is told): the forwarded state is it.
+            if state.is_terminal() || task.latest_state == Some(state) {
+                task.latest_state = None;
+            }
             if state == TaskState::TaskRunning && task.started_ms == 0 {
                 task.started_ms = status.timestamp_ms.max(1);
             }
@@ -63,16 +67,29 @@ impl Master {
 
     /// Takes in the task's latest state on its agent (an agent update's `latest_state`, which
     /// may be later than the update itself while older updates wait for acknowledgements): a
-    /// terminal one gives the task's resources back now, as Mesos's master does. The task's
-    /// state and status stay those of the updates forwarded to its framework, so kills,
-    /// acknowledgements, reconciliation and the loss of its agent treat it as the framework
-    /// sees it until its end is forwarded.
+    /// terminal one gives the task's resources back now, as Mesos's master does. Operators see
+    /// it as the task's state (`TaskSummary.state`, as Mesos's `Task.state`); the task's
+    /// forwarded state and status stay those of the updates forwarded to its framework
+    /// (`status_update_state`), so kills, acknowledgements, reconciliation and the loss of its
+    /// agent treat it as the framework sees it until its end is forwarded.
     pub(crate) fn apply_latest_state(
         &mut self,
         framework_id: &str,
         task_id: &str,
         latest: TaskState,
     ) {
+        if let Some(task) = self
+            .frameworks
+            .get_mut(framework_id)
+            .and_then(|f| f.tasks.get_mut(task_id))
+        {
+            // Only a state later than the forwarded one (the shared transition table), and
+            // never over an end the framework was told.
+            let later = latest != task.state
+                && !task.state.is_terminal()
+                && task.state.transition(latest).accepted();
+            task.latest_state = later.then_some(latest);
+        }
         self.recover_ended(framework_id, task_id, latest);
     }
 
@@ -178,7 +195,8 @@ impl Master {
             name: t.name.clone(),
             framework_id: framework_id.to_string(),
             agent_id: t.agent_id.clone(),
-            state: t.state.name().to_string(),
+            state: t.latest_state.unwrap_or(t.state).name().to_string(),
+            status_update_state: t.state.name().to_string(),
             resources: t.resources.to_string(),
             reason: t.status.reason.clone(),
             message: t.status.message.clone(),

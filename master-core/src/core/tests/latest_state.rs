@@ -60,10 +60,13 @@ fn a_terminal_latest_state_frees_the_task_before_its_end_is_forwarded() {
     assert_eq!(offers.len(), 1);
     assert_eq!(res(&offers[0]).to_string(), ALL);
     h.m.check_accounting().expect("books balance");
-    // The framework still sees the task as running, and so does the master's task list.
+    // The framework still sees the task as running; operators see its latest state with the
+    // state of the update forwarded beside it (Mesos's `state` and `status_update_state`).
     let snap = h.m.snapshot(Default::default());
     assert_eq!(snap.tasks.len(), 1);
-    assert_eq!(snap.tasks[0].state, "TASK_RUNNING");
+    assert_eq!(snap.tasks[0].state, "TASK_FINISHED");
+    assert_eq!(snap.tasks[0].status_update_state, "TASK_RUNNING");
+    assert_eq!(snap.tasks[0].ended_ms, 0, "its end is not forwarded yet");
     // Acknowledging RUNNING does not retire the task: its end is still to come.
     ack(&mut h, &fw, &agent, b"u1");
     assert!(matches!(&h.agent_msgs(A1)[..], [AOut::Ack(a)] if a.uuid == b"u1"));
@@ -77,6 +80,7 @@ fn a_terminal_latest_state_frees_the_task_before_its_end_is_forwarded() {
     assert!(snap.tasks.is_empty());
     assert_eq!(snap.completed_tasks.len(), 1);
     assert_eq!(snap.completed_tasks[0].state, "TASK_FINISHED");
+    assert_eq!(snap.completed_tasks[0].status_update_state, "TASK_FINISHED");
     h.m.check_accounting().expect("books balance");
 }
 
@@ -89,8 +93,14 @@ fn a_live_latest_state_frees_nothing() {
     h.drain();
     let running = Some(TaskState::TaskRunning as i32);
     update(&mut h, &id, "t1", TaskState::TaskStarting, b"u1", running).expect("starting");
+    let shown = |h: &H| {
+        let t = h.m.snapshot(Default::default()).tasks.remove(0);
+        (t.state, t.status_update_state)
+    };
+    assert_eq!(shown(&h), ("TASK_RUNNING".into(), "TASK_STARTING".into()));
     // Absent (an agent that predates the field): the update alone counts, as before.
     update(&mut h, &id, "t1", TaskState::TaskRunning, b"u2", None).expect("running");
+    assert_eq!(shown(&h), ("TASK_RUNNING".into(), "TASK_RUNNING".into()));
     assert_eq!(
         states(&h.updates(F1)),
         [TaskState::TaskStarting, TaskState::TaskRunning]
@@ -167,6 +177,18 @@ fn a_task_freed_early_still_gets_an_end_when_its_agent_is_lost() {
         })
         .collect();
     assert_eq!(states(&ends), [TaskState::TaskLost]);
+    // Operators see the end the framework was told, not the agent's last word.
+    let snap = h.m.snapshot(Default::default());
+    let t = snap
+        .tasks
+        .iter()
+        .chain(&snap.completed_tasks)
+        .next()
+        .expect("the task");
+    assert_eq!(
+        (t.state.as_str(), t.status_update_state.as_str()),
+        ("TASK_LOST", "TASK_LOST")
+    );
     h.m.check_accounting().expect("books balance");
 }
 

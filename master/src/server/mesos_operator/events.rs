@@ -91,16 +91,21 @@ pub fn diff(old: &v1::StateSnapshot, new: &v1::StateSnapshot) -> Vec<OperatorEve
             Some(_) => {}
         }
     }
-    let old_tasks: HashMap<(&str, &str), &str> = old
+    // A task changes with its latest state or with the update forwarded (as Mesos sends a
+    // TASK_UPDATED per update forwarded, with the task's latest state).
+    let old_tasks: HashMap<(&str, &str), (&str, &str)> = old
         .tasks
         .iter()
         .chain(&old.completed_tasks)
-        .map(|t| ((t.framework_id.as_str(), t.id.as_str()), t.state.as_str()))
+        .map(|t| {
+            let states = (t.state.as_str(), t.status_update_state.as_str());
+            ((t.framework_id.as_str(), t.id.as_str()), states)
+        })
         .collect();
     for t in new.tasks.iter().chain(&new.completed_tasks) {
         match old_tasks.get(&(t.framework_id.as_str(), t.id.as_str())) {
             None => events.extend(first_seen(t)),
-            Some(state) if *state != t.state => {
+            Some(&(state, forwarded)) if state != t.state || forwarded != t.status_update_state => {
                 events.push(OperatorEvent::TaskUpdated(t.clone()));
             }
             Some(_) => {}
@@ -129,6 +134,7 @@ fn first_seen(t: &v1::TaskSummary) -> Vec<OperatorEvent> {
     }
     let staged = v1::TaskSummary {
         state: STAGING.into(),
+        status_update_state: STAGING.into(),
         ..t.clone()
     };
     vec![
@@ -177,8 +183,47 @@ mod tests {
             id: id.into(),
             framework_id: "f1".into(),
             state: state.into(),
+            status_update_state: state.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn each_update_forwarded_is_a_task_updated_with_the_latest_state() {
+        // A short task: RUNNING forwarded while the agent already says FINISHED, then FINISHED.
+        let snap = |state: &str, forwarded: &str| v1::StateSnapshot {
+            tasks: vec![v1::TaskSummary {
+                status_update_state: forwarded.into(),
+                ..task("t1", state)
+            }],
+            ..Default::default()
+        };
+        let starting = snap("TASK_STARTING", "TASK_STARTING");
+        let early = snap("TASK_FINISHED", "TASK_RUNNING");
+        let ended = snap("TASK_FINISHED", "TASK_FINISHED");
+        assert_eq!(
+            diff(&starting, &early),
+            [OperatorEvent::TaskUpdated(early.tasks[0].clone())]
+        );
+        assert_eq!(
+            diff(&early, &ended),
+            [OperatorEvent::TaskUpdated(ended.tasks[0].clone())]
+        );
+        // In Mesos's form: the latest state, and the status forwarded.
+        let m = super::super::to_mesos::task(&early.tasks[0]);
+        use proffer_proto::mesos::v1::TaskState as S;
+        assert_eq!(m.state, S::TaskFinished as i32);
+        assert_eq!(m.status_update_state, Some(S::TaskRunning as i32));
+        assert_eq!(m.statuses[0].state, S::TaskRunning as i32);
+        let ran = v1::TaskSummary {
+            started_ms: 5,
+            ..early.tasks[0].clone()
+        };
+        let json = super::super::mesos_json::task_json(&ran);
+        assert_eq!(json["state"], "TASK_FINISHED");
+        let statuses = json["statuses"].as_array().expect("statuses");
+        assert_eq!(statuses.len(), 1, "no end forwarded yet: {statuses:?}");
+        assert_eq!(statuses[0]["state"], "TASK_RUNNING");
     }
 
     #[test]

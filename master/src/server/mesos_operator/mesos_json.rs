@@ -119,8 +119,10 @@ pub fn task_json(t: &v1::TaskSummary) -> Value {
     if t.started_ms > 0 {
         statuses.push(json!({"state": "TASK_RUNNING", "timestamp": secs(t.started_ms)}));
     }
-    if t.ended_ms > 0 || t.state != "TASK_RUNNING" {
-        let mut s = json!({"state": t.state, "timestamp": secs(t.ended_ms.max(t.started_ms))});
+    // The statuses are those forwarded to the framework; `state` is the latest on the agent.
+    let forwarded = super::to_mesos::forwarded_state(t);
+    if t.ended_ms > 0 || forwarded != "TASK_RUNNING" {
+        let mut s = json!({"state": forwarded, "timestamp": secs(t.ended_ms.max(t.started_ms))});
         if !t.message.is_empty() {
             s["message"] = json!(t.message);
         }

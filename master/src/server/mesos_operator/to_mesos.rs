@@ -173,6 +173,17 @@ pub fn task_state(name: &str) -> m::TaskState {
 }
 
 /// The latest status of a task.
+/// The state of the last update forwarded to the task's framework (`status_update_state`;
+/// a summary from before that field has only `state`).
+pub fn forwarded_state(t: &v1::TaskSummary) -> &str {
+    if t.status_update_state.is_empty() {
+        &t.state
+    } else {
+        &t.status_update_state
+    }
+}
+
+/// The task's last status forwarded to its framework.
 pub fn task_status(t: &v1::TaskSummary) -> m::TaskStatus {
     let at = if t.ended_ms > 0 {
         t.ended_ms
@@ -183,7 +194,7 @@ pub fn task_status(t: &v1::TaskSummary) -> m::TaskStatus {
         task_id: m::TaskId {
             value: t.id.clone(),
         },
-        state: task_state(&t.state) as i32,
+        state: task_state(forwarded_state(t)) as i32,
         message: some_text(&t.message),
         reason: m::task_status::Reason::from_str_name(&t.reason).map(|r| r as i32),
         agent_id: some_text(&t.agent_id).map(|value| m::AgentId { value }),
@@ -206,6 +217,7 @@ pub fn task(t: &v1::TaskSummary) -> m::Task {
             value: t.agent_id.clone(),
         },
         state: task_state(&t.state) as i32,
+        status_update_state: Some(task_state(forwarded_state(t)) as i32),
         resources: text_resources(&t.resources),
         statuses: vec![task_status(t)],
         user: some_text(&t.user),
