@@ -100,6 +100,9 @@ pub(crate) struct Agent {
     supervisors: containerizer::Supervisors,
     /// Tasks whose files are written at the next commit.
     launches: Vec<launch_files::LaunchFiles>,
+    /// Checkpoints in the last group commit: the commit window applies only while they are
+    /// many (a busy agent), so a lightly loaded one keeps its latency.
+    last_batch: usize,
     /// The checkpoint journal ([`crate::journal`]).
     journal: crate::journal::Journal,
     /// The journal's tasks when the agent started, until `recover` takes them.
@@ -197,6 +200,7 @@ impl Agent {
             masters,
             supervisors: containerizer::Supervisors::default(),
             launches: Vec::new(),
+            last_batch: 0,
             journal,
             replayed: replay.tasks,
         })
@@ -224,6 +228,7 @@ impl Agent {
             (self.config.gc_delay / 2).clamp(Duration::from_millis(50), Duration::from_secs(60));
         let mut gc = tokio::time::interval(gc_every);
         gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_commit = Instant::now();
         loop {
             let wake = self.next_wakeup();
             tokio::select! {
@@ -235,7 +240,9 @@ impl Agent {
                 _ = gc.tick() => self.collect_garbage(),
             }
             self.handle_ready(READY_BATCH);
+            self.gather_until_window(last_commit).await;
             self.commit().await;
+            last_commit = Instant::now();
             self.publish_view();
         }
         self.shutdown().await;

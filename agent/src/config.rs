@@ -56,6 +56,11 @@ pub struct AgentConfig {
     pub http_listen: Option<std::net::SocketAddr>,
     /// Sandboxes of ended tasks are removed after this long (Mesos `--gc_delay`: 1 week).
     pub gc_delay: Duration,
+    /// A group commit waits until this long after the previous one, taking in the inputs
+    /// that arrive meanwhile: one fsync and fewer, larger messages for all of them. An agent
+    /// that was quiet that long commits at once, so a lone task pays nothing. Zero: commit
+    /// after every batch of ready inputs. Default 2 ms ([`DEFAULT_COMMIT_WINDOW`]).
+    pub commit_window: Duration,
     /// Sandboxes of ended tasks are removed earlier, oldest first, while the work directory's
     /// file system is fuller than this fraction, of its blocks or of its inodes (Mesos
     /// `--gc_disk_headroom` 0.1 → 0.9 here).
@@ -99,6 +104,10 @@ pub enum IsolationMode {
     Cgroups,
 }
 
+/// The default [`AgentConfig::commit_window`]: with 80 `true` tasks at a time on two cores,
+/// 2 ms gave 952 tasks/s against 880 with none, 5 ms no more (docs/launch-performance.md).
+pub const DEFAULT_COMMIT_WINDOW: Duration = Duration::from_millis(2);
+
 impl AgentConfig {
     /// A configuration with Mesos defaults, auto-detected resources and the local hostname.
     pub fn new(master: impl Into<String>, work_dir: impl Into<PathBuf>) -> Self {
@@ -123,6 +132,7 @@ impl AgentConfig {
             fetcher_cache_bytes: 2 << 30,
             http_listen: None,
             gc_delay: Duration::from_secs(7 * 24 * 3600),
+            commit_window: DEFAULT_COMMIT_WINDOW,
             gc_max_disk_fraction: 0.9,
             credential: None,
             http_security: Default::default(),

@@ -92,6 +92,10 @@ pub struct LaunchArgs {
     /// (`0ms`: at the end of each batch of inputs it handles).
     #[arg(long, default_value = "3ms", value_parser = parse_duration)]
     offer_coalesce: Duration,
+    /// How long each agent gathers inputs after a group commit before the next one (its
+    /// journal's fsync); `0ms`: after every batch of ready inputs.
+    #[arg(long, default_value = "2ms", value_parser = parse_duration)]
+    commit_window: Duration,
     /// Run tasks without cgroups (posix isolation), even where cgroups are usable.
     #[arg(long)]
     no_cgroups: bool,
@@ -458,6 +462,7 @@ impl Cluster {
             cfg.hostname = "127.0.0.1".into();
             cfg.reconnect_initial = Duration::from_millis(50);
             cfg.gc_max_disk_fraction = 1.0;
+            cfg.commit_window = args.commit_window;
             if args.no_cgroups {
                 cfg.isolation = proffer_agent::IsolationMode::Posix;
             }

@@ -69,6 +69,11 @@ pub struct AgentArgs {
         allow_negative_numbers = true
     )]
     gc_max_disk_fraction: f64,
+    /// A group commit (the fsync of the agent's journal before updates go out) waits until
+    /// this long after the previous one, so the inputs arriving meanwhile share it; an agent
+    /// quiet that long commits at once (`0ms`: after every batch of ready inputs).
+    #[arg(long, env = "PROFFER_COMMIT_WINDOW", default_value = "2ms", value_parser = parse_duration)]
+    commit_window: Duration,
     /// The OCI runtime (runc or crun) running tasks in containers (default: crun, then runc,
     /// found on PATH; docs/containers.md).
     #[arg(long, env = "PROFFER_OCI_RUNTIME")]
@@ -141,6 +146,12 @@ impl AgentArgs {
             "--gc-max-disk-fraction must be within (0, 1], got {f}"
         );
         config.gc_max_disk_fraction = f;
+        anyhow::ensure!(
+            self.commit_window <= Duration::from_secs(1),
+            "--commit-window must be at most 1s (it delays every update), got {:?}",
+            self.commit_window
+        );
+        config.commit_window = self.commit_window;
         config.http_security = self.auth.http_security()?;
         if let Some(addr) = self.http {
             crate::security_args::check_exposure(
@@ -271,6 +282,7 @@ mod tests {
             pid_namespace: false,
             keep_tasks_on_shutdown: false,
             gc_max_disk_fraction: 0.9,
+            commit_window: proffer_agent::config::DEFAULT_COMMIT_WINDOW,
             oci_runtime: None,
             auth: Default::default(),
         };
@@ -432,6 +444,18 @@ mod tests {
         assert_eq!(config.gc_max_disk_fraction, defaults.gc_max_disk_fraction);
         let gc = parse_agent(&["--gc-max-disk-fraction", "1"])?;
         assert_eq!(gc.gc_max_disk_fraction, 1.0);
+        assert_eq!(config.commit_window, defaults.commit_window);
+        let window = parse_agent(&["--commit-window", "0ms"])?;
+        assert_eq!(window.commit_window, Duration::ZERO);
+        for bad in ["2s", "soon", "-1ms"] {
+            let flag = format!("--commit-window={bad}");
+            let err = parse_agent(&[flag.as_str()]).err();
+            let err = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                err.contains("commit") || err.contains("invalid"),
+                "{bad}: {err}"
+            );
+        }
         for bad in ["0", "1.5", "-0.2", "NaN"] {
             let flag = format!("--gc-max-disk-fraction={bad}");
             let err = parse_agent(&[flag.as_str()]).err();
