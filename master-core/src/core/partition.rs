@@ -141,8 +141,7 @@ impl Master {
             .get_mut(fw)
             .and_then(|f| f.tasks.get_mut(task_id))
         {
-            t.state = TaskState::TaskUnreachable;
-            t.status = status.clone();
+            t.forward(TaskState::TaskUnreachable, status.clone());
             t.resources_recovered = true;
         }
         self.send_event(
@@ -185,8 +184,7 @@ impl Master {
         // A task that ended while its agent was away is ended here too (its resources are
         // free); the agent's own update of the end follows and is acknowledged as usual.
         let ended = state.is_terminal();
-        t.state = state;
-        t.status = status.clone();
+        t.forward(state, status.clone());
         t.agent_id = agent_id.to_string();
         t.resources_recovered = ended;
         if ended {

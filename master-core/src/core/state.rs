@@ -53,6 +53,18 @@ pub(crate) struct TaskRecord {
     pub container: Option<Box<v1::ContainerInfo>>,
 }
 
+impl TaskRecord {
+    /// Takes the state and status of an update forwarded to the task's framework (the
+    /// agent's, or one the master makes). As in Mesos, where each update sets the task's
+    /// state from its own `latest_state`, the latest state goes with it: cleared here, set
+    /// again by `Master::apply_latest_state` for an agent update that carries a later one.
+    pub fn forward(&mut self, state: v1::TaskState, status: v1::TaskStatus) {
+        self.state = state;
+        self.status = status;
+        self.latest_state = None;
+    }
+}
+
 /// A subscribed (or recovering) framework.
 #[derive(Debug, Clone)]
 pub(crate) struct FrameworkState {

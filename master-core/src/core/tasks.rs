@@ -1,6 +1,7 @@
 //! Task bookkeeping shared by agent and framework handlers: applying status updates,
 //! recovering resources, and retiring terminal tasks.
 
+use proffer_proto::task_state::Transition;
 use proffer_proto::v1;
 use proffer_proto::v1::TaskState;
 
@@ -45,12 +46,7 @@ impl Master {
         };
         // The shared transition table: a terminal task never leaves its terminal state.
         if task.state.transition(state).accepted() {
-            task.state = state;
-            task.status = status.clone();
-            // Caught up (or ended, as its framework is told): the forwarded state is it.
-            if state.is_terminal() || task.latest_state == Some(state) {
-                task.latest_state = None;
-            }
+            task.forward(state, status.clone());
             if state == TaskState::TaskRunning && task.started_ms == 0 {
                 task.started_ms = status.timestamp_ms.max(1);
             }
@@ -83,11 +79,9 @@ impl Master {
             .get_mut(framework_id)
             .and_then(|f| f.tasks.get_mut(task_id))
         {
-            // Only a state later than the forwarded one (the shared transition table), and
-            // never over an end the framework was told.
-            let later = latest != task.state
-                && !task.state.is_terminal()
-                && task.state.transition(latest).accepted();
+            // Only a state later than the forwarded one (the shared transition table: never
+            // the same, an earlier one, or anything over an end the framework was told).
+            let later = task.state.transition(latest) == Transition::Advance;
             task.latest_state = later.then_some(latest);
         }
         self.recover_ended(framework_id, task_id, latest);

@@ -193,6 +193,49 @@ fn a_task_freed_early_still_gets_an_end_when_its_agent_is_lost() {
 }
 
 #[test]
+fn a_task_freed_early_shows_the_unreachable_its_framework_was_told() {
+    // A master-made update speaks for the task: the agent's last word (FINISHED, its RUNNING
+    // unacknowledged) no longer shows once the framework is told the agent is unreachable.
+    let mut h = H::with(MasterConfig {
+        agent_ping_interval_ms: 100,
+        agent_max_missed_pings: 3,
+        ..Default::default()
+    });
+    h.register_agent(A1, "host1", ALL);
+    let fw = h.subscribe_with(
+        F1,
+        v1::FrameworkInfo {
+            name: "aware".into(),
+            failover_timeout: 3600.0,
+            capabilities: vec!["PARTITION_AWARE".into()],
+            ..Default::default()
+        },
+    );
+    h.advance(DEFAULT_OFFER_COALESCE_MS);
+    let offer = h.offers(F1).remove(0);
+    let id = fw.framework_id.clone();
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:4;mem:4096")])
+        .expect("launch");
+    h.drain();
+    let finished = Some(TaskState::TaskFinished as i32);
+    update(&mut h, &id, "t1", TaskState::TaskRunning, b"u1", finished).expect("running");
+    h.drain();
+    h.input(Input::AgentDisconnected { conn: A1 })
+        .expect("disconnect");
+    for _ in 0..10 {
+        h.advance(100);
+    }
+    assert_eq!(states(&h.updates(F1)), [TaskState::TaskUnreachable]);
+    let snap = h.m.snapshot(Default::default());
+    let t = &snap.tasks[0];
+    assert_eq!(
+        (t.state.as_str(), t.status_update_state.as_str()),
+        ("TASK_UNREACHABLE", "TASK_UNREACHABLE")
+    );
+    h.m.check_accounting().expect("books balance");
+}
+
+#[test]
 fn a_latest_state_naming_no_state_is_refused() {
     let (mut h, _agent, fw, offer) = one_offer();
     let id = fw.framework_id.clone();
