@@ -114,7 +114,7 @@ pub async fn run_process(mode: ExecutorMode) -> i32 {
             // The agent may be gone (EPIPE): the event log is the record, this is a hint.
             let written = stdout.write_all(b"\n").await;
             if written.is_err() || stdout.flush().await.is_err() {
-                link.lost(&dir);
+                link.lost_off_runtime(dir.clone()).await;
             }
         }
     });
@@ -161,6 +161,13 @@ impl AgentLink {
                 run_dir.display()
             );
         }
+    }
+
+    /// [`AgentLink::lost`] on the blocking pool (the sync may take long), for a nudge writer
+    /// on the runtime.
+    pub async fn lost_off_runtime(&self, run_dir: PathBuf) {
+        let link = self.clone();
+        let _ = tokio::task::spawn_blocking(move || link.lost(&run_dir)).await;
     }
 }
 

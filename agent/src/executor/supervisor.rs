@@ -222,9 +222,7 @@ async fn write_nudges<W: tokio::io::AsyncWrite + Unpin>(
         }
         let written = out.write_all(&buf).await;
         if written.is_err() || out.flush().await.is_err() {
-            let synced = dir.clone();
-            let agent = agent.clone();
-            let _ = tokio::task::spawn_blocking(move || agent.lost(&synced)).await;
+            agent.lost_off_runtime(dir).await;
         }
     }
 }

@@ -11,6 +11,10 @@ fn cp(state: i32, offset: u64) -> TaskCheckpoint {
     }
 }
 
+fn temp_dir() -> Result<tempfile::TempDir, AgentError> {
+    tempfile::tempdir().map_err(|e| AgentError::io("tempdir", "", e))
+}
+
 fn key(t: &str) -> TaskKey {
     TaskKey::new("fw", t)
 }
@@ -33,7 +37,7 @@ fn spec(t: &str) -> ExecutorSpec {
 
 #[tokio::test]
 async fn the_latest_checkpoint_of_each_live_task_survives_a_reopen() -> Result<(), AgentError> {
-    let dir = tempfile::tempdir().map_err(|e| AgentError::io("tempdir", "", e))?;
+    let dir = temp_dir()?;
     let (mut j, replay) = Journal::open(dir.path())?;
     assert!(replay.tasks.is_empty());
     j.checkpoint(&key("a"), &cp(1, 10), true)?;
@@ -54,7 +58,7 @@ async fn the_latest_checkpoint_of_each_live_task_survives_a_reopen() -> Result<(
 
 #[tokio::test]
 async fn a_torn_or_corrupt_tail_is_cut_off_and_appending_goes_on() -> Result<(), AgentError> {
-    let dir = tempfile::tempdir().map_err(|e| AgentError::io("tempdir", "", e))?;
+    let dir = temp_dir()?;
     let (mut j, _) = Journal::open(dir.path())?;
     j.checkpoint(&key("a"), &cp(1, 1), true)?;
     j.commit().await?;
@@ -95,7 +99,7 @@ async fn a_torn_or_corrupt_tail_is_cut_off_and_appending_goes_on() -> Result<(),
 
 #[tokio::test]
 async fn a_big_journal_is_compacted_to_its_live_tasks() -> Result<(), AgentError> {
-    let dir = tempfile::tempdir().map_err(|e| AgentError::io("tempdir", "", e))?;
+    let dir = temp_dir()?;
     let (mut j, _) = Journal::open(dir.path())?;
     j.set_compact_min(4096);
     let mut appended = 0;
@@ -143,7 +147,7 @@ async fn a_big_journal_is_compacted_to_its_live_tasks() -> Result<(), AgentError
 
 #[test]
 fn garbage_in_place_of_a_journal_replays_as_nothing_and_is_cut() -> Result<(), AgentError> {
-    let dir = tempfile::tempdir().map_err(|e| AgentError::io("tempdir", "", e))?;
+    let dir = temp_dir()?;
     let p = path(dir.path());
     std::fs::create_dir_all(dir.path().join("meta")).map_err(|e| AgentError::io("mkdir", "", e))?;
     std::fs::write(&p, [0xffu8; 100]).map_err(|e| AgentError::io("write", &p, e))?;
@@ -214,7 +218,7 @@ proptest! {
 /// journal is replayed as it was and the leftover removed.
 #[tokio::test]
 async fn a_compaction_cut_short_leaves_the_journal_as_it_was() -> Result<(), AgentError> {
-    let dir = tempfile::tempdir().map_err(|e| AgentError::io("tempdir", "", e))?;
+    let dir = temp_dir()?;
     let (mut j, _) = Journal::open(dir.path())?;
     j.checkpoint(&key("a"), &cp(3, 7), true)?;
     j.commit().await?;
