@@ -142,14 +142,11 @@ async fn packs_four_per_offer_acks_everything_and_summarises() -> Result<()> {
         })
         .collect();
     assert_eq!(limits, [Some(2)]);
-    let acked: Vec<Vec<u8>> = st
-        .calls
-        .iter()
-        .filter_map(|c| match c {
-            Call::Acknowledge(a) => Some(a.uuid.clone()),
-            _ => None,
-        })
-        .collect();
+    let acked: Vec<Vec<u8>> = st.calls.iter().flat_map(|c| c.acked(false)).collect();
+    assert!(
+        st.calls.iter().any(|c| c.name() == "acknowledge_batch"),
+        "acknowledgements go in batches"
+    );
     assert_eq!(
         acked.len(),
         30,
@@ -386,6 +383,32 @@ async fn master_error_aborts_the_run() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_master_without_batch_acknowledgements_gets_them_one_by_one() -> Result<()> {
+    let fake = Fake::start(FakeConfig {
+        agents: vec![("a1".into(), "cpus:1;mem:256".into())],
+        no_ack_batch: true,
+        ..Default::default()
+    })
+    .await?;
+    let (_log, progress) = recorder();
+    let summary = run(&fake, spec("o", 6, 0.25, 64.0), progress).await?;
+    assert!(summary.all_finished(), "{summary}");
+    let st = fake.state();
+    assert!(st.violations.is_empty(), "{:?}", st.violations);
+    let acked: Vec<Vec<u8>> = st.calls.iter().flat_map(|c| c.acked(true)).collect();
+    assert_eq!(
+        acked.len(),
+        18,
+        "3 updates per task, each acknowledged once"
+    );
+    assert_eq!(
+        acked.iter().collect::<HashSet<_>>(),
+        st.sent_uuids.iter().collect::<HashSet<_>>()
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn survives_a_broken_stream_by_resubscribing_and_reconciling() -> Result<()> {
     let fake = Fake::start(FakeConfig {
         agents: vec![("a1".into(), "cpus:4;mem:4096".into())],
@@ -422,11 +445,9 @@ async fn survives_a_broken_stream_by_resubscribing_and_reconciling() -> Result<(
     let finished_acks = st
         .calls
         .iter()
-        .filter(|c| {
-            matches!(c, Call::Acknowledge(_))
-                && c.header().is_some_and(|h| h.stream_id == "stream-2")
-        })
-        .count();
+        .filter(|c| c.header().is_some_and(|h| h.stream_id == "stream-2"))
+        .map(|c| c.acked(false).len())
+        .sum::<usize>();
     assert!(
         finished_acks >= 3,
         "terminal updates on the new stream are acknowledged with its header"

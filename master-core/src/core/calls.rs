@@ -1,5 +1,5 @@
-//! Framework calls: ACCEPT (LAUNCH, RESERVE, UNRESERVE, CREATE, DESTROY), DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE,
-//! MESSAGE and TEARDOWN. Each call is validated whole before anything changes.
+//! Framework calls: ACCEPT (LAUNCH, RESERVE, UNRESERVE, CREATE, DESTROY), DECLINE, REVIVE, SUPPRESS, KILL,
+//! ACKNOWLEDGE (one or a batch), RECONCILE, MESSAGE and TEARDOWN. Each call is validated whole before anything changes.
 
 use std::collections::BTreeSet;
 
@@ -24,6 +24,9 @@ enum Planned {
 
 /// Default kill grace period (Mesos: 3 s).
 const DEFAULT_KILL_GRACE_MS: u64 = 3_000;
+
+/// The most acknowledgements in one ACKNOWLEDGE batch.
+pub(crate) const MAX_ACK_BATCH: usize = 4096;
 
 impl Master {
     pub(crate) fn on_call(&mut self, now: Timestamp, call: Call) -> Result<(), MasterError> {
@@ -63,7 +66,14 @@ impl Master {
             }
             Call::Acknowledge(req) => {
                 let fw = self.authenticate(req.header.as_ref())?;
-                self.acknowledge(&fw, req)
+                let ack = (req.agent_id, req.task_id, req.uuid);
+                self.check_ack(&ack.0, &ack.2)?;
+                self.apply_ack(&fw, ack);
+                Ok(())
+            }
+            Call::AcknowledgeBatch(req) => {
+                let fw = self.authenticate(req.header.as_ref())?;
+                self.acknowledge_batch(&fw, req.acknowledgements)
             }
             Call::Reconcile(req) => {
                 let fw = self.authenticate(req.header.as_ref())?;
@@ -417,33 +427,66 @@ impl Master {
         Ok(())
     }
 
-    fn acknowledge(&mut self, fw: &str, req: v1::AcknowledgeRequest) -> Result<(), MasterError> {
-        if req.uuid.is_empty() {
+    /// An acknowledgement names a known agent and carries an update's uuid.
+    fn check_ack(&self, agent_id: &str, uuid: &[u8]) -> Result<(), MasterError> {
+        if uuid.is_empty() {
             return Err(MasterError::InvalidField {
                 field: "uuid".into(),
                 reason: "must not be empty (only agent updates carry a uuid to acknowledge)".into(),
             });
         }
-        if !self.agents.contains_key(&req.agent_id) {
+        if !self.agents.contains_key(agent_id) {
             return Err(MasterError::UnknownAgent {
-                agent_id: req.agent_id,
+                agent_id: agent_id.to_string(),
             });
         }
+        Ok(())
+    }
+
+    /// Passes a checked acknowledgement `(agent, task, uuid)` to the agent; the acknowledgement
+    /// of a terminal task's last update retires the task.
+    fn apply_ack(&mut self, fw: &str, (agent_id, task_id, uuid): (String, String, Vec<u8>)) {
         let retire = self
             .frameworks
             .get(fw)
-            .and_then(|f| f.tasks.get(&req.task_id))
-            .is_some_and(|t| t.state.is_terminal() && t.status.uuid == req.uuid);
+            .and_then(|f| f.tasks.get(&task_id))
+            .is_some_and(|t| t.state.is_terminal() && t.status.uuid == uuid);
         self.send_agent(
-            &req.agent_id,
+            &agent_id,
             Msg::Ack(v1::StatusUpdateAck {
                 framework_id: fw.to_string(),
-                task_id: req.task_id.clone(),
-                uuid: req.uuid,
+                task_id: task_id.clone(),
+                uuid,
             }),
         );
         if retire {
-            self.retire_task(fw, &req.task_id);
+            self.retire_task(fw, &task_id);
+        }
+    }
+
+    /// Checks every acknowledgement of a batch, then applies them in order.
+    fn acknowledge_batch(
+        &mut self,
+        fw: &str,
+        acks: Vec<v1::Acknowledgement>,
+    ) -> Result<(), MasterError> {
+        if acks.len() > MAX_ACK_BATCH {
+            return Err(MasterError::InvalidField {
+                field: "acknowledgements".into(),
+                reason: format!("{} entries, at most {MAX_ACK_BATCH}", acks.len()),
+            });
+        }
+        for (index, a) in acks.iter().enumerate() {
+            self.check_ack(&a.agent_id, &a.uuid)
+                .map_err(|e| MasterError::InBatch {
+                    list: "acknowledgements",
+                    index,
+                    task_id: a.task_id.clone(),
+                    source: Box::new(e),
+                })?;
+        }
+        for a in acks {
+            self.apply_ack(fw, (a.agent_id, a.task_id, a.uuid));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Core tests with virtual time: tables of inputs → expected outputs, and proptest invariants.
 
 mod accounting_props;
+mod ack_batch;
 mod bad_input;
 mod coalesce;
 mod fuzz_tests;

@@ -28,6 +28,8 @@ pub enum Call {
     Kill(v1::KillRequest),
     /// ACKNOWLEDGE a status update.
     Acknowledge(v1::AcknowledgeRequest),
+    /// Acknowledge several status updates at once (checked whole, then applied in order).
+    AcknowledgeBatch(v1::AcknowledgeBatchRequest),
     /// RECONCILE task states.
     Reconcile(v1::ReconcileRequest),
     /// MESSAGE to an executor.
@@ -310,6 +312,18 @@ pub enum MasterError {
         /// The framework id.
         framework_id: String,
     },
+    /// One entry of a batch call is refused (and with it the whole call).
+    #[error("{list}[{index}] (task `{task_id}`): {source}")]
+    InBatch {
+        /// The batch's list field, e.g. `acknowledgements`.
+        list: &'static str,
+        /// The entry's index in it.
+        index: usize,
+        /// The entry's task.
+        task_id: String,
+        /// Why the entry is refused.
+        source: Box<MasterError>,
+    },
     /// The ACLs refuse the request.
     #[error(transparent)]
     Forbidden(#[from] crate::authz::Denied),
@@ -352,6 +366,7 @@ impl MasterError {
             | MasterError::DuplicateTaskId { .. }
             | MasterError::FrameworkRemoved { .. } => ErrorKind::FailedPrecondition,
             MasterError::Unsupported { .. } => ErrorKind::Unimplemented,
+            MasterError::InBatch { source, .. } => source.kind(),
             MasterError::InvalidField { .. }
             | MasterError::Resources { .. }
             | MasterError::ResourcesNotInOffer { .. }

@@ -162,6 +162,7 @@ fn call_framework_id(call: &Call) -> &str {
         Call::UpdateFramework(r) => r.header.as_ref(),
         Call::Kill(r) => r.header.as_ref(),
         Call::Acknowledge(r) => r.header.as_ref(),
+        Call::AcknowledgeBatch(r) => r.header.as_ref(),
         Call::Reconcile(r) => r.header.as_ref(),
         Call::Message(r) => r.header.as_ref(),
         Call::Teardown(r) => r.header.as_ref(),
@@ -258,6 +259,13 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         request: Request<v1::AcknowledgeRequest>,
     ) -> Result<Response<v1::CallResponse>, Status> {
         unary!(self, request, Acknowledge, "acknowledge")
+    }
+
+    async fn acknowledge_batch(
+        &self,
+        request: Request<v1::AcknowledgeBatchRequest>,
+    ) -> Result<Response<v1::CallResponse>, Status> {
+        unary!(self, request, AcknowledgeBatch, "acknowledge_batch")
     }
 
     async fn reconcile(

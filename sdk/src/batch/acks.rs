@@ -1,7 +1,7 @@
 //! Acknowledgements off the batch's event loop, in batches: statuses queue on a channel; a
-//! worker takes everything queued, and sends the acknowledgements of distinct tasks
-//! concurrently (a task's own acknowledgements stay in order, one round after another), up to
-//! 16 batches in flight.
+//! worker takes everything queued (up to 256) and sends it as one `AcknowledgeBatch` call, up
+//! to 16 calls in flight. When the master refuses a batch, its acknowledgements go one by one:
+//! those of distinct tasks concurrently, a task's own in order, one round after another.
 
 use std::collections::HashMap;
 
@@ -96,8 +96,14 @@ async fn run(driver: Driver, mut rx: mpsc::UnboundedReceiver<v1::TaskStatus>) {
     while in_flight.join_next().await.is_some() {}
 }
 
-/// Sends one batch's acknowledgements, round after round.
+/// Sends one batch's acknowledgements in one call; if the master refuses it (one bad entry
+/// refuses all, or the master predates the call), one by one, round after round, so every good
+/// acknowledgement still lands and each bad one is logged with its task.
 async fn send_batch(driver: Driver, batch: Vec<v1::TaskStatus>) {
+    let Err(e) = driver.acknowledge_batch(&batch).await else {
+        return;
+    };
+    tracing::debug!(error = %e, n = batch.len(), "batch acknowledgement refused; one by one");
     for round in rounds(batch) {
         let sent = join_all(round.iter().map(|s| driver.acknowledge(s))).await;
         for (s, r) in round.iter().zip(sent) {

@@ -327,6 +327,32 @@ impl Driver {
         call("acknowledge", c.acknowledge(req)).await
     }
 
+    /// Acknowledges several status updates in one call (those without a uuid are skipped); a
+    /// task's statuses must come in the order of its updates. The master checks every entry
+    /// before it applies any: one bad entry refuses the call, and nothing is acknowledged.
+    /// Fails with `Unimplemented` from a master that predates the call; then acknowledge one
+    /// by one ([`Driver::acknowledge`]).
+    pub async fn acknowledge_batch(&self, statuses: &[v1::TaskStatus]) -> Result<(), DriverError> {
+        let acknowledgements: Vec<v1::Acknowledgement> = statuses
+            .iter()
+            .filter(|s| !s.uuid.is_empty())
+            .map(|s| v1::Acknowledgement {
+                agent_id: s.agent_id.clone(),
+                task_id: s.task_id.clone(),
+                uuid: s.uuid.clone(),
+            })
+            .collect();
+        if acknowledgements.is_empty() {
+            return Ok(());
+        }
+        let req = v1::AcknowledgeBatchRequest {
+            header: Some(self.header()),
+            acknowledgements,
+        };
+        let mut c = self.client();
+        call("acknowledge_batch", c.acknowledge_batch(req)).await
+    }
+
     /// Asks for the state of `(task_id, agent_id)` pairs; an empty list asks about all tasks.
     pub async fn reconcile(&self, tasks: Vec<(String, String)>) -> Result<(), DriverError> {
         let tasks = tasks

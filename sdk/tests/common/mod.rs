@@ -35,6 +35,8 @@ pub struct FakeConfig {
     pub completion: Completion,
     pub accept_error: Option<(Code, String)>,
     pub refuse_subscribe: Option<String>,
+    /// Answer `AcknowledgeBatch` with `Unimplemented`, as a master that predates it.
+    pub no_ack_batch: bool,
 }
 
 impl Default for FakeConfig {
@@ -45,6 +47,7 @@ impl Default for FakeConfig {
             completion: Completion::Immediate,
             accept_error: None,
             refuse_subscribe: None,
+            no_ack_batch: false,
         }
     }
 }
@@ -61,6 +64,7 @@ pub enum Call {
     UpdateFramework(v1::UpdateFrameworkRequest),
     Kill(v1::KillRequest),
     Acknowledge(v1::AcknowledgeRequest),
+    AcknowledgeBatch(v1::AcknowledgeBatchRequest),
     Reconcile(v1::ReconcileRequest),
     Message(v1::MessageRequest),
     Teardown(v1::TeardownRequest),
@@ -76,9 +80,21 @@ impl Call {
             Call::UpdateFramework(_) => "update_framework",
             Call::Kill(_) => "kill",
             Call::Acknowledge(_) => "acknowledge",
+            Call::AcknowledgeBatch(_) => "acknowledge_batch",
             Call::Reconcile(_) => "reconcile",
             Call::Message(_) => "message",
             Call::Teardown(_) => "teardown",
+        }
+    }
+
+    /// The uuids this call acknowledged (none for a batch the fake refused).
+    pub fn acked(&self, refused_batches: bool) -> Vec<Vec<u8>> {
+        match self {
+            Call::Acknowledge(a) => vec![a.uuid.clone()],
+            Call::AcknowledgeBatch(b) if !refused_batches => {
+                b.acknowledgements.iter().map(|a| a.uuid.clone()).collect()
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -91,6 +107,7 @@ impl Call {
             Call::UpdateFramework(r) => r.header.clone(),
             Call::Kill(r) => r.header.clone(),
             Call::Acknowledge(r) => r.header.clone(),
+            Call::AcknowledgeBatch(r) => r.header.clone(),
             Call::Reconcile(r) => r.header.clone(),
             Call::Message(r) => r.header.clone(),
             Call::Teardown(r) => r.header.clone(),
@@ -498,6 +515,23 @@ impl Scheduler for FakeScheduler {
             st.violations
                 .push(format!("ack of unknown uuid for {}", req.task_id));
             return Err(Status::not_found("unknown uuid"));
+        }
+        ok()
+    }
+
+    async fn acknowledge_batch(&self, request: Request<v1::AcknowledgeBatchRequest>) -> Reply {
+        let req = request.into_inner();
+        let mut st = self.state();
+        st.check(Call::AcknowledgeBatch(req.clone()))?;
+        if st.config().no_ack_batch {
+            return Err(Status::unimplemented("AcknowledgeBatch"));
+        }
+        for a in &req.acknowledgements {
+            if !st.sent_uuids.contains(&a.uuid) {
+                st.violations
+                    .push(format!("batch ack of unknown uuid for {}", a.task_id));
+                return Err(Status::not_found("unknown uuid"));
+            }
         }
         ok()
     }

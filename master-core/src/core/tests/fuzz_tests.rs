@@ -353,7 +353,7 @@ enum CallSpec {
         agent: Id,
         grace: Option<u64>,
     },
-    /// Acknowledge a known update (its fields, maybe one made up).
+    /// Acknowledge a known update (its fields, maybe one made up), alone or in a batch.
     Ack {
         update: Id,
         tweak: u8,
@@ -889,8 +889,7 @@ impl World {
                     }),
                     _ => header,
                 };
-                Call::Acknowledge(v1::AcknowledgeRequest {
-                    header,
+                let ack = v1::Acknowledgement {
                     agent_id: if tweak % 8 == 1 { "x".into() } else { u.agent },
                     task_id: if tweak % 8 == 2 { "x".into() } else { u.task },
                     uuid: match tweak % 8 {
@@ -898,7 +897,20 @@ impl World {
                         4 => b"other".to_vec(),
                         _ => u.uuid,
                     },
-                })
+                };
+                // 5: the same acknowledgement alone in a batch; 6: twice in one batch.
+                match tweak % 8 {
+                    5 | 6 => Call::AcknowledgeBatch(v1::AcknowledgeBatchRequest {
+                        header,
+                        acknowledgements: vec![ack; usize::from(tweak % 8 - 4)],
+                    }),
+                    _ => Call::Acknowledge(v1::AcknowledgeRequest {
+                        header,
+                        agent_id: ack.agent_id,
+                        task_id: ack.task_id,
+                        uuid: ack.uuid,
+                    }),
+                }
             }
             CallSpec::Reconcile(tasks) => Call::Reconcile(v1::ReconcileRequest {
                 header,
