@@ -462,7 +462,19 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
 }
 
 fn proc_stat(pid: u32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // One open and one or two reads: `read_to_string` would stat the file and probe with
+    // small reads (proc files have no size).
+    let mut f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    while len < buf.len() {
+        match std::io::Read::read(&mut f, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
     let after = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     let state = fields.first()?.chars().next()?;
@@ -570,21 +582,19 @@ impl Nudges {
 /// Forwards new log events; returns true once the task's end was forwarded (or the agent
 /// loop is gone).
 fn drain(
-    run_dir: &Path,
-    offset: &mut u64,
+    log: &mut protocol::EventReader,
     key: &TaskKey,
     instance: u64,
     tx: &mpsc::UnboundedSender<ContainerEvent>,
 ) -> bool {
-    let events = match protocol::read_events(run_dir, *offset) {
+    let events = match log.read_new() {
         Ok(e) => e,
         Err(e) => {
-            debug!(run_dir = %run_dir.display(), error = %e, "reading the executor's events");
+            debug!(task_id = %key.task_id, error = %e, "reading the executor's events");
             return false;
         }
     };
     for (event, end) in events {
-        *offset = end;
         let exited = matches!(event, Ok(ExecutorEvent::Exited { .. }));
         let kind = match event {
             Ok(event) => EventKind::Executor { event, offset: end },
@@ -612,20 +622,22 @@ async fn watch(
     run_dir: PathBuf,
     key: TaskKey,
     instance: u64,
-    mut offset: u64,
+    offset: u64,
     mut live: Liveness,
     mut nudges: Nudges,
     tx: mpsc::UnboundedSender<ContainerEvent>,
 ) {
+    let mut log = protocol::EventReader::new(&run_dir, offset);
     // A nudge means the executor has just written an event: its liveness (a read of
-    // `/proc`) is checked when a poll passes without one.
-    let mut nudged = false;
+    // `/proc`) is checked when a poll passes without one. A task just handed to a live
+    // supervisor starts as nudged: its first check waits for the first poll.
+    let mut nudged = matches!(nudges, Nudges::Chan(_));
     loop {
-        if drain(&run_dir, &mut offset, &key, instance, &tx) {
+        if drain(&mut log, &key, instance, &tx) {
             return;
         }
         if let Some(message) = (!nudged).then(|| live.ended()).flatten() {
-            if drain(&run_dir, &mut offset, &key, instance, &tx) {
+            if drain(&mut log, &key, instance, &tx) {
                 return;
             }
             let _ = tx.send(ContainerEvent {
@@ -641,6 +653,10 @@ async fn watch(
             Duration::from_millis(500)
         };
         nudged = nudges.wait(poll).await;
+        if !nudged {
+            // A quiet task (or one whose executor went away) holds no open log.
+            log.close();
+        }
     }
 }
 

@@ -218,29 +218,86 @@ pub fn read_events(
     run_dir: &Path,
     offset: u64,
 ) -> std::io::Result<Vec<(Result<ExecutorEvent, String>, u64)>> {
-    let mut f = match std::fs::File::open(run_dir.join(EVENTS_FILE)) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    f.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf)?;
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    while let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') {
-        let line = &buf[pos..pos + nl];
-        pos += nl + 1;
-        let end = offset + pos as u64;
-        let parsed = serde_json::from_slice::<ExecutorEvent>(line).map_err(|e| {
-            format!(
-                "bad executor event {:?}: {e}",
-                String::from_utf8_lossy(line)
-            )
-        });
-        out.push((parsed, end));
+    EventReader::new(run_dir, offset).read_new()
+}
+
+/// One parsed event line (or why it did not parse) and the log offset just past it.
+pub type EventAt = (Result<ExecutorEvent, String>, u64);
+
+/// Follows one task's `events.jsonl`: keeps the file open between reads (opened once it
+/// exists, until [`EventReader::close`]) and carries a partial last line over to the next
+/// read, so each read after the first costs one `read` call (two with new data) instead of an
+/// open, a seek, a stat and a close.
+#[derive(Debug)]
+pub struct EventReader {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    /// The offset of the first byte of `partial` (just past the last complete line).
+    offset: u64,
+    /// Bytes read past `offset` that do not end a line yet.
+    partial: Vec<u8>,
+}
+
+impl EventReader {
+    /// A reader of `run_dir`'s event log from byte `offset` on (nothing is opened yet).
+    pub fn new(run_dir: &Path, offset: u64) -> Self {
+        EventReader {
+            path: run_dir.join(EVENTS_FILE),
+            file: None,
+            offset,
+            partial: Vec::new(),
+        }
     }
-    Ok(out)
+
+    /// The offset just past the last complete line read.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Closes the file until the next read (which opens it again where this one stopped): a
+    /// quiet task's watcher holds no descriptor.
+    pub fn close(&mut self) {
+        self.file = None;
+    }
+
+    /// The complete lines appended since the last read (none while the log does not exist).
+    pub fn read_new(&mut self) -> std::io::Result<Vec<EventAt>> {
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => match std::fs::File::open(&self.path) {
+                Ok(mut f) => {
+                    f.seek(SeekFrom::Start(self.offset + self.partial.len() as u64))?;
+                    self.file.insert(f)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            },
+        };
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = file.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            self.partial.extend_from_slice(&chunk[..n]);
+        }
+        let mut out = Vec::new();
+        let mut pos = 0usize;
+        while let Some(nl) = self.partial[pos..].iter().position(|&b| b == b'\n') {
+            let line = &self.partial[pos..pos + nl];
+            pos += nl + 1;
+            let parsed = serde_json::from_slice::<ExecutorEvent>(line).map_err(|e| {
+                format!(
+                    "bad executor event {:?}: {e}",
+                    String::from_utf8_lossy(line)
+                )
+            });
+            out.push((parsed, self.offset + pos as u64));
+        }
+        self.partial.drain(..pos);
+        self.offset += pos as u64;
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -290,6 +347,55 @@ mod tests {
                 message: "m".into()
             })
         );
+    }
+
+    #[test]
+    fn a_reader_follows_the_log_across_partial_lines_and_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut reader = EventReader::new(dir.path(), 0);
+        assert!(reader.read_new().expect("no log yet").is_empty());
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join(EVENTS_FILE))
+            .expect("open");
+        let started = b"{\"kind\":\"started\",\"pid\":7}\n";
+        f.write_all(started).expect("write");
+        f.write_all(b"{\"kind\":\"rea").expect("write");
+        let got = reader.read_new().expect("read");
+        assert_eq!(
+            got,
+            [(Ok(ExecutorEvent::Started { pid: 7 }), started.len() as u64)]
+        );
+        assert_eq!(
+            reader.offset(),
+            started.len() as u64,
+            "the partial line is not consumed"
+        );
+        // Closed with a partial line held: the next read opens the log again past it.
+        reader.close();
+        f.write_all(b"dy\",\"message\":\"m\"}\nnot json\n")
+            .expect("write");
+        let got = reader.read_new().expect("read");
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0].0,
+            Ok(ExecutorEvent::Ready {
+                message: "m".into()
+            })
+        );
+        assert!(
+            matches!(&got[1].0, Err(m) if m.contains("not json")),
+            "{got:?}"
+        );
+        let len = std::fs::metadata(dir.path().join(EVENTS_FILE))
+            .expect("stat")
+            .len();
+        assert_eq!((got[1].1, reader.offset()), (len, len));
+        assert!(reader.read_new().expect("read").is_empty());
+        // A reader from an offset skips what came before, as `read_events` does.
+        let mut later = EventReader::new(dir.path(), got[0].1);
+        assert_eq!(later.read_new().expect("read").len(), 1);
     }
 
     #[test]
