@@ -1,6 +1,8 @@
 //! The `Agent` service: one bidirectional session per agent. A reader task feeds every inbound
 //! message to the core; the core's messages for the session flow out through a channel.
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use proffer_proto::v1;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -69,6 +71,12 @@ impl v1::agent_server::Agent for AgentService {
     }
 }
 
+/// Inbound messages of one session queued to the core and not yet answered. The reader does
+/// not wait for each verdict: messages that arrive together reach the core together (the
+/// core takes them in one turn), and the bound keeps a flooding agent from queueing without
+/// limit.
+const SESSION_IN_FLIGHT: usize = 64;
+
 /// Feeds the session's inbound messages to the core until the agent hangs up, the core closes
 /// the session or the server shuts down.
 async fn read_session(
@@ -80,6 +88,7 @@ async fn read_session(
     principal: String,
 ) {
     tracing::debug!("agent session opened");
+    let mut verdicts = FuturesOrdered::new();
     loop {
         let next = tokio::select! {
             biased;
@@ -88,7 +97,15 @@ async fn read_session(
                 return;
             }
             () = shutdown.cancelled() => return,
-            next = inbound.message() => next,
+            Some(verdict) = verdicts.next(), if !verdicts.is_empty() => {
+                match verdict {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::warn!(%err, "agent message refused"),
+                    Err(_) => return,
+                }
+                continue;
+            }
+            next = inbound.message(), if verdicts.len() < SESSION_IN_FLIGHT => next,
         };
         let mut msg = match next {
             Ok(Some(msg)) => msg,
@@ -103,12 +120,12 @@ async fn read_session(
         };
         record_identity(&msg);
         set_principal(&mut msg, &principal);
-        match core.input(Input::Agent { conn, msg }).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(%err, "agent message refused"),
+        match core.queue_input(Input::Agent { conn, msg }) {
+            Ok(verdict) => verdicts.push_back(verdict),
             Err(_) => return,
         }
     }
+    // Queued after the session's messages: the core handles them before the session ends.
     core.agent_gone(conn);
 }
 

@@ -81,6 +81,9 @@ impl std::fmt::Debug for MasterFn {
 #[error("the master is shutting down")]
 pub(crate) struct CoreGone;
 
+/// The core's verdict on a queued input (an error if the core stopped first).
+pub(crate) type Verdict = oneshot::Receiver<Result<(), MasterError>>;
+
 /// A cloneable handle to the core task.
 #[derive(Debug, Clone)]
 pub(crate) struct CoreHandle {
@@ -127,9 +130,15 @@ impl CoreHandle {
 
     /// Feeds `input` and waits for the core's verdict.
     pub(crate) async fn input(&self, input: Input) -> Result<Result<(), MasterError>, CoreGone> {
+        self.queue_input(input)?.await.map_err(|_| CoreGone)
+    }
+
+    /// Queues `input` now (inputs reach the core in the order they are queued) and returns
+    /// where the core's verdict will arrive.
+    pub(crate) fn queue_input(&self, input: Input) -> Result<Verdict, CoreGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Input { input, reply })?;
-        rx.await.map_err(|_| CoreGone)
+        Ok(rx)
     }
 
     /// Registers framework stream `conn` and subscribes it.
