@@ -213,3 +213,75 @@ async fn pid_namespace_makes_the_task_pid_1() -> Result<()> {
     h.expect_state(TaskState::TaskKilled).await?;
     h.stop().await
 }
+
+/// The directory under `parent` whose inode is `ino` (a cgroup keeps its inode when renamed).
+fn named_by_inode(parent: &std::path::Path, ino: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(parent)
+        .ok()?
+        .flatten()
+        .find(|e| e.metadata().is_ok_and(|m| m.is_dir() && m.ino() == ino))
+        .and_then(|e| e.file_name().into_string().ok())
+}
+
+/// Waits until `cond` holds (bounded by `common::WAIT`).
+async fn until(what: &str, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while !cond() {
+        if std::time::Instant::now() >= deadline {
+            bail!("timed out waiting until {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_finished_tasks_cgroups_serve_the_next_task_and_end_with_the_supervisor() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(why) = cgroups_unavailable() {
+        eprintln!("SKIP a_finished_tasks_cgroups_serve_the_next_task: {why}");
+        return Ok(());
+    }
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    let mut inodes = Vec::new();
+    let mut parent = None;
+    for id in ["first", "second"] {
+        let mut task = shell_task(id, "exec sleep 60");
+        task.resources = Resources::parse("cpus:0.1;mem:32")?.to_proto();
+        h.run("fw", task)?;
+        h.expect_state(TaskState::TaskStarting).await?;
+        h.expect_state(TaskState::TaskRunning).await?;
+        let cg = spec_of(&h, "fw", id)?
+            .cgroup
+            .context("no cgroup in the spec")?;
+        if cg.version == proffer_agent::cgroups::CgroupVersion::V2 {
+            eprintln!("SKIP reuse: cgroups v2 cannot rename a cgroup, so none is reused");
+            return h.stop().await;
+        }
+        let dir = cg.dir_of("memory").context("memory")?;
+        let ino = std::fs::metadata(&dir)?.ino();
+        let memory = dir.parent().context("parent")?.to_path_buf();
+        h.kill("fw", id, 100)?;
+        h.expect_state(TaskState::TaskKilled).await?;
+        // Kept idle under a pool name (same inode), not removed.
+        until("the task's cgroup is idle in the pool", || {
+            named_by_inode(&memory, ino).is_some_and(|n| n.starts_with("pool-"))
+        })
+        .await?;
+        inodes.push(ino);
+        parent = Some(memory);
+    }
+    assert_eq!(
+        inodes[0], inodes[1],
+        "the second task ran in the first one's cgroup"
+    );
+    let (parent, ino) = (parent.context("no task ran")?, inodes[0]);
+    // The agent stops, the supervisor's stdin closes, it ends and removes its idle cgroups.
+    h.stop().await?;
+    until("the supervisor removed its idle cgroups", || {
+        named_by_inode(&parent, ino).is_none()
+    })
+    .await
+}

@@ -107,6 +107,21 @@ impl Agent {
                 break;
             }
         }
+        // Idle task cgroups kept by supervisors that died (those of live ones, this agent's
+        // or another's, stay).
+        let idle = crate::cgroups::pool::remove_orphans(
+            self.cgroups
+                .usable
+                .values()
+                .map(std::path::PathBuf::as_path),
+            |pid| crate::containerizer::alive(pid, None),
+        );
+        if idle > 0 {
+            info!(
+                idle,
+                "removed idle task cgroups left by supervisors that ended"
+            );
+        }
         let mut orphans = 0;
         for (mtime, key, path) in self.untracked(&work.join("meta").join("tasks")) {
             let sandbox = crate::sandbox::sandbox_dir(work, &key.framework_id, &key.task_id);

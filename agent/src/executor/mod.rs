@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, pool};
 use crate::checks::{CheckConfig, HealthAction, HealthTracker};
 use crate::fetcher;
 use crate::process::{self, Termination};
@@ -446,7 +446,7 @@ fn prepare(spec: &ExecutorSpec, task: &TaskInfo, run_dir: &Path) -> Result<Prepa
     }
     let cgroup = match &spec.cgroup {
         Some(c) => Some(
-            Cgroup::create(c)
+            pool::acquire(c)
                 .map_err(|e| failed("REASON_CONTAINER_LAUNCH_FAILED", format!("cgroups: {e}")))?,
         ),
         None => None,
@@ -468,7 +468,7 @@ fn prepare(spec: &ExecutorSpec, task: &TaskInfo, run_dir: &Path) -> Result<Prepa
         }),
         Err(e) => {
             if let Some(cg) = &cgroup {
-                cg.destroy();
+                pool::release(cg);
             }
             Err(launch_failed(e.to_string()))
         }
@@ -527,8 +527,9 @@ impl Drop for ContainerGuard {
     }
 }
 
-/// Kills what is left in a task's cgroups (unless [`CgroupGuard::empty`] did) and removes
-/// them when dropped.
+/// Kills what is left in a task's cgroups (unless [`CgroupGuard::empty`] did) and gives them
+/// back when dropped (kept for the next task when the pool is on and they are clean, else
+/// removed: [`pool::release`]).
 struct CgroupGuard<'a> {
     cgroup: Option<&'a Cgroup>,
     emptied: bool,
@@ -550,7 +551,7 @@ impl Drop for CgroupGuard<'_> {
             if !self.emptied {
                 cg.kill_all();
             }
-            cg.destroy();
+            pool::release(cg);
         }
     }
 }

@@ -107,6 +107,9 @@ struct Running {
     kill_sent: bool,
 }
 
+/// The most idle sets of task cgroups a supervisor keeps for reuse.
+const IDLE_CGROUPS: usize = 64;
+
 /// Runs the supervisor process until stdin is closed and every task has ended; returns the exit
 /// code.
 pub async fn run_supervisor() -> i32 {
@@ -119,6 +122,8 @@ pub async fn run_supervisor() -> i32 {
             None
         }
     };
+    // Finished tasks' cgroups serve the next tasks with the same limits (v1).
+    crate::cgroups::pool::enable(IDLE_CGROUPS);
     let (nudge_tx, nudge_rx) = mpsc::unbounded_channel::<PathBuf>();
     let agent = super::AgentLink::default();
     let nudger = tokio::spawn(write_nudges(nudge_rx, tokio::io::stdout(), agent.clone()));
@@ -160,6 +165,7 @@ pub async fn run_supervisor() -> i32 {
     }
     drop(nudge_tx);
     let _ = nudger.await;
+    crate::cgroups::pool::drain();
     0
 }
 

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod pool;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -250,6 +252,8 @@ pub struct Usage {
 #[derive(Debug, Clone)]
 pub struct Cgroup {
     spec: CgroupSpec,
+    /// Whether [`pool::release`] may keep them for another task (made by [`pool::acquire`]).
+    poolable: bool,
 }
 
 /// The calling thread inside a task's cgroups (v1); dropped, it goes back to their parents.
@@ -294,7 +298,10 @@ impl Cgroup {
             std::fs::create_dir_all(&d)
                 .map_err(|e| format!("creating cgroup {}: {e}", d.display()))?;
         }
-        let cg = Cgroup { spec: spec.clone() };
+        let cg = Cgroup {
+            spec: spec.clone(),
+            poolable: false,
+        };
         cg.apply()?;
         Ok(cg)
     }
