@@ -126,9 +126,9 @@ pub async fn run_supervisor() -> i32 {
     crate::cgroups::pool::enable(IDLE_CGROUPS);
     let (nudge_tx, nudge_rx) = mpsc::unbounded_channel::<PathBuf>();
     let agent = super::AgentLink::default();
-    let nudger = tokio::spawn(write_nudges(nudge_rx, tokio::io::stdout(), agent.clone()));
+    let nudger = tokio::spawn(write_nudges(nudge_rx, nudge_out(), agent.clone()));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<PathBuf>();
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = tokio::io::BufReader::new(requests_in()).lines();
     let mut stdin_open = true;
     let mut tasks: HashMap<PathBuf, Running> = HashMap::new();
     loop {
@@ -230,6 +230,37 @@ async fn write_nudges<W: tokio::io::AsyncWrite + Unpin>(
         if written.is_err() || out.flush().await.is_err() {
             agent.lost_off_runtime(dir).await;
         }
+    }
+}
+
+/// Where nudges go: the agent's pipe, written by the runtime itself (tokio's `stdout()` hands
+/// every write to a blocking-pool thread, two thread hops per batch of nudges); anything but a
+/// pipe (a terminal, a file) through `stdout()`.
+fn nudge_out() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| tokio::net::unix::pipe::Sender::from_owned_fd(fd).ok());
+    match pipe {
+        Some(p) => Box::new(p),
+        None => Box::new(tokio::io::stdout()),
+    }
+}
+
+/// Where the agent's requests come from: its pipe, read by the runtime itself (as
+/// [`nudge_out`]); anything but a pipe through `stdin()`.
+fn requests_in() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok());
+    match pipe {
+        Some(p) => Box::new(p),
+        None => Box::new(tokio::io::stdin()),
     }
 }
 
