@@ -126,7 +126,12 @@ pub async fn run_supervisor() -> i32 {
     crate::cgroups::pool::enable(IDLE_CGROUPS);
     let (nudge_tx, nudge_rx) = mpsc::unbounded_channel::<PathBuf>();
     let agent = super::AgentLink::default();
-    let nudger = tokio::spawn(write_nudges(nudge_rx, nudge_out(), agent.clone()));
+    // Nudges go through tokio's stdout, which writes on a blocking-pool thread: while one
+    // write is under way, the next nudges gather into one write. Writing them on the runtime
+    // (a non-blocking pipe) delivered them sooner but one by one, and the agent then did
+    // twice the work per task in smaller batches (1,011–1,053 against 1,146–1,190 tasks/s,
+    // agent CPU 0.19–0.20 against 0.11 ms per task).
+    let nudger = tokio::spawn(write_nudges(nudge_rx, tokio::io::stdout(), agent.clone()));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut lines = tokio::io::BufReader::new(requests_in()).lines();
     let mut stdin_open = true;
@@ -233,24 +238,9 @@ async fn write_nudges<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-/// Where nudges go: the agent's pipe, written by the runtime itself (tokio's `stdout()` hands
-/// every write to a blocking-pool thread, two thread hops per batch of nudges); anything but a
-/// pipe (a terminal, a file) through `stdout()`.
-fn nudge_out() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
-    use std::os::fd::AsFd;
-    let pipe = std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .ok()
-        .and_then(|fd| tokio::net::unix::pipe::Sender::from_owned_fd(fd).ok());
-    match pipe {
-        Some(p) => Box::new(p),
-        None => Box::new(tokio::io::stdout()),
-    }
-}
-
-/// Where the agent's requests come from: its pipe, read by the runtime itself (as
-/// [`nudge_out`]); anything but a pipe through `stdin()`.
+/// Where the agent's requests come from: its pipe, read by the runtime itself (tokio's
+/// `stdin()` hands every read to a blocking-pool thread); anything but a pipe through
+/// `stdin()`.
 fn requests_in() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
     use std::os::fd::AsFd;
     let pipe = std::io::stdin()
