@@ -82,12 +82,9 @@ async fn cpu_memory_and_pids_limits_are_applied() -> Result<()> {
     }))?;
     h.expect_state(TaskState::TaskKilled).await?;
     for d in cg.dirs() {
-        // The executor removes the task's cgroups once the task ended.
-        let deadline = std::time::Instant::now() + common::WAIT;
-        while d.exists() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        assert!(!d.exists(), "{} removed", d.display());
+        // The executor removes (or pools, under another name) the task's cgroups once the
+        // task ended.
+        until(&format!("{} is gone", d.display()), || !d.exists()).await?;
     }
     h.stop().await
 }
