@@ -237,7 +237,10 @@ impl Agent {
                 Some(ev) = self.events_rx.recv() => self.on_session_event(ev),
                 Some(ev) = self.containers_rx.recv() => self.on_container(ev),
                 () = tokio::time::sleep_until(wake) => self.on_timer(),
-                _ = gc.tick() => self.collect_garbage(),
+                _ = gc.tick() => {
+                    self.collect_garbage();
+                    self.retire_idle_supervisors();
+                }
             }
             self.handle_ready(READY_BATCH);
             self.gather_until_window(last_commit).await;

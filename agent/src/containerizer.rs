@@ -305,6 +305,25 @@ impl Supervisors {
         Ok((s.pid, s.start_ticks, rx))
     }
 
+    /// Lets the supervisors of frameworks that are not `busy` (no task on this agent) end:
+    /// their stdin is closed, so each exits once its last task ended, removing its idle
+    /// cgroups; the framework's next task starts a new one. Returns the frameworks retired.
+    pub fn retire_idle(&mut self, busy: &std::collections::HashSet<&str>) -> Vec<String> {
+        let held: std::collections::HashSet<&str> =
+            self.held.iter().map(|(fw, _)| fw.as_str()).collect();
+        let idle: Vec<String> = self
+            .by_framework
+            .keys()
+            .filter(|fw| !busy.contains(fw.as_str()) && !held.contains(fw.as_str()))
+            .cloned()
+            .collect();
+        for fw in &idle {
+            // Dropping its request sender ends the writer task, which closes the stdin.
+            self.by_framework.remove(fw);
+        }
+        idle
+    }
+
     /// Hands the held tasks to their supervisors. Called once their checkpoints (naming the
     /// supervisor) are durable: a task never starts before the agent can find it again after a
     /// crash. A task whose supervisor is gone is reported by its watcher (the pid is dead).

@@ -397,3 +397,41 @@ async fn a_task_id_used_again_after_its_task_ended_runs_afresh() -> Result<()> {
     }
     h.stop().await
 }
+
+/// A framework with no task left on the agent gets its supervising executor ended at the next
+/// garbage collection (it would otherwise stay for the agent's lifetime), and its next task
+/// starts a new one.
+#[tokio::test]
+async fn an_idle_frameworks_supervisor_ends_and_a_new_task_starts_another() -> Result<()> {
+    let mut h = Harness::start(|c| c.gc_delay = std::time::Duration::from_millis(200)).await?;
+    h.register("agent-1").await?;
+    let mut supervisors = Vec::new();
+    for id in ["first", "second"] {
+        // The shell's parent is the supervisor that spawned it.
+        h.run_shell("fw", id, "echo $PPID > ppid")?;
+        h.expect_states(&[
+            TaskState::TaskStarting,
+            TaskState::TaskRunning,
+            TaskState::TaskFinished,
+        ])
+        .await?;
+        let ppid =
+            common::wait_for_file_containing(&h.sandbox("fw", id).join("ppid"), "\n").await?;
+        let pid: u32 = ppid.trim().parse()?;
+        // Acknowledged and forgotten: nothing of "fw" is left, so its supervisor is let go.
+        let deadline = std::time::Instant::now() + common::WAIT;
+        while proffer_agent::containerizer::alive(pid, None) {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the idle supervisor {pid} never ended"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        supervisors.push(pid);
+    }
+    assert_ne!(
+        supervisors[0], supervisors[1],
+        "the second task had a new supervisor"
+    );
+    h.stop().await
+}

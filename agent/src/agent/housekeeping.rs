@@ -81,6 +81,17 @@ impl Agent {
         }
     }
 
+    /// Lets the supervising executors of frameworks with no task on this agent end (they
+    /// would otherwise stay for the agent's lifetime, one per framework ever seen, each with
+    /// its idle cgroups).
+    pub(super) fn retire_idle_supervisors(&mut self) {
+        let busy: std::collections::HashSet<&str> =
+            self.tasks.keys().map(|k| k.framework_id.as_str()).collect();
+        for framework_id in self.supervisors.retire_idle(&busy) {
+            info!(%framework_id, "no task of the framework is left here; its supervising executor ends");
+        }
+    }
+
     /// Removes sandboxes of tasks the agent no longer tracks, with their run directories:
     /// those older than `gc_delay`, then the oldest ones while the disk is fuller than
     /// `gc_max_disk_fraction`; and run directories of such tasks older than `gc_delay` whose
