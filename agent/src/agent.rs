@@ -94,6 +94,9 @@ pub(crate) struct Agent {
     conn: Conn,
     next_session: u64,
     backoff: Duration,
+    /// The master of the current session takes several updates in one message
+    /// (`AgentRegistered.takes_update_batches`).
+    batch_updates: bool,
     /// The masters (from `config.master`) and the one being talked to.
     masters: MasterList,
     /// The supervising executors, one per framework.
@@ -181,6 +184,7 @@ impl Agent {
                 uuid_seed: uuid::Uuid::new_v4().as_u128(),
             }),
             backoff: config.reconnect_initial,
+            batch_updates: false,
             conn: Conn::Down {
                 retry_at: Instant::now(),
             },
@@ -288,6 +292,8 @@ impl Agent {
     /// Opens a new session and queues Register or Reregister on it.
     fn connect(&mut self) {
         self.drop_session();
+        // Until this session's master says it takes batches.
+        self.batch_updates = false;
         self.next_session += 1;
         let id = self.next_session;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -482,6 +488,7 @@ impl Agent {
             error!(error = %e, "could not persist the agent id");
         }
         let agent_id = r.agent_id;
+        self.batch_updates = r.takes_update_batches;
         self.backoff = self.config.reconnect_initial;
         self.masters.settled();
         if let Conn::Up { registered, .. } = &mut self.conn {

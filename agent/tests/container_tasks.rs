@@ -303,6 +303,7 @@ async fn a_container_task_survives_an_agent_restart_and_finishes_once() -> Resul
         agent_id: "agent-1".into(),
         master_id: "m".into(),
         ping_interval_ms: 15_000,
+        takes_update_batches: false,
     }))?;
     std::fs::write(h.sandbox("fw", "r").join("go"), "")?;
     let done = h.expect_state(TaskState::TaskFinished).await?;

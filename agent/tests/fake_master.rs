@@ -35,6 +35,7 @@ async fn registers_and_persists_agent_id() -> Result<()> {
             agent_id: "agent-1".into(),
             master_id: "m".into(),
             ping_interval_ms: 15_000,
+            takes_update_batches: false,
         },
     ))?;
     // Pong proves the Registered message (and the file write before it) was handled.
@@ -263,6 +264,7 @@ async fn reconnects_and_reregisters_with_running_tasks() -> Result<()> {
             agent_id: "agent-7".into(),
             master_id: "m2".into(),
             ping_interval_ms: 15_000,
+            takes_update_batches: false,
         },
     ))?;
     // The task keeps working across the reconnect: kill it on the new session.
@@ -292,6 +294,7 @@ async fn unacked_update_is_resent_after_reconnect() -> Result<()> {
             agent_id: "agent-1".into(),
             master_id: "m2".into(),
             ping_interval_ms: 15_000,
+            takes_update_batches: false,
         },
     ))?;
     // Resent at once on re-registration (the retry interval is the default 10 s).
@@ -395,6 +398,7 @@ async fn reregistration_lists_ended_tasks_until_their_terminal_update_is_acked()
             agent_id: "agent-1".into(),
             master_id: "m".into(),
             ping_interval_ms: 15_000,
+            takes_update_batches: false,
         },
     ))?;
     let again = h.expect_state(TaskState::TaskFinished).await?;

@@ -435,3 +435,60 @@ async fn an_idle_frameworks_supervisor_ends_and_a_new_task_starts_another() -> R
     );
     h.stop().await
 }
+
+/// To a master that takes batches, the updates of one group commit go in one message, in
+/// order; every update still arrives once and is acknowledged on its own.
+#[tokio::test]
+async fn a_commits_updates_go_in_one_message_to_a_master_that_takes_batches() -> Result<()> {
+    use proffer_proto::v1::agent_message::Msg;
+    let mut h = Harness::start(|_| {}).await?;
+    h.register_as("agent-1", true).await?;
+    // A group's tasks are launched by one message, so their first updates share a commit.
+    let ids: Vec<String> = (0..6).map(|i| format!("t{i}")).collect();
+    h.send(master_message::Msg::RunTaskGroup(RunTaskGroup {
+        framework_id: "fw".into(),
+        tasks: ids.iter().map(|id| shell_task(id, "true")).collect(),
+    }))?;
+    let mut states: std::collections::BTreeMap<String, Vec<TaskState>> = Default::default();
+    let mut largest_batch = 0;
+    while states
+        .values()
+        .filter(|s| s.last() == Some(&TaskState::TaskFinished))
+        .count()
+        < ids.len()
+    {
+        let updates = match h.recv_msg().await? {
+            Msg::StatusUpdates(b) => {
+                largest_batch = largest_batch.max(b.updates.len());
+                b.updates
+            }
+            Msg::StatusUpdate(u) => vec![u],
+            other => anyhow::bail!("expected status updates, got {other:?}"),
+        };
+        for u in updates {
+            h.ack(&u)?;
+            let id = u
+                .status
+                .as_ref()
+                .map(|s| s.task_id.clone())
+                .unwrap_or_default();
+            states.entry(id).or_default().push(common::state_of(&u));
+        }
+    }
+    assert!(
+        largest_batch > 1,
+        "no batch: largest message held {largest_batch} update(s)"
+    );
+    for (id, s) in &states {
+        assert_eq!(
+            s,
+            &[
+                TaskState::TaskStarting,
+                TaskState::TaskRunning,
+                TaskState::TaskFinished
+            ],
+            "{id}: each update once, in order"
+        );
+    }
+    h.stop().await
+}

@@ -36,6 +36,7 @@ async fn cpu_memory_and_pids_limits_are_applied() -> Result<()> {
             agent_id: "agent-1".into(),
             master_id: "m".into(),
             ping_interval_ms: 15_000,
+            takes_update_batches: false,
         },
     ))?;
     let mut task = shell_task("limited", "echo $$ > pid; exec sleep 60");
@@ -132,6 +133,7 @@ async fn tasks_needing_missing_isolators_are_refused() -> Result<()> {
             agent_id: "agent-1".into(),
             master_id: "m".into(),
             ping_interval_ms: 15_000,
+            takes_update_batches: false,
         },
     ))?;
     let mut task = shell_task("forky", "true");

@@ -234,6 +234,7 @@ async fn an_agent_killed_in_the_middle_of_a_launch_batch_loses_no_task_and_runs_
         agent_id: "agent-1".into(),
         master_id: "m".into(),
         ping_interval_ms: 15_000,
+        takes_update_batches: false,
     }))?;
     // Every task the restarted agent knows ends, exactly once.
     let ended = until_terminal(&mut h, &known).await?;

@@ -163,6 +163,7 @@ async fn sigkilled_agent_recovers_running_and_finished_tasks() -> Result<()> {
         agent_id: "agent-1".into(),
         master_id: "m".into(),
         ping_interval_ms: 15_000,
+        takes_update_batches: false,
     }))?;
     // Exactly two updates: the unacknowledged FINISHED of "done" again (same uuid), and the
     // FINISHED of "quick" that happened while the agent was down.
@@ -272,6 +273,7 @@ async fn agent_stopped_with_keep_tasks_leaves_them_to_the_next_agent() -> Result
         agent_id: "agent-1".into(),
         master_id: "m".into(),
         ping_interval_ms: 15_000,
+        takes_update_batches: false,
     }))?;
     h.send(master_message::Msg::KillTask(KillTask {
         framework_id: "fw".into(),
@@ -349,6 +351,7 @@ async fn update_checkpointed_then_restarted(legacy: bool) -> Result<()> {
         agent_id: "agent-1".into(),
         master_id: "m".into(),
         ping_interval_ms: 15_000,
+        takes_update_batches: false,
     }))?;
     let again = h.expect_state(TaskState::TaskRunning).await?;
     assert_eq!(

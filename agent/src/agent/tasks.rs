@@ -120,11 +120,23 @@ impl Agent {
         if let Err(e) = self.journal.commit().await {
             error!(error = %e, "writing the checkpoint journal failed");
         }
-        for u in held {
-            self.send(msg(agent_message::Msg::StatusUpdate(u)));
-        }
+        self.send_updates(held);
         self.apply(later);
         self.supervisors.flush();
+    }
+
+    /// Sends a commit's updates, in order: in one message when the master takes batches and
+    /// there are several, else one message each.
+    fn send_updates(&mut self, updates: Vec<v1::StatusUpdate>) {
+        if self.batch_updates && updates.len() > 1 {
+            self.send(msg(agent_message::Msg::StatusUpdates(v1::StatusUpdates {
+                updates,
+            })));
+        } else {
+            for u in updates {
+                self.send(msg(agent_message::Msg::StatusUpdate(u)));
+            }
+        }
     }
 
     /// When the agent is busy (the previous commit had [`BUSY_BATCH`] checkpoints or more),

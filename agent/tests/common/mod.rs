@@ -258,8 +258,15 @@ impl Harness {
         Ok(())
     }
 
-    /// Expects a fresh Register and accepts it with `agent_id`.
+    /// Expects a fresh Register and accepts it with `agent_id`, as a master that takes one
+    /// update per message.
     pub async fn register(&mut self, agent_id: &str) -> Result<()> {
+        self.register_as(agent_id, false).await
+    }
+
+    /// Expects a fresh Register and accepts it with `agent_id`, saying whether this master
+    /// takes several updates in one message.
+    pub async fn register_as(&mut self, agent_id: &str, takes_update_batches: bool) -> Result<()> {
         match self.recv_msg().await? {
             agent_message::Msg::Register(r) => {
                 let info = r.info.context("Register without info")?;
@@ -273,6 +280,7 @@ impl Harness {
             agent_id: agent_id.into(),
             master_id: "fake-master".into(),
             ping_interval_ms: 15_000,
+            takes_update_batches,
         }))
     }
 

@@ -29,6 +29,7 @@ impl Master {
                 Some(r.tasks),
             ),
             Some(In::StatusUpdate(u)) => self.on_status_update(now, conn, u),
+            Some(In::StatusUpdates(b)) => self.on_status_updates(now, conn, b.updates),
             Some(In::Pong(_)) => {
                 if self.liveness.heard_on(conn, now) {
                     Ok(())
@@ -338,6 +339,7 @@ impl Master {
                 agent_id: agent_id.to_string(),
                 master_id: self.master_id.clone(),
                 ping_interval_ms: self.config.agent_ping_interval_ms,
+                takes_update_batches: true,
             }),
         );
         let drain_state = if draining {
@@ -564,6 +566,33 @@ impl Master {
             a.tasks.insert((fw, task_id));
         }
         true
+    }
+
+    /// The updates of one agent message, each handled as if it came alone; the first refused
+    /// one is reported (named by its index), the others are not held back.
+    fn on_status_updates(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        updates: Vec<v1::StatusUpdate>,
+    ) -> Result<(), MasterError> {
+        let mut first_refused = None;
+        for (index, u) in updates.into_iter().enumerate() {
+            let task_id = u
+                .status
+                .as_ref()
+                .map(|s| s.task_id.clone())
+                .unwrap_or_default();
+            if let Err(e) = self.on_status_update(now, conn, u) {
+                first_refused.get_or_insert(MasterError::InBatch {
+                    list: "status_updates.updates",
+                    index,
+                    task_id,
+                    source: Box::new(e),
+                });
+            }
+        }
+        first_refused.map_or(Ok(()), Err)
     }
 
     fn on_status_update(

@@ -19,6 +19,7 @@ mod quota;
 mod reservation_props;
 mod reservations;
 mod scenarios;
+mod update_batch;
 
 /// The core and the allocator stay sans-IO: no clock, socket, file, async runtime or unseeded RNG.
 #[test]
