@@ -283,11 +283,7 @@ async fn a_failing_task_kills_the_rest_of_its_group() -> Result<()> {
     {
         let u = h.next_update().await?;
         h.ack(&u)?;
-        let id = u
-            .status
-            .as_ref()
-            .map(|s| s.task_id.clone())
-            .unwrap_or_default();
+        let id = common::task_id_of(&u);
         seen.insert(id, common::state_of(&u));
         anyhow::ensure!(seen.len() <= 2, "{seen:?}");
     }
@@ -467,11 +463,7 @@ async fn a_commits_updates_go_in_one_message_to_a_master_that_takes_batches() ->
         };
         for u in updates {
             h.ack(&u)?;
-            let id = u
-                .status
-                .as_ref()
-                .map(|s| s.task_id.clone())
-                .unwrap_or_default();
+            let id = common::task_id_of(&u);
             states.entry(id).or_default().push(common::state_of(&u));
         }
     }

@@ -104,11 +104,7 @@ async fn a_launch_storm_beyond_the_agents_resources_is_refused_task_by_task() ->
     while refused.len() + running.len() < storm {
         let u = h.next_update().await?;
         h.ack(&u)?;
-        let id = u
-            .status
-            .as_ref()
-            .map(|s| s.task_id.clone())
-            .unwrap_or_default();
+        let id = common::task_id_of(&u);
         match state_of(&u) {
             TaskState::TaskStarting => {}
             TaskState::TaskRunning => {
@@ -161,11 +157,7 @@ async fn a_thousand_tasks_killed_at_once_all_end_killed() -> Result<()> {
     while running.len() < n {
         let u = h.next_update().await?;
         h.ack(&u)?;
-        let id = u
-            .status
-            .as_ref()
-            .map(|s| s.task_id.clone())
-            .unwrap_or_default();
+        let id = common::task_id_of(&u);
         match state_of(&u) {
             TaskState::TaskStarting => {}
             TaskState::TaskRunning => {

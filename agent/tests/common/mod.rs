@@ -438,6 +438,14 @@ impl Drop for Harness {
     }
 }
 
+/// The task id of an update (empty when it has no status).
+pub fn task_id_of(u: &StatusUpdate) -> String {
+    u.status
+        .as_ref()
+        .map(|s| s.task_id.clone())
+        .unwrap_or_default()
+}
+
 /// Executors are this crate's `proffer-agent executor` binary.
 pub fn executor_launcher() -> proffer_agent::ExecutorLauncher {
     proffer_agent::ExecutorLauncher::Binary {

@@ -283,19 +283,32 @@ impl H {
         self.input(Input::Agent {
             conn,
             msg: v1::AgentMessage {
-                msg: Some(AIn::StatusUpdate(v1::StatusUpdate {
-                    framework_id: fw.into(),
-                    latest_state: latest,
-                    status: Some(v1::TaskStatus {
-                        task_id: task.into(),
-                        state: state as i32,
-                        uuid: uuid.to_vec(),
-                        source: v1::StatusSource::SourceAgent as i32,
-                        ..Default::default()
-                    }),
-                })),
+                msg: Some(AIn::StatusUpdate(agent_update(
+                    fw, task, state, uuid, latest,
+                ))),
             },
         })
+    }
+}
+
+/// An agent's status update of `task` in `state` (uuid `uuid`), with its latest state.
+pub fn agent_update(
+    fw: &str,
+    task: &str,
+    state: v1::TaskState,
+    uuid: &[u8],
+    latest: Option<i32>,
+) -> v1::StatusUpdate {
+    v1::StatusUpdate {
+        framework_id: fw.into(),
+        latest_state: latest,
+        status: Some(v1::TaskStatus {
+            task_id: task.into(),
+            state: state as i32,
+            uuid: uuid.to_vec(),
+            source: v1::StatusSource::SourceAgent as i32,
+            ..Default::default()
+        }),
     }
 }
 

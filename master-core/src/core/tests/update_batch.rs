@@ -3,22 +3,12 @@
 
 use proffer_proto::v1::{self, TaskState, agent_message::Msg as AIn, master_message::Msg as AOut};
 
-use super::harness::{H, agent_info, task};
+use super::harness::{H, agent_info, agent_update, task};
 use super::scenarios::{A1, F1, one_offer};
 use crate::core::{ErrorKind, Input};
 
 fn update(fw: &str, task: &str, state: TaskState, uuid: &[u8]) -> v1::StatusUpdate {
-    v1::StatusUpdate {
-        framework_id: fw.into(),
-        latest_state: None,
-        status: Some(v1::TaskStatus {
-            task_id: task.into(),
-            state: state as i32,
-            uuid: uuid.to_vec(),
-            source: v1::StatusSource::SourceAgent as i32,
-            ..Default::default()
-        }),
-    }
+    agent_update(fw, task, state, uuid, None)
 }
 
 #[test]
