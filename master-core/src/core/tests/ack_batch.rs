@@ -27,8 +27,8 @@ fn batch(
     }))
 }
 
-/// Two tasks launched, each RUNNING (uuid `r-<task>`) then FINISHED (uuid `f-<task>`).
-fn two_finished() -> (H, String, v1::CallHeader) {
+/// Tasks `t1` and `t2` launched on agent `A1` (its outputs drained).
+pub(super) fn two_launched() -> (H, String, v1::CallHeader) {
     let (mut h, agent, fw, offer) = one_offer();
     h.launch(
         &fw,
@@ -37,6 +37,12 @@ fn two_finished() -> (H, String, v1::CallHeader) {
     )
     .expect("launch");
     h.drain();
+    (h, agent, fw)
+}
+
+/// Two tasks launched, each RUNNING (uuid `r-<task>`) then FINISHED (uuid `f-<task>`).
+fn two_finished() -> (H, String, v1::CallHeader) {
+    let (mut h, agent, fw) = two_launched();
     for t in ["t1", "t2"] {
         let (r, f) = (format!("r-{t}"), format!("f-{t}"));
         h.status(

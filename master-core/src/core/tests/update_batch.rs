@@ -3,8 +3,9 @@
 
 use proffer_proto::v1::{self, TaskState, agent_message::Msg as AIn, master_message::Msg as AOut};
 
-use super::harness::{H, agent_info, agent_update, task};
-use super::scenarios::{A1, F1, one_offer};
+use super::ack_batch::two_launched;
+use super::harness::{H, agent_info, agent_update};
+use super::scenarios::{A1, F1};
 use crate::core::{ErrorKind, Input};
 
 fn update(fw: &str, task: &str, state: TaskState, uuid: &[u8]) -> v1::StatusUpdate {
@@ -36,15 +37,8 @@ fn the_master_says_it_takes_batches() {
 
 #[test]
 fn a_batch_is_forwarded_in_order_and_a_bad_entry_holds_back_no_other() {
-    let (mut h, _agent, fw, offer) = one_offer();
+    let (mut h, _agent, fw) = two_launched();
     let id = fw.framework_id.clone();
-    h.launch(
-        &fw,
-        &[&offer.id],
-        vec![task("t1", "cpus:1;mem:512"), task("t2", "cpus:1;mem:512")],
-    )
-    .expect("launch");
-    h.drain();
     let mut bad = update(&id, "t2", TaskState::TaskRunning, b"x");
     if let Some(s) = bad.status.as_mut() {
         s.state = 99;
