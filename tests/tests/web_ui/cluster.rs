@@ -34,7 +34,9 @@ pub(crate) fn task_specs(marker: &str) -> Vec<(&'static str, String, String)> {
         (
             "sleeper",
             "sleeper".into(),
-            format!("exec sleep 3600 # {marker}"),
+            // Not `exec`: the shell stays, its command line carries the marker, and killing it
+            // at the end (`stop_leftovers`) ends the task (`exec sleep` left an hour's sleep).
+            format!("sleep 3600; : {marker}"),
         ),
         (
             "ticker",
