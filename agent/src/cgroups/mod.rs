@@ -21,7 +21,7 @@ pub const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "pids"];
 pub const CFS_PERIOD_US: u64 = 100_000;
 
 /// Which cgroup interface a host offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CgroupVersion {
     /// One hierarchy per controller (`/sys/fs/cgroup/<controller>`).
     V1,
@@ -76,7 +76,7 @@ impl CgroupSupport {
 }
 
 /// A task's cgroup limits and where to create its cgroups (sent to the executor).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CgroupSpec {
     /// The interface.
     pub version: CgroupVersion,
@@ -95,12 +95,20 @@ pub struct CgroupSpec {
 }
 
 impl CgroupSpec {
-    /// The directories of the task's cgroups (one per controller on v1, one on v2).
-    pub fn dirs(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = self.parents.values().map(|p| p.join(&self.name)).collect();
+    /// The parents of the task's cgroups, each once (one per hierarchy on v1, one on v2).
+    pub fn parent_dirs(&self) -> Vec<&Path> {
+        let mut v: Vec<&Path> = self.parents.values().map(PathBuf::as_path).collect();
         v.sort();
         v.dedup();
         v
+    }
+
+    /// The directories of the task's cgroups (one per hierarchy on v1, one on v2).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.parent_dirs()
+            .into_iter()
+            .map(|p| p.join(&self.name))
+            .collect()
     }
 
     /// The directory holding `controller`'s files.
@@ -368,12 +376,14 @@ impl Cgroup {
     /// Moves the calling thread (only it) into the task's cgroups until the guard is dropped;
     /// a process it spawns meanwhile is born inside them.
     pub fn enter_thread(&self) -> Result<ThreadInCgroup, String> {
-        let mut parents: Vec<PathBuf> = self.spec.parents.values().cloned().collect();
-        parents.sort();
-        parents.dedup();
         let guard = ThreadInCgroup {
             tid: nix::unistd::gettid().to_string(),
-            parents,
+            parents: self
+                .spec
+                .parent_dirs()
+                .into_iter()
+                .map(Path::to_path_buf)
+                .collect(),
         };
         for d in self.spec.dirs() {
             write(&d, "tasks", &guard.tid)?;

@@ -16,7 +16,7 @@
 //! ([`remove_orphans`], at start and with its garbage collection).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use super::{Cgroup, CgroupSpec, CgroupVersion, keyed, read_u64, write};
@@ -27,36 +27,23 @@ pub const MAX_LEFT_BYTES: u64 = 1 << 20;
 /// The prefix of idle pooled cgroups' names, followed by `<pid>-<n>`.
 pub const POOL_PREFIX: &str = "pool-";
 
-/// The pool key: what a task's cgroups are, but for their name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    parents: Vec<(String, PathBuf)>,
-    cpu_shares: Option<u64>,
-    cfs_quota_us: Option<u64>,
-    memory_bytes: Option<u64>,
-    pids_max: Option<u64>,
+/// The pool key: what a task's cgroups are (hierarchies and limits), without their name.
+fn key(spec: &CgroupSpec) -> CgroupSpec {
+    named(spec, String::new())
 }
 
-impl Key {
-    fn of(spec: &CgroupSpec) -> Key {
-        Key {
-            parents: spec
-                .parents
-                .iter()
-                .map(|(c, p)| (c.clone(), p.clone()))
-                .collect(),
-            cpu_shares: spec.cpu_shares,
-            cfs_quota_us: spec.cfs_quota_us,
-            memory_bytes: spec.memory_bytes,
-            pids_max: spec.pids_max,
-        }
+/// `spec`'s cgroups under another name.
+fn named(spec: &CgroupSpec, name: String) -> CgroupSpec {
+    CgroupSpec {
+        name,
+        ..spec.clone()
     }
 }
 
 /// Idle cgroups by key.
 #[derive(Debug)]
 struct Pool {
-    idle: HashMap<Key, Vec<String>>,
+    idle: HashMap<CgroupSpec, Vec<String>>,
     count: usize,
     max_idle: usize,
     next: u64,
@@ -107,7 +94,7 @@ pub fn drain() {
 
 fn acquire_in(pool: &Shared, spec: &CgroupSpec) -> Result<Cgroup, String> {
     if spec.version == CgroupVersion::V1 {
-        let key = Key::of(spec);
+        let key = key(spec);
         let slot = lock(pool)
             .as_mut()
             .and_then(|p| p.idle.get_mut(&key)?.pop().inspect(|_| p.count -= 1));
@@ -124,11 +111,7 @@ fn acquire_in(pool: &Shared, spec: &CgroupSpec) -> Result<Cgroup, String> {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "an idle cgroup could not be reused; removing it");
-                    let idle = CgroupSpec {
-                        name: slot,
-                        ..spec.clone()
-                    };
-                    super::destroy(&idle);
+                    super::destroy(&named(spec, slot));
                 }
             }
         }
@@ -151,16 +134,13 @@ fn release_in(pool: &Shared, cg: &Cgroup) {
                 Ok(()) => {
                     let mut guard = lock(pool);
                     if let Some(p) = guard.as_mut() {
-                        p.idle.entry(Key::of(&cg.spec)).or_default().push(slot);
+                        p.idle.entry(key(&cg.spec)).or_default().push(slot);
                         p.count += 1;
                         return;
                     }
                     drop(guard);
                     // Drained meanwhile: remove what was just renamed.
-                    super::destroy(&CgroupSpec {
-                        name: slot,
-                        ..cg.spec.clone()
-                    });
+                    super::destroy(&named(&cg.spec, slot));
                     return;
                 }
                 Err(e) => tracing::debug!(error = %e, "a task's cgroups are removed, not pooled"),
@@ -176,16 +156,7 @@ fn drain_in(pool: &Shared) {
     };
     for (key, slots) in p.idle {
         for slot in slots {
-            let parents = key.parents.iter().cloned().collect();
-            super::destroy(&CgroupSpec {
-                version: CgroupVersion::V1,
-                parents,
-                name: slot,
-                cpu_shares: None,
-                cfs_quota_us: None,
-                memory_bytes: None,
-                pids_max: None,
-            });
+            super::destroy(&named(&key, slot));
         }
     }
 }
@@ -206,9 +177,7 @@ fn clean(spec: &CgroupSpec) -> bool {
 /// Renames the cgroup `from` to `to` under every parent of `spec`; on a failure, the ones
 /// already renamed are renamed back.
 fn rename_all(spec: &CgroupSpec, from: &str, to: &str) -> Result<(), String> {
-    let mut parents: Vec<&PathBuf> = spec.parents.values().collect();
-    parents.sort();
-    parents.dedup();
+    let parents = spec.parent_dirs();
     for (i, p) in parents.iter().enumerate() {
         if let Err(e) = std::fs::rename(p.join(from), p.join(to)) {
             for done in &parents[..i] {
@@ -257,6 +226,8 @@ pub fn remove_orphans<'a>(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     /// A fake v1 hierarchy (cpu, cpuacct, memory) under a temporary directory, with task
