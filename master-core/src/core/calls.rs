@@ -66,8 +66,12 @@ impl Master {
             }
             Call::Acknowledge(req) => {
                 let fw = self.authenticate(req.header.as_ref())?;
-                let ack = (req.agent_id, req.task_id, req.uuid);
-                self.check_ack(&ack.0, &ack.2)?;
+                let ack = v1::Acknowledgement {
+                    agent_id: req.agent_id,
+                    task_id: req.task_id,
+                    uuid: req.uuid,
+                };
+                self.check_ack(&ack)?;
                 self.apply_ack(&fw, ack);
                 Ok(())
             }
@@ -428,24 +432,29 @@ impl Master {
     }
 
     /// An acknowledgement names a known agent and carries an update's uuid.
-    fn check_ack(&self, agent_id: &str, uuid: &[u8]) -> Result<(), MasterError> {
-        if uuid.is_empty() {
+    fn check_ack(&self, ack: &v1::Acknowledgement) -> Result<(), MasterError> {
+        if ack.uuid.is_empty() {
             return Err(MasterError::InvalidField {
                 field: "uuid".into(),
                 reason: "must not be empty (only agent updates carry a uuid to acknowledge)".into(),
             });
         }
-        if !self.agents.contains_key(agent_id) {
+        if !self.agents.contains_key(&ack.agent_id) {
             return Err(MasterError::UnknownAgent {
-                agent_id: agent_id.to_string(),
+                agent_id: ack.agent_id.clone(),
             });
         }
         Ok(())
     }
 
-    /// Passes a checked acknowledgement `(agent, task, uuid)` to the agent; the acknowledgement
-    /// of a terminal task's last update retires the task.
-    fn apply_ack(&mut self, fw: &str, (agent_id, task_id, uuid): (String, String, Vec<u8>)) {
+    /// Passes a checked acknowledgement to its agent; the acknowledgement of a terminal task's
+    /// last update retires the task.
+    fn apply_ack(&mut self, fw: &str, ack: v1::Acknowledgement) {
+        let v1::Acknowledgement {
+            agent_id,
+            task_id,
+            uuid,
+        } = ack;
         let retire = self
             .frameworks
             .get(fw)
@@ -477,16 +486,15 @@ impl Master {
             });
         }
         for (index, a) in acks.iter().enumerate() {
-            self.check_ack(&a.agent_id, &a.uuid)
-                .map_err(|e| MasterError::InBatch {
-                    list: "acknowledgements",
-                    index,
-                    task_id: a.task_id.clone(),
-                    source: Box::new(e),
-                })?;
+            self.check_ack(a).map_err(|e| MasterError::InBatch {
+                list: "acknowledgements",
+                index,
+                task_id: a.task_id.clone(),
+                source: Box::new(e),
+            })?;
         }
         for a in acks {
-            self.apply_ack(fw, (a.agent_id, a.task_id, a.uuid));
+            self.apply_ack(fw, a);
         }
         Ok(())
     }
