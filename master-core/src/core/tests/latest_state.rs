@@ -5,6 +5,7 @@
 use proffer_proto::v1::{self, TaskState, event::Event, master_message::Msg as AOut};
 
 use super::harness::{H, res, task};
+use super::partition::aware_info;
 use super::scenarios::{A1, F1, one_offer};
 use crate::core::{Call, DEFAULT_OFFER_COALESCE_MS, ErrorKind, Input, MasterConfig, MasterError};
 
@@ -37,6 +38,33 @@ fn states(ups: &[v1::TaskStatus]) -> Vec<TaskState> {
 }
 
 const ALL: &str = "cpus:4;mem:4096;ports:[31000-31009]";
+
+/// Framework `info`'s task `t1` is freed early (RUNNING forwarded, FINISHED latest), then its
+/// agent disconnects and misses its pings for a second.
+fn freed_early_then_lost(info: v1::FrameworkInfo) -> H {
+    let mut h = H::with(MasterConfig {
+        agent_ping_interval_ms: 100,
+        agent_max_missed_pings: 3,
+        ..Default::default()
+    });
+    h.register_agent(A1, "host1", ALL);
+    let fw = h.subscribe_with(F1, info);
+    h.advance(DEFAULT_OFFER_COALESCE_MS);
+    let offer = h.offers(F1).remove(0);
+    let id = fw.framework_id.clone();
+    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:4;mem:4096")])
+        .expect("launch");
+    h.drain();
+    let finished = Some(TaskState::TaskFinished as i32);
+    update(&mut h, &id, "t1", TaskState::TaskRunning, b"u1", finished).expect("running");
+    h.drain();
+    h.input(Input::AgentDisconnected { conn: A1 })
+        .expect("disconnect");
+    for _ in 0..10 {
+        h.advance(100);
+    }
+    h
+}
 
 #[test]
 fn a_terminal_latest_state_frees_the_task_before_its_end_is_forwarded() {
@@ -147,27 +175,10 @@ fn a_task_freed_early_still_gets_an_end_when_its_agent_is_lost() {
     // The master freed the task on its latest state, but the framework only heard RUNNING:
     // when the agent is removed the framework is told the task is lost (it must hear an end),
     // and the resources are not counted back twice.
-    let mut h = H::with(MasterConfig {
-        agent_ping_interval_ms: 100,
-        agent_max_missed_pings: 3,
+    let mut h = freed_early_then_lost(v1::FrameworkInfo {
+        name: "fw".into(),
         ..Default::default()
     });
-    h.register_agent(A1, "host1", ALL);
-    let fw = h.subscribe(F1, "fw", 0.0);
-    h.advance(1);
-    let offer = h.offers(F1).remove(0);
-    let id = fw.framework_id.clone();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:4;mem:4096")])
-        .expect("launch");
-    h.drain();
-    let finished = Some(TaskState::TaskFinished as i32);
-    update(&mut h, &id, "t1", TaskState::TaskRunning, b"u1", finished).expect("running");
-    h.drain();
-    h.input(Input::AgentDisconnected { conn: A1 })
-        .expect("disconnect");
-    for _ in 0..10 {
-        h.advance(100);
-    }
     let ends: Vec<v1::TaskStatus> = h
         .events(F1)
         .into_iter()
@@ -196,35 +207,7 @@ fn a_task_freed_early_still_gets_an_end_when_its_agent_is_lost() {
 fn a_task_freed_early_shows_the_unreachable_its_framework_was_told() {
     // A master-made update speaks for the task: the agent's last word (FINISHED, its RUNNING
     // unacknowledged) no longer shows once the framework is told the agent is unreachable.
-    let mut h = H::with(MasterConfig {
-        agent_ping_interval_ms: 100,
-        agent_max_missed_pings: 3,
-        ..Default::default()
-    });
-    h.register_agent(A1, "host1", ALL);
-    let fw = h.subscribe_with(
-        F1,
-        v1::FrameworkInfo {
-            name: "aware".into(),
-            failover_timeout: 3600.0,
-            capabilities: vec!["PARTITION_AWARE".into()],
-            ..Default::default()
-        },
-    );
-    h.advance(DEFAULT_OFFER_COALESCE_MS);
-    let offer = h.offers(F1).remove(0);
-    let id = fw.framework_id.clone();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:4;mem:4096")])
-        .expect("launch");
-    h.drain();
-    let finished = Some(TaskState::TaskFinished as i32);
-    update(&mut h, &id, "t1", TaskState::TaskRunning, b"u1", finished).expect("running");
-    h.drain();
-    h.input(Input::AgentDisconnected { conn: A1 })
-        .expect("disconnect");
-    for _ in 0..10 {
-        h.advance(100);
-    }
+    let mut h = freed_early_then_lost(aware_info());
     assert_eq!(states(&h.updates(F1)), [TaskState::TaskUnreachable]);
     let snap = h.m.snapshot(Default::default());
     let t = &snap.tasks[0];

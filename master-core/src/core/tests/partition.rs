@@ -20,19 +20,21 @@ fn config() -> MasterConfig {
     }
 }
 
+/// A partition-aware framework (`aware`, failover timeout one hour).
+pub(super) fn aware_info() -> v1::FrameworkInfo {
+    v1::FrameworkInfo {
+        name: "aware".into(),
+        failover_timeout: 3600.0,
+        capabilities: vec!["PARTITION_AWARE".into()],
+        ..Default::default()
+    }
+}
+
 /// An agent running `pa-1` (partition-aware framework) and `plain-1` (the other).
 fn setup() -> (H, String, v1::CallHeader, v1::CallHeader) {
     let mut h = H::with(config());
     let agent = h.register_agent(A1, "host1", AGENT);
-    let aware = h.subscribe_with(
-        AWARE,
-        v1::FrameworkInfo {
-            name: "aware".into(),
-            failover_timeout: 3600.0,
-            capabilities: vec!["PARTITION_AWARE".into()],
-            ..Default::default()
-        },
-    );
+    let aware = h.subscribe_with(AWARE, aware_info());
     h.advance(DEFAULT_OFFER_COALESCE_MS);
     let offer = h.offers(AWARE).remove(0);
     h.launch(&aware, &[&offer.id], vec![task("pa-1", "cpus:1;mem:128")])
