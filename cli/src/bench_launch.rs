@@ -75,6 +75,11 @@ pub struct LaunchArgs {
     /// executors' and tasks'.
     #[arg(long, requires = "master")]
     agent_pid: Vec<u32>,
+    /// Submit the tasks at this steady rate (tasks/s) instead of all at once, to measure
+    /// latencies at that load rather than at saturation (offers that come while no task waits
+    /// are held for the next ones).
+    #[arg(long)]
+    rate: Option<f64>,
     /// CPUs per task.
     #[arg(long, default_value_t = 0.1)]
     cpus: f64,
@@ -163,6 +168,7 @@ async fn launch(args: LaunchArgs, cancel: CancellationToken) -> anyhow::Result<b
     crate::daemons::check_task_count("--tasks", args.tasks)?;
     crate::daemons::check_task_scalar("--cpus", "cpus", args.cpus)?;
     crate::daemons::check_task_scalar("--mem", "mem", args.mem)?;
+    crate::daemons::check_rate(args.rate)?;
     anyhow::ensure!(
         args.master.is_some() || args.agents > 0,
         "--agents must be at least 1"
@@ -215,6 +221,7 @@ async fn launch(args: LaunchArgs, cancel: CancellationToken) -> anyhow::Result<b
     let mut spec = BatchSpec::new("bench", args.tasks, args.cmd.clone());
     spec.cpus = args.cpus;
     spec.mem = args.mem;
+    spec.rate = args.rate;
     let span = Arc::new(Mutex::new(Span::default()));
     let recorder = span.clone();
     let progress = move |p: &BatchProgress| record_span(&recorder, p);
@@ -314,6 +321,9 @@ impl Report<'_> {
             self.elapsed.as_secs_f64(),
             self.rate()
         );
+        if let Some(r) = self.args.rate {
+            out.push_str(&format!(" (submitted at {r} tasks/s)"));
+        }
         if let Some(r) = &self.raw {
             out.push_str(&format!(
                 " ({:.1} % of the raw rate on all cores)",
@@ -327,6 +337,7 @@ impl Report<'_> {
             s.launched as f64 / s.offers_received.max(1) as f64
         ));
         for (label, p) in [
+            ("arrival→launch (waiting for offers)", &s.arrival_to_launch),
             ("launch→STARTING", &s.launch_to_starting),
             ("launch→RUNNING", &s.launch_to_running),
             ("launch→FINISHED", &s.launch_to_end),
@@ -379,10 +390,12 @@ impl Report<'_> {
             "cgroups": !self.args.no_cgroups,
             "elapsed_secs": self.elapsed.as_secs_f64(),
             "tasks_per_sec": self.rate(),
+            "submitted_per_sec": self.args.rate,
             "raw_per_sec_one_thread": self.raw.map(|r| r.one_thread),
             "raw_per_sec_all_cores": self.raw.map(|r| r.all_cores),
             "offers_received": s.offers_received,
             "offers_declined": s.offers_declined,
+            "arrival_to_launch": pct(&s.arrival_to_launch),
             "launch_to_starting": pct(&s.launch_to_starting),
             "launch_to_running": pct(&s.launch_to_running),
             "launch_to_finished": pct(&s.launch_to_end),

@@ -191,6 +191,10 @@ pub struct RunArgs {
     /// Memory per task (MB).
     #[arg(long, default_value_t = 32.0, allow_negative_numbers = true)]
     mem: f64,
+    /// Submit the tasks at this steady rate (tasks/s) instead of all at once: task i is
+    /// launched no sooner than i/rate seconds after the start.
+    #[arg(long, allow_negative_numbers = true)]
+    rate: Option<f64>,
     /// Framework name (task ids are `<name>-<index>`).
     #[arg(long, default_value = "batch")]
     name: String,
@@ -224,6 +228,17 @@ pub fn check_task_scalar(flag: &str, resource: &str, value: f64) -> anyhow::Resu
     Ok(())
 }
 
+/// Checks `--rate` when given: a positive finite number of tasks per second.
+pub fn check_rate(rate: Option<f64>) -> anyhow::Result<()> {
+    if let Some(r) = rate {
+        anyhow::ensure!(
+            r.is_finite() && r > 0.0,
+            "--rate must be a positive number of tasks per second, got {r}"
+        );
+    }
+    Ok(())
+}
+
 /// Checks a task-count flag (`--tasks`, …): at least one.
 pub fn check_task_count(flag: &str, value: usize) -> anyhow::Result<()> {
     anyhow::ensure!(value >= 1, "{flag} must be at least 1, got {value}");
@@ -236,6 +251,7 @@ impl RunArgs {
         check_task_count("--tasks", self.tasks)?;
         check_task_scalar("--cpus", "cpus", self.cpus)?;
         check_task_scalar("--mem", "mem", self.mem)?;
+        check_rate(self.rate)?;
         let spec = BatchSpec {
             name: self.name,
             tasks: self.tasks,
@@ -249,6 +265,7 @@ impl RunArgs {
                 image,
                 image_sha256: self.image_sha256.unwrap_or_default(),
             }),
+            rate: self.rate,
         };
         Ok((self.master, spec))
     }
@@ -362,6 +379,8 @@ mod tests {
     fn run_numbers_are_checked_with_the_flag_named() -> anyhow::Result<()> {
         let spec = parse_run(&["--cpus", "0.5", "--mem", "64", "--tasks", "3"])?;
         assert_eq!((spec.cpus, spec.mem, spec.tasks), (0.5, 64.0, 3));
+        assert_eq!(spec.rate, None);
+        assert_eq!(parse_run(&["--rate", "250"])?.rate, Some(250.0));
         let table: &[(&[&str], &str)] = &[
             (&["--cpus", "-1"], "--cpus must be positive, got -1"),
             (&["--cpus", "0"], "--cpus must be positive, got 0"),
@@ -372,6 +391,18 @@ mod tests {
             (&["--mem", "1e300"], "too large"),
             (&["--tasks", "0"], "--tasks must be at least 1, got 0"),
             (&["--tasks", "-2"], "invalid value '-2' for '--tasks"),
+            (
+                &["--rate", "0"],
+                "--rate must be a positive number of tasks per second, got 0",
+            ),
+            (
+                &["--rate", "-10"],
+                "--rate must be a positive number of tasks per second, got -10",
+            ),
+            (
+                &["--rate", "inf"],
+                "--rate must be a positive number of tasks per second, got inf",
+            ),
         ];
         for (args, want) in table {
             let err = parse_run(args).err();

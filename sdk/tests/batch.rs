@@ -240,6 +240,78 @@ async fn max_tasks_per_offer_is_respected() -> Result<()> {
 }
 
 #[tokio::test]
+async fn at_a_rate_no_task_launches_before_it_arrives_and_offers_wait_for_arrivals() -> Result<()> {
+    let fake = Fake::start(FakeConfig {
+        agents: vec![("a1".into(), "cpus:4;mem:4096".into())],
+        ..Default::default()
+    })
+    .await?;
+    // 20 tasks/s: task i arrives i × 50 ms after the run starts.
+    let rate = 20.0;
+    let s = BatchSpec {
+        rate: Some(rate),
+        ..spec("r", 6, 0.25, 32.0)
+    };
+    let launches: Arc<Mutex<Vec<(String, tokio::time::Instant)>>> = Arc::default();
+    let l = launches.clone();
+    let t0 = tokio::time::Instant::now();
+    let summary = run(&fake, s, move |p: &BatchProgress| {
+        if let BatchProgress::Launched { task_id, .. } = p {
+            let now = tokio::time::Instant::now();
+            l.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((task_id.clone(), now));
+        }
+    })
+    .await?;
+    assert!(summary.all_finished(), "{summary}");
+    let launches = launches.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(launches.len(), 6);
+    for (i, (id, at)) in launches.iter().enumerate() {
+        assert_eq!(id, &format!("r-{i:04}"), "tasks launch in order");
+        let arrival = t0 + Duration::from_secs_f64(i as f64 / rate);
+        assert!(*at >= arrival, "{id} launched before it arrived");
+    }
+    let waited = summary.arrival_to_launch.context("arrival→launch")?;
+    assert_eq!(waited.count, 6);
+    // While more tasks are to arrive, what an ACCEPT leaves is not refused (the next
+    // arrivals need it); the last ACCEPT refuses it for a minute. No offer is declined before
+    // the last arrival: offers that came with no task waiting were held.
+    let refusals: Vec<Option<f64>> = accepts(&fake).iter().map(|a| refuse(&a.filters)).collect();
+    let (last, before) = refusals.split_last().context("no accept")?;
+    assert_eq!(*last, Some(60.0), "{refusals:?}");
+    assert!(before.iter().all(|r| *r == Some(0.0)), "{refusals:?}");
+    let st = fake.state();
+    let declines = st.calls.iter().filter(|c| c.name() == "decline").count();
+    let names: Vec<_> = st.calls.iter().map(Call::name).collect();
+    let last_accept = names
+        .iter()
+        .rposition(|n| *n == "accept")
+        .context("accept")?;
+    assert!(
+        names[..last_accept].iter().all(|n| *n != "decline"),
+        "no decline before the last launch: {names:?}"
+    );
+    assert_eq!(summary.offers_declined, declines);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rate_that_is_not_positive_is_refused() -> Result<()> {
+    for bad in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+        let s = BatchSpec {
+            rate: Some(bad),
+            ..spec("x", 1, 0.1, 32.0)
+        };
+        match run_batch("127.0.0.1:1", s, |_| {}, CancellationToken::new()).await {
+            Err(BatchError::InvalidSpec(m)) => assert!(m.contains("rate"), "{m}"),
+            other => bail!("rate {bad}: expected InvalidSpec, got {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn failures_are_counted_once_and_small_offers_declined() -> Result<()> {
     let fake = Fake::start(FakeConfig {
         agents: vec![

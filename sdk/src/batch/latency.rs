@@ -1,6 +1,6 @@
-//! Per-task latencies of a batch run: from the ACCEPT that launched a task to its first
-//! TASK_STARTING, to its first TASK_RUNNING, and to its terminal update, summarised as
-//! percentiles.
+//! Per-task latencies of a batch run: from a task's arrival to the ACCEPT that launched it
+//! (its wait for offers), and from that ACCEPT to its first TASK_STARTING, to its first
+//! TASK_RUNNING, and to its terminal update, summarised as percentiles.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,6 +46,7 @@ impl Percentiles {
 #[derive(Debug, Default)]
 pub(crate) struct LatencyTracker {
     launched: HashMap<usize, Instant>,
+    to_launch: Vec<Duration>,
     starting_seen: std::collections::HashSet<usize>,
     to_starting: Vec<Duration>,
     running_seen: std::collections::HashSet<usize>,
@@ -54,9 +55,15 @@ pub(crate) struct LatencyTracker {
 }
 
 impl LatencyTracker {
-    /// Task `index` was handed to the master at `at`.
-    pub(crate) fn launched(&mut self, index: usize, at: Instant) {
+    /// Task `index`, which arrived at `arrived`, was handed to the master at `at`.
+    pub(crate) fn launched(&mut self, index: usize, arrived: Instant, at: Instant) {
+        self.to_launch.push(at.saturating_duration_since(arrived));
         self.launched.insert(index, at);
+    }
+
+    /// arrival → launch percentiles so far.
+    pub(crate) fn launch_percentiles(&self) -> Option<Percentiles> {
+        Percentiles::of(&mut self.to_launch.clone())
     }
 
     /// Task `index` was reported starting at `at` (only its first STARTING counts).
@@ -125,8 +132,8 @@ mod tests {
     fn tracker_counts_first_running_and_one_end_per_task() {
         let t0 = Instant::now();
         let mut t = LatencyTracker::default();
-        t.launched(0, t0);
-        t.launched(1, t0 + ms(10));
+        t.launched(0, t0, t0);
+        t.launched(1, t0 + ms(4), t0 + ms(10));
         t.starting(0, t0 + ms(1));
         t.starting(0, t0 + ms(2)); // a re-sent STARTING does not count twice
         t.starting(1, t0 + ms(12));
@@ -136,6 +143,8 @@ mod tests {
         t.ended(0, t0 + ms(8));
         t.ended(0, t0 + ms(9));
         t.ended(1, t0 + ms(30));
+        let waited = t.launch_percentiles().expect("launch samples");
+        assert_eq!((waited.count, waited.max), (2, ms(6)));
         let (run, end) = t.percentiles();
         let run = run.expect("running samples");
         let end = end.expect("end samples");

@@ -4,10 +4,13 @@
 //! [`BatchSpec::max_tasks_per_offer`]), declines offers it cannot use, suppresses offers once
 //! every task is launched, acknowledges every status update (in batches, off the event loop:
 //! [`acks`]), and tears the framework down when every task reached a terminal state. The
-//! summary carries launch→RUNNING and launch→end percentiles ([`latency`]). Used by
-//! `proffer run`, `proffer local` and `proffer bench launch`.
+//! summary carries launch→RUNNING and launch→end percentiles ([`latency`]). With
+//! [`BatchSpec::rate`], tasks arrive at that steady rate instead of all at once
+//! ([`arrivals`]); offers that come while no task waits are held for the next arrivals. Used
+//! by `proffer run`, `proffer local` and `proffer bench launch`.
 
 mod acks;
+mod arrivals;
 mod feasible;
 mod latency;
 mod packing;
@@ -25,6 +28,7 @@ use crate::driver::{
     Driver, DriverConfig, DriverError, DriverEvent, EventStream, command_task, refuse_filters,
 };
 use acks::Acker;
+use arrivals::Arrivals;
 use latency::LatencyTracker;
 pub use latency::Percentiles;
 use packing::{TaskShape, pack};
@@ -37,6 +41,8 @@ const REFUSE_WHEN_DONE: f64 = 60.0;
 /// The most offers a batch holds at once; with fewer tasks waiting it asks for about one
 /// offer per task (`adaptive_offer_limit`).
 const OFFER_CAP: u32 = 16;
+/// With a rate and no task waiting, offers are asked for the tasks due this soon.
+const ARRIVAL_LOOKAHEAD: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +66,9 @@ pub struct BatchSpec {
     /// Run each task in a container from this image (`cmd` runs under `/bin/sh -c` inside
     /// it; see docs/containers.md); `None`: a process on the agent's host.
     pub image: Option<v1::ContainerInfo>,
+    /// Submit tasks at this steady rate (tasks per second; task `i` arrives `i / rate`
+    /// seconds after the start) instead of all at once; `None`: all at once.
+    pub rate: Option<f64>,
 }
 
 impl BatchSpec {
@@ -75,6 +84,7 @@ impl BatchSpec {
             max_tasks_per_offer: 0,
             failover_timeout_secs: 0.0,
             image: None,
+            rate: None,
         }
     }
 
@@ -95,6 +105,11 @@ impl BatchSpec {
         }
         if !(self.mem.is_finite() && self.mem > 0.0) {
             return bad(format!("mem must be > 0 MB (got {})", self.mem));
+        }
+        if let Some(r) = self.rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return bad(format!("rate must be > 0 tasks/s (got {r})"));
         }
         if !(self.failover_timeout_secs.is_finite() && self.failover_timeout_secs >= 0.0) {
             return bad(format!(
@@ -259,6 +274,10 @@ struct Run<P> {
     slots: Vec<Slot>,
     index: HashMap<String, usize>,
     pending: VecDeque<usize>,
+    /// When tasks arrive (all at once, or at the spec's rate).
+    arrivals: Arrivals,
+    /// Offers kept while no task waits but more will arrive.
+    held: Vec<v1::Offer>,
     suppressed: bool,
     /// The masters' addresses (to ask the leader whether any agent could hold a task at all).
     master: String,
@@ -281,13 +300,17 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             .map(|i| (task_id(&spec.name, i), i))
             .collect();
         let (launch_failed_tx, launch_failed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut arrivals = Arrivals::new(spec.tasks, spec.rate, Instant::now());
+        let pending = arrivals.release(Instant::now()).collect();
         Run {
             summary: BatchSummary {
                 tasks: spec.tasks,
                 ..Default::default()
             },
             slots: vec![Slot::Pending; spec.tasks],
-            pending: (0..spec.tasks).collect(),
+            pending,
+            arrivals,
+            held: Vec::new(),
             index,
             spec,
             shape,
@@ -321,6 +344,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         let mut feasibility = tokio::time::interval(FEASIBILITY_EVERY);
         feasibility.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let next_arrival = self.arrivals.next_at();
             let event = tokio::select! {
                 _ = cancel.cancelled() => {
                     self.teardown().await;
@@ -335,6 +359,10 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                         self.teardown().await;
                         return Err(BatchError::NeverFits(reason));
                     }
+                    continue;
+                }
+                () = sleep_until(next_arrival), if next_arrival.is_some() => {
+                    self.on_arrivals().await;
                     continue;
                 }
                 Some(chosen) = self.launch_failed_rx.recv() => {
@@ -364,6 +392,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                         });
                     }
                     Some(v1::event::Event::Offers(o)) => self.on_offers(o.offers).await,
+                    Some(v1::event::Event::Rescind(r)) => self.held.retain(|o| o.id != r.offer_id),
                     Some(v1::event::Event::Update(u)) => {
                         if let Some(status) = u.status {
                             self.on_update(status).await;
@@ -430,8 +459,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
     async fn on_offers(&mut self, offers: Vec<v1::Offer>) {
         for offer in offers {
             self.summary.offers_received += 1;
-            let offered = Resources::from_proto(&offer.resources);
-            let text = match &offered {
+            let text = match Resources::from_proto(&offer.resources) {
                 Ok(r) => r.to_string(),
                 Err(e) => format!("<invalid: {e}>"),
             };
@@ -439,35 +467,70 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 agent_id: offer.agent_id.clone(),
                 resources: text,
             });
-            if self.pending.is_empty() {
-                self.decline(offer.id, REFUSE_WHEN_DONE).await;
-                continue;
-            }
-            let offered = match offered {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(offer_id = %offer.id, error = %e, "offer with invalid resources");
-                    self.decline(offer.id, REFUSE_WHILE_PENDING).await;
-                    continue;
-                }
-            };
-            let limit = match self.spec.max_tasks_per_offer {
-                0 => self.pending.len(),
-                n => n.min(self.pending.len()),
-            };
-            let pieces = pack(&offered, &self.shape, limit);
-            if pieces.is_empty() {
-                self.decline(offer.id, REFUSE_WHILE_PENDING).await;
-                continue;
-            }
-            self.launch(&offer, pieces).await;
+            self.use_offer(offer).await;
         }
-        if self.pending.is_empty() && !self.suppressed {
-            // The master sees the launches before the suppression.
-            while self.accepts.join_next().await.is_some() {}
-            match self.driver.suppress().await {
-                Ok(()) => self.suppressed = true,
-                Err(e) => tracing::warn!(error = %e, "suppress failed"),
+        self.settle().await;
+    }
+
+    /// Tasks arrived (at the spec's rate): held offers take them at once.
+    async fn on_arrivals(&mut self) {
+        let arrived = self.arrivals.release(Instant::now());
+        let slots = &self.slots;
+        self.pending
+            .extend(arrived.filter(|&i| slots[i] == Slot::Pending));
+        while !self.pending.is_empty()
+            && let Some(offer) = self.held.pop()
+        {
+            self.use_offer(offer).await;
+        }
+        self.settle().await;
+    }
+
+    /// Launches waiting tasks on `offer`; holds it when none waits but more will arrive;
+    /// declines it otherwise.
+    async fn use_offer(&mut self, offer: v1::Offer) {
+        if self.pending.is_empty() {
+            if self.arrivals.remaining() > 0 {
+                self.held.push(offer);
+            } else {
+                self.decline(offer.id, REFUSE_WHEN_DONE).await;
+            }
+            return;
+        }
+        let offered = match Resources::from_proto(&offer.resources) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(offer_id = %offer.id, error = %e, "offer with invalid resources");
+                self.decline(offer.id, REFUSE_WHILE_PENDING).await;
+                return;
+            }
+        };
+        let limit = match self.spec.max_tasks_per_offer {
+            0 => self.pending.len(),
+            n => n.min(self.pending.len()),
+        };
+        let pieces = pack(&offered, &self.shape, limit);
+        if pieces.is_empty() {
+            self.decline(offer.id, REFUSE_WHILE_PENDING).await;
+            return;
+        }
+        self.launch(&offer, pieces).await;
+    }
+
+    /// Once every task arrived and was launched: held offers go back and offers are
+    /// suppressed; then the offer limit follows the queue.
+    async fn settle(&mut self) {
+        if self.pending.is_empty() && self.arrivals.remaining() == 0 {
+            for offer in std::mem::take(&mut self.held) {
+                self.decline(offer.id, REFUSE_WHEN_DONE).await;
+            }
+            if !self.suppressed {
+                // The master sees the launches before the suppression.
+                while self.accepts.join_next().await.is_some() {}
+                match self.driver.suppress().await {
+                    Ok(()) => self.suppressed = true,
+                    Err(e) => tracing::warn!(error = %e, "suppress failed"),
+                }
             }
         }
         self.adjust_offer_limit().await;
@@ -476,12 +539,15 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
     /// Keeps the offer limit near the queue (nothing to do while the queue is empty: the
     /// framework is suppressed then).
     async fn adjust_offer_limit(&mut self) {
-        if self.pending.is_empty() {
+        let demand = match self.pending.len() {
+            0 => self.arrivals.expected_within(ARRIVAL_LOOKAHEAD),
+            n => n,
+        };
+        if demand == 0 {
             return;
         }
         let mut info = self.driver.framework_info();
-        let Some(limit) =
-            adaptive_offer_limit(self.pending.len(), info.max_outstanding_offers, OFFER_CAP)
+        let Some(limit) = adaptive_offer_limit(demand, info.max_outstanding_offers, OFFER_CAP)
         else {
             return;
         };
@@ -506,10 +572,12 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 task
             })
             .collect();
-        let refuse = if self.pending.is_empty() {
-            REFUSE_WHEN_DONE
-        } else {
-            REFUSE_WHILE_PENDING
+        // What this ACCEPT leaves unused is refused: a while when tasks still wait (none fits
+        // in it), long once all arrived, not at all when more arrive at a rate.
+        let refuse = match (self.pending.is_empty(), self.arrivals.remaining()) {
+            (false, _) => REFUSE_WHILE_PENDING,
+            (true, 0) => REFUSE_WHEN_DONE,
+            (true, _) => 0.0,
         };
         let sent_at = Instant::now();
         // The ACCEPT goes out without waiting for its answer (the master answers once the
@@ -518,7 +586,8 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         for (&i, t) in chosen.iter().zip(&tasks) {
             if self.slots[i] == Slot::Pending {
                 self.slots[i] = Slot::Launched;
-                self.latency.launched(i, sent_at);
+                let arrived = self.arrivals.arrival_of(i);
+                self.latency.launched(i, arrived, sent_at);
             }
             self.summary.launched += 1;
             (self.progress)(&BatchProgress::Launched {
@@ -615,6 +684,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         self.summary.finish_timing(self.start.elapsed());
         (self.summary.launch_to_running, self.summary.launch_to_end) = self.latency.percentiles();
         self.summary.launch_to_starting = self.latency.starting_percentiles();
+        self.summary.arrival_to_launch = self.latency.launch_percentiles();
         self.summary.clone()
     }
 
@@ -623,6 +693,14 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             reason,
             summary: Box::new(self.summary()),
         }
+    }
+}
+
+/// Sleeps until `at`; forever without it.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

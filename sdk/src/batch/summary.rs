@@ -32,6 +32,9 @@ pub struct BatchSummary {
     pub offers_received: usize,
     /// Offers declined outright (none of their resources used).
     pub offers_declined: usize,
+    /// From a task's arrival (the start, or its time at the spec's rate) to the ACCEPT that
+    /// launched it: how long it waited for offers.
+    pub arrival_to_launch: Option<Percentiles>,
     /// From the ACCEPT that launched a task to its first TASK_STARTING (the agent has taken
     /// the task and made it durable).
     pub launch_to_starting: Option<Percentiles>,
