@@ -274,11 +274,40 @@ pub struct ThreadInCgroup {
 impl Drop for ThreadInCgroup {
     fn drop(&mut self) {
         for p in &self.parents {
-            if let Err(e) = write(p, "tasks", &self.tid) {
+            if let Err(e) = leave_to(p, &self.tid) {
                 tracing::warn!(error = %e, "a thread could not leave a task's cgroup");
             }
         }
     }
+}
+
+/// The `tasks` files of the parents that spawning threads go back to, kept open across tasks
+/// (one open per hierarchy per process, not three per task).
+static HOME_TASKS: std::sync::Mutex<std::collections::BTreeMap<PathBuf, std::fs::File>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Moves thread `tid` into `parent` through its kept `tasks` file; a file that no longer works
+/// (the parent was removed and made again) is opened afresh once.
+fn leave_to(parent: &Path, tid: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut files = HOME_TASKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(mut f) = files.get(parent)
+        && f.write_all(tid.as_bytes()).is_ok()
+    {
+        return Ok(());
+    }
+    files.remove(parent);
+    let path = parent.join("tasks");
+    let err = |e: std::io::Error| format!("writing {tid:?} to {}: {e}", path.display());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    f.write_all(tid.as_bytes()).map_err(err)?;
+    files.insert(parent.to_path_buf(), f);
+    Ok(())
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
@@ -396,9 +425,20 @@ impl Cgroup {
         procs_of(&self.spec)
     }
 
-    /// Kills every process in the cgroup (SIGKILL), retrying while new ones appear.
-    pub fn kill_all(&self) {
-        kill_all(&self.spec);
+    /// Kills every process in the cgroup (SIGKILL), retrying while new ones appear; true
+    /// once it is empty.
+    pub fn kill_all(&self) -> bool {
+        kill_all(&self.spec)
+    }
+
+    /// Kills what is left, then reads the memory counters once: the OOM verdict and the
+    /// pool's cleanliness check both use what this returns.
+    pub fn finish(&self) -> EndState {
+        let empty = self.kill_all();
+        EndState {
+            empty,
+            ..memory_counters(&self.spec)
+        }
     }
 
     /// Whether the kernel's OOM killer killed a process of this cgroup.
@@ -427,8 +467,48 @@ pub fn procs_of(spec: &CgroupSpec) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// SIGKILLs everything in the cgroup until it is empty (bounded).
-pub fn kill_all(spec: &CgroupSpec) {
+/// What a task's cgroups hold at its end ([`Cgroup::finish`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EndState {
+    /// No process is left in them.
+    pub empty: bool,
+    /// The OOM killer's count (v1 `memory.oom_control`, v2 `memory.events`), when readable.
+    pub oom_kill: Option<u64>,
+    /// How often the memory limit was hit (v1 `memory.failcnt`), when readable.
+    pub failcnt: Option<u64>,
+}
+
+impl EndState {
+    /// Whether the OOM killer acted: its count, or (on a v1 kernel without that count) the
+    /// limit having been hit.
+    pub fn oom_killed(&self) -> bool {
+        match self.oom_kill {
+            Some(n) => n > 0,
+            None => self.failcnt.is_some_and(|n| n > 0),
+        }
+    }
+}
+
+/// The memory counters of a task's cgroup (`empty` left false).
+fn memory_counters(spec: &CgroupSpec) -> EndState {
+    let Some(d) = spec.dir_of("memory") else {
+        return EndState::default();
+    };
+    match spec.version {
+        CgroupVersion::V2 => EndState {
+            oom_kill: keyed(&d.join("memory.events"), "oom_kill"),
+            ..EndState::default()
+        },
+        CgroupVersion::V1 => EndState {
+            oom_kill: keyed(&d.join("memory.oom_control"), "oom_kill"),
+            failcnt: read_u64(&d.join("memory.failcnt")),
+            ..EndState::default()
+        },
+    }
+}
+
+/// SIGKILLs everything in the cgroup until it is empty (bounded); true once it is.
+pub fn kill_all(spec: &CgroupSpec) -> bool {
     if spec.version == CgroupVersion::V2
         && let Some(d) = spec.dir_of("unified")
         && d.join("cgroup.kill").exists()
@@ -438,28 +518,19 @@ pub fn kill_all(spec: &CgroupSpec) {
     for _ in 0..50 {
         let procs = procs_of(spec);
         if procs.is_empty() {
-            return;
+            return true;
         }
         for p in procs {
             let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    procs_of(spec).is_empty()
 }
 
 /// Whether the OOM killer acted in the cgroup.
 pub fn oom_killed(spec: &CgroupSpec) -> bool {
-    let Some(d) = spec.dir_of("memory") else {
-        return false;
-    };
-    match spec.version {
-        CgroupVersion::V2 => keyed(&d.join("memory.events"), "oom_kill").is_some_and(|n| n > 0),
-        CgroupVersion::V1 => {
-            keyed(&d.join("memory.oom_control"), "oom_kill").is_some_and(|n| n > 0)
-                || read_u64(&d.join("memory.failcnt")).is_some_and(|n| n > 0)
-                    && keyed(&d.join("memory.oom_control"), "oom_kill").is_none()
-        }
-    }
+    memory_counters(spec).oom_killed()
 }
 
 /// Usage of the task's cgroup (zeros where a controller is missing).
@@ -585,6 +656,44 @@ proc /proc proc rw 0 0
         .expect("w");
         let u = cg.usage();
         assert_eq!((u.cpu_time_ns, u.rss_bytes), (12345, 8192));
+    }
+
+    /// A thread enters a task's cgroups through their `tasks` files and goes back to the
+    /// parents through files kept open across tasks.
+    #[test]
+    fn a_thread_enters_and_leaves_through_kept_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parents: BTreeMap<String, PathBuf> = ["cpu", "memory"]
+            .iter()
+            .map(|c| (c.to_string(), dir.path().join(c).join("proffer")))
+            .collect();
+        let spec = CgroupSpec {
+            version: CgroupVersion::V1,
+            parents: parents.clone(),
+            name: "t1".into(),
+            cpu_shares: None,
+            cfs_quota_us: None,
+            memory_bytes: None,
+            pids_max: None,
+        };
+        let cg = Cgroup::create(&spec).expect("create");
+        for p in parents.values() {
+            std::fs::write(p.join("tasks"), "").expect("a parent's tasks file");
+        }
+        let tid = nix::unistd::gettid().to_string();
+        for round in 1..=2 {
+            let inside = cg.enter_thread().expect("enter");
+            for p in parents.values() {
+                let task_file = std::fs::read_to_string(p.join("t1/tasks")).expect("read");
+                assert_eq!(task_file, tid, "round {round}");
+            }
+            drop(inside);
+            for p in parents.values() {
+                let home = std::fs::read_to_string(p.join("tasks")).expect("read");
+                // A regular file shows each write of the one kept descriptor.
+                assert_eq!(home, tid.repeat(round), "round {round}");
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::{Cgroup, CgroupSpec, CgroupVersion, keyed, read_u64, write};
+use super::{Cgroup, CgroupSpec, CgroupVersion, EndState, read_u64, write};
 
 /// The most memory a finished task may leave charged (page cache) for its cgroups to be reused.
 pub const MAX_LEFT_BYTES: u64 = 1 << 20;
@@ -83,8 +83,8 @@ pub fn acquire(spec: &CgroupSpec) -> Result<Cgroup, String> {
 
 /// Gives back a task's cgroups once its processes are gone: kept idle for the next task with
 /// the same limits when the pool is on, has room and they are clean; removed otherwise.
-pub fn release(cg: &Cgroup) {
-    release_in(&POOL, cg);
+pub fn release(cg: &Cgroup, end: Option<&EndState>) {
+    release_in(&POOL, cg, end);
 }
 
 /// Turns reuse off and removes every idle cgroup (a supervisor's last act).
@@ -121,8 +121,8 @@ fn acquire_in(pool: &Shared, spec: &CgroupSpec) -> Result<Cgroup, String> {
     Ok(cg)
 }
 
-fn release_in(pool: &Shared, cg: &Cgroup) {
-    if cg.poolable && clean(&cg.spec) {
+fn release_in(pool: &Shared, cg: &Cgroup, end: Option<&EndState>) {
+    if cg.poolable && clean(&cg.spec, end) {
         let slot = lock(pool).as_mut().and_then(|p| {
             (p.count < p.max_idle).then(|| {
                 p.next += 1;
@@ -161,16 +161,24 @@ fn drain_in(pool: &Shared) {
     }
 }
 
-/// Whether a finished task's cgroups can serve another task as they are.
-fn clean(spec: &CgroupSpec) -> bool {
-    if !super::procs_of(spec).is_empty() {
+/// Whether a finished task's cgroups can serve another task as they are (`end`: what
+/// [`Cgroup::finish`] read at the task's end; read here without it).
+fn clean(spec: &CgroupSpec, end: Option<&EndState>) -> bool {
+    let end = match end {
+        Some(e) => *e,
+        None => EndState {
+            empty: super::procs_of(spec).is_empty(),
+            ..super::memory_counters(spec)
+        },
+    };
+    if !end.empty {
         return false;
     }
     let Some(d) = spec.dir_of("memory") else {
         return true;
     };
-    keyed(&d.join("memory.oom_control"), "oom_kill") == Some(0)
-        && read_u64(&d.join("memory.failcnt")) == Some(0)
+    end.oom_kill == Some(0)
+        && end.failcnt == Some(0)
         && read_u64(&d.join("memory.usage_in_bytes")).is_some_and(|b| b <= MAX_LEFT_BYTES)
 }
 
@@ -315,7 +323,7 @@ mod tests {
         let first = acquire_in(&pool, &fake.spec("t1", 32)).expect("create");
         assert_eq!(fake.names("memory"), ["t1"]);
         fake.finished("t1", 0, 0, 4096);
-        release_in(&pool, &first);
+        release_in(&pool, &first, None);
         let slot = format!("{POOL_PREFIX}{}-1", std::process::id());
         for c in ["cpu", "cpuacct", "memory"] {
             assert_eq!(
@@ -343,7 +351,7 @@ mod tests {
         assert_eq!(idle(&pool), 0);
         // Other limits: new cgroups; the idle set stays for its own kind.
         fake.finished("t2", 0, 0, 0);
-        release_in(&pool, &second);
+        release_in(&pool, &second, None);
         let other = acquire_in(&pool, &fake.spec("t3", 64)).expect("create");
         assert_eq!(
             fake.names("memory"),
@@ -371,14 +379,43 @@ mod tests {
         for ((oom, failcnt, usage), want) in cases {
             fake.finished("t", oom, failcnt, usage);
             assert_eq!(
-                clean(&mem),
+                clean(&mem, None),
                 want,
                 "oom_kill {oom}, failcnt {failcnt}, usage {usage}"
             );
         }
         fake.finished("t", 0, 0, 0);
         std::fs::write(fake.root.join("cpu/proffer/t/cgroup.procs"), "4242\n").expect("write");
-        assert!(!clean(&mem), "a process is still inside");
+        assert!(!clean(&mem, None), "a process is still inside");
+        // What the task's end read is used as it is (the files are not read again): only the
+        // usage comes from the file.
+        fake.finished("t", 0, 0, 0);
+        let end = |empty, oom_kill, failcnt| EndState {
+            empty,
+            oom_kill,
+            failcnt,
+        };
+        assert!(clean(&mem, Some(&end(true, Some(0), Some(0)))));
+        assert!(!clean(&mem, Some(&end(false, Some(0), Some(0)))));
+        assert!(!clean(&mem, Some(&end(true, Some(1), Some(0)))));
+        assert!(!clean(&mem, Some(&end(true, Some(0), Some(2)))));
+        assert!(
+            !clean(&mem, Some(&end(true, None, Some(0)))),
+            "unreadable counters"
+        );
+    }
+
+    #[test]
+    fn the_oom_verdict_falls_back_to_the_limit_hits_without_a_kill_count() {
+        let end = |oom_kill, failcnt| EndState {
+            empty: true,
+            oom_kill,
+            failcnt,
+        };
+        assert!(!end(Some(0), Some(5)).oom_killed(), "hits, but no kill");
+        assert!(end(Some(1), Some(0)).oom_killed());
+        assert!(end(None, Some(1)).oom_killed(), "an old kernel: hits count");
+        assert!(!end(None, None).oom_killed());
     }
 
     #[test]
@@ -400,14 +437,14 @@ mod tests {
         for (pool, name) in [(&full, "a"), (&off, "b")] {
             let cg = acquire_in(pool, &bare(name)).expect("create");
             assert_eq!(fake.names("cpu"), [name]);
-            release_in(pool, &cg);
+            release_in(pool, &cg, None);
             assert!(fake.names("cpu").is_empty(), "{name}: removed, not kept");
             assert_eq!(idle(pool), 0);
         }
         // Drain removes the idle cgroups and turns reuse off.
         let pool: Shared = Mutex::new(Some(Pool::new(4)));
         let cg = acquire_in(&pool, &bare("c")).expect("create");
-        release_in(&pool, &cg);
+        release_in(&pool, &cg, None);
         assert_eq!(idle(&pool), 1);
         assert_eq!(fake.names("cpuacct").len(), 1);
         drain_in(&pool);
@@ -415,7 +452,7 @@ mod tests {
         assert!(fake.names("cpu").is_empty() && fake.names("cpuacct").is_empty());
         // A release after the drain removes.
         let late = acquire_in(&pool, &bare("d")).expect("create");
-        release_in(&pool, &late);
+        release_in(&pool, &late, None);
         assert!(fake.names("cpu").is_empty());
     }
 

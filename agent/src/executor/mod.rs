@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::cgroups::{Cgroup, pool};
+use crate::cgroups::{Cgroup, EndState, pool};
 use crate::checks::{CheckConfig, HealthAction, HealthTracker};
 use crate::fetcher;
 use crate::process::{self, Termination};
@@ -468,7 +468,7 @@ fn prepare(spec: &ExecutorSpec, task: &TaskInfo, run_dir: &Path) -> Result<Prepa
         }),
         Err(e) => {
             if let Some(cg) = &cgroup {
-                pool::release(cg);
+                pool::release(cg, None);
             }
             Err(launch_failed(e.to_string()))
         }
@@ -532,26 +532,26 @@ impl Drop for ContainerGuard {
 /// removed: [`pool::release`]).
 struct CgroupGuard<'a> {
     cgroup: Option<&'a Cgroup>,
-    emptied: bool,
+    /// What [`CgroupGuard::empty`] found (the pool's check uses it too).
+    end: Option<EndState>,
 }
 
 impl CgroupGuard<'_> {
-    /// Kills everything left in the cgroups now.
-    fn empty(&mut self) {
-        if let Some(cg) = self.cgroup {
-            cg.kill_all();
-            self.emptied = true;
-        }
+    /// Kills everything left in the cgroups now; true if the OOM killer acted in them.
+    fn empty(&mut self) -> bool {
+        let end = self.cgroup.map(Cgroup::finish);
+        self.end = end;
+        end.is_some_and(|e| e.oom_killed())
     }
 }
 
 impl Drop for CgroupGuard<'_> {
     fn drop(&mut self) {
         if let Some(cg) = self.cgroup {
-            if !self.emptied {
+            if self.end.is_none() {
                 cg.kill_all();
             }
-            pool::release(cg);
+            pool::release(cg, self.end.as_ref());
         }
     }
 }
@@ -573,7 +573,7 @@ async fn run_task(
     // (the container, deleted first, has its cgroup below them).
     let mut guard = CgroupGuard {
         cgroup: cgroup.as_ref(),
-        emptied: false,
+        end: None,
     };
     let mut container = ContainerGuard(container);
     // With v1 cgroups the command was spawned from inside them by the thread that prepared
@@ -738,7 +738,7 @@ async fn run_task(
     }
     // Whatever the leader did, nothing of the task may outlive it.
     signal_tree(pid, None, Signal::SIGKILL);
-    guard.empty();
+    let cgroup_oom = guard.empty();
     let killed = kill_deadline.is_some();
     let mut t = match waited {
         Ok(status) => process::classify(status, killed),
@@ -747,7 +747,7 @@ async fn run_task(
             format!("waiting for the command failed: {e}"),
         ),
     };
-    let oom = cgroup.as_ref().is_some_and(Cgroup::oom_killed)
+    let oom = cgroup_oom
         || (container.0.is_some() && container::oom_killed(spec.cgroup.as_ref(), t.exit_code));
     container.finish().await;
     let mut healthy = tracker.healthy();
