@@ -41,7 +41,7 @@ const REFUSE_WHEN_DONE: f64 = 60.0;
 /// The most offers a batch holds at once; with fewer tasks waiting it asks for about one
 /// offer per task (`adaptive_offer_limit`).
 const OFFER_CAP: u32 = 16;
-/// With a rate and no task waiting, offers are asked for the tasks due this soon.
+/// With a rate, offers are also asked for the tasks due this soon.
 const ARRIVAL_LOOKAHEAD: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What to run.
@@ -539,10 +539,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
     /// Keeps the offer limit near the queue (nothing to do while the queue is empty: the
     /// framework is suppressed then).
     async fn adjust_offer_limit(&mut self) {
-        let demand = match self.pending.len() {
-            0 => self.arrivals.expected_within(ARRIVAL_LOOKAHEAD),
-            n => n,
-        };
+        let demand = offer_demand(self.pending.len(), &self.arrivals);
         if demand == 0 {
             return;
         }
@@ -696,6 +693,13 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
     }
 }
 
+/// How many tasks offers are asked for: those waiting and, with a rate, those due within
+/// [`ARRIVAL_LOOKAHEAD`]. The queue alone swings between none and a few at every arrival; a
+/// limit that followed it would be updated (an UPDATE_FRAMEWORK call) as often.
+fn offer_demand(pending: usize, arrivals: &Arrivals) -> usize {
+    pending + arrivals.expected_within(ARRIVAL_LOOKAHEAD)
+}
+
 /// Sleeps until `at`; forever without it.
 async fn sleep_until(at: Option<Instant>) {
     match at {
@@ -787,6 +791,36 @@ mod tests {
             })
             .contains("failover")
         );
+    }
+
+    #[test]
+    fn at_a_rate_the_offer_limit_does_not_follow_every_arrival() {
+        let t0 = Instant::now();
+        let mut arrivals = Arrivals::new(10_000, Some(500.0), t0);
+        let _ = arrivals.release(t0);
+        // The queue alternates between empty and one task, as it does at every arrival.
+        let updates = |demand: &dyn Fn(usize) -> usize| {
+            let mut limit = adaptive_offer_limit(10_000, None, OFFER_CAP);
+            let mut updates = 0;
+            for pending in [0, 1, 0, 2, 0, 1, 0, 1, 3, 0, 1, 0] {
+                if let Some(l) = adaptive_offer_limit(demand(pending), limit, OFFER_CAP) {
+                    limit = Some(l);
+                    updates += 1;
+                }
+            }
+            (updates, limit)
+        };
+        assert_eq!(updates(&|p| offer_demand(p, &arrivals)), (0, Some(16)));
+        // Asking for the queue, or for the tasks due soon only while it is empty (the first
+        // version), the limit moved at almost every arrival.
+        let due = arrivals.expected_within(ARRIVAL_LOOKAHEAD);
+        assert_eq!(updates(&|p| if p == 0 { due } else { p }).0, 11);
+        // Without a rate, the demand is the queue.
+        let all = Arrivals::new(3, None, t0);
+        assert_eq!(offer_demand(2, &all), 2 + 3);
+        let mut done = Arrivals::new(3, None, t0);
+        let _ = done.release(t0);
+        assert_eq!(offer_demand(2, &done), 2);
     }
 
     #[test]
