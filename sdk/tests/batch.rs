@@ -297,6 +297,67 @@ async fn at_a_rate_no_task_launches_before_it_arrives_and_offers_wait_for_arriva
 }
 
 #[tokio::test]
+async fn at_a_slow_rate_offers_go_back_between_arrivals() -> Result<()> {
+    let fake = Fake::start(FakeConfig {
+        agents: vec![("a1".into(), "cpus:4;mem:4096".into())],
+        ..Default::default()
+    })
+    .await?;
+    // 5 tasks/s: a task every 200 ms, far more than the 50 ms an offer is held for.
+    let rate = 5.0;
+    let s = BatchSpec {
+        rate: Some(rate),
+        ..spec("slow", 3, 0.25, 32.0)
+    };
+    let t0 = tokio::time::Instant::now();
+    let summary = run(&fake, s, |_| {}).await?;
+    assert!(summary.all_finished(), "{summary}");
+    let accepts = accepts(&fake);
+    assert_eq!(accepts.len(), 3, "one launch per arrival");
+    let st = fake.state();
+    let names: Vec<_> = st.calls.iter().map(Call::name).collect();
+    // Between two launches the framework suppressed offers, and revived them when the next
+    // task arrived; nothing was held meanwhile.
+    let launches: Vec<usize> = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n == "accept")
+        .map(|(i, _)| i)
+        .collect();
+    for w in launches.windows(2) {
+        let between = &names[w[0]..w[1]];
+        let suppress = between.iter().position(|n| *n == "suppress");
+        let revive = between.iter().rposition(|n| *n == "revive");
+        assert!(
+            matches!((suppress, revive), (Some(s), Some(r)) if s < r),
+            "suppress, then revive between launches: {names:?}"
+        );
+    }
+    assert_eq!(
+        names.iter().filter(|n| **n == "revive").count(),
+        2,
+        "{names:?}"
+    );
+    for d in st.calls.iter().filter_map(|c| match c {
+        Call::Decline(d) => Some(d),
+        _ => None,
+    }) {
+        assert!(
+            matches!(refuse(&d.filters), Some(r) if r == 1.0 || r == 60.0),
+            "{d:?}"
+        );
+    }
+    drop(st);
+    let elapsed = t0.elapsed();
+    let last_arrival = Duration::from_secs_f64(2.0 / rate);
+    assert!(
+        elapsed >= last_arrival,
+        "the last task arrived at {last_arrival:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_rate_that_is_not_positive_is_refused() -> Result<()> {
     for bad in [0.0, -5.0, f64::NAN, f64::INFINITY] {
         let s = BatchSpec {

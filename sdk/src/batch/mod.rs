@@ -43,6 +43,9 @@ const REFUSE_WHEN_DONE: f64 = 60.0;
 const OFFER_CAP: u32 = 16;
 /// With a rate, offers are also asked for the tasks due this soon.
 const ARRIVAL_LOOKAHEAD: std::time::Duration = std::time::Duration::from_millis(10);
+/// With a rate, offers are held for the next task only when it is due this soon; with longer
+/// gaps they go back (others may use them) and offers are suppressed until the next arrival.
+const HOLD_HORIZON: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -486,14 +489,18 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         self.settle().await;
     }
 
-    /// Launches waiting tasks on `offer`; holds it when none waits but more will arrive;
+    /// Launches waiting tasks on `offer`; holds it when none waits but the next is due soon;
     /// declines it otherwise.
     async fn use_offer(&mut self, offer: v1::Offer) {
         if self.pending.is_empty() {
-            if self.arrivals.remaining() > 0 {
+            if self.holds_offers() {
                 self.held.push(offer);
             } else {
-                self.decline(offer.id, REFUSE_WHEN_DONE).await;
+                let refuse = match self.arrivals.remaining() {
+                    0 => REFUSE_WHEN_DONE,
+                    _ => REFUSE_WHILE_PENDING,
+                };
+                self.decline(offer.id, refuse).await;
             }
             return;
         }
@@ -517,12 +524,25 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         self.launch(&offer, pieces).await;
     }
 
-    /// Once every task arrived and was launched: held offers go back and offers are
-    /// suppressed; then the offer limit follows the queue.
+    /// Whether an offer that comes while no task waits is kept: when the next task is due
+    /// within [`HOLD_HORIZON`].
+    fn holds_offers(&self) -> bool {
+        self.arrivals
+            .next_at()
+            .is_some_and(|t| t.saturating_duration_since(Instant::now()) <= HOLD_HORIZON)
+    }
+
+    /// With no task waiting and none due soon (every task launched, or the next one far off
+    /// at a slow rate): held offers go back and offers are suppressed; when tasks wait again,
+    /// offers are revived. Then the offer limit follows the queue.
     async fn settle(&mut self) {
-        if self.pending.is_empty() && self.arrivals.remaining() == 0 {
+        if self.pending.is_empty() && !self.holds_offers() {
+            let refuse = match self.arrivals.remaining() {
+                0 => REFUSE_WHEN_DONE,
+                _ => REFUSE_WHILE_PENDING,
+            };
             for offer in std::mem::take(&mut self.held) {
-                self.decline(offer.id, REFUSE_WHEN_DONE).await;
+                self.decline(offer.id, refuse).await;
             }
             if !self.suppressed {
                 // The master sees the launches before the suppression.
@@ -531,6 +551,11 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                     Ok(()) => self.suppressed = true,
                     Err(e) => tracing::warn!(error = %e, "suppress failed"),
                 }
+            }
+        } else if !self.pending.is_empty() && self.suppressed {
+            match self.driver.revive().await {
+                Ok(()) => self.suppressed = false,
+                Err(e) => tracing::warn!(error = %e, "revive for arrived tasks failed"),
             }
         }
         self.adjust_offer_limit().await;
