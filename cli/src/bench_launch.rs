@@ -212,6 +212,7 @@ async fn launch(args: LaunchArgs, cancel: CancellationToken) -> anyhow::Result<b
         && let Some(fs) = crate::bench_fs::describe(&work_dir)
     {
         crate::output::text(&fs);
+        crate::output::text(&favordynmods_line());
     }
     let stop = cancel.child_token();
     let cluster = match &args.master {
@@ -529,6 +530,18 @@ impl Cluster {
 }
 
 /// Spawns `cmd` `n` times in a loop on one thread, then `n` times on one thread per core.
+/// Whether cgroup moves wait for RCU grace periods here (the supervisor moves a thread six
+/// times per task): figures taken with and without `cgroup_favordynmods` differ.
+fn favordynmods_line() -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if proffer_agent::cgroups::favors_dynmods(&proffer_agent::cgroups::parse_mounts(&mounts)) {
+        "cgroup favordynmods: on".to_string()
+    } else {
+        "cgroup favordynmods: off (boot with cgroup_favordynmods=true for faster cgroup moves)"
+            .to_string()
+    }
+}
+
 fn raw_spawn_rate(cmd: &str, n: usize) -> anyhow::Result<Raw> {
     let direct = proffer_agent::process::direct_argv(cmd);
     let argv = match &direct {

@@ -25,8 +25,15 @@ pub(super) fn detect_isolation(config: &AgentConfig) -> Result<CgroupSupport, Ag
         IsolationMode::Posix => CgroupSupport::none("isolation is posix (configured)"),
         IsolationMode::Auto | IsolationMode::Cgroups => {
             let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+            let mounts = cgroups::parse_mounts(&mounts);
             if process::is_root() {
-                cgroups::detect(&cgroups::parse_mounts(&mounts), &config.cgroups_root)
+                let support = cgroups::detect(&mounts, &config.cgroups_root);
+                if support.version.is_some() && !cgroups::favors_dynmods(&mounts) {
+                    info!(
+                        "cgroup moves may wait for RCU grace periods: tasks start sooner with the kernel parameter cgroup_favordynmods=true (docs/launch-performance.md)"
+                    );
+                }
+                support
             } else {
                 CgroupSupport::none("the agent is not running as root")
             }

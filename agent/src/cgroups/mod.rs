@@ -155,6 +155,17 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
         .collect()
 }
 
+/// Whether the kernel favours dynamic cgroup changes (`favordynmods` on a cgroup mount, as the
+/// boot parameter `cgroup_favordynmods=true` or the v2 mount option gives). Off, every move of
+/// a thread or process between cgroups may wait for an RCU grace period, which on an idle
+/// machine takes milliseconds; the supervisor moves a thread six times per task.
+pub fn favors_dynmods(mounts: &[Mount]) -> bool {
+    mounts.iter().any(|m| {
+        (m.fstype == "cgroup" || m.fstype == "cgroup2")
+            && m.options.iter().any(|o| o == "favordynmods")
+    })
+}
+
 /// Detects cgroup support from the mounts, creating `<mount>/<root_name>` parents (which
 /// proves they are writable). v2 is used when the unified hierarchy has the controllers
 /// (enabling them for our subtree); otherwise v1 per-controller hierarchies.
@@ -694,6 +705,19 @@ proc /proc proc rw 0 0
                 assert_eq!(home, tid.repeat(round), "round {round}");
             }
         }
+    }
+
+    #[test]
+    fn favordynmods_is_read_from_the_cgroup_mounts() {
+        let off = parse_mounts(MOUNTS);
+        assert!(!favors_dynmods(&off));
+        let on = parse_mounts(
+            "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate,favordynmods 0 0\n",
+        );
+        assert!(favors_dynmods(&on));
+        // The option of another file system does not count.
+        let other = parse_mounts("tmpfs /x tmpfs rw,favordynmods 0 0\n");
+        assert!(!favors_dynmods(&other));
     }
 
     #[test]
