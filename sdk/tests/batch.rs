@@ -33,6 +33,23 @@ fn spec(name: &str, tasks: usize, cpus: f64, mem: f64) -> BatchSpec {
     }
 }
 
+/// A fake master with one agent, `a1`, of `resources`.
+async fn one_agent(resources: &str) -> Result<Fake> {
+    Fake::start(FakeConfig {
+        agents: vec![("a1".into(), resources.into())],
+        ..Default::default()
+    })
+    .await
+}
+
+/// `spec` submitted at `rate` tasks/s.
+fn at_rate(spec: BatchSpec, rate: f64) -> BatchSpec {
+    BatchSpec {
+        rate: Some(rate),
+        ..spec
+    }
+}
+
 async fn run(
     fake: &Fake,
     spec: BatchSpec,
@@ -73,11 +90,7 @@ fn refuse(f: &Option<v1::Filters>) -> Option<f64> {
 
 #[tokio::test]
 async fn packs_four_per_offer_acks_everything_and_summarises() -> Result<()> {
-    let fake = Fake::start(FakeConfig {
-        agents: vec![("a1".into(), "cpus:1;mem:256".into())],
-        ..Default::default()
-    })
-    .await?;
+    let fake = one_agent("cpus:1;mem:256").await?;
     let (log, progress) = recorder();
     let summary = run(&fake, spec("b", 10, 0.25, 64.0), progress).await?;
 
@@ -220,11 +233,7 @@ async fn packs_four_per_offer_acks_everything_and_summarises() -> Result<()> {
 
 #[tokio::test]
 async fn max_tasks_per_offer_is_respected() -> Result<()> {
-    let fake = Fake::start(FakeConfig {
-        agents: vec![("a1".into(), "cpus:4;mem:4096".into())],
-        ..Default::default()
-    })
-    .await?;
+    let fake = one_agent("cpus:4;mem:4096").await?;
     let s = BatchSpec {
         max_tasks_per_offer: 1,
         ..spec("one", 3, 0.5, 32.0)
@@ -241,17 +250,10 @@ async fn max_tasks_per_offer_is_respected() -> Result<()> {
 
 #[tokio::test]
 async fn at_a_rate_no_task_launches_before_it_arrives_and_offers_wait_for_arrivals() -> Result<()> {
-    let fake = Fake::start(FakeConfig {
-        agents: vec![("a1".into(), "cpus:4;mem:4096".into())],
-        ..Default::default()
-    })
-    .await?;
+    let fake = one_agent("cpus:4;mem:4096").await?;
     // 20 tasks/s: task i arrives i × 50 ms after the run starts.
     let rate = 20.0;
-    let s = BatchSpec {
-        rate: Some(rate),
-        ..spec("r", 6, 0.25, 32.0)
-    };
+    let s = at_rate(spec("r", 6, 0.25, 32.0), rate);
     let launches: Arc<Mutex<Vec<(String, tokio::time::Instant)>>> = Arc::default();
     let l = launches.clone();
     let t0 = tokio::time::Instant::now();
@@ -298,17 +300,10 @@ async fn at_a_rate_no_task_launches_before_it_arrives_and_offers_wait_for_arriva
 
 #[tokio::test]
 async fn at_a_slow_rate_offers_go_back_between_arrivals() -> Result<()> {
-    let fake = Fake::start(FakeConfig {
-        agents: vec![("a1".into(), "cpus:4;mem:4096".into())],
-        ..Default::default()
-    })
-    .await?;
+    let fake = one_agent("cpus:4;mem:4096").await?;
     // 5 tasks/s: a task every 200 ms, far more than the 50 ms an offer is held for.
     let rate = 5.0;
-    let s = BatchSpec {
-        rate: Some(rate),
-        ..spec("slow", 3, 0.25, 32.0)
-    };
+    let s = at_rate(spec("slow", 3, 0.25, 32.0), rate);
     let t0 = tokio::time::Instant::now();
     let summary = run(&fake, s, |_| {}).await?;
     assert!(summary.all_finished(), "{summary}");
@@ -360,10 +355,7 @@ async fn at_a_slow_rate_offers_go_back_between_arrivals() -> Result<()> {
 #[tokio::test]
 async fn a_rate_that_is_not_positive_is_refused() -> Result<()> {
     for bad in [0.0, -5.0, f64::NAN, f64::INFINITY] {
-        let s = BatchSpec {
-            rate: Some(bad),
-            ..spec("x", 1, 0.1, 32.0)
-        };
+        let s = at_rate(spec("x", 1, 0.1, 32.0), bad);
         match run_batch("127.0.0.1:1", s, |_| {}, CancellationToken::new()).await {
             Err(BatchError::InvalidSpec(m)) => assert!(m.contains("rate"), "{m}"),
             other => bail!("rate {bad}: expected InvalidSpec, got {other:?}"),
