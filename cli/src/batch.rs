@@ -195,6 +195,7 @@ fn summary_json(s: &BatchSummary, board: &Board) -> serde_json::Value {
         "elapsed_secs": s.elapsed.as_secs_f64(),
         "offers_received": s.offers_received,
         "offers_declined": s.offers_declined,
+        "arrival_to_launch_ms": percentiles_json(s.arrival_to_launch.as_ref()),
         "launch_to_running_ms": percentiles_json(s.launch_to_running.as_ref()),
         "launch_to_end_ms": percentiles_json(s.launch_to_end.as_ref()),
         "failed_tasks": board.failed,

@@ -101,6 +101,7 @@ impl fmt::Display for BatchSummary {
         )?;
         // On the same line: the summary stays three lines.
         for (label, p) in [
+            ("waited for offers", &self.arrival_to_launch),
             ("launch→RUNNING", &self.launch_to_running),
             ("launch→end", &self.launch_to_end),
         ] {
@@ -165,6 +166,20 @@ mod tests {
         let text = s.to_string();
         assert!(
             text.ends_with("declined 0; launch→RUNNING p50 2.5 ms, p99 40 ms, max 41 ms"),
+            "{text}"
+        );
+        s.arrival_to_launch = Some(Percentiles {
+            count: 3,
+            p50: Duration::from_micros(4200),
+            p99: Duration::from_millis(12),
+            max: Duration::from_millis(13),
+        });
+        let text = s.to_string();
+        assert!(
+            text.ends_with(
+                "declined 0; waited for offers p50 4.2 ms, p99 12 ms, max 13 ms; \
+                 launch→RUNNING p50 2.5 ms, p99 40 ms, max 41 ms"
+            ),
             "{text}"
         );
     }
