@@ -6,8 +6,9 @@
 //! [`acks`]), and tears the framework down when every task reached a terminal state. The
 //! summary carries launch→RUNNING and launch→end percentiles ([`latency`]). With
 //! [`BatchSpec::rate`], tasks arrive at that steady rate instead of all at once
-//! ([`arrivals`]); offers that come while no task waits are held for the next arrivals. Used
-//! by `proffer run`, `proffer local` and `proffer bench launch`.
+//! ([`arrivals`]); offers that come while no task waits are held when the next one is due
+//! within [`HOLD_HORIZON`], else given back until it arrives. Used by `proffer run`,
+//! `proffer local` and `proffer bench launch`.
 
 mod acks;
 mod arrivals;
@@ -279,7 +280,7 @@ struct Run<P> {
     pending: VecDeque<usize>,
     /// When tasks arrive (all at once, or at the spec's rate).
     arrivals: Arrivals,
-    /// Offers kept while no task waits but more will arrive.
+    /// Offers kept while no task waits but the next is due within [`HOLD_HORIZON`].
     held: Vec<v1::Offer>,
     suppressed: bool,
     /// The masters' addresses (to ask the leader whether any agent could hold a task at all).
@@ -496,11 +497,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             if self.holds_offers() {
                 self.held.push(offer);
             } else {
-                let refuse = match self.arrivals.remaining() {
-                    0 => REFUSE_WHEN_DONE,
-                    _ => REFUSE_WHILE_PENDING,
-                };
-                self.decline(offer.id, refuse).await;
+                self.decline(offer.id, self.idle_refusal()).await;
             }
             return;
         }
@@ -532,15 +529,21 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             .is_some_and(|t| t.saturating_duration_since(Instant::now()) <= HOLD_HORIZON)
     }
 
+    /// How long resources are refused when no task waits and none is due soon: long once
+    /// every task arrived, a while between arrivals at a slow rate.
+    fn idle_refusal(&self) -> f64 {
+        match self.arrivals.remaining() {
+            0 => REFUSE_WHEN_DONE,
+            _ => REFUSE_WHILE_PENDING,
+        }
+    }
+
     /// With no task waiting and none due soon (every task launched, or the next one far off
     /// at a slow rate): held offers go back and offers are suppressed; when tasks wait again,
     /// offers are revived. Then the offer limit follows the queue.
     async fn settle(&mut self) {
         if self.pending.is_empty() && !self.holds_offers() {
-            let refuse = match self.arrivals.remaining() {
-                0 => REFUSE_WHEN_DONE,
-                _ => REFUSE_WHILE_PENDING,
-            };
+            let refuse = self.idle_refusal();
             for offer in std::mem::take(&mut self.held) {
                 self.decline(offer.id, refuse).await;
             }
@@ -595,11 +598,13 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             })
             .collect();
         // What this ACCEPT leaves unused is refused: a while when tasks still wait (none fits
-        // in it), long once all arrived, not at all when more arrive at a rate.
-        let refuse = match (self.pending.is_empty(), self.arrivals.remaining()) {
-            (false, _) => REFUSE_WHILE_PENDING,
-            (true, 0) => REFUSE_WHEN_DONE,
-            (true, _) => 0.0,
+        // in it), not at all when the next is due soon (it needs it), else as when idle.
+        let refuse = if !self.pending.is_empty() {
+            REFUSE_WHILE_PENDING
+        } else if self.holds_offers() {
+            0.0
+        } else {
+            self.idle_refusal()
         };
         let sent_at = Instant::now();
         // The ACCEPT goes out without waiting for its answer (the master answers once the
