@@ -352,6 +352,78 @@ async fn at_a_slow_rate_offers_go_back_between_arrivals() -> Result<()> {
     Ok(())
 }
 
+/// The tasks launched by all ACCEPTs the fake saw, counted with repeats: more than the batch's
+/// tasks when an ACCEPT was refused and its tasks launched again.
+fn launched_in_accepts(fake: &Fake) -> usize {
+    accepts(fake).iter().map(|a| launched_tasks(a).len()).sum()
+}
+
+#[tokio::test]
+async fn a_held_offer_that_is_rescinded_is_not_used() -> Result<()> {
+    let fake = one_agent("cpus:4;mem:4096").await?;
+    let f = fake.clone();
+    let mut offers = 0;
+    // The second offer comes after the first launch and is held for the next arrival: the
+    // master takes it back at once (and offers the agent again under a new id).
+    let progress = move |p: &BatchProgress| {
+        if matches!(p, BatchProgress::Offer { .. }) {
+            offers += 1;
+            if offers == 2 {
+                f.rescind_outstanding();
+            }
+        }
+    };
+    let summary = run(&fake, at_rate(spec("rs", 4, 0.25, 32.0), 20.0), progress).await?;
+    assert!(summary.all_finished(), "{summary}");
+    assert_eq!(launched_in_accepts(&fake), 4, "no ACCEPT was refused");
+    let st = fake.state();
+    assert!(!st.rescinded.is_empty(), "an offer was rescinded");
+    let named: Vec<&String> = st
+        .calls
+        .iter()
+        .flat_map(|c| match c {
+            Call::Accept(a) => a.offer_ids.iter().collect::<Vec<_>>(),
+            Call::Decline(d) => d.offer_ids.iter().collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(
+        named.iter().all(|id| !st.rescinded.contains(id)),
+        "a rescinded offer was named: {named:?}, rescinded {:?}",
+        st.rescinded
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn held_offers_are_dropped_with_the_session_that_made_them() -> Result<()> {
+    let fake = one_agent("cpus:4;mem:4096").await?;
+    let f = fake.clone();
+    let mut offers = 0;
+    // The second offer is held for the next arrival when the stream breaks.
+    let progress = move |p: &BatchProgress| {
+        if matches!(p, BatchProgress::Offer { .. }) {
+            offers += 1;
+            if offers == 2 {
+                f.drop_stream();
+            }
+        }
+    };
+    let s = BatchSpec {
+        failover_timeout_secs: 60.0,
+        ..at_rate(spec("ss", 4, 0.25, 32.0), 20.0)
+    };
+    let summary = run(&fake, s, progress).await?;
+    assert!(summary.all_finished(), "{summary}");
+    assert_eq!(fake.state().subscribes.len(), 2);
+    assert_eq!(
+        launched_in_accepts(&fake),
+        4,
+        "no ACCEPT named an offer of the old session"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_rate_that_is_not_positive_is_refused() -> Result<()> {
     for bad in [0.0, -5.0, f64::NAN, f64::INFINITY] {

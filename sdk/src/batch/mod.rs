@@ -384,6 +384,8 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 Some(DriverEvent::Disconnected { reason }) => {
                     tracing::warn!(%reason, "disconnected from the master");
                     last_disconnect = Some(format!("disconnected: {reason}"));
+                    // Offers die with the session that made them.
+                    self.held.clear();
                 }
                 Some(DriverEvent::Resubscribed { framework_id }) => {
                     last_disconnect = None;
@@ -421,7 +423,8 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
 
     async fn on_resubscribed(&mut self, framework_id: String) {
         (self.progress)(&BatchProgress::Subscribed { framework_id });
-        if !self.pending.is_empty() {
+        self.held.clear();
+        if !self.pending.is_empty() || self.arrivals.remaining() > 0 {
             match self.driver.revive().await {
                 Ok(()) => self.suppressed = false,
                 Err(e) => tracing::warn!(error = %e, "revive after re-subscription failed"),

@@ -141,6 +141,8 @@ pub struct State {
     pub violations: Vec<String>,
     pub sent_uuids: Vec<Vec<u8>>,
     pub offers_sent: usize,
+    /// Offers taken back with RESCIND.
+    pub rescinded: Vec<String>,
     pub suppressed: bool,
     header: v1::CallHeader,
     tx: Option<mpsc::UnboundedSender<Result<v1::Event, Status>>>,
@@ -371,6 +373,22 @@ impl Fake {
     /// Ends the current event stream (the client sees a clean end of stream).
     pub fn drop_stream(&self) {
         self.state().tx = None;
+    }
+
+    /// Rescinds every outstanding offer (RESCIND events), then offers what is free again
+    /// under new ids, as a master does when it takes offers back.
+    pub fn rescind_outstanding(&self) {
+        let mut st = self.state();
+        let ids: Vec<String> = st
+            .agents
+            .iter_mut()
+            .filter_map(|a| a.offer.take().map(|(id, _)| id))
+            .collect();
+        for offer_id in ids {
+            st.rescinded.push(offer_id.clone());
+            st.send(v1::event::Event::Rescind(v1::Rescind { offer_id }));
+        }
+        st.send_offers();
     }
 
     /// Sends an ERROR event on the current stream.
