@@ -30,7 +30,8 @@ pub struct MasterArgs {
     allocation_interval: Duration,
     /// Resources that come back (a task ended, an offer declined, an agent joined) are offered
     /// together this long after the first of them came back, so one offer carries every slot
-    /// freed meanwhile; 0 offers each at once.
+    /// freed meanwhile; 0 offers each at once. Only while offers flow: after a quiet spell (no
+    /// allocation this long) what comes back is offered at once.
     #[arg(long, env = "PROFFER_OFFER_COALESCE", default_value = "3ms", value_parser = parse_duration)]
     offer_coalesce: Duration,
     /// Interval between pings to each agent.

@@ -96,6 +96,9 @@ pub struct Master {
     allocation_pending: bool,
     /// When `allocation_pending` was first seen set (the coalescing window runs from there).
     pending_since: Option<Timestamp>,
+    /// When the last allocation cycle ran: what comes back a coalescing window or more after
+    /// it is offered at once.
+    last_allocated: Option<Timestamp>,
     counters: Counters,
     /// Registry ops and the outputs that wait for them.
     persistence: persist::Persistence,
@@ -174,6 +177,7 @@ impl Master {
             next_allocation: Timestamp(0),
             allocation_pending: false,
             pending_since: None,
+            last_allocated: None,
             counters: Counters::default(),
             persistence: persist::Persistence::default(),
             recovering: IdMap::default(),
@@ -307,10 +311,19 @@ impl Master {
         result
     }
 
-    /// Starts the coalescing window at `now` if an allocation became pending.
+    /// Starts the coalescing window at `now` if an allocation became pending while offers are
+    /// flowing (an allocation ran less than a window ago); after a quiet spell the window is
+    /// already over, so what came back is offered at the next tick (a lone task's slot waits
+    /// for nothing, a busy master still gathers).
     fn note_pending(&mut self, now: Timestamp) {
         if self.allocation_pending && self.pending_since.is_none() {
-            self.pending_since = Some(now);
+            let window = self.config.offer_coalesce_ms;
+            let busy = self.last_allocated.is_some_and(|t| now.since(t) < window);
+            self.pending_since = Some(if busy {
+                now
+            } else {
+                Timestamp(now.0.saturating_sub(window))
+            });
         }
     }
 
@@ -393,6 +406,7 @@ impl Master {
     pub fn allocate(&mut self, now: Timestamp) {
         self.allocation_pending = false;
         self.pending_since = None;
+        self.last_allocated = Some(now);
         self.next_allocation = now.plus_ms(self.config.allocation_interval_ms);
         let allocations = self.allocator.allocate(now);
         let mut per_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();

@@ -128,8 +128,9 @@ pub struct MasterConfig {
     /// Resources that come back (a task ended, an offer was declined, an agent joined) are
     /// offered once this much time has passed since the first of them came back, together with
     /// whatever else came back meanwhile, instead of waiting for the next allocation interval:
-    /// a short window gathers freed task slots into fewer, larger offers. 0 offers them at the
-    /// first tick after they came back. The shell wakes the core for it
+    /// a short window gathers freed task slots into fewer, larger offers. The window only runs
+    /// while offers flow: what comes back this long or more after the last allocation is
+    /// offered at the first tick, as with 0. The shell wakes the core for it
     /// (see [`crate::core::Master::next_wakeup`]).
     pub offer_coalesce_ms: u64,
     /// Agent ping interval (Mesos: 15 s).

@@ -1,5 +1,6 @@
-//! Offer coalescing: resources that come back are offered together once the window that the
-//! first of them opened has passed (`MasterConfig::offer_coalesce_ms`), in virtual time.
+//! Offer coalescing: while offers flow, resources that come back are offered together once the
+//! window that the first of them opened has passed (`MasterConfig::offer_coalesce_ms`); after a
+//! quiet spell they are offered at once. In virtual time.
 
 use proffer_proto::v1::{self, TaskState};
 
@@ -37,17 +38,26 @@ fn finish(h: &mut H, fw: &v1::CallHeader, task_id: &str) {
 }
 
 #[test]
-fn slots_freed_within_the_window_are_offered_together_when_it_ends() {
+fn after_a_quiet_spell_a_slot_is_offered_at_once_and_while_offers_flow_they_are_gathered() {
     let (mut h, fw) = four_running(5);
     h.advance(100);
     assert!(h.offers(F1).is_empty(), "nothing free yet");
-    let opened = h.now;
+    // The last allocation ran 100 ms ago: the first slot freed is offered at the next tick.
     finish(&mut h, &fw, "t1");
+    assert_eq!(h.m.next_wakeup(), Some(Timestamp(h.now)));
+    h.advance(0);
+    let offers = h.offers(F1);
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(res(&offers[0]).to_string(), "cpus:1;mem:1024");
+    // Offers are flowing now: slots freed within a window of that allocation are gathered, the
+    // window running from the first of them, not the last.
+    h.advance(1);
+    let opened = h.now;
+    finish(&mut h, &fw, "t2");
     assert_eq!(h.m.next_wakeup(), Some(Timestamp(opened + 5)));
     h.advance(2);
     assert!(h.offers(F1).is_empty(), "the window is still open");
-    finish(&mut h, &fw, "t2");
-    // The window runs from the first slot freed, not the last.
+    finish(&mut h, &fw, "t3");
     assert_eq!(h.m.next_wakeup(), Some(Timestamp(opened + 5)));
     h.advance(2);
     assert!(h.offers(F1).is_empty(), "4 ms into a 5 ms window");
