@@ -358,21 +358,26 @@ fn launched_in_accepts(fake: &Fake) -> usize {
     accepts(fake).iter().map(|a| launched_tasks(a).len()).sum()
 }
 
+/// Progress that does `act` when the second offer arrives (the first one after the first
+/// launch, which a batch at 20 tasks/s holds for its next arrival).
+fn on_second_offer(act: impl Fn() + Send + 'static) -> impl FnMut(&BatchProgress) + Send {
+    let mut offers = 0;
+    move |p: &BatchProgress| {
+        if matches!(p, BatchProgress::Offer { .. }) {
+            offers += 1;
+            if offers == 2 {
+                act();
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_held_offer_that_is_rescinded_is_not_used() -> Result<()> {
     let fake = one_agent("cpus:4;mem:4096").await?;
     let f = fake.clone();
-    let mut offers = 0;
-    // The second offer comes after the first launch and is held for the next arrival: the
-    // master takes it back at once (and offers the agent again under a new id).
-    let progress = move |p: &BatchProgress| {
-        if matches!(p, BatchProgress::Offer { .. }) {
-            offers += 1;
-            if offers == 2 {
-                f.rescind_outstanding();
-            }
-        }
-    };
+    // The master takes the held offer back at once (and offers the agent again under a new id).
+    let progress = on_second_offer(move || f.rescind_outstanding());
     let summary = run(&fake, at_rate(spec("rs", 4, 0.25, 32.0), 20.0), progress).await?;
     assert!(summary.all_finished(), "{summary}");
     assert_eq!(launched_in_accepts(&fake), 4, "no ACCEPT was refused");
@@ -399,16 +404,8 @@ async fn a_held_offer_that_is_rescinded_is_not_used() -> Result<()> {
 async fn held_offers_are_dropped_with_the_session_that_made_them() -> Result<()> {
     let fake = one_agent("cpus:4;mem:4096").await?;
     let f = fake.clone();
-    let mut offers = 0;
-    // The second offer is held for the next arrival when the stream breaks.
-    let progress = move |p: &BatchProgress| {
-        if matches!(p, BatchProgress::Offer { .. }) {
-            offers += 1;
-            if offers == 2 {
-                f.drop_stream();
-            }
-        }
-    };
+    // The stream breaks while that offer is held.
+    let progress = on_second_offer(move || f.drop_stream());
     let s = BatchSpec {
         failover_timeout_secs: 60.0,
         ..at_rate(spec("ss", 4, 0.25, 32.0), 20.0)
