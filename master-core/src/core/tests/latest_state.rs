@@ -39,6 +39,19 @@ fn states(ups: &[v1::TaskStatus]) -> Vec<TaskState> {
 
 const ALL: &str = "cpus:4;mem:4096;ports:[31000-31009]";
 
+/// Launches `t1` (the whole agent) from `offer` and reports it RUNNING (uuid `u1`) with
+/// FINISHED as its latest state: freed early, its end not forwarded yet. Returns the
+/// framework id.
+fn launch_freed_early(h: &mut H, fw: &v1::CallHeader, offer: &v1::Offer) -> String {
+    let id = fw.framework_id.clone();
+    h.launch(fw, &[&offer.id], vec![task("t1", "cpus:4;mem:4096")])
+        .expect("launch");
+    h.drain();
+    let finished = Some(TaskState::TaskFinished as i32);
+    update(h, &id, "t1", TaskState::TaskRunning, b"u1", finished).expect("running");
+    id
+}
+
 /// Framework `info`'s task `t1` is freed early (RUNNING forwarded, FINISHED latest), then its
 /// agent disconnects and misses its pings for a second.
 fn freed_early_then_lost(info: v1::FrameworkInfo) -> H {
@@ -51,12 +64,7 @@ fn freed_early_then_lost(info: v1::FrameworkInfo) -> H {
     let fw = h.subscribe_with(F1, info);
     h.advance(DEFAULT_OFFER_COALESCE_MS);
     let offer = h.offers(F1).remove(0);
-    let id = fw.framework_id.clone();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:4;mem:4096")])
-        .expect("launch");
-    h.drain();
-    let finished = Some(TaskState::TaskFinished as i32);
-    update(&mut h, &id, "t1", TaskState::TaskRunning, b"u1", finished).expect("running");
+    launch_freed_early(&mut h, &fw, &offer);
     h.drain();
     h.input(Input::AgentDisconnected { conn: A1 })
         .expect("disconnect");
@@ -69,13 +77,8 @@ fn freed_early_then_lost(info: v1::FrameworkInfo) -> H {
 #[test]
 fn a_terminal_latest_state_frees_the_task_before_its_end_is_forwarded() {
     let (mut h, agent, fw, offer) = one_offer();
-    let id = fw.framework_id.clone();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:4;mem:4096")])
-        .expect("launch");
-    h.drain();
     // RUNNING is in flight; the task already finished on the agent.
-    let finished = Some(TaskState::TaskFinished as i32);
-    update(&mut h, &id, "t1", TaskState::TaskRunning, b"u1", finished).expect("running");
+    let id = launch_freed_early(&mut h, &fw, &offer);
     assert_eq!(
         states(&h.updates(F1)),
         [TaskState::TaskRunning],
@@ -100,6 +103,7 @@ fn a_terminal_latest_state_frees_the_task_before_its_end_is_forwarded() {
     assert!(matches!(&h.agent_msgs(A1)[..], [AOut::Ack(a)] if a.uuid == b"u1"));
     assert_eq!(h.m.snapshot(Default::default()).tasks.len(), 1);
     // The end comes: forwarded once; its resources are not given back a second time.
+    let finished = Some(TaskState::TaskFinished as i32);
     update(&mut h, &id, "t1", TaskState::TaskFinished, b"u2", finished).expect("finished");
     assert_eq!(states(&h.updates(F1)), [TaskState::TaskFinished]);
     h.m.check_accounting().expect("books balance");
@@ -144,12 +148,8 @@ fn a_stale_resend_after_the_end_is_still_forwarded_and_changes_nothing() {
     // (a duplicate that was overtaken on the wire) reaches the framework, whose
     // acknowledgement the agent ignores; the task stays finished, its resources free once.
     let (mut h, agent, fw, offer) = one_offer();
-    let id = fw.framework_id.clone();
-    h.launch(&fw, &[&offer.id], vec![task("t1", "cpus:4;mem:4096")])
-        .expect("launch");
-    h.drain();
+    let id = launch_freed_early(&mut h, &fw, &offer);
     let finished = Some(TaskState::TaskFinished as i32);
-    update(&mut h, &id, "t1", TaskState::TaskRunning, b"u1", finished).expect("running");
     update(&mut h, &id, "t1", TaskState::TaskFinished, b"u2", finished).expect("finished");
     update(&mut h, &id, "t1", TaskState::TaskRunning, b"u1", finished).expect("re-sent");
     assert_eq!(
