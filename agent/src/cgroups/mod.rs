@@ -436,16 +436,11 @@ impl Cgroup {
         procs_of(&self.spec)
     }
 
-    /// Kills every process in the cgroup (SIGKILL), retrying while new ones appear; true
-    /// once it is empty.
-    pub fn kill_all(&self) -> bool {
-        kill_all(&self.spec)
-    }
-
-    /// Kills what is left, then reads the memory counters once: the OOM verdict and the
-    /// pool's cleanliness check both use what this returns.
+    /// Kills what is left (SIGKILL, retrying while new processes appear), then reads the
+    /// memory counters once: the OOM verdict and the pool's cleanliness check both use what
+    /// this returns.
     pub fn finish(&self) -> EndState {
-        let empty = self.kill_all();
+        let empty = kill_all(&self.spec);
         EndState {
             empty,
             ..memory_counters(&self.spec)
@@ -462,7 +457,7 @@ impl Cgroup {
         usage(&self.spec)
     }
 
-    /// Removes the cgroups (after [`Cgroup::kill_all`]).
+    /// Removes the cgroups (after [`Cgroup::finish`]).
     pub fn destroy(&self) {
         destroy(&self.spec);
     }

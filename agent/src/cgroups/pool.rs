@@ -83,7 +83,7 @@ pub fn acquire(spec: &CgroupSpec) -> Result<Cgroup, String> {
 
 /// Gives back a task's cgroups once its processes are gone: kept idle for the next task with
 /// the same limits when the pool is on, has room and they are clean; removed otherwise.
-pub fn release(cg: &Cgroup, end: Option<&EndState>) {
+pub fn release(cg: &Cgroup, end: &EndState) {
     release_in(&POOL, cg, end);
 }
 
@@ -121,7 +121,7 @@ fn acquire_in(pool: &Shared, spec: &CgroupSpec) -> Result<Cgroup, String> {
     Ok(cg)
 }
 
-fn release_in(pool: &Shared, cg: &Cgroup, end: Option<&EndState>) {
+fn release_in(pool: &Shared, cg: &Cgroup, end: &EndState) {
     if cg.poolable && clean(&cg.spec, end) {
         let slot = lock(pool).as_mut().and_then(|p| {
             (p.count < p.max_idle).then(|| {
@@ -162,15 +162,8 @@ fn drain_in(pool: &Shared) {
 }
 
 /// Whether a finished task's cgroups can serve another task as they are (`end`: what
-/// [`Cgroup::finish`] read at the task's end; read here without it).
-fn clean(spec: &CgroupSpec, end: Option<&EndState>) -> bool {
-    let end = match end {
-        Some(e) => *e,
-        None => EndState {
-            empty: super::procs_of(spec).is_empty(),
-            ..super::memory_counters(spec)
-        },
-    };
+/// [`Cgroup::finish`] read at the task's end).
+fn clean(spec: &CgroupSpec, end: &EndState) -> bool {
     if !end.empty {
         return false;
     }
@@ -237,6 +230,15 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    /// What the fake hierarchy's files say of `spec`'s cgroups now (as [`Cgroup::finish`]
+    /// reads them, without killing anything).
+    fn observed(spec: &CgroupSpec) -> EndState {
+        EndState {
+            empty: super::super::procs_of(spec).is_empty(),
+            ..super::super::memory_counters(spec)
+        }
+    }
 
     /// A fake v1 hierarchy (cpu, cpuacct, memory) under a temporary directory, with task
     /// `name` created in it and its files as a clean finished task leaves them.
@@ -323,7 +325,7 @@ mod tests {
         let first = acquire_in(&pool, &fake.spec("t1", 32)).expect("create");
         assert_eq!(fake.names("memory"), ["t1"]);
         fake.finished("t1", 0, 0, 4096);
-        release_in(&pool, &first, None);
+        release_in(&pool, &first, &observed(&first.spec));
         let slot = format!("{POOL_PREFIX}{}-1", std::process::id());
         for c in ["cpu", "cpuacct", "memory"] {
             assert_eq!(
@@ -351,7 +353,7 @@ mod tests {
         assert_eq!(idle(&pool), 0);
         // Other limits: new cgroups; the idle set stays for its own kind.
         fake.finished("t2", 0, 0, 0);
-        release_in(&pool, &second, None);
+        release_in(&pool, &second, &observed(&second.spec));
         let other = acquire_in(&pool, &fake.spec("t3", 64)).expect("create");
         assert_eq!(
             fake.names("memory"),
@@ -379,14 +381,14 @@ mod tests {
         for ((oom, failcnt, usage), want) in cases {
             fake.finished("t", oom, failcnt, usage);
             assert_eq!(
-                clean(&mem, None),
+                clean(&mem, &observed(&mem)),
                 want,
                 "oom_kill {oom}, failcnt {failcnt}, usage {usage}"
             );
         }
         fake.finished("t", 0, 0, 0);
         std::fs::write(fake.root.join("cpu/proffer/t/cgroup.procs"), "4242\n").expect("write");
-        assert!(!clean(&mem, None), "a process is still inside");
+        assert!(!clean(&mem, &observed(&mem)), "a process is still inside");
         // What the task's end read is used as it is (the files are not read again): only the
         // usage comes from the file.
         fake.finished("t", 0, 0, 0);
@@ -395,12 +397,12 @@ mod tests {
             oom_kill,
             failcnt,
         };
-        assert!(clean(&mem, Some(&end(true, Some(0), Some(0)))));
-        assert!(!clean(&mem, Some(&end(false, Some(0), Some(0)))));
-        assert!(!clean(&mem, Some(&end(true, Some(1), Some(0)))));
-        assert!(!clean(&mem, Some(&end(true, Some(0), Some(2)))));
+        assert!(clean(&mem, &end(true, Some(0), Some(0))));
+        assert!(!clean(&mem, &end(false, Some(0), Some(0))));
+        assert!(!clean(&mem, &end(true, Some(1), Some(0))));
+        assert!(!clean(&mem, &end(true, Some(0), Some(2))));
         assert!(
-            !clean(&mem, Some(&end(true, None, Some(0)))),
+            !clean(&mem, &end(true, None, Some(0))),
             "unreadable counters"
         );
     }
@@ -437,14 +439,14 @@ mod tests {
         for (pool, name) in [(&full, "a"), (&off, "b")] {
             let cg = acquire_in(pool, &bare(name)).expect("create");
             assert_eq!(fake.names("cpu"), [name]);
-            release_in(pool, &cg, None);
+            release_in(pool, &cg, &observed(&cg.spec));
             assert!(fake.names("cpu").is_empty(), "{name}: removed, not kept");
             assert_eq!(idle(pool), 0);
         }
         // Drain removes the idle cgroups and turns reuse off.
         let pool: Shared = Mutex::new(Some(Pool::new(4)));
         let cg = acquire_in(&pool, &bare("c")).expect("create");
-        release_in(&pool, &cg, None);
+        release_in(&pool, &cg, &observed(&cg.spec));
         assert_eq!(idle(&pool), 1);
         assert_eq!(fake.names("cpuacct").len(), 1);
         drain_in(&pool);
@@ -452,7 +454,7 @@ mod tests {
         assert!(fake.names("cpu").is_empty() && fake.names("cpuacct").is_empty());
         // A release after the drain removes.
         let late = acquire_in(&pool, &bare("d")).expect("create");
-        release_in(&pool, &late, None);
+        release_in(&pool, &late, &observed(&late.spec));
         assert!(fake.names("cpu").is_empty());
     }
 

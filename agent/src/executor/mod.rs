@@ -468,7 +468,7 @@ fn prepare(spec: &ExecutorSpec, task: &TaskInfo, run_dir: &Path) -> Result<Prepa
         }),
         Err(e) => {
             if let Some(cg) = &cgroup {
-                pool::release(cg, None);
+                pool::release(cg, &cg.finish());
             }
             Err(launch_failed(e.to_string()))
         }
@@ -548,10 +548,8 @@ impl CgroupGuard<'_> {
 impl Drop for CgroupGuard<'_> {
     fn drop(&mut self) {
         if let Some(cg) = self.cgroup {
-            if self.end.is_none() {
-                cg.kill_all();
-            }
-            pool::release(cg, self.end.as_ref());
+            let end = self.end.unwrap_or_else(|| cg.finish());
+            pool::release(cg, &end);
         }
     }
 }
