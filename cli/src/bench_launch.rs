@@ -77,7 +77,7 @@ pub struct LaunchArgs {
     agent_pid: Vec<u32>,
     /// Submit the tasks at this steady rate (tasks/s) instead of all at once, to measure
     /// latencies at that load rather than at saturation (offers that come while no task waits
-    /// are held for the next ones).
+    /// are held when the next one is due within 50 ms).
     #[arg(long)]
     rate: Option<f64>,
     /// CPUs per task.

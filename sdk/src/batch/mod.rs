@@ -304,8 +304,9 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
             .map(|i| (task_id(&spec.name, i), i))
             .collect();
         let (launch_failed_tx, launch_failed_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut arrivals = Arrivals::new(spec.tasks, spec.rate, Instant::now());
-        let pending = arrivals.release(Instant::now()).collect();
+        let now = Instant::now();
+        let mut arrivals = Arrivals::new(spec.tasks, spec.rate, now);
+        let pending = arrivals.release(now).collect();
         Run {
             summary: BatchSummary {
                 tasks: spec.tasks,
@@ -558,13 +559,21 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                     Err(e) => tracing::warn!(error = %e, "suppress failed"),
                 }
             }
-        } else if !self.pending.is_empty() && self.suppressed {
-            match self.driver.revive().await {
-                Ok(()) => self.suppressed = false,
-                Err(e) => tracing::warn!(error = %e, "revive for arrived tasks failed"),
-            }
+        } else {
+            self.revive_if_waiting("for arrived tasks").await;
         }
         self.adjust_offer_limit().await;
+    }
+
+    /// Revives offers when they were suppressed and tasks wait again (`after`: why, for the
+    /// log).
+    async fn revive_if_waiting(&mut self, after: &str) {
+        if self.suppressed && !self.pending.is_empty() {
+            match self.driver.revive().await {
+                Ok(()) => self.suppressed = false,
+                Err(e) => tracing::warn!(error = %e, "revive {after} failed"),
+            }
+        }
     }
 
     /// Keeps the offer limit near the queue (nothing to do while the queue is empty: the
@@ -649,12 +658,7 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
                 self.pending.push_front(i);
             }
         }
-        if self.suppressed && !self.pending.is_empty() {
-            match self.driver.revive().await {
-                Ok(()) => self.suppressed = false,
-                Err(e) => tracing::warn!(error = %e, "revive after a refused launch failed"),
-            }
-        }
+        self.revive_if_waiting("after a refused launch").await;
     }
 
     async fn on_update(&mut self, status: v1::TaskStatus) {
