@@ -110,6 +110,9 @@ pub(crate) struct Agent {
     journal: crate::journal::Journal,
     /// The journal's tasks when the agent started, until `recover` takes them.
     replayed: BTreeMap<TaskKey, crate::journal::Replayed>,
+    /// The first error writing the journal: from then on nothing is sent or started, and the
+    /// agent stops at the end of its loop turn ([`Agent::journal_broke`]).
+    journal_failed: Option<AgentError>,
 }
 
 fn now_ms() -> u64 {
@@ -207,6 +210,7 @@ impl Agent {
             last_batch: 0,
             journal,
             replayed: replay.tasks,
+            journal_failed: None,
         })
     }
 
@@ -214,8 +218,9 @@ impl Agent {
         self.core.agent_id().unwrap_or("")
     }
 
-    /// Runs until `cancel` fires, then kills every task and returns.
-    pub(crate) async fn run(mut self, cancel: CancellationToken) {
+    /// Runs until `cancel` fires, then kills every task and returns; or until its journal
+    /// cannot be written, then leaves its tasks running and returns the error.
+    pub(crate) async fn run(mut self, cancel: CancellationToken) -> Result<(), AgentError> {
         info!(master = %self.config.master, resources = %self.resources, agent_id = self.id_str(),
               isolation = %self.cgroups.summary(), executor = ?self.launcher, "agent starting");
         self.recover();
@@ -233,7 +238,7 @@ impl Agent {
         let mut gc = tokio::time::interval(gc_every);
         gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_commit = Instant::now();
-        loop {
+        while self.journal_failed.is_none() {
             let wake = self.next_wakeup();
             tokio::select! {
                 biased;
@@ -252,10 +257,20 @@ impl Agent {
             last_commit = Instant::now();
             self.publish_view();
         }
-        self.shutdown().await;
+        let stopped = match self.journal_failed.take() {
+            Some(e) => {
+                self.stop_on_journal_failure().await;
+                Err(AgentError::JournalFailed(Box::new(e)))
+            }
+            None => {
+                self.shutdown().await;
+                Ok(())
+            }
+        };
         if let Some(h) = http {
             h.abort();
         }
+        stopped
     }
 
     fn next_wakeup(&self) -> Instant {
@@ -556,7 +571,7 @@ impl Agent {
                     if self.tasks.remove(&key).is_some()
                         && let Err(e) = self.journal.forget(&key)
                     {
-                        error!(error = %e, "recording a forgotten task failed");
+                        self.journal_broke(e);
                     }
                 }
             }
@@ -569,8 +584,18 @@ impl Agent {
     /// acknowledged update again.
     fn journal_write(&mut self) {
         if let Err(e) = self.journal.commit_now() {
-            error!(error = %e, "writing the checkpoint journal failed");
+            self.journal_broke(e);
         }
+    }
+
+    /// The journal could not be written. Write-ahead no longer holds: an update sent now could
+    /// be forgotten by a restarted agent, and a task started now could run twice. So from here
+    /// on nothing is sent or started, and the agent stops at the end of this loop turn (as
+    /// Mesos's agent aborts when a checkpoint fails; after a failed `fsync` the page cache
+    /// cannot be trusted either, so retrying is not safe).
+    pub(super) fn journal_broke(&mut self, e: AgentError) {
+        error!(error = %e, "writing the checkpoint journal failed: the agent stops, leaving its tasks running");
+        self.journal_failed.get_or_insert(e);
     }
 
     /// Records the task's checkpoint (the core's state and pending updates, kept in its
@@ -590,7 +615,7 @@ impl Agent {
         debug!(task_id = %key.task_id, state = t.cp.state, offset = t.cp.offset,
                updates = t.cp.updates.len(), durable, "checkpoint");
         if let Err(e) = self.journal.checkpoint(key, &t.cp, durable) {
-            error!(error = %e, "checkpointing a task failed");
+            self.journal_broke(e);
         }
     }
 

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use crate::config::ExecutorLauncher;
 use crate::executor::protocol::{self, ExecutorEvent};
+use crate::executor::supervisor::Notice;
 use crate::status_updates::TaskKey;
 
 /// How executors are started, once resolved at agent start.
@@ -169,7 +170,7 @@ impl Container {
 }
 
 /// Where a supervisor's nudges go: the watcher of each task, by run directory.
-type Routes = Arc<Mutex<HashMap<PathBuf, mpsc::UnboundedSender<()>>>>;
+type Routes = Arc<Mutex<HashMap<PathBuf, mpsc::UnboundedSender<Woken>>>>;
 
 /// The supervising executors this agent started, one per framework.
 #[derive(Debug, Default)]
@@ -251,10 +252,17 @@ async fn write_requests(
 async fn route_nudges(stdout: tokio::process::ChildStdout, routes: Routes) {
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let dir = PathBuf::from(line);
+        let (dir, woken) = match Notice::parse(&line) {
+            Ok(Notice::Events(dir)) => (dir, Woken::Nudged),
+            Ok(Notice::GaveUp { run_dir, error }) => (run_dir, Woken::GaveUp(error)),
+            Err(e) => {
+                warn!(error = %e, "a line from a supervising executor ignored");
+                continue;
+            }
+        };
         let Ok(mut r) = routes.lock() else { return };
         if let Some(tx) = r.get(&dir)
-            && tx.send(()).is_err()
+            && tx.send(woken).is_err()
         {
             r.remove(&dir);
         }
@@ -277,7 +285,7 @@ impl Supervisors {
         framework_id: &str,
         run_dir: &Path,
         line: String,
-    ) -> std::io::Result<(u32, Option<u64>, mpsc::UnboundedReceiver<()>)> {
+    ) -> std::io::Result<(u32, Option<u64>, mpsc::UnboundedReceiver<Woken>)> {
         let fresh = match self.by_framework.get(framework_id) {
             Some(s) => !s.usable(),
             None => true,
@@ -378,7 +386,7 @@ pub fn launch(
                 instance,
                 0,
                 Liveness::Pid { pid, start_ticks },
-                Nudges::Chan(nudges),
+                Nudges::Supervisor(nudges),
                 tx,
             ));
             Ok(Container {
@@ -412,7 +420,7 @@ pub fn launch(
                 instance,
                 0,
                 Liveness::Task(task),
-                Nudges::Chan(nudge_rx),
+                Nudges::Unit(nudge_rx),
                 tx,
             ));
             Ok(Container {
@@ -569,32 +577,53 @@ impl Liveness {
     }
 }
 
+/// Where a task's watcher hears of new events.
 enum Nudges {
-    Chan(mpsc::UnboundedReceiver<()>),
+    /// One unit per event (a per-task executor's stdout, the in-process executor).
+    Unit(mpsc::UnboundedReceiver<()>),
+    /// The task's notices from its supervising executor (routed by run directory).
+    Supervisor(mpsc::UnboundedReceiver<Woken>),
+    /// Nobody: the log is polled.
     None,
 }
 
+/// What a wait on a task's nudges gave.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Woken {
+    /// New events are in the log.
+    Nudged,
+    /// The poll interval passed without a nudge.
+    Polled,
+    /// The supervising executor gave up on the task, and why ([`Notice::GaveUp`]).
+    GaveUp(String),
+}
+
 impl Nudges {
-    /// Waits for a nudge or `poll`, whichever comes first; true if a nudge came.
-    async fn wait(&mut self, poll: Duration) -> bool {
-        match self {
-            Nudges::Chan(rx) => {
+    /// Waits for a nudge or `poll`, whichever comes first.
+    async fn wait(&mut self, poll: Duration) -> Woken {
+        let got = match self {
+            Nudges::Unit(rx) => {
                 tokio::select! {
-                    r = rx.recv() => match r {
-                        Some(()) => true,
-                        None => {
-                            *self = Nudges::None;
-                            false
-                        }
-                    },
-                    () = tokio::time::sleep(poll) => false,
+                    r = rx.recv() => r.map(|()| Woken::Nudged),
+                    () = tokio::time::sleep(poll) => Some(Woken::Polled),
+                }
+            }
+            Nudges::Supervisor(rx) => {
+                tokio::select! {
+                    r = rx.recv() => r,
+                    () = tokio::time::sleep(poll) => Some(Woken::Polled),
                 }
             }
             Nudges::None => {
                 tokio::time::sleep(poll).await;
-                false
+                Some(Woken::Polled)
             }
-        }
+        };
+        got.unwrap_or_else(|| {
+            // The sender is gone (the executor's stdout closed): poll from now on.
+            *self = Nudges::None;
+            Woken::Polled
+        })
     }
 }
 
@@ -650,7 +679,7 @@ async fn watch(
     // A nudge means the executor has just written an event: its liveness (a read of
     // `/proc`) is checked when a poll passes without one. A task just handed to a live
     // supervisor starts as nudged: its first check waits for the first poll.
-    let mut nudged = matches!(nudges, Nudges::Chan(_));
+    let mut nudged = !matches!(nudges, Nudges::None);
     loop {
         if drain(&mut log, &key, instance, &tx) {
             return;
@@ -671,10 +700,24 @@ async fn watch(
         } else {
             Duration::from_millis(500)
         };
-        nudged = nudges.wait(poll).await;
-        if !nudged {
-            // A quiet task (or one whose executor went away) holds no open log.
-            log.close();
+        match nudges.wait(poll).await {
+            Woken::Nudged => nudged = true,
+            Woken::Polled => {
+                nudged = false;
+                // A quiet task (or one whose executor went away) holds no open log.
+                log.close();
+            }
+            Woken::GaveUp(message) => {
+                // Its end is not in its log (what is there comes first).
+                if !drain(&mut log, &key, instance, &tx) {
+                    let _ = tx.send(ContainerEvent {
+                        key,
+                        instance,
+                        kind: EventKind::ExecutorGone { message },
+                    });
+                }
+                return;
+            }
         }
     }
 }
@@ -682,6 +725,54 @@ async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_task_its_supervisor_gave_up_on_is_reported_gone_with_why_after_its_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = protocol::EventLog::open(dir.path()).expect("log");
+        log.append(&ExecutorEvent::Started { pid: 7 })
+            .expect("started");
+        let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let me = std::process::id();
+        let key = TaskKey::new("fw", "t");
+        let watcher = tokio::spawn(watch(
+            dir.path().to_path_buf(),
+            key,
+            1,
+            0,
+            Liveness::Pid {
+                pid: me,
+                start_ticks: start_ticks(me),
+            },
+            Nudges::Supervisor(nudge_rx),
+            tx,
+        ));
+        nudge_tx
+            .send(Woken::GaveUp(
+                "recording exited: No space left on device".into(),
+            ))
+            .expect("send");
+        let first = rx.recv().await.expect("the started event");
+        assert!(
+            matches!(
+                first.kind,
+                EventKind::Executor {
+                    event: ExecutorEvent::Started { pid: 7 },
+                    ..
+                }
+            ),
+            "{first:?}"
+        );
+        let gone = rx.recv().await.expect("gone");
+        match gone.kind {
+            EventKind::ExecutorGone { message } => {
+                assert_eq!(message, "recording exited: No space left on device");
+            }
+            other => panic!("expected ExecutorGone, got {other:?}"),
+        }
+        watcher.await.expect("the watcher ends");
+    }
 
     #[test]
     fn own_process_is_alive_with_matching_start_time() {

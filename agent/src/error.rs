@@ -45,6 +45,14 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The checkpoint journal could not be written (a full disk, an I/O error): the agent
+    /// stopped, leaving its tasks running under their executors ([`crate::run`]).
+    #[error(
+        "the checkpoint journal cannot be written ({0}): the agent stopped rather than report \
+         what it could not remember after a restart; its tasks run on under their executors, and \
+         the agent started again once its journal can be written (free disk space) recovers them"
+    )]
+    JournalFailed(Box<AgentError>),
     /// The master address is not usable as a URL.
     #[error("invalid master address {address:?}: {reason}")]
     InvalidMaster {

@@ -64,10 +64,12 @@ use tracing::Instrument;
 /// leader at once and otherwise tries the next master after the backoff. On cancel every task
 /// is killed (SIGTERM, SIGKILL after its grace period) and `Ok(())` is returned.
 ///
-/// Fails only on start-up problems (master list, work directory, resource detection).
+/// Fails on start-up problems (master list, work directory, resource detection), and with
+/// [`AgentError::JournalFailed`] when its checkpoint journal cannot be written (a full disk):
+/// then it stops without killing its tasks, which run on under their executors for the agent
+/// started next.
 pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
     let span = tracing::info_span!("agent", master = %config.master, work_dir = %config.work_dir.display());
     let agent = agent::Agent::new(config)?;
-    agent.run(cancel).instrument(span).await;
-    Ok(())
+    agent.run(cancel).instrument(span).await
 }

@@ -1,7 +1,8 @@
 //! Bad input and faults on the launch path: commands that cannot be executed fail with the
 //! errno named; a launch storm beyond the agent's resources is refused task by task while the
-//! agent keeps answering; a thousand tasks killed at once all end KILLED; an agent killed in
-//! the middle of a launch batch loses no task and runs none twice.
+//! agent keeps answering; a supervisor that cannot create a task's event log says why; a thousand
+//! tasks killed at once all end KILLED; an agent killed in the middle of a launch batch loses no
+//! task and runs none twice.
 
 mod common;
 
@@ -88,6 +89,91 @@ async fn commands_that_cannot_be_executed_fail_naming_the_errno() -> Result<()> 
         assert!(m.contains(program), "{id}: `{m}` does not name {program}");
     }
     h.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_that_cannot_create_a_tasks_event_log_says_why_and_runs_the_next_task()
+-> Result<()> {
+    use proffer_agent::executor::protocol::{ExecutorSpec, read_events};
+    use proffer_agent::executor::supervisor::{Notice, launch_line};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    // As on a full disk (ENOSPC): the task's event log cannot be created, here because its run
+    // directory is below a file. Before, the supervisor only wrote this to its own log, lived
+    // on, and the agent waited for the task's events for ever (it stayed STARTING).
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "")?;
+    let broken = file.join("run");
+    let fine = dir.path().join("run-fine");
+    let sandbox = dir.path().join("sandbox");
+    std::fs::create_dir_all(&fine)?;
+    std::fs::create_dir_all(&sandbox)?;
+    let spec = ExecutorSpec {
+        framework_id: "fw".into(),
+        agent_id: "a".into(),
+        container_id: "c".into(),
+        sandbox,
+        env: Vec::new(),
+        default_kill_grace_ms: 1000,
+        cgroup: None,
+        fetch_cache: None,
+        user: None,
+        pid_namespace: false,
+    };
+    let mut sup = tokio::process::Command::new(env!("CARGO_BIN_EXE_proffer-agent"))
+        .args(["executor", "--supervisor"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = sup.stdin.take().context("stdin")?;
+    let mut lines = tokio::io::BufReader::new(sup.stdout.take().context("stdout")?).lines();
+    for run_dir in [&broken, &fine] {
+        let line =
+            launch_line(run_dir, &shell_task("t", "true"), &spec).map_err(anyhow::Error::msg)?;
+        stdin.write_all(line.as_bytes()).await?;
+    }
+    stdin.flush().await?;
+    let ended = |d: &std::path::Path| {
+        read_events(d, 0).is_ok_and(|ev| {
+            ev.iter().any(|(e, _)| {
+                matches!(
+                    e,
+                    Ok(proffer_agent::executor::protocol::ExecutorEvent::Exited { .. })
+                )
+            })
+        })
+    };
+    let mut gave_up = None;
+    let bound = std::time::Duration::from_secs(60);
+    tokio::time::timeout(bound, async {
+        while gave_up.is_none() || !ended(&fine) {
+            let line = lines
+                .next_line()
+                .await?
+                .context("the supervisor's stdout closed")?;
+            match Notice::parse(&line).map_err(anyhow::Error::msg)? {
+                Notice::GaveUp { run_dir, error } => {
+                    assert_eq!(run_dir, broken, "{error}");
+                    gave_up = Some(error);
+                }
+                Notice::Events(run_dir) => assert_eq!(run_dir, fine, "events for {line}"),
+            }
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .context("no notice that the task was given up (or the next task did not end)")??;
+    let error = gave_up.unwrap_or_default();
+    for part in ["opening event log", "Not a directory"] {
+        assert!(error.contains(part), "`{error}` does not say {part}");
+    }
+    // End of stdin: the supervisor exits once its tasks have ended.
+    drop(stdin);
+    let status = tokio::time::timeout(bound, sup.wait()).await??;
+    assert!(status.success(), "{status}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,5 +349,101 @@ async fn an_agent_killed_in_the_middle_of_a_launch_batch_loses_no_task_and_runs_
         !known.is_empty(),
         "the launch batch was under way: {reported:?}"
     );
+    h.stop().await
+}
+
+/// Acknowledges the status updates among `msgs`; returns the ids of their tasks.
+fn ack_all(h: &Harness, msgs: &[agent_message::Msg]) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for m in msgs {
+        let updates = match m {
+            agent_message::Msg::StatusUpdate(u) => vec![u.clone()],
+            agent_message::Msg::StatusUpdates(b) => b.updates.clone(),
+            _ => continue,
+        };
+        for u in updates {
+            h.ack(&u)?;
+            ids.extend(u.status.map(|s| s.task_id));
+        }
+    }
+    Ok(ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_journal_cannot_be_written_stops_leaving_its_tasks_to_the_next_one()
+-> Result<()> {
+    // Writes past 128 × 512 bytes fail (EFBIG, SIGXFSZ ignored), as writes to a full disk fail
+    // with ENOSPC: the journal is the file that grows. Before, the agent logged the error and
+    // went on sending updates and starting tasks whose checkpoints were not durable.
+    let mut h =
+        Harness::start_process_with_file_limit(&["--status-retry-ms", "60000"], 128).await?;
+    h.register("agent-1").await?;
+    h.run_shell("fw", "keeper", "sleep 1000")?;
+    h.expect_states(&[TaskState::TaskStarting, TaskState::TaskRunning])
+        .await?;
+    let child = h.take_process().context("agent process")?;
+    let mut exited = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        child.wait()
+    });
+    let mut launched: BTreeSet<String> = BTreeSet::new();
+    let status = loop {
+        anyhow::ensure!(launched.len() < 3000, "the journal never failed");
+        for _ in 0..20 {
+            let id = format!("t{:04}", launched.len());
+            h.run_shell("fw", &id, "echo run >> runs")?;
+            launched.insert(id);
+        }
+        tokio::select! {
+            got = h.barrier() => { ack_all(&h, &got?)?; }
+            status = &mut exited => break status??,
+        }
+    };
+    assert!(!status.success(), "the agent stops with an error: {status}");
+    let log = std::fs::read_to_string(h.work_dir.path().join("agent.log"))?;
+    assert!(
+        log.contains("checkpoint journal cannot be written"),
+        "the agent says why it stopped: {log}"
+    );
+    // Started again (with room to write), the agent finds its tasks: the keeper still runs.
+    h.file_size_blocks = None;
+    h.spawn_process()?;
+    let rereg = loop {
+        match h.recv_msg().await? {
+            agent_message::Msg::Reregister(r) => break r,
+            other => {
+                ack_all(&h, &[other])?;
+            }
+        }
+    };
+    let known: BTreeSet<String> = rereg
+        .tasks
+        .iter()
+        .filter_map(|t| t.task.as_ref().map(|t| t.task_id.clone()))
+        .collect();
+    let keeper = rereg
+        .tasks
+        .iter()
+        .find(|t| t.task.as_ref().is_some_and(|t| t.task_id == "keeper"))
+        .context("the restarted agent knows the keeper")?;
+    assert_eq!(keeper.state(), TaskState::TaskRunning, "{keeper:?}");
+    h.send(master_message::Msg::Registered(AgentRegistered {
+        agent_id: "agent-1".into(),
+        master_id: "m".into(),
+        ping_interval_ms: 15_000,
+        takes_update_batches: false,
+    }))?;
+    h.kill("fw", "keeper", 0)?;
+    let ended = until_terminal(&mut h, &known).await?;
+    let keeper_end = ended.get("keeper").context("keeper ended")?;
+    assert_eq!(
+        state_of(keeper_end),
+        TaskState::TaskKilled,
+        "{keeper_end:?}"
+    );
+    for id in &launched {
+        let runs = std::fs::read_to_string(h.sandbox("fw", id).join("runs")).unwrap_or_default();
+        assert!(runs.lines().count() <= 1, "{id} ran more than once");
+    }
     h.stop().await
 }

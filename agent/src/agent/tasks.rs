@@ -83,6 +83,10 @@ impl Agent {
     /// parallel), then sends the updates held for them, in order, and starts the tasks
     /// launched since (their checkpoints name their executor).
     pub(super) async fn commit(&mut self) {
+        if self.journal_failed.is_some() {
+            // Nothing can be made durable: nothing is sent or started (the agent is stopping).
+            return;
+        }
         if !self.launches.is_empty() {
             let launches = std::mem::take(&mut self.launches);
             let keys: Vec<TaskKey> = launches.iter().map(|l| l.key.clone()).collect();
@@ -96,7 +100,8 @@ impl Agent {
         if self.core.is_clean() {
             // Checkpoints written after acknowledgements need no fsync of their own.
             if let Err(e) = self.journal.commit().await {
-                error!(error = %e, "writing the checkpoint journal failed");
+                self.journal_broke(e);
+                return;
             }
             self.supervisors.flush();
             return;
@@ -123,9 +128,10 @@ impl Agent {
         debug!(checkpoints, updates = held.len(), "group commit");
         self.last_batch = checkpoints;
         // Every checkpoint of the batch is durable (one fdatasync of the journal) before any
-        // of its updates is sent.
+        // of its updates is sent, and before any of its tasks starts.
         if let Err(e) = self.journal.commit().await {
-            error!(error = %e, "writing the checkpoint journal failed");
+            self.journal_broke(e);
+            return;
         }
         self.send_updates(held);
         self.apply(later);
@@ -553,7 +559,7 @@ impl Agent {
         // Journaled tasks without a run directory were forgotten just before a crash.
         for key in std::mem::take(&mut self.replayed).into_keys() {
             if let Err(e) = self.journal.forget(&key) {
-                error!(error = %e, "recording a forgotten task failed");
+                self.journal_broke(e);
             }
         }
         if total > 0 {
@@ -628,24 +634,40 @@ impl Agent {
                 }
             }
         } else {
-            let live = self
-                .tasks
-                .values()
-                .filter(|t| t.container.is_some())
-                .count();
-            for t in self.tasks.values() {
-                if let Some(c) = &t.container {
-                    c.detach();
-                }
-            }
-            info!(
-                tasks = live,
-                "leaving tasks running under their executors for the next agent"
-            );
+            self.leave_tasks_running();
         }
         self.commit().await;
         self.close_session().await;
         info!(agent_id = self.id_str(), "agent stopped");
+    }
+
+    /// Stops after the journal could not be written: nothing more is sent or checkpointed,
+    /// the tasks run on under their executors (they survive the agent), the session closes.
+    pub(super) async fn stop_on_journal_failure(&mut self) {
+        self.leave_tasks_running();
+        self.close_session().await;
+        error!(
+            agent_id = self.id_str(),
+            "agent stopped: its checkpoint journal cannot be written"
+        );
+    }
+
+    /// Detaches every task's container, so dropping the agent does not end it.
+    fn leave_tasks_running(&self) {
+        let live = self
+            .tasks
+            .values()
+            .filter(|t| t.container.is_some())
+            .count();
+        for t in self.tasks.values() {
+            if let Some(c) = &t.container {
+                c.detach();
+            }
+        }
+        info!(
+            tasks = live,
+            "leaving tasks running under their executors for the next agent"
+        );
     }
 }
 

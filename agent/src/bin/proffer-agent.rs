@@ -7,6 +7,7 @@
 //!   [--status-retry-ms N] [--keep-tasks] [--http ADDR]`: an agent whose executors are this
 //!   binary (tests kill it with SIGKILL and start it again).
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -82,7 +83,9 @@ fn agent(args: &[String]) -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("agent: {e}");
+                    // Not `eprintln!`, which panics when stderr cannot be written (its file on
+                    // the full disk that stopped the agent).
+                    let _ = writeln!(std::io::stderr(), "agent: {e}");
                     ExitCode::FAILURE
                 }
             }

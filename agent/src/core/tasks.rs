@@ -234,7 +234,7 @@ impl Core {
         }
         // The task must not outlive its executor.
         out.push(Effect::KillNow(key.clone()));
-        let m = format!("the executor terminated before the task ended: {message}");
+        let m = format!("the executor stopped supervising the task before it ended: {message}");
         let f = Made::agent(TaskState::TaskFailed, "REASON_EXECUTOR_TERMINATED", m);
         self.make(now, key, f);
         self.fail_group(now, key, out);

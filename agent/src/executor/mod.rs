@@ -184,7 +184,7 @@ enum NudgeTo {
     /// One unit per event (a per-task executor's stdout, the in-process executor's watcher).
     Unit(mpsc::UnboundedSender<()>),
     /// The task's run directory per event (the supervisor's one writer for all its tasks).
-    Dir(mpsc::UnboundedSender<PathBuf>, PathBuf),
+    Dir(mpsc::UnboundedSender<supervisor::Notice>, PathBuf),
 }
 
 impl Nudge {
@@ -197,7 +197,11 @@ impl Nudge {
     }
 
     /// `run_dir` on `tx` per event.
-    pub fn dir(tx: mpsc::UnboundedSender<PathBuf>, run_dir: PathBuf, agent: AgentLink) -> Self {
+    pub fn dir(
+        tx: mpsc::UnboundedSender<supervisor::Notice>,
+        run_dir: PathBuf,
+        agent: AgentLink,
+    ) -> Self {
         Nudge {
             to: NudgeTo::Dir(tx, run_dir),
             agent,
@@ -211,7 +215,7 @@ impl Nudge {
                 let _ = tx.send(());
             }
             NudgeTo::Dir(tx, dir) => {
-                let _ = tx.send(dir.clone());
+                let _ = tx.send(supervisor::Notice::Events(dir.clone()));
             }
         }
     }
@@ -527,6 +531,23 @@ impl Drop for ContainerGuard {
     }
 }
 
+/// Kills a task's process group when dropped (or at [`TreeGuard::kill`]), once.
+struct TreeGuard(Option<u32>);
+
+impl TreeGuard {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            signal_tree(pid, None, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Kills what is left in a task's cgroups (unless [`CgroupGuard::empty`] did) and gives them
 /// back when dropped (kept for the next task when the pool is on and they are clean, else
 /// removed: [`pool::release`]).
@@ -638,6 +659,9 @@ async fn run_task(
         }
         drop(stdin);
     }
+    // An event that cannot be recorded ends supervision early (`?` below): the task is
+    // killed then, not left running unwatched.
+    let mut tree = TreeGuard(Some(pid));
     rec.record(&ExecutorEvent::Started { pid }).await?;
     let started = Instant::now();
 
@@ -735,7 +759,7 @@ async fn run_task(
         c.abort();
     }
     // Whatever the leader did, nothing of the task may outlive it.
-    signal_tree(pid, None, Signal::SIGKILL);
+    tree.kill();
     let cgroup_oom = guard.empty();
     let killed = kill_deadline.is_some();
     let mut t = match waited {

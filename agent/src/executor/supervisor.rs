@@ -9,7 +9,9 @@
 //!   `run <run dir>` for a run directory holding `task.pb` and `spec.json`; end of stdin means
 //!   the agent is gone (or needs no more tasks here): the supervisor exits once its last task
 //!   has ended;
-//! - stdout: the run directory of a task after each event recorded (a nudge to read its log);
+//! - stdout: the run directory of a task after each event recorded (a nudge to read its log),
+//!   or `!` and JSON naming a task it gave up on before its end was recorded, and why (its event
+//!   log could not be created or written, e.g. a full disk): [`Notice`];
 //! - SIGTERM: kill every task whose run directory holds a `kill` file (its grace period),
 //!   as the agent asks after writing the file. Nothing else kills its tasks.
 //!
@@ -101,6 +103,72 @@ pub fn launch_line(run_dir: &Path, task: &TaskInfo, spec: &ExecutorSpec) -> Resu
     Ok(format!("launch {json}\n"))
 }
 
+/// What the supervisor tells the agent about a task: one line each on its stdout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// New events are in the task's log (the line is its run directory; run directories are
+    /// absolute paths, so they never start with `!`).
+    Events(PathBuf),
+    /// The supervisor gave up on the task before its end was recorded, and why: its event log
+    /// could not be opened or written (a full disk, a broken run directory), or its launch files
+    /// could not be read. Nothing of the task is left running. `!` then JSON.
+    GaveUp {
+        /// The task's run directory.
+        run_dir: PathBuf,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// The JSON after the `!` of a [`Notice::GaveUp`] line.
+#[derive(Serialize, Deserialize)]
+struct GaveUpLine {
+    run_dir: PathBuf,
+    error: String,
+}
+
+impl Notice {
+    /// Appends the notice's line (with its newline) to `buf`.
+    fn push_line(&self, buf: &mut Vec<u8>) {
+        match self {
+            Notice::Events(dir) => buf.extend_from_slice(dir.as_os_str().as_encoded_bytes()),
+            Notice::GaveUp { run_dir, error } => {
+                let l = GaveUpLine {
+                    run_dir: run_dir.clone(),
+                    error: error.clone(),
+                };
+                buf.push(b'!');
+                // A run directory that is not UTF-8 cannot go into JSON: the error still goes
+                // to the agent, under a lossy name it cannot route, rather than nothing.
+                let json = serde_json::to_vec(&l).unwrap_or_else(|_| {
+                    let lossy = GaveUpLine {
+                        run_dir: PathBuf::from(run_dir.to_string_lossy().into_owned()),
+                        error: error.clone(),
+                    };
+                    serde_json::to_vec(&lossy).unwrap_or_default()
+                });
+                buf.extend_from_slice(&json);
+            }
+        }
+        buf.push(b'\n');
+    }
+
+    /// Parses one line of the supervisor's stdout (without its newline).
+    pub fn parse(line: &str) -> Result<Notice, String> {
+        match line.strip_prefix('!') {
+            Some(json) => {
+                let l: GaveUpLine = serde_json::from_str(json)
+                    .map_err(|e| format!("bad notice from the supervising executor: {e}"))?;
+                Ok(Notice::GaveUp {
+                    run_dir: l.run_dir,
+                    error: l.error,
+                })
+            }
+            None => Ok(Notice::Events(PathBuf::from(line))),
+        }
+    }
+}
+
 /// A task being supervised: where its kill requests go.
 struct Running {
     kills: mpsc::UnboundedSender<Option<Duration>>,
@@ -124,7 +192,7 @@ pub async fn run_supervisor() -> i32 {
     };
     // Finished tasks' cgroups serve the next tasks with the same limits (v1).
     crate::cgroups::pool::enable(IDLE_CGROUPS);
-    let (nudge_tx, nudge_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let (nudge_tx, nudge_rx) = mpsc::unbounded_channel::<Notice>();
     let agent = super::AgentLink::default();
     // Nudges go through tokio's stdout, which writes on a blocking-pool thread: while one
     // write is under way, the next nudges gather into one write. Writing them on the runtime
@@ -198,41 +266,49 @@ fn kill_if_requested(dir: &Path, t: &mut Running) {
 fn start(
     dir: PathBuf,
     launch: Option<Box<Launch>>,
-    nudges: mpsc::UnboundedSender<PathBuf>,
+    nudges: mpsc::UnboundedSender<Notice>,
     done: mpsc::UnboundedSender<PathBuf>,
     agent: super::AgentLink,
 ) -> mpsc::UnboundedSender<Option<Duration>> {
     let (kill_tx, kill_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let nudge = super::Nudge::dir(nudges, dir.clone(), agent);
+        let nudge = super::Nudge::dir(nudges.clone(), dir.clone(), agent);
         let supervised = match launch {
             Some(l) => super::supervise(&dir, l.task, l.spec, kill_rx, nudge).await,
             None => super::supervise_dir(&dir, kill_rx, nudge).await,
         };
-        if let Err(e) = supervised {
-            eprintln!("executor supervisor: {}: {e}", dir.display());
+        if let Err(error) = supervised {
+            eprintln!("executor supervisor: {}: {error}", dir.display());
+            // Its end is not in its log: the agent would wait for it for ever.
+            let _ = nudges.send(Notice::GaveUp {
+                run_dir: dir.clone(),
+                error,
+            });
         }
         let _ = done.send(dir);
     });
     kill_tx
 }
 
-/// Writes each nudge as a line to `out` (stdout). The agent may be gone: then `agent` is told
-/// ([`super::AgentLink::lost`]), and the nudges go on being tried.
+/// Writes each notice as a line to `out` (stdout). The agent may be gone: then `agent` is told
+/// ([`super::AgentLink::lost`]), and the notices go on being tried.
 async fn write_nudges<W: tokio::io::AsyncWrite + Unpin>(
-    mut rx: mpsc::UnboundedReceiver<PathBuf>,
+    mut rx: mpsc::UnboundedReceiver<Notice>,
     mut out: W,
     agent: super::AgentLink,
 ) {
     let mut buf = Vec::new();
-    while let Some(dir) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
         buf.clear();
-        push_line(&mut buf, &dir);
+        first.push_line(&mut buf);
         while let Ok(more) = rx.try_recv() {
-            push_line(&mut buf, &more);
+            more.push_line(&mut buf);
         }
         let written = out.write_all(&buf).await;
         if written.is_err() || out.flush().await.is_err() {
+            let dir = match first {
+                Notice::Events(dir) | Notice::GaveUp { run_dir: dir, .. } => dir,
+            };
             agent.lost_off_runtime(dir).await;
         }
     }
@@ -252,11 +328,6 @@ fn requests_in() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
         Some(p) => Box::new(p),
         None => Box::new(tokio::io::stdin()),
     }
-}
-
-fn push_line(buf: &mut Vec<u8>, dir: &Path) {
-    buf.extend_from_slice(dir.as_os_str().as_encoded_bytes());
-    buf.push(b'\n');
 }
 
 #[cfg(test)]
@@ -305,6 +376,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn notices_round_trip_as_lines_and_junk_is_named() {
+        let notices = [
+            Notice::Events(PathBuf::from("/w/meta/tasks/fw/t 1")),
+            Notice::GaveUp {
+                run_dir: PathBuf::from("/w/meta/tasks/fw/!t"),
+                error: "opening event log in /w: No space left on device\nand more".into(),
+            },
+        ];
+        let mut buf = Vec::new();
+        for n in &notices {
+            n.push_line(&mut buf);
+        }
+        let text = String::from_utf8(buf).expect("UTF-8");
+        let parsed: Vec<Notice> = text
+            .lines()
+            .map(|l| Notice::parse(l).expect("a notice"))
+            .collect();
+        assert_eq!(parsed, notices, "one line each: {text:?}");
+        let err = Notice::parse("!{not json").expect_err("junk");
+        assert!(err.contains("bad notice"), "{err}");
+    }
+
     #[tokio::test]
     async fn nudges_are_lines_and_a_closed_agent_pipe_marks_the_agent_gone() {
         let root = tempfile::tempdir().expect("tempdir");
@@ -312,7 +406,8 @@ mod tests {
         let (near, mut far) = tokio::io::duplex(1024);
         let agent = crate::executor::AgentLink::default();
         let writer = tokio::spawn(write_nudges(rx, near, agent.clone()));
-        tx.send(root.path().join("a")).expect("send");
+        tx.send(Notice::Events(root.path().join("a")))
+            .expect("send");
         let mut got = vec![0u8; 64];
         let n = tokio::io::AsyncReadExt::read(&mut far, &mut got)
             .await
@@ -321,7 +416,8 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&got[..n]), want);
         assert!(!agent.gone(), "the agent reads its nudges");
         drop(far);
-        tx.send(root.path().join("b")).expect("send");
+        tx.send(Notice::Events(root.path().join("b")))
+            .expect("send");
         drop(tx);
         writer.await.expect("writer");
         assert!(

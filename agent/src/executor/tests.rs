@@ -85,8 +85,9 @@ async fn ends_are_recorded_and_nudged_whether_or_not_the_agent_is_there() {
             .expect("started");
         let end = failed("REASON_TEST", "done".into());
         rec.exited(&end, None).await.expect("exited");
-        assert_eq!(rx.recv().await, Some(dir.path().to_path_buf()));
-        assert_eq!(rx.recv().await, Some(dir.path().to_path_buf()));
+        let events = supervisor::Notice::Events(dir.path().to_path_buf());
+        assert_eq!(rx.recv().await, Some(events.clone()));
+        assert_eq!(rx.recv().await, Some(events));
     }
     let events = protocol::read_events(dir.path(), 0).expect("read");
     let ends = events

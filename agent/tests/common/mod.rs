@@ -93,6 +93,9 @@ pub struct Harness {
     process: Option<std::process::Child>,
     /// Extra flags of the agent process (kept for restarts).
     process_args: Vec<String>,
+    /// The agent process's file size limit (`ulimit -f`, 512-byte blocks, SIGXFSZ ignored):
+    /// writes past it fail with EFBIG, as writes to a full disk fail with ENOSPC.
+    pub file_size_blocks: Option<u64>,
     next_ping: u64,
 }
 
@@ -100,7 +103,7 @@ impl Harness {
     /// Starts the fake master and an agent configured for tests (fast retries), with
     /// `tweak` applied to the configuration.
     pub async fn start(tweak: impl FnOnce(&mut AgentConfig)) -> Result<Self> {
-        Self::start_inner(0, Some(tweak), Vec::new()).await
+        Self::start_inner(0, Some(tweak), Vec::new(), None).await
     }
 
     /// Like [`Harness::start`], but the fake master hangs up on the agent's first `failed`
@@ -111,20 +114,28 @@ impl Harness {
         failed: usize,
         tweak: impl FnOnce(&mut AgentConfig),
     ) -> Result<Self> {
-        Self::start_inner(failed, Some(tweak), Vec::new()).await
+        Self::start_inner(failed, Some(tweak), Vec::new(), None).await
     }
 
     /// Starts the fake master and the agent as a separate `proffer-agent agent` process
     /// (with `extra` flags), so that a test can SIGKILL it and start it again.
     pub async fn start_process(extra: &[&str]) -> Result<Self> {
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        Self::start_inner(0, None::<fn(&mut AgentConfig)>, extra).await
+        Self::start_inner(0, None::<fn(&mut AgentConfig)>, extra, None).await
+    }
+
+    /// Like [`Harness::start_process`], with the agent's writes limited to files of
+    /// `blocks` × 512 bytes ([`Harness::file_size_blocks`]).
+    pub async fn start_process_with_file_limit(extra: &[&str], blocks: u64) -> Result<Self> {
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_inner(0, None::<fn(&mut AgentConfig)>, extra, Some(blocks)).await
     }
 
     async fn start_inner(
         failed_dials: usize,
         tweak: Option<impl FnOnce(&mut AgentConfig)>,
         process_args: Vec<String>,
+        file_size_blocks: Option<u64>,
     ) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -171,6 +182,7 @@ impl Harness {
             agent: None,
             process: None,
             process_args,
+            file_size_blocks,
             next_ping: 1000,
         };
         match tweak {
@@ -189,7 +201,24 @@ impl Harness {
             .create(true)
             .append(true)
             .open(self.work_dir.path().join("agent.log"))?;
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_proffer-agent"))
+        let agent = env!("CARGO_BIN_EXE_proffer-agent");
+        let mut cmd = match self.file_size_blocks {
+            Some(blocks) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.args([
+                    "-c",
+                    "trap '' XFSZ; ulimit -f \"$1\"; shift; exec \"$@\"",
+                    "sh",
+                ])
+                .arg(blocks.to_string())
+                .arg(agent)
+                // Its log (a file too) stays far below the limit.
+                .env("RUST_LOG", "warn");
+                sh
+            }
+            None => std::process::Command::new(agent),
+        };
+        let child = cmd
             .arg("agent")
             .arg("--master")
             .arg(self.addr.to_string())

@@ -264,7 +264,7 @@ fn a_lost_executor_fails_its_task_and_takes_its_group_down() {
     assert_eq!(s.reason, "REASON_EXECUTOR_TERMINATED");
     assert_eq!(
         s.message,
-        "the executor terminated before the task ended: pid 7 gone"
+        "the executor stopped supervising the task before it ended: pid 7 gone"
     );
 }
 
