@@ -108,12 +108,44 @@ pub struct LaunchArgs {
     #[arg(long, default_value_t = 1000)]
     raw_spawns: usize,
     /// Work directory of the agents and the master (default: /tmp/proffer-bench-<pid>,
-    /// removed at the end).
+    /// removed at the end). A directory given here is kept, but for the tasks' sandboxes and
+    /// run directories (three inodes and more per task), which are removed at the end.
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The work directory of the agent `index` started here.
+fn agent_dir(work_dir: &Path, index: usize) -> PathBuf {
+    work_dir.join(format!("agent-{index}"))
+}
+
+/// Removes the work directory made for this run, or, in one given with `--work-dir`, what
+/// the agents started here left of their tasks (sandboxes and run directories, which their
+/// garbage collection removes only later): repeated runs would otherwise fill a small file
+/// system's inodes.
+fn remove_task_files(args: &LaunchArgs, work_dir: &Path) {
+    let remove = |dir: &Path| {
+        if let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove");
+        }
+    };
+    if args.work_dir.is_none() {
+        remove(work_dir);
+        return;
+    }
+    if args.master.is_some() {
+        return;
+    }
+    for index in 0..args.agents {
+        let agent = agent_dir(work_dir, index);
+        remove(&agent.join("sandboxes"));
+        remove(&agent.join("meta").join("tasks"));
+    }
 }
 
 /// Runs `proffer bench …`.
@@ -230,11 +262,7 @@ async fn launch(args: LaunchArgs, cancel: CancellationToken) -> anyhow::Result<b
     let result = proffer_sdk::run_batch(cluster.master(), spec, progress, cancel.clone()).await;
     let after = read_cpu(&args);
     cluster.stop(&stop).await;
-    if args.work_dir.is_none()
-        && let Err(e) = std::fs::remove_dir_all(&work_dir)
-    {
-        tracing::warn!(dir = %work_dir.display(), error = %e, "cannot remove the work dir");
-    }
+    remove_task_files(&args, &work_dir);
     let summary = result.context("the benchmark batch")?;
     let cpu = after.since(before);
     let span = span.lock().map(|s| (s.first_launch, s.last_end)).ok();
@@ -469,7 +497,7 @@ impl Cluster {
             }
         }));
         for index in 0..args.agents {
-            let dir = work_dir.join(format!("agent-{index}"));
+            let dir = agent_dir(work_dir, index);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let mut cfg = AgentConfig::new(addr.clone(), dir);
             cfg.resources = Some(resources.clone());
