@@ -34,8 +34,8 @@ pub(crate) fn id(field: &str, value: &str) -> Result<(), MasterError> {
     Ok(())
 }
 
-/// A string field at most `max` bytes long.
-pub(crate) fn len(field: &str, value: &str, max: usize) -> Result<(), MasterError> {
+/// A string field at most `max` bytes long (`field` is formatted only for the error).
+pub(crate) fn len(field: impl std::fmt::Display, value: &str, max: usize) -> Result<(), MasterError> {
     if value.len() > max {
         return Err(MasterError::InvalidField {
             field: field.to_string(),
@@ -45,8 +45,8 @@ pub(crate) fn len(field: &str, value: &str, max: usize) -> Result<(), MasterErro
     Ok(())
 }
 
-/// A list at most `max` entries long.
-pub(crate) fn count(field: &str, n: usize, max: usize) -> Result<(), MasterError> {
+/// A list at most `max` entries long (`field` is formatted only for the error).
+pub(crate) fn count(field: impl std::fmt::Display, n: usize, max: usize) -> Result<(), MasterError> {
     if n > max {
         return Err(MasterError::InvalidField {
             field: field.to_string(),
@@ -63,8 +63,8 @@ pub(crate) fn labels<'a>(
 ) -> Result<(), MasterError> {
     count(field, labels.len(), MAX_LABELS)?;
     for (k, v) in labels {
-        len(&format!("{field} key"), k, MAX_LABEL_LEN)?;
-        len(&format!("{field}[{k}]"), v, MAX_LABEL_LEN)?;
+        len(format_args!("{field} key"), k, MAX_LABEL_LEN)?;
+        len(format_args!("{field}[{k}]"), v, MAX_LABEL_LEN)?;
     }
     Ok(())
 }
@@ -77,16 +77,16 @@ pub(crate) fn resource_list(field: &str, list: &[v1::Resource]) -> Result<(), Ma
     count(field, list.len(), MAX_RESOURCE_ENTRIES)?;
     let mut names = std::collections::BTreeSet::new();
     for (i, r) in list.iter().enumerate() {
-        let at = |what: &str| format!("{field}[{i}].{what}");
-        len(&at("name"), &r.name, MAX_NAME_LEN)?;
-        len(&at("role"), &r.role, proffer_proto::resources::MAX_ROLE_LEN)?;
-        len(&at("principal"), &r.principal, MAX_NAME_LEN)?;
+        len(format_args!("{field}[{i}].name"), &r.name, MAX_NAME_LEN)?;
+        let role_max = proffer_proto::resources::MAX_ROLE_LEN;
+        len(format_args!("{field}[{i}].role"), &r.role, role_max)?;
+        len(format_args!("{field}[{i}].principal"), &r.principal, MAX_NAME_LEN)?;
         let items = match &r.value {
             Some(Value::Ranges(x)) => x.range.len(),
             Some(Value::Set(x)) => x.item.len(),
             _ => 0,
         };
-        count(&at("value"), items, MAX_VALUE_ITEMS)?;
+        count(format_args!("{field}[{i}].value"), items, MAX_VALUE_ITEMS)?;
         if names.insert(r.name.as_str()) && names.len() > MAX_RESOURCE_NAMES {
             return Err(MasterError::InvalidField {
                 field: field.to_string(),
