@@ -632,8 +632,12 @@ impl Master {
             .transpose()?;
         status.agent_id = agent_id.clone();
         let fw = update.framework_id;
-        let key = (fw.clone(), status.task_id.clone());
-        if self.killed_on_return.contains_key(&key) {
+        // (The key is built only when some task waits here: the usual update allocates none.)
+        if !self.killed_on_return.is_empty()
+            && self
+                .killed_on_return
+                .contains_key(&(fw.clone(), status.task_id.clone()))
+        {
             // Its framework was told the task was lost: acknowledge here, forward nothing.
             if !status.uuid.is_empty() {
                 self.ack_for_framework(conn, &fw, &status);

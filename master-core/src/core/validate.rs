@@ -35,7 +35,11 @@ pub(crate) fn id(field: &str, value: &str) -> Result<(), MasterError> {
 }
 
 /// A string field at most `max` bytes long (`field` is formatted only for the error).
-pub(crate) fn len(field: impl std::fmt::Display, value: &str, max: usize) -> Result<(), MasterError> {
+pub(crate) fn len(
+    field: impl std::fmt::Display,
+    value: &str,
+    max: usize,
+) -> Result<(), MasterError> {
     if value.len() > max {
         return Err(MasterError::InvalidField {
             field: field.to_string(),
@@ -46,7 +50,11 @@ pub(crate) fn len(field: impl std::fmt::Display, value: &str, max: usize) -> Res
 }
 
 /// A list at most `max` entries long (`field` is formatted only for the error).
-pub(crate) fn count(field: impl std::fmt::Display, n: usize, max: usize) -> Result<(), MasterError> {
+pub(crate) fn count(
+    field: impl std::fmt::Display,
+    n: usize,
+    max: usize,
+) -> Result<(), MasterError> {
     if n > max {
         return Err(MasterError::InvalidField {
             field: field.to_string(),
@@ -80,7 +88,11 @@ pub(crate) fn resource_list(field: &str, list: &[v1::Resource]) -> Result<(), Ma
         len(format_args!("{field}[{i}].name"), &r.name, MAX_NAME_LEN)?;
         let role_max = proffer_proto::resources::MAX_ROLE_LEN;
         len(format_args!("{field}[{i}].role"), &r.role, role_max)?;
-        len(format_args!("{field}[{i}].principal"), &r.principal, MAX_NAME_LEN)?;
+        len(
+            format_args!("{field}[{i}].principal"),
+            &r.principal,
+            MAX_NAME_LEN,
+        )?;
         let items = match &r.value {
             Some(Value::Ranges(x)) => x.range.len(),
             Some(Value::Set(x)) => x.item.len(),
@@ -123,12 +135,12 @@ pub(crate) fn agent_info(info: &v1::AgentInfo) -> Result<(), MasterError> {
     )?;
     for (i, a) in info.attributes.iter().enumerate() {
         len(
-            &format!("agent_info.attributes[{i}].name"),
+            format_args!("agent_info.attributes[{i}].name"),
             &a.name,
             MAX_NAME_LEN,
         )?;
         len(
-            &format!("agent_info.attributes[{i}].value"),
+            format_args!("agent_info.attributes[{i}].value"),
             &a.value,
             MAX_LABEL_LEN,
         )?;
