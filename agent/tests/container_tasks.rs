@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use common::{Harness, shell_task};
 use proffer_agent::image::fsutil::running_as_root;
-use proffer_proto::v1::{
-    AgentRegistered, ContainerInfo, TaskInfo, TaskState, agent_message, master_message,
-};
+use proffer_proto::v1::{ContainerInfo, TaskInfo, TaskState, agent_message, master_message};
 use support_images::{busybox_layer, oci_layout};
 
 /// The busybox image layout under `dir`, or `None` after printing why the test skips.
@@ -299,12 +297,7 @@ async fn a_container_task_survives_an_agent_restart_and_finishes_once() -> Resul
             other => bail!("expected Reregister, got {other:?}"),
         }
     }
-    h.send(master_message::Msg::Registered(AgentRegistered {
-        agent_id: "agent-1".into(),
-        master_id: "m".into(),
-        ping_interval_ms: 15_000,
-        takes_update_batches: false,
-    }))?;
+    h.send_registered("agent-1", false)?;
     std::fs::write(h.sandbox("fw", "r").join("go"), "")?;
     let done = h.expect_state(TaskState::TaskFinished).await?;
     h.ack(&done)?;

@@ -12,9 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use anyhow::{Context, Result, bail};
 use common::{Harness, shell_task, state_of};
 use proffer_proto::Resources;
-use proffer_proto::v1::{
-    AgentRegistered, KillTask, StatusUpdate, TaskState, agent_message, master_message,
-};
+use proffer_proto::v1::{KillTask, StatusUpdate, TaskState, agent_message, master_message};
 
 /// Acknowledges updates until every task in `ids` is terminal; returns each one's terminal
 /// update. Fails on a second terminal update for a task (a task reported twice).
@@ -308,12 +306,7 @@ async fn an_agent_killed_in_the_middle_of_a_launch_batch_loses_no_task_and_runs_
         .filter_map(|t| t.task.as_ref().map(|t| t.task_id.clone()))
         .collect();
     assert_eq!(known.len(), rereg.tasks.len(), "no task listed twice");
-    h.send(master_message::Msg::Registered(AgentRegistered {
-        agent_id: "agent-1".into(),
-        master_id: "m".into(),
-        ping_interval_ms: 15_000,
-        takes_update_batches: false,
-    }))?;
+    h.send_registered("agent-1", false)?;
     // Every task the restarted agent knows ends, exactly once.
     let ended = until_terminal(&mut h, &known).await?;
     for (id, u) in &ended {
@@ -427,12 +420,7 @@ async fn an_agent_whose_journal_cannot_be_written_stops_leaving_its_tasks_to_the
         .find(|t| t.task.as_ref().is_some_and(|t| t.task_id == "keeper"))
         .context("the restarted agent knows the keeper")?;
     assert_eq!(keeper.state(), TaskState::TaskRunning, "{keeper:?}");
-    h.send(master_message::Msg::Registered(AgentRegistered {
-        agent_id: "agent-1".into(),
-        master_id: "m".into(),
-        ping_interval_ms: 15_000,
-        takes_update_batches: false,
-    }))?;
+    h.send_registered("agent-1", false)?;
     h.kill("fw", "keeper", 0)?;
     let ended = until_terminal(&mut h, &known).await?;
     let keeper_end = ended.get("keeper").context("keeper ended")?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use common::{Harness, state_of, wait_for_file_containing};
-use proffer_proto::v1::{AgentRegistered, KillTask, TaskState, agent_message, master_message};
+use proffer_proto::v1::{KillTask, TaskState, agent_message, master_message};
 
 const TASKS: usize = 20;
 
@@ -159,12 +159,7 @@ async fn sigkilled_agent_recovers_running_and_finished_tasks() -> Result<()> {
             assert_eq!(t.state, TaskState::TaskRunning as i32, "{id}");
         }
     }
-    h.send(master_message::Msg::Registered(AgentRegistered {
-        agent_id: "agent-1".into(),
-        master_id: "m".into(),
-        ping_interval_ms: 15_000,
-        takes_update_batches: false,
-    }))?;
+    h.send_registered("agent-1", false)?;
     // Exactly two updates: the unacknowledged FINISHED of "done" again (same uuid), and the
     // FINISHED of "quick" that happened while the agent was down.
     let mut got = BTreeMap::new();
@@ -269,12 +264,7 @@ async fn agent_stopped_with_keep_tasks_leaves_them_to_the_next_agent() -> Result
         }
         other => bail!("expected Reregister, got {other:?}"),
     }
-    h.send(master_message::Msg::Registered(AgentRegistered {
-        agent_id: "agent-1".into(),
-        master_id: "m".into(),
-        ping_interval_ms: 15_000,
-        takes_update_batches: false,
-    }))?;
+    h.send_registered("agent-1", false)?;
     h.send(master_message::Msg::KillTask(KillTask {
         framework_id: "fw".into(),
         task_id: "k".into(),
@@ -347,12 +337,7 @@ async fn update_checkpointed_then_restarted(legacy: bool) -> Result<()> {
         agent_message::Msg::Reregister(_) => {}
         other => bail!("expected Reregister, got {other:?}"),
     }
-    h.send(master_message::Msg::Registered(AgentRegistered {
-        agent_id: "agent-1".into(),
-        master_id: "m".into(),
-        ping_interval_ms: 15_000,
-        takes_update_batches: false,
-    }))?;
+    h.send_registered("agent-1", false)?;
     let again = h.expect_state(TaskState::TaskRunning).await?;
     assert_eq!(
         again.status.as_ref().map(|s| s.uuid.clone()),

@@ -305,6 +305,11 @@ impl Harness {
             }
             other => bail!("expected Register, got {other:?}"),
         }
+        self.send_registered(agent_id, takes_update_batches)
+    }
+
+    /// Tells the agent it is registered as `agent_id` (after its Register or Reregister).
+    pub fn send_registered(&self, agent_id: &str, takes_update_batches: bool) -> Result<()> {
         self.send(master_message::Msg::Registered(AgentRegistered {
             agent_id: agent_id.into(),
             master_id: "fake-master".into(),
