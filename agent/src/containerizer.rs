@@ -402,17 +402,12 @@ pub fn launch(
             let dir = run_dir.to_path_buf();
             let (info, spec) = (what.task, what.spec);
             let task = tokio::spawn(async move {
-                if let Err(e) = crate::executor::supervise(
-                    &dir,
-                    info,
-                    spec,
-                    kill_rx,
-                    crate::executor::Nudge::unit(nudge_tx, Default::default()),
-                )
-                .await
-                {
+                let nudge = crate::executor::Nudge::unit(nudge_tx, Default::default());
+                let supervised = crate::executor::supervise(&dir, info, spec, kill_rx, nudge).await;
+                if let Err(e) = &supervised {
                     warn!(run_dir = %dir.display(), error = %e, "in-process executor failed");
                 }
+                supervised
             });
             let watcher = tokio::spawn(watch(
                 run_dir.to_path_buf(),
@@ -521,7 +516,8 @@ pub fn alive(pid: u32, ticks: Option<u64>) -> bool {
 const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 
 enum Liveness {
-    Task(tokio::task::JoinHandle<()>),
+    /// The in-process executor: why it gave up on the task, if it did, once it has ended.
+    Task(tokio::task::JoinHandle<Result<(), String>>),
     Pid {
         pid: u32,
         start_ticks: Option<u64>,
@@ -540,9 +536,19 @@ impl Liveness {
     /// Why the executor is no longer running, if it is not.
     fn ended(&mut self) -> Option<String> {
         match self {
-            Liveness::Task(h) => h
-                .is_finished()
-                .then(|| "in-process executor ended".to_string()),
+            Liveness::Task(h) => {
+                if !h.is_finished() {
+                    return None;
+                }
+                // Finished, so ready; polled once only (the handle is replaced).
+                let why = match futures::FutureExt::now_or_never(h) {
+                    Some(Ok(Err(e))) => e,
+                    Some(Err(e)) => format!("in-process executor panicked: {e}"),
+                    Some(Ok(Ok(()))) | None => "in-process executor ended".to_string(),
+                };
+                *self = Liveness::Gone(why.clone());
+                Some(why)
+            }
             Liveness::Pid { pid, start_ticks } => {
                 (!alive(*pid, *start_ticks)).then(|| format!("executor process {pid} is gone"))
             }
@@ -723,64 +729,4 @@ async fn watch(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_task_its_supervisor_gave_up_on_is_reported_gone_with_why_after_its_events() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = protocol::EventLog::open(dir.path()).expect("log");
-        log.append(&ExecutorEvent::Started { pid: 7 })
-            .expect("started");
-        let (nudge_tx, nudge_rx) = mpsc::unbounded_channel();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let me = std::process::id();
-        let key = TaskKey::new("fw", "t");
-        let watcher = tokio::spawn(watch(
-            dir.path().to_path_buf(),
-            key,
-            1,
-            0,
-            Liveness::Pid {
-                pid: me,
-                start_ticks: start_ticks(me),
-            },
-            Nudges::Supervisor(nudge_rx),
-            tx,
-        ));
-        nudge_tx
-            .send(Woken::GaveUp(
-                "recording exited: No space left on device".into(),
-            ))
-            .expect("send");
-        let first = rx.recv().await.expect("the started event");
-        assert!(
-            matches!(
-                first.kind,
-                EventKind::Executor {
-                    event: ExecutorEvent::Started { pid: 7 },
-                    ..
-                }
-            ),
-            "{first:?}"
-        );
-        let gone = rx.recv().await.expect("gone");
-        match gone.kind {
-            EventKind::ExecutorGone { message } => {
-                assert_eq!(message, "recording exited: No space left on device");
-            }
-            other => panic!("expected ExecutorGone, got {other:?}"),
-        }
-        watcher.await.expect("the watcher ends");
-    }
-
-    #[test]
-    fn own_process_is_alive_with_matching_start_time() {
-        let me = std::process::id();
-        let t = start_ticks(me);
-        assert!(t.is_some());
-        assert!(alive(me, t));
-        assert!(!alive(me, t.map(|t| t + 1)));
-        assert!(!alive(u32::MAX - 1, None));
-    }
-}
+mod tests;
