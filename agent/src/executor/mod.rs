@@ -12,6 +12,8 @@ pub mod group_ns;
 pub mod protocol;
 pub mod supervisor;
 
+mod guards;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,10 +27,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::cgroups::{Cgroup, EndState, pool};
+use crate::cgroups::{Cgroup, pool};
 use crate::checks::{CheckConfig, HealthAction, HealthTracker};
 use crate::fetcher;
 use crate::process::{self, Termination};
+use guards::{CgroupGuard, ContainerGuard, TreeGuard};
 use protocol::{EventLog, ExecutorEvent, ExecutorSpec};
 
 /// How the executor was asked to run.
@@ -511,70 +514,6 @@ fn prepare_container(
     }
 }
 
-/// Deletes a task's container (forcibly) and releases its rootfs when dropped.
-struct ContainerGuard(Option<container::Launch>);
-
-impl ContainerGuard {
-    /// Deletes the container now (off the runtime's workers).
-    async fn finish(&mut self) {
-        if let Some(c) = self.0.take() {
-            let _ = tokio::task::spawn_blocking(move || c.finish()).await;
-        }
-    }
-}
-
-impl Drop for ContainerGuard {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            c.finish();
-        }
-    }
-}
-
-/// Kills a task's process group when dropped (or at [`TreeGuard::kill`]), once.
-struct TreeGuard(Option<u32>);
-
-impl TreeGuard {
-    fn kill(&mut self) {
-        if let Some(pid) = self.0.take() {
-            signal_tree(pid, None, Signal::SIGKILL);
-        }
-    }
-}
-
-impl Drop for TreeGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Kills what is left in a task's cgroups (unless [`CgroupGuard::empty`] did) and gives them
-/// back when dropped (kept for the next task when the pool is on and they are clean, else
-/// removed: [`pool::release`]).
-struct CgroupGuard<'a> {
-    cgroup: Option<&'a Cgroup>,
-    /// What [`CgroupGuard::empty`] found (the pool's check uses it too).
-    end: Option<EndState>,
-}
-
-impl CgroupGuard<'_> {
-    /// Kills everything left in the cgroups now; true if the OOM killer acted in them.
-    fn empty(&mut self) -> bool {
-        let end = self.cgroup.map(Cgroup::finish);
-        self.end = end;
-        end.is_some_and(|e| e.oom_killed())
-    }
-}
-
-impl Drop for CgroupGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(cg) = self.cgroup {
-            let end = self.end.unwrap_or_else(|| cg.finish());
-            pool::release(cg, &end);
-        }
-    }
-}
-
 async fn run_task(
     spec: &ExecutorSpec,
     task: &TaskInfo,
@@ -590,10 +529,7 @@ async fn run_task(
     } = prepared;
     // However this function ends, nothing of the task survives and its cgroups are removed
     // (the container, deleted first, has its cgroup below them).
-    let mut guard = CgroupGuard {
-        cgroup: cgroup.as_ref(),
-        end: None,
-    };
+    let mut guard = CgroupGuard::new(cgroup.as_ref());
     let mut container = ContainerGuard(container);
     // With v1 cgroups the command was spawned from inside them by the thread that prepared
     // it ([`prepare_and_spawn`]); otherwise (no cgroups, or v2, where a wrapper waits to be
