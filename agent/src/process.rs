@@ -160,6 +160,7 @@ pub fn build_command(
     wait_for_go: bool,
     user: Option<(u32, u32)>,
     pid_namespace: bool,
+    program: Option<&Path>,
 ) -> std::io::Result<tokio::process::Command> {
     let command = task.command.clone().unwrap_or_default();
     let direct = command.shell.then(|| direct_argv(&command.value)).flatten();
@@ -186,14 +187,25 @@ pub fn build_command(
             .args(&argv);
         c
     } else {
-        let mut c = tokio::process::Command::new(&argv[0]);
-        if !command.shell
-            && direct.is_none()
-            && !pid_namespace
-            && let Some(arg0) = command.arguments.first()
-        {
-            c.arg0(arg0);
-        }
+        let explicit_arg0 = (!command.shell && direct.is_none())
+            .then(|| command.arguments.first())
+            .flatten();
+        let mut c = match program.filter(|_| !pid_namespace) {
+            // Found already ([`find_program`]): one `execve`, not one per `PATH` entry in the
+            // spawned child; the task still sees the name it was given as `argv[0]`.
+            Some(path) => {
+                let mut c = tokio::process::Command::new(path);
+                c.arg0(explicit_arg0.unwrap_or(&argv[0]));
+                c
+            }
+            None => {
+                let mut c = tokio::process::Command::new(&argv[0]);
+                if let Some(arg0) = explicit_arg0.filter(|_| !pid_namespace) {
+                    c.arg0(arg0);
+                }
+                c
+            }
+        };
         c.args(&argv[1..]);
         c
     };
@@ -282,8 +294,9 @@ pub fn find_program(
         .map(|(_, v)| v.clone())
         .or_else(|| std::env::var("PATH").ok())
         .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    // Relative entries (`.`, an empty one, `bin`) are relative to where the task runs.
     path.split(':')
-        .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(program))
+        .map(|d| cwd.join(if d.is_empty() { "." } else { d }).join(program))
         .find(|p| runnable(p))
         .ok_or_else(not_found)
 }
@@ -401,6 +414,36 @@ mod tests {
         ] {
             assert_eq!(direct_argv(shell), None, "{shell:?} needs a shell");
         }
+    }
+
+    #[test]
+    fn programs_are_found_on_the_tasks_path_relative_entries_in_its_sandbox() {
+        use std::os::unix::fs::PermissionsExt;
+        let sandbox = tempfile::tempdir().expect("tempdir");
+        let bin = sandbox.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        let tool = bin.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").expect("tool");
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let plain = bin.join("plain");
+        std::fs::write(&plain, "").expect("plain");
+        let env = |path: &str| vec![("PATH".to_string(), path.to_string())];
+        let found = |name: &str, path: &str| find_program(name, &env(path), sandbox.path());
+        assert_eq!(found("tool", "/nonexistent:bin").ok(), Some(tool.clone()));
+        assert_eq!(
+            found("./bin/tool", "").ok(),
+            Some(sandbox.path().join("./bin/tool"))
+        );
+        let errno = |r: std::io::Result<std::path::PathBuf>| r.err().and_then(|e| e.raw_os_error());
+        assert_eq!(errno(found("tool", "/nonexistent")), Some(libc::ENOENT));
+        assert_eq!(
+            errno(found("plain", "bin")),
+            Some(libc::ENOENT),
+            "not executable: skipped"
+        );
+        assert_eq!(errno(found("bin/plain", "")), Some(libc::EACCES));
+        let sh = found("sh", "/usr/bin:/bin").expect("sh on the PATH");
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
     }
 
     #[test]

@@ -90,6 +90,35 @@ async fn commands_that_cannot_be_executed_fail_naming_the_errno() -> Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_found_on_the_path_keeps_its_name_as_argv0() -> Result<()> {
+    // The supervisor looks the program up once and spawns it by its path (one execve, not
+    // one per PATH entry); the task still sees the name it was given.
+    let mut h = Harness::start(|_| {}).await?;
+    h.register("agent-1").await?;
+    h.run_shell("fw", "direct", "cat /proc/self/cmdline")?;
+    let mut named = shell_task("named", "");
+    named.command = Some(proffer_proto::v1::CommandInfo {
+        shell: false,
+        value: "cat".into(),
+        arguments: vec!["my-cat".into(), "/proc/self/cmdline".into()],
+        ..Default::default()
+    });
+    h.run("fw", named)?;
+    let ids = ["direct", "named"].map(String::from).into_iter().collect();
+    let ended = until_terminal(&mut h, &ids).await?;
+    for (id, argv) in [
+        ("direct", "cat\0/proc/self/cmdline\0"),
+        ("named", "my-cat\0/proc/self/cmdline\0"),
+    ] {
+        let u = ended.get(id).context("ended")?;
+        assert_eq!(state_of(u), TaskState::TaskFinished, "{id}: {u:?}");
+        let out = std::fs::read_to_string(h.sandbox("fw", id).join("stdout"))?;
+        assert_eq!(out, argv, "{id}");
+    }
+    h.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_that_cannot_create_a_tasks_event_log_says_why_and_runs_the_next_task()
 -> Result<()> {
     use proffer_agent::executor::protocol::{ExecutorSpec, read_events};

@@ -518,7 +518,7 @@ fn runtime_command(
         }),
         ..Default::default()
     };
-    process::build_command(&runner, &[], sandbox, wait_for_go, None, false)
+    process::build_command(&runner, &[], sandbox, wait_for_go, None, false, None)
         .map_err(|e| e.to_string())
 }
 

@@ -443,14 +443,16 @@ fn prepare(spec: &ExecutorSpec, task: &TaskInfo, run_dir: &Path) -> Result<Prepa
             )
         })?;
     }
-    if spec.cgroup.is_some()
-        && let Some(program) = process::direct_program(task)
-    {
-        // The cgroup wrapper would report a missing program only as exit status 127.
-        process::find_program(&program, &spec.env, &spec.sandbox).map_err(|e| {
-            launch_failed(format!("`{program}`: {}", process::describe_io_error(&e)))
-        })?;
-    }
+    // Found here, the program is spawned by its path (one `execve`), and a missing one is
+    // named with its errno (a cgroup wrapper would report it only as exit status 127).
+    let program = match process::direct_program(task) {
+        Some(name) => Some(
+            process::find_program(&name, &spec.env, &spec.sandbox).map_err(|e| {
+                launch_failed(format!("`{name}`: {}", process::describe_io_error(&e)))
+            })?,
+        ),
+        None => None,
+    };
     let cgroup = match &spec.cgroup {
         Some(c) => Some(
             pool::acquire(c)
@@ -466,6 +468,7 @@ fn prepare(spec: &ExecutorSpec, task: &TaskInfo, run_dir: &Path) -> Result<Prepa
         cgroup.as_ref().is_some_and(|c| !c.per_thread()),
         user,
         spec.pid_namespace,
+        program.as_deref(),
     ) {
         Ok(cmd) => Ok(Prepared {
             cmd,
