@@ -1,6 +1,7 @@
 //! `proffer local`: a master (or, with `--masters N`, an HA group: `local_ha`) and N agents,
 //! plus a demo batch framework.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -258,7 +259,16 @@ fn start_agents(
         agent.port = u32::from(port);
         agent.http_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
         agent.attributes = vec![("local_agent".to_owned(), index.to_string())];
-        agents.push(tokio::spawn(proffer_agent::run(agent, cancel.clone())));
+        let stop = cancel.clone();
+        agents.push(tokio::spawn(async move {
+            let ran = proffer_agent::run(agent, stop).await;
+            if let Err(e) = &ran {
+                // Said at once (the rest of the cluster goes on), not only at shutdown; not
+                // `eprintln!`, which panics when stderr cannot be written (a full disk).
+                let _ = writeln!(std::io::stderr(), "error: agent {index} stopped: {e}");
+            }
+            ran
+        }));
     }
     Ok(agents)
 }
