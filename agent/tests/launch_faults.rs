@@ -147,11 +147,13 @@ async fn a_supervisor_that_cannot_create_a_tasks_event_log_says_why_and_runs_the
         user: None,
         pid_namespace: false,
     };
+    // Its own log is on the full disk too: writing to it fails (ENOSPC) and must not stop it.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full")?;
     let mut sup = tokio::process::Command::new(env!("CARGO_BIN_EXE_proffer-agent"))
         .args(["executor", "--supervisor"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(full)
         .kill_on_drop(true)
         .spawn()?;
     let mut stdin = sup.stdin.take().context("stdin")?;

@@ -34,6 +34,13 @@ use crate::process::{self, Termination};
 use guards::{CgroupGuard, ContainerGuard, TreeGuard};
 use protocol::{EventLog, ExecutorEvent, ExecutorSpec};
 
+/// Writes a line to the executor's log (its stderr: a file next to its tasks' run
+/// directories). Not `eprintln!`, which panics when the line cannot be written (a full disk);
+/// the executor goes on without the line.
+pub(crate) fn log_line(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// How the executor was asked to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecutorMode {
@@ -106,7 +113,7 @@ pub async fn run_process(mode: ExecutorMode) -> i32 {
                 }
             });
         }
-        Err(e) => eprintln!("executor: cannot handle SIGTERM: {e}"),
+        Err(e) => log_line(format_args!("executor: cannot handle SIGTERM: {e}")),
     }
     let mut stdout = tokio::io::stdout();
     let (nudge_tx, mut nudge_rx) = mpsc::unbounded_channel::<()>();
@@ -126,7 +133,7 @@ pub async fn run_process(mode: ExecutorMode) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("executor: {e}");
+            log_line(format_args!("executor: {e}"));
             1
         }
     }
@@ -159,10 +166,10 @@ impl AgentLink {
         let synced = std::fs::File::open(run_dir)
             .and_then(|d| rustix::fs::syncfs(&d).map_err(std::io::Error::from));
         if let Err(e) = synced {
-            eprintln!(
+            log_line(format_args!(
                 "executor: the agent is gone and syncing {} failed: {e}",
                 run_dir.display()
-            );
+            ));
         }
     }
 
@@ -620,7 +627,7 @@ async fn run_task(
     let health_cfg = match health_cfg {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("executor: health check ignored: {e}");
+            log_line(format_args!("executor: health check ignored: {e}"));
             None
         }
     };

@@ -186,7 +186,9 @@ pub async fn run_supervisor() -> i32 {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => Some(t),
         Err(e) => {
-            eprintln!("executor supervisor: cannot handle SIGTERM: {e}");
+            super::log_line(format_args!(
+                "executor supervisor: cannot handle SIGTERM: {e}"
+            ));
             None
         }
     };
@@ -221,7 +223,7 @@ pub async fn run_supervisor() -> i32 {
                             kill_if_requested(&dir, t);
                         }
                     }
-                    Err(e) => eprintln!("executor supervisor: {e}"),
+                    Err(e) => super::log_line(format_args!("executor supervisor: {e}")),
                 },
                 Ok(None) | Err(_) => stdin_open = false,
             },
@@ -278,7 +280,10 @@ fn start(
             None => super::supervise_dir(&dir, kill_rx, nudge).await,
         };
         if let Err(error) = supervised {
-            eprintln!("executor supervisor: {}: {error}", dir.display());
+            super::log_line(format_args!(
+                "executor supervisor: {}: {error}",
+                dir.display()
+            ));
             // Its end is not in its log: the agent would wait for it for ever.
             let _ = nudges.send(Notice::GaveUp {
                 run_dir: dir.clone(),
