@@ -447,11 +447,6 @@ impl Cgroup {
         }
     }
 
-    /// Whether the kernel's OOM killer killed a process of this cgroup.
-    pub fn oom_killed(&self) -> bool {
-        oom_killed(&self.spec)
-    }
-
     /// Current usage.
     pub fn usage(&self) -> Usage {
         usage(&self.spec)
@@ -532,11 +527,6 @@ pub fn kill_all(spec: &CgroupSpec) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     procs_of(spec).is_empty()
-}
-
-/// Whether the OOM killer acted in the cgroup.
-pub fn oom_killed(spec: &CgroupSpec) -> bool {
-    memory_counters(spec).oom_killed()
 }
 
 /// Usage of the task's cgroup (zeros where a controller is missing).
@@ -653,7 +643,7 @@ proc /proc proc rw 0 0
             "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
         )
         .expect("w");
-        assert!(cg.oom_killed());
+        assert!(cg.finish().oom_killed());
         std::fs::write(root.join("cpuacct/proffer/c1/cpuacct.usage"), "12345\n").expect("w");
         std::fs::write(
             root.join("memory/proffer/c1/memory.stat"),
@@ -741,6 +731,6 @@ proc /proc proc rw 0 0
             "low 0\nmax 3\noom 1\noom_kill 1\n",
         )
         .expect("w");
-        assert!(cg.oom_killed());
+        assert!(cg.finish().oom_killed());
     }
 }

@@ -526,7 +526,7 @@ fn runtime_command(
 /// request while the task's memory cgroup hit its limit (v1: `memory.failcnt`, or the peak
 /// usage at the limit; the kernel counts the kill in the container's own cgroup, which the
 /// runtime removes; on v2 the hierarchical `memory.events` is read by
-/// [`crate::cgroups::Cgroup::oom_killed`]).
+/// [`crate::cgroups::Cgroup::finish`]).
 pub fn oom_killed(cgroup: Option<&crate::cgroups::CgroupSpec>, exit_code: Option<i32>) -> bool {
     let Some(dir) = cgroup.and_then(|c| c.dir_of("memory")) else {
         return false;
