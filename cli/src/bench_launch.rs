@@ -557,7 +557,6 @@ impl Cluster {
     }
 }
 
-/// Spawns `cmd` `n` times in a loop on one thread, then `n` times on one thread per core.
 /// Whether cgroup moves wait for RCU grace periods here (the supervisor moves a thread six
 /// times per task): figures taken with and without `cgroup_favordynmods` differ.
 fn favordynmods_line() -> String {
@@ -570,6 +569,7 @@ fn favordynmods_line() -> String {
     }
 }
 
+/// Spawns `cmd` `n` times in a loop on one thread, then `n` times on one thread per core.
 fn raw_spawn_rate(cmd: &str, n: usize) -> anyhow::Result<Raw> {
     let direct = proffer_agent::process::direct_argv(cmd);
     let argv = match &direct {

@@ -576,8 +576,8 @@ impl<P: FnMut(&BatchProgress)> Run<P> {
         }
     }
 
-    /// Keeps the offer limit near the queue (nothing to do while the queue is empty: the
-    /// framework is suppressed then).
+    /// Keeps the offer limit near the demand ([`offer_demand`]: the queue and the tasks due
+    /// soon; nothing to do while there is none: the framework is suppressed then).
     async fn adjust_offer_limit(&mut self) {
         let demand = offer_demand(self.pending.len(), &self.arrivals);
         if demand == 0 {

@@ -157,23 +157,22 @@ mod tests {
         assert!(text.contains("failed 1"), "{text}");
         assert!(text.contains("offers received 0, declined 0"), "{text}");
         assert!(!text.contains("launch→RUNNING"), "{text}");
-        s.launch_to_running = Some(Percentiles {
-            count: 3,
-            p50: Duration::from_micros(2500),
-            p99: Duration::from_millis(40),
-            max: Duration::from_millis(41),
-        });
+        // Three samples with these percentiles, in microseconds.
+        let p = |p50, p99, max| {
+            Some(Percentiles {
+                count: 3,
+                p50: Duration::from_micros(p50),
+                p99: Duration::from_micros(p99),
+                max: Duration::from_micros(max),
+            })
+        };
+        s.launch_to_running = p(2500, 40_000, 41_000);
         let text = s.to_string();
         assert!(
             text.ends_with("declined 0; launch→RUNNING p50 2.5 ms, p99 40 ms, max 41 ms"),
             "{text}"
         );
-        s.arrival_to_launch = Some(Percentiles {
-            count: 3,
-            p50: Duration::from_micros(4200),
-            p99: Duration::from_millis(12),
-            max: Duration::from_millis(13),
-        });
+        s.arrival_to_launch = p(4200, 12_000, 13_000);
         let text = s.to_string();
         assert!(
             text.ends_with(

@@ -13,69 +13,27 @@ fn invalid(spec: BatchSpec) -> String {
 fn validation_names_the_problem() {
     let ok = BatchSpec::new("b", 3, "true");
     assert!(ok.validate().is_ok());
-    assert!(
-        invalid(BatchSpec {
-            tasks: 0,
-            ..ok.clone()
-        })
-        .contains("tasks")
-    );
-    assert!(
-        invalid(BatchSpec {
-            cmd: " ".into(),
-            ..ok.clone()
-        })
-        .contains("cmd")
-    );
-    assert!(
-        invalid(BatchSpec {
-            cpus: 0.0,
-            ..ok.clone()
-        })
-        .contains("cpus")
-    );
-    assert!(
-        invalid(BatchSpec {
-            cpus: 0.0001,
-            ..ok.clone()
-        })
-        .contains("rounds to zero")
-    );
-    assert!(
-        invalid(BatchSpec {
-            mem: -1.0,
-            ..ok.clone()
-        })
-        .contains("mem")
-    );
-    assert!(
-        invalid(BatchSpec {
-            mem: f64::NAN,
-            ..ok.clone()
-        })
-        .contains("mem")
-    );
-    assert!(
-        invalid(BatchSpec {
-            name: String::new(),
-            ..ok.clone()
-        })
-        .contains("name")
-    );
-    assert!(
-        invalid(BatchSpec {
-            role: "a b".into(),
-            ..ok.clone()
-        })
-        .contains("role")
-    );
-    assert!(
-        invalid(BatchSpec {
-            failover_timeout_secs: -1.0,
-            ..ok
-        })
-        .contains("failover")
-    );
+    // `ok` with one field made wrong.
+    let with = |wrong: fn(&mut BatchSpec)| {
+        let mut spec = ok.clone();
+        wrong(&mut spec);
+        spec
+    };
+    let cases: [(BatchSpec, &str); 9] = [
+        (with(|s| s.tasks = 0), "tasks"),
+        (with(|s| s.cmd = " ".into()), "cmd"),
+        (with(|s| s.cpus = 0.0), "cpus"),
+        (with(|s| s.cpus = 0.0001), "rounds to zero"),
+        (with(|s| s.mem = -1.0), "mem"),
+        (with(|s| s.mem = f64::NAN), "mem"),
+        (with(|s| s.name = String::new()), "name"),
+        (with(|s| s.role = "a b".into()), "role"),
+        (with(|s| s.failover_timeout_secs = -1.0), "failover"),
+    ];
+    for (spec, names) in cases {
+        let m = invalid(spec);
+        assert!(m.contains(names), "`{m}` does not name {names}");
+    }
 }
 
 #[test]
