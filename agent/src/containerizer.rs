@@ -607,29 +607,26 @@ pub(crate) enum Woken {
 impl Nudges {
     /// Waits for a nudge or `poll`, whichever comes first.
     async fn wait(&mut self, poll: Duration) -> Woken {
-        let got = match self {
-            Nudges::Unit(rx) => {
-                tokio::select! {
-                    r = rx.recv() => r.map(|()| Woken::Nudged),
-                    () = tokio::time::sleep(poll) => Some(Woken::Polled),
-                }
-            }
-            Nudges::Supervisor(rx) => {
-                tokio::select! {
-                    r = rx.recv() => r,
-                    () = tokio::time::sleep(poll) => Some(Woken::Polled),
-                }
-            }
-            Nudges::None => {
-                tokio::time::sleep(poll).await;
-                Some(Woken::Polled)
+        let next = async {
+            match self {
+                Nudges::Unit(rx) => Some(rx.recv().await.map(|()| Woken::Nudged)),
+                Nudges::Supervisor(rx) => Some(rx.recv().await),
+                Nudges::None => std::future::pending().await,
             }
         };
-        got.unwrap_or_else(|| {
-            // The sender is gone (the executor's stdout closed): poll from now on.
-            *self = Nudges::None;
-            Woken::Polled
-        })
+        let got = tokio::select! {
+            got = next => got,
+            () = tokio::time::sleep(poll) => None,
+        };
+        match got {
+            Some(Some(woken)) => woken,
+            None => Woken::Polled,
+            Some(None) => {
+                // The sender is gone (the executor's stdout closed): poll from now on.
+                *self = Nudges::None;
+                Woken::Polled
+            }
+        }
     }
 }
 

@@ -187,25 +187,17 @@ pub fn build_command(
             .args(&argv);
         c
     } else {
-        let explicit_arg0 = (!command.shell && direct.is_none())
+        // Found already ([`find_program`]), the program is run by its path: one `execve`, not
+        // one per `PATH` entry in the spawned child (`unshare` is looked up as before).
+        let found = program.filter(|_| !pid_namespace);
+        let mut c = tokio::process::Command::new(found.unwrap_or(Path::new(&argv[0])));
+        let explicit_arg0 = (!command.shell && direct.is_none() && !pid_namespace)
             .then(|| command.arguments.first())
             .flatten();
-        let mut c = match program.filter(|_| !pid_namespace) {
-            // Found already ([`find_program`]): one `execve`, not one per `PATH` entry in the
-            // spawned child; the task still sees the name it was given as `argv[0]`.
-            Some(path) => {
-                let mut c = tokio::process::Command::new(path);
-                c.arg0(explicit_arg0.unwrap_or(&argv[0]));
-                c
-            }
-            None => {
-                let mut c = tokio::process::Command::new(&argv[0]);
-                if let Some(arg0) = explicit_arg0.filter(|_| !pid_namespace) {
-                    c.arg0(arg0);
-                }
-                c
-            }
-        };
+        // The task sees the name it was given as `argv[0]`, not the path found.
+        if let Some(arg0) = explicit_arg0.or(found.map(|_| &argv[0])) {
+            c.arg0(arg0);
+        }
         c.args(&argv[1..]);
         c
     };
