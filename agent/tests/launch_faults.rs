@@ -376,21 +376,19 @@ async fn an_agent_killed_in_the_middle_of_a_launch_batch_loses_no_task_and_runs_
     h.stop().await
 }
 
-/// Acknowledges the status updates among `msgs`; returns the ids of their tasks.
-fn ack_all(h: &Harness, msgs: &[agent_message::Msg]) -> Result<Vec<String>> {
-    let mut ids = Vec::new();
+/// Acknowledges the status updates among `msgs`.
+fn ack_all(h: &Harness, msgs: &[agent_message::Msg]) -> Result<()> {
     for m in msgs {
         let updates = match m {
-            agent_message::Msg::StatusUpdate(u) => vec![u.clone()],
-            agent_message::Msg::StatusUpdates(b) => b.updates.clone(),
+            agent_message::Msg::StatusUpdate(u) => std::slice::from_ref(u),
+            agent_message::Msg::StatusUpdates(b) => b.updates.as_slice(),
             _ => continue,
         };
         for u in updates {
-            h.ack(&u)?;
-            ids.extend(u.status.map(|s| s.task_id));
+            h.ack(u)?;
         }
     }
-    Ok(ids)
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
