@@ -121,7 +121,7 @@ pub enum Notice {
 }
 
 /// The JSON after the `!` of a [`Notice::GaveUp`] line.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct GaveUpLine {
     run_dir: PathBuf,
     error: String,
@@ -133,21 +133,12 @@ impl Notice {
         match self {
             Notice::Events(dir) => buf.extend_from_slice(dir.as_os_str().as_encoded_bytes()),
             Notice::GaveUp { run_dir, error } => {
-                let l = GaveUpLine {
-                    run_dir: run_dir.clone(),
-                    error: error.clone(),
-                };
+                // A run directory that is not UTF-8 goes under a lossy name (the agent cannot
+                // route it, but the line is not lost); the fields are [`GaveUpLine`]'s.
+                let json =
+                    serde_json::json!({"run_dir": run_dir.to_string_lossy(), "error": error});
                 buf.push(b'!');
-                // A run directory that is not UTF-8 cannot go into JSON: the error still goes
-                // to the agent, under a lossy name it cannot route, rather than nothing.
-                let json = serde_json::to_vec(&l).unwrap_or_else(|_| {
-                    let lossy = GaveUpLine {
-                        run_dir: PathBuf::from(run_dir.to_string_lossy().into_owned()),
-                        error: error.clone(),
-                    };
-                    serde_json::to_vec(&lossy).unwrap_or_default()
-                });
-                buf.extend_from_slice(&json);
+                buf.extend_from_slice(json.to_string().as_bytes());
             }
         }
         buf.push(b'\n');
