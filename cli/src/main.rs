@@ -194,6 +194,20 @@ struct StateArgs {
     json: bool,
 }
 
+/// The tokio runtime a command runs on: one worker per core, but for a supervising executor
+/// ([`executor::worker_threads`]). `TOKIO_WORKER_THREADS` still sets the count for any command.
+fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Command::Executor(args) = command
+        && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
+        && let Some(n) = executor::worker_threads(args)
+    {
+        builder.worker_threads(n);
+    }
+    builder.build()
+}
+
 /// Flags of `proffer tasks`.
 #[derive(Debug, clap::Args)]
 struct TasksArgs {
@@ -231,7 +245,7 @@ fn main() -> ExitCode {
         eprintln!("error: {err:#}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime_for(&cli.command) {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the tokio runtime: {err}");
