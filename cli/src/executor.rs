@@ -30,8 +30,10 @@ pub struct ExecutorArgs {
 /// (measured: `docs/launch-performance.md`, seventh session). `None`: the default, one per
 /// core.
 pub fn worker_threads(args: &ExecutorArgs) -> Option<usize> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    args.supervisor.then(|| (2 * cores).clamp(4, 16))
+    args.supervisor.then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        (2 * cores).clamp(4, 16)
+    })
 }
 
 /// Runs the executor; `Ok(false)` when it could not record the task's end.
