@@ -57,9 +57,7 @@ impl<'a> CgroupGuard<'a> {
     pub(super) fn new(cgroup: Option<&'a Cgroup>) -> Self {
         CgroupGuard { cgroup, end: None }
     }
-}
 
-impl CgroupGuard<'_> {
     /// Kills everything left in the cgroups now; true if the OOM killer acted in them.
     pub(super) fn empty(&mut self) -> bool {
         let end = self.cgroup.map(Cgroup::finish);
